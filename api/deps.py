@@ -1,0 +1,31 @@
+"""What routes declare they need: a connection, the actor, the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import psycopg
+from fastapi import Depends, Header, Request
+
+from core.settings import Settings
+from registry.changes import Actor
+
+
+def _conn(request: Request) -> Iterator[psycopg.Connection]:
+    with request.app.state.pool.connection() as conn:
+        yield conn
+
+
+def _actor(x_actor: Annotated[str | None, Header(description="who makes the change, for the change log")] = None,
+           ) -> Actor:
+    return Actor(x_actor.strip()[:100] if x_actor and x_actor.strip() else "api")
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+ConnDep = Annotated[psycopg.Connection, Depends(_conn)]
+ActorDep = Annotated[Actor, Depends(_actor)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -1,0 +1,62 @@
+"""Terminals: every sensing device in the ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from api.deps import ActorDep, ConnDep
+from api.routes.filters import TerminalSearch
+from api.schemas import Created, Page
+from registry import exporter, queries, service
+from registry.models import Terminal, TerminalIn, TerminalPatch
+
+router = APIRouter(prefix="/api/v1/terminals", tags=["terminals"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("", response_model=Page[Terminal], responses={200: {"content": {"application/geo+json": {}}}})
+def list_terminals(
+    conn: ConnDep, search: TerminalSearch, limit: Limit = 100, count: bool = False,
+    format: Literal["json", "geojson"] = "json",
+):
+    """Search terminals, ordered by city code, one page at a time."""
+    rows = queries.search_terminals(conn, search, limit + 1)
+    next_cursor = rows[limit - 1].code if len(rows) > limit else None
+    rows = rows[:limit]
+    total = queries.count_terminals(conn, search) if count else None
+    if format == "geojson":
+        body = exporter.to_geojson(rows) | {"next": next_cursor, "count": total}
+        return JSONResponse(body, media_type="application/geo+json")
+    return Page[Terminal](data=rows, next=next_cursor, count=total)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=Created)
+def create_terminal(conn: ConnDep, actor: ActorDep, item: TerminalIn) -> Created:
+    """Register a terminal; a city code is issued when none is given."""
+    with conn.transaction():
+        return Created(code=service.create_terminal(conn, item, actor))
+
+
+@router.get("/{code}", response_model=Terminal)
+def get_terminal(conn: ConnDep, code: str) -> Terminal:
+    return service.require_terminal(conn, code)
+
+
+@router.patch("/{code}", response_model=Terminal)
+def update_terminal(conn: ConnDep, actor: ActorDep, code: str, patch: TerminalPatch) -> Terminal:
+    """Change some fields; moving to another pole moves the terminal to it unless a location is given."""
+    with conn.transaction():
+        service.update_terminal(conn, code, patch, actor)
+    return service.require_terminal(conn, code)
+
+
+@router.delete("/{code}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_terminal(conn: ConnDep, actor: ActorDep, code: str) -> Response:
+    """Remove a terminal from the ledger (prefer status=retired to keep its history readable)."""
+    with conn.transaction():
+        service.delete_terminal(conn, code, actor)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,65 @@
+"""Bulk import of census sheets, exports and the blank template."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from api.deps import ActorDep, ConnDep
+from api.routes.filters import TerminalSearch
+from registry import exporter, queries
+from registry.errors import Invalid
+from registry.importer import run_import
+
+router = APIRouter(prefix="/api/v1/ledger", tags=["import and export"])
+
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+_MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+@router.post("/import")
+def import_sheet(
+    conn: ConnDep,
+    actor: ActorDep,
+    file: Annotated[UploadFile, File(description="CSV (UTF-8, UTF-8 BOM or GBK) or XLSX census sheet")],
+    dry_run: Annotated[bool, Query(description="check everything, write nothing")] = False,
+    skip_invalid: Annotated[bool, Query(description="apply the good rows even if some are bad")] = False,
+) -> JSONResponse:
+    """Upsert poles and terminals by city code. Every bad row is reported with its row number, column and
+    reason; unless ``skip_invalid``, nothing is written when any row is bad (422)."""
+    data = file.file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise Invalid(f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB; split it", field="file")
+    report = run_import(conn, data, file.filename or "", actor, dry_run=dry_run, skip_invalid=skip_invalid)
+    ok = report.applied or (dry_run and not report.errors)
+    return JSONResponse(dataclasses.asdict(report), status_code=200 if ok else 422)
+
+
+@router.get("/export")
+def export(
+    conn: ConnDep,
+    search: TerminalSearch,
+    format: Literal["csv", "xlsx", "geojson"] = "csv",
+    lang: Annotated[Literal["zh", "en"], Query(description="header language of CSV and XLSX")] = "zh",
+) -> Response:
+    """The terminals matching the filters, in a form the import reads back."""
+    terminals = queries.search_terminals(conn, search, limit=1_000_000)
+    if format == "geojson":
+        return JSONResponse(exporter.to_geojson(terminals), media_type="application/geo+json")
+    body = exporter.to_csv(terminals, lang) if format == "csv" else exporter.to_xlsx(terminals, lang)
+    return Response(body, media_type=_MEDIA[format],
+                    headers={"Content-Disposition": f'attachment; filename="ganzhi-terminals.{format}"'})
+
+
+@router.get("/template")
+def template(format: Literal["csv", "xlsx"] = "xlsx") -> Response:
+    """A blank census sheet with the headers the import reads (XLSX has a help sheet of accepted values)."""
+    body = exporter.template_csv() if format == "csv" else exporter.template_xlsx()
+    return Response(body, media_type=_MEDIA[format],
+                    headers={"Content-Disposition": f'attachment; filename="ganzhi-ledger-template.{format}"'})

@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, database pool and migrations, time partitions, logging, local servers."""

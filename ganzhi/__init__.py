@@ -1,0 +1,1 @@
+"""The composition package: the ``ganzhi`` command and what `up` starts."""

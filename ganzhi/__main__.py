@@ -1,0 +1,3 @@
+from ganzhi.cli import main
+
+main()

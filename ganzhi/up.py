@@ -1,0 +1,127 @@
+"""`ganzhi up`: the whole platform on one machine, on embedded defaults.
+
+Starts (unless DATABASE_URL / MQTT_URL point elsewhere) an embedded PostgreSQL and a
+local MQTT broker, migrates, loads the demo ledger into an empty database, serves the
+API, keeps the readings partitions, and on Ctrl-C or SIGTERM stops everything it
+started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+
+import uvicorn
+
+from api.app import create_app
+from core import db
+from core.broker import LocalBroker
+from core.embedded import EmbeddedPostgres
+from core.settings import Settings
+from ganzhi import database
+from ingest import store
+from registry import demo
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL_S = 3600
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `up` owns the signals and the shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+async def run(settings: Settings, *, load_demo: bool) -> None:
+    _require_free_ports(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        url = await _database(settings, stack)
+        await asyncio.to_thread(database.prepare, url, settings)
+        if load_demo:
+            await asyncio.to_thread(_load_demo_if_empty, url)
+        await _broker(settings, stack)
+        server = _Server(uvicorn.Config(create_app(settings, url), host=settings.http_host, port=settings.http_port,
+                                        log_level="warning", lifespan="on"))
+        serving = asyncio.create_task(server.serve())
+        maintaining = asyncio.create_task(_maintain_forever(url, settings))
+        log.info("Ganzhi is up: API on http://%s:%d (docs at /docs); Ctrl-C stops it",
+                 settings.http_host, settings.http_port)
+        await _wait_for(stop, serving)
+        server.should_exit = True
+        maintaining.cancel()
+        await asyncio.gather(serving, maintaining, return_exceptions=True)
+    log.info("Ganzhi stopped")
+
+
+def _require_free_ports(settings: Settings) -> None:
+    """Fail before starting anything when a port we would listen on is taken."""
+    wanted = [("GANZHI_HTTP_PORT", settings.http_host, settings.http_port)]
+    if not settings.database_url:
+        wanted.append(("GANZHI_EMBEDDED_PG_PORT", "127.0.0.1", settings.embedded_pg_port))
+    if not settings.mqtt_url:
+        wanted.append(("GANZHI_EMBEDDED_MQTT_PORT", "127.0.0.1", settings.embedded_mqtt_port))
+    for variable, host, port in wanted:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise SystemExit(f"port {host}:{port} is in use ({exc.strerror}); set {variable} to another") from exc
+
+
+async def _database(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
+    if settings.database_url:
+        return settings.database_url
+    server = EmbeddedPostgres(settings.var_dir / "pgdata", settings.embedded_pg_port)
+    url = await asyncio.to_thread(server.start)
+    stack.push_async_callback(asyncio.to_thread, server.stop)
+    return url
+
+
+async def _broker(settings: Settings, stack: contextlib.AsyncExitStack) -> None:
+    if settings.mqtt_url:
+        return
+    broker = LocalBroker(settings.var_dir / "mqtt", settings.embedded_mqtt_port)
+    await broker.start()
+    stack.push_async_callback(broker.stop)
+
+
+def _load_demo_if_empty(url: str) -> None:
+    with db.connect(url) as conn:
+        if conn.execute("select exists (select 1 from terminal)").fetchone()[0]:
+            return
+        poles, terminals = demo.load(conn)
+        log.info("loaded the Suihua demo ledger: %d poles, %d terminals", poles, terminals)
+
+
+async def _maintain_forever(url: str, settings: Settings) -> None:
+    while True:
+        await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+        try:
+            await asyncio.to_thread(_maintain, url, settings)
+        except Exception:
+            log.exception("readings partition maintenance failed; will retry in an hour")
+
+
+def _maintain(url: str, settings: Settings) -> None:
+    with db.connect(url) as conn:
+        store.maintain(conn, settings.retention_days, settings.partition_premake_days)
+
+
+async def _wait_for(stop: asyncio.Event, serving: asyncio.Task) -> None:
+    """Until a stop signal, or the API server ending by itself (say, its port is taken)."""
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({stopping, serving}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if serving in done and not stop.is_set():
+        log.error("the API server stopped unexpectedly (is port in use?); shutting down")

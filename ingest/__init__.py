@@ -1,0 +1,1 @@
+"""Ingestion into the time-series store of readings."""

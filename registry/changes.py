@@ -1,0 +1,53 @@
+"""Change-log rows: who changed what, when, before and after."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+_BOOKKEEPING = ("created_at", "updated_at", "terminal_count")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change and under which request or import batch."""
+
+    name: str
+    batch_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+def snapshot(obj: BaseModel | dict | None) -> dict | None:
+    """The JSON form of an object for the change log, without bookkeeping fields."""
+    if obj is None:
+        return None
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json", exclude=set(_BOOKKEEPING) & set(type(obj).model_fields))
+    return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in obj.items() if k not in _BOOKKEEPING}
+
+
+def change_row(
+    actor: Actor, action: str, object_type: str, code: str, before: dict | None, after: dict | None,
+    *, related: tuple[str, str] | None = None, summary: str | None = None,
+) -> dict:
+    return {
+        "actor": actor.name,
+        "batch_id": actor.batch_id,
+        "action": action,
+        "object_type": object_type,
+        "object_code": code,
+        "related_type": related[0] if related else None,
+        "related_code": related[1] if related else None,
+        "summary": summary or _summary(action, object_type, code, before, after),
+        "before": before,
+        "after": after,
+    }
+
+
+def _summary(action: str, object_type: str, code: str, before: dict | None, after: dict | None) -> str:
+    if action != "update" or before is None or after is None:
+        return f"{action} {object_type} {code}"
+    changed = sorted(k for k in after if before.get(k) != after.get(k))
+    return f"update {object_type} {code}: {', '.join(changed)}"

@@ -1,0 +1,190 @@
+"""The ledger's domain objects and the shapes a write may take."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Status(StrEnum):
+    planned = "planned"
+    active = "active"
+    maintenance = "maintenance"
+    retired = "retired"
+
+
+class Protocol(StrEnum):
+    mqtt = "mqtt"
+    hj212 = "hj212"
+    rtsp = "rtsp"
+    http = "http"
+    other = "other"
+
+
+class DivisionLevel(StrEnum):
+    township = "township"
+    grid = "grid"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PoleIn(_In):
+    """A smart pole to create or replace; ``code`` is issued when absent."""
+
+    code: str | None = None
+    name: str = Field(min_length=1, max_length=200)
+    department: str = Field(description="owning department: code or name")
+    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-180, le=180, description="WGS84; checked against the divisions")
+    address: str | None = Field(default=None, max_length=300)
+    install_date: dt.date | None = None
+    status: Status = Status.active
+
+
+class PolePatch(_In):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    department: str | None = None
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    lat: float | None = Field(default=None, ge=-180, le=180)
+    address: str | None = Field(default=None, max_length=300)
+    install_date: dt.date | None = None
+    status: Status | None = None
+
+
+class TerminalIn(_In):
+    """A terminal to create or replace. Left out: ``code`` is issued, ``department`` is the kind's
+    usual steward, location is the host pole's, interval and metrics are the kind's defaults."""
+
+    code: str | None = None
+    name: str = Field(min_length=1, max_length=200)
+    kind: str
+    department: str | None = Field(default=None, description="steward department: code or name")
+    pole: str | None = Field(default=None, description="city code of the host pole")
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    lat: float | None = Field(default=None, ge=-180, le=180)
+    address: str | None = Field(default=None, max_length=300)
+    install_date: dt.date | None = None
+    status: Status = Status.active
+    vendor: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=100)
+    protocol: Protocol = Protocol.mqtt
+    report_interval_s: int | None = Field(default=None, gt=0, le=86400 * 31)
+    metrics: list[str] | None = None
+    attrs: dict = Field(default_factory=dict)
+
+
+class TerminalPatch(_In):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    department: str | None = None
+    pole: str | None = None
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    lat: float | None = Field(default=None, ge=-180, le=180)
+    address: str | None = Field(default=None, max_length=300)
+    install_date: dt.date | None = None
+    status: Status | None = None
+    vendor: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=100)
+    protocol: Protocol | None = None
+    report_interval_s: int | None = Field(default=None, gt=0, le=86400 * 31)
+    metrics: list[str] | None = None
+    attrs: dict | None = None
+
+
+class DivisionIn(_In):
+    """A township or grid below an existing division."""
+
+    code: str = Field(pattern=r"^[0-9]{9}([0-9]{3})?$")
+    name: str = Field(min_length=1, max_length=100)
+    name_en: str | None = None
+    level: DivisionLevel
+    parent: str
+    boundary: dict | None = Field(default=None, description="GeoJSON Polygon or MultiPolygon, WGS84")
+
+
+class GrantIn(_In):
+    steward: str
+    grantee: str
+    kind: str | None = None
+    note: str | None = Field(default=None, max_length=500)
+
+
+class Pole(BaseModel):
+    code: str
+    name: str
+    department: str
+    division: str
+    lon: float
+    lat: float
+    address: str | None
+    install_date: dt.date | None
+    status: Status
+    terminal_count: int = 0
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class Terminal(BaseModel):
+    code: str
+    name: str
+    kind: str
+    department: str
+    pole: str | None
+    division: str
+    lon: float
+    lat: float
+    address: str | None
+    install_date: dt.date | None
+    status: Status
+    vendor: str | None
+    model: str | None
+    protocol: Protocol
+    report_interval_s: int
+    metrics: list[str]
+    attrs: dict
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class Division(BaseModel):
+    code: str
+    name: str
+    name_en: str | None
+    level: str
+    parent: str | None
+
+
+class DepartmentOut(BaseModel):
+    code: str
+    name: str
+    name_en: str
+    aliases: list[str]
+    bureau: str
+
+
+class Grant(BaseModel):
+    id: int
+    steward: str
+    grantee: str
+    kind: str | None
+    granted_by: str
+    granted_at: dt.datetime
+    note: str | None
+
+
+class Change(BaseModel):
+    id: int
+    at: dt.datetime
+    actor: str
+    batch_id: str | None
+    action: str
+    object_type: str
+    object_code: str
+    related_type: str | None
+    related_code: str | None
+    summary: str
+    before: dict | None
+    after: dict | None

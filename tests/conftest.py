@@ -1,0 +1,149 @@
+"""Test services: a real PostgreSQL (DATABASE_URL, else an embedded server), a real
+mosquitto started with the project's configuration, and the API over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from api.app import create_app
+from core.broker import LocalBroker
+from core.embedded import EmbeddedPostgres
+from core.settings import Settings, get_settings
+from ganzhi.database import prepare
+from registry.lookups import forget_divisions
+
+LEDGER_TABLES = "terminal, pole, change, sharing_grant, code_sequence, reading"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory) -> Iterator[str]:
+    """A PostgreSQL server: DATABASE_URL's, or an embedded one for this run."""
+    configured = get_settings().database_url
+    if configured:
+        try:
+            psycopg.connect(configured, connect_timeout=5).close()
+        except psycopg.OperationalError as exc:
+            pytest.exit(f"DATABASE_URL={configured} is not reachable: {exc}", returncode=3)
+        yield configured
+        return
+    data_dir = Path("/tmp") / f"ganzhi-test-pg-{uuid.uuid4().hex[:8]}"
+    server = EmbeddedPostgres(data_dir, free_port())
+    url = server.start()
+    yield url
+    server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fresh_database(server_url: str):
+    """A factory of empty databases on the test server, dropped at the end of the run."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"ganzhi_test_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f"create database {name}")
+        created.append(name)
+        return with_database(server_url, name)
+
+    yield make
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        for name in created:
+            admin.execute(f"drop database if exists {name} with (force)")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings(database_url=None, mqtt_url=None, retention_days=30, partition_premake_days=3)
+
+
+@pytest.fixture(scope="session")
+def db_url(fresh_database, settings: Settings) -> str:
+    """The session's database, migrated once with reference data."""
+    url = fresh_database()
+    prepare(url, settings)
+    return url
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    """A connection to the session database; the ledger is emptied after the test."""
+    with psycopg.connect(db_url) as connection:
+        yield connection
+        connection.rollback()
+    _empty_ledger(db_url)
+
+
+def _empty_ledger(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f"truncate {LEDGER_TABLES} restart identity cascade")
+        c.execute("delete from division where level in ('grid')")
+        c.execute("delete from division where level in ('township')")
+    forget_divisions()
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[tuple[str, int]]:
+    """A mosquitto with the project's configuration on a free port."""
+    if shutil.which("mosquitto") is None:
+        pytest.exit("mosquitto is not installed; .ci/run installs it (apt-get install mosquitto)", returncode=3)
+    port = free_port()
+    # Not under pytest's 0700 tmp: as root, mosquitto drops to its own user, which must reach its files.
+    data_dir = Path(tempfile.mkdtemp(prefix="ganzhi-mqtt-"))
+    local = LocalBroker(data_dir, port)
+    asyncio.run(local.start())
+    yield "127.0.0.1", port
+    asyncio.run(local.stop())
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def api_url(db_url: str, broker: tuple[str, int]) -> Iterator[str]:
+    """The API served by uvicorn on a free port, in a thread of the test process."""
+    port = free_port()
+    settings = Settings(database_url=db_url, mqtt_url=f"mqtt://{broker[0]}:{broker[1]}", http_port=port)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, db_url), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the API did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def http(api_url: str, db_url: str) -> Iterator[httpx.Client]:
+    """An HTTP client to the API; the ledger is emptied after the test."""
+    with httpx.Client(base_url=api_url, timeout=60) as client:
+        yield client
+    _empty_ledger(db_url)

@@ -1,0 +1,60 @@
+"""The `ganzhi` command, run as a real process against the test database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from registry import codes
+
+
+def _ganzhi(*args: str, db_url: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if db_url:
+        env["DATABASE_URL"] = db_url
+    return subprocess.run([sys.executable, "-m", "ganzhi", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_code_check_exit_codes():
+    good = codes.make("231202", "21", 17).value
+    ok = _ganzhi("code", "check", good)
+    assert ok.returncode == 0 and "231202-21-000017-B  ok" in ok.stdout
+    bad = _ganzhi("code", "check", good, good[:-1] + "C")
+    assert bad.returncode == 1
+    assert "check character is 'C' but should be 'B'" in bad.stderr
+
+
+def test_ledger_import_dry_run_then_apply_then_export(db_url, conn, tmp_path):
+    sheet = tmp_path / "普查.csv"
+    sheet.write_bytes("设备名称,设备类型,经度,纬度\r\n北林空气站,空气质量监测微站,126.98,46.64\r\n".encode("gbk"))
+    dry = _ganzhi("ledger", "import", str(sheet), "--dry-run", db_url=db_url)
+    assert dry.returncode == 0, dry.stderr
+    assert "would create 1" in dry.stdout and "dry run, nothing written" in dry.stdout
+    applied = _ganzhi("ledger", "import", str(sheet), "--actor", "普查员", db_url=db_url)
+    assert applied.returncode == 0 and "created 1" in applied.stdout
+    out = tmp_path / "out.geojson"
+    exported = _ganzhi("ledger", "export", "--format", "geojson", "--out", str(out), db_url=db_url)
+    assert exported.returncode == 0 and "wrote 1 terminals" in exported.stdout
+    assert "北林空气站" in out.read_text(encoding="utf-8")
+
+
+def test_ledger_import_with_bad_rows_exits_non_zero(db_url, conn, tmp_path):
+    sheet = tmp_path / "bad.csv"
+    sheet.write_text("设备名称,设备类型,经度,纬度\nx,空气质量监测微站,126.63,45.75\n", encoding="utf-8")
+    result = _ganzhi("ledger", "import", str(sheet), db_url=db_url)
+    assert result.returncode == 1
+    assert "row 2, 经度: point (126.63, 45.75) lies outside Suihua" in result.stderr
+    assert "NOT applied" in result.stdout
+
+
+def test_db_migrate_is_idempotent(db_url):
+    result = _ganzhi("db", "migrate", db_url=db_url)
+    assert result.returncode == 0 and "schema is up to date" in result.stdout
+
+
+def test_unreachable_database_is_a_clear_error():
+    result = _ganzhi("ledger", "export", "--out", "/tmp/x.csv", db_url="postgresql://postgres@127.0.0.1:1/none")
+    assert result.returncode == 1
+    assert "cannot reach the database" in result.stderr and "Traceback" not in result.stderr

