@@ -26,9 +26,10 @@ _CONFIG_TEMPLATE = Path(__file__).with_name("mosquitto.conf")
 class LocalBroker:
     """Owns one local broker: ``await start()``, ``await stop()``."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, bind: str = "127.0.0.1") -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
+        self.bind = bind
         self.kind: str | None = None
         self._process: subprocess.Popen | None = None
         self._amqtt = None
@@ -57,7 +58,7 @@ class LocalBroker:
 
     def _start_mosquitto(self, binary: str) -> None:
         config = self.data_dir / "mosquitto.conf"
-        config.write_text(write_mosquitto_config(self.port, self.data_dir))
+        config.write_text(write_mosquitto_config(self.port, self.data_dir, self.bind))
         _hand_to_broker_user(self.data_dir)
         self.kind = "mosquitto"
         self._process = subprocess.Popen([binary, "-c", str(config)], stdin=subprocess.DEVNULL)
@@ -68,7 +69,7 @@ class LocalBroker:
         self.kind = "amqtt"
         self._amqtt = Broker(
             {
-                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+                "listeners": {"default": {"type": "tcp", "bind": f"{self.bind}:{self.port}"}},
                 "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
             }
         )
@@ -87,9 +88,10 @@ def _hand_to_broker_user(data_dir: Path) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def write_mosquitto_config(port: int, data_dir: Path) -> str:
-    """The project's mosquitto configuration for a listener on ``port``."""
-    return _CONFIG_TEMPLATE.read_text().replace("{port}", str(port)).replace("{data_dir}", str(data_dir))
+def write_mosquitto_config(port: int, data_dir: Path, bind: str = "127.0.0.1") -> str:
+    """The project's mosquitto configuration for a listener on ``bind:port``."""
+    text = _CONFIG_TEMPLATE.read_text()
+    return text.replace("{port}", str(port)).replace("{bind}", bind).replace("{data_dir}", str(data_dir))
 
 
 def probe_broker(host: str, port: int, timeout_s: float = 2.0) -> bool:

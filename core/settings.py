@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=1, le=65535)
     embedded_pg_port: int = Field(default=55432, ge=1, le=65535)
     embedded_mqtt_port: int = Field(default=1884, ge=1, le=65535)
+    embedded_mqtt_bind: str = Field(default="127.0.0.1", description="address the local broker listens on")
     retention_days: int = Field(default=400, ge=1, le=36500, description="readings older than this are dropped")
     partition_premake_days: int = Field(default=7, ge=1, le=90, description="daily partitions made ahead")
     qr_base_url: str | None = Field(

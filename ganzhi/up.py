@@ -91,7 +91,7 @@ async def _database(settings: Settings, stack: contextlib.AsyncExitStack) -> str
 async def _broker(settings: Settings, stack: contextlib.AsyncExitStack) -> None:
     if settings.mqtt_url:
         return
-    broker = LocalBroker(settings.var_dir / "mqtt", settings.embedded_mqtt_port)
+    broker = LocalBroker(settings.var_dir / "mqtt", settings.embedded_mqtt_port, settings.embedded_mqtt_bind)
     await broker.start()
     stack.push_async_callback(broker.stop)
 
