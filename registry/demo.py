@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
-from registry import service
+from registry import credentials, service
 from registry.changes import Actor
 from registry.errors import Conflict
 from registry.lookups import Lookups
@@ -67,8 +67,9 @@ def build(lookups: Lookups, seed: int = 2312) -> DemoLedger:
     return ledger
 
 
-def load(conn: psycopg.Connection, actor: Actor | None = None) -> tuple[int, int]:
-    """Write the demo ledger in one transaction; returns (poles, terminals)."""
+def load(conn: psycopg.Connection, actor: Actor | None = None, secret_key: str = "ganzhi-demo") -> tuple[int, int]:
+    """Write the demo ledger in one transaction, with broker secrets derived from ``secret_key`` for every
+    pole and terminal (so the simulators can log in as each device); returns (poles, terminals)."""
     actor = actor or Actor("demo")
     if conn.execute("select exists (select 1 from terminal) or exists (select 1 from pole)").fetchone()[0]:
         raise Conflict("the ledger is not empty; the demo ledger loads only into an empty one")
@@ -76,14 +77,17 @@ def load(conn: psycopg.Connection, actor: Actor | None = None) -> tuple[int, int
     ledger = build(lookups)
     with conn.transaction():
         pole_rows, errors = service.prepare_poles(ledger.poles, lookups)
-        service._raise_first(errors)
+        service.raise_errors(errors)
         service.save_poles(conn, pole_rows, actor)
         for terminal in ledger.terminals:
             if terminal.pole is not None:
                 terminal.pole = pole_rows[int(terminal.pole)]["code"]
         rows, errors = service.prepare_terminals(conn, ledger.terminals, lookups)
-        service._raise_first(errors)
+        service.raise_errors(errors)
         service.save_terminals(conn, rows, actor)
+        codes = [r["code"] for r in pole_rows + rows]
+        hashed = [(code, credentials.hash_secret(credentials.demo_secret(secret_key, code))) for code in codes]
+        credentials.store(conn, hashed, actor.name)
     return len(pole_rows), len(rows)
 
 

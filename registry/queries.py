@@ -78,6 +78,10 @@ class Search:
             clauses.append(fragment)
             if name == "bbox":
                 params.update(zip(("min_lon", "min_lat", "max_lon", "max_lat"), value, strict=True))
+            elif name == "division" and len(value) == 1:
+                # One division (no townships below it): plain equality lets the planner read its index in code order.
+                clauses[-1] = fragment.replace("= any(%(division)s)", "= %(division)s")
+                params[name] = value[0]
             elif name == "q":
                 escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 params["q_prefix"] = value.replace("-", "").upper() + "%"

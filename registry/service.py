@@ -238,7 +238,7 @@ def create_terminal(conn: psycopg.Connection, item: TerminalIn, actor: Actor, *,
     """Create one terminal (or, with ``replace``, create or replace it); returns its code."""
     lookups = Lookups.load(conn)
     rows, errors = prepare_terminals(conn, [item], lookups)
-    _raise_first(errors)
+    raise_errors(errors)
     if not replace and rows[0]["code"] and queries.get_terminal(conn, rows[0]["code"]):
         raise Conflict(f"terminal {rows[0]['code']} already exists", field="code")
     return save_terminals(conn, rows, actor).codes[0]
@@ -272,7 +272,7 @@ def require_terminal(conn: psycopg.Connection, code: str):
 
 def create_pole(conn: psycopg.Connection, item: PoleIn, actor: Actor, *, replace: bool = False) -> str:
     rows, errors = prepare_poles([item], Lookups.load(conn))
-    _raise_first(errors)
+    raise_errors(errors)
     if not replace and rows[0]["code"] and queries.get_pole(conn, rows[0]["code"]):
         raise Conflict(f"pole {rows[0]['code']} already exists", field="code")
     return save_poles(conn, rows, actor).codes[0]
@@ -294,7 +294,7 @@ def _move_hosted_terminals(conn: psycopg.Connection, pole_code: str, actor: Acto
     items = [TerminalIn(**t.model_dump(exclude={"division", "lon", "lat", "created_at", "updated_at"})) for t in hosted]
     if items:
         rows, errors = prepare_terminals(conn, items, Lookups.load(conn))
-        _raise_first(errors)
+        raise_errors(errors)
         save_terminals(conn, rows, actor)
 
 
@@ -313,7 +313,7 @@ def require_pole(conn: psycopg.Connection, code: str):
     return pole
 
 
-def _raise_first(errors: list[RowError]) -> None:
+def raise_errors(errors: list[RowError]) -> None:
     if errors:
         raise Invalid("; ".join(e.message for e in errors), field=errors[0].field)
 

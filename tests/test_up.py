@@ -1,5 +1,5 @@
-"""`ganzhi up` on embedded defaults: an embedded PostgreSQL, a local broker, the API and the
-demo ledger come up, report healthy, and all stop on Ctrl-C."""
+"""`ganzhi up` on embedded defaults: an embedded PostgreSQL, a local broker, ingest workers, the
+demo ledger and its simulated devices come up, readings arrive within a minute, and all stop on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -51,6 +51,11 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
         page = httpx.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
                          params={"count": "true", "limit": 1}).json()
         assert page["count"] > 4_000  # the demo ledger was loaded into the empty database
+        air = httpx.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
+                        params={"kind": "air_sensor", "limit": 1}).json()["data"][0]["code"]
+        latest = _wait_for_readings(ports["http"], air)
+        assert {r["metric"] for r in latest["readings"]} == {"a34004", "a34002", "a01001", "a01002"}
+        assert latest["state"] == "online"
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=60)[0]
@@ -74,6 +79,17 @@ def test_up_refuses_a_taken_port_before_starting_anything():
     assert f"port 127.0.0.1:{ports['http']} is in use" in result.stderr
     assert not (var_dir / "pgdata").exists()
     shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def _wait_for_readings(port: int, code: str) -> dict:
+    """The simulators publish through the broker, the ingest workers store: readings show within a minute."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        latest = httpx.get(f"http://127.0.0.1:{port}/api/v1/terminals/{code}/latest", timeout=5).json()
+        if latest["readings"]:
+            return latest
+        time.sleep(1)
+    pytest.fail(f"no readings for {code} within 60 s of the platform being healthy")
 
 
 def _wait_healthy(port: int, process: subprocess.Popen) -> dict:

@@ -1,0 +1,116 @@
+"""Reading the store: raw readings, time buckets, newest values, device state, dead letters."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+from psycopg.rows import dict_row
+
+BUCKET_ORIGIN = "2000-01-01 00:00:00+08"
+"""Buckets start at Beijing midnight, so daily buckets are local days."""
+
+_STATE = """
+    case
+        when s.last_seen_at is null then 'never'
+        when s.connection = 'offline' or ps.connection = 'offline' then 'offline'
+        when greatest(s.last_seen_at, ps.last_seen_at) < now() - make_interval(secs => 3 * t.report_interval_s)
+            then 'silent'
+        else 'online'
+    end
+"""
+
+
+def readings(conn: psycopg.Connection, terminal_id: int, metric: str | None, start: dt.datetime, end: dt.datetime,
+             after: tuple[dt.datetime, str] | None, limit: int) -> list[dict]:
+    """Raw readings in [start, end), ordered by (time, metric); ``after`` is the last row of the previous page."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """
+            select ts, metric, value, flag, received_at
+              from reading
+             where terminal_id = %(terminal)s and ts >= %(start)s and ts < %(end)s
+               and (%(metric)s::text is null or metric = %(metric)s)
+               and (%(after_ts)s::timestamptz is null or (ts, metric) > (%(after_ts)s, %(after_metric)s))
+             order by ts, metric
+             limit %(limit)s
+            """,
+            {"terminal": terminal_id, "metric": metric, "start": start, "end": end, "limit": limit,
+             "after_ts": after[0] if after else None, "after_metric": after[1] if after else None},
+        ).fetchall()
+
+
+def buckets(conn: psycopg.Connection, terminal_id: int, metric: str | None, start: dt.datetime, end: dt.datetime,
+            interval: dt.timedelta) -> list[dict]:
+    """avg/min/max/count per metric and time bucket (date_bin, plain SQL on PostgreSQL 15 and 18)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """
+            select date_bin(%(interval)s, ts, %(origin)s::timestamptz) as bucket, metric,
+                   avg(value) as avg, min(value) as min, max(value) as max, count(*) as count
+              from reading
+             where terminal_id = %(terminal)s and ts >= %(start)s and ts < %(end)s
+               and (%(metric)s::text is null or metric = %(metric)s)
+             group by 1, 2
+             order by 1, 2
+            """,
+            {"terminal": terminal_id, "metric": metric, "start": start, "end": end, "interval": interval,
+             "origin": BUCKET_ORIGIN},
+        ).fetchall()
+
+
+def latest(conn: psycopg.Connection, terminal_ids: list[int]) -> list[dict]:
+    """The newest value of every metric of these terminals."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """
+            select t.code, l.metric, l.ts, l.value, l.flag
+              from latest_reading l join terminal t on t.id = l.terminal_id
+             where l.terminal_id = any(%s)
+             order by t.code, l.metric
+            """,
+            (terminal_ids,),
+        ).fetchall()
+
+
+def states(conn: psycopg.Connection, terminal_ids: list[int]) -> list[dict]:
+    """Connection state of terminals: online, offline (said so, or its pole did), silent (past 3 intervals), never."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""
+            select t.code, {_STATE} as state, s.last_seen_at, s.last_reading_at, t.report_interval_s,
+                   coalesce(s.connection, ps.connection) as connection
+              from terminal t
+              left join device_state s on s.code = t.code
+              left join pole p on p.id = t.pole_id
+              left join device_state ps on ps.code = p.code
+             where t.id = any(%s)
+             order by t.code
+            """,
+            (terminal_ids,),
+        ).fetchall()
+
+
+def terminal_ids(conn: psycopg.Connection, codes: list[str]) -> dict[str, int]:
+    return dict(conn.execute("select code, id from terminal where code = any(%s)", (codes,)).fetchall())
+
+
+def dead_letters(conn: psycopg.Connection, *, publisher: str | None, reason: str | None, start: dt.datetime | None,
+                 end: dt.datetime | None, before_id: int | None, limit: int) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """
+            select id, received_at, topic, publisher, reason, stored, length(payload) as payload_bytes,
+                   substring(payload for 2000) as payload_head
+              from dead_letter
+             where (%(publisher)s::text is null or publisher = %(publisher)s)
+               and (%(reason)s::text is null or reason ilike '%%' || %(reason)s || '%%')
+               and (%(start)s::timestamptz is null or received_at >= %(start)s)
+               and (%(end)s::timestamptz is null or received_at < %(end)s)
+               and (%(before_id)s::bigint is null or id < %(before_id)s)
+             order by id desc
+             limit %(limit)s
+            """,
+            {"publisher": publisher, "reason": reason, "start": start, "end": end, "before_id": before_id,
+             "limit": limit},
+        ).fetchall()

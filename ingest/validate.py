@@ -1,0 +1,69 @@
+"""Checking decoded readings against the ledger and the metric catalogue.
+
+A message is judged reading by reading: the readings that fit are stored, each one that
+does not is named in the message's dead letter with its reason. A payload that is not
+valid telemetry at all is dead-lettered whole before it gets here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from devices import Reading, metric
+from ingest.directory import Directory
+
+MAX_FUTURE_MS = 5 * 60 * 1000
+"""Readings stamped further ahead than this are refused: the device clock is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    terminal_id: int
+    code: str
+    metric: str
+    ts_ms: int
+    value: float
+    flag: str | None
+
+
+def check(directory: Directory, publisher: str, readings: list[Reading], retention_days: int,
+          now_ms: int | None = None) -> tuple[list[Accepted], list[str]]:
+    """The readings to store, and a reason for each one refused."""
+    now_ms = now_ms or int(time.time() * 1000)
+    oldest_ms = now_ms - retention_days * 86_400_000
+    hosted = directory.poles.get(publisher)
+    accepted: list[Accepted] = []
+    problems: list[str] = []
+    for index, reading in enumerate(readings):
+        code = reading.code or publisher
+        reason = _problem(directory, publisher, hosted, code, reading, now_ms, oldest_ms)
+        if reason:
+            problems.append(f"readings[{index}] ({code} {reading.metric}): {reason}")
+            continue
+        entry = directory.terminals[code]
+        accepted.append(Accepted(entry.id, code, reading.metric, reading.ts_ms, reading.value, reading.flag))
+    return accepted, problems
+
+
+def _problem(directory: Directory, publisher: str, hosted: frozenset[str] | None, code: str, reading: Reading,
+             now_ms: int, oldest_ms: int) -> str | None:
+    if code != publisher and (hosted is None or code not in hosted):
+        return f"publisher {publisher} may not report for {code} (not a terminal on its pole)"
+    entry = directory.terminals.get(code)
+    if entry is None:
+        return "unknown terminal" if hosted is None else "a pole has no readings of its own; name the terminal"
+    if entry.status == "retired":
+        return "terminal is retired"
+    spec = metric(reading.metric)
+    if spec is None:
+        return "unknown metric"
+    if reading.metric not in entry.metrics:
+        return "terminal does not report this metric (see its metrics in the ledger)"
+    if not spec.low <= reading.value <= spec.high:
+        return f"value {reading.value:g} outside the physical range {spec.low:g}…{spec.high:g} {spec.unit}".rstrip()
+    if reading.ts_ms > now_ms + MAX_FUTURE_MS:
+        return f"observation time is {(reading.ts_ms - now_ms) / 1000:.0f} s in the future (device clock?)"
+    if reading.ts_ms < oldest_ms:
+        return "observation time is older than the retention period"
+    return None

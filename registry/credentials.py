@@ -1,0 +1,97 @@
+"""Broker credentials: each pole and terminal logs in to the broker as its city code.
+
+Secrets are kept only as mosquitto's own password hash (``$7$`` PBKDF2-SHA512), so the
+password file is written straight from the ledger. The ACL lets a device publish only
+under its own code (``pattern write ganzhi/v1/%u/...``); service users read.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+import psycopg
+
+from devices.topics import PREFIX, acl_patterns
+from registry import codes
+from registry.changes import Actor, change_row
+from registry.errors import NotFound
+from registry.queries import insert_changes
+
+_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes
+
+
+def hash_secret(secret: str, salt: bytes | None = None) -> str:
+    """The mosquitto password-file hash of a secret."""
+    salt = salt or secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, _ITERATIONS)
+    return f"$7${_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def demo_secret(key: str, code: str) -> str:
+    """The demo ledger's secret for a device, derivable by the simulators that hold the same key."""
+    return base64.urlsafe_b64encode(hmac.new(key.encode(), code.encode(), hashlib.sha256).digest()[:18]).decode()
+
+
+def issue(conn: psycopg.Connection, code: str, actor: Actor) -> str:
+    """A new secret for a pole or terminal (replacing the old one); returned once, stored hashed."""
+    code = codes.parse(code).value
+    known = conn.execute(
+        "select exists (select 1 from terminal where code = %(c)s) or exists (select 1 from pole where code = %(c)s)",
+        {"c": code},
+    ).fetchone()[0]
+    if not known:
+        raise NotFound(f"{code} is neither a pole nor a terminal in the ledger", field="code")
+    secret = new_secret()
+    store(conn, [(code, hash_secret(secret))], actor.name)
+    insert_changes(conn, [change_row(actor, "update", "credential", code, None, None,
+                                     summary=f"issued a new broker secret for {code}")])
+    return secret
+
+
+def store(conn: psycopg.Connection, hashed: list[tuple[str, str]], issued_by: str) -> None:
+    """Upsert (code, hash) pairs."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            insert into device_credential (code, secret_hash, issued_by) values (%s, %s, %s)
+            on conflict (code) do update set secret_hash = excluded.secret_hash, issued_at = now(),
+                                             issued_by = excluded.issued_by
+            """,
+            [(code, secret_hash, issued_by) for code, secret_hash in hashed],
+        )
+
+
+def broker_logins(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(code, hash) of every pole and terminal that is not retired and has a secret."""
+    return conn.execute(
+        """
+        select c.code, c.secret_hash
+          from device_credential c
+         where exists (select 1 from terminal t where t.code = c.code and t.status <> 'retired')
+            or exists (select 1 from pole p where p.code = c.code and p.status <> 'retired')
+         order by c.code
+        """
+    ).fetchall()
+
+
+def password_file(logins: list[tuple[str, str]], services: dict[str, str]) -> str:
+    """Mosquitto password file: devices from the ledger plus service users (name → secret)."""
+    lines = [f"{name}:{hash_secret(secret)}" for name, secret in sorted(services.items())]
+    lines += [f"{code}:{secret_hash}" for code, secret_hash in logins]
+    return "\n".join(lines) + "\n"
+
+
+def acl_file(readers: list[str]) -> str:
+    """Mosquitto ACL: service users read every device topic; devices write only under their own code."""
+    lines = ["# written by Ganzhi from the ledger; do not edit", "# every device: its user name is its city code",
+             *acl_patterns(), ""]
+    for user in readers:
+        lines += [f"user {user}", f"topic read {PREFIX}/#", ""]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Device fleets that speak only the device protocols, like real devices."""

@@ -1,0 +1,163 @@
+"""Running a fleet: every publisher is its own MQTT client, logging in as its own city code.
+
+Each client sends a retained ``online`` status (its last will is a retained ``offline``),
+then telemetry at its terminals' intervals divided by ``speed``, with QoS 1: every publish
+waits for its PUBACK, which is the publisher-side flow control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+import aiomqtt
+
+from devices import Channel, Topic, encode_telemetry, metric
+from registry.credentials import demo_secret
+from simulators.faults import Distortion, Fault
+from simulators.fleet import Publisher
+from simulators.signals import base_value
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimConfig:
+    host: str
+    port: int
+    secret_key: str
+    speed: float = 1.0
+    ramp_s: float = 20.0
+    mqtt5: bool = True
+    faults: dict[str, Fault] = field(default_factory=dict)
+    seed: int = 1
+
+
+@dataclass
+class SimStats:
+    messages: int = 0
+    readings: int = 0
+    malformed: int = 0
+    reconnects: int = 0
+    failures: int = 0
+
+
+async def simulate(fleet: list[Publisher], config: SimConfig, stop: asyncio.Event) -> SimStats:
+    """Run every publisher until ``stop`` is set."""
+    stats = SimStats()
+    tasks = [asyncio.create_task(_device(p, config, stats, stop)) for p in fleet]
+    log.info("simulating %d publishers (%d terminals) at speed %g", len(fleet),
+             sum(len(p.terminals) for p in fleet), config.speed)
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return stats
+
+
+async def _device(publisher: Publisher, config: SimConfig, stats: SimStats, stop: asyncio.Event) -> None:
+    rng = random.Random(f"{config.seed}:{publisher.code}")
+    fault = config.faults.get(publisher.code)
+    device = _Device(publisher, config, rng, fault)
+    await asyncio.sleep(rng.uniform(0, config.ramp_s))
+    while not stop.is_set():
+        try:
+            await device.session(stats, stop)
+        except aiomqtt.MqttError as exc:
+            stats.failures += 1
+            log.debug("%s: %s; reconnecting", publisher.code, exc)
+            await asyncio.sleep(rng.uniform(1, 5))
+        stats.reconnects += 1
+
+
+class _Device:
+    def __init__(self, publisher: Publisher, config: SimConfig, rng: random.Random, fault: Fault | None) -> None:
+        self.publisher = publisher
+        self.config = config
+        self.rng = rng
+        self.fault = fault
+        self.distortion = {t.code: Distortion(fault, rng) for t in publisher.terminals}
+        self.started = time.monotonic()
+        self.held: list[bytes] = []
+        self.status_topic = str(Topic(publisher.code, Channel.status))
+        self.telemetry_topic = str(Topic(publisher.code, Channel.telemetry))
+
+    def client(self) -> aiomqtt.Client:
+        protocol = aiomqtt.ProtocolVersion.V5 if self.config.mqtt5 else aiomqtt.ProtocolVersion.V311
+        return aiomqtt.Client(
+            self.config.host, self.config.port, identifier=f"sim-{self.publisher.code}",
+            username=self.publisher.code, password=demo_secret(self.config.secret_key, self.publisher.code),
+            will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True), protocol=protocol, keepalive=60,
+        )
+
+    async def session(self, stats: SimStats, stop: asyncio.Event) -> None:
+        """One connection: online, telemetry until stopped (or, for the offline fault, until it drops off)."""
+        async with self.client() as client:
+            await client.publish(self.status_topic, b"online", qos=1, retain=True)
+            due = {t.code: 0.0 for t in self.publisher.terminals}
+            connected_at = time.monotonic()
+            while not stop.is_set():
+                now = time.monotonic()
+                ready = [t for t in self.publisher.terminals if due[t.code] <= now]
+                if ready:
+                    await self._send(client, ready, stats)
+                    for t in ready:
+                        due[t.code] = now + t.interval_s / self.config.speed
+                if self.fault is Fault.offline and now - connected_at > 600 / self.config.speed:
+                    await client.publish(self.status_topic, b"offline", qos=1, retain=True)
+                    break
+                next_due = min(due.values()) - time.monotonic()
+                if next_due > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=next_due)
+        if self.fault is Fault.offline and not stop.is_set():
+            await asyncio.sleep(120 / self.config.speed)
+
+    async def _send(self, client: aiomqtt.Client, ready, stats: SimStats) -> None:
+        now_ms = int(time.time() * 1000) + (600_000 if self.fault is Fault.skew else 0)
+        payload = self._payload(ready, now_ms)
+        if self.fault is Fault.malformed and self.rng.random() < 0.2:
+            payload = self.rng.choice(_MALFORMED)
+            stats.malformed += 1
+        if self.fault is Fault.late:
+            self.held.append(payload)
+            if len(self.held) < 5:
+                return
+            batch, self.held = self.held, []
+        else:
+            batch = [payload]
+        for body in batch:
+            for _ in range(2 if self.fault is Fault.duplicates else 1):
+                await client.publish(self.telemetry_topic, body, qos=1)
+                stats.messages += 1
+        stats.readings += sum(len(t.metrics) for t in ready)
+
+    def _payload(self, ready, now_ms: int) -> bytes:
+        at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
+        elapsed_h = (time.monotonic() - self.started) * self.config.speed / 3600
+        readings = []
+        for terminal in ready:
+            distortion = self.distortion[terminal.code]
+            for key in terminal.metrics:
+                spec = metric(key)
+                value = base_value(terminal.kind, key, at, terminal.attrs, self.rng)
+                value = distortion.apply(key, value, elapsed_h, spec.high - spec.low)
+                reading = {"metric": key, "value": value}
+                if self.publisher.is_pole:
+                    reading["code"] = terminal.code
+                readings.append(reading)
+        return encode_telemetry(readings, now_ms)
+
+
+_MALFORMED = (
+    b'{"ts": 1795737600000, "readings": [{"metric": "a34004", "value": 12',
+    json.dumps({"ts": 1795737600000, "readings": [{"metric": "a34004", "value": "twelve"}]}).encode(),
+    json.dumps({"ts": 1795737600000}).encode(),
+    b"\xff\xfe not even text",
+)

@@ -1,0 +1,116 @@
+"""Faults: a worker killed mid-stream, the database restarted during ingest. Nothing is lost,
+nothing is stored twice."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from core.embedded import EmbeddedPostgres
+from devices import encode_telemetry
+from ganzhi.database import prepare
+from registry import codes, service
+from registry.changes import Actor
+from tests.conftest import free_port
+from tests.factories import terminal_in
+from tests.mqtt import SERVICE_PASSWORD, SERVICE_USER, WorkerThread, give_secret, publish, wait_until
+
+pytestmark = pytest.mark.slow
+ACTOR = Actor("test")
+
+
+def _messages(code: str, count: int) -> list[tuple[str, bytes]]:
+    start = int(time.time() * 1000) - 2 * 3_600_000
+    return [(f"ganzhi/v1/{code}/telemetry", encode_telemetry([{"metric": "a34004", "value": i % 900}], start + i))
+            for i in range(count)]
+
+
+def _stored(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select count(*) from reading").fetchone()[0]
+
+
+def _worker_process(db_url: str, broker_port: int, client_id: str, *options: str) -> subprocess.Popen:
+    env = dict(os.environ, DATABASE_URL=db_url, MQTT_URL=f"mqtt://127.0.0.1:{broker_port}",
+               GANZHI_MQTT_USERNAME=SERVICE_USER, GANZHI_MQTT_PASSWORD=SERVICE_PASSWORD)
+    return subprocess.Popen([sys.executable, "-m", "ganzhi", "ingest", "--client-id", client_id, *options], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_kill_9_mid_stream_then_restart_stores_every_reading_once(conn, db_url, auth_broker):
+    code = service.create_terminal(conn, terminal_in(), ACTOR)
+    conn.commit()
+    give_secret(db_url, code)
+    auth_broker.sync()
+    total = 20_000
+    client_id = f"kill-test-{os.getpid()}"
+    worker = _worker_process(db_url, auth_broker.broker.port, client_id)
+    publisher = threading.Thread(target=publish, args=(auth_broker.address, code, "s3cret", _messages(code, total)))
+    try:
+        time.sleep(2)
+        publisher.start()
+        wait_until(lambda: _stored(db_url) > 3_000, timeout_s=60, interval_s=0.02)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        killed_at = _stored(db_url)
+        publisher.join(120)
+        worker = _worker_process(db_url, auth_broker.broker.port, client_id)
+        wait_until(lambda: _stored(db_url) >= total, timeout_s=120, interval_s=0.2)
+        time.sleep(1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        # End the worker's broker session, or mosquitto keeps queueing a share of the group for it.
+        assert _worker_process(db_url, auth_broker.broker.port, client_id, "--drain").wait(60) == 0
+    assert killed_at < total
+    with psycopg.connect(db_url) as c:
+        count, distinct = c.execute("select count(*), count(distinct ts) from reading").fetchone()
+    assert count == distinct == total
+
+
+def test_database_restart_during_ingest_loses_nothing(conn, db_url, auth_broker):
+    data_dir = Path(tempfile.mkdtemp(prefix="ganzhi-pg-restart-"))
+    data_dir.chmod(0o755)
+    server = EmbeddedPostgres(data_dir / "pgdata", free_port())
+    own_url = server.start()
+    try:
+        prepare(own_url, _settings())
+        code = codes.make("231202", "24", 4242).value
+        for url in (own_url, db_url):  # the broker logins come from the session ledger
+            with psycopg.connect(url) as c:
+                service.create_terminal(c, terminal_in(code=code), ACTOR)
+                c.commit()
+        give_secret(db_url, code)
+        auth_broker.sync()
+        total = 6_000
+        with WorkerThread(own_url, auth_broker, inflight=2_000, batch_max=500) as worker:
+            publisher = threading.Thread(target=publish,
+                                         args=(auth_broker.address, code, "s3cret", _messages(code, total)))
+            publisher.start()
+            wait_until(lambda: _stored(own_url) > 1_000, timeout_s=60, interval_s=0.02)
+            server.stop()
+            time.sleep(3)
+            server.start()
+            publisher.join(120)
+            wait_until(lambda: _stored(own_url) >= total, timeout_s=120, interval_s=0.2)
+        assert _stored(own_url) == total
+        assert worker.counters.readings_stored + worker.counters.readings_repeated >= total
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _settings():
+    from core.settings import Settings
+
+    return Settings(database_url=None, retention_days=30, partition_premake_days=2)
