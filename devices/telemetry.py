@@ -57,26 +57,27 @@ def decode_telemetry(payload: bytes) -> list[Reading]:
 
 
 def _reading(item: object, index: int, default_ts: int | None) -> Reading:
-    where = f"readings[{index}]"
-    if not isinstance(item, dict):
-        raise PayloadError(f"{where} must be an object")
+    # On the hot path (every reading of every message): exact type checks, no helper calls when all is well.
+    if type(item) is not dict:
+        raise PayloadError(f"readings[{index}] must be an object")
     metric = item.get("metric")
-    if not isinstance(metric, str) or not metric:
-        raise PayloadError(f"{where}.metric must be a non-empty string")
+    if type(metric) is not str or not metric:
+        raise PayloadError(f"readings[{index}].metric must be a non-empty string")
     value = item.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise PayloadError(f"{where}.value must be a finite number, got {value!r}")
+    kind = type(value)
+    if not ((kind is float and math.isfinite(value)) or kind is int):
+        raise PayloadError(f"readings[{index}].value must be a finite number, got {value!r}")
     code = item.get("code")
-    if code is not None and not isinstance(code, str):
-        raise PayloadError(f"{where}.code must be a string")
+    if code is not None and type(code) is not str:
+        raise PayloadError(f"readings[{index}].code must be a string")
     raw_ts = item.get("ts")
-    ts = parse_time(raw_ts, f"{where}.ts") if raw_ts is not None else default_ts
+    ts = default_ts if raw_ts is None else parse_time(raw_ts, f"readings[{index}].ts")
     if ts is None:
-        raise PayloadError(f"{where} has no ts and the message has none either")
+        raise PayloadError(f"readings[{index}] has no ts and the message has none either")
     flag = item.get("flag")
     if flag is not None:
-        if not isinstance(flag, str) or flag.upper() not in FLAGS:
-            raise PayloadError(f"{where}.flag must be one of {''.join(sorted(FLAGS))}, got {flag!r}")
+        if type(flag) is not str or flag.upper() not in FLAGS:
+            raise PayloadError(f"readings[{index}].flag must be one of {''.join(sorted(FLAGS))}, got {flag!r}")
         flag = flag.upper()
     return Reading(code, metric, ts, float(value), flag)
 

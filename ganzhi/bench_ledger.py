@@ -10,8 +10,7 @@ import platform
 import statistics
 import threading
 import time
-import uuid
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -20,6 +19,7 @@ import uvicorn
 
 from api.app import create_app
 from core.settings import Settings
+from ganzhi.benchkit import drop_database, free_port, scratch_database
 from ganzhi.database import prepare
 from registry.changes import Actor
 from registry.importer import run_import
@@ -35,7 +35,7 @@ def run(url: str, settings: Settings, terminals: int, searches: int, runs: int) 
     csv_bytes = None
     timings = []
     for attempt in range(1, runs + 1):
-        scratch = _scratch_database(url)
+        scratch = scratch_database(url)
         try:
             prepare(scratch, settings)
             if csv_bytes is None:
@@ -53,7 +53,7 @@ def run(url: str, settings: Settings, terminals: int, searches: int, runs: int) 
             if attempt == runs:
                 _search_bench(scratch, settings, searches)
         finally:
-            _drop(url, scratch)
+            drop_database(url, scratch)
     print(f"import median of {runs}: {statistics.median(timings):.2f} s for {terminals} terminals")
 
 
@@ -75,7 +75,7 @@ def census_csv(lookups: Lookups, count: int, seed: int = 7) -> bytes:
 
 
 def _search_bench(url: str, settings: Settings, searches: int) -> None:
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, url), port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -107,24 +107,3 @@ def _search_bench(url: str, settings: Settings, searches: int) -> None:
     for name, values in latencies.items():
         print(f"  {name:12s} p50 {np.percentile(values, 50):6.1f} ms  p99 {np.percentile(values, 99):6.1f} ms")
     print(f"  {'all':12s} p50 {np.percentile(everything, 50):6.1f} ms  p99 {np.percentile(everything, 99):6.1f} ms")
-
-
-def _scratch_database(url: str) -> str:
-    name = f"ganzhi_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"create database {name}")
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def _drop(url: str, scratch: str) -> None:
-    name = urlsplit(scratch).path.lstrip("/")
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"drop database if exists {name} with (force)")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -235,12 +235,14 @@ def qr(settings: Settings, value: str, out: Path) -> None:
 @main.command()
 @click.option("--client-id", default="ganzhi-ingest-1", show_default=True,
               help="MQTT client id; keep it stable so the broker keeps this worker's session.")
-@click.option("--mqtt311", is_flag=True, help="MQTT 3.1.1 without shared subscriptions (the amqtt broker).")
+@click.option("--protocol", type=click.Choice(["5", "3.1.1"]), default=None,
+              help="MQTT version (default: GANZHI_INGEST_PROTOCOL, 5).")
+@click.option("--no-shared", is_flag=True, help="Subscribe without $share (a broker without shared subscriptions).")
 @click.option("--drain", is_flag=True,
               help="Store what the broker holds for this client id, then end its session and exit: run this for a "
                    "worker id you stop using, or the broker keeps giving it a share of the shared subscription.")
 @click.pass_obj
-def ingest(settings: Settings, client_id: str, mqtt311: bool, drain: bool) -> None:
+def ingest(settings: Settings, client_id: str, protocol: str | None, no_shared: bool, drain: bool) -> None:
     """Run one ingest worker: MQTT telemetry and status into the store (Ctrl-C or SIGTERM stops it)."""
     import signal
     import threading
@@ -251,7 +253,8 @@ def ingest(settings: Settings, client_id: str, mqtt311: bool, drain: bool) -> No
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     worker = IngestWorker(WorkerConfig(
         database_url=database_url(settings), mqtt_host=host, mqtt_port=port, client_id=client_id,
-        username=settings.mqtt_username if password else None, password=password, mqtt5=not mqtt311,
+        username=settings.mqtt_username if password else None, password=password,
+        mqtt5=(protocol or settings.ingest_protocol) == "5", shared=not no_shared,
         retention_days=settings.retention_days, drain=drain,
     ))
     stop = threading.Event()
@@ -353,3 +356,21 @@ def bench_ledger(settings: Settings, terminals: int, searches: int, runs: int) -
     from ganzhi.bench_ledger import run as run_bench
 
     run_bench(database_url(settings), settings, terminals, searches, runs)
+
+
+@bench.command(name="ingest")
+@click.option("--messages", default=600_000, show_default=True, help="Messages in all.")
+@click.option("--readings", default=10, show_default=True, help="Readings per message (at most 10).")
+@click.option("--gateways", default=4, show_default=True, help="Publishing pole gateways (one process each).")
+@click.option("--per-gateway", default=250, show_default=True, help="Terminals on each gateway.")
+@click.option("--workers", default=2, show_default=True, help="Ingest worker processes.")
+@click.option("--rate", type=float, default=None, help="Pace the publishers to this many messages/s in all.")
+@click.option("--protocol", type=click.Choice(["5", "3.1.1"]), default="5", show_default=True,
+              help="MQTT version of the ingest workers.")
+@click.pass_obj
+def bench_ingest(settings: Settings, messages: int, readings: int, gateways: int, per_gateway: int,
+                 workers: int, rate: float | None, protocol: str) -> None:
+    """MQTT → broker → ingest workers → PostgreSQL, with the real broker logins, as fast as it goes."""
+    from ganzhi.bench_ingest import run as run_bench
+
+    run_bench(database_url(settings), settings, messages, readings, gateways, workers, per_gateway, rate, protocol)

@@ -58,10 +58,13 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
             await asyncio.to_thread(_load_demo_if_empty, url, settings)
         mqtt_url, mqtt5 = await _broker(settings, stack, url, password)
         env = _child_environment(url, mqtt_url, password)
+        # The amqtt fallback speaks only MQTT 3.1.1 and has no shared subscriptions: one plain worker.
+        amqtt = [] if mqtt5 else ["--protocol", "3.1.1", "--no-shared"]
         for n in range(1, (settings.ingest_workers if mqtt5 else 1) + 1):
-            await _child(stack, f"ingest worker {n}", ["ingest", "--client-id", f"ganzhi-ingest-{n}"], mqtt5, env)
+            await _child(stack, f"ingest worker {n}", ["ingest", "--client-id", f"ganzhi-ingest-{n}", *amqtt], env)
         if simulate:
-            await _child(stack, "device simulator", ["simulate", "--speed", str(SIMULATOR_SPEED)], mqtt5, env)
+            simulator = ["simulate", "--speed", str(SIMULATOR_SPEED), *([] if mqtt5 else ["--mqtt311"])]
+            await _child(stack, "device simulator", simulator, env)
         server = _Server(uvicorn.Config(create_app(settings, url), host=settings.http_host, port=settings.http_port,
                                         log_level="warning", lifespan="on"))
         serving = asyncio.create_task(server.serve())
@@ -129,8 +132,8 @@ def _child_environment(url: str, mqtt_url: str, password: str) -> dict[str, str]
     return env
 
 
-async def _child(stack: contextlib.AsyncExitStack, name: str, args: list[str], mqtt5: bool, env: dict) -> None:
-    child = Child(name, args + ([] if mqtt5 else ["--mqtt311"]), env)
+async def _child(stack: contextlib.AsyncExitStack, name: str, args: list[str], env: dict) -> None:
+    child = Child(name, args, env)
     await child.start()
     stack.push_async_callback(child.stop)
 

@@ -41,8 +41,16 @@ class Directory:
         age = time.monotonic() - self._loaded_at
         if age < (MIN_RELOAD_S if force else MAX_AGE_S):
             return False
-        with psycopg.connect(self._url) as conn:
-            self._load(conn)
+        try:
+            with psycopg.connect(self._url, connect_timeout=5) as conn:
+                self._load(conn)
+        except psycopg.OperationalError as exc:
+            if not self.terminals:
+                raise  # nothing to judge with yet
+            log.warning("could not reload the ledger (%s); judging with the copy from %.0f s ago",
+                        str(exc).strip(), age)
+            self._loaded_at = time.monotonic() - MAX_AGE_S + MIN_RELOAD_S  # try again in a few seconds
+            return False
         return True
 
     def _load(self, conn: psycopg.Connection) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from devices import Reading, metric
+from devices import METRICS, Reading, metric
 from ingest.directory import Directory
 
 MAX_FUTURE_MS = 5 * 60 * 1000
 """Readings stamped further ahead than this are refused: the device clock is wrong."""
+_LIMITS = {m.key: (m.low, m.high) for m in METRICS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,23 +32,28 @@ def check(directory: Directory, publisher: str, readings: list[Reading], retenti
           now_ms: int | None = None) -> tuple[list[Accepted], list[str]]:
     """The readings to store, and a reason for each one refused."""
     now_ms = now_ms or int(time.time() * 1000)
-    oldest_ms = now_ms - retention_days * 86_400_000
+    latest_ms, oldest_ms = now_ms + MAX_FUTURE_MS, now_ms - retention_days * 86_400_000
     hosted = directory.poles.get(publisher)
+    terminals = directory.terminals
     accepted: list[Accepted] = []
     problems: list[str] = []
     for index, reading in enumerate(readings):
         code = reading.code or publisher
-        reason = _problem(directory, publisher, hosted, code, reading, now_ms, oldest_ms)
-        if reason:
+        entry = terminals.get(code)
+        limits = _LIMITS.get(reading.metric)
+        # The common case in one test; anything else is worked out in detail by _problem.
+        if (entry is not None and limits is not None and (code == publisher or (hosted and code in hosted))
+                and entry.status != "retired" and reading.metric in entry.metrics
+                and limits[0] <= reading.value <= limits[1] and oldest_ms <= reading.ts_ms <= latest_ms):
+            accepted.append(Accepted(entry.id, code, reading.metric, reading.ts_ms, reading.value, reading.flag))
+        else:
+            reason = _problem(directory, publisher, hosted, code, reading, now_ms, oldest_ms)
             problems.append(f"readings[{index}] ({code} {reading.metric}): {reason}")
-            continue
-        entry = directory.terminals[code]
-        accepted.append(Accepted(entry.id, code, reading.metric, reading.ts_ms, reading.value, reading.flag))
     return accepted, problems
 
 
 def _problem(directory: Directory, publisher: str, hosted: frozenset[str] | None, code: str, reading: Reading,
-             now_ms: int, oldest_ms: int) -> str | None:
+             now_ms: int, oldest_ms: int) -> str:
     if code != publisher and (hosted is None or code not in hosted):
         return f"publisher {publisher} may not report for {code} (not a terminal on its pole)"
     entry = directory.terminals.get(code)
@@ -64,6 +70,4 @@ def _problem(directory: Directory, publisher: str, hosted: frozenset[str] | None
         return f"value {reading.value:g} outside the physical range {spec.low:g}…{spec.high:g} {spec.unit}".rstrip()
     if reading.ts_ms > now_ms + MAX_FUTURE_MS:
         return f"observation time is {(reading.ts_ms - now_ms) / 1000:.0f} s in the future (device clock?)"
-    if reading.ts_ms < oldest_ms:
-        return "observation time is older than the retention period"
-    return None
+    return "observation time is older than the retention period"

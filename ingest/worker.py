@@ -47,6 +47,8 @@ class WorkerConfig:
     username: str | None = None
     password: str | None = None
     mqtt5: bool = True
+    shared: bool = True
+    """Join the shared subscription (mosquitto, EMQX); amqtt has none, so there one worker subscribes plainly."""
     retention_days: int = 400
     inflight: int = 10_000
     batch_max: int = 5_000
@@ -81,6 +83,8 @@ class IngestWorker:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.counters = Counters()
+        # MQTT 5: Receive Maximum bounds what is in flight to us. 3.1.1: the broker's max_inflight_messages does,
+        # and a full queue stops paho's thread reading the socket.
         self._queue: queue.Queue[_Received] = queue.Queue(maxsize=0 if config.mqtt5 else config.inflight)
         self._epoch = 0
         self._connected = threading.Event()
@@ -90,13 +94,15 @@ class IngestWorker:
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; then finish the batch in hand, acknowledge it and disconnect."""
-        self._directory.refresh(force=True)
         conn = self._connect_database(stop)
+        if conn is None:
+            return
+        self._directory.refresh(force=True)
         self._connect_broker()
         last_report = last_message = time.monotonic()
         try:
-            while not stop.is_set() or not self._queue.empty():
-                batch = self._take(stop)
+            while not stop.is_set():
+                batch = self._take()
                 if batch:
                     conn = self._commit(conn, batch, stop)
                     last_message = time.monotonic()
@@ -107,8 +113,6 @@ class IngestWorker:
                 if time.monotonic() - last_report > 30:
                     log.info("ingest %s: %s", self.config.client_id, self.counters.line())
                     last_report = time.monotonic()
-                if stop.is_set():
-                    break
         finally:
             self._disconnect()
             self._client.loop_stop()
@@ -145,10 +149,18 @@ class IngestWorker:
 
     def _disconnect(self) -> None:
         """Keep the session (the broker queues for us while we are away), unless draining."""
-        if self.config.mqtt5 and self.config.drain:
+        if self.config.drain and self.config.mqtt5:
             properties = Properties(PacketTypes.DISCONNECT)
             properties.SessionExpiryInterval = 0
             self._client.disconnect(properties=properties)
+        elif self.config.drain:  # 3.1.1: a clean-session connect discards the stored session
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client.reinitialise(client_id=self.config.client_id, clean_session=True)
+            if self.config.username:
+                self._client.username_pw_set(self.config.username, self.config.password)
+            self._client.connect(self.config.mqtt_host, self.config.mqtt_port)
+            self._client.disconnect()
         else:
             self._client.disconnect()
 
@@ -157,7 +169,7 @@ class IngestWorker:
             log.error("broker refused ingest %s: %s", self.config.client_id, reason_code)
             return
         self._epoch += 1
-        shared = self.config.mqtt5
+        shared = self.config.shared
         client.subscribe([(subscription(Channel.telemetry, shared), 1), (subscription(Channel.status, shared), 1)])
         self._connected.set()
         log.info("ingest %s connected (session present: %s)", self.config.client_id, flags.session_present)
@@ -177,7 +189,8 @@ class IngestWorker:
 
     # -- batches ------------------------------------------------------------------------------------
 
-    def _take(self, stop: threading.Event) -> list[_Received]:
+    def _take(self) -> list[_Received]:
+        """The next batch: what arrives within ``batch_wait_s`` of its first message, up to ``batch_max``."""
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:

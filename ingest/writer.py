@@ -13,9 +13,12 @@ from ingest import store
 from ingest.validate import Accepted
 
 _NULL = "\\N"
+_DAY_MS = 86_400_000
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_COPY_READINGS = "copy reading (terminal_id, metric, ts, value, flag) from stdin"
 _STAGE = """
     create temp table if not exists reading_stage (
-        terminal_id bigint, metric text, ts_ms bigint, value float8, flag text
+        terminal_id bigint, metric text, ts timestamptz, value float8, flag text
     ) on commit delete rows
 """
 
@@ -66,36 +69,75 @@ class Writer:
         self._days.clear()
 
     def _readings(self, conn: psycopg.Connection, readings: list[Accepted]) -> int:
-        days = {dt.datetime.fromtimestamp(r.ts_ms / 1000, dt.UTC).date() for r in readings} - self._days
-        if days:
-            store.ensure_partitions_for(conn, [dt.datetime.combine(d, dt.time(), dt.UTC) for d in days])
-            self._days |= days
+        self._ensure_partitions(conn, readings)
+        text = _copy_text(readings)
+        try:
+            # Fast path: COPY straight into the store. A reading stored before (a redelivery after a crash) makes
+            # the whole COPY fail; then the batch goes through a staging table and an idempotent merge.
+            with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_READINGS) as copy:
+                copy.write(text)
+            stored = len(readings)
+        except psycopg.errors.UniqueViolation:
+            stored = self._merge(conn, text)
+        _latest(conn, readings)
+        return stored
+
+    def _ensure_partitions(self, conn: psycopg.Connection, readings: list[Accepted]) -> None:
+        days = {r.ts_ms // _DAY_MS for r in readings}
+        missing = {dt.date.fromordinal(_EPOCH_ORDINAL + d) for d in days} - self._days
+        if missing:
+            store.ensure_partitions_for(conn, [dt.datetime.combine(d, dt.time(), dt.UTC) for d in missing])
+            self._days |= missing
+
+    @staticmethod
+    def _merge(conn: psycopg.Connection, text: str) -> int:
         conn.execute(_STAGE)
-        text = "".join(f"{r.terminal_id}\t{r.metric}\t{r.ts_ms}\t{r.value!r}\t{r.flag or _NULL}\n" for r in readings)
-        with conn.cursor() as cur, cur.copy("copy reading_stage from stdin") as copy:
-            copy.write(text)
-        stored = conn.execute(
+        with conn.cursor() as cur, cur.copy("copy reading_stage from stdin") as cp:
+            cp.write(text)
+        return conn.execute(
             """
-            insert into reading (terminal_id, metric, ts, value, flag, received_at)
-            select terminal_id, metric, to_timestamp(ts_ms / 1000.0), value, flag, clock_timestamp()
-              from reading_stage
+            insert into reading (terminal_id, metric, ts, value, flag)
+            select terminal_id, metric, ts, value, flag from reading_stage
             on conflict do nothing
             """
         ).rowcount
-        conn.execute(
-            """
-            insert into latest_reading as l (terminal_id, metric, ts, value, flag)
-            select distinct on (s.terminal_id, s.metric) s.terminal_id, s.metric, to_timestamp(s.ts_ms / 1000.0),
-                   s.value, s.flag
-              from reading_stage s
-             where exists (select 1 from terminal t where t.id = s.terminal_id)  -- deleted since the worker looked
-             order by s.terminal_id, s.metric, s.ts_ms desc
-            on conflict (terminal_id, metric) do update
-               set ts = excluded.ts, value = excluded.value, flag = excluded.flag
-             where excluded.ts >= l.ts
-            """
-        )
-        return stored
+
+
+def _copy_text(readings: list[Accepted]) -> str:
+    """COPY text rows; readings of one message share their time, so each distinct time is formatted once."""
+    stamps: dict[int, str] = {}
+    lines = []
+    for r in readings:
+        ts = stamps.get(r.ts_ms)
+        if ts is None:
+            ts = stamps[r.ts_ms] = dt.datetime.fromtimestamp(r.ts_ms / 1000, dt.UTC).isoformat()
+        lines.append(f"{r.terminal_id}\t{r.metric}\t{ts}\t{r.value!r}\t{r.flag or _NULL}\n")
+    return "".join(lines)
+
+
+def _latest(conn: psycopg.Connection, readings: list[Accepted]) -> None:
+    """The newest value of each (terminal, metric) in the batch, kept if newer than the stored one."""
+    newest: dict[tuple[int, str], Accepted] = {}
+    for r in readings:
+        key = (r.terminal_id, r.metric)
+        held = newest.get(key)
+        if held is None or r.ts_ms >= held.ts_ms:
+            newest[key] = r
+    rows = list(newest.values())
+    conn.execute(
+        """
+        insert into latest_reading as l (terminal_id, metric, ts, value, flag)
+        select u.terminal_id, u.metric, to_timestamp(u.ts_ms / 1000.0), u.value, u.flag
+          from unnest(%(id)s::bigint[], %(metric)s::text[], %(ts)s::bigint[], %(value)s::float8[], %(flag)s::text[])
+               as u(terminal_id, metric, ts_ms, value, flag)
+         where exists (select 1 from terminal t where t.id = u.terminal_id)  -- deleted since the worker looked
+        on conflict (terminal_id, metric) do update
+           set ts = excluded.ts, value = excluded.value, flag = excluded.flag
+         where excluded.ts >= l.ts
+        """,
+        {"id": [r.terminal_id for r in rows], "metric": [r.metric for r in rows], "ts": [r.ts_ms for r in rows],
+         "value": [r.value for r in rows], "flag": [r.flag for r in rows]},
+    )
 
 
 def _device_state(conn: psycopg.Connection, batch: Batch) -> None:

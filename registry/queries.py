@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 from registry.models import Change, DepartmentOut, Division, Grant, Pole, Terminal
+
+_CODE_PREFIX = re.compile(r"^23[0-9]{4}[-0-9A-Za-z]*$")
 
 TERMINAL_SELECT = """
     select t.code, t.name, t.kind, t.department_code as department, p.code as pole,
@@ -37,6 +40,7 @@ _TERMINAL_FILTERS = {
     "status": "t.status = %(status)s",
     "bbox": "point(t.lon, t.lat) <@ box(point(%(min_lon)s, %(min_lat)s), point(%(max_lon)s, %(max_lat)s))",
     "q": "(t.code like %(q_prefix)s or (t.name || ' ' || coalesce(t.address, '')) ilike %(q_like)s)",
+    "code_prefix": "t.code like %(q_prefix)s",
     "readable_by": """(t.department_code = %(readable_by)s or exists (
         select 1 from sharing_grant g
          where g.steward_code = t.department_code and g.grantee_code = %(readable_by)s
@@ -50,6 +54,7 @@ _POLE_FILTERS = {
     "status": "p.status = %(status)s",
     "bbox": "point(p.lon, p.lat) <@ box(point(%(min_lon)s, %(min_lat)s), point(%(max_lon)s, %(max_lat)s))",
     "q": "(p.code like %(q_prefix)s or (p.name || ' ' || coalesce(p.address, '')) ilike %(q_like)s)",
+    "code_prefix": "p.code like %(q_prefix)s",
     "after": "p.code > %(after)s",
 }
 
@@ -69,10 +74,15 @@ class Search:
     readable_by: str | None = None
     after: str | None = None
 
+    @property
+    def code_like(self) -> bool:
+        """A ``q`` such as 2312812 or 231281-24 is the start of a city code: search codes only, in code order."""
+        return self.q is not None and _CODE_PREFIX.match(self.q) is not None
+
     def where(self, fragments: dict[str, str]) -> tuple[str, dict]:
         clauses, params = [], {}
         for name, fragment in fragments.items():
-            value = getattr(self, name)
+            value = getattr(self, name, None)
             if value is None:
                 continue
             clauses.append(fragment)
@@ -83,6 +93,8 @@ class Search:
                 clauses[-1] = fragment.replace("= any(%(division)s)", "= %(division)s")
                 params[name] = value[0]
             elif name == "q":
+                if self.code_like:
+                    clauses[-1] = fragments["code_prefix"]
                 escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 params["q_prefix"] = value.replace("-", "").upper() + "%"
                 params["q_like"] = f"%{escaped}%"
@@ -92,20 +104,24 @@ class Search:
 
 
 def search_terminals(conn: psycopg.Connection, search: Search, limit: int) -> list[Terminal]:
-    where, params = search.where(_TERMINAL_FILTERS)
+    return _search(conn, TERMINAL_SELECT, _TERMINAL_FILTERS, "t.code", search, limit, Terminal)
+
+
+def _search(conn: psycopg.Connection, select: str, filters: dict[str, str], order: str, search: Search, limit: int,
+            row_type: type):
+    where, params = search.where(filters)
     params["limit"] = limit
-    sql = TERMINAL_SELECT + where + " order by t.code limit %(limit)s"
-    if search.q is not None:
+    sql = f"{select}{where} order by {order} limit %(limit)s"
+    if search.q is not None and not search.code_like:
         # Text matches are found through the trigram and prefix indexes first, then ordered; left alone, the
         # planner walks the code index in order and filters every row.
-        sql = f"with hits as materialized ({TERMINAL_SELECT}{where}) select * from hits order by code limit %(limit)s"
-    with conn.cursor(row_factory=class_row(Terminal)) as cur:
+        sql = f"with hits as materialized ({select}{where}) select * from hits order by code limit %(limit)s"
+    with conn.cursor(row_factory=class_row(row_type)) as cur:
         return cur.execute(sql, params).fetchall()
 
 
 def count_terminals(conn: psycopg.Connection, search: Search) -> int:
-    search_all = Search(**{k: getattr(search, k) for k in _TERMINAL_FILTERS if k != "after"})
-    where, params = search_all.where(_TERMINAL_FILTERS)
+    where, params = replace(search, after=None).where(_TERMINAL_FILTERS)
     sql = "select count(*) from terminal t left join pole p on p.id = t.pole_id" + where
     return conn.execute(sql, params).fetchone()[0]
 
@@ -167,13 +183,7 @@ def delete_terminal(conn: psycopg.Connection, code: str) -> bool:
 
 
 def search_poles(conn: psycopg.Connection, search: Search, limit: int) -> list[Pole]:
-    where, params = search.where(_POLE_FILTERS)
-    params["limit"] = limit
-    sql = POLE_SELECT + where + " order by p.code limit %(limit)s"
-    if search.q is not None:  # as for terminals
-        sql = f"with hits as materialized ({POLE_SELECT}{where}) select * from hits order by code limit %(limit)s"
-    with conn.cursor(row_factory=class_row(Pole)) as cur:
-        return cur.execute(sql, params).fetchall()
+    return _search(conn, POLE_SELECT, _POLE_FILTERS, "p.code", search, limit, Pole)
 
 
 def get_pole(conn: psycopg.Connection, code: str) -> Pole | None:

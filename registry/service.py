@@ -176,40 +176,43 @@ def assign_codes(conn: psycopg.Connection, rows: list[dict], class_of) -> None:
             row["code"] = codes.make(county, class_code, first + offset).value
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """How ``_save`` treats one kind of ledger object."""
+
+    object_type: str
+    class_of: object
+    existing: object
+    snapshot: object
+    upsert: object
+    related: object
+
+
 def save_terminals(conn: psycopg.Connection, rows: list[dict], actor: Actor) -> SaveResult:
     """Write prepared terminal rows and their change rows; no-op rows are skipped."""
-    assign_codes(conn, rows, lambda r: terminal_kind(r["kind"]).class_code)
-    existing = queries.terminals_by_code(conn, [r["code"] for r in rows])
+    return _save(conn, rows, actor, _TERMINALS)
+
+
+def save_poles(conn: psycopg.Connection, rows: list[dict], actor: Actor) -> SaveResult:
+    """Write prepared pole rows and their change rows; no-op rows are skipped."""
+    return _save(conn, rows, actor, _POLES)
+
+
+def _save(conn: psycopg.Connection, rows: list[dict], actor: Actor, kind: _Kind) -> SaveResult:
+    assign_codes(conn, rows, kind.class_of)
+    existing = kind.existing(conn, [r["code"] for r in rows])
     changed, changes = [], []
     for row in rows:
         before = snapshot(existing.get(row["code"]))
-        after = _terminal_snapshot(row)
+        after = kind.snapshot(row)
         if before == after:
             continue
         changed.append(row)
         action = "update" if before else "create"
-        related = ("pole", row["pole"]) if row["pole"] else None
-        changes.append(change_row(actor, action, "terminal", row["code"], before, after, related=related))
+        changes.append(change_row(actor, action, kind.object_type, row["code"], before, after,
+                                  related=kind.related(row)))
     if changed:
-        queries.upsert_terminals(conn, changed)
-        queries.insert_changes(conn, changes)
-    created = sum(1 for c in changes if c["action"] == "create")
-    return SaveResult(created, len(changes) - created, len(rows) - len(changes), [r["code"] for r in rows])
-
-
-def save_poles(conn: psycopg.Connection, rows: list[dict], actor: Actor) -> SaveResult:
-    assign_codes(conn, rows, lambda r: codes.POLE_CLASS)
-    existing = queries.poles_by_code(conn, [r["code"] for r in rows])
-    changed, changes = [], []
-    for row in rows:
-        before = snapshot(existing.get(row["code"]))
-        after = _pole_snapshot(row)
-        if before == after:
-            continue
-        changed.append(row)
-        changes.append(change_row(actor, "update" if before else "create", "pole", row["code"], before, after))
-    if changed:
-        queries.upsert_poles(conn, changed)
+        kind.upsert(conn, changed)
         queries.insert_changes(conn, changes)
     created = sum(1 for c in changes if c["action"] == "create")
     return SaveResult(created, len(changes) - created, len(rows) - len(changes), [r["code"] for r in rows])
@@ -232,6 +235,12 @@ def _pole_snapshot(row: dict) -> dict:
         "division": row["division_code"], "lon": row["lon"], "lat": row["lat"], "address": row["address"],
         "install_date": row["install_date"], "status": row["status"],
     })
+
+
+_TERMINALS = _Kind("terminal", lambda r: terminal_kind(r["kind"]).class_code, queries.terminals_by_code,
+                   _terminal_snapshot, queries.upsert_terminals, lambda r: ("pole", r["pole"]) if r["pole"] else None)
+_POLES = _Kind("pole", lambda r: codes.POLE_CLASS, queries.poles_by_code, _pole_snapshot, queries.upsert_poles,
+               lambda r: None)
 
 
 def create_terminal(conn: psycopg.Connection, item: TerminalIn, actor: Actor, *, replace: bool = False) -> str:

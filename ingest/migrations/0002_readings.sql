@@ -20,7 +20,7 @@ begin
             ts          timestamptz      not null,
             value       double precision not null,
             flag        text check (flag ~ '^[A-Za-z]$'),
-            received_at timestamptz      not null default now(),
+            received_at timestamptz      not null default clock_timestamp(),
             primary key (terminal_id, metric, ts)
         );
         perform create_hypertable('reading', 'ts', chunk_time_interval => interval '1 day');
@@ -34,7 +34,7 @@ begin
             ts          timestamptz      not null,
             value       double precision not null,
             flag        text check (flag ~ '^[A-Za-z]$'),
-            received_at timestamptz      not null default now(),
+            received_at timestamptz      not null default clock_timestamp(),
             primary key (terminal_id, metric, ts)
         ) partition by range (ts);
     end if;

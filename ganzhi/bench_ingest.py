@@ -1,0 +1,302 @@
+"""Ingest benchmark: pole gateways publish N messages of K readings each, as fast as the path
+allows, through mosquitto (logins from the ledger) and the ingest workers into PostgreSQL.
+
+Prints sustained messages/s and readings/s committed, p50/p99 publish→committed latency
+(``received_at`` is the insert's clock, ``ts`` the publish time), CPU seconds and peak RSS of
+each process, lost and repeated counts, and the raw broker→paho-subscriber ceiling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import psutil
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+from core.broker import LocalBroker
+from core.settings import Settings
+from ganzhi.benchkit import drop_database, free_port, scratch_database
+from ganzhi.broker_auth import write_files
+from ganzhi.database import prepare
+from registry import credentials, service
+from registry.changes import Actor
+from registry.lookups import Lookups
+from registry.models import PoleIn, TerminalIn
+
+METRICS = ("w01001", "w01009", "w01010", "w01003", "w01014", "w01018", "w01019", "w21003", "w21011", "w21001")
+SECRET = "bench-secret"
+SERVICE = ("ganzhi-ingest", "bench-service-secret")
+WINDOW = 500
+
+
+def run(url: str, settings: Settings, messages: int, readings_per_message: int, gateways: int, workers: int,
+        terminals_per_gateway: int, rate: float | None, protocol: str) -> None:
+    print(f"box: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.machine()}, "
+          f"Python {platform.python_version()}")
+    scratch = scratch_database(url)
+    root = Path(tempfile.mkdtemp(prefix="ganzhi-bench-"))
+    root.chmod(0o755)
+    try:
+        prepare(scratch, settings)
+        poles = _ledger(scratch, gateways, terminals_per_gateway, readings_per_message)
+        broker = LocalBroker(root / "mqtt", free_port(), auth_dir=root / "auth")
+        with psycopg.connect(scratch) as conn:
+            write_files(conn, root / "auth", {SERVICE[0]: SERVICE[1]})
+        asyncio.run(broker.start())
+        try:
+            _ceiling(broker.port, next(iter(poles)), messages, readings_per_message)
+            _through_the_platform(scratch, broker, poles, messages, readings_per_message, workers, rate, protocol)
+        finally:
+            asyncio.run(broker.stop())
+    finally:
+        drop_database(url, scratch)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _ledger(url: str, gateways: int, per_gateway: int, k: int) -> dict[str, list[str]]:
+    """Gateways (smart poles) in 北林区, each carrying ``per_gateway`` multi-parameter terminals."""
+    actor = Actor("bench")
+    poles: dict[str, list[str]] = {}
+    with psycopg.connect(url) as conn:
+        for g in range(gateways):
+            pole = service.create_pole(conn, PoleIn(name=f"bench gateway {g}", department="cgj", lon=126.98 + g * 1e-3,
+                                                    lat=46.64), actor)
+            items = [TerminalIn(name=f"bench {g}-{i}", kind="air_sensor", pole=pole, metrics=list(METRICS[:k]))
+                     for i in range(per_gateway)]
+            rows, errors = service.prepare_terminals(conn, items, Lookups.load(conn))
+            service.raise_errors(errors)
+            poles[pole] = service.save_terminals(conn, rows, actor).codes
+            credentials.store(conn, [(pole, credentials.hash_secret(SECRET))], "bench")
+        conn.commit()
+    return poles
+
+
+def _through_the_platform(url: str, broker: LocalBroker, poles: dict[str, list[str]], messages: int, k: int,
+                          workers: int, rate: float | None, protocol: str) -> None:
+    env = dict(os.environ, DATABASE_URL=url, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
+               GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="INFO")
+    worker_procs = [subprocess.Popen([sys.executable, "-m", "ganzhi", "ingest", "--client-id", f"bench-{n}",
+                                      "--protocol", protocol], env=env, stderr=subprocess.PIPE, text=True)
+                    for n in range(workers)]
+    time.sleep(3)
+    monitor = _Monitor({"mosquitto": [broker._process.pid], **{f"ingest {n + 1}": [p.pid] for n, p in
+                                                               enumerate(worker_procs)}, "postgres": _postgres_pids()})
+    per_gateway = messages // len(poles)
+    ctx = multiprocessing.get_context("spawn")
+    cpu_used = ctx.Queue()
+    gateway_rate = rate / len(poles) if rate else None
+    publishers = [ctx.Process(target=_publish, args=(broker.port, pole, codes, per_gateway, k, gateway_rate, cpu_used))
+                  for pole, codes in poles.items()]
+    started = time.time()
+    for p in publishers:
+        p.start()
+    monitor.start()
+    publisher_cpu = sum(cpu_used.get() for _ in publishers)
+    for p in publishers:
+        p.join()
+    published = time.time() - started
+    expected = per_gateway * len(poles) * k
+    _wait_stored(url, expected, timeout_s=120)
+    monitor.stop()
+    summaries = []
+    for proc in worker_procs:
+        proc.terminate()
+        summaries.append(proc.communicate(timeout=60)[1])
+    for n in range(workers):  # end the benchmark's broker sessions
+        subprocess.run([sys.executable, "-m", "ganzhi", "ingest", "--client-id", f"bench-{n}", "--protocol", protocol,
+                        "--drain"], env=env, capture_output=True, timeout=60)
+    _report(url, expected, k, published, per_gateway * len(poles), summaries, monitor, publisher_cpu, protocol)
+
+
+def _publish(port: int, pole: str, codes: list[str], count: int, k: int, rate: float | None, cpu_used) -> None:
+    """One gateway: ``count`` messages round-robin over its terminals, at most WINDOW unacknowledged,
+    paced at ``rate`` messages/s when given."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{pole}", protocol=paho.MQTTv311)
+    client.username_pw_set(pole, SECRET)
+    acked = threading.Semaphore(WINDOW)
+    client.on_publish = lambda *args: acked.release()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    topic = f"ganzhi/v1/{pole}/telemetry"
+    last = dict.fromkeys(codes, 0)
+    # Payloads are made from per-terminal templates: json.dumps per message would cost the publisher more CPU
+    # than it is fair to take from the broker, workers and database sharing this box.
+    templates = {code: json.dumps({"ts": 0, "readings": [{"code": code, "metric": m, "value": 7.0}
+                                                         for m in METRICS[:k]]}, separators=(",", ":"))
+                 .replace('"ts":0', '"ts":%d').encode() for code in codes}
+    started = time.monotonic()
+    for i in range(count):
+        if rate and (ahead := started + i / rate - time.monotonic()) > 0:
+            time.sleep(ahead)
+        code = codes[i % len(codes)]
+        ts = max(int(time.time() * 1000), last[code] + 1)
+        last[code] = ts
+        payload = templates[code] % ts
+        acked.acquire()
+        client.publish(topic, payload, qos=1)
+    for _ in range(WINDOW):
+        acked.acquire()
+    client.disconnect()
+    client.loop_stop()
+    cpu_used.put(time.process_time())
+
+
+def _wait_stored(url: str, expected: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last, still = -1, 0
+    while time.monotonic() < deadline:
+        with psycopg.connect(url) as conn:
+            count = conn.execute("select count(*) from reading").fetchone()[0]
+        if count >= expected:
+            return
+        still = still + 1 if count == last else 0
+        if still > 20:
+            return  # nothing more is coming
+        last = count
+        time.sleep(0.5)
+
+
+def _report(url: str, expected: int, k: int, published_s: float, sent: int, summaries: list[str], monitor,
+            publisher_cpu: float, protocol: str) -> None:
+    with psycopg.connect(url) as conn:
+        count, first, last, p50, p99 = conn.execute(
+            """
+            select count(*), min(received_at), max(received_at),
+                   percentile_cont(0.5) within group (order by extract(epoch from received_at - ts) * 1000),
+                   percentile_cont(0.99) within group (order by extract(epoch from received_at - ts) * 1000)
+              from reading
+            """
+        ).fetchone()
+        distinct = conn.execute("select count(*) from (select distinct terminal_id, metric, ts from reading) s"
+                                ).fetchone()[0]
+    span = (last - first).total_seconds() or 1e-9
+    repeated = sum(int(m.group(1)) for s in summaries for m in re.finditer(r"repeated (\d+)", s.splitlines()[-1]))
+    print(f"ingest workers: {len(summaries)} (MQTT {protocol}); gateways publish with MQTT 3.1.1")
+    print(f"published {sent} messages × {k} readings in {published_s:.1f} s ({sent / published_s:,.0f} msg/s offered)")
+    print(f"committed {count:,} readings in {span:.1f} s: {count / k / span:,.0f} messages/s, {count / span:,.0f} "
+          f"readings/s sustained")
+    print(f"publish→committed latency: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    print(f"lost {expected - count}, stored twice {count - distinct}, redelivered and skipped {repeated}")
+    wall = max(span, published_s)
+    for name, (cpu, rss) in monitor.results().items():
+        print(f"  {name:12s} CPU {cpu:6.1f} s ({cpu / wall * 100:5.1f} % of one core)  peak RSS {rss / 2**20:7.1f} MiB")
+    print(f"  {'publishers':12s} CPU {publisher_cpu:6.1f} s ({publisher_cpu / wall * 100:5.1f} % of one core)")
+
+
+def _ceiling(port: int, pole: str, messages: int, k: int) -> None:
+    """Raw broker→paho subscriber rate with the same payload size: the most any subscriber could take."""
+    payload = json.dumps({"ts": 1, "readings": [{"code": "23120224000001D", "metric": m, "value": 7.0}
+                                                for m in METRICS[:k]]}, separators=(",", ":")).encode()
+    count = [0, 0.0, 0.0]  # received, first, last
+    done = threading.Event()
+
+    def on_message(client, userdata, message) -> None:
+        count[0] += 1
+        count[2] = time.monotonic()
+        if count[0] == 1:
+            count[1] = count[2]
+        if count[0] >= messages:
+            done.set()
+
+    sub = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-ceiling-sub", protocol=paho.MQTTv5)
+    sub.username_pw_set(*SERVICE)
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", port)
+    sub.subscribe("ganzhi/v1/+/telemetry", qos=1)  # not shared: the ingest workers are not running yet
+    sub.loop_start()
+    time.sleep(0.5)
+    ctx = multiprocessing.get_context("spawn")
+    publisher = ctx.Process(target=_raw_publish, args=(port, pole, payload, messages))
+    publisher.start()
+    done.wait(300)
+    publisher.join()
+    sub.disconnect()
+    sub.loop_stop()
+    rate = (count[0] - 1) / (count[2] - count[1]) if count[0] > 1 else 0.0
+    print(f"ceiling: broker→paho subscriber {rate:,.0f} msg/s at QoS 1 ({len(payload)} B payloads, "
+          f"{count[0]} of {messages} received)")
+
+
+def _raw_publish(port: int, pole: str, payload: bytes, count: int) -> None:
+    """The ceiling's publisher: a gateway login writing to its own topic."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-ceiling-pub", protocol=paho.MQTTv5)
+    client.username_pw_set(pole, SECRET)
+    acked = threading.Semaphore(WINDOW)
+    client.on_publish = lambda *args: acked.release()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    for _ in range(count):
+        acked.acquire()
+        client.publish(f"ganzhi/v1/{pole}/telemetry", payload, qos=1)
+    for _ in range(WINDOW):
+        acked.acquire()
+    client.disconnect()
+    client.loop_stop()
+
+
+class _Monitor:
+    """CPU seconds and peak RSS of groups of processes, sampled every half second."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = {name: [psutil.Process(pid) for pid in pids] for name, pids in groups.items()}
+        self.cpu0 = {name: self._cpu(ps) for name, ps in self.groups.items()}
+        self.peak = dict.fromkeys(self.groups, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def add(self, name: str, pids: list[int]) -> None:
+        self.groups[name] = [psutil.Process(pid) for pid in pids]
+        self.cpu0[name] = self._cpu(self.groups[name])
+        self.peak[name] = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.cpu1 = {name: self._cpu(ps) for name, ps in self.groups.items()}
+
+    def results(self) -> dict[str, tuple[float, int]]:
+        return {name: (self.cpu1[name] - self.cpu0[name], self.peak[name]) for name in self.groups}
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            for name, procs in self.groups.items():
+                self.peak[name] = max(self.peak[name], sum(_rss(p) for p in procs))
+
+    @staticmethod
+    def _cpu(procs) -> float:
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+
+def _rss(proc) -> int:
+    try:
+        return proc.memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def _postgres_pids() -> list[int]:
+    return [p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
