@@ -259,6 +259,18 @@ def data_values(packet: Packet) -> DataPacketValues:
     return result
 
 
+_PERIODS = {"2011": "rt", "2051": "min", "2061": "hour", "2031": "day"}
+DATA_COMMANDS = frozenset(_PERIODS)
+
+
+def metric_key(value: HjValue, cn: str) -> str:
+    """How a value is stored: real-time values under the factor (``w01001``); minute, hourly and daily
+    aggregates apart, as ``factor:kind:period`` (``w01001:avg:hour``, ``w00000:cou:day``)."""
+    if value.kind == "Rtd" and cn == "2011":
+        return value.factor
+    return f"{value.factor}:{value.kind.lower()}:{_PERIODS[cn]}"
+
+
 def now_qn(at: dt.datetime | None = None) -> str:
     """A QN (request number): Beijing time to the millisecond."""
     at = (at or dt.datetime.now(_BEIJING)).astimezone(_BEIJING)

@@ -263,6 +263,26 @@ def ingest(settings: Settings, client_id: str, protocol: str | None, no_shared: 
     worker.run(stop)
 
 
+@main.command(name="hj212")
+@click.pass_obj
+def hj212_gateway(settings: Settings) -> None:
+    """Run the HJ 212-2017 TCP gateway for environmental data loggers (Ctrl-C or SIGTERM stops it)."""
+    import signal
+
+    from ingest.hj212_gateway import GatewayConfig, Hj212Gateway
+
+    gateway = Hj212Gateway(GatewayConfig(database_url(settings), settings.hj212_host, settings.hj212_port,
+                                         settings.retention_days))
+
+    async def main_loop() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await gateway.serve(stop)
+
+    asyncio.run(main_loop())
+
+
 @main.command()
 @click.option("--speed", default=1.0, show_default=True, help="Time compression: intervals are divided by this.")
 @click.option("--limit", type=int, default=None, help="Simulate only the first N publishers.")

@@ -62,6 +62,7 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         amqtt = [] if mqtt5 else ["--protocol", "3.1.1", "--no-shared"]
         for n in range(1, (settings.ingest_workers if mqtt5 else 1) + 1):
             await _child(stack, f"ingest worker {n}", ["ingest", "--client-id", f"ganzhi-ingest-{n}", *amqtt], env)
+        await _child(stack, "HJ 212 gateway", ["hj212"], env)
         if simulate:
             simulator = ["simulate", "--speed", str(SIMULATOR_SPEED), *([] if mqtt5 else ["--mqtt311"])]
             await _child(stack, "device simulator", simulator, env)
@@ -80,7 +81,8 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
 
 def _require_free_ports(settings: Settings) -> None:
     """Fail before starting anything when a port we would listen on is taken."""
-    wanted = [("GANZHI_HTTP_PORT", settings.http_host, settings.http_port)]
+    wanted = [("GANZHI_HTTP_PORT", settings.http_host, settings.http_port),
+              ("GANZHI_HJ212_PORT", settings.hj212_host, settings.hj212_port)]
     if not settings.database_url:
         wanted.append(("GANZHI_EMBEDDED_PG_PORT", "127.0.0.1", settings.embedded_pg_port))
     if not settings.mqtt_url:

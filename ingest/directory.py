@@ -34,6 +34,8 @@ class Directory:
         self.terminals: dict[str, TerminalEntry] = {}
         self.poles: dict[str, frozenset[str]] = {}
         """Pole code → codes of the terminals it carries."""
+        self.loggers: dict[str, tuple[str, str | None]] = {}
+        """HJ 212 MN → (terminal code, PW)."""
         self._loaded_at = 0.0
 
     def refresh(self, *, force: bool = False) -> bool:
@@ -55,10 +57,12 @@ class Directory:
 
     def _load(self, conn: psycopg.Connection) -> None:
         rows = conn.execute(
-            "select t.id, t.code, t.status, t.metrics, p.code from terminal t left join pole p on p.id = t.pole_id"
+            "select t.id, t.code, t.status, t.metrics, p.code, t.mn, t.pw"
+            "  from terminal t left join pole p on p.id = t.pole_id"
         ).fetchall()
         terminals = {code: TerminalEntry(tid, code, status, frozenset(metrics), pole)
-                     for tid, code, status, metrics, pole in rows}
+                     for tid, code, status, metrics, pole, _, _ in rows}
+        self.loggers = {mn: (code, pw) for _, code, _, _, _, mn, pw in rows if mn}
         poles: dict[str, set[str]] = {code: set() for (code,) in conn.execute("select code from pole")}
         for entry in terminals.values():
             if entry.pole:

@@ -16,6 +16,18 @@ from ingest.directory import Directory
 MAX_FUTURE_MS = 5 * 60 * 1000
 """Readings stamped further ahead than this are refused: the device clock is wrong."""
 _LIMITS = {m.key: (m.low, m.high) for m in METRICS}
+_AGGREGATES = {"avg", "min", "max", "rtd"}
+_PERIODS = {"min", "hour", "day", "rt"}
+
+
+def _aggregate_limits(name: str, base: str) -> tuple[float, float] | None:
+    """Limits of an HJ 212 value ``factor:kind:period``: those of the factor; a cumulative (cou) only ≥ 0."""
+    parts = name.split(":")
+    if len(parts) != 3 or parts[2] not in _PERIODS or base not in _LIMITS:
+        return None
+    if parts[1] == "cou":
+        return 0.0, float("inf")
+    return _LIMITS[base] if parts[1] in _AGGREGATES else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +52,11 @@ def check(directory: Directory, publisher: str, readings: list[Reading], retenti
     for index, reading in enumerate(readings):
         code = reading.code or publisher
         entry = terminals.get(code)
-        limits = _LIMITS.get(reading.metric)
+        base = reading.metric.partition(":")[0]  # w01001:avg:hour, an HJ 212 aggregate, is checked as w01001
+        limits = _LIMITS.get(base) if base == reading.metric else _aggregate_limits(reading.metric, base)
         # The common case in one test; anything else is worked out in detail by _problem.
         if (entry is not None and limits is not None and (code == publisher or (hosted and code in hosted))
-                and entry.status != "retired" and reading.metric in entry.metrics
+                and entry.status != "retired" and base in entry.metrics
                 and limits[0] <= reading.value <= limits[1] and oldest_ms <= reading.ts_ms <= latest_ms):
             accepted.append(Accepted(entry.id, code, reading.metric, reading.ts_ms, reading.value, reading.flag))
         else:
@@ -61,13 +74,15 @@ def _problem(directory: Directory, publisher: str, hosted: frozenset[str] | None
         return "unknown terminal" if hosted is None else "a pole has no readings of its own; name the terminal"
     if entry.status == "retired":
         return "terminal is retired"
-    spec = metric(reading.metric)
-    if spec is None:
+    base = reading.metric.partition(":")[0]
+    spec = metric(base)
+    limits = _aggregate_limits(reading.metric, base) if base != reading.metric else _LIMITS.get(base)
+    if spec is None or limits is None:
         return "unknown metric"
-    if reading.metric not in entry.metrics:
+    if base not in entry.metrics:
         return "terminal does not report this metric (see its metrics in the ledger)"
-    if not spec.low <= reading.value <= spec.high:
-        return f"value {reading.value:g} outside the physical range {spec.low:g}…{spec.high:g} {spec.unit}".rstrip()
+    if not limits[0] <= reading.value <= limits[1]:
+        return f"value {reading.value:g} outside the physical range {limits[0]:g}…{limits[1]:g} {spec.unit}".rstrip()
     if reading.ts_ms > now_ms + MAX_FUTURE_MS:
         return f"observation time is {(reading.ts_ms - now_ms) / 1000:.0f} s in the future (device clock?)"
     return "observation time is older than the retention period"

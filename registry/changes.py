@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 
@@ -24,8 +25,16 @@ def snapshot(obj: BaseModel | dict | None) -> dict | None:
     if obj is None:
         return None
     if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="json", exclude=set(_BOOKKEEPING) & set(type(obj).model_fields))
+        data = obj.model_dump(mode="json", exclude=set(_BOOKKEEPING) & set(type(obj).model_fields))
+        if "pw" in type(obj).model_fields:  # never the secret itself, but a change of it shows
+            data["pw_fingerprint"] = fingerprint(obj.pw)
+        return data
     return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in obj.items() if k not in _BOOKKEEPING}
+
+
+def fingerprint(secret: str | None) -> str | None:
+    """A short hash that tells two secrets apart without revealing them."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:12] if secret else None
 
 
 def change_row(

@@ -28,6 +28,8 @@ TERMINAL_COLUMNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "metrics": ("监测指标", "metrics", ("监测因子", "监测项目")),
     "attrs": ("扩展属性", "attrs", ("属性",)),
     "division": ("所属区划", "division", ("行政区划", "区划代码")),
+    "mn": ("数采仪MN", "mn", ("MN", "设备唯一标识")),
+    "pw": ("访问密码", "pw", ("PW", "数采仪密码")),
 }
 
 # attribute → (Chinese header, other names); their cells go into ``attrs``.

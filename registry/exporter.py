@@ -14,7 +14,7 @@ from registry.models import Terminal
 from registry.reference import DEPARTMENTS
 
 _FIELDS = ("code", "name", "kind", "department", "pole", "lon", "lat", "division", "address", "install_date",
-           "status", "vendor", "model", "protocol", "report_interval_s", "metrics", "attrs")
+           "status", "vendor", "model", "protocol", "report_interval_s", "metrics", "attrs", "mn")
 _KIND_ZH = {k.key: k.name_zh for k in KINDS}
 _DEPARTMENT_NAME = {d.code: d.name for d in DEPARTMENTS}
 
@@ -31,7 +31,7 @@ def _cells(t: Terminal, language: str) -> list:
         else t.department, t.pole or "", t.lon, t.lat, t.division, t.address or "",
         t.install_date.isoformat() if t.install_date else "", t.status.value, t.vendor or "", t.model or "",
         t.protocol.value, t.report_interval_s, ",".join(t.metrics),
-        json.dumps(t.attrs, ensure_ascii=False) if t.attrs else "",
+        json.dumps(t.attrs, ensure_ascii=False) if t.attrs else "", t.mn or "",
     ]
 
 

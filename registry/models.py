@@ -75,6 +75,9 @@ class TerminalIn(_In):
     report_interval_s: int | None = Field(default=None, gt=0, le=86400 * 31)
     metrics: list[str] | None = None
     attrs: dict = Field(default_factory=dict)
+    mn: str | None = Field(default=None, pattern=r"^[0-9A-Za-z]{1,24}$", description="HJ 212 logger MN")
+    pw: str | None = Field(default=None, pattern=r"^[!-~]{1,16}$",
+                           description="HJ 212 access password (PW); left out, the current one is kept")
 
 
 class TerminalPatch(_In):
@@ -92,6 +95,8 @@ class TerminalPatch(_In):
     report_interval_s: int | None = Field(default=None, gt=0, le=86400 * 31)
     metrics: list[str] | None = None
     attrs: dict | None = None
+    mn: str | None = Field(default=None, pattern=r"^[0-9A-Za-z]{1,24}$")
+    pw: str | None = Field(default=None, pattern=r"^[!-~]{1,16}$")
 
 
 class DivisionIn(_In):
@@ -145,6 +150,8 @@ class Terminal(BaseModel):
     report_interval_s: int
     metrics: list[str]
     attrs: dict
+    mn: str | None = None
+    pw: str | None = Field(default=None, exclude=True)
     created_at: dt.datetime
     updated_at: dt.datetime
 

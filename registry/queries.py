@@ -16,7 +16,7 @@ _CODE_PREFIX = re.compile(r"^23[0-9]{4}[-0-9A-Za-z]*$")
 TERMINAL_SELECT = """
     select t.code, t.name, t.kind, t.department_code as department, p.code as pole,
            t.division_code as division, t.lon, t.lat, t.address, t.install_date, t.status,
-           t.vendor, t.model, t.protocol, t.report_interval_s, t.metrics, t.attrs,
+           t.vendor, t.model, t.protocol, t.report_interval_s, t.metrics, t.attrs, t.mn, t.pw,
            t.created_at, t.updated_at
       from terminal t
       left join pole p on p.id = t.pole_id
@@ -141,7 +141,7 @@ _TERMINAL_STAGE = """
     create temp table if not exists terminal_stage (
         code text, name text, kind text, department_code text, pole text, division_code text, lon float8,
         lat float8, address text, install_date date, status text, vendor text, model text, protocol text,
-        report_interval_s int, metrics text[], attrs jsonb
+        report_interval_s int, metrics text[], attrs jsonb, mn text, pw text
     ) on commit delete rows
 """
 
@@ -152,9 +152,10 @@ def upsert_terminals(conn: psycopg.Connection, rows: list[dict]) -> None:
     conn.execute(
         """
         insert into terminal (code, name, kind, department_code, pole_id, division_code, lon, lat, address,
-                              install_date, status, vendor, model, protocol, report_interval_s, metrics, attrs)
+                              install_date, status, vendor, model, protocol, report_interval_s, metrics, attrs, mn, pw)
         select s.code, s.name, s.kind, s.department_code, p.id, s.division_code, s.lon, s.lat, s.address,
-               s.install_date, s.status, s.vendor, s.model, s.protocol, s.report_interval_s, s.metrics, s.attrs
+               s.install_date, s.status, s.vendor, s.model, s.protocol, s.report_interval_s, s.metrics, s.attrs,
+               s.mn, s.pw
           from terminal_stage s
           left join pole p on p.code = s.pole
         on conflict (code) do update set
@@ -163,7 +164,8 @@ def upsert_terminals(conn: psycopg.Connection, rows: list[dict]) -> None:
             lat = excluded.lat, address = excluded.address, install_date = excluded.install_date,
             status = excluded.status, vendor = excluded.vendor, model = excluded.model,
             protocol = excluded.protocol, report_interval_s = excluded.report_interval_s,
-            metrics = excluded.metrics, attrs = excluded.attrs, updated_at = now()
+            metrics = excluded.metrics, attrs = excluded.attrs, mn = excluded.mn, pw = excluded.pw,
+            updated_at = now()
         """
     )
 

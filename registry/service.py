@@ -16,7 +16,7 @@ import psycopg
 
 from registry import codes, queries
 from registry.attributes import validate_attrs
-from registry.changes import Actor, change_row, snapshot
+from registry.changes import Actor, change_row, fingerprint, snapshot
 from registry.errors import Conflict, Invalid, InvalidCode, LedgerError, NotFound
 from registry.lookups import METRIC_KEYS, Lookups, terminal_kind
 from registry.models import PoleIn, PolePatch, TerminalIn, TerminalPatch
@@ -92,7 +92,15 @@ def _terminal_row(item: TerminalIn, lookups: Lookups, poles: dict) -> dict:
         "vendor": item.vendor, "model": item.model, "protocol": item.protocol.value,
         "report_interval_s": item.report_interval_s or kind.interval_s,
         "metrics": list(dict.fromkeys(metrics)), "attrs": validate_attrs(kind.key, item.attrs),
+        "mn": _check_mn(item), "pw": item.pw,
     }
+
+
+def _check_mn(item: TerminalIn) -> str | None:
+    if item.mn is not None and item.protocol.value != "hj212":
+        raise Invalid(f"an MN belongs to an HJ 212 logger; set protocol to hj212 (it is {item.protocol.value})",
+                      field="mn")
+    return item.mn
 
 
 def prepare_poles(inputs: list[PoleIn], lookups: Lookups) -> tuple[list[dict | None], list[RowError]]:
@@ -203,7 +211,10 @@ def _save(conn: psycopg.Connection, rows: list[dict], actor: Actor, kind: _Kind)
     existing = kind.existing(conn, [r["code"] for r in rows])
     changed, changes = [], []
     for row in rows:
-        before = snapshot(existing.get(row["code"]))
+        current = existing.get(row["code"])
+        if "pw" in row and row["pw"] is None and current is not None:
+            row["pw"] = current.pw  # a blank password (an exported sheet has none) keeps the current one
+        before = snapshot(current)
         after = kind.snapshot(row)
         if before == after:
             continue
@@ -226,6 +237,7 @@ def _terminal_snapshot(row: dict) -> dict:
         "address": row["address"], "install_date": row["install_date"] and row["install_date"].isoformat(),
         "status": row["status"], "vendor": row["vendor"], "model": row["model"], "protocol": row["protocol"],
         "report_interval_s": row["report_interval_s"], "metrics": row["metrics"], "attrs": row["attrs"],
+        "mn": row["mn"], "pw_fingerprint": fingerprint(row["pw"]),
     }
 
 
@@ -257,7 +269,7 @@ def update_terminal(conn: psycopg.Connection, code: str, patch: TerminalPatch, a
     current = require_terminal(conn, code)
     merged = current.model_dump(
         include={"name", "department", "pole", "lon", "lat", "address", "install_date", "status", "vendor",
-                 "model", "protocol", "report_interval_s", "metrics", "attrs"}
+                 "model", "protocol", "report_interval_s", "metrics", "attrs", "mn"}
     ) | patch.model_dump(exclude_unset=True)
     if "pole" in patch.model_fields_set and not {"lon", "lat"} & patch.model_fields_set:
         merged.pop("lon"), merged.pop("lat")  # moving to another pole moves the terminal with it

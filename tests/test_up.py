@@ -34,6 +34,7 @@ def _environment(var_dir: Path, ports: dict[str, int]) -> dict[str, str]:
         "GANZHI_HTTP_PORT": str(ports["http"]),
         "GANZHI_EMBEDDED_PG_PORT": str(ports["pg"]),
         "GANZHI_EMBEDDED_MQTT_PORT": str(ports["mqtt"]),
+        "GANZHI_HJ212_PORT": str(ports["hj212"]),
     })
     return env
 
@@ -41,7 +42,7 @@ def _environment(var_dir: Path, ports: dict[str, int]) -> dict[str, str]:
 def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
     var_dir = Path(tempfile.mkdtemp(prefix="ganzhi-up-"))
     var_dir.chmod(0o755)  # the embedded server's own user must be able to enter it
-    ports = {"http": free_port(), "pg": free_port(), "mqtt": free_port()}
+    ports = {"http": free_port(), "pg": free_port(), "mqtt": free_port(), "hj212": free_port()}
     process = subprocess.Popen([sys.executable, "-m", "ganzhi", "up"], env=_environment(var_dir, ports),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -72,7 +73,7 @@ def test_up_refuses_a_taken_port_before_starting_anything():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        ports = {"http": taken.getsockname()[1], "pg": free_port(), "mqtt": free_port()}
+        ports = {"http": taken.getsockname()[1], "pg": free_port(), "mqtt": free_port(), "hj212": free_port()}
         result = subprocess.run([sys.executable, "-m", "ganzhi", "up"], env=_environment(var_dir, ports),
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
