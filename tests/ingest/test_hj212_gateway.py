@@ -27,8 +27,9 @@ def _frame(segment: str) -> bytes:
     return b"##%04d%s%04X\r\n" % (len(data), data, hj212.crc16(data))
 
 
-def _now_time() -> str:
-    return time.strftime("%Y%m%d%H%M%S", time.localtime(time.time() + 8 * 3600 - time.localtime().tm_gmtoff))
+def _now_time(minutes_ago: int = 0) -> str:
+    """Beijing time as DataTime, ``minutes_ago`` minutes back."""
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() + 8 * 3600 - 60 * minutes_ago))
 
 
 class _GatewayThread:
@@ -103,9 +104,9 @@ def test_minute_data_is_stored_apart_and_answered_after_commit(db_url, logger):
 
 
 def test_realtime_2005_style_frames_in_one_read_and_split_over_reads(db_url, logger):
-    now = _now_time()
-    first = _frame(f"ST=32;CN=2011;PW=123456;MN={MN};CP=&&DataTime={now};060-Rtd=1.8,060-Flag=M;001-Rtd=7.2&&")
-    second = _frame(f"QN=1;ST=32;CN=2011;PW=123456;MN={MN};Flag=5;CP=&&DataTime={now[:-2]}30;w21003-Rtd=1.9&&")
+    minute = _now_time(2)[:12]
+    first = _frame(f"ST=32;CN=2011;PW=123456;MN={MN};CP=&&DataTime={minute}00;060-Rtd=1.8,060-Flag=M;001-Rtd=7.2&&")
+    second = _frame(f"QN=1;ST=32;CN=2011;PW=123456;MN={MN};Flag=5;CP=&&DataTime={minute}30;w21003-Rtd=1.9&&")
     with _GatewayThread(db_url) as gw, gw.connect() as sock:
         sock.sendall(first + second[:20])
         time.sleep(0.2)
