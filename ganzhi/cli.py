@@ -295,14 +295,17 @@ def hj212_gateway(settings: Settings) -> None:
 @click.pass_obj
 def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, faults: tuple[str, ...],
              fault_share: float, duration: float | None, mqtt311: bool) -> None:
-    """Publish telemetry for the demo ledger through the broker, each device with its own credentials."""
+    """Publish telemetry for the demo ledger through the broker, each device with its own credentials, and
+    run its HJ 212 loggers against the gateway."""
     from simulators.faults import pick_faults
     from simulators.fleet import load_fleet
+    from simulators.loggers import load_loggers, run_loggers
     from simulators.run import SimConfig
     from simulators.run import simulate as run_fleet
 
     with _connect(settings) as conn:
         fleet = load_fleet(conn, limit)
+        loggers = load_loggers(conn, settings.demo_secret.get_secret_value())[:limit]
     host, port = settings.mqtt_host_port
     config = SimConfig(host=host, port=port, secret_key=settings.demo_secret.get_secret_value(), speed=speed,
                        ramp_s=ramp, mqtt5=not mqtt311,
@@ -317,9 +320,14 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
             loop.add_signal_handler(sig, stop.set)
         if duration:
             loop.call_later(duration, stop.set)
-        stats = await run_fleet(fleet, config, stop)
+        gateway_host = "127.0.0.1" if settings.hj212_host == "0.0.0.0" else settings.hj212_host
+        stats, logged = await asyncio.gather(
+            run_fleet(fleet, config, stop),
+            run_loggers(loggers, gateway_host, settings.hj212_port, stop, speed=speed),
+        )
         click.echo(f"published {stats.messages} messages, {stats.readings} readings "
-                   f"({stats.malformed} malformed on purpose), {stats.failures} connection failures")
+                   f"({stats.malformed} malformed on purpose), {stats.failures} connection failures; "
+                   f"{len(loggers)} HJ 212 loggers sent {logged.packets} packets, {logged.refused} refused")
 
     asyncio.run(main_loop())
 

@@ -39,6 +39,12 @@ def demo_secret(key: str, code: str) -> str:
     return base64.urlsafe_b64encode(hmac.new(key.encode(), code.encode(), hashlib.sha256).digest()[:18]).decode()
 
 
+def demo_logger_login(key: str, name: str) -> tuple[str, str]:
+    """The demo ledger's HJ 212 MN (24 hex digits) and 6-digit PW for a logger, derived from its name."""
+    digest = hmac.new(key.encode(), f"hj212:{name}".encode(), hashlib.sha256).hexdigest()
+    return digest[:24].upper(), f"{int(digest[24:36], 16) % 1_000_000:06d}"
+
+
 def issue(conn: psycopg.Connection, code: str, actor: Actor) -> str:
     """A new secret for a pole or terminal (replacing the old one); returned once, stored hashed."""
     code = codes.parse(code).value

@@ -57,13 +57,16 @@ class DemoLedger:
     """Terminals whose ``pole`` is the index of their pole in ``poles`` (as text) until codes exist."""
 
 
-def build(lookups: Lookups, seed: int = 2312) -> DemoLedger:
+def build(lookups: Lookups, seed: int = 2312, secret_key: str = "ganzhi-demo") -> DemoLedger:
     rng = np.random.default_rng(seed)
     ledger = DemoLedger([], [])
     _towers(ledger, lookups, rng)
     _town_poles(ledger, lookups, rng)
     _rivers(ledger, lookups, rng)
     _seat_networks(ledger, lookups, rng)
+    for terminal in ledger.terminals:  # HJ 212 loggers log in with an MN and PW the simulators can derive
+        if terminal.protocol.value == "hj212":
+            terminal.mn, terminal.pw = credentials.demo_logger_login(secret_key, terminal.name)
     return ledger
 
 
@@ -74,7 +77,7 @@ def load(conn: psycopg.Connection, actor: Actor | None = None, secret_key: str =
     if conn.execute("select exists (select 1 from terminal) or exists (select 1 from pole)").fetchone()[0]:
         raise Conflict("the ledger is not empty; the demo ledger loads only into an empty one")
     lookups = Lookups.load(conn)
-    ledger = build(lookups)
+    ledger = build(lookups, secret_key=secret_key)
     with conn.transaction():
         pole_rows, errors = service.prepare_poles(ledger.poles, lookups)
         service.raise_errors(errors)

@@ -57,6 +57,11 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
         latest = _wait_for_readings(ports["http"], air)
         assert {r["metric"] for r in latest["readings"]} == {"a34004", "a34002", "a01001", "a01002"}
         assert latest["state"] == "online"
+        station = httpx.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
+                            params={"kind": "water_quality_station", "limit": 1}).json()["data"][0]
+        assert station["protocol"] == "hj212" and station["mn"]
+        logged = _wait_for_readings(ports["http"], station["code"])  # an HJ 212 logger, through the gateway
+        assert {"w01009", "w21003"} <= {r["metric"] for r in logged["readings"]}
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=60)[0]
