@@ -386,6 +386,17 @@ def bench_ledger(settings: Settings, terminals: int, searches: int, runs: int) -
     run_bench(database_url(settings), settings, terminals, searches, runs)
 
 
+@bench.command(name="hj212")
+@click.option("--connections", default=1000, show_default=True, help="Concurrent logger connections.")
+@click.option("--packets", default=20, show_default=True, help="Real-time packets per connection.")
+@click.pass_obj
+def bench_hj212(settings: Settings, connections: int, packets: int) -> None:
+    """HJ 212 gateway: N loggers at once, each waiting for its answers; packets/s and send→answer latency."""
+    from ganzhi.bench_hj212 import run as run_bench
+
+    run_bench(database_url(settings), settings, connections, packets)
+
+
 @bench.command(name="ingest")
 @click.option("--messages", default=600_000, show_default=True, help="Messages in all.")
 @click.option("--readings", default=10, show_default=True, help="Readings per message (at most 10).")

@@ -153,3 +153,17 @@ def test_encode_decode_round_trip(qn, cn, mn, numbers):
     cp = "DataTime=20261127080000;" + ";".join(f"w01001-Rtd={n},w01001-Flag=N" for n in numbers)
     packet = hj212.Packet(qn=qn, st="32", cn=cn, pw="123456", mn=mn, flag=5, cp=cp.rstrip(";"))
     assert hj212.decode(hj212.encode(packet)) == packet
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_table_crc_equals_the_standards_bitwise_algorithm(data):
+    crc = 0xFFFF
+    for byte in data:  # Appendix A, literally
+        crc = (crc >> 8) ^ byte
+        for _ in range(8):
+            check = crc & 1
+            crc >>= 1
+            if check:
+                crc ^= 0xA001
+    assert hj212.crc16(data) == crc
