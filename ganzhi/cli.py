@@ -292,9 +292,10 @@ def hj212_gateway(settings: Settings) -> None:
 @click.option("--fault-share", default=0.05, show_default=True, help="Share of publishers given a fault.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--mqtt311", is_flag=True, help="MQTT 3.1.1 (the amqtt broker).")
+@click.option("--hj212-bad-crc", default=0.0, show_default=True, help="Share of HJ 212 packets sent with a bad CRC.")
 @click.pass_obj
 def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, faults: tuple[str, ...],
-             fault_share: float, duration: float | None, mqtt311: bool) -> None:
+             fault_share: float, duration: float | None, mqtt311: bool, hj212_bad_crc: float) -> None:
     """Publish telemetry for the demo ledger through the broker, each device with its own credentials, and
     run its HJ 212 loggers against the gateway."""
     from simulators.faults import pick_faults
@@ -323,7 +324,7 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
         gateway_host = "127.0.0.1" if settings.hj212_host == "0.0.0.0" else settings.hj212_host
         stats, logged = await asyncio.gather(
             run_fleet(fleet, config, stop),
-            run_loggers(loggers, gateway_host, settings.hj212_port, stop, speed=speed),
+            run_loggers(loggers, gateway_host, settings.hj212_port, stop, speed=speed, bad_crc_share=hj212_bad_crc),
         )
         click.echo(f"published {stats.messages} messages, {stats.readings} readings "
                    f"({stats.malformed} malformed on purpose), {stats.failures} connection failures; "

@@ -7,6 +7,8 @@ import datetime as dt
 import psycopg
 from psycopg.rows import dict_row
 
+from registry.queries import Search, terminal_where
+
 BUCKET_ORIGIN = "2000-01-01 00:00:00+08"
 """Buckets start at Beijing midnight, so daily buckets are local days."""
 
@@ -88,6 +90,49 @@ def states(conn: psycopg.Connection, terminal_ids: list[int]) -> list[dict]:
              order by t.code
             """,
             (terminal_ids,),
+        ).fetchall()
+
+
+_STATE_FROM = """
+      from terminal t
+      left join pole p on p.id = t.pole_id
+      left join device_state s on s.code = t.code
+      left join device_state ps on ps.code = p.code
+"""
+
+
+def state_list(conn: psycopg.Connection, search: Search, state: str | None, limit: int) -> list[dict]:
+    """Terminals with their connection state, filtered like a terminal search, ordered by code."""
+    where, params = terminal_where(search)
+    state_clause = f"({_STATE}) = %(state)s"
+    where = f"{where} and {state_clause}" if where and state else (f" where {state_clause}" if state else where)
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""
+            select t.code, t.name, t.kind, t.department_code as department, t.division_code as division,
+                   {_STATE} as state, s.last_seen_at, s.last_reading_at, t.report_interval_s
+              {_STATE_FROM} {where}
+             order by t.code
+             limit %(limit)s
+            """,
+            {**params, "state": state, "limit": limit},
+        ).fetchall()
+
+
+def state_counts(conn: psycopg.Connection, search: Search) -> list[dict]:
+    """How many active terminals of each department are online, offline, silent or never heard."""
+    where, params = terminal_where(search)
+    active = "t.status = 'active'"
+    where = f"{where} and {active}" if where else f" where {active}"
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""
+            select t.department_code as department, {_STATE} as state, count(*) as terminals
+              {_STATE_FROM} {where}
+             group by 1, 2
+             order by 1, 2
+            """,
+            params,
         ).fetchall()
 
 

@@ -103,6 +103,11 @@ class Search:
         return (" where " + " and ".join(clauses)) if clauses else "", params
 
 
+def terminal_where(search: Search) -> tuple[str, dict]:
+    """The WHERE clause of a terminal search over ``terminal t left join pole p``, for other packages' queries."""
+    return search.where(_TERMINAL_FILTERS)
+
+
 def search_terminals(conn: psycopg.Connection, search: Search, limit: int) -> list[Terminal]:
     return _search(conn, TERMINAL_SELECT, _TERMINAL_FILTERS, "t.code", search, limit, Terminal)
 

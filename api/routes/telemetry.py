@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.deps import ConnDep
+from api.routes.filters import TerminalSearch
 from devices import metric as metric_spec
 from ingest import queries as store
 from registry import queries, service
@@ -119,6 +120,26 @@ def terminal_state(conn: ConnDep, code: str) -> dict:
     terminal = service.require_terminal(conn, code)
     ids = store.terminal_ids(conn, [terminal.code])
     return store.states(conn, list(ids.values()))[0]
+
+
+@router.get("/terminal-states")
+def terminal_states(
+    conn: ConnDep,
+    search: TerminalSearch,
+    state: Literal["online", "offline", "silent", "never"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
+) -> dict:
+    """Which terminals are online, offline (their or their pole's last will), silent (nothing for three expected
+    intervals) or never heard, with the terminal search filters: e.g. every silent gas sensor in a county."""
+    rows = store.state_list(conn, search, state, limit + 1)
+    next_cursor = rows[limit - 1]["code"] if len(rows) > limit else None
+    return {"data": rows[:limit], "next": next_cursor}
+
+
+@router.get("/terminal-states/summary")
+def terminal_state_summary(conn: ConnDep, search: TerminalSearch) -> list[dict]:
+    """Active terminals per department and state: the data-completeness view for each steward."""
+    return store.state_counts(conn, search)
 
 
 @router.get("/dead-letters")

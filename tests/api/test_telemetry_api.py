@@ -90,3 +90,15 @@ def test_dead_letters_are_listed_with_reason_and_payload(http, db_url):
     assert [(d["reason"], d["payload_text"], d["payload_bytes"]) for d in letters] == [
         ("payload is not JSON", "{bad", 4)]
     assert http.get("/api/v1/dead-letters", params={"reason": "range"}).json() == []
+
+
+def test_state_lists_and_the_per_department_summary(http, db_url):
+    _, air, gas = _setup(http, db_url)
+    silent = http.get("/api/v1/terminal-states", params={"state": "never"}).json()["data"]
+    assert [t["code"] for t in silent] == [gas]
+    online = http.get("/api/v1/terminal-states", params={"state": "online", "department": "生态环境局"}).json()
+    assert [t["code"] for t in online["data"]] == [air]
+    summary = http.get("/api/v1/terminal-states/summary", params={"division": "231202"}).json()
+    assert {(r["department"], r["state"]): r["terminals"] for r in summary} == {("sthjj", "online"): 1,
+                                                                                ("zjj", "never"): 1}
+    assert http.get("/api/v1/terminal-states", params={"state": "asleep"}).status_code == 422
