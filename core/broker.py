@@ -27,16 +27,19 @@ _CONFIG_TEMPLATE = Path(__file__).with_name("mosquitto.conf")
 class LocalBroker:
     """Owns one local broker: ``await start()``, ``reload()``, ``await stop()``.
 
-    With ``auth_dir`` holding ``passwd`` and ``acl`` files, mosquitto admits only those users
-    and ``reload()`` makes it re-read them; amqtt (the fallback) admits anyone.
+    With ``auth_dir`` holding ``passwd`` and ``acl`` files, the broker admits only those users and
+    lets them publish and subscribe only where the ACL says: mosquitto re-reads the files on
+    ``reload()``, amqtt (through ``core.amqtt_plugins``) whenever they change.
     """
 
-    def __init__(self, data_dir: Path, port: int, bind: str = "127.0.0.1", auth_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int, bind: str = "127.0.0.1", auth_dir: Path | None = None,
+                 kind: str | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.bind = bind
         self.auth_dir = auth_dir.resolve() if auth_dir else None
-        self.kind: str | None = None
+        self.kind: str | None = kind
+        """mosquitto or amqtt; left out, mosquitto when installed."""
         self._process: subprocess.Popen | None = None
         self._amqtt = None
 
@@ -56,9 +59,9 @@ class LocalBroker:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        binary = shutil.which("mosquitto")
-        if binary:
-            self._start_mosquitto(binary)
+        self.kind = self.kind or self.available_kind()
+        if self.kind == "mosquitto":
+            self._start_mosquitto(shutil.which("mosquitto"))
         else:
             await self._start_amqtt()
         if not await asyncio.to_thread(wait_for_broker, "127.0.0.1", self.port, 10.0):
@@ -82,19 +85,17 @@ class LocalBroker:
         hand_to_broker_user(self.data_dir)
         if self.auth_dir:
             hand_to_broker_user(self.auth_dir)
-        self.kind = "mosquitto"
         self._process = subprocess.Popen([binary, "-c", str(config)], stdin=subprocess.DEVNULL)
 
     async def _start_amqtt(self) -> None:
         from amqtt.broker import Broker
 
-        self.kind = "amqtt"
-        self._amqtt = Broker(
-            {
-                "listeners": {"default": {"type": "tcp", "bind": f"{self.bind}:{self.port}"}},
-                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-            }
-        )
+        plugins: dict = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+        if self.auth_dir is not None:
+            plugins = {"core.amqtt_plugins.PasswordFileAuth": {"password_file": str(self.auth_dir / "passwd")},
+                       "core.amqtt_plugins.AclFileTopics": {"acl_file": str(self.auth_dir / "acl")}}
+        self._amqtt = Broker({"listeners": {"default": {"type": "tcp", "bind": f"{self.bind}:{self.port}"}},
+                              "plugins": plugins})
         await self._amqtt.start()
 
 

@@ -109,22 +109,19 @@ async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str
     """The broker's URL and whether it speaks MQTT 5; a local one admits only the ledger's devices."""
     if settings.mqtt_url:
         return settings.mqtt_url, True
-    auth_dir = None
-    if LocalBroker.available_kind() == "mosquitto":
-        auth_dir = settings.var_dir / "mqtt-auth"
-        services = {settings.mqtt_username: password}
-        with db.connect(url) as conn:
-            logins = broker_auth.write_files(conn, auth_dir, services)
-        log.info("broker logins from the ledger: %d devices", logins)
+    auth_dir = settings.var_dir / "mqtt-auth"
+    services = {settings.mqtt_username: password}
+    with db.connect(url) as conn:
+        logins = broker_auth.write_files(conn, auth_dir, services)
+    log.info("broker logins from the ledger: %d devices", logins)
     broker = LocalBroker(settings.var_dir / "mqtt", settings.embedded_mqtt_port, settings.embedded_mqtt_bind,
                          auth_dir)
     await broker.start()
     stack.push_async_callback(broker.stop)
-    if auth_dir is not None:
-        syncing = asyncio.create_task(broker_auth.keep_in_step(url, auth_dir, services, broker))
-        stack.push_async_callback(_cancel, syncing)
-    else:
-        log.warning("mosquitto is not installed: the amqtt broker admits any client (no per-device logins)")
+    syncing = asyncio.create_task(broker_auth.keep_in_step(url, auth_dir, services, broker))
+    stack.push_async_callback(_cancel, syncing)
+    if not broker.mqtt5:
+        log.warning("mosquitto is not installed: running the amqtt broker (MQTT 3.1.1, no shared subscriptions)")
     return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}", broker.mqtt5
 
 
