@@ -31,18 +31,19 @@ METRICS = ("a34004", "a34002", "a01001", "a01002")
 _BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
-def run(url: str, settings: Settings, connections: int, packets: int) -> None:
+def run(url: str, settings: Settings, connections: int, packets: int, gateways: int) -> None:
     print(f"box: {os.cpu_count()} cores; {connections} logger connections × {packets} real-time packets, "
-          f"{len(METRICS)} values each")
+          f"{len(METRICS)} values each; {gateways} gateway process(es)")
     scratch = scratch_database(url)
     port = free_port()
-    gateway = None
+    processes: list[subprocess.Popen] = []
     try:
         prepare(scratch, settings)
         mns = _loggers(scratch, connections)
         env = dict(os.environ, DATABASE_URL=scratch, GANZHI_HJ212_PORT=str(port), GANZHI_LOG_LEVEL="WARNING")
-        gateway = subprocess.Popen([sys.executable, "-m", "ganzhi", "hj212"], env=env)
+        processes = [subprocess.Popen([sys.executable, "-m", "ganzhi", "hj212"], env=env) for _ in range(gateways)]
         _wait_port(port)
+        time.sleep(2)  # let every process bind before the loggers connect
         started = time.perf_counter()
         latencies = asyncio.run(_all_loggers(port, mns, packets))
         elapsed = time.perf_counter() - started
@@ -55,9 +56,9 @@ def run(url: str, settings: Settings, connections: int, packets: int) -> None:
         print(f"send→answer (after commit): p50 {np.percentile(latencies, 50):.0f} ms, "
               f"p99 {np.percentile(latencies, 99):.0f} ms")
     finally:
-        if gateway is not None:
-            gateway.terminate()
-            gateway.wait(30)
+        for process in processes:
+            process.terminate()
+            process.wait(30)
         drop_database(url, scratch)
 
 

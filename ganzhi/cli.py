@@ -390,12 +390,13 @@ def bench_ledger(settings: Settings, terminals: int, searches: int, runs: int) -
 @bench.command(name="hj212")
 @click.option("--connections", default=1000, show_default=True, help="Concurrent logger connections.")
 @click.option("--packets", default=20, show_default=True, help="Real-time packets per connection.")
+@click.option("--gateways", default=1, show_default=True, help="Gateway processes sharing the port.")
 @click.pass_obj
-def bench_hj212(settings: Settings, connections: int, packets: int) -> None:
+def bench_hj212(settings: Settings, connections: int, packets: int, gateways: int) -> None:
     """HJ 212 gateway: N loggers at once, each waiting for its answers; packets/s and send→answer latency."""
     from ganzhi.bench_hj212 import run as run_bench
 
-    run_bench(database_url(settings), settings, connections, packets)
+    run_bench(database_url(settings), settings, connections, packets, gateways)
 
 
 @bench.command(name="ingest")

@@ -65,7 +65,8 @@ class Hj212Gateway:
 
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         await asyncio.to_thread(self._directory.refresh, force=True)
-        server = await asyncio.start_server(self._connection, self.config.host, self.config.port)
+        # reuse_port: several gateway processes can share the port, the kernel spreading connections over them.
+        server = await asyncio.start_server(self._connection, self.config.host, self.config.port, reuse_port=True)
         writing = asyncio.create_task(self._write_forever())
         log.info("HJ 212 gateway listening on %s:%d", self.config.host, self.config.port)
         if ready is not None:
