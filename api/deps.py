@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
+from urllib.parse import unquote
 
 import psycopg
 from fastapi import Depends, Header, Request
@@ -17,9 +18,11 @@ def _conn(request: Request) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def _actor(x_actor: Annotated[str | None, Header(description="who makes the change, for the change log")] = None,
+def _actor(x_actor: Annotated[str | None, Header(
+        description="who makes the change, for the change log; percent-encoded UTF-8 for non-ASCII names")] = None,
            ) -> Actor:
-    return Actor(x_actor.strip()[:100] if x_actor and x_actor.strip() else "api")
+    name = unquote(x_actor).strip() if x_actor else ""
+    return Actor(name[:100] if name else "api")
 
 
 def _settings(request: Request) -> Settings:

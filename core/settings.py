@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     demo_secret: SecretStr = Field(
         default=SecretStr("ganzhi-demo"), description="key the demo ledger's device secrets are derived from"
     )
+    analytics_workers: int = Field(default=1, ge=1, le=32, description="rule workers `up` starts (terminals split)")
     hj212_host: str = Field(default="127.0.0.1", description="address the HJ 212 gateway listens on")
     hj212_port: int = Field(default=9212, ge=1, le=65535, description="TCP port of the HJ 212 gateway")
     hj212_workers: int = Field(default=2, ge=1, le=32, description="gateway processes `up` starts on that port")

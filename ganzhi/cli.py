@@ -263,6 +263,56 @@ def ingest(settings: Settings, client_id: str, protocol: str | None, no_shared: 
     worker.run(stop)
 
 
+@main.command()
+@click.option("--shard", default=0, show_default=True,
+              help="This worker's share of the terminals (terminal id mod shards).")
+@click.option("--shards", default=1, show_default=True, help="How many rule workers split the terminals.")
+@click.pass_obj
+def analytics(settings: Settings, shard: int, shards: int) -> None:
+    """Run one rule worker: evaluate new readings on observation time and keep the alerts (Ctrl-C stops it)."""
+    import signal
+    import threading
+
+    from analytics.worker import AnalyticsWorker
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    AnalyticsWorker(database_url(settings), shard, shards).run(stop)
+
+
+@main.group(cls=_Group)
+def rules() -> None:
+    """The rules the terminals are held to."""
+
+
+@rules.command()
+@click.option("--terminal", "code", required=True, help="City code of the terminal.")
+@click.option("--from", "start", type=click.DateTime(), required=True, help="Start (Beijing time).")
+@click.option("--to", "end", type=click.DateTime(), default=None, help="End (Beijing time); default now.")
+@click.option("--rule", "prefix", default="", help="Only rules whose key starts with this (e.g. gb3838).")
+@click.pass_obj
+def backtest(settings: Settings, code: str, start, end, prefix: str) -> None:
+    """List the alerts the rules would have raised over stored history; nothing is written."""
+    import datetime as dt
+
+    from analytics import queries as analytics_queries
+    from analytics.evaluate import backtest as run_backtest
+
+    beijing = dt.timezone(dt.timedelta(hours=8))
+    with _connect(settings) as conn:
+        info = analytics_queries.terminal_by_code(conn, codes.parse(code).value)
+        if info is None:
+            raise click.ClickException(f"terminal {code} is not in the ledger")
+        found = run_backtest(conn, info, start.replace(tzinfo=beijing),
+                             (end or dt.datetime.now()).replace(tzinfo=beijing), prefix)
+    for rule, episode in found:
+        end_text = episode.end.astimezone(beijing).isoformat() if episode.end else "still on"
+        click.echo(f"{rule.key:28s} {episode.severity:8s} {episode.start.astimezone(beijing).isoformat()} → "
+                   f"{end_text}: {episode.detail}")
+    click.echo(f"{len(found)} alert(s) would have been raised")
+
+
 @main.command(name="hj212")
 @click.pass_obj
 def hj212_gateway(settings: Settings) -> None:
@@ -322,9 +372,13 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
         if duration:
             loop.call_later(duration, stop.set)
         gateway_host = "127.0.0.1" if settings.hj212_host == "0.0.0.0" else settings.hj212_host
+        polluted = frozenset(code for code, fault in pick_faults([lg.mn for lg in loggers], [Fault(f) for f in faults],
+                                                                  fault_share, seed=8).items()
+                             if fault is Fault.pollution)
         stats, logged = await asyncio.gather(
             run_fleet(fleet, config, stop),
-            run_loggers(loggers, gateway_host, settings.hj212_port, stop, speed=speed, bad_crc_share=hj212_bad_crc),
+            run_loggers(loggers, gateway_host, settings.hj212_port, stop, speed=speed, bad_crc_share=hj212_bad_crc,
+                        polluted=polluted),
         )
         click.echo(f"published {stats.messages} messages, {stats.readings} readings "
                    f"({stats.malformed} malformed on purpose), {stats.failures} connection failures; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import alerts
 import ingest
 import registry
 from core import db
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 MIGRATION_DIRS: list[Path] = [
     Path(registry.__file__).with_name("migrations"),
     Path(ingest.__file__).with_name("migrations"),
+    Path(alerts.__file__).with_name("migrations"),
 ]
 
 

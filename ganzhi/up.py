@@ -62,10 +62,14 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         amqtt = [] if mqtt5 else ["--protocol", "3.1.1", "--no-shared"]
         for n in range(1, (settings.ingest_workers if mqtt5 else 1) + 1):
             await _child(stack, f"ingest worker {n}", ["ingest", "--client-id", f"ganzhi-ingest-{n}", *amqtt], env)
+        for n in range(settings.analytics_workers):
+            await _child(stack, f"rule worker {n + 1}",
+                         ["analytics", "--shard", str(n), "--shards", str(settings.analytics_workers)], env)
         for n in range(1, settings.hj212_workers + 1):  # they share the port (SO_REUSEPORT)
             await _child(stack, f"HJ 212 gateway {n}", ["hj212"], env)
         if simulate:
-            simulator = ["simulate", "--speed", str(SIMULATOR_SPEED), *([] if mqtt5 else ["--mqtt311"])]
+            simulator = ["simulate", "--speed", str(SIMULATOR_SPEED), "--fault", "pollution", "--fault-share", "0.03",
+                         *([] if mqtt5 else ["--mqtt311"])]
             await _child(stack, "device simulator", simulator, env)
         server = _Server(uvicorn.Config(create_app(settings, url), host=settings.http_host, port=settings.http_port,
                                         log_level="warning", lifespan="on"))

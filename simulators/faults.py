@@ -25,6 +25,20 @@ class Fault(StrEnum):
     """Some messages are not valid telemetry."""
     skew = "skew"
     """The device clock runs 10 minutes fast (its readings look like they come from the future)."""
+    pollution = "pollution"
+    """A real event, not a fault: ammonia, COD and phosphorus three times higher, methane at 30–60 %LEL."""
+
+
+POLLUTANTS = frozenset({"w21003", "w01018", "w21011"})
+
+
+def pollute(key: str, value: float, rng: random.Random) -> float:
+    """What a pollution event or a gas leak does to a reading."""
+    if key in POLLUTANTS:
+        return clamp(key, value * 3)
+    if key == "methane_lel":
+        return clamp(key, rng.uniform(30, 60))
+    return value
 
 
 def pick_faults(codes: list[str], faults: list[Fault], share: float, seed: int) -> dict[str, Fault]:
@@ -46,6 +60,8 @@ class Distortion:
         self.drift_hours = 0.0
 
     def apply(self, key: str, value: float, elapsed_h: float, span: float) -> float:
+        if self.fault is Fault.pollution:
+            return pollute(key, value, self.rng)
         if self.fault is Fault.stuck:
             return self.stuck.setdefault(key, value)
         if self.fault is Fault.drift:

@@ -21,6 +21,7 @@ import psycopg
 from devices import hj212
 from registry import queries
 from registry.credentials import demo_logger_login
+from simulators.faults import pollute
 from simulators.signals import base_value
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,13 @@ def load_loggers(conn: psycopg.Connection, secret_key: str) -> list[SimLogger]:
 
 
 async def run_loggers(loggers: list[SimLogger], host: str, port: int, stop: asyncio.Event, *, speed: float = 1.0,
-                      realtime_s: float = 30.0, bad_crc_share: float = 0.0, seed: int = 1) -> LoggerStats:
+                      realtime_s: float = 30.0, bad_crc_share: float = 0.0, polluted: frozenset[str] = frozenset(),
+                      seed: int = 1) -> LoggerStats:
+    """Run the loggers; those whose MN is in ``polluted`` report a pollution event."""
     stats = LoggerStats()
     tasks = [asyncio.create_task(_logger(lg, host, port, stop, speed, realtime_s, bad_crc_share,
-                                         random.Random(f"{seed}:{lg.mn}"), stats)) for lg in loggers]
+                                         random.Random(f"{seed}:{lg.mn}"), stats, lg.mn in polluted))
+             for lg in loggers]
     await stop.wait()
     for task in tasks:
         task.cancel()
@@ -69,7 +73,7 @@ async def run_loggers(loggers: list[SimLogger], host: str, port: int, stop: asyn
 
 
 async def _logger(lg: SimLogger, host: str, port: int, stop: asyncio.Event, speed: float, realtime_s: float,
-                  bad_crc_share: float, rng: random.Random, stats: LoggerStats) -> None:
+                  bad_crc_share: float, rng: random.Random, stats: LoggerStats, polluted: bool) -> None:
     await asyncio.sleep(rng.uniform(0, min(5.0, realtime_s / speed)))
     while not stop.is_set():
         try:
@@ -78,24 +82,25 @@ async def _logger(lg: SimLogger, host: str, port: int, stop: asyncio.Event, spee
             await asyncio.sleep(rng.uniform(1, 5))
             continue
         try:
-            await _session(lg, reader, writer, stop, speed, realtime_s, bad_crc_share, rng, stats)
+            await _session(lg, reader, writer, stop, speed, realtime_s, bad_crc_share, rng, stats, polluted)
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             log.debug("logger %s: %s; reconnecting", lg.mn, exc)
         finally:
             writer.close()
 
 
-async def _session(lg, reader, writer, stop, speed, realtime_s, bad_crc_share, rng, stats) -> None:
+async def _session(lg, reader, writer, stop, speed, realtime_s, bad_crc_share, rng, stats, polluted) -> None:
     splitter = hj212.Splitter()
     next_minute = next_hour = time.monotonic()
     while not stop.is_set():
         now = dt.datetime.now(_BEIJING)
-        packets = [_data(lg, "2011", now, rng)]
+        packets = [_data(lg, "2011", now, rng, polluted)]
         if time.monotonic() >= next_minute:
-            packets.append(_data(lg, "2051", now.replace(second=0, microsecond=0) - dt.timedelta(minutes=1), rng))
+            minute = now.replace(second=0, microsecond=0) - dt.timedelta(minutes=1)
+            packets.append(_data(lg, "2051", minute, rng, polluted))
             next_minute = time.monotonic() + 60 / speed
         if time.monotonic() >= next_hour:
-            packets.append(_data(lg, "2061", now.replace(minute=0, second=0, microsecond=0), rng))
+            packets.append(_data(lg, "2061", now.replace(minute=0, second=0, microsecond=0), rng, polluted))
             next_hour = time.monotonic() + 3600 / speed
         for packet in packets:
             frame = hj212.encode(packet)
@@ -125,13 +130,15 @@ async def _answer(reader: asyncio.StreamReader, splitter: hj212.Splitter) -> hj2
             return hj212.decode(frames[0])
 
 
-def _data(lg: SimLogger, cn: str, at: dt.datetime, rng: random.Random) -> hj212.Packet:
+def _data(lg: SimLogger, cn: str, at: dt.datetime, rng: random.Random, polluted: bool) -> hj212.Packet:
     flag = "N"
     if rng.random() < 0.01:
         flag = rng.choice("MC")  # maintenance or calibration: rules must not raise pollution alerts on these
     items = [f"DataTime={at:%Y%m%d%H%M%S}"]
     for key in lg.metrics:
         value = base_value(lg.kind, key, at, lg.attrs, rng)
+        if polluted:
+            value = pollute(key, value, rng)
         if cn == "2011":
             items.append(f"{key}-Rtd={value},{key}-Flag={flag}")
         else:

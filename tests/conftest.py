@@ -30,7 +30,7 @@ from tests.mqtt import SERVICE_PASSWORD, SERVICE_USER, AuthBroker
 
 LEDGER_TABLES = (
     "terminal, pole, change, sharing_grant, code_sequence, reading, latest_reading, device_state, dead_letter, "
-    "device_credential"
+    "device_credential, alert, alert_event, incident, analytics_watermark"
 )
 
 

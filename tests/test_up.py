@@ -62,6 +62,8 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
         assert station["protocol"] == "hj212" and station["mn"]
         logged = _wait_for_readings(ports["http"], station["code"])  # an HJ 212 logger, through the gateway
         assert {"w01009", "w21003"} <= {r["metric"] for r in logged["readings"]}
+        alert = _wait_for_alert(ports["http"])  # the demo includes a few gas leaks
+        assert alert["bureau"] == "housing" and alert["detail"].startswith("methane")
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=60)[0]
@@ -96,6 +98,17 @@ def _wait_for_readings(port: int, code: str) -> dict:
             return latest
         time.sleep(1)
     pytest.fail(f"no readings for {code} within 60 s of the platform being healthy")
+
+
+def _wait_for_alert(port: int) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        alerts = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts", params={"status": "open", "family": "gas"},
+                           timeout=5).json()
+        if alerts:
+            return alerts[0]
+        time.sleep(1)
+    pytest.fail("no alert within 60 s")
 
 
 def _wait_healthy(port: int, process: subprocess.Popen) -> dict:

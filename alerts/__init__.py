@@ -1,0 +1,1 @@
+"""Alerts: lifecycle, one active alert per (terminal, rule), incidents, routing to the bureaus."""

@@ -1,0 +1,187 @@
+"""Alert lifecycle: episodes found by the rules become alerts; operators acknowledge, resolve, close.
+
+``reconcile`` makes the stored alerts of one (terminal, rule) agree with freshly evaluated episodes:
+it opens, extends, resolves (auto-clear through hysteresis), re-opens when late data shows the
+condition went on, and retracts alerts that late data shows never lasted. One active alert per
+(terminal, rule) is enforced by the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+from psycopg.rows import dict_row
+
+from analytics.engine import SEVERITY_ORDER, Episode
+from analytics.rules import Rule, TerminalInfo
+from registry.errors import Conflict, NotFound
+
+SYSTEM = "ganzhi-analytics"
+ACTIVE = ("open", "acknowledged")
+_TRANSITIONS = {"acknowledge": ("open",), "resolve": ("open", "acknowledged"),
+                "close": ("open", "acknowledged", "resolved")}
+
+
+def reconcile(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, window_start: dt.datetime,
+              found: list[Episode]) -> None:
+    stored = _stored(conn, t.id, rule.key, window_start)
+    matched: set[int] = set()
+    for episode in found:
+        alert = next((a for a in stored if a["id"] not in matched and _overlaps(a, episode)), None)
+        if alert is None:
+            _open(conn, t, rule, episode)
+            continue
+        matched.add(alert["id"])
+        if alert["status"] != "closed":
+            _update(conn, t, rule, alert, episode)
+    for alert in stored:
+        if alert["id"] not in matched and alert["status"] != "closed" and alert["observed_start"] >= window_start:
+            _event(conn, alert["id"], "retract", "late data shows the condition did not last")
+            conn.execute("update alert set status = 'closed', closed_at = now(), updated_at = now() where id = %s",
+                         (alert["id"],))
+            _close_incident_if_done(conn, alert["incident_id"])
+
+
+def _stored(conn: psycopg.Connection, terminal_id: int, rule: str, since: dt.datetime) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """
+            select id, status, observed_start, observed_end, severity, worst_value, incident_id, detail
+              from alert
+             where terminal_id = %(t)s and rule = %(r)s
+               and (status in ('open', 'acknowledged') or observed_end is null or observed_end >= %(since)s)
+             order by observed_start
+            """,
+            {"t": terminal_id, "r": rule, "since": since},
+        ).fetchall()
+
+
+def _overlaps(alert: dict, episode: Episode) -> bool:
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return alert["observed_start"] <= (episode.end or far) and episode.start <= (alert["observed_end"] or far)
+
+
+def _open(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, episode: Episode) -> None:
+    status = "open" if episode.active else "resolved"
+    try:
+        with conn.transaction():
+            alert_id = conn.execute(
+                """
+                insert into alert (terminal_id, rule, family, severity, bureau, department_code, division_code, status,
+                                   observed_start, observed_end, worst_value, detail, resolved_at)
+                values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, case when %s = 'resolved' then now() end)
+                returning id
+                """,
+                (t.id, rule.key, rule.family, episode.severity, rule.bureau, t.department, t.division, status,
+                 episode.start, episode.end, episode.worst_value, episode.detail, status),
+            ).fetchone()[0]
+    except psycopg.errors.UniqueViolation:
+        return  # another worker opened it a moment ago: one active alert per (terminal, rule)
+    _event(conn, alert_id, "open", episode.detail)
+    if episode.active:
+        _join_incident(conn, t, rule, alert_id)
+    else:
+        _event(conn, alert_id, "resolve", f"cleared at {episode.end.isoformat()} (found in history)")
+
+
+def _update(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, alert: dict, episode: Episode) -> None:
+    worse = SEVERITY_ORDER[episode.severity] > SEVERITY_ORDER[alert["severity"]]
+    start = min(alert["observed_start"], episode.start)
+    conn.execute(
+        """
+        update alert set observed_start = %s, observed_end = %s, severity = %s, worst_value = %s, detail = %s,
+                         updated_at = now()
+         where id = %s
+        """,
+        (start, episode.end, episode.severity if worse else alert["severity"],
+         episode.worst_value if worse or episode.detail != alert["detail"] else alert["worst_value"],
+         episode.detail, alert["id"]),
+    )
+    if alert["status"] in ACTIVE and not episode.active:
+        conn.execute("update alert set status = 'resolved', resolved_at = now() where id = %s", (alert["id"],))
+        _event(conn, alert["id"], "resolve", f"cleared at {episode.end.isoformat()}")
+        _close_incident_if_done(conn, alert["incident_id"])
+    elif alert["status"] == "resolved" and episode.active:
+        try:
+            with conn.transaction():
+                conn.execute("update alert set status = 'open', resolved_at = null where id = %s", (alert["id"],))
+        except psycopg.errors.UniqueViolation:
+            return
+        _event(conn, alert["id"], "update", "re-opened: later readings show the condition goes on")
+        _join_incident(conn, t, rule, alert["id"])
+    elif worse or start < alert["observed_start"]:
+        _event(conn, alert["id"], "update", episode.detail)
+
+
+def _event(conn: psycopg.Connection, alert_id: int, action: str, comment: str | None, actor: str = SYSTEM) -> None:
+    conn.execute("insert into alert_event (alert_id, actor, action, comment) values (%s, %s, %s, %s)",
+                 (alert_id, actor, action, comment))
+
+
+# -- incidents: one problem, one incident -----------------------------------------------------------------
+
+def incident_key(t: TerminalInfo, rule: Rule) -> str | None:
+    """Sensors on one pole; stations along one river; gas points in the same square kilometre."""
+    if t.pole:
+        return f"pole:{t.pole}"
+    if rule.family == "river" and t.attrs.get("river"):
+        return f"river:{t.attrs['river']}"
+    if rule.family == "gas":
+        return f"gas:{t.lat:.2f}:{t.lon:.2f}"
+    return None
+
+
+def _join_incident(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, alert_id: int) -> None:
+    key = incident_key(t, rule)
+    if key is None:
+        return
+    row = conn.execute("select id from incident where key = %s and status = 'open'", (key,)).fetchone()
+    if row is None:
+        try:
+            with conn.transaction():
+                row = conn.execute(
+                    "insert into incident (key, title, bureau, division_code) values (%s, %s, %s, %s) returning id",
+                    (key, _title(key), rule.bureau, t.division),
+                ).fetchone()
+        except psycopg.errors.UniqueViolation:
+            row = conn.execute("select id from incident where key = %s and status = 'open'", (key,)).fetchone()
+    conn.execute("update alert set incident_id = %s where id = %s", (row[0], alert_id))
+
+
+def _title(key: str) -> str:
+    kind, _, rest = key.partition(":")
+    return {"pole": f"smart pole {rest}", "river": f"{rest}: stations along the river",
+            "gas": f"gas network near {rest}"}[kind]
+
+
+def _close_incident_if_done(conn: psycopg.Connection, incident_id: int | None) -> None:
+    if incident_id is None:
+        return
+    conn.execute(
+        """
+        update incident set status = 'closed', closed_at = now()
+         where id = %(i)s and status = 'open'
+           and not exists (select 1 from alert where incident_id = %(i)s and status in ('open', 'acknowledged'))
+        """,
+        {"i": incident_id},
+    )
+
+
+# -- operators --------------------------------------------------------------------------------------------
+
+def act(conn: psycopg.Connection, alert_id: int, action: str, actor: str, comment: str | None) -> None:
+    """acknowledge, resolve, close or comment, by a person; an impossible step is a Conflict."""
+    row = conn.execute("select status, incident_id from alert where id = %s for update", (alert_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"alert {alert_id} does not exist", field="id")
+    status, incident_id = row
+    if action != "comment":
+        if status not in _TRANSITIONS[action]:
+            raise Conflict(f"alert {alert_id} is {status}; it cannot be {action}d")
+        new = {"acknowledge": "acknowledged", "resolve": "resolved", "close": "closed"}[action]
+        stamp = {"resolved": ", resolved_at = now()", "closed": ", closed_at = now()"}.get(new, "")
+        conn.execute(f"update alert set status = %s, updated_at = now(){stamp} where id = %s", (new, alert_id))
+        if new in ("resolved", "closed"):
+            _close_incident_if_done(conn, incident_id)
+    _event(conn, alert_id, action, comment, actor)

@@ -1,0 +1,1 @@
+"""Rules over readings: standards as data, event-time evaluation, device health."""

@@ -1,0 +1,371 @@
+"""The rules each terminal is held to, derived from its kind, its attributes and the standards.
+
+A rule names the series it reads (``metric``), who gets its alerts (``bureau``), and makes a judge
+for one evaluation run (judges of rate, stuck or jump rules remember the previous reading).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from analytics import standards
+from analytics.engine import CLEAR, HOLD, POLLUTION_SKIP_FLAGS, Episode, Point, State, Verdict, episodes
+from devices import metric as metric_spec
+
+BEIJING = dt.timezone(dt.timedelta(hours=8))
+Judge = Callable[[Point], Verdict]
+
+
+@dataclass(frozen=True)
+class TerminalInfo:
+    id: int
+    code: str
+    kind: str
+    department: str
+    division: str
+    pole: str | None
+    lon: float
+    lat: float
+    report_interval_s: int
+    metrics: tuple[str, ...]
+    attrs: dict
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    family: str
+    bureau: str
+    metric: str
+    make_judge: Callable[[dict[str, list[Point]]], Judge]
+    min_duration: dt.timedelta = dt.timedelta(0)
+    skip_flags: frozenset[str] = frozenset()
+    context: tuple[str, ...] = ()
+    """Other series the judge looks at (a sewage outlet's water temperature)."""
+    nightly: tuple[int, int] | None = field(default=None)
+    """Judge the minimum of each night's readings between these Beijing hours instead of every reading."""
+
+    def evaluate(self, series: dict[str, list[Point]]) -> list[Episode]:
+        points = series.get(self.metric, [])
+        if self.nightly:
+            points = night_minima(points, *self.nightly)
+        return episodes(points, self.make_judge(series), self.min_duration, self.skip_flags)
+
+
+def rules_for(t: TerminalInfo) -> list[Rule]:
+    family = _FAMILIES.get(t.kind)
+    rules = family(t) if family else []
+    return rules + device_health(t)
+
+
+# -- rivers (GB 3838) ------------------------------------------------------------------------------
+
+def river(t: TerminalInfo) -> list[Rule]:
+    target = t.attrs.get("target_class")
+    if target not in standards.CLASSES:
+        return []
+    goal = standards.CLASSES.index(target) + 1
+    body = t.attrs.get("water_body", "river")
+    interval = dt.timedelta(seconds=t.report_interval_s)
+    rules = []
+    for key in t.metrics:
+        if key == "w01001":
+            rules.append(Rule("gb3838:w01001", "river", "environment", key, lambda s: _ph_judge(), interval,
+                              POLLUTION_SKIP_FLAGS))
+        elif standards.river_class(key, 1.0, body, dt.date.today()) is not None:
+            rules.append(Rule(f"gb3838:{key}", "river", "environment", key,
+                              lambda s, key=key: _class_judge(key, goal, body), interval, POLLUTION_SKIP_FLAGS))
+    return rules
+
+
+def _class_judge(key: str, goal: int, body: str) -> Judge:
+    spec = metric_spec(key)
+    lower_is_worse = key == "w01009"
+
+    def judge(point: Point) -> Verdict:
+        on = point.ts.astimezone(BEIJING).date()
+        reached = standards.river_class(key, point.value, body, on)
+        if reached is None or reached <= goal:
+            limit = _class_limit(key, goal, body, on)
+            margin_ok = point.value >= limit * 1.05 if lower_is_worse else point.value <= limit * 0.95
+            return CLEAR if margin_ok else HOLD
+        severity = "critical" if reached - goal >= 2 or reached == 6 else "warning"
+        detail = (f"{spec.name} {point.value:g} {spec.unit} meets class {standards.class_name(reached)} only; "
+                  f"the section's target is class {standards.CLASSES[goal - 1]} "
+                  f"({standards.in_force(standards.GB3838, on).name})")
+        badness = reached * 1000 + (-point.value if lower_is_worse else point.value)
+        return Verdict(State.VIOLATE, severity, detail, badness)
+
+    return judge
+
+
+def _class_limit(key: str, goal: int, body: str, on: dt.date) -> float:
+    table = standards.in_force(standards.GB3838, on).data
+    lake_key = f"{key}:lake"
+    return table[lake_key if body == "lake" and lake_key in table else key][goal - 1]
+
+
+def _ph_judge() -> Judge:
+    def judge(point: Point) -> Verdict:
+        if 6.0 <= point.value <= 9.0:
+            return CLEAR if 6.1 <= point.value <= 8.9 else HOLD
+        return Verdict(State.VIOLATE, "warning", f"pH {point.value:g} outside 6–9", abs(point.value - 7.5))
+
+    return judge
+
+
+# -- sewage plants (GB 18918) -----------------------------------------------------------------------
+
+def sewage(t: TerminalInfo) -> list[Rule]:
+    grade = t.attrs.get("grade")
+    if grade not in ("1A", "1B"):
+        return []
+    old = t.attrs.get("build_year", 2100) < 2006
+    interval = dt.timedelta(seconds=t.report_interval_s)
+    rules = []
+    for key in ("w01018", "w21001", "w21003", "w21011"):
+        if key not in t.metrics:
+            continue
+        for series, period, duration, severity in ((key, "real-time", interval, "warning"),
+                                                   (f"{key}:avg:day", "daily mean", dt.timedelta(0), "critical")):
+            temperature = "w01010" if series == key else "w01010:avg:day"
+            rules.append(Rule(f"gb18918:{series}", "sewage", "environment", series,
+                              lambda s, key=key, period=period, severity=severity, temperature=temperature:
+                              _discharge_judge(key, grade, old, period, severity, s.get(temperature, [])),
+                              duration, POLLUTION_SKIP_FLAGS, (temperature,)))
+    if "w01001" in t.metrics:
+        rules.append(Rule("gb18918:w01001", "sewage", "environment", "w01001", lambda s: _ph_judge(), interval,
+                          POLLUTION_SKIP_FLAGS))
+    return rules
+
+
+def _discharge_judge(key: str, grade: str, old: bool, period: str, severity: str, temperatures: list[Point]) -> Judge:
+    spec = metric_spec(key)
+    times = [p.ts for p in temperatures]
+
+    def judge(point: Point) -> Verdict:
+        version = standards.in_force(standards.GB18918, point.ts.astimezone(BEIJING).date())
+        limits = version.data[grade]
+        name = key
+        if key == "w21011" and old:
+            name = "w21011:old"
+        if key == "w21003":
+            at = bisect.bisect_right(times, point.ts) - 1
+            if at >= 0 and temperatures[at].value <= version.data["cold_c"]:
+                name = "w21003:cold"
+        limit = limits[name]
+        if point.value <= limit:
+            return CLEAR if point.value <= limit * 0.95 else HOLD
+        note = {"w21003:cold": " (water at or below 12 °C)", "w21011:old": " (plant built before 2006)"}.get(name, "")
+        detail = (f"{period} {spec.name} {point.value:g} {spec.unit} exceeds the grade {grade} limit {limit:g}"
+                  f"{note} ({version.name})")
+        level = "critical" if point.value > 1.5 * limit else severity
+        return Verdict(State.VIOLATE, level, detail, point.value / limit)
+
+    return judge
+
+
+# -- gas ---------------------------------------------------------------------------------------------
+
+def gas_pressure(t: TerminalInfo) -> list[Rule]:
+    set_point = t.attrs.get("set_point_kpa")
+    if not set_point or "gas_pressure" not in t.metrics:
+        return []
+    data = standards.GAS[-1].data
+    high = t.attrs.get("high_kpa", set_point * data["high_factor"])
+    low = t.attrs.get("low_kpa", set_point * data["low_factor"])
+    return [
+        Rule("gas:pressure_band", "gas", "housing", "gas_pressure", lambda s: _band_judge(low, high, set_point)),
+        Rule("gas:pressure_drop", "gas", "housing", "gas_pressure",
+             lambda s: _drop_judge(set_point * data["drop_per_min"])),
+    ]
+
+
+def _band_judge(low: float, high: float, set_point: float) -> Judge:
+    def judge(point: Point) -> Verdict:
+        if point.value > high:
+            return Verdict(State.VIOLATE, "critical", f"gas pressure {point.value:g} kPa above {high:g} kPa "
+                           f"(set point {set_point:g})", point.value - high)
+        if point.value < low:
+            return Verdict(State.VIOLATE, "critical", f"gas pressure {point.value:g} kPa below {low:g} kPa "
+                           f"(set point {set_point:g})", low - point.value)
+        return CLEAR if low * 1.02 <= point.value <= high * 0.98 else HOLD
+
+    return judge
+
+
+def _drop_judge(limit_per_min: float) -> Judge:
+    previous: list[Point] = []
+
+    def judge(point: Point) -> Verdict:
+        before = previous[-1] if previous else None
+        previous[:] = [point]
+        if before is None or point.ts <= before.ts:
+            return HOLD
+        rate = (point.value - before.value) / ((point.ts - before.ts).total_seconds() / 60)
+        if rate < -limit_per_min:
+            return Verdict(State.VIOLATE, "critical", f"gas pressure falling {-rate:.2f} kPa/min: possible leak",
+                           -rate)
+        return CLEAR
+
+    return judge
+
+
+def methane(t: TerminalInfo) -> list[Rule]:
+    data = standards.GAS[-1].data
+
+    def judge(point: Point) -> Verdict:
+        if point.value >= data["lel_level2"]:
+            return Verdict(State.VIOLATE, "critical", f"methane {point.value:g} %LEL: level-2 alarm", point.value)
+        if point.value >= data["lel_level1"]:
+            return Verdict(State.VIOLATE, "warning", f"methane {point.value:g} %LEL: level-1 alarm", point.value)
+        return CLEAR if point.value < data["lel_level1"] * 0.75 else HOLD
+
+    return [Rule("gas:methane", "gas", "housing", "methane_lel", lambda s: judge)] if "methane_lel" in t.metrics else []
+
+
+# -- water supply ------------------------------------------------------------------------------------
+
+def water(t: TerminalInfo) -> list[Rule]:
+    data = standards.WATER[-1].data
+    rules = []
+    if "water_pressure" in t.metrics:
+        minimum = t.attrs.get("min_service_mpa", data["min_service_mpa"])
+
+        def judge(point: Point) -> Verdict:
+            if point.value < minimum:
+                return Verdict(State.VIOLATE, "warning", f"service pressure {point.value:g} MPa below {minimum:g} MPa",
+                               minimum - point.value)
+            return CLEAR if point.value >= minimum + 0.01 else HOLD
+
+        rules.append(Rule("water:service_pressure", "water", "housing", "water_pressure", lambda s: judge,
+                          dt.timedelta(seconds=t.report_interval_s)))
+    allowance = t.attrs.get("night_allowance_m3h")
+    if "water_flow" in t.metrics and allowance is not None:
+        def night(point: Point) -> Verdict:
+            if point.value > allowance:
+                return Verdict(State.VIOLATE, "warning", f"minimum night flow {point.value:g} m³/h over the "
+                               f"allowance {allowance:g} m³/h in {t.attrs.get('district', 'the district')}: "
+                               "suspected leak", point.value - allowance)
+            return CLEAR
+
+        rules.append(Rule("water:night_flow", "water", "housing", "water_flow", lambda s: night,
+                          nightly=(data["night_start_h"], data["night_end_h"])))
+    return rules
+
+
+def night_minima(points: list[Point], start_h: int, end_h: int) -> list[Point]:
+    """One point per night: the lowest reading between the hours, stamped at the night's start."""
+    nights: dict[dt.date, Point] = {}
+    for point in points:
+        local = point.ts.astimezone(BEIJING)
+        if start_h <= local.hour < end_h:
+            day = local.date()
+            if day not in nights or point.value < nights[day].value:
+                nights[day] = Point(dt.datetime.combine(day, dt.time(start_h), BEIJING), point.value, point.flag)
+    return [nights[day] for day in sorted(nights)]
+
+
+# -- district heating ---------------------------------------------------------------------------------
+
+def heating(t: TerminalInfo) -> list[Rule]:
+    data = standards.HEATING[-1].data
+    limits = (("supply_temp", "heating:supply_temp", "above", data["supply_max_c"], "°C", "critical"),
+              ("supply_pressure", "heating:supply_pressure", "above", data["supply_pressure_max_mpa"], "MPa",
+               "critical"),
+              ("return_pressure", "heating:return_pressure", "below", data["return_pressure_min_mpa"], "MPa",
+               "warning"))
+    return [Rule(key, "heating", "housing", metric, lambda s, d=direction, lim=limit, u=unit, sev=severity, m=metric:
+                 _limit_judge(m, d, lim, u, sev)) for metric, key, direction, limit, unit, severity in limits
+            if metric in t.metrics]
+
+
+def _limit_judge(metric: str, direction: str, limit: float, unit: str, severity: str) -> Judge:
+    name = metric_spec(metric).name
+
+    def judge(point: Point) -> Verdict:
+        bad = point.value > limit if direction == "above" else point.value < limit
+        if bad:
+            return Verdict(State.VIOLATE, severity, f"{name} {point.value:g} {unit} {direction} {limit:g} {unit}",
+                           abs(point.value - limit))
+        return CLEAR
+
+    return judge
+
+
+def indoor(t: TerminalInfo) -> list[Rule]:
+    data = standards.HEATING[-1].data
+
+    def judge(point: Point) -> Verdict:
+        if not standards.heating_season(point.ts.astimezone(BEIJING).date()):
+            return CLEAR
+        if point.value < data["indoor_min_c"]:
+            return Verdict(State.VIOLATE, "warning", f"indoor temperature {point.value:g} °C below "
+                           f"{data['indoor_min_c']:g} °C in the heating season", data["indoor_min_c"] - point.value)
+        return CLEAR if point.value >= data["indoor_min_c"] + 0.5 else HOLD
+
+    if "indoor_temp" not in t.metrics:
+        return []
+    return [Rule("heating:indoor", "heating", "housing", "indoor_temp", lambda s: judge, dt.timedelta(hours=2))]
+
+
+# -- device health: faults go to the steward, never as pollution -------------------------------------
+
+STUCK_READINGS = 12
+
+
+def device_health(t: TerminalInfo) -> list[Rule]:
+    rules = []
+    for key in t.metrics:
+        spec = metric_spec(key)
+        if spec is None:
+            continue
+        span = spec.high - spec.low
+        rules.append(Rule(f"device:stuck:{key}", "device", "steward", key, lambda s, k=key: _stuck_judge(k)))
+        rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
+                          lambda s, k=key, sp=span: _jump_judge(k, sp, dt.timedelta(seconds=2 * t.report_interval_s))))
+    return rules
+
+
+def _stuck_judge(key: str) -> Judge:
+    run: list[Point] = []
+
+    def judge(point: Point) -> Verdict:
+        if run and point.value != run[0].value:
+            run.clear()
+        run.append(point)
+        if len(run) >= STUCK_READINGS:
+            return Verdict(State.VIOLATE, "warning", f"{key} stuck at {point.value:g} for {len(run)} readings "
+                           "(sensor fault?)", len(run))
+        return CLEAR if len(run) == 1 else HOLD
+
+    return judge
+
+
+def _jump_judge(key: str, span: float, within: dt.timedelta) -> Judge:
+    previous: list[Point] = []
+
+    def judge(point: Point) -> Verdict:
+        before = previous[-1] if previous else None
+        previous[:] = [point]
+        if before is not None and point.ts - before.ts <= within and abs(point.value - before.value) > 0.5 * span:
+            return Verdict(State.VIOLATE, "warning", f"{key} jumped from {before.value:g} to {point.value:g}: "
+                           "physically impossible (sensor fault?)", abs(point.value - before.value))
+        return CLEAR
+
+    return judge
+
+
+_FAMILIES = {
+    "water_quality_station": river,
+    "sewage_outlet_analyser": sewage,
+    "gas_pressure_sensor": gas_pressure,
+    "methane_detector": methane,
+    "water_pressure_point": water,
+    "district_flow_meter": water,
+    "heating_substation_sensor": heating,
+    "indoor_temp_sensor": indoor,
+}

@@ -1,0 +1,73 @@
+"""Alerts for the bureaus: list, detail with the readings that caused them, lifecycle actions; incidents."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from alerts import queries, service
+from analytics.queries import terminal_by_code
+from analytics.rules import rules_for
+from api.deps import ActorDep, ConnDep
+from api.routes.filters import department_code, division_subtree
+from registry.errors import NotFound
+
+router = APIRouter(prefix="/api/v1", tags=["alerts"])
+
+
+class Action(BaseModel):
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+@router.get("/alerts")
+def list_alerts(
+    conn: ConnDep,
+    status: Literal["open", "acknowledged", "resolved", "closed"] | None = None,
+    bureau: Annotated[Literal["environment", "housing", "steward"] | None,
+                      Query(description="environment (rivers, sewage), housing (gas, water, heating), steward "
+                                        "(device faults)")] = None,
+    division: Annotated[str | None, Query(description="division code; its whole subtree")] = None,
+    family: Literal["river", "sewage", "gas", "water", "heating", "device"] | None = None,
+    severity: Literal["info", "warning", "critical"] | None = None,
+    department: Annotated[str | None, Query(description="steward department, code or name")] = None,
+    start: Annotated[dt.datetime | None, Query(alias="from", description="alerts still on at or after")] = None,
+    end: Annotated[dt.datetime | None, Query(alias="to", description="alerts started before")] = None,
+    before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict]:
+    """Newest first."""
+    return queries.list_alerts(conn, status=status, bureau=bureau, division=division_subtree(conn, division),
+                               family=family, severity=severity, department=department_code(conn, department),
+                               start=start, end=end, before_id=before_id, limit=limit)
+
+
+@router.get("/alerts/{alert_id}")
+def get_alert(conn: ConnDep, alert_id: int) -> dict:
+    """The alert, its history, and the readings that caused it (from an hour before it started)."""
+    alert = queries.get_alert(conn, alert_id)
+    if alert is None:
+        raise NotFound(f"alert {alert_id} does not exist", field="id")
+    info = terminal_by_code(conn, alert["terminal"])
+    rule = next((r for r in rules_for(info) if r.key == alert["rule"]), None) if info else None
+    metric = rule.metric if rule else alert["rule"].rsplit(":", 1)[-1]
+    return {**alert, "metric": metric, "events": queries.alert_events(conn, alert_id),
+            "readings": queries.evidence(conn, alert_id, metric)}
+
+
+@router.post("/alerts/{alert_id}/{action}")
+def alert_action(conn: ConnDep, actor: ActorDep, alert_id: int,
+                 action: Literal["acknowledge", "resolve", "close", "comment"], body: Action | None = None) -> dict:
+    """acknowledge (open → acknowledged), resolve, close, or comment; who and when are kept."""
+    with conn.transaction():
+        service.act(conn, alert_id, action, actor.name, body.comment if body else None)
+    return get_alert(conn, alert_id)
+
+
+@router.get("/incidents")
+def list_incidents(conn: ConnDep, status: Literal["open", "closed"] | None = None,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+    """Related alerts grouped: sensors on one pole, stations along one river, neighbouring gas points."""
+    return queries.list_incidents(conn, status, limit)

@@ -1,0 +1,166 @@
+"""Rule workers against the real store: event time, late and repeated data, flags, concurrency, restart,
+no-data, incidents, and the alert lifecycle over HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from urllib.parse import quote
+
+import psycopg
+
+from analytics.evaluate import sweep_silence
+from analytics.worker import AnalyticsWorker
+from ingest.validate import Accepted
+from ingest.writer import Batch, Writer
+from registry import service
+from registry.changes import Actor
+from tests.factories import pole_in, river_station, terminal_in
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _write(db_url: str, code: str, metric: str, values: list[tuple[int, float, str | None]]) -> None:
+    """Readings at NOW + minutes."""
+    with psycopg.connect(db_url) as conn:
+        terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+        batch = Batch(readings=[Accepted(terminal_id, code, metric, int((NOW + dt.timedelta(minutes=m)).timestamp()
+                                                                         * 1000), v, f) for m, v, f in values])
+        Writer().write(conn, batch)
+
+
+def _alerts(db_url: str) -> list[tuple]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute("select rule, status, severity, observed_start, observed_end from alert order by id"
+                            ).fetchall()
+
+
+def _station(conn) -> str:
+    code = service.create_terminal(conn, river_station(), Actor("test"))
+    conn.commit()
+    return code
+
+
+def test_violation_opens_then_late_data_resolves_and_repeats_change_nothing(conn, db_url):
+    code = _station(conn)
+    worker = AnalyticsWorker(db_url)
+    with psycopg.connect(db_url) as wc:
+        _write(db_url, code, "w21003", [(-120, 0.6, None), (-90, 1.4, None), (-60, 1.6, None)])
+        worker.poll(wc)
+        # 1.6 mg/L is class V: two classes worse than the target III
+        assert [(r, s, sev) for r, s, sev, _, _ in _alerts(db_url)] == [("gb3838:w21003", "open", "critical")]
+        assert _alerts(db_url)[0][3] == NOW - dt.timedelta(minutes=90)  # observation time, not arrival
+        _write(db_url, code, "w21003", [(-90, 1.4, None), (-60, 1.6, None)])  # duplicates
+        worker.poll(wc)
+        assert len(_alerts(db_url)) == 1
+        _write(db_url, code, "w21003", [(-30, 0.5, None)])  # the condition clears
+        worker.poll(wc)
+        _, status, _, _, end = _alerts(db_url)[0]
+        assert (status, end) == ("resolved", NOW - dt.timedelta(minutes=30))
+        with psycopg.connect(db_url) as c:
+            actions = [a for (a,) in c.execute("select action from alert_event order by id")]
+        assert actions == ["open", "resolve"]
+
+
+def test_out_of_order_and_late_data_retract_an_alert_that_never_lasted(conn, db_url):
+    code = _station(conn)
+    worker = AnalyticsWorker(db_url)
+    with psycopg.connect(db_url) as wc:
+        _write(db_url, code, "w21003", [(-60, 1.6, None), (-120, 1.6, None)])  # arrives newest first
+        worker.poll(wc)
+        assert _alerts(db_url)[0][1] == "open"
+        _write(db_url, code, "w21003", [(-90, 0.4, None)])  # a late reading between them: never two in a row
+        worker.poll(wc)
+        assert _alerts(db_url)[0][1] == "closed"
+        with psycopg.connect(db_url) as c:
+            assert c.execute("select comment from alert_event where action = 'retract'").fetchone()[0].startswith(
+                "late data")
+
+
+def test_flagged_values_raise_nothing(conn, db_url):
+    code = _station(conn)
+    _write(db_url, code, "w21003", [(-120, 3.0, "M"), (-90, 3.1, "C"), (-60, 3.0, "D")])
+    with psycopg.connect(db_url) as wc:
+        AnalyticsWorker(db_url).poll(wc)
+    assert _alerts(db_url) == []
+
+
+def test_two_shards_and_two_workers_on_one_shard_never_double_an_alert(conn, db_url):
+    codes = [service.create_terminal(conn, river_station(f"站{i}", at=(126.94 + i * 0.01, 46.53)), Actor("t"))
+             for i in range(4)]
+    conn.commit()
+    for code in codes:
+        _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
+    workers = [AnalyticsWorker(db_url, 0, 2), AnalyticsWorker(db_url, 1, 2), AnalyticsWorker(db_url, 1, 2)]
+
+    def poll(worker: AnalyticsWorker) -> None:
+        with psycopg.connect(db_url) as wc:
+            worker.poll(wc)
+
+    threads = [threading.Thread(target=poll, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rules = [r for r, s, *_ in _alerts(db_url) if s == "open"]
+    assert len(rules) == 4  # one per station, although shard 1 ran twice at once
+
+
+def test_a_restarted_worker_goes_on_from_its_watermark(conn, db_url):
+    code = _station(conn)
+    _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
+    with psycopg.connect(db_url) as wc:
+        assert AnalyticsWorker(db_url).poll(wc) == 1
+    with psycopg.connect(db_url) as wc:
+        restarted = AnalyticsWorker(db_url)
+        restarted.poll(wc)
+        _write(db_url, code, "w21003", [(-30, 0.3, None)])
+        restarted.poll(wc)
+    assert [s for _, s, *_ in _alerts(db_url)] == ["resolved"]
+
+
+def test_no_data_is_a_device_alert_for_the_steward(conn, db_url):
+    code = service.create_terminal(conn, terminal_in(), Actor("t"))  # air sensor, every 300 s
+    conn.commit()
+    _write(db_url, code, "a34004", [(-60, 30.0, None)])
+    with psycopg.connect(db_url) as wc:
+        sweep_silence(wc, 0, 1)
+        wc.commit()
+    rows = _alerts(db_url)
+    assert [(r, s) for r, s, *_ in rows] == [("device:nodata:a34004", "open")]
+    with psycopg.connect(db_url) as c:
+        assert c.execute("select bureau, department_code from alert").fetchone() == ("steward", "sthjj")
+    _write(db_url, code, "a34004", [(0, 31.0, None)])
+    with psycopg.connect(db_url) as wc:
+        sweep_silence(wc, 0, 1)
+        wc.commit()
+    assert [s for _, s, *_ in _alerts(db_url)] == ["resolved"]
+
+
+def test_sensors_on_one_pole_share_an_incident_and_the_lifecycle_over_http(conn, db_url, http):
+    pole = service.create_pole(conn, pole_in(), Actor("t"))
+    gas = service.create_terminal(conn, terminal_in("甲烷", "methane_detector", at=None, pole=pole), Actor("t"))
+    room = service.create_terminal(conn, terminal_in("甲烷2", "methane_detector", at=None, pole=pole), Actor("t"))
+    conn.commit()
+    for code in (gas, room):
+        _write(db_url, code, "methane_lel", [(-5, 30.0, None), (-4, 60.0, None)])
+    with psycopg.connect(db_url) as wc:
+        AnalyticsWorker(db_url).poll(wc)
+    incidents = http.get("/api/v1/incidents").json()
+    assert len(incidents) == 1 and incidents[0]["active_alerts"] == 2 and incidents[0]["bureau"] == "housing"
+    listed = http.get("/api/v1/alerts", params={"bureau": "housing", "status": "open"}).json()
+    assert {a["terminal"] for a in listed} == {gas, room} and {a["severity"] for a in listed} == {"critical"}
+    alert_id = listed[0]["id"]
+    detail = http.get(f"/api/v1/alerts/{alert_id}").json()
+    assert [r["value"] for r in detail["readings"]] == [30.0, 60.0] and detail["metric"] == "methane_lel"
+    acked = http.post(f"/api/v1/alerts/{alert_id}/acknowledge", json={"comment": "派人查看"},
+                      headers={"X-Actor": quote("住建局值班员")})
+    assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
+    assert acked.json()["events"][-1] == {**acked.json()["events"][-1], "actor": "住建局值班员",
+                                          "action": "acknowledge", "comment": "派人查看"}
+    again = http.post(f"/api/v1/alerts/{alert_id}/acknowledge")
+    assert again.status_code == 409
+    for other in http.get("/api/v1/alerts", params={"status": "open"}).json():
+        http.post(f"/api/v1/alerts/{other['id']}/resolve")
+    http.post(f"/api/v1/alerts/{alert_id}/resolve")
+    assert http.get("/api/v1/incidents").json()[0]["status"] == "closed"
