@@ -197,13 +197,19 @@ def _band_judge(low: float, high: float, set_point: float) -> Judge:
     return judge
 
 
+DROP_SPAN = dt.timedelta(minutes=2)
+"""A fall is measured over at least this long, so sensor noise on fast samples does not look like a leak."""
+
+
 def _drop_judge(limit_per_min: float) -> Judge:
-    previous: list[Point] = []
+    recent: list[Point] = []
 
     def judge(point: Point) -> Verdict:
-        before = previous[-1] if previous else None
-        previous[:] = [point]
-        if before is None or point.ts <= before.ts:
+        recent.append(point)
+        while len(recent) > 1 and point.ts - recent[1].ts >= DROP_SPAN:
+            recent.pop(0)
+        before = recent[0]
+        if point.ts - before.ts < DROP_SPAN:
             return HOLD
         rate = (point.value - before.value) / ((point.ts - before.ts).total_seconds() / 60)
         if rate < -limit_per_min:

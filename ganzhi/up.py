@@ -57,20 +57,7 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         if load_demo:
             await asyncio.to_thread(_load_demo_if_empty, url, settings)
         mqtt_url, mqtt5 = await _broker(settings, stack, url, password)
-        env = _child_environment(url, mqtt_url, password)
-        # The amqtt fallback speaks only MQTT 3.1.1 and has no shared subscriptions: one plain worker.
-        amqtt = [] if mqtt5 else ["--protocol", "3.1.1", "--no-shared"]
-        for n in range(1, (settings.ingest_workers if mqtt5 else 1) + 1):
-            await _child(stack, f"ingest worker {n}", ["ingest", "--client-id", f"ganzhi-ingest-{n}", *amqtt], env)
-        for n in range(settings.analytics_workers):
-            await _child(stack, f"rule worker {n + 1}",
-                         ["analytics", "--shard", str(n), "--shards", str(settings.analytics_workers)], env)
-        for n in range(1, settings.hj212_workers + 1):  # they share the port (SO_REUSEPORT)
-            await _child(stack, f"HJ 212 gateway {n}", ["hj212"], env)
-        if simulate:
-            simulator = ["simulate", "--speed", str(SIMULATOR_SPEED), "--fault", "pollution", "--fault-share", "0.03",
-                         *([] if mqtt5 else ["--mqtt311"])]
-            await _child(stack, "device simulator", simulator, env)
+        await _children(stack, _worker_commands(settings, mqtt5, simulate), _child_environment(url, mqtt_url, password))
         server = _Server(uvicorn.Config(create_app(settings, url), host=settings.http_host, port=settings.http_port,
                                         log_level="warning", lifespan="on"))
         serving = asyncio.create_task(server.serve())
@@ -136,10 +123,32 @@ def _child_environment(url: str, mqtt_url: str, password: str) -> dict[str, str]
     return env
 
 
-async def _child(stack: contextlib.AsyncExitStack, name: str, args: list[str], env: dict) -> None:
-    child = Child(name, args, env)
-    await child.start()
-    stack.push_async_callback(child.stop)
+def _worker_commands(settings: Settings, mqtt5: bool, simulate: bool) -> list[tuple[str, list[str]]]:
+    """Every worker process `up` runs, as (name, `ganzhi` arguments)."""
+    # The amqtt fallback speaks only MQTT 3.1.1 and has no shared subscriptions: one plain worker.
+    amqtt = [] if mqtt5 else ["--protocol", "3.1.1", "--no-shared"]
+    commands = [(f"ingest worker {n}", ["ingest", "--client-id", f"ganzhi-ingest-{n}", *amqtt])
+                for n in range(1, (settings.ingest_workers if mqtt5 else 1) + 1)]
+    shards = str(settings.analytics_workers)
+    commands += [(f"rule worker {n + 1}", ["analytics", "--shard", str(n), "--shards", shards])
+                 for n in range(settings.analytics_workers)]
+    commands += [(f"HJ 212 gateway {n}", ["hj212"]) for n in range(1, settings.hj212_workers + 1)]  # SO_REUSEPORT
+    if simulate:  # the demo fleet, with a few pollution events and gas leaks so that alerts show too
+        commands.append(("device simulator", ["simulate", "--speed", str(SIMULATOR_SPEED), "--fault", "pollution",
+                                              "--fault-share", "0.03", *([] if mqtt5 else ["--mqtt311"])]))
+    return commands
+
+
+async def _children(stack: contextlib.AsyncExitStack, commands: list[tuple[str, list[str]]], env: dict) -> None:
+    """Start the workers; on the way out they are stopped all at once."""
+    children = [Child(name, args, env) for name, args in commands]
+
+    async def stop_all() -> None:
+        await asyncio.gather(*(child.stop() for child in children))
+
+    stack.push_async_callback(stop_all)
+    for child in children:
+        await child.start()
 
 
 async def _cancel(task: asyncio.Task) -> None:

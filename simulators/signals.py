@@ -76,7 +76,7 @@ def base_value(kind: str, key: str, t: dt.datetime, attrs: dict, rng: random.Ran
     }
     value = models[key]()
     spec = metric(key)
-    noise = (spec.high - spec.low) * 0.0005 + abs(value) * 0.01
+    noise = abs(value) * 0.005 + (spec.high - spec.low) * 1e-6
     return clamp(key, value + rng.gauss(0, noise))
 
 
