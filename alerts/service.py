@@ -121,21 +121,41 @@ def _event(conn: psycopg.Connection, alert_id: int, action: str, comment: str | 
 
 # -- incidents: one problem, one incident -----------------------------------------------------------------
 
+RIVER_REACH_KM = 40.0
+"""Stations this close along a river, by chainage, share an incident."""
+
+
 def incident_key(t: TerminalInfo, rule: Rule) -> str | None:
-    """Sensors on one pole; stations along one river; gas points in the same square kilometre."""
+    """Sensors on one pole; neighbouring stations along one river; gas points in the same square kilometre."""
     if t.pole:
         return f"pole:{t.pole}"
     if rule.family == "river" and t.attrs.get("river"):
-        return f"river:{t.attrs['river']}"
+        return f"river:{t.attrs['river']}:{t.code}"
     if rule.family == "gas":
         return f"gas:{t.lat:.2f}:{t.lon:.2f}"
     return None
+
+
+def _river_neighbour(conn: psycopg.Connection, t: TerminalInfo) -> str | None:
+    """The key of an open incident on the same river with a station within the reach of this one."""
+    row = conn.execute(
+        """
+        select i.key from incident i join alert a on a.incident_id = i.id join terminal m on m.id = a.terminal_id
+         where i.status = 'open' and i.key like %(prefix)s
+           and abs((m.attrs ->> 'chainage_km')::float8 - %(km)s) <= %(reach)s
+         order by abs((m.attrs ->> 'chainage_km')::float8 - %(km)s) limit 1
+        """,
+        {"prefix": f"river:{t.attrs['river']}:%", "km": float(t.attrs.get("chainage_km", 0)), "reach": RIVER_REACH_KM},
+    ).fetchone()
+    return row[0] if row else None
 
 
 def _join_incident(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, alert_id: int) -> None:
     key = incident_key(t, rule)
     if key is None:
         return
+    if key.startswith("river:"):
+        key = _river_neighbour(conn, t) or key
     row = conn.execute("select id from incident where key = %s and status = 'open'", (key,)).fetchone()
     if row is None:
         try:
@@ -151,7 +171,7 @@ def _join_incident(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, alert_
 
 def _title(key: str) -> str:
     kind, _, rest = key.partition(":")
-    return {"pole": f"smart pole {rest}", "river": f"{rest}: stations along the river",
+    return {"pole": f"smart pole {rest}", "river": f"{rest.split(':')[0]}: stations along the river",
             "gas": f"gas network near {rest}"}[kind]
 
 

@@ -304,8 +304,8 @@ def backtest(settings: Settings, code: str, start, end, prefix: str) -> None:
         info = analytics_queries.terminal_by_code(conn, codes.parse(code).value)
         if info is None:
             raise click.ClickException(f"terminal {code} is not in the ledger")
-        found = run_backtest(conn, info, start.replace(tzinfo=beijing),
-                             (end or dt.datetime.now()).replace(tzinfo=beijing), prefix)
+        until = end.replace(tzinfo=beijing) if end else dt.datetime.now(beijing)
+        found = run_backtest(conn, info, start.replace(tzinfo=beijing), until, prefix)
     for rule, episode in found:
         end_text = episode.end.astimezone(beijing).isoformat() if episode.end else "still on"
         click.echo(f"{rule.key:28s} {episode.severity:8s} {episode.start.astimezone(beijing).isoformat()} → "

@@ -64,6 +64,8 @@ GAS_CLASS_KPA: dict[GasPressureClass, tuple[float, float]] = {
 class GasPressureAttrs(_Attrs):
     pressure_class: GasPressureClass = Field(description="GB 50028 pressure class of the pipe")
     set_point_kpa: float = Field(gt=0, le=4000, description="regulator set point, kPa gauge")
+    high_kpa: float | None = Field(default=None, gt=0, le=4000, description="alert above (default set point +15 %)")
+    low_kpa: float | None = Field(default=None, ge=0, le=4000, description="alert below (default set point −15 %)")
 
     @model_validator(mode="after")
     def _set_point_in_class(self) -> GasPressureAttrs:

@@ -164,3 +164,39 @@ def test_sensors_on_one_pole_share_an_incident_and_the_lifecycle_over_http(conn,
         http.post(f"/api/v1/alerts/{other['id']}/resolve")
     http.post(f"/api/v1/alerts/{alert_id}/resolve")
     assert http.get("/api/v1/incidents").json()[0]["status"] == "closed"
+
+
+def test_neighbouring_river_stations_share_an_incident_and_distant_ones_do_not(conn, db_url):
+    def station(name: str, km: float, lon: float) -> str:
+        item = river_station(name, at=(lon, 46.53))
+        item.attrs["chainage_km"] = km
+        return service.create_terminal(conn, item, Actor("t"))
+
+    upstream = station("上游站", 150, 126.90)
+    next_one = station("下游站", 170, 126.92)
+    far = station("远站", 260, 126.94)
+    conn.commit()
+    for code in (upstream, next_one, far):
+        _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
+    with psycopg.connect(db_url) as wc:
+        AnalyticsWorker(db_url).poll(wc)
+    with psycopg.connect(db_url) as c:
+        groups = c.execute("select count(distinct incident_id), count(*) from alert").fetchone()
+        titles = {t for (t,) in c.execute("select title from incident")}
+    assert groups == (2, 3)
+    assert titles == {"呼兰河: stations along the river"}
+
+
+def test_backtest_lists_what_the_rules_would_have_raised(conn, db_url):
+    import os
+    import subprocess
+    import sys
+
+    code = _station(conn)
+    _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None), (-30, 0.3, None)])
+    start = (NOW - dt.timedelta(hours=3)).astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+    result = subprocess.run([sys.executable, "-m", "ganzhi", "rules", "backtest", "--terminal", code, "--from", start],
+                            env=dict(os.environ, DATABASE_URL=db_url), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "gb3838:w21003" in result.stdout and "1 alert(s) would have been raised" in result.stdout
+    assert _alerts(db_url) == []  # nothing written
