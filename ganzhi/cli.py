@@ -453,6 +453,17 @@ def bench_hj212(settings: Settings, connections: int, packets: int, gateways: in
     run_bench(database_url(settings), settings, connections, packets, gateways)
 
 
+@bench.command(name="alerts")
+@click.option("--rate", default=1750.0, show_default=True, help="Background messages/s (10 readings each).")
+@click.option("--probes", default=40, show_default=True, help="Violating readings published, one at a time.")
+@click.pass_obj
+def bench_alerts(settings: Settings, rate: float, probes: int) -> None:
+    """Publish → alert readable from the API under background load; and the rule engine's own rate."""
+    from ganzhi.bench_alerts import run as run_bench
+
+    run_bench(database_url(settings), settings, rate, probes)
+
+
 @bench.command(name="ingest")
 @click.option("--messages", default=600_000, show_default=True, help="Messages in all.")
 @click.option("--readings", default=10, show_default=True, help="Readings per message (at most 10).")

@@ -1,0 +1,134 @@
+"""Alert benchmark: publish a violating reading → alert readable from the API, under background load,
+through the real broker, ingest workers, rule worker and HTTP API; and the rule engine's own rate."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import paho.mqtt.client as paho
+import psycopg
+import uvicorn
+from paho.mqtt.enums import CallbackAPIVersion
+
+from analytics.engine import Point
+from analytics.rules import TerminalInfo, rules_for
+from api.app import create_app
+from core.broker import LocalBroker
+from core.settings import Settings
+from ganzhi.bench_ingest import SECRET, SERVICE, _ledger, _publish
+from ganzhi.benchkit import drop_database, free_port, scratch_database
+from ganzhi.broker_auth import write_files
+from ganzhi.database import prepare
+from registry import credentials, service
+from registry.changes import Actor
+from registry.models import TerminalIn
+
+
+def run(url: str, settings: Settings, rate: float, probes: int) -> None:
+    print(f"box: {os.cpu_count()} cores; background {rate:,.0f} msg/s × 10 readings; {probes} probes")
+    engine_rate()
+    scratch = scratch_database(url)
+    root = Path(tempfile.mkdtemp(prefix="ganzhi-bench-alerts-"))
+    root.chmod(0o755)
+    processes: list[subprocess.Popen] = []
+    try:
+        prepare(scratch, settings)
+        poles = _ledger(scratch, 4, 250, 10)
+        detectors = _detectors(scratch, probes)
+        broker = LocalBroker(root / "mqtt", free_port(), auth_dir=root / "auth")
+        with psycopg.connect(scratch) as conn:
+            write_files(conn, root / "auth", {SERVICE[0]: SERVICE[1]})
+        asyncio.run(broker.start())
+        env = dict(os.environ, DATABASE_URL=scratch, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
+                   GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="WARNING")
+        processes += [subprocess.Popen([sys.executable, "-m", "ganzhi", "ingest", "--client-id", f"alerts-bench-{n}"],
+                                       env=env) for n in range(2)]
+        processes.append(subprocess.Popen([sys.executable, "-m", "ganzhi", "analytics"], env=env))
+        api_port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(Settings(), scratch), port=api_port, log_level="warning"))
+        threading.Thread(target=server.run, daemon=True).start()
+        time.sleep(3)
+        ctx = multiprocessing.get_context("spawn")
+        per_gateway = int(rate / len(poles) * (probes * 0.5 + 20))
+        cpu_used = ctx.Queue()
+        background = [ctx.Process(target=_publish, args=(broker.port, pole, codes, per_gateway, 10,
+                                                         rate / len(poles), cpu_used))
+                      for pole, codes in poles.items()]
+        for p in background:
+            p.start()
+        time.sleep(5)
+        latencies = _probe(broker.port, api_port, detectors)
+        for p in background:
+            p.terminate()
+        server.should_exit = True
+        print(f"publish → alert readable from the API, {len(latencies)} probes: "
+              f"p50 {np.percentile(latencies, 50):.0f} ms, p99 {np.percentile(latencies, 99):.0f} ms")
+    finally:
+        for p in processes:
+            p.terminate()
+            p.wait(30)
+        if "broker" in locals():
+            asyncio.run(broker.stop())
+        drop_database(url, scratch)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _detectors(url: str, count: int) -> list[str]:
+    with psycopg.connect(url) as conn:
+        codes = [service.create_terminal(conn, TerminalIn(name=f"probe {i}", kind="methane_detector",
+                                                          lon=126.98 + i * 1e-4, lat=46.65), Actor("bench"))
+                 for i in range(count)]
+        credentials.store(conn, [(c, credentials.hash_secret(SECRET)) for c in codes], "bench")
+        conn.commit()
+    return codes
+
+
+def _probe(broker_port: int, api_port: int, detectors: list[str]) -> list[float]:
+    latencies = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as api:
+        for code in detectors:
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{code}", protocol=paho.MQTTv311)
+            client.username_pw_set(code, SECRET)
+            client.connect("127.0.0.1", broker_port)
+            client.loop_start()
+            payload = json.dumps({"ts": int(time.time() * 1000), "readings": [{"metric": "methane_lel", "value": 60}]})
+            started = time.perf_counter()
+            client.publish(f"ganzhi/v1/{code}/telemetry", payload, qos=1).wait_for_publish(10)
+            while time.perf_counter() - started < 30:
+                found = api.get("/api/v1/alerts", params={"status": "open", "family": "gas", "limit": 1000}).json()
+                if any(a["terminal"] == code for a in found):
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    break
+                time.sleep(0.02)
+            client.disconnect()
+            client.loop_stop()
+            time.sleep(0.3)
+    return latencies
+
+
+def engine_rate() -> None:
+    """Readings judged per second by the rules of a river station (9 metrics, GB 3838 + device health)."""
+    info = TerminalInfo(1, "x", "water_quality_station", "sthjj", "231202", None, 126.9, 46.5, 1800,
+                        ("w01001", "w01009", "w01010", "w01003", "w01014", "w01019", "w21003", "w21011", "w21001"),
+                        {"river": "呼兰河", "chainage_km": 100, "target_class": "III"})
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    series = {m: [Point(start + dt.timedelta(minutes=30 * i), 1.0 + (i % 7) * 0.2) for i in range(2000)]
+              for m in info.metrics}
+    rules = rules_for(info)
+    began = time.perf_counter()
+    judged = sum(len(series[r.metric]) for r in rules if r.evaluate(series) is not None)
+    elapsed = time.perf_counter() - began
+    print(f"rule engine: {judged / elapsed:,.0f} readings judged/s ({len(rules)} rules on one core)")
