@@ -205,3 +205,18 @@ def act(conn: psycopg.Connection, alert_id: int, action: str, actor: str, commen
         if new in ("resolved", "closed"):
             _close_incident_if_done(conn, incident_id)
     _event(conn, alert_id, action, comment, actor)
+
+
+def open_nodata(conn: psycopg.Connection, shard: int, shards: int) -> list[tuple]:
+    """(alert id, terminal id, metric) of no-data alerts still open."""
+    return conn.execute(
+        """
+        select a.id, a.terminal_id, substring(a.rule from 'device:nodata:(.*)') from alert a
+         where a.rule like 'device:nodata:%%' and a.status in ('open', 'acknowledged') and a.terminal_id %% %s = %s
+        """,
+        (shards, shard),
+    ).fetchall()
+
+
+def resolve_by_rule(conn: psycopg.Connection, alert_id: int, comment: str) -> None:
+    act(conn, alert_id, "resolve", SYSTEM, comment)

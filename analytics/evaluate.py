@@ -1,22 +1,32 @@
-"""Evaluating a terminal's rules over a window of its stored readings and reconciling the alerts."""
+"""Evaluating a terminal's rules over a window of its stored readings; what the episodes become is the
+alert sink's business (``alerts.service``, wired in by the composition package)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Protocol
 
 import psycopg
 
-from alerts import service as alerts
 from analytics import queries
 from analytics.engine import Episode
 from analytics.rules import Rule, TerminalInfo, rules_for
+
+
+class AlertSink(Protocol):
+    def reconcile(self, conn: psycopg.Connection, t: TerminalInfo, rule: Rule, window_start: dt.datetime,
+                  found: list[Episode]) -> None: ...
+
+    def open_nodata(self, conn: psycopg.Connection, shard: int, shards: int) -> list[tuple]: ...
+
+    def resolve_by_rule(self, conn: psycopg.Connection, alert_id: int, comment: str) -> None: ...
 
 LOOKBACK = dt.timedelta(hours=26)
 """How far before the earliest new reading a window starts: longer than any rule's duration, and a full night
 for the night-flow rule."""
 
 
-def evaluate_terminal(conn: psycopg.Connection, terminal_id: int, earliest: dt.datetime) -> int:
+def evaluate_terminal(conn: psycopg.Connection, sink: AlertSink, terminal_id: int, earliest: dt.datetime) -> int:
     """Re-evaluate every rule of a terminal over the window the new readings touch; returns episodes found."""
     info = queries.terminal_info(conn, terminal_id)
     if info is None:
@@ -27,7 +37,7 @@ def evaluate_terminal(conn: psycopg.Connection, terminal_id: int, earliest: dt.d
     count = 0
     for rule in rules:
         found = rule.evaluate(data)
-        alerts.reconcile(conn, info, rule, start, found)
+        sink.reconcile(conn, info, rule, start, found)
         count += len(found)
     return count
 
@@ -40,12 +50,12 @@ def backtest(conn: psycopg.Connection, info: TerminalInfo, start: dt.datetime, e
     return [(rule, episode) for rule in rules for episode in rule.evaluate(data)]
 
 
-def sweep_silence(conn: psycopg.Connection, shard: int, shards: int) -> None:
+def sweep_silence(conn: psycopg.Connection, sink: AlertSink, shard: int, shards: int) -> None:
     """No data: open an alert for each metric silent for three expected intervals; resolve it when data returns."""
     silent = {(tid, metric): last for tid, metric, last in queries.silent_metrics(conn, shard, shards)}
-    for alert_id, tid, metric in queries.open_nodata(conn, shard, shards):
+    for alert_id, tid, metric in sink.open_nodata(conn, shard, shards):
         if (tid, metric) not in silent:
-            alerts.act(conn, alert_id, "resolve", alerts.SYSTEM, "data arrives again")
+            sink.resolve_by_rule(conn, alert_id, "data arrives again")
     for (tid, metric), last in silent.items():
         info = queries.terminal_info(conn, tid)
         if info is None:
@@ -54,4 +64,4 @@ def sweep_silence(conn: psycopg.Connection, shard: int, shards: int) -> None:
         since = last + dt.timedelta(seconds=3 * info.report_interval_s)
         episode = Episode(since, since, None, "warning", f"no {metric} since {last.isoformat()} "
                           f"(expected every {info.report_interval_s} s)", 0.0, 0.0)
-        alerts.reconcile(conn, info, rule, since, [episode])
+        sink.reconcile(conn, info, rule, since, [episode])

@@ -89,14 +89,3 @@ def silent_metrics(conn: psycopg.Connection, shard: int, shards: int) -> list[tu
         """,
         (shards, shard),
     ).fetchall()
-
-
-def open_nodata(conn: psycopg.Connection, shard: int, shards: int) -> list[tuple]:
-    """(alert id, terminal id, metric) of no-data alerts still open."""
-    return conn.execute(
-        """
-        select a.id, a.terminal_id, substring(a.rule from 'device:nodata:(.*)') from alert a
-         where a.rule like 'device:nodata:%%' and a.status in ('open', 'acknowledged') and a.terminal_id %% %s = %s
-        """,
-        (shards, shard),
-    ).fetchall()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from analytics import queries
-from analytics.evaluate import evaluate_terminal, sweep_silence
+from analytics.evaluate import AlertSink, evaluate_terminal, sweep_silence
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,11 @@ class AnalyticsCounters:
 
 
 class AnalyticsWorker:
-    def __init__(self, database_url: str, shard: int = 0, shards: int = 1, poll_s: float = 0.5) -> None:
+    def __init__(self, database_url: str, sink: AlertSink, shard: int = 0, shards: int = 1,
+                 poll_s: float = 0.5) -> None:
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
-        self.url, self.shard, self.shards, self.poll_s = database_url, shard, shards, poll_s
+        self.url, self.sink, self.shard, self.shards, self.poll_s = database_url, sink, shard, shards, poll_s
         self.counters = AnalyticsCounters()
         self._seen: dict[int, tuple[dt.datetime, int]] = {}
         """What each terminal had in the margin window when last evaluated: unchanged means nothing new."""
@@ -50,7 +51,7 @@ class AnalyticsWorker:
                 self.poll(conn)
                 if time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     with conn.transaction():
-                        sweep_silence(conn, self.shard, self.shards)
+                        sweep_silence(conn, self.sink, self.shard, self.shards)
                     last_sweep = time.monotonic()
             except psycopg.OperationalError as exc:
                 log.warning("analytics shard %d: database unavailable (%s); retrying", self.shard, str(exc).strip())
@@ -74,7 +75,7 @@ class AnalyticsWorker:
             if self._seen.get(terminal_id) == (arrived, count):
                 continue
             with conn.transaction():
-                evaluate_terminal(conn, terminal_id, earliest)
+                evaluate_terminal(conn, self.sink, terminal_id, earliest)
             self._seen[terminal_id] = (arrived, count)
             evaluated += 1
         self._seen = {t: seen for t, seen in self._seen.items() if seen[0] >= newest - 2 * MARGIN}

@@ -273,12 +273,13 @@ def analytics(settings: Settings, shard: int, shards: int) -> None:
     import signal
     import threading
 
+    from alerts import service as alert_service
     from analytics.worker import AnalyticsWorker
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    AnalyticsWorker(database_url(settings), shard, shards).run(stop)
+    AnalyticsWorker(database_url(settings), alert_service, shard, shards).run(stop)
 
 
 @main.group(cls=_Group)

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import psycopg
 
+from alerts import service as alerts
 from analytics.evaluate import sweep_silence
 from analytics.worker import AnalyticsWorker
 from ingest.validate import Accepted
@@ -43,7 +44,7 @@ def _station(conn) -> str:
 
 def test_violation_opens_then_late_data_resolves_and_repeats_change_nothing(conn, db_url):
     code = _station(conn)
-    worker = AnalyticsWorker(db_url)
+    worker = AnalyticsWorker(db_url, alerts)
     with psycopg.connect(db_url) as wc:
         _write(db_url, code, "w21003", [(-120, 0.6, None), (-90, 1.4, None), (-60, 1.6, None)])
         worker.poll(wc)
@@ -64,7 +65,7 @@ def test_violation_opens_then_late_data_resolves_and_repeats_change_nothing(conn
 
 def test_out_of_order_and_late_data_retract_an_alert_that_never_lasted(conn, db_url):
     code = _station(conn)
-    worker = AnalyticsWorker(db_url)
+    worker = AnalyticsWorker(db_url, alerts)
     with psycopg.connect(db_url) as wc:
         _write(db_url, code, "w21003", [(-60, 1.6, None), (-120, 1.6, None)])  # arrives newest first
         worker.poll(wc)
@@ -81,7 +82,7 @@ def test_flagged_values_raise_nothing(conn, db_url):
     code = _station(conn)
     _write(db_url, code, "w21003", [(-120, 3.0, "M"), (-90, 3.1, "C"), (-60, 3.0, "D")])
     with psycopg.connect(db_url) as wc:
-        AnalyticsWorker(db_url).poll(wc)
+        AnalyticsWorker(db_url, alerts).poll(wc)
     assert _alerts(db_url) == []
 
 
@@ -91,7 +92,7 @@ def test_two_shards_and_two_workers_on_one_shard_never_double_an_alert(conn, db_
     conn.commit()
     for code in codes:
         _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
-    workers = [AnalyticsWorker(db_url, 0, 2), AnalyticsWorker(db_url, 1, 2), AnalyticsWorker(db_url, 1, 2)]
+    workers = [AnalyticsWorker(db_url, alerts, shard, 2) for shard in (0, 1, 1)]
 
     def poll(worker: AnalyticsWorker) -> None:
         with psycopg.connect(db_url) as wc:
@@ -110,9 +111,9 @@ def test_a_restarted_worker_goes_on_from_its_watermark(conn, db_url):
     code = _station(conn)
     _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
     with psycopg.connect(db_url) as wc:
-        assert AnalyticsWorker(db_url).poll(wc) == 1
+        assert AnalyticsWorker(db_url, alerts).poll(wc) == 1
     with psycopg.connect(db_url) as wc:
-        restarted = AnalyticsWorker(db_url)
+        restarted = AnalyticsWorker(db_url, alerts)
         restarted.poll(wc)
         _write(db_url, code, "w21003", [(-30, 0.3, None)])
         restarted.poll(wc)
@@ -124,7 +125,7 @@ def test_no_data_is_a_device_alert_for_the_steward(conn, db_url):
     conn.commit()
     _write(db_url, code, "a34004", [(-60, 30.0, None)])
     with psycopg.connect(db_url) as wc:
-        sweep_silence(wc, 0, 1)
+        sweep_silence(wc, alerts, 0, 1)
         wc.commit()
     rows = _alerts(db_url)
     assert [(r, s) for r, s, *_ in rows] == [("device:nodata:a34004", "open")]
@@ -132,7 +133,7 @@ def test_no_data_is_a_device_alert_for_the_steward(conn, db_url):
         assert c.execute("select bureau, department_code from alert").fetchone() == ("steward", "sthjj")
     _write(db_url, code, "a34004", [(0, 31.0, None)])
     with psycopg.connect(db_url) as wc:
-        sweep_silence(wc, 0, 1)
+        sweep_silence(wc, alerts, 0, 1)
         wc.commit()
     assert [s for _, s, *_ in _alerts(db_url)] == ["resolved"]
 
@@ -145,7 +146,7 @@ def test_sensors_on_one_pole_share_an_incident_and_the_lifecycle_over_http(conn,
     for code in (gas, room):
         _write(db_url, code, "methane_lel", [(-5, 30.0, None), (-4, 60.0, None)])
     with psycopg.connect(db_url) as wc:
-        AnalyticsWorker(db_url).poll(wc)
+        AnalyticsWorker(db_url, alerts).poll(wc)
     incidents = http.get("/api/v1/incidents").json()
     assert len(incidents) == 1 and incidents[0]["active_alerts"] == 2 and incidents[0]["bureau"] == "housing"
     listed = http.get("/api/v1/alerts", params={"bureau": "housing", "status": "open"}).json()
@@ -179,7 +180,7 @@ def test_neighbouring_river_stations_share_an_incident_and_distant_ones_do_not(c
     for code in (upstream, next_one, far):
         _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
     with psycopg.connect(db_url) as wc:
-        AnalyticsWorker(db_url).poll(wc)
+        AnalyticsWorker(db_url, alerts).poll(wc)
     with psycopg.connect(db_url) as c:
         groups = c.execute("select count(distinct incident_id), count(*) from alert").fetchone()
         titles = {t for (t,) in c.execute("select title from incident")}
