@@ -72,7 +72,10 @@ class AnalyticsWorker:
         evaluated = 0
         for terminal_id, earliest, arrived, count in touched:
             newest = max(newest, arrived)
-            if self._seen.get(terminal_id) == (arrived, count):
+            seen = self._seen.get(terminal_id)
+            # Nothing newer and no more rows than last time: the window only slid. A batch that committed late
+            # adds rows without a newer arrival time, which the count catches.
+            if seen is not None and arrived <= seen[0] and count <= seen[1]:
                 continue
             with conn.transaction():
                 evaluate_terminal(conn, self.sink, terminal_id, earliest)
