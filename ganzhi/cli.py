@@ -8,13 +8,11 @@ import sys
 from pathlib import Path
 
 import click
-import psycopg
 
-from core import db
-from core.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from core.logs import setup_logging
-from core.migrate import MigrationError
 from core.settings import Settings, get_settings
+from ganzhi.bench_commands import bench
+from ganzhi.commands import Group, connect, database_url
 from registry import codes, demo, exporter, labels, queries, service
 from registry.changes import Actor
 from registry.errors import LedgerError
@@ -22,35 +20,7 @@ from registry.importer import run_import
 from simulators.faults import Fault
 
 
-def database_url(settings: Settings) -> str:
-    """DATABASE_URL, or the embedded server that `ganzhi up` runs."""
-    return settings.database_url or EmbeddedPostgres(settings.var_dir / "pgdata", settings.embedded_pg_port).url
-
-
-def _connect(settings: Settings) -> psycopg.Connection:
-    url = database_url(settings)
-    try:
-        return db.connect(url)
-    except psycopg.OperationalError as exc:
-        raise click.ClickException(
-            f"cannot reach the database at {url}: {str(exc).strip()}\n"
-            "Start the platform with `ganzhi up`, or set DATABASE_URL."
-        ) from exc
-
-
-class _Group(click.Group):
-    """Ledger errors end the command with their message and exit code 2, never a traceback."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except LedgerError as exc:
-            raise click.ClickException(exc.message) from exc
-        except (MigrationError, EmbeddedPostgresError) as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-@click.group(cls=_Group)
+@click.group(cls=Group)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Ganzhi (感知): Suihua's unified city sensing platform."""
@@ -82,7 +52,7 @@ def api(settings: Settings) -> None:
     uvicorn.run(create_app(settings, database_url(settings)), host=settings.http_host, port=settings.http_port)
 
 
-@main.group(name="db", cls=_Group)
+@main.group(name="db", cls=Group)
 def db_group() -> None:
     """Database schema."""
 
@@ -97,7 +67,7 @@ def migrate(settings: Settings) -> None:
     click.echo(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
 
 
-@main.group(cls=_Group)
+@main.group(cls=Group)
 def ledger() -> None:
     """The ledger: import, export, demo data."""
 
@@ -113,7 +83,7 @@ def import_command(settings: Settings, file: Path, dry_run: bool, skip_invalid: 
                    as_json: bool) -> None:
     """Import a census sheet (CSV or XLSX; UTF-8 or GBK; Chinese or English headers), upserting by city code."""
     data = file.read_bytes()
-    with _connect(settings) as conn, click.progressbar(length=100, label=f"importing {file.name}",
+    with connect(settings) as conn, click.progressbar(length=100, label=f"importing {file.name}",
                                                        file=sys.stderr) as bar:
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -155,7 +125,7 @@ def _print_report(report) -> None:
 def export(settings: Settings, fmt: str, lang: str, out: Path, division: str | None, department: str | None,
            kind: str | None) -> None:
     """Export terminals as CSV, XLSX or GeoJSON (the CSV and XLSX import back)."""
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         subtree = queries.division_subtree(conn, division) if division else None
         if division and not subtree:
             raise click.ClickException(f"division {division!r} is unknown")
@@ -181,12 +151,12 @@ def template(fmt: str, out: Path) -> None:
 @click.pass_obj
 def demo_command(settings: Settings) -> None:
     """Load the Suihua demo ledger into an empty ledger."""
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         poles, terminals = demo.load(conn, Actor("demo"), settings.demo_secret.get_secret_value())
     click.echo(f"loaded {poles} poles and {terminals} terminals")
 
 
-@main.group(cls=_Group)
+@main.group(cls=Group)
 def code() -> None:
     """City codes (城市码)."""
 
@@ -214,7 +184,7 @@ def check(values: tuple[str, ...]) -> None:
 @click.pass_obj
 def issue(settings: Settings, division: str, kind: str, count: int) -> None:
     """Reserve new codes (e.g. to print labels ahead of installation)."""
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         issued = service.issue_codes(conn, division, kind, count, Actor("cli"))
         conn.commit()
     click.echo("\n".join(issued))
@@ -282,7 +252,7 @@ def analytics(settings: Settings, shard: int, shards: int) -> None:
     AnalyticsWorker(database_url(settings), alert_service, shard, shards).run(stop)
 
 
-@main.group(cls=_Group)
+@main.group(cls=Group)
 def rules() -> None:
     """The rules the terminals are held to."""
 
@@ -301,7 +271,7 @@ def backtest(settings: Settings, code: str, start, end, prefix: str) -> None:
     from analytics.evaluate import backtest as run_backtest
 
     beijing = dt.timezone(dt.timedelta(hours=8))
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         info = analytics_queries.terminal_by_code(conn, codes.parse(code).value)
         if info is None:
             raise click.ClickException(f"terminal {code} is not in the ledger")
@@ -355,7 +325,7 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
     from simulators.run import SimConfig
     from simulators.run import simulate as run_fleet
 
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         fleet = load_fleet(conn, limit)
         loggers = load_loggers(conn, settings.demo_secret.get_secret_value())[:limit]
     host, port = settings.mqtt_host_port
@@ -388,7 +358,7 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
     asyncio.run(main_loop())
 
 
-@main.group(cls=_Group)
+@main.group(cls=Group)
 def broker() -> None:
     """The broker's view of the ledger."""
 
@@ -402,12 +372,12 @@ def broker_config(settings: Settings, out_dir: Path) -> None:
 
     if settings.mqtt_password is None:
         raise click.ClickException("set GANZHI_MQTT_PASSWORD: the ingest workers' broker password")
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         logins = write_files(conn, out_dir, {settings.mqtt_username: settings.mqtt_password.get_secret_value()})
     click.echo(f"wrote {out_dir}/passwd ({logins} devices) and {out_dir}/acl")
 
 
-@main.group(cls=_Group)
+@main.group(cls=Group)
 def credential() -> None:
     """Device secrets for the broker."""
 
@@ -419,65 +389,10 @@ def credential_issue(settings: Settings, code: str) -> None:
     """Issue a new broker secret for a pole or terminal; printed once, stored hashed."""
     from registry import credentials
 
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         secret = credentials.issue(conn, code, Actor("cli"))
         conn.commit()
     click.echo(secret)
 
 
-@main.group(cls=_Group)
-def bench() -> None:
-    """Benchmarks that print figures."""
-
-
-@bench.command(name="ledger")
-@click.option("--terminals", default=100_000, show_default=True)
-@click.option("--searches", default=2_000, show_default=True)
-@click.option("--runs", default=3, show_default=True, help="Import runs; the median is reported.")
-@click.pass_obj
-def bench_ledger(settings: Settings, terminals: int, searches: int, runs: int) -> None:
-    """Import an N-terminal CSV into a scratch database, then time terminal searches over HTTP."""
-    from ganzhi.bench_ledger import run as run_bench
-
-    run_bench(database_url(settings), settings, terminals, searches, runs)
-
-
-@bench.command(name="hj212")
-@click.option("--connections", default=1000, show_default=True, help="Concurrent logger connections.")
-@click.option("--packets", default=20, show_default=True, help="Real-time packets per connection.")
-@click.option("--gateways", default=1, show_default=True, help="Gateway processes sharing the port.")
-@click.pass_obj
-def bench_hj212(settings: Settings, connections: int, packets: int, gateways: int) -> None:
-    """HJ 212 gateway: N loggers at once, each waiting for its answers; packets/s and send→answer latency."""
-    from ganzhi.bench_hj212 import run as run_bench
-
-    run_bench(database_url(settings), settings, connections, packets, gateways)
-
-
-@bench.command(name="alerts")
-@click.option("--rate", default=1750.0, show_default=True, help="Background messages/s (10 readings each).")
-@click.option("--probes", default=40, show_default=True, help="Violating readings published, one at a time.")
-@click.pass_obj
-def bench_alerts(settings: Settings, rate: float, probes: int) -> None:
-    """Publish → alert readable from the API under background load; and the rule engine's own rate."""
-    from ganzhi.bench_alerts import run as run_bench
-
-    run_bench(database_url(settings), settings, rate, probes)
-
-
-@bench.command(name="ingest")
-@click.option("--messages", default=600_000, show_default=True, help="Messages in all.")
-@click.option("--readings", default=10, show_default=True, help="Readings per message (at most 10).")
-@click.option("--gateways", default=4, show_default=True, help="Publishing pole gateways (one process each).")
-@click.option("--per-gateway", default=250, show_default=True, help="Terminals on each gateway.")
-@click.option("--workers", default=2, show_default=True, help="Ingest worker processes.")
-@click.option("--rate", type=float, default=None, help="Pace the publishers to this many messages/s in all.")
-@click.option("--protocol", type=click.Choice(["5", "3.1.1"]), default="5", show_default=True,
-              help="MQTT version of the ingest workers.")
-@click.pass_obj
-def bench_ingest(settings: Settings, messages: int, readings: int, gateways: int, per_gateway: int,
-                 workers: int, rate: float | None, protocol: str) -> None:
-    """MQTT → broker → ingest workers → PostgreSQL, with the real broker logins, as fast as it goes."""
-    from ganzhi.bench_ingest import run as run_bench
-
-    run_bench(database_url(settings), settings, messages, readings, gateways, workers, per_gateway, rate, protocol)
+main.add_command(bench)

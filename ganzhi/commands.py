@@ -1,0 +1,40 @@
+"""What every `ganzhi` command shares: the database URL, connecting, and clean error exits."""
+
+from __future__ import annotations
+
+import click
+import psycopg
+
+from core import db
+from core.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from core.migrate import MigrationError
+from core.settings import Settings
+from registry.errors import LedgerError
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL, or the embedded server that `ganzhi up` runs."""
+    return settings.database_url or EmbeddedPostgres(settings.var_dir / "pgdata", settings.embedded_pg_port).url
+
+
+def connect(settings: Settings) -> psycopg.Connection:
+    url = database_url(settings)
+    try:
+        return db.connect(url)
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(
+            f"cannot reach the database at {url}: {str(exc).strip()}\n"
+            "Start the platform with `ganzhi up`, or set DATABASE_URL."
+        ) from exc
+
+
+class Group(click.Group):
+    """Ledger, migration and embedded-server errors end the command with their message (exit 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LedgerError as exc:
+            raise click.ClickException(exc.message) from exc
+        except (MigrationError, EmbeddedPostgresError) as exc:
+            raise click.ClickException(str(exc)) from exc
