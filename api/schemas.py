@@ -17,8 +17,3 @@ class Page(BaseModel, Generic[T]):
 
 class Created(BaseModel):
     code: str
-
-
-class Problem(BaseModel):
-    detail: str
-    field: str | None = None

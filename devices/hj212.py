@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass, field
 
 HEADER = b"##"
-FOOTER = b"\r\n"
 MAX_SEGMENT = 1024
 _BEIJING = dt.timezone(dt.timedelta(hours=8))
 _FRAME = re.compile(rb"^##(\d{4})(.*)([0-9A-Fa-f]{4})\r\n$", re.DOTALL)
