@@ -24,8 +24,9 @@ _TRANSITIONS = {"acknowledge": ("open",), "resolve": ("open", "acknowledged"),
 
 
 def reconcile(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, window_start: dt.datetime,
-              found: list[Episode]) -> None:
-    stored = _stored(conn, t.id, rule.key, window_start)
+              found: list[Episode], stored: list[dict] | None = None) -> None:
+    """``stored``: the rule's alerts from ``stored_alerts``, when the caller has them already."""
+    stored = _stored(conn, t.id, rule.key, window_start) if stored is None else stored
     matched: set[int] = set()
     for episode in found:
         alert = next((a for a in stored if a["id"] not in matched and _overlaps(a, episode)), None)
@@ -43,18 +44,27 @@ def reconcile(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, window_star
             _close_incident_if_done(conn, alert["incident_id"])
 
 
+_STORED = """
+    select id, rule, status, observed_start, observed_end, severity, worst_value, incident_id, detail
+      from alert
+     where terminal_id = %(t)s and (%(r)s::text is null or rule = %(r)s)
+       and (status in ('open', 'acknowledged') or observed_end is null or observed_end >= %(since)s)
+     order by observed_start
+"""
+
+
 def _stored(conn: psycopg.Connection, terminal_id: int, rule: str, since: dt.datetime) -> list[dict]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            """
-            select id, status, observed_start, observed_end, severity, worst_value, incident_id, detail
-              from alert
-             where terminal_id = %(t)s and rule = %(r)s
-               and (status in ('open', 'acknowledged') or observed_end is null or observed_end >= %(since)s)
-             order by observed_start
-            """,
-            {"t": terminal_id, "r": rule, "since": since},
-        ).fetchall()
+        return cur.execute(_STORED, {"t": terminal_id, "r": rule, "since": since}).fetchall()
+
+
+def stored_alerts(conn: psycopg.Connection, terminal_id: int, since: dt.datetime) -> dict[str, list[dict]]:
+    """Every alert of a terminal that a window from ``since`` can touch, by rule, in one query."""
+    by_rule: dict[str, list[dict]] = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(_STORED, {"t": terminal_id, "r": None, "since": since}):
+            by_rule.setdefault(row["rule"], []).append(row)
+    return by_rule
 
 
 def _overlaps(alert: dict, episode: Episode) -> bool:

@@ -15,7 +15,9 @@ from analytics.rules import Rule, TerminalInfo, rules_for
 
 class AlertSink(Protocol):
     def reconcile(self, conn: psycopg.Connection, t: TerminalInfo, rule: Rule, window_start: dt.datetime,
-                  found: list[Episode]) -> None: ...
+                  found: list[Episode], stored: list[dict] | None = None) -> None: ...
+
+    def stored_alerts(self, conn: psycopg.Connection, terminal_id: int, since: dt.datetime) -> dict[str, list]: ...
 
     def open_nodata(self, conn: psycopg.Connection, shard: int, shards: int) -> list[tuple]: ...
 
@@ -34,10 +36,12 @@ def evaluate_terminal(conn: psycopg.Connection, sink: AlertSink, terminal_id: in
     start = earliest - LOOKBACK
     rules = rules_for(info)
     data = queries.series(conn, terminal_id, sorted({m for r in rules for m in (r.metric, *r.context)}), start)
+    stored = sink.stored_alerts(conn, terminal_id, start)
     count = 0
     for rule in rules:
         found = rule.evaluate(data)
-        sink.reconcile(conn, info, rule, start, found)
+        if found or rule.key in stored:  # nothing found and nothing stored: nothing to reconcile
+            sink.reconcile(conn, info, rule, start, found, stored.get(rule.key, []))
         count += len(found)
     return count
 
