@@ -60,8 +60,9 @@ def sweep_silence(conn: psycopg.Connection, sink: AlertSink, shard: int, shards:
     for alert_id, tid, metric in sink.open_nodata(conn, shard, shards):
         if (tid, metric) not in silent:
             sink.resolve_by_rule(conn, alert_id, "data arrives again")
+    infos: dict[int, TerminalInfo | None] = {}
     for (tid, metric), last in silent.items():
-        info = queries.terminal_info(conn, tid)
+        info = infos[tid] if tid in infos else infos.setdefault(tid, queries.terminal_info(conn, tid))
         if info is None:
             continue
         rule = Rule(f"device:nodata:{metric}", "device", "steward", metric, lambda s: None)

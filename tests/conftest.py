@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -23,6 +22,7 @@ from api.app import create_app
 from core.broker import LocalBroker
 from core.embedded import EmbeddedPostgres
 from core.settings import Settings, get_settings
+from ganzhi.benchkit import free_port
 from ganzhi.broker_auth import write_files
 from ganzhi.database import prepare
 from registry.lookups import forget_divisions
@@ -32,12 +32,6 @@ LEDGER_TABLES = (
     "terminal, pole, change, sharing_grant, code_sequence, reading, latest_reading, device_state, dead_letter, "
     "device_credential, alert, alert_event, incident, analytics_watermark"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def with_database(url: str, name: str) -> str:

@@ -10,7 +10,7 @@ import uvicorn
 
 from api.app import create_app
 from core.settings import Settings
-from tests.conftest import free_port
+from ganzhi.benchkit import free_port
 
 
 def test_healthy_with_database_and_broker(http):

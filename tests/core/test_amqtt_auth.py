@@ -11,8 +11,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.broker import LocalBroker
+from ganzhi.benchkit import free_port
 from registry import credentials
-from tests.conftest import free_port
 from tests.mqtt import publish
 
 DEVICE, OTHER = "23120224000001D", "23120232000001X"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.embedded import EmbeddedPostgres, EmbeddedPostgresError
-from tests.conftest import free_port
+from ganzhi.benchkit import free_port
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")

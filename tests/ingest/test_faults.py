@@ -18,10 +18,10 @@ import pytest
 
 from core.embedded import EmbeddedPostgres
 from devices import encode_telemetry
+from ganzhi.benchkit import free_port
 from ganzhi.database import prepare
 from registry import codes, service
 from registry.changes import Actor
-from tests.conftest import free_port
 from tests.factories import terminal_in
 from tests.mqtt import SERVICE_PASSWORD, SERVICE_USER, WorkerThread, give_secret, publish, wait_until
 

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 from devices import hj212
+from ganzhi.benchkit import free_port
 from ingest.hj212_gateway import GatewayConfig, Hj212Gateway
 from registry import service
 from registry.changes import Actor
-from tests.conftest import free_port
 from tests.factories import terminal_in
 from tests.mqtt import wait_until
 
