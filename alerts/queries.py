@@ -11,8 +11,8 @@ _ALERT = """
     select a.id, t.code as terminal, t.name as terminal_name, t.kind, a.rule, a.family, a.severity, a.bureau,
            a.department_code as department, a.division_code as division, a.status, a.observed_start,
            a.observed_end, a.worst_value, a.detail, a.incident_id, a.opened_at, a.updated_at, a.resolved_at,
-           a.closed_at
-      from alert a join terminal t on t.id = a.terminal_id
+           a.closed_at, a.fire_event_id
+      from alert a left join terminal t on t.id = a.terminal_id
 """
 
 

@@ -38,7 +38,7 @@ def reconcile(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, window_star
             _update(conn, t, rule, alert, episode)
     for alert in stored:
         if alert["id"] not in matched and alert["status"] != "closed" and alert["observed_start"] >= window_start:
-            _event(conn, alert["id"], "retract", "late data shows the condition did not last")
+            log_event(conn, alert["id"], "retract", "late data shows the condition did not last")
             conn.execute("update alert set status = 'closed', closed_at = now(), updated_at = now() where id = %s",
                          (alert["id"],))
             _close_incident_if_done(conn, alert["incident_id"])
@@ -88,11 +88,11 @@ def _open(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, episode: Episod
             ).fetchone()[0]
     except psycopg.errors.UniqueViolation:
         return  # another worker opened it a moment ago: one active alert per (terminal, rule)
-    _event(conn, alert_id, "open", episode.detail)
+    log_event(conn, alert_id, "open", episode.detail)
     if episode.active:
         _join_incident(conn, t, rule, alert_id)
     else:
-        _event(conn, alert_id, "resolve", f"cleared at {episode.end.isoformat()} (found in history)")
+        log_event(conn, alert_id, "resolve", f"cleared at {episode.end.isoformat()} (found in history)")
 
 
 def _update(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, alert: dict, episode: Episode) -> None:
@@ -110,7 +110,7 @@ def _update(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, alert: dict, 
     )
     if alert["status"] in ACTIVE and not episode.active:
         conn.execute("update alert set status = 'resolved', resolved_at = now() where id = %s", (alert["id"],))
-        _event(conn, alert["id"], "resolve", f"cleared at {episode.end.isoformat()}")
+        log_event(conn, alert["id"], "resolve", f"cleared at {episode.end.isoformat()}")
         _close_incident_if_done(conn, alert["incident_id"])
     elif alert["status"] == "resolved" and episode.active:
         try:
@@ -118,13 +118,13 @@ def _update(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, alert: dict, 
                 conn.execute("update alert set status = 'open', resolved_at = null where id = %s", (alert["id"],))
         except psycopg.errors.UniqueViolation:
             return
-        _event(conn, alert["id"], "update", "re-opened: later readings show the condition goes on")
+        log_event(conn, alert["id"], "update", "re-opened: later readings show the condition goes on")
         _join_incident(conn, t, rule, alert["id"])
     elif worse or start < alert["observed_start"]:
-        _event(conn, alert["id"], "update", episode.detail)
+        log_event(conn, alert["id"], "update", episode.detail)
 
 
-def _event(conn: psycopg.Connection, alert_id: int, action: str, comment: str | None, actor: str = SYSTEM) -> None:
+def log_event(conn: psycopg.Connection, alert_id: int, action: str, comment: str | None, actor: str = SYSTEM) -> None:
     conn.execute("insert into alert_event (alert_id, actor, action, comment) values (%s, %s, %s, %s)",
                  (alert_id, actor, action, comment))
 
@@ -214,7 +214,7 @@ def act(conn: psycopg.Connection, alert_id: int, action: str, actor: str, commen
         conn.execute(f"update alert set status = %s, updated_at = now(){stamp} where id = %s", (new, alert_id))
         if new in ("resolved", "closed"):
             _close_incident_if_done(conn, incident_id)
-    _event(conn, alert_id, action, comment, actor)
+    log_event(conn, alert_id, action, comment, actor)
 
 
 def open_nodata(conn: psycopg.Connection, shard: int, shards: int) -> list[tuple]:

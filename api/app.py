@@ -7,7 +7,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import alerts, codes, credentials, health, poles, reference, sharing, telemetry, terminals, transfer
+from api.routes import (
+    alerts,
+    codes,
+    credentials,
+    fire,
+    health,
+    poles,
+    reference,
+    sharing,
+    telemetry,
+    terminals,
+    transfer,
+)
 from core.db import new_pool
 from core.settings import Settings
 
@@ -33,6 +45,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.settings = settings
     app.state.pool = new_pool(database_url, max_size=16)
     errors.install(app)
-    for module in (health, reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts):
+    for module in (health, reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts,
+                   fire):
         app.include_router(module.router)
     return app

@@ -13,6 +13,7 @@ from core.logs import setup_logging
 from core.settings import Settings, get_settings
 from ganzhi.bench_commands import bench
 from ganzhi.commands import Group, connect, database_url
+from ganzhi.fire_commands import fire, firms, heat_source
 from registry import codes, demo, exporter, labels, queries, service
 from registry.changes import Actor
 from registry.errors import LedgerError
@@ -314,9 +315,11 @@ def hj212_gateway(settings: Settings) -> None:
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--mqtt311", is_flag=True, help="MQTT 3.1.1 (the amqtt broker).")
 @click.option("--hj212-bad-crc", default=0.0, show_default=True, help="Share of HJ 212 packets sent with a bad CRC.")
+@click.option("--towers", default=0, show_default=True,
+              help="Camera towers streaming frames (fires, sunsets, lorries, dust) for the fire worker.")
 @click.pass_obj
 def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, faults: tuple[str, ...],
-             fault_share: float, duration: float | None, mqtt311: bool, hj212_bad_crc: float) -> None:
+             fault_share: float, duration: float | None, mqtt311: bool, hj212_bad_crc: float, towers: int) -> None:
     """Publish telemetry for the demo ledger through the broker, each device with its own credentials, and
     run its HJ 212 loggers against the gateway."""
     from simulators.faults import pick_faults
@@ -324,9 +327,11 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
     from simulators.loggers import load_loggers, run_loggers
     from simulators.run import SimConfig
     from simulators.run import simulate as run_fleet
+    from simulators.towers import load_towers, run_towers
 
     with connect(settings) as conn:
         fleet = load_fleet(conn, limit)
+        cameras = load_towers(conn, towers) if towers and not mqtt311 else []
         loggers = load_loggers(conn, settings.demo_secret.get_secret_value())[:limit]
     host, port = settings.mqtt_host_port
     config = SimConfig(host=host, port=port, secret_key=settings.demo_secret.get_secret_value(), speed=speed,
@@ -346,14 +351,16 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
         polluted = frozenset(code for code, fault in pick_faults([lg.mn for lg in loggers], [Fault(f) for f in faults],
                                                                   fault_share, seed=8).items()
                              if fault is Fault.pollution)
-        stats, logged = await asyncio.gather(
+        stats, logged, frames = await asyncio.gather(
             run_fleet(fleet, config, stop),
             run_loggers(loggers, gateway_host, settings.hj212_port, stop, speed=speed, bad_crc_share=hj212_bad_crc,
                         polluted=polluted),
+            run_towers(cameras, host, port, config.secret_key, stop),
         )
         click.echo(f"published {stats.messages} messages, {stats.readings} readings "
                    f"({stats.malformed} malformed on purpose), {stats.failures} connection failures; "
-                   f"{len(loggers)} HJ 212 loggers sent {logged.packets} packets, {logged.refused} refused")
+                   f"{len(loggers)} HJ 212 loggers sent {logged.packets} packets, {logged.refused} refused; "
+                   f"{len(cameras)} tower cameras sent {frames} frames")
 
     asyncio.run(main_loop())
 
@@ -396,3 +403,5 @@ def credential_issue(settings: Settings, code: str) -> None:
 
 
 main.add_command(bench)
+for _command in (fire, firms, heat_source):
+    main.add_command(_command)

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import alerts
+import analytics
 import ingest
 import registry
 from core import db
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 MIGRATION_DIRS: list[Path] = [
     Path(registry.__file__).with_name("migrations"),
     Path(ingest.__file__).with_name("migrations"),
+    Path(analytics.__file__).with_name("migrations"),
     Path(alerts.__file__).with_name("migrations"),
 ]
 

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 MAINTENANCE_INTERVAL_S = 3600
 SIMULATOR_SPEED = 10
 """The demo fleet reports ten times faster than real devices, so data shows within a minute."""
+DEMO_TOWERS = 2
+"""Camera towers streaming synthetic scenes (a straw fire among them) to the fire worker."""
 
 
 class _Server(uvicorn.Server):
@@ -133,9 +135,11 @@ def _worker_commands(settings: Settings, mqtt5: bool, simulate: bool) -> list[tu
     commands += [(f"rule worker {n + 1}", ["analytics", "--shard", str(n), "--shards", shards])
                  for n in range(settings.analytics_workers)]
     commands += [(f"HJ 212 gateway {n}", ["hj212"]) for n in range(1, settings.hj212_workers + 1)]  # SO_REUSEPORT
+    commands.append(("fire worker", ["fire", *([] if mqtt5 else ["--protocol", "3.1.1"])]))
     if simulate:  # the demo fleet, with a few pollution events and gas leaks so that alerts show too
         commands.append(("device simulator", ["simulate", "--speed", str(SIMULATOR_SPEED), "--fault", "pollution",
-                                              "--fault-share", "0.03", *([] if mqtt5 else ["--mqtt311"])]))
+                                              "--fault-share", "0.03", "--towers", str(DEMO_TOWERS),
+                                              *([] if mqtt5 else ["--mqtt311"])]))
     return commands
 
 

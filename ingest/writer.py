@@ -61,7 +61,7 @@ class Writer:
             stored = self._readings(conn, batch.readings) if batch.readings else 0
             _device_state(conn, batch)
             if batch.dead_letters:
-                _dead_letters(conn, batch.dead_letters)
+                write_dead_letters(conn, batch.dead_letters)
         return stored
 
     def forget(self) -> None:
@@ -173,7 +173,7 @@ def _device_state(conn: psycopg.Connection, batch: Batch) -> None:
     )
 
 
-def _dead_letters(conn: psycopg.Connection, letters: list[DeadLetter]) -> None:
+def write_dead_letters(conn: psycopg.Connection, letters: list[DeadLetter]) -> None:
     sql = "copy dead_letter (topic, publisher, payload, reason, stored) from stdin"
     with conn.cursor() as cur, cur.copy(sql) as cp:
         for letter in letters:

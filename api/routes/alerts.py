@@ -30,7 +30,7 @@ def list_alerts(
                       Query(description="environment (rivers, sewage), housing (gas, water, heating), steward "
                                         "(device faults)")] = None,
     division: Annotated[str | None, Query(description="division code; its whole subtree")] = None,
-    family: Literal["river", "sewage", "gas", "water", "heating", "device"] | None = None,
+    family: Literal["river", "sewage", "gas", "water", "heating", "device", "fire"] | None = None,
     severity: Literal["info", "warning", "critical"] | None = None,
     department: Annotated[str | None, Query(description="steward department, code or name")] = None,
     start: Annotated[dt.datetime | None, Query(alias="from", description="alerts still on at or after")] = None,
@@ -50,6 +50,9 @@ def get_alert(conn: ConnDep, alert_id: int) -> dict:
     alert = queries.get_alert(conn, alert_id)
     if alert is None:
         raise NotFound(f"alert {alert_id} does not exist", field="id")
+    if alert["fire_event_id"] is not None:  # a straw fire: its detections are at /fire-events/{id}
+        return {**alert, "metric": None, "events": queries.alert_events(conn, alert_id), "readings": [],
+                "fire_event": f"/api/v1/fire-events/{alert['fire_event_id']}"}
     info = terminal_by_code(conn, alert["terminal"])
     rule = next((r for r in rules_for(info) if r.key == alert["rule"]), None) if info else None
     metric = rule.metric if rule else alert["rule"].rsplit(":", 1)[-1]

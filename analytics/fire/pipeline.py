@@ -1,0 +1,120 @@
+"""One frame in, fire detections and events out: detector → sighting → detection row with its evidence
+picture → fusion → alert. Used by the MQTT worker, the OpenCV sources and the benchmarks alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+import psycopg
+
+from analytics.fire import evidence, fusion, geometry
+from analytics.fire.frames import Frame
+from analytics.fire.store import Camera, Detection, insert_detection, save_evidence, touch_detection
+from analytics.fire.thermal import ThermalDetector
+from analytics.fire.video import Candidate, VideoDetector
+
+TOUCH_EVERY_S = 5.0
+"""A confirmed track updates its row at most this often."""
+FORGET_AFTER_S = 600.0
+
+
+class FireSink(Protocol):
+    """Where fire events go (``alerts.fire``, wired in by the composition package)."""
+
+    def fire_event(self, conn: psycopg.Connection, event_id: int) -> int | None: ...
+
+    def fire_closed(self, conn: psycopg.Connection, event_id: int) -> None: ...
+
+
+@dataclass
+class _Known:
+    detection_id: int
+    confidence: float
+    touched: float
+
+
+class FirePipeline:
+    def __init__(self, sink: FireSink, locate: fusion.Locate) -> None:
+        self.sink, self.locate = sink, locate
+        self.video = VideoDetector()
+        self.thermal = ThermalDetector()
+        self.instance = uuid.uuid4().hex[:8]
+        """Track keys are unique to this process, so a restarted worker never extends another's rows."""
+        self._known: dict[tuple[str, int | None, int], _Known] = {}
+
+    def detect(self, camera: Camera, frame: Frame, preset: int | None) -> list[Candidate]:
+        if frame.kind == "thermal":
+            return self.thermal.process(camera.code, preset, frame.image)
+        pose = camera.pose()
+        width, height = frame.size
+        horizon = geometry.horizon_row(pose, width, height) if pose else None
+        return self.video.process(camera.code, preset, frame.image, horizon)
+
+    def handle(self, conn: psycopg.Connection, camera: Camera, frame: Frame, preset: int | None,
+               captured_at: dt.datetime) -> list[int]:
+        """Detect on one frame and record what is confirmed; returns the ids of the events touched."""
+        events = []
+        for candidate in self.detect(camera, frame, preset):
+            event_id = self._record(conn, camera, frame, preset, captured_at, candidate)
+            if event_id is not None:
+                events.append(event_id)
+        self._forget()
+        return events
+
+    def _record(self, conn: psycopg.Connection, camera: Camera, frame: Frame, preset: int | None,
+                at: dt.datetime, c: Candidate) -> int | None:
+        key = (camera.code, preset, c.track)
+        known = self._known.get(key)
+        source = "thermal" if frame.kind == "thermal" else "camera"
+        track = f"{self.instance}:{camera.code}:{preset}:{c.track}"
+        now = time.monotonic()
+        if known is None:
+            with conn.transaction():
+                detection_id = insert_detection(conn, self._detection(camera, frame, preset, at, c, source, track))
+                save_evidence(conn, detection_id, at, evidence.annotate(frame, [c], _caption(camera, preset, at)))
+                event_id = fusion.attach(conn, detection_id, self.locate)
+                self.sink.fire_event(conn, event_id)
+            self._known[key] = _Known(detection_id, c.confidence, now)
+            return event_id
+        stronger = c.confidence >= known.confidence + 0.1
+        if now - known.touched < TOUCH_EVERY_S and not stronger:
+            return None
+        with conn.transaction():
+            event_id = touch_detection(conn, source, track, at, c.confidence, c.box)
+            if stronger:
+                save_evidence(conn, known.detection_id, at, evidence.annotate(frame, [c], _caption(camera, preset, at)))
+            if event_id is not None:
+                fusion.recompute(conn, event_id, self.locate)
+                self.sink.fire_event(conn, event_id)
+        known.touched, known.confidence = now, max(known.confidence, c.confidence)
+        return event_id
+
+    def _detection(self, camera: Camera, frame: Frame, preset: int | None, at: dt.datetime, c: Candidate,
+                   source: str, track: str) -> Detection:
+        width, height = frame.size
+        pose = camera.pose()
+        d = Detection(source=source, cue=c.cue, track=track, first_seen=at, last_seen=at, confidence=c.confidence,
+                      position="unknown", terminal_id=camera.id, preset=preset, box=c.box, frame_size=(width, height),
+                      camera_lat=camera.lat, camera_lon=camera.lon, division_code=camera.division)
+        if pose is None:
+            return d
+        s = geometry.sight(pose, width, height, c.box)
+        d.bearing_deg, d.halfwidth_deg, d.position = round(s.bearing_deg, 3), round(s.halfwidth_deg, 3), "bearing"
+        if s.lat is not None:
+            d.lat, d.lon, d.accuracy_m, d.position = s.lat, s.lon, round(s.accuracy_m, 1), "ground"
+            d.division_code = self.locate(s.lon, s.lat) or camera.division
+        return d
+
+    def _forget(self) -> None:
+        if len(self._known) < 1000:
+            return
+        cutoff = time.monotonic() - FORGET_AFTER_S
+        self._known = {k: v for k, v in self._known.items() if v.touched >= cutoff}
+
+
+def _caption(camera: Camera, preset: int | None, at: dt.datetime) -> str:
+    return f"{camera.code}  preset {preset if preset is not None else '-'}  {at:%Y-%m-%d %H:%M:%S} UTC"

@@ -1,0 +1,259 @@
+"""`ganzhi fire`: camera frames in, fire detections, events and alerts out.
+
+Frames arrive on ``ganzhi/v1/{code}/frame`` (QoS 0: a late frame is worth less than the next one) or
+from snapshot URLs, RTSP streams and video files (``--source CODE=URI``). A camera's frames must all
+reach the same worker (its background and tracks live here), so workers split cameras by terminal id
+(``--shard K --shards N``) instead of sharing a subscription. When detection falls behind, the oldest
+frames are dropped. Bad frames, unknown cameras and non-cameras are dead-lettered; the worker goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+from analytics.fire import store
+from analytics.fire.frames import Frame, FrameError, decode
+from analytics.fire.pipeline import FirePipeline, FireSink
+from analytics.fire.sources import SourceError, frames
+from devices.topics import PREFIX, Channel, Topic, TopicError
+from ingest.writer import DeadLetter, write_dead_letters
+from registry.lookups import division_index
+
+log = logging.getLogger(__name__)
+
+CAMERA_KINDS = ("video_camera", "thermal_camera")
+QUIET = dt.timedelta(hours=2)
+"""A fire event nothing has seen for this long is closed, and its alert resolved."""
+CLOSE_EVERY_S = 60.0
+RELOAD_EVERY_S = 60.0
+MAX_DEAD_PAYLOAD = 1 << 20
+
+
+@dataclass(frozen=True)
+class FireConfig:
+    database_url: str
+    mqtt_host: str
+    mqtt_port: int
+    client_id: str = "ganzhi-fire"
+    username: str | None = None
+    password: str | None = None
+    mqtt5: bool = True
+    shard: int = 0
+    shards: int = 1
+    sources: tuple[tuple[str, str], ...] = ()
+    """(camera code, URI) pairs read through OpenCV or HTTP."""
+    source_fps: float = 2.0
+    queue_max: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    topic: str
+    code: str
+    payload: bytes | Frame
+    preset: int | None
+    captured_at: dt.datetime | None
+    problem: str | None = None
+
+
+@dataclass
+class FireCounters:
+    frames: int = 0
+    dropped: int = 0
+    dead_letters: int = 0
+    events: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class FireWorker:
+    def __init__(self, config: FireConfig, sink: FireSink) -> None:
+        if not 0 <= config.shard < config.shards:
+            raise ValueError(f"shard {config.shard} is not in 0..{config.shards - 1}")
+        self.config, self.sink = config, sink
+        self.counters = FireCounters()
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=config.queue_max)
+        self._cameras: dict[str, store.Camera] = {}
+        self._loaded = 0.0
+        self._client = self._make_client()
+
+    def run(self, stop: threading.Event) -> None:
+        conn = self._connect(stop)
+        if conn is None:
+            return
+        index = division_index(conn)
+        pipeline = FirePipeline(self.sink, index.locate)
+        self._reload(conn)
+        self._client.connect_async(self.config.mqtt_host, self.config.mqtt_port, keepalive=30)
+        self._client.loop_start()
+        for code, uri in self.config.sources:
+            threading.Thread(target=self._read_source, args=(code, uri, stop), daemon=True,
+                             name=f"source-{code}").start()
+        last_close = 0.0
+        try:
+            while not stop.is_set():
+                try:
+                    item = self._queue.get(timeout=0.5)
+                except queue.Empty:
+                    item = None
+                try:
+                    if item is not None:
+                        self._handle(conn, pipeline, item)
+                    if time.monotonic() - last_close > CLOSE_EVERY_S:
+                        self._close_quiet(conn)
+                        last_close = time.monotonic()
+                except psycopg.OperationalError as exc:
+                    log.warning("fire worker: database unavailable (%s); reconnecting", str(exc).strip())
+                    conn = self._connect(stop)
+                    if conn is None:
+                        return
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+            if conn is not None:
+                conn.close()
+            log.info("fire worker stopped: %d frames, %d dropped, %d dead letters, %d event updates",
+                     self.counters.frames, self.counters.dropped, self.counters.dead_letters, self.counters.events)
+
+    # -- one frame ------------------------------------------------------------------------------------
+
+    def _handle(self, conn: psycopg.Connection, pipeline: FirePipeline, item: _Item) -> None:
+        camera = self._camera(conn, item.code)
+        problem = item.problem or self._refusal(item.code, camera)
+        if problem is None and camera.id % self.config.shards != self.config.shard:
+            return  # another worker's camera
+        frame = item.payload
+        if problem is None and not isinstance(frame, Frame):
+            try:
+                frame = decode(frame)
+            except FrameError as exc:
+                problem = str(exc)
+        if problem is not None:
+            self._dead_letter(conn, item, problem)
+            return
+        self.counters.frames += 1
+        captured = item.captured_at or dt.datetime.now(dt.UTC)
+        self.counters.events += len(pipeline.handle(conn, camera, frame, item.preset, captured))
+        conn.commit()
+
+    def _camera(self, conn: psycopg.Connection, code: str) -> store.Camera | None:
+        camera = self._cameras.get(code)
+        age = time.monotonic() - self._loaded
+        if (camera is None and age > 5) or age > RELOAD_EVERY_S:
+            self._reload(conn)
+            camera = self._cameras.get(code)
+        return camera
+
+    def _reload(self, conn: psycopg.Connection) -> None:
+        self._cameras = store.cameras(conn)
+        conn.commit()
+        self._loaded = time.monotonic()
+
+    @staticmethod
+    def _refusal(code: str, camera: store.Camera | None) -> str | None:
+        if camera is None:
+            return f"unknown camera {code}: no terminal with this code in the ledger"
+        if camera.kind not in CAMERA_KINDS:
+            return f"terminal {code} is a {camera.kind}, not a camera; only cameras send frames"
+        if camera.status == "retired":
+            return f"camera {code} is retired"
+        return None
+
+    def _dead_letter(self, conn: psycopg.Connection, item: _Item, reason: str) -> None:
+        payload = item.payload if isinstance(item.payload, bytes) else b""
+        with conn.transaction():
+            write_dead_letters(conn, [DeadLetter(item.topic, item.code, payload[:MAX_DEAD_PAYLOAD], reason)])
+        self.counters.dead_letters += 1
+        log.info("frame from %s dead-lettered: %s", item.code, reason)
+
+    def _close_quiet(self, conn: psycopg.Connection) -> None:
+        with conn.transaction():
+            for event_id in store.stale_events(conn, QUIET):
+                self.sink.fire_closed(conn, event_id)
+
+    # -- inputs ---------------------------------------------------------------------------------------
+
+    def _make_client(self) -> paho.Client:
+        protocol = paho.MQTTv5 if self.config.mqtt5 else paho.MQTTv311
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.config.client_id, protocol=protocol)
+        if self.config.username:
+            client.username_pw_set(self.config.username, self.config.password)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the fire worker: %s", reason_code)
+            return
+        client.subscribe(f"{PREFIX}/+/{Channel.frame}", qos=0)
+        log.info("fire worker %s subscribed to camera frames", self.config.client_id)
+
+    def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
+        try:
+            code = Topic.parse(message.topic).code
+        except TopicError:
+            return
+        preset, captured, problem = _properties(message)
+        self._offer(_Item(message.topic, code, message.payload, preset, captured, problem))
+
+    def _offer(self, item: _Item) -> None:
+        """Queue a frame; when detection is behind, the oldest waiting frame makes room."""
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.counters.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _read_source(self, code: str, uri: str, stop: threading.Event) -> None:
+        topic = f"source:{uri}"
+        while not stop.is_set():
+            try:
+                for frame in frames(uri, self.config.source_fps, stop):
+                    self._offer(_Item(topic, code, frame, None, dt.datetime.now(dt.UTC)))
+                return  # a file ended
+            except (SourceError, FrameError) as exc:
+                log.warning("source %s for %s: %s; retrying in 10 s", uri, code, exc)
+                stop.wait(10)
+
+    def _connect(self, stop: threading.Event) -> psycopg.Connection | None:
+        while not stop.is_set():
+            try:
+                return psycopg.connect(self.config.database_url)
+            except psycopg.OperationalError as exc:
+                log.warning("fire worker: database unavailable (%s); retrying", str(exc).strip())
+                stop.wait(2)
+        return None
+
+
+def _properties(message: paho.MQTTMessage) -> tuple[int | None, dt.datetime | None, str | None]:
+    """MQTT 5 user properties ``preset`` (integer) and ``captured_at`` (ISO 8601); both optional."""
+    props = getattr(message, "properties", None)
+    pairs = dict(getattr(props, "UserProperty", None) or [])
+    preset = captured = None
+    try:
+        if "preset" in pairs:
+            preset = int(pairs["preset"])
+            if not 0 <= preset <= 255:
+                raise ValueError(f"preset {preset} is not 0–255")
+        if "captured_at" in pairs:
+            captured = dt.datetime.fromisoformat(pairs["captured_at"].replace("Z", "+00:00"))
+            if captured.tzinfo is None:
+                raise ValueError(f"captured_at {pairs['captured_at']!r} has no time zone")
+    except ValueError as exc:
+        return None, None, f"bad user property: {exc}"
+    return preset, captured, None

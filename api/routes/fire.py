@@ -1,0 +1,128 @@
+"""Straw fires: fire events with their detections, evidence pictures, FIRMS imports, heat sources."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.responses import Response
+from psycopg.rows import dict_row
+
+from alerts import fire as fire_alerts
+from analytics.fire import firms
+from analytics.fire.satellite import import_firms
+from api.deps import ConnDep
+from api.routes.filters import division_subtree
+from registry import heat_sources
+from registry.errors import Invalid, NotFound
+from registry.lookups import division_index
+
+router = APIRouter(prefix="/api/v1", tags=["fire"])
+
+_DETECTION = """
+    select d.id, d.event_id, d.source, d.cue, t.code as terminal, t.name as terminal_name, d.preset, d.first_seen,
+           d.last_seen, d.confidence, d.box, d.frame_size, d.camera_lat, d.camera_lon, d.bearing_deg,
+           d.halfwidth_deg, d.lat, d.lon, d.accuracy_m, d.position, d.division_code as division, d.satellite,
+           exists (select 1 from fire_evidence e where e.detection_id = d.id) as has_evidence
+      from fire_detection d left join terminal t on t.id = d.terminal_id
+"""
+
+
+@router.get("/fire-events")
+def list_fire_events(
+    conn: ConnDep,
+    status: Literal["open", "closed"] | None = None,
+    division: Annotated[str | None, Query(description="division code; its whole subtree")] = None,
+    start: Annotated[dt.datetime | None, Query(alias="from", description="fires seen at or after")] = None,
+    before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict]:
+    """Newest first, each with its alert (if it raised one)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """
+            select e.id, e.status, e.first_seen, e.last_seen, e.lat, e.lon, e.accuracy_m, e.position_method,
+                   e.division_code as division, v.name as division_name, e.confidence, e.sources, e.closed_at,
+                   a.id as alert_id, a.status as alert_status,
+                   (select count(*) from fire_detection d where d.event_id = e.id) as detections
+              from fire_event e left join division v on v.code = e.division_code
+              left join alert a on a.fire_event_id = e.id
+             where (%(status)s::text is null or e.status = %(status)s)
+               and (%(division)s::text[] is null or e.division_code = any(%(division)s))
+               and (%(start)s::timestamptz is null or e.last_seen >= %(start)s)
+               and (%(before)s::bigint is null or e.id < %(before)s)
+             order by e.id desc limit %(limit)s
+            """,
+            {"status": status, "division": division_subtree(conn, division), "start": start, "before": before_id,
+             "limit": limit},
+        ).fetchall()
+
+
+@router.get("/fire-events/{event_id}")
+def get_fire_event(conn: ConnDep, event_id: int) -> dict:
+    """The event and every detection in it; evidence pictures at ``/fire-detections/{id}/evidence.jpg``."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        event = cur.execute("select * from fire_event where id = %s", (event_id,)).fetchone()
+        if event is None:
+            raise NotFound(f"fire event {event_id} does not exist", field="id")
+        detections = cur.execute(_DETECTION + " where d.event_id = %s order by d.first_seen, d.id",
+                                 (event_id,)).fetchall()
+        alert = cur.execute("select id, status, severity, detail from alert where fire_event_id = %s",
+                            (event_id,)).fetchone()
+    for d in detections:
+        d["evidence_url"] = f"/api/v1/fire-detections/{d['id']}/evidence.jpg" if d.pop("has_evidence") else None
+    return {**event, "alert": alert, "detections": detections}
+
+
+@router.get("/fire-detections/{detection_id}/evidence.jpg", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}})
+def evidence(conn: ConnDep, detection_id: int) -> Response:
+    """The annotated frame kept when the detection was made (or grew more certain)."""
+    row = conn.execute("select jpeg, captured_at from fire_evidence where detection_id = %s",
+                       (detection_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"detection {detection_id} has no evidence picture", field="id")
+    return Response(bytes(row[0]), media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=60", "Last-Modified": row[1].strftime(
+                        "%a, %d %b %Y %H:%M:%S GMT")})
+
+
+@router.post("/firms")
+async def upload_firms(
+    conn: ConnDep,
+    file: Annotated[UploadFile, File(description="NASA FIRMS CSV (VIIRS or MODIS, NRT or archive)")],
+) -> dict:
+    """Import satellite hotspots: inside Suihua, away from known heat sources, fused into fire events."""
+    raw = await file.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Invalid("a FIRMS file is UTF-8 CSV", field="file") from exc
+    index = division_index(conn)
+    try:
+        report = import_firms(conn, text, file.filename or "upload", fire_alerts, index.locate)
+    except firms.FirmsError as exc:
+        conn.commit()  # keep the dead letter
+        raise Invalid(str(exc), field="file") from exc
+    conn.commit()
+    return {"rows": report.rows, "stored": report.stored, "outside_suihua": report.outside,
+            "near_heat_source": report.heat_source, "not_vegetation": report.not_vegetation,
+            "repeated": report.repeated, "errors": report.errors[:100], "events": sorted(report.events)}
+
+
+@router.get("/heat-sources")
+def list_heat_sources(conn: ConnDep) -> list[dict]:
+    return heat_sources.list_all(conn)
+
+
+@router.post("/heat-sources", status_code=201)
+def add_heat_source(conn: ConnDep, item: heat_sources.HeatSourceIn) -> dict:
+    return heat_sources.add(conn, item)
+
+
+@router.delete("/heat-sources/{source_id}", status_code=204)
+def delete_heat_source(conn: ConnDep, source_id: int) -> Response:
+    heat_sources.remove(conn, source_id)
+    conn.commit()
+    return Response(status_code=204)

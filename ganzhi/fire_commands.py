@@ -1,0 +1,105 @@
+"""`ganzhi fire`, `ganzhi firms` and `ganzhi heat-source`: straw-fire detection from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from core.settings import Settings
+from ganzhi.commands import Group, connect, database_url
+
+
+@click.command()
+@click.option("--shard", default=0, show_default=True, help="This worker's share of the cameras (id mod shards).")
+@click.option("--shards", default=1, show_default=True, help="How many fire workers split the cameras.")
+@click.option("--source", "sources", multiple=True, metavar="CODE=URI",
+              help="Also read this camera from a snapshot URL, RTSP stream or video file (repeatable).")
+@click.option("--fps", default=2.0, show_default=True, help="Frames per second taken from each --source.")
+@click.option("--protocol", type=click.Choice(["5", "3.1.1"]), default=None,
+              help="MQTT version (default: GANZHI_INGEST_PROTOCOL, 5).")
+@click.pass_obj
+def fire(settings: Settings, shard: int, shards: int, sources: tuple[str, ...], fps: float,
+         protocol: str | None) -> None:
+    """Run one fire worker: camera frames into fire detections, events and alerts (Ctrl-C stops it)."""
+    import signal
+    import threading
+
+    from alerts import fire as fire_alerts
+    from analytics.fire.worker import FireConfig, FireWorker
+
+    pairs = []
+    for item in sources:
+        code, sep, uri = item.partition("=")
+        if not sep or not code or not uri:
+            raise click.BadParameter(f"{item!r} is not CODE=URI", param_hint="--source")
+        pairs.append((code.strip(), uri.strip()))
+    host, port = settings.mqtt_host_port
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    worker = FireWorker(FireConfig(
+        database_url=database_url(settings), mqtt_host=host, mqtt_port=port, client_id=f"ganzhi-fire-{shard}",
+        username=settings.mqtt_username if password else None, password=password,
+        mqtt5=(protocol or settings.ingest_protocol) == "5", shard=shard, shards=shards, sources=tuple(pairs), source_fps=fps,
+    ), fire_alerts)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.run(stop)
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def firms(settings: Settings, file: Path) -> None:
+    """Import a NASA FIRMS CSV (VIIRS or MODIS): hotspots inside Suihua become fire detections."""
+    from alerts import fire as fire_alerts
+    from analytics.fire.firms import FirmsError
+    from analytics.fire.satellite import import_firms
+    from registry.lookups import division_index
+
+    with connect(settings) as conn:
+        try:
+            report = import_firms(conn, file.read_text(encoding="utf-8-sig"), file.name, fire_alerts,
+                                  division_index(conn).locate)
+        except FirmsError as exc:
+            conn.commit()
+            raise click.ClickException(f"{file}: {exc} (dead-lettered)") from exc
+        conn.commit()
+    click.echo(f"{file}: {report.rows} rows, {report.stored} stored, {report.outside} outside Suihua, "
+               f"{report.heat_source} at known heat sources, {report.not_vegetation} not vegetation fires, "
+               f"{report.repeated} already imported, {len(report.errors)} unreadable; "
+               f"{len(report.events)} fire events")
+    for error in report.errors[:20]:
+        click.echo(f"  {error}", err=True)
+
+
+@click.group("heat-source", cls=Group)
+def heat_source() -> None:
+    """Known static heat sources: satellite hotspots near them are not straw fires."""
+
+
+@heat_source.command("add")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["power_plant", "factory", "flare", "boiler", "other"]), required=True)
+@click.option("--lat", type=float, required=True)
+@click.option("--lon", type=float, required=True)
+@click.option("--radius", "radius_m", type=float, default=1000.0, show_default=True, help="metres")
+@click.pass_obj
+def heat_source_add(settings: Settings, name: str, kind: str, lat: float, lon: float, radius_m: float) -> None:
+    from registry.heat_sources import HeatSourceIn, add
+
+    with connect(settings) as conn:
+        row = add(conn, HeatSourceIn(name=name, kind=kind, lat=lat, lon=lon, radius_m=radius_m))
+        conn.commit()
+    click.echo(f"heat source {row['id']} {name} in {row['division_code']}, radius {radius_m:.0f} m")
+
+
+@heat_source.command("list")
+@click.pass_obj
+def heat_source_list(settings: Settings) -> None:
+    from registry.heat_sources import list_all
+
+    with connect(settings) as conn:
+        for row in list_all(conn):
+            click.echo(f"{row['id']}\t{row['name']}\t{row['kind']}\t{row['lat']:.5f}\t{row['lon']:.5f}\t"
+                       f"{row['radius_m']:.0f} m")

@@ -1,0 +1,55 @@
+"""Pixel ↔ ground on flat land, bearings, triangulation."""
+
+from __future__ import annotations
+
+import pytest
+
+from analytics.fire import geometry as geo
+
+POSE = geo.Pose(46.60, 126.90, 50.0, 30.0, -4.0, 55.0)
+
+
+@pytest.mark.parametrize("target", [(46.62, 126.92), (46.63, 126.95), (46.615, 126.905)])
+def test_a_projected_ground_point_is_found_again_from_its_pixel(target):
+    u, v = geo.project(POSE, 1280, 720, *target)
+    s = geo.sight(POSE, 1280, 720, (int(u) - 4, int(v) - 8, 8, 9))
+    assert abs(geo.angle_diff(s.bearing_deg, geo.bearing_to(POSE.lat, POSE.lon, *target))) < 0.3
+    miss = geo.distance_m(s.lat, s.lon, *target)
+    assert miss <= s.accuracy_m, (miss, s.accuracy_m)
+
+
+def test_the_horizon_row_is_where_the_ground_range_ends():
+    row = geo.horizon_row(POSE, 1280, 720)
+    assert geo.ground_range(POSE, 1280, 720, 640, row - 1) is None
+    assert geo.ground_range(POSE, 1280, 720, 640, row + 3) > 10_000
+    assert geo.ground_range(POSE, 1280, 720, 640, 700) < 1_000
+
+
+def test_a_box_at_the_horizon_gives_a_bearing_but_no_ground_point():
+    row = int(geo.horizon_row(POSE, 1280, 720))
+    s = geo.sight(POSE, 1280, 720, (600, row - 10, 20, 10))
+    assert s.lat is None and s.range_m is None
+    assert 0 < s.halfwidth_deg < 2
+
+
+def test_two_towers_triangulate_a_fire_within_their_angular_error():
+    fire = (46.63, 126.95)
+    a = geo.Pose(46.60, 126.90, 50, 45, -3, 55)
+    b = geo.Pose(46.66, 126.92, 40, 150, -3, 55)
+    rays = [(p.lat, p.lon, geo.bearing_to(p.lat, p.lon, *fire) + 0.2, 0.5) for p in (a, b)]
+    fix = geo.triangulate(*rays)
+    assert fix is not None
+    assert geo.distance_m(fix.lat, fix.lon, *fire) < fix.accuracy_m < 300
+
+
+def test_parallel_or_diverging_bearings_do_not_triangulate():
+    assert geo.triangulate((46.6, 126.9, 90, 0.5), (46.61, 126.9, 92, 0.5)) is None  # nearly parallel
+    assert geo.triangulate((46.6, 126.9, 0, 0.5), (46.6, 127.0, 180, 0.5)) is None  # behind one tower
+
+
+def test_a_point_is_in_a_cone_only_in_range_and_direction():
+    lat, lon = geo.destination(46.6, 126.9, 80, 3000)
+    assert geo.within_cone(lat, lon, 46.6, 126.9, 81, 2)
+    assert not geo.within_cone(lat, lon, 46.6, 126.9, 90, 2)
+    far = geo.destination(46.6, 126.9, 80, 30_000)
+    assert not geo.within_cone(*far, 46.6, 126.9, 80, 2)
