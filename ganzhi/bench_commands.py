@@ -64,3 +64,16 @@ def bench_ingest(settings: Settings, messages: int, readings: int, gateways: int
     from ganzhi.bench_ingest import run as run_bench
 
     run_bench(database_url(settings), settings, messages, readings, gateways, workers, per_gateway, rate, protocol)
+
+
+@bench.command(name="fire")
+@click.option("--seeds", default=10, show_default=True, help="Sequences per scene kind.")
+@click.option("--frames", default=60, show_default=True, help="Frames timed per speed run.")
+@click.option("--runs", default=3, show_default=True)
+def bench_fire(seeds: int, frames: int, runs: int) -> None:
+    """Fire detection: precision/recall/F1 on labelled synthetic sequences, and per-frame speed."""
+    from ganzhi.bench_fire import quality, speed
+
+    speed(frames, runs)
+    quality(seeds, alert_level=False)
+    quality(seeds, alert_level=True)

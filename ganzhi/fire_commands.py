@@ -39,7 +39,8 @@ def fire(settings: Settings, shard: int, shards: int, sources: tuple[str, ...], 
     worker = FireWorker(FireConfig(
         database_url=database_url(settings), mqtt_host=host, mqtt_port=port, client_id=f"ganzhi-fire-{shard}",
         username=settings.mqtt_username if password else None, password=password,
-        mqtt5=(protocol or settings.ingest_protocol) == "5", shard=shard, shards=shards, sources=tuple(pairs), source_fps=fps,
+        mqtt5=(protocol or settings.ingest_protocol) == "5", shard=shard, shards=shards, sources=tuple(pairs),
+        source_fps=fps,
     ), fire_alerts)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -29,7 +29,8 @@ FIRE = (46.70, 126.80)  # farmland in Beilin district
 def _camera(conn, name: str, lat: float, lon: float, pose: bool = True) -> store.Camera:
     """A tower camera looking at FIRE."""
     heading = geo.bearing_to(lat, lon, *FIRE)
-    attrs = {"mast_height_m": 40.0, "heading_deg": round(heading, 3), "tilt_deg": -2.0, "hfov_deg": 55.0} if pose else {}
+    attrs = {"mast_height_m": 40.0, "heading_deg": round(heading, 3), "tilt_deg": -2.0, "hfov_deg": 55.0}
+    attrs = attrs if pose else {}
     pole = service.create_pole(conn, pole_in(f"{name}塔", at=(lon, lat), department="sthjj"), Actor("test"))
     code = service.create_terminal(conn, terminal_in(f"{name}可见光", "video_camera", at=None, pole=pole,
                                                      department="sthjj", attrs=attrs), Actor("test"))

@@ -8,10 +8,12 @@ import pytest
 
 from analytics.fire.firms import FirmsError, parse
 
-VIIRS = """latitude,longitude,bright_ti4,scan,track,acq_date,acq_time,satellite,instrument,confidence,version,bright_ti5,frp,daynight
+VIIRS = """latitude,longitude,bright_ti4,scan,track,acq_date,acq_time,satellite,instrument,confidence,version,\
+bright_ti5,frp,daynight
 46.61234,126.98765,334.1,0.39,0.36,2026-10-20,512,N20,VIIRS,h,2.0NRT,289.3,4.7,D
 """
-MODIS_ARCHIVE = """acq_time,acq_date,latitude,longitude,brightness,scan,track,satellite,confidence,version,bright_t31,frp,daynight,type
+MODIS_ARCHIVE = """acq_time,acq_date,latitude,longitude,brightness,scan,track,satellite,confidence,version,\
+bright_t31,frp,daynight,type
 0330,2026-10-21,46.5,126.8,320.5,1.2,1.1,Aqua,77,6.1,290.1,12.3,D,2
 """
 
@@ -30,7 +32,7 @@ def test_modis_archive_columns_in_another_order_without_instrument():
 
 
 def test_a_file_without_the_columns_is_refused_naming_them():
-    with pytest.raises(FirmsError, match="missing column.*acq_time.*confidence"):
+    with pytest.raises(FirmsError, match=r"missing column.*acq_time.*confidence"):
         parse("latitude,longitude,acq_date,brightness\n46.5,126.8,2026-10-21,320\n")
 
 

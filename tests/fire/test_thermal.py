@@ -19,7 +19,7 @@ def test_a_growing_hotspot_is_reported_from_its_second_frame_and_nothing_else_is
     assert results[0][1] == [] and results[1][1] == []  # no fire yet; then seen once
     for box, found in results[2:]:
         assert len(found) == 1 and found[0].cue == "hotspot"
-        x, y, w, h = found[0].box
+        x, y, *_ = found[0].box
         assert abs(x - box[0]) <= 2 and abs(y - box[1]) <= 2
 
 

@@ -1,0 +1,113 @@
+"""The fire worker over a real mosquitto, and the fire API over real HTTP: frames published as a camera
+become an event, an alert and an evidence picture; bad frames are dead-lettered and the worker goes on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import cv2
+import numpy as np
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+from alerts import fire as fire_alerts
+from analytics.fire import geometry as geo
+from analytics.fire.worker import FireConfig, FireWorker
+from registry import service
+from registry.changes import Actor
+from simulators.hotspots import firms_csv, firms_row
+from simulators.scenes import SceneSpec, render
+from tests.factories import pole_in, terminal_in
+
+FIRE = (46.70, 126.80)
+
+
+def _tower(conn) -> tuple[str, str, geo.Pose]:
+    lat, lon = geo.destination(*FIRE, 60, 1200)
+    heading = round(geo.bearing_to(lat, lon, *FIRE), 3)
+    attrs = {"mast_height_m": 40.0, "heading_deg": heading, "tilt_deg": -2.0, "hfov_deg": 55.0}
+    pole = service.create_pole(conn, pole_in("测试塔", at=(lon, lat), department="sthjj"), Actor("test"))
+    code = service.create_terminal(conn, terminal_in("测试塔可见光", "video_camera", at=None, pole=pole,
+                                                     department="sthjj", attrs=attrs), Actor("test"))
+    air = service.create_terminal(conn, terminal_in("空气站"), Actor("test"))
+    conn.commit()
+    return code, air, geo.Pose(lat, lon, 40.0, heading, -2.0, 55.0)
+
+
+def _wait(conn, sql: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(sql).fetchone()
+        conn.commit()
+        if row and row[0]:
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for: {sql}")
+
+
+def test_frames_over_mqtt_become_an_alert_with_evidence_and_bad_frames_dead_letters(conn, db_url, broker, http):
+    code, air, pose = _tower(conn)
+    worker = FireWorker(FireConfig(db_url, *broker, client_id="fire-test"), fire_alerts)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    publisher = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    publisher.connect(*broker)
+    publisher.loop_start()
+    try:
+        time.sleep(1.0)  # the worker subscribes
+        publisher.publish(f"ganzhi/v1/{code}/frame", b"\xff\xd8\xff\xe0broken", qos=1).wait_for_publish()
+        publisher.publish("ganzhi/v1/231202000000000/frame", b"\xff\xd8\xff", qos=1).wait_for_publish()
+        publisher.publish(f"ganzhi/v1/{air}/frame", b"\xff\xd8\xff", qos=1).wait_for_publish()
+        u, v = geo.project(pose, 1280, 720, *FIRE)
+        spec = SceneSpec("fire", 31, frames=30, horizon=geo.horizon_row(pose, 1280, 720), fire_at=(u, v),
+                         fire_px_per_m=geo.focal_px(pose, 1280) / 1200)
+        for image, _ in render(spec):
+            jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+            publisher.publish(f"ganzhi/v1/{code}/frame", jpeg, qos=1).wait_for_publish()
+            time.sleep(0.05)
+        with psycopg.connect(db_url) as watch:
+            _wait(watch, "select count(*) from alert where family = 'fire'")
+            reasons = [r[0] for r in watch.execute("select reason from dead_letter order by id").fetchall()]
+    finally:
+        stop.set()
+        thread.join(10)
+        publisher.loop_stop()
+    assert any("corrupt JPEG" in r for r in reasons)
+    assert any("unknown camera 231202000000000" in r for r in reasons)
+    assert any("air_sensor, not a camera" in r for r in reasons)
+    assert worker.counters.frames >= 25
+
+    alerts = http.get("/api/v1/alerts", params={"family": "fire"}).json()
+    assert len(alerts) == 1 and alerts[0]["bureau"] == "environment" and alerts[0]["terminal"] is None
+    detail = http.get(f"/api/v1/alerts/{alerts[0]['id']}").json()
+    event = http.get(detail["fire_event"]).json()
+    assert event["alert"]["id"] == alerts[0]["id"]
+    assert geo.distance_m(event["lat"], event["lon"], *FIRE) <= event["accuracy_m"] + 50
+    picture = http.get(event["detections"][0]["evidence_url"])
+    assert picture.headers["content-type"] == "image/jpeg"
+    assert cv2.imdecode(np.frombuffer(picture.content, np.uint8), cv2.IMREAD_COLOR).shape[1] == 1280
+    listed = http.get("/api/v1/fire-events", params={"division": event["division_code"][:6]}).json()
+    assert [e["id"] for e in listed] == [event["id"]]
+
+
+def test_firms_upload_and_heat_sources_over_http(http):
+    made = http.post("/api/v1/heat-sources", json={"name": "热电厂", "kind": "power_plant", "lat": 46.60,
+                                                    "lon": 127.00, "radius_m": 1500})
+    assert made.status_code == 201
+    assert http.post("/api/v1/heat-sources", json={"name": "热电厂", "kind": "power_plant", "lat": 46.60,
+                                                    "lon": 127.00}).status_code == 409
+    outside = http.post("/api/v1/heat-sources", json={"name": "哈尔滨", "kind": "factory", "lat": 45.75, "lon": 126.63})
+    assert outside.status_code == 422 and "outside Suihua" in outside.text
+    now = dt.datetime.now(dt.UTC)
+    csv_text = firms_csv([firms_row(46.70, 126.80, now, confidence="h"), firms_row(46.601, 127.001, now)])
+    report = http.post("/api/v1/firms", files={"file": ("viirs.csv", csv_text, "text/csv")}).json()
+    assert (report["stored"], report["near_heat_source"]) == (1, 1)
+    bad = http.post("/api/v1/firms", files={"file": ("x.csv", "a,b\n1,2\n", "text/csv")})
+    assert bad.status_code == 422 and "missing column" in bad.text
+    assert http.get("/api/v1/fire-events").json()[0]["sources"] == ["satellite"]
+    assert http.delete(f"/api/v1/heat-sources/{made.json()['id']}").status_code == 204
+    assert http.delete(f"/api/v1/heat-sources/{made.json()['id']}").status_code == 404
