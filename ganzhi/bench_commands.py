@@ -70,10 +70,19 @@ def bench_ingest(settings: Settings, messages: int, readings: int, gateways: int
 @click.option("--seeds", default=10, show_default=True, help="Sequences per scene kind.")
 @click.option("--frames", default=60, show_default=True, help="Frames timed per speed run.")
 @click.option("--runs", default=3, show_default=True)
-def bench_fire(seeds: int, frames: int, runs: int) -> None:
-    """Fire detection: precision/recall/F1 on labelled synthetic sequences, and per-frame speed."""
+@click.option("--latency", "probes", default=0, show_default=True,
+              help="Also time first fire frame → alert over MQTT for this many probe cameras.")
+@click.option("--fps", default=2.0, show_default=True, help="Frame rate of the latency probes.")
+@click.pass_obj
+def bench_fire(settings: Settings, seeds: int, frames: int, runs: int, probes: int, fps: float) -> None:
+    """Fire detection: precision/recall/F1 on labelled synthetic sequences, per-frame speed, alert latency."""
     from ganzhi.bench_fire import quality, speed
 
     speed(frames, runs)
-    quality(seeds, alert_level=False)
-    quality(seeds, alert_level=True)
+    if probes:
+        from ganzhi.bench_fire_latency import run as latency
+
+        latency(database_url(settings), settings, probes, fps)
+    if seeds:
+        quality(seeds, alert_level=False)
+        quality(seeds, alert_level=True)

@@ -58,8 +58,9 @@ def load_towers(conn: psycopg.Connection, limit: int) -> list[TowerCamera]:
     return [c for cams in itertools.islice(towers.values(), limit) for c in cams]
 
 
-def fire_point(pose: geometry.Pose, distance_m: float = 2500.0) -> tuple[float, float]:
-    """A field in front of the tower, on the camera's axis."""
+def fire_point(pose: geometry.Pose, distance_m: float = 800.0) -> tuple[float, float]:
+    """A field in front of the tower, on the camera's axis, near enough for its flames to show (further
+    out, only the smoke would: smoke alone does not raise an alert)."""
     return geometry.destination(pose.lat, pose.lon, pose.heading_deg, distance_m)
 
 

@@ -62,8 +62,13 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
         assert station["protocol"] == "hj212" and station["mn"]
         logged = _wait_for_readings(ports["http"], station["code"])  # an HJ 212 logger, through the gateway
         assert {"w01009", "w21003"} <= {r["metric"] for r in logged["readings"]}
-        alert = _wait_for_alert(ports["http"])  # the demo includes a few gas leaks
+        alert = _wait_for_alert(ports["http"], "gas")  # the demo includes a few gas leaks
         assert alert["bureau"] == "housing"
+        fire = _wait_for_alert(ports["http"], "fire", 120)  # two towers stream scenes, a straw fire among them
+        assert fire["bureau"] == "environment" and fire["fire_event_id"]
+        event = httpx.get(f"http://127.0.0.1:{ports['http']}/api/v1/fire-events/{fire['fire_event_id']}").json()
+        picture = httpx.get(f"http://127.0.0.1:{ports['http']}{event['detections'][0]['evidence_url']}")
+        assert picture.headers["content-type"] == "image/jpeg" and len(picture.content) > 10_000
         gas_alerts = httpx.get(f"http://127.0.0.1:{ports['http']}/api/v1/alerts",
                                params={"family": "gas", "limit": 1000}).json()
         assert all(a["detail"].startswith("methane") for a in gas_alerts)  # quiet: only the injected leaks
@@ -103,15 +108,15 @@ def _wait_for_readings(port: int, code: str) -> dict:
     pytest.fail(f"no readings for {code} within 60 s of the platform being healthy")
 
 
-def _wait_for_alert(port: int) -> dict:
-    deadline = time.monotonic() + 60
+def _wait_for_alert(port: int, family: str, seconds: float = 60) -> dict:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        alerts = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts", params={"status": "open", "family": "gas"},
+        alerts = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts", params={"status": "open", "family": family},
                            timeout=5).json()
         if alerts:
             return alerts[0]
         time.sleep(1)
-    pytest.fail("no alert within 60 s")
+    pytest.fail(f"no {family} alert within {seconds:.0f} s")
 
 
 def _wait_healthy(port: int, process: subprocess.Popen) -> dict:

@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import paho.mqtt.client as paho
 import psycopg
@@ -220,11 +221,22 @@ class FireWorker:
                     pass
 
     def _read_source(self, code: str, uri: str, stop: threading.Event) -> None:
+        """A live source drops its oldest frames when detection is behind; a file is read at detection's pace."""
         topic = f"source:{uri}"
+        is_file = Path(uri).exists()
         while not stop.is_set():
             try:
                 for frame in frames(uri, self.config.source_fps, stop):
-                    self._offer(_Item(topic, code, frame, None, dt.datetime.now(dt.UTC)))
+                    item = _Item(topic, code, frame, None, dt.datetime.now(dt.UTC))
+                    if not is_file:
+                        self._offer(item)
+                        continue
+                    while not stop.is_set():
+                        try:
+                            self._queue.put(item, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
                 return  # a file ended
             except (SourceError, FrameError) as exc:
                 log.warning("source %s for %s: %s; retrying in 10 s", uri, code, exc)

@@ -111,3 +111,27 @@ def test_firms_upload_and_heat_sources_over_http(http):
     assert http.get("/api/v1/fire-events").json()[0]["sources"] == ["satellite"]
     assert http.delete(f"/api/v1/heat-sources/{made.json()['id']}").status_code == 204
     assert http.delete(f"/api/v1/heat-sources/{made.json()['id']}").status_code == 404
+
+
+def test_a_video_file_source_is_read_through_opencv_into_an_alert(conn, db_url, broker, tmp_path):
+    code, _, pose = _tower(conn)
+    u, v = geo.project(pose, 1280, 720, *FIRE)
+    spec = SceneSpec("fire", 32, frames=30, horizon=geo.horizon_row(pose, 1280, 720), fire_at=(u, v),
+                     fire_px_per_m=geo.focal_px(pose, 1280) / 1200)
+    path = tmp_path / "tower.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 2.0, (1280, 720))
+    for image, _ in render(spec):
+        writer.write(image)
+    writer.release()
+    worker = FireWorker(FireConfig(db_url, *broker, client_id="fire-file", sources=((code, str(path)),),
+                                   source_fps=2.0), fire_alerts)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with psycopg.connect(db_url) as watch:
+            _wait(watch, "select count(*) from alert where family = 'fire'")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert worker.counters.dead_letters == 0
