@@ -31,7 +31,7 @@ class Tally:
         return f"precision {p:.3f}  recall {r:.3f}  F1 {f1:.3f}  ({counts})"
 
 
-def quality(seeds: int, alert_level: bool) -> None:
+def quality(seeds: int, alert_level: bool, first_seed: int = 100) -> None:
     """Frame level: a frame is positive when any candidate is on it; a true positive when the frame shows
     fire and a candidate box touches it. Event level: a sequence raises an event (an alert, with
     ``alert_level``) or not. Delay: frames from ignition to the first true candidate."""
@@ -40,7 +40,7 @@ def quality(seeds: int, alert_level: bool) -> None:
     delays = []
     for kind in KINDS:
         kind_tally = per_kind.setdefault(kind, Tally())
-        for seed in range(100, 100 + seeds):
+        for seed in range(first_seed, first_seed + seeds):
             spec = SceneSpec(kind, seed)
             detector = VideoDetector()
             raised = False
@@ -68,7 +68,8 @@ def quality(seeds: int, alert_level: bool) -> None:
                     t.fp += raised
                     t.tn += not raised
     level = "alert-level (confidence ≥ 0.5)" if alert_level else "candidate-level (any confidence)"
-    print(f"{level}, {seeds} sequences per kind × {len(KINDS)} kinds, 40 frames each")
+    print(f"{level}, {seeds} sequences per kind (seeds {first_seed}–{first_seed + seeds - 1}) × {len(KINDS)} kinds, "
+          "40 frames each")
     print(f"  frames: {frames.line()}")
     print(f"  events: {events.line()}")
     for kind, t in per_kind.items():

@@ -256,6 +256,8 @@ class SceneModel:
         growth = _growth(recent)
         if rising < BLOCK * self.k and not (growth >= 1.3 and rising > 0):
             return None
+        if growth < 1.0 or last[3] < last[2]:
+            return None  # a young plume is a growing column, taller than wide; a haze band along the horizon is not
         # Smoke alone stays below the alert threshold (0.5): dust, fog and cloud still pass these tests now and
         # then (see the benchmark); a flame, a hotspot, a satellite pixel or a second tower make it an alert.
         return min(SMOKE_CEILING, 0.3 + 0.1 * min(1.0, growth - 1) + 0.05 * min(1.0, rising / (4 * BLOCK * self.k)))
