@@ -59,26 +59,24 @@ class ThermalDetector:
 
     def __init__(self, params: ThermalParams = ThermalParams()) -> None:
         self.p = params
-        self._seen: dict[tuple[str, int | None], list[tuple[int, int, tuple, int]]] = {}
-        """(camera, preset) → (track id, frames seen in a row, box, first frame) of the last frame's hotspots."""
-        self._frames: dict[tuple[str, int | None], int] = {}
+        self._seen: dict[tuple[str, int | None], list[tuple[int, int, tuple]]] = {}
+        """(camera, preset) → (track id, frames seen in a row, box) of the last frame's hotspots."""
 
     def process(self, camera: str, preset: int | None, kelvin: np.ndarray) -> list[Candidate]:
         key = (camera, preset)
-        frame = self._frames[key] = self._frames.get(key, 0) + 1
         for other in [k for k in self._seen if k[0] == camera and k != key]:
             del self._seen[other]
         before = self._seen.get(key, [])
         now, found = [], []
         for box, _, peak in hot_blobs(kelvin, self.p):
             match = next((b for b in before if _overlap(b[2], box)), None)
-            track, run, first = (match[0], match[1] + 1, match[3]) if match else (next(_ids), 1, frame)
-            now.append((track, run, box, first))
+            track, run = (match[0], match[1] + 1) if match else (next(_ids), 1)
+            now.append((track, run, box))
             if run >= self.p.persist:
                 background = float(np.median(kelvin))
                 excess = peak - background - self.p.margin_k
                 confidence = min(0.95, 0.6 + 0.35 * min(1.0, max(excess, 0) / 60))
-                found.append(Candidate(track, "hotspot", box, round(confidence, 3), first))
+                found.append(Candidate(track, "hotspot", box, round(confidence, 3)))
         self._seen[key] = now
         return found
 

@@ -66,7 +66,6 @@ class Candidate:
     box: tuple[int, int, int, int]
     """x, y, w, h in full-resolution pixels."""
     confidence: float
-    first_frame: int
 
 
 @dataclass
@@ -231,8 +230,7 @@ class SceneModel:
                 continue
             confidence = self._flame(track) if track.cue == "flame" else self._smoke(track)
             if confidence is not None:
-                found.append(Candidate(track.id, track.cue, track.last_box(), round(confidence, 3),
-                                       track.first_frame))
+                found.append(Candidate(track.id, track.cue, track.last_box(), round(confidence, 3)))
         return found
 
     def _flame(self, track: _Track) -> float | None:

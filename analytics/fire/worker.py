@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -72,7 +72,6 @@ class FireCounters:
     dropped: int = 0
     dead_letters: int = 0
     events: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 class FireWorker:
