@@ -77,12 +77,29 @@ class GasPressureAttrs(_Attrs):
         return self
 
 
+class PresetPose(_Attrs):
+    """Where a PTZ camera looks at one of its presets."""
+    preset: int = Field(ge=0, le=255)
+    heading_deg: float = Field(ge=0, lt=360)
+    tilt_deg: float = Field(ge=-90, le=30)
+    hfov_deg: float | None = Field(default=None, gt=0, le=180, description="zoom; the camera's own when absent")
+
+
 class CameraPose(_Attrs):
     mast_height_m: float = Field(gt=0, le=300, description="camera height above ground, m")
     heading_deg: float = Field(ge=0, lt=360, description="bearing of the optical axis, degrees from north")
     tilt_deg: float = Field(ge=-90, le=30, description="negative looks down")
     hfov_deg: float = Field(gt=0, le=180, description="horizontal field of view")
     preset: int | None = Field(default=None, ge=0, le=255)
+    presets: list[PresetPose] | None = Field(default=None, max_length=256,
+                                             description="per-preset heading, tilt and zoom of a PTZ camera")
+
+    @model_validator(mode="after")
+    def _presets_unique(self) -> CameraPose:
+        numbers = [p.preset for p in self.presets or []]
+        if len(numbers) != len(set(numbers)):
+            raise ValueError("a preset is listed twice")
+        return self
 
 
 class WaterPressureAttrs(_Attrs):

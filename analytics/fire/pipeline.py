@@ -49,7 +49,7 @@ class FirePipeline:
     def detect(self, camera: Camera, frame: Frame, preset: int | None) -> list[Candidate]:
         if frame.kind == "thermal":
             return self.thermal.process(camera.code, preset, frame.image)
-        pose = camera.pose()
+        pose = camera.pose(preset)
         width, height = frame.size
         horizon = geometry.horizon_row(pose, width, height) if pose else None
         return self.video.process(camera.code, preset, frame.image, horizon)
@@ -96,7 +96,7 @@ class FirePipeline:
     def _detection(self, camera: Camera, frame: Frame, preset: int | None, at: dt.datetime, c: Candidate,
                    source: str, track: str) -> Detection:
         width, height = frame.size
-        pose = camera.pose()
+        pose = camera.pose(preset)
         d = Detection(source=source, cue=c.cue, track=track, first_seen=at, last_seen=at, confidence=c.confidence,
                       position="unknown", terminal_id=camera.id, preset=preset, box=c.box, frame_size=(width, height),
                       camera_lat=camera.lat, camera_lon=camera.lon, division_code=camera.division)

@@ -26,12 +26,15 @@ class Camera:
     pole: str | None
     attrs: dict
 
-    def pose(self) -> Pose | None:
-        """The camera's pose from the ledger; None when it has none (detections then carry no position)."""
+    def pose(self, preset: int | None = None) -> Pose | None:
+        """The camera's pose at a preset (its listed heading, tilt and zoom, else the camera's own) from the
+        ledger; None when it has none (detections then carry no position)."""
         a = self.attrs
         if self.lat is None or self.lon is None or not a.keys() >= POSE_KEYS:
             return None
-        return Pose(self.lat, self.lon, a["mast_height_m"], a["heading_deg"], a["tilt_deg"], a["hfov_deg"])
+        at = next((p for p in a.get("presets") or [] if p["preset"] == preset), {})
+        return Pose(self.lat, self.lon, a["mast_height_m"], at.get("heading_deg", a["heading_deg"]),
+                    at.get("tilt_deg", a["tilt_deg"]), at.get("hfov_deg") or a["hfov_deg"])
 
 
 def cameras(conn: psycopg.Connection) -> dict[str, Camera]:

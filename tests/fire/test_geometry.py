@@ -53,3 +53,20 @@ def test_a_point_is_in_a_cone_only_in_range_and_direction():
     assert not geo.within_cone(lat, lon, 46.6, 126.9, 90, 2)
     far = geo.destination(46.6, 126.9, 80, 30_000)
     assert not geo.within_cone(*far, 46.6, 126.9, 80, 2)
+
+
+def test_a_ptz_camera_is_located_with_the_pose_of_the_preset_it_is_at():
+    from analytics.fire.store import Camera
+    from registry.attributes import validate_attrs
+    from registry.errors import Invalid
+
+    attrs = validate_attrs("video_camera", {
+        "mast_height_m": 40, "heading_deg": 10, "tilt_deg": -3, "hfov_deg": 55,
+        "presets": [{"preset": 2, "heading_deg": 130, "tilt_deg": -5}, {"preset": 3, "heading_deg": 250,
+                                                                          "tilt_deg": -4, "hfov_deg": 20}]})
+    camera = Camera(1, "c", "video_camera", "active", 46.6, 126.9, "231202", None, attrs)
+    assert camera.pose(None).heading_deg == 10 and camera.pose(7).heading_deg == 10
+    assert (camera.pose(2).heading_deg, camera.pose(2).tilt_deg, camera.pose(2).hfov_deg) == (130, -5, 55)
+    assert camera.pose(3).hfov_deg == 20
+    with pytest.raises(Invalid, match="listed twice"):
+        validate_attrs("video_camera", {**attrs, "presets": [{"preset": 1, "heading_deg": 1, "tilt_deg": 0}] * 2})
