@@ -58,3 +58,23 @@ def test_unreachable_database_is_a_clear_error():
     result = _ganzhi("ledger", "export", "--out", "/tmp/x.csv", db_url="postgresql://postgres@127.0.0.1:1/none")
     assert result.returncode == 1
     assert "cannot reach the database" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_firms_import_and_heat_sources_from_the_command_line(db_url, conn, tmp_path):
+    import datetime as dt
+
+    from simulators.hotspots import firms_csv, firms_row
+
+    added = _ganzhi("heat-source", "add", "绥化热电厂", "--kind", "power_plant", "--lat", "46.60", "--lon", "127.00",
+                    "--radius", "1500", db_url=db_url)
+    assert added.returncode == 0 and "radius 1500 m" in added.stdout, added.stderr
+    now = dt.datetime.now(dt.UTC)
+    sheet = tmp_path / "viirs.csv"
+    sheet.write_text(firms_csv([firms_row(46.70, 126.80, now), firms_row(46.601, 127.001, now)]), encoding="utf-8")
+    imported = _ganzhi("firms", str(sheet), db_url=db_url)
+    assert imported.returncode == 0, imported.stderr
+    assert "2 rows, 1 stored" in imported.stdout and "1 at known heat sources" in imported.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("lat,lon\n46.7,126.8\n", encoding="utf-8")
+    refused = _ganzhi("firms", str(bad), db_url=db_url)
+    assert refused.returncode == 1 and "missing column" in refused.stderr and "dead-lettered" in refused.stderr
