@@ -6,7 +6,8 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import dict_row
 
-from alerts.service import ACTIVE, SYSTEM, log_event
+from alerts.service import ACTIVE, SYSTEM, act, log_event
+from registry.errors import Conflict, NotFound
 
 RULE = "fire:straw"
 ALERT_CONFIDENCE = 0.5
@@ -83,3 +84,26 @@ def describe(conn: psycopg.Connection, e: dict) -> str:
     ).fetchall()
     seen = ", ".join(f"{name or source} {cue} {conf:.2f}" for source, cue, name, conf in sources)
     return f"straw fire in {place} {where}; confidence {e['confidence']:.2f}; seen by {seen}"
+
+
+def record_verdict(conn: psycopg.Connection, event_id: int, verdict: str, actor: str, note: str | None) -> None:
+    """What the township found on the spot. A straw or residue fire is a confirmed point (its alert is
+    acknowledged); another heat source or a false alarm closes the alert. Recorded once; a second,
+    different verdict is a Conflict (a correction is a new comment on the alert, not a silent rewrite)."""
+    row = conn.execute("select verdict from fire_event where id = %s for update", (event_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"fire event {event_id} does not exist", field="id")
+    if row[0] is not None and row[0] != verdict:
+        raise Conflict(f"fire event {event_id} was already found to be {row[0]}")
+    conn.execute("update fire_event set verdict = %s, verified_by = %s, verified_at = now(), verdict_note = %s "
+                 "where id = %s", (verdict, actor, note, event_id))
+    alert = conn.execute("select id, status from alert where fire_event_id = %s", (event_id,)).fetchone()
+    if alert is None:
+        return
+    text = f"on the spot: {verdict}" + (f" — {note}" if note else "")
+    if verdict in ("straw", "residue") and alert[1] == "open":
+        act(conn, alert[0], "acknowledge", actor, text)
+    elif verdict in ("other_heat", "false") and alert[1] != "closed":
+        act(conn, alert[0], "close", actor, text)
+    else:
+        act(conn, alert[0], "comment", actor, text)

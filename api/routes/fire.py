@@ -8,11 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import Response
 from psycopg.rows import dict_row
+from pydantic import BaseModel, Field
 
 from alerts import fire as fire_alerts
 from analytics.fire import firms
 from analytics.fire.satellite import import_firms
-from api.deps import ConnDep
+from api.deps import ActorDep, ConnDep
 from api.routes.filters import division_subtree
 from registry import heat_sources
 from registry.errors import Invalid, NotFound
@@ -33,6 +34,7 @@ _DETECTION = """
 def list_fire_events(
     conn: ConnDep,
     status: Literal["open", "closed"] | None = None,
+    verdict: Literal["straw", "residue", "other_heat", "false", "none"] | None = None,
     division: Annotated[str | None, Query(description="division code; its whole subtree")] = None,
     start: Annotated[dt.datetime | None, Query(alias="from", description="fires seen at or after")] = None,
     before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
@@ -44,18 +46,20 @@ def list_fire_events(
             """
             select e.id, e.status, e.first_seen, e.last_seen, e.lat, e.lon, e.accuracy_m, e.position_method,
                    e.division_code as division, v.name as division_name, e.confidence, e.sources, e.closed_at,
+                   e.verdict, e.verified_by, e.verified_at,
                    a.id as alert_id, a.status as alert_status,
                    (select count(*) from fire_detection d where d.event_id = e.id) as detections
               from fire_event e left join division v on v.code = e.division_code
               left join alert a on a.fire_event_id = e.id
              where (%(status)s::text is null or e.status = %(status)s)
+               and (%(verdict)s::text is null or coalesce(e.verdict, 'none') = %(verdict)s)
                and (%(division)s::text[] is null or e.division_code = any(%(division)s))
                and (%(start)s::timestamptz is null or e.last_seen >= %(start)s)
                and (%(before)s::bigint is null or e.id < %(before)s)
              order by e.id desc limit %(limit)s
             """,
-            {"status": status, "division": division_subtree(conn, division), "start": start, "before": before_id,
-             "limit": limit},
+            {"status": status, "verdict": verdict, "division": division_subtree(conn, division), "start": start,
+             "before": before_id, "limit": limit},
         ).fetchall()
 
 
@@ -73,6 +77,20 @@ def get_fire_event(conn: ConnDep, event_id: int) -> dict:
     for d in detections:
         d["evidence_url"] = f"/api/v1/fire-detections/{d['id']}/evidence.jpg" if d.pop("has_evidence") else None
     return {**event, "alert": alert, "detections": detections}
+
+
+class Verdict(BaseModel):
+    verdict: Literal["straw", "residue", "other_heat", "false"] = Field(
+        description="straw 秸秆露天焚烧, residue 根茬及残余物焚烧, other_heat another heat source, false no fire")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+@router.post("/fire-events/{event_id}/verdict")
+def fire_verdict(conn: ConnDep, actor: ActorDep, event_id: int, body: Verdict) -> dict:
+    """Record what was found on the spot; acknowledges (straw, residue) or closes (other_heat, false) the alert."""
+    with conn.transaction():
+        fire_alerts.record_verdict(conn, event_id, body.verdict, actor.name, body.note)
+    return get_fire_event(conn, event_id)
 
 
 @router.get("/fire-detections/{detection_id}/evidence.jpg", response_class=Response,

@@ -135,3 +135,23 @@ def test_a_video_file_source_is_read_through_opencv_into_an_alert(conn, db_url, 
         stop.set()
         thread.join(10)
     assert worker.counters.dead_letters == 0
+
+
+def test_the_on_the_spot_verdict_acknowledges_or_closes_the_fire_alert(http):
+    now = dt.datetime.now(dt.UTC)
+    rows = [firms_row(46.70, 126.80, now, confidence="h"), firms_row(47.20, 126.60, now, confidence="h")]
+    straw, other = http.post("/api/v1/firms", files={"file": ("v.csv", firms_csv(rows), "text/csv")}).json()["events"]
+    actor = {"X-Actor": "%E5%BC%A0%E4%B8%89"}  # 张三
+    found = http.post(f"/api/v1/fire-events/{straw}/verdict", json={"verdict": "straw", "note": "玉米秸秆"},
+                      headers=actor).json()
+    assert (found["verdict"], found["verified_by"], found["alert"]["status"]) == ("straw", "张三", "acknowledged")
+    closed = http.post(f"/api/v1/fire-events/{other}/verdict", json={"verdict": "other_heat"}, headers=actor).json()
+    assert closed["alert"]["status"] == "closed"
+    again = http.post(f"/api/v1/fire-events/{straw}/verdict", json={"verdict": "false"})
+    assert again.status_code == 409 and "already found to be straw" in again.text
+    assert http.post("/api/v1/fire-events/999999/verdict", json={"verdict": "false"}).status_code == 404
+    assert http.post(f"/api/v1/fire-events/{straw}/verdict", json={"verdict": "maybe"}).status_code == 422
+    unverified = http.get("/api/v1/fire-events", params={"verdict": "none"}).json()
+    assert straw not in [e["id"] for e in unverified]
+    history = http.get(f"/api/v1/alerts/{found['alert']['id']}").json()["events"]
+    assert history[-1]["actor"] == "张三" and "玉米秸秆" in history[-1]["comment"]
