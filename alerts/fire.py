@@ -6,7 +6,8 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import dict_row
 
-from alerts.service import ACTIVE, SYSTEM, act, log_event
+from alerts.service import ACTIVE, act, log_event
+from analytics.fire import store
 from registry.errors import Conflict, NotFound
 
 RULE = "fire:straw"
@@ -17,8 +18,8 @@ ENVIRONMENT_BUREAU = "sthjj"
 
 def fire_event(conn: psycopg.Connection, event_id: int) -> int | None:
     """Open or update the alert of a fire event; returns the alert id (None while below the threshold)."""
+    e = store.event(conn, event_id)
     with conn.cursor(row_factory=dict_row) as cur:
-        e = cur.execute("select * from fire_event where id = %s", (event_id,)).fetchone()
         alert = cur.execute("select id, status, severity, detail from alert where fire_event_id = %s",
                             (event_id,)).fetchone()
     if e is None or e["division_code"] is None or (alert is None and e["confidence"] < ALERT_CONFIDENCE):
@@ -62,7 +63,7 @@ def fire_closed(conn: psycopg.Connection, event_id: int) -> None:
     conn.execute("update alert set status = 'resolved', resolved_at = now(), observed_end = "
                  "(select last_seen from fire_event where id = %s), updated_at = now() where id = %s",
                  (event_id, row[0]))
-    log_event(conn, row[0], "resolve", "no camera or satellite has seen the fire for two hours", SYSTEM)
+    log_event(conn, row[0], "resolve", "no camera or satellite has seen the fire for two hours")
 
 
 def describe(conn: psycopg.Connection, e: dict) -> str:

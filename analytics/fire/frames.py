@@ -53,6 +53,8 @@ def encode_thermal(kelvin: np.ndarray) -> bytes:
 def _visible(image: np.ndarray | None, what: str) -> Frame:
     if image is None:
         raise FrameError(f"corrupt {what}: OpenCV could not decode it")
+    if image.dtype != np.uint8:
+        raise FrameError(f"a {image.dtype} colour {what} is neither an 8-bit picture nor a 1-channel thermal frame")
     if image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return Frame("visible", image)

@@ -37,16 +37,24 @@ class Camera:
                     at.get("tilt_deg", a["tilt_deg"]), at.get("hfov_deg") or a["hfov_deg"])
 
 
+_TERMINAL = """
+    select t.id, t.code, t.kind, t.status, coalesce(t.lat, p.lat), coalesce(t.lon, p.lon), t.division_code,
+           p.code, t.attrs
+      from terminal t left join pole p on p.id = t.pole_id
+"""
+CAMERA_KINDS = ("video_camera", "thermal_camera")
+
+
 def cameras(conn: psycopg.Connection) -> dict[str, Camera]:
-    """Every terminal by code (a frame from a non-camera is refused with its kind named)."""
-    rows = conn.execute(
-        """
-        select t.id, t.code, t.kind, t.status, coalesce(t.lat, p.lat), coalesce(t.lon, p.lon), t.division_code,
-               p.code, t.attrs
-          from terminal t left join pole p on p.id = t.pole_id
-        """
-    ).fetchall()
+    """Every camera by code."""
+    rows = conn.execute(_TERMINAL + " where t.kind = any(%s)", (list(CAMERA_KINDS),)).fetchall()
     return {r[1]: Camera(*r) for r in rows}
+
+
+def terminal(conn: psycopg.Connection, code: str) -> Camera | None:
+    """One terminal of any kind, so that a frame from a non-camera is refused with its kind named."""
+    row = conn.execute(_TERMINAL + " where t.code = %s", (code,)).fetchone()
+    return Camera(*row) if row else None
 
 
 @dataclass

@@ -51,7 +51,7 @@ def hot_blobs(kelvin: np.ndarray, p: ThermalParams = ThermalParams()) -> list[Bl
     return blobs
 
 
-_ids = itertools.count(1_000_000_000)
+_ids = itertools.count(1)
 
 
 class ThermalDetector:

@@ -31,7 +31,6 @@ from registry.lookups import division_index
 
 log = logging.getLogger(__name__)
 
-CAMERA_KINDS = ("video_camera", "thermal_camera")
 QUIET = dt.timedelta(hours=2)
 """A fire event nothing has seen for this long is closed, and its alert resolved."""
 CLOSE_EVERY_S = 60.0
@@ -145,11 +144,16 @@ class FireWorker:
         conn.commit()
 
     def _camera(self, conn: psycopg.Connection, code: str) -> store.Camera | None:
-        camera = self._cameras.get(code)
-        age = time.monotonic() - self._loaded
-        if (camera is None and age > 5) or age > RELOAD_EVERY_S:
+        """From the cameras loaded each minute; a code not among them is looked up alone (a camera registered a
+        moment ago, or a terminal that is not a camera)."""
+        if time.monotonic() - self._loaded > RELOAD_EVERY_S:
             self._reload(conn)
-            camera = self._cameras.get(code)
+        camera = self._cameras.get(code)
+        if camera is None:
+            camera = store.terminal(conn, code)
+            conn.commit()
+            if camera is not None and camera.kind in store.CAMERA_KINDS:
+                self._cameras[code] = camera
         return camera
 
     def _reload(self, conn: psycopg.Connection) -> None:
@@ -161,7 +165,7 @@ class FireWorker:
     def _refusal(code: str, camera: store.Camera | None) -> str | None:
         if camera is None:
             return f"unknown camera {code}: no terminal with this code in the ledger"
-        if camera.kind not in CAMERA_KINDS:
+        if camera.kind not in store.CAMERA_KINDS:
             return f"terminal {code} is a {camera.kind}, not a camera; only cameras send frames"
         if camera.status == "retired":
             return f"camera {code} is retired"

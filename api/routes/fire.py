@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from alerts import fire as fire_alerts
 from analytics.fire import firms
+from analytics.fire import store as fire_store
 from analytics.fire.satellite import import_firms
 from api.deps import ActorDep, ConnDep
 from api.routes.filters import division_subtree
@@ -66,10 +67,10 @@ def list_fire_events(
 @router.get("/fire-events/{event_id}")
 def get_fire_event(conn: ConnDep, event_id: int) -> dict:
     """The event and every detection in it; evidence pictures at ``/fire-detections/{id}/evidence.jpg``."""
+    event = fire_store.event(conn, event_id)
+    if event is None:
+        raise NotFound(f"fire event {event_id} does not exist", field="id")
     with conn.cursor(row_factory=dict_row) as cur:
-        event = cur.execute("select * from fire_event where id = %s", (event_id,)).fetchone()
-        if event is None:
-            raise NotFound(f"fire event {event_id} does not exist", field="id")
         detections = cur.execute(_DETECTION + " where d.event_id = %s order by d.first_seen, d.id",
                                  (event_id,)).fetchall()
         alert = cur.execute("select id, status, severity, detail from alert where fire_event_id = %s",

@@ -55,6 +55,7 @@ def test_thermal_frames_round_trip_as_16_bit_png_and_npy():
     (b"", "not a JPEG, PNG or .npy"),
     (cv2.imencode(".jpg", np.zeros((20, 30, 3), np.uint8))[1].tobytes(), "frame size 30×20"),
     (encode_thermal(np.full((96, 128), 100.0, np.float32)), "not temperatures"),
+    (cv2.imencode(".png", np.zeros((96, 128, 3), np.uint16))[1].tobytes(), "uint16 colour PNG"),
 ])
 def test_bad_frames_are_refused_with_the_reason(payload, message):
     with pytest.raises(FrameError, match=message):
