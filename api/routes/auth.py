@@ -45,7 +45,8 @@ def login(conn: ConnDep, request: Request, body: Login) -> Response:
 @router.post("/logout", status_code=204)
 def logout(conn: ConnDep, who: Reader, request: Request) -> Response:
     """End the session (with a session cookie) and record the logout."""
-    accounts.log_out(conn, who, request.client.host if request.client else None)
+    with conn.transaction():
+        accounts.log_out(conn, who, request.client.host if request.client else None)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

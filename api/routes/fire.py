@@ -149,8 +149,9 @@ def list_heat_sources(conn: ConnDep) -> list[dict]:
 @router.post("/heat-sources", status_code=201)
 def add_heat_source(conn: ConnDep, who: PlatformAdmin, item: heat_sources.HeatSourceIn) -> dict:
     """A known heat source (plant, boiler, flare): satellite hotspots near it are not fires (platform admin)."""
-    source = heat_sources.add(conn, item)
-    audit.record(conn, who.actor(), "create", "heat_source", str(source["id"]), after=jsonable_encoder(source))
+    with conn.transaction():
+        source = heat_sources.add(conn, item)
+        audit.record(conn, who.actor(), "create", "heat_source", str(source["id"]), after=jsonable_encoder(source))
     return source
 
 
