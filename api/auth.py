@@ -47,13 +47,11 @@ def authenticated(
     """The caller's identity, from a bearer token or a session cookie; 401 without either, 403 on a CSRF miss."""
     if bearer is not None:
         identity = identify_token(conn, bearer.credentials)
-        conn.commit()  # no transaction left open: the route's own `conn.transaction()` commits before it answers
         if identity is None:
             raise _unauthenticated("the token is unknown, revoked or expired")
         return identity
     if session:
         found = identify_session(conn, session)
-        conn.commit()
         if found is None:
             raise _unauthenticated("the session has ended; log in again")
         identity, csrf = found

@@ -12,7 +12,10 @@ from core.settings import Settings
 
 
 def _conn(request: Request) -> Iterator[psycopg.Connection]:
+    """A connection in autocommit: what a route writes in ``with conn.transaction()`` is committed when the block
+    ends, before the response is sent; reads (identifying the caller, checking rights) hold no transaction open."""
     with request.app.state.pool.connection() as conn:
+        conn.autocommit = True
         yield conn
 
 

@@ -30,8 +30,8 @@ def login(conn: ConnDep, request: Request, body: Login) -> Response:
     """Open a browser session: an HttpOnly, SameSite=Strict cookie and a CSRF token for changes. Logins and
     failed logins go to the audit log. Machines use API tokens instead."""
     client = request.client.host if request.client else None
-    opened = accounts.log_in(conn, body.login, body.password, client)
-    conn.commit()  # a failed login is audited too
+    with conn.transaction():  # a failed login is audited too
+        opened = accounts.log_in(conn, body.login, body.password, client)
     if opened is None:
         return JSONResponse({"detail": "wrong login or password"}, status_code=401)
     identity, session_id, csrf = opened

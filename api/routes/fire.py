@@ -157,7 +157,7 @@ def add_heat_source(conn: ConnDep, who: PlatformAdmin, item: heat_sources.HeatSo
 
 @router.delete("/heat-sources/{source_id}", status_code=204)
 def delete_heat_source(conn: ConnDep, who: PlatformAdmin, source_id: int) -> Response:
-    heat_sources.remove(conn, source_id)
-    audit.record(conn, who.actor(), "delete", "heat_source", str(source_id))
-    conn.commit()
+    with conn.transaction():
+        heat_sources.remove(conn, source_id)
+        audit.record(conn, who.actor(), "delete", "heat_source", str(source_id))
     return Response(status_code=204)
