@@ -35,10 +35,10 @@ def terminal_visible(alias: str = "t", param: str = "visible_to") -> str:
     """The rights filter: terminal ``alias`` is readable by the department in ``%(param)s`` because it stewards it
     or was granted it (all the steward's terminals, or those of one kind). Every terminal, reading, state, pole
     and alert query of a department user is filtered by this one predicate, in SQL."""
-    return f"""({alias}.department_code = %({param})s or exists (
-        select 1 from sharing_grant g
-         where g.steward_code = {alias}.department_code and g.grantee_code = %({param})s
-           and (g.kind is null or g.kind = {alias}.kind)))"""
+    # The grants are read once per query into a hashed set of (steward, kind), not once per terminal row.
+    return f"""({alias}.department_code = %({param})s or ({alias}.department_code, {alias}.kind) in (
+        select g.steward_code, k.key from sharing_grant g join terminal_kind k on g.kind is null or g.kind = k.key
+         where g.grantee_code = %({param})s))"""
 
 
 def pole_visible(alias: str = "p", param: str = "visible_to") -> str:
