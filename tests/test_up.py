@@ -74,6 +74,7 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
                                params={"family": "gas", "limit": 1000}).json()
         assert all(a["detail"].startswith("methane") for a in gas_alerts)  # quiet: only the injected leaks
     finally:
+        _browser.close()
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=120)[0]
     assert process.returncode == 0, output
