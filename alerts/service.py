@@ -58,13 +58,26 @@ def _stored(conn: psycopg.Connection, terminal_id: int, rule: str, since: dt.dat
         return cur.execute(_STORED, {"t": terminal_id, "r": rule, "since": since}).fetchall()
 
 
-def stored_alerts(conn: psycopg.Connection, terminal_id: int, since: dt.datetime) -> dict[str, list[dict]]:
-    """Every alert of a terminal that a window from ``since`` can touch, by rule, in one query."""
-    by_rule: dict[str, list[dict]] = {}
+def stored_alerts_of(conn: psycopg.Connection, since: dict[int, dt.datetime]) -> dict[int, dict[str, list[dict]]]:
+    """Every alert of these terminals that a window from the terminal's ``since`` can touch, by terminal and rule,
+    in one query."""
+    found: dict[int, dict[str, list[dict]]] = {}
+    ids = list(since)
     with conn.cursor(row_factory=dict_row) as cur:
-        for row in cur.execute(_STORED, {"t": terminal_id, "r": None, "since": since}):
-            by_rule.setdefault(row["rule"], []).append(row)
-    return by_rule
+        rows = cur.execute(
+            """
+            select a.id, a.terminal_id, a.rule, a.status, a.observed_start, a.observed_end, a.severity, a.worst_value,
+                   a.incident_id, a.detail
+              from unnest(%(t)s::bigint[], %(since)s::timestamptz[]) as u(terminal_id, since)
+              join alert a on a.terminal_id = u.terminal_id
+               and (a.status in ('open', 'acknowledged') or a.observed_end is null or a.observed_end >= u.since)
+             order by a.observed_start
+            """,
+            {"t": ids, "since": [since[t] for t in ids]},
+        )
+        for row in rows:
+            found.setdefault(row["terminal_id"], {}).setdefault(row["rule"], []).append(row)
+    return found
 
 
 def _overlaps(alert: dict, episode: Episode) -> bool:
@@ -79,12 +92,18 @@ def _open(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, episode: Episod
             alert_id = conn.execute(
                 """
                 insert into alert (terminal_id, rule, family, severity, bureau, department_code, division_code, status,
-                                   observed_start, observed_end, worst_value, detail, resolved_at)
-                values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, case when %s = 'resolved' then now() end)
+                                   observed_start, observed_end, worst_value, detail, resolved_at, metric, unit,
+                                   limit_value, direction, standard, grade)
+                values (%(t)s, %(rule)s, %(family)s, %(severity)s, %(bureau)s, %(department)s, %(division)s,
+                        %(status)s, %(start)s, %(end)s, %(worst)s, %(detail)s,
+                        case when %(status)s = 'resolved' then now() end, %(metric)s, %(unit)s, %(limit)s,
+                        %(direction)s, %(standard)s, %(grade)s)
                 returning id
                 """,
-                (t.id, rule.key, rule.family, episode.severity, rule.bureau, t.department, t.division, status,
-                 episode.start, episode.end, episode.worst_value, episode.detail, status),
+                {"t": t.id, "rule": rule.key, "family": rule.family, "severity": episode.severity,
+                 "bureau": rule.bureau, "department": t.department, "division": t.division, "status": status,
+                 "start": episode.start, "end": episode.end, "worst": episode.worst_value, "detail": episode.detail,
+                 **_facts(rule, episode)},
             ).fetchone()[0]
     except psycopg.errors.UniqueViolation:
         return  # another worker opened it a moment ago: one active alert per (terminal, rule)
@@ -95,18 +114,27 @@ def _open(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, episode: Episod
         log_event(conn, alert_id, "resolve", f"cleared at {episode.end.isoformat()} (found in history)")
 
 
+def _facts(rule: Rule, episode: Episode) -> dict:
+    """The alert's structured fields: from the verdict of its worst reading, else what the rule knows."""
+    facts = episode.facts or rule.default_facts()
+    return {"metric": facts.metric, "unit": facts.unit, "limit": facts.limit, "direction": facts.direction,
+            "standard": facts.standard, "grade": facts.grade}
+
+
 def _update(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, alert: dict, episode: Episode) -> None:
     worse = SEVERITY_ORDER[episode.severity] > SEVERITY_ORDER[alert["severity"]]
     start = min(alert["observed_start"], episode.start)
     conn.execute(
         """
-        update alert set observed_start = %s, observed_end = %s, severity = %s, worst_value = %s, detail = %s,
-                         updated_at = now()
-         where id = %s
+        update alert set observed_start = %(start)s, observed_end = %(end)s, severity = %(severity)s,
+                         worst_value = %(worst)s, detail = %(detail)s, metric = %(metric)s, unit = %(unit)s,
+                         limit_value = %(limit)s, direction = %(direction)s, standard = %(standard)s,
+                         grade = %(grade)s, updated_at = now()
+         where id = %(id)s
         """,
-        (start, episode.end, episode.severity if worse else alert["severity"],
-         episode.worst_value if worse or episode.detail != alert["detail"] else alert["worst_value"],
-         episode.detail, alert["id"]),
+        {"start": start, "end": episode.end, "severity": episode.severity if worse else alert["severity"],
+         "worst": episode.worst_value if worse or episode.detail != alert["detail"] else alert["worst_value"],
+         "detail": episode.detail, "id": alert["id"], **_facts(rule, episode)},
     )
     if alert["status"] in ACTIVE and not episode.active:
         conn.execute("update alert set status = 'resolved', resolved_at = now() where id = %s", (alert["id"],))

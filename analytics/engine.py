@@ -14,8 +14,9 @@ from enum import Enum
 
 SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 POLLUTION_SKIP_FLAGS = frozenset("MCDFSB")
-"""HJ 212 flags of values that must not raise pollution alerts: maintenance, calibration, fault, stopped, manual,
-communication lost."""
+"""HJ 212 flags of values that must not raise pollution alerts: M maintenance, C calibration, D fault, F stopped,
+S manual, B communication lost (N normal and T over range still count). The one source of truth: docs/rules.md
+and docs/devices.md cite this constant."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,25 @@ class Point:
     ts: dt.datetime
     value: float
     flag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What an alert states, field by field (the detail text is their summary): stored on the alert."""
+    metric: str
+    unit: str
+    limit: float | None = None
+    """The limit crossed (for a class rule: the target class's limit)."""
+    direction: str | None = None
+    """above, below, outside (a band), falling (a rate), stuck, jump, silent."""
+    standard: str | None = None
+    """The standard and its version, e.g. GB 3838-2002."""
+    grade: str | None = None
+    """The class reached (GB 3838), the discharge grade (GB 18918) or the alarm level (gas)."""
+
+    def to_json(self) -> dict:
+        return {"metric": self.metric, "unit": self.unit, "limit": self.limit, "direction": self.direction,
+                "standard": self.standard, "grade": self.grade}
 
 
 class State(Enum):
@@ -38,6 +58,7 @@ class Verdict:
     detail: str = ""
     badness: float = 0.0
     """Larger is worse; the episode keeps the detail of its worst reading."""
+    facts: Facts | None = None
 
 
 CLEAR = Verdict(State.CLEAR)
@@ -53,35 +74,48 @@ class Episode:
     detail: str
     worst_value: float
     badness: float
+    facts: Facts | None = None
 
     @property
     def active(self) -> bool:
         return self.end is None
 
 
-def episodes(points: list[Point], judge, min_duration: dt.timedelta,
-             skip_flags: frozenset[str] = frozenset()) -> list[Episode]:
-    """Episodes of ``judge`` over ``points`` (sorted by time)."""
-    found: list[Episode] = []
-    current: Episode | None = None
-    for point in points:
-        if point.flag in skip_flags:
-            continue
+class Tracker:
+    """The episode of one (terminal, rule) as readings are judged one by one, in observation order.
+
+    ``episodes`` runs it over a window; the stream keeps one per (terminal, rule) between batches and persists
+    ``current`` (``to_json``/``from_json``) so a restarted worker resumes exactly where it stopped."""
+
+    __slots__ = ("current", "min_duration", "skip_flags")
+
+    def __init__(self, min_duration: dt.timedelta, skip_flags: frozenset[str] = frozenset(),
+                 current: Episode | None = None) -> None:
+        self.min_duration, self.skip_flags, self.current = min_duration, skip_flags, current
+
+    def feed(self, point: Point, judge) -> Episode | None:
+        """Judge the point; returns the episode it ended when that one lasted long enough."""
+        if point.flag in self.skip_flags:
+            return None
         verdict = judge(point)
         if verdict.state is State.VIOLATE:
-            if current is None:
-                current = Episode(point.ts, point.ts, None, verdict.severity, verdict.detail, point.value,
-                                  verdict.badness)
+            if self.current is None:
+                self.current = Episode(point.ts, point.ts, None, verdict.severity, verdict.detail, point.value,
+                                       verdict.badness, verdict.facts)
             else:
-                _extend(current, point, verdict)
-        elif verdict.state is State.CLEAR and current is not None:
-            current.end = point.ts
-            if current.last - current.start >= min_duration:
-                found.append(current)
-            current = None
-    if current is not None and current.last - current.start >= min_duration:
-        found.append(current)
-    return found
+                _extend(self.current, point, verdict)
+        elif verdict.state is State.CLEAR and self.current is not None:
+            ended, self.current = self.current, None
+            ended.end = point.ts
+            return ended if self.lasted(ended) else None
+        return None
+
+    def lasted(self, episode: Episode) -> bool:
+        return episode.last - episode.start >= self.min_duration
+
+    def ongoing(self) -> Episode | None:
+        """The open episode, once it has lasted the minimum duration."""
+        return self.current if self.current is not None and self.lasted(self.current) else None
 
 
 def _extend(episode: Episode, point: Point, verdict: Verdict) -> None:
@@ -90,3 +124,20 @@ def _extend(episode: Episode, point: Point, verdict: Verdict) -> None:
         episode.severity = verdict.severity
     if verdict.badness > episode.badness:
         episode.badness, episode.detail, episode.worst_value = verdict.badness, verdict.detail, point.value
+        episode.facts = verdict.facts
+
+
+def episode_to_json(episode: Episode | None) -> dict | None:
+    if episode is None:
+        return None
+    return {"start": episode.start.isoformat(), "last": episode.last.isoformat(), "severity": episode.severity,
+            "detail": episode.detail, "worst_value": episode.worst_value, "badness": episode.badness,
+            "facts": episode.facts.to_json() if episode.facts else None}
+
+
+def episode_from_json(data: dict | None) -> Episode | None:
+    if data is None:
+        return None
+    facts = Facts(**data["facts"]) if data.get("facts") else None
+    return Episode(dt.datetime.fromisoformat(data["start"]), dt.datetime.fromisoformat(data["last"]), None,
+                   data["severity"], data["detail"], data["worst_value"], data["badness"], facts)

@@ -1,49 +1,147 @@
-"""Evaluating a terminal's rules over a window of its stored readings; what the episodes become is the
-alert sink's business (``alerts.service``, wired in by the composition package)."""
+"""Judging readings as a stream: each (terminal, rule) keeps its judge and episode in memory between batches,
+persisted in ``rule_state`` so a restarted worker (or the worker a terminal moves to) resumes exactly.
+
+A batch of readings newer than everything a rule has judged is simply fed on (nothing old is re-read). A batch
+with readings at or before that point (late, repeated or out-of-order data) makes the rule re-read its window:
+from its lookback before the earliest such reading, or before the start of the episode or stored alert it may
+belong to, and evaluate it again, as a pure function of the stored readings. What the episodes become is the
+alert sink's business (``alerts.service``, wired in by the composition package).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Protocol
 
 import psycopg
 
 from analytics import queries
-from analytics.engine import Episode
-from analytics.rules import Rule, TerminalInfo, rules_for
+from analytics.engine import Episode, Point, Tracker, episode_from_json, episode_to_json
+from analytics.rules import Judge, Rule, TerminalInfo, rules_for
 
 
 class AlertSink(Protocol):
     def reconcile(self, conn: psycopg.Connection, t: TerminalInfo, rule: Rule, window_start: dt.datetime,
                   found: list[Episode], stored: list[dict] | None = None) -> None: ...
 
-    def stored_alerts(self, conn: psycopg.Connection, terminal_id: int, since: dt.datetime) -> dict[str, list]: ...
+    def stored_alerts_of(self, conn: psycopg.Connection,
+                         since: dict[int, dt.datetime]) -> dict[int, dict[str, list[dict]]]: ...
 
     def open_nodata(self, conn: psycopg.Connection, shard: int, shards: int) -> list[tuple]: ...
 
     def resolve_by_rule(self, conn: psycopg.Connection, alert_id: int, comment: str) -> None: ...
 
-LOOKBACK = dt.timedelta(hours=26)
-"""How far before the earliest new reading a window starts: longer than any rule's duration, and a full night
-for the night-flow rule."""
+
+@dataclass
+class RuleStream:
+    rule: Rule
+    judge: Judge
+    tracker: Tracker
+    judged_to: dt.datetime | None
+    """Every reading of the rule's series at or before this time has been judged."""
+
+    @classmethod
+    def fresh(cls, rule: Rule, judged_to: dt.datetime | None = None, episode: Episode | None = None,
+              series: dict[str, list[Point]] | None = None) -> RuleStream:
+        return cls(rule, rule.make_judge(series or {}), Tracker(rule.min_duration, rule.skip_flags, episode),
+                   judged_to)
+
+    def fed_on(self, earliest: dt.datetime) -> bool:
+        """A batch whose readings are all newer than what the rule has judged is fed on, reading nothing old."""
+        return self.rule.streamable and self.judged_to is not None and earliest > self.judged_to
+
+    def window_start(self, earliest: dt.datetime, stored: list[dict]) -> dt.datetime:
+        """Where a late reading at ``earliest`` makes this rule re-read: its lookback before the reading, or
+        before the episode or stored alert the reading may belong to."""
+        lookback = self.rule.lookback
+        anchors = [earliest] + [a["observed_start"] for a in stored
+                                if a["observed_end"] is None or a["observed_end"] >= earliest - lookback]
+        if self.tracker.current is not None:
+            anchors.append(self.tracker.current.start)
+        return min(anchors) - lookback
 
 
-def evaluate_terminal(conn: psycopg.Connection, sink: AlertSink, terminal_id: int, earliest: dt.datetime) -> int:
-    """Re-evaluate every rule of a terminal over the window the new readings touch; returns episodes found."""
-    info = queries.terminal_info(conn, terminal_id)
-    if info is None:
-        return 0
-    start = earliest - LOOKBACK
-    rules = rules_for(info)
-    data = queries.series(conn, terminal_id, sorted({m for r in rules for m in (r.metric, *r.context)}), start)
-    stored = sink.stored_alerts(conn, terminal_id, start)
-    count = 0
-    for rule in rules:
-        found = rule.evaluate(data)
-        if found or rule.key in stored:  # nothing found and nothing stored: nothing to reconcile
-            sink.reconcile(conn, info, rule, start, found, stored.get(rule.key, []))
-        count += len(found)
-    return count
+@dataclass
+class TerminalStream:
+    info: TerminalInfo
+    rules: dict[str, RuleStream]
+    version: int
+    snapshot: str = ""
+    """The database snapshot (``pg_current_snapshot``) taken before this terminal was last read: a batch visible
+    in it has been judged."""
+
+    def judged(self, xid: int) -> bool:
+        return bool(self.snapshot) and visible_in(xid, self.snapshot)
+
+
+def visible_in(xid: int, snapshot: str) -> bool:
+    """``pg_visible_in_snapshot`` on the text form ``xmin:xmax:xip,...``: had transaction ``xid`` committed
+    when the snapshot was taken?"""
+    xmin, xmax, running = snapshot.split(":")
+    if xid < int(xmin):
+        return True
+    return xid < int(xmax) and str(xid) not in running.split(",")
+
+
+def load(conn: psycopg.Connection, info: TerminalInfo, version: int) -> TerminalStream:
+    """The terminal's rules as the database has them: the persisted episode of each, and its judge's memory
+    rebuilt by replaying the rule's lookback before the last reading it judged."""
+    saved = queries.rule_states(conn, info.id)
+    streams: dict[str, RuleStream] = {}
+    for rule in rules_for(info):
+        judged_to, episode = saved.get(rule.key, (None, None))
+        stream = RuleStream.fresh(rule, judged_to, episode_from_json(episode))
+        if judged_to is not None and rule.streamable and rule.lookback:
+            for point in queries.series(conn, info.id, [rule.metric], judged_to - rule.lookback,
+                                        judged_to + dt.timedelta(microseconds=1)).get(rule.metric, []):
+                if point.flag not in rule.skip_flags:
+                    stream.judge(point)
+        streams[rule.key] = stream
+    return TerminalStream(info, streams, version)
+
+
+def read_since(stream: TerminalStream, earliest: dt.datetime, stored: dict[str, list[dict]]) -> dt.datetime:
+    """How far back this terminal must be read for a batch whose earliest reading is at ``earliest``."""
+    return min((rs.judged_to if rs.fed_on(earliest) else rs.window_start(earliest, stored.get(key, []))
+                for key, rs in stream.rules.items()), default=earliest)
+
+
+def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalStream, earliest: dt.datetime,
+                   data: dict[str, list[Point]], stored: dict[str, list[dict]]) -> list[str]:
+    """Feed or re-evaluate each rule over ``data`` (the terminal's readings from ``read_since``); returns the keys
+    of the rules whose state changed."""
+    newest = max((pts[-1].ts for pts in data.values() if pts), default=None)
+    changed = []
+    for key, rs in list(stream.rules.items()):
+        rule = rs.rule
+        if rs.fed_on(earliest):
+            points = [p for p in data.get(rule.metric, []) if p.ts > rs.judged_to]
+            found = [ended for p in points if (ended := rs.tracker.feed(p, rs.judge)) is not None]
+            ongoing = rs.tracker.ongoing() if points else None
+            found += [ongoing] if ongoing else []
+            if found:
+                sink.reconcile(conn, stream.info, rule, points[0].ts, found, stored.get(key, []))
+            if newest is None or newest <= rs.judged_to:
+                continue
+            # Everything of this terminal up to ``newest`` has been read: a reading of this series at or before
+            # it that commits later comes in a batch of its own and is re-read as late data.
+            rs.judged_to = newest
+        else:
+            start = rs.window_start(earliest, stored.get(key, []))
+            window = {m: [p for p in pts if p.ts >= start] for m, pts in data.items()}
+            rs = stream.rules[key] = RuleStream.fresh(rule, None, None, window)
+            found = rule.evaluate_with(window, rs.judge, rs.tracker)
+            rs.judged_to = max(newest or start, start)
+            if found or stored.get(key):
+                sink.reconcile(conn, stream.info, rule, start, found, stored.get(key, []))
+        changed.append(key)
+    return changed
+
+
+def state_rows(stream: TerminalStream, keys: list[str]) -> list[tuple]:
+    return [(stream.info.id, key, stream.rules[key].judged_to, episode_to_json(stream.rules[key].tracker.current))
+            for key in keys]
 
 
 def backtest(conn: psycopg.Connection, info: TerminalInfo, start: dt.datetime, end: dt.datetime,
@@ -54,7 +152,7 @@ def backtest(conn: psycopg.Connection, info: TerminalInfo, start: dt.datetime, e
     return [(rule, episode) for rule in rules for episode in rule.evaluate(data)]
 
 
-def sweep_silence(conn: psycopg.Connection, sink: AlertSink, shard: int, shards: int) -> None:
+def sweep_silence(conn: psycopg.Connection, sink: AlertSink, shard: int = 0, shards: int = 1) -> None:
     """No data: open an alert for each metric silent for three expected intervals; resolve it when data returns."""
     silent = {(tid, metric): last for tid, metric, last in queries.silent_metrics(conn, shard, shards)}
     for alert_id, tid, metric in sink.open_nodata(conn, shard, shards):

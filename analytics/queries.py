@@ -6,6 +6,7 @@ import datetime as dt
 from collections import defaultdict
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from analytics.engine import Point
 from analytics.rules import TerminalInfo
@@ -49,33 +50,98 @@ def series(conn: psycopg.Connection, terminal_id: int, metrics: list[str], since
     return found
 
 
-def touched(conn: psycopg.Connection, since: dt.datetime, shard: int, shards: int) -> list[tuple]:
-    """(terminal id, earliest observation time, latest arrival, count) of readings that arrived after ``since``."""
-    return conn.execute(
+def terminal_infos(conn: psycopg.Connection, terminal_ids: list[int]) -> dict[int, TerminalInfo]:
+    rows = conn.execute(_INFO + " where t.id = any(%s) and t.status <> 'retired'", (terminal_ids,)).fetchall()
+    return {row[0]: _info(row) for row in rows}
+
+
+def series_of(conn: psycopg.Connection, since: dict[int, dt.datetime]) -> dict[int, dict[str, list[Point]]]:
+    """Every reading of each terminal from its own start, in observation order, in one query."""
+    ids = list(since)
+    rows = conn.execute(
         """
-        select terminal_id, min(ts), max(received_at), count(*) from reading
-         where received_at > %s and terminal_id %% %s = %s
-         group by terminal_id
+        select r.terminal_id, r.metric, r.ts, r.value, r.flag
+          from unnest(%(id)s::bigint[], %(since)s::timestamptz[]) as u(terminal_id, since)
+          join reading r on r.terminal_id = u.terminal_id and r.ts >= u.since
+         order by r.terminal_id, r.metric, r.ts
         """,
-        (since, shards, shard),
+        {"id": ids, "since": [since[t] for t in ids]},
     ).fetchall()
+    found: dict[int, dict[str, list[Point]]] = {t: defaultdict(list) for t in ids}
+    for terminal_id, metric, ts, value, flag in rows:
+        found[terminal_id][metric].append(Point(ts, value, flag))
+    return found
 
 
-def watermark(conn: psycopg.Connection, shard: int, shards: int) -> dt.datetime | None:
-    row = conn.execute("select received_at from analytics_watermark where shard = %s and shards = %s",
-                       (shard, shards)).fetchone()
-    return row[0] if row else None
-
-
-def save_watermark(conn: psycopg.Connection, shard: int, shards: int, at: dt.datetime) -> None:
+def lock_terminals(conn: psycopg.Connection, terminal_ids: list[int], worker: str) -> dict[int, int]:
+    """Lock the terminals' cursors (in id order, so two workers never deadlock) for this transaction; returns
+    each one's version (it changes whenever a worker judges the terminal)."""
+    ids = sorted(terminal_ids)
     conn.execute(
         """
-        insert into analytics_watermark (shard, shards, received_at) values (%s, %s, %s)
-        on conflict (shard, shards) do update set received_at = greatest(analytics_watermark.received_at,
-                                                                          excluded.received_at)
+        insert into rule_cursor (terminal_id, worker)
+        select u.id, %(w)s from unnest(%(ids)s::bigint[]) as u(id)
+         where exists (select 1 from terminal t where t.id = u.id)
+        on conflict do nothing
         """,
-        (shard, shards, at),
+        {"ids": ids, "w": worker},
     )
+    rows = conn.execute("select terminal_id, version from rule_cursor where terminal_id = any(%s) "
+                        "order by terminal_id for update", (ids,)).fetchall()
+    return dict(rows)
+
+
+def advance(conn: psycopg.Connection, terminal_ids: list[int], worker: str, states: list[tuple]) -> None:
+    """Persist the changed (terminal, rule) states and move the terminals' versions on."""
+    if states:
+        conn.execute(
+            """
+            insert into rule_state as s (terminal_id, rule, judged_to, episode)
+            select * from unnest(%(t)s::bigint[], %(r)s::text[], %(j)s::timestamptz[], %(e)s::jsonb[])
+            on conflict (terminal_id, rule) do update set judged_to = excluded.judged_to, episode = excluded.episode
+            """,
+            {"t": [s[0] for s in states], "r": [s[1] for s in states], "j": [s[2] for s in states],
+             "e": [Jsonb(s[3]) if s[3] is not None else None for s in states]},
+        )
+    conn.execute("update rule_cursor set version = version + 1, worker = %s where terminal_id = any(%s)",
+                 (worker, terminal_ids))
+
+
+def rule_states(conn: psycopg.Connection, terminal_id: int) -> dict[str, tuple[dt.datetime, dict | None]]:
+    rows = conn.execute("select rule, judged_to, episode from rule_state where terminal_id = %s",
+                        (terminal_id,)).fetchall()
+    return {rule: (judged_to, episode) for rule, judged_to, episode in rows}
+
+
+def arrived_since(conn: psycopg.Connection, since: dt.datetime) -> dict[int, dt.datetime]:
+    """Terminal id → earliest observation time of the readings that arrived after ``since``."""
+    rows = conn.execute("select terminal_id, min(ts) from reading where received_at > %s group by terminal_id",
+                        (since,)).fetchall()
+    return dict(rows)
+
+
+def watermark(conn: psycopg.Connection, workers: list[str] | None) -> dt.datetime | None:
+    """The earliest arrival time these workers (all, with None) have not surely taken in."""
+    row = conn.execute("select min(received_at) from rule_watermark where %(w)s::text[] is null or worker = any(%(w)s)",
+                       {"w": workers}).fetchone()
+    return row[0]
+
+
+def save_watermark(conn: psycopg.Connection, worker: str, at: dt.datetime) -> None:
+    conn.execute(
+        """
+        insert into rule_watermark (worker, received_at) values (%s, %s)
+        on conflict (worker) do update set received_at = greatest(rule_watermark.received_at, excluded.received_at)
+        """,
+        (worker, at),
+    )
+
+
+def rule_workers(conn: psycopg.Connection) -> list[str]:
+    """The rule workers alive now (a heartbeat within 15 s: core/runtime.py beats every 5 s)."""
+    rows = conn.execute("select name from service_heartbeat where kind = 'rules' and state = 'running' "
+                        "and beat_at > now() - interval '15 seconds'").fetchall()
+    return [name for (name,) in rows]
 
 
 def silent_metrics(conn: psycopg.Connection, shard: int, shards: int) -> list[tuple]:

@@ -12,10 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from analytics import standards
-from analytics.engine import CLEAR, HOLD, POLLUTION_SKIP_FLAGS, Episode, Point, State, Verdict, episodes
+from analytics.engine import CLEAR, HOLD, POLLUTION_SKIP_FLAGS, Episode, Facts, Point, State, Tracker, Verdict
 from devices import metric as metric_spec
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
+"""The zone that decides days and seasons: the standard version in force, the heating season, the night of the
+night-flow rule and the day of daily compliance are all Beijing (UTC+8) dates and hours."""
+DEFAULT_LOOKBACK = dt.timedelta(hours=6)
+"""History a rule's verdict on a reading may depend on, unless the rule says otherwise (device-health judges
+remember the previous readings: 12 readings of a 30-minute station)."""
 Judge = Callable[[Point], Verdict]
 
 
@@ -47,12 +52,33 @@ class Rule:
     """Other series the judge looks at (a sewage outlet's water temperature)."""
     nightly: tuple[int, int] | None = field(default=None)
     """Judge the minimum of each night's readings between these Beijing hours instead of every reading."""
+    lookback: dt.timedelta = DEFAULT_LOOKBACK
+    """How much history before a reading its verdict depends on: how far back a late reading makes the worker
+    re-read, and how much a restarted worker replays to restore the judge's memory."""
+
+    @property
+    def streamable(self) -> bool:
+        """Judged reading by reading as they arrive; a nightly or a context rule is re-evaluated over its window."""
+        return self.nightly is None and not self.context
+
+    def default_facts(self) -> Facts:
+        """The fields of an alert whose judge states none (device health): the metric, its unit, the kind."""
+        spec = metric_spec(self.metric.split(":")[0])
+        kind = self.key.split(":")[1] if self.family == "device" else None
+        return Facts(self.metric, spec.unit if spec else "", direction={"nodata": "silent"}.get(kind, kind))
 
     def evaluate(self, series: dict[str, list[Point]]) -> list[Episode]:
+        return self.evaluate_with(series, self.make_judge(series), Tracker(self.min_duration, self.skip_flags))
+
+    def evaluate_with(self, series: dict[str, list[Point]], judge: Judge, tracker: Tracker) -> list[Episode]:
+        """Episodes over a window, leaving ``judge`` and ``tracker`` where the window ends (the stream goes on
+        from there)."""
         points = series.get(self.metric, [])
         if self.nightly:
             points = night_minima(points, *self.nightly)
-        return episodes(points, self.make_judge(series), self.min_duration, self.skip_flags)
+        found = [ended for point in points if (ended := tracker.feed(point, judge)) is not None]
+        ongoing = tracker.ongoing()
+        return [*found, ongoing] if ongoing else found
 
 
 def rules_for(t: TerminalInfo) -> list[Rule]:
@@ -73,11 +99,12 @@ def river(t: TerminalInfo) -> list[Rule]:
     rules = []
     for key in t.metrics:
         if key == "w01001":
-            rules.append(Rule("gb3838:w01001", "river", "environment", key, lambda s: _ph_judge(), interval,
-                              POLLUTION_SKIP_FLAGS))
+            rules.append(Rule("gb3838:w01001", "river", "environment", key, lambda s: _ph_judge("GB 3838-2002"),
+                              interval, POLLUTION_SKIP_FLAGS, lookback=interval))
         elif standards.river_class(key, 1.0, body, dt.date.today()) is not None:
             rules.append(Rule(f"gb3838:{key}", "river", "environment", key,
-                              lambda s, key=key: _class_judge(key, goal, body), interval, POLLUTION_SKIP_FLAGS))
+                              lambda s, key=key: _class_judge(key, goal, body), interval, POLLUTION_SKIP_FLAGS,
+                              lookback=interval))
     return rules
 
 
@@ -93,11 +120,13 @@ def _class_judge(key: str, goal: int, body: str) -> Judge:
             margin_ok = point.value >= limit * 1.05 if lower_is_worse else point.value <= limit * 0.95
             return CLEAR if margin_ok else HOLD
         severity = "critical" if reached - goal >= 2 or reached == 6 else "warning"
+        version = standards.in_force(standards.GB3838, on).name
         detail = (f"{spec.name} {point.value:g} {spec.unit} meets class {standards.class_name(reached)} only; "
-                  f"the section's target is class {standards.CLASSES[goal - 1]} "
-                  f"({standards.in_force(standards.GB3838, on).name})")
+                  f"the section's target is class {standards.CLASSES[goal - 1]} ({version})")
         badness = reached * 1000 + (-point.value if lower_is_worse else point.value)
-        return Verdict(State.VIOLATE, severity, detail, badness)
+        facts = Facts(key, spec.unit, _class_limit(key, goal, body, on), "below" if lower_is_worse else "above",
+                      version, standards.class_name(reached))
+        return Verdict(State.VIOLATE, severity, detail, badness, facts)
 
     return judge
 
@@ -108,11 +137,13 @@ def _class_limit(key: str, goal: int, body: str, on: dt.date) -> float:
     return table[lake_key if body == "lake" and lake_key in table else key][goal - 1]
 
 
-def _ph_judge() -> Judge:
+def _ph_judge(standard: str) -> Judge:
     def judge(point: Point) -> Verdict:
         if 6.0 <= point.value <= 9.0:
             return CLEAR if 6.1 <= point.value <= 8.9 else HOLD
-        return Verdict(State.VIOLATE, "warning", f"pH {point.value:g} outside 6–9", abs(point.value - 7.5))
+        low = point.value < 6.0
+        facts = Facts("w01001", "", 6.0 if low else 9.0, "below" if low else "above", standard)
+        return Verdict(State.VIOLATE, "warning", f"pH {point.value:g} outside 6–9", abs(point.value - 7.5), facts)
 
     return judge
 
@@ -135,10 +166,11 @@ def sewage(t: TerminalInfo) -> list[Rule]:
             rules.append(Rule(f"gb18918:{series}", "sewage", "environment", series,
                               lambda s, key=key, period=period, severity=severity, temperature=temperature:
                               _discharge_judge(key, grade, old, period, severity, s.get(temperature, [])),
-                              duration, POLLUTION_SKIP_FLAGS, (temperature,)))
+                              duration, POLLUTION_SKIP_FLAGS, (temperature,),
+                              lookback=max(interval, dt.timedelta(hours=2)) if series == key else dt.timedelta(days=2)))
     if "w01001" in t.metrics:
-        rules.append(Rule("gb18918:w01001", "sewage", "environment", "w01001", lambda s: _ph_judge(), interval,
-                          POLLUTION_SKIP_FLAGS))
+        rules.append(Rule("gb18918:w01001", "sewage", "environment", "w01001", lambda s: _ph_judge("GB 18918-2002"),
+                          interval, POLLUTION_SKIP_FLAGS, lookback=interval))
     return rules
 
 
@@ -163,7 +195,9 @@ def _discharge_judge(key: str, grade: str, old: bool, period: str, severity: str
         detail = (f"{period} {spec.name} {point.value:g} {spec.unit} exceeds the grade {grade} limit {limit:g}"
                   f"{note} ({version.name})")
         level = "critical" if point.value > 1.5 * limit else severity
-        return Verdict(State.VIOLATE, level, detail, point.value / limit)
+        facts = Facts(key if period == "real-time" else f"{key}:avg:day", spec.unit, limit, "above", version.name,
+                      grade)
+        return Verdict(State.VIOLATE, level, detail, point.value / limit, facts)
 
     return judge
 
@@ -178,9 +212,10 @@ def gas_pressure(t: TerminalInfo) -> list[Rule]:
     high = t.attrs.get("high_kpa", set_point * data["high_factor"])
     low = t.attrs.get("low_kpa", set_point * data["low_factor"])
     return [
-        Rule("gas:pressure_band", "gas", "housing", "gas_pressure", lambda s: _band_judge(low, high, set_point)),
+        Rule("gas:pressure_band", "gas", "housing", "gas_pressure", lambda s: _band_judge(low, high, set_point),
+             lookback=dt.timedelta(0)),
         Rule("gas:pressure_drop", "gas", "housing", "gas_pressure",
-             lambda s: _drop_judge(set_point * data["drop_per_min"])),
+             lambda s: _drop_judge(set_point * data["drop_per_min"]), lookback=2 * DROP_SPAN),
     ]
 
 
@@ -188,10 +223,12 @@ def _band_judge(low: float, high: float, set_point: float) -> Judge:
     def judge(point: Point) -> Verdict:
         if point.value > high:
             return Verdict(State.VIOLATE, "critical", f"gas pressure {point.value:g} kPa above {high:g} kPa "
-                           f"(set point {set_point:g})", point.value - high)
+                           f"(set point {set_point:g})", point.value - high,
+                           Facts("gas_pressure", "kPa", high, "above", _GAS_NORM))
         if point.value < low:
             return Verdict(State.VIOLATE, "critical", f"gas pressure {point.value:g} kPa below {low:g} kPa "
-                           f"(set point {set_point:g})", low - point.value)
+                           f"(set point {set_point:g})", low - point.value,
+                           Facts("gas_pressure", "kPa", low, "below", _GAS_NORM))
         return CLEAR if low * 1.02 <= point.value <= high * 0.98 else HOLD
 
     return judge
@@ -214,7 +251,7 @@ def _drop_judge(limit_per_min: float) -> Judge:
         rate = (point.value - before.value) / ((point.ts - before.ts).total_seconds() / 60)
         if rate < -limit_per_min:
             return Verdict(State.VIOLATE, "critical", f"gas pressure falling {-rate:.2f} kPa/min: possible leak",
-                           -rate)
+                           -rate, Facts("gas_pressure", "kPa/min", limit_per_min, "falling", _GAS_NORM))
         return CLEAR
 
     return judge
@@ -225,12 +262,16 @@ def methane(t: TerminalInfo) -> list[Rule]:
 
     def judge(point: Point) -> Verdict:
         if point.value >= data["lel_level2"]:
-            return Verdict(State.VIOLATE, "critical", f"methane {point.value:g} %LEL: level-2 alarm", point.value)
+            return Verdict(State.VIOLATE, "critical", f"methane {point.value:g} %LEL: level-2 alarm", point.value,
+                           Facts("methane_lel", "%LEL", data["lel_level2"], "above", _GAS_NORM, "level 2"))
         if point.value >= data["lel_level1"]:
-            return Verdict(State.VIOLATE, "warning", f"methane {point.value:g} %LEL: level-1 alarm", point.value)
+            return Verdict(State.VIOLATE, "warning", f"methane {point.value:g} %LEL: level-1 alarm", point.value,
+                           Facts("methane_lel", "%LEL", data["lel_level1"], "above", _GAS_NORM, "level 1"))
         return CLEAR if point.value < data["lel_level1"] * 0.75 else HOLD
 
-    return [Rule("gas:methane", "gas", "housing", "methane_lel", lambda s: judge)] if "methane_lel" in t.metrics else []
+    if "methane_lel" not in t.metrics:
+        return []
+    return [Rule("gas:methane", "gas", "housing", "methane_lel", lambda s: judge, lookback=dt.timedelta(0))]
 
 
 # -- water supply ------------------------------------------------------------------------------------
@@ -244,22 +285,25 @@ def water(t: TerminalInfo) -> list[Rule]:
         def judge(point: Point) -> Verdict:
             if point.value < minimum:
                 return Verdict(State.VIOLATE, "warning", f"service pressure {point.value:g} MPa below {minimum:g} MPa",
-                               minimum - point.value)
+                               minimum - point.value, Facts("water_pressure", "MPa", minimum, "below",
+                                                            standards.WATER[-1].name))
             return CLEAR if point.value >= minimum + 0.01 else HOLD
 
+        interval = dt.timedelta(seconds=t.report_interval_s)
         rules.append(Rule("water:service_pressure", "water", "housing", "water_pressure", lambda s: judge,
-                          dt.timedelta(seconds=t.report_interval_s)))
+                          interval, lookback=interval))
     allowance = t.attrs.get("night_allowance_m3h")
     if "water_flow" in t.metrics and allowance is not None:
         def night(point: Point) -> Verdict:
             if point.value > allowance:
                 return Verdict(State.VIOLATE, "warning", f"minimum night flow {point.value:g} m³/h over the "
                                f"allowance {allowance:g} m³/h in {t.attrs.get('district', 'the district')}: "
-                               "suspected leak", point.value - allowance)
+                               "suspected leak", point.value - allowance,
+                               Facts("water_flow", "m³/h", allowance, "above", standards.WATER[-1].name))
             return CLEAR
 
         rules.append(Rule("water:night_flow", "water", "housing", "water_flow", lambda s: night,
-                          nightly=(data["night_start_h"], data["night_end_h"])))
+                          nightly=(data["night_start_h"], data["night_end_h"]), lookback=dt.timedelta(hours=26)))
     return rules
 
 
@@ -285,8 +329,8 @@ def heating(t: TerminalInfo) -> list[Rule]:
               ("return_pressure", "heating:return_pressure", "below", data["return_pressure_min_mpa"], "MPa",
                "warning"))
     return [Rule(key, "heating", "housing", metric, lambda s, d=direction, lim=limit, u=unit, sev=severity, m=metric:
-                 _limit_judge(m, d, lim, u, sev)) for metric, key, direction, limit, unit, severity in limits
-            if metric in t.metrics]
+                 _limit_judge(m, d, lim, u, sev), lookback=dt.timedelta(0))
+            for metric, key, direction, limit, unit, severity in limits if metric in t.metrics]
 
 
 def _limit_judge(metric: str, direction: str, limit: float, unit: str, severity: str) -> Judge:
@@ -296,7 +340,7 @@ def _limit_judge(metric: str, direction: str, limit: float, unit: str, severity:
         bad = point.value > limit if direction == "above" else point.value < limit
         if bad:
             return Verdict(State.VIOLATE, severity, f"{name} {point.value:g} {unit} {direction} {limit:g} {unit}",
-                           abs(point.value - limit))
+                           abs(point.value - limit), Facts(metric, unit, limit, direction, standards.HEATING[-1].name))
         return CLEAR
 
     return judge
@@ -310,12 +354,17 @@ def indoor(t: TerminalInfo) -> list[Rule]:
             return CLEAR
         if point.value < data["indoor_min_c"]:
             return Verdict(State.VIOLATE, "warning", f"indoor temperature {point.value:g} °C below "
-                           f"{data['indoor_min_c']:g} °C in the heating season", data["indoor_min_c"] - point.value)
+                           f"{data['indoor_min_c']:g} °C in the heating season", data["indoor_min_c"] - point.value,
+                           Facts("indoor_temp", "°C", data["indoor_min_c"], "below", standards.HEATING[-1].name))
         return CLEAR if point.value >= data["indoor_min_c"] + 0.5 else HOLD
 
     if "indoor_temp" not in t.metrics:
         return []
-    return [Rule("heating:indoor", "heating", "housing", "indoor_temp", lambda s: judge, dt.timedelta(hours=2))]
+    return [Rule("heating:indoor", "heating", "housing", "indoor_temp", lambda s: judge, dt.timedelta(hours=2),
+                 lookback=dt.timedelta(hours=2))]
+
+
+_GAS_NORM = standards.GAS[-1].name
 
 
 # -- device health: faults go to the steward, never as pollution -------------------------------------

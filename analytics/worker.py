@@ -1,89 +1,231 @@
-"""The rule worker: reads what arrived since its watermark, re-evaluates the terminals it touched.
+"""The rule worker: judges readings as the ingest commits them.
 
-Workers split the terminals by ``terminal id % shards``; each keeps its watermark (arrival time of
-the readings it has evaluated) in the database, so a restarted worker goes on where it stopped.
-The watermark is re-read with a margin, because a batch can commit after a later one: evaluating a
-terminal twice is harmless, missing one is not.
+Hand-off: the ingest notifies ``ganzhi_readings`` in each batch's transaction with the batch's terminals (and the
+earliest observation of each), so the notification arrives when the readings are readable. A worker LISTENs,
+drains what has arrived, and judges the terminals it owns in chunks, each chunk in one transaction of a handful
+of set-wise queries (analytics/evaluate.py keeps each rule's state in memory between batches).
+
+Sharing: the live rule workers are the ``rules`` services with a recent heartbeat (core/runtime.py); a terminal
+belongs to the worker with the highest hash of (worker, terminal) (rendezvous hashing), so a worker started at
+run time takes its share and a stopped one's terminals spread over the rest, each moving only once. While two
+workers disagree for a moment, the terminal's ``rule_cursor`` row (locked while judging, versioned) keeps them
+from judging it at once or from a stale memory.
+
+Catching up: notifications are lost while nobody listens; each worker keeps a watermark of the arrival time it
+has taken in, and re-reads what arrived since (with a margin) when it starts, reconnects, or a worker leaves.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 import psycopg
 
 from analytics import queries
-from analytics.evaluate import AlertSink, evaluate_terminal, sweep_silence
+from analytics.evaluate import AlertSink, TerminalStream, judge_terminal, load, read_since, state_rows, sweep_silence
+from core.runtime import Service
+from ingest.writer import READINGS_CHANNEL
 
 log = logging.getLogger(__name__)
 
 MARGIN = dt.timedelta(seconds=10)
+"""A batch's readings arrive (``received_at``) when its transaction starts; it may commit a little later."""
+CHUNK = 256
+"""Terminals judged in one transaction."""
+MEMBERS_EVERY_S = 2.0
 SWEEP_EVERY_S = 60.0
+SWEEP_FIRST_S = 10.0
+"""The first no-data sweep waits until the catch-up has run and fresh readings had a chance to come in."""
+WATERMARK_EVERY_S = 5.0
 
 
-@dataclass
-class AnalyticsCounters:
-    polls: int = 0
-    terminals: int = 0
-    started: float = field(default_factory=time.monotonic)
+def owner(members: Iterable[str], terminal_id: int) -> str:
+    """Rendezvous hashing: the member with the highest hash of (member, terminal)."""
+    return max(members, key=lambda m: hashlib.blake2b(f"{m}/{terminal_id}".encode(), digest_size=8).digest())
 
 
-class AnalyticsWorker:
-    def __init__(self, database_url: str, sink: AlertSink, shard: int = 0, shards: int = 1,
-                 poll_s: float = 0.5) -> None:
-        if not 0 <= shard < shards:
-            raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
-        self.url, self.sink, self.shard, self.shards, self.poll_s = database_url, sink, shard, shards, poll_s
-        self.counters = AnalyticsCounters()
-        self._seen: dict[int, tuple[dt.datetime, int]] = {}
-        """What each terminal had in the margin window when last evaluated: unchanged means nothing new."""
+def parse(payload: str) -> tuple[int, dict[int, dt.datetime]]:
+    """``xid|terminal:earliest_ms,...`` → (xid, terminal id → earliest observation)."""
+    xid, _, items = payload.partition("|")
+    found = {}
+    for item in items.split(","):
+        terminal, _, ms = item.partition(":")
+        found[int(terminal)] = dt.datetime.fromtimestamp(int(ms) / 1000, dt.UTC)
+    return int(xid), found
 
-    def run(self, stop: threading.Event) -> None:
-        conn = None
-        last_sweep = 0.0
-        while not stop.is_set():
+
+class RuleWorker:
+    def __init__(self, database_url: str, sink: AlertSink, name: str) -> None:
+        self.url, self.sink, self.name = database_url, sink, name
+        self.memory: dict[int, TerminalStream] = {}
+        self.members: list[str] = [name]
+        self._owners: dict[int, bool] = {}
+        self.counters: dict[str, int] = {"batches": 0, "terminals": 0, "skipped": 0, "failed": 0}
+        self._due = {"members": 0.0, "sweep": time.monotonic() + SWEEP_FIRST_S, "watermark": 0.0}
+
+    # -- the loop -----------------------------------------------------------------------------------------
+
+    def run(self, service: Service) -> None:
+        while not service.stop.is_set():
+            listen = service.connect(self.url, autocommit=True, what="notifications")
+            conn = service.connect(self.url, what="database")
+            if listen is None or conn is None:
+                break
             try:
-                conn = conn if conn is not None and not conn.closed else psycopg.connect(self.url)
-                self.poll(conn)
-                if time.monotonic() - last_sweep > SWEEP_EVERY_S:
-                    with conn.transaction():
-                        sweep_silence(conn, self.sink, self.shard, self.shards)
-                    last_sweep = time.monotonic()
+                self.listen(listen)
+                self.catch_up(conn, queries.watermark(conn, [self.name]))
+                while not service.stop.is_set():
+                    self.step(listen, conn)
+                    service.counters.update(self.counters)
+                    self.counters = dict.fromkeys(self.counters, 0)
+                    service.set_detail(members=len(self.members), terminals=len(self.memory))
             except psycopg.OperationalError as exc:
-                log.warning("analytics shard %d: database unavailable (%s); retrying", self.shard, str(exc).strip())
-                conn = None
-            stop.wait(self.poll_s)
-        if conn is not None:
-            conn.close()
+                log.warning("rule worker %s: database connection lost (%s); reconnecting and catching up",
+                            self.name, str(exc).strip())
+                service.wait(1.0)
+            finally:
+                listen.close()
+                conn.close()
 
-    def poll(self, conn: psycopg.Connection) -> int:
-        """Evaluate every terminal of this shard with readings that arrived since the watermark."""
-        mark = queries.watermark(conn, self.shard, self.shards)
+    def listen(self, listen: psycopg.Connection) -> None:
+        listen.execute(f"listen {READINGS_CHANNEL}")
+
+    def step(self, listen: psycopg.Connection, conn: psycopg.Connection, wait_s: float = 0.2) -> int:
+        """Drain the notifications, judge the terminals this worker owns; the chores when they are due."""
+        started = dt.datetime.now(dt.UTC)
+        events = self.drain(listen, wait_s)
+        now = time.monotonic()
+        if now >= self._due["members"]:
+            self.refresh_members(conn)
+            self._due["members"] = now + MEMBERS_EVERY_S
+        judged = self.judge(conn, {t: earliest for t, earliest in events.items() if self.owns(t)})
+        if now >= self._due["sweep"] and self.members[0] == self.name:  # one sweeper: the first member by name
+            with conn.transaction():
+                sweep_silence(conn, self.sink)
+            self._due["sweep"] = now + SWEEP_EVERY_S
+        if now >= self._due["watermark"]:
+            with conn.transaction():
+                queries.save_watermark(conn, self.name, started)
+            self._due["watermark"] = now + WATERMARK_EVERY_S
+        return judged
+
+    def drain(self, listen: psycopg.Connection, wait_s: float) -> dict[int, dt.datetime]:
+        """Terminal → earliest observation of the batches notified since the last drain that this worker has not
+        read already."""
+        events: dict[int, dt.datetime] = {}
+        first = list(listen.notifies(timeout=wait_s, stop_after=1))
+        rest = list(listen.notifies(timeout=0.02)) if first else []
+        for note in first + rest:
+            xid, terminals = parse(note.payload)
+            for terminal_id, earliest in terminals.items():
+                held = self.memory.get(terminal_id)
+                if held is not None and held.judged(xid):
+                    self.counters["skipped"] += 1
+                    continue
+                if terminal_id not in events or earliest < events[terminal_id]:
+                    events[terminal_id] = earliest
+        return events
+
+    # -- sharing ------------------------------------------------------------------------------------------
+
+    def owns(self, terminal_id: int) -> bool:
+        mine = self._owners.get(terminal_id)
+        if mine is None:
+            mine = self._owners[terminal_id] = owner(self.members, terminal_id) == self.name
+        return mine
+
+    def refresh_members(self, conn: psycopg.Connection) -> None:
+        members = sorted(set(queries.rule_workers(conn)) | {self.name})
+        conn.commit()
+        if members == self.members:
+            return
+        departed = sorted(set(self.members) - set(members))
+        log.info("rule workers now %s", ", ".join(members))
+        self.members, self._owners = members, {}
+        self.memory = {t: s for t, s in self.memory.items() if self.owns(t)}
+        if departed:  # their terminals may have readings they had not judged
+            self.catch_up(conn, queries.watermark(conn, departed))
+
+    def catch_up(self, conn: psycopg.Connection, mark: dt.datetime | None) -> None:
+        """Judge the owned terminals with readings that arrived since ``mark`` (less the margin)."""
         if mark is None:
             mark = conn.execute("select now() - interval '1 hour'").fetchone()[0]
+        arrived = queries.arrived_since(conn, mark - MARGIN)
         conn.commit()
-        touched = queries.touched(conn, mark - MARGIN, self.shard, self.shards)
-        conn.commit()
-        newest = mark
-        evaluated = 0
-        for terminal_id, earliest, arrived, count in touched:
-            newest = max(newest, arrived)
-            seen = self._seen.get(terminal_id)
-            # Nothing newer and no more rows than last time: the window only slid. A batch that committed late
-            # adds rows without a newer arrival time, which the count catches.
-            if seen is not None and arrived <= seen[0] and count <= seen[1]:
-                continue
+        self.judge(conn, {t: earliest for t, earliest in arrived.items() if self.owns(t)})
+
+    # -- judging ------------------------------------------------------------------------------------------
+
+    def judge(self, conn: psycopg.Connection, events: dict[int, dt.datetime]) -> int:
+        ids = sorted(events)
+        for at in range(0, len(ids), CHUNK):
+            chunk = {t: events[t] for t in ids[at:at + CHUNK]}
+            try:
+                self._judge_chunk(conn, chunk)
+            except psycopg.OperationalError:
+                raise
+            except Exception:  # one bad terminal must not hold up the others: judge them one by one
+                log.exception("rule worker %s: a chunk of %d terminals failed; judging them one by one",
+                              self.name, len(chunk))
+                self._judge_alone(conn, chunk)
+        self.counters["batches"] += 1 if ids else 0
+        self.counters["terminals"] += len(ids)
+        return len(ids)
+
+    def _judge_alone(self, conn: psycopg.Connection, events: dict[int, dt.datetime]) -> None:
+        for terminal_id, earliest in events.items():
+            try:
+                self._judge_chunk(conn, {terminal_id: earliest})
+            except psycopg.OperationalError:
+                raise
+            except Exception:
+                log.exception("rule worker %s: terminal %d could not be judged", self.name, terminal_id)
+                self.counters["failed"] += 1
+
+    def _judge_chunk(self, conn: psycopg.Connection, events: dict[int, dt.datetime]) -> None:
+        try:
             with conn.transaction():
-                evaluate_terminal(conn, self.sink, terminal_id, earliest)
-            self._seen[terminal_id] = (arrived, count)
-            evaluated += 1
-        self._seen = {t: seen for t, seen in self._seen.items() if seen[0] >= newest - 2 * MARGIN}
-        with conn.transaction():
-            queries.save_watermark(conn, self.shard, self.shards, newest)
-        self.counters.polls += 1
-        self.counters.terminals += evaluated
-        return evaluated
+                snapshot = conn.execute("select pg_current_snapshot()::text").fetchone()[0]
+                streams = self._streams(conn, list(events))
+                stored = self.sink.stored_alerts_of(conn, {t: self._stored_since(s, events[t])
+                                                           for t, s in streams.items()})
+                since = {t: read_since(s, events[t], stored.get(t, {})) for t, s in streams.items()}
+                data = queries.series_of(conn, since) if since else {}
+                states = []
+                for terminal_id, stream in streams.items():
+                    changed = judge_terminal(conn, self.sink, stream, events[terminal_id], data[terminal_id],
+                                             stored.get(terminal_id, {}))
+                    states += state_rows(stream, changed)
+                queries.advance(conn, list(streams), self.name, states)
+        except BaseException:
+            for terminal_id in events:  # the transaction is undone: so is what memory learnt in it
+                self.memory.pop(terminal_id, None)
+            raise
+        for terminal_id, stream in streams.items():
+            stream.version += 1
+            stream.snapshot = snapshot
+            self.memory[terminal_id] = stream
+
+    def _streams(self, conn: psycopg.Connection, terminal_ids: list[int]) -> dict[int, TerminalStream]:
+        """The terminals' streams, locked; from memory when current, else as the database has them."""
+        versions = queries.lock_terminals(conn, terminal_ids, self.name)
+        infos = queries.terminal_infos(conn, list(versions))
+        streams = {}
+        for terminal_id, info in infos.items():
+            held = self.memory.get(terminal_id)
+            if held is None or held.version != versions[terminal_id] or held.info != info:
+                held = load(conn, info, versions[terminal_id])
+            streams[terminal_id] = held
+        for gone in set(terminal_ids) - set(infos):
+            self.memory.pop(gone, None)
+        return streams
+
+    @staticmethod
+    def _stored_since(stream: TerminalStream, earliest: dt.datetime) -> dt.datetime:
+        starts = [earliest - rs.rule.lookback for rs in stream.rules.values()]
+        starts += [rs.tracker.current.start - rs.rule.lookback for rs in stream.rules.values() if rs.tracker.current]
+        return min(starts, default=earliest)

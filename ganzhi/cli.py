@@ -236,22 +236,21 @@ def ingest(settings: Settings, client_id: str, protocol: str | None, no_shared: 
 
 
 @main.command()
-@click.option("--shard", default=0, show_default=True,
-              help="This worker's share of the terminals (terminal id mod shards).")
-@click.option("--shards", default=1, show_default=True, help="How many rule workers split the terminals.")
+@click.option("--name", default=None, help="This worker's name, unique among the rule workers "
+              "(default rules-HOST-PID). Workers share the terminals; start more at any time.")
 @click.pass_obj
-def analytics(settings: Settings, shard: int, shards: int) -> None:
-    """Run one rule worker: evaluate new readings on observation time and keep the alerts (Ctrl-C stops it)."""
-    import signal
-    import threading
+def analytics(settings: Settings, name: str | None) -> None:
+    """Run one rule worker: judge readings as the ingest commits them and keep the alerts (Ctrl-C stops it)."""
+    import os
+    import socket
 
     from alerts import service as alert_service
-    from analytics.worker import AnalyticsWorker
+    from analytics.worker import RuleWorker
+    from core.runtime import run_service
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    AnalyticsWorker(database_url(settings), alert_service, shard, shards).run(stop)
+    name = name or f"rules-{socket.gethostname()}-{os.getpid()}"
+    url = database_url(settings)
+    sys.exit(run_service("rules", name, url, RuleWorker(url, alert_service, name).run))
 
 
 @main.group(cls=Group)

@@ -134,9 +134,8 @@ def _worker_commands(settings: Settings, mqtt5: bool, simulate: bool) -> list[tu
     amqtt = [] if mqtt5 else ["--protocol", "3.1.1", "--no-shared"]
     commands = [(f"ingest worker {n}", ["ingest", "--client-id", f"ganzhi-ingest-{n}", *amqtt])
                 for n in range(1, (settings.ingest_workers if mqtt5 else 1) + 1)]
-    shards = str(settings.analytics_workers)
-    commands += [(f"rule worker {n + 1}", ["analytics", "--shard", str(n), "--shards", shards])
-                 for n in range(settings.analytics_workers)]
+    commands += [(f"rule worker {n}", ["analytics", "--name", f"ganzhi-rules-{n}"])
+                 for n in range(1, settings.analytics_workers + 1)]
     commands += [(f"HJ 212 gateway {n}", ["hj212"]) for n in range(1, settings.hj212_workers + 1)]  # SO_REUSEPORT
     commands.append(("fire worker", ["fire", *([] if mqtt5 else ["--protocol", "3.1.1"])]))
     if simulate:  # the demo fleet, with a few pollution events and gas leaks so that alerts show too

@@ -15,6 +15,10 @@ from ingest.validate import Accepted
 _NULL = "\\N"
 _DAY_MS = 86_400_000
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+READINGS_CHANNEL = "ganzhi_readings"
+"""Notified in the batch's transaction, so delivered when it commits: ``xid|terminal:earliest_ms,...`` (the rule
+workers judge these terminals at once; the transaction id tells a worker whether it has read the batch already)."""
+_NOTIFY_MAX = 7000  # bytes of one payload (PostgreSQL's limit is 8000)
 _COPY_READINGS = "copy reading (terminal_id, metric, ts, value, flag) from stdin"
 _STAGE = """
     create temp table if not exists reading_stage (
@@ -60,6 +64,8 @@ class Writer:
         with conn.transaction():
             stored = self._readings(conn, batch.readings) if batch.readings else 0
             _device_state(conn, batch)
+            if batch.readings:
+                notify_readings(conn, batch.readings)
             if batch.dead_letters:
                 write_dead_letters(conn, batch.dead_letters)
         return stored
@@ -138,6 +144,19 @@ def _latest(conn: psycopg.Connection, readings: list[Accepted]) -> None:
         {"id": [r.terminal_id for r in rows], "metric": [r.metric for r in rows], "ts": [r.ts_ms for r in rows],
          "value": [r.value for r in rows], "flag": [r.flag for r in rows]},
     )
+
+
+def notify_readings(conn: psycopg.Connection, readings: list[Accepted]) -> None:
+    """Hand the batch's terminals to the rule workers when the transaction commits."""
+    earliest: dict[int, int] = {}
+    for r in readings:
+        if r.ts_ms < earliest.get(r.terminal_id, r.ts_ms + 1):
+            earliest[r.terminal_id] = r.ts_ms
+    xid = conn.execute("select pg_current_xact_id()::text").fetchone()[0]
+    items = [f"{t}:{ms}" for t, ms in earliest.items()]
+    per = _NOTIFY_MAX // 32  # an item is at most 32 bytes
+    for at in range(0, len(items), per):
+        conn.execute("select pg_notify(%s, %s)", (READINGS_CHANNEL, f"{xid}|{','.join(items[at:at + per])}"))
 
 
 def _device_state(conn: psycopg.Connection, batch: Batch) -> None:

@@ -4,14 +4,13 @@ no-data, incidents, and the alert lifecycle over HTTP."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from urllib.parse import quote
 
 import psycopg
 
 from alerts import service as alerts
 from analytics.evaluate import sweep_silence
-from analytics.worker import AnalyticsWorker
+from analytics.worker import RuleWorker, owner
 from ingest.validate import Accepted
 from ingest.writer import Batch, Writer
 from registry import service
@@ -30,6 +29,23 @@ def _write(db_url: str, code: str, metric: str, values: list[tuple[int, float, s
         Writer().write(conn, batch)
 
 
+class Worker:
+    """A rule worker driven step by step: it listens before the readings are written, as a running one does."""
+
+    def __init__(self, db_url: str, name: str = "rules-test") -> None:
+        self.rules = RuleWorker(db_url, alerts, name)
+        self.listen = psycopg.connect(db_url, autocommit=True)
+        self.rules.listen(self.listen)
+        self.conn = psycopg.connect(db_url)
+
+    def step(self) -> int:
+        return self.rules.step(self.listen, self.conn, wait_s=0.5)
+
+    def close(self) -> None:
+        self.listen.close()
+        self.conn.close()
+
+
 def _alerts(db_url: str) -> list[tuple]:
     with psycopg.connect(db_url) as conn:
         return conn.execute("select rule, status, severity, observed_start, observed_end from alert order by id"
@@ -44,80 +60,125 @@ def _station(conn) -> str:
 
 def test_violation_opens_then_late_data_resolves_and_repeats_change_nothing(conn, db_url):
     code = _station(conn)
-    worker = AnalyticsWorker(db_url, alerts)
-    with psycopg.connect(db_url) as wc:
+    worker = Worker(db_url)
+    try:
         _write(db_url, code, "w21003", [(-120, 0.6, None), (-90, 1.4, None), (-60, 1.6, None)])
-        worker.poll(wc)
+        worker.step()
         # 1.6 mg/L is class V: two classes worse than the target III
         assert [(r, s, sev) for r, s, sev, _, _ in _alerts(db_url)] == [("gb3838:w21003", "open", "critical")]
         assert _alerts(db_url)[0][3] == NOW - dt.timedelta(minutes=90)  # observation time, not arrival
         _write(db_url, code, "w21003", [(-90, 1.4, None), (-60, 1.6, None)])  # duplicates
-        worker.poll(wc)
+        worker.step()
         assert len(_alerts(db_url)) == 1
         _write(db_url, code, "w21003", [(-30, 0.5, None)])  # the condition clears
-        worker.poll(wc)
+        worker.step()
         _, status, _, _, end = _alerts(db_url)[0]
         assert (status, end) == ("resolved", NOW - dt.timedelta(minutes=30))
         with psycopg.connect(db_url) as c:
             actions = [a for (a,) in c.execute("select action from alert_event order by id")]
         assert actions == ["open", "resolve"]
+    finally:
+        worker.close()
 
 
 def test_out_of_order_and_late_data_retract_an_alert_that_never_lasted(conn, db_url):
     code = _station(conn)
-    worker = AnalyticsWorker(db_url, alerts)
-    with psycopg.connect(db_url) as wc:
+    worker = Worker(db_url)
+    try:
         _write(db_url, code, "w21003", [(-60, 1.6, None), (-120, 1.6, None)])  # arrives newest first
-        worker.poll(wc)
+        worker.step()
         assert _alerts(db_url)[0][1] == "open"
         _write(db_url, code, "w21003", [(-90, 0.4, None)])  # a late reading between them: never two in a row
-        worker.poll(wc)
+        worker.step()
         assert _alerts(db_url)[0][1] == "closed"
         with psycopg.connect(db_url) as c:
             assert c.execute("select comment from alert_event where action = 'retract'").fetchone()[0].startswith(
                 "late data")
+    finally:
+        worker.close()
 
 
 def test_flagged_values_raise_nothing(conn, db_url):
     code = _station(conn)
+    worker = Worker(db_url)
     _write(db_url, code, "w21003", [(-120, 3.0, "M"), (-90, 3.1, "C"), (-60, 3.0, "D")])
-    with psycopg.connect(db_url) as wc:
-        AnalyticsWorker(db_url, alerts).poll(wc)
+    worker.step()
+    worker.close()
     assert _alerts(db_url) == []
 
 
-def test_two_shards_and_two_workers_on_one_shard_never_double_an_alert(conn, db_url):
-    codes = [service.create_terminal(conn, river_station(f"站{i}", at=(126.94 + i * 0.01, 46.53)), Actor("t"))
-             for i in range(4)]
+def _beat(conn, *names: str) -> None:
+    """Rule workers alive, as their heartbeats (core/runtime.py) say."""
+    for name in names:
+        conn.execute("insert into service_heartbeat (name, kind, host, pid, started_at, beat_at, state) "
+                     "values (%s, 'rules', 'test', 1, now(), now(), 'running') on conflict (name) do update "
+                     "set beat_at = now()", (name,))
     conn.commit()
+
+
+def test_workers_share_the_terminals_and_never_double_an_alert(conn, db_url):
+    codes = [service.create_terminal(conn, river_station(f"站{i}", at=(126.94 + i * 0.004, 46.53)), Actor("t"))
+             for i in range(6)]
+    conn.commit()
+    _beat(conn, "w1", "w2")
+    workers = [Worker(db_url, name) for name in ("w1", "w2")]
     for code in codes:
         _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
-    workers = [AnalyticsWorker(db_url, alerts, shard, 2) for shard in (0, 1, 1)]
-
-    def poll(worker: AnalyticsWorker) -> None:
-        with psycopg.connect(db_url) as wc:
-            worker.poll(wc)
-
-    threads = [threading.Thread(target=poll, args=(w,)) for w in workers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    rules = [r for r, s, *_ in _alerts(db_url) if s == "open"]
-    assert len(rules) == 4  # one per station, although shard 1 ran twice at once
+    judged = [w.step() for w in workers]
+    for w in workers:
+        w.close()
+    ids = [conn.execute("select id from terminal where code = %s", (c,)).fetchone()[0] for c in codes]
+    assert judged == [sum(owner(["w1", "w2"], t) == name for t in ids) for name in ("w1", "w2")]
+    assert sorted(r for r, s, *_ in _alerts(db_url) if s == "open") == ["gb3838:w21003"] * 6
 
 
-def test_a_restarted_worker_goes_on_from_its_watermark(conn, db_url):
+def test_a_restarted_worker_resumes_the_episode_it_was_in(conn, db_url):
     code = _station(conn)
-    _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
-    with psycopg.connect(db_url) as wc:
-        assert AnalyticsWorker(db_url, alerts).poll(wc) == 1
-    with psycopg.connect(db_url) as wc:
-        restarted = AnalyticsWorker(db_url, alerts)
-        restarted.poll(wc)
+    worker = Worker(db_url)
+    _write(db_url, code, "w21003", [(-90, 1.6, None)])  # one reading: shorter than the rule's 30 minutes so far
+    worker.step()
+    worker.close()
+    assert _alerts(db_url) == []
+    restarted = Worker(db_url)
+    try:
+        _write(db_url, code, "w21003", [(-60, 1.7, None)])
+        restarted.step()
+        terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+        held = restarted.rules.memory[terminal_id].rules["gb3838:w21003"]
+        assert held.judged_to == NOW - dt.timedelta(minutes=60)
+        assert [(r, s, start) for r, s, _, start, _ in _alerts(db_url)] == [
+            ("gb3838:w21003", "open", NOW - dt.timedelta(minutes=90))]  # the episode began before the restart
         _write(db_url, code, "w21003", [(-30, 0.3, None)])
-        restarted.poll(wc)
+        restarted.step()
+    finally:
+        restarted.close()
     assert [s for _, s, *_ in _alerts(db_url)] == ["resolved"]
+
+
+def test_a_worker_added_at_run_time_takes_its_share_and_resumes_from_the_stored_state(conn, db_url):
+    codes = [service.create_terminal(conn, river_station(f"站{i}", at=(126.94 + i * 0.004, 46.53)), Actor("t"))
+             for i in range(8)]
+    conn.commit()
+    first = Worker(db_url, "w1")
+    _beat(conn, "w1")
+    for code in codes:  # episodes begin while w1 is alone
+        _write(db_url, code, "w21003", [(-90, 1.6, None)])
+    assert first.step() == 8
+    _beat(conn, "w1", "w2")
+    second = Worker(db_url, "w2")
+    first.rules._due["members"] = 0.0  # it looks at the membership again now
+    try:
+        for code in codes:
+            _write(db_url, code, "w21003", [(-60, 1.7, None)])
+        moved = second.step()
+        kept = first.step()
+    finally:
+        first.close()
+        second.close()
+    ids = [conn.execute("select id from terminal where code = %s", (c,)).fetchone()[0] for c in codes]
+    assert moved == sum(owner(["w1", "w2"], t) == "w2" for t in ids) and moved + kept == 8 and moved > 0
+    starts = {start for r, s, _, start, _ in _alerts(db_url)}
+    assert len(_alerts(db_url)) == 8 and starts == {NOW - dt.timedelta(minutes=90)}
 
 
 def test_no_data_is_a_device_alert_for_the_steward(conn, db_url):
@@ -143,10 +204,11 @@ def test_sensors_on_one_pole_share_an_incident_and_the_lifecycle_over_http(conn,
     gas = service.create_terminal(conn, terminal_in("甲烷", "methane_detector", at=None, pole=pole), Actor("t"))
     room = service.create_terminal(conn, terminal_in("甲烷2", "methane_detector", at=None, pole=pole), Actor("t"))
     conn.commit()
+    worker = Worker(db_url)
     for code in (gas, room):
         _write(db_url, code, "methane_lel", [(-5, 30.0, None), (-4, 60.0, None)])
-    with psycopg.connect(db_url) as wc:
-        AnalyticsWorker(db_url, alerts).poll(wc)
+    worker.step()
+    worker.close()
     incidents = http.get("/api/v1/incidents").json()
     assert len(incidents) == 1 and incidents[0]["active_alerts"] == 2 and incidents[0]["bureau"] == "housing"
     listed = http.get("/api/v1/alerts", params={"bureau": "housing", "status": "open"}).json()
@@ -177,10 +239,11 @@ def test_neighbouring_river_stations_share_an_incident_and_distant_ones_do_not(c
     next_one = station("下游站", 170, 126.92)
     far = station("远站", 260, 126.94)
     conn.commit()
+    worker = Worker(db_url)
     for code in (upstream, next_one, far):
         _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
-    with psycopg.connect(db_url) as wc:
-        AnalyticsWorker(db_url, alerts).poll(wc)
+    worker.step()
+    worker.close()
     with psycopg.connect(db_url) as c:
         groups = c.execute("select count(distinct incident_id), count(*) from alert").fetchone()
         titles = {t for (t,) in c.execute("select title from incident")}
