@@ -10,12 +10,20 @@ from psycopg.rows import dict_row
 from registry.queries import terminal_visible
 
 _ALERT = """
-    select a.id, t.code as terminal, t.name as terminal_name, t.kind, a.rule, a.family, a.severity, a.bureau,
-           a.department_code as department, a.division_code as division, a.status, a.observed_start,
-           a.observed_end, a.worst_value, a.detail, a.incident_id, a.opened_at, a.updated_at, a.resolved_at,
-           a.closed_at, a.fire_event_id
-      from alert a left join terminal t on t.id = a.terminal_id
+    select a.id, t.code as terminal, t.name as terminal_name, t.kind, p.code as pole, a.rule, a.family, a.severity,
+           a.bureau, a.department_code as department, a.division_code as division, a.status, a.metric, a.unit,
+           a.worst_value as value, a.limit_value as limit, a.direction, a.standard, a.grade, a.detail,
+           a.observed_start, a.observed_end, a.incident_id, a.opened_at, a.updated_at, a.resolved_at, a.closed_at,
+           a.fire_event_id
+      from alert a left join terminal t on t.id = a.terminal_id left join pole p on p.id = t.pole_id
 """
+
+_SUBJECT = """
+    (%(terminal)s::text is null or t.code = %(terminal)s)
+    and (%(pole)s::text is null or p.code = %(pole)s)
+    and (%(metric)s::text is null or a.metric = %(metric)s)
+"""
+"""Filters by what an alert is about: its terminal, the terminal's pole, its metric (``_ALERT``'s aliases)."""
 
 
 def alert_visible(alias: str = "a", param: str = "visible_to") -> str:
@@ -45,9 +53,9 @@ def fire_event_in_view(conn: psycopg.Connection, event_id: int, visible_to: str 
 
 
 def list_alerts(conn: psycopg.Connection, *, status: str | None, bureau: str | None, division: list[str] | None,
-                family: str | None, severity: str | None, department: str | None, start: dt.datetime | None,
-                end: dt.datetime | None, before_id: int | None, limit: int,
-                visible_to: str | None = None) -> list[dict]:
+                family: str | None, severity: str | None, department: str | None, terminal: str | None,
+                pole: str | None, metric: str | None, start: dt.datetime | None, end: dt.datetime | None,
+                before_id: int | None, limit: int, visible_to: str | None = None) -> list[dict]:
     """Newest first; with ``visible_to``, only the alerts that department receives."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
@@ -58,6 +66,7 @@ def list_alerts(conn: psycopg.Connection, *, status: str | None, bureau: str | N
                and (%(family)s::text is null or a.family = %(family)s)
                and (%(severity)s::text is null or a.severity = %(severity)s)
                and (%(department)s::text is null or a.department_code = %(department)s)
+               and {_SUBJECT}
                and (%(start)s::timestamptz is null or coalesce(a.observed_end, 'infinity') >= %(start)s)
                and (%(end)s::timestamptz is null or a.observed_start < %(end)s)
                and (%(before_id)s::bigint is null or a.id < %(before_id)s)
@@ -66,8 +75,8 @@ def list_alerts(conn: psycopg.Connection, *, status: str | None, bureau: str | N
              limit %(limit)s
             """,
             {"status": status, "bureau": bureau, "division": division, "family": family, "severity": severity,
-             "department": department, "start": start, "end": end, "before_id": before_id, "limit": limit,
-             "visible_to": visible_to},
+             "department": department, "terminal": terminal, "pole": pole, "metric": metric, "start": start,
+             "end": end, "before_id": before_id, "limit": limit, "visible_to": visible_to},
         ).fetchall()
 
 
@@ -98,9 +107,10 @@ def evidence(conn: psycopg.Connection, alert_id: int, metric: str) -> list[dict]
         ).fetchall()
 
 
-def list_incidents(conn: psycopg.Connection, status: str | None, limit: int,
-                   visible_to: str | None = None) -> list[dict]:
-    """Incidents, newest first; with ``visible_to``, those with an alert that department receives, counting those."""
+def list_incidents(conn: psycopg.Connection, *, status: str | None, terminal: str | None, pole: str | None,
+                   metric: str | None, before_id: int | None, limit: int, visible_to: str | None = None) -> list[dict]:
+    """Incidents, newest first, with an alert the department in ``visible_to`` receives (counting those) and, when
+    asked, one about that terminal, pole or metric."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             f"""
@@ -108,9 +118,14 @@ def list_incidents(conn: psycopg.Connection, status: str | None, limit: int,
                    count(a.id) as alerts,
                    count(a.id) filter (where a.status in ('open', 'acknowledged')) as active_alerts
               from incident i join alert a on a.incident_id = i.id
+                   left join terminal t on t.id = a.terminal_id left join pole p on p.id = t.pole_id
              where (%(status)s::text is null or i.status = %(status)s)
+               and (%(before_id)s::bigint is null or i.id < %(before_id)s)
                and (%(visible_to)s::text is null or {alert_visible()})
-             group by i.id order by i.id desc limit %(limit)s
+             group by i.id
+            having bool_or({_SUBJECT})
+             order by i.id desc limit %(limit)s
             """,
-            {"status": status, "limit": limit, "visible_to": visible_to},
+            {"status": status, "terminal": terminal, "pole": pole, "metric": metric, "before_id": before_id,
+             "limit": limit, "visible_to": visible_to},
         ).fetchall()

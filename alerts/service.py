@@ -45,7 +45,7 @@ def reconcile(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, window_star
 
 
 _STORED = """
-    select id, rule, status, observed_start, observed_end, severity, worst_value, incident_id, detail
+    select id, rule, status, observed_start, observed_end, severity, worst_value, incident_id, detail, updated_at
       from alert
      where terminal_id = %(t)s and (%(r)s::text is null or rule = %(r)s)
        and (status in ('open', 'acknowledged') or observed_end is null or observed_end >= %(since)s)
@@ -67,7 +67,7 @@ def stored_alerts_of(conn: psycopg.Connection, since: dict[int, dt.datetime]) ->
         rows = cur.execute(
             """
             select a.id, a.terminal_id, a.rule, a.status, a.observed_start, a.observed_end, a.severity, a.worst_value,
-                   a.incident_id, a.detail
+                   a.incident_id, a.detail, a.updated_at
               from unnest(%(t)s::bigint[], %(since)s::timestamptz[]) as u(terminal_id, since)
               join alert a on a.terminal_id = u.terminal_id
                and (a.status in ('open', 'acknowledged') or a.observed_end is null or a.observed_end >= u.since)
@@ -121,9 +121,22 @@ def _facts(rule: Rule, episode: Episode) -> dict:
             "standard": facts.standard, "grade": facts.grade}
 
 
+REFRESH = dt.timedelta(seconds=60)
+"""An open alert whose episode only goes on (same severity, same start, not ended) has its worst value and detail
+refreshed at most this often: a terminal reporting every second must not rewrite its alert every second."""
+
+
+def _settled(alert: dict, episode: Episode, start: dt.datetime, worse: bool) -> bool:
+    """Nothing an operator acts on changed, and the alert was written lately."""
+    return (alert["status"] in ACTIVE and episode.active and not worse and start == alert["observed_start"]
+            and alert["observed_end"] is None and alert["updated_at"] > dt.datetime.now(dt.UTC) - REFRESH)
+
+
 def _update(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, alert: dict, episode: Episode) -> None:
     worse = SEVERITY_ORDER[episode.severity] > SEVERITY_ORDER[alert["severity"]]
     start = min(alert["observed_start"], episode.start)
+    if _settled(alert, episode, start, worse):
+        return
     conn.execute(
         """
         update alert set observed_start = %(start)s, observed_end = %(end)s, severity = %(severity)s,

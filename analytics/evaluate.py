@@ -11,7 +11,8 @@ alert sink's business (``alerts.service``, wired in by the composition package).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import psycopg
@@ -31,6 +32,10 @@ class AlertSink(Protocol):
     def open_nodata(self, conn: psycopg.Connection, shard: int, shards: int) -> list[tuple]: ...
 
     def resolve_by_rule(self, conn: psycopg.Connection, alert_id: int, comment: str) -> None: ...
+
+
+CHECKPOINT_S = 10.0
+"""How often a terminal's rule states are written when no episode begins or ends."""
 
 
 @dataclass
@@ -67,6 +72,8 @@ class TerminalStream:
     info: TerminalInfo
     rules: dict[str, RuleStream]
     version: int
+    saved_at: float = field(default_factory=time.monotonic)
+    """When its state was last written to ``rule_state``."""
     snapshot: str = ""
     """The database snapshot (``pg_current_snapshot``) taken before this terminal was last read: a batch visible
     in it has been judged."""
@@ -110,23 +117,25 @@ def read_since(stream: TerminalStream, earliest: dt.datetime, stored: dict[str, 
 def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalStream, earliest: dt.datetime,
                    data: dict[str, list[Point]], stored: dict[str, list[dict]]) -> list[str]:
     """Feed or re-evaluate each rule over ``data`` (the terminal's readings from ``read_since``); returns the keys
-    of the rules whose state changed."""
+    of the rules whose episode began or ended, or whose window was re-read."""
     newest = max((pts[-1].ts for pts in data.values() if pts), default=None)
     changed = []
     for key, rs in list(stream.rules.items()):
         rule = rs.rule
         if rs.fed_on(earliest):
+            began = rs.tracker.current.start if rs.tracker.current else None
             points = [p for p in data.get(rule.metric, []) if p.ts > rs.judged_to]
             found = [ended for p in points if (ended := rs.tracker.feed(p, rs.judge)) is not None]
             ongoing = rs.tracker.ongoing() if points else None
             found += [ongoing] if ongoing else []
             if found:
                 sink.reconcile(conn, stream.info, rule, points[0].ts, found, stored.get(key, []))
-            if newest is None or newest <= rs.judged_to:
+            if newest is not None and newest > rs.judged_to:
+                # Everything of this terminal up to ``newest`` has been read: a reading of this series at or before
+                # it that commits later comes in a batch of its own and is re-read as late data.
+                rs.judged_to = newest
+            if began == (rs.tracker.current.start if rs.tracker.current else None):
                 continue
-            # Everything of this terminal up to ``newest`` has been read: a reading of this series at or before
-            # it that commits later comes in a batch of its own and is re-read as late data.
-            rs.judged_to = newest
         else:
             start = rs.window_start(earliest, stored.get(key, []))
             window = {m: [p for p in pts if p.ts >= start] for m, pts in data.items()}
@@ -140,6 +149,14 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
 
 
 def state_rows(stream: TerminalStream, keys: list[str]) -> list[tuple]:
+    """The rules' states to persist: those whose episode changed, or all of them once a checkpoint is due.
+
+    Between checkpoints the stored state lags behind memory; a worker that resumes from it judges the readings
+    since again, from the same episode and judge memory, and reaches the same state (reconciling alerts is
+    idempotent), so resuming stays exact while a terminal reporting every second is not written every second."""
+    if time.monotonic() - stream.saved_at >= CHECKPOINT_S:
+        keys = list(stream.rules)
+        stream.saved_at = time.monotonic()
     return [(stream.info.id, key, stream.rules[key].judged_to, episode_to_json(stream.rules[key].tracker.current))
             for key in keys]
 

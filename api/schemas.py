@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import datetime as dt
+from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -17,3 +18,78 @@ class Page(BaseModel, Generic[T]):
 
 class Created(BaseModel):
     code: str
+
+
+# -- alerts and incidents ----------------------------------------------------------------------------------
+
+AlertStatus = Literal["open", "acknowledged", "resolved", "closed"]
+Severity = Literal["info", "warning", "critical"]
+Bureau = Literal["environment", "housing", "steward"]
+Family = Literal["river", "sewage", "gas", "water", "heating", "device", "fire"]
+
+
+class Alert(BaseModel):
+    id: int
+    terminal: str | None = Field(description="city code of the terminal; null for a straw fire (see fire_event)")
+    terminal_name: str | None
+    kind: str | None = Field(description="terminal kind")
+    pole: str | None = Field(description="city code of the host smart pole, if any")
+    rule: str = Field(description="e.g. gb3838:w21003, gas:methane, device:stuck:a34004")
+    family: Family
+    severity: Severity
+    bureau: Bureau
+    department: str = Field(description="steward department of the terminal")
+    division: str
+    status: AlertStatus
+    metric: str | None = Field(description="the series judged (null for a straw fire)")
+    unit: str | None
+    value: float | None = Field(description="the worst value of the episode, in `unit`")
+    limit: float | None = Field(description="the limit crossed, in `unit` (for a GB 3838 class rule: the limit of "
+                                            "the section's target class)")
+    direction: Literal["above", "below", "falling", "stuck", "jump", "silent"] | None = Field(
+        description="how the value crossed the limit: above, below, falling (a rate), or the device fault")
+    standard: str | None = Field(description="the standard and version applied, e.g. GB 3838-2002")
+    grade: str | None = Field(description="class reached (GB 3838), discharge grade (GB 18918) or alarm level "
+                                          "(gas)")
+    detail: str = Field(description="a human summary of the fields above")
+    observed_start: dt.datetime = Field(description="observation time the condition began")
+    observed_end: dt.datetime | None = Field(description="observation time it cleared; null while it goes on")
+    incident_id: int | None
+    opened_at: dt.datetime
+    updated_at: dt.datetime
+    resolved_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    fire_event_id: int | None
+
+
+class AlertEvent(BaseModel):
+    at: dt.datetime
+    actor: str
+    action: Literal["open", "update", "acknowledge", "resolve", "close", "retract", "comment"]
+    comment: str | None
+
+
+class EvidenceReading(BaseModel):
+    ts: dt.datetime
+    value: float
+    flag: str | None = Field(description="HJ 212 data flag")
+
+
+class AlertDetail(Alert):
+    events: list[AlertEvent]
+    readings: list[EvidenceReading] = Field(description="the alert's series from an hour before it began to its "
+                                                        "end (at most 2,000); empty for a straw fire")
+    fire_event: str | None = Field(default=None, description="the straw fire's detections, for a fire alert")
+
+
+class Incident(BaseModel):
+    id: int
+    key: str = Field(description="pole:{code}, river:{river}:{first station}, gas:{lat}:{lon}")
+    title: str
+    bureau: Bureau
+    division: str
+    status: Literal["open", "closed"]
+    opened_at: dt.datetime
+    closed_at: dt.datetime | None
+    alerts: int = Field(description="alerts in the incident that the caller receives")
+    active_alerts: int = Field(description="of those, open or acknowledged")

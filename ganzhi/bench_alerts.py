@@ -112,8 +112,8 @@ def _probe(broker_port: int, api_port: int, headers: dict[str, str], detectors: 
             started = time.perf_counter()
             client.publish(f"ganzhi/v1/{code}/telemetry", payload, qos=1).wait_for_publish(10)
             while time.perf_counter() - started < timeout_s:
-                found = api.get("/api/v1/alerts", params={"status": "open", "family": "gas", "limit": 1000}).json()
-                if any(a["terminal"] == code for a in found):
+                found = api.get("/api/v1/alerts", params={"status": "open", "terminal": code}).json()["data"]
+                if found:
                     latencies.append((time.perf_counter() - started) * 1000)
                     break
                 time.sleep(0.02)

@@ -71,7 +71,7 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
         picture = _browser.get(f"http://127.0.0.1:{ports['http']}{event['detections'][0]['evidence_url']}")
         assert picture.headers["content-type"] == "image/jpeg" and len(picture.content) > 10_000
         gas_alerts = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/alerts",
-                               params={"family": "gas", "limit": 1000}).json()
+                               params={"family": "gas", "limit": 1000}).json()["data"]
         assert all(a["detail"].startswith("methane") for a in gas_alerts)  # quiet: only the injected leaks
     finally:
         _browser.close()
@@ -127,7 +127,7 @@ def _wait_for_alert(port: int, family: str, seconds: float = 60) -> dict:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         alerts = _browser.get(f"http://127.0.0.1:{port}/api/v1/alerts", params={"status": "open", "family": family},
-                           timeout=5).json()
+                           timeout=5).json()["data"]
         if alerts:
             return alerts[0]
         time.sleep(1)

@@ -9,12 +9,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from alerts import queries, service
-from analytics.queries import terminal_by_code
-from analytics.rules import rules_for
 from api.auth import Operator, Reader
 from api.deps import ConnDep
 from api.routes.filters import department_code, division_subtree
-from registry import audit
+from api.schemas import Alert, AlertDetail, AlertStatus, Bureau, Family, Incident, Page, Severity
+from registry import audit, codes
 from registry.errors import NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -24,48 +23,64 @@ class Action(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
 
 
-@router.get("/alerts")
+Limit = Annotated[int, Query(ge=1, le=1000)]
+After = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="cursor: the `next` of the previous page")]
+TerminalCode = Annotated[str | None, Query(description="city code of the terminal")]
+PoleCode = Annotated[str | None, Query(description="city code of the smart pole carrying the terminal")]
+Metric = Annotated[str | None, Query(description="metric key, e.g. w21003, methane_lel, w01018:avg:day")]
+
+
+def _page(rows: list[dict], limit: int) -> tuple[list[dict], str | None]:
+    """Rows asked for with ``limit + 1``: the page, and the cursor of the next one (the last id of this page)."""
+    return rows[:limit], str(rows[limit - 1]["id"]) if len(rows) > limit else None
+
+
+@router.get("/alerts", response_model=Page[Alert])
 def list_alerts(
     conn: ConnDep,
     who: Reader,
-    status: Literal["open", "acknowledged", "resolved", "closed"] | None = None,
-    bureau: Annotated[Literal["environment", "housing", "steward"] | None,
-                      Query(description="environment (rivers, sewage), housing (gas, water, heating), steward "
-                                        "(device faults)")] = None,
+    status: AlertStatus | None = None,
+    bureau: Annotated[Bureau | None, Query(description="environment (rivers, sewage), housing (gas, water, heating), "
+                                                       "steward (device faults)")] = None,
     division: Annotated[str | None, Query(description="division code; its whole subtree")] = None,
-    family: Literal["river", "sewage", "gas", "water", "heating", "device", "fire"] | None = None,
-    severity: Literal["info", "warning", "critical"] | None = None,
+    family: Family | None = None,
+    severity: Severity | None = None,
     department: Annotated[str | None, Query(description="steward department, code or name")] = None,
+    terminal: TerminalCode = None,
+    pole: PoleCode = None,
+    metric: Metric = None,
     start: Annotated[dt.datetime | None, Query(alias="from", description="alerts still on at or after")] = None,
     end: Annotated[dt.datetime | None, Query(alias="to", description="alerts started before")] = None,
-    before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict]:
-    """Newest first."""
-    return queries.list_alerts(conn, status=status, bureau=bureau, division=division_subtree(conn, division),
+    after: After = None,
+    limit: Limit = 100,
+) -> Page[Alert]:
+    """The alerts the caller's department receives, newest first, one page at a time."""
+    rows = queries.list_alerts(conn, status=status, bureau=bureau, division=division_subtree(conn, division),
                                family=family, severity=severity, department=department_code(conn, department),
-                               start=start, end=end, before_id=before_id, limit=limit, visible_to=who.scope)
+                               terminal=codes.normalise(terminal) if terminal else None,
+                               pole=codes.normalise(pole) if pole else None, metric=metric, start=start, end=end,
+                               before_id=int(after) if after else None, limit=limit + 1, visible_to=who.scope)
+    data, next_cursor = _page(rows, limit)
+    return Page[Alert](data=data, next=next_cursor)
 
 
-@router.get("/alerts/{alert_id}")
-def get_alert(conn: ConnDep, who: Reader, alert_id: int) -> dict:
+@router.get("/alerts/{alert_id}", response_model=AlertDetail)
+def get_alert(conn: ConnDep, who: Reader, alert_id: int) -> AlertDetail:
     """The alert, its history, and the readings that caused it (from an hour before it started)."""
     alert = queries.get_alert(conn, alert_id, who.scope)
     if alert is None:
         raise NotFound(f"alert {alert_id} does not exist", field="id")
+    events = queries.alert_events(conn, alert_id)
     if alert["fire_event_id"] is not None:  # a straw fire: its detections are at /fire-events/{id}
-        return {**alert, "metric": None, "events": queries.alert_events(conn, alert_id), "readings": [],
-                "fire_event": f"/api/v1/fire-events/{alert['fire_event_id']}"}
-    info = terminal_by_code(conn, alert["terminal"])
-    rule = next((r for r in rules_for(info) if r.key == alert["rule"]), None) if info else None
-    metric = rule.metric if rule else alert["rule"].rsplit(":", 1)[-1]
-    return {**alert, "metric": metric, "events": queries.alert_events(conn, alert_id),
-            "readings": queries.evidence(conn, alert_id, metric)}
+        return AlertDetail(**alert, events=events, readings=[],
+                           fire_event=f"/api/v1/fire-events/{alert['fire_event_id']}")
+    return AlertDetail(**alert, events=events, readings=queries.evidence(conn, alert_id, alert["metric"]))
 
 
-@router.post("/alerts/{alert_id}/{action}")
+@router.post("/alerts/{alert_id}/{action}", response_model=AlertDetail)
 def alert_action(conn: ConnDep, who: Operator, alert_id: int,
-                 action: Literal["acknowledge", "resolve", "close", "comment"], body: Action | None = None) -> dict:
+                 action: Literal["acknowledge", "resolve", "close", "comment"], body: Action | None = None
+                 ) -> AlertDetail:
     """acknowledge (open → acknowledged), resolve, close, or comment an alert the caller's department receives;
     who and when are kept, in the alert's history and the audit log."""
     get_alert(conn, who, alert_id)
@@ -76,8 +91,14 @@ def alert_action(conn: ConnDep, who: Operator, alert_id: int,
     return get_alert(conn, who, alert_id)
 
 
-@router.get("/incidents")
+@router.get("/incidents", response_model=Page[Incident])
 def list_incidents(conn: ConnDep, who: Reader, status: Literal["open", "closed"] | None = None,
-                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
-    """Related alerts grouped: sensors on one pole, stations along one river, neighbouring gas points."""
-    return queries.list_incidents(conn, status, limit, who.scope)
+                   terminal: TerminalCode = None, pole: PoleCode = None, metric: Metric = None, after: After = None,
+                   limit: Limit = 100) -> Page[Incident]:
+    """Related alerts grouped: sensors on one pole, stations along one river, neighbouring gas points; newest
+    first, one page at a time. With terminal, pole or metric: the incidents with such an alert."""
+    rows = queries.list_incidents(conn, status=status, terminal=codes.normalise(terminal) if terminal else None,
+                                  pole=codes.normalise(pole) if pole else None, metric=metric,
+                                  before_id=int(after) if after else None, limit=limit + 1, visible_to=who.scope)
+    data, next_cursor = _page(rows, limit)
+    return Page[Incident](data=data, next=next_cursor)

@@ -209,9 +209,9 @@ def test_sensors_on_one_pole_share_an_incident_and_the_lifecycle_over_http(conn,
         _write(db_url, code, "methane_lel", [(-5, 30.0, None), (-4, 60.0, None)])
     worker.step()
     worker.close()
-    incidents = http.get("/api/v1/incidents").json()
+    incidents = http.get("/api/v1/incidents").json()["data"]
     assert len(incidents) == 1 and incidents[0]["active_alerts"] == 2 and incidents[0]["bureau"] == "housing"
-    listed = http.get("/api/v1/alerts", params={"bureau": "housing", "status": "open"}).json()
+    listed = http.get("/api/v1/alerts", params={"bureau": "housing", "status": "open"}).json()["data"]
     assert {a["terminal"] for a in listed} == {gas, room} and {a["severity"] for a in listed} == {"critical"}
     alert_id = listed[0]["id"]
     detail = http.get(f"/api/v1/alerts/{alert_id}").json()
@@ -223,10 +223,10 @@ def test_sensors_on_one_pole_share_an_incident_and_the_lifecycle_over_http(conn,
                                           "action": "acknowledge", "comment": "派人查看"}
     again = http.post(f"/api/v1/alerts/{alert_id}/acknowledge")
     assert again.status_code == 409
-    for other in http.get("/api/v1/alerts", params={"status": "open"}).json():
+    for other in http.get("/api/v1/alerts", params={"status": "open"}).json()["data"]:
         http.post(f"/api/v1/alerts/{other['id']}/resolve")
     http.post(f"/api/v1/alerts/{alert_id}/resolve")
-    assert http.get("/api/v1/incidents").json()[0]["status"] == "closed"
+    assert http.get("/api/v1/incidents").json()["data"][0]["status"] == "closed"
 
 
 def test_neighbouring_river_stations_share_an_incident_and_distant_ones_do_not(conn, db_url):

@@ -55,7 +55,7 @@ def test_housing_bureau_reads_river_alerts_and_environmental_terminals_only_when
         assert zjj.get(f"/api/v1/terminals/{river}").status_code == 404  # no existence leak
         assert zjj.get(f"/api/v1/alerts/{alert}").status_code == 404
         assert zjj.get(f"/api/v1/terminals/{river}/readings").status_code == 404
-        assert zjj.get("/api/v1/alerts", params={"family": "river"}).json() == []
+        assert zjj.get("/api/v1/alerts", params={"family": "river"}).json()["data"] == []
         assert zjj.get("/api/v1/terminals", params={"count": "true"}).json()["count"] == 0
         assert zjj.get("/api/v1/terminal-states/summary").json() == []
 

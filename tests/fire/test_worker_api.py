@@ -81,7 +81,7 @@ def test_frames_over_mqtt_become_an_alert_with_evidence_and_bad_frames_dead_lett
     assert any("air_sensor, not a camera" in r for r in reasons)
     assert worker.counters.frames >= 25
 
-    alerts = http.get("/api/v1/alerts", params={"family": "fire"}).json()
+    alerts = http.get("/api/v1/alerts", params={"family": "fire"}).json()["data"]
     assert len(alerts) == 1 and alerts[0]["bureau"] == "environment" and alerts[0]["terminal"] is None
     detail = http.get(f"/api/v1/alerts/{alerts[0]['id']}").json()
     event = http.get(detail["fire_event"]).json()
