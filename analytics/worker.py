@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Iterable
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 MARGIN = dt.timedelta(seconds=10)
 """A batch's readings arrive (``received_at``) when its transaction starts; it may commit a little later."""
-CHUNK = 256
+CHUNK = 128
 """Terminals judged in one transaction."""
 MEMBERS_EVERY_S = 2.0
 SWEEP_EVERY_S = 60.0
@@ -65,11 +66,14 @@ class RuleWorker:
         self.members: list[str] = [name]
         self._owners: dict[int, bool] = {}
         self.counters: dict[str, int] = {"batches": 0, "terminals": 0, "skipped": 0, "failed": 0}
+        self.stop = threading.Event()
+        """Set by the service on SIGTERM: the worker stops between chunks (what it judged is committed)."""
         self._due = {"members": 0.0, "sweep": time.monotonic() + SWEEP_FIRST_S, "watermark": 0.0}
 
     # -- the loop -----------------------------------------------------------------------------------------
 
     def run(self, service: Service) -> None:
+        self.stop = service.stop
         while not service.stop.is_set():
             listen = service.connect(self.url, autocommit=True, what="notifications")
             conn = service.connect(self.url, what="database")
@@ -107,7 +111,7 @@ class RuleWorker:
             with conn.transaction():
                 sweep_silence(conn, self.sink)
             self._due["sweep"] = now + SWEEP_EVERY_S
-        if now >= self._due["watermark"]:
+        if now >= self._due["watermark"] and not self.stop.is_set():  # stopped early: some events are unjudged
             with conn.transaction():
                 queries.save_watermark(conn, self.name, started)
             self._due["watermark"] = now + WATERMARK_EVERY_S
@@ -163,6 +167,8 @@ class RuleWorker:
     def judge(self, conn: psycopg.Connection, events: dict[int, dt.datetime]) -> int:
         ids = sorted(events)
         for at in range(0, len(ids), CHUNK):
+            if self.stop.is_set():  # the rest is caught up after the restart, from the watermark
+                break
             chunk = {t: events[t] for t in ids[at:at + CHUNK]}
             try:
                 self._judge_chunk(conn, chunk)

@@ -135,9 +135,10 @@ def _publish(port: int, pole: str, codes: list[str], count: int, k: int, rate: f
     last = dict.fromkeys(codes, 0)
     # Payloads are made from per-terminal templates: json.dumps per message would cost the publisher more CPU
     # than it is fair to take from the broker, workers and database sharing this box.
-    templates = {code: json.dumps({"ts": 0, "readings": [{"code": code, "metric": m, "value": 7.0}
+    # The value moves with each message (7.0, 7.1, ... 7.9): a healthy sensor, not a stuck one.
+    templates = {code: json.dumps({"ts": 0, "readings": [{"code": code, "metric": m, "value": 7.25}
                                                          for m in METRICS[:k]]}, separators=(",", ":"))
-                 .replace('"ts":0', '"ts":%d').encode() for code in codes}
+                 .replace('"ts":0', '"ts":%d').replace("7.25", "7.%d").encode() for code in codes}
     started = time.monotonic()
     for i in range(count):
         if rate and (ahead := started + i / rate - time.monotonic()) > 0:
@@ -145,7 +146,7 @@ def _publish(port: int, pole: str, codes: list[str], count: int, k: int, rate: f
         code = codes[i % len(codes)]
         ts = max(int(time.time() * 1000), last[code] + 1)
         last[code] = ts
-        payload = templates[code] % ts
+        payload = templates[code] % (ts, i // len(codes) % 10)
         acked.acquire()
         client.publish(topic, payload, qos=1)
     for _ in range(WINDOW):

@@ -264,3 +264,48 @@ def test_backtest_lists_what_the_rules_would_have_raised(conn, db_url):
     assert result.returncode == 0, result.stderr
     assert "gb3838:w21003" in result.stdout and "1 alert(s) would have been raised" in result.stdout
     assert _alerts(db_url) == []  # nothing written
+
+
+def test_a_running_worker_is_woken_by_the_commit_and_a_second_one_joins_at_run_time(conn, db_url):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    codes = [service.create_terminal(conn, terminal_in(f"甲烷{i}", "methane_detector"), Actor("t")) for i in range(12)]
+    conn.commit()
+    env = dict(os.environ, DATABASE_URL=db_url, GANZHI_LOG_LEVEL="WARNING")
+    started = []
+
+    def start(name: str) -> None:
+        started.append(subprocess.Popen([sys.executable, "-m", "ganzhi", "analytics", "--name", name], env=env))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and conn.execute(
+                "select count(*) from service_heartbeat where name = %s", (name,)).fetchone() != (1,):
+            conn.commit()
+            time.sleep(0.1)
+        time.sleep(2.5)  # every worker has looked at the membership again
+
+    def alert_after_write(code: str) -> float:
+        _write(db_url, code, "methane_lel", [(0, 60.0, None)])
+        written = time.monotonic()
+        while time.monotonic() - written < 10:
+            conn.commit()
+            if conn.execute("select 1 from alert a join terminal t on t.id = a.terminal_id where t.code = %s",
+                            (code,)).fetchone():
+                return time.monotonic() - written
+            time.sleep(0.01)
+        raise AssertionError(f"no alert for {code}")
+
+    try:
+        start("rules-a")
+        assert alert_after_write(codes[0]) < 1.5  # woken by the commit, not by a polling cycle
+        start("rules-b")
+        assert max(alert_after_write(code) for code in codes[1:]) < 1.5
+        workers = {w for (w,) in conn.execute("select distinct worker from rule_cursor")}
+        conn.commit()
+        assert workers == {"rules-a", "rules-b"}  # the one started at run time took its share
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(30)
