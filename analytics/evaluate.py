@@ -95,16 +95,18 @@ def load(conn: psycopg.Connection, info: TerminalInfo, version: int) -> Terminal
     """The terminal's rules as the database has them: the persisted episode of each, and its judge's memory
     rebuilt by replaying the rule's lookback before the last reading it judged."""
     saved = queries.rule_states(conn, info.id)
-    streams: dict[str, RuleStream] = {}
-    for rule in rules_for(info):
-        judged_to, episode = saved.get(rule.key, (None, None))
-        stream = RuleStream.fresh(rule, judged_to, episode_from_json(episode))
-        if judged_to is not None and rule.streamable and rule.lookback:
-            for point in queries.series(conn, info.id, [rule.metric], judged_to - rule.lookback,
-                                        judged_to + dt.timedelta(microseconds=1)).get(rule.metric, []):
-                if point.flag not in rule.skip_flags:
+    streams = {rule.key: RuleStream.fresh(rule, saved.get(rule.key, (None, None))[0],
+                                          episode_from_json(saved.get(rule.key, (None, None))[1]))
+               for rule in rules_for(info)}
+    replayed = [s for s in streams.values() if s.judged_to is not None and s.rule.streamable and s.rule.lookback]
+    if replayed:
+        history = queries.series(conn, info.id, sorted({s.rule.metric for s in replayed}),
+                                 min(s.judged_to - s.rule.lookback for s in replayed))
+        for stream in replayed:
+            for point in history.get(stream.rule.metric, []):
+                if stream.judged_to - stream.rule.lookback <= point.ts <= stream.judged_to \
+                        and point.flag not in stream.rule.skip_flags:
                     stream.judge(point)
-        streams[rule.key] = stream
     return TerminalStream(info, streams, version)
 
 

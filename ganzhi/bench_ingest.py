@@ -146,7 +146,7 @@ def _publish(port: int, pole: str, codes: list[str], count: int, k: int, rate: f
         code = codes[i % len(codes)]
         ts = max(int(time.time() * 1000), last[code] + 1)
         last[code] = ts
-        payload = templates[code] % (ts, i // len(codes) % 10)
+        payload = templates[code] % (ts, *(i // len(codes) % 10,) * k)
         acked.acquire()
         client.publish(topic, payload, qos=1)
     for _ in range(WINDOW):
