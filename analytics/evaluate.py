@@ -140,7 +140,7 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
                 continue
         else:
             start = rs.window_start(earliest, stored.get(key, []))
-            window = {m: [p for p in pts if p.ts >= start] for m, pts in data.items()}
+            window = {m: [p for p in data.get(m, []) if p.ts >= start] for m in (rule.metric, *rule.context)}
             rs = stream.rules[key] = RuleStream.fresh(rule, None, None, window)
             found = rule.evaluate_with(window, rs.judge, rs.tracker)
             rs.judged_to = max(newest or start, start)

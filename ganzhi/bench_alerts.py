@@ -37,8 +37,13 @@ from registry.changes import Actor
 from registry.models import TerminalIn
 
 
+RULE_WORKERS = 2
+"""Rule workers sharing the terminals (one per core of the 2-core reference box)."""
+
+
 def run(url: str, settings: Settings, rate: float, probes: int) -> None:
-    print(f"box: {os.cpu_count()} cores; background {rate:,.0f} msg/s × 10 readings; {probes} probes")
+    print(f"box: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; background {rate:,.0f} msg/s × 10 "
+          f"readings; {RULE_WORKERS} rule workers; {probes} probes")
     engine_rate()
     scratch = scratch_database(url)
     root = Path(tempfile.mkdtemp(prefix="ganzhi-bench-alerts-"))
@@ -56,7 +61,8 @@ def run(url: str, settings: Settings, rate: float, probes: int) -> None:
                    GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="WARNING")
         processes += [subprocess.Popen([sys.executable, "-m", "ganzhi", "ingest", "--client-id", f"alerts-bench-{n}"],
                                        env=env) for n in range(2)]
-        processes.append(subprocess.Popen([sys.executable, "-m", "ganzhi", "analytics"], env=env))
+        processes += [subprocess.Popen([sys.executable, "-m", "ganzhi", "analytics", "--name", f"bench-rules-{n}"],
+                                       env=env) for n in range(RULE_WORKERS)]
         api_port = free_port()
         server = uvicorn.Server(uvicorn.Config(create_app(Settings(), scratch), port=api_port, log_level="warning"))
         threading.Thread(target=server.run, daemon=True).start()
