@@ -36,7 +36,6 @@ from registry import credentials, service
 from registry.changes import Actor
 from registry.models import TerminalIn
 
-
 RULE_WORKERS = 2
 """Rule workers sharing the terminals (one per core of the 2-core reference box)."""
 
