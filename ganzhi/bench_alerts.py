@@ -87,6 +87,10 @@ def run(url: str, settings: Settings, rate: float, probes: int) -> None:
         server.should_exit = True
         print(f"publish → alert readable from the API, {len(latencies)} of {probes} probes: "
               f"p50 {np.percentile(latencies, 50):.0f} ms, p99 {np.percentile(latencies, 99):.0f} ms")
+        stored = _stored_to_alert(scratch, detectors[1:])
+        if stored:
+            print(f"reading stored → alert opened (the rule workers' part, database clock), {len(stored)} probes: "
+                  f"p50 {np.percentile(stored, 50):.0f} ms, p99 {np.percentile(stored, 99):.0f} ms")
     finally:
         for p in processes:
             p.terminate()
@@ -95,6 +99,21 @@ def run(url: str, settings: Settings, rate: float, probes: int) -> None:
             asyncio.run(broker.stop())
         drop_database(url, scratch)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stored_to_alert(url: str, detectors: list[str]) -> list[float]:
+    """Per probe, from its reading's commit-time arrival to its alert's opening, in ms."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """
+            select extract(epoch from a.opened_at - min(r.received_at)) * 1000
+              from terminal t join reading r on r.terminal_id = t.id join alert a on a.terminal_id = t.id
+             where t.code = any(%s) and a.rule = 'gas:methane'
+             group by t.id, a.id
+            """,
+            (detectors,),
+        ).fetchall()
+    return [float(ms) for (ms,) in rows]
 
 
 def _detectors(url: str, count: int) -> list[str]:
