@@ -47,16 +47,21 @@ _EVENT_EFFECTS = {
     "water_flow": lambda v, rng: v + 15,
     "indoor_temp": lambda v, rng: 15.0 + rng.gauss(0, 0.2),
     "supply_temp": lambda v, rng: 98.0 + rng.gauss(0, 0.5),
-    "methane_lel": lambda v, rng: rng.uniform(30, 60),
+    "methane_lel": lambda v, rng: rng.uniform(30, 60),  # the leak's level; readings scatter around it
     **{key: (lambda v, rng: v * 3) for key in POLLUTANTS},
 }
+LEAK_SCATTER = 2.0
+"""%LEL: a leak's concentration wanders around its level from one reading to the next; it does not leap."""
 SPIKE_SHARE = 0.05
 """Share of readings a spiking sensor gets wrong (the first one in the window always: the fault shows)."""
 
 
-def pollute(key: str, value: float, rng: random.Random) -> float:
-    """What a pollution event, leak, burst or heating failure does to a reading."""
+def pollute(key: str, value: float, rng: random.Random, levels: dict[str, float]) -> float:
+    """What a pollution event, leak, burst or heating failure does to a reading (``levels``: the event's
+    gas levels so far, kept from one reading to the next)."""
     effect = _EVENT_EFFECTS.get(key)
+    if key == "methane_lel":
+        return clamp(key, levels.setdefault(key, effect(value, rng)) + rng.gauss(0, LEAK_SCATTER))
     return clamp(key, effect(value, rng)) if effect else value
 
 
@@ -119,20 +124,25 @@ class Distortion:
     injection: Injection | None
     rng: random.Random
     stuck: dict[str, float] = field(default_factory=dict)
-    spiked: set[str] = field(default_factory=set)
+    spiked: dict[str, bool] = field(default_factory=dict)
+    """Per metric: whether its last reading was a spike (the one after a spike is right again)."""
+    levels: dict[str, float] = field(default_factory=dict)
 
     def apply(self, key: str, value: float, elapsed_h: float, span: float) -> float:
         injection = self.injection
         if injection is None or not injection.covers(elapsed_h):
             return value
         if injection.kind is Fault.pollution:
-            return pollute(key, value, self.rng)
+            return pollute(key, value, self.rng, self.levels)
         if injection.kind is Fault.stuck:
             return self.stuck.setdefault(key, value) if key == injection.metric else value
         if injection.kind is Fault.drift:
             return clamp(key, value + 0.02 * span * (elapsed_h - injection.start_h))
-        if injection.kind is Fault.spike and (key not in self.spiked or self.rng.random() < SPIKE_SHARE):
-            self.spiked.add(key)
+        if injection.kind is Fault.spike:
+            first, last = key not in self.spiked, self.spiked.get(key, False)
+            self.spiked[key] = first or (not last and self.rng.random() < SPIKE_SHARE)
+            if not self.spiked[key]:
+                return value
             spec = metric(key)
             up = value + 0.3 * span <= spec.high
             return clamp(key, value + (0.3 if up else -0.3) * span)
