@@ -79,7 +79,7 @@ def run(url: str, settings: Settings, hours: float, seeds: list[int], per_kind: 
           f"share {share:g} given a fault or event ({', '.join(FAULTS)}); seeds {seeds}")
     runs = []
     for seed in seeds:
-        scores = _one_run(ledger, hours, seed, per_kind, share)
+        scores = score_run(ledger, hours, seed, per_kind, share)
         runs.append(scores)
         _print_run(seed, scores)
     print(f"\nmedian over {len(runs)} runs (seeds {seeds[0]}…{seeds[-1]}):")
@@ -107,7 +107,7 @@ def _ledger(url: str, settings: Settings) -> list[TerminalInfo]:
         drop_database(url, scratch)
 
 
-def _one_run(ledger: list[TerminalInfo], hours: float, seed: int, per_kind: int, share: float) -> dict[str, Score]:
+def score_run(ledger: list[TerminalInfo], hours: float, seed: int, per_kind: int, share: float) -> dict[str, Score]:
     rng = random.Random(seed)
     by_kind: dict[str, list[TerminalInfo]] = defaultdict(list)
     for info in ledger:
@@ -127,11 +127,11 @@ def _one_run(ledger: list[TerminalInfo], hours: float, seed: int, per_kind: int,
         truth.record(path, truths)
         recorded = truth.load(path)
     alerts = [(info, rule, episode) for info in chosen
-              for rule, episode in _evaluate(info, distortions[info.code], hours, seed)]
+              for rule, episode in judge_day(info, distortions[info.code], hours, seed)]
     return _score(chosen, recorded, distortions, alerts)
 
 
-def _evaluate(info: TerminalInfo, distortion: Distortion, hours: float, seed: int) -> list[tuple[Rule, Episode]]:
+def judge_day(info: TerminalInfo, distortion: Distortion, hours: float, seed: int) -> list[tuple[Rule, Episode]]:
     rng = random.Random(f"{seed}:{info.code}")
     terminal = SimTerminal(info.code, info.kind, info.metrics, info.attrs, info.report_interval_s)
     series: dict[str, list[Point]] = defaultdict(list)
