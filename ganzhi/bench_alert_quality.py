@@ -127,7 +127,7 @@ def score_run(ledger: list[TerminalInfo], hours: float, seed: int, per_kind: int
             distortions[info.code] = Distortion(injection, random.Random(f"{seed}:{info.code}:fault"))
             chosen.append(info)
             if injection is not None:
-                truths.append(truth.observed(injection, START, speed=1))
+                truths += truth.observed(injection, START, speed=1, until_h=hours)
     with tempfile.TemporaryDirectory() as scratch:  # scored from the ground-truth file, as a live run would be
         path = Path(scratch) / "truth.jsonl"
         truth.record(path, truths)

@@ -81,22 +81,41 @@ def pick_faults(codes: list[str], faults: list[Fault], share: float, seed: int) 
 @dataclass(frozen=True)
 class Injection:
     """One fault or event on one terminal (``metric`` when it concerns one sensor), in hours of simulated
-    time from the start of the run."""
+    time from the start of the run; it comes back every ``every_h`` hours if that is set."""
 
     kind: Fault
     terminal: str
     metric: str | None
     start_h: float
     end_h: float
+    every_h: float | None = None
 
     def covers(self, elapsed_h: float) -> bool:
-        return self.start_h <= elapsed_h < self.end_h
+        since = elapsed_h - self.start_h
+        if self.every_h:
+            since %= self.every_h
+        return 0 <= since < self.end_h - self.start_h
+
+    def occurrences(self, until_h: float) -> list[tuple[float, float]]:
+        """Its windows (start, end hours) that overlap the first ``until_h`` hours of a run."""
+        if not self.every_h:
+            return [(self.start_h, self.end_h)]
+        first = self.start_h - self.every_h * (self.start_h // self.every_h + 1)
+        found, k = [], 0
+        while first + k * self.every_h < until_h:
+            start = first + k * self.every_h
+            if start + self.end_h - self.start_h > 0:
+                found.append((max(0.0, start), start + self.end_h - self.start_h))
+            k += 1
+        return found
 
 
-def plan(fault: Fault, terminal: str, metrics: tuple[str, ...], horizon_h: float, seed: int) -> Injection | None:
-    """When (and on which sensor) a value fault or event happens on a terminal, within ``horizon_h`` hours;
-    None when it can change none of the terminal's readings. A stuck sensor lasts longer than the time a live
-    signal of that metric is ever flat, so that it is a fault one could see."""
+def plan(fault: Fault, terminal: str, metrics: tuple[str, ...], horizon_h: float, seed: int,
+         repeat: bool = False) -> Injection | None:
+    """When (and on which sensor) a value fault or event happens on a terminal, within ``horizon_h`` hours
+    (or, with ``repeat``, every ``horizon_h`` hours from a random phase, so that a live demo shows some at
+    once); None when it can change none of the terminal's readings. A stuck sensor lasts longer than the time
+    a live signal of that metric is ever flat, so that it is a fault one could see."""
     if fault not in VALUE_FAULTS:
         return None
     rng = random.Random(f"{seed}:{terminal}:{fault}")
@@ -113,6 +132,9 @@ def plan(fault: Fault, terminal: str, metrics: tuple[str, ...], horizon_h: float
         length = metric(sensor).flat_after_h + rng.uniform(4, 8)
     else:
         length = rng.uniform(2, 6)
+    if repeat:
+        start = rng.uniform(0, horizon_h)
+        return Injection(fault, terminal, sensor, round(start, 3), round(start + length, 3), horizon_h)
     start = rng.uniform(0.5, max(0.5, horizon_h - length - 0.5))
     return Injection(fault, terminal, sensor, round(start, 3), round(start + length, 3))
 

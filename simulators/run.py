@@ -40,9 +40,9 @@ class SimConfig:
     faults: dict[str, Fault] = field(default_factory=dict)
     seed: int = 1
     horizon_h: float = 24.0
-    """Simulated hours within which value faults and events are planned."""
+    """Value faults and events come back every this many simulated hours."""
     truth: Path | None = None
-    """Where the planned faults and events are recorded (JSON lines), if anywhere."""
+    """Where the faults and events of the first ``horizon_h`` hours are recorded (JSON lines), if anywhere."""
 
 
 @dataclass
@@ -60,7 +60,8 @@ async def simulate(fleet: list[Publisher], config: SimConfig, stop: asyncio.Even
     injections = plan_fleet(fleet, config)
     if config.truth is not None:
         started = dt.datetime.now(dt.UTC)
-        truth.record(config.truth, [truth.observed(i, started, config.speed) for i in injections.values()])
+        truth.record(config.truth, [t for i in injections.values()
+                                    for t in truth.observed(i, started, config.speed, config.horizon_h)])
     tasks = [asyncio.create_task(_device(p, config, injections, stats, stop)) for p in fleet]
     log.info("simulating %d publishers (%d terminals) at speed %g", len(fleet),
              sum(len(p.terminals) for p in fleet), config.speed)
@@ -77,7 +78,7 @@ def plan_fleet(fleet: list[Publisher], config: SimConfig) -> dict[str, Injection
     for publisher in fleet:
         fault = config.faults.get(publisher.code)
         for t in publisher.terminals if fault else ():
-            injection = plan(fault, t.code, t.metrics, config.horizon_h, config.seed)
+            injection = plan(fault, t.code, t.metrics, config.horizon_h, config.seed, repeat=True)
             if injection is not None:
                 planned[t.code] = injection
     return planned

@@ -22,12 +22,14 @@ class Truth:
     end: dt.datetime
 
 
-def observed(injection: Injection, started: dt.datetime, speed: float) -> Truth:
-    """The injection in observation time, for a run that started at ``started`` at ``speed``."""
+def observed(injection: Injection, started: dt.datetime, speed: float, until_h: float) -> list[Truth]:
+    """The injection's windows in the first ``until_h`` simulated hours, in observation time, for a run that
+    started at ``started`` at ``speed``."""
     def at(hours: float) -> dt.datetime:
         return started + dt.timedelta(hours=hours / speed)
 
-    return Truth(injection.kind, injection.terminal, injection.metric, at(injection.start_h), at(injection.end_h))
+    return [Truth(injection.kind, injection.terminal, injection.metric, at(start), at(end))
+            for start, end in injection.occurrences(until_h)]
 
 
 def record(path: Path, truths: list[Truth]) -> None:

@@ -81,10 +81,18 @@ def test_injections_are_planned_inside_the_run_and_long_enough_to_see():
     assert plan(Fault.skew, "x", ("a34004",), 24, seed=3) is None  # transport faults last the whole run
 
 
+def test_live_runs_repeat_events_daily_from_a_random_phase():
+    event = Injection(Fault.pollution, "x", None, 22.0, 27.0, every_h=24)
+    assert [event.covers(h) for h in (0.0, 2.9, 3.0, 21.9, 22.0, 26.0, 46.5)] == [True, True, False, False, True,
+                                                                                  True, True]
+    assert event.occurrences(30) == [(0.0, 3.0), (22.0, 27.0)]
+    assert plan(Fault.pollution, "x", ("methane_lel",), 24, seed=3, repeat=True).every_h == 24
+
+
 def test_ground_truth_round_trips_through_its_file(tmp_path):
     started = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
     injection = Injection(Fault.pollution, "23120221000001R", None, 2.0, 5.0)
-    truth.record(tmp_path / "truth.jsonl", [truth.observed(injection, started, speed=10)])
+    truth.record(tmp_path / "truth.jsonl", truth.observed(injection, started, speed=10, until_h=24))
     [back] = truth.load(tmp_path / "truth.jsonl")
     assert (back.kind, back.terminal, back.metric) == (Fault.pollution, "23120221000001R", None)
     assert (back.start, back.end) == (started + dt.timedelta(minutes=12), started + dt.timedelta(minutes=30))
