@@ -215,23 +215,19 @@ def qr(settings: Settings, value: str, out: Path) -> None:
 @click.pass_obj
 def ingest(settings: Settings, client_id: str, protocol: str | None, no_shared: bool, drain: bool) -> None:
     """Run one ingest worker: MQTT telemetry and status into the store (Ctrl-C or SIGTERM stops it)."""
-    import signal
-    import threading
-
+    from core.runtime import run_service
     from ingest.worker import IngestWorker, WorkerConfig
 
     host, port = settings.mqtt_host_port
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-    worker = IngestWorker(WorkerConfig(
+    config = WorkerConfig(
         database_url=database_url(settings), mqtt_host=host, mqtt_port=port, client_id=client_id,
         username=settings.mqtt_username if password else None, password=password,
         mqtt5=(protocol or settings.ingest_protocol) == "5", shared=not no_shared,
         retention_days=settings.retention_days, drain=drain,
-    ))
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    worker.run(stop)
+    )
+    sys.exit(run_service("ingest", f"ingest {client_id}", config.database_url,
+                         lambda service: IngestWorker(config, service).run()))
 
 
 @main.command()

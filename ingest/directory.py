@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from core.runtime import Outage
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "ganzhi_ledger"
@@ -176,22 +178,18 @@ class Directory:
             self._lookup_conn.close()
 
     def _listen_forever(self) -> None:
-        down_since: float | None = None
+        outage = Outage("ledger notifications", log)
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"listen {CHANNEL}")
                     self.clear()  # whatever changed while nobody listened is looked up afresh
                     self._listening.set()
-                    if down_since is not None:
-                        log.info("listening to ledger changes again after %.0f s", time.monotonic() - down_since)
-                        down_since = None
+                    outage.recovered()
                     self._hear(conn)
             except Exception as exc:  # the listener must not die: it reconnects, and the cache starts afresh
                 self._listening.clear()
-                if down_since is None:
-                    down_since = time.monotonic()
-                    log.error("lost the ledger notifications (%s); retrying every second", str(exc).strip())
+                outage.failed(exc)
                 self._stop.wait(1.0)
 
     def _hear(self, conn: psycopg.Connection) -> None:
