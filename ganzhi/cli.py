@@ -282,23 +282,17 @@ def backtest(settings: Settings, code: str, start, end, prefix: str) -> None:
 
 
 @main.command(name="hj212")
+@click.option("--instance", default=1, show_default=True,
+              help="Which of the gateway processes sharing the port this is (names its heartbeat).")
 @click.pass_obj
-def hj212_gateway(settings: Settings) -> None:
+def hj212_gateway(settings: Settings, instance: int) -> None:
     """Run the HJ 212-2017 TCP gateway for environmental data loggers (Ctrl-C or SIGTERM stops it)."""
-    import signal
-
+    from core.runtime import run_service_async
     from ingest.hj212_gateway import GatewayConfig, Hj212Gateway
 
-    gateway = Hj212Gateway(GatewayConfig(database_url(settings), settings.hj212_host, settings.hj212_port,
-                                         settings.retention_days))
-
-    async def main_loop() -> None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await gateway.serve(stop)
-
-    asyncio.run(main_loop())
+    config = GatewayConfig(database_url(settings), settings.hj212_host, settings.hj212_port, settings.retention_days)
+    sys.exit(run_service_async("hj212", f"hj212 {settings.hj212_port}-{instance}", config.database_url,
+                               lambda service: Hj212Gateway(config, service).serve()))
 
 
 @main.command()
