@@ -180,7 +180,8 @@ async def _maintain_forever(url: str, settings: Settings) -> None:
 
 def _maintain(url: str, settings: Settings) -> None:
     with db.connect(url) as conn:
-        store.maintain(conn, settings.retention_days, settings.partition_premake_days)
+        store.maintain(conn, settings.retention_days, settings.partition_premake_days,
+                       dead_letter_days=settings.dead_letter_retention_days)
 
 
 async def _wait_for(stop: asyncio.Event, serving: asyncio.Task) -> None:
