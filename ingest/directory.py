@@ -54,7 +54,9 @@ class Directory:
         self.loggers: dict[str, str] = {}
         """HJ 212 MN → terminal code."""
         self._unknown: dict[str, float] = {}
-        """Code or ``mn:``MN → until when it counts as unknown."""
+        """Code → until when it counts as unknown."""
+        self._unknown_mns: dict[str, float] = {}
+        """MN → until when it counts as unknown (forgotten whole on any terminal change: the new MN is not told)."""
         self._ids: dict[tuple[str, int], str] = {}
         """(table, id) → code, to find an entry from a notification."""
         self._lock = threading.Lock()
@@ -91,7 +93,7 @@ class Directory:
 
     def ensure_loggers(self, mns: Iterable[str]) -> None:
         now = time.monotonic()
-        missing = {m for m in mns if m not in self.loggers and self._unknown.get(f"mn:{m}", 0.0) < now}
+        missing = {m for m in mns if m not in self.loggers and self._unknown_mns.get(m, 0.0) < now}
         if missing:
             self._fetch(sorted(missing), "mn", now)
 
@@ -121,11 +123,12 @@ class Directory:
             self._ids[("pole", pole_id)] = code
             self.poles.add(code)
         found = {row[5] if by == "mn" else row[1] for row in rows} | {code for _, code in poles}
+        unknown = self._unknown_mns if by == "mn" else self._unknown
         for key in keys:
             if key not in found:
-                self._unknown[f"mn:{key}" if by == "mn" else key] = now + NEGATIVE_TTL_S
-        while len(self._unknown) > MAX_UNKNOWN:
-            del self._unknown[next(iter(self._unknown))]
+                unknown[key] = now + NEGATIVE_TTL_S
+        while len(unknown) > MAX_UNKNOWN:
+            del unknown[next(iter(unknown))]
 
     def _keep(self, entry: TerminalEntry) -> None:
         self.terminals[entry.code] = entry
@@ -151,9 +154,8 @@ class Directory:
             entry = self.terminals.pop(c, None)
             if entry is not None and entry.mn:
                 self.loggers.pop(entry.mn, None)
-                self._unknown.pop(f"mn:{entry.mn}", None)
-        if table == "terminal":  # a new or changed MN: it may have been remembered as unknown
-            self._unknown = {k: v for k, v in self._unknown.items() if not k.startswith("mn:")}
+        if table == "terminal":  # a new or changed MN may have been remembered as unknown
+            self._unknown_mns.clear()
 
     def clear(self) -> None:
         with self._lock:
@@ -162,6 +164,7 @@ class Directory:
             self.poles.clear()
             self.loggers.clear()
             self._unknown.clear()
+            self._unknown_mns.clear()
             self._ids.clear()
 
     def start(self, timeout_s: float = 10.0) -> None:
