@@ -45,6 +45,10 @@ class RuleStream:
     tracker: Tracker
     judged_to: dt.datetime | None
     """Every reading of the rule's series at or before this time has been judged."""
+    evaluated_at: float = 0.0
+    """When a window rule was last evaluated (monotonic)."""
+    waiting: dt.datetime | None = None
+    """The earliest reading of the batches a window rule has let wait (``Rule.every``)."""
 
     @classmethod
     def fresh(cls, rule: Rule, judged_to: dt.datetime | None = None, episode: Episode | None = None,
@@ -55,6 +59,12 @@ class RuleStream:
     def fed_on(self, earliest: dt.datetime) -> bool:
         """A batch whose readings are all newer than what the rule has judged is fed on, reading nothing old."""
         return self.rule.streamable and self.judged_to is not None and earliest > self.judged_to
+
+    def waits(self, earliest: dt.datetime) -> bool:
+        """A window rule lets new (not late) readings wait until its ``every`` has passed."""
+        new = self.judged_to is not None and earliest > self.judged_to
+        soon = time.monotonic() - self.evaluated_at < self.rule.every.total_seconds()
+        return new and not self.rule.streamable and soon
 
     def window_start(self, earliest: dt.datetime, stored: list[dict]) -> dt.datetime:
         """Where a late reading at ``earliest`` makes this rule re-read: its lookback before the reading, or
@@ -112,8 +122,9 @@ def load(conn: psycopg.Connection, info: TerminalInfo, version: int) -> Terminal
 
 def read_since(stream: TerminalStream, earliest: dt.datetime, stored: dict[str, list[dict]]) -> dt.datetime:
     """How far back this terminal must be read for a batch whose earliest reading is at ``earliest``."""
-    return min((rs.judged_to if rs.fed_on(earliest) else rs.window_start(earliest, stored.get(key, []))
-                for key, rs in stream.rules.items()), default=earliest)
+    return min((rs.judged_to if rs.fed_on(earliest) else rs.window_start(min(earliest, rs.waiting or earliest),
+                                                                          stored.get(key, []))
+                for key, rs in stream.rules.items() if not rs.waits(earliest)), default=earliest)
 
 
 def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalStream, earliest: dt.datetime,
@@ -138,10 +149,14 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
                 rs.judged_to = newest
             if began == (rs.tracker.current.start if rs.tracker.current else None):
                 continue
+        elif rs.waits(earliest):
+            rs.waiting = min(earliest, rs.waiting or earliest)
+            continue
         else:
-            start = rs.window_start(earliest, stored.get(key, []))
+            start = rs.window_start(min(earliest, rs.waiting or earliest), stored.get(key, []))
             window = {m: [p for p in data.get(m, []) if p.ts >= start] for m in (rule.metric, *rule.context)}
             rs = stream.rules[key] = RuleStream.fresh(rule, None, None, window)
+            rs.evaluated_at = time.monotonic()
             found = rule.evaluate_with(window, rs.judge, rs.tracker)
             rs.judged_to = max(newest or start, start)
             if found or stored.get(key):

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     hj212_port: int = Field(default=9212, ge=1, le=65535, description="TCP port of the HJ 212 gateway")
     hj212_workers: int = Field(default=2, ge=1, le=32, description="gateway processes `up` starts on that port")
     retention_days: int = Field(default=400, ge=1, le=36500, description="readings older than this are dropped")
+    dead_letter_retention_days: int = Field(default=30, ge=1, le=3650,
+                                            description="dead letters older than this are deleted")
     partition_premake_days: int = Field(default=7, ge=1, le=90, description="daily partitions made ahead")
     qr_base_url: str | None = Field(
         default=None, description="if set, QR labels encode this URL + code instead of the bare code"

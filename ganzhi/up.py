@@ -136,7 +136,8 @@ def _worker_commands(settings: Settings, mqtt5: bool, simulate: bool) -> list[tu
                 for n in range(1, (settings.ingest_workers if mqtt5 else 1) + 1)]
     commands += [(f"rule worker {n}", ["analytics", "--name", f"ganzhi-rules-{n}"])
                  for n in range(1, settings.analytics_workers + 1)]
-    commands += [(f"HJ 212 gateway {n}", ["hj212"]) for n in range(1, settings.hj212_workers + 1)]  # SO_REUSEPORT
+    commands += [(f"HJ 212 gateway {n}", ["hj212", "--instance", str(n)])
+                 for n in range(1, settings.hj212_workers + 1)]  # SO_REUSEPORT
     commands.append(("fire worker", ["fire", *([] if mqtt5 else ["--protocol", "3.1.1"])]))
     if simulate:  # the demo fleet, with a few pollution events and gas leaks so that alerts show too
         commands.append(("device simulator", ["simulate", "--speed", str(SIMULATOR_SPEED), "--fault", "pollution",
@@ -181,7 +182,8 @@ async def _maintain_forever(url: str, settings: Settings) -> None:
 
 def _maintain(url: str, settings: Settings) -> None:
     with db.connect(url) as conn:
-        store.maintain(conn, settings.retention_days, settings.partition_premake_days)
+        store.maintain(conn, settings.retention_days, settings.partition_premake_days,
+                       dead_letter_days=settings.dead_letter_retention_days)
 
 
 async def _wait_for(stop: asyncio.Event, serving: asyncio.Task) -> None:
