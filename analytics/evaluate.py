@@ -61,10 +61,9 @@ class RuleStream:
         return self.rule.streamable and self.judged_to is not None and earliest > self.judged_to
 
     def waits(self, earliest: dt.datetime) -> bool:
-        """A window rule lets new (not late) readings wait until its ``every`` has passed."""
-        new = self.judged_to is not None and earliest > self.judged_to
-        soon = time.monotonic() - self.evaluated_at < self.rule.every.total_seconds()
-        return new and not self.rule.streamable and soon
+        """A window rule lets readings (new or late: they are in its next window) wait until its ``every`` has
+        passed since it was last evaluated."""
+        return not self.rule.streamable and time.monotonic() - self.evaluated_at < self.rule.every.total_seconds()
 
     def window_start(self, earliest: dt.datetime, stored: list[dict]) -> dt.datetime:
         """Where a late reading at ``earliest`` makes this rule re-read: its lookback before the reading, or

@@ -85,7 +85,9 @@ class Rule:
         return [*found, ongoing] if ongoing else found
 
 
-FLATLINE_EVERY = dt.timedelta(seconds=60)
+FLATLINE_DELAY = 60
+"""A stuck-sensor rule is evaluated again after 1/60 of its flat-line window (6 minutes for 6 hours), at least
+after a minute: it is called at most that much later than a reading-by-reading judgement would."""
 
 
 def rules_for(t: TerminalInfo) -> list[Rule]:
@@ -96,11 +98,12 @@ def rules_for(t: TerminalInfo) -> list[Rule]:
 
 
 def _flatline_window(rule: Rule, t: TerminalInfo) -> Rule:
-    """A flat line is judged over twice the metric's ``flat_after_h`` (when its neighbours are flat too) and
-    reading by reading is not needed: evaluated at most once a minute on new readings."""
+    """A flat line is judged over twice the metric's ``flat_after_h`` (when its neighbours are flat too), and
+    reading by reading is not needed (``FLATLINE_DELAY``)."""
     spec = metric_spec(rule.metric)
-    hours = (spec.flat_after_h or DEFAULT_LOOKBACK.total_seconds() / 3600) * 2
-    return replace(rule, lookback=dt.timedelta(hours=hours, seconds=3 * t.report_interval_s), every=FLATLINE_EVERY)
+    flat = dt.timedelta(hours=spec.flat_after_h or DEFAULT_LOOKBACK.total_seconds() / 3600)
+    return replace(rule, lookback=2 * flat + dt.timedelta(seconds=3 * t.report_interval_s),
+                   every=max(flat / FLATLINE_DELAY, dt.timedelta(minutes=1)))
 
 
 # -- rivers (GB 3838) ------------------------------------------------------------------------------
