@@ -63,6 +63,8 @@ class RuleWorker:
     def __init__(self, database_url: str, sink: AlertSink, name: str) -> None:
         self.url, self.sink, self.name = database_url, sink, name
         self.memory: dict[int, TerminalStream] = {}
+        self.pending: dict[int, dt.datetime] = {}
+        """Terminals notified and not judged yet, first notified first (a dict keeps insertion order)."""
         self.members: list[str] = [name]
         self._owners: dict[int, bool] = {}
         self.counters: dict[str, int] = {"batches": 0, "terminals": 0, "skipped": 0, "failed": 0}
@@ -99,28 +101,36 @@ class RuleWorker:
         listen.execute(f"listen {READINGS_CHANNEL}")
 
     def step(self, listen: psycopg.Connection, conn: psycopg.Connection, wait_s: float = 0.2) -> int:
-        """Drain the notifications, judge the terminals this worker owns; the chores when they are due."""
+        """Drain the notifications into the queue, judge the first chunk of it (first come, first judged: a
+        notification waits behind the backlog, not behind a whole drained burst); the chores when due."""
         started = dt.datetime.now(dt.UTC)
-        events = self.drain(listen, wait_s)
+        self.drain(listen, 0.001 if self.pending else wait_s)
         now = time.monotonic()
         if now >= self._due["members"]:
             self.refresh_members(conn)
             self._due["members"] = now + MEMBERS_EVERY_S
-        judged = self.judge(conn, {t: earliest for t, earliest in events.items() if self.owns(t)})
+        batch: dict[int, dt.datetime] = {}
+        while self.pending and len(batch) < CHUNK:
+            terminal_id, earliest = next(iter(self.pending.items()))
+            del self.pending[terminal_id]
+            if self.owns(terminal_id):
+                batch[terminal_id] = earliest
+        judged = self.judge(conn, batch)
         if now >= self._due["sweep"] and self.members[0] == self.name:  # one sweeper: the first member by name
             with conn.transaction():
                 sweep_silence(conn, self.sink)
             self._due["sweep"] = now + SWEEP_EVERY_S
-        if now >= self._due["watermark"] and not self.stop.is_set():  # stopped early: some events are unjudged
+        # Only with nothing queued (nor left unjudged by a stop) has everything that arrived before ``started``
+        # been judged.
+        if now >= self._due["watermark"] and not self.pending and not self.stop.is_set():
             with conn.transaction():
                 queries.save_watermark(conn, self.name, started)
             self._due["watermark"] = now + WATERMARK_EVERY_S
         return judged
 
-    def drain(self, listen: psycopg.Connection, wait_s: float) -> dict[int, dt.datetime]:
-        """Terminal → earliest observation of the batches notified since the last drain that this worker has not
-        read already."""
-        events: dict[int, dt.datetime] = {}
+    def drain(self, listen: psycopg.Connection, wait_s: float) -> None:
+        """Queue terminal → earliest observation of the batches notified since the last drain that this worker
+        has not read already."""
         first = list(listen.notifies(timeout=wait_s, stop_after=1))
         rest = list(listen.notifies(timeout=0.02)) if first else []
         for note in first + rest:
@@ -130,9 +140,8 @@ class RuleWorker:
                 if held is not None and held.judged(xid):
                     self.counters["skipped"] += 1
                     continue
-                if terminal_id not in events or earliest < events[terminal_id]:
-                    events[terminal_id] = earliest
-        return events
+                if terminal_id not in self.pending or earliest < self.pending[terminal_id]:
+                    self.pending[terminal_id] = earliest
 
     # -- sharing ------------------------------------------------------------------------------------------
 
@@ -165,7 +174,7 @@ class RuleWorker:
     # -- judging ------------------------------------------------------------------------------------------
 
     def judge(self, conn: psycopg.Connection, events: dict[int, dt.datetime]) -> int:
-        ids = sorted(events)
+        ids = list(events)  # in the order they came; each chunk locks its terminals in id order
         for at in range(0, len(ids), CHUNK):
             if self.stop.is_set():  # the rest is caught up after the restart, from the watermark
                 break
