@@ -2,8 +2,10 @@
 
 When ``ganzhi up`` is killed outright (kill -9, OOM killer), nothing of it may stay
 behind holding ports and data directories. Linux delivers a chosen signal to a process
-when its parent dies (``PR_SET_PDEATHSIG``); every child ``up`` starts asks for one at
-spawn time through :func:`dying_with_parent`, used as ``preexec_fn``.
+when its parent dies (``PR_SET_PDEATHSIG``, :func:`core.runtime.die_with_parent`); every
+child ``up`` starts asks for one at spawn time through :func:`dying_with_parent`, used as
+``preexec_fn``, so that programs that are not our services (PostgreSQL, mosquitto, the
+simulators) die with it too.
 
 Two caveats shape the API:
 
@@ -18,29 +20,17 @@ Two caveats shape the API:
 
 from __future__ import annotations
 
-import ctypes
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
-    """Ask the kernel for ``sig`` when our parent dies; exit at once if ``parent`` is already gone."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if parent is not None and os.getppid() != parent:  # the parent died before we asked
-        os.kill(os.getpid(), sig)
+from core.runtime import die_with_parent
 
 
 def dying_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
     """A ``preexec_fn`` for subprocess: the child gets ``sig`` when the calling process dies."""
-    parent = os.getpid()
-    return lambda: die_with_parent(sig, parent)
+    return lambda: die_with_parent(sig)
 
 
 def guarded(command: list[str]) -> list[str]:
