@@ -12,8 +12,8 @@ service process, or a restart of PostgreSQL or the broker), and prints:
   them are stored twice (the same terminal, metric and time);
 - alerted: alerts the rule worker opened during the window (the demo's pollution events; the previous
   window's alerts are closed first, so that each window raises its own);
-- recovery: seconds from the fault until the replacement process writes its heartbeat (or,
-  for the servers, until they answer) and readings are committed again.
+- recovery: seconds from the fault until the replacement process runs and has written its heartbeat
+  (for the servers: until they answer) and readings are committed again.
 """
 
 from __future__ import annotations
@@ -213,37 +213,39 @@ def _close_alerts(url: str) -> None:
 def inject(platform: Platform, fault: str) -> float | None:
     """Cause the fault; seconds until the component is back and readings are committed again."""
     at = time.monotonic()
+    kind, pattern, before = None, "", set()
     if fault == "PostgreSQL":
         platform.postgres.stop()
         platform.postgres.start()
-        kind = None
     elif fault == "broker":
         asyncio.run(platform.broker.stop())
         asyncio.run(platform.broker.start())
-        kind = None
     else:
         pattern, kind = KILLS[fault]
-        victim = _process(platform.up.pid, pattern)
-        os.kill(victim, signal.SIGKILL)
+        before = _processes(platform.up.pid, pattern)
+        os.kill(min(before), signal.SIGKILL)
     since = _now(platform.url)
     deadline = at + RECOVERY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if _flowing(platform.url, since) and (kind is None or _beating(platform.url, kind, since)):
+        replaced = kind is None or (_processes(platform.up.pid, pattern) - before
+                                    and _beating(platform.url, kind, since))
+        if replaced and _flowing(platform.url, since):
             return time.monotonic() - at
         time.sleep(0.2)
     return None
 
 
-def _process(root: int, pattern: str) -> int:
-    """The first process below ``root`` whose command line contains ``pattern``."""
-    for pid in sorted(_descendants(root)):
+def _processes(root: int, pattern: str) -> set[int]:
+    """The live processes below ``root`` whose command line contains ``pattern``."""
+    found = set()
+    for pid in _descendants(root):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (FileNotFoundError, ProcessLookupError):
             continue
         if pattern in command:
-            return pid
-    raise RuntimeError(f"no process {pattern!r} under pid {root}")
+            found.add(pid)
+    return found
 
 
 def _descendants(root: int) -> set[int]:
@@ -280,7 +282,8 @@ def _flowing(url: str, since: dt.datetime) -> bool:
 
 
 def _beating(url: str, kind: str, since: dt.datetime) -> bool:
-    """A process of ``kind`` started after ``since`` has written its heartbeat; true when the kind writes none."""
+    """A process of ``kind`` started after ``since`` has written its heartbeat; true when the kind writes none
+    (services not yet on core/runtime: then the replacement process running is what counts)."""
     with psycopg.connect(url, connect_timeout=2) as conn:
         kinds = conn.execute("select count(*) from service_heartbeat where kind = %s", (kind,)).fetchone()[0]
         if not kinds:
