@@ -2,10 +2,10 @@
 
 When ``ganzhi up`` is killed outright (kill -9, OOM killer), nothing of it may stay
 behind holding ports and data directories. Linux delivers a chosen signal to a process
-when its parent dies (``PR_SET_PDEATHSIG``, :func:`core.runtime.die_with_parent`); every
-child ``up`` starts asks for one at spawn time through :func:`dying_with_parent`, used as
-``preexec_fn``, so that programs that are not our services (PostgreSQL, mosquitto, the
-simulators) die with it too.
+when its parent dies (``PR_SET_PDEATHSIG``). Our services ask for it themselves
+(:func:`core.runtime.die_with_parent`); every child ``up`` starts also gets it at spawn time
+through :func:`dying_with_parent`, used as ``preexec_fn``, so that programs that are not our
+services (PostgreSQL, mosquitto, the simulators) die with it too, and no child can miss it.
 
 Two caveats shape the API:
 
@@ -20,17 +20,30 @@ Two caveats shape the API:
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 
-from core.runtime import die_with_parent
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+"""Looked up here, in the parent: between fork and exec the child only calls it (a ``dlopen`` there could
+deadlock on a lock another thread of the parent held at the fork)."""
 
 
 def dying_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
-    """A ``preexec_fn`` for subprocess: the child gets ``sig`` when the calling process dies."""
-    return lambda: die_with_parent(sig)
+    """A ``preexec_fn`` for subprocess: the child gets ``sig`` when the calling process dies (the spawn-time
+    form of :func:`core.runtime.die_with_parent`, safe between fork and exec)."""
+    parent = os.getpid()
+
+    def request() -> None:
+        _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os.kill(os.getpid(), sig)
+
+    return request
 
 
 def guarded(command: list[str]) -> list[str]:
