@@ -114,9 +114,9 @@ class Platform:
             write_files(conn, self.root / "auth", {SERVICE_USER: self.service_password})
         asyncio.run(self.broker.start())
         self.ports.update(http=listen_port(), hj212=listen_port())
-        log = (self.root / "up.log").open("w")
-        self.up = subprocess.Popen([sys.executable, "-m", "ganzhi", "up", "--no-simulate"], env=self.env,
-                                   stdout=log, stderr=subprocess.STDOUT, preexec_fn=dying_with_parent())
+        with (self.root / "up.log").open("w") as log:
+            self.up = subprocess.Popen([sys.executable, "-m", "ganzhi", "up", "--no-simulate"], env=self.env,
+                                       stdout=log, stderr=subprocess.STDOUT, preexec_fn=dying_with_parent())
         self._wait_healthy()
 
     @property
