@@ -238,16 +238,13 @@ def ingest(settings: Settings, client_id: str, protocol: str | None, no_shared: 
 @click.pass_obj
 def analytics(settings: Settings, shard: int, shards: int) -> None:
     """Run one rule worker: evaluate new readings on observation time and keep the alerts (Ctrl-C stops it)."""
-    import signal
-    import threading
-
     from alerts import service as alert_service
     from analytics.worker import AnalyticsWorker
+    from core.runtime import run_service
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    AnalyticsWorker(database_url(settings), alert_service, shard, shards).run(stop)
+    url = database_url(settings)
+    worker = AnalyticsWorker(url, alert_service, shard, shards)
+    sys.exit(run_service("rules", f"rules shard {shard} of {shards}", url, worker.run))
 
 
 @main.group(cls=Group)

@@ -22,8 +22,8 @@ import uvicorn
 from api.app import create_app
 from core import db
 from core.broker import LocalBroker
-from core.embedded import EmbeddedPostgres
-from core.settings import Settings
+from core.embedded import EmbeddedPostgres, stop_leftover
+from core.settings import Settings, UnsafeSettings
 from ganzhi import broker_auth, database
 from ganzhi.account_commands import ensure_first_admin
 from ganzhi.children import Child
@@ -48,6 +48,12 @@ class _Server(uvicorn.Server):
 
 
 async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
+    try:
+        settings.require_own_secrets(demo=load_demo)
+    except UnsafeSettings as exc:
+        raise SystemExit(str(exc)) from exc
+    if not settings.database_url:  # a server a killed `up` left behind still holds the port for a moment
+        await asyncio.to_thread(stop_leftover, (settings.var_dir / "pgdata").resolve())
     _require_free_ports(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
