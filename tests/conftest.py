@@ -30,7 +30,7 @@ from tests.mqtt import AuthBroker
 LEDGER_TABLES = (
     "terminal, pole, change, sharing_grant, code_sequence, reading, latest_reading, device_state, dead_letter, "
     "device_credential, alert, alert_event, incident, analytics_watermark, fire_evidence, fire_detection, "
-    "fire_event, heat_source"
+    "fire_event, heat_source, service_heartbeat"
 )
 
 
