@@ -31,6 +31,7 @@ import psycopg
 
 from core import dynsec
 from core.broker import DYNSEC_FILE, LocalBroker, hand_to_broker_user
+from core.runtime import Outage
 from devices.topics import PREFIX, Channel, command_filter, device_topics, subscription
 from registry import credentials
 
@@ -184,7 +185,7 @@ async def resync(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynse
 async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker, host: str = "127.0.0.1") -> None:
     """Apply every ledger change to the broker as it is committed, until cancelled. LISTEN first, then
     compare the whole ledger, then follow the notifications; after any failure, all of it again."""
-    down = False
+    outage = Outage("broker sync (database or broker)", log)
     while True:
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -194,14 +195,10 @@ async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker, host: st
                     dynsec.Control(host, broker.port, ADMIN_USER, auth.admin.secret))
                 await conn.execute(f"listen {CHANNEL}")
                 await resync(conn, auth, control, broker)
-                if down:
-                    log.info("broker sync is back: the broker matches the ledger again")
-                down = False
+                outage.recovered()
                 await _follow(conn, auth, control, broker)
         except (psycopg.Error, aiomqtt.MqttError, dynsec.ControlError, TimeoutError, OSError) as exc:
-            if not down:
-                log.error("broker sync lost the database or the broker (%s); retrying every %.0f s", exc, RETRY_S)
-            down = True
+            outage.failed(exc)
         await asyncio.sleep(RETRY_S)
 
 
