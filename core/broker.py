@@ -67,13 +67,14 @@ class LocalBroker:
         log.info("broker stopped")
 
     def _start_mosquitto(self) -> None:
+        binary = require_mosquitto()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "mosquitto.conf"
         config.write_text(write_mosquitto_config(self.port, self.data_dir, self.bind, self.auth_dir))
         hand_to_broker_user(self.data_dir)
         if self.auth_dir:
             hand_to_broker_user(self.auth_dir)
-        self._process = subprocess.Popen([require_mosquitto(), "-c", str(config)], stdin=subprocess.DEVNULL)
+        self._process = subprocess.Popen([binary, "-c", str(config)], stdin=subprocess.DEVNULL)
 
 
 def require_mosquitto() -> str:

@@ -4,12 +4,16 @@ session, and ledger changes reach the broker within a second."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import time
 
 import psycopg
+import pytest
 
+from core.broker import BrokerMissing, LocalBroker
 from devices import encode_telemetry
+from ganzhi.benchkit import free_port
 from registry import credentials, service
 from registry.changes import Actor
 from registry.models import TerminalPatch
@@ -126,3 +130,10 @@ def test_no_secret_is_kept_in_clear(conn, db_url, auth_broker):
     with psycopg.connect(db_url) as c:
         stored = c.execute("select secret_hash from device_credential where code = %s", (code,)).fetchone()[0]
     assert stored.startswith("$7$101$") and secret not in stored
+
+
+def test_without_mosquitto_there_is_no_broker_and_a_clear_message(tmp_path, monkeypatch):
+    """No in-process fallback: amqtt could not check subscriptions nor bind client ids."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mosquitto on it
+    with pytest.raises(BrokerMissing, match="apt-get install mosquitto"):
+        asyncio.run(LocalBroker(tmp_path / "data", free_port(), auth_dir=tmp_path / "auth").start())
