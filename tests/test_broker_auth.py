@@ -90,8 +90,10 @@ def test_a_credential_issued_works_within_a_second(conn, db_url, auth_broker):
     secret = credentials.issue(conn, code, ACTOR)
     conn.commit()
     assert _first_login(auth_broker, code, secret) < AT_ONCE_S
-    replaced = credentials.issue(conn, code, ACTOR)
-    conn.commit()
+    with Session(auth_broker.address, code, secret) as old:
+        replaced = credentials.issue(conn, code, ACTOR)
+        conn.commit()
+        assert old.disconnected.wait(AT_ONCE_S)  # the old secret's connection ends with it
     assert _first_login(auth_broker, code, replaced) < AT_ONCE_S
     assert not can_log_in(auth_broker.address, code, secret)
 
