@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api import errors
+from api.auth import authenticated
 from api.routes import (
     alerts,
+    auth,
     codes,
     credentials,
     fire,
@@ -19,6 +21,7 @@ from api.routes import (
     telemetry,
     terminals,
     transfer,
+    users,
 )
 from core.db import new_pool
 from core.settings import Settings
@@ -39,13 +42,15 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         title="Ganzhi 感知",
         version="0.1.0",
         description="Suihua's unified city sensing platform: the ledger of poles and terminals, city codes, "
-        "sharing grants and change log.",
+        "sharing grants, accounts and the audit log. Every route but /healthz and this document needs a bearer "
+        "token or a session (see POST /api/v1/auth/login).",
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.pool = new_pool(database_url, max_size=16)
     errors.install(app)
-    for module in (health, reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts,
-                   fire):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    app.include_router(auth.router)  # logging in needs no credentials; logout and me declare theirs
+    for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users):
+        app.include_router(module.router, dependencies=[Depends(authenticated)])  # denied by default
     return app

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import ActorDep, ConnDep
+from api.auth import Steward
+from api.deps import ConnDep
 from api.routes.filters import TerminalSearch
 from registry import exporter, queries
 from registry.errors import Invalid
@@ -26,17 +27,19 @@ _MEDIA = {
 @router.post("/import")
 def import_sheet(
     conn: ConnDep,
-    actor: ActorDep,
+    who: Steward,
     file: Annotated[UploadFile, File(description="CSV (UTF-8, UTF-8 BOM or GBK) or XLSX census sheet")],
     dry_run: Annotated[bool, Query(description="check everything, write nothing")] = False,
     skip_invalid: Annotated[bool, Query(description="apply the good rows even if some are bad")] = False,
 ) -> JSONResponse:
     """Upsert poles and terminals by city code. Every bad row is reported with its row number, column and
-    reason; unless ``skip_invalid``, nothing is written when any row is bad (422)."""
+    reason; unless ``skip_invalid``, nothing is written when any row is bad (422). A steward admin's rows must all
+    be its own department's."""
     data = file.file.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
         raise Invalid(f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB; split it", field="file")
-    report = run_import(conn, data, file.filename or "", actor, dry_run=dry_run, skip_invalid=skip_invalid)
+    report = run_import(conn, data, file.filename or "", who.actor(), dry_run=dry_run, skip_invalid=skip_invalid,
+                        steward=who.department if who.scope else None)
     ok = report.applied or (dry_run and not report.errors)
     return JSONResponse(dataclasses.asdict(report), status_code=200 if ok else 422)
 
