@@ -170,7 +170,14 @@ async def apply(auth: BrokerAuth, control: dynsec.Control, broker: LocalBroker, 
     if auth.record(wanted):
         await asyncio.to_thread(auth.write_passwords)
         broker.reload()
-        log.info("broker logins: %s", ", ".join(f"{c} {'in' if h else 'out'}" for c, h in sorted(wanted.items())))
+        log.info("broker logins: %s", _summary(wanted))
+
+
+def _summary(wanted: dict[str, str | None], named: int = 10) -> str:
+    if len(wanted) <= named:
+        return ", ".join(f"{code} {'in' if h else 'out'}" for code, h in sorted(wanted.items()))
+    coming = sum(1 for h in wanted.values() if h)
+    return f"{coming} in or changed, {len(wanted) - coming} out"
 
 
 async def resync(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control,
