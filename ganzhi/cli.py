@@ -318,9 +318,12 @@ def hj212_gateway(settings: Settings) -> None:
 @click.option("--hj212-bad-crc", default=0.0, show_default=True, help="Share of HJ 212 packets sent with a bad CRC.")
 @click.option("--towers", default=0, show_default=True,
               help="Camera towers streaming frames (fires, sunsets, lorries, dust) for the fire worker.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Record every injected fault and event here (JSON lines), the ground truth for scoring alerts.")
 @click.pass_obj
 def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, faults: tuple[str, ...],
-             fault_share: float, duration: float | None, mqtt311: bool, hj212_bad_crc: float, towers: int) -> None:
+             fault_share: float, duration: float | None, mqtt311: bool, hj212_bad_crc: float, towers: int,
+             truth: Path | None) -> None:
     """Publish telemetry for the demo ledger through the broker, each device with its own credentials, and
     run its HJ 212 loggers against the gateway."""
     from simulators.faults import pick_faults
@@ -336,7 +339,7 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
         loggers = load_loggers(conn, settings.demo_secret.get_secret_value())[:limit]
     host, port = settings.mqtt_host_port
     config = SimConfig(host=host, port=port, secret_key=settings.demo_secret.get_secret_value(), speed=speed,
-                       ramp_s=ramp, mqtt5=not mqtt311,
+                       ramp_s=ramp, mqtt5=not mqtt311, truth=truth,
                        faults=pick_faults([p.code for p in fleet], [Fault(f) for f in faults], fault_share, seed=7))
 
     async def main_loop() -> None:
@@ -355,7 +358,7 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
         stats, logged, frames = await asyncio.gather(
             run_fleet(fleet, config, stop),
             run_loggers(loggers, gateway_host, settings.hj212_port, stop, speed=speed, bad_crc_share=hj212_bad_crc,
-                        polluted=polluted),
+                        polluted=polluted, truth_path=truth),
             run_towers(cameras, host, port, config.secret_key, stop),
         )
         click.echo(f"published {stats.messages} messages, {stats.readings} readings "

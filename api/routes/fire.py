@@ -108,7 +108,7 @@ def evidence(conn: ConnDep, who: Reader, detection_id: int) -> Response:
     row = conn.execute("select f.jpeg, f.captured_at, d.event_id from fire_evidence f "
                        "join fire_detection d on d.id = f.detection_id where f.detection_id = %s",
                        (detection_id,)).fetchone()
-    if row is None or row[2] is None or not fire_event_in_view(conn, row[2], who.scope):
+    if row is None or not (who.scope is None or (row[2] and fire_event_in_view(conn, row[2], who.scope))):
         raise NotFound(f"detection {detection_id} has no evidence picture", field="id")
     return Response(bytes(row[0]), media_type="image/jpeg",
                     headers={"Cache-Control": "private, max-age=60", "Last-Modified": row[1].strftime(

@@ -81,3 +81,23 @@ def test_the_first_run_makes_one_admin_with_a_private_secret_file(db_url, tmp_pa
     finally:
         with psycopg.connect(db_url) as c:
             c.execute("update account set disabled_at = null where login = 'test-admin'")
+
+
+def test_cli_adds_lists_disables_users_and_issues_and_revokes_tokens(db_url):
+    from tests.test_cli import _ganzhi
+
+    added = _ganzhi("user", "add", "cli-li", "--name", "李伟", "--department", "住建局", "--role", "operator",
+                    db_url=db_url)
+    assert added.returncode == 0 and "password (shown once)" in added.stdout
+    assert "cli-li" in _ganzhi("user", "list", "--department", "zjj", db_url=db_url).stdout
+    issued = _ganzhi("token", "issue", "cli-li", "--name", "燃气监管", db_url=db_url).stdout
+    secret = issued.split()[-1]
+    with psycopg.connect(db_url) as c:
+        assert accounts.identify_token(c, secret).login == "cli-li"
+    token_id = issued.split()[1]
+    assert _ganzhi("token", "revoke", token_id, db_url=db_url).returncode == 0
+    assert _ganzhi("user", "disable", "cli-li", db_url=db_url).returncode == 0
+    with psycopg.connect(db_url) as c:
+        assert accounts.identify_token(c, secret) is None
+    refused = _ganzhi("user", "add", "cli-x", "--name", "x", "--role", "viewer", db_url=db_url)
+    assert refused.returncode == 1 and "belong to a department" in refused.stderr
