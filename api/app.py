@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api import errors
+from api.guard import MAX_JSON_BYTES, refuse_unstorable_input
 from api.routes import (
     alerts,
     codes,
@@ -22,6 +23,9 @@ from api.routes import (
 )
 from core.db import new_pool
 from core.settings import Settings
+
+_DEGRADED = {"description": "the database or the broker does not answer; the body says which",
+             "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
 def create_app(settings: Settings, database_url: str) -> FastAPI:
@@ -41,11 +45,13 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         description="Suihua's unified city sensing platform: the ledger of poles and terminals, city codes, "
         "sharing grants and change log.",
         lifespan=lifespan,
+        max_body_size=MAX_JSON_BYTES,
+        dependencies=[Depends(refuse_unstorable_input)],
     )
     app.state.settings = settings
     app.state.pool = new_pool(database_url, max_size=16)
     errors.install(app)
-    for module in (health, reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts,
-                   fire):
-        app.include_router(module.router)
+    app.include_router(health.router, responses={500: errors.ERROR_RESPONSES[500], 503: _DEGRADED})
+    for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire):
+        app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     return app

@@ -15,6 +15,7 @@ from analytics.fire import firms
 from analytics.fire import store as fire_store
 from analytics.fire.satellite import import_firms
 from api.deps import ActorDep, ConnDep
+from api.guard import MAX_UPLOAD_BYTES
 from api.routes.filters import division_subtree
 from registry import heat_sources
 from registry.errors import Invalid, NotFound
@@ -107,20 +108,22 @@ def evidence(conn: ConnDep, detection_id: int) -> Response:
                         "%a, %d %b %Y %H:%M:%S GMT")})
 
 
-@router.post("/firms")
-async def upload_firms(
+@router.post("/firms", max_body_size=MAX_UPLOAD_BYTES)
+def upload_firms(
     conn: ConnDep,
     file: Annotated[UploadFile, File(description="NASA FIRMS CSV (VIIRS or MODIS, NRT or archive)")],
 ) -> dict:
-    """Import satellite hotspots: inside Suihua, away from known heat sources, fused into fire events."""
-    raw = await file.read()
+    """Import satellite hotspots: inside Suihua, away from known heat sources, fused into fire events. A row that
+    cannot be read (or holds a NUL) is dead-lettered with its reason and the others imported. Parsing and writing
+    run in the thread pool: a large file does not hold up other requests."""
     try:
-        text = raw.decode("utf-8-sig")
+        text = file.file.read().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise Invalid("a FIRMS file is UTF-8 CSV", field="file") from exc
     index = division_index(conn)
+    name = (file.filename or "upload").replace("\x00", "")[:200]
     try:
-        report = import_firms(conn, text, file.filename or "upload", fire_alerts, index.locate)
+        report = import_firms(conn, text, name, fire_alerts, index.locate)
     except firms.FirmsError as exc:
         conn.commit()  # keep the dead letter
         raise Invalid(str(exc), field="file") from exc

@@ -53,7 +53,7 @@ def _cursor(text: str | None) -> tuple[dt.datetime, str] | None:
         raise Invalid(f"cursor {text!r} is not one this API gave out", field="after") from exc
 
 
-@router.get("/terminals/{code}/readings")
+@router.get("/terminals/{code}/readings", responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
 def terminal_readings(
     conn: ConnDep,
     code: str,
