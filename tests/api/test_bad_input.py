@@ -200,3 +200,14 @@ def test_a_large_firms_upload_does_not_hold_up_other_requests(http, api_url):
     assert upload["response"].json()["outside_suihua"] == 10_000
     assert upload["took"] > 1.5, "the upload is too quick to show anything"
     assert max(waits) < 1.0, f"a request waited {max(waits):.1f} s for an upload of {upload['took']:.1f} s"
+
+
+def test_an_import_with_more_rows_than_it_may_hold_is_refused_before_checking_them(http):
+    rows = "\n".join(f"中兴大街空气微站{i},空气质量监测微站,生态环境局,126.98,46.64" for i in range(100_001))
+    sheet = f"设备名称,设备类型,所属部门,经度,纬度\n{rows}\n".encode()
+    started = time.monotonic()
+    refused = http.post("/api/v1/ledger/import", params={"dry_run": "true"},
+                        files={"file": ("普查表.csv", sheet, "text/csv")})
+    body = _is_error(refused, 422, "file")
+    assert "more than 100,000 rows" in body["detail"]
+    assert time.monotonic() - started < 10
