@@ -7,6 +7,8 @@ import datetime as dt
 import psycopg
 from psycopg.rows import dict_row
 
+from registry.queries import terminal_visible
+
 _ALERT = """
     select a.id, t.code as terminal, t.name as terminal_name, t.kind, a.rule, a.family, a.severity, a.bureau,
            a.department_code as department, a.division_code as division, a.status, a.observed_start,
@@ -16,12 +18,40 @@ _ALERT = """
 """
 
 
+def alert_visible(alias: str = "a", param: str = "visible_to") -> str:
+    """The rights filter of alerts: the department in ``%(param)s`` receives alert ``alias`` when it stewards the
+    alert's terminal, reads that terminal by a grant, or an ``alert_route`` of it matches the alert's bureau,
+    family and division (the route's division or below). The seeded routes send the environment bureau's alerts
+    (rivers, sewage, fires) to 生态环境局 and the housing bureau's (gas, water, heating) to 住建局."""
+    return f"""({alias}.department_code = %({param})s
+        or exists (select 1 from alert_route r
+                    where r.department_code = %({param})s and (r.bureau is null or r.bureau = {alias}.bureau)
+                      and (r.family is null or r.family = {alias}.family)
+                      and (r.division_code is null or {alias}.division_code like r.division_code || '%%'))
+        or exists (select 1 from terminal vt
+                    where vt.id = {alias}.terminal_id and {terminal_visible("vt", param)}))"""
+
+
+def fire_event_visible(alias: str = "e", param: str = "visible_to") -> str:
+    """A fire event is in a department's view when it receives the event's alert."""
+    return f"exists (select 1 from alert va where va.fire_event_id = {alias}.id and {alert_visible('va', param)})"
+
+
+def fire_event_in_view(conn: psycopg.Connection, event_id: int, visible_to: str | None) -> bool:
+    if visible_to is None:
+        return True
+    return conn.execute(f"select {fire_event_visible('e')} from fire_event e where e.id = %(id)s",
+                        {"id": event_id, "visible_to": visible_to}).fetchone() == (True,)
+
+
 def list_alerts(conn: psycopg.Connection, *, status: str | None, bureau: str | None, division: list[str] | None,
                 family: str | None, severity: str | None, department: str | None, start: dt.datetime | None,
-                end: dt.datetime | None, before_id: int | None, limit: int) -> list[dict]:
+                end: dt.datetime | None, before_id: int | None, limit: int,
+                visible_to: str | None = None) -> list[dict]:
+    """Newest first; with ``visible_to``, only the alerts that department receives."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            _ALERT + """
+            _ALERT + f"""
              where (%(status)s::text is null or a.status = %(status)s)
                and (%(bureau)s::text is null or a.bureau = %(bureau)s)
                and (%(division)s::text[] is null or a.division_code = any(%(division)s))
@@ -31,17 +61,21 @@ def list_alerts(conn: psycopg.Connection, *, status: str | None, bureau: str | N
                and (%(start)s::timestamptz is null or coalesce(a.observed_end, 'infinity') >= %(start)s)
                and (%(end)s::timestamptz is null or a.observed_start < %(end)s)
                and (%(before_id)s::bigint is null or a.id < %(before_id)s)
+               and (%(visible_to)s::text is null or {alert_visible()})
              order by a.id desc
              limit %(limit)s
             """,
             {"status": status, "bureau": bureau, "division": division, "family": family, "severity": severity,
-             "department": department, "start": start, "end": end, "before_id": before_id, "limit": limit},
+             "department": department, "start": start, "end": end, "before_id": before_id, "limit": limit,
+             "visible_to": visible_to},
         ).fetchall()
 
 
-def get_alert(conn: psycopg.Connection, alert_id: int) -> dict | None:
+def get_alert(conn: psycopg.Connection, alert_id: int, visible_to: str | None = None) -> dict | None:
+    """The alert, if it exists and (with ``visible_to``) that department receives it."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(_ALERT + " where a.id = %s", (alert_id,)).fetchone()
+        return cur.execute(_ALERT + f" where a.id = %(id)s and (%(visible_to)s::text is null or {alert_visible()})",
+                           {"id": alert_id, "visible_to": visible_to}).fetchone()
 
 
 def alert_events(conn: psycopg.Connection, alert_id: int) -> list[dict]:
@@ -64,16 +98,19 @@ def evidence(conn: psycopg.Connection, alert_id: int, metric: str) -> list[dict]
         ).fetchall()
 
 
-def list_incidents(conn: psycopg.Connection, status: str | None, limit: int) -> list[dict]:
+def list_incidents(conn: psycopg.Connection, status: str | None, limit: int,
+                   visible_to: str | None = None) -> list[dict]:
+    """Incidents, newest first; with ``visible_to``, those with an alert that department receives, counting those."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            """
+            f"""
             select i.id, i.key, i.title, i.bureau, i.division_code as division, i.status, i.opened_at, i.closed_at,
                    count(a.id) as alerts,
                    count(a.id) filter (where a.status in ('open', 'acknowledged')) as active_alerts
-              from incident i left join alert a on a.incident_id = i.id
+              from incident i join alert a on a.incident_id = i.id
              where (%(status)s::text is null or i.status = %(status)s)
+               and (%(visible_to)s::text is null or {alert_visible()})
              group by i.id order by i.id desc limit %(limit)s
             """,
-            {"status": status, "limit": limit},
+            {"status": status, "limit": limit, "visible_to": visible_to},
         ).fetchall()

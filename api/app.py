@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api import errors
+from api.auth import authenticated
 from api.guard import MAX_JSON_BYTES, refuse_unstorable_input
 from api.routes import (
     alerts,
+    auth,
     codes,
     credentials,
     fire,
@@ -20,6 +22,7 @@ from api.routes import (
     telemetry,
     terminals,
     transfer,
+    users,
 )
 from core.db import new_pool
 from core.settings import Settings
@@ -43,7 +46,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         title="Ganzhi 感知",
         version="0.1.0",
         description="Suihua's unified city sensing platform: the ledger of poles and terminals, city codes, "
-        "sharing grants and change log.",
+        "sharing grants, accounts and the audit log. Every route but /healthz and this document needs a bearer "
+        "token or a session (see POST /api/v1/auth/login).",
         lifespan=lifespan,
         max_body_size=MAX_JSON_BYTES,
         dependencies=[Depends(refuse_unstorable_input)],
@@ -52,6 +56,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.pool = new_pool(database_url, max_size=16)
     errors.install(app)
     app.include_router(health.router, responses={500: errors.ERROR_RESPONSES[500], 503: _DEGRADED})
-    for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire):
-        app.include_router(module.router, responses=errors.ERROR_RESPONSES)
+    app.include_router(auth.router, responses=errors.ERROR_RESPONSES)  # logging in needs no credentials
+    for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users):
+        app.include_router(module.router, dependencies=[Depends(authenticated)],  # denied by default
+                           responses=errors.ERROR_RESPONSES)
     return app

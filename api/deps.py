@@ -1,28 +1,22 @@
-"""What routes declare they need: a connection, the actor, the settings."""
+"""What routes declare they need: a connection, the settings. Who is calling comes from ``api.auth``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
-from urllib.parse import unquote
 
 import psycopg
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from core.settings import Settings
-from registry.changes import Actor
 
 
 def _conn(request: Request) -> Iterator[psycopg.Connection]:
+    """A connection in autocommit: what a route writes in ``with conn.transaction()`` is committed when the block
+    ends, before the response is sent; reads (identifying the caller, checking rights) hold no transaction open."""
     with request.app.state.pool.connection() as conn:
+        conn.autocommit = True
         yield conn
-
-
-def _actor(x_actor: Annotated[str | None, Header(
-        description="who makes the change, for the change log; percent-encoded UTF-8 for non-ASCII names")] = None,
-           ) -> Actor:
-    name = unquote(x_actor).strip() if x_actor else ""
-    return Actor(name[:100] if name else "api")
 
 
 def _settings(request: Request) -> Settings:
@@ -30,5 +24,4 @@ def _settings(request: Request) -> Settings:
 
 
 ConnDep = Annotated[psycopg.Connection, Depends(_conn)]
-ActorDep = Annotated[Actor, Depends(_actor)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

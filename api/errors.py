@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 _PLAIN = {"text/plain": {"schema": {"type": "string"}}}
 ERROR_RESPONSES: dict[int | str, dict] = {
     400: {"model": ErrorOut, "description": "the body cannot be parsed"},
-    404: {"model": ErrorOut, "description": "not in the ledger"},
+    401: {"model": ErrorOut, "description": "no credentials, or bad ones (`WWW-Authenticate` says how to log in)"},
+    403: {"model": ErrorOut, "description": "a role the route needs and the caller lacks, or a CSRF header missing"},
+    404: {"model": ErrorOut, "description": "not in the ledger, or outside the caller's view"},
     409: {"model": ErrorOut, "description": "collides with what the ledger holds (duplicate, still in use)"},
     413: {"model": ErrorOut, "description": "the body is larger than this route takes (a Content-Length over the "
                                              "limit is answered at once, in plain text)", "content": _PLAIN},

@@ -29,7 +29,7 @@ from api.app import create_app
 from core.broker import LocalBroker
 from core.settings import Settings
 from ganzhi.bench_ingest import SECRET, SERVICE, _ledger, _publish
-from ganzhi.benchkit import drop_database, free_port, scratch_database
+from ganzhi.benchkit import bench_token, drop_database, free_port, scratch_database
 from ganzhi.broker_auth import write_files
 from ganzhi.database import prepare
 from registry import credentials, service
@@ -70,9 +70,10 @@ def run(url: str, settings: Settings, rate: float, probes: int) -> None:
         for p in background:
             p.start()
         time.sleep(5)
-        warm_up = _probe(broker.port, api_port, detectors[:1], timeout_s=120)  # the rule worker catches up first
+        headers = bench_token(scratch, "bench-operator", ["operator"], "zjj")  # receives the housing (gas) alerts
+        warm_up = _probe(broker.port, api_port, headers, detectors[:1], timeout_s=120)  # the rule worker catches up
         print(f"warm-up probe (backlog from start-up): {warm_up[0]:.0f} ms" if warm_up else "warm-up probe lost")
-        latencies = _probe(broker.port, api_port, detectors[1:])
+        latencies = _probe(broker.port, api_port, headers, detectors[1:])
         for p in background:
             p.terminate()
         server.should_exit = True
@@ -98,9 +99,10 @@ def _detectors(url: str, count: int) -> list[str]:
     return codes
 
 
-def _probe(broker_port: int, api_port: int, detectors: list[str], timeout_s: float = 60) -> list[float]:
+def _probe(broker_port: int, api_port: int, headers: dict[str, str], detectors: list[str],
+           timeout_s: float = 60) -> list[float]:
     latencies = []
-    with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as api:
+    with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10, headers=headers) as api:
         for code in detectors:
             client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{code}", protocol=paho.MQTTv311)
             client.username_pw_set(code, SECRET)

@@ -26,3 +26,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def bench_token(url: str, login: str, roles: list[str], department: str | None = None) -> dict[str, str]:
+    """Authorization headers of a new service account with these roles, for benchmarks against the API."""
+    from registry import accounts
+    from registry.changes import Actor
+
+    with psycopg.connect(url) as conn:
+        accounts.add_account(conn, login=login, name=login, department=department, roles=roles, kind="service",
+                             password=None, actor=Actor("bench"))
+        secret = accounts.issue_token(conn, login, "bench", None, Actor("bench"))[1]
+    return {"Authorization": f"Bearer {secret}"}

@@ -11,6 +11,7 @@ import click
 
 from core.logs import setup_logging
 from core.settings import Settings, get_settings
+from ganzhi.account_commands import token, user
 from ganzhi.bench_commands import bench
 from ganzhi.commands import Group, connect, database_url
 from ganzhi.fire_commands import fire, firms, heat_source
@@ -403,5 +404,5 @@ def credential_issue(settings: Settings, code: str) -> None:
 
 
 main.add_command(bench)
-for _command in (fire, firms, heat_source):
+for _command in (fire, firms, heat_source, user, token):
     main.add_command(_command)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import alerts
 import analytics
+import core
 import ingest
 import registry
 from core import db
@@ -18,6 +19,7 @@ from registry import reference
 log = logging.getLogger(__name__)
 
 MIGRATION_DIRS: list[Path] = [
+    Path(core.__file__).with_name("migrations"),
     Path(registry.__file__).with_name("migrations"),
     Path(ingest.__file__).with_name("migrations"),
     Path(analytics.__file__).with_name("migrations"),

@@ -25,6 +25,7 @@ from core.broker import LocalBroker
 from core.embedded import EmbeddedPostgres
 from core.settings import Settings
 from ganzhi import broker_auth, database
+from ganzhi.account_commands import ensure_first_admin
 from ganzhi.children import Child
 from ingest import store
 from registry import demo
@@ -56,6 +57,8 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
     async with contextlib.AsyncExitStack() as stack:
         url = await _database(settings, stack)
         await asyncio.to_thread(database.prepare, url, settings)
+        if admin_file := await asyncio.to_thread(ensure_first_admin, url, settings.var_dir):
+            log.info("First run: log in as 'admin' with the password in %s (see README, Logging in)", admin_file)
         if load_demo:
             await asyncio.to_thread(_load_demo_if_empty, url, settings)
         mqtt_url, mqtt5 = await _broker(settings, stack, url, password)

@@ -7,7 +7,7 @@ import datetime as dt
 import psycopg
 from psycopg.rows import dict_row
 
-from registry.queries import Search, terminal_where
+from registry.queries import Search, terminal_visible, terminal_where
 
 BUCKET_ORIGIN = "2000-01-01 00:00:00+08"
 """Buckets start at Beijing midnight, so daily buckets are local days."""
@@ -141,10 +141,12 @@ def terminal_ids(conn: psycopg.Connection, codes: list[str]) -> dict[str, int]:
 
 
 def dead_letters(conn: psycopg.Connection, *, publisher: str | None, reason: str | None, start: dt.datetime | None,
-                 end: dt.datetime | None, before_id: int | None, limit: int) -> list[dict]:
+                 end: dt.datetime | None, before_id: int | None, limit: int,
+                 visible_to: str | None = None) -> list[dict]:
+    """Newest first; with ``visible_to``, only those published as a terminal in that department's view."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            """
+            f"""
             select id, received_at, topic, publisher, reason, stored, length(payload) as payload_bytes,
                    substring(payload for 2000) as payload_head
               from dead_letter
@@ -153,9 +155,11 @@ def dead_letters(conn: psycopg.Connection, *, publisher: str | None, reason: str
                and (%(start)s::timestamptz is null or received_at >= %(start)s)
                and (%(end)s::timestamptz is null or received_at < %(end)s)
                and (%(before_id)s::bigint is null or id < %(before_id)s)
+               and (%(visible_to)s::text is null or exists (
+                    select 1 from terminal t where t.code = publisher and {terminal_visible("t")}))
              order by id desc
              limit %(limit)s
             """,
             {"publisher": publisher, "reason": reason, "start": start, "end": end, "before_id": before_id,
-             "limit": limit},
+             "limit": limit, "visible_to": visible_to},
         ).fetchall()

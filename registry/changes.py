@@ -1,4 +1,4 @@
-"""Change-log rows: who changed what, when, before and after."""
+"""Change-log rows (the audit log, see ``registry.audit``): who changed what, when, before and after."""
 
 from __future__ import annotations
 
@@ -14,10 +14,14 @@ _BOOKKEEPING = ("created_at", "updated_at", "terminal_count")
 
 @dataclass(frozen=True)
 class Actor:
-    """Who makes a change and under which request or import batch."""
+    """Who makes a change (the authenticated account) and under which request or import batch."""
 
     name: str
     batch_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    account_id: int | None = None
+    department: str | None = None
+    client: str | None = None
+    """The caller's address, for logins and failed logins."""
 
 
 def snapshot(obj: BaseModel | dict | None) -> dict | None:
@@ -43,6 +47,9 @@ def change_row(
 ) -> dict:
     return {
         "actor": actor.name,
+        "actor_id": actor.account_id,
+        "actor_department": actor.department,
+        "client": actor.client,
         "batch_id": actor.batch_id,
         "action": action,
         "object_type": object_type,

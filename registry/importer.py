@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import psycopg
 from pydantic import ValidationError
 
-from registry import service
+from registry import queries, service
 from registry.changes import Actor
 from registry.columns import DERIVED, TERMINAL_COLUMNS, header_index, parse_attr, parse_cell
 from registry.errors import Invalid
@@ -53,9 +53,10 @@ class ImportReport:
 
 def import_file(
     conn: psycopg.Connection, data: bytes, filename: str, actor: Actor, *,
-    dry_run: bool = False, skip_invalid: bool = False, progress: Progress | None = None,
+    dry_run: bool = False, skip_invalid: bool = False, progress: Progress | None = None, steward: str | None = None,
 ) -> ImportReport:
-    """Check and (unless ``dry_run``, or when rows are bad and not ``skip_invalid``) apply a census file."""
+    """Check and (unless ``dry_run``, or when rows are bad and not ``skip_invalid``) apply a census file.
+    With ``steward``, a row of another department (or one that would overwrite another's object) is bad."""
     sheet = read_sheet(data, filename)
     columns = _map_columns(sheet.headers)
     report = ImportReport(rows=len(sheet.rows), encoding=sheet.encoding, batch_id=str(actor.batch_id), dry_run=dry_run)
@@ -64,11 +65,14 @@ def import_file(
     report.poles, report.terminals = len(poles), len(terminals)
     with conn.transaction():
         lookups = Lookups.load(conn)
-        pole_rows = _checked(service.prepare_poles([p for _, p in poles], lookups), poles, headers, report)
+        prepared = _own_only(conn, service.prepare_poles([p for _, p in poles], lookups), steward,
+                             queries.poles_by_code)
+        pole_rows = _checked(prepared, poles, headers, report)
         _save(service.save_poles, conn, pole_rows, actor, report)
         if progress:
             progress("poles", len(poles), len(poles))
-        prepared = service.prepare_terminals(conn, [t for _, t in terminals], lookups)
+        prepared = _own_only(conn, service.prepare_terminals(conn, [t for _, t in terminals], lookups), steward,
+                             queries.terminals_by_code)
         term_rows = _checked(prepared, terminals, headers, report)
         report.errors.sort(key=lambda p: p.row)
         report.rejected = len({p.row for p in report.errors})
@@ -81,6 +85,24 @@ def import_file(
             raise _Rollback(report)
     report.applied = True
     return report
+
+
+def _own_only(conn: psycopg.Connection, prepared: tuple[list, list], steward: str | None, existing) -> tuple:
+    """Refuse the rows a steward admin may not write: another department's, or overwriting another's object."""
+    rows, errors = prepared
+    if steward is None:
+        return prepared
+    current = existing(conn, [r["code"] for r in rows if r is not None and r["code"]])
+    for index, row in enumerate(rows):
+        if row is None:
+            continue
+        owner = current[row["code"]].department if row["code"] in current else row["department_code"]
+        foreign = {owner, row["department_code"]} - {steward}
+        if foreign:
+            message = f"this is {', '.join(sorted(foreign))}'s; this account writes only {steward}'s ledger"
+            errors.append(service.RowError(index, "department", message))
+            rows[index] = None
+    return rows, errors
 
 
 class _Rollback(Exception):

@@ -198,6 +198,8 @@ class Change(BaseModel):
     id: int
     at: dt.datetime
     actor: str
+    actor_department: str | None = None
+    client: str | None = None
     batch_id: str | None
     action: str
     object_type: str

@@ -9,7 +9,7 @@ import psycopg
 from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
-from registry.models import Change, DepartmentOut, Division, Grant, Pole, Terminal
+from registry.models import DepartmentOut, Division, Grant, Pole, Terminal
 
 _CODE_PREFIX = re.compile(r"^23[0-9]{4}[-0-9A-Za-z]*$")
 
@@ -31,6 +31,22 @@ POLE_SELECT = """
 """
 
 
+def terminal_visible(alias: str = "t", param: str = "visible_to") -> str:
+    """The rights filter: terminal ``alias`` is readable by the department in ``%(param)s`` because it stewards it
+    or was granted it (all the steward's terminals, or those of one kind). Every terminal, reading, state, pole
+    and alert query of a department user is filtered by this one predicate, in SQL."""
+    # The grants are read once per query into a hashed set of (steward, kind), not once per terminal row.
+    return f"""({alias}.department_code = %({param})s or ({alias}.department_code, {alias}.kind) in (
+        select g.steward_code, k.key from sharing_grant g join terminal_kind k on g.kind is null or g.kind = k.key
+         where g.grantee_code = %({param})s))"""
+
+
+def pole_visible(alias: str = "p", param: str = "visible_to") -> str:
+    """A pole is readable by the department that stewards it and by those that read a terminal on it."""
+    return f"""({alias}.department_code = %({param})s or exists (
+        select 1 from terminal vt where vt.pole_id = {alias}.id and {terminal_visible("vt", param)}))"""
+
+
 # One fragment per filter; each is literal SQL with named parameters.
 _TERMINAL_FILTERS = {
     "division": "t.division_code = any(%(division)s)",
@@ -41,10 +57,8 @@ _TERMINAL_FILTERS = {
     "bbox": "point(t.lon, t.lat) <@ box(point(%(min_lon)s, %(min_lat)s), point(%(max_lon)s, %(max_lat)s))",
     "q": "(t.code like %(q_prefix)s or (t.name || ' ' || coalesce(t.address, '')) ilike %(q_like)s)",
     "code_prefix": "t.code like %(q_prefix)s",
-    "readable_by": """(t.department_code = %(readable_by)s or exists (
-        select 1 from sharing_grant g
-         where g.steward_code = t.department_code and g.grantee_code = %(readable_by)s
-           and (g.kind is null or g.kind = t.kind)))""",
+    "readable_by": terminal_visible("t", "readable_by"),
+    "visible_to": terminal_visible("t", "visible_to"),
     "after": "t.code > %(after)s",
 }
 
@@ -55,6 +69,7 @@ _POLE_FILTERS = {
     "bbox": "point(p.lon, p.lat) <@ box(point(%(min_lon)s, %(min_lat)s), point(%(max_lon)s, %(max_lat)s))",
     "q": "(p.code like %(q_prefix)s or (p.name || ' ' || coalesce(p.address, '')) ilike %(q_like)s)",
     "code_prefix": "p.code like %(q_prefix)s",
+    "visible_to": pole_visible("p", "visible_to"),
     "after": "p.code > %(after)s",
 }
 
@@ -72,6 +87,8 @@ class Search:
     bbox: tuple[float, float, float, float] | None = None
     q: str | None = None
     readable_by: str | None = None
+    visible_to: str | None = None
+    """The caller's department when it reads only its own view (see ``terminal_visible``); None reads all."""
     after: str | None = None
 
     @property
@@ -131,9 +148,12 @@ def count_terminals(conn: psycopg.Connection, search: Search) -> int:
     return conn.execute(sql, params).fetchone()[0]
 
 
-def get_terminal(conn: psycopg.Connection, code: str) -> Terminal | None:
+def get_terminal(conn: psycopg.Connection, code: str, visible_to: str | None = None) -> Terminal | None:
+    """The terminal, if it is in the ledger and (with ``visible_to``) in that department's view."""
+    where, params = Search(visible_to=visible_to).where(_TERMINAL_FILTERS)
+    where = f"{where} and t.code = %(code)s" if where else " where t.code = %(code)s"
     with conn.cursor(row_factory=class_row(Terminal)) as cur:
-        return cur.execute(TERMINAL_SELECT + " where t.code = %s", (code,)).fetchone()
+        return cur.execute(TERMINAL_SELECT + where, {**params, "code": code}).fetchone()
 
 
 def terminals_by_code(conn: psycopg.Connection, codes: list[str]) -> dict[str, Terminal]:
@@ -193,9 +213,11 @@ def search_poles(conn: psycopg.Connection, search: Search, limit: int) -> list[P
     return _search(conn, POLE_SELECT, _POLE_FILTERS, "p.code", search, limit, Pole)
 
 
-def get_pole(conn: psycopg.Connection, code: str) -> Pole | None:
+def get_pole(conn: psycopg.Connection, code: str, visible_to: str | None = None) -> Pole | None:
+    where, params = Search(visible_to=visible_to).where(_POLE_FILTERS)
+    where = f"{where} and p.code = %(code)s" if where else " where p.code = %(code)s"
     with conn.cursor(row_factory=class_row(Pole)) as cur:
-        return cur.execute(POLE_SELECT + " where p.code = %s", (code,)).fetchone()
+        return cur.execute(POLE_SELECT + where, {**params, "code": code}).fetchone()
 
 
 def poles_by_code(conn: psycopg.Connection, codes: list[str]) -> dict[str, Pole]:
@@ -306,12 +328,17 @@ _GRANT_SELECT = """
 """
 
 
-def list_grants(conn: psycopg.Connection, department: str | None = None) -> list[Grant]:
+def list_grants(conn: psycopg.Connection, department: str | None = None,
+                visible_to: str | None = None) -> list[Grant]:
+    """Grants given or received by ``department`` (all without it); ``visible_to`` keeps that department's own."""
     with conn.cursor(row_factory=class_row(Grant)) as cur:
-        if department is None:
-            return cur.execute(_GRANT_SELECT + " order by id").fetchall()
         return cur.execute(
-            _GRANT_SELECT + " where steward_code = %(d)s or grantee_code = %(d)s order by id", {"d": department}
+            _GRANT_SELECT + """
+             where (%(d)s::text is null or steward_code = %(d)s or grantee_code = %(d)s)
+               and (%(v)s::text is null or steward_code = %(v)s or grantee_code = %(v)s)
+             order by id
+            """,
+            {"d": department, "v": visible_to},
         ).fetchall()
 
 
@@ -338,32 +365,10 @@ def delete_grant(conn: psycopg.Connection, grant_id: int) -> None:
 
 def insert_changes(conn: psycopg.Connection, changes: list[dict]) -> None:
     """Write change-log rows with COPY (an import may write 100,000 of them)."""
-    columns = ("actor", "batch_id", "action", "object_type", "object_code", "related_type", "related_code",
-               "summary", "before", "after")
+    columns = ("actor", "actor_id", "actor_department", "client", "batch_id", "action", "object_type",
+               "object_code", "related_type", "related_code", "summary", "before", "after")
     with conn.cursor() as cur, cur.copy(f"copy change ({', '.join(columns)}) from stdin") as copy:
         for change in changes:
             copy.write_row(
                 [Jsonb(change[c]) if c in ("before", "after") and change[c] is not None else change[c] for c in columns]
             )
-
-
-def list_changes(
-    conn: psycopg.Connection, *, object_type: str | None, object_code: str | None, batch_id: str | None,
-    before_id: int | None, limit: int,
-) -> list[Change]:
-    with conn.cursor(row_factory=class_row(Change)) as cur:
-        return cur.execute(
-            """
-            select id, at, actor, batch_id::text, action, object_type, object_code, related_type, related_code,
-                   summary, before, after
-              from change
-             where (%(object_type)s::text is null or object_type = %(object_type)s)
-               and (%(object_code)s::text is null or object_code = %(object_code)s)
-               and (%(batch_id)s::uuid is null or batch_id = %(batch_id)s::uuid)
-               and (%(before_id)s::bigint is null or id < %(before_id)s)
-             order by id desc
-             limit %(limit)s
-            """,
-            {"object_type": object_type, "object_code": object_code, "batch_id": batch_id,
-             "before_id": before_id, "limit": limit},
-        ).fetchall()

@@ -40,6 +40,13 @@ DEPARTMENTS: tuple[Department, ...] = (
     Department("yjglj", "绥化市应急管理局", "Emergency Management Bureau", "other", ("应急局", "应急管理局")),
 )
 
+ALERT_ROUTES: tuple[tuple[str, str | None, str | None], ...] = (
+    ("sthjj", "environment", None),  # rivers, sewage outlets, straw fires
+    ("zjj", "housing", None),  # gas, water supply, heating
+    ("nyncj", None, "fire"),  # straw burning is also the agriculture bureau's (秸秆禁烧)
+)
+"""(department, bureau, family): who receives alerts besides the steward of the alert's terminal."""
+
 
 def county_features() -> list[dict]:
     """The ten county-level boundary features (WGS84)."""
@@ -58,6 +65,10 @@ def seed(conn: psycopg.Connection) -> None:
                 aliases = excluded.aliases, bureau = excluded.bureau
             """,
             [(d.code, d.name, d.name_en, list(d.aliases), d.bureau) for d in DEPARTMENTS],
+        )
+        conn.cursor().executemany(
+            "insert into alert_route (department_code, bureau, family) values (%s, %s, %s) on conflict do nothing",
+            ALERT_ROUTES,
         )
         conn.cursor().executemany(
             """

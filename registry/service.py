@@ -284,8 +284,9 @@ def delete_terminal(conn: psycopg.Connection, code: str, actor: Actor) -> None:
                                              related=related)])
 
 
-def require_terminal(conn: psycopg.Connection, code: str):
-    terminal = queries.get_terminal(conn, _canonical(code))
+def require_terminal(conn: psycopg.Connection, code: str, visible_to: str | None = None):
+    """The terminal; NotFound when it is not in the ledger or (with ``visible_to``) not in that department's view."""
+    terminal = queries.get_terminal(conn, _canonical(code), visible_to)
     if terminal is None:
         raise NotFound(f"terminal {code} is not in the ledger", field="code")
     return terminal
@@ -327,8 +328,8 @@ def delete_pole(conn: psycopg.Connection, code: str, actor: Actor) -> None:
     queries.insert_changes(conn, [change_row(actor, "delete", "pole", current.code, snapshot(current), None)])
 
 
-def require_pole(conn: psycopg.Connection, code: str):
-    pole = queries.get_pole(conn, _canonical(code))
+def require_pole(conn: psycopg.Connection, code: str, visible_to: str | None = None):
+    pole = queries.get_pole(conn, _canonical(code), visible_to)
     if pole is None:
         raise NotFound(f"pole {code} is not in the ledger", field="code")
     return pole

@@ -25,13 +25,15 @@ from core.settings import Settings, get_settings
 from ganzhi.benchkit import free_port
 from ganzhi.broker_auth import write_files
 from ganzhi.database import prepare
+from registry import accounts
+from registry.changes import Actor
 from registry.lookups import forget_divisions
 from tests.mqtt import SERVICE_PASSWORD, SERVICE_USER, AuthBroker
 
 LEDGER_TABLES = (
     "terminal, pole, change, sharing_grant, code_sequence, reading, latest_reading, device_state, dead_letter, "
     "device_credential, alert, alert_event, incident, analytics_watermark, fire_evidence, fire_detection, "
-    "fire_event, heat_source"
+    "fire_event, heat_source, service_heartbeat"
 )
 
 
@@ -159,9 +161,24 @@ def api_url(db_url: str, broker: tuple[str, int]) -> Iterator[str]:
     thread.join(10)
 
 
+def account_token(url: str, login: str, roles: list[str], department: str | None = None) -> str:
+    """A new account with these roles and an API token for it (the token's secret)."""
+    with psycopg.connect(url) as c:
+        setup = Actor("tests")
+        accounts.add_account(c, login=login, name=login, department=department, roles=roles, kind="service",
+                             password=None, actor=setup)
+        return accounts.issue_token(c, login, "tests", None, setup)[1]
+
+
+@pytest.fixture(scope="session")
+def admin_token(db_url: str) -> str:
+    """A platform admin's API token, made once per session."""
+    return account_token(db_url, "test-admin", ["platform_admin"])
+
+
 @pytest.fixture
-def http(api_url: str, db_url: str) -> Iterator[httpx.Client]:
-    """An HTTP client to the API; the ledger is emptied after the test."""
-    with httpx.Client(base_url=api_url, timeout=60) as client:
+def http(api_url: str, db_url: str, admin_token: str) -> Iterator[httpx.Client]:
+    """An HTTP client to the API, authenticated as the platform admin; the ledger is emptied after the test."""
+    with httpx.Client(base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {admin_token}"}) as client:
         yield client
     _empty_ledger(db_url)

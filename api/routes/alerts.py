@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field
 from alerts import queries, service
 from analytics.queries import terminal_by_code
 from analytics.rules import rules_for
-from api.deps import ActorDep, ConnDep
+from api.auth import Operator, Reader
+from api.deps import ConnDep
 from api.routes.filters import department_code, division_subtree
+from registry import audit
 from registry.errors import NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -25,6 +27,7 @@ class Action(BaseModel):
 @router.get("/alerts")
 def list_alerts(
     conn: ConnDep,
+    who: Reader,
     status: Literal["open", "acknowledged", "resolved", "closed"] | None = None,
     bureau: Annotated[Literal["environment", "housing", "steward"] | None,
                       Query(description="environment (rivers, sewage), housing (gas, water, heating), steward "
@@ -41,13 +44,13 @@ def list_alerts(
     """Newest first."""
     return queries.list_alerts(conn, status=status, bureau=bureau, division=division_subtree(conn, division),
                                family=family, severity=severity, department=department_code(conn, department),
-                               start=start, end=end, before_id=before_id, limit=limit)
+                               start=start, end=end, before_id=before_id, limit=limit, visible_to=who.scope)
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(conn: ConnDep, alert_id: int) -> dict:
+def get_alert(conn: ConnDep, who: Reader, alert_id: int) -> dict:
     """The alert, its history, and the readings that caused it (from an hour before it started)."""
-    alert = queries.get_alert(conn, alert_id)
+    alert = queries.get_alert(conn, alert_id, who.scope)
     if alert is None:
         raise NotFound(f"alert {alert_id} does not exist", field="id")
     if alert["fire_event_id"] is not None:  # a straw fire: its detections are at /fire-events/{id}
@@ -61,16 +64,20 @@ def get_alert(conn: ConnDep, alert_id: int) -> dict:
 
 
 @router.post("/alerts/{alert_id}/{action}")
-def alert_action(conn: ConnDep, actor: ActorDep, alert_id: int,
+def alert_action(conn: ConnDep, who: Operator, alert_id: int,
                  action: Literal["acknowledge", "resolve", "close", "comment"], body: Action | None = None) -> dict:
-    """acknowledge (open → acknowledged), resolve, close, or comment; who and when are kept."""
+    """acknowledge (open → acknowledged), resolve, close, or comment an alert the caller's department receives;
+    who and when are kept, in the alert's history and the audit log."""
+    get_alert(conn, who, alert_id)
     with conn.transaction():
-        service.act(conn, alert_id, action, actor.name, body.comment if body else None)
-    return get_alert(conn, alert_id)
+        comment = body.comment if body else None
+        service.act(conn, alert_id, action, who.login, comment)
+        audit.record(conn, who.actor(), action, "alert", str(alert_id), after={"comment": comment} if comment else None)
+    return get_alert(conn, who, alert_id)
 
 
 @router.get("/incidents")
-def list_incidents(conn: ConnDep, status: Literal["open", "closed"] | None = None,
+def list_incidents(conn: ConnDep, who: Reader, status: Literal["open", "closed"] | None = None,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
     """Related alerts grouped: sensors on one pole, stations along one river, neighbouring gas points."""
-    return queries.list_incidents(conn, status, limit)
+    return queries.list_incidents(conn, status, limit, who.scope)

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from api.deps import ActorDep, ConnDep, SettingsDep
+from api.auth import Steward
+from api.deps import ConnDep, SettingsDep
 from registry import codes, labels, service
 from registry.lookups import Lookups
 
@@ -32,10 +33,10 @@ class CodeInfo(BaseModel):
 
 
 @router.post("/issue", status_code=201)
-def issue(conn: ConnDep, actor: ActorDep, request: IssueRequest) -> dict:
-    """Reserve new codes, e.g. to print labels before the devices are installed."""
+def issue(conn: ConnDep, who: Steward, request: IssueRequest) -> dict:
+    """Reserve new codes, e.g. to print labels before the devices are installed (steward admins)."""
     with conn.transaction():
-        issued = service.issue_codes(conn, request.division, request.kind, request.count, actor)
+        issued = service.issue_codes(conn, request.division, request.kind, request.count, who.actor())
     return {"codes": issued}
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import psycopg
 from fastapi import Depends, Query
 
+from api.auth import Reader
 from api.deps import ConnDep
 from registry import codes, queries
 from registry.errors import Invalid
@@ -49,6 +50,7 @@ def department_code(conn: psycopg.Connection, value: str | None) -> str | None:
 
 def terminal_search(
     conn: ConnDep,
+    who: Reader,
     division: Annotated[str | None, Query(description="division code; matches its whole subtree")] = None,
     department: Annotated[str | None, Query(description="steward department, code or name")] = None,
     kind: Annotated[str | None, Query(description="terminal kind key or Chinese name")] = None,
@@ -70,6 +72,7 @@ def terminal_search(
         bbox=parse_bbox(bbox),
         q=q,
         readable_by=department_code(conn, readable_by),
+        visible_to=who.scope,
         after=after,
     )
 

@@ -6,18 +6,21 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from alerts import fire as fire_alerts
+from alerts.queries import fire_event_in_view, fire_event_visible
 from analytics.fire import firms
 from analytics.fire import store as fire_store
 from analytics.fire.satellite import import_firms
-from api.deps import ActorDep, ConnDep
+from api.auth import Operator, PlatformAdmin, Reader
+from api.deps import ConnDep
 from api.guard import MAX_UPLOAD_BYTES
 from api.routes.filters import division_subtree
-from registry import heat_sources
+from registry import audit, heat_sources
 from registry.errors import Invalid, NotFound
 from registry.lookups import division_index
 
@@ -35,6 +38,7 @@ _DETECTION = """
 @router.get("/fire-events")
 def list_fire_events(
     conn: ConnDep,
+    who: Reader,
     status: Literal["open", "closed"] | None = None,
     verdict: Literal["straw", "residue", "other_heat", "false", "none"] | None = None,
     division: Annotated[str | None, Query(description="division code; its whole subtree")] = None,
@@ -42,10 +46,10 @@ def list_fire_events(
     before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict]:
-    """Newest first, each with its alert (if it raised one)."""
+    """Newest first, each with its alert (if it raised one); a department sees the fires it receives alerts of."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            """
+            f"""
             select e.id, e.status, e.first_seen, e.last_seen, e.lat, e.lon, e.accuracy_m, e.position_method,
                    e.division_code as division, v.name as division_name, e.confidence, e.sources, e.closed_at,
                    e.verdict, e.verified_by, e.verified_at,
@@ -58,18 +62,19 @@ def list_fire_events(
                and (%(division)s::text[] is null or e.division_code = any(%(division)s))
                and (%(start)s::timestamptz is null or e.last_seen >= %(start)s)
                and (%(before)s::bigint is null or e.id < %(before)s)
+               and (%(visible_to)s::text is null or {fire_event_visible("e")})
              order by e.id desc limit %(limit)s
             """,
             {"status": status, "verdict": verdict, "division": division_subtree(conn, division), "start": start,
-             "before": before_id, "limit": limit},
+             "before": before_id, "limit": limit, "visible_to": who.scope},
         ).fetchall()
 
 
 @router.get("/fire-events/{event_id}")
-def get_fire_event(conn: ConnDep, event_id: int) -> dict:
+def get_fire_event(conn: ConnDep, who: Reader, event_id: int) -> dict:
     """The event and every detection in it; evidence pictures at ``/fire-detections/{id}/evidence.jpg``."""
     event = fire_store.event(conn, event_id)
-    if event is None:
+    if event is None or not fire_event_in_view(conn, event_id, who.scope):
         raise NotFound(f"fire event {event_id} does not exist", field="id")
     with conn.cursor(row_factory=dict_row) as cur:
         detections = cur.execute(_DETECTION + " where d.event_id = %s order by d.first_seen, d.id",
@@ -88,20 +93,23 @@ class Verdict(BaseModel):
 
 
 @router.post("/fire-events/{event_id}/verdict")
-def fire_verdict(conn: ConnDep, actor: ActorDep, event_id: int, body: Verdict) -> dict:
+def fire_verdict(conn: ConnDep, who: Operator, event_id: int, body: Verdict) -> dict:
     """Record what was found on the spot; acknowledges (straw, residue) or closes (other_heat, false) the alert."""
+    get_fire_event(conn, who, event_id)
     with conn.transaction():
-        fire_alerts.record_verdict(conn, event_id, body.verdict, actor.name, body.note)
-    return get_fire_event(conn, event_id)
+        fire_alerts.record_verdict(conn, event_id, body.verdict, who.login, body.note)
+        audit.record(conn, who.actor(), "verdict", "fire_event", str(event_id), after=body.model_dump())
+    return get_fire_event(conn, who, event_id)
 
 
 @router.get("/fire-detections/{detection_id}/evidence.jpg", response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}}})
-def evidence(conn: ConnDep, detection_id: int) -> Response:
+def evidence(conn: ConnDep, who: Reader, detection_id: int) -> Response:
     """The annotated frame kept when the detection was made (or grew more certain)."""
-    row = conn.execute("select jpeg, captured_at from fire_evidence where detection_id = %s",
+    row = conn.execute("select f.jpeg, f.captured_at, d.event_id from fire_evidence f "
+                       "join fire_detection d on d.id = f.detection_id where f.detection_id = %s",
                        (detection_id,)).fetchone()
-    if row is None:
+    if row is None or row[2] is None or not fire_event_in_view(conn, row[2], who.scope):
         raise NotFound(f"detection {detection_id} has no evidence picture", field="id")
     return Response(bytes(row[0]), media_type="image/jpeg",
                     headers={"Cache-Control": "private, max-age=60", "Last-Modified": row[1].strftime(
@@ -111,6 +119,7 @@ def evidence(conn: ConnDep, detection_id: int) -> Response:
 @router.post("/firms", max_body_size=MAX_UPLOAD_BYTES)
 def upload_firms(
     conn: ConnDep,
+    who: PlatformAdmin,
     file: Annotated[UploadFile, File(description="NASA FIRMS CSV (VIIRS or MODIS, NRT or archive)")],
 ) -> dict:
     """Import satellite hotspots: inside Suihua, away from known heat sources, fused into fire events. A row that
@@ -124,6 +133,8 @@ def upload_firms(
     name = (file.filename or "upload").replace("\x00", "")[:200]
     try:
         report = import_firms(conn, text, name, fire_alerts, index.locate)
+        audit.record(conn, who.actor(), "import", "firms", name,
+                     summary=f"FIRMS import of {report.rows} row(s), {report.stored} stored")
     except firms.FirmsError as exc:
         conn.commit()  # keep the dead letter
         raise Invalid(str(exc), field="file") from exc
@@ -139,12 +150,17 @@ def list_heat_sources(conn: ConnDep) -> list[dict]:
 
 
 @router.post("/heat-sources", status_code=201)
-def add_heat_source(conn: ConnDep, item: heat_sources.HeatSourceIn) -> dict:
-    return heat_sources.add(conn, item)
+def add_heat_source(conn: ConnDep, who: PlatformAdmin, item: heat_sources.HeatSourceIn) -> dict:
+    """A known heat source (plant, boiler, flare): satellite hotspots near it are not fires (platform admin)."""
+    with conn.transaction():
+        source = heat_sources.add(conn, item)
+        audit.record(conn, who.actor(), "create", "heat_source", str(source["id"]), after=jsonable_encoder(source))
+    return source
 
 
 @router.delete("/heat-sources/{source_id}", status_code=204)
-def delete_heat_source(conn: ConnDep, source_id: int) -> Response:
-    heat_sources.remove(conn, source_id)
-    conn.commit()
+def delete_heat_source(conn: ConnDep, who: PlatformAdmin, source_id: int) -> Response:
+    with conn.transaction():
+        heat_sources.remove(conn, source_id)
+        audit.record(conn, who.actor(), "delete", "heat_source", str(source_id))
     return Response(status_code=204)

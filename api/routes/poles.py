@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import ActorDep, ConnDep
+from api.auth import Reader, Steward, owned_department, writable_pole
+from api.deps import ConnDep
 from api.routes.filters import department_code, division_subtree, parse_bbox
 from api.schemas import Created, Page
 from registry import queries, service
@@ -18,6 +19,7 @@ router = APIRouter(prefix="/api/v1/poles", tags=["poles"])
 @router.get("", response_model=Page[Pole])
 def list_poles(
     conn: ConnDep,
+    who: Reader,
     division: Annotated[str | None, Query(description="division code; matches its whole subtree")] = None,
     department: str | None = None,
     status: Status | None = None,
@@ -29,7 +31,7 @@ def list_poles(
     search = queries.Search(
         division=division_subtree(conn, division), department=department_code(conn, department),
         status=status.value if status else None,
-        bbox=parse_bbox(bbox), q=q, after=after,
+        bbox=parse_bbox(bbox), q=q, visible_to=who.scope, after=after,
     )
     rows = queries.search_poles(conn, search, limit + 1)
     next_cursor = rows[limit - 1].code if len(rows) > limit else None
@@ -37,33 +39,38 @@ def list_poles(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Created)
-def create_pole(conn: ConnDep, actor: ActorDep, item: PoleIn) -> Created:
+def create_pole(conn: ConnDep, who: Steward, item: PoleIn) -> Created:
+    item.department = owned_department(conn, who, item.department, item.department)
     with conn.transaction():
-        return Created(code=service.create_pole(conn, item, actor))
+        return Created(code=service.create_pole(conn, item, who.actor()))
 
 
 @router.get("/{code}", response_model=Pole)
-def get_pole(conn: ConnDep, code: str) -> Pole:
-    return service.require_pole(conn, code)
+def get_pole(conn: ConnDep, who: Reader, code: str) -> Pole:
+    return service.require_pole(conn, code, who.scope)
 
 
 @router.get("/{code}/terminals", response_model=list[Terminal])
-def pole_terminals(conn: ConnDep, code: str) -> list[Terminal]:
-    """Every terminal the pole carries, whichever department stewards it."""
-    pole = service.require_pole(conn, code)
-    return queries.search_terminals(conn, queries.Search(pole=pole.code), limit=10_000)
+def pole_terminals(conn: ConnDep, who: Reader, code: str) -> list[Terminal]:
+    """Every terminal the pole carries that the caller reads, whichever department stewards it."""
+    pole = service.require_pole(conn, code, who.scope)
+    return queries.search_terminals(conn, queries.Search(pole=pole.code, visible_to=who.scope), limit=10_000)
 
 
 @router.patch("/{code}", response_model=Pole)
-def update_pole(conn: ConnDep, actor: ActorDep, code: str, patch: PolePatch) -> Pole:
+def update_pole(conn: ConnDep, who: Steward, code: str, patch: PolePatch) -> Pole:
     """Change some fields; a pole that moves takes its terminals with it."""
+    current = writable_pole(conn, who, code)
+    if patch.department is not None:
+        patch.department = owned_department(conn, who, patch.department, current.department)
     with conn.transaction():
-        service.update_pole(conn, code, patch, actor)
-    return service.require_pole(conn, code)
+        service.update_pole(conn, code, patch, who.actor())
+    return service.require_pole(conn, code, who.scope)
 
 
 @router.delete("/{code}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_pole(conn: ConnDep, actor: ActorDep, code: str) -> Response:
+def delete_pole(conn: ConnDep, who: Steward, code: str) -> Response:
+    writable_pole(conn, who, code)
     with conn.transaction():
-        service.delete_pole(conn, code, actor)
+        service.delete_pole(conn, code, who.actor())
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import ActorDep, ConnDep
+from api.auth import PlatformAdmin
+from api.deps import ConnDep
 from api.schemas import Created
 from devices import METRICS
 from registry import divisions, queries
@@ -31,10 +32,10 @@ def get_division(conn: ConnDep, code: str) -> dict:
 
 
 @router.post("/divisions", status_code=status.HTTP_201_CREATED, response_model=Created)
-def add_division(conn: ConnDep, actor: ActorDep, item: DivisionIn) -> Created:
-    """Add a township (9 digits) below a county, or a grid (12 digits) below a township."""
+def add_division(conn: ConnDep, who: PlatformAdmin, item: DivisionIn) -> Created:
+    """Add a township (9 digits) below a county, or a grid (12 digits) below a township (platform admin)."""
     with conn.transaction():
-        divisions.add_division(conn, item, actor)
+        divisions.add_division(conn, item, who.actor())
     return Created(code=item.code)
 
 

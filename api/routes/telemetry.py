@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from api.auth import Reader
 from api.deps import ConnDep
 from api.routes.filters import TerminalSearch
 from devices import metric as metric_spec
@@ -56,6 +57,7 @@ def _cursor(text: str | None) -> tuple[dt.datetime, str] | None:
 @router.get("/terminals/{code}/readings", responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
 def terminal_readings(
     conn: ConnDep,
+    who: Reader,
     code: str,
     metric: Annotated[str | None, Query(description="one metric key; all when left out")] = None,
     start: Annotated[dt.datetime | None, Query(alias="from", description="RFC 3339; default: 24 h before `to`")] = None,
@@ -66,7 +68,7 @@ def terminal_readings(
     format: Literal["json", "csv"] = "json",
 ):
     """Readings of one terminal by observation time, raw (paged) or in time buckets."""
-    terminal = service.require_terminal(conn, code)
+    terminal = service.require_terminal(conn, code, who.scope)
     if metric is not None and metric not in terminal.metrics:
         raise Invalid(f"terminal {terminal.code} does not report {metric!r}; it reports {terminal.metrics}",
                       field="metric")
@@ -88,17 +90,18 @@ def terminal_readings(
 
 
 @router.get("/terminals/{code}/latest")
-def terminal_latest(conn: ConnDep, code: str) -> dict:
+def terminal_latest(conn: ConnDep, who: Reader, code: str) -> dict:
     """The newest value of each metric, with unit, and the terminal's connection state."""
-    terminal = service.require_terminal(conn, code)
+    terminal = service.require_terminal(conn, code, who.scope)
     return _latest(conn, [terminal.code])[0]
 
 
 @router.get("/poles/{code}/latest")
-def pole_latest(conn: ConnDep, code: str) -> dict:
-    """Newest values and state of every terminal the pole carries."""
-    pole = service.require_pole(conn, code)
-    hosted = [t.code for t in queries.search_terminals(conn, queries.Search(pole=pole.code), 10_000)]
+def pole_latest(conn: ConnDep, who: Reader, code: str) -> dict:
+    """Newest values and state of every terminal the pole carries that the caller reads."""
+    pole = service.require_pole(conn, code, who.scope)
+    search = queries.Search(pole=pole.code, visible_to=who.scope)
+    hosted = [t.code for t in queries.search_terminals(conn, search, 10_000)]
     return {"pole": pole.code, "terminals": _latest(conn, hosted) if hosted else []}
 
 
@@ -115,9 +118,9 @@ def _latest(conn, codes: list[str]) -> list[dict]:
 
 
 @router.get("/terminals/{code}/state")
-def terminal_state(conn: ConnDep, code: str) -> dict:
+def terminal_state(conn: ConnDep, who: Reader, code: str) -> dict:
     """online, offline (its last will or its pole's), silent (nothing for 3 expected intervals) or never."""
-    terminal = service.require_terminal(conn, code)
+    terminal = service.require_terminal(conn, code, who.scope)
     ids = store.terminal_ids(conn, [terminal.code])
     return store.states(conn, list(ids.values()))[0]
 
@@ -145,6 +148,7 @@ def terminal_state_summary(conn: ConnDep, search: TerminalSearch) -> list[dict]:
 @router.get("/dead-letters")
 def dead_letters(
     conn: ConnDep,
+    who: Reader,
     publisher: Annotated[str | None, Query(description="city code in the topic")] = None,
     reason: Annotated[str | None, Query(description="text in the reason")] = None,
     start: Annotated[dt.datetime | None, Query(alias="from")] = None,
@@ -154,7 +158,7 @@ def dead_letters(
 ) -> list[dict]:
     """Messages refused in whole or in part, newest first, with the reason and the raw payload."""
     rows = store.dead_letters(conn, publisher=publisher, reason=reason, start=start, end=end, before_id=before_id,
-                              limit=limit)
+                              limit=limit, visible_to=who.scope)
     for row in rows:
         row["payload_text"] = bytes(row.pop("payload_head")).decode("utf-8", "replace")
     return rows

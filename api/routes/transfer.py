@@ -9,7 +9,8 @@ from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from api.deps import ActorDep, ConnDep
+from api.auth import Steward
+from api.deps import ConnDep
 from api.guard import MAX_UPLOAD_BYTES
 from api.routes.filters import TerminalSearch
 from api.schemas import ErrorOut
@@ -62,15 +63,16 @@ class ImportRefused(ImportReport):
 })
 def import_sheet(
     conn: ConnDep,
-    actor: ActorDep,
+    who: Steward,
     file: Annotated[UploadFile, File(description="CSV (UTF-8, UTF-8 BOM or GBK) or XLSX census sheet")],
     dry_run: Annotated[bool, Query(description="check everything, write nothing")] = False,
     skip_invalid: Annotated[bool, Query(description="apply the good rows even if some are bad")] = False,
 ) -> JSONResponse:
     """Upsert poles and terminals by city code. Every bad row is reported with its row number, column and
-    reason; unless ``skip_invalid``, nothing is written when any row is bad (422)."""
-    report = run_import(conn, file.file.read(), file.filename or "", actor, dry_run=dry_run,
-                        skip_invalid=skip_invalid)
+    reason; unless ``skip_invalid``, nothing is written when any row is bad (422). A steward admin's rows must all
+    be its own department's."""
+    report = run_import(conn, file.file.read(), file.filename or "", who.actor(), dry_run=dry_run,
+                        skip_invalid=skip_invalid, steward=who.department if who.scope else None)
     if report.applied or (dry_run and not report.errors):
         return JSONResponse(dataclasses.asdict(report))
     detail = f"{report.rejected} of {report.rows} row(s) are invalid; nothing was written"

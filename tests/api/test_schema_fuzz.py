@@ -21,9 +21,9 @@ EXAMPLES_PER_OPERATION = 10
 
 
 @pytest.fixture
-def auth_headers() -> dict[str, str]:
-    """The headers every fuzzed request carries (an administrator's credentials once the API asks for them)."""
-    return {}
+def auth_headers(admin_token: str) -> dict[str, str]:
+    """The headers every fuzzed request carries: the platform admin's, so that every route is reached."""
+    return {"Authorization": f"Bearer {admin_token}"}
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def test_create_read_update_delete(http):
 
     changes = http.get("/api/v1/changes", params={"object_code": code}).json()
     assert [c["action"] for c in changes] == ["update", "create"]
-    assert changes[1]["actor"] == "clerk-li"
+    assert changes[1]["actor"] == "test-admin"  # the authenticated account; a forged X-Actor is ignored
 
     assert http.delete(f"/api/v1/terminals/{code}").status_code == 204
     missing = http.get(f"/api/v1/terminals/{code}")

@@ -141,10 +141,10 @@ def test_the_on_the_spot_verdict_acknowledges_or_closes_the_fire_alert(http):
     now = dt.datetime.now(dt.UTC)
     rows = [firms_row(46.70, 126.80, now, confidence="h"), firms_row(47.20, 126.60, now, confidence="h")]
     straw, other = http.post("/api/v1/firms", files={"file": ("v.csv", firms_csv(rows), "text/csv")}).json()["events"]
-    actor = {"X-Actor": "%E5%BC%A0%E4%B8%89"}  # 张三
+    actor = {"X-Actor": "%E5%BC%A0%E4%B8%89"}  # 张三: a header anyone can set, ignored
     found = http.post(f"/api/v1/fire-events/{straw}/verdict", json={"verdict": "straw", "note": "玉米秸秆"},
                       headers=actor).json()
-    assert (found["verdict"], found["verified_by"], found["alert"]["status"]) == ("straw", "张三", "acknowledged")
+    assert (found["verdict"], found["verified_by"], found["alert"]["status"]) == ("straw", "test-admin", "acknowledged")
     closed = http.post(f"/api/v1/fire-events/{other}/verdict", json={"verdict": "other_heat"}, headers=actor).json()
     assert closed["alert"]["status"] == "closed"
     again = http.post(f"/api/v1/fire-events/{straw}/verdict", json={"verdict": "false"})
@@ -154,4 +154,4 @@ def test_the_on_the_spot_verdict_acknowledges_or_closes_the_fire_alert(http):
     unverified = http.get("/api/v1/fire-events", params={"verdict": "none"}).json()
     assert straw not in [e["id"] for e in unverified]
     history = http.get(f"/api/v1/alerts/{found['alert']['id']}").json()["events"]
-    assert history[-1]["actor"] == "张三" and "玉米秸秆" in history[-1]["comment"]
+    assert history[-1]["actor"] == "test-admin" and "玉米秸秆" in history[-1]["comment"]

@@ -8,7 +8,7 @@ import io
 import pytest
 from openpyxl import Workbook
 
-from registry import codes, exporter, queries, service
+from registry import audit, codes, exporter, queries, service
 from registry.changes import Actor
 from registry.errors import Invalid
 from registry.importer import run_import
@@ -82,7 +82,7 @@ def test_every_bad_row_is_reported_and_nothing_is_written(conn):
     assert ("安装日期", "'2024-13-45' is not a date (use 2024-05-01)") in by_row[9]
     assert report.rejected == 7
     assert queries.count_terminals(conn, queries.Search()) == 0
-    assert queries.list_changes(conn, object_type=None, object_code=None, batch_id=None, before_id=None, limit=5) == []
+    assert audit.entries(conn, object_type=None, object_code=None, batch_id=None, before_id=None, limit=5) == []
 
 
 def test_skip_invalid_applies_the_good_rows(conn):
@@ -107,7 +107,7 @@ def test_reimport_upserts_by_code_and_logs_one_batch(conn):
     edited = export.decode("utf-8-sig").replace(",active,", ",retired,", 1).encode("utf-8-sig")
     third = _import(conn, edited)
     assert (third.created, third.updated, third.unchanged) == (0, 1, 2)
-    batch = queries.list_changes(conn, object_type=None, object_code=None, batch_id=first.batch_id, before_id=None,
+    batch = audit.entries(conn, object_type=None, object_code=None, batch_id=first.batch_id, before_id=None,
                                  limit=10)
     assert len(batch) == 3 and {c.actor for c in batch} == {"clerk"}
 

@@ -7,7 +7,7 @@ import threading
 import psycopg
 import pytest
 
-from registry import codes, queries, service, sharing
+from registry import audit, codes, queries, service, sharing
 from registry.changes import Actor
 from registry.errors import Conflict, Invalid, NotFound
 from registry.models import GrantIn, PolePatch, TerminalPatch
@@ -110,7 +110,7 @@ def test_every_change_is_logged_with_before_and_after(conn):
     service.update_terminal(conn, code, TerminalPatch(status="maintenance"), Actor("巡检员张三"))
     service.update_terminal(conn, code, TerminalPatch(status="maintenance"), ACTOR)  # no-op: no row
     service.delete_terminal(conn, code, ACTOR)
-    log = queries.list_changes(conn, object_type="terminal", object_code=code, batch_id=None, before_id=None,
+    log = audit.entries(conn, object_type="terminal", object_code=code, batch_id=None, before_id=None,
                                limit=10)
     assert [c.action for c in log] == ["delete", "update", "create"]
     update = log[1]

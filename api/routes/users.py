@@ -1,0 +1,116 @@
+"""Accounts, their API tokens, and the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
+
+from api.auth import AuditReader, PlatformAdmin, Reader, forbid
+from api.deps import ConnDep
+from registry import accounts, audit
+from registry.accounts import Identity, Role
+from registry.models import Change
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"])
+
+
+class AccountIn(BaseModel):
+    login: str = Field(description="2–64 of a-z 0-9 . _ @ -")
+    name: str = Field(min_length=1, max_length=100, description="the person, or the system")
+    department: str | None = Field(default=None, description="code or name; none only for platform-wide roles")
+    roles: list[Role] = Field(min_length=1)
+    kind: Literal["person", "service"] = "person"
+    password: str | None = Field(default=None, description="left out: one is made and shown once (persons)")
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100, description="what uses it, e.g. 住建局燃气监管系统")
+    days: int | None = Field(default=None, ge=1, le=3650, description="expires after; none: until revoked")
+
+
+@router.get("/users")
+def list_users(conn: ConnDep, who: PlatformAdmin, department: str | None = None) -> list[dict]:
+    return accounts.list_accounts(conn, department)
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED)
+def add_user(conn: ConnDep, who: PlatformAdmin, item: AccountIn) -> dict:
+    """A person or a service account. A person's password, when not given, is made and returned once."""
+    password = item.password or (accounts.new_password() if item.kind == "person" else None)
+    with conn.transaction():
+        created = accounts.add_account(conn, login=item.login, name=item.name, department=item.department,
+                                       roles=list(item.roles), kind=item.kind, password=password, actor=who.actor())
+    return {**created, "password": password if item.password is None else None}
+
+
+@router.get("/users/{login}")
+def get_user(conn: ConnDep, who: PlatformAdmin, login: str) -> dict:
+    return accounts.account_by_login(conn, login)
+
+
+@router.post("/users/{login}/disable")
+def disable_user(conn: ConnDep, who: PlatformAdmin, login: str) -> dict:
+    """Disable an account: its tokens and sessions stop working at once."""
+    with conn.transaction():
+        return accounts.set_disabled(conn, login, True, who.actor())
+
+
+@router.post("/users/{login}/enable")
+def enable_user(conn: ConnDep, who: PlatformAdmin, login: str) -> dict:
+    with conn.transaction():
+        return accounts.set_disabled(conn, login, False, who.actor())
+
+
+def _own_or_admin(who: Identity, login: str) -> None:
+    if login.strip().lower() != who.login and not who.holds(Role.platform_admin):
+        raise forbid("only the platform admin manages another account's tokens")
+
+
+@router.get("/users/{login}/tokens")
+def list_tokens(conn: ConnDep, who: Reader, login: str) -> list[dict]:
+    """An account's API tokens (never their secrets): the account itself, or the platform admin."""
+    _own_or_admin(who, login)
+    return accounts.list_tokens(conn, accounts.account_by_login(conn, login)["login"])
+
+
+@router.post("/users/{login}/tokens", status_code=status.HTTP_201_CREATED)
+def issue_token(conn: ConnDep, who: Reader, login: str, item: TokenIn) -> dict:
+    """A new API token for the account: `Authorization: Bearer <token>`. The token is shown only here, once."""
+    _own_or_admin(who, login)
+    with conn.transaction():
+        token, secret = accounts.issue_token(conn, login, item.name, item.days, who.actor())
+    return {**token, "token": secret}
+
+
+@router.delete("/tokens/{token_id}")
+def revoke_token(conn: ConnDep, who: Reader, token_id: int) -> dict:
+    """Revoke a token at once: its owner, or the platform admin."""
+    _own_or_admin(who, accounts.get_token(conn, token_id)["account"])
+    with conn.transaction():
+        return accounts.revoke_token(conn, token_id, who.actor())
+
+
+@router.get("/audit", response_model=list[Change])
+def audit_log(
+    conn: ConnDep,
+    who: AuditReader,
+    actor: Annotated[str | None, Query(description="login of the account that acted")] = None,
+    action: Annotated[str | None, Query(description="create, update, delete, issue, revoke, login, "
+                                                    "login_failed, acknowledge, verdict, ...")] = None,
+    object_type: Annotated[str | None, Query(description="terminal, pole, grant, credential, alert, account, "
+                                                         "token, heat_source, fire_event, ...")] = None,
+    object_code: str | None = None,
+    batch_id: uuid.UUID | None = None,
+    start: Annotated[dt.datetime | None, Query(alias="from")] = None,
+    end: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[Change]:
+    """The append-only audit log, newest first. A steward admin reads what its department's accounts did."""
+    return audit.entries(conn, object_type=object_type, object_code=object_code,
+                         batch_id=str(batch_id) if batch_id else None, actor=actor, action=action, start=start,
+                         end=end, department=who.scope, before_id=before_id, limit=limit)

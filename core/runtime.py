@@ -1,0 +1,297 @@
+"""The one runtime of every long-running service process (ingest, HJ 212, rules, fire, ...).
+
+A service's own module keeps only its handlers; this module owns what they all share:
+stop signals, dying with the parent, a heartbeat row per process (read by /healthz),
+dependencies that fail and recover (logged once each way, never on every retry),
+counters, and a component that dies taking the process down loudly so that its
+supervisor (`ganzhi up`, systemd, compose) restarts it, instead of living on silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 5.0
+"""How often a service writes its heartbeat; /healthz calls a service stale after three missed beats."""
+COUNTERS_LOG_S = 60.0
+_PR_SET_PDEATHSIG = 1
+
+
+class Outage:
+    """A dependency that can fail: its first failure and its recovery are logged once, not every retry."""
+
+    def __init__(self, what: str, logger: logging.Logger) -> None:
+        self.what = what
+        self.failures = 0
+        self._log = logger
+        self._since: float | None = None
+
+    @property
+    def down(self) -> bool:
+        return self._since is not None
+
+    def failed(self, exc: BaseException | str) -> None:
+        self.failures += 1
+        if self._since is None:
+            self._since = time.monotonic()
+            self._log.error("%s unavailable: %s; retrying", self.what, str(exc).strip()[:500])
+
+    def recovered(self) -> None:
+        if self._since is not None:
+            self._log.info("%s back after %.1f s", self.what, time.monotonic() - self._since)
+            self._since = None
+
+
+class Service:
+    """One long-running process, handed to its main by :func:`run_service` or :func:`run_service_async`."""
+
+    def __init__(self, kind: str, name: str, database_url: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.database_url = database_url
+        self.stop = threading.Event()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.state = "running"
+        self.detail: dict[str, object] = {}
+        self.exit_code = 0
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- stopping ----------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop the service (signal handlers call this); wakes sync and async sleepers alike."""
+        self.stop.set()
+        if self._loop is not None and self._wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop may already be closed
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when the service is stopping."""
+        return self.stop.wait(seconds)
+
+    async def sleep(self, seconds: float) -> bool:
+        """The same as :meth:`wait`, for asyncio code."""
+        if self._wake is None:
+            self._bind_loop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        return self.stop.is_set()
+
+    async def until_stopped(self) -> None:
+        """Return once the service is stopping (a signal, or a component that failed)."""
+        while not await self.sleep(3600):
+            pass
+
+    def _bind_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        if self.stop.is_set():
+            self._wake.set()
+
+    # -- failures ----------------------------------------------------------------------------------
+
+    def fail(self, component: str, exc: BaseException) -> None:
+        """A component of this process died: say so loudly, show it in the heartbeat, stop with exit code 1."""
+        log.error("%s: %s died: %s: %s", self.name, component, type(exc).__name__, exc,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        self.state = "failed"
+        self.detail["failed"] = {"component": component, "reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        self.exit_code = 1
+        self.request_stop()
+
+    def watch(self, component: str) -> Callable[[asyncio.Task], None]:
+        """A done-callback for a task that must run as long as the service: its end is a failure."""
+
+        def done(task: asyncio.Task) -> None:
+            if task.cancelled():
+                if not self.stop.is_set():
+                    self.fail(component, RuntimeError("cancelled while the service runs"))
+                return
+            exc = task.exception()
+            if exc is not None:
+                self.fail(component, exc)
+            elif not self.stop.is_set():
+                self.fail(component, RuntimeError("ended while the service runs"))
+
+        return done
+
+    def set_detail(self, **detail: object) -> None:
+        """Extra facts shown with the heartbeat (e.g. connected peers, shard)."""
+        self.detail.update(detail)
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def connect(self, url: str | None = None, *, autocommit: bool = False,
+                what: str = "database") -> psycopg.Connection | None:
+        """A connection, retried every second through an outage; None once the service is stopping."""
+        outage = Outage(what, log)
+        while not self.stop.is_set():
+            try:
+                conn = psycopg.connect(url or self.database_url, autocommit=autocommit, connect_timeout=5)
+            except psycopg.OperationalError as exc:
+                outage.failed(exc)
+                self.wait(1.0)
+                continue
+            outage.recovered()
+            return conn
+        return None
+
+    async def aconnect(self, url: str | None = None, *, autocommit: bool = False,
+                       what: str = "database") -> psycopg.AsyncConnection | None:
+        """The same as :meth:`connect`, for asyncio code."""
+        outage = Outage(what, log)
+        while not self.stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(url or self.database_url, autocommit=autocommit,
+                                                             connect_timeout=5)
+            except psycopg.OperationalError as exc:
+                outage.failed(exc)
+                await self.sleep(1.0)
+                continue
+            outage.recovered()
+            return conn
+        return None
+
+
+# -- heartbeat ---------------------------------------------------------------------------------------
+
+_UPSERT = """
+insert into service_heartbeat (name, kind, host, pid, started_at, beat_at, state, detail, counters)
+values (%(name)s, %(kind)s, %(host)s, %(pid)s, now(), now(), %(state)s, %(detail)s, %(counters)s)
+on conflict (name) do update
+   set kind = excluded.kind, host = excluded.host, pid = excluded.pid,
+       started_at = case when service_heartbeat.pid = excluded.pid and service_heartbeat.host = excluded.host
+                         then service_heartbeat.started_at else excluded.started_at end,
+       beat_at = now(), state = excluded.state, detail = excluded.detail, counters = excluded.counters
+"""
+
+
+class _Heartbeat(threading.Thread):
+    """Writes the service's row every few seconds, and once more when it ends."""
+
+    def __init__(self, service: Service) -> None:
+        super().__init__(name=f"heartbeat {service.name}", daemon=True)
+        self.service = service
+        self._done = threading.Event()
+        self._outage = Outage("heartbeat database", log)
+        self._conn: psycopg.Connection | None = None
+        self._last_log = time.monotonic()
+
+    def run(self) -> None:
+        while not self._done.wait(HEARTBEAT_S):
+            self.beat()
+            if time.monotonic() - self._last_log > COUNTERS_LOG_S and self.service.counters:
+                log.info("%s: %s", self.service.name, _counters_line(self.service.counters))
+                self._last_log = time.monotonic()
+
+    def finish(self) -> None:
+        self._done.set()
+        self.join(HEARTBEAT_S * 2)
+        self.beat()
+        if self._conn is not None:
+            self._conn.close()
+
+    def beat(self) -> None:
+        service = self.service
+        params = {"name": service.name, "kind": service.kind, "host": socket.gethostname(), "pid": os.getpid(),
+                  "state": service.state, "detail": json.dumps(service.detail, default=str),
+                  "counters": json.dumps(dict(service.counters))}
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(service.database_url, autocommit=True, connect_timeout=5)
+            self._conn.execute(_UPSERT, params)
+        except psycopg.Error as exc:
+            self._outage.failed(exc)
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            return
+        self._outage.recovered()
+
+
+def _counters_line(counters: collections.Counter[str]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in sorted(counters.items()))
+
+
+# -- running -----------------------------------------------------------------------------------------
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (a no-op elsewhere)."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), sig)
+
+
+def _start(kind: str, name: str, database_url: str) -> tuple[Service, _Heartbeat]:
+    die_with_parent()
+    service = Service(kind, name, database_url)
+    heartbeat = _Heartbeat(service)
+    heartbeat.beat()
+    heartbeat.start()
+    log.info("%s started (pid %d)", name, os.getpid())
+    return service, heartbeat
+
+
+def _end(service: Service, heartbeat: _Heartbeat, exc: BaseException | None) -> int:
+    if exc is not None:
+        service.fail("main", exc)
+    elif service.state != "failed":
+        service.state = "stopped"
+    heartbeat.finish()
+    log.info("%s %s%s", service.name, "failed" if service.exit_code else "stopped",
+             f": {_counters_line(service.counters)}" if service.counters else "")
+    return service.exit_code
+
+
+def run_service(kind: str, name: str, database_url: str, main: Callable[[Service], None]) -> int:
+    """Run a thread-based service's ``main`` until it returns or a stop signal; returns the exit code."""
+    service, heartbeat = _start(kind, name, database_url)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: service.request_stop())
+    error: BaseException | None = None
+    try:
+        main(service)
+    except Exception as exc:  # the process ends either way; the supervisor must learn why
+        error = exc
+    return _end(service, heartbeat, error)
+
+
+def run_service_async(kind: str, name: str, database_url: str,
+                      main: Callable[[Service], Awaitable[None]]) -> int:
+    """Run an asyncio service's ``main``; a stop signal sets ``service.stop`` and wakes ``service.sleep``."""
+    service, heartbeat = _start(kind, name, database_url)
+
+    async def body() -> None:
+        service._bind_loop()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, service.request_stop)
+        await main(service)
+
+    error: BaseException | None = None
+    try:
+        asyncio.run(body())
+    except Exception as exc:  # the process ends either way; the supervisor must learn why
+        error = exc
+    return _end(service, heartbeat, error)

@@ -1,0 +1,153 @@
+"""Authentication, departments' views, CSRF and the audit log, over real HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import psycopg
+import pytest
+
+from registry import accounts
+from registry.changes import Actor
+from tests.conftest import account_token
+from tests.factories import BEILIN, river_station
+
+HOUSING = "zjj"  # 住建局
+
+
+@pytest.fixture(scope="module")
+def housing_viewer(db_url: str) -> str:
+    return account_token(db_url, "auth-zjj-viewer", ["viewer"], HOUSING)
+
+
+def _as(api_url: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {token}"})
+
+
+def _river_alert(db_url: str, code: str) -> int:
+    with psycopg.connect(db_url) as c:
+        return c.execute(
+            """
+            insert into alert (terminal_id, rule, family, severity, bureau, department_code, division_code,
+                               observed_start, detail)
+            select id, 'gb3838:w01009', 'river', 'warning', 'environment', department_code, division_code, now(),
+                   'dissolved oxygen below class III'
+              from terminal where code = %s returning id
+            """, (code,)).fetchone()[0]
+
+
+def test_no_or_bad_credentials_are_401_and_health_and_openapi_are_open(api_url: str, http):
+    assert httpx.get(f"{api_url}/api/v1/terminals").status_code == 401
+    bad = httpx.get(f"{api_url}/api/v1/terminals", headers={"Authorization": "Bearer gzt_forged"})
+    assert bad.status_code == 401 and bad.headers["www-authenticate"].startswith("Bearer")
+    assert httpx.post(f"{api_url}/api/v1/terminals", json={}).status_code == 401
+    assert httpx.get(f"{api_url}/openapi.json").status_code == 200
+    assert httpx.get(f"{api_url}/docs").status_code == 200
+
+
+def test_housing_bureau_reads_river_alerts_and_environmental_terminals_only_when_granted(
+        api_url: str, http, db_url: str, housing_viewer: str):
+    station = http.post("/api/v1/terminals", json=river_station(department="sthjj").model_dump(mode="json"))
+    river = station.json()["code"]
+    air = http.post("/api/v1/terminals", json={"name": "空气站", "kind": "air_sensor", "department": "sthjj",
+                                               "lon": BEILIN[0], "lat": BEILIN[1]}).json()["code"]
+    alert = _river_alert(db_url, river)
+    with _as(api_url, housing_viewer) as zjj:
+        assert zjj.get(f"/api/v1/terminals/{river}").status_code == 404  # no existence leak
+        assert zjj.get(f"/api/v1/alerts/{alert}").status_code == 404
+        assert zjj.get(f"/api/v1/terminals/{river}/readings").status_code == 404
+        assert zjj.get("/api/v1/alerts", params={"family": "river"}).json() == []
+        assert zjj.get("/api/v1/terminals", params={"count": "true"}).json()["count"] == 0
+        assert zjj.get("/api/v1/terminal-states/summary").json() == []
+
+        grant = http.post("/api/v1/grants", json={"steward": "sthjj", "grantee": HOUSING,
+                                                   "kind": "water_quality_station"})
+        assert grant.status_code == 201
+        assert zjj.get(f"/api/v1/terminals/{river}").status_code == 200
+        assert zjj.get(f"/api/v1/alerts/{alert}").status_code == 200
+        page = zjj.get("/api/v1/terminals", params={"count": "true"}).json()
+        assert [t["code"] for t in page["data"]] == [river] and page["count"] == 1  # exactly the granted ones
+        assert zjj.get(f"/api/v1/terminals/{air}").status_code == 404
+        exported = zjj.get("/api/v1/ledger/export", params={"format": "geojson"}).json()
+        assert [f["properties"]["code"] for f in exported["features"]] == [river]
+
+        http.delete(f"/api/v1/grants/{grant.json()['id']}")
+        assert zjj.get(f"/api/v1/terminals/{river}").status_code == 404
+
+
+def test_an_operator_cannot_issue_device_credentials_and_a_steward_only_its_own(api_url: str, http, db_url: str):
+    operator = account_token(db_url, "auth-sthjj-operator", ["operator"], "sthjj")
+    steward = account_token(db_url, "auth-zjj-steward", ["steward_admin"], HOUSING)
+    air = http.post("/api/v1/terminals", json={"name": "空气站", "kind": "air_sensor", "department": "sthjj",
+                                               "lon": BEILIN[0], "lat": BEILIN[1]}).json()["code"]
+    with _as(api_url, operator) as client:
+        assert client.post(f"/api/v1/credentials/{air}").status_code == 403
+    with _as(api_url, steward) as client:
+        assert client.post(f"/api/v1/credentials/{air}").status_code == 404  # not even in its view
+        gas = client.post("/api/v1/terminals", json={"name": "燃气", "kind": "methane_detector", "lon": BEILIN[0],
+                                                     "lat": BEILIN[1]})
+        assert gas.status_code == 201  # its own department by default
+        assert client.post(f"/api/v1/credentials/{gas.json()['code']}").status_code == 201
+        moved = client.patch(f"/api/v1/terminals/{gas.json()['code']}", json={"department": "sthjj"})
+        assert moved.status_code == 403  # cannot hand its terminal to another department
+
+
+def test_a_forged_x_actor_changes_nothing_in_the_audit_log(http):
+    code = http.post("/api/v1/terminals", json={"name": "空气站", "kind": "air_sensor", "lon": BEILIN[0],
+                                                "lat": BEILIN[1]}, headers={"X-Actor": "mayor"}).json()["code"]
+    entries = http.get("/api/v1/audit", params={"object_code": code}).json()
+    assert [(e["actor"], e["action"]) for e in entries] == [("test-admin", "create")]
+    assert http.get("/api/v1/audit", params={"actor": "mayor"}).json() == []
+
+
+def test_a_session_needs_its_csrf_token_to_change_anything(api_url: str, http, db_url: str):
+    password = accounts.new_password()
+    with psycopg.connect(db_url) as c:
+        accounts.add_account(c, login="auth-browser", name="李伟", department="sthjj", roles=["steward_admin"],
+                             kind="person", password=password, actor=Actor("tests"))
+    with httpx.Client(base_url=api_url, timeout=30) as browser:
+        assert browser.post("/api/v1/auth/login", json={"login": "auth-browser", "password": "wrong"}).status_code \
+            == 401
+        login = browser.post("/api/v1/auth/login", json={"login": "auth-browser", "password": password})
+        assert login.status_code == 200 and "samesite=strict" in login.headers["set-cookie"].lower()
+        assert "httponly" in login.headers["set-cookie"].lower()
+        csrf = login.json()["csrf_token"]
+        assert browser.get("/api/v1/auth/me").json()["login"] == "auth-browser"
+        # A cross-site form POST carries the cookie (at worst) but cannot set the header.
+        forged = browser.post("/api/v1/poles", data={"name": "x", "department": "sthjj"},
+                              headers={"Origin": "https://evil.example"})
+        assert forged.status_code == 403 and "CSRF" in forged.text
+        assert browser.post("/api/v1/terminals", json={"name": "空气站", "kind": "air_sensor", "lon": BEILIN[0],
+                                                       "lat": BEILIN[1]}).status_code == 403
+        made = browser.post("/api/v1/terminals", json={"name": "空气站", "kind": "air_sensor", "lon": BEILIN[0],
+                                                       "lat": BEILIN[1]}, headers={"X-CSRF-Token": csrf})
+        assert made.status_code == 201
+        assert browser.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+        assert browser.get("/api/v1/auth/me").status_code == 401
+    actions = [e["action"] for e in http.get("/api/v1/audit", params={"actor": "auth-browser"}).json()]
+    assert actions == ["logout", "create", "login", "login_failed"]
+
+
+def test_revoked_tokens_and_disabled_accounts_stop_at_once(api_url: str, http):
+    made = http.post("/api/v1/users", json={"login": "auth-system", "name": "住建局燃气监管系统",
+                                            "department": HOUSING, "roles": ["viewer"], "kind": "service"})
+    assert made.status_code == 201 and made.json()["password"] is None
+    token = http.post("/api/v1/users/auth-system/tokens", json={"name": "燃气监管"}).json()
+    with _as(api_url, token["token"]) as system:
+        assert system.get("/api/v1/auth/me").json()["department"] == HOUSING
+        assert system.get("/api/v1/users").status_code == 403
+        http.post("/api/v1/users/auth-system/disable")
+        assert system.get("/api/v1/auth/me").status_code == 401
+        http.post("/api/v1/users/auth-system/enable")
+        assert system.get("/api/v1/auth/me").status_code == 200
+        assert http.delete(f"/api/v1/tokens/{token['id']}").status_code == 200
+        assert system.get("/api/v1/auth/me").status_code == 401
+    listed = http.get("/api/v1/users/auth-system/tokens").json()
+    assert "token" not in listed[0] and listed[0]["revoked_at"] is not None
+
+
+def test_the_audit_log_refuses_update_and_delete(http, db_url: str):
+    http.post("/api/v1/terminals", json={"name": "空气站", "kind": "air_sensor", "lon": BEILIN[0], "lat": BEILIN[1]})
+    with psycopg.connect(db_url) as c, pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+        c.execute("update change set actor = 'someone else'")
+    with psycopg.connect(db_url) as c, pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+        c.execute("delete from change")

@@ -1,0 +1,275 @@
+"""The rights matrix, generated from the OpenAPI document: every route × every kind of caller, against the
+running API. A route missing from RULES fails the test, so a new route cannot ship without its rights."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import psycopg
+import pytest
+
+from alerts import fire as fire_alerts
+from registry import accounts, service
+from registry.changes import Actor
+from simulators.hotspots import firms_csv
+from tests.conftest import _empty_ledger, account_token
+from tests.factories import BEILIN, pole_in, terminal_in
+
+CALLERS = ("anonymous", "other_viewer", "viewer", "operator", "steward", "platform", "leading")
+"""other_viewer: a viewer of 住建局 (zjj); the others belong to 生态环境局 (sthjj), which owns the objects."""
+
+_ALL = set(CALLERS) - {"anonymous"}
+# Who gets the route's success status; everyone else gets 401 (anonymous), 404 (a read of an object outside
+# their view) or 403 (a right not held).
+READ = ("read", _ALL - {"other_viewer"})  # an object of sthjj: outside 住建局's view, so 404
+LIST = ("list", _ALL)  # filtered lists and reference data: 200 for every authenticated caller
+OPERATE = ("write", {"operator", "steward", "platform"})
+STEWARD = ("write", {"steward", "platform"})
+PLATFORM = ("write", {"platform"})
+AUDIT = ("write", {"steward", "platform", "leading"})
+SELF = ("write", {"viewer", "platform"})  # the viewer's own tokens
+PUBLIC = ("public", set(CALLERS))
+
+RULES: dict[tuple[str, str], tuple[str, set[str]]] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("POST", "/api/v1/auth/login"): PUBLIC,
+    ("POST", "/api/v1/auth/logout"): LIST,
+    ("GET", "/api/v1/auth/me"): LIST,
+    ("GET", "/api/v1/divisions"): LIST,
+    ("POST", "/api/v1/divisions"): PLATFORM,
+    ("GET", "/api/v1/divisions/{code}"): LIST,
+    ("GET", "/api/v1/departments"): LIST,
+    ("GET", "/api/v1/kinds"): LIST,
+    ("GET", "/api/v1/metrics"): LIST,
+    ("GET", "/api/v1/terminals"): LIST,
+    ("POST", "/api/v1/terminals"): STEWARD,
+    ("GET", "/api/v1/terminals/{code}"): READ,
+    ("PATCH", "/api/v1/terminals/{code}"): STEWARD,
+    ("DELETE", "/api/v1/terminals/{code}"): STEWARD,
+    ("GET", "/api/v1/poles"): LIST,
+    ("POST", "/api/v1/poles"): STEWARD,
+    ("GET", "/api/v1/poles/{code}"): READ,
+    ("PATCH", "/api/v1/poles/{code}"): STEWARD,
+    ("DELETE", "/api/v1/poles/{code}"): STEWARD,
+    ("GET", "/api/v1/poles/{code}/terminals"): READ,
+    ("POST", "/api/v1/codes/issue"): STEWARD,
+    ("GET", "/api/v1/codes/{code}"): LIST,
+    ("GET", "/api/v1/codes/{code}/qr.png"): LIST,
+    ("GET", "/api/v1/codes/{code}/qr.svg"): LIST,
+    ("POST", "/api/v1/credentials/{code}"): STEWARD,
+    ("GET", "/api/v1/grants"): LIST,
+    ("POST", "/api/v1/grants"): STEWARD,
+    ("DELETE", "/api/v1/grants/{grant_id}"): STEWARD,
+    ("GET", "/api/v1/changes"): AUDIT,
+    ("POST", "/api/v1/ledger/import"): STEWARD,
+    ("GET", "/api/v1/ledger/export"): LIST,
+    ("GET", "/api/v1/ledger/template"): LIST,
+    ("GET", "/api/v1/terminals/{code}/readings"): READ,
+    ("GET", "/api/v1/terminals/{code}/latest"): READ,
+    ("GET", "/api/v1/poles/{code}/latest"): READ,
+    ("GET", "/api/v1/terminals/{code}/state"): READ,
+    ("GET", "/api/v1/terminal-states"): LIST,
+    ("GET", "/api/v1/terminal-states/summary"): LIST,
+    ("GET", "/api/v1/dead-letters"): LIST,
+    ("GET", "/api/v1/alerts"): LIST,
+    ("GET", "/api/v1/alerts/{alert_id}"): READ,
+    ("POST", "/api/v1/alerts/{alert_id}/{action}"): OPERATE,
+    ("GET", "/api/v1/incidents"): LIST,
+    ("GET", "/api/v1/fire-events"): LIST,
+    ("GET", "/api/v1/fire-events/{event_id}"): READ,
+    ("POST", "/api/v1/fire-events/{event_id}/verdict"): OPERATE,
+    ("GET", "/api/v1/fire-detections/{detection_id}/evidence.jpg"): READ,
+    ("POST", "/api/v1/firms"): PLATFORM,
+    ("GET", "/api/v1/heat-sources"): LIST,
+    ("POST", "/api/v1/heat-sources"): PLATFORM,
+    ("DELETE", "/api/v1/heat-sources/{source_id}"): PLATFORM,
+    ("GET", "/api/v1/users"): PLATFORM,
+    ("POST", "/api/v1/users"): PLATFORM,
+    ("GET", "/api/v1/users/{login}"): PLATFORM,
+    ("POST", "/api/v1/users/{login}/disable"): PLATFORM,
+    ("POST", "/api/v1/users/{login}/enable"): PLATFORM,
+    ("GET", "/api/v1/users/{login}/tokens"): SELF,
+    ("POST", "/api/v1/users/{login}/tokens"): SELF,
+    ("DELETE", "/api/v1/tokens/{token_id}"): SELF,
+    ("GET", "/api/v1/audit"): AUDIT,
+}
+
+_ROLES = {"other_viewer": (["viewer"], "zjj"), "viewer": (["viewer"], "sthjj"), "operator": (["operator"], "sthjj"),
+          "steward": (["steward_admin"], "sthjj"), "platform": (["platform_admin"], None),
+          "leading": (["leading_group"], None)}
+_serial = itertools.count(1)
+
+
+@dataclass
+class World:
+    """The objects each route acts on, all of 生态环境局 (sthjj); fresh ones for routes that use them up."""
+
+    url: str
+    tokens: dict[str, str]
+    viewer_password: str
+
+    def conn(self) -> psycopg.Connection:
+        return psycopg.connect(self.url)  # committed when the block ends
+
+    def terminal(self) -> str:
+        n = next(_serial)
+        with self.conn() as c:
+            return service.create_terminal(c, terminal_in(f"矩阵空气站{n}", department="sthjj"), Actor("setup"))
+
+    def pole(self) -> str:
+        with self.conn() as c:
+            return service.create_pole(c, pole_in(f"矩阵杆{next(_serial)}", department="sthjj"), Actor("setup"))
+
+    def alert(self) -> int:
+        with self.conn() as c:
+            return c.execute(
+                """
+                insert into alert (terminal_id, rule, family, severity, bureau, department_code, division_code,
+                                   observed_start, detail)
+                select id, 'gb3838:w01009', 'river', 'warning', 'environment', 'sthjj', division_code, now(), 'test'
+                  from terminal where code = %s returning id
+                """, (self.terminal(),)).fetchone()[0]
+
+    def fire_event(self) -> int:
+        """A straw fire with a detection and its evidence picture; its alert goes to the environment bureau."""
+        now = dt.datetime.now(dt.UTC)
+        with self.conn() as c:
+            event = c.execute(
+                "insert into fire_event (first_seen, last_seen, lat, lon, accuracy_m, division_code, confidence) "
+                "values (%s, %s, 46.64, 126.98, 300, '231202', 0.9) returning id", (now, now)).fetchone()[0]
+            detection = c.execute(
+                "insert into fire_detection (event_id, source, cue, track, first_seen, last_seen, confidence, "
+                "position) values (%s, 'camera', 'flame', %s, %s, %s, 0.9, 'unknown') returning id",
+                (event, f"t{next(_serial)}", now, now)).fetchone()[0]
+            c.execute("insert into fire_evidence (detection_id, captured_at, jpeg) values (%s, %s, %s)",
+                      (detection, now, b"\xff\xd8\xff\xe0 jpeg"))
+            fire_alerts.fire_event(c, event)
+            return event
+
+    def detection(self) -> int:
+        with self.conn() as c:
+            return c.execute("select id from fire_detection where event_id = %s", (self.fire_event(),)).fetchone()[0]
+
+    def grant(self) -> int:
+        with self.conn() as c:
+            c.execute("delete from sharing_grant where steward_code = 'sthjj' and grantee_code = 'cgj'")
+            return c.execute("insert into sharing_grant (steward_code, grantee_code, granted_by) "
+                             "values ('sthjj', 'cgj', 'setup') returning id").fetchone()[0]
+
+    def heat_source(self) -> int:
+        with self.conn() as c:
+            return c.execute("insert into heat_source (name, kind, lat, lon, radius_m, division_code) values "
+                             "(%s, 'boiler', 46.64, 126.98, 500, '231202') returning id",
+                             (f"矩阵锅炉房{next(_serial)}",)).fetchone()[0]
+
+    def account(self) -> str:
+        login = f"matrix-{next(_serial)}"
+        with self.conn() as c:
+            accounts.add_account(c, login=login, name=login, department="sthjj", roles=["viewer"], kind="service",
+                                 password=None, actor=Actor("setup"))
+        return login
+
+    def viewer_token(self) -> int:
+        with self.conn() as c:
+            return accounts.issue_token(c, "matrix-viewer", "spare", None, Actor("setup"))[0]["id"]
+
+
+def _request(world: World, method: str, path: str) -> dict:
+    """Path parameters, query and body for one call, with fresh objects where the call uses them up."""
+    n = next(_serial)
+    makers = {
+        "code": lambda: world.pole() if path.startswith("/api/v1/poles/") else (
+            "231202" if path.startswith("/api/v1/divisions/") else world.terminal()),
+        "alert_id": world.alert, "action": lambda: "comment", "event_id": world.fire_event,
+        "detection_id": world.detection, "grant_id": world.grant, "source_id": world.heat_source,
+        "login": lambda: "matrix-viewer" if "tokens" in path else world.account(), "token_id": world.viewer_token,
+    }
+    params = {name: make() for name, make in makers.items() if f"{{{name}}}" in path}
+    bodies = {
+        ("POST", "/api/v1/auth/login"): {"json": {"login": "matrix-viewer", "password": world.viewer_password}},
+        ("POST", "/api/v1/divisions"): {"json": {"code": f"231202{n % 1000:03d}", "name": f"矩阵镇{n}",
+                                                 "level": "township", "parent": "231202"}},
+        ("POST", "/api/v1/terminals"): {"json": {"name": f"矩阵站{n}", "kind": "air_sensor", "lon": BEILIN[0],
+                                                 "lat": BEILIN[1], "department": "sthjj"}},
+        ("PATCH", "/api/v1/terminals/{code}"): {"json": {"vendor": "先河环保"}},
+        ("POST", "/api/v1/poles"): {"json": {"name": f"矩阵杆{n}", "department": "sthjj", "lon": BEILIN[0],
+                                             "lat": BEILIN[1]}},
+        ("PATCH", "/api/v1/poles/{code}"): {"json": {"address": "中兴大街"}},
+        ("POST", "/api/v1/codes/issue"): {"json": {"division": "231202", "kind": "air_sensor"}},
+        ("POST", "/api/v1/grants"): {"json": {"steward": "sthjj", "grantee": "zrzyj", "kind": "air_sensor"}},
+        ("POST", "/api/v1/ledger/import"): {
+            "files": {"file": ("s.csv", f"设备名称,设备类型,经度,纬度,所属部门\r\n站{n},空气质量监测微站,126.98,46.64,"
+                                        "sthjj\r\n".encode(), "text/csv")}, "params": {"dry_run": "true"}},
+        ("POST", "/api/v1/alerts/{alert_id}/{action}"): {"json": {"comment": "派人查看"}},
+        ("POST", "/api/v1/fire-events/{event_id}/verdict"): {"json": {"verdict": "straw"}},
+        ("POST", "/api/v1/firms"): {"files": {"file": ("f.csv", firms_csv([]).encode(), "text/csv")}},
+        ("POST", "/api/v1/heat-sources"): {"json": {"name": f"矩阵热源{n}", "kind": "boiler", "lat": 46.64,
+                                                    "lon": 126.98}},
+        ("POST", "/api/v1/users"): {"json": {"login": f"new-{n}", "name": "新用户", "department": "sthjj",
+                                             "roles": ["viewer"]}},
+        ("POST", "/api/v1/users/{login}/tokens"): {"json": {"name": "矩阵"}},
+    }
+    found = bodies.get((method, path), {})
+    if (method, path) == ("POST", "/api/v1/grants"):
+        with world.conn() as c:
+            c.execute("delete from sharing_grant where steward_code = 'sthjj' and grantee_code = 'zrzyj'")
+    if (method, path) == ("POST", "/api/v1/users/{login}/enable"):
+        with world.conn() as c:
+            c.execute("update account set disabled_at = now() where login = %s", (params["login"],))
+    return {"url": path.format(**params), **found}
+
+
+@pytest.fixture(scope="module")
+def world(api_url: str, db_url: str) -> Iterator[World]:
+    tokens = {name: account_token(db_url, f"matrix-{name.replace('_', '-')}", *_ROLES[name]) for name in _ROLES}
+    password = accounts.new_password()
+    with psycopg.connect(db_url) as c:
+        accounts.set_password(c, "matrix-viewer", password, Actor("setup"))
+    yield World(db_url, tokens, password)
+    _empty_ledger(db_url)
+
+
+def _routes(api_url: str) -> list[tuple[str, str, int]]:
+    spec = httpx.get(f"{api_url}/openapi.json").json()
+    routes = []
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            success = min(int(code) for code in operation["responses"] if code.startswith("2"))
+            routes.append((method.upper(), path, success))
+    return routes
+
+
+def test_every_route_has_its_rights(api_url: str):
+    routes = {(m, p) for m, p, _ in _routes(api_url)}
+    assert routes == set(RULES), f"routes without rights: {routes - set(RULES)}; stale rules: {set(RULES) - routes}"
+
+
+def test_rights_matrix(api_url: str, world: World):
+    failures = []
+    calls = 0
+    for method, path, success in _routes(api_url):
+        kind, allowed = RULES[(method, path)]
+        for caller in CALLERS:
+            request = _request(world, method, path)
+            headers = {"Authorization": f"Bearer {world.tokens[caller]}"} if caller != "anonymous" else {}
+            status = httpx.request(method, f"{api_url}{request.pop('url')}", headers=headers, timeout=30,
+                                   **request).status_code
+            calls += 1
+            expected = _expected(kind, allowed, caller, success)
+            if status != expected:
+                failures.append(f"{method} {path} as {caller}: {status}, expected {expected}")
+    assert not failures, "\n".join(failures)
+    assert calls == len(RULES) * len(CALLERS)
+
+
+def _expected(kind: str, allowed: set[str], caller: str, success: int) -> int:
+    if caller in allowed:
+        return success
+    if caller == "anonymous":
+        return 401
+    return 404 if kind == "read" else 403
+
