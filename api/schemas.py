@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import datetime as dt
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 T = TypeVar("T")
+
+
+def _rfc3339(value: object) -> object:
+    """Pydantic would read a bare number as Unix seconds; the schema (and a person) means RFC 3339 text."""
+    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1)
+                                          .isdigit()):
+        raise ValueError("a time is RFC 3339 text, e.g. 2026-11-29T08:00:00+08:00, not a number")
+    return value
+
+
+Instant = Annotated[dt.datetime, BeforeValidator(_rfc3339)]
+"""A point in time given as a query parameter."""
 
 
 class Page(BaseModel, Generic[T]):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Query, UploadFile
@@ -20,6 +19,7 @@ from api.auth import Operator, PlatformAdmin, Reader
 from api.deps import ConnDep
 from api.guard import MAX_UPLOAD_BYTES
 from api.routes.filters import division_subtree
+from api.schemas import Instant
 from registry import audit, heat_sources
 from registry.errors import Invalid, NotFound
 from registry.lookups import division_index
@@ -42,7 +42,7 @@ def list_fire_events(
     status: Literal["open", "closed"] | None = None,
     verdict: Literal["straw", "residue", "other_heat", "false", "none"] | None = None,
     division: Annotated[str | None, Query(description="division code; its whole subtree")] = None,
-    start: Annotated[dt.datetime | None, Query(alias="from", description="fires seen at or after")] = None,
+    start: Annotated[Instant | None, Query(alias="from", description="fires seen at or after")] = None,
     before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict]:

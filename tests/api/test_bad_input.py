@@ -200,7 +200,9 @@ def test_a_large_firms_upload_does_not_hold_up_other_requests(http, api_url, adm
     assert upload["response"].status_code == 200, upload["response"].text
     assert upload["response"].json()["outside_suihua"] == 10_000
     assert upload["took"] > 1.5, "the upload is too quick to show anything"
-    assert max(waits) < 1.0, f"a request waited {max(waits):.1f} s for an upload of {upload['took']:.1f} s"
+    # Blocking the event loop made each request wait for the whole upload; in the pool they wait for a slice of
+    # CPU at most (the box may be busy, so the bound is relative).
+    assert max(waits) < upload["took"] / 3, f"a request waited {max(waits):.1f} s of an {upload['took']:.1f} s upload"
 
 
 def test_an_import_with_more_rows_than_it_may_hold_is_refused_before_checking_them(http):
@@ -212,3 +214,10 @@ def test_an_import_with_more_rows_than_it_may_hold_is_refused_before_checking_th
     body = _is_error(refused, 422, "file")
     assert "more than 100,000 rows" in body["detail"]
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(("path", "name"), [("/api/v1/alerts", "from"), ("/api/v1/audit", "to"),
+                                            ("/api/v1/dead-letters", "to"), ("/api/v1/fire-events", "from")])
+def test_a_time_given_as_a_bare_number_is_refused_as_the_schema_says(http, path, name):
+    _is_error(http.get(path, params={name: "-620975"}), 422, name)
+    assert http.get(path, params={name: "2026-11-29T08:00:00+08:00"}).status_code == 200

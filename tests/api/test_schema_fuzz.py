@@ -17,7 +17,10 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.factories import BEILIN
 
 EXAMPLES_PER_OPERATION = 10
-"""Per operation and mode (positive, negative); with about 45 operations, about a minute on the test box."""
+"""Per operation and mode (positive, negative); with about 55 operations, about a minute on an idle test box."""
+SELF_DEFEATING = {("DELETE", "/api/v1/tokens/{token_id}"), ("POST", "/api/v1/users/{login}/disable")}
+"""Left out: a generated id or login may revoke the very credentials the run (and the session's other tests)
+uses, after which every answer is 401. Token revocation and disabling are tested in tests/api/test_auth.py."""
 
 
 @pytest.fixture
@@ -63,6 +66,8 @@ def test_every_operation_answers_as_its_schema_says(api_schema, auth_headers):
     with requests.Session() as session:
         for result in api_schema.get_all_operations():
             operation = result.ok()
+            if (operation.method.upper(), operation.path) in SELF_DEFEATING:
+                continue
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 try:
                     _fuzz(operation, mode, session, auth_headers, tally)
