@@ -72,7 +72,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 def _location(loc: tuple) -> str | None:
     """``("body", "attrs", "river")`` → ``attrs.river``; the part of the request is left out, as in ledger errors."""
-    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else list(loc)
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc
     return ".".join(str(p) for p in parts) or None
 
 
