@@ -89,10 +89,10 @@ class RuleWorker:
                     service.counters.update(self.counters)
                     self.counters = dict.fromkeys(self.counters, 0)
                     service.set_detail(members=len(self.members), terminals=len(self.memory))
-            except psycopg.OperationalError as exc:
-                log.warning("rule worker %s: database connection lost (%s); reconnecting and catching up",
-                            self.name, str(exc).strip())
-                service.wait(1.0)
+            except psycopg.OperationalError as exc:  # the runtime logs the outage once each way on reconnecting
+                log.error("rule worker %s lost the database: %s; reconnecting and catching up", self.name,
+                          str(exc).strip())
+                service.counters["reconnects"] += 1
             finally:
                 listen.close()
                 conn.close()

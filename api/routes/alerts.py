@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -12,7 +11,7 @@ from alerts import queries, service
 from api.auth import Operator, Reader
 from api.deps import ConnDep
 from api.routes.filters import department_code, division_subtree
-from api.schemas import Alert, AlertDetail, AlertStatus, Bureau, Family, Incident, Page, Severity
+from api.schemas import Alert, AlertDetail, AlertStatus, Bureau, Family, Incident, Instant, Page, Severity
 from registry import audit, codes
 from registry.errors import NotFound
 
@@ -49,8 +48,8 @@ def list_alerts(
     terminal: TerminalCode = None,
     pole: PoleCode = None,
     metric: Metric = None,
-    start: Annotated[dt.datetime | None, Query(alias="from", description="alerts still on at or after")] = None,
-    end: Annotated[dt.datetime | None, Query(alias="to", description="alerts started before")] = None,
+    start: Annotated[Instant | None, Query(alias="from", description="alerts still on at or after")] = None,
+    end: Annotated[Instant | None, Query(alias="to", description="alerts started before")] = None,
     after: After = None,
     limit: Limit = 100,
 ) -> Page[Alert]:
