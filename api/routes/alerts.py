@@ -13,7 +13,7 @@ from api.deps import ConnDep
 from api.routes.filters import department_code, division_subtree
 from api.schemas import Alert, AlertDetail, AlertStatus, Bureau, Family, Incident, Instant, Page, Severity
 from registry import audit, codes
-from registry.errors import NotFound
+from registry.errors import Invalid, NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
@@ -23,10 +23,19 @@ class Action(BaseModel):
 
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-After = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="cursor: the `next` of the previous page")]
+After = Annotated[str | None, Query(description="cursor: the `next` of the previous page")]
 TerminalCode = Annotated[str | None, Query(description="city code of the terminal")]
 PoleCode = Annotated[str | None, Query(description="city code of the smart pole carrying the terminal")]
 Metric = Annotated[str | None, Query(description="metric key, e.g. w21003, methane_lel, w01018:avg:day")]
+
+
+def _cursor(after: str | None) -> int | None:
+    """The id a page starts below; a cursor that is not one of ours is a 422."""
+    if after is None:
+        return None
+    if not (after.isascii() and after.isdigit() and len(after) <= 18):
+        raise Invalid(f"{after!r} is not a cursor of this list (pass the `next` of the previous page)", field="after")
+    return int(after)
 
 
 def _page(rows: list[dict], limit: int) -> tuple[list[dict], str | None]:
@@ -58,7 +67,7 @@ def list_alerts(
                                family=family, severity=severity, department=department_code(conn, department),
                                terminal=codes.normalise(terminal) if terminal else None,
                                pole=codes.normalise(pole) if pole else None, metric=metric, start=start, end=end,
-                               before_id=int(after) if after else None, limit=limit + 1, visible_to=who.scope)
+                               before_id=_cursor(after), limit=limit + 1, visible_to=who.scope)
     data, next_cursor = _page(rows, limit)
     return Page[Alert](data=data, next=next_cursor)
 
@@ -98,6 +107,6 @@ def list_incidents(conn: ConnDep, who: Reader, status: Literal["open", "closed"]
     first, one page at a time. With terminal, pole or metric: the incidents with such an alert."""
     rows = queries.list_incidents(conn, status=status, terminal=codes.normalise(terminal) if terminal else None,
                                   pole=codes.normalise(pole) if pole else None, metric=metric,
-                                  before_id=int(after) if after else None, limit=limit + 1, visible_to=who.scope)
+                                  before_id=_cursor(after), limit=limit + 1, visible_to=who.scope)
     data, next_cursor = _page(rows, limit)
     return Page[Incident](data=data, next=next_cursor)
