@@ -18,6 +18,7 @@ from api.routes import (
     poles,
     reference,
     sharing,
+    tasks,
     telemetry,
     terminals,
     transfer,
@@ -51,6 +52,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(auth.router)  # logging in needs no credentials; logout and me declare theirs
-    for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users):
+    for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users,
+                   tasks):
         app.include_router(module.router, dependencies=[Depends(authenticated)])  # denied by default
     return app
