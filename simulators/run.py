@@ -28,6 +28,8 @@ from simulators.signals import base_value
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE_S = 10.0
+
 
 @dataclass
 class SimConfig:
@@ -66,6 +68,8 @@ async def simulate(fleet: list[Publisher], config: SimConfig, stop: asyncio.Even
     log.info("simulating %d publishers (%d terminals) at speed %g", len(fleet),
              sum(len(p.terminals) for p in fleet), config.speed)
     await stop.wait()
+    # Publishes awaiting their PUBACK finish first, so that the count is what the broker acknowledged.
+    await asyncio.wait(tasks, timeout=STOP_GRACE_S)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
