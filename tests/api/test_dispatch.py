@@ -4,7 +4,12 @@ limits; escalation of overdue tasks; the monthly counts."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
 
 import httpx
@@ -12,6 +17,7 @@ import psycopg
 import pytest
 
 from alerts import dispatch
+from alerts import fire as fire_alerts
 from alerts.photos import MAX_PHOTO_BYTES
 from api.routes.tasks import CITY_TIME
 from tests.conftest import account_token
@@ -183,3 +189,49 @@ def test_monthly_summary_counts_open_overdue_closed_per_department_and_county(ht
     assert people["zjj"].get("/api/v1/tasks/summary", params={"month": month}).json() == []
     assert boss.get("/api/v1/tasks/summary", params={"month": "2020-01"}).json() == []
     assert boss.get("/api/v1/tasks/summary", params={"month": "2020-13"}).status_code == 422
+
+
+def test_dispatch_sweep_service_escalates_and_stops_cleanly(http, db_url, people):
+    task = _assign(people["boss"], _alert(http, db_url, "critical")).json()["id"]
+    with psycopg.connect(db_url) as c:
+        c.execute("update task set level_since = now() - interval '3 hours', due_at = now() - interval '3 hours' "
+                  "where id = %s", (task,))
+    sweeper = subprocess.Popen([sys.executable, "-m", "ganzhi", "dispatch-sweep", "--every", "0.2"],
+                               env=os.environ | {"DATABASE_URL": db_url}, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while people["boss"].get(f"/api/v1/tasks/{task}").json()["level"] == "township":
+            assert time.monotonic() < deadline, "the sweep service did not escalate the overdue task"
+            time.sleep(0.2)
+    finally:
+        sweeper.send_signal(signal.SIGTERM)
+        _, err = sweeper.communicate(timeout=30)
+    assert sweeper.returncode == 0, err
+    steps = people["boss"].get(f"/api/v1/tasks/{task}").json()["steps"]
+    assert [(s["actor"], s["action"]) for s in steps][-1] == ("dispatch-sweep", "escalate")
+
+
+def test_incidents_and_fire_events_are_assigned_through_their_alerts(http, db_url, people):
+    alert = _alert(http, db_url, "critical")
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(db_url) as c:
+        incident = c.execute("insert into incident (key, title, bureau, division_code) values "
+                             "('river:呼兰河', '呼兰河水质', 'environment', '231202') returning id").fetchone()[0]
+        c.execute("update alert set incident_id = %s where id = %s", (incident, alert))
+        event = c.execute("insert into fire_event (first_seen, last_seen, lat, lon, accuracy_m, division_code, "
+                          "confidence) values (%s, %s, 46.64, 126.98, 300, '231202', 0.9) returning id",
+                          (now, now)).fetchone()[0]
+        fire_alerts.fire_event(c, event)
+    due = (now + dt.timedelta(hours=2)).isoformat()
+    for subject_type, subject_id, family in (("incident", incident, "river"), ("fire_event", event, "fire")):
+        body = {"subject_type": subject_type, "subject_id": subject_id, "assignee": "dispatch-grid", "due_at": due}
+        made = people["boss"].post("/api/v1/tasks", json=body)
+        assert made.status_code == 201, made.text
+        assert (made.json()["subject_type"], made.json()["family"]) == (subject_type, family)
+        assert people["zjj"].post("/api/v1/tasks", json=body).status_code == 404
+    missing = {"subject_type": "incident", "subject_id": 999999, "assignee": "dispatch-grid", "due_at": due}
+    assert people["boss"].post("/api/v1/tasks", json=missing).status_code == 404
+    naive = {"subject_type": "alert", "subject_id": alert, "assignee": "dispatch-grid", "due_at": "2031-01-01T08:00"}
+    assert people["boss"].post("/api/v1/tasks", json=naive).status_code == 422
+    nobody = {"subject_type": "alert", "subject_id": alert, "assignee": "nobody-here", "due_at": due}
+    assert people["boss"].post("/api/v1/tasks", json=nobody).status_code == 404
