@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI
 
 from api import errors
 from api.auth import authenticated
+from api.guard import MAX_JSON_BYTES, refuse_unstorable_input
 from api.routes import (
     alerts,
     auth,
@@ -26,6 +27,9 @@ from api.routes import (
 )
 from core.db import new_pool
 from core.settings import Settings
+
+_DEGRADED = {"description": "the database or the broker does not answer; the body says which",
+             "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
 def create_app(settings: Settings, database_url: str) -> FastAPI:
@@ -46,13 +50,16 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         "sharing grants, accounts and the audit log. Every route but /healthz and this document needs a bearer "
         "token or a session (see POST /api/v1/auth/login).",
         lifespan=lifespan,
+        max_body_size=MAX_JSON_BYTES,
+        dependencies=[Depends(refuse_unstorable_input)],
     )
     app.state.settings = settings
     app.state.pool = new_pool(database_url, max_size=16)
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(auth.router)  # logging in needs no credentials; logout and me declare theirs
+    app.include_router(health.router, responses={500: errors.ERROR_RESPONSES[500], 503: _DEGRADED})
+    app.include_router(auth.router, responses=errors.ERROR_RESPONSES)  # logging in needs no credentials
     for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users,
                    tasks):
-        app.include_router(module.router, dependencies=[Depends(authenticated)])  # denied by default
+        app.include_router(module.router, dependencies=[Depends(authenticated)],  # denied by default
+                           responses=errors.ERROR_RESPONSES)
     return app
