@@ -19,6 +19,8 @@ from registry.errors import Invalid
 router = APIRouter(prefix="/api/v1/tasks", tags=["dispatch"])
 CITY_TIME = ZoneInfo("Asia/Shanghai")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+STEP_BODY_BYTES = photos.MAX_PHOTOS_PER_STEP * photos.MAX_PHOTO_BYTES + 256 * 1024
+"""A field step's whole multipart body: its photos at their limit, the form fields and the part headers."""
 
 
 class TaskIn(BaseModel):
@@ -133,14 +135,14 @@ Photos = Annotated[list[UploadFile], File(description=f"JPEG or PNG, at most {ph
                                                       f"of {photos.MAX_PHOTO_BYTES // 2**20} MiB each")]
 
 
-@router.post("/{task_id}/verify", response_model=TaskDetail)
+@router.post("/{task_id}/verify", response_model=TaskDetail, max_body_size=STEP_BODY_BYTES)
 def verify(conn: ConnDep, who: Reader, task_id: int, lat: Lat, lon: Lon, note: Note = None,
            photo: Photos = []) -> TaskDetail:  # noqa: B006 - FastAPI copies the default
     """The assignee's field verification: a note, photos and the GPS position (multipart form)."""
     return _field_step(conn, who, task_id, "verify", note, lat, lon, photo)
 
 
-@router.post("/{task_id}/rectify", response_model=TaskDetail)
+@router.post("/{task_id}/rectify", response_model=TaskDetail, max_body_size=STEP_BODY_BYTES)
 def rectify(conn: ConnDep, who: Reader, task_id: int, note: Note = None, lat: Lat = None, lon: Lon = None,
             photo: Photos = []) -> TaskDetail:  # noqa: B006 - FastAPI copies the default
     """The assignee reports the rectification: a note and photos (multipart form)."""

@@ -130,6 +130,8 @@ def test_photo_limits_and_gps_are_enforced(http, db_url, people):
     assert grid.post(url, data=SUIHUA, files=[("photo", ("x.jpg", b"GIF89a....", "image/jpeg"))]).status_code == 422
     eleven = [("photo", (f"{n}.jpg", JPEG, "image/jpeg")) for n in range(11)]
     assert grid.post(url, data=SUIHUA, files=eleven).status_code == 413
+    whole = [("photo", (f"{n}.jpg", big, "image/jpeg")) for n in range(11)]  # over the body limit: not read
+    assert grid.post(url, data=SUIHUA, files=whole).status_code == 413
     assert grid.post(url, data={"lat": "91", "lon": "126.99"}).status_code == 422
     assert grid.post(url, data={"lat": "46.6", "lon": "east"}).status_code == 422
     assert grid.post(url, data={"note": "no position"}).status_code == 422
