@@ -19,6 +19,7 @@ from api.routes import (
     poles,
     reference,
     sharing,
+    tasks,
     telemetry,
     terminals,
     transfer,
@@ -57,7 +58,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     errors.install(app)
     app.include_router(health.router, responses={500: errors.ERROR_RESPONSES[500], 503: _DEGRADED})
     app.include_router(auth.router, responses=errors.ERROR_RESPONSES)  # logging in needs no credentials
-    for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users):
+    for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users,
+                   tasks):
         app.include_router(module.router, dependencies=[Depends(authenticated)],  # denied by default
                            responses=errors.ERROR_RESPONSES)
     return app

@@ -249,6 +249,18 @@ def analytics(settings: Settings, name: str | None) -> None:
     sys.exit(run_service("rules", name, url, RuleWorker(url, alert_service, name).run))
 
 
+@main.command("dispatch-sweep")
+@click.option("--every", default=60.0, show_default=True, help="Seconds between sweeps.")
+@click.pass_obj
+def dispatch_sweep(settings: Settings, every: float) -> None:
+    """Escalate overdue dispatch tasks (township → county → city) by the escalation rules (Ctrl-C stops it)."""
+    from alerts import dispatch_sweeper
+    from core.runtime import run_service
+
+    sys.exit(run_service("dispatch", "dispatch sweep", database_url(settings),
+                         lambda service: dispatch_sweeper.run(service, every)))
+
+
 @main.group(cls=Group)
 def rules() -> None:
     """The rules the terminals are held to."""
