@@ -18,10 +18,12 @@ from api.routes import (
     poles,
     reference,
     sharing,
+    stream,
     telemetry,
     terminals,
     transfer,
     users,
+    webhooks,
 )
 from core.db import new_pool
 from core.settings import Settings
@@ -36,6 +38,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         try:
             yield
         finally:
+            if getattr(app.state, "feed_listener", None) is not None:
+                app.state.feed_listener.stop()
             app.state.pool.close()
 
     app = FastAPI(
@@ -48,9 +52,12 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     )
     app.state.settings = settings
     app.state.pool = new_pool(database_url, max_size=16)
+    app.state.database_url = database_url  # the live stream's LISTEN connection
     errors.install(app)
     app.include_router(health.router)
     app.include_router(auth.router)  # logging in needs no credentials; logout and me declare theirs
-    for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users):
+    for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users,
+                   webhooks):
         app.include_router(module.router, dependencies=[Depends(authenticated)])  # denied by default
+    app.include_router(stream.router)  # authenticates on a connection it gives back (streams last)
     return app

@@ -254,6 +254,17 @@ def analytics(settings: Settings, shard: int, shards: int) -> None:
     AnalyticsWorker(database_url(settings), alert_service, shard, shards).run(stop)
 
 
+@main.command()
+@click.pass_obj
+def deliver(settings: Settings) -> None:
+    """Run the delivery worker: the alert feed to the departments' webhooks and SMS (one per platform)."""
+    from alerts.delivery import deliver as run_delivery
+    from core.runtime import run_service_async
+
+    url = database_url(settings)
+    sys.exit(run_service_async("deliver", "deliver", url, lambda service: run_delivery(service, settings, url)))
+
+
 @main.group(cls=Group)
 def rules() -> None:
     """The rules the terminals are held to."""
