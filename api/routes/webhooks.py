@@ -109,8 +109,9 @@ def replay(conn: ConnDep, who: Steward, webhook_id: int, body: Replay) -> dict:
         raise Invalid("`to` must be after `from`", field="to")
     with conn.transaction():
         queued = webhooks.replay(conn, endpoint, body.start, body.end)
-        audit.record(conn, who.actor(), "replay", "webhook", str(webhook_id),
-                     after={"from": body.start.isoformat(), "to": body.end.isoformat(), "queued": queued})
+        audit.record(conn, who.actor(), "update", "webhook", str(webhook_id),
+                     after={"replay_from": body.start.isoformat(), "replay_to": body.end.isoformat(),
+                            "queued": queued}, summary=f"replay of webhook {webhook_id}: {queued} events")
     return {"queued": queued}
 
 
@@ -120,5 +121,5 @@ def resume(conn: ConnDep, who: Steward, webhook_id: int) -> dict:
     _endpoint(conn, who, webhook_id)
     with conn.transaction():
         webhooks.resume(conn, webhook_id)
-        audit.record(conn, who.actor(), "resume", "webhook", str(webhook_id))
+        audit.record(conn, who.actor(), "enable", "webhook", str(webhook_id), summary="resumed after pausing")
     return _endpoint(conn, who, webhook_id)

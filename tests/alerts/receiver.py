@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psycopg
+
 from alerts.delivery import sign
 
 
@@ -83,3 +85,10 @@ def worker_environment(db_url: str, **extra: str) -> dict[str, str]:
 def start_worker(db_url: str, **extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ganzhi", "deliver"], env=worker_environment(db_url, **extra),
                             stdout=subprocess.DEVNULL)  # its log goes to the test output
+
+
+def reset_delivery(db_url: str) -> None:
+    """No endpoints, no deliveries, and the fan-out reading the feed from now on."""
+    with psycopg.connect(db_url, autocommit=True) as c:
+        c.execute("truncate webhook, webhook_delivery, sms_outbox")
+        c.execute("update webhook_cursor set feed_id = (select coalesce(max(id), 0) from alert_feed)")

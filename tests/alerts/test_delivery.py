@@ -14,17 +14,15 @@ import pytest
 from alerts import webhooks
 from registry import service
 from registry.changes import Actor
-from tests.alerts.receiver import Receiver, start_worker
+from tests.alerts.receiver import Receiver, reset_delivery, start_worker
 from tests.factories import terminal_in
 
 
 @pytest.fixture
 def db(db_url: str) -> Iterator[str]:
-    with psycopg.connect(db_url, autocommit=True) as c:
-        c.execute("update webhook_cursor set feed_id = (select coalesce(max(id), 0) from alert_feed)")
+    reset_delivery(db_url)
     yield db_url
-    with psycopg.connect(db_url, autocommit=True) as c:
-        c.execute("truncate webhook, webhook_delivery, sms_outbox")
+    reset_delivery(db_url)
 
 
 def _subscribe(url: str, target: str, channel: str = "webhook", **filters) -> dict:
