@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -320,46 +321,86 @@ def indoor(t: TerminalInfo) -> list[Rule]:
 
 # -- device health: faults go to the steward, never as pollution -------------------------------------
 
-STUCK_READINGS = 12
+SPIKE_SHARE = 0.2
+"""A reading that stands this share of the physical range away from both its neighbours is a spike."""
 
 
 def device_health(t: TerminalInfo) -> list[Rule]:
+    """Stuck (a flat line for longer than the metric ever rests there) and spike rules for every metric."""
     rules = []
+    within = dt.timedelta(seconds=3 * t.report_interval_s)
     for key in t.metrics:
         spec = metric_spec(key)
         if spec is None:
             continue
-        span = spec.high - spec.low
-        rules.append(Rule(f"device:stuck:{key}", "device", "steward", key, lambda s, k=key: _stuck_judge(k)))
+        if spec.flat_after_h is not None:
+            siblings = tuple(m for m in t.metrics if m != key and _moves(m))
+            rules.append(Rule(f"device:stuck:{key}", "device", "steward", key,
+                              lambda s, k=key, sib=siblings: _stuck_judge(k, {m: s.get(m, []) for m in sib}),
+                              context=siblings))
         rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
-                          lambda s, k=key, sp=span: _jump_judge(k, sp, dt.timedelta(seconds=2 * t.report_interval_s))))
+                          lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within)))
     return rules
 
 
-def _stuck_judge(key: str) -> Judge:
-    run: list[Point] = []
+def _moves(key: str) -> bool:
+    spec = metric_spec(key)
+    return spec is not None and spec.flat_after_h is not None
+
+
+def _stuck_judge(key: str, siblings: dict[str, list[Point]]) -> Judge:
+    """Flat to within the metric's resolution, away from its resting values, for longer than a live signal
+    ever is (in time, not readings: intervals change). The other metrics of the same terminal are the cheap
+    neighbours: a flat line while one of them moves is a stuck sensor after ``flat_after_h``; when they are
+    flat too (a calm river, or the whole logger frozen) it takes twice as long."""
+    spec = metric_spec(key)
+    flat_after = dt.timedelta(hours=spec.flat_after_h)
+    moved = [_change_times(points, metric_spec(m).step) for m, points in siblings.items()]
+    since: list[Point] = []
 
     def judge(point: Point) -> Verdict:
-        if run and point.value != run[0].value:
-            run.clear()
-        run.append(point)
-        if len(run) >= STUCK_READINGS:
-            return Verdict(State.VIOLATE, "warning", f"{key} stuck at {point.value:g} for {len(run)} readings "
-                           "(sensor fault?)", len(run))
-        return CLEAR if len(run) == 1 else HOLD
+        if not since or abs(point.value - since[0].value) >= spec.step / 2:
+            since[:] = [point]
+        flat_for = point.ts - since[0].ts
+        if spec.at_rest(point.value) or flat_for < flat_after:
+            return CLEAR
+        lively = any(_changed_between(times, since[0].ts, point.ts) for times in moved)
+        if not lively and moved and flat_for < 2 * flat_after:
+            return CLEAR
+        hours = flat_for.total_seconds() / 3600
+        why = "while the terminal's other sensors moved" if lively else "with nothing to compare against"
+        return Verdict(State.VIOLATE, "warning", f"{spec.name} flat at {since[0].value:g} {spec.unit} for "
+                       f"{hours:.1f} h {why} (stuck sensor?)", hours)
 
     return judge
 
 
+def _change_times(points: list[Point], step: float) -> list[dt.datetime]:
+    """When a series moved by at least half its resolution."""
+    return [b.ts for a, b in itertools.pairwise(points) if abs(b.value - a.value) >= step / 2]
+
+
+def _changed_between(times: list[dt.datetime], start: dt.datetime, end: dt.datetime) -> bool:
+    at = bisect.bisect_right(times, start)
+    return at < len(times) and times[at] <= end
+
+
 def _jump_judge(key: str, span: float, within: dt.timedelta) -> Judge:
-    previous: list[Point] = []
+    """QARTOD spike test: the previous reading stood far from both its neighbours, which agree with each
+    other; judged on the reading after it (a real step, such as a gas leak starting, stays and is not a
+    spike)."""
+    recent: list[Point] = []
 
     def judge(point: Point) -> Verdict:
-        before = previous[-1] if previous else None
-        previous[:] = [point]
-        if before is not None and point.ts - before.ts <= within and abs(point.value - before.value) > 0.5 * span:
-            return Verdict(State.VIOLATE, "warning", f"{key} jumped from {before.value:g} to {point.value:g}: "
-                           "physically impossible (sensor fault?)", abs(point.value - before.value))
+        recent.append(point)
+        del recent[:-3]
+        if len(recent) < 3 or point.ts - recent[0].ts > within:
+            return CLEAR
+        before, spike, after = recent
+        level = (before.value + after.value) / 2
+        if abs(after.value - before.value) < SPIKE_SHARE * span < abs(spike.value - level):
+            return Verdict(State.VIOLATE, "warning", f"{key} spiked to {spike.value:g} between {before.value:g} "
+                           f"and {after.value:g}: physically impossible (sensor fault?)", abs(spike.value - level))
         return CLEAR
 
     return judge

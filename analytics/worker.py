@@ -8,28 +8,21 @@ terminal twice is harmless, missing one is not.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
 
 import psycopg
 
 from analytics import queries
 from analytics.evaluate import AlertSink, evaluate_terminal, sweep_silence
+from core.runtime import Service
 
 log = logging.getLogger(__name__)
 
 MARGIN = dt.timedelta(seconds=10)
 SWEEP_EVERY_S = 60.0
-
-
-@dataclass
-class AnalyticsCounters:
-    polls: int = 0
-    terminals: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 class AnalyticsWorker:
@@ -38,27 +31,34 @@ class AnalyticsWorker:
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
         self.url, self.sink, self.shard, self.shards, self.poll_s = database_url, sink, shard, shards, poll_s
-        self.counters = AnalyticsCounters()
+        self.counters: collections.Counter[str] = collections.Counter()
         self._seen: dict[int, tuple[dt.datetime, int]] = {}
         """What each terminal had in the margin window when last evaluated: unchanged means nothing new."""
+        self._last_sweep = 0.0
 
-    def run(self, stop: threading.Event) -> None:
-        conn = None
-        last_sweep = 0.0
-        while not stop.is_set():
+    def run(self, service: Service) -> None:
+        """Poll until the service stops. A lost database connection is made again by the runtime (the outage
+        logged once each way); the watermark in the database says where to go on."""
+        self.counters = service.counters
+        service.set_detail(shard=self.shard, shards=self.shards)
+        while (conn := service.connect(self.url)) is not None:
             try:
-                conn = conn if conn is not None and not conn.closed else psycopg.connect(self.url)
-                self.poll(conn)
-                if time.monotonic() - last_sweep > SWEEP_EVERY_S:
-                    with conn.transaction():
-                        sweep_silence(conn, self.sink, self.shard, self.shards)
-                    last_sweep = time.monotonic()
+                self._poll_until_stopped(conn, service)
+                return
             except psycopg.OperationalError as exc:
-                log.warning("analytics shard %d: database unavailable (%s); retrying", self.shard, str(exc).strip())
-                conn = None
-            stop.wait(self.poll_s)
-        if conn is not None:
-            conn.close()
+                log.error("rule shard %d lost the database: %s; reconnecting", self.shard, str(exc).strip())
+                self.counters["reconnects"] += 1
+            finally:
+                conn.close()
+
+    def _poll_until_stopped(self, conn: psycopg.Connection, service: Service) -> None:
+        while not service.stop.is_set():
+            self.poll(conn)
+            if time.monotonic() - self._last_sweep > SWEEP_EVERY_S:
+                with conn.transaction():
+                    sweep_silence(conn, self.sink, self.shard, self.shards)
+                self._last_sweep = time.monotonic()
+            service.wait(self.poll_s)
 
     def poll(self, conn: psycopg.Connection) -> int:
         """Evaluate every terminal of this shard with readings that arrived since the watermark."""
@@ -84,6 +84,6 @@ class AnalyticsWorker:
         self._seen = {t: seen for t, seen in self._seen.items() if seen[0] >= newest - 2 * MARGIN}
         with conn.transaction():
             queries.save_watermark(conn, self.shard, self.shards, newest)
-        self.counters.polls += 1
-        self.counters.terminals += evaluated
+        self.counters["polls"] += 1
+        self.counters["terminals evaluated"] += evaluated
         return evaluated

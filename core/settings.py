@@ -16,6 +16,15 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEMO_SECRET = "ganzhi-demo"
+"""The public demo key: only the embedded quick start may run with it."""
+MIN_SECRET_LENGTH = 16
+_SECRET_HINT = "the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+
+
+class UnsafeSettings(ValueError):
+    """The settings would run a deployment on a public default; the message names the setting to change."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GANZHI_", extra="ignore")
@@ -43,7 +52,8 @@ class Settings(BaseSettings):
         default="5", description="MQTT version of the ingest workers; 3.1.1 costs them half the CPU (see docs)"
     )
     demo_secret: SecretStr = Field(
-        default=SecretStr("ganzhi-demo"), description="key the demo ledger's device secrets are derived from"
+        default=SecretStr(DEMO_SECRET), description="key the demo ledger's device secrets are derived from; a "
+        "deployment must set its own (see require_own_secrets)"
     )
     analytics_workers: int = Field(default=1, ge=1, le=32, description="rule workers `up` starts (terminals split)")
     webhook_allow_hosts: list[str] = Field(
@@ -57,6 +67,8 @@ class Settings(BaseSettings):
     hj212_port: int = Field(default=9212, ge=1, le=65535, description="TCP port of the HJ 212 gateway")
     hj212_workers: int = Field(default=2, ge=1, le=32, description="gateway processes `up` starts on that port")
     retention_days: int = Field(default=400, ge=1, le=36500, description="readings older than this are dropped")
+    dead_letter_retention_days: int = Field(default=30, ge=1, le=3650,
+                                            description="dead letters older than this are deleted")
     partition_premake_days: int = Field(default=7, ge=1, le=90, description="daily partitions made ahead")
     qr_base_url: str | None = Field(
         default=None, description="if set, QR labels encode this URL + code instead of the bare code"
@@ -83,6 +95,24 @@ class Settings(BaseSettings):
         if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
             raise ValueError(f"MQTT_URL must look like mqtt://host:1883, got {value!r}")
         return value
+
+    def require_own_secrets(self, *, demo: bool) -> None:
+        """Refuse the public demo key outside the embedded quick start.
+
+        Every demo device's broker password and HJ 212 MN/PW follow from ``demo_secret``, and the default is
+        published with the code. Only the embedded quick start (no DATABASE_URL, demo on) may keep it; a
+        deployment (DATABASE_URL set, or no demo) needs a secret of its own.
+        """
+        if self.database_url is None and demo:
+            return
+        secret = self.demo_secret.get_secret_value()
+        why = ("DATABASE_URL is set" if self.database_url else "the demo is off") + ", so this is a deployment"
+        if secret == DEMO_SECRET:
+            raise UnsafeSettings(f"{why}: GANZHI_DEMO_SECRET is the public demo key; set it to a secret of your "
+                                 f"own, e.g. {_SECRET_HINT}")
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise UnsafeSettings(f"{why}: GANZHI_DEMO_SECRET has {len(secret)} characters, fewer than "
+                                 f"{MIN_SECRET_LENGTH}; set a longer one, e.g. {_SECRET_HINT}")
 
     @property
     def mqtt_host_port(self) -> tuple[str, int]:

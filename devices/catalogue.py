@@ -21,6 +21,20 @@ class MetricSpec:
     high: float
     precision: int
     hj212: str | None = None
+    resolution: float | None = None
+    """The smallest step the usual instrument reports (default ``10 ** -precision``)."""
+    resting: tuple[float, ...] = ()
+    """Values a healthy sensor may read for a whole day (methane in clean air, no flow at night)."""
+    flat_after_h: float | None = 6.0
+    """How long a live signal is never flat to within its resolution; a longer flat line suggests a stuck
+    sensor. None: the quantity is held constant on purpose (a regulated pressure), so a flat line is normal."""
+
+    @property
+    def step(self) -> float:
+        return self.resolution if self.resolution is not None else 10.0 ** -self.precision
+
+    def at_rest(self, value: float) -> bool:
+        return any(abs(value - rest) < self.step / 2 for rest in self.resting)
 
 
 @dataclass(frozen=True)
@@ -41,7 +55,7 @@ METRICS: tuple[MetricSpec, ...] = (
     # Surface and waste water (HJ 212 codes)
     MetricSpec("w01001", "pH", "pH值", "", 0, 14, 2, "w01001"),
     MetricSpec("w01009", "dissolved oxygen", "溶解氧", "mg/L", 0, 20, 2, "w01009"),
-    MetricSpec("w01010", "water temperature", "水温", "°C", -5, 45, 1, "w01010"),
+    MetricSpec("w01010", "water temperature", "水温", "°C", -5, 45, 1, "w01010", flat_after_h=12),
     MetricSpec("w01003", "turbidity", "浑浊度", "NTU", 0, 4000, 1, "w01003"),
     MetricSpec("w01014", "conductivity", "电导率", "µS/cm", 0, 20000, 0, "w01014"),
     MetricSpec("w01018", "COD", "化学需氧量", "mg/L", 0, 5000, 1, "w01018"),
@@ -49,25 +63,25 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("w21003", "ammonia nitrogen", "氨氮", "mg/L", 0, 300, 3, "w21003"),
     MetricSpec("w21011", "total phosphorus", "总磷", "mg/L", 0, 50, 3, "w21011"),
     MetricSpec("w21001", "total nitrogen", "总氮", "mg/L", 0, 300, 2, "w21001"),
-    MetricSpec("w00000", "waste water flow", "污水流量", "m³/h", 0, 100000, 1, "w00000"),
-    MetricSpec("water_level", "water level", "水位", "m", -10, 500, 2),
+    MetricSpec("w00000", "waste water flow", "污水流量", "m³/h", 0, 100000, 1, "w00000", resting=(0.0,)),
+    MetricSpec("water_level", "water level", "水位", "m", -10, 500, 2, flat_after_h=12),
     # Air (HJ 212 codes)
     MetricSpec("a34004", "PM2.5", "细颗粒物", "µg/m³", 0, 2000, 0, "a34004"),
     MetricSpec("a34002", "PM10", "可吸入颗粒物", "µg/m³", 0, 3000, 0, "a34002"),
     MetricSpec("a01001", "air temperature", "温度", "°C", -55, 50, 1, "a01001"),
-    MetricSpec("a01002", "relative humidity", "湿度", "%", 0, 100, 0, "a01002"),
+    MetricSpec("a01002", "relative humidity", "湿度", "%", 0, 100, 0, "a01002", resting=(100.0,), flat_after_h=12),
     # Gas network
-    MetricSpec("gas_pressure", "gas pressure", "燃气压力", "kPa", 0, 4000, 2),
-    MetricSpec("methane_lel", "methane", "甲烷浓度", "%LEL", 0, 100, 1),
+    MetricSpec("gas_pressure", "gas pressure", "燃气压力", "kPa", 0, 4000, 2, flat_after_h=3),
+    MetricSpec("methane_lel", "methane", "甲烷浓度", "%LEL", 0, 100, 1, resolution=1.0, resting=(0.0,)),
     # Water supply
     MetricSpec("water_pressure", "water pressure", "供水压力", "MPa", 0, 1.6, 3),
-    MetricSpec("water_flow", "water flow", "供水流量", "m³/h", 0, 20000, 2),
+    MetricSpec("water_flow", "water flow", "供水流量", "m³/h", 0, 20000, 2, resting=(0.0,)),
     # District heating
     MetricSpec("supply_temp", "supply temperature", "供水温度", "°C", -10, 150, 1),
     MetricSpec("return_temp", "return temperature", "回水温度", "°C", -10, 150, 1),
-    MetricSpec("supply_pressure", "supply pressure", "供水压力", "MPa", 0, 2.5, 3),
-    MetricSpec("return_pressure", "return pressure", "回水压力", "MPa", 0, 2.5, 3),
-    MetricSpec("indoor_temp", "indoor temperature", "室内温度", "°C", -30, 45, 1),
+    MetricSpec("supply_pressure", "supply pressure", "供水压力", "MPa", 0, 2.5, 3, flat_after_h=None),
+    MetricSpec("return_pressure", "return pressure", "回水压力", "MPa", 0, 2.5, 3, flat_after_h=None),
+    MetricSpec("indoor_temp", "indoor temperature", "室内温度", "°C", -30, 45, 1, flat_after_h=12),
     MetricSpec("outdoor_temp", "outdoor temperature", "室外温度", "°C", -55, 45, 1),
 )
 

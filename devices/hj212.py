@@ -12,6 +12,7 @@ standard's own (Appendix A), not CRC-16/MODBUS.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -19,6 +20,9 @@ HEADER = b"##"
 MAX_SEGMENT = 1024
 _BEIJING = dt.timezone(dt.timedelta(hours=8))
 _FRAME = re.compile(rb"^##(\d{4})(.*)([0-9A-Fa-f]{4})\r\n$", re.DOTALL)
+_MN = re.compile(r"[0-9A-Za-z]{1,24}")
+"""What the ledger accepts as an MN: a frame naming anything else cannot be a logger of ours."""
+_FACTOR = re.compile(r"[0-9A-Za-z_]{1,16}")
 
 # HJ/T 212-2005 factor codes that loggers still send, and their HJ 212-2017 codes (Table B.1 "old" column).
 OLD_CODES = {"B01": "w00000", "001": "w01001", "003": "w01012", "010": "w01017", "011": "w01018",
@@ -155,6 +159,8 @@ def _fields(text: str) -> Packet:
     for required, code in (("ST", ST_ERROR), ("CN", CN_ERROR), ("MN", MN_ERROR)):
         if not found.get(required):
             raise FrameError(f"field {required} is missing", code)
+    if not _MN.fullmatch(found["MN"]):
+        raise FrameError(f"MN={found['MN']!r} is not 1 to 24 letters and digits", MN_ERROR)
     return Packet(qn=found.get("QN"), st=found["ST"], cn=found["CN"], pw=found.get("PW"), mn=found["MN"],
                   flag=_int(found.get("Flag"), "Flag", FLAG_ERROR), cp=rest[:-2],
                   pnum=_int(found.get("PNUM"), "PNUM", None), pno=_int(found.get("PNO"), "PNO", None))
@@ -259,12 +265,21 @@ def data_values(packet: Packet) -> DataPacketValues:
         if not dash or kind not in VALUE_KINDS:
             continue
         factor = OLD_CODES.get(factor, factor)
+        if not _FACTOR.fullmatch(factor):
+            result.unreadable.append(f"{name!r} is not a factor code")
+            continue
         try:
             value = float(text)
         except ValueError:
             result.unreadable.append(f"{name}={text!r} is not a number")
             continue
+        if not math.isfinite(value):
+            result.unreadable.append(f"{name}={text!r} is not a finite number")
+            continue
         flag = flags.get(name[: -len(kind) - 1])
+        if flag and not (flag[:1].isascii() and flag[:1].isalpha()):
+            result.unreadable.append(f"{name} has flag {flag!r}, not a letter")
+            continue
         result.values.append(HjValue(factor, kind, value, flag[:1] if flag else None, observed))
     return result
 

@@ -7,13 +7,18 @@
 when the publisher is the terminal itself; its ``ts`` defaults to the message's; ``flag`` is
 an HJ 212 data flag. A payload that breaks this shape is refused whole (``PayloadError``);
 whether each reading fits the ledger is decided downstream.
+
+Hard limits, so that what comes out is safe for any code and for PostgreSQL: at most
+``MAX_PAYLOAD_BYTES``, nesting no deeper than the shape above (deeper JSON is refused, not
+recursed into), values finite and within ``MAX_VALUE``, times within 2000…9999, codes and
+metric names from a small character set (no NUL, no control characters).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import math
+import re
 from dataclasses import dataclass
 
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -21,7 +26,14 @@ MAX_READINGS = 2_000
 FLAGS = frozenset("NFMSDCTB")
 """HJ 212-2017 data flags: N normal, F stopped, M maintenance, S manual, D fault, C calibration, T over range,
 B communication lost."""
+MAX_VALUE = 1e15
+"""Larger magnitudes are no measurement; beyond about 1e308 they would not even be a float."""
+CODE = re.compile(r"[0-9A-Za-z]{1,32}")
+"""A device code: a city code such as 23120221000001R (letters and digits)."""
+METRIC = re.compile(r"[0-9A-Za-z_][0-9A-Za-z_.:-]{0,63}")
+"""A metric key: a catalogue key (a34004, methane_lel) or an HJ 212 aggregate (w01001:avg:hour)."""
 _EARLIEST_MS = 946_684_800_000  # 2000-01-01: smaller epoch numbers are seconds or garbage
+_LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a datetime can hold
 
 
 class PayloadError(ValueError):
@@ -42,8 +54,12 @@ def decode_telemetry(payload: bytes) -> list[Reading]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadError(f"payload is {len(payload)} bytes, more than {MAX_PAYLOAD_BYTES}")
     try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = json.loads(payload, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise PayloadError("payload nests deeper than telemetry ever does") from exc
+    except PayloadError:
+        raise
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of thousands of digits
         raise PayloadError(f"payload is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise PayloadError("payload must be a JSON object with 'readings'")
@@ -61,15 +77,17 @@ def _reading(item: object, index: int, default_ts: int | None) -> Reading:
     if type(item) is not dict:
         raise PayloadError(f"readings[{index}] must be an object")
     metric = item.get("metric")
-    if type(metric) is not str or not metric:
-        raise PayloadError(f"readings[{index}].metric must be a non-empty string")
+    if type(metric) is not str or not METRIC.fullmatch(metric):
+        raise PayloadError(f"readings[{index}].metric must be a metric key (letters, digits, _ . : -), "
+                           f"got {_shown(metric)}")
     value = item.get("value")
     kind = type(value)
-    if not ((kind is float and math.isfinite(value)) or kind is int):
-        raise PayloadError(f"readings[{index}].value must be a finite number, got {value!r}")
+    if not ((kind is float or kind is int) and -MAX_VALUE <= value <= MAX_VALUE):  # NaN fails both comparisons
+        raise PayloadError(f"readings[{index}].value must be a finite number within ±{MAX_VALUE:g}, "
+                           f"got {_shown(value)}")
     code = item.get("code")
-    if code is not None and type(code) is not str:
-        raise PayloadError(f"readings[{index}].code must be a string")
+    if code is not None and (type(code) is not str or not CODE.fullmatch(code)):
+        raise PayloadError(f"readings[{index}].code must be a device code (letters and digits), got {_shown(code)}")
     raw_ts = item.get("ts")
     ts = default_ts if raw_ts is None else parse_time(raw_ts, f"readings[{index}].ts")
     if ts is None:
@@ -77,7 +95,7 @@ def _reading(item: object, index: int, default_ts: int | None) -> Reading:
     flag = item.get("flag")
     if flag is not None:
         if type(flag) is not str or flag.upper() not in FLAGS:
-            raise PayloadError(f"readings[{index}].flag must be one of {''.join(sorted(FLAGS))}, got {flag!r}")
+            raise PayloadError(f"readings[{index}].flag must be one of {''.join(sorted(FLAGS))}, got {_shown(flag)}")
         flag = flag.upper()
     return Reading(code, metric, ts, float(value), flag)
 
@@ -87,18 +105,30 @@ def parse_time(value: object, where: str) -> int:
     if isinstance(value, bool):
         raise PayloadError(f"{where} must be RFC 3339 text or epoch milliseconds")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or value < _EARLIEST_MS:
-            raise PayloadError(f"{where} = {value!r} is not epoch milliseconds (seconds are not accepted)")
+        if not _EARLIEST_MS <= value <= _LATEST_MS:  # NaN fails the comparison too
+            raise PayloadError(f"{where} = {_shown(value)} is not epoch milliseconds (seconds are not accepted)")
         return int(value)
     if isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value)
         except ValueError as exc:
-            raise PayloadError(f"{where} = {value!r} is not RFC 3339 time") from exc
+            raise PayloadError(f"{where} = {_shown(value)} is not RFC 3339 time") from exc
         if parsed.tzinfo is None:
-            raise PayloadError(f"{where} = {value!r} has no time zone (add Z or +08:00)")
+            raise PayloadError(f"{where} = {_shown(value)} has no time zone (add Z or +08:00)")
         return int(parsed.timestamp() * 1000)
     raise PayloadError(f"{where} must be RFC 3339 text or epoch milliseconds")
+
+
+def _refuse_constant(name: str) -> float:
+    raise PayloadError(f"payload has {name}, which is not a number")
+
+
+def _shown(value: object) -> str:
+    """A value for a reason: its repr, cut short (an attacker's value can be kilobytes long)."""
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def encode_telemetry(readings: list[dict], ts_ms: int | None = None) -> bytes:

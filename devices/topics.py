@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from devices.telemetry import CODE
+
 PREFIX = "ganzhi/v1"
 SHARE_GROUP = "ganzhi-ingest"
 
@@ -36,6 +38,8 @@ class Topic:
         parts = topic.split("/")
         if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != PREFIX:
             raise TopicError(f"topic {topic!r} is not {PREFIX}/{{code}}/{{channel}}")
+        if not CODE.fullmatch(parts[2]):
+            raise TopicError(f"topic {topic!r} does not name a device code (letters and digits)")
         try:
             channel = Channel(parts[3])
         except ValueError as exc:

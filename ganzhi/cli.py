@@ -216,23 +216,19 @@ def qr(settings: Settings, value: str, out: Path) -> None:
 @click.pass_obj
 def ingest(settings: Settings, client_id: str, protocol: str | None, no_shared: bool, drain: bool) -> None:
     """Run one ingest worker: MQTT telemetry and status into the store (Ctrl-C or SIGTERM stops it)."""
-    import signal
-    import threading
-
+    from core.runtime import run_service
     from ingest.worker import IngestWorker, WorkerConfig
 
     host, port = settings.mqtt_host_port
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-    worker = IngestWorker(WorkerConfig(
+    config = WorkerConfig(
         database_url=database_url(settings), mqtt_host=host, mqtt_port=port, client_id=client_id,
         username=settings.mqtt_username if password else None, password=password,
         mqtt5=(protocol or settings.ingest_protocol) == "5", shared=not no_shared,
         retention_days=settings.retention_days, drain=drain,
-    ))
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    worker.run(stop)
+    )
+    sys.exit(run_service("ingest", f"ingest {client_id}", config.database_url,
+                         lambda service: IngestWorker(config, service).run()))
 
 
 @main.command()
@@ -242,16 +238,13 @@ def ingest(settings: Settings, client_id: str, protocol: str | None, no_shared: 
 @click.pass_obj
 def analytics(settings: Settings, shard: int, shards: int) -> None:
     """Run one rule worker: evaluate new readings on observation time and keep the alerts (Ctrl-C stops it)."""
-    import signal
-    import threading
-
     from alerts import service as alert_service
     from analytics.worker import AnalyticsWorker
+    from core.runtime import run_service
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    AnalyticsWorker(database_url(settings), alert_service, shard, shards).run(stop)
+    url = database_url(settings)
+    worker = AnalyticsWorker(url, alert_service, shard, shards)
+    sys.exit(run_service("rules", f"rules shard {shard} of {shards}", url, worker.run))
 
 
 @main.command()
@@ -298,23 +291,17 @@ def backtest(settings: Settings, code: str, start, end, prefix: str) -> None:
 
 
 @main.command(name="hj212")
+@click.option("--instance", default=1, show_default=True,
+              help="Which of the gateway processes sharing the port this is (names its heartbeat).")
 @click.pass_obj
-def hj212_gateway(settings: Settings) -> None:
+def hj212_gateway(settings: Settings, instance: int) -> None:
     """Run the HJ 212-2017 TCP gateway for environmental data loggers (Ctrl-C or SIGTERM stops it)."""
-    import signal
-
+    from core.runtime import run_service_async
     from ingest.hj212_gateway import GatewayConfig, Hj212Gateway
 
-    gateway = Hj212Gateway(GatewayConfig(database_url(settings), settings.hj212_host, settings.hj212_port,
-                                         settings.retention_days))
-
-    async def main_loop() -> None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await gateway.serve(stop)
-
-    asyncio.run(main_loop())
+    config = GatewayConfig(database_url(settings), settings.hj212_host, settings.hj212_port, settings.retention_days)
+    sys.exit(run_service_async("hj212", f"hj212 {settings.hj212_port}-{instance}", config.database_url,
+                               lambda service: Hj212Gateway(config, service).serve()))
 
 
 @main.command()
@@ -329,9 +316,12 @@ def hj212_gateway(settings: Settings) -> None:
 @click.option("--hj212-bad-crc", default=0.0, show_default=True, help="Share of HJ 212 packets sent with a bad CRC.")
 @click.option("--towers", default=0, show_default=True,
               help="Camera towers streaming frames (fires, sunsets, lorries, dust) for the fire worker.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Record every injected fault and event here (JSON lines), the ground truth for scoring alerts.")
 @click.pass_obj
 def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, faults: tuple[str, ...],
-             fault_share: float, duration: float | None, mqtt311: bool, hj212_bad_crc: float, towers: int) -> None:
+             fault_share: float, duration: float | None, mqtt311: bool, hj212_bad_crc: float, towers: int,
+             truth: Path | None) -> None:
     """Publish telemetry for the demo ledger through the broker, each device with its own credentials, and
     run its HJ 212 loggers against the gateway."""
     from simulators.faults import pick_faults
@@ -347,7 +337,7 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
         loggers = load_loggers(conn, settings.demo_secret.get_secret_value())[:limit]
     host, port = settings.mqtt_host_port
     config = SimConfig(host=host, port=port, secret_key=settings.demo_secret.get_secret_value(), speed=speed,
-                       ramp_s=ramp, mqtt5=not mqtt311,
+                       ramp_s=ramp, mqtt5=not mqtt311, truth=truth,
                        faults=pick_faults([p.code for p in fleet], [Fault(f) for f in faults], fault_share, seed=7))
 
     async def main_loop() -> None:
@@ -366,7 +356,7 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
         stats, logged, frames = await asyncio.gather(
             run_fleet(fleet, config, stop),
             run_loggers(loggers, gateway_host, settings.hj212_port, stop, speed=speed, bad_crc_share=hj212_bad_crc,
-                        polluted=polluted),
+                        polluted=polluted, truth_path=truth),
             run_towers(cameras, host, port, config.secret_key, stop),
         )
         click.echo(f"published {stats.messages} messages, {stats.readings} readings "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import click
 import psycopg
 
@@ -23,9 +25,17 @@ def connect(settings: Settings) -> psycopg.Connection:
         return db.connect(url)
     except psycopg.OperationalError as exc:
         raise click.ClickException(
-            f"cannot reach the database at {url}: {str(exc).strip()}\n"
+            f"cannot reach the database at {_without_password(url)}: {str(exc).strip()}\n"
             "Start the platform with `ganzhi up`, or set DATABASE_URL."
         ) from exc
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be shown: the embedded server's carries its password."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 class Group(click.Group):

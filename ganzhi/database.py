@@ -33,7 +33,8 @@ def prepare(url: str, settings: Settings) -> list[Migration]:
     with db.connect(url) as conn:
         applied = migrate(conn, MIGRATION_DIRS)
         reference.seed(conn)
-        store.maintain(conn, settings.retention_days, settings.partition_premake_days)
+        store.maintain(conn, settings.retention_days, settings.partition_premake_days,
+                       dead_letter_days=settings.dead_letter_retention_days)
         conn.commit()
     for migration in applied:
         log.info("applied %04d_%s", migration.version, migration.name)

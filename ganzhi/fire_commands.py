@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -22,11 +23,9 @@ from ganzhi.commands import Group, connect, database_url
 def fire(settings: Settings, shard: int, shards: int, sources: tuple[str, ...], fps: float,
          protocol: str | None) -> None:
     """Run one fire worker: camera frames into fire detections, events and alerts (Ctrl-C stops it)."""
-    import signal
-    import threading
-
     from alerts import fire as fire_alerts
     from analytics.fire.worker import FireConfig, FireWorker
+    from core.runtime import run_service
 
     pairs = []
     for item in sources:
@@ -36,16 +35,14 @@ def fire(settings: Settings, shard: int, shards: int, sources: tuple[str, ...], 
         pairs.append((code.strip(), uri.strip()))
     host, port = settings.mqtt_host_port
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    url = database_url(settings)
     worker = FireWorker(FireConfig(
-        database_url=database_url(settings), mqtt_host=host, mqtt_port=port, client_id=f"ganzhi-fire-{shard}",
+        database_url=url, mqtt_host=host, mqtt_port=port, client_id=f"ganzhi-fire-{shard}",
         username=settings.mqtt_username if password else None, password=password,
         mqtt5=(protocol or settings.ingest_protocol) == "5", shard=shard, shards=shards, sources=tuple(pairs),
         source_fps=fps,
     ), fire_alerts)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    worker.run(stop)
+    sys.exit(run_service("fire", f"fire ganzhi-fire-{shard}", url, worker.run))
 
 
 @click.command()

@@ -22,8 +22,8 @@ import uvicorn
 from api.app import create_app
 from core import db
 from core.broker import LocalBroker
-from core.embedded import EmbeddedPostgres
-from core.settings import Settings
+from core.embedded import EmbeddedPostgres, stop_leftover
+from core.settings import Settings, UnsafeSettings
 from ganzhi import broker_auth, database
 from ganzhi.account_commands import ensure_first_admin
 from ganzhi.children import Child
@@ -48,6 +48,12 @@ class _Server(uvicorn.Server):
 
 
 async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
+    try:
+        settings.require_own_secrets(demo=load_demo)
+    except UnsafeSettings as exc:
+        raise SystemExit(str(exc)) from exc
+    if not settings.database_url:  # a server a killed `up` left behind still holds the port for a moment
+        await asyncio.to_thread(stop_leftover, (settings.var_dir / "pgdata").resolve())
     _require_free_ports(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -137,7 +143,8 @@ def _worker_commands(settings: Settings, mqtt5: bool, simulate: bool) -> list[tu
     shards = str(settings.analytics_workers)
     commands += [(f"rule worker {n + 1}", ["analytics", "--shard", str(n), "--shards", shards])
                  for n in range(settings.analytics_workers)]
-    commands += [(f"HJ 212 gateway {n}", ["hj212"]) for n in range(1, settings.hj212_workers + 1)]  # SO_REUSEPORT
+    commands += [(f"HJ 212 gateway {n}", ["hj212", "--instance", str(n)])
+                 for n in range(1, settings.hj212_workers + 1)]  # SO_REUSEPORT
     commands.append(("fire worker", ["fire", *([] if mqtt5 else ["--protocol", "3.1.1"])]))
     commands.append(("delivery worker", ["deliver"]))
     if simulate:  # the demo fleet, with a few pollution events and gas leaks so that alerts show too
@@ -183,7 +190,8 @@ async def _maintain_forever(url: str, settings: Settings) -> None:
 
 def _maintain(url: str, settings: Settings) -> None:
     with db.connect(url) as conn:
-        store.maintain(conn, settings.retention_days, settings.partition_premake_days)
+        store.maintain(conn, settings.retention_days, settings.partition_premake_days,
+                       dead_letter_days=settings.dead_letter_retention_days)
 
 
 async def _wait_for(stop: asyncio.Event, serving: asyncio.Task) -> None:

@@ -1,22 +1,38 @@
-"""The ledger as ingestion sees it: which codes may say what, held in memory.
+"""The ledger as ingestion sees it: which codes may say what, cached entry by entry.
 
-Loaded whole (100,000 terminals take about a second) and reloaded when a message names
-a code it does not know (at most every few seconds, so a terminal registered a moment ago
-is accepted) and at least every minute (so retirements take effect).
+Nothing is loaded whole (plan for 10^6 terminals): a code is looked up when a message first names
+it, the codes of one batch in one indexed query, and kept. A code the ledger does not have is
+remembered as unknown for ``NEGATIVE_TTL_S`` only. Changes reach the cache at once: triggers on
+terminal and pole send ``{"table", "op", "id", "code"}`` on the channel ``ganzhi_ledger`` at
+commit, and a listener thread drops that entry (it is looked up again when it next speaks), so a
+terminal registered a moment ago is accepted and a retired one refused with its next message. If
+the listening connection is lost, notifications may have been missed: the whole cache is dropped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psycopg
 
+from core.runtime import Outage
+
 log = logging.getLogger(__name__)
 
-MIN_RELOAD_S = 5.0
-MAX_AGE_S = 60.0
+CHANNEL = "ganzhi_ledger"
+NEGATIVE_TTL_S = 5.0
+MAX_UNKNOWN = 100_000
+"""Codes remembered as unknown at most (a device may name any code in its readings)."""
+
+_TERMINALS = """
+    select t.id, t.code, t.status, t.metrics, p.code, t.mn, t.pw
+      from terminal t left join pole p on p.id = t.pole_id
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,51 +42,165 @@ class TerminalEntry:
     status: str
     metrics: frozenset[str]
     pole: str | None
+    mn: str | None = None
+    pw: str | None = None
 
 
 class Directory:
     def __init__(self, url: str) -> None:
         self._url = url
         self.terminals: dict[str, TerminalEntry] = {}
-        self.poles: dict[str, frozenset[str]] = {}
-        """Pole code → codes of the terminals it carries."""
-        self.loggers: dict[str, tuple[str, str | None]] = {}
-        """HJ 212 MN → (terminal code, PW)."""
-        self._loaded_at = 0.0
+        self.poles: set[str] = set()
+        self.loggers: dict[str, str] = {}
+        """HJ 212 MN → terminal code."""
+        self._unknown: dict[str, float] = {}
+        """Code → until when it counts as unknown."""
+        self._unknown_mns: dict[str, float] = {}
+        """MN → until when it counts as unknown (forgotten whole on any terminal change: the new MN is not told)."""
+        self._ids: dict[tuple[str, int], str] = {}
+        """(table, id) → code, to find an entry from a notification."""
+        self._lock = threading.Lock()
+        """Held while the cache changes (the listener thread and the lookups both change it)."""
+        self._changes = 0
+        """Notifications heard so far: a lookup that overlapped one is done again (it may have read old rows)."""
+        self._lookup_lock = threading.Lock()
+        self._lookup_conn: psycopg.Connection | None = None
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._listener: threading.Thread | None = None
 
-    def refresh(self, *, force: bool = False) -> bool:
-        """Reload when stale, or when forced and the last load is not too recent; True when reloaded."""
-        age = time.monotonic() - self._loaded_at
-        if age < (MIN_RELOAD_S if force else MAX_AGE_S):
-            return False
-        try:
-            with psycopg.connect(self._url, connect_timeout=5) as conn:
-                self._load(conn)
-        except psycopg.OperationalError as exc:
-            if not self.terminals:
-                raise  # nothing to judge with yet
-            log.warning("could not reload the ledger (%s); judging with the copy from %.0f s ago",
-                        str(exc).strip(), age)
-            self._loaded_at = time.monotonic() - MAX_AGE_S + MIN_RELOAD_S  # try again in a few seconds
-            return False
-        return True
-
-    def _load(self, conn: psycopg.Connection) -> None:
-        rows = conn.execute(
-            "select t.id, t.code, t.status, t.metrics, p.code, t.mn, t.pw"
-            "  from terminal t left join pole p on p.id = t.pole_id"
-        ).fetchall()
-        terminals = {code: TerminalEntry(tid, code, status, frozenset(metrics), pole)
-                     for tid, code, status, metrics, pole, _, _ in rows}
-        self.loggers = {mn: (code, pw) for _, code, _, _, _, mn, pw in rows if mn}
-        poles: dict[str, set[str]] = {code: set() for (code,) in conn.execute("select code from pole")}
-        for entry in terminals.values():
-            if entry.pole:
-                poles.setdefault(entry.pole, set()).add(entry.code)
-        self.terminals = terminals
-        self.poles = {code: frozenset(hosted) for code, hosted in poles.items()}
-        self._loaded_at = time.monotonic()
-        log.info("directory loaded: %d terminals, %d poles", len(terminals), len(poles))
+    # -- reading ------------------------------------------------------------------------------------
 
     def knows(self, code: str) -> bool:
         return code in self.terminals or code in self.poles
+
+    def terminal(self, code: str) -> TerminalEntry | None:
+        return self.terminals.get(code)
+
+    def logger(self, mn: str) -> TerminalEntry | None:
+        code = self.loggers.get(mn)
+        return self.terminals.get(code) if code is not None else None
+
+    # -- looking up ---------------------------------------------------------------------------------
+
+    def ensure(self, codes: Iterable[str]) -> None:
+        """Look up, in one query, the codes neither cached nor recently found unknown."""
+        now = time.monotonic()
+        missing = {c for c in codes if c not in self.terminals and c not in self.poles
+                   and self._unknown.get(c, 0.0) < now}
+        if missing:
+            self._fetch(sorted(missing), "code", now)
+
+    def ensure_loggers(self, mns: Iterable[str]) -> None:
+        now = time.monotonic()
+        missing = {m for m in mns if m not in self.loggers and self._unknown_mns.get(m, 0.0) < now}
+        if missing:
+            self._fetch(sorted(missing), "mn", now)
+
+    def _fetch(self, keys: list[str], by: str, now: float) -> None:
+        with self._lookup_lock:
+            for _ in range(3):
+                heard = self._changes
+                rows, poles = self._query(keys, by)
+                with self._lock:
+                    if heard == self._changes:
+                        self._store(keys, by, now, rows, poles)
+                        return
+
+    def _query(self, keys: list[str], by: str) -> tuple[list[tuple], list[tuple]]:
+        conn = self._lookup_conn
+        if conn is None or conn.closed:
+            conn = self._lookup_conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+        if by == "mn":
+            return conn.execute(_TERMINALS + " where t.mn = any(%(keys)s)", {"keys": keys}).fetchall(), []
+        return (conn.execute(_TERMINALS + " where t.code = any(%(keys)s)", {"keys": keys}).fetchall(),
+                conn.execute("select id, code from pole where code = any(%(keys)s)", {"keys": keys}).fetchall())
+
+    def _store(self, keys: list[str], by: str, now: float, rows: list[tuple], poles: list[tuple]) -> None:
+        for row in rows:
+            self._keep(TerminalEntry(row[0], row[1], row[2], frozenset(row[3]), row[4], row[5], row[6]))
+        for pole_id, code in poles:
+            self._ids[("pole", pole_id)] = code
+            self.poles.add(code)
+        found = {row[5] if by == "mn" else row[1] for row in rows} | {code for _, code in poles}
+        unknown = self._unknown_mns if by == "mn" else self._unknown
+        for key in keys:
+            if key not in found:
+                unknown[key] = now + NEGATIVE_TTL_S
+        while len(unknown) > MAX_UNKNOWN:
+            del unknown[next(iter(unknown))]
+
+    def _keep(self, entry: TerminalEntry) -> None:
+        self.terminals[entry.code] = entry
+        self._ids[("terminal", entry.id)] = entry.code
+        if entry.mn:
+            self.loggers[entry.mn] = entry.code
+
+    # -- hearing of changes -------------------------------------------------------------------------
+
+    def forget(self, table: str, entity_id: int, code: str | None) -> None:
+        """A terminal or pole changed: drop what is cached of it (old and new code)."""
+        with self._lock:
+            self._changes += 1
+            self._forget(table, entity_id, code)
+
+    def _forget(self, table: str, entity_id: int, code: str | None) -> None:
+        codes = {c for c in (self._ids.pop((table, entity_id), None), code) if c}
+        for c in codes:
+            self._unknown.pop(c, None)
+            if table == "pole":
+                self.poles.discard(c)
+                continue
+            entry = self.terminals.pop(c, None)
+            if entry is not None and entry.mn:
+                self.loggers.pop(entry.mn, None)
+        if table == "terminal":  # a new or changed MN may have been remembered as unknown
+            self._unknown_mns.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._changes += 1
+            self.terminals.clear()
+            self.poles.clear()
+            self.loggers.clear()
+            self._unknown.clear()
+            self._unknown_mns.clear()
+            self._ids.clear()
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start listening for ledger changes; returns once listening (or after ``timeout_s``)."""
+        self._listener = threading.Thread(target=self._listen_forever, name="ledger-listener", daemon=True)
+        self._listener.start()
+        self._listening.wait(timeout_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(5)
+        if self._lookup_conn is not None:
+            self._lookup_conn.close()
+
+    def _listen_forever(self) -> None:
+        outage = Outage("ledger notifications", log)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"listen {CHANNEL}")
+                    self.clear()  # whatever changed while nobody listened is looked up afresh
+                    self._listening.set()
+                    outage.recovered()
+                    self._hear(conn)
+            except Exception as exc:  # the listener must not die: it reconnects, and the cache starts afresh
+                self._listening.clear()
+                outage.failed(exc)
+                self._stop.wait(1.0)
+
+    def _hear(self, conn: psycopg.Connection) -> None:
+        while not self._stop.is_set():
+            for notice in conn.notifies(timeout=1.0):
+                try:
+                    change = json.loads(notice.payload)
+                    if change["table"] in ("terminal", "pole"):  # other tables share the channel
+                        self.forget(change["table"], int(change["id"]), change.get("code"))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("unreadable ledger notification %r", notice.payload[:200])

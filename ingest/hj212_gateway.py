@@ -12,21 +12,28 @@ another's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 
 import psycopg
 
+from core.runtime import Outage, Service
 from devices import Reading, hj212
 from ingest import validate
+from ingest.dead_letters import MAX_PAYLOAD, DeadLetter, Limiter, redact_hj212
 from ingest.directory import Directory
-from ingest.writer import Batch, DeadLetter, Writer
+from ingest.guard import PasswordGuard
+from ingest.writer import Batch, Writer
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 8192
 IDLE_TIMEOUT_S = 600.0
+GARBAGE_FLUSH_BYTES = 1024 * 1024
+"""Bytes outside frames are gathered per connection into one dead letter, written at close or at this size."""
 
 
 @dataclass(frozen=True)
@@ -39,46 +46,75 @@ class GatewayConfig:
 
 
 @dataclass
-class GatewayCounters:
-    connections: int = 0
-    packets: int = 0
-    readings_stored: int = 0
-    dead_letters: int = 0
-
-
-@dataclass
 class _Job:
     batch: Batch
+    letter: DeadLetter
+    """What to keep instead, should the database refuse the batch."""
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
+class _Locked(Exception):
+    """The peer or the MN is locked after wrong PWs: the connection is closed unanswered."""
+
+
+class _Garbage:
+    """Bytes outside any frame on one connection: the first ``MAX_PAYLOAD`` kept, all of them counted."""
+
+    def __init__(self) -> None:
+        self.kept = bytearray()
+        self.size = 0
+        self.pieces = 0
+        self._sha = hashlib.sha256()
+
+    def add(self, junk: bytes) -> None:
+        self.kept += junk[: MAX_PAYLOAD - len(self.kept)]
+        self.size += len(junk)
+        self.pieces += 1
+        self._sha.update(junk)
+
+    def letter(self, peer: str) -> DeadLetter:
+        return DeadLetter(f"hj212://{peer}", None, redact_hj212(bytes(self.kept)),
+                          f"{self.size} bytes outside any HJ 212 frame ({self.pieces} pieces)", size=self.size,
+                          digest=self._sha.digest())
+
+
 class Hj212Gateway:
-    def __init__(self, config: GatewayConfig) -> None:
+    """The gateway's handlers; the process around them (stop, heartbeat, counters) is ``core.runtime``'s."""
+
+    def __init__(self, config: GatewayConfig, service: Service) -> None:
         self.config = config
-        self.counters = GatewayCounters()
+        self._service = service
+        self.counters = service.counters
         self._directory = Directory(config.database_url)
         self._writer = Writer()
+        self._limiter = Limiter()
+        self._guard = PasswordGuard()
+        self._database = Outage("database", log)
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
         self._conn: psycopg.Connection | None = None
         self._data_times: dict[tuple[str, str], str] = {}
         self._clients: dict[asyncio.Task, asyncio.StreamWriter] = {}
+        self.writing: asyncio.Task | None = None
 
-    async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        await asyncio.to_thread(self._directory.refresh, force=True)
+    async def serve(self, ready: asyncio.Event | None = None) -> None:
+        """Serve until the service stops (a signal, or a component that died)."""
+        await asyncio.to_thread(self._directory.start)
         # reuse_port: several gateway processes can share the port, the kernel spreading connections over them.
         server = await asyncio.start_server(self._connection, self.config.host, self.config.port, reuse_port=True)
-        writing = asyncio.create_task(self._write_forever())
+        self.writing = asyncio.create_task(self._write_forever(), name="writer")
+        self.writing.add_done_callback(self._service.watch("writer"))
         log.info("HJ 212 gateway listening on %s:%d", self.config.host, self.config.port)
         if ready is not None:
             ready.set()
         async with server:
-            await stop.wait()
+            await self._service.until_stopped()
         for client in self._clients.values():  # loggers reconnect; their unanswered frames come again
             client.close()
         if self._clients:
             await asyncio.wait(list(self._clients), timeout=10)
-        writing.cancel()
-        await asyncio.gather(writing, return_exceptions=True)
+        self.writing.cancel()
+        await asyncio.gather(self.writing, return_exceptions=True)
+        await asyncio.to_thread(self._directory.close)
         if self._conn is not None:
             self._conn.close()
 
@@ -87,61 +123,79 @@ class Hj212Gateway:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = writer.get_extra_info("peername")[:2]
         peer = f"{host}:{port}"
-        self.counters.connections += 1
+        if self._guard.host_locked(host):
+            self.counters["connections_locked_out"] += 1
+            writer.close()
+            return
+        self.counters["connections"] += 1
         self._clients[asyncio.current_task()] = writer
-        splitter = hj212.Splitter()
+        splitter, garbage = hj212.Splitter(), _Garbage()
         try:
             while True:
                 data = await asyncio.wait_for(reader.read(READ_SIZE), IDLE_TIMEOUT_S)
                 if not data:
                     break
-                frames, garbage = splitter.feed(data)
-                for junk in garbage:
-                    await self._dead_letter(f"hj212://{peer}", None, junk, "bytes outside any HJ 212 frame")
+                frames, junk = splitter.feed(data)
+                for piece in junk:
+                    garbage.add(piece)
+                if garbage.size >= GARBAGE_FLUSH_BYTES:
+                    await self._dead_letter(host, garbage.letter(peer))
+                    garbage = _Garbage()
                 for frame in frames:
-                    for answer in await self._frame(frame, peer):
+                    for answer in await self._frame(frame, host, peer):
                         writer.write(answer)
                 await writer.drain()
-        except (TimeoutError, ConnectionError) as exc:
+        except _Locked:
+            self.counters["connections_locked_out"] += 1
+        except (TimeoutError, ConnectionError, psycopg.OperationalError) as exc:
             log.debug("logger %s: %s", peer, exc)
         except Exception:
             log.exception("logger %s: connection closed after an unexpected error", peer)
         finally:
             self._clients.pop(asyncio.current_task(), None)
             writer.close()
+            if garbage.size:
+                with contextlib.suppress(Exception):  # at shutdown the writer may be gone already
+                    await self._dead_letter(host, garbage.letter(peer))
 
-    async def _frame(self, frame: bytes, peer: str) -> list[bytes]:
+    async def _frame(self, frame: bytes, host: str, peer: str) -> list[bytes]:
         """Handle one frame; returns the answers to send back."""
-        self.counters.packets += 1
+        self.counters["frames"] += 1
         try:
             packet = hj212.decode(frame)
         except hj212.FrameError as exc:
-            await self._dead_letter(f"hj212://{peer}", None, frame, str(exc))
+            await self._dead_letter(host, _letter(f"hj212://{peer}", None, frame, str(exc)))
             lenient = _lenient(frame)
             return [hj212.request_answer(lenient, exc.qn_rtn)] if exc.qn_rtn and lenient else []
+        if self._guard.locked(host, packet.mn):
+            raise _Locked
         where = f"hj212://{packet.mn}/{packet.cn}"
-        logger = self._directory.loggers.get(packet.mn)
-        if logger is None and await asyncio.to_thread(self._directory.refresh, force=True):
-            logger = self._directory.loggers.get(packet.mn)
+        logger = self._directory.logger(packet.mn)
         if logger is None:
-            await self._dead_letter(where, None, frame, f"MN {packet.mn} is not a logger in the ledger")
+            await asyncio.to_thread(self._directory.ensure_loggers, [packet.mn])
+            logger = self._directory.logger(packet.mn)
+        if logger is None:
+            self._guard.failed(host, None)
+            await self._dead_letter(host, _letter(where, None, frame, f"MN {packet.mn} is not a logger in the ledger"))
             return [hj212.request_answer(packet, hj212.MN_ERROR)]
-        code, password = logger
-        if password is not None and packet.pw != password:
-            await self._dead_letter(where, code, frame, "wrong PW for this MN")
+        if logger.pw is not None and packet.pw != logger.pw:
+            self._guard.failed(host, packet.mn)
+            self.counters["pw_failures"] += 1
+            await self._dead_letter(host, _letter(where, logger.code, frame, "wrong PW for this MN"))
             return [hj212.request_answer(packet, hj212.PW_ERROR)]
+        self._guard.succeeded(host, packet.mn)
         if packet.cn == "1013":
             return [hj212.notify_answer(packet), hj212.time_answer(packet)]
         if packet.cn not in hj212.DATA_COMMANDS:
-            await self._dead_letter(where, code, frame, f"CN {packet.cn} is not handled by the gateway")
+            await self._dead_letter(host, _letter(where, logger.code, frame, f"CN {packet.cn} is not handled"))
             return [hj212.request_answer(packet, hj212.CN_ERROR)] if packet.wants_reply else []
-        return await self._data(packet, code, frame, where)
+        return await self._data(packet, logger.code, frame, where, host)
 
-    async def _data(self, packet: hj212.Packet, code: str, frame: bytes, where: str) -> list[bytes]:
+    async def _data(self, packet: hj212.Packet, code: str, frame: bytes, where: str, host: str) -> list[bytes]:
         try:
             values = hj212.data_values(self._with_data_time(packet))
         except hj212.FrameError as exc:
-            await self._dead_letter(where, code, frame, str(exc))
+            await self._dead_letter(host, _letter(where, code, frame, str(exc)))
             return []
         ts_ms = int(values.observed.timestamp() * 1000)
         readings = [Reading(code, hj212.metric_key(v, packet.cn), ts_ms, v.value, v.flag) for v in values.values]
@@ -150,10 +204,10 @@ class Hj212Gateway:
         batch.saw(code, int(time.time() * 1000))
         problems += values.unreadable
         if problems:
-            batch.dead_letters.append(DeadLetter(where, code, frame, "; ".join(problems[:20]), stored=len(accepted)))
-        job = _Job(batch)
-        await self._jobs.put(job)
-        await job.done
+            letter = self._limiter.admit(host, _letter(where, code, frame, "; ".join(problems[:20]),
+                                                       stored=len(accepted)))
+            batch.dead_letters += [letter] if letter else []
+        await self._submit(batch, _letter(where, code, frame, "the database refused it"))
         return [hj212.data_answer(packet)] if packet.wants_reply else []
 
     def _with_data_time(self, packet: hj212.Packet) -> hj212.Packet:
@@ -172,52 +226,79 @@ class Hj212Gateway:
             return packet
         return hj212.Packet(**{**packet.__dict__, "cp": f"DataTime={remembered};{packet.cp}"})
 
-    async def _dead_letter(self, where: str, code: str | None, payload: bytes, reason: str) -> None:
-        batch = Batch(dead_letters=[DeadLetter(where, code, payload, reason)])
-        job = _Job(batch)
+    async def _dead_letter(self, host: str, letter: DeadLetter) -> None:
+        """Keep a dead letter, unless its peer address is over its budget (then it is only counted)."""
+        admitted = self._limiter.admit(host, letter)
+        self.counters["dead_letters_suppressed"] = self._limiter.suppressed
+        if admitted is not None:
+            await self._submit(Batch(dead_letters=[admitted]), admitted)
+
+    async def _submit(self, batch: Batch, instead: DeadLetter) -> None:
+        """Hand a batch to the writer and wait for its commit."""
+        job = _Job(batch, instead)
         await self._jobs.put(job)
         await job.done
 
     # -- the writer ---------------------------------------------------------------------------------
 
     async def _write_forever(self) -> None:
+        """One writer for all connections. A batch that fails fails only its own frames (their connections
+        close); if this task dies anyway, the runtime's watch fails the process, which is then restarted."""
         while True:
             jobs = [await self._jobs.get()]
             await asyncio.sleep(self.config.batch_wait_s)
             while not self._jobs.empty():
                 jobs.append(self._jobs.get_nowait())
-            merged = Batch()
+            try:
+                await asyncio.to_thread(self._commit, jobs)
+            except Exception as exc:
+                log.exception("an HJ 212 batch of %d frames could not be written", len(jobs))
+                self.counters["batches_failed"] += 1
+                for job in jobs:
+                    if not job.done.done():  # a connection that closed meanwhile cancelled its wait
+                        job.done.set_exception(exc)
+                continue
             for job in jobs:
-                merged.readings += job.batch.readings
-                merged.dead_letters += job.batch.dead_letters
-                for code, at in job.batch.seen_ms.items():
-                    merged.saw(code, at)
-            await asyncio.to_thread(self._commit, merged)
-            self.counters.readings_stored += len(merged.readings)
-            self.counters.dead_letters += len(merged.dead_letters)
-            for job in jobs:
-                job.done.set_result(None)
+                if not job.done.done():
+                    job.done.set_result(None)
 
-    def _commit(self, batch: Batch) -> None:
-        """Write, retrying through database outages (the loggers wait for their answers meanwhile)."""
-        failed = False
+    def _commit(self, jobs: list[_Job]) -> None:
+        """Write, retrying through database outages (the loggers wait for their answers meanwhile); a frame the
+        database refuses is dead-lettered alone."""
+        parts = [job.batch for job in jobs]
         while True:
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = psycopg.connect(self.config.database_url, connect_timeout=5)
                     self._writer.forget()
-                self._writer.write(self._conn, batch)
-                if failed:
-                    log.info("database back; HJ 212 batch written")
-                return
+                written = self._writer.write_parts(self._conn, parts)
+                if written.refused:
+                    letters = [_refused(jobs[i].letter, reason) for i, reason in written.refused.items()]
+                    self._writer.write(self._conn, Batch(dead_letters=letters))
+                break
             except psycopg.OperationalError as exc:
-                if not failed:
-                    log.error("database unavailable, holding an HJ 212 batch: %s", str(exc).strip())
-                    failed = True
+                self._database.failed(exc)
                 if self._conn is not None:
                     self._conn.close()
                 self._conn = None
-                time.sleep(1.0)
+                if self._service.wait(1.0):
+                    raise
+        self._database.recovered()
+        stored = [p for i, p in enumerate(parts) if i not in written.refused]
+        self.counters["readings_stored"] += written.stored
+        self.counters["readings_repeated"] += sum(len(p.readings) for p in stored) - written.stored
+        self.counters["dead_letters"] += sum(len(p.dead_letters) for p in stored) + len(written.refused)
+        self.counters["batches"] += 1
+        self.counters["dead_letters_suppressed"] = self._limiter.suppressed
+
+
+def _letter(where: str, code: str | None, frame: bytes, reason: str, stored: int = 0) -> DeadLetter:
+    """A dead letter of a frame, without its PW."""
+    return DeadLetter(where, code, redact_hj212(frame), reason, stored=stored)
+
+
+def _refused(letter: DeadLetter, reason: str) -> DeadLetter:
+    return DeadLetter(letter.topic, letter.publisher, letter.payload, reason, size=letter.size, digest=letter.digest)
 
 
 def _lenient(frame: bytes) -> hj212.Packet | None:

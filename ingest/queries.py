@@ -147,7 +147,7 @@ def dead_letters(conn: psycopg.Connection, *, publisher: str | None, reason: str
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             f"""
-            select id, received_at, topic, publisher, reason, stored, length(payload) as payload_bytes,
+            select id, received_at, topic, publisher, reason, stored, suppressed, payload_size as payload_bytes,
                    substring(payload for 2000) as payload_head
               from dead_letter
              where (%(publisher)s::text is null or publisher = %(publisher)s)

@@ -1,4 +1,5 @@
-"""Keeping the readings store: daily partitions made ahead and dropped past retention.
+"""Keeping the readings store: daily partitions made ahead and dropped past retention, and dead
+letters deleted past theirs.
 
 On plain PostgreSQL the platform does this itself (``maintain`` runs at start and
 hourly under ``ganzhi up``); with TimescaleDB it sets a retention policy once and the
@@ -26,27 +27,36 @@ class Maintenance:
     mode: str
     created: list[str]
     dropped: list[str]
+    dead_letters_deleted: int = 0
 
 
 def maintain(
-    conn: psycopg.Connection, retention_days: int, premake_days: int, today: dt.date | None = None
+    conn: psycopg.Connection, retention_days: int, premake_days: int, today: dt.date | None = None,
+    dead_letter_days: int = 30,
 ) -> Maintenance:
-    """Make partitions from yesterday to ``premake_days`` ahead and drop those past retention."""
+    """Make partitions from yesterday to ``premake_days`` ahead and drop those past retention; delete dead
+    letters older than ``dead_letter_days``."""
     today = today or dt.datetime.now(dt.UTC).date()
     with conn.transaction():
+        expired = conn.execute(
+            "delete from dead_letter where received_at < %(today)s::date - make_interval(days => %(days)s)",
+            {"today": today, "days": dead_letter_days},
+        ).rowcount
+        if expired:
+            log.info("dead letters: deleted %d older than %d days", expired, dead_letter_days)
         if partitions.timescaledb_installed(conn):
             conn.execute(
                 "select add_retention_policy(%s, make_interval(days => %s), if_not_exists => true)",
                 (TABLE, retention_days),
             )
-            return Maintenance("timescaledb", [], [])
+            return Maintenance("timescaledb", [], [], expired)
         created = partitions.ensure_daily_partitions(
             conn, TABLE, partitions.days_between(today - dt.timedelta(days=1), today + dt.timedelta(days=premake_days))
         )
         dropped = partitions.drop_partitions_before(conn, TABLE, today - dt.timedelta(days=retention_days))
     if created or dropped:
         log.info("readings partitions: created %d, dropped %d", len(created), len(dropped))
-    return Maintenance("partitions", created, dropped)
+    return Maintenance("partitions", created, dropped, expired)
 
 
 def ensure_partitions_for(conn: psycopg.Connection, timestamps: Iterable[dt.datetime]) -> list[str]:

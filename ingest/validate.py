@@ -45,7 +45,6 @@ def check(directory: Directory, publisher: str, readings: list[Reading], retenti
     """The readings to store, and a reason for each one refused."""
     now_ms = now_ms or int(time.time() * 1000)
     latest_ms, oldest_ms = now_ms + MAX_FUTURE_MS, now_ms - retention_days * 86_400_000
-    hosted = directory.poles.get(publisher)
     terminals = directory.terminals
     accepted: list[Accepted] = []
     problems: list[str] = []
@@ -55,23 +54,23 @@ def check(directory: Directory, publisher: str, readings: list[Reading], retenti
         base = reading.metric.partition(":")[0]  # w01001:avg:hour, an HJ 212 aggregate, is checked as w01001
         limits = _LIMITS.get(base) if base == reading.metric else _aggregate_limits(reading.metric, base)
         # The common case in one test; anything else is worked out in detail by _problem.
-        if (entry is not None and limits is not None and (code == publisher or (hosted and code in hosted))
+        if (entry is not None and limits is not None and (code == publisher or entry.pole == publisher)
                 and entry.status != "retired" and base in entry.metrics
                 and limits[0] <= reading.value <= limits[1] and oldest_ms <= reading.ts_ms <= latest_ms):
             accepted.append(Accepted(entry.id, code, reading.metric, reading.ts_ms, reading.value, reading.flag))
         else:
-            reason = _problem(directory, publisher, hosted, code, reading, now_ms, oldest_ms)
+            reason = _problem(directory, publisher, code, reading, now_ms, oldest_ms)
             problems.append(f"readings[{index}] ({code} {reading.metric}): {reason}")
     return accepted, problems
 
 
-def _problem(directory: Directory, publisher: str, hosted: frozenset[str] | None, code: str, reading: Reading,
-             now_ms: int, oldest_ms: int) -> str:
-    if code != publisher and (hosted is None or code not in hosted):
-        return f"publisher {publisher} may not report for {code} (not a terminal on its pole)"
+def _problem(directory: Directory, publisher: str, code: str, reading: Reading, now_ms: int, oldest_ms: int) -> str:
     entry = directory.terminals.get(code)
+    if code != publisher and (entry is None or entry.pole != publisher):
+        return f"publisher {publisher} may not report for {code} (not a terminal on its pole)"
     if entry is None:
-        return "unknown terminal" if hosted is None else "a pole has no readings of its own; name the terminal"
+        return "unknown terminal" if publisher not in directory.poles else \
+            "a pole has no readings of its own; name the terminal"
     if entry.status == "retired":
         return "terminal is retired"
     base = reading.metric.partition(":")[0]

@@ -27,11 +27,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices import Channel, PayloadError, Topic, TopicError, decode_telemetry
+from core.runtime import Outage, Service
+from devices import Channel, PayloadError, Reading, Topic, TopicError, decode_telemetry
 from devices.topics import subscription
 from ingest import validate
+from ingest.dead_letters import DeadLetter, Limiter
 from ingest.directory import Directory
-from ingest.writer import Batch, DeadLetter, Writer
+from ingest.writer import Batch, Writer
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +60,6 @@ class WorkerConfig:
     """Take what the broker holds for this client id, then end its session (for a worker that is retired)."""
 
 
-@dataclass
-class Counters:
-    messages: int = 0
-    readings_stored: int = 0
-    readings_repeated: int = 0
-    dead_letters: int = 0
-    batches: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def line(self) -> str:
-        return (f"messages {self.messages}, readings stored {self.readings_stored}, repeated {self.readings_repeated}, "
-                f"dead letters {self.dead_letters}, batches {self.batches}")
-
-
 @dataclass(frozen=True, slots=True)
 class _Received:
     epoch: int
@@ -80,9 +68,12 @@ class _Received:
 
 
 class IngestWorker:
-    def __init__(self, config: WorkerConfig) -> None:
+    """The ingest handlers; the process around them (stop, heartbeat, counters) is ``core.runtime``'s."""
+
+    def __init__(self, config: WorkerConfig, service: Service) -> None:
         self.config = config
-        self.counters = Counters()
+        self._service = service
+        self.counters = service.counters
         # MQTT 5: Receive Maximum bounds what is in flight to us. 3.1.1: the broker's max_inflight_messages does,
         # and a full queue stops paho's thread reading the socket.
         self._queue: queue.Queue[_Received] = queue.Queue(maxsize=0 if config.mqtt5 else config.inflight)
@@ -90,35 +81,35 @@ class IngestWorker:
         self._connected = threading.Event()
         self._directory = Directory(config.database_url)
         self._writer = Writer()
+        self._limiter = Limiter()
+        self._conn: psycopg.Connection | None = None
+        self._database = Outage("database", log)
+        self._broker = Outage(f"broker {config.mqtt_host}:{config.mqtt_port}", log)
         self._client = self._make_client()
 
-    def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set; then finish the batch in hand, acknowledge it and disconnect."""
-        conn = self._connect_database(stop)
-        if conn is None:
+    def run(self) -> None:
+        """Consume until the service stops; then finish the batch in hand, acknowledge it and disconnect."""
+        self._conn = self._service.connect(self.config.database_url)
+        if self._conn is None:
             return
-        self._directory.refresh(force=True)
+        self._directory.start()
         self._connect_broker()
-        last_report = last_message = time.monotonic()
+        last_message = time.monotonic()
         try:
-            while not stop.is_set():
+            while not self._service.stop.is_set():
                 batch = self._take()
                 if batch:
-                    conn = self._commit(conn, batch, stop)
+                    self._commit(batch)
                     last_message = time.monotonic()
                 elif self.config.drain and time.monotonic() - last_message > DRAIN_IDLE_S:
                     log.info("ingest %s drained; ending its broker session", self.config.client_id)
                     break
-                self._directory.refresh()
-                if time.monotonic() - last_report > 30:
-                    log.info("ingest %s: %s", self.config.client_id, self.counters.line())
-                    last_report = time.monotonic()
         finally:
             self._disconnect()
             self._client.loop_stop()
-            if conn is not None:
-                conn.close()
-            log.info("ingest %s stopped: %s", self.config.client_id, self.counters.line())
+            self._directory.close()
+            if self._conn is not None:
+                self._conn.close()
 
     # -- MQTT ---------------------------------------------------------------------------------------
 
@@ -131,6 +122,7 @@ class IngestWorker:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_connect_fail = lambda c, userdata: self._broker.failed("cannot connect")
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         return client
 
@@ -144,8 +136,7 @@ class IngestWorker:
         self._client.connect_async(self.config.mqtt_host, self.config.mqtt_port, keepalive=30, **kwargs)
         self._client.loop_start()
         if not self._connected.wait(30):
-            log.warning("broker %s:%d not reachable yet; paho keeps trying", self.config.mqtt_host,
-                        self.config.mqtt_port)
+            self._broker.failed("not reachable yet; paho keeps trying")
 
     def _disconnect(self) -> None:
         """Keep the session (the broker queues for us while we are away), unless draining."""
@@ -166,8 +157,9 @@ class IngestWorker:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("broker refused ingest %s: %s", self.config.client_id, reason_code)
+            self._broker.failed(f"refused ingest {self.config.client_id}: {reason_code}")
             return
+        self._broker.recovered()
         self._epoch += 1
         shared = self.config.shared
         client.subscribe([(subscription(Channel.telemetry, shared), 1), (subscription(Channel.status, shared), 1)])
@@ -176,7 +168,8 @@ class IngestWorker:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
-        log.warning("ingest %s lost the broker (%s); reconnecting", self.config.client_id, reason_code)
+        if not self._service.stop.is_set():
+            self._broker.failed(f"ingest {self.config.client_id} lost it ({reason_code})")
 
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
         self._queue.put(_Received(self._epoch, message, int(time.time() * 1000)))
@@ -205,30 +198,74 @@ class IngestWorker:
                 break
         return taken
 
-    def _judge(self, received: list[_Received]) -> Batch:
-        batch = Batch()
-        for item in received:
-            self._judge_one(batch, item)
-        return batch
+    def _judge(self, received: list[_Received]) -> list[Batch]:
+        """One part per message: its readings, state and dead letter. The codes the batch names are looked up
+        in one query first (``OperationalError`` goes to the caller: the database is away)."""
+        decoded = [self._decode(item) for item in received]
+        codes = set()
+        for message in decoded:
+            if message.topic is not None:
+                codes.add(message.topic.code)
+                codes.update(r.code for r in message.readings if r.code)
+        self._directory.ensure(codes)
+        return [self._admitted(self._judge_one(message)) for message in decoded]
 
-    def _judge_one(self, batch: Batch, item: _Received) -> None:
-        message = item.message
+    def _decode(self, item: _Received) -> _Decoded:
         try:
-            topic = Topic.parse(message.topic)
+            topic = Topic.parse(item.message.topic)
         except TopicError as exc:
-            batch.dead_letters.append(DeadLetter(message.topic, None, message.payload, str(exc)))
-            return
+            return _Decoded(item, None, reason=str(exc))
+        except Exception as exc:  # the last resort: one message never stops the worker
+            return _Decoded(item, None, reason=self._unexpected("decoding", exc))
+        if topic.channel is not Channel.telemetry:
+            return _Decoded(item, topic)
+        try:
+            return _Decoded(item, topic, decode_telemetry(item.message.payload))
+        except PayloadError as exc:
+            return _Decoded(item, topic, reason=str(exc))
+        except Exception as exc:  # the last resort
+            return _Decoded(item, topic, reason=self._unexpected("decoding", exc))
+
+    def _judge_one(self, message: _Decoded) -> Batch:
+        part = Batch()
+        item = message.item
+        if message.topic is None:
+            part.dead_letters.append(DeadLetter(_topic_text(item.message), None, item.message.payload,
+                                                message.reason or "unreadable topic"))
+            return part
+        try:
+            self._judge_known(part, message)
+        except Exception as exc:  # the last resort: one message never stops the worker
+            part = Batch(dead_letters=[DeadLetter(item.message.topic, message.topic.code, item.message.payload,
+                                                  self._unexpected("judging", exc))])
+        return part
+
+    def _judge_known(self, part: Batch, message: _Decoded) -> None:
+        topic, item = message.topic, message.item
         if not self._directory.knows(topic.code):
-            self._directory.refresh(force=True)
-        if not self._directory.knows(topic.code):
-            batch.dead_letters.append(DeadLetter(message.topic, topic.code, message.payload,
-                                                 f"{topic.code} is not a pole or terminal in the ledger"))
+            part.dead_letters.append(DeadLetter(item.message.topic, topic.code, item.message.payload,
+                                                f"{topic.code} is not a pole or terminal in the ledger"))
             return
-        batch.saw(topic.code, item.at_ms)
-        if topic.channel is Channel.status:
-            self._status(batch, topic, item)
+        part.saw(topic.code, item.at_ms)
+        if message.reason is not None:
+            part.dead_letters.append(DeadLetter(item.message.topic, topic.code, item.message.payload, message.reason))
+        elif topic.channel is Channel.status:
+            self._status(part, topic, item)
         elif topic.channel is Channel.telemetry:
-            self._telemetry(batch, topic, item)
+            self._telemetry(part, topic, item, message.readings)
+
+    def _unexpected(self, stage: str, exc: Exception) -> str:
+        self.counters["messages_unexpected_error"] += 1
+        log.warning("a message failed %s and is dead-lettered: %s: %s", stage, type(exc).__name__, str(exc)[:200],
+                    exc_info=self.counters["messages_unexpected_error"] == 1)
+        return f"{stage} failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
+
+    def _admitted(self, part: Batch) -> Batch:
+        """The part with only the dead letters its source still has budget for (the others are counted)."""
+        if part.dead_letters:
+            part.dead_letters = [letter for letter in (self._limiter.admit(d.publisher or d.topic, d)
+                                                       for d in part.dead_letters) if letter is not None]
+        return part
 
     def _status(self, batch: Batch, topic: Topic, item: _Received) -> None:
         state = item.message.payload.decode("utf-8", "replace").strip().lower()
@@ -238,12 +275,7 @@ class IngestWorker:
             return
         batch.connections[topic.code] = (state, item.at_ms)
 
-    def _telemetry(self, batch: Batch, topic: Topic, item: _Received) -> None:
-        try:
-            readings = decode_telemetry(item.message.payload)
-        except PayloadError as exc:
-            batch.dead_letters.append(DeadLetter(item.message.topic, topic.code, item.message.payload, str(exc)))
-            return
+    def _telemetry(self, batch: Batch, topic: Topic, item: _Received, readings: list[Reading]) -> None:
         accepted, problems = validate.check(self._directory, topic.code, readings, self.config.retention_days)
         batch.readings += accepted
         for code in {reading.code for reading in accepted}:
@@ -253,60 +285,61 @@ class IngestWorker:
             batch.dead_letters.append(DeadLetter(item.message.topic, topic.code, item.message.payload, reason,
                                                  stored=len(accepted)))
 
-    def _commit(self, conn: psycopg.Connection | None, received: list[_Received],
-                stop: threading.Event) -> psycopg.Connection | None:
-        """Write the batch, retrying through database outages; acknowledge only after the commit."""
-        batch = self._judge(received)
-        failed_since = None
+    def _commit(self, received: list[_Received]) -> bool:
+        """Judge and write the batch, retrying through database outages; acknowledge only after the commit.
+        False when stopping before it was written (the broker redelivers it)."""
         while True:
             try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.config.database_url, connect_timeout=5)
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(self.config.database_url, connect_timeout=5)
                     self._writer.forget()
-                stored = self._writer.write(conn, batch)
+                parts = self._judge(received)
+                written = self._writer.write_parts(self._conn, parts)
+                if written.refused:
+                    self._writer.write(self._conn, self._refused(received, parts, written.refused))
                 break
             except psycopg.OperationalError as exc:
-                if failed_since is None:
-                    failed_since = time.monotonic()
-                    log.error("database unavailable, holding %d messages unacknowledged: %s", len(received),
-                              str(exc).strip())
-                if conn is not None:
-                    conn.close()
-                conn = None
-                if stop.wait(1.0):
+                self._database.failed(exc)
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                if self._service.wait(1.0):
                     log.warning("stopping with %d messages unwritten; the broker will redeliver them",
                                 len(received))
-                    return None
-            except psycopg.Error as exc:
-                # The database is up but refuses this batch (a bug, or a ledger change under our feet): keep every
-                # message as a dead letter rather than crash or loop on it.
-                if batch.readings == [] and all(d.publisher is None for d in batch.dead_letters):
-                    raise  # even the dead letters were refused: the schema is broken; let the supervisor restart us
-                log.exception("database refused a batch of %d messages; dead-lettering them", len(received))
-                batch = _refused(received, exc)
-        if failed_since is not None:
-            log.info("database back after %.1f s", time.monotonic() - failed_since)
+                    return False
+        self._database.recovered()
         self._acknowledge(received)
-        self.counters.messages += len(received)
-        self.counters.readings_stored += stored
-        self.counters.readings_repeated += len(batch.readings) - stored
-        self.counters.dead_letters += len(batch.dead_letters)
-        self.counters.batches += 1
-        return conn
+        readings = sum(len(p.readings) for i, p in enumerate(parts) if i not in written.refused)
+        self.counters["messages"] += len(received)
+        self.counters["readings_stored"] += written.stored
+        self.counters["readings_repeated"] += readings - written.stored
+        self.counters["dead_letters"] += sum(len(p.dead_letters) for p in parts) + len(written.refused)
+        self.counters["dead_letters_suppressed"] = self._limiter.suppressed
+        self.counters["batches"] += 1
+        return True
 
-    def _connect_database(self, stop: threading.Event) -> psycopg.Connection | None:
-        while not stop.is_set():
-            try:
-                return psycopg.connect(self.config.database_url, connect_timeout=5)
-            except psycopg.OperationalError as exc:
-                log.warning("database not reachable yet: %s", str(exc).strip())
-                stop.wait(1.0)
-        return None
+    def _refused(self, received: list[_Received], parts: list[Batch], refused: dict[int, str]) -> Batch:
+        """Dead letters for the messages the database refused (the rest of the batch is stored)."""
+        log.warning("the database refused %d of %d messages; they are dead-lettered", len(refused), len(received))
+        letters = Batch()
+        for index, reason in refused.items():
+            message = received[index].message
+            code = next(iter(parts[index].seen_ms), None)
+            letters.dead_letters.append(DeadLetter(_topic_text(message), code, message.payload, reason))
+        return letters
 
 
-def _refused(received: list[_Received], exc: Exception) -> Batch:
-    reason = f"database refused the batch: {type(exc).__name__}: {str(exc).strip()[:300]}"
-    batch = Batch()
-    for item in received:
-        batch.dead_letters.append(DeadLetter(item.message.topic, None, item.message.payload, reason))
-    return batch
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    item: _Received
+    topic: Topic | None
+    readings: list[Reading] = field(default_factory=list)
+    reason: str | None = None
+    """Why the topic or payload cannot be read."""
+
+
+def _topic_text(message: paho.MQTTMessage) -> str:
+    try:
+        return message.topic
+    except UnicodeDecodeError:
+        return "(a topic that is not UTF-8)"

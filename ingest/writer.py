@@ -1,16 +1,25 @@
 """Writing one batch: readings by COPY and an idempotent merge, the newest values, device
 state and dead letters, all in one transaction. The caller acknowledges the batch's
-messages only after ``write`` returns (the commit is done)."""
+messages only after ``write`` returns (the commit is done).
+
+A batch is made of parts (one per message or frame). When the database refuses the batch
+(a value it cannot take), ``write_parts`` bisects it to find the parts it refuses and stores
+all the others: one bad message never takes others with it."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
 
 from ingest import store
+from ingest.dead_letters import DeadLetter, write_dead_letters
 from ingest.validate import Accepted
+
+log = logging.getLogger(__name__)
 
 _NULL = "\\N"
 _DAY_MS = 86_400_000
@@ -21,15 +30,6 @@ _STAGE = """
         terminal_id bigint, metric text, ts timestamptz, value float8, flag text
     ) on commit delete rows
 """
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    topic: str
-    publisher: str | None
-    payload: bytes
-    reason: str
-    stored: int = 0
 
 
 @dataclass
@@ -48,6 +48,27 @@ class Batch:
     def __len__(self) -> int:
         return len(self.readings) + len(self.dead_letters) + len(self.connections)
 
+    @classmethod
+    def merged(cls, parts: Sequence[Batch]) -> Batch:
+        if len(parts) == 1:
+            return parts[0]
+        whole = cls()
+        for part in parts:
+            whole.readings += part.readings
+            whole.dead_letters += part.dead_letters
+            whole.connections.update(part.connections)  # parts come in arrival order: the last state wins
+            for code, at in part.seen_ms.items():
+                whole.saw(code, at)
+        return whole
+
+
+@dataclass
+class Written:
+    stored: int = 0
+    """Readings that were new (the others were stored before)."""
+    refused: dict[int, str] = field(default_factory=dict)
+    """Index of each part the database refused → why; none of it was written."""
+
 
 class Writer:
     """Owns the staging table and the partition days it has made sure of, per connection."""
@@ -63,6 +84,33 @@ class Writer:
             if batch.dead_letters:
                 write_dead_letters(conn, batch.dead_letters)
         return stored
+
+    def write_parts(self, conn: psycopg.Connection, parts: Sequence[Batch]) -> Written:
+        """Commit the parts together; if the database refuses that, bisect to the parts it refuses and commit
+        the rest. ``OperationalError`` (the database is away) goes to the caller, who retries the whole."""
+        written = Written()
+        self._write_or_split(conn, parts, 0, written)
+        return written
+
+    def _write_or_split(self, conn: psycopg.Connection, parts: Sequence[Batch], offset: int, written: Written) -> None:
+        try:
+            written.stored += self.write(conn, Batch.merged(parts))
+            return
+        except psycopg.OperationalError:
+            self.forget()
+            raise
+        except Exception as exc:  # whatever the database (or the driver) refuses is isolated, not fatal
+            self.forget()  # partitions made in the rolled-back transaction are gone again
+            if conn.closed:
+                raise psycopg.OperationalError("the connection was lost while writing") from exc
+            if len(parts) == 1:
+                written.refused[offset] = f"the database refused it: {type(exc).__name__}: {str(exc).strip()[:300]}"
+                return
+            log.warning("the database refused a batch of %d parts (%s); finding the bad ones", len(parts),
+                        type(exc).__name__)
+        half = len(parts) // 2
+        self._write_or_split(conn, parts[:half], offset, written)
+        self._write_or_split(conn, parts[half:], offset + half, written)
 
     def forget(self) -> None:
         """After a reconnect: partitions may have been dropped meanwhile."""
@@ -171,10 +219,3 @@ def _device_state(conn: psycopg.Connection, batch: Batch) -> None:
             "connection_ms": [batch.connections.get(c, (None, None))[1] for c in codes],
         },
     )
-
-
-def write_dead_letters(conn: psycopg.Connection, letters: list[DeadLetter]) -> None:
-    sql = "copy dead_letter (topic, publisher, payload, reason, stored) from stdin"
-    with conn.cursor() as cur, cur.copy(sql) as cp:
-        for letter in letters:
-            cp.write_row((letter.topic, letter.publisher, letter.payload, letter.reason, letter.stored))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
 from dataclasses import dataclass, field
 
@@ -30,15 +29,22 @@ def snapshot(obj: BaseModel | dict | None) -> dict | None:
         return None
     if isinstance(obj, BaseModel):
         data = obj.model_dump(mode="json", exclude=set(_BOOKKEEPING) & set(type(obj).model_fields))
-        if "pw" in type(obj).model_fields:  # never the secret itself, but a change of it shows
-            data["pw_fingerprint"] = fingerprint(obj.pw)
+        if "pw" in type(obj).model_fields:  # never the secret, nor anything derived from it
+            data["pw"] = pw_state(obj.pw)
         return data
     return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in obj.items() if k not in _BOOKKEEPING}
 
 
-def fingerprint(secret: str | None) -> str | None:
-    """A short hash that tells two secrets apart without revealing them."""
-    return hashlib.sha256(secret.encode()).hexdigest()[:12] if secret else None
+def pw_state(secret: str | None) -> str | None:
+    """What the change log says of a password: only whether there is one. A hash of a 6-digit HJ 212 PW is
+    inverted in seconds; that it changed is recorded by ``pw_changed``."""
+    return "set" if secret else None
+
+
+def pw_changed(before: dict | None, after: dict, old: str | None, new: str | None) -> None:
+    """Mark a password replaced by another in ``after`` (both snapshots say only "set")."""
+    if before is not None and old and new and old != new:
+        after["pw"] = "changed"
 
 
 def change_row(

@@ -3,11 +3,19 @@
 The index holds every division that has a boundary and answers with the finest one
 containing the point (a grid inside a township inside a county). Vectorised over
 numpy arrays for bulk imports.
+
+One index serves every thread of the API, and GEOS geometries must not be queried from
+two threads at once: a prepared geometry builds and updates its point locator lazily
+(libgeos issue 825), and shapely prepares an unprepared one in place on a query.
+Concurrent queries corrupted the heap and aborted the API process. Queries therefore
+take the index's lock; each is a few tens of microseconds and holds the GIL for much of
+it anyway.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +42,7 @@ class DivisionIndex:
         for item in self._shapes:
             shapely.prepare(item.geometry)
         self._names = {s.code: s.name for s in shapes}
+        self._geos = threading.Lock()
 
     @classmethod
     def from_rows(cls, rows: list[tuple[str, str, str, dict | str]]) -> DivisionIndex:
@@ -53,6 +62,11 @@ class DivisionIndex:
     def locate_many(self, lons: np.ndarray, lats: np.ndarray) -> list[str | None]:
         result: list[str | None] = [None] * len(lons)
         pending = np.ones(len(lons), dtype=bool)
+        with self._geos:
+            self._locate_into(result, pending, lons, lats)
+        return result
+
+    def _locate_into(self, result: list[str | None], pending: np.ndarray, lons: np.ndarray, lats: np.ndarray) -> None:
         for item in self._shapes:
             if not pending.any():
                 break
@@ -61,7 +75,6 @@ class DivisionIndex:
             for i in idx[inside]:
                 result[i] = item.code
             pending[idx[inside]] = False
-        return result
 
     def name(self, code: str) -> str | None:
         return self._names.get(code)

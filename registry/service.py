@@ -16,7 +16,7 @@ import psycopg
 
 from registry import codes, queries
 from registry.attributes import validate_attrs
-from registry.changes import Actor, change_row, fingerprint, snapshot
+from registry.changes import Actor, change_row, pw_changed, pw_state, snapshot
 from registry.errors import Conflict, Invalid, InvalidCode, LedgerError, NotFound
 from registry.lookups import METRIC_KEYS, Lookups, terminal_kind
 from registry.models import PoleIn, PolePatch, TerminalIn, TerminalPatch
@@ -216,6 +216,8 @@ def _save(conn: psycopg.Connection, rows: list[dict], actor: Actor, kind: _Kind)
             row["pw"] = current.pw  # a blank password (an exported sheet has none) keeps the current one
         before = snapshot(current)
         after = kind.snapshot(row)
+        if "pw" in row:
+            pw_changed(before, after, current and current.pw, row["pw"])
         if before == after:
             continue
         changed.append(row)
@@ -237,7 +239,7 @@ def _terminal_snapshot(row: dict) -> dict:
         "address": row["address"], "install_date": row["install_date"] and row["install_date"].isoformat(),
         "status": row["status"], "vendor": row["vendor"], "model": row["model"], "protocol": row["protocol"],
         "report_interval_s": row["report_interval_s"], "metrics": row["metrics"], "attrs": row["attrs"],
-        "mn": row["mn"], "pw_fingerprint": fingerprint(row["pw"]),
+        "mn": row["mn"], "pw": pw_state(row["pw"]),
     }
 
 

@@ -1,20 +1,28 @@
-"""Faults a simulated device can be given, to exercise the platform's defences."""
+"""Faults a simulated device can be given, to exercise the platform's defences, and the real events
+(pollution, leaks, bursts, heating failures) the bureaus must hear about.
+
+Faults that change values (stuck, drift, spike) and events last a window of the run, planned per
+terminal (``plan``); each planned window is an ``Injection``, the ground truth alerts are scored
+against. Transport faults (offline, duplicates, late, malformed, skew) last the whole run.
+"""
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 from enum import StrEnum
 
+from devices import metric
 from simulators.signals import clamp
 
 
 class Fault(StrEnum):
     spike = "spike"
-    """Now and then one value jumps far from the truth."""
+    """Now and then one value jumps far from the truth (30 % of the range) and the next is right again."""
     drift = "drift"
     """Values creep away from the truth, 2 % of the range per hour."""
     stuck = "stuck"
-    """The sensor repeats its first value for ever."""
+    """One sensor of the terminal repeats the value it read when the fault began."""
     offline = "offline"
     """The device drops off the network for a while (its last will says offline), then returns."""
     duplicates = "duplicates"
@@ -26,19 +34,39 @@ class Fault(StrEnum):
     skew = "skew"
     """The device clock runs 10 minutes fast (its readings look like they come from the future)."""
     pollution = "pollution"
-    """A real event, not a fault: ammonia, COD and phosphorus three times higher, methane at 30–60 %LEL."""
+    """A real event, not a fault: ammonia, COD and phosphorus three times higher; a gas leak (methane at
+    30–60 %LEL, pressure 20 % under the set point); a burst main (water pressure at a third, flow up 15 m³/h);
+    a heating failure (indoor 15 °C, supply overheating to 98 °C)."""
 
 
+VALUE_FAULTS = frozenset({Fault.spike, Fault.drift, Fault.stuck, Fault.pollution})
 POLLUTANTS = frozenset({"w21003", "w01018", "w21011"})
+_EVENT_EFFECTS = {
+    "gas_pressure": lambda v, rng: v * 0.8,
+    "water_pressure": lambda v, rng: v / 3,
+    "water_flow": lambda v, rng: v + 15,
+    "indoor_temp": lambda v, rng: 15.0 + rng.gauss(0, 0.2),
+    "supply_temp": lambda v, rng: 98.0 + rng.gauss(0, 0.5),
+    "methane_lel": lambda v, rng: rng.uniform(30, 60),  # the leak's level; readings scatter around it
+    **{key: (lambda v, rng: v * 3) for key in POLLUTANTS},
+}
+LEAK_SCATTER = 2.0
+"""%LEL: a leak's concentration wanders around its level from one reading to the next; it does not leap."""
+SPIKE_SHARE = 0.05
+"""Share of readings a spiking sensor gets wrong (the first one in the window always: the fault shows)."""
 
 
-def pollute(key: str, value: float, rng: random.Random) -> float:
-    """What a pollution event or a gas leak does to a reading."""
-    if key in POLLUTANTS:
-        return clamp(key, value * 3)
+def pollute(key: str, value: float, rng: random.Random, levels: dict[str, float]) -> float:
+    """What a pollution event, leak, burst or heating failure does to a reading (``levels``: the event's
+    gas levels so far, kept from one reading to the next)."""
+    effect = _EVENT_EFFECTS.get(key)
     if key == "methane_lel":
-        return clamp(key, rng.uniform(30, 60))
-    return value
+        return clamp(key, levels.setdefault(key, effect(value, rng)) + rng.gauss(0, LEAK_SCATTER))
+    return clamp(key, effect(value, rng)) if effect else value
+
+
+def affected_by_events(metrics: tuple[str, ...]) -> bool:
+    return any(key in _EVENT_EFFECTS for key in metrics)
 
 
 def pick_faults(codes: list[str], faults: list[Fault], share: float, seed: int) -> dict[str, Fault]:
@@ -50,22 +78,94 @@ def pick_faults(codes: list[str], faults: list[Fault], share: float, seed: int) 
     return {code: faults[i % len(faults)] for i, code in enumerate(chosen)}
 
 
-class Distortion:
-    """Per-terminal state for the value-changing faults."""
+@dataclass(frozen=True)
+class Injection:
+    """One fault or event on one terminal (``metric`` when it concerns one sensor), in hours of simulated
+    time from the start of the run; it comes back every ``every_h`` hours if that is set."""
 
-    def __init__(self, fault: Fault | None, rng: random.Random) -> None:
-        self.fault = fault
-        self.rng = rng
-        self.stuck: dict[str, float] = {}
-        self.drift_hours = 0.0
+    kind: Fault
+    terminal: str
+    metric: str | None
+    start_h: float
+    end_h: float
+    every_h: float | None = None
+
+    def covers(self, elapsed_h: float) -> bool:
+        since = elapsed_h - self.start_h
+        if self.every_h:
+            since %= self.every_h
+        return 0 <= since < self.end_h - self.start_h
+
+    def occurrences(self, until_h: float) -> list[tuple[float, float]]:
+        """Its windows (start, end hours) that overlap the first ``until_h`` hours of a run."""
+        if not self.every_h:
+            return [(self.start_h, self.end_h)]
+        first = self.start_h - self.every_h * (self.start_h // self.every_h + 1)
+        found, k = [], 0
+        while first + k * self.every_h < until_h:
+            start = first + k * self.every_h
+            if start + self.end_h - self.start_h > 0:
+                found.append((max(0.0, start), start + self.end_h - self.start_h))
+            k += 1
+        return found
+
+
+def plan(fault: Fault, terminal: str, metrics: tuple[str, ...], horizon_h: float, seed: int,
+         repeat: bool = False) -> Injection | None:
+    """When (and on which sensor) a value fault or event happens on a terminal, within ``horizon_h`` hours
+    (or, with ``repeat``, every ``horizon_h`` hours from a random phase, so that a live demo shows some at
+    once); None when it can change none of the terminal's readings. A stuck sensor lasts longer than the time
+    a live signal of that metric is ever flat, so that it is a fault one could see."""
+    if fault not in VALUE_FAULTS:
+        return None
+    rng = random.Random(f"{seed}:{terminal}:{fault}")
+    sensor = None
+    if fault is Fault.pollution:
+        if not affected_by_events(metrics):
+            return None
+        length = rng.uniform(3, 8)
+    elif fault is Fault.stuck:
+        live = [key for key in metrics if metric(key).flat_after_h is not None]
+        if not live:
+            return None
+        sensor = rng.choice(live)
+        length = metric(sensor).flat_after_h + rng.uniform(4, 8)
+    else:
+        length = rng.uniform(2, 6)
+    if repeat:
+        start = rng.uniform(0, horizon_h)
+        return Injection(fault, terminal, sensor, round(start, 3), round(start + length, 3), horizon_h)
+    start = rng.uniform(0.5, max(0.5, horizon_h - length - 0.5))
+    return Injection(fault, terminal, sensor, round(start, 3), round(start + length, 3))
+
+
+@dataclass
+class Distortion:
+    """Per-terminal state of its injection (if any)."""
+
+    injection: Injection | None
+    rng: random.Random
+    stuck: dict[str, float] = field(default_factory=dict)
+    spiked: dict[str, bool] = field(default_factory=dict)
+    """Per metric: whether its last reading was a spike (the one after a spike is right again)."""
+    levels: dict[str, float] = field(default_factory=dict)
 
     def apply(self, key: str, value: float, elapsed_h: float, span: float) -> float:
-        if self.fault is Fault.pollution:
-            return pollute(key, value, self.rng)
-        if self.fault is Fault.stuck:
-            return self.stuck.setdefault(key, value)
-        if self.fault is Fault.drift:
-            return clamp(key, value + 0.02 * span * elapsed_h)
-        if self.fault is Fault.spike and self.rng.random() < 0.05:
-            return clamp(key, value + self.rng.choice((-1, 1)) * 0.3 * span)
+        injection = self.injection
+        if injection is None or not injection.covers(elapsed_h):
+            return value
+        if injection.kind is Fault.pollution:
+            return pollute(key, value, self.rng, self.levels)
+        if injection.kind is Fault.stuck:
+            return self.stuck.setdefault(key, value) if key == injection.metric else value
+        if injection.kind is Fault.drift:
+            return clamp(key, value + 0.02 * span * (elapsed_h - injection.start_h))
+        if injection.kind is Fault.spike:
+            first, last = key not in self.spiked, self.spiked.get(key, False)
+            self.spiked[key] = first or (not last and self.rng.random() < SPIKE_SHARE)
+            if not self.spiked[key]:
+                return value
+            spec = metric(key)
+            up = value + 0.3 * span <= spec.high
+            return clamp(key, value + (0.3 if up else -0.3) * span)
         return value

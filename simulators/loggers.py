@@ -15,13 +15,15 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 
-from devices import hj212
+from devices import hj212, metric
 from registry import queries
 from registry.credentials import demo_logger_login
-from simulators.faults import pollute
+from simulators import truth
+from simulators.faults import Distortion, Fault, plan
 from simulators.signals import base_value
 
 log = logging.getLogger(__name__)
@@ -59,11 +61,20 @@ def load_loggers(conn: psycopg.Connection, secret_key: str) -> list[SimLogger]:
 
 async def run_loggers(loggers: list[SimLogger], host: str, port: int, stop: asyncio.Event, *, speed: float = 1.0,
                       realtime_s: float = 30.0, bad_crc_share: float = 0.0, polluted: frozenset[str] = frozenset(),
-                      seed: int = 1) -> LoggerStats:
-    """Run the loggers; those whose MN is in ``polluted`` report a pollution event."""
+                      seed: int = 1, horizon_h: float = 24.0, truth_path: Path | None = None) -> LoggerStats:
+    """Run the loggers; those whose MN is in ``polluted`` report a pollution event some hours long every
+    ``horizon_h`` simulated hours (those of the first ``horizon_h`` hours recorded in ``truth_path``)."""
     stats = LoggerStats()
+    events = {lg.mn: plan(Fault.pollution, lg.code, lg.metrics, horizon_h, seed, repeat=True)
+              for lg in loggers if lg.mn in polluted}
+    if truth_path is not None:
+        started = dt.datetime.now(dt.UTC)
+        truth.record(truth_path, [t for e in events.values() if e is not None
+                                  for t in truth.observed(e, started, speed, horizon_h)])
+    clock = _Clock(time.monotonic(), speed)
     tasks = [asyncio.create_task(_logger(lg, host, port, stop, speed, realtime_s, bad_crc_share,
-                                         random.Random(f"{seed}:{lg.mn}"), stats, lg.mn in polluted))
+                                         random.Random(f"{seed}:{lg.mn}"), stats,
+                                         _Distorted(Distortion(events.get(lg.mn), random.Random(lg.mn)), clock)))
              for lg in loggers]
     await stop.wait()
     for task in tasks:
@@ -72,8 +83,29 @@ async def run_loggers(loggers: list[SimLogger], host: str, port: int, stop: asyn
     return stats
 
 
+@dataclass(frozen=True)
+class _Clock:
+    started: float
+    speed: float
+
+    def elapsed_h(self) -> float:
+        return (time.monotonic() - self.started) * self.speed / 3600
+
+
+@dataclass(frozen=True)
+class _Distorted:
+    """A logger's event (if any) and the run's simulated clock."""
+
+    distortion: Distortion
+    clock: _Clock
+
+    def apply(self, key: str, value: float) -> float:
+        spec = metric(key)
+        return self.distortion.apply(key, value, self.clock.elapsed_h(), spec.high - spec.low)
+
+
 async def _logger(lg: SimLogger, host: str, port: int, stop: asyncio.Event, speed: float, realtime_s: float,
-                  bad_crc_share: float, rng: random.Random, stats: LoggerStats, polluted: bool) -> None:
+                  bad_crc_share: float, rng: random.Random, stats: LoggerStats, event: _Distorted) -> None:
     await asyncio.sleep(rng.uniform(0, min(5.0, realtime_s / speed)))
     while not stop.is_set():
         try:
@@ -82,25 +114,25 @@ async def _logger(lg: SimLogger, host: str, port: int, stop: asyncio.Event, spee
             await asyncio.sleep(rng.uniform(1, 5))
             continue
         try:
-            await _session(lg, reader, writer, stop, speed, realtime_s, bad_crc_share, rng, stats, polluted)
+            await _session(lg, reader, writer, stop, speed, realtime_s, bad_crc_share, rng, stats, event)
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             log.debug("logger %s: %s; reconnecting", lg.mn, exc)
         finally:
             writer.close()
 
 
-async def _session(lg, reader, writer, stop, speed, realtime_s, bad_crc_share, rng, stats, polluted) -> None:
+async def _session(lg, reader, writer, stop, speed, realtime_s, bad_crc_share, rng, stats, event) -> None:
     splitter = hj212.Splitter()
     next_minute = next_hour = time.monotonic()
     while not stop.is_set():
         now = dt.datetime.now(_BEIJING)
-        packets = [_data(lg, "2011", now, rng, polluted)]
+        packets = [_data(lg, "2011", now, rng, event)]
         if time.monotonic() >= next_minute:
             minute = now.replace(second=0, microsecond=0) - dt.timedelta(minutes=1)
-            packets.append(_data(lg, "2051", minute, rng, polluted))
+            packets.append(_data(lg, "2051", minute, rng, event))
             next_minute = time.monotonic() + 60 / speed
         if time.monotonic() >= next_hour:
-            packets.append(_data(lg, "2061", now.replace(minute=0, second=0, microsecond=0), rng, polluted))
+            packets.append(_data(lg, "2061", now.replace(minute=0, second=0, microsecond=0), rng, event))
             next_hour = time.monotonic() + 3600 / speed
         for packet in packets:
             frame = hj212.encode(packet)
@@ -130,15 +162,14 @@ async def _answer(reader: asyncio.StreamReader, splitter: hj212.Splitter) -> hj2
             return hj212.decode(frames[0])
 
 
-def _data(lg: SimLogger, cn: str, at: dt.datetime, rng: random.Random, polluted: bool) -> hj212.Packet:
+def _data(lg: SimLogger, cn: str, at: dt.datetime, rng: random.Random, event: _Distorted) -> hj212.Packet:
     flag = "N"
     if rng.random() < 0.01:
         flag = rng.choice("MC")  # maintenance or calibration: rules must not raise pollution alerts on these
     items = [f"DataTime={at:%Y%m%d%H%M%S}"]
     for key in lg.metrics:
         value = base_value(lg.kind, key, at, lg.attrs, rng)
-        if polluted:
-            value = pollute(key, value, rng)
+        value = event.apply(key, value)
         if cn == "2011":
             items.append(f"{key}-Rtd={value},{key}-Flag={flag}")
         else:

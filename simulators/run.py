@@ -15,16 +15,20 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiomqtt
 
 from devices import Channel, Topic, encode_telemetry, metric
 from registry.credentials import demo_secret
-from simulators.faults import Distortion, Fault
-from simulators.fleet import Publisher
+from simulators import truth
+from simulators.faults import Distortion, Fault, Injection, plan
+from simulators.fleet import Publisher, SimTerminal
 from simulators.signals import base_value
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 10.0
 
 
 @dataclass
@@ -37,6 +41,10 @@ class SimConfig:
     mqtt5: bool = True
     faults: dict[str, Fault] = field(default_factory=dict)
     seed: int = 1
+    horizon_h: float = 24.0
+    """Value faults and events come back every this many simulated hours."""
+    truth: Path | None = None
+    """Where the faults and events of the first ``horizon_h`` hours are recorded (JSON lines), if anywhere."""
 
 
 @dataclass
@@ -51,20 +59,51 @@ class SimStats:
 async def simulate(fleet: list[Publisher], config: SimConfig, stop: asyncio.Event) -> SimStats:
     """Run every publisher until ``stop`` is set."""
     stats = SimStats()
-    tasks = [asyncio.create_task(_device(p, config, stats, stop)) for p in fleet]
+    injections = plan_fleet(fleet, config)
+    if config.truth is not None:
+        started = dt.datetime.now(dt.UTC)
+        truth.record(config.truth, [t for i in injections.values()
+                                    for t in truth.observed(i, started, config.speed, config.horizon_h)])
+    tasks = [asyncio.create_task(_device(p, config, injections, stats, stop)) for p in fleet]
     log.info("simulating %d publishers (%d terminals) at speed %g", len(fleet),
              sum(len(p.terminals) for p in fleet), config.speed)
     await stop.wait()
+    # Publishes awaiting their PUBACK finish first, so that the count is what the broker acknowledged.
+    await asyncio.wait(tasks, timeout=STOP_GRACE_S)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return stats
 
 
-async def _device(publisher: Publisher, config: SimConfig, stats: SimStats, stop: asyncio.Event) -> None:
+def plan_fleet(fleet: list[Publisher], config: SimConfig) -> dict[str, Injection]:
+    """The value faults and events of the publishers given one, per terminal."""
+    planned = {}
+    for publisher in fleet:
+        fault = config.faults.get(publisher.code)
+        for t in publisher.terminals if fault else ():
+            injection = plan(fault, t.code, t.metrics, config.horizon_h, config.seed, repeat=True)
+            if injection is not None:
+                planned[t.code] = injection
+    return planned
+
+
+def read_terminal(terminal: SimTerminal, distortion: Distortion, at: dt.datetime, elapsed_h: float,
+                  rng: random.Random) -> list[tuple[str, float]]:
+    """What the terminal's sensors report at ``at``, ``elapsed_h`` simulated hours into the run."""
+    readings = []
+    for key in terminal.metrics:
+        spec = metric(key)
+        value = base_value(terminal.kind, key, at, terminal.attrs, rng)
+        readings.append((key, distortion.apply(key, value, elapsed_h, spec.high - spec.low)))
+    return readings
+
+
+async def _device(publisher: Publisher, config: SimConfig, injections: dict[str, Injection], stats: SimStats,
+                  stop: asyncio.Event) -> None:
     rng = random.Random(f"{config.seed}:{publisher.code}")
     fault = config.faults.get(publisher.code)
-    device = _Device(publisher, config, rng, fault)
+    device = _Device(publisher, config, rng, fault, injections)
     await asyncio.sleep(rng.uniform(0, config.ramp_s))
     while not stop.is_set():
         try:
@@ -77,12 +116,13 @@ async def _device(publisher: Publisher, config: SimConfig, stats: SimStats, stop
 
 
 class _Device:
-    def __init__(self, publisher: Publisher, config: SimConfig, rng: random.Random, fault: Fault | None) -> None:
+    def __init__(self, publisher: Publisher, config: SimConfig, rng: random.Random, fault: Fault | None,
+                 injections: dict[str, Injection]) -> None:
         self.publisher = publisher
         self.config = config
         self.rng = rng
         self.fault = fault
-        self.distortion = {t.code: Distortion(fault, rng) for t in publisher.terminals}
+        self.distortion = {t.code: Distortion(injections.get(t.code), rng) for t in publisher.terminals}
         self.started = time.monotonic()
         self.held: list[bytes] = []
         self.status_topic = str(Topic(publisher.code, Channel.status))
@@ -143,11 +183,7 @@ class _Device:
         elapsed_h = (time.monotonic() - self.started) * self.config.speed / 3600
         readings = []
         for terminal in ready:
-            distortion = self.distortion[terminal.code]
-            for key in terminal.metrics:
-                spec = metric(key)
-                value = base_value(terminal.kind, key, at, terminal.attrs, self.rng)
-                value = distortion.apply(key, value, elapsed_h, spec.high - spec.low)
+            for key, value in read_terminal(terminal, self.distortion[terminal.code], at, elapsed_h, self.rng):
                 reading = {"metric": key, "value": value}
                 if self.publisher.is_pole:
                     reading["code"] = terminal.code

@@ -3,6 +3,9 @@
 Daily cycles are on Beijing time: river dissolved oxygen peaks in the afternoon and
 ammonia at dawn; sewage inflow peaks at 9:00 and 20:00; gas pressure sags with demand;
 water flow is lowest 02:00–04:00; heating supply follows the outdoor temperature.
+Each reading carries the noise of a field instrument (one standard deviation in ``NOISE``) and
+is quantised to the metric's resolution, as the instrument reports it: a methane detector in
+clean air reads 0 %LEL, a regulated heating pressure sits on one step for hours.
 """
 
 from __future__ import annotations
@@ -14,6 +17,19 @@ import random
 from devices import metric
 
 _BEIJING = dt.timezone(dt.timedelta(hours=8))
+
+
+NOISE = {
+    "w01001": 0.02, "w01009": 0.05, "w01010": 0.05, "w01003": 1.0, "w01014": 3.0, "w01018": 0.8, "w01019": 0.08,
+    "w21003": 0.02, "w21011": 0.005, "w21001": 0.05, "w00000": 8.0, "water_level": 0.005,
+    "a34004": 3.0, "a34002": 4.0, "a01001": 0.1, "a01002": 1.0,
+    "methane_lel": 0.3, "water_pressure": 0.003, "water_flow": 0.5,
+    "supply_temp": 0.3, "return_temp": 0.3, "supply_pressure": 0.0003, "return_pressure": 0.0003,
+    "indoor_temp": 0.1, "outdoor_temp": 0.2,
+}
+"""Instrument and process noise, one standard deviation in the metric's unit."""
+GAS_NOISE = 0.004
+"""Gas pressure noise as a share of the set point (regulators hunt by a few tenths of a per cent)."""
 
 
 def _hour(t: dt.datetime) -> float:
@@ -64,7 +80,7 @@ def base_value(kind: str, key: str, t: dt.datetime, attrs: dict, rng: random.Ran
         "a01001": lambda: outdoor(h),
         "a01002": lambda: 65 - 12 * _wave(h, 15),
         "gas_pressure": lambda: float(attrs.get("set_point_kpa", 200.0)) * (1 - 0.02 * demand(h)),
-        "methane_lel": lambda: 0.5,
+        "methane_lel": lambda: 0.0,
         "water_pressure": lambda: 0.34 - 0.05 * demand(h),
         "water_flow": lambda: 40 * demand(h),
         "supply_temp": lambda: supply,
@@ -75,12 +91,12 @@ def base_value(kind: str, key: str, t: dt.datetime, attrs: dict, rng: random.Ran
         "indoor_temp": lambda: 20.5 + 0.8 * _wave(h, 17),
     }
     value = models[key]()
-    spec = metric(key)
-    noise = abs(value) * 0.005 + (spec.high - spec.low) * 1e-6
+    noise = GAS_NOISE * float(attrs.get("set_point_kpa", 200.0)) if key == "gas_pressure" else NOISE[key]
     return clamp(key, value + rng.gauss(0, noise))
 
 
 def clamp(key: str, value: float) -> float:
-    """Within the metric's physical range, rounded to its precision."""
+    """Within the metric's physical range, quantised to its resolution."""
     spec = metric(key)
-    return round(min(spec.high, max(spec.low, value)), spec.precision)
+    steps = round(min(spec.high, max(spec.low, value)) / spec.step)
+    return round(steps * spec.step, spec.precision)

@@ -13,6 +13,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.broker import LocalBroker
+from core.runtime import Service
 from ganzhi.broker_auth import write_files
 from ingest.worker import IngestWorker, WorkerConfig
 from registry import credentials
@@ -50,9 +51,9 @@ class WorkerThread:
         config = WorkerConfig(database_url=db_url, mqtt_host=host, mqtt_port=port,
                               client_id=client_id or f"test-ingest-{uuid.uuid4().hex[:6]}", username=SERVICE_USER,
                               password=SERVICE_PASSWORD, **({"session_expiry_s": 0} | options))
-        self.worker = IngestWorker(config)
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self.worker.run, args=(self.stop_event,), daemon=True)
+        self.service = Service("ingest", f"ingest {config.client_id}", db_url)
+        self.worker = IngestWorker(config, self.service)
+        self.thread = threading.Thread(target=self.worker.run, daemon=True)
 
     def __enter__(self) -> IngestWorker:
         self.thread.start()
@@ -61,7 +62,7 @@ class WorkerThread:
         return self.worker
 
     def __exit__(self, *exc) -> None:
-        self.stop_event.set()
+        self.service.request_stop()
         self.thread.join(30)
 
 

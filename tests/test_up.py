@@ -72,7 +72,7 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
         assert picture.headers["content-type"] == "image/jpeg" and len(picture.content) > 10_000
         gas_alerts = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/alerts",
                                params={"family": "gas", "limit": 1000}).json()
-        assert all(a["detail"].startswith("methane") for a in gas_alerts)  # quiet: only the injected leaks
+        assert all(a["detail"].startswith(("methane", "gas pressure")) for a in gas_alerts)  # quiet: the injected leaks
     finally:
         _browser.close()
         process.send_signal(signal.SIGINT)
@@ -97,6 +97,98 @@ def test_up_refuses_a_taken_port_before_starting_anything():
     assert f"port 127.0.0.1:{ports['http']} is in use" in result.stderr
     assert not (var_dir / "pgdata").exists()
     shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def test_everything_up_started_dies_with_it_and_a_new_up_starts():
+    """Issue 10 §3: after `up` was killed outright, its children (broker, database, workers) kept their ports."""
+    var_dir = Path(tempfile.mkdtemp(prefix="ganzhi-up-"))
+    var_dir.chmod(0o755)
+    ports = {"http": free_port(), "pg": free_port(), "mqtt": free_port(), "hj212": free_port()}
+    env = _environment(var_dir, ports)
+    first = subprocess.Popen([sys.executable, "-m", "ganzhi", "up", "--no-simulate"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_healthy(ports["http"], first)
+        started = _descendants(first.pid)
+        commands = " ".join(_command(pid) for pid in started)
+        for program in ("bin/postgres -D", "mosquitto -c", "ganzhi ingest", "ganzhi analytics", "ganzhi hj212",
+                        "ganzhi fire"):
+            assert program in commands
+        first.kill()
+        first.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (_alive(started) or any(_port_open(p) for p in ports.values())):
+            time.sleep(0.2)
+        assert not _alive(started), f"left running: {[_command(pid) for pid in _alive(started)]}"
+        assert not [p for p in ports.values() if _port_open(p)]
+        second = subprocess.Popen([sys.executable, "-m", "ganzhi", "up", "--no-simulate"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            _wait_healthy(ports["http"], second)
+        finally:
+            second.send_signal(signal.SIGINT)
+            output = second.communicate(timeout=120)[0]
+        assert second.returncode == 0, output
+    finally:
+        first.kill()
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("setting", "arguments"), [
+    ({"DATABASE_URL": "postgresql://ganzhi@127.0.0.1:1/ganzhi"}, []),
+    ({}, ["--no-demo"]),
+    ({"GANZHI_DEMO": "false"}, []),
+    ({"GANZHI_DEMO": "false", "GANZHI_DEMO_SECRET": "short"}, []),
+])
+def test_a_deployment_refuses_the_public_demo_key(setting, arguments):
+    """Issue 10 §5: every demo device's password and HJ 212 MN/PW follow from the default demo key."""
+    var_dir = Path(tempfile.mkdtemp(prefix="ganzhi-up-"))
+    ports = {"http": free_port(), "pg": free_port(), "mqtt": free_port(), "hj212": free_port()}
+    result = subprocess.run([sys.executable, "-m", "ganzhi", "up", *arguments],
+                            env={**_environment(var_dir, ports), **setting}, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "GANZHI_DEMO_SECRET" in result.stderr
+    assert not (var_dir / "pgdata").exists()  # refused before starting anything
+    shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``."""
+    found: set[int] = set()
+    parents = {pid}
+    while parents:
+        children = {int(entry.name) for entry in Path("/proc").iterdir()
+                    if entry.name.isdigit() and _parent(int(entry.name)) in parents}
+        parents = children - found
+        found |= children
+    return found
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def _alive(pids: set[int]) -> list[int]:
+    """The pids still running (a zombie no one reaps has stopped running)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 _browser = httpx.Client(timeout=10)

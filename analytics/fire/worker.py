@@ -9,6 +9,7 @@ frames are dropped. Bad frames, unknown cameras and non-cameras are dead-lettere
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import queue
@@ -25,6 +26,7 @@ from analytics.fire import store
 from analytics.fire.frames import Frame, FrameError, decode
 from analytics.fire.pipeline import FirePipeline, FireSink
 from analytics.fire.sources import SourceError, frames
+from core.runtime import Service
 from devices.topics import PREFIX, Channel, Topic, TopicError
 from ingest.writer import DeadLetter, write_dead_letters
 from registry.lookups import division_index
@@ -65,27 +67,25 @@ class _Item:
     problem: str | None = None
 
 
-@dataclass
-class FireCounters:
-    frames: int = 0
-    dropped: int = 0
-    dead_letters: int = 0
-    events: int = 0
-
-
 class FireWorker:
     def __init__(self, config: FireConfig, sink: FireSink) -> None:
         if not 0 <= config.shard < config.shards:
             raise ValueError(f"shard {config.shard} is not in 0..{config.shards - 1}")
         self.config, self.sink = config, sink
-        self.counters = FireCounters()
+        self.counters: collections.Counter[str] = collections.Counter()
+        """frames, dropped (detection behind), dead letters, event updates, reconnects."""
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=config.queue_max)
         self._cameras: dict[str, store.Camera] = {}
         self._loaded = 0.0
+        self._last_close = 0.0
         self._client = self._make_client()
 
-    def run(self, stop: threading.Event) -> None:
-        conn = self._connect(stop)
+    def run(self, service: Service) -> None:
+        """Detect until the service stops. A lost database connection is made again by the runtime (the outage
+        logged once each way); the frame in hand is lost with it (frames are QoS 0: the next one matters more)."""
+        self.counters = service.counters
+        service.set_detail(shard=self.config.shard, shards=self.config.shards)
+        conn = service.connect(self.config.database_url)
         if conn is None:
             return
         index = division_index(conn)
@@ -94,33 +94,35 @@ class FireWorker:
         self._client.connect_async(self.config.mqtt_host, self.config.mqtt_port, keepalive=30)
         self._client.loop_start()
         for code, uri in self.config.sources:
-            threading.Thread(target=self._read_source, args=(code, uri, stop), daemon=True,
+            threading.Thread(target=self._read_source, args=(code, uri, service.stop), daemon=True,
                              name=f"source-{code}").start()
-        last_close = 0.0
         try:
-            while not stop.is_set():
+            while conn is not None:
                 try:
-                    item = self._queue.get(timeout=0.5)
-                except queue.Empty:
-                    item = None
-                try:
-                    if item is not None:
-                        self._handle(conn, pipeline, item)
-                    if time.monotonic() - last_close > CLOSE_EVERY_S:
-                        self._close_quiet(conn)
-                        last_close = time.monotonic()
+                    self._detect_until_stopped(conn, pipeline, service)
+                    return
                 except psycopg.OperationalError as exc:
-                    log.warning("fire worker: database unavailable (%s); reconnecting", str(exc).strip())
-                    conn = self._connect(stop)
-                    if conn is None:
-                        return
+                    log.error("fire worker lost the database: %s; reconnecting", str(exc).strip())
+                    self.counters["reconnects"] += 1
+                    conn.close()
+                    conn = service.connect(self.config.database_url)
         finally:
             self._client.disconnect()
             self._client.loop_stop()
             if conn is not None:
                 conn.close()
-            log.info("fire worker stopped: %d frames, %d dropped, %d dead letters, %d event updates",
-                     self.counters.frames, self.counters.dropped, self.counters.dead_letters, self.counters.events)
+
+    def _detect_until_stopped(self, conn: psycopg.Connection, pipeline: FirePipeline, service: Service) -> None:
+        while not service.stop.is_set():
+            try:
+                item = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._handle(conn, pipeline, item)
+            if time.monotonic() - self._last_close > CLOSE_EVERY_S:
+                self._close_quiet(conn)
+                self._last_close = time.monotonic()
 
     # -- one frame ------------------------------------------------------------------------------------
 
@@ -138,9 +140,9 @@ class FireWorker:
         if problem is not None:
             self._dead_letter(conn, item, problem)
             return
-        self.counters.frames += 1
+        self.counters["frames"] += 1
         captured = item.captured_at or dt.datetime.now(dt.UTC)
-        self.counters.events += len(pipeline.handle(conn, camera, frame, item.preset, captured))
+        self.counters["event updates"] += len(pipeline.handle(conn, camera, frame, item.preset, captured))
         conn.commit()
 
     def _camera(self, conn: psycopg.Connection, code: str) -> store.Camera | None:
@@ -175,7 +177,7 @@ class FireWorker:
         payload = item.payload if isinstance(item.payload, bytes) else b""
         with conn.transaction():
             write_dead_letters(conn, [DeadLetter(item.topic, item.code, payload[:MAX_DEAD_PAYLOAD], reason)])
-        self.counters.dead_letters += 1
+        self.counters["dead letters"] += 1
         log.info("frame from %s dead-lettered: %s", item.code, reason)
 
     def _close_quiet(self, conn: psycopg.Connection) -> None:
@@ -219,7 +221,7 @@ class FireWorker:
             except queue.Full:
                 try:
                     self._queue.get_nowait()
-                    self.counters.dropped += 1
+                    self.counters["dropped"] += 1
                 except queue.Empty:
                     pass
 
@@ -244,15 +246,6 @@ class FireWorker:
             except (SourceError, FrameError) as exc:
                 log.warning("source %s for %s: %s; retrying in 10 s", uri, code, exc)
                 stop.wait(10)
-
-    def _connect(self, stop: threading.Event) -> psycopg.Connection | None:
-        while not stop.is_set():
-            try:
-                return psycopg.connect(self.config.database_url)
-            except psycopg.OperationalError as exc:
-                log.warning("fire worker: database unavailable (%s); retrying", str(exc).strip())
-                stop.wait(2)
-        return None
 
 
 def _properties(message: paho.MQTTMessage) -> tuple[int | None, dt.datetime | None, str | None]:

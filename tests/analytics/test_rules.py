@@ -112,8 +112,8 @@ def test_indoor_temperature_only_in_the_heating_season():
 
 def test_device_faults_stuck_and_impossible_jumps():
     air = _terminal("air_sensor", ("a34004",), {}, interval=300)
-    stuck = _rule(air, "device:stuck:a34004").evaluate(_series("a34004", [35.0] * 14 + [36.0], 5))
-    assert len(stuck) == 1 and "stuck at 35" in stuck[0].detail
+    stuck = _rule(air, "device:stuck:a34004").evaluate(_series("a34004", [35.0] * 150 + [36.0], 5))
+    assert len(stuck) == 1 and "flat at 35" in stuck[0].detail
     jump = _rule(air, "device:jump:a34004").evaluate(_series("a34004", [35.0, 1800.0, 36.0], 5))
     assert len(jump) == 1 and "physically impossible" in jump[0].detail
     assert all(r.bureau == "steward" for r in rules_for(air))

@@ -42,15 +42,24 @@ def test_round_trip_with_the_encoder():
         (_payload(ts=T0, readings=[]), "non-empty list"),
         (_payload(ts=T0, readings=[{"metric": "a34004", "value": "35"}]), r"readings\[0\].value must be a finite"),
         (_payload(ts=T0, readings=[{"metric": "a34004", "value": True}]), "finite number"),
-        (_payload(ts=T0, readings=[{"value": 35}]), "metric must be a non-empty string"),
+        (_payload(ts=T0, readings=[{"value": 35}]), "metric must be a metric key"),
         (_payload(readings=[{"metric": "a34004", "value": 35}]), "has no ts"),
         (_payload(ts=1_795_737_600, readings=[{"metric": "a34004", "value": 35}]), "seconds are not accepted"),
         (_payload(ts="2026-11-27 08:00", readings=[{"metric": "a34004", "value": 35}]), "no time zone"),
         (_payload(ts="yesterday", readings=[{"metric": "a34004", "value": 35}]), "not RFC 3339"),
         (_payload(ts=T0, readings=[{"metric": "a34004", "value": 35, "flag": "X"}]), "flag must be one of"),
-        (_payload(ts=T0, readings=[{"metric": "a34004", "value": 35, "code": 7}]), "code must be a string"),
+        (_payload(ts=T0, readings=[{"metric": "a34004", "value": 35, "code": 7}]), "code must be a device code"),
         (_payload(ts=T0, readings=[{"metric": "a34004", "value": 1}] * 2001), "more than 2000"),
         (b" " * (MAX_PAYLOAD_BYTES + 1), "more than"),
+        # poison that once raised OverflowError / ValueError / RecursionError past these checks (issue 10)
+        (b'{"readings":[{"metric":"a34004","value":' + b"9" * 310 + b"}]}", "integer of 310 digits"),
+        (b'{"readings":[{"metric":"a34004","value":' + b"9" * 5000 + b"}]}", "not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nests deeper"),
+        (b'{"ts":1795737600000,"readings":[{"metric":"a34004","value":NaN}]}', "NaN"),
+        (b'{"ts":1795737600000,"readings":[{"metric":"a34004","value":1e999}]}', "finite number"),
+        (_payload(ts=1e300, readings=[{"metric": "a34004", "value": 35}]), "not epoch milliseconds"),
+        (_payload(ts=T0, readings=[{"metric": "a34\u0000004", "value": 35}]), "metric must be a metric key"),
+        (_payload(ts=T0, readings=[{"metric": "a34004", "value": 35, "code": "2312\u0000"}]), "device code"),
     ],
 )
 def test_malformed_payloads_say_what_is_wrong(payload, message):
@@ -62,7 +71,7 @@ def test_topics():
     topic = Topic.parse("ganzhi/v1/23120221000001R/telemetry")
     assert (topic.code, topic.channel) == ("23120221000001R", Channel.telemetry)
     assert str(topic) == "ganzhi/v1/23120221000001R/telemetry"
-    for bad in ("ganzhi/v1/x/commands", "other/v1/x/telemetry", "ganzhi/v1/telemetry"):
+    for bad in ("ganzhi/v1/x/commands", "other/v1/x/telemetry", "ganzhi/v1/telemetry", "ganzhi/v1/a\x00b/telemetry"):
         with pytest.raises(TopicError):
             Topic.parse(bad)
     assert subscription(Channel.telemetry) == "$share/ganzhi-ingest/ganzhi/v1/+/telemetry"

@@ -16,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerts import fire as fire_alerts
 from analytics.fire import geometry as geo
 from analytics.fire.worker import FireConfig, FireWorker
+from core.runtime import Service
 from registry import service
 from registry.changes import Actor
 from simulators.hotspots import firms_csv, firms_row
@@ -51,8 +52,8 @@ def _wait(conn, sql: str, timeout: float = 30.0):
 def test_frames_over_mqtt_become_an_alert_with_evidence_and_bad_frames_dead_letters(conn, db_url, broker, http):
     code, air, pose = _tower(conn)
     worker = FireWorker(FireConfig(db_url, *broker, client_id="fire-test"), fire_alerts)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    service = Service("fire", "fire-test", db_url)
+    thread = threading.Thread(target=worker.run, args=(service,), daemon=True)
     thread.start()
     publisher = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     publisher.connect(*broker)
@@ -73,13 +74,13 @@ def test_frames_over_mqtt_become_an_alert_with_evidence_and_bad_frames_dead_lett
             _wait(watch, "select count(*) from alert where family = 'fire'")
             reasons = [r[0] for r in watch.execute("select reason from dead_letter order by id").fetchall()]
     finally:
-        stop.set()
+        service.request_stop()
         thread.join(10)
         publisher.loop_stop()
     assert any("corrupt JPEG" in r for r in reasons)
     assert any("unknown camera 231202000000000" in r for r in reasons)
     assert any("air_sensor, not a camera" in r for r in reasons)
-    assert worker.counters.frames >= 25
+    assert worker.counters["frames"] >= 25
 
     alerts = http.get("/api/v1/alerts", params={"family": "fire"}).json()
     assert len(alerts) == 1 and alerts[0]["bureau"] == "environment" and alerts[0]["terminal"] is None
@@ -125,16 +126,16 @@ def test_a_video_file_source_is_read_through_opencv_into_an_alert(conn, db_url, 
     writer.release()
     worker = FireWorker(FireConfig(db_url, *broker, client_id="fire-file", sources=((code, str(path)),),
                                    source_fps=2.0), fire_alerts)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    service = Service("fire", "fire-test", db_url)
+    thread = threading.Thread(target=worker.run, args=(service,), daemon=True)
     thread.start()
     try:
         with psycopg.connect(db_url) as watch:
             _wait(watch, "select count(*) from alert where family = 'fire'")
     finally:
-        stop.set()
+        service.request_stop()
         thread.join(10)
-    assert worker.counters.dead_letters == 0
+    assert worker.counters["dead letters"] == 0
 
 
 def test_the_on_the_spot_verdict_acknowledges_or_closes_the_fire_alert(http):

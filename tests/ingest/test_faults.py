@@ -104,7 +104,7 @@ def test_database_restart_during_ingest_loses_nothing(conn, db_url, auth_broker)
             publisher.join(120)
             wait_until(lambda: _stored(own_url) >= total, timeout_s=120, interval_s=0.2)
         assert _stored(own_url) == total
-        assert worker.counters.readings_stored + worker.counters.readings_repeated >= total
+        assert worker.counters["readings_stored"] + worker.counters["readings_repeated"] >= total
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ import time
 import psycopg
 import pytest
 
+from core.runtime import Service
 from devices import hj212
 from ganzhi.benchkit import free_port
 from ingest.hj212_gateway import GatewayConfig, Hj212Gateway
@@ -34,17 +35,17 @@ def _now_time(minutes_ago: int = 0) -> str:
 
 class _GatewayThread:
     def __init__(self, db_url: str) -> None:
+        self.service = Service("hj212", "hj212 test", db_url)
         self.gateway = Hj212Gateway(GatewayConfig(db_url, "127.0.0.1", free_port(), retention_days=400,
-                                                  batch_wait_s=0.02))
+                                                  batch_wait_s=0.02), self.service)
         self.loop = asyncio.new_event_loop()
-        self.stop = asyncio.Event()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         async def main() -> None:
             ready = asyncio.Event()
-            serving = asyncio.create_task(self.gateway.serve(self.stop, ready))
+            serving = asyncio.create_task(self.gateway.serve(ready))
             await ready.wait()
             self.ready.set()
             await serving
@@ -60,11 +61,12 @@ class _GatewayThread:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
+        self.service.request_stop()
         self.thread.join(10)
 
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.gateway.config.port), timeout=10)
+    def connect(self, source: str = "127.0.0.1") -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.gateway.config.port), timeout=10,
+                                        source_address=(source, 0))
 
 
 def _answers(sock: socket.socket, count: int) -> list[hj212.Packet]:
@@ -112,7 +114,7 @@ def test_realtime_2005_style_frames_in_one_read_and_split_over_reads(db_url, log
         time.sleep(0.2)
         sock.sendall(second[20:])
         assert _answers(sock, 1)[0].cn == "9014"  # only the second asked for an answer (Flag=5)
-        wait_until(lambda: gw.gateway.counters.readings_stored >= 3)
+        wait_until(lambda: gw.gateway.counters["readings_stored"] >= 3)
     with psycopg.connect(db_url) as c:
         rows = c.execute("select metric, value, flag from reading order by ts, metric").fetchall()
     assert rows == [("w01001", 7.2, None), ("w21003", 1.8, "M"), ("w21003", 1.9, None)]
@@ -143,10 +145,13 @@ def test_garbage_and_over_length_do_not_disturb_other_connections(db_url, logger
         bad.sendall(b"GET / HTTP/1.1\r\n\r\n##9999" + b"x" * 3000)
         good.sendall(_minute_packet(_now_time()[:12] + "00"))
         assert _answers(good, 1)[0].cn == "9014"
-        wait_until(lambda: gw.gateway.counters.dead_letters >= 1)
+        bad.close()  # a connection's garbage is one dead letter, kept when it closes
+        wait_until(lambda: gw.gateway.counters["dead_letters"] >= 1)
     with psycopg.connect(db_url) as c:
         assert c.execute("select count(*) from reading").fetchone()[0] == 7
-        assert c.execute("select count(*) from dead_letter where reason like 'bytes outside%'").fetchone()[0] >= 1
+        letters = c.execute("select reason, payload_size from dead_letter").fetchall()
+    assert len(letters) == 1  # one per connection, not one per few bytes
+    assert "bytes outside any HJ 212 frame" in letters[0][0] and letters[0][1] == 18 + 6 + 3000
 
 
 def test_time_calibration_is_answered(db_url, logger):
@@ -170,3 +175,117 @@ def test_values_outside_range_or_future_are_dead_lettered_with_the_rest_stored(d
         reason, count = c.execute("select reason, stored from dead_letter").fetchone()
     assert stored == ["w21003"] and count == 1
     assert "outside the physical range" in reason and "unknown metric" in reason
+
+
+# -- issue 10: one frame never silences the gateway; secrets; guessing -----------------------------------------
+
+POISON = [
+    (_frame("QN=1;ST=32;CN=2011;PW=123456;MN=0100\x00A8900016F;Flag=5;CP=&&DataTime=20260101000000;w01001-Rtd=7&&"),
+     "MN="),
+    (_frame(f"QN=2;ST=32;CN=2051;PW=123456;MN={MN};Flag=5;CP=&&DataTime={_now_time()[:12]}00;w00000-Cou=inf&&"),
+     "not a finite number"),
+    (_frame(f"QN=3;ST=32;CN=2011;PW=123456;MN={MN};Flag=5;CP=&&DataTime={_now_time()};w01001-Rtd=1e999;"
+            f"w21003-Rtd=NaN;w21003-Flag=\x00&&"), "not a finite number"),
+    (_frame(f"QN=4;ST=32;CN=2011;PW=123456;MN={MN};Flag=5;CP=&&DataTime={_now_time()};w01\x00001-Rtd=7.1&&"),
+     "not a factor code"),
+]
+
+
+@pytest.mark.parametrize(("poison", "reason"), POISON)
+def test_a_poison_frame_is_dead_lettered_and_other_loggers_go_on(conn, db_url, logger, poison, reason):
+    other_mn = "010000A8900016F000169DC9"
+    service.create_terminal(conn, terminal_in("另一个排口", "sewage_outlet_analyser", attrs=SEWAGE, protocol="hj212",
+                                              mn=other_mn, pw="654321"), Actor("test"))
+    conn.commit()
+    with _GatewayThread(db_url) as gw:
+        with gw.connect() as bad:
+            bad.sendall(poison)
+            wait_until(lambda: gw.gateway.counters["frames"] >= 1)
+        with gw.connect() as good:  # another logger, a new connection
+            good.sendall(_minute_packet(_now_time()[:12] + "00", pw="654321", mn=other_mn))
+            assert _answers(good, 1)[0].cn == "9014"
+        assert not gw.service.stop.is_set()
+    with psycopg.connect(db_url) as c:
+        stored = c.execute("select count(*) from reading r join terminal t on t.id = r.terminal_id "
+                           "where t.mn = %s", (other_mn,)).fetchone()[0]
+        reasons = [r for (r,) in c.execute("select reason from dead_letter")]
+        infinite = c.execute("select count(*) from reading where value in ('Infinity', '-Infinity', 'NaN')").fetchone()
+    assert stored == 7
+    assert infinite == (0,)
+    assert len(reasons) == 1 and reason in reasons[0]
+
+
+def test_a_frame_the_database_refuses_fails_alone(db_url, logger):
+    """A value only PostgreSQL refuses (here a metric key with NUL, past every codec check) costs its own
+    frame: the writer bisects the batch and every other part is stored."""
+    from ingest.validate import Accepted
+    from ingest.writer import Batch, Writer
+
+    with psycopg.connect(db_url) as c:
+        terminal_id = c.execute("select id from terminal where mn = %s", (MN,)).fetchone()[0]
+        now_ms = int(time.time() * 1000)
+        parts = [Batch(readings=[Accepted(terminal_id, logger, metric, now_ms + i, 1.0, None)])
+                 for i, metric in enumerate(["w01001", "w21003", "w01\x00001", "w00000:cou:min", "w01001:avg:min"])]
+        written = Writer().write_parts(c, parts)
+        stored = sorted(m for (m,) in c.execute("select metric from reading"))
+    assert list(written.refused) == [2] and "0x00" in written.refused[2]
+    assert written.stored == 4 and stored == ["w00000:cou:min", "w01001", "w01001:avg:min", "w21003"]
+
+
+def test_a_dead_writer_fails_the_service(db_url, logger):
+    with _GatewayThread(db_url) as gw:
+        gw.loop.call_soon_threadsafe(gw.gateway.writing.cancel)
+        wait_until(lambda: gw.service.stop.is_set())
+        gw.thread.join(10)
+        assert not gw.thread.is_alive()  # the process would exit (code 1) and be restarted
+    assert gw.service.state == "failed" and gw.service.exit_code == 1
+    assert gw.service.detail["failed"]["component"] == "writer"
+
+
+def test_a_logger_registered_a_moment_ago_is_answered(conn, db_url, logger):
+    fresh_mn = "010000A8900016F000169DD0"
+    with _GatewayThread(db_url) as gw:
+        with gw.connect() as sock:  # warm: the gateway has just looked the ledger up
+            sock.sendall(_minute_packet(_now_time()[:12] + "00"))
+            assert _answers(sock, 1)[0].cn == "9014"
+        service.create_terminal(conn, terminal_in("新排口", "sewage_outlet_analyser", attrs=SEWAGE, protocol="hj212",
+                                                  mn=fresh_mn, pw="111111"), Actor("test"))
+        conn.commit()
+        with gw.connect() as sock:
+            sock.sendall(_minute_packet(_now_time()[:12] + "00", pw="111111", mn=fresh_mn))
+            assert _answers(sock, 1)[0].cn == "9014"
+
+
+def test_dead_letters_keep_no_pw(db_url, logger):
+    with _GatewayThread(db_url) as gw, gw.connect() as sock:
+        sock.sendall(_minute_packet(_now_time()[:12] + "00", pw="987654"))
+        assert _answers(sock, 1)[0].values()["QnRtn"] == str(hj212.PW_ERROR)
+    with psycopg.connect(db_url) as c:
+        payload = bytes(c.execute("select payload from dead_letter").fetchone()[0])
+    assert b"PW=***;" in payload and b"987654" not in payload
+
+
+def _guess(gw: _GatewayThread, pw: str) -> bool:
+    """One PW guess on a new connection; True when the gateway judged it (answered), False when it refused."""
+    try:
+        with gw.connect() as sock:
+            sock.sendall(_minute_packet(_now_time()[:12] + "00", pw=pw))
+            return bool(sock.recv(4096))
+    except ConnectionError:
+        return False
+
+
+def test_pw_guessing_is_throttled_and_a_logger_elsewhere_is_not(db_url, logger):
+    with _GatewayThread(db_url) as gw:
+        with gw.connect("127.0.0.2") as sock:  # the logger reports from its own address
+            sock.sendall(_minute_packet(_now_time()[:12] + "00"))
+            assert _answers(sock, 1)[0].cn == "9014"
+        started, judged = time.monotonic(), 0
+        for guess in range(100):
+            judged += _guess(gw, f"{guess:06d}")
+            if time.monotonic() - started > 5:
+                break
+        with gw.connect("127.0.0.2") as sock:  # meanwhile the logger is unaffected
+            sock.sendall(_minute_packet(_now_time(1)[:12] + "00"))
+            assert _answers(sock, 1)[0].cn == "9014"
+    assert judged <= 6  # 3 free guesses, then locked for 1, 2, 4 ... s; before the throttle all 100 in ~0.1 s

@@ -20,7 +20,7 @@ def _directory() -> Directory:
         GAS: TerminalEntry(2, GAS, "active", frozenset({"methane_lel"}), POLE),
         OLD: TerminalEntry(3, OLD, "retired", frozenset({"a34004"}), None),
     }
-    directory.poles = {POLE: frozenset({AIR, GAS})}
+    directory.poles = {POLE}
     return directory
 
 

@@ -48,7 +48,7 @@ def test_simulated_fleet_reaches_the_store_with_its_faults(conn, db_url, auth_br
     config = SimConfig(host=host, port=port, secret_key=KEY, speed=60, ramp_s=0.5, faults=faults)
     with WorkerThread(db_url, auth_broker) as worker:
         stats = _run_for(fleet, config, seconds=8)
-        wait_until(lambda: worker.counters.messages >= stats.messages, timeout_s=30)
+        wait_until(lambda: worker.counters["messages"] >= stats.messages, timeout_s=30)
     with psycopg.connect(db_url) as c:
         stored = dict(c.execute("select t.code, count(*) from reading r join terminal t on t.id = r.terminal_id "
                                 "group by 1").fetchall())
@@ -56,7 +56,7 @@ def test_simulated_fleet_reaches_the_store_with_its_faults(conn, db_url, auth_br
         online = c.execute("select count(*) from device_state where connection = 'online'").fetchone()[0]
     assert stats.messages > 20 and stats.failures == 0
     assert stored[codes["air"]] > 0 and stored[codes["gas"]] > 0  # through the pole gateway
-    assert stored[codes["dup"]] > 0 and worker.counters.readings_repeated > 0  # duplicates stored once
+    assert stored[codes["dup"]] > 0 and worker.counters["readings_repeated"] > 0  # duplicates stored once
     assert codes["heat"] not in stored  # its clock runs 10 minutes fast: every reading refused
     assert any("in the future" in r for r in reasons)
     assert stats.malformed > 0 and sum("in the future" not in r for r in reasons) >= stats.malformed

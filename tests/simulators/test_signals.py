@@ -6,7 +6,8 @@ import datetime as dt
 import random
 
 from devices import KINDS, metric
-from simulators.faults import Distortion, Fault, pick_faults
+from simulators import truth
+from simulators.faults import Distortion, Fault, Injection, pick_faults, plan
 from simulators.signals import base_value
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -46,17 +47,55 @@ def test_daily_cycles():
     assert _mean(heating, "supply_temp", 4) > _mean(heating, "supply_temp", 15)  # colder night, hotter supply
 
 
-def test_faults_distort_values():
+def test_readings_are_quantised_to_the_instrument_resolution_with_noise():
+    rng = random.Random(6)
+    methane = {base_value("methane_detector", "methane_lel", _at(h), {}, rng) for h in range(24) for _ in range(60)}
+    assert methane <= {0.0, 1.0} and 0.0 in methane  # clean air: 0 %LEL, now and then one step of noise
+    pressure = [base_value("heating_substation_sensor", "supply_pressure", _at(h), {}, rng) for h in range(24)]
+    assert set(pressure) <= {0.619, 0.62, 0.621}  # regulated: on one step, give or take one
+    oxygen = [base_value("water_quality_station", "w01009", _at(10), {}, rng) for _ in range(50)]
+    assert len(set(oxygen)) > 5 and all(round(v * 100) == round(v * 100, 6) for v in oxygen)
+
+
+def test_value_faults_last_their_window_only():
     rng = random.Random(3)
-    stuck = Distortion(Fault.stuck, rng)
-    assert {stuck.apply("a34004", v, 0, 2000) for v in (10.0, 20.0, 30.0)} == {10.0}
-    drift = Distortion(Fault.drift, rng)
+    stuck = Distortion(Injection(Fault.stuck, "x", "a34004", 1.0, 3.0), rng)
+    assert [stuck.apply("a34004", v, h, 2000) for v, h in ((10.0, 0.5), (20.0, 1.0), (30.0, 2.0), (40.0, 3.0))] \
+        == [10.0, 20.0, 20.0, 40.0]
+    assert stuck.apply("a34002", 55.0, 2.0, 3000) == 55.0  # one sensor of the terminal sticks, not the others
+    drift = Distortion(Injection(Fault.drift, "x", None, 0.0, 9.0), rng)
     assert drift.apply("a34004", 10.0, 5.0, 2000) == 10.0 + 0.02 * 2000 * 5
-    spikes = Distortion(Fault.spike, rng)
-    jumps = [spikes.apply("a34004", 100.0, 0, 2000) for _ in range(2000)]
-    assert 40 < sum(1 for v in jumps if abs(v - 100) > 500) < 170
-    healthy = Distortion(None, rng)
-    assert healthy.apply("a34004", 12.0, 9, 2000) == 12.0
+    spikes = Distortion(Injection(Fault.spike, "x", None, 0.0, 9.0), rng)
+    jumps = [spikes.apply("a34004", 100.0, 1, 2000) for _ in range(2000)]
+    assert jumps[0] == 700.0 and 60 < sum(1 for v in jumps if abs(v - 100) > 500) < 170
+    assert Distortion(None, rng).apply("a34004", 12.0, 9, 2000) == 12.0
+
+
+def test_injections_are_planned_inside_the_run_and_long_enough_to_see():
+    stuck = plan(Fault.stuck, "x", ("w01009", "w01010"), 24, seed=3)
+    assert stuck == plan(Fault.stuck, "x", ("w01009", "w01010"), 24, seed=3)
+    assert stuck.metric in ("w01009", "w01010") and 0.5 <= stuck.start_h < stuck.end_h <= 23.5
+    assert stuck.end_h - stuck.start_h > metric(stuck.metric).flat_after_h
+    assert plan(Fault.stuck, "x", ("supply_pressure",), 24, seed=3) is None  # regulated: flat is normal
+    assert plan(Fault.pollution, "x", ("a34004",), 24, seed=3) is None  # nothing an event changes
+    assert plan(Fault.skew, "x", ("a34004",), 24, seed=3) is None  # transport faults last the whole run
+
+
+def test_live_runs_repeat_events_daily_from_a_random_phase():
+    event = Injection(Fault.pollution, "x", None, 22.0, 27.0, every_h=24)
+    assert [event.covers(h) for h in (0.0, 2.9, 3.0, 21.9, 22.0, 26.0, 46.5)] == [True, True, False, False, True,
+                                                                                  True, True]
+    assert event.occurrences(30) == [(0.0, 3.0), (22.0, 27.0)]
+    assert plan(Fault.pollution, "x", ("methane_lel",), 24, seed=3, repeat=True).every_h == 24
+
+
+def test_ground_truth_round_trips_through_its_file(tmp_path):
+    started = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+    injection = Injection(Fault.pollution, "23120221000001R", None, 2.0, 5.0)
+    truth.record(tmp_path / "truth.jsonl", truth.observed(injection, started, speed=10, until_h=24))
+    [back] = truth.load(tmp_path / "truth.jsonl")
+    assert (back.kind, back.terminal, back.metric) == (Fault.pollution, "23120221000001R", None)
+    assert (back.start, back.end) == (started + dt.timedelta(minutes=12), started + dt.timedelta(minutes=30))
 
 
 def test_faults_are_picked_deterministically():

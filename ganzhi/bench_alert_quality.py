@@ -1,0 +1,219 @@
+"""Alert quality against ground truth: the demo fleet's simulators run for N simulated hours with faults
+and events injected, and the alerts the rules raise are scored per family against what was injected.
+
+What is measured, and what not: the readings are made by the simulators' own code (``read_terminal``, the
+same signals, noise, quantisation and distortions ``ganzhi simulate`` publishes) on a simulated clock, and
+judged by the same rules and episode logic the rule workers reconcile into alerts (``rules_for`` →
+``Rule.evaluate``), over the whole run at once. Transport (broker, ingest, alert store) is left out: it does
+not change which episodes exist (late and repeated data are judged where they belong), only when they
+become readable, which ``ganzhi bench alerts`` measures. No-data alerts (the worker's silence sweep) and
+transport faults are therefore not scored. Time to alert is in observation time: first alert episode start
+minus the injection's start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import statistics
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from analytics.engine import Episode, Point
+from analytics.queries import terminal_by_code
+from analytics.rules import Rule, TerminalInfo, rules_for
+from core.settings import Settings
+from devices import metric
+from ganzhi.benchkit import drop_database, scratch_database
+from ganzhi.database import prepare
+from registry import demo
+from simulators import truth
+from simulators.faults import Distortion, Fault, plan
+from simulators.fleet import SimTerminal
+from simulators.run import read_terminal
+
+START = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+"""Noon in the heating season: a run of 24 hours has a whole night (the night-flow rule) in its middle."""
+GRACE = dt.timedelta(hours=1)
+"""An alert still explained by an injection that ended this long before it (hysteresis, nightly judgement)."""
+FAULTS = (Fault.stuck, Fault.spike, Fault.pollution)
+"""Value faults with a rule that can see them, and real events (drift has no rule yet)."""
+FAMILY_OF_KIND = {
+    "water_quality_station": "river", "sewage_outlet_analyser": "sewage", "gas_pressure_sensor": "gas",
+    "methane_detector": "gas", "water_pressure_point": "water", "district_flow_meter": "water",
+    "heating_substation_sensor": "heating", "indoor_temp_sensor": "heating",
+}
+FAMILIES = ("river", "sewage", "gas", "water", "heating", "device")
+
+
+@dataclass
+class Score:
+    alerts: int = 0
+    explained: int = 0
+    by_fault: int = 0
+    """Alerts of a bureau's family explained by a device fault rather than an event (a methane spike)."""
+    injected: int = 0
+    detected: int = 0
+    invisible: int = 0
+    """Faults no reading could show (a detector stuck at 0 %LEL in clean air reads what a healthy one does)."""
+    delays_min: list[float] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+    false: list[str] = field(default_factory=list)
+
+    @property
+    def precision(self) -> float:
+        return self.explained / self.alerts if self.alerts else 1.0
+
+    @property
+    def event_precision(self) -> float:
+        """Precision if only real events explained a bureau's alert (what its operators would judge)."""
+        return (self.explained - self.by_fault) / self.alerts if self.alerts else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.detected / self.injected if self.injected else 1.0
+
+
+def run(url: str, settings: Settings, hours: float, seeds: list[int], per_kind: int, share: float) -> None:
+    ledger = _ledger(url, settings)
+    print(f"demo ledger: {len(ledger)} terminals with readings; {per_kind} per kind simulated for {hours:g} h, "
+          f"share {share:g} given a fault or event ({', '.join(FAULTS)}); seeds {seeds}")
+    runs = []
+    for seed in seeds:
+        scores = score_run(ledger, hours, seed, per_kind, share)
+        runs.append(scores)
+        _print_run(seed, scores)
+    print(f"\nmedian over {len(runs)} runs (seeds {seeds[0]}…{seeds[-1]}):")
+    for family in FAMILIES:
+        values = [r[family] for r in runs]
+        delays = [d for s in values for d in s.delays_min]
+        print(f"  {family:8} precision {statistics.median(s.precision for s in values):.3f} "
+              f"(by events only {statistics.median(s.event_precision for s in values):.3f})  "
+              f"recall {statistics.median(s.recall for s in values):.3f}  "
+              f"time to alert median {statistics.median(delays) if delays else float('nan'):.0f} min, "
+              f"max {max(delays, default=float('nan')):.0f} min")
+
+
+def _ledger(url: str, settings: Settings) -> list[TerminalInfo]:
+    """The demo ledger, loaded into a scratch database to get its codes, kinds and attributes."""
+    scratch = scratch_database(url)
+    try:
+        prepare(scratch, settings)
+        with psycopg.connect(scratch) as conn:
+            demo.load(conn)
+            conn.commit()
+            codes = [row[0] for row in conn.execute(
+                "select code from terminal where status <> 'retired' and cardinality(metrics) > 0 order by code")]
+            return [info for code in codes if (info := terminal_by_code(conn, code)) is not None]
+    finally:
+        drop_database(url, scratch)
+
+
+def score_run(ledger: list[TerminalInfo], hours: float, seed: int, per_kind: int, share: float) -> dict[str, Score]:
+    rng = random.Random(seed)
+    by_kind: dict[str, list[TerminalInfo]] = defaultdict(list)
+    for info in ledger:
+        by_kind[info.kind].append(info)
+    chosen, distortions, truths = [], {}, []
+    for kind in sorted(by_kind):  # every kind gets each fault and an event, whatever its count
+        sample = rng.sample(by_kind[kind], min(per_kind, len(by_kind[kind])))
+        faulty = max(len(FAULTS), round(share * len(sample)))
+        for n, info in enumerate(sample):
+            injection = plan(FAULTS[n % len(FAULTS)], info.code, info.metrics, hours, seed) if n < faulty else None
+            distortions[info.code] = Distortion(injection, random.Random(f"{seed}:{info.code}:fault"))
+            chosen.append(info)
+            if injection is not None:
+                truths += truth.observed(injection, START, speed=1, until_h=hours)
+    with tempfile.TemporaryDirectory() as scratch:  # scored from the ground-truth file, as a live run would be
+        path = Path(scratch) / "truth.jsonl"
+        truth.record(path, truths)
+        recorded = truth.load(path)
+    alerts = [(info, rule, episode) for info in chosen
+              for rule, episode in judge_day(info, distortions[info.code], hours, seed)]
+    return _score(chosen, recorded, distortions, alerts)
+
+
+def judge_day(info: TerminalInfo, distortion: Distortion, hours: float, seed: int) -> list[tuple[Rule, Episode]]:
+    rng = random.Random(f"{seed}:{info.code}")
+    terminal = SimTerminal(info.code, info.kind, info.metrics, info.attrs, info.report_interval_s)
+    series: dict[str, list[Point]] = defaultdict(list)
+    at = START + dt.timedelta(seconds=rng.uniform(0, info.report_interval_s))
+    end = START + dt.timedelta(hours=hours)
+    while at < end:
+        elapsed_h = (at - START).total_seconds() / 3600
+        for key, value in read_terminal(terminal, distortion, at, elapsed_h, rng):
+            series[key].append(Point(at, value))
+        at += dt.timedelta(seconds=info.report_interval_s + rng.uniform(-2, 2))
+    return [(rule, episode) for rule in rules_for(info) for episode in rule.evaluate(series)]
+
+
+def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], distortions: dict[str, Distortion],
+           alerts: list[tuple[TerminalInfo, Rule, Episode]]) -> dict[str, Score]:
+    kinds = {info.code: info.kind for info in chosen}
+    scores = {family: Score() for family in FAMILIES}
+    by_terminal = defaultdict(list)
+    for t in truths:
+        by_terminal[t.terminal].append(t)
+    for info, rule, episode in alerts:
+        score = scores[rule.family]
+        score.alerts += 1
+        cause = next((t for t in by_terminal[info.code] if _explains(t, rule, episode)), None)
+        if cause is None:
+            score.false.append(f"{info.code} {rule.key} {episode.start:%H:%M} {episode.detail}")
+            continue
+        score.explained += 1
+        score.by_fault += cause.kind is not Fault.pollution and rule.family != "device"
+    for t in truths:
+        family = "device" if t.kind is not Fault.pollution else FAMILY_OF_KIND[kinds[t.terminal]]
+        score = scores[family]
+        frozen = distortions[t.terminal].stuck.get(t.metric)
+        if t.kind is Fault.stuck and frozen is not None and metric(t.metric).at_rest(frozen):
+            score.invisible += 1
+            continue
+        score.injected += 1
+        starts = [e.start for info, rule, e in alerts if info.code == t.terminal and _answers(t, rule)
+                  and _overlaps(t, e)]
+        if starts:
+            score.detected += 1
+            score.delays_min.append(max(0.0, (min(starts) - t.start).total_seconds() / 60))
+        else:
+            score.missed.append(f"{t.kind} {t.terminal} {t.metric or ''} {t.start:%H:%M}–{t.end:%H:%M}")
+    return scores
+
+
+def _answers(t: truth.Truth, rule: Rule) -> bool:
+    """The rule is one that should alert on this injection."""
+    if t.kind is Fault.stuck:
+        return rule.key == f"device:stuck:{t.metric}"
+    if t.kind is Fault.spike:
+        return rule.key.startswith("device:jump:")
+    return rule.family != "device"
+
+
+def _explains(t: truth.Truth, rule: Rule, episode: Episode) -> bool:
+    """The injection accounts for the alert: a device alert by the matching device fault, a bureau's alert by
+    an event or by any fault of that terminal's sensors."""
+    fits = _answers(t, rule) if rule.family == "device" else True
+    return fits and _overlaps(t, episode)
+
+
+def _overlaps(t: truth.Truth, episode: Episode) -> bool:
+    return episode.start <= t.end + GRACE and (episode.end or episode.last) >= t.start
+
+
+def _print_run(seed: int, scores: dict[str, Score]) -> None:
+    print(f"\nseed {seed}:")
+    for family, s in scores.items():
+        delays = sorted(s.delays_min)
+        tta = f"{statistics.median(delays):.0f}/{delays[-1]:.0f} min" if delays else "–"
+        print(f"  {family:8} alerts {s.alerts:4} explained {s.explained:4} ({s.by_fault} by a fault) "
+              f"precision {s.precision:.3f} | injected {s.injected:3} detected {s.detected:3} "
+              f"({s.invisible} invisible) recall {s.recall:.3f} | time to alert median/max {tta}")
+        for line in s.false[:6]:
+            print(f"      unexplained: {line}")
+        for line in s.missed[:3]:
+            print(f"      missed: {line}")

@@ -1,0 +1,331 @@
+"""`ganzhi bench chaos`: faults injected into a running platform, with figures.
+
+Starts its own platform on free ports: an embedded PostgreSQL and a mosquitto that this
+command owns (so that it can restart them), and `ganzhi up --no-simulate` against them
+(ingest workers, rule worker, HJ 212 gateways, fire worker, API). Then, per fault, it runs
+the simulators for a window, injects the fault a third of the way in (kill -9 of one
+service process, or a restart of PostgreSQL or the broker), and prints:
+
+- published: MQTT readings the simulators had acknowledged by the broker (their own count),
+  and HJ 212 packets the gateway answered;
+- stored: readings in the database with a publish time inside the window, and how many of
+  them are stored twice (the same terminal, metric and time);
+- alerted: alerts the rule worker opened during the window (the demo's pollution events; the previous
+  window's alerts are closed first, so that each window raises its own);
+- recovery: seconds from the fault until the replacement process runs and has written its heartbeat
+  (for the servers: until they answer) and readings are committed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from core.broker import LocalBroker
+from core.embedded import EmbeddedPostgres
+from core.lifeline import dying_with_parent
+from core.settings import Settings
+from ganzhi.benchkit import free_port
+from ganzhi.broker_auth import write_files
+from ganzhi.database import prepare
+from registry import demo
+from registry.changes import Actor
+
+KILLS = {
+    "ingest worker": ("ganzhi ingest", "ingest"),
+    "rule worker": ("ganzhi analytics", "rules"),
+    "HJ 212 gateway": ("ganzhi hj212", "hj212"),
+    "fire worker": ("ganzhi fire", "fire"),
+}
+"""Fault name → (command line of the process killed, heartbeat kind of its replacement)."""
+RESTARTS = ("PostgreSQL", "broker")
+FAULTS = (*KILLS, *RESTARTS)
+SERVICE_USER = "ganzhi-ingest"
+RECOVERY_TIMEOUT_S = 60.0
+GOAL_RECOVERY_S = 10.0
+DRAIN_TIMEOUT_S = 90.0
+
+
+@dataclass
+class Figures:
+    fault: str
+    published: int
+    stored: int
+    twice: int
+    hj212_answered: int
+    hj212_stored: int
+    alerted: int
+    recovery_s: float | None
+
+    @property
+    def recovered(self) -> bool:
+        return self.recovery_s is not None and self.recovery_s <= GOAL_RECOVERY_S
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.published - self.stored)
+
+    def line(self) -> str:
+        recovery = f"{self.recovery_s:5.1f} s" if self.recovery_s is not None else "  none"
+        return (f"{self.fault:<16} {self.published:>9} {self.stored:>9} {self.lost:>6} {self.twice:>6} "
+                f"{self.hj212_answered:>8} {self.hj212_stored:>8} {self.alerted:>7}   {recovery}")
+
+
+HEADER = (f"{'fault':<16} {'published':>9} {'stored':>9} {'lost':>6} {'twice':>6} {'HJ212 ok':>8} "
+          f"{'HJ212 in':>8} {'alerted':>7}   recovery")
+
+
+class Platform:
+    """The database and broker this command owns, and `ganzhi up` running against them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="ganzhi-chaos-"))
+        self.root.chmod(0o755)  # the embedded server's own user must be able to enter it when we are root
+        self.ports = {"pg": listen_port(), "mqtt": listen_port()}
+        self.postgres = EmbeddedPostgres(self.root / "pgdata", self.ports["pg"])
+        self.broker = LocalBroker(self.root / "mqtt", self.ports["mqtt"], auth_dir=self.root / "auth")
+        self.demo_secret = secrets.token_urlsafe(24)
+        self.service_password = secrets.token_urlsafe(24)
+        self.settings = settings
+        self.up: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        self.url = self.postgres.start()
+        prepare(self.url, self.settings)
+        with psycopg.connect(self.url) as conn:
+            demo.load(conn, Actor("chaos"), self.demo_secret)
+            write_files(conn, self.root / "auth", {SERVICE_USER: self.service_password})
+        asyncio.run(self.broker.start())
+        self.ports.update(http=listen_port(), hj212=listen_port())
+        with (self.root / "up.log").open("w") as log:
+            self.up = subprocess.Popen([sys.executable, "-m", "ganzhi", "up", "--no-simulate"], env=self.env,
+                                       stdout=log, stderr=subprocess.STDOUT, preexec_fn=dying_with_parent())
+        self._wait_healthy()
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({"DATABASE_URL": self.url, "MQTT_URL": f"mqtt://127.0.0.1:{self.ports['mqtt']}",
+                    "GANZHI_MQTT_USERNAME": SERVICE_USER, "GANZHI_MQTT_PASSWORD": self.service_password,
+                    "GANZHI_DEMO_SECRET": self.demo_secret, "GANZHI_VAR_DIR": str(self.root / "var"),
+                    "GANZHI_HTTP_PORT": str(self.ports["http"]), "GANZHI_HJ212_PORT": str(self.ports["hj212"])})
+        return env
+
+    def stop(self) -> None:
+        if self.up is not None:
+            self.up.send_signal(signal.SIGINT)
+            try:
+                self.up.wait(120)
+            except subprocess.TimeoutExpired:
+                self.up.kill()
+        asyncio.run(self.broker.stop())
+        self.postgres.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _wait_healthy(self, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.up.poll() is not None:
+                raise RuntimeError(f"ganzhi up exited:\n{(self.root / 'up.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.ports['http']}/healthz", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("the platform did not become healthy")
+
+
+def listen_port() -> int:
+    """A free port below Linux's ephemeral range: on a busy box, a port from that range (what binding port 0
+    gives) is soon the local end of someone's outgoing connection, and `up` then finds it taken."""
+    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
+def run(settings: Settings, speed: float, window_s: float, faults: tuple[str, ...]) -> list[Figures]:
+    """Start a platform, run a quiet window and then one window per fault; print and return the figures."""
+    platform = Platform(settings)
+    results = []
+    try:
+        platform.start()
+        print(HEADER)
+        for fault in ("none", *faults):
+            figures = window(platform, fault, speed, window_s)
+            print(figures.line(), flush=True)
+            results.append(figures)
+    finally:
+        platform.stop()
+    return results
+
+
+def window(platform: Platform, fault: str, speed: float, window_s: float) -> Figures:
+    """Simulators for ``window_s`` seconds, the fault a third of the way in; then count."""
+    _close_alerts(platform.url)
+    began = _now(platform.url)
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "ganzhi", "simulate", "--speed", str(speed), "--duration", str(window_s),
+         "--ramp", "2", "--fault", "pollution", "--fault-share", "0.03"],
+        env=platform.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        preexec_fn=dying_with_parent())
+    time.sleep(window_s / 3)
+    recovery = None if fault == "none" else inject(platform, fault)
+    summary = simulator.communicate(timeout=window_s + 120)[0]
+    ended = _now(platform.url)
+    published, answered = _published(summary)
+    stored, twice, hj212_stored, alerted = _drained(platform.url, began, ended, published)
+    return Figures(fault, published, stored, twice, answered, hj212_stored, alerted, recovery)
+
+
+def _close_alerts(url: str) -> None:
+    """Close what the previous window raised (the same demo devices pollute in every window), so that each
+    window's pollution events open alerts of their own."""
+    with psycopg.connect(url) as conn:
+        conn.execute("update alert set status = 'closed', observed_end = coalesce(observed_end, now()) "
+                     "where status in ('open', 'acknowledged')")
+
+
+def inject(platform: Platform, fault: str) -> float | None:
+    """Cause the fault; seconds until the component is back and readings are committed again."""
+    at = time.monotonic()
+    kind, pattern, before = None, "", set()
+    if fault == "PostgreSQL":
+        platform.postgres.stop()
+        platform.postgres.start()
+    elif fault == "broker":
+        asyncio.run(platform.broker.stop())
+        asyncio.run(platform.broker.start())
+    else:
+        pattern, kind = KILLS[fault]
+        before = _processes(platform.up.pid, pattern)
+        os.kill(min(before), signal.SIGKILL)
+    since = _now(platform.url)
+    deadline = at + RECOVERY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        replaced = kind is None or (_processes(platform.up.pid, pattern) - before
+                                    and _beating(platform.url, kind, since))
+        if replaced and _flowing(platform.url, since):
+            return time.monotonic() - at
+        time.sleep(0.2)
+    return None
+
+
+def _processes(root: int, pattern: str) -> set[int]:
+    """The live processes below ``root`` whose command line contains ``pattern``."""
+    found = set()
+    for pid in _descendants(root):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if pattern in command:
+            found.add(pid)
+    return found
+
+
+def _descendants(root: int) -> set[int]:
+    parents_of = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents_of[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents_of.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _now(url: str) -> dt.datetime:
+    for _ in range(600):  # through a restart of the server
+        try:
+            with psycopg.connect(url, connect_timeout=2) as conn:
+                return conn.execute("select clock_timestamp()").fetchone()[0]
+        except psycopg.OperationalError:
+            time.sleep(0.1)
+    raise RuntimeError("the database did not come back within a minute")
+
+
+def _flowing(url: str, since: dt.datetime) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2) as conn:
+            return conn.execute("select exists (select 1 from reading where received_at > %s)", (since,)).fetchone()[0]
+    except psycopg.OperationalError:
+        return False
+
+
+def _beating(url: str, kind: str, since: dt.datetime) -> bool:
+    """A process of ``kind`` started after ``since`` has written its heartbeat; true when the kind writes none
+    (services not yet on core/runtime: then the replacement process running is what counts)."""
+    with psycopg.connect(url, connect_timeout=2) as conn:
+        kinds = conn.execute("select count(*) from service_heartbeat where kind = %s", (kind,)).fetchone()[0]
+        if not kinds:
+            return True
+        return conn.execute("select exists (select 1 from service_heartbeat where kind = %s and started_at > %s "
+                            "and state = 'running')", (kind, since)).fetchone()[0]
+
+
+_SUMMARY = re.compile(r"published (\d+) messages, (\d+) readings.*sent (\d+) packets, (\d+) refused", re.S)
+
+
+def _published(summary: str) -> tuple[int, int]:
+    """MQTT readings acknowledged by the broker and HJ 212 packets answered, from the simulators' own count."""
+    found = _SUMMARY.search(summary)
+    if found is None:
+        raise RuntimeError(f"the simulators printed no summary: {summary[-500:]!r}")
+    return int(found[2]), int(found[3]) - int(found[4])
+
+
+_STORED = """
+select count(*) filter (where t.protocol <> 'hj212'),
+       count(*) filter (where t.protocol <> 'hj212') - count(distinct (r.terminal_id, r.metric, r.ts))
+           filter (where t.protocol <> 'hj212'),
+       count(distinct (r.terminal_id, r.ts)) filter (where t.protocol = 'hj212')
+  from reading r join terminal t on t.id = r.terminal_id
+ where r.ts between %(began)s and %(ended)s
+"""
+
+
+def _drained(url: str, began: dt.datetime, ended: dt.datetime, published: int) -> tuple[int, int, int, int]:
+    """Stored, stored twice, HJ 212 stored, alerted, once the platform has caught up (nothing new for 5 s)."""
+    window = {"began": began - dt.timedelta(seconds=1), "ended": ended + dt.timedelta(seconds=1)}
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    last, steady_since = None, time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            counts = conn.execute(_STORED, window).fetchone()
+            if counts != last:
+                last, steady_since = counts, time.monotonic()
+            elif counts[0] >= published or time.monotonic() - steady_since > 5:
+                break
+            time.sleep(0.5)
+        alerted = conn.execute("select count(*) from alert_event where action = 'open' and at >= %(began)s",
+                               window).fetchone()[0]
+    return last[0], last[1], last[2], alerted

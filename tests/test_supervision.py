@@ -1,0 +1,78 @@
+"""Supervision (issue 10 §3): crashed workers are restarted with a backoff that resets after a healthy run and
+logged with their exit code or signal; a worker waits out a database outage logging it once, not every poll."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ganzhi import children
+from ganzhi.benchkit import free_port
+from ganzhi.children import Child
+
+pytestmark = pytest.mark.slow
+
+DEAD_DATABASE = f"postgresql://postgres@127.0.0.1:{free_port()}/ganzhi"
+"""Nothing listens there: a worker pointed at it waits out an outage."""
+
+
+def _environment() -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": DEAD_DATABASE}
+
+
+async def _new_process(child: Child, old_pid: int | None, timeout_s: float = 30) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.process is not None and child.process.pid != old_pid and child.process.returncode is None:
+            return child.process.pid
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{child.name} was not restarted within {timeout_s} s")
+
+
+def test_a_killed_worker_is_restarted_logged_and_its_backoff_resets_after_a_healthy_run(monkeypatch, caplog):
+    monkeypatch.setattr(children, "HEALTHY_RUN_S", 4.0)
+    caplog.set_level(logging.ERROR, logger="ganzhi.children")
+
+    async def scenario() -> None:
+        child = Child("rule worker 1", ["analytics"], _environment())
+        await child.start()
+        try:
+            pid = await _new_process(child, None)
+            for lived_s in (5.0, 0.5, 5.0):  # healthy, a crash loop, healthy again
+                await asyncio.sleep(lived_s)
+                os.kill(pid, signal.SIGKILL)
+                pid = await _new_process(child, pid)
+        finally:
+            await child.stop()
+        assert child.restarts == 3
+
+    asyncio.run(scenario())
+    exits = [r.getMessage() for r in caplog.records if "exited with" in r.getMessage()]
+    assert len(exits) == 3 and all("exited with signal SIGKILL" in line for line in exits), exits
+    assert [line.rsplit(" in ", 1)[1] for line in exits] == ["1 s", "2 s", "1 s"]
+    assert [line.split("restart ")[1].split()[0] for line in exits] == ["1", "2", "3"]
+
+
+def test_a_worker_logs_a_database_outage_once_and_stops_on_sigterm(tmp_path):
+    log_file = tmp_path / "worker.log"
+    with log_file.open("w") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "ganzhi", "analytics"], env=_environment(), stdout=out,
+                                  stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while "started" not in log_file.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(4)  # eight polls of the rule worker
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
+    output = log_file.read_text()
+    assert worker.returncode == 0, output
+    outage = [line for line in output.splitlines() if "unavailable" in line and "heartbeat" not in line]
+    assert len(outage) == 1, output  # it used to warn on every poll, twice a second
+    assert "stopped" in output.splitlines()[-1]
