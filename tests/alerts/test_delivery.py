@@ -1,17 +1,25 @@
 """The delivery worker as a process against real receivers: at least once, in order per alert, signed,
-isolated per endpoint, across a kill -9; SMS to the local double; pausing of an endpoint failing too long."""
+isolated per endpoint, across a kill -9 and a PostgreSQL restart; SMS to the local double; pausing of an
+endpoint failing too long."""
 
 from __future__ import annotations
 
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from alerts import webhooks
+from core.embedded import EmbeddedPostgres
+from core.settings import Settings
+from ganzhi.benchkit import free_port
+from ganzhi.database import prepare
 from registry import service
 from registry.changes import Actor
 from tests.alerts.receiver import Receiver, reset_delivery, start_worker
@@ -160,3 +168,39 @@ def test_webhook_url_checks_refuse_internal_addresses():
             webhooks.check_url(url, [])
     webhooks.check_url("http://127.0.0.1:9/x", ["127.0.0.1"])  # the explicit allow-list (tests)
     webhooks.check_url("https://8.8.8.8/hook", [])
+
+
+def test_nothing_lost_or_reordered_across_a_postgresql_restart():
+    """On a server of its own: stopped and started under the worker, which waits the outage out."""
+    data_dir = Path(tempfile.mkdtemp(prefix="ganzhi-pg-delivery-"))
+    data_dir.chmod(0o755)  # the embedded server runs as its own user
+    server = EmbeddedPostgres(data_dir / "pgdata", free_port())
+    url = server.start()
+    receiver = Receiver(fail_rate=0.1, delay=0.1)
+    worker = None
+    try:
+        prepare(url, Settings(database_url=None))
+        hook = _subscribe(url, receiver.start())
+        receiver.secret = hook["secret"]
+        worker = start_worker(url)
+        made = _alerts(url, 5, 6, pause=0.05)
+        _wait_delivered(url, hook["id"], 3, 60)  # mid-stream
+        with psycopg.connect(url) as c:
+            delivered = c.execute("select count(*) from webhook_delivery where status = 'delivered'").fetchone()[0]
+        before_restart = len(made)
+        server.stop()
+        time.sleep(2)
+        server.start()
+        made += _alerts(url, 5, 6)
+        _wait_delivered(url, hook["id"], len(made), 120)
+        assert worker.poll() is None, "the worker died with the database instead of waiting for it"
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(20)
+        receiver.stop()
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    assert delivered < before_restart, "the restart came after the deliveries: it tested nothing"
+    assert receiver.ids() == set(made)
+    _assert_in_order(receiver)
