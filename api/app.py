@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI
 
 from api import errors
 from api.auth import authenticated
+from api.guard import MAX_JSON_BYTES, refuse_unstorable_input
 from api.routes import (
     alerts,
     auth,
@@ -27,6 +28,9 @@ from api.routes import (
 )
 from core.db import new_pool
 from core.settings import Settings
+
+_DEGRADED = {"description": "the database or the broker does not answer; the body says which",
+             "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
 def create_app(settings: Settings, database_url: str) -> FastAPI:
@@ -49,15 +53,19 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         "sharing grants, accounts and the audit log. Every route but /healthz and this document needs a bearer "
         "token or a session (see POST /api/v1/auth/login).",
         lifespan=lifespan,
+        max_body_size=MAX_JSON_BYTES,
+        dependencies=[Depends(refuse_unstorable_input)],
     )
     app.state.settings = settings
     app.state.pool = new_pool(database_url, max_size=16)
     app.state.database_url = database_url  # the live stream's LISTEN connection
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(auth.router)  # logging in needs no credentials; logout and me declare theirs
+    app.include_router(health.router, responses={500: errors.ERROR_RESPONSES[500], 503: _DEGRADED})
+    app.include_router(auth.router, responses=errors.ERROR_RESPONSES)  # logging in needs no credentials
     for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users,
                    webhooks):
-        app.include_router(module.router, dependencies=[Depends(authenticated)])  # denied by default
-    app.include_router(stream.router)  # authenticates on a connection it gives back (streams last)
+        app.include_router(module.router, dependencies=[Depends(authenticated)],  # denied by default
+                           responses=errors.ERROR_RESPONSES)
+    # the stream authenticates on a connection it gives back at once (a stream lasts)
+    app.include_router(stream.router, responses=errors.ERROR_RESPONSES)
     return app

@@ -1,7 +1,8 @@
 """A local MQTT broker for embedded runs, and the broker health probe.
 
-Mosquitto with the project's configuration when the binary exists; otherwise an
-in-process amqtt broker (MQTT 3.1.1 only, no shared subscriptions: see stack notes).
+Mosquitto with the project's configuration. There is no in-process fallback: amqtt (the only
+pip-installable broker) has no shared subscriptions, speaks MQTT 3.1.1 only and cannot check who
+subscribes to what, so a broker without mosquitto would be a broker without doors.
 """
 
 from __future__ import annotations
@@ -19,69 +20,56 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core import dynsec
 from core.lifeline import dying_with_parent, guarded
 
 log = logging.getLogger(__name__)
 
 _CONFIG_TEMPLATE = Path(__file__).with_name("mosquitto.conf")
+DYNSEC_FILE = "dynamic-security.json"
+
+
+class BrokerMissing(RuntimeError):
+    """Mosquitto, or its dynamic-security plugin, is not installed."""
 
 
 class LocalBroker:
-    """Owns one local broker: ``await start()``, ``reload()``, ``await stop()``.
+    """Owns one local mosquitto: ``await start()``, ``reload()``, ``await stop()``.
 
-    With ``auth_dir`` holding ``passwd`` and ``acl`` files, the broker admits only those users and
-    lets them publish and subscribe only where the ACL says: mosquitto re-reads the files on
-    ``reload()``, amqtt (through ``core.amqtt_plugins``) whenever they change.
+    With ``auth_dir`` holding ``passwd`` and ``dynamic-security.json``, the broker admits only the
+    users of the password file (re-read on ``reload()``) and lets them connect, publish and subscribe
+    only as the dynamic-security plugin says (changed at once through its control topic).
     """
 
-    def __init__(self, data_dir: Path, port: int, bind: str = "127.0.0.1", auth_dir: Path | None = None,
-                 kind: str | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int, bind: str = "127.0.0.1", auth_dir: Path | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.bind = bind
         self.auth_dir = auth_dir.resolve() if auth_dir else None
-        self.kind: str | None = kind
-        """mosquitto or amqtt; left out, mosquitto when installed."""
         self._process: subprocess.Popen | None = None
-        self._amqtt = None
-
-    @staticmethod
-    def available_kind() -> str:
-        """The broker ``start`` will run: mosquitto (MQTT 5) or amqtt (MQTT 3.1.1)."""
-        return "mosquitto" if shutil.which("mosquitto") else "amqtt"
-
-    @property
-    def mqtt5(self) -> bool:
-        return self.kind == "mosquitto"
 
     def reload(self) -> None:
-        """Make mosquitto re-read its password and ACL files (SIGHUP)."""
+        """Make mosquitto re-read its password file (SIGHUP)."""
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGHUP)
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.kind = self.kind or self.available_kind()
-        if self.kind == "mosquitto":
-            self._start_mosquitto(shutil.which("mosquitto"))
-        else:
-            await self._start_amqtt()
+        self._start_mosquitto()
         if not await asyncio.to_thread(wait_for_broker, "127.0.0.1", self.port, 10.0):
             await self.stop()
-            raise RuntimeError(f"the {self.kind} broker did not accept connections on port {self.port}")
-        log.info("%s broker listening on 127.0.0.1:%d", self.kind, self.port)
+            raise RuntimeError(f"mosquitto did not accept connections on port {self.port}")
+        log.info("mosquitto listening on %s:%d", self.bind, self.port)
 
     async def stop(self) -> None:
         if self._process is not None:
             self._process.terminate()
             await asyncio.to_thread(self._process.wait, 10)
             self._process = None
-        if self._amqtt is not None:
-            await self._amqtt.shutdown()
-            self._amqtt = None
         log.info("broker stopped")
 
-    def _start_mosquitto(self, binary: str) -> None:
+    def _start_mosquitto(self) -> None:
+        binary = require_mosquitto()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "mosquitto.conf"
         config.write_text(write_mosquitto_config(self.port, self.data_dir, self.bind, self.auth_dir))
         hand_to_broker_user(self.data_dir)
@@ -91,16 +79,22 @@ class LocalBroker:
         self._process = subprocess.Popen(guarded([binary, "-c", str(config)]), stdin=subprocess.DEVNULL,
                                          preexec_fn=dying_with_parent())
 
-    async def _start_amqtt(self) -> None:
-        from amqtt.broker import Broker
 
-        plugins: dict = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
-        if self.auth_dir is not None:
-            plugins = {"core.amqtt_plugins.PasswordFileAuth": {"password_file": str(self.auth_dir / "passwd")},
-                       "core.amqtt_plugins.AclFileTopics": {"acl_file": str(self.auth_dir / "acl")}}
-        self._amqtt = Broker({"listeners": {"default": {"type": "tcp", "bind": f"{self.bind}:{self.port}"}},
-                              "plugins": plugins})
-        await self._amqtt.start()
+def require_mosquitto() -> str:
+    """The mosquitto binary, or a clear error saying how to install it."""
+    binary = shutil.which("mosquitto")
+    if binary is None:
+        raise BrokerMissing("mosquitto is not installed: install it (Debian/Ubuntu: apt-get install mosquitto) "
+                            "or point MQTT_URL at a broker you run")
+    return binary
+
+
+def require_dynsec() -> str:
+    plugin = dynsec.plugin_path()
+    if plugin is None:
+        raise BrokerMissing("mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) is not installed: "
+                            "it comes with mosquitto 2.0 or later (Debian/Ubuntu: apt-get install mosquitto)")
+    return plugin
 
 
 def hand_to_broker_user(data_dir: Path) -> None:
@@ -119,7 +113,8 @@ def write_mosquitto_config(port: int, data_dir: Path, bind: str = "127.0.0.1", a
     """The project's mosquitto configuration for a listener on ``bind:port``."""
     auth = "allow_anonymous true"
     if auth_dir is not None:
-        auth = f"allow_anonymous false\npassword_file {auth_dir}/passwd\nacl_file {auth_dir}/acl"
+        auth = (f"allow_anonymous false\npassword_file {auth_dir}/passwd\nplugin {require_dynsec()}\n"
+                f"plugin_opt_config_file {auth_dir}/{DYNSEC_FILE}")
     text = _CONFIG_TEMPLATE.read_text()
     for key, value in (("{port}", str(port)), ("{bind}", bind), ("{data_dir}", str(data_dir)), ("{auth}", auth)):
         text = text.replace(key, value)

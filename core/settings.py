@@ -45,8 +45,9 @@ class Settings(BaseSettings):
     embedded_pg_port: int = Field(default=55432, ge=1, le=65535)
     embedded_mqtt_port: int = Field(default=1884, ge=1, le=65535)
     embedded_mqtt_bind: str = Field(default="127.0.0.1", description="address the local broker listens on")
-    mqtt_username: str = Field(default="ganzhi-ingest", description="the platform's own broker user")
-    mqtt_password: SecretStr | None = Field(default=None, description="its password; `up` makes one when unset")
+    mqtt_username: str = Field(default="ganzhi-ingest",
+                               description="the platform's broker service account (ingest and fire workers)")
+    mqtt_password: SecretStr | None = Field(default=None, description="its password; `up` makes one per run when unset")
     ingest_workers: int = Field(default=2, ge=1, le=32, description="ingest worker processes started by `up`")
     ingest_protocol: Literal["5", "3.1.1"] = Field(
         default="5", description="MQTT version of the ingest workers; 3.1.1 costs them half the CPU (see docs)"

@@ -1,7 +1,8 @@
 """The MQTT topic scheme: ``ganzhi/v1/{code}/{channel}``.
 
-``{code}`` is the publishing terminal's or pole's city code; it is also the device's
-broker user name, so the broker lets each device publish only under its own code.
+``{code}`` is the publishing terminal's or pole's city code; it is also the device's broker user
+name and client id, so the broker lets each device publish only under its own code, and subscribe
+only to its own commands, ``ganzhi/v1/{code}/command/#`` (sent by the platform, never by devices).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ class Channel(StrEnum):
     """Retained ``online`` / ``offline``; ``offline`` is the last will."""
     frame = "frame"
     """Camera images, binary JPEG, for the fire worker."""
+
+
+COMMAND = "command"
+"""The platform-to-device channel: ``ganzhi/v1/{code}/command/...``."""
 
 
 class TopicError(ValueError):
@@ -56,6 +61,11 @@ def subscription(channel: Channel, shared: bool = True) -> str:
     return f"$share/{SHARE_GROUP}/{plain}" if shared else plain
 
 
-def acl_patterns() -> list[str]:
-    """Mosquitto ACL lines: a device (user name = its city code) writes only under its own code."""
-    return [f"pattern write {PREFIX}/%u/{channel}" for channel in Channel]
+def device_topics(code: str) -> list[str]:
+    """Every topic a device may publish on: its own channels."""
+    return [str(Topic(code, channel)) for channel in Channel]
+
+
+def command_filter(code: str) -> str:
+    """The only filter a device may subscribe to: its own commands."""
+    return f"{PREFIX}/{code}/{COMMAND}/#"

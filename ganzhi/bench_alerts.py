@@ -30,7 +30,7 @@ from core.broker import LocalBroker
 from core.settings import Settings
 from ganzhi.bench_ingest import SECRET, SERVICE, _ledger, _publish
 from ganzhi.benchkit import bench_token, drop_database, free_port, scratch_database
-from ganzhi.broker_auth import write_files
+from ganzhi.broker_auth import platform_accounts, write_files
 from ganzhi.database import prepare
 from registry import credentials, service
 from registry.changes import Actor
@@ -50,7 +50,7 @@ def run(url: str, settings: Settings, rate: float, probes: int) -> None:
         detectors = _detectors(scratch, probes + 1)
         broker = LocalBroker(root / "mqtt", free_port(), auth_dir=root / "auth")
         with psycopg.connect(scratch) as conn:
-            write_files(conn, root / "auth", {SERVICE[0]: SERVICE[1]})
+            write_files(conn, root / "auth", platform_accounts(*SERVICE))
         asyncio.run(broker.start())
         env = dict(os.environ, DATABASE_URL=scratch, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
                    GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="WARNING")
@@ -104,7 +104,7 @@ def _probe(broker_port: int, api_port: int, headers: dict[str, str], detectors: 
     latencies = []
     with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10, headers=headers) as api:
         for code in detectors:
-            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{code}", protocol=paho.MQTTv311)
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=code, protocol=paho.MQTTv311)
             client.username_pw_set(code, SECRET)
             client.connect("127.0.0.1", broker_port)
             client.loop_start()

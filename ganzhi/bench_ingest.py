@@ -30,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from core.broker import LocalBroker
 from core.settings import Settings
 from ganzhi.benchkit import drop_database, free_port, scratch_database
-from ganzhi.broker_auth import write_files
+from ganzhi.broker_auth import platform_accounts, write_files
 from ganzhi.database import prepare
 from registry import credentials, service
 from registry.changes import Actor
@@ -55,7 +55,7 @@ def run(url: str, settings: Settings, messages: int, readings_per_message: int, 
         poles = _ledger(scratch, gateways, terminals_per_gateway, readings_per_message)
         broker = LocalBroker(root / "mqtt", free_port(), auth_dir=root / "auth")
         with psycopg.connect(scratch) as conn:
-            write_files(conn, root / "auth", {SERVICE[0]: SERVICE[1]})
+            write_files(conn, root / "auth", platform_accounts(*SERVICE))
         asyncio.run(broker.start())
         try:
             _ceiling(broker.port, next(iter(poles)), messages, readings_per_message)
@@ -125,7 +125,7 @@ def _through_the_platform(url: str, broker: LocalBroker, poles: dict[str, list[s
 def _publish(port: int, pole: str, codes: list[str], count: int, k: int, rate: float | None, cpu_used) -> None:
     """One gateway: ``count`` messages round-robin over its terminals, at most WINDOW unacknowledged,
     paced at ``rate`` messages/s when given."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{pole}", protocol=paho.MQTTv311)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=pole, protocol=paho.MQTTv311)
     client.username_pw_set(pole, SECRET)
     acked = threading.Semaphore(WINDOW)
     client.on_publish = lambda *args: acked.release()
@@ -233,7 +233,7 @@ def _ceiling(port: int, pole: str, messages: int, k: int) -> None:
 
 def _raw_publish(port: int, pole: str, payload: bytes, count: int) -> None:
     """The ceiling's publisher: a gateway login writing to its own topic."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-ceiling-pub", protocol=paho.MQTTv5)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=pole, protocol=paho.MQTTv5)
     client.username_pw_set(pole, SECRET)
     acked = threading.Semaphore(WINDOW)
     client.on_publish = lambda *args: acked.release()

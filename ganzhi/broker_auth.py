@@ -1,64 +1,239 @@
-"""The broker's password and ACL files, written from the ledger and kept in step with it."""
+"""The broker's doors, kept in step with the ledger.
+
+Who may log in is mosquitto's password file (hashes from the ledger); what a login may do is the
+dynamic-security plugin (``core.dynsec``):
+
+- a device (pole or terminal) logs in as its city code under client id = its code, publishes only on
+  its own channels and subscribes only to its own commands (one role per device: mosquitto 2.0's
+  plugin has no ``%u`` in its rules);
+- platform services log in as service accounts with the roles they need (``SERVICE_ROLES``), which no
+  device has; the broker sync logs in as ``ADMIN_USER``, whose secret never leaves ``ganzhi up``.
+
+``keep_in_step`` LISTENs on ``ganzhi_ledger`` and applies each change at once: a new login is created
+in the plugin before its password is written, a login that goes (retired, unknown) is disabled in the
+plugin (refused and disconnected at once) before its password is removed. So every password in the
+file belongs to a client whose client id the plugin checks. On start and after a lost connection it
+compares the whole ledger with what the broker has.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiomqtt
 import psycopg
 
-from core.broker import LocalBroker, hand_to_broker_user
+from core import dynsec
+from core.broker import DYNSEC_FILE, LocalBroker, hand_to_broker_user
+from core.runtime import Outage
+from devices.topics import PREFIX, Channel, command_filter, device_topics, subscription
 from registry import credentials
 
 log = logging.getLogger(__name__)
 
-SYNC_INTERVAL_S = 5.0
+CHANNEL = "ganzhi_ledger"
+ADMIN_USER = "ganzhi-broker-sync"
+RETRY_S = 1.0
+BATCH_WAIT_S = 0.02
+"""After a first notification, how long to gather the ones that follow it into one change."""
 
 
-def write_files(conn: psycopg.Connection, directory: Path, services: dict[str, str]) -> int:
-    """Write ``passwd`` and ``acl``; returns the number of device logins."""
-    directory.mkdir(parents=True, exist_ok=True)
-    logins = credentials.broker_logins(conn)
-    _write(directory / "passwd", credentials.password_file(logins, services))
-    _write(directory / "acl", credentials.acl_file(sorted(services)))
-    hand_to_broker_user(directory)
-    return len(logins)
+def _ingest_role() -> dynsec.Role:
+    feeds = [Channel.telemetry, Channel.status]
+    filters = [subscription(c, shared) for c in feeds for shared in (True, False)]
+    return dynsec.Role("ganzhi-ingest", (*(dynsec.Acl("subscribePattern", f) for f in filters),
+                                         *(dynsec.Acl("publishClientReceive", f"{PREFIX}/+/{c}") for c in feeds)))
+
+
+def _fire_role() -> dynsec.Role:
+    frames = f"{PREFIX}/+/{Channel.frame}"
+    return dynsec.Role("ganzhi-fire", (dynsec.Acl("subscribePattern", frames),
+                                       dynsec.Acl("publishClientReceive", frames)))
+
+
+SERVICE_ROLES = {role.name: role for role in (_ingest_role(), _fire_role(), dynsec.admin_role(ADMIN_USER))}
+PLATFORM_ROLES = ("ganzhi-ingest", "ganzhi-fire")
+"""The platform's service account (ingest workers and the fire worker) has these."""
+
+
+def device_role(code: str) -> dynsec.Role:
+    own = command_filter(code)
+    return dynsec.Role(f"device-{code}", (*(dynsec.Acl("publishClientSend", t) for t in device_topics(code)),
+                                          dynsec.Acl("subscribePattern", own),
+                                          dynsec.Acl("publishClientReceive", own)))
+
+
+def device_client(code: str) -> dynsec.Client:
+    return dynsec.Client(code, (f"device-{code}",), clientid=code)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A service login: its secret (in clear, held in memory only) and its roles."""
+
+    name: str
+    secret: str
+    roles: tuple[str, ...]
+    clientid: str | None = None
+
+
+def platform_accounts(service_user: str, service_secret: str, admin_secret: str | None = None) -> list[Account]:
+    """The platform's service account, and the broker sync's when the broker is to follow the ledger."""
+    accounts = [Account(service_user, service_secret, PLATFORM_ROLES)]
+    if admin_secret is not None:
+        accounts.append(Account(ADMIN_USER, admin_secret, (ADMIN_USER,), clientid=ADMIN_USER))
+    return accounts
+
+
+@dataclass
+class BrokerAuth:
+    """The broker's files in ``directory`` and what the broker has been told since they were written."""
+
+    directory: Path
+    accounts: list[Account]
+    logins: dict[str, str] = field(default_factory=dict)
+    """code → hash of the devices that can log in now."""
+    known: set[str] = field(default_factory=set)
+    """Devices the plugin has a client for (those not in ``logins`` are disabled)."""
+
+    @property
+    def admin(self) -> Account:
+        return next(a for a in self.accounts if a.name == ADMIN_USER)
+
+    def write_files(self, conn: psycopg.Connection) -> int:
+        """Both files from the ledger, before the broker starts; returns the number of device logins."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.logins = credentials.broker_logins(conn)
+        self.known = set(self.logins)
+        roles = [*SERVICE_ROLES.values(), *(device_role(code) for code in self.logins)]
+        clients = [dynsec.Client(a.name, a.roles, a.clientid) for a in self.accounts]
+        clients += [device_client(code) for code in self.logins]
+        _write(self.directory / DYNSEC_FILE, json.dumps(dynsec.configuration(roles, clients)))
+        self.write_passwords()
+        return len(self.logins)
+
+    def write_passwords(self) -> None:
+        services = {a.name: a.secret for a in self.accounts}
+        _write(self.directory / "passwd", credentials.password_file(self.logins, services))
+        hand_to_broker_user(self.directory)
+
+    def commands(self, wanted: dict[str, str | None]) -> list[dict]:
+        """The plugin commands that bring the broker to ``wanted`` (code → hash, or None for no login)."""
+        commands: list[dict] = []
+        for code, secret_hash in sorted(wanted.items()):
+            if secret_hash is not None and code not in self.known:
+                commands += dynsec.create(device_role(code), device_client(code))
+            elif secret_hash is not None and code not in self.logins:
+                commands.append(dynsec.enable(code))
+            elif secret_hash is None and code in self.logins:
+                commands.append(dynsec.disable(code))
+        return commands
+
+    def record(self, wanted: dict[str, str | None]) -> bool:
+        """Note ``wanted`` as applied; True when the password file must change."""
+        changed = False
+        for code, secret_hash in wanted.items():
+            if self.logins.get(code) != secret_hash:
+                changed = True
+                if secret_hash is None:
+                    self.logins.pop(code)
+                else:
+                    self.logins[code] = secret_hash
+                    self.known.add(code)
+        return changed
+
+
+def write_files(conn: psycopg.Connection, directory: Path, accounts: list[Account]) -> BrokerAuth:
+    """The broker's files for a broker about to start (also for one you run yourself)."""
+    auth = BrokerAuth(directory, accounts)
+    auth.write_files(conn)
+    return auth
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace atomically, so the broker never reads half a file."""
+    """Replace atomically, so the broker never reads half a file; readable by its owner only."""
     temporary = path.with_suffix(".new")
     temporary.write_text(text)
     temporary.chmod(0o600)
     os.replace(temporary, path)
 
 
-def ledger_version(conn: psycopg.Connection) -> tuple:
-    """Changes whenever a device, its status or its credential changes."""
-    return conn.execute(
-        "select (select coalesce(max(id), 0) from change), "
-        "(select count(*) from device_credential), (select max(issued_at) from device_credential)"
-    ).fetchone()
+async def apply(auth: BrokerAuth, control: dynsec.Control, broker: LocalBroker, wanted: dict[str, str | None]) -> None:
+    """Tell the plugin first, then rewrite the passwords and make mosquitto re-read them."""
+    await control.send(auth.commands(wanted))
+    if auth.record(wanted):
+        await asyncio.to_thread(auth.write_passwords)
+        broker.reload()
+        log.info("broker logins: %s", _summary(wanted))
 
 
-async def keep_in_step(url: str, directory: Path, services: dict[str, str], broker: LocalBroker) -> None:
-    """Rewrite the files and reload the broker whenever the ledger changes."""
-    seen = None
+def _summary(wanted: dict[str, str | None], named: int = 10) -> str:
+    if len(wanted) <= named:
+        return ", ".join(f"{code} {'in' if h else 'out'}" for code, h in sorted(wanted.items()))
+    coming = sum(1 for h in wanted.values() if h)
+    return f"{coming} in or changed, {len(wanted) - coming} out"
+
+
+async def resync(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control,
+                 broker: LocalBroker) -> None:
+    """Compare the whole ledger with what the broker has (on start, after a lost connection)."""
+    cursor = await conn.execute(credentials.LOGINS)
+    ledger = dict(await cursor.fetchall())
+    wanted: dict[str, str | None] = {code: None for code in auth.logins} | ledger
+    await apply(auth, control, broker, {c: h for c, h in wanted.items() if auth.logins.get(c) != h})
+
+
+async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker, host: str = "127.0.0.1") -> None:
+    """Apply every ledger change to the broker as it is committed, until cancelled. LISTEN first, then
+    compare the whole ledger, then follow the notifications; after any failure, all of it again."""
+    outage = Outage("broker sync (database or broker)", log)
     while True:
         try:
-            seen = await asyncio.to_thread(_sync_once, url, directory, services, broker, seen)
-        except psycopg.Error as exc:
-            log.warning("could not update the broker's logins from the ledger: %s", exc)
-        await asyncio.sleep(SYNC_INTERVAL_S)
+            async with contextlib.AsyncExitStack() as stack:
+                conn = await stack.enter_async_context(await psycopg.AsyncConnection.connect(
+                    url, autocommit=True, application_name=ADMIN_USER))
+                control = await stack.enter_async_context(
+                    dynsec.Control(host, broker.port, ADMIN_USER, auth.admin.secret))
+                await conn.execute(f"listen {CHANNEL}")
+                await resync(conn, auth, control, broker)
+                outage.recovered()
+                await _follow(conn, auth, control, broker)
+        except (psycopg.Error, aiomqtt.MqttError, dynsec.ControlError, TimeoutError, OSError) as exc:
+            outage.failed(exc)
+        await asyncio.sleep(RETRY_S)
 
 
-def _sync_once(url: str, directory: Path, services: dict[str, str], broker: LocalBroker, seen: tuple | None):
-    with psycopg.connect(url) as conn:
-        version = ledger_version(conn)
-        if version != seen and seen is not None:
-            logins = write_files(conn, directory, services)
-            broker.reload()
-            log.info("broker logins updated from the ledger: %d devices", logins)
-    return version
+async def _follow(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control,
+                  broker: LocalBroker) -> None:
+    while True:
+        notes = [note async for note in conn.notifies(stop_after=1)]
+        notes += [note async for note in conn.notifies(timeout=BATCH_WAIT_S, stop_after=10_000)]
+        codes = _codes(notes)
+        if codes is None:
+            await resync(conn, auth, control, broker)
+            continue
+        cursor = await conn.execute(credentials.LOGINS_OF, {"codes": codes})
+        found = dict(await cursor.fetchall())
+        await apply(auth, control, broker, {code: found.get(code) for code in codes})
+
+
+def _codes(notes: list) -> list[str] | None:
+    """The devices the notifications name; None when one names none (a truncate) or cannot be read: then
+    the whole ledger is compared."""
+    codes = set()
+    for note in notes:
+        try:
+            code = json.loads(note.payload).get("code")
+        except (ValueError, AttributeError):
+            code = None
+        if not isinstance(code, str):
+            log.info("%s notification %r names no device; comparing the whole ledger", CHANNEL, note.payload[:200])
+            return None
+        codes.add(code)
+    return sorted(codes)

@@ -376,14 +376,15 @@ def broker() -> None:
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.pass_obj
 def broker_config(settings: Settings, out_dir: Path) -> None:
-    """Write mosquitto's passwd and acl files from the ledger (reload the broker with SIGHUP afterwards)."""
-    from ganzhi.broker_auth import write_files
+    """Write mosquitto's passwd and dynamic-security.json from the ledger, for a broker about to start."""
+    from ganzhi.broker_auth import platform_accounts, write_files
 
     if settings.mqtt_password is None:
-        raise click.ClickException("set GANZHI_MQTT_PASSWORD: the ingest workers' broker password")
+        raise click.ClickException("set GANZHI_MQTT_PASSWORD: the platform's broker password")
     with connect(settings) as conn:
-        logins = write_files(conn, out_dir, {settings.mqtt_username: settings.mqtt_password.get_secret_value()})
-    click.echo(f"wrote {out_dir}/passwd ({logins} devices) and {out_dir}/acl")
+        auth = write_files(conn, out_dir, platform_accounts(settings.mqtt_username,
+                                                            settings.mqtt_password.get_secret_value()))
+    click.echo(f"wrote {out_dir}/passwd ({len(auth.logins)} devices) and {out_dir}/dynamic-security.json")
 
 
 @main.group(cls=Group)

@@ -21,7 +21,7 @@ import uvicorn
 
 from api.app import create_app
 from core import db
-from core.broker import LocalBroker
+from core.broker import BrokerMissing, LocalBroker
 from core.embedded import EmbeddedPostgres, stop_leftover
 from core.settings import Settings, UnsafeSettings
 from ganzhi import broker_auth, database
@@ -109,26 +109,29 @@ async def _database(settings: Settings, stack: contextlib.AsyncExitStack) -> str
 
 
 async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str, password: str) -> tuple[str, bool]:
-    """The broker's URL and whether it speaks MQTT 5; a local one admits only the ledger's devices."""
+    """The broker's URL and whether it speaks MQTT 5; a local mosquitto admits only the ledger's devices
+    and the platform's service account, and follows the ledger at once (``broker_auth.keep_in_step``)."""
     if settings.mqtt_url:
         return settings.mqtt_url, True
-    auth_dir = settings.var_dir / "mqtt-auth"
-    services = {settings.mqtt_username: password}
+    admin_secret = secrets.token_urlsafe(24)  # this run's broker sync only: never handed to a child
+    accounts = broker_auth.platform_accounts(settings.mqtt_username, password, admin_secret)
     with db.connect(url) as conn:
-        logins = broker_auth.write_files(conn, auth_dir, services)
-    log.info("broker logins from the ledger: %d devices", logins)
+        auth = broker_auth.write_files(conn, settings.var_dir / "mqtt-auth", accounts)
+    log.info("broker logins from the ledger: %d devices", len(auth.logins))
     broker = LocalBroker(settings.var_dir / "mqtt", settings.embedded_mqtt_port, settings.embedded_mqtt_bind,
-                         auth_dir)
-    await broker.start()
+                         auth.directory)
+    try:
+        await broker.start()
+    except BrokerMissing as exc:
+        raise SystemExit(str(exc)) from exc
     stack.push_async_callback(broker.stop)
-    syncing = asyncio.create_task(broker_auth.keep_in_step(url, auth_dir, services, broker))
+    syncing = asyncio.create_task(broker_auth.keep_in_step(url, auth, broker))
     stack.push_async_callback(_cancel, syncing)
-    if not broker.mqtt5:
-        log.warning("mosquitto is not installed: running the amqtt broker (MQTT 3.1.1, no shared subscriptions)")
-    return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}", broker.mqtt5
+    return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}", True
 
 
 def _child_environment(url: str, mqtt_url: str, password: str) -> dict[str, str]:
+    """The workers' environment: the platform's service account, never the broker sync's."""
     env = dict(os.environ)
     env.update({"DATABASE_URL": url, "MQTT_URL": mqtt_url, "GANZHI_MQTT_PASSWORD": password})
     return env

@@ -1,8 +1,8 @@
 """Broker credentials: each pole and terminal logs in to the broker as its city code.
 
 Secrets are kept only as mosquitto's own password hash (``$7$`` PBKDF2-SHA512), so the
-password file is written straight from the ledger. The ACL lets a device publish only
-under its own code (``pattern write ganzhi/v1/%u/...``); service users read.
+password file is written straight from the ledger. What a login may do is the broker's
+business (``ganzhi.broker_auth``); a device has a login while it has a secret and is not retired.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import secrets
 
 import psycopg
 
-from devices.topics import PREFIX, acl_patterns
 from registry import codes
 from registry.changes import Actor, change_row
 from registry.errors import NotFound
@@ -74,30 +73,24 @@ def store(conn: psycopg.Connection, hashed: list[tuple[str, str]], issued_by: st
         )
 
 
-def broker_logins(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """(code, hash) of every pole and terminal that is not retired and has a secret."""
-    return conn.execute(
-        """
-        select c.code, c.secret_hash
-          from device_credential c
-         where exists (select 1 from terminal t where t.code = c.code and t.status <> 'retired')
-            or exists (select 1 from pole p where p.code = c.code and p.status <> 'retired')
-         order by c.code
-        """
-    ).fetchall()
+LOGINS = """
+select c.code, c.secret_hash
+  from device_credential c
+ where (exists (select 1 from terminal t where t.code = c.code and t.status <> 'retired')
+        or exists (select 1 from pole p where p.code = c.code and p.status <> 'retired'))
+"""
+"""(code, hash) of every pole and terminal that is not retired and has a secret: the broker's logins."""
+LOGINS_OF = LOGINS + " and c.code = any(%(codes)s)"
+"""The same for some codes only (``codes``: a list)."""
 
 
-def password_file(logins: list[tuple[str, str]], services: dict[str, str]) -> str:
-    """Mosquitto password file: devices from the ledger plus service users (name → secret)."""
+def broker_logins(conn: psycopg.Connection) -> dict[str, str]:
+    """code → hash of every device that may log in to the broker."""
+    return dict(conn.execute(LOGINS).fetchall())
+
+
+def password_file(logins: dict[str, str], services: dict[str, str]) -> str:
+    """Mosquitto password file: devices (code → hash) plus service users (name → secret in clear)."""
     lines = [f"{name}:{hash_secret(secret)}" for name, secret in sorted(services.items())]
-    lines += [f"{code}:{secret_hash}" for code, secret_hash in logins]
+    lines += [f"{code}:{secret_hash}" for code, secret_hash in sorted(logins.items())]
     return "\n".join(lines) + "\n"
-
-
-def acl_file(readers: list[str]) -> str:
-    """Mosquitto ACL: service users read every device topic; devices write only under their own code."""
-    lines = ["# written by Ganzhi from the ledger; do not edit", "# every device: its user name is its city code",
-             *acl_patterns(), ""]
-    for user in readers:
-        lines += [f"user {user}", f"topic read {PREFIX}/#", ""]
-    return "\n".join(lines)

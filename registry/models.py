@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +33,11 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+def _not_null(**constraints: Any) -> Any:
+    """A PATCH field that may be left out (its default is never validated nor shown) but not set to null."""
+    return Field(default=None, json_schema_extra=lambda schema: schema.pop("default", None), **constraints)
+
+
 class PoleIn(_In):
     """A smart pole to create or replace; ``code`` is issued when absent."""
 
@@ -46,13 +52,15 @@ class PoleIn(_In):
 
 
 class PolePatch(_In):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    department: str | None = None
-    lon: float | None = Field(default=None, ge=-180, le=180)
-    lat: float | None = Field(default=None, ge=-180, le=180)
+    """Fields left out keep their value; only address and install_date may be cleared with null."""
+
+    name: str = _not_null(min_length=1, max_length=200)
+    department: str = _not_null()
+    lon: float = _not_null(ge=-180, le=180)
+    lat: float = _not_null(ge=-180, le=180)
     address: str | None = Field(default=None, max_length=300)
     install_date: dt.date | None = None
-    status: Status | None = None
+    status: Status = _not_null()
 
 
 class TerminalIn(_In):
@@ -81,20 +89,24 @@ class TerminalIn(_In):
 
 
 class TerminalPatch(_In):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    """Fields left out keep their value; null means what leaving the field out of a create means (the kind's
+    steward, interval or metrics, the pole's location, no address...). Name, status, protocol and attrs take no
+    null."""
+
+    name: str = _not_null(min_length=1, max_length=200)
     department: str | None = None
     pole: str | None = None
     lon: float | None = Field(default=None, ge=-180, le=180)
     lat: float | None = Field(default=None, ge=-180, le=180)
     address: str | None = Field(default=None, max_length=300)
     install_date: dt.date | None = None
-    status: Status | None = None
+    status: Status = _not_null()
     vendor: str | None = Field(default=None, max_length=100)
     model: str | None = Field(default=None, max_length=100)
-    protocol: Protocol | None = None
+    protocol: Protocol = _not_null()
     report_interval_s: int | None = Field(default=None, gt=0, le=86400 * 31)
     metrics: list[str] | None = None
-    attrs: dict | None = None
+    attrs: dict = _not_null()
     mn: str | None = Field(default=None, pattern=r"^[0-9A-Za-z]{1,24}$")
     pw: str | None = Field(default=None, pattern=r"^[!-~]{1,16}$")
 

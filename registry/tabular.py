@@ -1,16 +1,25 @@
 """Reading the departments' census spreadsheets: CSV or XLSX, UTF-8 (with or without
-BOM), GBK/GB18030 or UTF-16, Chinese or English headers."""
+BOM), GBK/GB18030 or UTF-16, Chinese or English headers.
+
+An import holds every row in memory until it commits (about 4 KB a row once checked), so a sheet may have at most
+``MAX_ROWS`` rows: reading stops at the first row past it, and an .xlsx whose parts unpack to more than
+``MAX_XLSX_UNPACKED`` bytes (a zip bomb, or far too many rows) is refused before it is opened.
+"""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import io
+import itertools
 import unicodedata
+import zipfile
 from dataclasses import dataclass
 
 from registry.errors import Invalid
 
+MAX_ROWS = 100_000
+MAX_XLSX_UNPACKED = 256 * 2**20
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0"
 
@@ -61,7 +70,7 @@ def _read_csv(data: bytes) -> Sheet:
     delimiter = max(",\t;", key=first_line.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        records = list(reader)
+        records = _bounded(reader)
     except csv.Error as exc:
         raise Invalid(f"the CSV cannot be read: {exc}", field="file") from exc
     return _sheet(records, encoding)
@@ -71,15 +80,30 @@ def _read_xlsx(data: bytes) -> Sheet:
     from openpyxl import load_workbook
 
     try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many kinds for a broken file
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(part.file_size for part in archive.infolist())
+        workbook = None if unpacked > MAX_XLSX_UNPACKED else load_workbook(io.BytesIO(data), read_only=True,
+                                                                           data_only=True)
+    except Exception as exc:  # zipfile and openpyxl raise many kinds for a broken file
         raise Invalid(f"the .xlsx file cannot be opened: {exc}", field="file") from exc
+    if workbook is None:
+        raise Invalid(f"the .xlsx file unpacks to {unpacked // 2**20} MiB, more than {MAX_XLSX_UNPACKED // 2**20} "
+                      "MiB; split it", field="file")
     try:
         sheet = workbook.worksheets[0]
-        records = [[_cell_text(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+        records = _bounded([_cell_text(v) for v in row] for row in sheet.iter_rows(values_only=True))
     finally:
         workbook.close()
     return _sheet(records, "xlsx")
+
+
+def _bounded(records) -> list[list[str]]:
+    """The header and at most ``MAX_ROWS`` rows; the rest of the file is not read."""
+    kept = list(itertools.islice(records, MAX_ROWS + 1))
+    if any(any(cell.strip() for cell in row) for row in records):
+        raise Invalid(f"the sheet has more than {MAX_ROWS:,} rows; split it into files of at most {MAX_ROWS:,}",
+                      field="file")
+    return kept
 
 
 def _cell_text(value: object) -> str:

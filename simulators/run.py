@@ -131,7 +131,7 @@ class _Device:
     def client(self) -> aiomqtt.Client:
         protocol = aiomqtt.ProtocolVersion.V5 if self.config.mqtt5 else aiomqtt.ProtocolVersion.V311
         return aiomqtt.Client(
-            self.config.host, self.config.port, identifier=f"sim-{self.publisher.code}",
+            self.config.host, self.config.port, identifier=self.publisher.code,
             username=self.publisher.code, password=demo_secret(self.config.secret_key, self.publisher.code),
             will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True), protocol=protocol, keepalive=60,
         )

@@ -78,7 +78,7 @@ async def _camera(camera: TowerCamera, host: str, port: int, secret_key: str, st
     topic = str(Topic(camera.code, Channel.frame))
     while not stop.is_set():
         try:
-            async with aiomqtt.Client(host, port, identifier=f"{camera.code}-cam", username=camera.code,
+            async with aiomqtt.Client(host, port, identifier=camera.code, username=camera.code,
                                       password=demo_secret(secret_key, camera.code),
                                       protocol=aiomqtt.ProtocolVersion.V5) as client:
                 for number in itertools.count():

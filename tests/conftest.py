@@ -23,12 +23,11 @@ from core.broker import LocalBroker
 from core.embedded import EmbeddedPostgres
 from core.settings import Settings, get_settings
 from ganzhi.benchkit import free_port
-from ganzhi.broker_auth import write_files
 from ganzhi.database import prepare
 from registry import accounts
 from registry.changes import Actor
 from registry.lookups import forget_divisions
-from tests.mqtt import SERVICE_PASSWORD, SERVICE_USER, AuthBroker
+from tests.mqtt import AuthBroker
 
 LEDGER_TABLES = (
     "terminal, pole, change, sharing_grant, code_sequence, reading, latest_reading, device_state, dead_letter, "
@@ -126,19 +125,14 @@ def broker() -> Iterator[tuple[str, int]]:
 
 @pytest.fixture(scope="session")
 def auth_broker(db_url: str) -> Iterator[AuthBroker]:
-    """A mosquitto that admits only the ledger's devices and the ingest service user."""
+    """A mosquitto that admits only the ledger's devices and the platform's service account."""
     if shutil.which("mosquitto") is None:
         pytest.exit("mosquitto is not installed; .ci/run installs it (apt-get install mosquitto)", returncode=3)
     root = Path(tempfile.mkdtemp(prefix="ganzhi-mqtt-auth-"))
     root.chmod(0o755)
-    local = LocalBroker(root / "data", free_port(), auth_dir=root / "auth")
-    auth = AuthBroker(local, db_url)
-    (root / "auth").mkdir()
-    with psycopg.connect(db_url) as conn:
-        write_files(conn, root / "auth", {SERVICE_USER: SERVICE_PASSWORD})
-    asyncio.run(local.start())
+    auth = AuthBroker.start(db_url, root)
     yield auth
-    asyncio.run(local.stop())
+    auth.stop()
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -1,49 +1,141 @@
-"""The broker's logins follow the ledger: a new credential works within one sync, a retired device
-stops working, and no secret is ever written in clear."""
+"""The broker's doors against a real mosquitto whose logins follow the ledger (`ganzhi up`'s broker sync):
+devices publish only as themselves, subscribe only to their own commands, cannot take another client's
+session, and ledger changes reach the broker within a second."""
 
 from __future__ import annotations
 
+import asyncio
+import stat
 import time
 
 import psycopg
 import pytest
 
+from core.broker import BrokerMissing, LocalBroker
 from devices import encode_telemetry
-from ganzhi import broker_auth
+from ganzhi.benchkit import free_port
 from registry import credentials, service
 from registry.changes import Actor
 from registry.models import TerminalPatch
 from tests.factories import terminal_in
-from tests.mqtt import SERVICE_PASSWORD, SERVICE_USER, publish
+from tests.mqtt import SERVICE_PASSWORD, Session, WorkerThread, can_log_in, give_secret, publish, wait_until
 
-RELOAD_S = 0.3
-"""mosquitto re-reads its files on SIGHUP in its main loop, a moment later."""
+ACTOR = Actor("test")
+NOT_AUTHORIZED = 0x87
+AT_ONCE_S = 1.0
 
 
-def test_ledger_changes_reach_the_broker(conn, db_url, auth_broker):
-    services = {SERVICE_USER: SERVICE_PASSWORD}
-    directory = auth_broker.broker.auth_dir
-    version = broker_auth._sync_once(db_url, directory, services, auth_broker.broker, None)
-    code = service.create_terminal(conn, terminal_in(), Actor("test"))
-    secret = credentials.issue(conn, code, Actor("test"))
+def _device(conn, db_url, auth_broker, name: str = "中兴大街空气微站") -> str:
+    code = service.create_terminal(conn, terminal_in(name), ACTOR)
     conn.commit()
-    payload = [(f"ganzhi/v1/{code}/telemetry", encode_telemetry([{"metric": "a34004", "value": 1}]))]
-    with pytest.raises(ConnectionRefusedError):
-        publish(auth_broker.address, code, secret, payload)  # not in the broker's files yet
+    give_secret(db_url, code)
+    auth_broker.sync()
+    return code
 
-    version = broker_auth._sync_once(db_url, directory, services, auth_broker.broker, version)
-    time.sleep(RELOAD_S)
-    assert publish(auth_broker.address, code, secret, payload)[0] < 0x80  # accepted (0x10: no subscriber yet)
 
-    service.update_terminal(conn, code, TerminalPatch(status="retired"), Actor("test"))
+def _readings(db_url: str, code: str) -> int:
+    with psycopg.connect(db_url) as c:
+        return c.execute("select count(*) from reading r join terminal t on t.id = r.terminal_id "
+                         "where t.code = %s", (code,)).fetchone()[0]
+
+
+def _first_login(auth_broker, code: str, secret: str) -> float:
+    """Seconds until the device's first successful login."""
+    started = time.monotonic()
+    wait_until(lambda: can_log_in(auth_broker.address, code, secret), timeout_s=5, interval_s=0.02)
+    return time.monotonic() - started
+
+
+def test_a_device_cannot_take_a_share_of_the_ingest_subscription(conn, db_url, auth_broker):
+    code = _device(conn, db_url, auth_broker)
+    other = _device(conn, db_url, auth_broker, "另一个空气微站")
+    with WorkerThread(db_url, auth_broker), Session(auth_broker.address, code, "s3cret") as thief:
+        for stolen in ("$share/ganzhi-ingest/ganzhi/v1/+/telemetry", "$share/ganzhi-ingest/#", "ganzhi/v1/+/telemetry",
+                       f"ganzhi/v1/{other}/telemetry", f"ganzhi/v1/{other}/command/#", "#", "$CONTROL/#"):
+            assert thief.subscribe(stolen) == NOT_AUTHORIZED, stolen
+        assert thief.subscribe(f"ganzhi/v1/{code}/command/#") == 1  # its own commands: granted
+        now_ms = int(time.time() * 1000)
+        messages = [(f"ganzhi/v1/{other}/telemetry", encode_telemetry([{"metric": "a34004", "value": n}],
+                                                                      ts_ms=now_ms - n * 1000)) for n in range(60)]
+        assert set(publish(auth_broker.address, other, "s3cret", messages)) == {0}
+        wait_until(lambda: _readings(db_url, other) == 60)  # every one stored: none went to the device
+
+
+def test_a_device_cannot_take_over_a_service_or_another_device_session(conn, db_url, auth_broker):
+    code = _device(conn, db_url, auth_broker)
+    other = _device(conn, db_url, auth_broker, "另一个空气微站")
+    with WorkerThread(db_url, auth_broker, client_id="ganzhi-ingest-1") as worker:
+        for client_id in ("ganzhi-ingest-1", other, "ganzhi-broker-sync", f"{code}-2"):
+            assert not can_log_in(auth_broker.address, code, "s3cret", client_id), client_id
+        assert can_log_in(auth_broker.address, code, "s3cret")  # under its own code
+        time.sleep(0.3)
+        assert worker._connected.is_set()  # its session was never taken
+
+
+def test_devices_have_no_service_rights_and_the_service_account_no_control(conn, db_url, auth_broker):
+    code = _device(conn, db_url, auth_broker)
+    with Session(auth_broker.address, code, "s3cret") as device:
+        assert device.subscribe("ganzhi/v1/+/frame") == NOT_AUTHORIZED  # the fire worker's right
+    codes = publish(auth_broker.address, code, "s3cret", [(f"ganzhi/v1/{code}/command/reboot", b"{}"),
+                                                          ("$CONTROL/dynamic-security/v1", b"{}")])
+    assert codes == [NOT_AUTHORIZED, NOT_AUTHORIZED]
+    with Session(auth_broker.address, "ganzhi-ingest", SERVICE_PASSWORD, "svc-test") as platform:
+        assert platform.subscribe("$share/ganzhi-ingest/ganzhi/v1/+/telemetry") == 1
+        assert platform.subscribe("ganzhi/v1/+/frame") == 1
+        assert platform.subscribe("$CONTROL/dynamic-security/#") == NOT_AUTHORIZED
+
+
+def test_a_credential_issued_works_within_a_second(conn, db_url, auth_broker):
+    code = service.create_terminal(conn, terminal_in(), ACTOR)
+    secret = credentials.issue(conn, code, ACTOR)
     conn.commit()
-    broker_auth._sync_once(db_url, directory, services, auth_broker.broker, version)
-    time.sleep(RELOAD_S)
-    with pytest.raises(ConnectionRefusedError):
-        publish(auth_broker.address, code, secret, payload)
+    assert _first_login(auth_broker, code, secret) < AT_ONCE_S
+    with Session(auth_broker.address, code, secret) as old:
+        replaced = credentials.issue(conn, code, ACTOR)
+        conn.commit()
+        assert old.disconnected.wait(AT_ONCE_S)  # the old secret's connection ends with it
+    assert _first_login(auth_broker, code, replaced) < AT_ONCE_S
+    assert not can_log_in(auth_broker.address, code, secret)
 
-    passwd = (directory / "passwd").read_text()
-    assert secret not in passwd and SERVICE_PASSWORD not in passwd
+
+def test_a_retired_terminal_is_refused_and_disconnected_within_a_second(conn, db_url, auth_broker):
+    code = _device(conn, db_url, auth_broker)
+    with Session(auth_broker.address, code, "s3cret") as session:
+        service.update_terminal(conn, code, TerminalPatch(status="retired"), ACTOR)
+        conn.commit()
+        retired = time.monotonic()
+        assert session.disconnected.wait(AT_ONCE_S)
+    assert time.monotonic() - retired < AT_ONCE_S
+    assert not can_log_in(auth_broker.address, code, "s3cret")
+
+
+def test_the_broker_catches_up_after_losing_the_ledger_connection(conn, db_url, auth_broker):
+    code = service.create_terminal(conn, terminal_in(), ACTOR)
+    conn.commit()
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        killed = admin.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                               "where application_name = 'ganzhi-broker-sync' and datname = current_database()")
+        assert killed.fetchall()
+    secret = credentials.issue(conn, code, ACTOR)  # while the sync is not listening
+    conn.commit()
+    assert _first_login(auth_broker, code, secret) < 5
+
+
+def test_no_secret_is_kept_in_clear(conn, db_url, auth_broker):
+    code = service.create_terminal(conn, terminal_in(), ACTOR)
+    secret = credentials.issue(conn, code, ACTOR)
+    conn.commit()
+    auth_broker.sync()
+    passwd = auth_broker.auth.directory / "passwd"
+    assert secret not in passwd.read_text() and SERVICE_PASSWORD not in passwd.read_text()
+    assert stat.S_IMODE(passwd.stat().st_mode) == 0o600
     with psycopg.connect(db_url) as c:
         stored = c.execute("select secret_hash from device_credential where code = %s", (code,)).fetchone()[0]
     assert stored.startswith("$7$101$") and secret not in stored
+
+
+def test_without_mosquitto_there_is_no_broker_and_a_clear_message(tmp_path, monkeypatch):
+    """No in-process fallback: amqtt could not check subscriptions nor bind client ids."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mosquitto on it
+    with pytest.raises(BrokerMissing, match="apt-get install mosquitto"):
+        asyncio.run(LocalBroker(tmp_path / "data", free_port(), auth_dir=tmp_path / "auth").start())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
+import re
 from dataclasses import dataclass
 
 REQUIRED = ("latitude", "longitude", "acq_date", "acq_time", "confidence")
@@ -17,6 +17,7 @@ BRIGHTNESS = ("bright_ti4", "brightness")
 VIIRS_CONFIDENCE = {"l": 0.3, "low": 0.3, "n": 0.6, "nominal": 0.6, "h": 0.9, "high": 0.9}
 STATIC_TYPES = {"1": "active volcano", "2": "static land source", "3": "offshore"}
 """FIRMS ``type`` values that are not vegetation fires."""
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class FirmsError(ValueError):
@@ -52,22 +53,31 @@ class Hotspot:
 
 
 def parse(text: str) -> tuple[list[Hotspot], list[tuple[int, str, str]]]:
-    """Rows, and (row number, raw line, reason) of each row that could not be read."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip().lower() for h in reader.fieldnames or []]
+    """Rows, and (line number, raw line, reason) of each row that could not be read.
+
+    Each line is one row (FIRMS never quotes a line break), split on CRLF, LF or a bare CR, so a stray quote or
+    line break spoils only its own row. A line holding NUL is refused whole: PostgreSQL could store none of it.
+    """
+    lines = _LINE_END.split(text.lstrip("\ufeff"))
+    if "\x00" in lines[0]:
+        raise FirmsError("not a FIRMS file: the header holds a NUL character")
+    header = [h.strip().lower() for h in next(csv.reader(lines[:1]), [])]
     missing = [c for c in REQUIRED if c not in header]
     if not any(b in header for b in BRIGHTNESS):
         missing.append(" or ".join(BRIGHTNESS))
     if missing:
         raise FirmsError(f"not a FIRMS file: missing column(s) {', '.join(missing)} "
                          f"(found: {', '.join(header) or 'no header'})")
-    reader.fieldnames = header
     rows, errors = [], []
-    for number, raw in enumerate(reader, start=2):
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
         try:
-            rows.append(_hotspot(number, raw))
-        except (ValueError, TypeError, KeyError) as exc:
-            errors.append((number, ",".join(str(v) for v in raw.values()), f"row {number}: {exc}"))
+            if "\x00" in line:
+                raise ValueError("the line holds a NUL character")
+            rows.append(_hotspot(number, dict(zip(header, next(csv.reader([line])), strict=False))))
+        except (ValueError, TypeError, KeyError, csv.Error) as exc:
+            errors.append((number, line, f"row {number}: {exc}"))
     return rows, errors
 
 

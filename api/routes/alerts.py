@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -14,6 +13,7 @@ from analytics.rules import rules_for
 from api.auth import Operator, Reader
 from api.deps import ConnDep
 from api.routes.filters import department_code, division_subtree
+from api.schemas import Instant
 from registry import audit
 from registry.errors import NotFound
 
@@ -36,8 +36,8 @@ def list_alerts(
     family: Literal["river", "sewage", "gas", "water", "heating", "device", "fire"] | None = None,
     severity: Literal["info", "warning", "critical"] | None = None,
     department: Annotated[str | None, Query(description="steward department, code or name")] = None,
-    start: Annotated[dt.datetime | None, Query(alias="from", description="alerts still on at or after")] = None,
-    end: Annotated[dt.datetime | None, Query(alias="to", description="alerts started before")] = None,
+    start: Annotated[Instant | None, Query(alias="from", description="alerts still on at or after")] = None,
+    end: Annotated[Instant | None, Query(alias="to", description="alerts started before")] = None,
     before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Query, UploadFile
@@ -18,7 +17,9 @@ from analytics.fire import store as fire_store
 from analytics.fire.satellite import import_firms
 from api.auth import Operator, PlatformAdmin, Reader
 from api.deps import ConnDep
+from api.guard import MAX_UPLOAD_BYTES
 from api.routes.filters import division_subtree
+from api.schemas import Instant
 from registry import audit, heat_sources
 from registry.errors import Invalid, NotFound
 from registry.lookups import division_index
@@ -41,7 +42,7 @@ def list_fire_events(
     status: Literal["open", "closed"] | None = None,
     verdict: Literal["straw", "residue", "other_heat", "false", "none"] | None = None,
     division: Annotated[str | None, Query(description="division code; its whole subtree")] = None,
-    start: Annotated[dt.datetime | None, Query(alias="from", description="fires seen at or after")] = None,
+    start: Annotated[Instant | None, Query(alias="from", description="fires seen at or after")] = None,
     before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict]:
@@ -115,22 +116,24 @@ def evidence(conn: ConnDep, who: Reader, detection_id: int) -> Response:
                         "%a, %d %b %Y %H:%M:%S GMT")})
 
 
-@router.post("/firms")
-async def upload_firms(
+@router.post("/firms", max_body_size=MAX_UPLOAD_BYTES)
+def upload_firms(
     conn: ConnDep,
     who: PlatformAdmin,
     file: Annotated[UploadFile, File(description="NASA FIRMS CSV (VIIRS or MODIS, NRT or archive)")],
 ) -> dict:
-    """Import satellite hotspots: inside Suihua, away from known heat sources, fused into fire events."""
-    raw = await file.read()
+    """Import satellite hotspots: inside Suihua, away from known heat sources, fused into fire events. A row that
+    cannot be read (or holds a NUL) is dead-lettered with its reason and the others imported. Parsing and writing
+    run in the thread pool: a large file does not hold up other requests."""
     try:
-        text = raw.decode("utf-8-sig")
+        text = file.file.read().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise Invalid("a FIRMS file is UTF-8 CSV", field="file") from exc
     index = division_index(conn)
+    name = (file.filename or "upload").replace("\x00", "")[:200]
     try:
-        report = import_firms(conn, text, file.filename or "upload", fire_alerts, index.locate)
-        audit.record(conn, who.actor(), "import", "firms", file.filename or "upload",
+        report = import_firms(conn, text, name, fire_alerts, index.locate)
+        audit.record(conn, who.actor(), "import", "firms", name,
                      summary=f"FIRMS import of {report.rows} row(s), {report.stored} stored")
     except firms.FirmsError as exc:
         conn.commit()  # keep the dead letter

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from api.auth import Reader
 from api.deps import ConnDep
 from api.routes.filters import TerminalSearch
+from api.schemas import Instant
 from devices import metric as metric_spec
 from ingest import queries as store
 from registry import queries, service
@@ -54,14 +55,14 @@ def _cursor(text: str | None) -> tuple[dt.datetime, str] | None:
         raise Invalid(f"cursor {text!r} is not one this API gave out", field="after") from exc
 
 
-@router.get("/terminals/{code}/readings")
+@router.get("/terminals/{code}/readings", responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
 def terminal_readings(
     conn: ConnDep,
     who: Reader,
     code: str,
     metric: Annotated[str | None, Query(description="one metric key; all when left out")] = None,
-    start: Annotated[dt.datetime | None, Query(alias="from", description="RFC 3339; default: 24 h before `to`")] = None,
-    end: Annotated[dt.datetime | None, Query(alias="to", description="RFC 3339, exclusive; default: now")] = None,
+    start: Annotated[Instant | None, Query(alias="from", description="RFC 3339; default: 24 h before `to`")] = None,
+    end: Annotated[Instant | None, Query(alias="to", description="RFC 3339, exclusive; default: now")] = None,
     interval: Annotated[str | None, Query(description="bucket size (30s, 15m, 1h, 1d): avg/min/max/count")] = None,
     after: Annotated[str | None, Query(description="cursor: the `next` of the previous page (raw readings)")] = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 1_000,
@@ -151,8 +152,8 @@ def dead_letters(
     who: Reader,
     publisher: Annotated[str | None, Query(description="city code in the topic")] = None,
     reason: Annotated[str | None, Query(description="text in the reason")] = None,
-    start: Annotated[dt.datetime | None, Query(alias="from")] = None,
-    end: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    start: Annotated[Instant | None, Query(alias="from")] = None,
+    end: Annotated[Instant | None, Query(alias="to")] = None,
     before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import AuditReader, PlatformAdmin, Reader, forbid
 from api.deps import ConnDep
+from api.schemas import Instant
 from registry import accounts, audit
 from registry.accounts import Identity, Role
 from registry.models import Change
@@ -105,8 +105,8 @@ def audit_log(
                                                          "token, heat_source, fire_event, ...")] = None,
     object_code: str | None = None,
     batch_id: uuid.UUID | None = None,
-    start: Annotated[dt.datetime | None, Query(alias="from")] = None,
-    end: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    start: Annotated[Instant | None, Query(alias="from")] = None,
+    end: Annotated[Instant | None, Query(alias="to")] = None,
     before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Change]:

@@ -8,7 +8,7 @@ import pytest
 
 from devices import Channel, PayloadError, Topic, TopicError, decode_telemetry, encode_telemetry
 from devices.telemetry import MAX_PAYLOAD_BYTES
-from devices.topics import acl_patterns, subscription
+from devices.topics import command_filter, device_topics, subscription
 
 T0 = 1_795_737_600_000  # 2026-11-27T00:00:00Z
 
@@ -75,4 +75,5 @@ def test_topics():
         with pytest.raises(TopicError):
             Topic.parse(bad)
     assert subscription(Channel.telemetry) == "$share/ganzhi-ingest/ganzhi/v1/+/telemetry"
-    assert "pattern write ganzhi/v1/%u/telemetry" in acl_patterns()
+    assert "ganzhi/v1/23120221000001R/telemetry" in device_topics("23120221000001R")
+    assert command_filter("23120221000001R") == "ganzhi/v1/23120221000001R/command/#"
