@@ -25,6 +25,10 @@ from registry import service
 from registry.changes import Actor
 from registry.models import TerminalIn
 
+NEXT_SEVERITY = """update alert set severity = case severity when 'warning' then 'critical' else 'warning' end,
+                                updated_at = now() where id = %s"""
+"""An alert change that is news (a feed entry): its severity, flipped."""
+
 
 class _Receiver:
     """Records when each event id arrived (the first time)."""
@@ -76,7 +80,7 @@ def _changes(url: str, alerts: list[int], count: int, rate: float | None) -> lis
         start = conn.execute("select coalesce(max(id), 0) from alert_feed").fetchone()[0]
         began = time.monotonic()
         for n in range(count):
-            conn.execute("update alert set detail = %s where id = %s", (str(n), alerts[n % len(alerts)]))
+            conn.execute(NEXT_SEVERITY, (alerts[n % len(alerts)],))
             if rate:
                 time.sleep(max(0.0, began + (n + 1) / rate - time.monotonic()))
         return [r[0] for r in conn.execute("select id from alert_feed where id > %s order by id", (start,))]

@@ -70,8 +70,17 @@ begin
     return null;
 end $$;
 
-create constraint trigger alert_feed_alert after insert or update on alert
+-- An open alert is updated by every evaluation that extends it (observed_end, worst_value, detail); only a
+-- change of its state, severity, incident or routing is news to the bureaus.
+create constraint trigger alert_feed_alert_insert after insert on alert
     deferrable initially deferred for each row execute function alert_feed_on_alert();
+create constraint trigger alert_feed_alert_update after update on alert
+    deferrable initially deferred for each row
+    when (old.status is distinct from new.status or old.severity is distinct from new.severity
+          or old.incident_id is distinct from new.incident_id or old.bureau is distinct from new.bureau
+          or old.department_code is distinct from new.department_code
+          or old.division_code is distinct from new.division_code)
+    execute function alert_feed_on_alert();
 create constraint trigger alert_feed_alert_event after insert on alert_event
     deferrable initially deferred for each row execute function alert_feed_on_alert_event();
 create constraint trigger alert_feed_incident after insert or update on incident

@@ -18,6 +18,7 @@ import pytest
 from alerts import webhooks
 from core.embedded import EmbeddedPostgres
 from core.settings import Settings
+from ganzhi.bench_delivery import NEXT_SEVERITY
 from ganzhi.benchkit import free_port
 from ganzhi.database import prepare
 from registry import service
@@ -54,9 +55,9 @@ def _alerts(url: str, count: int, changes: int, pause: float = 0.0) -> list[int]
               from terminal where code = %s returning id
             """, (code,)).fetchone()[0] for code in codes]
     with psycopg.connect(url, autocommit=True) as c:
-        for step in range(1, changes + 1):
+        for _ in range(changes):
             for alert in ids:
-                c.execute("update alert set detail = %s, updated_at = now() where id = %s", (str(step), alert))
+                c.execute(NEXT_SEVERITY, (alert,))
             time.sleep(pause)
         return [row[0] for row in c.execute("select id from alert_feed where id > %s and kind = 'alert' "
                                             "order by id", (start,))]

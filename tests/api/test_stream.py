@@ -105,3 +105,12 @@ def test_live_events_wake_the_stream(api_url: str, db_url: str, admin_token: str
 
 def test_stream_needs_credentials(api_url: str):
     assert httpx.get(f"{api_url}/api/v1/stream", timeout=10).status_code == 401
+
+
+def test_an_evaluation_extending_an_alert_is_not_news(db_url: str):
+    alert = _alert(db_url, "sthjj", "流测试站6")
+    start = _feed_end(db_url)
+    with psycopg.connect(db_url) as c:
+        c.execute("update alert set observed_end = now(), worst_value = 9.5, detail = 'still on' where id = %s",
+                  (alert,))
+    assert _feed_end(db_url) == start
