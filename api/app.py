@@ -20,6 +20,7 @@ from api.routes import (
     reference,
     sharing,
     stream,
+    tasks,
     telemetry,
     terminals,
     transfer,
@@ -63,7 +64,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(health.router, responses={500: errors.ERROR_RESPONSES[500], 503: _DEGRADED})
     app.include_router(auth.router, responses=errors.ERROR_RESPONSES)  # logging in needs no credentials
     for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users,
-                   webhooks):
+                   webhooks, tasks):
         app.include_router(module.router, dependencies=[Depends(authenticated)],  # denied by default
                            responses=errors.ERROR_RESPONSES)
     # the stream authenticates on a connection it gives back at once (a stream lasts)

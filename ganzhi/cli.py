@@ -256,6 +256,16 @@ def deliver(settings: Settings) -> None:
 
     url = database_url(settings)
     sys.exit(run_service_async("deliver", "deliver", url, lambda service: run_delivery(service, settings, url)))
+@main.command("dispatch-sweep")
+@click.option("--every", default=60.0, show_default=True, help="Seconds between sweeps.")
+@click.pass_obj
+def dispatch_sweep(settings: Settings, every: float) -> None:
+    """Escalate overdue dispatch tasks (township → county → city) by the escalation rules (Ctrl-C stops it)."""
+    from alerts import dispatch_sweeper
+    from core.runtime import run_service
+
+    sys.exit(run_service("dispatch", "dispatch sweep", database_url(settings),
+                         lambda service: dispatch_sweeper.run(service, every)))
 
 
 @main.group(cls=Group)

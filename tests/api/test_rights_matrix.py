@@ -34,6 +34,8 @@ PLATFORM = ("write", {"platform"})
 AUDIT = ("write", {"steward", "platform", "leading"})
 SELF = ("write", {"viewer", "platform"})  # the viewer's own tokens
 PUBLIC = ("public", set(CALLERS))
+ASSIGNEE = ("act", {"viewer"})  # a dispatch task's field steps: its assignee (the viewer) only; 404 outside the view
+ASSIGNER = ("act", {"operator"})  # closing a task: its assigner (the operator) only
 
 RULES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("GET", "/healthz"): PUBLIC,
@@ -104,6 +106,14 @@ RULES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): STEWARD,
     ("POST", "/api/v1/webhooks/{webhook_id}/replay"): STEWARD,
     ("POST", "/api/v1/webhooks/{webhook_id}/resume"): STEWARD,
+    ("POST", "/api/v1/tasks"): OPERATE,
+    ("GET", "/api/v1/tasks"): LIST,
+    ("GET", "/api/v1/tasks/summary"): LIST,
+    ("GET", "/api/v1/tasks/{task_id}"): READ,
+    ("POST", "/api/v1/tasks/{task_id}/verify"): ASSIGNEE,
+    ("POST", "/api/v1/tasks/{task_id}/rectify"): ASSIGNEE,
+    ("POST", "/api/v1/tasks/{task_id}/{decision}"): ASSIGNER,
+    ("GET", "/api/v1/tasks/{task_id}/photos/{photo_id}"): READ,
 }
 
 _ROLES = {"other_viewer": (["viewer"], "zjj"), "viewer": (["viewer"], "sthjj"), "operator": (["operator"], "sthjj"),
@@ -185,6 +195,21 @@ class World:
         with self.conn() as c:
             return webhooks.create(c, department="sthjj", channel="webhook", target="https://8.8.8.8/hook",
                                    families=None, severities=None, division=None, created_by="setup")["id"]
+    def task(self, status: str) -> int:
+        """A dispatch task on a fresh alert, from the operator to the viewer, in ``status``, with one photo."""
+        with self.conn() as c:
+            task = c.execute(
+                "insert into task (subject_type, subject_id, alert_id, family, severity, division_code, "
+                "department_code, assigner_id, assignee_id, status, due_at) "
+                "select 'alert', a.id, a.id, a.family, a.severity, a.division_code, 'sthjj', "
+                "(select id from account where login = 'matrix-operator'), "
+                "(select id from account where login = 'matrix-viewer'), %s, now() + interval '1 day' "
+                "from alert a where a.id = %s returning id", (status, self.alert())).fetchone()[0]
+            step = c.execute("insert into task_step (task_id, actor, action) values (%s, 'matrix-viewer', 'verify') "
+                             "returning id", (task,)).fetchone()[0]
+            self.photo = c.execute("insert into task_photo (step_id, content_type, image) values "
+                                   "(%s, 'image/png', %s) returning id", (step, b"\x89PNG\r\n\x1a\n")).fetchone()[0]
+        return task
 
     def viewer_token(self) -> int:
         with self.conn() as c:
@@ -201,6 +226,8 @@ def _request(world: World, method: str, path: str) -> dict:
         "detection_id": world.detection, "grant_id": world.grant, "source_id": world.heat_source,
         "login": lambda: "matrix-viewer" if "tokens" in path else world.account(), "token_id": world.viewer_token,
         "webhook_id": world.webhook,
+        "task_id": lambda: world.task("assigned" if path.endswith("/verify") else "verified"),
+        "decision": lambda: "close", "photo_id": lambda: world.photo,
     }
     params = {name: make() for name, make in makers.items() if f"{{{name}}}" in path}
     bodies = {
@@ -229,8 +256,13 @@ def _request(world: World, method: str, path: str) -> dict:
         ("POST", "/api/v1/webhooks"): {"json": {"url": "https://8.8.8.8/hook", "department": "sthjj"}},
         ("POST", "/api/v1/webhooks/{webhook_id}/replay"): {"json": {"from": "2026-01-01T00:00:00Z",
                                                                    "to": "2026-01-02T00:00:00Z"}},
+        ("GET", "/api/v1/tasks/summary"): {"params": {"month": "2031-01"}},
+        ("POST", "/api/v1/tasks/{task_id}/verify"): {"data": {"lat": "46.64", "lon": "126.98"}},
     }
     found = bodies.get((method, path), {})
+    if (method, path) == ("POST", "/api/v1/tasks"):
+        found = {"json": {"subject_type": "alert", "subject_id": world.alert(), "assignee": "matrix-viewer",
+                          "due_at": "2031-01-01T08:00:00+08:00"}}
     if (method, path) == ("POST", "/api/v1/grants"):
         with world.conn() as c:
             c.execute("delete from sharing_grant where steward_code = 'sthjj' and grantee_code = 'zrzyj'")
@@ -289,5 +321,7 @@ def _expected(kind: str, allowed: set[str], caller: str, success: int) -> int:
         return success
     if caller == "anonymous":
         return 401
+    if kind == "act" and caller == "other_viewer":
+        return 404  # the task is outside 住建局's view
     return 404 if kind == "read" else 403
 

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -29,10 +30,30 @@ pytestmark = pytest.mark.slow
 ACTOR = Actor("test")
 
 
-def _messages(code: str, count: int) -> list[tuple[str, bytes]]:
-    start = int(time.time() * 1000) - 2 * 3_600_000
+START_MS = int(time.time() * 1000) - 2 * 3_600_000
+"""Readings of the counted stream start here; probes sent before it are older."""
+
+
+def _messages(code: str, count: int, start: int = START_MS) -> list[tuple[str, bytes]]:
     return [(f"ganzhi/v1/{code}/telemetry", encode_telemetry([{"metric": "a34004", "value": i % 900}], start + i))
             for i in range(count)]
+
+
+def _wait_for_subscriber(address: tuple[str, int], code: str, timeout_s: float = 60.0) -> None:
+    """Until the worker has subscribed: mosquitto answers 0x10 (no matching subscribers) before that and
+    drops the message, so a fixed sleep loses readings when the worker is slow to start."""
+    deadline = time.monotonic() + timeout_s
+    probe = START_MS - 86_400_000
+    while publish(address, code, "s3cret", _messages(code, 1, probe)) != [0]:
+        assert time.monotonic() < deadline, "the ingest worker never subscribed"
+        probe += 1
+        time.sleep(0.2)
+
+
+def _counted(url: str) -> tuple[int, int]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select count(*), count(distinct ts) from reading where ts >= %(start)s",
+                            {"start": datetime.fromtimestamp(START_MS / 1000, UTC)}).fetchone()
 
 
 def _stored(url: str) -> int:
@@ -57,7 +78,7 @@ def test_kill_9_mid_stream_then_restart_stores_every_reading_once(conn, db_url, 
     worker = _worker_process(db_url, auth_broker.broker.port, client_id)
     publisher = threading.Thread(target=publish, args=(auth_broker.address, code, "s3cret", _messages(code, total)))
     try:
-        time.sleep(2)
+        _wait_for_subscriber(auth_broker.address, code)
         publisher.start()
         wait_until(lambda: _stored(db_url) > 3_000, timeout_s=60, interval_s=0.02)
         worker.send_signal(signal.SIGKILL)
@@ -65,7 +86,7 @@ def test_kill_9_mid_stream_then_restart_stores_every_reading_once(conn, db_url, 
         killed_at = _stored(db_url)
         publisher.join(120)
         worker = _worker_process(db_url, auth_broker.broker.port, client_id)
-        wait_until(lambda: _stored(db_url) >= total, timeout_s=120, interval_s=0.2)
+        wait_until(lambda: _counted(db_url)[0] >= total, timeout_s=120, interval_s=0.2)
         time.sleep(1)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -73,8 +94,7 @@ def test_kill_9_mid_stream_then_restart_stores_every_reading_once(conn, db_url, 
         # End the worker's broker session, or mosquitto keeps queueing a share of the group for it.
         assert _worker_process(db_url, auth_broker.broker.port, client_id, "--drain").wait(60) == 0
     assert killed_at < total
-    with psycopg.connect(db_url) as c:
-        count, distinct = c.execute("select count(*), count(distinct ts) from reading").fetchone()
+    count, distinct = _counted(db_url)
     assert count == distinct == total
 
 

@@ -1,0 +1,33 @@
+"""The `ganzhi dispatch-sweep` service: escalates overdue dispatch tasks every minute (on core/runtime)."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from alerts.dispatch import sweep
+from core.runtime import Service
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 60.0
+
+
+def run(service: Service, every_s: float = SWEEP_EVERY_S) -> None:
+    """Sweep until the service stops; a lost database is reconnected by the runtime (logged once each way)."""
+    while (conn := service.connect(autocommit=True)) is not None:
+        try:
+            while not service.stop.is_set():
+                escalated = sweep(conn)
+                service.counters["escalated"] += len(escalated)
+                service.counters["sweeps"] += 1
+                if escalated:
+                    log.info("escalated overdue tasks %s", escalated)
+                service.wait(every_s)
+            return
+        except psycopg.OperationalError as exc:
+            log.error("dispatch sweep lost the database: %s; reconnecting", str(exc).strip())
+            service.counters["reconnects"] += 1
+        finally:
+            conn.close()
