@@ -15,6 +15,7 @@ from tests.conftest import account_token
 
 @pytest.fixture
 def steward(api_url: str, db_url: str) -> Iterator[httpx.Client]:
+    reset_delivery(db_url)  # no endpoints left by other tests (the rights matrix makes some)
     token = account_token(db_url, f"hook-steward-{dt.datetime.now().timestamp()}", ["steward_admin"], "sthjj")
     with httpx.Client(base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
         yield client
