@@ -149,7 +149,6 @@ def _worker_commands(settings: Settings, mqtt5: bool, simulate: bool) -> list[tu
     commands += [(f"HJ 212 gateway {n}", ["hj212", "--instance", str(n)])
                  for n in range(1, settings.hj212_workers + 1)]  # SO_REUSEPORT
     commands.append(("fire worker", ["fire", *([] if mqtt5 else ["--protocol", "3.1.1"])]))
-    commands.append(("delivery worker", ["deliver"]))
     commands.append(("dispatch sweep", ["dispatch-sweep"]))  # escalates overdue dispatch tasks
     if simulate:  # the demo fleet, with a few pollution events and gas leaks so that alerts show too
         commands.append(("device simulator", ["simulate", "--speed", str(SIMULATOR_SPEED), "--fault", "pollution",
