@@ -19,11 +19,13 @@ from api.routes import (
     poles,
     reference,
     sharing,
+    stream,
     tasks,
     telemetry,
     terminals,
     transfer,
     users,
+    webhooks,
 )
 from core.db import new_pool
 from core.settings import Settings
@@ -41,6 +43,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         try:
             yield
         finally:
+            if getattr(app.state, "feed_listener", None) is not None:
+                app.state.feed_listener.stop()
             app.state.pool.close()
 
     app = FastAPI(
@@ -55,11 +59,14 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     )
     app.state.settings = settings
     app.state.pool = new_pool(database_url, max_size=16)
+    app.state.database_url = database_url  # the live stream's LISTEN connection
     errors.install(app)
     app.include_router(health.router, responses={500: errors.ERROR_RESPONSES[500], 503: _DEGRADED})
     app.include_router(auth.router, responses=errors.ERROR_RESPONSES)  # logging in needs no credentials
     for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users,
-                   tasks):
+                   webhooks, tasks):
         app.include_router(module.router, dependencies=[Depends(authenticated)],  # denied by default
                            responses=errors.ERROR_RESPONSES)
+    # the stream authenticates on a connection it gives back at once (a stream lasts)
+    app.include_router(stream.router, responses=errors.ERROR_RESPONSES)
     return app

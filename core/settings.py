@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         "deployment must set its own (see require_own_secrets)"
     )
     analytics_workers: int = Field(default=1, ge=1, le=32, description="rule workers `up` starts (terminals split)")
+    webhook_allow_hosts: list[str] = Field(
+        default=[], description="hosts webhooks may reach although they resolve to internal addresses (tests)"
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120, description="one webhook delivery attempt")
+    webhook_retry_base_s: float = Field(default=2.0, gt=0, description="first retry delay; doubles, with jitter")
+    webhook_retry_cap_s: float = Field(default=900.0, gt=0, description="longest delay between two attempts")
+    webhook_pause_after_s: float = Field(default=86400.0, gt=0, description="an endpoint failing this long pauses")
     hj212_host: str = Field(default="127.0.0.1", description="address the HJ 212 gateway listens on")
     hj212_port: int = Field(default=9212, ge=1, le=65535, description="TCP port of the HJ 212 gateway")
     hj212_workers: int = Field(default=2, ge=1, le=32, description="gateway processes `up` starts on that port")

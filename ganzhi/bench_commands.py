@@ -48,6 +48,19 @@ def bench_alerts(settings: Settings, rate: float, probes: int) -> None:
     run_bench(database_url(settings), settings, rate, probes)
 
 
+@bench.command(name="delivery")
+@click.option("--endpoints", default=4, show_default=True, help="Local webhook receivers subscribed.")
+@click.option("--backlog", default=1000, show_default=True, help="Alert changes drained at once (deliveries/s).")
+@click.option("--probes", default=200, show_default=True, help="Alert changes timed one by one (latency).")
+@click.option("--rate", default=20.0, show_default=True, help="Alert changes/s while timing latency.")
+@click.pass_obj
+def bench_delivery(settings: Settings, endpoints: int, backlog: int, probes: int, rate: float) -> None:
+    """Webhook delivery: deliveries/s draining a backlog, and feed → receiver latency p50/p99."""
+    from ganzhi.bench_delivery import run as run_bench
+
+    run_bench(database_url(settings), settings, endpoints, backlog, probes, rate)
+
+
 @bench.command(name="alert-quality")
 @click.option("--hours", default=24.0, show_default=True, help="Simulated hours per run.")
 @click.option("--runs", default=5, show_default=True, help="Runs, one simulator seed each; medians are reported.")

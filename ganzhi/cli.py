@@ -249,6 +249,15 @@ def analytics(settings: Settings, name: str | None) -> None:
     sys.exit(run_service("rules", name, url, RuleWorker(url, alert_service, name).run))
 
 
+@main.command()
+@click.pass_obj
+def deliver(settings: Settings) -> None:
+    """Run the delivery worker: the alert feed to the departments' webhooks and SMS (one per platform)."""
+    from alerts.delivery import deliver as run_delivery
+    from core.runtime import run_service_async
+
+    url = database_url(settings)
+    sys.exit(run_service_async("deliver", "deliver", url, lambda service: run_delivery(service, settings, url)))
 @main.command("dispatch-sweep")
 @click.option("--every", default=60.0, show_default=True, help="Seconds between sweeps.")
 @click.pass_obj

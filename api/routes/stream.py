@@ -1,0 +1,147 @@
+"""The live stream: Server-Sent Events of alert, incident and fire-event changes, through the caller's rights.
+
+Each event's id is its ``alert_feed`` id, drawn by the database in commit order (migration 0030), so a client
+resumes with ``Last-Event-ID`` (or ``?after=``) and gets exactly the rest: nothing missed, nothing twice, also
+after the platform restarted. One LISTEN connection per API process wakes every open stream (``FeedListener``);
+reads go through the connection pool in the thread pool, so no stream ever blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import psycopg
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from starlette.concurrency import run_in_threadpool
+
+from alerts.feed import CHANNEL, last_id, read_feed
+from api.auth import _bearer, _cookie, authenticated
+from registry.accounts import Identity
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1", tags=["stream"])
+
+HEARTBEAT_S = 15.0
+BATCH = 500
+
+
+class FeedListener:
+    """One LISTEN on the feed channel for the whole process; ``wait`` wakes every stream on a new entry."""
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._changed = asyncio.Event()
+        self.version = 0
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def wait(self, version: int, seconds: float) -> bool:
+        """True once an entry arrived after ``version`` was read; False after ``seconds`` without."""
+        if self.version != version:
+            return True
+        event = self._changed
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def _wake(self) -> None:
+        self.version += 1
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                    await conn.execute(f"listen {CHANNEL}")
+                    self._wake()  # entries made while not listening
+                    async for _ in conn.notifies():
+                        self._wake()
+            except psycopg.Error as exc:
+                log.warning("the live stream's LISTEN connection failed (%s); streams wake every %ss until it is "
+                            "back", exc, HEARTBEAT_S)
+                await asyncio.sleep(1)
+
+
+def listener(request: Request) -> FeedListener:
+    state = request.app.state
+    if getattr(state, "feed_listener", None) is None:
+        state.feed_listener = FeedListener(state.database_url)
+    state.feed_listener.start()
+    return state.feed_listener
+
+
+def stream_caller(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: Annotated[str | None, Depends(_cookie)],
+) -> Identity:
+    """``authenticated`` on a connection given back at once: a stream must not hold a pooled connection open."""
+    with request.app.state.pool.connection() as conn:
+        conn.autocommit = True
+        return authenticated(request, conn, bearer, session)
+
+
+def _read(request: Request, after: int, scope: str | None) -> list[dict]:
+    with request.app.state.pool.connection() as conn:
+        conn.autocommit = True
+        return read_feed(conn, after, scope, BATCH)
+
+
+def _event(entry: dict) -> str:
+    data = json.dumps(entry, default=str, ensure_ascii=False)
+    return f"id: {entry['id']}\nevent: {entry['kind']}\ndata: {data}\n\n"
+
+
+async def _events(request: Request, feed: FeedListener, after: int, scope: str | None) -> AsyncIterator[str]:
+    yield f"retry: 3000\n: resuming after {after}\n\n"
+    while not await request.is_disconnected():
+        version = feed.version
+        entries = await run_in_threadpool(_read, request, after, scope)
+        for entry in entries:
+            yield _event(entry)
+            after = entry["id"]
+        if len(entries) == BATCH:
+            continue
+        if not await feed.wait(version, HEARTBEAT_S):
+            yield ": heartbeat\n\n"
+
+
+@router.get("/stream", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
+async def stream(
+    request: Request,
+    who: Annotated[Identity, Depends(stream_caller)],
+    after: Annotated[int | None, Query(ge=0, description="resume after this event id (as Last-Event-ID)")] = None,
+    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+) -> StreamingResponse:
+    """Alert, alert-history, incident and fire-event changes the caller may see, as Server-Sent Events: ``id`` is
+    the event id to resume from, ``event`` the kind, ``data`` JSON; a comment every 15 s keeps proxies open.
+    Without Last-Event-ID or ``after`` the stream starts with what happens next."""
+    feed = listener(request)
+    start = last_event_id if last_event_id is not None else after
+    if start is None:
+        start = await run_in_threadpool(_last_id, request)
+    return StreamingResponse(_events(request, feed, start, who.scope), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _last_id(request: Request) -> int:
+    with request.app.state.pool.connection() as conn:
+        conn.autocommit = True
+        return last_id(conn)

@@ -1,0 +1,125 @@
+"""Webhook and SMS subscriptions of a department to its alerts, their delivery log, replay and resume.
+
+Only the department's steward admins and the platform admin manage them; an endpoint of another department is
+404 to a steward admin. An endpoint receives what its department may see (``alert_visible``), filtered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import psycopg
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field, model_validator
+
+from alerts import webhooks
+from api.auth import Steward, owned_department
+from api.deps import ConnDep, SettingsDep
+from api.routes.filters import division_subtree
+from registry import audit
+from registry.accounts import Identity
+from registry.errors import Invalid, NotFound
+
+router = APIRouter(prefix="/api/v1", tags=["webhooks"])
+
+Family = Literal["river", "sewage", "gas", "water", "heating", "device", "fire"]
+Severity = Literal["info", "warning", "critical"]
+
+
+class WebhookIn(BaseModel):
+    channel: Literal["webhook", "sms"] = "webhook"
+    url: str | None = Field(default=None, max_length=2000, description="for a webhook: where events are POSTed")
+    phone: str | None = Field(default=None, max_length=20, description="for SMS: the number texted")
+    department: str | None = Field(default=None, description="code or name; default the caller's")
+    families: list[Family] | None = None
+    severities: list[Severity] | None = None
+    division: str | None = Field(default=None, description="only alerts in this division or below")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> WebhookIn:
+        if (self.url is None) == (self.phone is None) or (self.channel == "sms") != (self.phone is not None):
+            raise ValueError("a webhook needs url, an SMS subscription phone (and not both)")
+        return self
+
+
+class Replay(BaseModel):
+    start: dt.datetime = Field(alias="from")
+    end: dt.datetime = Field(alias="to")
+
+
+def _endpoint(conn: psycopg.Connection, who: Identity, webhook_id: int) -> dict:
+    found = webhooks.get(conn, webhook_id)
+    if found is None or (who.scope is not None and found["department"] != who.scope):
+        raise NotFound(f"webhook {webhook_id} does not exist", field="id")
+    return found
+
+
+@router.post("/webhooks", status_code=201)
+def create_webhook(conn: ConnDep, settings: SettingsDep, who: Steward, body: WebhookIn) -> dict:
+    """A new subscription; its ``secret`` (the HMAC-SHA256 key of ``X-Ganzhi-Signature``) is shown only now.
+    The URL must reach a public address: internal, loopback and private hosts are refused (422)."""
+    if body.department is None and who.department is None:
+        raise Invalid("the department the subscription is for is needed", field="department")
+    department = owned_department(conn, who, body.department, "")
+    if body.division is not None:
+        division_subtree(conn, body.division)  # 422 for an unknown division
+    target = body.url or body.phone or ""
+    try:
+        webhooks.check_target(body.channel, target, settings.webhook_allow_hosts)
+    except webhooks.TargetRefused as exc:
+        raise Invalid(str(exc), field="phone" if body.channel == "sms" else "url") from exc
+    with conn.transaction():
+        made = webhooks.create(conn, department=department, channel=body.channel, target=target,
+                               families=body.families, severities=body.severities, division=body.division,
+                               created_by=who.login)
+        audit.record(conn, who.actor(), "create", "webhook", str(made["id"]),
+                     after={"department": department, "channel": body.channel, "target": target})
+    return made
+
+
+@router.get("/webhooks")
+def list_webhooks(conn: ConnDep, who: Steward) -> list[dict]:
+    """The caller's department's subscriptions (every department's for the platform admin)."""
+    return webhooks.list_webhooks(conn, who.scope)
+
+
+@router.delete("/webhooks/{webhook_id}", status_code=204)
+def delete_webhook(conn: ConnDep, who: Steward, webhook_id: int) -> None:
+    _endpoint(conn, who, webhook_id)
+    with conn.transaction():
+        webhooks.delete(conn, webhook_id)
+        audit.record(conn, who.actor(), "delete", "webhook", str(webhook_id))
+
+
+@router.get("/webhooks/{webhook_id}/deliveries")
+def list_deliveries(conn: ConnDep, who: Steward, webhook_id: int,
+                    before_id: Annotated[int | None, Query(description="cursor: smallest id of the last page")] = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+    """The delivery log, newest first: status, attempts, the endpoint's last answer or error, latency."""
+    _endpoint(conn, who, webhook_id)
+    return webhooks.deliveries(conn, webhook_id, before_id, limit)
+
+
+@router.post("/webhooks/{webhook_id}/replay", status_code=202)
+def replay(conn: ConnDep, who: Steward, webhook_id: int, body: Replay) -> dict:
+    """Send again the events of [from, to) the subscription matches, after what is already queued."""
+    endpoint = _endpoint(conn, who, webhook_id)
+    if body.end <= body.start:
+        raise Invalid("`to` must be after `from`", field="to")
+    with conn.transaction():
+        queued = webhooks.replay(conn, endpoint, body.start, body.end)
+        audit.record(conn, who.actor(), "update", "webhook", str(webhook_id),
+                     after={"replay_from": body.start.isoformat(), "replay_to": body.end.isoformat(),
+                            "queued": queued}, summary=f"replay of webhook {webhook_id}: {queued} events")
+    return {"queued": queued}
+
+
+@router.post("/webhooks/{webhook_id}/resume")
+def resume(conn: ConnDep, who: Steward, webhook_id: int) -> dict:
+    """A paused subscription (failing for a day) sends again, from the delivery it stopped on."""
+    _endpoint(conn, who, webhook_id)
+    with conn.transaction():
+        webhooks.resume(conn, webhook_id)
+        audit.record(conn, who.actor(), "enable", "webhook", str(webhook_id), summary="resumed after pausing")
+    return _endpoint(conn, who, webhook_id)
