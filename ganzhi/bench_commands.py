@@ -104,9 +104,13 @@ def bench_ingest(settings: Settings, messages: int, readings: int, gateways: int
 @click.option("--fps", default=2.0, show_default=True, help="Frame rate of the latency probes.")
 @click.option("--first-seed", default=100, show_default=True,
               help="Scene seeds start here (the detector was tuned looking at 100–107 and 0–19; others are held out).")
+@click.option("--towers", "tower_seeds", default=0, show_default=True,
+              help="Also play this many held-out seeds of each harsher tower sequence (simulators/tower_scenes.py).")
+@click.option("--tower-fps", default="2,5,10", show_default=True, help="Frame rates of the tower sequences.")
+@click.option("--tuning", is_flag=True, help="Play the tower sequences' tuning seeds instead of the held-out ones.")
 @click.pass_obj
 def bench_fire(settings: Settings, seeds: int, frames: int, runs: int, probes: int, fps: float,
-               first_seed: int) -> None:
+               first_seed: int, tower_seeds: int, tower_fps: str, tuning: bool) -> None:
     """Fire detection: precision/recall/F1 on labelled synthetic sequences, per-frame speed, alert latency."""
     from ganzhi.bench_fire import quality, speed
 
@@ -118,6 +122,10 @@ def bench_fire(settings: Settings, seeds: int, frames: int, runs: int, probes: i
     if seeds:
         quality(seeds, alert_level=False, first_seed=first_seed)
         quality(seeds, alert_level=True, first_seed=first_seed)
+    if tower_seeds:
+        from ganzhi.bench_fire_towers import run as towers
+
+        towers(tower_seeds, tuple(float(r) for r in tower_fps.split(",")), tuning)
 
 
 @bench.command(name="chaos")

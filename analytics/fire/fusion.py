@@ -132,14 +132,24 @@ def best_position(members: list[Detection]) -> Position | None:
 
 
 def combined_confidence(members: list[Detection]) -> float:
-    """Independent sources add up: 1 − Π(1 − best confidence of each source)."""
-    best: dict[str, float] = {}
+    """Independent witnesses add up: 1 − Π(1 − best confidence of each). Each tower is its own witness (two
+    towers whose bearings cross on one fire confirm each other, fire-detection.md §3.2); two tracks of one
+    tower, or of two cameras on one mast, are one witness; satellite pixels together are one more."""
+    best: dict[tuple, float] = {}
     for m in members:
-        best[m.source] = max(best.get(m.source, 0.0), m.confidence)
+        key = _witness(m)
+        best[key] = max(best.get(key, 0.0), m.confidence)
     miss = 1.0
     for c in best.values():
         miss *= 1 - c
     return round(min(0.99, 1 - miss), 3)
+
+
+def _witness(d: Detection) -> tuple:
+    """Who saw it: a source kind, and for cameras the tower (masts within about 10 m are one tower)."""
+    if d.source in ("camera", "thermal") and d.camera_lat is not None:
+        return d.source, round(d.camera_lat, 4), round(d.camera_lon, 4)
+    return (d.source,)
 
 
 def recompute(conn: psycopg.Connection, event_id: int, locate: Locate) -> None:

@@ -149,3 +149,38 @@ def test_quiet_events_close_and_their_alerts_resolve(conn, db_url):
             "select a.status, array_agg(e.action order by e.id) from alert a join alert_event e on e.alert_id = a.id "
             "group by a.status").fetchone()
     assert status == "resolved" and actions == ["open", "resolve"]
+
+
+def _smoke_sighting(conn, camera: store.Camera, track: str) -> int:
+    """A bearing-only smoke detection from ``camera`` towards FIRE, attached to its event; returns the event."""
+    from analytics.fire import fusion
+
+    bearing = geo.bearing_to(camera.lat, camera.lon, *FIRE)
+    detection = store.Detection(source="camera", cue="smoke", track=track, first_seen=NOW, last_seen=NOW,
+                                confidence=0.45, position="bearing", terminal_id=camera.id, box=(600, 200, 40, 60),
+                                frame_size=(1280, 720), camera_lat=camera.lat, camera_lon=camera.lon,
+                                bearing_deg=round(bearing, 3), halfwidth_deg=0.8, division_code=camera.division)
+    with conn.transaction():
+        event_id = fusion.attach(conn, store.insert_detection(conn, detection), division_index(conn).locate)
+        fire_alerts.fire_event(conn, event_id)
+    return event_id
+
+
+def test_two_towers_seeing_smoke_in_crossing_directions_confirm_each_other_and_page(conn):
+    a = _camera(conn, "戊", *geo.destination(*FIRE, 80, 6000))
+    b = _camera(conn, "己", *geo.destination(*FIRE, 170, 5000))
+    first = _smoke_sighting(conn, a, "戊:1")
+    assert store.event(conn, first)["confidence"] < fire_alerts.ALERT_CONFIDENCE  # one tower's smoke pages nobody
+    assert conn.execute("select count(*) from alert").fetchone()[0] == 0
+    assert _smoke_sighting(conn, b, "己:1") == first
+    event = store.event(conn, first)
+    assert event["position_method"] == "triangulated"
+    assert event["confidence"] >= fire_alerts.ALERT_CONFIDENCE  # two independent towers: 1 − 0.55² ≈ 0.70
+    assert conn.execute("select count(*) from alert where fire_event_id = %s", (first,)).fetchone()[0] == 1
+
+
+def test_two_smoke_tracks_of_one_tower_stay_one_source(conn):
+    camera = _camera(conn, "庚", *geo.destination(*FIRE, 80, 6000))
+    event_id = _smoke_sighting(conn, camera, "庚:1")
+    assert _smoke_sighting(conn, camera, "庚:2") == event_id
+    assert store.event(conn, event_id)["confidence"] < fire_alerts.ALERT_CONFIDENCE
