@@ -324,7 +324,7 @@ def hj212_gateway(settings: Settings, instance: int) -> None:
               help="Give some devices this fault (repeatable).")
 @click.option("--fault-share", default=0.05, show_default=True, help="Share of publishers given a fault.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--mqtt311", is_flag=True, help="MQTT 3.1.1 (the amqtt broker).")
+@click.option("--mqtt311", is_flag=True, help="Publish as MQTT 3.1.1 devices (a broker without MQTT 5).")
 @click.option("--hj212-bad-crc", default=0.0, show_default=True, help="Share of HJ 212 packets sent with a bad CRC.")
 @click.option("--towers", default=0, show_default=True,
               help="Camera towers streaming frames (fires, sunsets, lorries, dust) for the fire worker.")

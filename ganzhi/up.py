@@ -67,8 +67,8 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
             log.info("First run: log in as 'admin' with the password in %s (see README, Logging in)", admin_file)
         if load_demo:
             await asyncio.to_thread(_load_demo_if_empty, url, settings)
-        mqtt_url, mqtt5 = await _broker(settings, stack, url, password)
-        await _children(stack, _worker_commands(settings, mqtt5, simulate), _child_environment(url, mqtt_url, password))
+        mqtt_url = await _broker(settings, stack, url, password)
+        await _children(stack, _worker_commands(settings, simulate), _child_environment(url, mqtt_url, password))
         server = _Server(uvicorn.Config(create_app(settings, url), host=settings.http_host, port=settings.http_port,
                                         log_level="warning", lifespan="on"))
         serving = asyncio.create_task(server.serve())
@@ -108,11 +108,11 @@ async def _database(settings: Settings, stack: contextlib.AsyncExitStack) -> str
     return url
 
 
-async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str, password: str) -> tuple[str, bool]:
-    """The broker's URL and whether it speaks MQTT 5; a local mosquitto admits only the ledger's devices
+async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str, password: str) -> str:
+    """The broker's URL; a local mosquitto admits only the ledger's devices
     and the platform's service account, and follows the ledger at once (``broker_auth.keep_in_step``)."""
     if settings.mqtt_url:
-        return settings.mqtt_url, True
+        return settings.mqtt_url
     admin_secret = secrets.token_urlsafe(24)  # this run's broker sync only: never handed to a child
     accounts = broker_auth.platform_accounts(settings.mqtt_username, password, admin_secret)
     with db.connect(url) as conn:
@@ -127,7 +127,7 @@ async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str
     stack.push_async_callback(broker.stop)
     syncing = asyncio.create_task(broker_auth.keep_in_step(url, auth, broker))
     stack.push_async_callback(_cancel, syncing)
-    return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}", True
+    return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}"
 
 
 def _child_environment(url: str, mqtt_url: str, password: str) -> dict[str, str]:
@@ -137,22 +137,19 @@ def _child_environment(url: str, mqtt_url: str, password: str) -> dict[str, str]
     return env
 
 
-def _worker_commands(settings: Settings, mqtt5: bool, simulate: bool) -> list[tuple[str, list[str]]]:
+def _worker_commands(settings: Settings, simulate: bool) -> list[tuple[str, list[str]]]:
     """Every worker process `up` runs, as (name, `ganzhi` arguments)."""
-    # The amqtt fallback speaks only MQTT 3.1.1 and has no shared subscriptions: one plain worker.
-    amqtt = [] if mqtt5 else ["--protocol", "3.1.1", "--no-shared"]
-    commands = [(f"ingest worker {n}", ["ingest", "--client-id", f"ganzhi-ingest-{n}", *amqtt])
-                for n in range(1, (settings.ingest_workers if mqtt5 else 1) + 1)]
+    commands = [(f"ingest worker {n}", ["ingest", "--client-id", f"ganzhi-ingest-{n}"])
+                for n in range(1, settings.ingest_workers + 1)]
     commands += [(f"rule worker {n}", ["analytics", "--name", f"ganzhi-rules-{n}"])
                  for n in range(1, settings.analytics_workers + 1)]
     commands += [(f"HJ 212 gateway {n}", ["hj212", "--instance", str(n)])
                  for n in range(1, settings.hj212_workers + 1)]  # SO_REUSEPORT
-    commands.append(("fire worker", ["fire", *([] if mqtt5 else ["--protocol", "3.1.1"])]))
+    commands.append(("fire worker", ["fire"]))
     commands.append(("dispatch sweep", ["dispatch-sweep"]))  # escalates overdue dispatch tasks
     if simulate:  # the demo fleet, with a few pollution events and gas leaks so that alerts show too
         commands.append(("device simulator", ["simulate", "--speed", str(SIMULATOR_SPEED), "--fault", "pollution",
-                                              "--fault-share", "0.03", "--towers", str(DEMO_TOWERS),
-                                              *([] if mqtt5 else ["--mqtt311"])]))
+                                              "--fault-share", "0.03", "--towers", str(DEMO_TOWERS)]))
     return commands
 
 

@@ -9,7 +9,7 @@ it did not acknowledge and the store keeps each reading once.
 MQTT 5 (mosquitto): a persistent session, a shared subscription so N workers split the
 load, and Receive Maximum so the broker never has more unacknowledged messages in flight
 to us than ``inflight``: while the database is down the worker holds at most that many and
-the rest wait in the broker. MQTT 3.1.1 (the embedded amqtt broker): a plain subscription,
+the rest wait in the broker. MQTT 3.1.1 (GANZHI_INGEST_PROTOCOL, cheaper for paho): the same subscription,
 and the bounded queue blocks paho's thread instead.
 """
 
@@ -50,7 +50,7 @@ class WorkerConfig:
     password: str | None = None
     mqtt5: bool = True
     shared: bool = True
-    """Join the shared subscription (mosquitto, EMQX); amqtt has none, so there one worker subscribes plainly."""
+    """Join the shared subscription (mosquitto, EMQX); without it (a broker that has none) one worker subscribes."""
     retention_days: int = 400
     inflight: int = 10_000
     batch_max: int = 5_000
