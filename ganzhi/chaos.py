@@ -42,7 +42,7 @@ from core.embedded import EmbeddedPostgres
 from core.lifeline import dying_with_parent
 from core.settings import Settings
 from ganzhi.benchkit import free_port
-from ganzhi.broker_auth import write_files
+from ganzhi.broker_auth import platform_accounts, write_files
 from ganzhi.database import prepare
 from registry import demo
 from registry.changes import Actor
@@ -111,7 +111,7 @@ class Platform:
         prepare(self.url, self.settings)
         with psycopg.connect(self.url) as conn:
             demo.load(conn, Actor("chaos"), self.demo_secret)
-            write_files(conn, self.root / "auth", {SERVICE_USER: self.service_password})
+            write_files(conn, self.root / "auth", platform_accounts(SERVICE_USER, self.service_password))
         asyncio.run(self.broker.start())
         self.ports.update(http=listen_port(), hj212=listen_port())
         with (self.root / "up.log").open("w") as log:
