@@ -33,10 +33,20 @@ class TargetRefused(ValueError):
     """The endpoint's URL or phone number is not one the platform sends to."""
 
 
+_EMBEDS_IPV4 = (ipaddress.ip_network("::/96"), ipaddress.ip_network("64:ff9b::/96"),
+                ipaddress.ip_network("64:ff9b:1::/48"))
+"""IPv6 prefixes whose last 32 bits are an IPv4 address a gateway may reach (IPv4-compatible, NAT64)."""
+
+
 def _public(address: str) -> bool:
+    """Whether an address is public, judging the IPv4 address an IPv6 one carries (mapped, 6to4, NAT64)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and any(ip in net for net in _EMBEDS_IPV4):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            ip = embedded
     return ip.is_global and not ip.is_multicast
 
 

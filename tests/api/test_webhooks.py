@@ -41,7 +41,9 @@ def test_only_stewards_of_the_department_subscribe(api_url: str, db_url: str, st
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080/", "http://localhost/", "http://10.0.0.5/",
-                                 "http://169.254.169.254/latest/meta-data", "http://[fd00::1]/", "file:///etc/passwd"])
+                                 "http://169.254.169.254/latest/meta-data", "http://[fd00::1]/", "file:///etc/passwd",
+                                 "http://[::ffff:127.0.0.1]/", "http://[::127.0.0.1]/", "http://[64:ff9b::a00:5]/",
+                                 "http://[2002:7f00:1::]/"])
 def test_internal_urls_are_refused(steward: httpx.Client, url: str):
     response = steward.post("/api/v1/webhooks", json={"url": url})
     assert response.status_code == 422 and "url" in response.text
