@@ -28,7 +28,8 @@ from tests.factories import terminal_in
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[str]:
+def db(db_url: str, conn) -> Iterator[str]:
+    """The session database, with no endpoints; its ledger and alerts are emptied after the test (``conn``)."""
     reset_delivery(db_url)
     yield db_url
     reset_delivery(db_url)
