@@ -100,11 +100,20 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
     _empty_ledger(db_url)
 
 
-def _empty_ledger(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as c:
-        c.execute(f"truncate {LEDGER_TABLES} restart identity cascade")
-        c.execute("delete from division where level in ('grid')")
-        c.execute("delete from division where level in ('township')")
+def _empty_ledger(url: str, attempts: int = 5) -> None:
+    """Empty the ledger; session-scoped services (the broker's account sync) read these tables
+    meanwhile, and a TRUNCATE's locks taken in table order can deadlock with a reader, so it is retried."""
+    for attempt in range(attempts):
+        try:
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute(f"truncate {LEDGER_TABLES} restart identity cascade")
+                c.execute("delete from division where level in ('grid')")
+                c.execute("delete from division where level in ('township')")
+            break
+        except psycopg.errors.DeadlockDetected:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
     forget_divisions()
 
 
