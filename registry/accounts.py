@@ -51,6 +51,19 @@ TOKEN_PREFIX = "gzt_"
 SESSION_HOURS = 12
 MIN_PASSWORD = 12
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+FAILED_LOGIN_WINDOW = dt.timedelta(minutes=15)
+FAILED_LOGIN_LIMITS = {"account_from_client": 5, "client": 50, "account": 100}
+"""Failed logins within the window after which more attempts are refused unchecked. The pair limit stops
+guessing one password from one place; the client limit stops spraying many accounts from one place; the
+account limit (high, so a stranger cannot easily lock a person out) stops guessing from many places."""
+
+
+class LoginThrottled(Exception):
+    """Too many failed logins: attempts are refused, without checking the password, for ``retry_after`` s."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed logins; try again in {retry_after} s")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -313,7 +326,13 @@ def identify_session(conn: psycopg.Connection, session_id: str) -> tuple[Identit
 
 def log_in(conn: psycopg.Connection, login: str, password: str,
            client: str | None) -> tuple[Identity, str, str] | None:
-    """Check a password and open a session: (identity, session id, CSRF token), or None. Both are audited."""
+    """Check a password and open a session: (identity, session id, CSRF token), or None. Both are audited.
+    Raises LoginThrottled, after auditing the attempt, while failed logins exceed FAILED_LOGIN_LIMITS."""
+    retry_after = _throttled_for(conn, login.strip().lower()[:64], client)
+    if retry_after:
+        who = Actor(login.strip().lower()[:64] or "?", client=client)
+        record(conn, who, "login_failed", "account", who.name, summary=f"login as {who.name!r} refused: throttled")
+        raise LoginThrottled(retry_after)
     found = conn.execute(
         "select id, login, department_code, roles, password_hash, disabled_at from account where login = %s",
         (login.strip().lower(),),
@@ -331,6 +350,30 @@ def log_in(conn: psycopg.Connection, login: str, password: str,
     )
     record(conn, identity.actor(client), "login", "account", identity.login)
     return identity, session_id, csrf
+
+
+def _throttled_for(conn: psycopg.Connection, login: str, client: str | None) -> int:
+    """Seconds until the oldest counted failure leaves the window, when any limit is reached; else 0."""
+    counts = conn.execute(
+        """
+        select count(*) filter (where object_code = %(login)s and client is not distinct from %(client)s),
+               min(at) filter (where object_code = %(login)s and client is not distinct from %(client)s),
+               count(*) filter (where client = %(client)s), min(at) filter (where client = %(client)s),
+               count(*) filter (where object_code = %(login)s), min(at) filter (where object_code = %(login)s)
+          from change
+         where action = 'login_failed' and object_type = 'account' and at > now() - %(window)s
+           and (object_code = %(login)s or client = %(client)s)
+        """,
+        {"login": login, "client": client, "window": FAILED_LOGIN_WINDOW},
+    ).fetchone()
+    limits = FAILED_LOGIN_LIMITS
+    reached = [oldest for count, oldest, limit in (
+        (counts[0], counts[1], limits["account_from_client"]), (counts[2], counts[3], limits["client"]),
+        (counts[4], counts[5], limits["account"])) if count >= limit]
+    if not reached:
+        return 0
+    until = min(reached) + FAILED_LOGIN_WINDOW
+    return max(1, int((until - dt.datetime.now(dt.UTC)).total_seconds()) + 1)
 
 
 def log_out(conn: psycopg.Connection, identity: Identity, client: str | None) -> None:

@@ -25,13 +25,18 @@ class Me(BaseModel):
     csrf_token: str | None = Field(default=None, description=f"send it as {CSRF_HEADER} with every change")
 
 
-@router.post("/login", response_model=Me, responses={401: {"description": "wrong login or password"}})
+@router.post("/login", response_model=Me, responses={401: {"description": "wrong login or password"},
+                                                    429: {"description": "too many failed logins (Retry-After)"}})
 def login(conn: ConnDep, request: Request, body: Login) -> Response:
     """Open a browser session: an HttpOnly, SameSite=Strict cookie and a CSRF token for changes. Logins and
     failed logins go to the audit log. Machines use API tokens instead."""
     client = request.client.host if request.client else None
-    with conn.transaction():  # a failed login is audited too
-        opened = accounts.log_in(conn, body.login, body.password, client)
+    with conn.transaction():  # a failed or refused login is audited too: caught inside, so it commits
+        try:
+            opened = accounts.log_in(conn, body.login, body.password, client)
+        except accounts.LoginThrottled as refused:
+            return JSONResponse({"detail": str(refused)}, status_code=429,
+                                headers={"Retry-After": str(refused.retry_after)})
     if opened is None:
         return JSONResponse({"detail": "wrong login or password"}, status_code=401)
     identity, session_id, csrf = opened

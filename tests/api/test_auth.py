@@ -151,3 +151,17 @@ def test_the_audit_log_refuses_update_and_delete(http, db_url: str):
         c.execute("update change set actor = 'someone else'")
     with psycopg.connect(db_url) as c, pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
         c.execute("delete from change")
+
+
+def test_guessing_a_password_gets_429_with_retry_after(api_url: str, db_url: str):
+    with psycopg.connect(db_url) as c:
+        accounts.add_account(c, login="auth-guessed", name="王芳", department="sthjj", roles=["viewer"],
+                             kind="person", password="a long and right password", actor=Actor("tests"))
+    with httpx.Client(base_url=api_url, timeout=30) as browser:
+        guesses = [browser.post("/api/v1/auth/login", json={"login": "auth-guessed", "password": f"guess {n}"})
+                   for n in range(accounts.FAILED_LOGIN_LIMITS["account_from_client"])]
+        assert [g.status_code for g in guesses] == [401] * len(guesses)
+        refused = browser.post("/api/v1/auth/login", json={"login": "auth-guessed",
+                                                            "password": "a long and right password"})
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+        assert "set-cookie" not in refused.headers

@@ -101,3 +101,22 @@ def test_cli_adds_lists_disables_users_and_issues_and_revokes_tokens(db_url):
         assert accounts.identify_token(c, secret) is None
     refused = _ganzhi("user", "add", "cli-x", "--name", "x", "--role", "viewer", db_url=db_url)
     assert refused.returncode == 1 and "belong to a department" in refused.stderr
+
+
+def test_failed_logins_throttle_one_account_from_one_place_then_spraying_from_it(conn):
+    _add(conn, "acc-guess", ["viewer"], password="correct horse battery")
+    for _ in range(accounts.FAILED_LOGIN_LIMITS["account_from_client"]):
+        assert accounts.log_in(conn, "acc-guess", "guess", "10.0.0.66") is None
+    with pytest.raises(accounts.LoginThrottled) as refused:  # even the right password is not checked now
+        accounts.log_in(conn, "acc-guess", "correct horse battery", "10.0.0.66")
+    window = accounts.FAILED_LOGIN_WINDOW.total_seconds()
+    assert 0 < refused.value.retry_after <= window + 1
+    assert accounts.log_in(conn, "acc-guess", "correct horse battery", "10.0.0.67") is not None  # elsewhere
+    last = audit.entries(conn, object_code="acc-guess", action="login_failed", limit=1)[0]
+    assert last.client == "10.0.0.66" and "throttled" in last.summary
+    sprayed = accounts.FAILED_LOGIN_LIMITS["client"] - accounts.FAILED_LOGIN_LIMITS["account_from_client"] - 1
+    for n in range(sprayed):  # one guess each at many accounts, from the same place
+        assert accounts.log_in(conn, f"acc-spray-{n}", "guess", "10.0.0.66") is None
+    with pytest.raises(accounts.LoginThrottled):
+        accounts.log_in(conn, "acc-another", "guess", "10.0.0.66")
+    assert accounts.log_in(conn, "acc-another", "guess", "10.0.0.68") is None  # other places are not blocked
