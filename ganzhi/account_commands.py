@@ -58,18 +58,21 @@ def list_users(settings: Settings, department: str | None) -> None:
 @click.pass_obj
 def disable_user(settings: Settings, login: str) -> None:
     """Disable an account: its tokens and sessions stop working at once."""
-    with connect(settings) as conn:
-        accounts.set_disabled(conn, login, True, CLI)
-    click.echo(f"disabled {login}")
+    _set_disabled(settings, login, True)
 
 
 @user.command(name="enable")
 @click.argument("login")
 @click.pass_obj
 def enable_user(settings: Settings, login: str) -> None:
+    """Enable a disabled account again."""
+    _set_disabled(settings, login, False)
+
+
+def _set_disabled(settings: Settings, login: str, disabled: bool) -> None:
     with connect(settings) as conn:
-        accounts.set_disabled(conn, login, False, CLI)
-    click.echo(f"enabled {login}")
+        accounts.set_disabled(conn, login, disabled, CLI)
+    click.echo(f"{'disabled' if disabled else 'enabled'} {login}")
 
 
 @user.command(name="password")
