@@ -319,7 +319,10 @@
     app.alerts.set(alert.id, alert);
     renderDetail(alert, context, fire);
     const at = alertPosition(alert);
-    if (at) map.panTo(at);
+    if (at) {  // beside the panel, not under it
+      map.panTo(at, { animate: false });
+      map.panBy([Math.min(300, map.getSize().x / 4), 0], { animate: false });
+    }
   }
 
   function renderDetail(alert, context, fire) {
@@ -370,7 +373,7 @@
     if (!alert.readings.length) { box.innerHTML = '<p class="nodata">暂无该告警的监测数据</p>'; return; }
     const xs = alert.readings.map((r) => Date.parse(r.ts) / 1000);
     const ys = alert.readings.map((r) => r.value);
-    const series = [{}, { label: `${alert.metric}（${alert.unit || ""}）`, stroke: "#1e88e5", width: 2,
+    const series = [{ label: "时间", value: (u, ts) => ts === null ? "--" : when(ts * 1000) }, { label: `${alert.metric}（${alert.unit || ""}）`, stroke: "#1e88e5", width: 2,
                           points: { show: xs.length < 60 } }];
     const data = [xs, ys];
     if (alert.limit !== null) {
@@ -383,7 +386,10 @@
     box.dataset.limit = alert.limit ?? "";
     // eslint-disable-next-line no-new
     new uPlot({ width, height: 220, series, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), TZ),
-                axes: [{}, { label: alert.unit || "" }], legend: { live: true },
+                axes: [{ values: [[3600 * 24, "{M}月{D}日", null, null, null, null, null, null, 1],
+                                        [60, "{HH}:{mm}", "\n{M}月{D}日", null, null, null, null, null, 1],
+                                        [1, "{HH}:{mm}:{ss}", "\n{M}月{D}日", null, null, null, null, null, 1]] },
+                       { label: alert.unit || "" }], legend: { live: true },
                 scales: { x: { time: true } } }, data, box);
   }
 

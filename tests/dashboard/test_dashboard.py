@@ -106,7 +106,7 @@ def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, conte
     _log_in(operator, api_url, *people["operator"])
     expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
 
-    code, alert_id = _raise_river_alert(db_url)  # after the page is up: it must arrive through the stream
+    _, alert_id = _raise_river_alert(db_url)  # after the page is up: it must arrive through the stream
     item = operator.locator(f"#alerts li[data-alert='{alert_id}']")
     expect(item).to_be_visible(timeout=20_000)
     expect(item).to_contain_text("呼兰河浏览器测试站")
