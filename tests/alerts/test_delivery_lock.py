@@ -46,7 +46,8 @@ class Logged:
     """A `ganzhi deliver` whose log lines are read as they come."""
 
     def __init__(self, url: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "ganzhi", "deliver"], env=worker_environment(url, GANZHI_LOG_LEVEL="INFO"),
+        self.process = subprocess.Popen([sys.executable, "-m", "ganzhi", "deliver"],
+                                        env=worker_environment(url, GANZHI_LOG_LEVEL="INFO"),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
