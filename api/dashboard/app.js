@@ -24,10 +24,11 @@
                  district_flow_meter: "分区流量计", heating_substation_sensor: "换热站", indoor_temp_sensor: "室温",
                  water_pressure_point: "管网压力" };
   const SOURCE = { camera: "监控摄像机", satellite: "卫星热点", patrol: "巡查" };
+  const STATES_EVERY_MS = 60000;
   const OPERATOR_ROLES = ["operator", "steward_admin", "platform_admin"];
 
   const app = { me: null, csrf: sessionStorage.getItem("ganzhi-csrf"), alerts: new Map(), fires: new Map(),
-                where: new Map(), counties: new Map(), alertMarkers: new Map(), fireMarkers: new Map(), open: null, source: null,
+                where: new Map(), counties: new Map(), markers: new Map(), alertMarkers: new Map(), fireMarkers: new Map(), open: null, source: null,
                 tasks: [] };
   const $ = (sel) => document.querySelector(sel);
 
@@ -156,38 +157,58 @@
     return "never";
   }
 
-  function drawPoints(points) {
+  function pointMarkers(points) {
+    /* code of a pole or stand-alone terminal → [lat, lon, state, popup, tower]; terminals on a pole are its
+       popup's lines and take its position */
     const t = points.terminals, p = points.poles;
     const onPole = new Map();
     for (let i = 0; i < t.code.length; i++) {
-      const code = t.code[i];
       if (t.pole[i]) {
         if (!onPole.has(t.pole[i])) onPole.set(t.pole[i], []);
         onPole.get(t.pole[i]).push(i);
       }
-      app.where.set(code, [t.lat[i], t.lon[i]]);
+      app.where.set(t.code[i], [t.lat[i], t.lon[i]]);
     }
-    const markers = [];
+    const found = new Map();
     for (let i = 0; i < p.code.length; i++) {
       const hosted = onPole.get(p.code[i]) || [];
       const state = poleState(hosted.map((j) => t.state[j]));
       for (const j of hosted) app.where.set(t.code[j], [p.lat[i], p.lon[i]]);
-      const marker = L.circleMarker([p.lat[i], p.lon[i]], {
-        radius: p.tower[i] ? 7 : 5, weight: p.tower[i] ? 3 : 1.5, color: p.tower[i] ? "#6d4c41" : "#ffffff",
-        fillColor: STATE_COLOUR[state], fillOpacity: 0.95, state });
-      marker.bindPopup(() => polePopup(p, i, hosted, t, state));
-      markers.push(marker);
+      found.set(p.code[i], { at: [p.lat[i], p.lon[i]], state, tower: p.tower[i],
+                             popup: () => polePopup(p, i, hosted, t, state) });
     }
     for (let i = 0; i < t.code.length; i++) {
       if (t.pole[i]) continue;
-      const marker = L.circleMarker([t.lat[i], t.lon[i]], { radius: 5, weight: 1, color: "#ffffff",
-        fillColor: STATE_COLOUR[t.state[i]], fillOpacity: 0.95, state: t.state[i] });
-      marker.bindPopup(() => `<b>${esc(t.name[i])}</b><br>${esc(KIND[t.kind[i]] || t.kind[i])} · ${esc(t.code[i])}` +
-                            `<br>状态：${STATE[t.state[i]]}`);
-      markers.push(marker);
+      found.set(t.code[i], { at: [t.lat[i], t.lon[i]], state: t.state[i], tower: false,
+        popup: () => `<b>${esc(t.name[i])}</b><br>${esc(KIND[t.kind[i]] || t.kind[i])} · ${esc(t.code[i])}` +
+                     `<br>状态：${STATE[t.state[i]]}` });
+    }
+    return found;
+  }
+
+  function drawPoints(points) {
+    const found = pointMarkers(points);
+    const same = found.size === app.markers.size && [...found.keys()].every((code) => app.markers.has(code));
+    if (same) {  // states changed only: recolour in place, keeping clusters and open popups
+      for (const [code, point] of found) {
+        const marker = app.markers.get(code);
+        marker.options.state = point.state;
+        marker.setStyle({ fillColor: STATE_COLOUR[point.state] });
+        marker.setPopupContent(point.popup);
+      }
+      clusters.refreshClusters();
+      return;
+    }
+    app.markers = new Map();
+    for (const [code, point] of found) {
+      const marker = L.circleMarker(point.at, {
+        radius: point.tower ? 7 : 5, weight: point.tower ? 3 : 1.5, color: point.tower ? "#6d4c41" : "#ffffff",
+        fillColor: STATE_COLOUR[point.state], fillOpacity: 0.95, state: point.state });
+      marker.bindPopup(point.popup);
+      app.markers.set(code, marker);
     }
     clusters.clearLayers();
-    clusters.addLayers(markers);
+    clusters.addLayers([...app.markers.values()]);
   }
 
   function polePopup(p, i, hosted, t, state) {
@@ -592,6 +613,8 @@
     renderAlerts(null);
     renderCounts(counts);
     refreshTasks();
+    clearInterval(app.statesTimer);  // connection states are not in the stream: read them again each minute
+    app.statesTimer = setInterval(() => refreshPoints().catch(() => {}), STATES_EVERY_MS);
     document.body.dataset.ready = String(Math.round(performance.now()));
   }
 
@@ -604,5 +627,6 @@
     } catch (e) { showLogin(""); }
   }
 
+  window.ganzhiDashboard = { refreshPoints };  // for the browser tests and the console
   boot();
 })();

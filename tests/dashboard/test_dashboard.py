@@ -25,7 +25,7 @@ from ingest.writer import Batch, Writer
 from registry import accounts, service
 from registry.changes import Actor
 from tests.conftest import _empty_ledger
-from tests.factories import river_station
+from tests.factories import river_station, terminal_in
 
 pytestmark = pytest.mark.slow
 
@@ -210,3 +210,23 @@ def test_no_page_file_refers_to_another_host():
             text = path.read_text()
             loads = re.findall(r"""(?:url\(\s*['"]?|import\s*\(?\s*['"]|src\s*=\s*['"])(https?:)?//""", text)
             assert not loads, f"{path} loads from another host"
+
+
+def test_connection_states_are_read_again_without_a_reload(browser, contexts, api_url, db_url, people):
+    """States are not in the stream: the page reads the map again (each minute; here by its hook) and recolours
+    the clusters in place: a grey cluster of never-seen devices turns green once they report."""
+    with psycopg.connect(db_url) as conn:
+        codes = [service.create_terminal(conn, terminal_in(f"状态测试站{n}", department="sthjj",
+                                                           at=(126.98 + n * 0.0005, 46.64)), Actor("tests"))
+                 for n in range(12)]
+    context = browser.new_context(viewport={"width": 1400, "height": 800})
+    contexts.append(context)
+    page = context.new_page()
+    _log_in(page, api_url, *people["operator"])
+    expect(page.locator(".cluster.idle")).to_have_count(1)
+    with psycopg.connect(db_url) as conn:
+        conn.execute("insert into device_state (code, last_seen_at, connection) "
+                     "select unnest(%s::text[]), now(), 'online'", (codes,))
+    page.evaluate("window.ganzhiDashboard.refreshPoints()")
+    expect(page.locator(".cluster.ok")).to_have_count(1)
+    expect(page.locator(".cluster.idle")).to_have_count(0)
