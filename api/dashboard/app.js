@@ -24,6 +24,7 @@
                  district_flow_meter: "分区流量计", heating_substation_sensor: "换热站", indoor_temp_sensor: "室温",
                  water_pressure_point: "管网压力" };
   const SOURCE = { camera: "监控摄像机", satellite: "卫星热点", patrol: "巡查" };
+  const VERDICT = { straw: "属实：秸秆焚烧", residue: "属实：根茬焚烧", other_heat: "其他热源", false: "误报" };
   const STATES_EVERY_MS = 60000;
   const OPERATOR_ROLES = ["operator", "steward_admin", "platform_admin"];
 
@@ -378,7 +379,7 @@
     $("#detail").hidden = false;
     if (!fire) drawChart(alert);
     renderTasks(context.tasks, alert);
-    renderActions(alert);
+    renderActions(alert, fire);
     body.querySelectorAll(".members li").forEach((li) =>
       li.addEventListener("click", () => openAlert(Number(li.dataset.alert))));
   }
@@ -390,6 +391,7 @@
     return `<h3>火点</h3><dl><dt>位置</dt><dd>${num(fire.lat)}, ${num(fire.lon)}（±${num(fire.accuracy_m)} 米）</dd>` +
       `<dt>发现 / 最近</dt><dd>${when(fire.first_seen)} / ${when(fire.last_seen)}</dd>` +
       `<dt>置信度</dt><dd>${num(fire.confidence)}</dd>` +
+      (fire.verdict ? `<dt>核实结论</dt><dd>${esc(VERDICT[fire.verdict] || fire.verdict)}（${esc(fire.verified_by || "")}）</dd>` : "") +
       `<dt>检测</dt><dd>${fire.detections.length} 次，来源 ${esc([...new Set(fire.detections.map((d) => SOURCE[d.source] || d.source))].join("、"))}</dd></dl>` +
       `<h3>证据图像</h3><div class="evidence">${shots.join("") || '<p class="nodata">无证据图像</p>'}</div>`;
   }
@@ -465,13 +467,24 @@
     box.appendChild(button);
   }
 
-  function renderActions(alert) {
+  function renderActions(alert, fire) {
     const box = $("#actions");
     const operator = app.me.roles.some((r) => OPERATOR_ROLES.includes(r));
     if (!operator) return;
+    if (fire && !fire.verdict) {
+      for (const [verdict, label] of Object.entries(VERDICT)) {
+        addButton(box, label, verdict === "false" ? "plain" : "", () => recordVerdict(alert, fire, verdict));
+      }
+    }
     if (alert.status === "open") addButton(box, "确认", "", () => act(alert, "acknowledge"));
     if (["open", "acknowledged"].includes(alert.status)) addButton(box, "派发", "", () => assignForm(alert));
     if (alert.status !== "closed") addButton(box, "关闭告警", "warn", () => act(alert, "close"));
+  }
+
+  async function recordVerdict(alert, fire, verdict) {
+    await api(`/fire-events/${fire.id}/verdict`, { method: "POST", json: { verdict } });
+    toast("已记录核实结论：" + VERDICT[verdict]);
+    await openAlert(alert.id);
   }
 
   async function act(alert, action) {

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Page, expect
 
+from alerts import fire as fire_alerts
 from alerts import service as alerts
 from analytics.worker import RuleWorker
 from ingest.validate import Accepted
@@ -230,3 +231,43 @@ def test_connection_states_are_read_again_without_a_reload(browser, contexts, ap
     page.evaluate("window.ganzhiDashboard.refreshPoints()")
     expect(page.locator(".cluster.ok")).to_have_count(1)
     expect(page.locator(".cluster.idle")).to_have_count(0)
+
+
+def _straw_fire(db_url: str) -> int:
+    """A straw fire seen by a tower camera, with its evidence frame; the fire alert service raises its alert."""
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(db_url) as conn:
+        event = conn.execute(
+            "insert into fire_event (first_seen, last_seen, lat, lon, accuracy_m, division_code, confidence) "
+            "values (%s, %s, 46.70, 126.90, 120, '231202', 0.92) returning id", (now, now)).fetchone()[0]
+        detection = conn.execute(
+            "insert into fire_detection (event_id, source, cue, track, first_seen, last_seen, confidence, position) "
+            "values (%s, 'camera', 'flame', 'browser-test', %s, %s, 0.92, 'unknown') returning id",
+            (event, now, now)).fetchone()[0]
+        conn.execute("insert into fire_evidence (detection_id, captured_at, jpeg) values (%s, %s, %s)",
+                     (detection, now, _photo()))
+        fire_alerts.fire_event(conn, event)
+    return event
+
+
+def test_a_straw_fire_arrives_live_with_its_evidence_and_gets_a_verdict(browser, contexts, api_url, db_url, people,
+                                                                         artefacts):
+    context = browser.new_context(viewport={"width": 1600, "height": 900})
+    contexts.append(context)
+    page = context.new_page()
+    _log_in(page, api_url, *people["operator"])
+    expect(page.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+    event = _straw_fire(db_url)
+    marker = page.locator(f"[data-fire='{event}']")
+    expect(marker).to_be_visible(timeout=20_000)
+    marker.click()
+    detail = page.locator("#detail")
+    image = detail.locator(".evidence img")
+    expect(image).to_have_count(1)
+    page.wait_for_function("document.querySelector('#detail .evidence img').naturalWidth > 0")
+    page.screenshot(path=artefacts / "06-straw-fire-evidence.png")
+    detail.get_by_role("button", name="属实：秸秆焚烧").click()
+    expect(detail).to_contain_text("核实结论")
+    expect(page.locator("#detail-status")).to_have_text("已确认")  # a straw verdict acknowledges the alert
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select verdict from fire_event where id = %s", (event,)).fetchone() == ("straw",)
