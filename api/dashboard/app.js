@@ -442,7 +442,9 @@
         div.querySelector(".steps").innerHTML = full.steps.map((s) =>
           `<li><span class="t">${when(s.at)}</span> ${esc(s.actor)} ${STEP[s.action] || esc(s.action)} ${esc(s.note || "")}` +
           `${s.lat !== null ? `（${num(s.lat)}, ${num(s.lon)}）` : ""}` +
-          s.photos.map((p) => ` <a href="${API}/tasks/${task.id}/photos/${p}" target="_blank">照片${p}</a>`).join("") + "</li>").join("");
+          (s.photos.length ? `<div class="photos">${s.photos.map((p) => `<a href="${API}/tasks/${task.id}/photos/${p}" ` +
+            `target="_blank" rel="noopener"><img src="${API}/tasks/${task.id}/photos/${p}" alt="现场照片${p}"></a>`).join("")}</div>` : "") +
+          "</li>").join("");
       });
       const actions = div.querySelector(".actions");
       if (task.assignee === app.me.login && task.status === "assigned") {
