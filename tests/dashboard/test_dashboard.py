@@ -161,6 +161,8 @@ def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, conte
     detail.get_by_role("button", name="关闭告警").click()
     expect(operator.locator("#detail-status")).to_have_text("已关闭")
     expect(item).to_have_count(0)  # the live list holds active alerts only
+    expect(operator.locator("#bureau-counts [data-bureau='environment'] .ack")).to_have_text("已确认 0")
+    expect(detail.locator(".task .steps li")).to_have_count(3)
     operator.screenshot(path=artefacts / "05-closed.png")
 
     with psycopg.connect(db_url) as conn:
