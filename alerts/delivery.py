@@ -253,8 +253,84 @@ async def _listen(service: Service, url: str, worker: DeliveryWorker) -> None:
             await service.sleep(1)
 
 
+SINGLE_WORKER_LOCK = 0x67616E7A6869
+"""PostgreSQL advisory lock (session level) that the one running delivery worker holds. Two workers would each
+send an endpoint's deliveries and break their order per alert; a second one waits as a standby instead."""
+LOCK_RETRY_S = 2.0
+LOCK_CHECK_S = 5.0
+
+
+async def single_worker_lock(service: Service, url: str) -> psycopg.AsyncConnection | None:
+    """A connection holding ``SINGLE_WORKER_LOCK``, once this worker gets it (waiting while another holds it);
+    None when the service was stopped while waiting."""
+    conn = await service.aconnect(url, autocommit=True, what="delivery lock")
+    waiting = False
+    while conn is not None and not service.stop.is_set():
+        got = await (await conn.execute("select pg_try_advisory_lock(%s)", (SINGLE_WORKER_LOCK,))).fetchone()
+        if got[0]:
+            if waiting:
+                log.info("the other delivery worker stopped; this one takes over")
+            return conn
+        if not waiting:
+            log.warning("another delivery worker is running (it holds PostgreSQL advisory lock %d): only one may "
+                        "send, so this one waits as a standby until it stops", SINGLE_WORKER_LOCK)
+            service.set_detail(standby=True)
+            waiting = True
+        await service.sleep(LOCK_RETRY_S)
+    if conn is not None:
+        await conn.close()
+    return None
+
+
+class LockLost(RuntimeError):
+    """Another delivery worker took the lock while this one's connection was down."""
+
+
+async def _retake(service: Service, url: str) -> psycopg.AsyncConnection | None:
+    conn = await service.aconnect(url, autocommit=True, what="delivery lock")
+    if conn is None:
+        return None
+    got = await (await conn.execute("select pg_try_advisory_lock(%s)", (SINGLE_WORKER_LOCK,))).fetchone()
+    if not got[0]:
+        await conn.close()
+        raise LockLost("another delivery worker took over while the database was away; this one stops")
+    log.info("delivery lock taken again after its connection was lost")
+    return conn
+
+
+async def _keep_lock(service: Service, url: str, conn: psycopg.AsyncConnection | None) -> None:
+    """Hold the lock for the worker's life. When its connection is lost (PostgreSQL restarted), the lock went with
+    it: take it again on a new connection; if another worker got it meanwhile, this one stops (``LockLost``)."""
+    try:
+        while conn is not None and not await service.sleep(LOCK_CHECK_S):
+            try:
+                await conn.execute("select 1")
+            except psycopg.OperationalError:
+                await conn.close()
+                conn = None
+            if conn is None:
+                conn = await _retake(service, url)
+    finally:
+        if conn is not None:
+            await conn.close()
+
+
 async def deliver(service: Service, settings: Settings, url: str) -> None:
-    """The worker's main: a small pool, one HTTP client, the listener, and the loop."""
+    """The worker's main: the single-worker lock, then a small pool, one HTTP client, the listener, and the loop."""
+    lock = await single_worker_lock(service, url)
+    if lock is None:
+        return
+    service.set_detail(standby=False)
+    keeping = asyncio.create_task(_keep_lock(service, url, lock))
+    keeping.add_done_callback(service.watch("single-worker lock"))
+    try:
+        await _deliver(service, settings, url)
+    finally:
+        keeping.cancel()
+        await asyncio.gather(keeping, return_exceptions=True)
+
+
+async def _deliver(service: Service, settings: Settings, url: str) -> None:
     async with AsyncConnectionPool(url, min_size=2, max_size=10, open=False,
                                    kwargs={"autocommit": True}) as pool, \
             httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False,

@@ -128,6 +128,19 @@ def list_tasks(conn: psycopg.Connection, who: Identity, *, mine: bool, status: s
              "before_id": before_id, "limit": limit}).fetchall()
 
 
+def tasks_about(conn: psycopg.Connection, who: Identity, subjects: list[tuple[str, int]]) -> list[dict]:
+    """The tasks in the caller's view sent to any of ``subjects`` ((subject_type, id) pairs), newest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            _TASK + f"""
+             where {_in_view()} and (t.subject_type, t.subject_id) in (
+                   select s.type, s.id from unnest(%(types)s::text[], %(ids)s::bigint[]) as s(type, id))
+             order by t.id desc limit 100
+            """,
+            {"scope": who.scope, "me": who.account_id, "types": [s[0] for s in subjects],
+             "ids": [s[1] for s in subjects]}).fetchall()
+
+
 _MOVES = {"verify": ({"assigned"}, "verified", "assignee"), "rectify": ({"verified"}, "rectified", "assignee"),
           "close": ({"verified", "rectified"}, "closed", "assigner"),
           "reject": ({"verified", "rectified"}, "assigned", "assigner")}

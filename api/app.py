@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 
 from api import errors
 from api.auth import authenticated
@@ -14,6 +15,7 @@ from api.routes import (
     auth,
     codes,
     credentials,
+    dashboard,
     fire,
     health,
     poles,
@@ -64,9 +66,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(health.router, responses={500: errors.ERROR_RESPONSES[500], 503: _DEGRADED})
     app.include_router(auth.router, responses=errors.ERROR_RESPONSES)  # logging in needs no credentials
     for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users,
-                   webhooks, tasks):
+                   webhooks, tasks, dashboard):
         app.include_router(module.router, dependencies=[Depends(authenticated)],  # denied by default
                            responses=errors.ERROR_RESPONSES)
     # the stream authenticates on a connection it gives back at once (a stream lasts)
     app.include_router(stream.router, responses=errors.ERROR_RESPONSES)
+    dashboard.install(app)  # the page and its vendored scripts (its data comes through the routes above)
+    app.add_middleware(GZipMiddleware, minimum_size=2048)  # the map's points and the scripts; never the stream
     return app

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     )
     demo: bool = Field(default=True, description="load the Suihua demo ledger into an empty database on `up`")
     log_level: str = Field(default="INFO")
+    dashboard_tile_url: str | None = Field(
+        default=None, description="the dashboard's base-map tiles, a Leaflet URL template such as "
+        "https://tiles.example.gov.cn/{z}/{x}/{y}.png (天地图 or an internal server); unset: county outlines only")
+    dashboard_tile_attribution: str = Field(default="", max_length=500, description="credit shown under the tiles")
+    dashboard_tile_max_zoom: int = Field(default=18, ge=1, le=22, description="deepest zoom the tile server has")
 
     @field_validator("database_url")
     @classmethod

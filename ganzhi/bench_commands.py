@@ -150,3 +150,14 @@ def bench_chaos(settings: Settings, speed: float, window_s: float, faults: tuple
     if failed:
         raise click.ClickException(f"missed the goal (0 lost, 0 twice, back within {GOAL_RECOVERY_S:.0f} s): "
                                    f"{', '.join(failed)}")
+
+
+@bench.command(name="dashboard")
+@click.option("--loads", default=5, show_default=True, help="Page loads timed after logging in.")
+@click.pass_obj
+def bench_dashboard(settings: Settings, loads: int) -> None:
+    """Dashboard page load on the demo ledger (4,100 terminals) in Debian's headless chromium (needs the dev
+    extras: playwright)."""
+    from ganzhi.bench_dashboard import run as run_bench
+
+    run_bench(database_url(settings), settings, loads)

@@ -25,7 +25,7 @@ from core.broker import BrokerMissing, LocalBroker
 from core.embedded import EmbeddedPostgres, stop_leftover
 from core.settings import Settings, UnsafeSettings
 from ganzhi import broker_auth, database
-from ganzhi.account_commands import ensure_first_admin
+from ganzhi.account_commands import ADMIN_LOGIN, ADMIN_SECRET_FILE, ensure_first_admin
 from ganzhi.children import Child
 from ingest import store
 from registry import demo
@@ -75,11 +75,21 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         maintaining = asyncio.create_task(_maintain_forever(url, settings))
         log.info("Ganzhi is up: API on http://%s:%d (docs at /docs); Ctrl-C stops it",
                  settings.http_host, settings.http_port)
+        _print_dashboard(settings)
         await _wait_for(stop, serving)
         server.should_exit = True
         maintaining.cancel()
         await asyncio.gather(serving, maintaining, return_exceptions=True)
     log.info("Ganzhi stopped")
+
+
+def _print_dashboard(settings: Settings) -> None:
+    """Where a newcomer goes next, on stdout: the dashboard and how to log in to it."""
+    secret = settings.var_dir / ADMIN_SECRET_FILE
+    login = (f"log in as '{ADMIN_LOGIN}' with the password in {secret} (cat {secret})" if secret.exists()
+             else "log in with your account (ganzhi user add makes one)")
+    print(f"\n  Dashboard 态势大屏: http://{settings.http_host}:{settings.http_port}/dashboard/\n  {login}\n",
+          flush=True)
 
 
 def _require_free_ports(settings: Settings) -> None:
@@ -147,6 +157,7 @@ def _worker_commands(settings: Settings, simulate: bool) -> list[tuple[str, list
                  for n in range(1, settings.hj212_workers + 1)]  # SO_REUSEPORT
     commands.append(("fire worker", ["fire"]))
     commands.append(("dispatch sweep", ["dispatch-sweep"]))  # escalates overdue dispatch tasks
+    commands.append(("delivery worker", ["deliver"]))  # webhooks and SMS; one only (it holds a lock)
     if simulate:  # the demo fleet, with a few pollution events and gas leaks so that alerts show too
         commands.append(("device simulator", ["simulate", "--speed", str(SIMULATOR_SPEED), "--fault", "pollution",
                                               "--fault-share", "0.03", "--towers", str(DEMO_TOWERS)]))

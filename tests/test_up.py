@@ -53,6 +53,10 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
         page = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
                          params={"count": "true", "limit": 1}).json()
         assert page["count"] > 4_000  # the demo ledger was loaded into the empty database
+        dashboard = httpx.get(f"http://127.0.0.1:{ports['http']}/dashboard/", timeout=30)
+        assert dashboard.status_code == 200 and "态势大屏" in dashboard.text  # no login needed to reach the page
+        points = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/dashboard/map", timeout=30).json()
+        assert len(points["terminals"]["code"]) == page["count"]
         air = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/terminals",
                         params={"kind": "air_sensor", "limit": 1}).json()["data"][0]["code"]
         latest = _wait_for_readings(ports["http"], air)
@@ -78,6 +82,8 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=120)[0]
     assert process.returncode == 0, output
+    assert f"Dashboard 态势大屏: http://127.0.0.1:{ports['http']}/dashboard/" in output
+    assert f"password in {var_dir / 'admin-password'}" in output
     assert "Ganzhi stopped" in output
     for port in ports.values():
         assert not _port_open(port), f"port {port} still open after stop:\n{output}"
@@ -112,7 +118,7 @@ def test_everything_up_started_dies_with_it_and_a_new_up_starts():
         started = _descendants(first.pid)
         commands = " ".join(_command(pid) for pid in started)
         for program in ("bin/postgres -D", "mosquitto -c", "ganzhi ingest", "ganzhi analytics", "ganzhi hj212",
-                        "ganzhi fire"):
+                        "ganzhi fire", "ganzhi deliver"):
             assert program in commands
         first.kill()
         first.wait()

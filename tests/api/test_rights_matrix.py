@@ -114,6 +114,10 @@ RULES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("POST", "/api/v1/tasks/{task_id}/rectify"): ASSIGNEE,
     ("POST", "/api/v1/tasks/{task_id}/{decision}"): ASSIGNER,
     ("GET", "/api/v1/tasks/{task_id}/photos/{photo_id}"): READ,
+    ("GET", "/api/v1/dashboard/map"): LIST,
+    ("GET", "/api/v1/dashboard/counts"): LIST,
+    ("GET", "/api/v1/dashboard/alerts/{alert_id}"): READ,
+    ("GET", "/api/v1/dashboard/config"): LIST,
 }
 
 _ROLES = {"other_viewer": (["viewer"], "zjj"), "viewer": (["viewer"], "sthjj"), "operator": (["operator"], "sthjj"),

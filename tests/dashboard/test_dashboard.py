@@ -1,0 +1,275 @@
+"""The dashboard end to end in chromium: an operator logs in and watches a river alert, raised by the rule engine
+from real readings, arrive live (SSE) in the list and on the map; opens its chart (limit drawn); acknowledges and
+assigns it; the field officer logs in, finds the task and verifies it on the spot with a photo and GPS; the
+operator closes the task and the alert. Screenshots of each step are kept as artefacts. No request leaves the
+platform."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+import psycopg
+import pytest
+from playwright.sync_api import Page, expect
+
+from alerts import fire as fire_alerts
+from alerts import service as alerts
+from analytics.worker import RuleWorker
+from ingest.validate import Accepted
+from ingest.writer import Batch, Writer
+from registry import accounts, service
+from registry.changes import Actor
+from tests.conftest import _empty_ledger
+from tests.factories import river_station, terminal_in
+
+pytestmark = pytest.mark.slow
+
+STATIC = Path(__file__).resolve().parents[2] / "api" / "dashboard"
+URL = re.compile(r"\bhttps?://", re.IGNORECASE)
+FIELD_POSITION = {"latitude": 46.5301, "longitude": 126.9402}
+
+
+_serial = itertools.count(1)
+
+
+@pytest.fixture
+def people(db_url: str) -> dict[str, tuple[str, str]]:
+    """(login, password) of an operator and a field officer of 生态环境局 (sthjj), new for each test."""
+    n = next(_serial)
+    made = {}
+    with psycopg.connect(db_url) as conn:
+        for role, roles in (("operator", ["operator"]), ("field", ["viewer"])):
+            login, password = f"dash-{role}-{n}", accounts.new_password()
+            accounts.add_account(conn, login=login, name=login, department="sthjj", roles=roles, kind="person",
+                                 password=password, actor=Actor("tests"))
+            made[role] = (login, password)
+    yield made
+    _empty_ledger(db_url)
+
+
+def _log_in(page: Page, base: str, login: str, password: str) -> None:
+    page.goto(f"{base}/dashboard/")
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", password)
+    page.click("#login-form button")
+    page.wait_for_selector("body[data-ready]", state="attached", timeout=30_000)
+
+
+def _watch_requests(page: Page, base: str, seen: list[str]) -> None:
+    page.on("request", lambda request: seen.append(request.url))
+
+
+def _raise_river_alert(db_url: str) -> tuple[str, int]:
+    """A water-quality station whose ammonia rises past class III; the rule engine opens the alert."""
+    with psycopg.connect(db_url) as conn:
+        code = service.create_terminal(conn, river_station("呼兰河浏览器测试站", department="sthjj"), Actor("tests"))
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    values = [(-200 + 10 * i, 0.45 + 0.02 * i) for i in range(12)] + [(-80, 1.3), (-70, 1.5), (-60, 1.7),
+                                                                      (-50, 1.6), (-40, 1.45)]
+    worker = RuleWorker(db_url, alerts, "rules-dashboard-test")
+    listen = psycopg.connect(db_url, autocommit=True)
+    work = psycopg.connect(db_url)
+    try:
+        worker.listen(listen)
+        with psycopg.connect(db_url) as conn:
+            terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+            Writer().write(conn, Batch(readings=[
+                Accepted(terminal_id, code, "w21003", int((now + dt.timedelta(minutes=m)).timestamp() * 1000), v, None)
+                for m, v in values]))
+        worker.step(listen, work, wait_s=0.5)
+    finally:
+        listen.close()
+        work.close()
+    with psycopg.connect(db_url) as conn:
+        alert_id = conn.execute("select id from alert where rule = 'gb3838:w21003'").fetchone()[0]
+    return code, alert_id
+
+
+def _photo() -> bytes:
+    image = np.full((120, 160, 3), (60, 140, 90), np.uint8)
+    cv2.putText(image, "site", (30, 70), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, contexts, api_url, db_url, people,
+                                                                   artefacts):
+    seen: list[str] = []
+    operator_context = browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    contexts.append(operator_context)
+    operator = operator_context.new_page()
+    _watch_requests(operator, api_url, seen)
+    _log_in(operator, api_url, *people["operator"])
+    expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+
+    _, alert_id = _raise_river_alert(db_url)  # after the page is up: it must arrive through the stream
+    item = operator.locator(f"#alerts li[data-alert='{alert_id}']")
+    expect(item).to_be_visible(timeout=20_000)
+    expect(item).to_contain_text("呼兰河浏览器测试站")
+    expect(operator.locator(f".alert-icon[data-alert='{alert_id}']")).to_be_attached()
+    expect(operator.locator("#bureau-counts [data-bureau='environment'] b")).to_have_text("1")
+    operator.screenshot(path=artefacts / "01-alert-arrives-live.png")
+
+    item.click()
+    detail = operator.locator("#detail")
+    expect(detail).to_be_visible()
+    expect(operator.locator("#chart canvas")).to_be_attached()
+    expect(operator.locator("#chart")).to_have_attribute("data-limit", "1")  # class III ammonia: 1.0 mg/L
+    assert int(operator.locator("#chart").get_attribute("data-points")) >= 10
+    operator.screenshot(path=artefacts / "02-alert-chart.png")
+
+    detail.get_by_role("button", name="确认").click()
+    expect(operator.locator("#detail-status")).to_have_text("已确认")
+    detail.get_by_role("button", name="派发").click()
+    operator.fill("#assign-form input[name=assignee]", people["field"][0])
+    operator.click("#assign-form button[type=submit]")
+    task = detail.locator(".task")
+    expect(task).to_contain_text("已派发")
+    expect(task).to_contain_text(people["field"][0])
+    operator.screenshot(path=artefacts / "03-assigned.png")
+
+    field_context = browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN",
+                                        geolocation=FIELD_POSITION, permissions=["geolocation"])
+    contexts.append(field_context)
+    field = field_context.new_page()
+    _watch_requests(field, api_url, seen)
+    _log_in(field, api_url, *people["field"])
+    field.click("#tabs button[data-tab=tasks]")
+    field.locator("#tasks li[data-task]").first.click()
+    field_detail = field.locator("#detail")
+    expect(field_detail.get_by_role("button", name="派发")).to_have_count(0)  # a viewer does not dispatch
+    field_detail.get_by_role("button", name="现场核查").click()
+    expect(field.locator("#verify-form input[name=lat]")).to_have_value("46.530100")
+    field.fill("#verify-form textarea[name=note]", "现场水体发黑，排污口有异味")
+    field.set_input_files("#verify-form input[name=photo]",
+                          files=[{"name": "site.jpg", "mimeType": "image/jpeg", "buffer": _photo()}])
+    field.click("#verify-form button[type=submit]")
+    expect(field_detail.locator(".task")).to_contain_text("已核查")
+    expect(field_detail.locator(".task .steps")).to_contain_text("现场水体发黑")
+    field.screenshot(path=artefacts / "04-verified-by-field-officer.png")
+
+    item.click()
+    task = detail.locator(".task")
+    expect(task).to_contain_text("已核查")
+    task.get_by_role("button", name="办结").click()
+    expect(detail.locator(".task")).to_contain_text("已办结")
+    detail.get_by_role("button", name="关闭告警").click()
+    expect(operator.locator("#detail-status")).to_have_text("已关闭")
+    expect(item).to_have_count(0)  # the live list holds active alerts only
+    expect(operator.locator("#bureau-counts [data-bureau='environment'] .ack")).to_have_text("已确认 0")
+    expect(detail.locator(".task .steps li")).to_have_count(3)
+    operator.screenshot(path=artefacts / "05-closed.png")
+
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select status from alert where id = %s", (alert_id,)).fetchone() == ("closed",)
+        task_row = conn.execute("select status from task where alert_id = %s", (alert_id,)).fetchone()
+        steps = [a for (a,) in conn.execute("select s.action from task_step s join task t on t.id = s.task_id "
+                                            "where t.alert_id = %s order by s.id", (alert_id,))]
+        photos = conn.execute("select count(*) from task_photo p join task_step s on s.id = p.step_id "
+                              "join task t on t.id = s.task_id where t.alert_id = %s", (alert_id,)).fetchone()[0]
+    assert task_row == ("closed",)
+    assert steps == ["assign", "verify", "close"]
+    assert photos == 1
+    base = urlsplit(api_url).netloc
+    assert seen and all(urlsplit(u).netloc == base or u.startswith("data:") for u in seen), \
+        [u for u in seen if urlsplit(u).netloc != base]
+    print(f"screenshots in {artefacts}")
+
+
+def test_a_department_sees_only_its_own_points(browser, contexts, api_url, db_url, people):
+    """The map's points come through the caller's rights: 住建局 does not see 生态环境局's station."""
+    code, _ = _raise_river_alert(db_url)
+    with psycopg.connect(db_url) as conn:
+        password = accounts.new_password()
+        housing = f"dash-housing-{next(_serial)}"
+        accounts.add_account(conn, login=housing, name="住建", department="zjj", roles=["viewer"],
+                             kind="person", password=password, actor=Actor("tests"))
+    context = browser.new_context()
+    contexts.append(context)
+    for login, secret, visible in ((*people["operator"], True), (housing, password, False)):
+        context.clear_cookies()
+        page = context.new_page()
+        _log_in(page, api_url, login, secret)
+        points = page.evaluate("fetch('/api/v1/dashboard/map').then(r => r.json())")
+        assert (code in points["terminals"]["code"]) is visible
+        alerts_shown = page.locator("#alerts li[data-alert]").count()
+        assert (alerts_shown == 1) is visible
+        page.close()
+
+
+def test_no_page_file_refers_to_another_host():
+    """Offline: the page, its scripts and styles load nothing from outside the platform."""
+    own = [p for p in STATIC.iterdir() if p.suffix in (".html", ".js", ".css")]
+    assert own
+    for path in own:
+        assert not URL.search(path.read_text()), f"{path.name} names an outside URL"
+    for path in (STATIC / "vendor").rglob("*"):
+        if path.suffix in (".js", ".css"):
+            text = path.read_text()
+            loads = re.findall(r"""(?:url\(\s*['"]?|import\s*\(?\s*['"]|src\s*=\s*['"])(https?:)?//""", text)
+            assert not loads, f"{path} loads from another host"
+
+
+def test_connection_states_are_read_again_without_a_reload(browser, contexts, api_url, db_url, people):
+    """States are not in the stream: the page reads the map again (each minute; here by its hook) and recolours
+    the clusters in place: a grey cluster of never-seen devices turns green once they report."""
+    with psycopg.connect(db_url) as conn:
+        codes = [service.create_terminal(conn, terminal_in(f"状态测试站{n}", department="sthjj",
+                                                           at=(126.98 + n * 0.0005, 46.64)), Actor("tests"))
+                 for n in range(12)]
+    context = browser.new_context(viewport={"width": 1400, "height": 800})
+    contexts.append(context)
+    page = context.new_page()
+    _log_in(page, api_url, *people["operator"])
+    expect(page.locator(".cluster.idle")).to_have_count(1)
+    with psycopg.connect(db_url) as conn:
+        conn.execute("insert into device_state (code, last_seen_at, connection) "
+                     "select unnest(%s::text[]), now(), 'online'", (codes,))
+    page.evaluate("window.ganzhiDashboard.refreshPoints()")
+    expect(page.locator(".cluster.ok")).to_have_count(1)
+    expect(page.locator(".cluster.idle")).to_have_count(0)
+
+
+def _straw_fire(db_url: str) -> int:
+    """A straw fire seen by a tower camera, with its evidence frame; the fire alert service raises its alert."""
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(db_url) as conn:
+        event = conn.execute(
+            "insert into fire_event (first_seen, last_seen, lat, lon, accuracy_m, division_code, confidence) "
+            "values (%s, %s, 46.70, 126.90, 120, '231202', 0.92) returning id", (now, now)).fetchone()[0]
+        detection = conn.execute(
+            "insert into fire_detection (event_id, source, cue, track, first_seen, last_seen, confidence, position) "
+            "values (%s, 'camera', 'flame', 'browser-test', %s, %s, 0.92, 'unknown') returning id",
+            (event, now, now)).fetchone()[0]
+        conn.execute("insert into fire_evidence (detection_id, captured_at, jpeg) values (%s, %s, %s)",
+                     (detection, now, _photo()))
+        fire_alerts.fire_event(conn, event)
+    return event
+
+
+def test_a_straw_fire_arrives_live_with_its_evidence_and_gets_a_verdict(browser, contexts, api_url, db_url, people,
+                                                                         artefacts):
+    context = browser.new_context(viewport={"width": 1600, "height": 900})
+    contexts.append(context)
+    page = context.new_page()
+    _log_in(page, api_url, *people["operator"])
+    expect(page.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+    event = _straw_fire(db_url)
+    marker = page.locator(f"[data-fire='{event}']")
+    expect(marker).to_be_visible(timeout=20_000)
+    marker.click()
+    detail = page.locator("#detail")
+    image = detail.locator(".evidence img")
+    expect(image).to_have_count(1)
+    page.wait_for_function("document.querySelector('#detail .evidence img').naturalWidth > 0")
+    page.screenshot(path=artefacts / "06-straw-fire-evidence.png")
+    detail.get_by_role("button", name="属实：秸秆焚烧").click()
+    expect(detail).to_contain_text("核实结论")
+    expect(page.locator("#detail-status")).to_have_text("已确认")  # a straw verdict acknowledges the alert
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select verdict from fire_event where id = %s", (event,)).fetchone() == ("straw",)
