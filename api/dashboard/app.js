@@ -30,7 +30,7 @@
 
   const app = { me: null, csrf: sessionStorage.getItem("ganzhi-csrf"), alerts: new Map(), fires: new Map(),
                 where: new Map(), counties: new Map(), markers: new Map(), alertMarkers: new Map(), fireMarkers: new Map(), open: null, source: null,
-                tasks: [] };
+                tasks: [], metrics: new Map() };
   const $ = (sel) => document.querySelector(sel);
 
   // ---------------------------------------------------------------------------------------------- helpers
@@ -41,6 +41,24 @@
   }
   function when(iso) {
     return iso ? new Date(iso).toLocaleString("zh-CN", { timeZone: TZ, hour12: false }) : "—";
+  }
+  function metricName(key) {
+    const spec = app.metrics.get(key);
+    return spec ? spec.name_zh : key;
+  }
+  // The rule engine's text is English; the structured fields say the same in Chinese.
+  const PHRASE = { above: "超过限值", below: "低于限值", falling: "下降过快", stuck: "长时间不变，疑似设备故障",
+                   jump: "突变，疑似设备故障", silent: "长时间无数据" };
+  function summary(alert) {
+    if (!alert.metric || alert.value === null || alert.value === undefined) return alert.detail;
+    const unit = alert.unit ? " " + alert.unit : "";
+    let text = `${metricName(alert.metric)} ${num(alert.value)}${unit}`;
+    if (alert.direction) text += "，" + (PHRASE[alert.direction] || DIRECTION[alert.direction] || "");
+    if (alert.limit !== null && alert.limit !== undefined && ["above", "below"].includes(alert.direction)) {
+      text += ` ${num(alert.limit)}${unit}`;
+    }
+    const basis = [alert.standard, alert.grade].filter(Boolean).join(" ");
+    return basis ? `${text}（${basis}）` : text;
   }
   function num(v) { return v === null || v === undefined ? "—" : Number(v).toLocaleString("zh-CN", { maximumFractionDigits: 3 }); }
   function toast(text) {
@@ -270,7 +288,7 @@
     li.innerHTML = `<div class="row1"><span class="chip sev-${alert.severity}">${SEVERITY[alert.severity]}</span>` +
       `<span class="name">${esc(alert.terminal_name || (alert.fire_event_id ? "火点 #" + alert.fire_event_id : alert.rule))}</span>` +
       `<span class="chip st-${alert.status}">${STATUS[alert.status]}</span></div>` +
-      `<div class="what">${esc(FAMILY[alert.family] || alert.family)} · ${esc(alert.detail)}</div>` +
+      `<div class="what" title="${esc(alert.detail)}">${esc(FAMILY[alert.family] || alert.family)} · ${esc(summary(alert))}</div>` +
       `<div class="when">${when(alert.opened_at)} · ${esc(alert.division)}</div>`;
     li.addEventListener("click", () => openAlert(alert.id));
     return li;
@@ -362,10 +380,11 @@
     body.innerHTML =
       `<h2><span class="chip sev-${alert.severity}">${SEVERITY[alert.severity]}</span> ` +
       `${esc(FAMILY[alert.family] || alert.family)}告警 #${alert.id} <span class="chip st-${alert.status}" id="detail-status">${STATUS[alert.status]}</span></h2>` +
-      `<div>${esc(alert.detail)}</div>` +
+      `<div class="summary">${esc(summary(alert))}</div>` +
+      (summary(alert) !== alert.detail ? `<div class="original">${esc(alert.detail)}</div>` : "") +
       `<dl>` + (fire ? "" :
       `<dt>终端</dt><dd>${esc(alert.terminal_name || "—")} ${alert.terminal ? "(" + esc(alert.terminal) + ")" : ""}</dd>` +
-      `<dt>指标</dt><dd>${esc(alert.metric || "—")}</dd>` +
+      `<dt>指标</dt><dd>${alert.metric ? esc(metricName(alert.metric)) + " (" + esc(alert.metric) + ")" : "—"}</dd>` +
       `<dt>最值 / 限值</dt><dd>${num(alert.value)} ${esc(alert.unit || "")} / ${limit} ${alert.direction ? "（" + DIRECTION[alert.direction] + "）" : ""}</dd>` +
       `<dt>标准</dt><dd>${esc(alert.standard || "—")} ${esc(alert.grade || "")}</dd>`) +
       `<dt>所属</dt><dd>${BUREAU[alert.bureau]} · ${esc(alert.department)} · ${esc(alert.division)}</dd>` +
@@ -407,7 +426,7 @@
     if (!alert.readings.length) { box.innerHTML = '<p class="nodata">暂无该告警的监测数据</p>'; return; }
     const xs = alert.readings.map((r) => Date.parse(r.ts) / 1000);
     const ys = alert.readings.map((r) => r.value);
-    const series = [{ label: "时间", value: (u, ts) => ts === null ? "--" : when(ts * 1000) }, { label: `${alert.metric}（${alert.unit || ""}）`, stroke: "#1e88e5", width: 2,
+    const series = [{ label: "时间", value: (u, ts) => ts === null ? "--" : when(ts * 1000) }, { label: `${metricName(alert.metric)}（${alert.unit || ""}）`, stroke: "#1e88e5", width: 2,
                           points: { show: xs.length < 60 } }];
     const data = [xs, ys];
     if (alert.limit !== null) {
@@ -618,9 +637,11 @@
     $("#login").hidden = true;
     $("#board").hidden = false;
     connect();  // first: nothing that happens while the rest loads is missed
-    const [config, counties, points, counts] = await Promise.all([
+    const [config, counties, points, counts, metrics] = await Promise.all([
       api("/dashboard/config"), fetch("suihua-counties-tianditu.geojson").then((r) => r.json()),
-      api("/dashboard/map"), api("/dashboard/counts"), loadAlerts(), refreshFires().catch(() => {})]);
+      api("/dashboard/map"), api("/dashboard/counts"), api("/metrics"), loadAlerts(),
+      refreshFires().catch(() => {})]);
+    for (const spec of metrics) app.metrics.set(spec.key, spec);
     if (!map) initMap(config, counties);
     drawPoints(points);
     for (const fire of app.fires.values()) drawFire(fire);

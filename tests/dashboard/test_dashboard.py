@@ -111,6 +111,8 @@ def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, conte
     item = operator.locator(f"#alerts li[data-alert='{alert_id}']")
     expect(item).to_be_visible(timeout=20_000)
     expect(item).to_contain_text("呼兰河浏览器测试站")
+    expect(item.locator(".what")).to_contain_text("氨氮")  # the operator reads Chinese, from the alert's fields
+    expect(item.locator(".what")).to_contain_text("超过限值 1 mg/L（GB 3838-2002 V）")
     expect(operator.locator(f".alert-icon[data-alert='{alert_id}']")).to_be_attached()
     expect(operator.locator("#bureau-counts [data-bureau='environment'] b")).to_have_text("1")
     operator.screenshot(path=artefacts / "01-alert-arrives-live.png")
