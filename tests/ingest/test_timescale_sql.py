@@ -137,3 +137,21 @@ def test_a_column_the_definition_lacks_is_caught(monkeypatch, tmp_path):
     monkeypatch.setattr(timescale, "SQL_FILE", broken)
     references = timescale_references()
     assert references["compression"] - reading_columns() == {"sensor"}
+
+
+def test_the_operators_manual_check_parses_and_names_only_existing_columns():
+    """deploy/timescale-check.sql (run by hand on a real server) is valid PostgreSQL, and the readings
+    columns it names exist."""
+    script = Path(__file__).resolve().parents[2] / "deploy" / "timescale-check.sql"
+    sql_only = "\n".join(line for line in script.read_text(encoding="utf-8").splitlines()
+                         if not line.startswith("\\"))
+    named = set()
+    for stmt in _statements(sql_only):
+        if isinstance(stmt, ast.InsertStmt) and stmt.relation.relname == "reading":
+            named |= {c.name for c in stmt.cols}
+        for select in _nodes(stmt, ast.SelectStmt):
+            if select.fromClause and _reads_reading(select):
+                named |= {r.fields[-1].sval for r in _nodes(select, ast.ColumnRef)
+                          if isinstance(r.fields[-1], ast.String)}
+    assert {"terminal_id", "metric", "ts", "value"} <= named
+    assert named - {"bucket", "readings", "value_sum", "value_min", "value_max"} <= reading_columns()
