@@ -13,6 +13,8 @@ from registry.queries import Search, terminal_visible, terminal_where
 
 BUCKET_ORIGIN = "2000-01-01 00:00:00+08"
 """Buckets start at Beijing midnight, so daily buckets are local days."""
+ROLLUP_WINDOW = dt.timedelta(days=3)
+"""Bucketed queries over longer windows read the rollups (a 3-day window of a 1-minute sensor: 4,320 rows)."""
 
 _STATE = """
     case
@@ -48,13 +50,15 @@ def buckets(conn: psycopg.Connection, terminal_id: int, metric: str | None, star
             interval: dt.timedelta) -> list[dict]:
     """avg/min/max/count per metric and time bucket (date_bin, plain SQL on PostgreSQL 15 and 18).
 
-    Buckets of whole hours or days are read from the rollups (``ingest.rollups``) where they are complete
-    and settled: the raw readings serve only the partial buckets at either end of the window and the buckets
-    from the one the rollup watermark is in onwards. The result is the raw aggregation's; a reading that
-    arrives late for an older bucket shows once the maintenance service has run (within a minute).
+    Over windows longer than ``ROLLUP_WINDOW``, buckets of whole hours or days are read from the rollups
+    (``ingest.rollups``) where they are complete and settled: the raw readings serve only the partial buckets
+    at either end of the window and the buckets from the one the rollup watermark is in onwards. The result
+    is the raw aggregation's, except that a reading arriving late for an older bucket shows there once the
+    maintenance service has run (within a minute), as with TimescaleDB's real-time aggregates. Shorter
+    windows read the raw readings (cheap there) and so show every committed reading at once.
     """
     source = rollups.rollup_for(interval)
-    if source is None:
+    if source is None or end - start <= ROLLUP_WINDOW:
         return _raw_buckets(conn, terminal_id, metric, [(start, end)], interval)
     first = _bin(start, interval, up=True)
     last = _bin(end, interval, up=False)
