@@ -15,6 +15,9 @@ COPY simulators simulators
 COPY ganzhi ganzhi
 RUN pip install --no-cache-dir .
 RUN useradd --system --create-home ganzhi && mkdir -p var && chown ganzhi var
+# The broker's files, written by `ganzhi broker config` / `broker sync` running as the eclipse-mosquitto image's
+# user (uid 1883): a new named volume mounted here takes this ownership.
+RUN mkdir -p /mosquitto/config /mosquitto/auth && chown -R 1883:1883 /mosquitto
 USER ganzhi
 ENV GANZHI_HTTP_HOST=0.0.0.0 PYTHONUNBUFFERED=1
 EXPOSE 8080 1884 9212

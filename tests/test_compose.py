@@ -72,9 +72,14 @@ def problems(compose: dict) -> list[str]:
     once = one_shots(compose)
     for name, service in compose["services"].items():
         image = service.get("image", "")
-        repository, _, tag = image.rpartition(":") if ":" in image else (image, "", "")
-        if not tag or tag == "latest" or "latest" in tag:
+        named, _, digest = image.partition("@")
+        repository, _, tag = named.rpartition(":") if ":" in named else (named, "", "")
+        if not tag or "latest" in tag:
             found.append(f"{name}: image {image!r} is not pinned to a version")
+        if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            found.append(f"{name}: image {image!r} has a malformed digest")
+        if repository != "ganzhi" and not digest:
+            found.append(f"{name}: image {image!r} has no digest")
         command = service.get("command")
         if command and command[0] == "ganzhi":
             try:
@@ -154,6 +159,8 @@ def _broken(change) -> list[str]:
 @pytest.mark.parametrize(("change", "expected"), [
     (lambda s: s["db"].update(image="timescale/timescaledb:latest-pg16"), "db: image"),
     (lambda s: s["mosquitto"].update(image="eclipse-mosquitto"), "mosquitto: image"),
+    (lambda s: s["mosquitto"].update(image="eclipse-mosquitto:2.0.20"), "mosquitto: image"),
+    (lambda s: s["db"].update(image="timescale/timescaledb:2.17.2-pg16@sha256:4e45"), "db: image"),
     (lambda s: s["ingest-1"].update(command=["ganzhi", "ingest", "--client", "x"]), "ingest-1: command"),
     (lambda s: s["rules-1"].update(command=["ganzhi", "rules", "run"]), "rules-1: command"),
     (lambda s: s["api"]["environment"].update(GANZHI_HTTP_HOSTNAME="0.0.0.0"), "api: GANZHI_HTTP_HOSTNAME"),
