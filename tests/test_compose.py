@@ -6,7 +6,10 @@ published ports are the deliberate ones. Each rule is also shown to catch a brok
 from __future__ import annotations
 
 import copy
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import click
@@ -179,3 +182,21 @@ def test_secret_literals_are_caught():
     assert secret_literals(f"GANZHI_DEMO_SECRET: {DEMO_SECRET}") == [DEMO_SECRET]
     assert secret_literals("DATABASE_URL: postgresql://ganzhi:s3cret@db/ganzhi")
     assert secret_literals("DATABASE_URL: postgresql://ganzhi:${POSTGRES_PASSWORD:?x}@db/ganzhi") == []
+
+
+def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.fail("docker-compose is not installed; scripts/test installs it (apt-get install docker-compose)")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GANZHI_", "POSTGRES_"))}
+    return subprocess.run([binary, "-f", str(COMPOSE), "config", "-q"], env=clean | env, capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+
+
+def test_the_compose_schema_accepts_the_file_with_every_secret_and_names_a_missing_one():
+    """docker-compose validates against the Compose schema (unknown keys, wrong types) without an engine."""
+    secrets = {name: "x" * 32 for name in re.findall(r"\$\{(\w+):\?", COMPOSE.read_text(encoding="utf-8"))}
+    complete = _compose_config(secrets)
+    assert complete.returncode == 0, complete.stderr
+    missing = _compose_config({k: v for k, v in secrets.items() if k != "GANZHI_BROKER_SYNC_PASSWORD"})
+    assert missing.returncode != 0 and "set GANZHI_BROKER_SYNC_PASSWORD" in missing.stderr

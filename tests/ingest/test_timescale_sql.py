@@ -155,3 +155,26 @@ def test_the_operators_manual_check_parses_and_names_only_existing_columns():
                           if isinstance(r.fields[-1], ast.String)}
     assert {"terminal_id", "metric", "ts", "value"} <= named
     assert named - {"bucket", "readings", "value_sum", "value_min", "value_max"} <= reading_columns()
+
+
+def test_plain_postgresql_never_sees_the_timescale_sql(fresh_database):
+    """Without the extension (as here), maintenance keeps partitions and the reading table stays partitioned."""
+    import psycopg
+
+    from core.migrate import migrate
+    from ingest import store
+
+    url = fresh_database()
+    with psycopg.connect(url) as conn:
+        migrate(conn, MIGRATION_DIRS)
+        assert not timescale.enable(conn)
+        assert store.maintain(conn, retention_days=400, premake_days=1).mode == "partitions"
+        assert conn.execute("select count(*) from pg_partitioned_table "
+                            "where partrelid = 'reading'::regclass").fetchone() == (1,)
+
+
+def test_timescale_refuses_a_retention_inside_the_aggregates_refresh_window():
+    import pytest
+
+    with pytest.raises(timescale.RetentionTooShort, match="GANZHI_RETENTION_DAYS is 30"):
+        timescale.apply(None, retention_days=30)  # refused before touching the database
