@@ -10,8 +10,7 @@ that arrives late for an old bucket shows in the rollups within one run (``inges
 the raw readings for the buckets still being filled).
 
 Exactly once: the watermark moves in the transaction that adds the readings, and it never passes a reading
-still uncommitted: the upper end of a run is before the start of every open transaction of the database
-(a reading's ``received_at`` is its insert's clock, never before its transaction began).
+still uncommitted (see ``_HORIZON``).
 """
 
 from __future__ import annotations
@@ -31,8 +30,8 @@ HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
 BUCKET_ORIGIN = dt.datetime(2000, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 """Beijing midnight: daily rollups are local days (the same origin as ingest.queries)."""
-SETTLE = dt.timedelta(seconds=2)
-"""A run stops this far before now: a COPY takes its rows' clock before the transaction shows its xid."""
+SETTLE = dt.timedelta(seconds=5)
+"""A run stops this far before now, a margin for the moment between a statement taking a clock and showing."""
 BLIND_SETTLE = dt.timedelta(minutes=10)
 """When other sessions' transactions cannot be seen (no pg_read_all_stats), stop this far back instead."""
 MAX_SPAN = dt.timedelta(hours=6)
@@ -41,12 +40,19 @@ TABLES = {HOUR: "reading_hourly", DAY: "reading_daily"}
 
 _HORIZON = """
     select least(clock_timestamp() - %(settle)s,
-                 (select min(xact_start) from pg_stat_activity
-                   where datname = current_database() and pid <> pg_backend_pid() and xact_start is not null),
+                 (select min(case when backend_xid is not null then xact_start
+                                  when state = 'active' then query_start end)
+                    from pg_stat_activity
+                   where datname = current_database() and pid <> pg_backend_pid()),
                  %(start)s::timestamptz + %(span)s),
            exists (select 1 from pg_stat_activity
                     where datname = current_database() and query = '<insufficient privilege>')
 """
+"""Where a run may stop. A reading's ``received_at`` is its insert's clock, so a row not yet committed belongs to
+a transaction that has written (it has an xid: the row is no older than the transaction) or to the statement
+running now (its rows are no older than the statement; a COPY takes its rows' clock before the transaction gets
+its xid). Sessions that only read, or sit idle in a transaction without having written (a pg_dump between two
+tables, a pooled connection), do not hold the rollups back."""
 
 _ADD = """
     with arrived as materialized (

@@ -115,3 +115,13 @@ def test_retention_drops_readings_but_not_the_rollups(store_conn):
     rollups.catch_up(conn, settle=NOW)
     assert _rolled(conn, "reading_daily") == before
     assert queries.buckets(conn, 1, None, *window, dt.timedelta(days=1)) == charted
+
+
+def test_a_session_that_only_reads_does_not_hold_the_rollups_back(store_conn):
+    """A long read (a pg_dump, a pooled connection idle in a transaction) must not stall the rollups."""
+    conn = store_conn
+    with psycopg.connect(conn.info.dsn) as reader:
+        reader.execute("select count(*) from reading")  # a transaction open, nothing written
+        _insert(conn, [(8, "w01001", START, 1.0)])
+        rollups.catch_up(conn, settle=NOW)
+        assert conn.execute("select readings from reading_hourly where terminal_id = 8").fetchone() == (1,)
