@@ -42,7 +42,7 @@ def _loop(service: Service, conn: psycopg.Connection, settings: Settings, every_
             service.counters["partitions_dropped"] += len(done.dropped)
             service.set_detail(store=done.mode)
             partitions_due = time.monotonic() + PARTITIONS_EVERY_S
-        runs = rollups.catch_up(conn)
+        runs = rollups.catch_up(conn, stopping=service.stop.is_set)
         service.counters["rollup_runs"] += runs
         if (fresh := rollups.fresh_from(conn)) is not None:
             service.set_detail(rollups_to=fresh.isoformat())

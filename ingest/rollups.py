@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -119,10 +120,12 @@ def _upsert_sql(table: str, width: str) -> sql.Composed:
     return sql.SQL(_UPSERT).format(table=sql.Identifier(table), width=sql.SQL(width))
 
 
-def catch_up(conn: psycopg.Connection, settle: dt.timedelta = SETTLE, max_runs: int = 10_000) -> int:
-    """Advance until the watermark reaches the horizon (after a pause, or on a store made before 0040)."""
+def catch_up(conn: psycopg.Connection, settle: dt.timedelta = SETTLE, max_runs: int = 10_000,
+             stopping: Callable[[], bool] = lambda: False) -> int:
+    """Advance until the watermark reaches the horizon (after a pause, or on a store made before 0040), or
+    until ``stopping()``; each run is its own transaction, so stopping between two loses nothing."""
     runs = 0
-    while runs < max_runs:
+    while runs < max_runs and not stopping():
         done = advance(conn, settle=settle)
         runs += 1
         if done is None or done.caught_up:
