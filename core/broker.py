@@ -80,6 +80,33 @@ class LocalBroker:
                                          preexec_fn=dying_with_parent())
 
 
+class SharedBroker:
+    """A mosquitto this process did not start but can signal: in a container deployment the broker sync shares
+    the broker container's process namespace (compose ``pid: "service:mosquitto"``) and runs as its user."""
+
+    def __init__(self, port: int, process_name: str = "mosquitto", proc: Path = Path("/proc")) -> None:
+        self.port = port
+        self.process_name = process_name
+        self.proc = proc
+
+    def reload(self) -> None:
+        """SIGHUP every visible process of that name, so it re-reads its password file."""
+        pids = [int(entry.name) for entry in self.proc.iterdir() if entry.name.isdigit() and _comm(entry) ==
+                self.process_name]
+        if not pids:
+            raise ProcessLookupError(f"no {self.process_name!r} process is visible to signal: share the broker's "
+                                     "process namespace (compose: pid: \"service:mosquitto\")")
+        for pid in pids:
+            os.kill(pid, signal.SIGHUP)
+
+
+def _comm(entry: Path) -> str | None:
+    try:
+        return (entry / "comm").read_text().strip()
+    except OSError:  # the process ended meanwhile
+        return None
+
+
 def require_mosquitto() -> str:
     """The mosquitto binary, or a clear error saying how to install it."""
     binary = shutil.which("mosquitto")
@@ -113,8 +140,26 @@ def write_mosquitto_config(port: int, data_dir: Path, bind: str = "127.0.0.1", a
     """The project's mosquitto configuration for a listener on ``bind:port``."""
     auth = "allow_anonymous true"
     if auth_dir is not None:
-        auth = (f"allow_anonymous false\npassword_file {auth_dir}/passwd\nplugin {require_dynsec()}\n"
-                f"plugin_opt_config_file {auth_dir}/{DYNSEC_FILE}")
+        auth = _auth_lines(auth_dir, require_dynsec())
+    return _fill(port, bind, data_dir, auth)
+
+
+def write_broker_config(data_dir: Path, auth_dir: Path, plugin: str, tls_dir: Path | None = None) -> str:
+    """The same configuration for a broker of its own (a container): MQTT on 1883 on every address, with the
+    ledger's logins, and MQTT over TLS on 8883 when ``tls_dir`` holds server.crt and server.key. Paths are as
+    the broker sees them."""
+    text = _fill(1883, "0.0.0.0", data_dir, _auth_lines(auth_dir, plugin))
+    if tls_dir is not None:
+        text += f"listener 8883 0.0.0.0\ncertfile {tls_dir}/server.crt\nkeyfile {tls_dir}/server.key\n"
+    return text
+
+
+def _auth_lines(auth_dir: Path, plugin: str) -> str:
+    return (f"allow_anonymous false\npassword_file {auth_dir}/passwd\nplugin {plugin}\n"
+            f"plugin_opt_config_file {auth_dir}/{DYNSEC_FILE}")
+
+
+def _fill(port: int, bind: str, data_dir: Path, auth: str) -> str:
     text = _CONFIG_TEMPLATE.read_text()
     for key, value in (("{port}", str(port)), ("{bind}", bind), ("{data_dir}", str(data_dir)), ("{auth}", auth)):
         text = text.replace(key, value)

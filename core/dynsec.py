@@ -119,10 +119,15 @@ class Control:
     async def __aexit__(self, *exc) -> None:
         await self._client.__aexit__(*exc)
 
-    async def send(self, commands: list[dict]) -> None:
-        """Send the commands as one message and wait for the plugin's answer to each."""
+    async def usernames(self) -> list[str]:
+        """Every login the plugin has (enabled or not)."""
+        responses = await self.send([{"command": "listClients", "verbose": False, "count": -1}])
+        return list(responses[0].get("data", {}).get("clients", []))
+
+    async def send(self, commands: list[dict]) -> list[dict]:
+        """Send the commands as one message, wait for the plugin's answer to each and return the answers."""
         if not commands:
-            return
+            return []
         batch = uuid.uuid4().hex
         await self._client.publish(CONTROL_TOPIC, json.dumps(
             {"commands": [c | {"correlationData": batch} for c in commands]}), qos=1)
@@ -131,7 +136,7 @@ class Control:
                 responses = json.loads(message.payload).get("responses", [])
                 if responses and responses[0].get("correlationData") == batch:
                     _check(responses)
-                    return
+                    return responses
         raise ControlError("the broker closed the control connection")
 
 

@@ -4,7 +4,8 @@ Each package that owns tables keeps ``migrations/NNNN_name.sql``; versions are u
 across packages and applied in order, each in its own transaction together with its row
 in ``schema_migration``. A session advisory lock serialises concurrent runs, so running
 ``ganzhi db migrate`` twice, or from two processes at once, is safe. A migration edited
-after it was applied is refused (its checksum no longer matches).
+after it was applied is refused (its checksum no longer matches), unless the edit kept the schema it
+makes and the file names the checksum it had with a ``-- replaces checksum <sha256>`` line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x47414E5A  # "GANZ"
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_REPLACES_RE = re.compile(r"^-- replaces checksum ([0-9a-f]{64})$", re.MULTILINE)
 
 
 class MigrationError(RuntimeError):
@@ -37,6 +39,11 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def accepted_checksums(self) -> set[str]:
+        """This text's checksum and those of earlier texts it replaces (same schema, rewritten)."""
+        return {self.checksum, *_REPLACES_RE.findall(self.sql)}
 
 
 def discover(dirs: list[Path]) -> list[Migration]:
@@ -88,7 +95,7 @@ def _check_unchanged(migrations: list[Migration], applied: dict[int, str]) -> No
     known = {m.version for m in migrations}
     for migration in migrations:
         stored = applied.get(migration.version)
-        if stored is not None and stored != migration.checksum:
+        if stored is not None and stored not in migration.accepted_checksums:
             raise MigrationError(
                 f"migration {migration.version:04d}_{migration.name} was edited after it was applied; "
                 "write a new migration instead"

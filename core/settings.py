@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     mqtt_username: str = Field(default="ganzhi-ingest",
                                description="the platform's broker service account (ingest and fire workers)")
     mqtt_password: SecretStr | None = Field(default=None, description="its password; `up` makes one per run when unset")
+    broker_sync_password: SecretStr | None = Field(
+        default=None, description="password of the broker sync's control login (ganzhi-broker-sync) on a broker run "
+        "as its own service (`ganzhi broker config` / `ganzhi broker sync`); `up` makes one per run")
     ingest_workers: int = Field(default=2, ge=1, le=32, description="ingest worker processes started by `up`")
     ingest_protocol: Literal["5", "3.1.1"] = Field(
         default="5", description="MQTT version of the ingest workers; 3.1.1 costs them half the CPU (see docs)"

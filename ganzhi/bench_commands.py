@@ -161,3 +161,16 @@ def bench_dashboard(settings: Settings, loads: int) -> None:
     from ganzhi.bench_dashboard import run as run_bench
 
     run_bench(database_url(settings), settings, loads)
+
+
+@bench.command(name="rollups")
+@click.option("--sizes", default="1000000,10000000", show_default=True,
+              help="Store sizes in readings, comma-separated (each in its own scratch database).")
+@click.option("--runs", default=5, show_default=True, help="Timed runs of each query; the median is reported.")
+@click.pass_obj
+def bench_rollups(settings: Settings, sizes: str, runs: int) -> None:
+    """One terminal's one-year daily chart from raw readings vs the rollups, at several store sizes,
+    extrapolated to 10^9 readings (the method is printed)."""
+    from ganzhi.bench_rollups import run as run_bench
+
+    run_bench(database_url(settings), settings, [int(float(s)) for s in sizes.split(",")], runs)

@@ -30,7 +30,7 @@ import aiomqtt
 import psycopg
 
 from core import dynsec
-from core.broker import DYNSEC_FILE, LocalBroker, hand_to_broker_user
+from core.broker import DYNSEC_FILE, LocalBroker, SharedBroker, hand_to_broker_user
 from core.runtime import Outage
 from devices.topics import PREFIX, Channel, command_filter, device_topics, subscription
 from registry import credentials
@@ -164,7 +164,8 @@ def _write(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-async def apply(auth: BrokerAuth, control: dynsec.Control, broker: LocalBroker, wanted: dict[str, str | None]) -> None:
+async def apply(auth: BrokerAuth, control: dynsec.Control, broker: LocalBroker | SharedBroker,
+                wanted: dict[str, str | None]) -> None:
     """Tell the plugin first, then rewrite the passwords and make mosquitto re-read them."""
     await control.send(auth.commands(wanted))
     if auth.record(wanted):
@@ -181,7 +182,7 @@ def _summary(wanted: dict[str, str | None], named: int = 10) -> str:
 
 
 async def resync(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control,
-                 broker: LocalBroker) -> None:
+                 broker: LocalBroker | SharedBroker) -> None:
     """Compare the whole ledger with what the broker has (on start, after a lost connection)."""
     cursor = await conn.execute(credentials.LOGINS)
     ledger = dict(await cursor.fetchall())
@@ -189,9 +190,25 @@ async def resync(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynse
     await apply(auth, control, broker, {c: h for c, h in wanted.items() if auth.logins.get(c) != h})
 
 
-async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker, host: str = "127.0.0.1") -> None:
+async def adopt(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control) -> None:
+    """A broker this sync did not write the files for (a container deployment's own service, perhaps restarted
+    from its saved plugin file): learn which device logins the plugin has and disable those the ledger no longer
+    has; the resync that follows creates or enables the ledger's and rewrites the password file."""
+    services = {a.name for a in auth.accounts}
+    devices = {name for name in await control.usernames() if name not in services}
+    cursor = await conn.execute(credentials.LOGINS)
+    ledger = dict(await cursor.fetchall())
+    await control.send([dynsec.disable(code) for code in sorted(devices - set(ledger))])
+    auth.known, auth.logins = devices, {}
+    log.info("broker has %d device logins; %d of them no longer in the ledger were disabled",
+             len(devices), len(devices - set(ledger)))
+
+
+async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker | SharedBroker, host: str = "127.0.0.1",
+                       *, adopting: bool = False) -> None:
     """Apply every ledger change to the broker as it is committed, until cancelled. LISTEN first, then
-    compare the whole ledger, then follow the notifications; after any failure, all of it again."""
+    compare the whole ledger, then follow the notifications; after any failure, all of it again
+    (``adopting``: a broker of its own, whose plugin state is read first, see ``adopt``)."""
     outage = Outage("broker sync (database or broker)", log)
     while True:
         try:
@@ -201,6 +218,8 @@ async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker, host: st
                 control = await stack.enter_async_context(
                     dynsec.Control(host, broker.port, ADMIN_USER, auth.admin.secret))
                 await conn.execute(f"listen {CHANNEL}")
+                if adopting:
+                    await adopt(conn, auth, control)
                 await resync(conn, auth, control, broker)
                 outage.recovered()
                 await _follow(conn, auth, control, broker)
@@ -210,7 +229,7 @@ async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker, host: st
 
 
 async def _follow(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control,
-                  broker: LocalBroker) -> None:
+                  broker: LocalBroker | SharedBroker) -> None:
     while True:
         notes = [note async for note in conn.notifies(stop_after=1)]
         notes += [note async for note in conn.notifies(timeout=BATCH_WAIT_S, stop_after=10_000)]

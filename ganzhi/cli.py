@@ -386,17 +386,61 @@ def broker() -> None:
 
 @broker.command(name="config")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--mosquitto-conf", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write mosquitto.conf here: the project's configuration for a broker of its own.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("/mosquitto/data"),
+              show_default=True, help="The broker's persistence directory, as the broker sees it.")
+@click.option("--plugin", default="/usr/lib/mosquitto_dynamic_security.so", show_default=True,
+              help="The dynamic-security plugin, as the broker sees it (this is the eclipse-mosquitto image's).")
+@click.option("--tls-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A directory (as the broker sees it) with server.crt and server.key: adds a TLS listener on 8883.")
 @click.pass_obj
-def broker_config(settings: Settings, out_dir: Path) -> None:
-    """Write mosquitto's passwd and dynamic-security.json from the ledger, for a broker about to start."""
+def broker_config(settings: Settings, out_dir: Path, mosquitto_conf: Path | None, data_dir: Path, plugin: str,
+                  tls_dir: Path | None) -> None:
+    """Write mosquitto's passwd and dynamic-security.json from the ledger, for a broker about to start (with
+    GANZHI_BROKER_SYNC_PASSWORD set, they admit `ganzhi broker sync` too)."""
+    from core.broker import write_broker_config
     from ganzhi.broker_auth import platform_accounts, write_files
 
     if settings.mqtt_password is None:
         raise click.ClickException("set GANZHI_MQTT_PASSWORD: the platform's broker password")
+    sync = settings.broker_sync_password.get_secret_value() if settings.broker_sync_password else None
     with connect(settings) as conn:
         auth = write_files(conn, out_dir, platform_accounts(settings.mqtt_username,
-                                                            settings.mqtt_password.get_secret_value()))
+                                                            settings.mqtt_password.get_secret_value(), sync))
     click.echo(f"wrote {out_dir}/passwd ({len(auth.logins)} devices) and {out_dir}/dynamic-security.json")
+    if mosquitto_conf is not None:
+        mosquitto_conf.write_text(write_broker_config(data_dir, out_dir, plugin, tls_dir))
+        click.echo(f"wrote {mosquitto_conf}")
+
+
+@broker.command(name="sync")
+@click.option("--auth-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The directory `broker config` wrote (shared with the broker).")
+@click.option("--process-name", default="mosquitto", show_default=True, help="The broker process to SIGHUP.")
+@click.pass_obj
+def broker_sync(settings: Settings, auth_dir: Path, process_name: str) -> None:
+    """Keep a broker of its own in step with the ledger (Ctrl-C stops it); `ganzhi up` does this itself."""
+    from core.broker import SharedBroker
+    from core.runtime import run_service_async
+    from ganzhi.broker_auth import BrokerAuth, keep_in_step, platform_accounts
+
+    if settings.mqtt_password is None or settings.broker_sync_password is None or settings.mqtt_url is None:
+        raise click.ClickException("set MQTT_URL, GANZHI_MQTT_PASSWORD and GANZHI_BROKER_SYNC_PASSWORD")
+    host, port = settings.mqtt_host_port
+    accounts = platform_accounts(settings.mqtt_username, settings.mqtt_password.get_secret_value(),
+                                 settings.broker_sync_password.get_secret_value())
+    url = database_url(settings)
+
+    async def main_loop(service) -> None:
+        syncing = asyncio.create_task(keep_in_step(url, BrokerAuth(auth_dir, accounts),
+                                                   SharedBroker(port, process_name), host, adopting=True))
+        syncing.add_done_callback(service.watch("broker sync"))
+        await service.until_stopped()
+        syncing.cancel()
+        await asyncio.gather(syncing, return_exceptions=True)
+
+    sys.exit(run_service_async("broker-sync", "broker sync", url, main_loop))
 
 
 @main.group(cls=Group)
@@ -415,6 +459,38 @@ def credential_issue(settings: Settings, code: str) -> None:
         secret = credentials.issue(conn, code, Actor("cli"))
         conn.commit()
     click.echo(secret)
+
+
+@main.command()
+@click.option("--every", default=60.0, show_default=True, help="Seconds between rollup runs.")
+@click.pass_obj
+def maintain(settings: Settings, every: float) -> None:
+    """Keep the readings store: rollups every run, partitions and dead letters hourly (Ctrl-C stops it)."""
+    from core.runtime import run_service
+    from ganzhi.maintenance import run as run_maintenance
+
+    sys.exit(run_service("maintenance", "maintenance", database_url(settings),
+                         lambda service: run_maintenance(service, settings, every)))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--max-age", default=30.0, show_default=True, help="Seconds a heartbeat may be old.")
+@click.pass_obj
+def health(settings: Settings, name: str, max_age: float) -> None:
+    """Exit 0 when the service NAME (its heartbeat name) runs on this host and beat within --max-age seconds:
+    a container health check."""
+    import socket
+
+    with connect(settings) as conn:
+        row = conn.execute("select state, host, extract(epoch from now() - beat_at) from service_heartbeat "
+                           "where name = %s", (name,)).fetchone()
+    if row is None:
+        raise click.ClickException(f"no heartbeat named {name!r}")
+    state, host, age = row
+    if state != "running" or host != socket.gethostname() or age > max_age:
+        raise click.ClickException(f"{name}: {state} on {host}, last beat {age:.0f} s ago")
+    click.echo(f"{name}: running, last beat {age:.1f} s ago")
 
 
 main.add_command(bench)

@@ -158,6 +158,7 @@ def _worker_commands(settings: Settings, simulate: bool) -> list[tuple[str, list
     commands.append(("fire worker", ["fire"]))
     commands.append(("dispatch sweep", ["dispatch-sweep"]))  # escalates overdue dispatch tasks
     commands.append(("delivery worker", ["deliver"]))  # webhooks and SMS; one only (it holds a lock)
+    commands.append(("maintenance", ["maintain"]))  # the readings' hourly and daily rollups
     if simulate:  # the demo fleet, with a few pollution events and gas leaks so that alerts show too
         commands.append(("device simulator", ["simulate", "--speed", str(SIMULATOR_SPEED), "--fault", "pollution",
                                               "--fault-share", "0.03", "--towers", str(DEMO_TOWERS)]))

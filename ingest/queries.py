@@ -5,12 +5,16 @@ from __future__ import annotations
 import datetime as dt
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
+from ingest import rollups
 from registry.queries import Search, terminal_visible, terminal_where
 
 BUCKET_ORIGIN = "2000-01-01 00:00:00+08"
 """Buckets start at Beijing midnight, so daily buckets are local days."""
+ROLLUP_WINDOW = dt.timedelta(days=3)
+"""Bucketed queries over longer windows read the rollups (a 3-day window of a 1-minute sensor: 4,320 rows)."""
 
 _STATE = """
     case
@@ -44,21 +48,78 @@ def readings(conn: psycopg.Connection, terminal_id: int, metric: str | None, sta
 
 def buckets(conn: psycopg.Connection, terminal_id: int, metric: str | None, start: dt.datetime, end: dt.datetime,
             interval: dt.timedelta) -> list[dict]:
-    """avg/min/max/count per metric and time bucket (date_bin, plain SQL on PostgreSQL 15 and 18)."""
+    """avg/min/max/count per metric and time bucket (date_bin, plain SQL on PostgreSQL 15 and 18).
+
+    Over windows longer than ``ROLLUP_WINDOW``, buckets of whole hours or days are read from the rollups
+    (``ingest.rollups``) where they are complete and settled: the raw readings serve only the partial buckets
+    at either end of the window and the buckets from the one the rollup watermark is in onwards. The result
+    is the raw aggregation's, except that a reading arriving late for an older bucket shows there once the
+    maintenance service has run (within a minute), as with TimescaleDB's real-time aggregates. Shorter
+    windows read the raw readings (cheap there) and so show every committed reading at once.
+    """
+    source = rollups.rollup_for(interval)
+    if source is None or end - start <= ROLLUP_WINDOW:
+        return _raw_buckets(conn, terminal_id, metric, [(start, end)], interval)
+    first = _bin(start, interval, up=True)
+    last = _bin(end, interval, up=False)
+    fresh = rollups.fresh_from(conn)
+    if fresh is not None:
+        last = min(last, _bin(fresh, interval, up=False))
+    if last <= first:
+        return _raw_buckets(conn, terminal_id, metric, [(start, end)], interval)
+    settled = _rollup_buckets(conn, source[0], terminal_id, metric, first, last, interval)
+    edges = _raw_buckets(conn, terminal_id, metric, [(start, first), (last, end)], interval)
+    return sorted(settled + edges, key=lambda row: (row["bucket"], row["metric"]))
+
+
+def _bin(moment: dt.datetime, interval: dt.timedelta, *, up: bool) -> dt.datetime:
+    """The bucket boundary at or before (``up``: at or after) ``moment``."""
+    steps, rest = divmod(moment - rollups.BUCKET_ORIGIN, interval)
+    return rollups.BUCKET_ORIGIN + (steps + (1 if up and rest else 0)) * interval
+
+
+def _raw_buckets(conn: psycopg.Connection, terminal_id: int, metric: str | None,
+                 windows: list[tuple[dt.datetime, dt.datetime]], interval: dt.timedelta) -> list[dict]:
+    rows: list[dict] = []
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            """
-            select date_bin(%(interval)s, ts, %(origin)s::timestamptz) as bucket, metric,
-                   avg(value) as avg, min(value) as min, max(value) as max, count(*) as count
-              from reading
-             where terminal_id = %(terminal)s and ts >= %(start)s and ts < %(end)s
-               and (%(metric)s::text is null or metric = %(metric)s)
-             group by 1, 2
-             order by 1, 2
-            """,
-            {"terminal": terminal_id, "metric": metric, "start": start, "end": end, "interval": interval,
-             "origin": BUCKET_ORIGIN},
-        ).fetchall()
+        for start, end in windows:
+            if end <= start:
+                continue
+            rows += cur.execute(
+                """
+                select date_bin(%(interval)s, ts, %(origin)s::timestamptz) as bucket, metric,
+                       avg(value) as avg, min(value) as min, max(value) as max, count(*) as count
+                  from reading
+                 where terminal_id = %(terminal)s and ts >= %(start)s and ts < %(end)s
+                   and (%(metric)s::text is null or metric = %(metric)s)
+                 group by 1, 2
+                 order by 1, 2
+                """,
+                {"terminal": terminal_id, "metric": metric, "start": start, "end": end, "interval": interval,
+                 "origin": BUCKET_ORIGIN},
+            ).fetchall()
+    return rows
+
+
+def _rollup_buckets(conn: psycopg.Connection, table: str, terminal_id: int, metric: str | None,
+                    start: dt.datetime, end: dt.datetime, interval: dt.timedelta) -> list[dict]:
+    """Buckets over [start, end) (both boundaries of ``interval``) from a rollup table, re-binned when the
+    interval is several of the table's own."""
+    query = sql.SQL(
+        """
+        select date_bin(%(interval)s, bucket, %(origin)s::timestamptz) as bucket, metric,
+               sum(value_sum) / sum(readings) as avg, min(value_min) as min, max(value_max) as max,
+               sum(readings)::bigint as count
+          from {table}
+         where terminal_id = %(terminal)s and bucket >= %(start)s and bucket < %(end)s
+           and (%(metric)s::text is null or metric = %(metric)s)
+         group by 1, 2
+         order by 1, 2
+        """
+    ).format(table=sql.Identifier(table))
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, {"terminal": terminal_id, "metric": metric, "start": start, "end": end,
+                                   "interval": interval, "origin": BUCKET_ORIGIN}).fetchall()
 
 
 def latest(conn: psycopg.Connection, terminal_ids: list[int]) -> list[dict]:

@@ -2,8 +2,9 @@
 letters deleted past theirs.
 
 On plain PostgreSQL the platform does this itself (``maintain`` runs at start and
-hourly under ``ganzhi up``); with TimescaleDB it sets a retention policy once and the
-extension's jobs do the rest.
+hourly under ``ganzhi up`` or ``ganzhi maintain``); with TimescaleDB it applies
+``timescale.sql`` (hypertable, compression, continuous aggregates) and a retention
+policy, and the extension's jobs do the rest.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import psycopg
 
 from core import partitions
+from ingest import timescale
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +46,8 @@ def maintain(
         ).rowcount
         if expired:
             log.info("dead letters: deleted %d older than %d days", expired, dead_letter_days)
-        if partitions.timescaledb_installed(conn):
-            conn.execute(
-                "select add_retention_policy(%s, make_interval(days => %s), if_not_exists => true)",
-                (TABLE, retention_days),
-            )
+        if timescale.enable(conn):
+            timescale.apply(conn, retention_days)
             return Maintenance("timescaledb", [], [], expired)
         created = partitions.ensure_daily_partitions(
             conn, TABLE, partitions.days_between(today - dt.timedelta(days=1), today + dt.timedelta(days=premake_days))

@@ -55,6 +55,27 @@ def test_edited_migration_is_refused(fresh_database, tmp_path):
             migrate(conn, [tmp_path])
 
 
+def test_a_rewrite_naming_the_checksum_it_replaces_is_accepted(fresh_database, tmp_path):
+    """A database migrated with the earlier text of 0002 (the TimescaleDB branch) upgrades to the one
+    definition; a rewrite that does not name the old checksum is still refused."""
+    old = "create table rewritten_t (id int);"
+    _write(tmp_path, "0001_first.sql", old)
+    url = fresh_database()
+    with psycopg.connect(url) as conn:
+        migrate(conn, [tmp_path])
+        old_checksum = discover([tmp_path])[0].checksum
+        _write(tmp_path, "0001_first.sql", f"-- replaces checksum {old_checksum}\ncreate table rewritten_t (id int);")
+        assert migrate(conn, [tmp_path]) == []
+        _write(tmp_path, "0001_first.sql", f"-- replaces checksum {'0' * 64}\ncreate table rewritten_t (id int);")
+        with pytest.raises(MigrationError, match="edited after it was applied"):
+            migrate(conn, [tmp_path])
+
+
+def test_the_readings_migration_accepts_databases_made_with_its_timescale_branch():
+    readings = next(m for m in discover(MIGRATION_DIRS) if m.version == 2)
+    assert "ef43aae8532aab2f6735886f63bcb324adb25df8e68c4525d4f6795a539107e3" in readings.accepted_checksums
+
+
 def test_repeated_version_and_bad_names_are_refused(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir()

@@ -1,0 +1,51 @@
+"""`ganzhi maintain` as a real process: it folds arriving readings into the rollups, beats its heartbeat
+(which `ganzhi health` reads, the container health check), and stops on SIGTERM."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+
+import psycopg
+
+from ganzhi.database import prepare
+from tests.mqtt import wait_until
+
+
+def _env(url: str) -> dict[str, str]:
+    return dict(os.environ, DATABASE_URL=url, GANZHI_RETENTION_DAYS="400")
+
+
+def _health(url: str, name: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ganzhi", "health", name], env=_env(url), capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_the_maintenance_service_keeps_the_rollups_and_reports_healthy(fresh_database, settings):
+    url = fresh_database()
+    prepare(url, settings)
+    process = subprocess.Popen([sys.executable, "-m", "ganzhi", "maintain", "--every", "0.2"], env=_env(url),
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        with psycopg.connect(url) as conn:
+            conn.execute("insert into reading (terminal_id, metric, ts, value) values (5, 'w01001', %s, 1.5), "
+                         "(5, 'w01001', %s, 2.5)", (now, now - dt.timedelta(minutes=1)))
+            conn.commit()
+
+        def rolled() -> bool:
+            with psycopg.connect(url) as conn:
+                return conn.execute("select sum(readings) from reading_daily where terminal_id = 5").fetchone()[0] == 2
+
+        wait_until(rolled, timeout_s=30)
+        health = _health(url, "maintenance")
+        assert health.returncode == 0, health.stderr
+        assert "maintenance: running" in health.stdout
+        assert _health(url, "no such service").returncode == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors

@@ -1,0 +1,96 @@
+"""`ganzhi broker sync` against a real mosquitto it did not start (a container deployment's broker): it
+reads the plugin's logins, disables those the ledger dropped while it was away, admits the ones added,
+and makes the broker re-read its password file by signalling it."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from core.broker import LocalBroker, SharedBroker
+from ganzhi import broker_auth
+from ganzhi.benchkit import free_port
+from ganzhi.database import prepare
+from registry import service
+from registry.changes import Actor
+from registry.models import TerminalPatch
+from tests.factories import terminal_in
+from tests.mqtt import ADMIN_PASSWORD, SERVICE_PASSWORD, SERVICE_USER, Session, can_log_in, give_secret, wait_until
+
+ACTOR = Actor("test")
+
+
+def _fake_proc(root: Path, pid: int) -> Path:
+    """A /proc that shows only our own broker, so no other mosquitto on the machine is signalled."""
+    (root / str(pid)).mkdir(parents=True)
+    (root / str(pid) / "comm").write_text("mosquitto\n")
+    return root
+
+
+@pytest.fixture
+def ledger(fresh_database, settings):
+    url = fresh_database()
+    prepare(url, settings)
+    return url
+
+
+def _terminal(url: str, name: str) -> str:
+    with psycopg.connect(url) as conn:
+        code = service.create_terminal(conn, terminal_in(name), ACTOR)
+        conn.commit()
+    give_secret(url, code)
+    return code
+
+
+def test_the_sync_adopts_a_broker_it_did_not_start(ledger):
+    kept, dropped = _terminal(ledger, "中兴大街空气微站"), _terminal(ledger, "另一个空气微站")
+    accounts = broker_auth.platform_accounts(SERVICE_USER, SERVICE_PASSWORD, ADMIN_PASSWORD)
+    root = Path(tempfile.mkdtemp(prefix="ganzhi-mqtt-adopt-"))
+    root.chmod(0o755)
+    with psycopg.connect(ledger) as conn:  # `ganzhi broker config`, before the broker starts
+        broker_auth.write_files(conn, root / "auth", accounts)
+    broker = LocalBroker(root / "data", free_port(), auth_dir=root / "auth")
+    asyncio.run(broker.start())
+    stopping = threading.Event()
+    try:
+        address = ("127.0.0.1", broker.port)
+        mosquitto = next(p for p in psutil.Process(broker._process.pid).children(recursive=True)
+                         if p.name() == "mosquitto")
+        with Session(address, dropped, "s3cret") as session:
+            # While no sync runs: one terminal retired, one added.
+            with psycopg.connect(ledger) as conn:
+                service.update_terminal(conn, dropped, TerminalPatch(status="retired"), ACTOR)
+                conn.commit()
+            added = _terminal(ledger, "新装水质站")
+            assert not can_log_in(address, added, "s3cret")
+
+            shared = SharedBroker(broker.port, proc=_fake_proc(root / "proc", mosquitto.pid))
+            thread = threading.Thread(target=asyncio.run, daemon=True, args=(_sync(ledger, root, accounts, shared,
+                                                                                    stopping),))
+            thread.start()
+            assert session.disconnected.wait(10)  # the plugin disabled it: refused and disconnected
+        wait_until(lambda: can_log_in(address, added, "s3cret"), timeout_s=10)
+        assert can_log_in(address, kept, "s3cret")
+        assert not can_log_in(address, dropped, "s3cret")
+    finally:
+        stopping.set()
+        asyncio.run(broker.stop())
+
+
+async def _sync(url: str, root: Path, accounts, shared: SharedBroker, stopping: threading.Event) -> None:
+    task = asyncio.create_task(broker_auth.keep_in_step(url, broker_auth.BrokerAuth(root / "auth", accounts),
+                                                        shared, adopting=True))
+    await asyncio.to_thread(stopping.wait)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def test_a_broker_not_visible_is_a_clear_error(tmp_path):
+    with pytest.raises(ProcessLookupError, match="service:mosquitto"):
+        SharedBroker(1883, proc=tmp_path).reload()
