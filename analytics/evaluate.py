@@ -53,8 +53,7 @@ class RuleStream:
     @classmethod
     def fresh(cls, rule: Rule, judged_to: dt.datetime | None = None, episode: Episode | None = None,
               series: dict[str, list[Point]] | None = None) -> RuleStream:
-        return cls(rule, rule.make_judge(series or {}), Tracker(rule.min_duration, rule.skip_flags, episode),
-                   judged_to)
+        return cls(rule, rule.make_judge(series or {}), rule.make_tracker(episode), judged_to)
 
     def fed_on(self, earliest: dt.datetime) -> bool:
         """A batch whose readings are all newer than what the rule has judged is fed on, reading nothing old."""
@@ -113,9 +112,9 @@ def load(conn: psycopg.Connection, info: TerminalInfo, version: int) -> Terminal
                                  min(s.judged_to - s.rule.lookback for s in replayed))
         for stream in replayed:
             for point in history.get(stream.rule.metric, []):
-                if stream.judged_to - stream.rule.lookback <= point.ts <= stream.judged_to \
-                        and point.flag not in stream.rule.skip_flags:
-                    stream.judge(point)
+                if stream.judged_to - stream.rule.lookback <= point.ts <= stream.judged_to:
+                    for admitted in stream.tracker.admitted(point):  # the spike screen's memory too
+                        stream.judge(admitted)
     return TerminalStream(info, streams, version)
 
 

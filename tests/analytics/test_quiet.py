@@ -1,0 +1,130 @@
+"""Quiet alerts (issue 12 §2): a device fault is the steward's matter and raises no bureau alert — a reading
+the QARTOD spike test calls a spike is never judged by the pollution, gas, water or heating rules, a stuck meter
+does not make a night's minimum — while real events are still heard, from their first reading."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import psycopg
+
+from analytics.engine import Episode, Point
+from analytics.rules import TerminalInfo, rules_for
+from ganzhi.bench_alert_quality import _score
+from registry import service
+from registry.changes import Actor
+from simulators import truth
+from simulators.faults import Distortion, Fault
+from tests.analytics.test_worker import NOW, Worker, _alerts, _write
+from tests.factories import terminal_in
+
+BEIJING = dt.timezone(dt.timedelta(hours=8))
+T0 = dt.datetime(2026, 11, 27, 0, 0, tzinfo=BEIJING)
+
+
+def _terminal(kind: str, metrics: tuple[str, ...], interval: int, attrs: dict | None = None) -> TerminalInfo:
+    return TerminalInfo(1, "23120232000001R", kind, "zjj", "231202", None, 126.9, 46.5, interval, metrics, attrs or {})
+
+
+def _points(values, step_s: int, start: dt.datetime = T0) -> list[Point]:
+    return [Point(start + dt.timedelta(seconds=step_s * i), v) for i, v in enumerate(values)]
+
+
+def _found(t: TerminalInfo, series: dict[str, list[Point]]) -> dict[str, list[Episode]]:
+    return {r.key: found for r in rules_for(t) if (found := r.evaluate(series))}
+
+
+def test_a_methane_spike_is_a_device_alert_not_a_leak():
+    detector = _terminal("methane_detector", ("methane_lel",), 60)
+    found = _found(detector, {"methane_lel": _points([0.0] * 30 + [30.0] + [0.0] * 30, 60)})
+    assert list(found) == ["device:jump:methane_lel"]
+
+
+def test_a_leak_that_stays_is_alerted_from_its_first_reading():
+    detector = _terminal("methane_detector", ("methane_lel",), 60)
+    found = _found(detector, {"methane_lel": _points([0.0] * 30 + [45.0, 47.0, 44.0] + [0.0] * 30, 60)})
+    assert list(found) == ["gas:methane"]
+    assert found["gas:methane"][0].start == T0 + dt.timedelta(minutes=30)
+    assert found["gas:methane"][0].end == T0 + dt.timedelta(minutes=33)
+
+
+def test_a_gas_pressure_spike_is_neither_out_of_band_nor_a_falling_pressure():
+    gas = _terminal("gas_pressure_sensor", ("gas_pressure",), 60, {"set_point_kpa": 3.0, "pressure_class": "low"})
+    values = [3.0] * 30 + [3.0 + 0.3 * 4000] + [3.0] * 30  # the simulators' spike: 30 % of the range
+    assert list(_found(gas, {"gas_pressure": _points(values, 60)})) == ["device:jump:gas_pressure"]
+
+
+def test_a_supply_temperature_spike_raises_no_heating_alert():
+    substation = _terminal("heating_substation_sensor", ("supply_temp",), 300)
+    values = [70.0] * 12 + [70.0 + 0.3 * 160] + [70.0] * 12
+    assert list(_found(substation, {"supply_temp": _points(values, 300)})) == ["device:jump:supply_temp"]
+
+
+def test_a_flow_meter_stuck_high_makes_no_night_leak_and_a_real_one_still_does():
+    meter = _terminal("district_flow_meter", ("water_flow",), 300, {"district": "DMA-02", "night_allowance_m3h": 12})
+    evening = dt.datetime(2026, 11, 26, 20, 0, tzinfo=BEIJING)
+    rng = random.Random(3)
+    stuck = [round(40 + rng.gauss(0, 2), 2) for _ in range(6)] + [21.28] * (10 * 12)  # frozen from 20:30 on
+    night = next(r for r in rules_for(meter) if r.key == "water:night_flow")
+    assert night.evaluate({"water_flow": _points(stuck, 300, evening)}) == []
+    leaking = [round(40 + rng.gauss(0, 2), 2) for _ in range(10 * 12)]
+    assert len(night.evaluate({"water_flow": _points(leaking, 300, evening)})) == 1
+
+
+def test_a_sensor_spiking_every_few_readings_is_one_alert_for_the_steward():
+    detector = _terminal("methane_detector", ("methane_lel",), 60)
+    values = [30.0 if i % 10 == 5 else 0.0 for i in range(180)]
+    found = _found(detector, {"methane_lel": _points(values, 60)})
+    assert list(found) == ["device:jump:methane_lel"] and len(found["device:jump:methane_lel"]) == 1
+
+
+def test_a_restarted_worker_still_knows_the_reading_before_a_spike(conn, db_url):
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector"), Actor("t"))
+    conn.commit()
+    first = Worker(db_url)
+    _write(db_url, code, "methane_lel", [(-10, 0.0, None), (-9, 0.0, None), (-8, 0.0, None)])
+    first.step()
+    first.close()
+    restarted = Worker(db_url)
+    try:
+        _write(db_url, code, "methane_lel", [(-7, 30.0, None)])
+        restarted.step()
+        _write(db_url, code, "methane_lel", [(-6, 0.0, None)])
+        restarted.step()
+    finally:
+        restarted.close()
+    assert [rule for rule, *_ in _alerts(db_url)] == ["device:jump:methane_lel"]
+
+
+def test_a_held_jump_that_stays_opens_the_alert_at_its_own_time(conn, db_url):
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector"), Actor("t"))
+    conn.commit()
+    worker = Worker(db_url)
+    try:
+        _write(db_url, code, "methane_lel", [(-10, 0.0, None), (-9, 0.0, None)])
+        worker.step()
+        _write(db_url, code, "methane_lel", [(-8, 45.0, None)])
+        worker.step()
+        assert _alerts(db_url) == []  # a spike until the next reading says otherwise
+        _write(db_url, code, "methane_lel", [(-7, 46.0, None)])
+        worker.step()
+    finally:
+        worker.close()
+    assert [(rule, status, start) for rule, status, _, start, _ in _alerts(db_url)] == [
+        ("gas:methane", "open", NOW - dt.timedelta(minutes=8))]
+    with psycopg.connect(db_url) as c:
+        assert c.execute("select count(*) from alert where rule like 'device:%'").fetchone()[0] == 0
+
+
+def test_the_score_counts_a_bureau_alert_raised_by_a_device_fault_as_false():
+    detector = _terminal("methane_detector", ("methane_lel",), 60)
+    rule = next(r for r in rules_for(detector) if r.key == "gas:methane")
+    jump = next(r for r in rules_for(detector) if r.key == "device:jump:methane_lel")
+    spike = truth.Truth(Fault.spike, detector.code, None, T0, T0 + dt.timedelta(hours=2))
+    at = T0 + dt.timedelta(minutes=30)
+    alerts_raised = [(detector, rule, Episode(at, at, at + dt.timedelta(minutes=1), "warning", "methane 30", 30, 30)),
+                     (detector, jump, Episode(at, at, at + dt.timedelta(minutes=1), "warning", "spike", 30, 30))]
+    scores = _score([detector], [spike], {detector.code: Distortion(None, random.Random(1))}, alerts_raised)
+    assert (scores["gas"].alerts, scores["gas"].explained, scores["gas"].by_fault) == (1, 0, 1)
+    assert scores["gas"].precision == 0.0 and scores["device"].precision == 1.0 and scores["device"].recall == 1.0
