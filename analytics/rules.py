@@ -289,13 +289,18 @@ def _band_judge(low: float, high: float, set_point: float) -> Judge:
 
 DROP_SPAN = dt.timedelta(minutes=2)
 """A fall is measured over at least this long, so sensor noise on fast samples does not look like a leak."""
+DROP_MEMORY = 64
+"""Readings the drop judge keeps per span at most (a device sending ten a second is remembered every 2 s)."""
 
 
 def _drop_judge(limit_per_min: float) -> Judge:
     recent: list[Point] = []
 
     def judge(point: Point) -> Verdict:
-        recent.append(point)
+        if len(recent) >= 2 and point.ts - recent[-2].ts < DROP_SPAN / DROP_MEMORY:
+            recent[-1] = point  # dense readings: one kept per 1/64 of the span, so memory is bounded in count too
+        else:
+            recent.append(point)
         while len(recent) > 1 and point.ts - recent[1].ts >= DROP_SPAN:
             recent.pop(0)
         before = recent[0]
