@@ -118,6 +118,15 @@ def load(conn: psycopg.Connection, info: TerminalInfo, version: int) -> Terminal
     return TerminalStream(info, streams, version)
 
 
+def stored_since(stream: TerminalStream, earliest: dt.datetime) -> dt.datetime:
+    """From when the terminal's stored alerts are read for a batch whose earliest reading is at ``earliest``: a
+    lookback before it, or before an episode in progress. A window re-read may reach further back (anchored on a
+    long stored alert): ``judge_terminal`` then lets the sink read the rule's alerts from the window's start."""
+    starts = [earliest - rs.rule.lookback for rs in stream.rules.values()]
+    starts += [rs.tracker.current.start - rs.rule.lookback for rs in stream.rules.values() if rs.tracker.current]
+    return min(starts, default=earliest)
+
+
 def read_since(stream: TerminalStream, earliest: dt.datetime, stored: dict[str, list[dict]]) -> dt.datetime:
     """How far back this terminal must be read for a batch whose earliest reading is at ``earliest``."""
     return min((rs.judged_to if rs.fed_on(earliest) else rs.window_start(min(earliest, rs.waiting or earliest),
@@ -152,13 +161,16 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             continue
         else:
             start = rs.window_start(min(earliest, rs.waiting or earliest), stored.get(key, []))
+            # Alerts were read from ``stored_since`` on: a window anchored further back (on a long alert) may find the
+            # end of an older alert again, which the sink must then read itself, or it would store it twice.
+            known = stored.get(key, []) if start >= stored_since(stream, earliest) else None
             window = {m: [p for p in data.get(m, []) if p.ts >= start] for m in (rule.metric, *rule.context)}
             rs = stream.rules[key] = RuleStream.fresh(rule, None, None, window)
             rs.evaluated_at = time.monotonic()
             found = rule.evaluate_with(window, rs.judge, rs.tracker)
             rs.judged_to = max(newest or start, start)
             if found or stored.get(key):
-                sink.reconcile(conn, stream.info, rule, start, found, stored.get(key, []))
+                sink.reconcile(conn, stream.info, rule, start, found, known)
         changed.append(key)
     return changed
 

@@ -161,3 +161,26 @@ def test_a_long_running_streams_memory_is_bounded_in_time_and_count():
         for rule in (r for r in rules_for(t) if r.streamable):
             assert _retained(rule, dense[:12_000]) < 20_000, rule.key
             assert _retained(rule, dense) < 20_000, rule.key
+
+
+def test_a_late_reading_re_reads_a_window_reaching_into_an_older_alert_without_doubling_it(conn, db_url):
+    """A long episode (B, over 13 h) anchors the re-read window of a late reading in its tail: the window starts
+    a lookback before B, inside the end of an older, short alert (A) that the alerts read for the terminal did not
+    reach. The re-read finds A's last readings again; they are A, not a new resolved alert."""
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector"), Actor("t"))
+    conn.commit()
+    a = [(-803, 0.0, None), (-802, 0.0, None), (-801, 25.0, None), (-800, 25.0, None), (-799, 0.0, None),
+         (-798, 0.0, None)]
+    b = [(m, 25.0, None) for m in range(-797, -19)] + [(-19, 0.0, None), (-18, 0.0, None)]
+    worker = Worker(db_url)
+    try:
+        _write(db_url, code, "methane_lel", a + b)
+        worker.step()
+        assert [(r, s) for r, s, *_ in _alerts(db_url) if r == "gas:methane"] == [("gas:methane", "resolved")] * 2
+        _write(db_url, code, "methane_lel", [(-30, 25.0, None)])  # a repeated reading in B's tail, late
+        worker.step()
+    finally:
+        worker.close()
+    assert [(s, start, end) for r, s, _, start, end in _alerts(db_url) if r == "gas:methane"] == [
+        ("resolved", NOW - dt.timedelta(minutes=801), NOW - dt.timedelta(minutes=799)),
+        ("resolved", NOW - dt.timedelta(minutes=797), NOW - dt.timedelta(minutes=19))]
