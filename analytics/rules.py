@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from analytics import standards
 from analytics.engine import (
@@ -75,10 +76,14 @@ class Rule:
     """The spike test's (limit, within) in front of a bureau's rule (``SpikeScreen``): a reading the spike test
     calls a spike never counts for it."""
 
-    @property
+    @cached_property
     def streamable(self) -> bool:
         """Judged reading by reading as they arrive; a nightly or a context rule is re-evaluated over its window."""
         return self.nightly is None and not self.context
+
+    @cached_property
+    def every_s(self) -> float:
+        return self.every.total_seconds()
 
     def default_facts(self) -> Facts:
         """The fields of an alert whose judge states none (device health): the metric, its unit, the kind."""

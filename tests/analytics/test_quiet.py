@@ -10,6 +10,7 @@ import tracemalloc
 
 import psycopg
 
+from analytics import evaluate
 from analytics.engine import Episode, Point
 from analytics.rules import TerminalInfo, rules_for
 from ganzhi.bench_alert_quality import _score
@@ -184,3 +185,36 @@ def test_a_late_reading_re_reads_a_window_reaching_into_an_older_alert_without_d
     assert [(s, start, end) for r, s, _, start, end in _alerts(db_url) if r == "gas:methane"] == [
         ("resolved", NOW - dt.timedelta(minutes=801), NOW - dt.timedelta(minutes=799)),
         ("resolved", NOW - dt.timedelta(minutes=797), NOW - dt.timedelta(minutes=19))]
+
+
+class _Sink:
+    """Records where each reconcile's window starts."""
+
+    def __init__(self) -> None:
+        self.windows: list[tuple[str, dt.datetime]] = []
+
+    def reconcile(self, conn, t, rule, window_start, found, stored=None) -> None:
+        self.windows.append((rule.key, window_start))
+
+
+def test_a_window_rule_whose_wait_runs_out_between_reading_and_judging_is_not_judged_on_a_short_read(monkeypatch):
+    """The readings are read for what each rule does with the batch; a stuck-sensor rule that was still waiting
+    then must not be evaluated a moment later over a window the read did not reach (it would find no flat line and
+    retract the alert)."""
+    station = _terminal("water_quality_station", ("w01009", "w01010"), 1800)
+    streams = {rule.key: evaluate.RuleStream.fresh(rule, T0 + dt.timedelta(hours=20)) for rule in rules_for(station)}
+    stream = evaluate.TerminalStream(station, streams, 1)
+    clock = [1000.0]
+    monkeypatch.setattr(evaluate.time, "monotonic", lambda: clock[0])
+    for rs in streams.values():
+        rs.evaluated_at = clock[0] - rs.rule.every.total_seconds() + 1  # the stuck rules wait one more second
+    earliest = T0 + dt.timedelta(hours=20, minutes=30)
+    stored = {"device:stuck:w01009": [{"id": 1, "status": "open", "observed_start": T0 + dt.timedelta(hours=8),
+                                       "observed_end": None}]}
+    since = evaluate.read_since(stream, earliest, stored)
+    clock[0] += 2
+    data = {m: _points([7.4, 7.5], 1800, earliest) for m in station.metrics}
+    sink = _Sink()
+    evaluate.judge_terminal(None, sink, stream, earliest, data, stored)
+    assert all(start >= since for _, start in sink.windows), (since, sink.windows)
+    assert streams["device:stuck:w01009"].waiting == earliest
