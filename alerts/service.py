@@ -68,7 +68,7 @@ def stored_alerts_of(conn: psycopg.Connection, since: dict[int, dt.datetime]) ->
             """
             select a.id, a.terminal_id, a.rule, a.status, a.observed_start, a.observed_end, a.severity, a.worst_value,
                    a.incident_id, a.detail, a.updated_at
-              from unnest(%(t)s::bigint[], %(since)s::timestamptz[]) as u(terminal_id, since)
+              from unnest(%(t)b::bigint[], %(since)b::timestamptz[]) as u(terminal_id, since)
               join alert a on a.terminal_id = u.terminal_id
                and (a.status in ('open', 'acknowledged') or a.observed_end is null or a.observed_end >= u.since)
              order by a.observed_start

@@ -81,22 +81,74 @@ class Episode:
         return self.end is None
 
 
+def spiked(before: Point, spike: Point, after: Point, limit: float, within: dt.timedelta) -> bool:
+    """QARTOD spike test: ``spike`` stands more than ``limit`` away from the mean of its neighbours, which agree
+    with each other to within ``limit`` and lie within ``within`` of each other."""
+    if after.ts - before.ts > within:
+        return False
+    return abs(after.value - before.value) < limit < abs(spike.value - (before.value + after.value) / 2)
+
+
+class SpikeScreen:
+    """The spike test in front of a bureau's rule: a spike is a device matter (``device:jump``), not pollution.
+
+    A reading that jumped far enough from the one before it to be a spike is held until the next reading shows
+    whether it was one (then it is never judged) or a real change (then it is judged, with its own observation
+    time). Only such sudden jumps wait one reading; everything else is judged at once. Memory: two readings."""
+
+    __slots__ = ("before", "held", "limit", "within")
+
+    def __init__(self, limit: float, within: dt.timedelta) -> None:
+        self.limit, self.within = limit, within
+        self.before: Point | None = None
+        self.held: Point | None = None
+
+    def admit(self, point: Point) -> tuple[Point, ...]:
+        """The readings to judge now, in order, once ``point`` has arrived."""
+        released: tuple[Point, ...] = ()
+        held, self.held = self.held, None
+        if held is not None and not (self.before is not None and spiked(self.before, held, point, self.limit,
+                                                                         self.within)):
+            released, self.before = (held,), held
+        before = self.before
+        # A spike stands more than ``limit`` from its neighbours' mean, which lies within limit/2 of either.
+        if before is not None and point.ts - before.ts <= self.within \
+                and abs(point.value - before.value) > self.limit / 2:
+            self.held = point
+            return released
+        self.before = point
+        return (*released, point)
+
+
 class Tracker:
     """The episode of one (terminal, rule) as readings are judged one by one, in observation order.
 
     ``episodes`` runs it over a window; the stream keeps one per (terminal, rule) between batches and persists
-    ``current`` (``to_json``/``from_json``) so a restarted worker resumes exactly where it stopped."""
+    ``current`` (``to_json``/``from_json``) so a restarted worker resumes exactly where it stopped. A ``screen``
+    (bureau rules) keeps spikes from being judged at all."""
 
-    __slots__ = ("current", "min_duration", "skip_flags")
+    __slots__ = ("current", "min_duration", "screen", "skip_flags")
 
     def __init__(self, min_duration: dt.timedelta, skip_flags: frozenset[str] = frozenset(),
-                 current: Episode | None = None) -> None:
+                 current: Episode | None = None, screen: SpikeScreen | None = None) -> None:
         self.min_duration, self.skip_flags, self.current = min_duration, skip_flags, current
+        self.screen = screen
+
+    def admitted(self, point: Point) -> tuple[Point, ...]:
+        """The readings judged now that ``point`` has arrived: none if flagged or held, two if it released one."""
+        if point.flag in self.skip_flags:
+            return ()
+        return self.screen.admit(point) if self.screen is not None else (point,)
 
     def feed(self, point: Point, judge) -> Episode | None:
-        """Judge the point; returns the episode it ended when that one lasted long enough."""
-        if point.flag in self.skip_flags:
-            return None
+        """Judge the point (and a reading it released); returns the episode it ended when that one lasted long
+        enough (at most one can end)."""
+        ended = None
+        for admitted in self.admitted(point):
+            ended = self._judge(admitted, judge) or ended
+        return ended
+
+    def _judge(self, point: Point, judge) -> Episode | None:
         verdict = judge(point)
         if verdict.state is State.VIOLATE:
             if self.current is None:

@@ -34,6 +34,8 @@ class AlertSink(Protocol):
     def resolve_by_rule(self, conn: psycopg.Connection, alert_id: int, comment: str) -> None: ...
 
 
+FEED, WAIT, WINDOW = "feed", "wait", "window"
+"""What a batch makes a rule do (``RuleStream.step``)."""
 CHECKPOINT_S = 10.0
 """How often a terminal's rule states are written when no episode begins or ends."""
 
@@ -53,17 +55,16 @@ class RuleStream:
     @classmethod
     def fresh(cls, rule: Rule, judged_to: dt.datetime | None = None, episode: Episode | None = None,
               series: dict[str, list[Point]] | None = None) -> RuleStream:
-        return cls(rule, rule.make_judge(series or {}), Tracker(rule.min_duration, rule.skip_flags, episode),
-                   judged_to)
+        return cls(rule, rule.make_judge(series or {}), rule.make_tracker(episode), judged_to)
 
-    def fed_on(self, earliest: dt.datetime) -> bool:
-        """A batch whose readings are all newer than what the rule has judged is fed on, reading nothing old."""
-        return self.rule.streamable and self.judged_to is not None and earliest > self.judged_to
-
-    def waits(self, earliest: dt.datetime) -> bool:
-        """A window rule lets readings (new or late: they are in its next window) wait until its ``every`` has
-        passed since it was last evaluated."""
-        return not self.rule.streamable and time.monotonic() - self.evaluated_at < self.rule.every.total_seconds()
+    def step(self, earliest: dt.datetime, now: float) -> str:
+        """What a batch whose earliest reading is at ``earliest`` makes this rule do: ``FEED`` it (all newer than
+        what the rule has judged: nothing old is read), let it ``WAIT`` (a window rule lets readings, new or late,
+        wait until its ``every`` has passed since it was last evaluated: they are in its next window), or
+        re-read its ``WINDOW``."""
+        if self.rule.streamable:
+            return FEED if self.judged_to is not None and earliest > self.judged_to else WINDOW
+        return WAIT if now - self.evaluated_at < self.rule.every_s else WINDOW
 
     def window_start(self, earliest: dt.datetime, stored: list[dict]) -> dt.datetime:
         """Where a late reading at ``earliest`` makes this rule re-read: its lookback before the reading, or
@@ -83,6 +84,9 @@ class TerminalStream:
     version: int
     saved_at: float = field(default_factory=time.monotonic)
     """When its state was last written to ``rule_state``."""
+    steps: dict[str, str] | None = None
+    """What the batch being judged makes each rule do: decided once, by ``read_since``, so that the readings read
+    and the rules judged agree even when a window rule's ``every`` runs out in between."""
     snapshot: str = ""
     """The database snapshot (``pg_current_snapshot``) taken before this terminal was last read: a batch visible
     in it has been judged."""
@@ -113,17 +117,29 @@ def load(conn: psycopg.Connection, info: TerminalInfo, version: int) -> Terminal
                                  min(s.judged_to - s.rule.lookback for s in replayed))
         for stream in replayed:
             for point in history.get(stream.rule.metric, []):
-                if stream.judged_to - stream.rule.lookback <= point.ts <= stream.judged_to \
-                        and point.flag not in stream.rule.skip_flags:
-                    stream.judge(point)
+                if stream.judged_to - stream.rule.lookback <= point.ts <= stream.judged_to:
+                    for admitted in stream.tracker.admitted(point):  # the spike screen's memory too
+                        stream.judge(admitted)
     return TerminalStream(info, streams, version)
 
 
+def stored_since(stream: TerminalStream, earliest: dt.datetime) -> dt.datetime:
+    """From when the terminal's stored alerts are read for a batch whose earliest reading is at ``earliest``: a
+    lookback before it, or before an episode in progress. A window re-read may reach further back (anchored on a
+    long stored alert): ``judge_terminal`` then lets the sink read the rule's alerts from the window's start."""
+    starts = [earliest - rs.rule.lookback for rs in stream.rules.values()]
+    starts += [rs.tracker.current.start - rs.rule.lookback for rs in stream.rules.values() if rs.tracker.current]
+    return min(starts, default=earliest)
+
+
 def read_since(stream: TerminalStream, earliest: dt.datetime, stored: dict[str, list[dict]]) -> dt.datetime:
-    """How far back this terminal must be read for a batch whose earliest reading is at ``earliest``."""
-    return min((rs.judged_to if rs.fed_on(earliest) else rs.window_start(min(earliest, rs.waiting or earliest),
-                                                                          stored.get(key, []))
-                for key, rs in stream.rules.items() if not rs.waits(earliest)), default=earliest)
+    """How far back this terminal must be read for a batch whose earliest reading is at ``earliest``; decides
+    what the batch makes each rule do (``TerminalStream.steps``), which ``judge_terminal`` then follows."""
+    now = time.monotonic()
+    stream.steps = steps = {key: rs.step(earliest, now) for key, rs in stream.rules.items()}
+    return min((rs.judged_to if steps[key] is FEED else rs.window_start(min(earliest, rs.waiting or earliest),
+                                                                        stored.get(key, []))
+                for key, rs in stream.rules.items() if steps[key] is not WAIT), default=earliest)
 
 
 def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalStream, earliest: dt.datetime,
@@ -131,10 +147,13 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
     """Feed or re-evaluate each rule over ``data`` (the terminal's readings from ``read_since``); returns the keys
     of the rules whose episode began or ended, or whose window was re-read."""
     newest = max((pts[-1].ts for pts in data.values() if pts), default=None)
+    steps = stream.steps or {key: rs.step(earliest, time.monotonic()) for key, rs in stream.rules.items()}
+    stream.steps = None
     changed = []
     for key, rs in list(stream.rules.items()):
         rule = rs.rule
-        if rs.fed_on(earliest):
+        step = steps[key]
+        if step is FEED:
             began = rs.tracker.current.start if rs.tracker.current else None
             points = [p for p in data.get(rule.metric, []) if p.ts > rs.judged_to]
             found = [ended for p in points if (ended := rs.tracker.feed(p, rs.judge)) is not None]
@@ -148,18 +167,21 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
                 rs.judged_to = newest
             if began == (rs.tracker.current.start if rs.tracker.current else None):
                 continue
-        elif rs.waits(earliest):
+        elif step is WAIT:
             rs.waiting = min(earliest, rs.waiting or earliest)
             continue
         else:
             start = rs.window_start(min(earliest, rs.waiting or earliest), stored.get(key, []))
+            # Alerts were read from ``stored_since`` on: a window anchored further back (on a long alert) may find the
+            # end of an older alert again, which the sink must then read itself, or it would store it twice.
+            known = stored.get(key, []) if start >= stored_since(stream, earliest) else None
             window = {m: [p for p in data.get(m, []) if p.ts >= start] for m in (rule.metric, *rule.context)}
             rs = stream.rules[key] = RuleStream.fresh(rule, None, None, window)
             rs.evaluated_at = time.monotonic()
             found = rule.evaluate_with(window, rs.judge, rs.tracker)
             rs.judged_to = max(newest or start, start)
             if found or stored.get(key):
-                sink.reconcile(conn, stream.info, rule, start, found, stored.get(key, []))
+                sink.reconcile(conn, stream.info, rule, start, found, known)
         changed.append(key)
     return changed
 

@@ -61,7 +61,7 @@ def series_of(conn: psycopg.Connection, since: dict[int, dt.datetime]) -> dict[i
     rows = conn.execute(
         """
         select r.terminal_id, r.metric, r.ts, r.value, r.flag
-          from unnest(%(id)s::bigint[], %(since)s::timestamptz[]) as u(terminal_id, since)
+          from unnest(%(id)b::bigint[], %(since)b::timestamptz[]) as u(terminal_id, since)
           join reading r on r.terminal_id = u.terminal_id and r.ts >= u.since
          order by r.terminal_id, r.metric, r.ts
         """,
@@ -97,7 +97,7 @@ def advance(conn: psycopg.Connection, terminal_ids: list[int], worker: str, stat
         conn.execute(
             """
             insert into rule_state as s (terminal_id, rule, judged_to, episode)
-            select * from unnest(%(t)s::bigint[], %(r)s::text[], %(j)s::timestamptz[], %(e)s::jsonb[])
+            select * from unnest(%(t)b::bigint[], %(r)b::text[], %(j)b::timestamptz[], %(e)b::jsonb[])
             on conflict (terminal_id, rule) do update set judged_to = excluded.judged_to, episode = excluded.episode
             """,
             {"t": [s[0] for s in states], "r": [s[1] for s in states], "j": [s[2] for s in states],

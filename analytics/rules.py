@@ -11,9 +11,22 @@ import datetime as dt
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from analytics import standards
-from analytics.engine import CLEAR, HOLD, POLLUTION_SKIP_FLAGS, Episode, Facts, Point, State, Tracker, Verdict
+from analytics.engine import (
+    CLEAR,
+    HOLD,
+    POLLUTION_SKIP_FLAGS,
+    Episode,
+    Facts,
+    Point,
+    SpikeScreen,
+    State,
+    Tracker,
+    Verdict,
+    spiked,
+)
 from devices import metric as metric_spec
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -59,11 +72,18 @@ class Rule:
     every: dt.timedelta = dt.timedelta(0)
     """A rule evaluated over its window (not streamable) is evaluated again on new readings at most this often
     (late readings always make it evaluate): a flat line judged over hours needs no judgement every second."""
+    screen: tuple[float, dt.timedelta] | None = None
+    """The spike test's (limit, within) in front of a bureau's rule (``SpikeScreen``): a reading the spike test
+    calls a spike never counts for it."""
 
-    @property
+    @cached_property
     def streamable(self) -> bool:
         """Judged reading by reading as they arrive; a nightly or a context rule is re-evaluated over its window."""
         return self.nightly is None and not self.context
+
+    @cached_property
+    def every_s(self) -> float:
+        return self.every.total_seconds()
 
     def default_facts(self) -> Facts:
         """The fields of an alert whose judge states none (device health): the metric, its unit, the kind."""
@@ -71,15 +91,23 @@ class Rule:
         kind = self.key.split(":")[1] if self.family == "device" else None
         return Facts(self.metric, spec.unit if spec else "", direction={"nodata": "silent"}.get(kind, kind))
 
+    def make_tracker(self, current: Episode | None = None) -> Tracker:
+        """The rule's episode tracker; a nightly rule screens the raw readings before taking their minimum."""
+        screen = SpikeScreen(*self.screen) if self.screen and not self.nightly else None
+        return Tracker(self.min_duration, self.skip_flags, current, screen)
+
     def evaluate(self, series: dict[str, list[Point]]) -> list[Episode]:
-        return self.evaluate_with(series, self.make_judge(series), Tracker(self.min_duration, self.skip_flags))
+        return self.evaluate_with(series, self.make_judge(series), self.make_tracker())
 
     def evaluate_with(self, series: dict[str, list[Point]], judge: Judge, tracker: Tracker) -> list[Episode]:
         """Episodes over a window, leaving ``judge`` and ``tracker`` where the window ends (the stream goes on
         from there)."""
         points = series.get(self.metric, [])
         if self.nightly:
-            points = night_minima(points, *self.nightly)
+            if self.screen:
+                screen = SpikeScreen(*self.screen)
+                points = [admitted for point in points for admitted in screen.admit(point)]
+            points = night_minima(flat_lines_dropped(points, self.metric), *self.nightly)
         found = [ended for point in points if (ended := tracker.feed(point, judge)) is not None]
         ongoing = tracker.ongoing()
         return [*found, ongoing] if ongoing else found
@@ -92,9 +120,20 @@ after a minute: it is called at most that much later than a reading-by-reading j
 
 def rules_for(t: TerminalInfo) -> list[Rule]:
     family = _FAMILIES.get(t.kind)
-    rules = family(t) if family else []
+    rules = [_screened(rule, t) for rule in (family(t) if family else [])]
     return rules + [_flatline_window(rule, t) if rule.key.startswith("device:stuck:") else rule
                     for rule in device_health(t)]
+
+
+def _screened(rule: Rule, t: TerminalInfo) -> Rule:
+    """A bureau's rule on a live series judges no reading the spike test calls a spike (a methane detector's one
+    reading of 30 %LEL is the steward's ``device:jump``, not a leak); its lookback covers the spike test's
+    neighbours, so a restarted worker or a re-read window knows the reading before."""
+    spec = metric_spec(rule.metric)
+    if spec is None:  # a daily mean (``…:avg:day``): no spikes to screen
+        return rule
+    within = dt.timedelta(seconds=3 * t.report_interval_s)
+    return replace(rule, screen=(SPIKE_SHARE * (spec.high - spec.low), within), lookback=max(rule.lookback, within))
 
 
 def _flatline_window(rule: Rule, t: TerminalInfo) -> Rule:
@@ -255,13 +294,18 @@ def _band_judge(low: float, high: float, set_point: float) -> Judge:
 
 DROP_SPAN = dt.timedelta(minutes=2)
 """A fall is measured over at least this long, so sensor noise on fast samples does not look like a leak."""
+DROP_MEMORY = 64
+"""Readings the drop judge keeps per span at most (a device sending ten a second is remembered every 2 s)."""
 
 
 def _drop_judge(limit_per_min: float) -> Judge:
     recent: list[Point] = []
 
     def judge(point: Point) -> Verdict:
-        recent.append(point)
+        if len(recent) >= 2 and point.ts - recent[-2].ts < DROP_SPAN / DROP_MEMORY:
+            recent[-1] = point  # dense readings: one kept per 1/64 of the span, so memory is bounded in count too
+        else:
+            recent.append(point)
         while len(recent) > 1 and point.ts - recent[1].ts >= DROP_SPAN:
             recent.pop(0)
         before = recent[0]
@@ -324,6 +368,24 @@ def water(t: TerminalInfo) -> list[Rule]:
         rules.append(Rule("water:night_flow", "water", "housing", "water_flow", lambda s: night,
                           nightly=(data["night_start_h"], data["night_end_h"]), lookback=dt.timedelta(hours=26)))
     return rules
+
+
+def flat_lines_dropped(points: list[Point], key: str) -> list[Point]:
+    """The readings without those of a flat line that lasts longer than the metric's flat-line window, away from
+    its resting values: QARTOD's flat-line suspects (a stuck meter's frozen daytime flow) do not make a night's
+    minimum. The whole line is suspect, from its first reading, once it has lasted that long."""
+    spec = metric_spec(key)
+    if spec is None or spec.flat_after_h is None:
+        return points
+    flat_after, kept, line = dt.timedelta(hours=spec.flat_after_h), [], []
+    for point in [*points, None]:
+        if point is not None and line and abs(point.value - line[0].value) < spec.step / 2:
+            line.append(point)
+            continue
+        if not line or line[-1].ts - line[0].ts < flat_after or spec.at_rest(line[0].value):
+            kept += line
+        line = [point]
+    return kept
 
 
 def night_minima(points: list[Point], start_h: int, end_h: int) -> list[Point]:
@@ -390,6 +452,9 @@ _GAS_NORM = standards.GAS[-1].name
 
 SPIKE_SHARE = 0.2
 """A reading that stands this share of the physical range away from both its neighbours is a spike."""
+SPIKE_OFF_DELAY = dt.timedelta(hours=1)
+"""A spiking sensor's alert stays open this long (or 24 reporting intervals, if longer) after its last spike: an
+off-delay (ISA-18.2), so a sensor that spikes every few readings is one alert for the steward, not one a spike."""
 
 
 def device_health(t: TerminalInfo) -> list[Rule]:
@@ -457,18 +522,18 @@ def _jump_judge(key: str, span: float, within: dt.timedelta) -> Judge:
     other; judged on the reading after it (a real step, such as a gas leak starting, stays and is not a
     spike)."""
     recent: list[Point] = []
+    last_spike: list[dt.datetime] = []
 
     def judge(point: Point) -> Verdict:
         recent.append(point)
         del recent[:-3]
-        if len(recent) < 3 or point.ts - recent[0].ts > within:
-            return CLEAR
-        before, spike, after = recent
-        level = (before.value + after.value) / 2
-        if abs(after.value - before.value) < SPIKE_SHARE * span < abs(spike.value - level):
+        if len(recent) == 3 and spiked(*recent, SPIKE_SHARE * span, within):
+            before, spike, after = recent
+            last_spike[:] = [point.ts]
+            level = (before.value + after.value) / 2
             return Verdict(State.VIOLATE, "warning", f"{key} spiked to {spike.value:g} between {before.value:g} "
                            f"and {after.value:g}: physically impossible (sensor fault?)", abs(spike.value - level))
-        return CLEAR
+        return HOLD if last_spike and point.ts - last_spike[0] < max(SPIKE_OFF_DELAY, 8 * within) else CLEAR
 
     return judge
 

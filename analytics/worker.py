@@ -27,7 +27,16 @@ from collections.abc import Iterable
 import psycopg
 
 from analytics import queries
-from analytics.evaluate import AlertSink, TerminalStream, judge_terminal, load, read_since, state_rows, sweep_silence
+from analytics.evaluate import (
+    AlertSink,
+    TerminalStream,
+    judge_terminal,
+    load,
+    read_since,
+    state_rows,
+    stored_since,
+    sweep_silence,
+)
 from core.runtime import Service
 from ingest.writer import READINGS_CHANNEL
 
@@ -206,7 +215,7 @@ class RuleWorker:
             with conn.transaction():
                 snapshot = conn.execute("select pg_current_snapshot()::text").fetchone()[0]
                 streams = self._streams(conn, list(events))
-                stored = self.sink.stored_alerts_of(conn, {t: self._stored_since(s, events[t])
+                stored = self.sink.stored_alerts_of(conn, {t: stored_since(s, events[t])
                                                            for t, s in streams.items()})
                 since = {t: read_since(s, events[t], stored.get(t, {})) for t, s in streams.items()}
                 data = queries.series_of(conn, since) if since else {}
@@ -238,9 +247,3 @@ class RuleWorker:
         for gone in set(terminal_ids) - set(infos):
             self.memory.pop(gone, None)
         return streams
-
-    @staticmethod
-    def _stored_since(stream: TerminalStream, earliest: dt.datetime) -> dt.datetime:
-        starts = [earliest - rs.rule.lookback for rs in stream.rules.values()]
-        starts += [rs.tracker.current.start - rs.rule.lookback for rs in stream.rules.values() if rs.tracker.current]
-        return min(starts, default=earliest)

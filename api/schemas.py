@@ -120,3 +120,55 @@ class ErrorOut(BaseModel):
     field: str | None = Field(default=None, description="the input at fault, when there is one")
     problems: list[Problem] = Field(default_factory=list,
                                     description="every problem found, when the request has several (schema errors)")
+
+
+# -- logs paged as {data, next} ----------------------------------------------------------------------------
+
+class DeadLetter(BaseModel):
+    id: int
+    received_at: dt.datetime
+    topic: str
+    publisher: str | None = Field(description="city code in the topic, when there is one")
+    reason: str = Field(description="why the message (or some of its readings) was refused")
+    stored: int = Field(description="readings of the message that were stored nevertheless")
+    suppressed: int = Field(description="dead letters of the same source left out before this one (over budget)")
+    payload_bytes: int = Field(description="the payload's full size")
+    payload_text: str = Field(description="the first 2,000 bytes of the payload, as UTF-8 (invalid bytes replaced)")
+
+
+class FireEventSummary(BaseModel):
+    id: int
+    status: Literal["open", "closed"]
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    position_method: Literal["triangulated", "satellite", "camera", "unknown"]
+    division: str | None = Field(description="division code of the position")
+    division_name: str | None
+    confidence: float
+    sources: list[str] = Field(description="camera, thermal, satellite")
+    closed_at: dt.datetime | None
+    verdict: str | None = Field(description="what the township found: straw, residue, other_heat, false")
+    verified_by: str | None
+    verified_at: dt.datetime | None
+    alert_id: int | None = Field(description="the alert it raised, if any")
+    alert_status: AlertStatus | None
+    detections: int
+
+
+class Delivery(BaseModel):
+    id: int
+    event_id: int = Field(description="the alert feed entry delivered")
+    kind: str
+    alert_id: int | None
+    replay: bool
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_at: dt.datetime
+    last_status: int | None = Field(description="the endpoint's last HTTP status")
+    last_error: str | None
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+    latency_ms: float | None

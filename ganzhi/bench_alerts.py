@@ -85,8 +85,12 @@ def run(url: str, settings: Settings, rate: float, probes: int) -> None:
         for p in background:
             p.terminate()
         server.should_exit = True
-        print(f"publish → alert readable from the API, {len(latencies)} of {probes} probes: "
-              f"p50 {np.percentile(latencies, 50):.0f} ms, p99 {np.percentile(latencies, 99):.0f} ms")
+        if latencies:
+            print(f"publish → alert readable from the API at {rate:,.0f} msg/s, {len(latencies)} of {probes} probes: "
+                  f"p50 {np.percentile(latencies, 50):.0f} ms, p99 {np.percentile(latencies, 99):.0f} ms, "
+                  f"missed {probes - len(latencies)}")
+        else:
+            print(f"publish → alert readable from the API at {rate:,.0f} msg/s: every probe missed ({probes})")
         stored = _stored_to_alert(scratch, detectors[1:])
         if stored:
             print(f"reading stored → alert opened (the rule workers' part, database clock), {len(stored)} probes: "

@@ -11,9 +11,10 @@ from alerts import queries, service
 from api.auth import Operator, Reader
 from api.deps import ConnDep
 from api.routes.filters import department_code, division_subtree
+from api.routes.paging import After, Limit, cursor, page
 from api.schemas import Alert, AlertDetail, AlertStatus, Bureau, Family, Incident, Instant, Page, Severity
 from registry import audit, codes
-from registry.errors import Invalid, NotFound
+from registry.errors import NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
@@ -22,25 +23,9 @@ class Action(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
 
 
-Limit = Annotated[int, Query(ge=1, le=1000)]
-After = Annotated[str | None, Query(description="cursor: the `next` of the previous page")]
 TerminalCode = Annotated[str | None, Query(description="city code of the terminal")]
 PoleCode = Annotated[str | None, Query(description="city code of the smart pole carrying the terminal")]
 Metric = Annotated[str | None, Query(description="metric key, e.g. w21003, methane_lel, w01018:avg:day")]
-
-
-def _cursor(after: str | None) -> int | None:
-    """The id a page starts below; a cursor that is not one of ours is a 422."""
-    if after is None:
-        return None
-    if not (after.isascii() and after.isdigit() and len(after) <= 18):
-        raise Invalid(f"{after!r} is not a cursor of this list (pass the `next` of the previous page)", field="after")
-    return int(after)
-
-
-def _page(rows: list[dict], limit: int) -> tuple[list[dict], str | None]:
-    """Rows asked for with ``limit + 1``: the page, and the cursor of the next one (the last id of this page)."""
-    return rows[:limit], str(rows[limit - 1]["id"]) if len(rows) > limit else None
 
 
 @router.get("/alerts", response_model=Page[Alert])
@@ -67,8 +52,8 @@ def list_alerts(
                                family=family, severity=severity, department=department_code(conn, department),
                                terminal=codes.normalise(terminal) if terminal else None,
                                pole=codes.normalise(pole) if pole else None, metric=metric, start=start, end=end,
-                               before_id=_cursor(after), limit=limit + 1, visible_to=who.scope)
-    data, next_cursor = _page(rows, limit)
+                               before_id=cursor(after), limit=limit + 1, visible_to=who.scope)
+    data, next_cursor = page(rows, limit)
     return Page[Alert](data=data, next=next_cursor)
 
 
@@ -107,6 +92,6 @@ def list_incidents(conn: ConnDep, who: Reader, status: Literal["open", "closed"]
     first, one page at a time. With terminal, pole or metric: the incidents with such an alert."""
     rows = queries.list_incidents(conn, status=status, terminal=codes.normalise(terminal) if terminal else None,
                                   pole=codes.normalise(pole) if pole else None, metric=metric,
-                                  before_id=_cursor(after), limit=limit + 1, visible_to=who.scope)
-    data, next_cursor = _page(rows, limit)
+                                  before_id=cursor(after), limit=limit + 1, visible_to=who.scope)
+    data, next_cursor = page(rows, limit)
     return Page[Incident](data=data, next=next_cursor)

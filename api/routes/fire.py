@@ -19,7 +19,8 @@ from api.auth import Operator, PlatformAdmin, Reader
 from api.deps import ConnDep
 from api.guard import MAX_UPLOAD_BYTES
 from api.routes.filters import division_subtree
-from api.schemas import Instant
+from api.routes.paging import After, Limit, cursor, page
+from api.schemas import FireEventSummary, Instant, Page
 from registry import audit, heat_sources
 from registry.errors import Invalid, NotFound
 from registry.lookups import division_index
@@ -35,7 +36,7 @@ _DETECTION = """
 """
 
 
-@router.get("/fire-events")
+@router.get("/fire-events", response_model=Page[FireEventSummary])
 def list_fire_events(
     conn: ConnDep,
     who: Reader,
@@ -43,12 +44,13 @@ def list_fire_events(
     verdict: Literal["straw", "residue", "other_heat", "false", "none"] | None = None,
     division: Annotated[str | None, Query(description="division code; its whole subtree")] = None,
     start: Annotated[Instant | None, Query(alias="from", description="fires seen at or after")] = None,
-    before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict]:
-    """Newest first, each with its alert (if it raised one); a department sees the fires it receives alerts of."""
+    after: After = None,
+    limit: Limit = 100,
+) -> Page[FireEventSummary]:
+    """Newest first, one page at a time, each with its alert (if it raised one); a department sees the fires it
+    receives alerts of."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
+        rows = cur.execute(
             f"""
             select e.id, e.status, e.first_seen, e.last_seen, e.lat, e.lon, e.accuracy_m, e.position_method,
                    e.division_code as division, v.name as division_name, e.confidence, e.sources, e.closed_at,
@@ -66,8 +68,10 @@ def list_fire_events(
              order by e.id desc limit %(limit)s
             """,
             {"status": status, "verdict": verdict, "division": division_subtree(conn, division), "start": start,
-             "before": before_id, "limit": limit, "visible_to": who.scope},
+             "before": cursor(after), "limit": limit + 1, "visible_to": who.scope},
         ).fetchall()
+    data, next_cursor = page(rows, limit)
+    return Page[FireEventSummary](data=data, next=next_cursor)
 
 
 @router.get("/fire-events/{event_id}")

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Query, Response, status
 from api.auth import AuditReader, Reader, Steward, require_steward
 from api.deps import ConnDep
 from api.routes.filters import department_code
+from api.routes.paging import After, Limit, cursor, page
+from api.schemas import Page
 from registry import audit, queries, sharing
 from registry.errors import NotFound
 from registry.lookups import Lookups
@@ -44,17 +46,20 @@ def revoke_grant(conn: ConnDep, who: Steward, grant_id: int) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/changes", response_model=list[Change])
+@router.get("/changes", response_model=Page[Change])
 def list_changes(
     conn: ConnDep,
     who: AuditReader,
     object_type: Annotated[str | None, Query(description="terminal, pole, grant, division, code_sequence")] = None,
     object_code: str | None = None,
     batch_id: Annotated[uuid.UUID | None, Query(description="an import batch or request id")] = None,
-    before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[Change]:
-    """The change log, newest first: who changed what, when, before and after (the audit log, see /audit)."""
+    after: After = None,
+    limit: Limit = 100,
+) -> Page[Change]:
+    """The change log, newest first, one page at a time: who changed what, when, before and after (the audit log,
+    see /audit)."""
     batch = str(batch_id) if batch_id else None
-    return audit.entries(conn, object_type=object_type, object_code=object_code, batch_id=batch,
-                         department=who.scope, before_id=before_id, limit=limit)
+    rows = audit.entries(conn, object_type=object_type, object_code=object_code, batch_id=batch,
+                         department=who.scope, before_id=cursor(after), limit=limit + 1)
+    data, next_cursor = page(rows, limit)
+    return Page[Change](data=data, next=next_cursor)

@@ -14,7 +14,8 @@ from fastapi.responses import Response
 from api.auth import Reader
 from api.deps import ConnDep
 from api.routes.filters import TerminalSearch
-from api.schemas import Instant
+from api.routes.paging import After, Limit, cursor, page
+from api.schemas import DeadLetter, Instant, Page
 from devices import metric as metric_spec
 from ingest import queries as store
 from registry import queries, service
@@ -146,7 +147,7 @@ def terminal_state_summary(conn: ConnDep, search: TerminalSearch) -> list[dict]:
     return store.state_counts(conn, search)
 
 
-@router.get("/dead-letters")
+@router.get("/dead-letters", response_model=Page[DeadLetter])
 def dead_letters(
     conn: ConnDep,
     who: Reader,
@@ -154,15 +155,17 @@ def dead_letters(
     reason: Annotated[str | None, Query(description="text in the reason")] = None,
     start: Annotated[Instant | None, Query(alias="from")] = None,
     end: Annotated[Instant | None, Query(alias="to")] = None,
-    before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict]:
-    """Messages refused in whole or in part, newest first, with the reason and the raw payload."""
-    rows = store.dead_letters(conn, publisher=publisher, reason=reason, start=start, end=end, before_id=before_id,
-                              limit=limit, visible_to=who.scope)
+    after: After = None,
+    limit: Limit = 100,
+) -> Page[DeadLetter]:
+    """Messages refused in whole or in part, newest first, one page at a time, with the reason and the raw
+    payload."""
+    rows = store.dead_letters(conn, publisher=publisher, reason=reason, start=start, end=end,
+                              before_id=cursor(after), limit=limit + 1, visible_to=who.scope)
     for row in rows:
         row["payload_text"] = bytes(row.pop("payload_head")).decode("utf-8", "replace")
-    return rows
+    data, next_cursor = page(rows, limit)
+    return Page[DeadLetter](data=data, next=next_cursor)
 
 
 def _csv(rows: list[dict]) -> Response:

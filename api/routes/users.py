@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 
 from api.auth import AuditReader, PlatformAdmin, Reader, forbid
 from api.deps import ConnDep
-from api.schemas import Instant
+from api.routes.paging import After, Limit, cursor, page
+from api.schemas import Instant, Page
 from registry import accounts, audit
 from registry.accounts import Identity, Role
 from registry.models import Change
@@ -94,7 +95,7 @@ def revoke_token(conn: ConnDep, who: Reader, token_id: int) -> dict:
         return accounts.revoke_token(conn, token_id, who.actor())
 
 
-@router.get("/audit", response_model=list[Change])
+@router.get("/audit", response_model=Page[Change])
 def audit_log(
     conn: ConnDep,
     who: AuditReader,
@@ -107,10 +108,13 @@ def audit_log(
     batch_id: uuid.UUID | None = None,
     start: Annotated[Instant | None, Query(alias="from")] = None,
     end: Annotated[Instant | None, Query(alias="to")] = None,
-    before_id: Annotated[int | None, Query(description="cursor: the smallest id of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[Change]:
-    """The append-only audit log, newest first. A steward admin reads what its department's accounts did."""
-    return audit.entries(conn, object_type=object_type, object_code=object_code,
+    after: After = None,
+    limit: Limit = 100,
+) -> Page[Change]:
+    """The append-only audit log, newest first, one page at a time. A steward admin reads what its department's
+    accounts did."""
+    rows = audit.entries(conn, object_type=object_type, object_code=object_code,
                          batch_id=str(batch_id) if batch_id else None, actor=actor, action=action, start=start,
-                         end=end, department=who.scope, before_id=before_id, limit=limit)
+                         end=end, department=who.scope, before_id=cursor(after), limit=limit + 1)
+    data, next_cursor = page(rows, limit)
+    return Page[Change](data=data, next=next_cursor)

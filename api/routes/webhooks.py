@@ -7,16 +7,18 @@ Only the department's steward admins and the platform admin manage them; an endp
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Literal
 
 import psycopg
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
 from alerts import webhooks
 from api.auth import Steward, owned_department
 from api.deps import ConnDep, SettingsDep
 from api.routes.filters import division_subtree
+from api.routes.paging import After, Limit, cursor, page
+from api.schemas import Delivery, Page
 from registry import audit
 from registry.accounts import Identity
 from registry.errors import Invalid, NotFound
@@ -92,13 +94,14 @@ def delete_webhook(conn: ConnDep, who: Steward, webhook_id: int) -> None:
         audit.record(conn, who.actor(), "delete", "webhook", str(webhook_id))
 
 
-@router.get("/webhooks/{webhook_id}/deliveries")
-def list_deliveries(conn: ConnDep, who: Steward, webhook_id: int,
-                    before_id: Annotated[int | None, Query(description="cursor: smallest id of the last page")] = None,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
-    """The delivery log, newest first: status, attempts, the endpoint's last answer or error, latency."""
+@router.get("/webhooks/{webhook_id}/deliveries", response_model=Page[Delivery])
+def list_deliveries(conn: ConnDep, who: Steward, webhook_id: int, after: After = None,
+                    limit: Limit = 100) -> Page[Delivery]:
+    """The delivery log, newest first, one page at a time: status, attempts, the endpoint's last answer or
+    error, latency."""
     _endpoint(conn, who, webhook_id)
-    return webhooks.deliveries(conn, webhook_id, before_id, limit)
+    data, next_cursor = page(webhooks.deliveries(conn, webhook_id, cursor(after), limit + 1), limit)
+    return Page[Delivery](data=data, next=next_cursor)
 
 
 @router.post("/webhooks/{webhook_id}/replay", status_code=202)

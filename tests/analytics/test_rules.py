@@ -85,8 +85,11 @@ def test_gas_band_drop_rate_and_methane_levels():
     drop = _rule(gas, "gas:pressure_drop").evaluate(_series("gas_pressure", [200, 198, 180, 165, 165], 1))
     assert len(drop) == 1 and "possible leak" in drop[0].detail
     detector = _terminal("methane_detector", ("methane_lel",), {}, interval=60)
-    levels = _rule(detector, "gas:methane").evaluate(_series("methane_lel", [2, 22, 55, 18, 10], 1))
+    levels = _rule(detector, "gas:methane").evaluate(_series("methane_lel", [2, 22, 55, 48, 18, 10], 1))
     assert len(levels) == 1 and levels[0].severity == "critical"  # 18 is in the band, 10 clears
+    # A lone 55 between 22 and 18 is what the QARTOD spike test calls a spike: the steward's, not a level 2
+    spiked = _rule(detector, "gas:methane").evaluate(_series("methane_lel", [2, 22, 55, 18, 10], 1))
+    assert len(spiked) == 1 and spiked[0].severity == "warning"
 
 
 def test_water_service_pressure_and_minimum_night_flow():

@@ -24,7 +24,8 @@ def _fleet(conn, db_url: str) -> dict[str, str]:
     worker = Worker(db_url)
     _write(db_url, codes["river"], "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
     for key in ("gas", "gas2"):
-        _write(db_url, codes[key], "methane_lel", [(-5, 30.0, None), (-4, 60.0, None)])
+        # 60 after 30 counts once the next reading shows it stayed (a lone jump is a spike: the steward's)
+        _write(db_url, codes[key], "methane_lel", [(-5, 30.0, None), (-4, 60.0, None), (-3, 61.0, None)])
     worker.step()
     worker.close()
     return codes

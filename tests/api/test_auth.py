@@ -94,9 +94,9 @@ def test_an_operator_cannot_issue_device_credentials_and_a_steward_only_its_own(
 def test_a_forged_x_actor_changes_nothing_in_the_audit_log(http):
     code = http.post("/api/v1/terminals", json={"name": "空气站", "kind": "air_sensor", "lon": BEILIN[0],
                                                 "lat": BEILIN[1]}, headers={"X-Actor": "mayor"}).json()["code"]
-    entries = http.get("/api/v1/audit", params={"object_code": code}).json()
+    entries = http.get("/api/v1/audit", params={"object_code": code}).json()["data"]
     assert [(e["actor"], e["action"]) for e in entries] == [("test-admin", "create")]
-    assert http.get("/api/v1/audit", params={"actor": "mayor"}).json() == []
+    assert http.get("/api/v1/audit", params={"actor": "mayor"}).json()["data"] == []
 
 
 def test_a_session_needs_its_csrf_token_to_change_anything(api_url: str, http, db_url: str):
@@ -123,7 +123,7 @@ def test_a_session_needs_its_csrf_token_to_change_anything(api_url: str, http, d
         assert made.status_code == 201
         assert browser.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
         assert browser.get("/api/v1/auth/me").status_code == 401
-    actions = [e["action"] for e in http.get("/api/v1/audit", params={"actor": "auth-browser"}).json()]
+    actions = [e["action"] for e in http.get("/api/v1/audit", params={"actor": "auth-browser"}).json()["data"]]
     assert actions == ["logout", "create", "login", "login_failed"]
 
 

@@ -108,7 +108,7 @@ def test_firms_rows_with_nul_or_a_bare_cr_are_dead_lettered_and_the_rest_importe
     report = response.json()
     assert (report["stored"], report["repeated"], len(report["errors"])) == (2, 0, 3)
     assert any("NUL" in e for e in report["errors"])
-    letters = http.get("/api/v1/dead-letters").json()
+    letters = http.get("/api/v1/dead-letters").json()["data"]
     assert len([d for d in letters if d["topic"].startswith("firms:")]) == len(report["errors"])
 
 

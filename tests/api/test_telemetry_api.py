@@ -86,10 +86,10 @@ def test_latest_values_and_states(http, db_url):
 
 def test_dead_letters_are_listed_with_reason_and_payload(http, db_url):
     _, air, _ = _setup(http, db_url)
-    letters = http.get("/api/v1/dead-letters", params={"publisher": air}).json()
+    letters = http.get("/api/v1/dead-letters", params={"publisher": air}).json()["data"]
     assert [(d["reason"], d["payload_text"], d["payload_bytes"]) for d in letters] == [
         ("payload is not JSON", "{bad", 4)]
-    assert http.get("/api/v1/dead-letters", params={"reason": "range"}).json() == []
+    assert http.get("/api/v1/dead-letters", params={"reason": "range"}).json()["data"] == []
 
 
 def test_state_lists_and_the_per_department_summary(http, db_url):

@@ -23,7 +23,7 @@ def test_create_read_update_delete(http):
     assert patched.status_code == 200
     assert (patched.json()["status"], patched.json()["vendor"]) == ("maintenance", "先河环保")
 
-    changes = http.get("/api/v1/changes", params={"object_code": code}).json()
+    changes = http.get("/api/v1/changes", params={"object_code": code}).json()["data"]
     assert [c["action"] for c in changes] == ["update", "create"]
     assert changes[1]["actor"] == "test-admin"  # the authenticated account; a forged X-Actor is ignored
 

@@ -26,7 +26,7 @@ def test_upload_dry_run_then_apply(http):
     assert applied.status_code == 200
     report = applied.json()
     assert (report["created"], report["applied"], report["encoding"]) == (2, True, "gbk")
-    changes = http.get("/api/v1/changes", params={"batch_id": report["batch_id"]}).json()
+    changes = http.get("/api/v1/changes", params={"batch_id": report["batch_id"]}).json()["data"]
     assert len(changes) == 2
 
 

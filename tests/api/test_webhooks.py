@@ -59,7 +59,7 @@ def test_delivery_log_and_replay_of_a_time_range(db_url: str, steward: httpx.Cli
         began = dt.datetime.now(dt.UTC)
         made = _alerts(db_url, 2, 2)
         _wait_delivered(db_url, hook["id"], len(made), 30)
-        log = steward.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()
+        log = steward.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()["data"]
         assert [row["event_id"] for row in log] == sorted(made, reverse=True)
         assert all(row["status"] == "delivered" and row["last_status"] == 204 for row in log)
         replayed = steward.post(f"/api/v1/webhooks/{hook['id']}/replay",

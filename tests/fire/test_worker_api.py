@@ -91,7 +91,7 @@ def test_frames_over_mqtt_become_an_alert_with_evidence_and_bad_frames_dead_lett
     picture = http.get(event["detections"][0]["evidence_url"])
     assert picture.headers["content-type"] == "image/jpeg"
     assert cv2.imdecode(np.frombuffer(picture.content, np.uint8), cv2.IMREAD_COLOR).shape[1] == 1280
-    listed = http.get("/api/v1/fire-events", params={"division": event["division_code"][:6]}).json()
+    listed = http.get("/api/v1/fire-events", params={"division": event["division_code"][:6]}).json()["data"]
     assert [e["id"] for e in listed] == [event["id"]]
 
 
@@ -109,7 +109,7 @@ def test_firms_upload_and_heat_sources_over_http(http):
     assert (report["stored"], report["near_heat_source"]) == (1, 1)
     bad = http.post("/api/v1/firms", files={"file": ("x.csv", "a,b\n1,2\n", "text/csv")})
     assert bad.status_code == 422 and "missing column" in bad.text
-    assert http.get("/api/v1/fire-events").json()[0]["sources"] == ["satellite"]
+    assert http.get("/api/v1/fire-events").json()["data"][0]["sources"] == ["satellite"]
     assert http.delete(f"/api/v1/heat-sources/{made.json()['id']}").status_code == 204
     assert http.delete(f"/api/v1/heat-sources/{made.json()['id']}").status_code == 404
 
@@ -152,7 +152,7 @@ def test_the_on_the_spot_verdict_acknowledges_or_closes_the_fire_alert(http):
     assert again.status_code == 409 and "already found to be straw" in again.text
     assert http.post("/api/v1/fire-events/999999/verdict", json={"verdict": "false"}).status_code == 404
     assert http.post(f"/api/v1/fire-events/{straw}/verdict", json={"verdict": "maybe"}).status_code == 422
-    unverified = http.get("/api/v1/fire-events", params={"verdict": "none"}).json()
+    unverified = http.get("/api/v1/fire-events", params={"verdict": "none"}).json()["data"]
     assert straw not in [e["id"] for e in unverified]
     history = http.get(f"/api/v1/alerts/{found['alert']['id']}").json()["events"]
     assert history[-1]["actor"] == "test-admin" and "玉米秸秆" in history[-1]["comment"]

@@ -1,0 +1,31 @@
+"""One paging style across the API: ``{data, next}`` (``api.schemas.Page``), newest first; pass ``next`` as
+``after`` for the next page (it is the last id of the page), until ``next`` is null."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Query
+
+from registry.errors import Invalid
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+After = Annotated[str | None, Query(description="cursor: the `next` of the previous page")]
+
+
+def cursor(after: str | None) -> int | None:
+    """The id a page starts below; a cursor that is not one of ours is a 422."""
+    if after is None:
+        return None
+    if not (after.isascii() and after.isdigit() and len(after) <= 18):
+        raise Invalid(f"{after!r} is not a cursor of this list (pass the `next` of the previous page)", field="after")
+    return int(after)
+
+
+def page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
+    """Rows asked for with ``limit + 1`` (dicts or models with an ``id``): the page, and the cursor of the next
+    one (the last id of this page)."""
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], str(last["id"] if isinstance(last, dict) else last.id)

@@ -1,0 +1,220 @@
+"""Quiet alerts (issue 12 §2): a device fault is the steward's matter and raises no bureau alert — a reading
+the QARTOD spike test calls a spike is never judged by the pollution, gas, water or heating rules, a stuck meter
+does not make a night's minimum — while real events are still heard, from their first reading."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import tracemalloc
+
+import psycopg
+
+from analytics import evaluate
+from analytics.engine import Episode, Point
+from analytics.rules import TerminalInfo, rules_for
+from ganzhi.bench_alert_quality import _score
+from registry import service
+from registry.changes import Actor
+from simulators import truth
+from simulators.faults import Distortion, Fault
+from tests.analytics.test_worker import NOW, Worker, _alerts, _write
+from tests.factories import terminal_in
+
+BEIJING = dt.timezone(dt.timedelta(hours=8))
+T0 = dt.datetime(2026, 11, 27, 0, 0, tzinfo=BEIJING)
+
+
+def _terminal(kind: str, metrics: tuple[str, ...], interval: int, attrs: dict | None = None) -> TerminalInfo:
+    return TerminalInfo(1, "23120232000001R", kind, "zjj", "231202", None, 126.9, 46.5, interval, metrics, attrs or {})
+
+
+def _points(values, step_s: int, start: dt.datetime = T0) -> list[Point]:
+    return [Point(start + dt.timedelta(seconds=step_s * i), v) for i, v in enumerate(values)]
+
+
+def _found(t: TerminalInfo, series: dict[str, list[Point]]) -> dict[str, list[Episode]]:
+    return {r.key: found for r in rules_for(t) if (found := r.evaluate(series))}
+
+
+def test_a_methane_spike_is_a_device_alert_not_a_leak():
+    detector = _terminal("methane_detector", ("methane_lel",), 60)
+    found = _found(detector, {"methane_lel": _points([0.0] * 30 + [30.0] + [0.0] * 30, 60)})
+    assert list(found) == ["device:jump:methane_lel"]
+
+
+def test_a_leak_that_stays_is_alerted_from_its_first_reading():
+    detector = _terminal("methane_detector", ("methane_lel",), 60)
+    found = _found(detector, {"methane_lel": _points([0.0] * 30 + [45.0, 47.0, 44.0] + [0.0] * 30, 60)})
+    assert list(found) == ["gas:methane"]
+    assert found["gas:methane"][0].start == T0 + dt.timedelta(minutes=30)
+    assert found["gas:methane"][0].end == T0 + dt.timedelta(minutes=33)
+
+
+def test_a_gas_pressure_spike_is_neither_out_of_band_nor_a_falling_pressure():
+    gas = _terminal("gas_pressure_sensor", ("gas_pressure",), 60, {"set_point_kpa": 3.0, "pressure_class": "low"})
+    values = [3.0] * 30 + [3.0 + 0.3 * 4000] + [3.0] * 30  # the simulators' spike: 30 % of the range
+    assert list(_found(gas, {"gas_pressure": _points(values, 60)})) == ["device:jump:gas_pressure"]
+
+
+def test_a_supply_temperature_spike_raises_no_heating_alert():
+    substation = _terminal("heating_substation_sensor", ("supply_temp",), 300)
+    values = [70.0] * 12 + [70.0 + 0.3 * 160] + [70.0] * 12
+    assert list(_found(substation, {"supply_temp": _points(values, 300)})) == ["device:jump:supply_temp"]
+
+
+def test_a_flow_meter_stuck_high_makes_no_night_leak_and_a_real_one_still_does():
+    meter = _terminal("district_flow_meter", ("water_flow",), 300, {"district": "DMA-02", "night_allowance_m3h": 12})
+    evening = dt.datetime(2026, 11, 26, 20, 0, tzinfo=BEIJING)
+    rng = random.Random(3)
+    stuck = [round(40 + rng.gauss(0, 2), 2) for _ in range(6)] + [21.28] * (10 * 12)  # frozen from 20:30 on
+    night = next(r for r in rules_for(meter) if r.key == "water:night_flow")
+    assert night.evaluate({"water_flow": _points(stuck, 300, evening)}) == []
+    leaking = [round(40 + rng.gauss(0, 2), 2) for _ in range(10 * 12)]
+    assert len(night.evaluate({"water_flow": _points(leaking, 300, evening)})) == 1
+
+
+def test_a_sensor_spiking_every_few_readings_is_one_alert_for_the_steward():
+    detector = _terminal("methane_detector", ("methane_lel",), 60)
+    values = [30.0 if i % 10 == 5 else 0.0 for i in range(180)]
+    found = _found(detector, {"methane_lel": _points(values, 60)})
+    assert list(found) == ["device:jump:methane_lel"] and len(found["device:jump:methane_lel"]) == 1
+
+
+def test_a_restarted_worker_still_knows_the_reading_before_a_spike(conn, db_url):
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector"), Actor("t"))
+    conn.commit()
+    first = Worker(db_url)
+    _write(db_url, code, "methane_lel", [(-10, 0.0, None), (-9, 0.0, None), (-8, 0.0, None)])
+    first.step()
+    first.close()
+    restarted = Worker(db_url)
+    try:
+        _write(db_url, code, "methane_lel", [(-7, 30.0, None)])
+        restarted.step()
+        _write(db_url, code, "methane_lel", [(-6, 0.0, None)])
+        restarted.step()
+    finally:
+        restarted.close()
+    assert [rule for rule, *_ in _alerts(db_url)] == ["device:jump:methane_lel"]
+
+
+def test_a_held_jump_that_stays_opens_the_alert_at_its_own_time(conn, db_url):
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector"), Actor("t"))
+    conn.commit()
+    worker = Worker(db_url)
+    try:
+        _write(db_url, code, "methane_lel", [(-10, 0.0, None), (-9, 0.0, None)])
+        worker.step()
+        _write(db_url, code, "methane_lel", [(-8, 45.0, None)])
+        worker.step()
+        assert _alerts(db_url) == []  # a spike until the next reading says otherwise
+        _write(db_url, code, "methane_lel", [(-7, 46.0, None)])
+        worker.step()
+    finally:
+        worker.close()
+    assert [(rule, status, start) for rule, status, _, start, _ in _alerts(db_url)] == [
+        ("gas:methane", "open", NOW - dt.timedelta(minutes=8))]
+    with psycopg.connect(db_url) as c:
+        assert c.execute("select count(*) from alert where rule like 'device:%'").fetchone()[0] == 0
+
+
+def test_the_score_counts_a_bureau_alert_raised_by_a_device_fault_as_false():
+    detector = _terminal("methane_detector", ("methane_lel",), 60)
+    rule = next(r for r in rules_for(detector) if r.key == "gas:methane")
+    jump = next(r for r in rules_for(detector) if r.key == "device:jump:methane_lel")
+    spike = truth.Truth(Fault.spike, detector.code, None, T0, T0 + dt.timedelta(hours=2))
+    at = T0 + dt.timedelta(minutes=30)
+    alerts_raised = [(detector, rule, Episode(at, at, at + dt.timedelta(minutes=1), "warning", "methane 30", 30, 30)),
+                     (detector, jump, Episode(at, at, at + dt.timedelta(minutes=1), "warning", "spike", 30, 30))]
+    scores = _score([detector], [spike], {detector.code: Distortion(None, random.Random(1))}, alerts_raised)
+    assert (scores["gas"].alerts, scores["gas"].explained, scores["gas"].by_fault) == (1, 0, 1)
+    assert scores["gas"].precision == 0.0 and scores["device"].precision == 1.0 and scores["device"].recall == 1.0
+
+
+def _retained(rule, points: list[Point]) -> int:
+    """Bytes a rule's judge and tracker still hold after judging ``points`` (made beforehand, so they are not
+    counted: only what the judge keeps of them is)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        judge, tracker = rule.make_judge({}), rule.make_tracker()
+        for point in points:
+            tracker.feed(point, judge)
+            if tracker.current is not None:  # what the stream keeps of a long episode is one Episode
+                tracker.current.detail = ""
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_long_running_streams_memory_is_bounded_in_time_and_count():
+    """What a judge remembers between batches (the spike test's neighbours, the flat line's start, the readings
+    over a drop's span, the spike screen's) stays small however long the stream runs and however dense its
+    readings (a device sending every 10 ms)."""
+    terminals = (_terminal("methane_detector", ("methane_lel",), 60),
+                 _terminal("gas_pressure_sensor", ("gas_pressure",), 60, {"set_point_kpa": 3.0}),
+                 _terminal("indoor_temp_sensor", ("indoor_temp",), 900))
+    rng = random.Random(7)
+    dense = [Point(T0 + dt.timedelta(milliseconds=10 * i), round(rng.uniform(0, 3), 1) if i % 97 else 90.0)
+             for i in range(30_000)]
+    for t in terminals:
+        for rule in (r for r in rules_for(t) if r.streamable):
+            assert _retained(rule, dense[:12_000]) < 20_000, rule.key
+            assert _retained(rule, dense) < 20_000, rule.key
+
+
+def test_a_late_reading_re_reads_a_window_reaching_into_an_older_alert_without_doubling_it(conn, db_url):
+    """A long episode (B, over 13 h) anchors the re-read window of a late reading in its tail: the window starts
+    a lookback before B, inside the end of an older, short alert (A) that the alerts read for the terminal did not
+    reach. The re-read finds A's last readings again; they are A, not a new resolved alert."""
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector"), Actor("t"))
+    conn.commit()
+    a = [(-803, 0.0, None), (-802, 0.0, None), (-801, 25.0, None), (-800, 25.0, None), (-799, 0.0, None),
+         (-798, 0.0, None)]
+    b = [(m, 25.0, None) for m in range(-797, -19)] + [(-19, 0.0, None), (-18, 0.0, None)]
+    worker = Worker(db_url)
+    try:
+        _write(db_url, code, "methane_lel", a + b)
+        worker.step()
+        assert [(r, s) for r, s, *_ in _alerts(db_url) if r == "gas:methane"] == [("gas:methane", "resolved")] * 2
+        _write(db_url, code, "methane_lel", [(-30, 25.0, None)])  # a repeated reading in B's tail, late
+        worker.step()
+    finally:
+        worker.close()
+    assert [(s, start, end) for r, s, _, start, end in _alerts(db_url) if r == "gas:methane"] == [
+        ("resolved", NOW - dt.timedelta(minutes=801), NOW - dt.timedelta(minutes=799)),
+        ("resolved", NOW - dt.timedelta(minutes=797), NOW - dt.timedelta(minutes=19))]
+
+
+class _Sink:
+    """Records where each reconcile's window starts."""
+
+    def __init__(self) -> None:
+        self.windows: list[tuple[str, dt.datetime]] = []
+
+    def reconcile(self, conn, t, rule, window_start, found, stored=None) -> None:
+        self.windows.append((rule.key, window_start))
+
+
+def test_a_window_rule_whose_wait_runs_out_between_reading_and_judging_is_not_judged_on_a_short_read(monkeypatch):
+    """The readings are read for what each rule does with the batch; a stuck-sensor rule that was still waiting
+    then must not be evaluated a moment later over a window the read did not reach (it would find no flat line and
+    retract the alert)."""
+    station = _terminal("water_quality_station", ("w01009", "w01010"), 1800)
+    streams = {rule.key: evaluate.RuleStream.fresh(rule, T0 + dt.timedelta(hours=20)) for rule in rules_for(station)}
+    stream = evaluate.TerminalStream(station, streams, 1)
+    clock = [1000.0]
+    monkeypatch.setattr(evaluate.time, "monotonic", lambda: clock[0])
+    for rs in streams.values():
+        rs.evaluated_at = clock[0] - rs.rule.every.total_seconds() + 1  # the stuck rules wait one more second
+    earliest = T0 + dt.timedelta(hours=20, minutes=30)
+    stored = {"device:stuck:w01009": [{"id": 1, "status": "open", "observed_start": T0 + dt.timedelta(hours=8),
+                                       "observed_end": None}]}
+    since = evaluate.read_since(stream, earliest, stored)
+    clock[0] += 2
+    data = {m: _points([7.4, 7.5], 1800, earliest) for m in station.metrics}
+    sink = _Sink()
+    evaluate.judge_terminal(None, sink, stream, earliest, data, stored)
+    assert all(start >= since for _, start in sink.windows), (since, sink.windows)
+    assert streams["device:stuck:w01009"].waiting == earliest
