@@ -595,7 +595,7 @@
 
   async function refreshFires() {
     const fires = await api("/fire-events?status=open&limit=200");
-    for (const fire of fires) {
+    for (const fire of fires.data) {
       app.fires.set(fire.id, fire);
       if (fireLayer) drawFire(fire);
     }
