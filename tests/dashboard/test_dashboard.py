@@ -270,6 +270,9 @@ def test_a_straw_fire_arrives_live_with_its_evidence_and_gets_a_verdict(browser,
     expect(image).to_have_count(1)
     page.wait_for_function("document.querySelector('#detail .evidence img').naturalWidth > 0")
     page.screenshot(path=artefacts / "06-straw-fire-evidence.png")
+    page.reload()  # a fire open before the page loads is read from the fire-event list and drawn too
+    expect(page.locator(f"[data-fire='{event}']")).to_be_visible(timeout=20_000)
+    page.locator(f"[data-fire='{event}']").click()
     detail.get_by_role("button", name="属实：秸秆焚烧").click()
     expect(detail).to_contain_text("核实结论")
     expect(page.locator("#detail-status")).to_have_text("已确认")  # a straw verdict acknowledges the alert
