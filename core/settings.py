@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     )
     demo: bool = Field(default=True, description="load the Suihua demo ledger into an empty database on `up`")
     log_level: str = Field(default="INFO")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object a line, with the terminal code and alert id where known"
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="port of a service's /metrics, /healthz and /readyz; unset: none "
+        "(0: any free port; `up` gives its children this port + 1, + 2, ...)"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="address that endpoint listens on")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token Prometheus sends for /metrics; the API serves /metrics only when set"
+    )
 
     @field_validator("database_url")
     @classmethod
