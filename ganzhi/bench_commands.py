@@ -150,3 +150,14 @@ def bench_chaos(settings: Settings, speed: float, window_s: float, faults: tuple
     if failed:
         raise click.ClickException(f"missed the goal (0 lost, 0 twice, back within {GOAL_RECOVERY_S:.0f} s): "
                                    f"{', '.join(failed)}")
+
+
+@bench.command(name="receive")
+@click.option("--messages", default=50_000, show_default=True, help="Messages drained by each client variant.")
+@click.option("--readings", default=10, show_default=True, help="Readings per message (at most 10).")
+@click.option("--rounds", default=3, show_default=True, help="Rounds per variant; the median is printed.")
+def bench_receive(messages: int, readings: int, rounds: int) -> None:
+    """The MQTT receive path alone: paho, paho with large reads, (pymosquitto): msg/s and CPU µs per message."""
+    from ganzhi.bench_receive import run as run_bench
+
+    run_bench(messages, readings, rounds)

@@ -1,6 +1,7 @@
 """The ingest worker: MQTT in, batches into PostgreSQL, acknowledgements out after commit.
 
-paho's network thread hands each QoS 1 message to a queue; this worker's own thread takes
+paho's network thread (``ingest.mqtt_client``: paho with large socket reads, one write for a batch's
+PUBACKs, cheap MQTT 5 properties) hands each QoS 1 message to a queue; this worker's own thread takes
 batches from it, judges them, writes them in one transaction and only then sends the
 PUBACKs (paho's manual-ack mode). Nothing is acknowledged that is not stored or
 dead-lettered, so a worker killed at any moment loses nothing: the broker redelivers what
@@ -34,6 +35,7 @@ from ingest import validate
 from ingest.dead_letters import DeadLetter, Limiter
 from ingest.directory import Directory
 from ingest.metrics import IngestMetrics
+from ingest.mqtt_client import BufferedClient
 from ingest.writer import Batch, Writer
 
 log = logging.getLogger(__name__)
@@ -129,10 +131,10 @@ class IngestWorker:
 
     # -- MQTT ---------------------------------------------------------------------------------------
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> BufferedClient:
         protocol = paho.MQTTv5 if self.config.mqtt5 else paho.MQTTv311
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.config.client_id, protocol=protocol,
-                             clean_session=None if self.config.mqtt5 else False, manual_ack=True)
+        client = BufferedClient(CallbackAPIVersion.VERSION2, client_id=self.config.client_id, protocol=protocol,
+                                clean_session=None if self.config.mqtt5 else False, manual_ack=True)
         if self.config.username:
             client.username_pw_set(self.config.username, self.config.password)
         client.on_connect = self._on_connect
@@ -192,9 +194,9 @@ class IngestWorker:
 
     def _acknowledge(self, received: list[_Received]) -> None:
         """PUBACK what this connection delivered; older deliveries come again and are stored once."""
-        for item in received:
-            if item.epoch == self._epoch and item.message.qos > 0:
-                self._client.ack(item.message.mid, item.message.qos)
+        epoch = self._epoch
+        self._client.ack_many((item.message.mid, item.message.qos) for item in received
+                              if item.epoch == epoch and item.message.qos > 0)
 
     # -- batches ------------------------------------------------------------------------------------
 
