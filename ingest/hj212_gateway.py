@@ -92,6 +92,9 @@ class Hj212Gateway:
         self._pw_failures = m.counter("hj212_pw_failures", "frames with a wrong PW for their MN")
         self._batches_failed = m.counter("hj212_batches_failed", "batches that could not be written")
         m.gauge("hj212_clients", "logger connections open").set_function(lambda: len(self._clients))
+        self._server: asyncio.Server | None = None
+        service.add_check("listener", lambda: None if self._server is not None and self._server.is_serving()
+                          else "not accepting connections")
         self._directory = Directory(config.database_url)
         self._writer = Writer()
         self._limiter = Limiter()
@@ -113,6 +116,7 @@ class Hj212Gateway:
         await asyncio.to_thread(self._directory.start)
         # reuse_port: several gateway processes can share the port, the kernel spreading connections over them.
         server = await asyncio.start_server(self._connection, self.config.host, self.config.port, reuse_port=True)
+        self._server = server
         self.writing = asyncio.create_task(self._write_forever(), name="writer")
         self.writing.add_done_callback(self._service.watch("writer"))
         log.info("HJ 212 gateway listening on %s:%d", self.config.host, self.config.port)

@@ -102,6 +102,7 @@ class FireWorker:
         """Detect until the service stops. A lost database connection is made again by the runtime (the outage
         logged once each way); the frame in hand is lost with it (frames are QoS 0: the next one matters more)."""
         self.metrics = _FireMetrics(service.metrics, self._queue)
+        service.add_check("broker", lambda: None if self._client.is_connected() else "not connected to the broker")
         service.set_detail(shard=self.config.shard, shards=self.config.shards)
         conn = service.connect(self.config.database_url)
         if conn is None:
