@@ -308,19 +308,16 @@ def _raw_publish(port: int, pole: str, payload: bytes, count: int) -> None:
 
 
 class _Monitor:
-    """CPU seconds and peak RSS of groups of processes, sampled every half second."""
+    """CPU seconds and peak RSS of groups of processes, sampled every half second. A process that ends keeps
+    the CPU it had at its last sample (a sum over the live ones would drop it, and could even go down)."""
 
     def __init__(self, groups: dict[str, list[int]]) -> None:
         self.groups = {name: [psutil.Process(pid) for pid in pids] for name, pids in groups.items()}
-        self.cpu0 = {name: self._cpu(ps) for name, ps in self.groups.items()}
+        self.first = {name: self._cpu(ps) for name, ps in self.groups.items()}
+        self.last = {name: dict(cpu) for name, cpu in self.first.items()}
         self.peak = dict.fromkeys(self.groups, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def add(self, name: str, pids: list[int]) -> None:
-        self.groups[name] = [psutil.Process(pid) for pid in pids]
-        self.cpu0[name] = self._cpu(self.groups[name])
-        self.peak[name] = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -328,26 +325,32 @@ class _Monitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        self.cpu1 = {name: self._cpu(ps) for name, ps in self.groups.items()}
+        self._take()
 
     def results(self) -> dict[str, tuple[float, int]]:
-        return {name: (self.cpu1[name] - self.cpu0[name], self.peak[name]) for name in self.groups}
+        return {name: (sum(self.last[name][pid] - start for pid, start in self.first[name].items()),
+                       self.peak[name]) for name in self.groups}
 
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
-            for name, procs in self.groups.items():
-                self.peak[name] = max(self.peak[name], sum(_rss(p) for p in procs))
+            self._take()
+
+    def _take(self) -> None:
+        for name, procs in self.groups.items():
+            self.last[name].update(self._cpu(procs))
+            self.peak[name] = max(self.peak[name], sum(_rss(p) for p in procs))
 
     @staticmethod
-    def _cpu(procs) -> float:
-        total = 0.0
+    def _cpu(procs) -> dict[int, float]:
+        """CPU seconds of each process that still runs."""
+        seconds = {}
         for proc in procs:
             try:
                 times = proc.cpu_times()
-                total += times.user + times.system
             except psutil.Error:
-                pass
-        return total
+                continue
+            seconds[proc.pid] = times.user + times.system
+        return seconds
 
 
 def _rss(proc) -> int:
