@@ -91,7 +91,8 @@ def _rules_run(url: str, settings: Settings, stations: int, rounds: int, workers
 
 def _stations(url: str, count: int) -> list[tuple[int, str]]:
     actor = Actor("bench")
-    items = [TerminalIn(name=f"scale station {i}", kind="water_quality_station", lon=126.5 + i * 1e-3, lat=46.5,
+    items = [TerminalIn(name=f"scale station {i}", kind="water_quality_station", lon=126.5 + (i % 50) * 0.005,
+                        lat=46.5 + (i // 50) * 0.005,  # a grid inside Suihua
                         metrics=list(WATER), attrs={"river": "呼兰河", "chainage_km": float(i),
                                                     "target_class": "III"}) for i in range(count)]
     with psycopg.connect(url) as conn:
