@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from alerts import webhooks
 from alerts.feed import CHANNEL
+from core.logs import log_context
 from core.runtime import Outage, Service
 from core.settings import Settings
 
@@ -125,6 +126,14 @@ class DeliveryWorker:
         self._sender = sender
         self._endpoints: dict[int, asyncio.Task] = {}
         self.wake = asyncio.Event()
+        m = service.metrics
+        self._queued = m.counter("deliveries_queued", "deliveries made from the alert feed (one per endpoint)")
+        self._attempts = m.counter("delivery_attempts", "delivery attempts, by outcome (ok, failed)", ["outcome"])
+        self._latency = m.histogram("delivery_latency_seconds", "from the alert feed entry to its delivery",
+                                    (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
+        self._attempt_seconds = m.histogram("delivery_attempt_seconds", "one attempt, by outcome", labels=["outcome"])
+        m.gauge("delivery_endpoints_sending", "endpoints with a delivery task running").set_function(
+            lambda: len(self._endpoints))
 
     async def fan_out(self) -> int:
         """One batch of the feed into deliveries, with the cursor, in one transaction; the number of entries read."""
@@ -139,7 +148,7 @@ class DeliveryWorker:
                 "select id, department_code as department from webhook where deleted_at is null")).fetchall()
             for endpoint in endpoints:
                 made = await conn.execute(*webhooks.fan_out_statement(endpoint, after, upto))
-                self._service.counters["deliveries queued"] += made.rowcount
+                self._queued.inc(made.rowcount)
             await conn.execute("update webhook_cursor set feed_id = %s", (upto,))
             return upto - after
 
@@ -184,11 +193,16 @@ class DeliveryWorker:
 
     async def _attempt(self, conn: psycopg.AsyncConnection, head: dict) -> bool:
         body = _body(head)
+        started = time.monotonic()
         try:
-            status = await self._sender.send(head, body, conn)
+            with log_context(alert_id=head["alert_id"]):
+                status = await self._sender.send(head, body, conn)
         except DeliveryFailed as exc:
+            self._attempt_seconds.labels("failed").observe(time.monotonic() - started)
             await self._failed(conn, head, exc)
             return False
+        self._attempt_seconds.labels("ok").observe(time.monotonic() - started)
+        since = head["created_at"] if head["replay"] else head["at"]
         await conn.execute(
             """
             update webhook_delivery set status = 'delivered', attempts = attempts + 1, last_status = %(status)s,
@@ -196,7 +210,8 @@ class DeliveryWorker:
                    latency_ms = extract(epoch from now() - %(at)s::timestamptz) * 1000
              where id = %(id)s
             """, {"id": head["id"], "status": status, "at": head["created_at"] if head["replay"] else head["at"]})
-        self._service.counters["delivered"] += 1
+        self._attempts.labels("ok").inc()
+        self._latency.observe((dt.datetime.now(dt.UTC) - since).total_seconds())
         return True
 
     async def _failed(self, conn: psycopg.AsyncConnection, head: dict, exc: DeliveryFailed) -> None:
@@ -216,7 +231,9 @@ class DeliveryWorker:
                 await conn.execute("update webhook set paused_at = now(), pause_reason = %s where id = %s",
                                    (f"failing since {first.isoformat()}: {exc}"[:500], head["webhook_id"]))
                 log.warning("webhook %s paused: failing since %s (%s)", head["webhook_id"], first, exc)
-        self._service.counters["attempts failed"] += 1
+        self._attempts.labels("failed").inc()
+        log.info("delivery %s to webhook %s failed: %s", head["id"], head["webhook_id"], exc,
+                 extra={"alert_id": head["alert_id"]})
 
     async def run(self) -> None:
         database = Outage("database", log)

@@ -9,7 +9,9 @@ condition went on, and retracts alerts that late data shows never lasted. One ac
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
+import prometheus_client
 import psycopg
 from psycopg.rows import dict_row
 
@@ -17,6 +19,11 @@ from analytics.engine import SEVERITY_ORDER, Episode
 from analytics.rules import Rule, TerminalInfo
 from registry.errors import Conflict, NotFound
 
+log = logging.getLogger(__name__)
+
+OPENED = prometheus_client.Counter("ganzhi_alerts_opened", "alerts the rules opened (in the process's registry: "
+                                   "counted when written, before the judging transaction commits)",
+                                   ["family", "severity"])
 SYSTEM = "ganzhi-analytics"
 ACTIVE = ("open", "acknowledged")
 _TRANSITIONS = {"acknowledge": ("open",), "resolve": ("open", "acknowledged"),
@@ -107,6 +114,9 @@ def _open(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, episode: Episod
             ).fetchone()[0]
     except psycopg.errors.UniqueViolation:
         return  # another worker opened it a moment ago: one active alert per (terminal, rule)
+    OPENED.labels(rule.family, episode.severity).inc()
+    log.info("alert %d opened: %s on %s, %s", alert_id, rule.key, t.code, episode.severity,
+             extra={"alert_id": alert_id, "terminal": t.code})
     log_event(conn, alert_id, "open", episode.detail)
     if episode.active:
         _join_incident(conn, t, rule, alert_id)

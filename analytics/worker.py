@@ -37,6 +37,8 @@ from analytics.evaluate import (
     stored_since,
     sweep_silence,
 )
+from core.logs import log_context
+from core.metrics import Metrics
 from core.runtime import Service
 from ingest.writer import READINGS_CHANNEL
 
@@ -68,6 +70,22 @@ def parse(payload: str) -> tuple[int, dict[int, dt.datetime]]:
     return int(xid), found
 
 
+class _RuleMetrics:
+    def __init__(self, metrics: Metrics, worker: RuleWorker) -> None:
+        self.registry = metrics
+        self.batches = metrics.counter("rules_batches", "rounds that judged terminals")
+        self.terminals = metrics.counter("rules_evaluations", "terminals judged (each against all its rules)")
+        self.skipped = metrics.counter("rules_skipped", "notified terminals already judged from a batch")
+        self.failed = metrics.counter("rules_failed", "terminals that could not be judged")
+        self.reconnects = metrics.counter("rules_reconnects", "database connections lost and made again")
+        self.chunk_seconds = metrics.histogram("rules_chunk_seconds", "judging one chunk of terminals (a transaction)")
+        self.lag_seconds = metrics.histogram("rules_lag_seconds", "from a terminal's earliest new reading (ts) to "
+                                             "the commit of its judgement")
+        metrics.gauge("rules_pending", "terminals notified, not judged yet").set_function(lambda: len(worker.pending))
+        metrics.gauge("rules_members", "live rule workers sharing the terminals").set_function(
+            lambda: len(worker.members))
+
+
 class RuleWorker:
     def __init__(self, database_url: str, sink: AlertSink, name: str) -> None:
         self.url, self.sink, self.name = database_url, sink, name
@@ -76,7 +94,8 @@ class RuleWorker:
         """Terminals notified and not judged yet, first notified first (a dict keeps insertion order)."""
         self.members: list[str] = [name]
         self._owners: dict[int, bool] = {}
-        self.counters: dict[str, int] = {"batches": 0, "terminals": 0, "skipped": 0, "failed": 0}
+        self.metrics = _RuleMetrics(Metrics(), self)
+        """Counted in a registry of its own until ``run`` gives it the service's."""
         self.stop = threading.Event()
         """Set by the service on SIGTERM: the worker stops between chunks (what it judged is committed)."""
         self._due = {"members": 0.0, "sweep": time.monotonic() + SWEEP_FIRST_S, "watermark": 0.0}
@@ -85,6 +104,7 @@ class RuleWorker:
 
     def run(self, service: Service) -> None:
         self.stop = service.stop
+        self.metrics = _RuleMetrics(service.metrics, self)
         while not service.stop.is_set():
             listen = service.connect(self.url, autocommit=True, what="notifications")
             conn = service.connect(self.url, what="database")
@@ -95,13 +115,11 @@ class RuleWorker:
                 self.catch_up(conn, queries.watermark(conn, [self.name]))
                 while not service.stop.is_set():
                     self.step(listen, conn)
-                    service.counters.update(self.counters)
-                    self.counters = dict.fromkeys(self.counters, 0)
                     service.set_detail(members=len(self.members), terminals=len(self.memory))
             except psycopg.OperationalError as exc:  # the runtime logs the outage once each way on reconnecting
                 log.error("rule worker %s lost the database: %s; reconnecting and catching up", self.name,
                           str(exc).strip())
-                service.counters["reconnects"] += 1
+                self.metrics.reconnects.inc()
             finally:
                 listen.close()
                 conn.close()
@@ -147,7 +165,7 @@ class RuleWorker:
             for terminal_id, earliest in terminals.items():
                 held = self.memory.get(terminal_id)
                 if held is not None and held.judged(xid):
-                    self.counters["skipped"] += 1
+                    self.metrics.skipped.inc()
                     continue
                 if terminal_id not in self.pending or earliest < self.pending[terminal_id]:
                     self.pending[terminal_id] = earliest
@@ -188,6 +206,7 @@ class RuleWorker:
             if self.stop.is_set():  # the rest is caught up after the restart, from the watermark
                 break
             chunk = {t: events[t] for t in ids[at:at + CHUNK]}
+            started = time.monotonic()
             try:
                 self._judge_chunk(conn, chunk)
             except psycopg.OperationalError:
@@ -196,9 +215,17 @@ class RuleWorker:
                 log.exception("rule worker %s: a chunk of %d terminals failed; judging them one by one",
                               self.name, len(chunk))
                 self._judge_alone(conn, chunk)
-        self.counters["batches"] += 1 if ids else 0
-        self.counters["terminals"] += len(ids)
+            self._count(chunk, started)
+        if ids:
+            self.metrics.batches.inc()
         return len(ids)
+
+    def _count(self, chunk: dict[int, dt.datetime], started: float) -> None:
+        self.metrics.chunk_seconds.observe(time.monotonic() - started)
+        self.metrics.terminals.inc(len(chunk))
+        now = dt.datetime.now(dt.UTC)
+        for earliest in chunk.values():
+            self.metrics.lag_seconds.observe((now - earliest).total_seconds())
 
     def _judge_alone(self, conn: psycopg.Connection, events: dict[int, dt.datetime]) -> None:
         for terminal_id, earliest in events.items():
@@ -208,7 +235,7 @@ class RuleWorker:
                 raise
             except Exception:
                 log.exception("rule worker %s: terminal %d could not be judged", self.name, terminal_id)
-                self.counters["failed"] += 1
+                self.metrics.failed.inc()
 
     def _judge_chunk(self, conn: psycopg.Connection, events: dict[int, dt.datetime]) -> None:
         try:
@@ -221,8 +248,9 @@ class RuleWorker:
                 data = queries.series_of(conn, since) if since else {}
                 states = []
                 for terminal_id, stream in streams.items():
-                    changed = judge_terminal(conn, self.sink, stream, events[terminal_id], data[terminal_id],
-                                             stored.get(terminal_id, {}))
+                    with log_context(terminal=stream.info.code):
+                        changed = judge_terminal(conn, self.sink, stream, events[terminal_id], data[terminal_id],
+                                                 stored.get(terminal_id, {}))
                     states += state_rows(stream, changed)
                 queries.advance(conn, list(streams), self.name, states)
         except BaseException:

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
-from api import errors
+from api import errors, observability
 from api.auth import authenticated
 from api.guard import MAX_JSON_BYTES, refuse_unstorable_input
 from api.routes import (
@@ -53,8 +53,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         title="Ganzhi 感知",
         version="0.1.0",
         description="Suihua's unified city sensing platform: the ledger of poles and terminals, city codes, "
-        "sharing grants, accounts and the audit log. Every route but /healthz and this document needs a bearer "
-        "token or a session (see POST /api/v1/auth/login).",
+        "sharing grants, accounts and the audit log. Every route but /healthz, /readyz and this document needs a "
+        "bearer token or a session (see POST /api/v1/auth/login).",
         lifespan=lifespan,
         max_body_size=MAX_JSON_BYTES,
         dependencies=[Depends(refuse_unstorable_input)],
@@ -63,6 +63,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.pool = new_pool(database_url, max_size=16)
     app.state.database_url = database_url  # the live stream's LISTEN connection
     errors.install(app)
+    observability.install(app)
     app.include_router(health.router, responses={500: errors.ERROR_RESPONSES[500], 503: _DEGRADED})
     app.include_router(auth.router, responses=errors.ERROR_RESPONSES)  # logging in needs no credentials
     for module in (reference, terminals, poles, codes, credentials, sharing, transfer, telemetry, alerts, fire, users,

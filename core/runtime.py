@@ -3,14 +3,14 @@
 A service's own module keeps only its handlers; this module owns what they all share:
 stop signals, dying with the parent, a heartbeat row per process (read by /healthz),
 dependencies that fail and recover (logged once each way, never on every retry),
-counters, and a component that dies taking the process down loudly so that its
-supervisor (`ganzhi up`, systemd, compose) restarts it, instead of living on silently.
+metrics (Prometheus, ``core.metrics``) with the process's own /metrics, /healthz and /readyz
+when ``GANZHI_METRICS_PORT`` is set, and a component that dies taking the process down loudly
+so that its supervisor (`ganzhi up`, systemd, compose) restarts it, instead of living on silently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import ctypes
 import json
@@ -24,11 +24,13 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
+from core.metrics import Check, Endpoint, Metrics, totals_line
+from core.settings import Settings
+
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
 """How often a service writes its heartbeat; /healthz calls a service stale after three missed beats."""
-COUNTERS_LOG_S = 60.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -65,7 +67,9 @@ class Service:
         self.name = name
         self.database_url = database_url
         self.stop = threading.Event()
-        self.counters: collections.Counter[str] = collections.Counter()
+        self.metrics = Metrics()
+        self.checks: dict[str, Check] = {"database": self._database_answers}
+        """What /readyz asks: the database by default; a service adds its broker."""
         self.state = "running"
         self.detail: dict[str, object] = {}
         self.exit_code = 0
@@ -131,6 +135,15 @@ class Service:
 
         return done
 
+    def add_check(self, name: str, check: Check) -> None:
+        """A dependency /readyz asks about (``check`` returns None when it answers, else why not)."""
+        self.checks[name] = check
+
+    def _database_answers(self) -> str | None:
+        with psycopg.connect(self.database_url, connect_timeout=2) as conn:
+            conn.execute("select 1")
+        return None
+
     def set_detail(self, **detail: object) -> None:
         """Extra facts shown with the heartbeat (e.g. connected peers, shard)."""
         self.detail.update(detail)
@@ -191,14 +204,10 @@ class _Heartbeat(threading.Thread):
         self._done = threading.Event()
         self._outage = Outage("heartbeat database", log)
         self._conn: psycopg.Connection | None = None
-        self._last_log = time.monotonic()
 
     def run(self) -> None:
         while not self._done.wait(HEARTBEAT_S):
             self.beat()
-            if time.monotonic() - self._last_log > COUNTERS_LOG_S and self.service.counters:
-                log.info("%s: %s", self.service.name, _counters_line(self.service.counters))
-                self._last_log = time.monotonic()
 
     def finish(self) -> None:
         self._done.set()
@@ -211,7 +220,7 @@ class _Heartbeat(threading.Thread):
         service = self.service
         params = {"name": service.name, "kind": service.kind, "host": socket.gethostname(), "pid": os.getpid(),
                   "state": service.state, "detail": json.dumps(service.detail, default=str),
-                  "counters": json.dumps(dict(service.counters))}
+                  "counters": json.dumps(service.metrics.totals())}
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(service.database_url, autocommit=True, connect_timeout=5)
@@ -223,10 +232,6 @@ class _Heartbeat(threading.Thread):
             self._conn = None
             return
         self._outage.recovered()
-
-
-def _counters_line(counters: collections.Counter[str]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in sorted(counters.items()))
 
 
 # -- running -----------------------------------------------------------------------------------------
@@ -243,30 +248,51 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         os.kill(os.getpid(), sig)
 
 
-def _start(kind: str, name: str, database_url: str) -> tuple[Service, _Heartbeat]:
+def serve_endpoint(service: Service, settings: Settings, heartbeat: threading.Thread | None = None) -> Endpoint | None:
+    """The service's /metrics, /healthz and /readyz, when ``GANZHI_METRICS_PORT`` is set (0: any free port)."""
+    if settings.metrics_port is None:
+        return None
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+
+    def health() -> dict:
+        alive = service.state == "running" and (heartbeat is None or heartbeat.is_alive())
+        return {"status": "ok" if alive else service.state, "name": service.name, "kind": service.kind,
+                "pid": os.getpid(), "detail": service.detail}
+
+    return Endpoint(service.metrics, health, lambda: dict(service.checks), settings.metrics_host,
+                    settings.metrics_port, token).start()
+
+
+def _start(kind: str, name: str, database_url: str,
+           settings: Settings | None) -> tuple[Service, _Heartbeat, Endpoint | None]:
     die_with_parent()
     service = Service(kind, name, database_url)
     heartbeat = _Heartbeat(service)
     heartbeat.beat()
     heartbeat.start()
+    endpoint = serve_endpoint(service, settings, heartbeat) if settings is not None else None
     log.info("%s started (pid %d)", name, os.getpid())
-    return service, heartbeat
+    return service, heartbeat, endpoint
 
 
-def _end(service: Service, heartbeat: _Heartbeat, exc: BaseException | None) -> int:
+def _end(service: Service, heartbeat: _Heartbeat, endpoint: Endpoint | None, exc: BaseException | None) -> int:
     if exc is not None:
         service.fail("main", exc)
     elif service.state != "failed":
         service.state = "stopped"
     heartbeat.finish()
-    log.info("%s %s%s", service.name, "failed" if service.exit_code else "stopped",
-             f": {_counters_line(service.counters)}" if service.counters else "")
+    if endpoint is not None:
+        endpoint.close()
+    totals = totals_line(service.metrics.totals())
+    log.info("%s %s%s", service.name, "failed" if service.exit_code else "stopped", f": {totals}" if totals else "")
     return service.exit_code
 
 
-def run_service(kind: str, name: str, database_url: str, main: Callable[[Service], None]) -> int:
-    """Run a thread-based service's ``main`` until it returns or a stop signal; returns the exit code."""
-    service, heartbeat = _start(kind, name, database_url)
+def run_service(kind: str, name: str, database_url: str, main: Callable[[Service], None],
+                settings: Settings | None = None) -> int:
+    """Run a thread-based service's ``main`` until it returns or a stop signal; returns the exit code.
+    With ``settings``, its metrics endpoint is served when they ask for one."""
+    service, heartbeat, endpoint = _start(kind, name, database_url, settings)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
     error: BaseException | None = None
@@ -274,13 +300,13 @@ def run_service(kind: str, name: str, database_url: str, main: Callable[[Service
         main(service)
     except Exception as exc:  # the process ends either way; the supervisor must learn why
         error = exc
-    return _end(service, heartbeat, error)
+    return _end(service, heartbeat, endpoint, error)
 
 
 def run_service_async(kind: str, name: str, database_url: str,
-                      main: Callable[[Service], Awaitable[None]]) -> int:
+                      main: Callable[[Service], Awaitable[None]], settings: Settings | None = None) -> int:
     """Run an asyncio service's ``main``; a stop signal sets ``service.stop`` and wakes ``service.sleep``."""
-    service, heartbeat = _start(kind, name, database_url)
+    service, heartbeat, endpoint = _start(kind, name, database_url, settings)
 
     async def body() -> None:
         service._bind_loop()
@@ -294,4 +320,4 @@ def run_service_async(kind: str, name: str, database_url: str,
         asyncio.run(body())
     except Exception as exc:  # the process ends either way; the supervisor must learn why
         error = exc
-    return _end(service, heartbeat, error)
+    return _end(service, heartbeat, endpoint, error)

@@ -84,6 +84,17 @@ class Settings(BaseSettings):
         "https://tiles.example.gov.cn/{z}/{x}/{y}.png (天地图 or an internal server); unset: county outlines only")
     dashboard_tile_attribution: str = Field(default="", max_length=500, description="credit shown under the tiles")
     dashboard_tile_max_zoom: int = Field(default=18, ge=1, le=22, description="deepest zoom the tile server has")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object a line, with the terminal code and alert id where known"
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="port of a service's /metrics, /healthz and /readyz; unset: none "
+        "(0: any free port; `up` gives its children this port + 1, + 2, ...)"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="address that endpoint listens on")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token Prometheus sends for /metrics; the API serves /metrics only when set"
+    )
 
     @field_validator("database_url")
     @classmethod

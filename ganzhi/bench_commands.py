@@ -177,3 +177,30 @@ def bench_rollups(settings: Settings, sizes: str, runs: int) -> None:
     from ganzhi.bench_rollups import run as run_bench
 
     run_bench(database_url(settings), settings, [int(float(s)) for s in sizes.split(",")], runs)
+
+
+@bench.command(name="receive")
+@click.option("--messages", default=50_000, show_default=True, help="Messages drained by each client variant.")
+@click.option("--readings", default=10, show_default=True, help="Readings per message (at most 10).")
+@click.option("--rounds", default=3, show_default=True, help="Rounds per variant; the median is printed.")
+def bench_receive(messages: int, readings: int, rounds: int) -> None:
+    """The MQTT receive path alone: paho, paho with large reads, (pymosquitto): msg/s and CPU µs per message."""
+    from ganzhi.bench_receive import run as run_bench
+
+    run_bench(messages, readings, rounds)
+
+
+@bench.command(name="scale")
+@click.option("--part", type=click.Choice(["ingest", "rules", "both"]), default="both", show_default=True)
+@click.option("--messages", default=200_000, show_default=True, help="Ingest: messages per run (10 readings each).")
+@click.option("--stations", default=1000, show_default=True, help="Rules: water-quality stations (9 metrics each).")
+@click.option("--rounds", default=30, show_default=True, help="Rules: readings of every metric per station.")
+@click.pass_obj
+def bench_scale(settings: Settings, part: str, messages: int, stations: int, rounds: int) -> None:
+    """1 vs 2 ingest workers and 1 vs 2 rule workers: throughput ratio and exactly-once storage."""
+    from ganzhi import bench_scale as scale
+
+    if part in ("ingest", "both"):
+        scale.ingest(database_url(settings), settings, messages, 10)
+    if part in ("rules", "both"):
+        scale.rules(database_url(settings), settings, stations, rounds)

@@ -3,7 +3,12 @@ allows, through mosquitto (logins from the ledger) and the ingest workers into P
 
 Prints sustained messages/s and readings/s committed, p50/p99 publish→committed latency
 (``received_at`` is the insert's clock, ``ts`` the publish time), CPU seconds and peak RSS of
-each process, lost and repeated counts, and the raw broker→paho-subscriber ceiling.
+each process and their cost in CPU µs per message and per reading, lost and repeated counts
+(the repeated ones scraped from each worker's /metrics), and the raw broker→paho-subscriber ceiling.
+
+PostgreSQL's CPU is given twice: its backends serving this benchmark's database (the workers'
+connections: parsing, COPY, indexes, commit) and the server's other processes (WAL writer,
+checkpointer, background writer, autovacuum, and on a shared box everybody else's work).
 """
 
 from __future__ import annotations
@@ -13,15 +18,16 @@ import json
 import multiprocessing
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as paho
 import psutil
 import psycopg
@@ -43,10 +49,22 @@ SERVICE = ("ganzhi-ingest", "bench-service-secret")
 WINDOW = 500
 
 
+@dataclass(frozen=True)
+class Figures:
+    """What one run through the platform measured."""
+
+    messages_per_s: float
+    readings_per_s: float
+    p99_ms: float
+    lost: int
+    twice: int
+
+
 def run(url: str, settings: Settings, messages: int, readings_per_message: int, gateways: int, workers: int,
-        terminals_per_gateway: int, rate: float | None, protocol: str) -> None:
+        terminals_per_gateway: int, rate: float | None, protocol: str, ceiling: bool = True) -> Figures:
+    load = os.getloadavg()
     print(f"box: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.machine()}, "
-          f"Python {platform.python_version()}")
+          f"Python {platform.python_version()}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     scratch = scratch_database(url)
     root = Path(tempfile.mkdtemp(prefix="ganzhi-bench-"))
     root.chmod(0o755)
@@ -58,8 +76,10 @@ def run(url: str, settings: Settings, messages: int, readings_per_message: int, 
             write_files(conn, root / "auth", platform_accounts(*SERVICE))
         asyncio.run(broker.start())
         try:
-            _ceiling(broker.port, next(iter(poles)), messages, readings_per_message)
-            _through_the_platform(scratch, broker, poles, messages, readings_per_message, workers, rate, protocol)
+            if ceiling:
+                _ceiling(broker.port, next(iter(poles)), messages, readings_per_message)
+            return _through_the_platform(scratch, broker, poles, messages, readings_per_message, workers, rate,
+                                         protocol)
         finally:
             asyncio.run(broker.stop())
     finally:
@@ -86,15 +106,19 @@ def _ledger(url: str, gateways: int, per_gateway: int, k: int) -> dict[str, list
 
 
 def _through_the_platform(url: str, broker: LocalBroker, poles: dict[str, list[str]], messages: int, k: int,
-                          workers: int, rate: float | None, protocol: str) -> None:
+                          workers: int, rate: float | None, protocol: str) -> Figures:
     env = dict(os.environ, DATABASE_URL=url, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
-               GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="INFO")
+               GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="WARNING")
+    ports = [free_port() for _ in range(workers)]
     worker_procs = [subprocess.Popen([sys.executable, "-m", "ganzhi", "ingest", "--client-id", f"bench-{n}",
-                                      "--protocol", protocol], env=env, stderr=subprocess.PIPE, text=True)
+                                      "--protocol", protocol], env=dict(env, GANZHI_METRICS_PORT=str(ports[n])))
                     for n in range(workers)]
-    time.sleep(3)
-    monitor = _Monitor({"mosquitto": [broker._process.pid], **{f"ingest {n + 1}": [p.pid] for n, p in
-                                                               enumerate(worker_procs)}, "postgres": _postgres_pids()})
+    _wait_ready(ports)
+    backends, others = _postgres_pids(url)
+    mosquitto = [p.pid for p in psutil.Process(broker._process.pid).children(recursive=True)]  # not its guard
+    monitor = _Monitor({"mosquitto": mosquitto, **{f"ingest {n + 1}": [p.pid] for n, p in
+                                                               enumerate(worker_procs)},
+                        "postgres (this database)": backends, "postgres (the rest)": others})
     per_gateway = messages // len(poles)
     ctx = multiprocessing.get_context("spawn")
     cpu_used = ctx.Queue()
@@ -112,14 +136,41 @@ def _through_the_platform(url: str, broker: LocalBroker, poles: dict[str, list[s
     expected = per_gateway * len(poles) * k
     _wait_stored(url, expected, timeout_s=120)
     monitor.stop()
-    summaries = []
+    repeated = sum(_scraped(port, "ganzhi_ingest_readings_repeated_total") for port in ports)
+    handled = {f"ingest {n + 1}": _scraped(port, "ganzhi_ingest_messages_total") for n, port in enumerate(ports)}
     for proc in worker_procs:
         proc.terminate()
-        summaries.append(proc.communicate(timeout=60)[1])
+        proc.wait(60)
     for n in range(workers):  # end the benchmark's broker sessions
         subprocess.run([sys.executable, "-m", "ganzhi", "ingest", "--client-id", f"bench-{n}", "--protocol", protocol,
                         "--drain"], env=env, capture_output=True, timeout=60)
-    _report(url, expected, k, published, per_gateway * len(poles), summaries, monitor, publisher_cpu, protocol)
+    return _report(url, expected, k, published, per_gateway * len(poles), workers, int(repeated), monitor,
+                   publisher_cpu, protocol, handled)
+
+
+def _wait_ready(ports: list[int], timeout_s: float = 60) -> None:
+    """Until every worker's /readyz says its database and broker answer."""
+    deadline = time.monotonic() + timeout_s
+    waiting = list(ports)
+    while waiting and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{waiting[0]}/readyz", timeout=5).status_code == 200:
+                waiting.pop(0)
+                continue
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    if waiting:
+        raise RuntimeError(f"ingest workers on metrics ports {waiting} not ready after {timeout_s:.0f} s")
+
+
+def _scraped(port: int, name: str) -> float:
+    """One unlabelled sample of a worker's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == name)
 
 
 def _publish(port: int, pole: str, codes: list[str], count: int, k: int, rate: float | None, cpu_used) -> None:
@@ -171,8 +222,9 @@ def _wait_stored(url: str, expected: int, timeout_s: float) -> None:
         time.sleep(0.5)
 
 
-def _report(url: str, expected: int, k: int, published_s: float, sent: int, summaries: list[str], monitor,
-            publisher_cpu: float, protocol: str) -> None:
+def _report(url: str, expected: int, k: int, published_s: float, sent: int, workers: int, repeated: int, monitor,
+            publisher_cpu: float, protocol: str, handled: dict[str, float]) -> Figures:
+    """``handled``: messages each worker took (its cost per message is its CPU over those)."""
     with psycopg.connect(url) as conn:
         count, first, last, p50, p99 = conn.execute(
             """
@@ -185,17 +237,23 @@ def _report(url: str, expected: int, k: int, published_s: float, sent: int, summ
         distinct = conn.execute("select count(*) from (select distinct terminal_id, metric, ts from reading) s"
                                 ).fetchone()[0]
     span = (last - first).total_seconds() or 1e-9
-    repeated = sum(int(m.group(1)) for s in summaries for m in re.finditer(r"repeated (\d+)", s.splitlines()[-1]))
-    print(f"ingest workers: {len(summaries)} (MQTT {protocol}); gateways publish with MQTT 3.1.1")
+    print(f"ingest workers: {workers} (MQTT {protocol}); gateways publish with MQTT 3.1.1")
     print(f"published {sent} messages × {k} readings in {published_s:.1f} s ({sent / published_s:,.0f} msg/s offered)")
     print(f"committed {count:,} readings in {span:.1f} s: {count / k / span:,.0f} messages/s, {count / span:,.0f} "
           f"readings/s sustained")
     print(f"publish→committed latency: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
     print(f"lost {expected - count}, stored twice {count - distinct}, redelivered and skipped {repeated}")
     wall = max(span, published_s)
+    messages = count / k or 1
     for name, (cpu, rss) in monitor.results().items():
-        print(f"  {name:12s} CPU {cpu:6.1f} s ({cpu / wall * 100:5.1f} % of one core)  peak RSS {rss / 2**20:7.1f} MiB")
-    print(f"  {'publishers':12s} CPU {publisher_cpu:6.1f} s ({publisher_cpu / wall * 100:5.1f} % of one core)")
+        own = handled.get(name) or messages
+        print(f"  {name:25s} CPU {cpu:6.1f} s ({cpu / wall * 100:5.1f} % of one core)  peak RSS {rss / 2**20:7.1f} MiB"
+              f"  {cpu / own * 1e6:6.1f} µs/message {cpu / own / k * 1e6:5.1f} µs/reading")
+    print(f"  {'publishers':25s} CPU {publisher_cpu:6.1f} s ({publisher_cpu / wall * 100:5.1f} % of one core)")
+    platform_cpu = sum(cpu for name, (cpu, _) in monitor.results().items() if name != "postgres (the rest)")
+    print(f"  platform (workers, broker, this database's backends): {platform_cpu / messages * 1e6:.1f} µs/message, "
+          f"{platform_cpu / (count or 1) * 1e6:.1f} µs/reading")
+    return Figures(count / k / span, count / span, float(p99 or 0), expected - count, count - distinct)
 
 
 def _ceiling(port: int, pole: str, messages: int, k: int) -> None:
@@ -250,19 +308,16 @@ def _raw_publish(port: int, pole: str, payload: bytes, count: int) -> None:
 
 
 class _Monitor:
-    """CPU seconds and peak RSS of groups of processes, sampled every half second."""
+    """CPU seconds and peak RSS of groups of processes, sampled every half second. A process that ends keeps
+    the CPU it had at its last sample (a sum over the live ones would drop it, and could even go down)."""
 
     def __init__(self, groups: dict[str, list[int]]) -> None:
         self.groups = {name: [psutil.Process(pid) for pid in pids] for name, pids in groups.items()}
-        self.cpu0 = {name: self._cpu(ps) for name, ps in self.groups.items()}
+        self.first = {name: self._cpu(ps) for name, ps in self.groups.items()}
+        self.last = {name: dict(cpu) for name, cpu in self.first.items()}
         self.peak = dict.fromkeys(self.groups, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def add(self, name: str, pids: list[int]) -> None:
-        self.groups[name] = [psutil.Process(pid) for pid in pids]
-        self.cpu0[name] = self._cpu(self.groups[name])
-        self.peak[name] = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -270,26 +325,32 @@ class _Monitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        self.cpu1 = {name: self._cpu(ps) for name, ps in self.groups.items()}
+        self._take()
 
     def results(self) -> dict[str, tuple[float, int]]:
-        return {name: (self.cpu1[name] - self.cpu0[name], self.peak[name]) for name in self.groups}
+        return {name: (sum(self.last[name][pid] - start for pid, start in self.first[name].items()),
+                       self.peak[name]) for name in self.groups}
 
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
-            for name, procs in self.groups.items():
-                self.peak[name] = max(self.peak[name], sum(_rss(p) for p in procs))
+            self._take()
+
+    def _take(self) -> None:
+        for name, procs in self.groups.items():
+            self.last[name].update(self._cpu(procs))
+            self.peak[name] = max(self.peak[name], sum(_rss(p) for p in procs))
 
     @staticmethod
-    def _cpu(procs) -> float:
-        total = 0.0
+    def _cpu(procs) -> dict[int, float]:
+        """CPU seconds of each process that still runs."""
+        seconds = {}
         for proc in procs:
             try:
                 times = proc.cpu_times()
-                total += times.user + times.system
             except psutil.Error:
-                pass
-        return total
+                continue
+            seconds[proc.pid] = times.user + times.system
+        return seconds
 
 
 def _rss(proc) -> int:
@@ -299,5 +360,10 @@ def _rss(proc) -> int:
         return 0
 
 
-def _postgres_pids() -> list[int]:
-    return [p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
+def _postgres_pids(url: str) -> tuple[list[int], list[int]]:
+    """The server's backends connected to ``url``'s database, and all its other processes."""
+    with psycopg.connect(url) as conn:
+        backends = {pid for (pid,) in conn.execute(
+            "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()")}
+    everything = {p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")}
+    return sorted(backends & everything), sorted(everything - backends)

@@ -27,7 +27,7 @@ from simulators.faults import Fault
 def main(ctx: click.Context) -> None:
     """Ganzhi (感知): Suihua's unified city sensing platform."""
     settings = get_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     ctx.obj = settings
 
 
@@ -51,7 +51,8 @@ def api(settings: Settings) -> None:
 
     from api.app import create_app
 
-    uvicorn.run(create_app(settings, database_url(settings)), host=settings.http_host, port=settings.http_port)
+    uvicorn.run(create_app(settings, database_url(settings)), host=settings.http_host, port=settings.http_port,
+                **({"log_config": None} if settings.log_format == "json" else {}))  # json: the root handler's lines
 
 
 @main.group(name="db", cls=Group)
@@ -228,7 +229,7 @@ def ingest(settings: Settings, client_id: str, protocol: str | None, no_shared: 
         retention_days=settings.retention_days, drain=drain,
     )
     sys.exit(run_service("ingest", f"ingest {client_id}", config.database_url,
-                         lambda service: IngestWorker(config, service).run()))
+                         lambda service: IngestWorker(config, service).run(), settings))
 
 
 @main.command()
@@ -246,7 +247,7 @@ def analytics(settings: Settings, name: str | None) -> None:
 
     name = name or f"rules-{socket.gethostname()}-{os.getpid()}"
     url = database_url(settings)
-    sys.exit(run_service("rules", name, url, RuleWorker(url, alert_service, name).run))
+    sys.exit(run_service("rules", name, url, RuleWorker(url, alert_service, name).run, settings))
 
 
 @main.command()
@@ -257,7 +258,8 @@ def deliver(settings: Settings) -> None:
     from core.runtime import run_service_async
 
     url = database_url(settings)
-    sys.exit(run_service_async("deliver", "deliver", url, lambda service: run_delivery(service, settings, url)))
+    sys.exit(run_service_async("deliver", "deliver", url, lambda service: run_delivery(service, settings, url),
+                               settings))
 @main.command("dispatch-sweep")
 @click.option("--every", default=60.0, show_default=True, help="Seconds between sweeps.")
 @click.pass_obj
@@ -267,7 +269,7 @@ def dispatch_sweep(settings: Settings, every: float) -> None:
     from core.runtime import run_service
 
     sys.exit(run_service("dispatch", "dispatch sweep", database_url(settings),
-                         lambda service: dispatch_sweeper.run(service, every)))
+                         lambda service: dispatch_sweeper.run(service, every), settings))
 
 
 @main.group(cls=Group)
@@ -313,7 +315,7 @@ def hj212_gateway(settings: Settings, instance: int) -> None:
 
     config = GatewayConfig(database_url(settings), settings.hj212_host, settings.hj212_port, settings.retention_days)
     sys.exit(run_service_async("hj212", f"hj212 {settings.hj212_port}-{instance}", config.database_url,
-                               lambda service: Hj212Gateway(config, service).serve()))
+                               lambda service: Hj212Gateway(config, service).serve(), settings))
 
 
 @main.command()

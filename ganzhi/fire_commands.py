@@ -42,7 +42,7 @@ def fire(settings: Settings, shard: int, shards: int, sources: tuple[str, ...], 
         mqtt5=(protocol or settings.ingest_protocol) == "5", shard=shard, shards=shards, sources=tuple(pairs),
         source_fps=fps,
     ), fire_alerts)
-    sys.exit(run_service("fire", f"fire ganzhi-fire-{shard}", url, worker.run))
+    sys.exit(run_service("fire", f"fire ganzhi-fire-{shard}", url, worker.run, settings))
 
 
 @click.command()

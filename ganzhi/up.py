@@ -167,7 +167,7 @@ def _worker_commands(settings: Settings, simulate: bool) -> list[tuple[str, list
 
 async def _children(stack: contextlib.AsyncExitStack, commands: list[tuple[str, list[str]]], env: dict) -> None:
     """Start the workers; on the way out they are stopped all at once."""
-    children = [Child(name, args, env) for name, args in commands]
+    children = [Child(name, args, _metrics_port(env, n, name)) for n, (name, args) in enumerate(commands, 1)]
 
     async def stop_all() -> None:
         await asyncio.gather(*(child.stop() for child in children))
@@ -175,6 +175,16 @@ async def _children(stack: contextlib.AsyncExitStack, commands: list[tuple[str, 
     stack.push_async_callback(stop_all)
     for child in children:
         await child.start()
+
+
+def _metrics_port(env: dict[str, str], n: int, name: str) -> dict[str, str]:
+    """The n-th child's /metrics, /healthz and /readyz on GANZHI_METRICS_PORT + n (unset or 0: as it is)."""
+    base = env.get("GANZHI_METRICS_PORT")
+    if not base or base == "0":
+        return env
+    port = int(base) + n
+    log.info("%s: metrics on port %d", name, port)
+    return {**env, "GANZHI_METRICS_PORT": str(port)}
 
 
 async def _cancel(task: asyncio.Task) -> None:

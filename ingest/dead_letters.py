@@ -39,6 +39,9 @@ class DeadLetter:
     """The full size when ``payload`` is only the start of what came (default: its length)."""
     digest: bytes | None = None
     """SHA-256 of everything that came (default: of ``payload``)."""
+    kind: str = "other"
+    """A short, fixed category of ``reason`` (topic, payload, unknown_publisher, ...): the label of the dead
+    letters metric, whose values must stay few."""
 
 
 def redact_hj212(frame: bytes) -> bytes:

@@ -26,6 +26,7 @@ from ingest import validate
 from ingest.dead_letters import MAX_PAYLOAD, DeadLetter, Limiter, redact_hj212
 from ingest.directory import Directory
 from ingest.guard import PasswordGuard
+from ingest.metrics import IngestMetrics
 from ingest.writer import Batch, Writer
 
 log = logging.getLogger(__name__)
@@ -75,16 +76,25 @@ class _Garbage:
     def letter(self, peer: str) -> DeadLetter:
         return DeadLetter(f"hj212://{peer}", None, redact_hj212(bytes(self.kept)),
                           f"{self.size} bytes outside any HJ 212 frame ({self.pieces} pieces)", size=self.size,
-                          digest=self._sha.digest())
+                          digest=self._sha.digest(), kind="garbage")
 
 
 class Hj212Gateway:
-    """The gateway's handlers; the process around them (stop, heartbeat, counters) is ``core.runtime``'s."""
+    """The gateway's handlers; the process around them (stop, heartbeat, metrics) is ``core.runtime``'s."""
 
     def __init__(self, config: GatewayConfig, service: Service) -> None:
         self.config = config
         self._service = service
-        self.counters = service.counters
+        self.metrics = IngestMetrics(service.metrics, "hj212", "HJ 212 frames", messages="frames")
+        m = service.metrics
+        self._connections = m.counter("hj212_connections", "logger connections accepted")
+        self._locked_out = m.counter("hj212_connections_locked_out", "connections refused: the peer is locked out")
+        self._pw_failures = m.counter("hj212_pw_failures", "frames with a wrong PW for their MN")
+        self._batches_failed = m.counter("hj212_batches_failed", "batches that could not be written")
+        m.gauge("hj212_clients", "logger connections open").set_function(lambda: len(self._clients))
+        self._server: asyncio.Server | None = None
+        service.add_check("listener", lambda: None if self._server is not None and self._server.is_serving()
+                          else "not accepting connections")
         self._directory = Directory(config.database_url)
         self._writer = Writer()
         self._limiter = Limiter()
@@ -96,11 +106,17 @@ class Hj212Gateway:
         self._clients: dict[asyncio.Task, asyncio.StreamWriter] = {}
         self.writing: asyncio.Task | None = None
 
+    @property
+    def counters(self) -> dict[str, float]:
+        """The gateway's counter totals by short name (``frames``, ``readings_stored``, ...)."""
+        return {name.removeprefix("hj212_"): value for name, value in self._service.metrics.totals().items()}
+
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         """Serve until the service stops (a signal, or a component that died)."""
         await asyncio.to_thread(self._directory.start)
         # reuse_port: several gateway processes can share the port, the kernel spreading connections over them.
         server = await asyncio.start_server(self._connection, self.config.host, self.config.port, reuse_port=True)
+        self._server = server
         self.writing = asyncio.create_task(self._write_forever(), name="writer")
         self.writing.add_done_callback(self._service.watch("writer"))
         log.info("HJ 212 gateway listening on %s:%d", self.config.host, self.config.port)
@@ -124,10 +140,10 @@ class Hj212Gateway:
         host, port = writer.get_extra_info("peername")[:2]
         peer = f"{host}:{port}"
         if self._guard.host_locked(host):
-            self.counters["connections_locked_out"] += 1
+            self._locked_out.inc()
             writer.close()
             return
-        self.counters["connections"] += 1
+        self._connections.inc()
         self._clients[asyncio.current_task()] = writer
         splitter, garbage = hj212.Splitter(), _Garbage()
         try:
@@ -146,7 +162,7 @@ class Hj212Gateway:
                         writer.write(answer)
                 await writer.drain()
         except _Locked:
-            self.counters["connections_locked_out"] += 1
+            self._locked_out.inc()
         except (TimeoutError, ConnectionError, psycopg.OperationalError) as exc:
             log.debug("logger %s: %s", peer, exc)
         except Exception:
@@ -160,11 +176,11 @@ class Hj212Gateway:
 
     async def _frame(self, frame: bytes, host: str, peer: str) -> list[bytes]:
         """Handle one frame; returns the answers to send back."""
-        self.counters["frames"] += 1
+        self.metrics.messages.inc()
         try:
             packet = hj212.decode(frame)
         except hj212.FrameError as exc:
-            await self._dead_letter(host, _letter(f"hj212://{peer}", None, frame, str(exc)))
+            await self._dead_letter(host, _letter(f"hj212://{peer}", None, frame, str(exc), kind="frame"))
             lenient = _lenient(frame)
             return [hj212.request_answer(lenient, exc.qn_rtn)] if exc.qn_rtn and lenient else []
         if self._guard.locked(host, packet.mn):
@@ -176,18 +192,20 @@ class Hj212Gateway:
             logger = self._directory.logger(packet.mn)
         if logger is None:
             self._guard.failed(host, None)
-            await self._dead_letter(host, _letter(where, None, frame, f"MN {packet.mn} is not a logger in the ledger"))
+            await self._dead_letter(host, _letter(where, None, frame, f"MN {packet.mn} is not a logger in the ledger",
+                                                  kind="unknown_publisher"))
             return [hj212.request_answer(packet, hj212.MN_ERROR)]
         if logger.pw is not None and packet.pw != logger.pw:
             self._guard.failed(host, packet.mn)
-            self.counters["pw_failures"] += 1
-            await self._dead_letter(host, _letter(where, logger.code, frame, "wrong PW for this MN"))
+            self._pw_failures.inc()
+            await self._dead_letter(host, _letter(where, logger.code, frame, "wrong PW for this MN", kind="password"))
             return [hj212.request_answer(packet, hj212.PW_ERROR)]
         self._guard.succeeded(host, packet.mn)
         if packet.cn == "1013":
             return [hj212.notify_answer(packet), hj212.time_answer(packet)]
         if packet.cn not in hj212.DATA_COMMANDS:
-            await self._dead_letter(host, _letter(where, logger.code, frame, f"CN {packet.cn} is not handled"))
+            await self._dead_letter(host, _letter(where, logger.code, frame, f"CN {packet.cn} is not handled",
+                                                  kind="command"))
             return [hj212.request_answer(packet, hj212.CN_ERROR)] if packet.wants_reply else []
         return await self._data(packet, logger.code, frame, where, host)
 
@@ -195,7 +213,7 @@ class Hj212Gateway:
         try:
             values = hj212.data_values(self._with_data_time(packet))
         except hj212.FrameError as exc:
-            await self._dead_letter(host, _letter(where, code, frame, str(exc)))
+            await self._dead_letter(host, _letter(where, code, frame, str(exc), kind="payload"))
             return []
         ts_ms = int(values.observed.timestamp() * 1000)
         readings = [Reading(code, hj212.metric_key(v, packet.cn), ts_ms, v.value, v.flag) for v in values.values]
@@ -205,7 +223,7 @@ class Hj212Gateway:
         problems += values.unreadable
         if problems:
             letter = self._limiter.admit(host, _letter(where, code, frame, "; ".join(problems[:20]),
-                                                       stored=len(accepted)))
+                                                       stored=len(accepted), kind="readings"))
             batch.dead_letters += [letter] if letter else []
         await self._submit(batch, _letter(where, code, frame, "the database refused it"))
         return [hj212.data_answer(packet)] if packet.wants_reply else []
@@ -229,7 +247,7 @@ class Hj212Gateway:
     async def _dead_letter(self, host: str, letter: DeadLetter) -> None:
         """Keep a dead letter, unless its peer address is over its budget (then it is only counted)."""
         admitted = self._limiter.admit(host, letter)
-        self.counters["dead_letters_suppressed"] = self._limiter.suppressed
+        self.metrics.suppressed_now(self._limiter.suppressed)
         if admitted is not None:
             await self._submit(Batch(dead_letters=[admitted]), admitted)
 
@@ -253,7 +271,7 @@ class Hj212Gateway:
                 await asyncio.to_thread(self._commit, jobs)
             except Exception as exc:
                 log.exception("an HJ 212 batch of %d frames could not be written", len(jobs))
-                self.counters["batches_failed"] += 1
+                self._batches_failed.inc()
                 for job in jobs:
                     if not job.done.done():  # a connection that closed meanwhile cancelled its wait
                         job.done.set_exception(exc)
@@ -266,6 +284,7 @@ class Hj212Gateway:
         """Write, retrying through database outages (the loggers wait for their answers meanwhile); a frame the
         database refuses is dead-lettered alone."""
         parts = [job.batch for job in jobs]
+        started = time.monotonic()
         while True:
             try:
                 if self._conn is None or self._conn.closed:
@@ -284,21 +303,34 @@ class Hj212Gateway:
                 if self._service.wait(1.0):
                     raise
         self._database.recovered()
+        self._count(parts, written, started)
+
+    def _count(self, parts: list[Batch], written, started: float) -> None:
+        m, now_s = self.metrics, time.time()
         stored = [p for i, p in enumerate(parts) if i not in written.refused]
-        self.counters["readings_stored"] += written.stored
-        self.counters["readings_repeated"] += sum(len(p.readings) for p in stored) - written.stored
-        self.counters["dead_letters"] += sum(len(p.dead_letters) for p in stored) + len(written.refused)
-        self.counters["batches"] += 1
-        self.counters["dead_letters_suppressed"] = self._limiter.suppressed
+        m.commit_seconds.observe(time.monotonic() - started)
+        m.batch_size.observe(len(parts))
+        m.batches.inc()
+        m.readings_stored.inc(written.stored)
+        m.readings_repeated.inc(sum(len(p.readings) for p in stored) - written.stored)
+        for part in stored:
+            if part.readings:
+                m.lag_seconds.observe(now_s - part.readings[0].ts_ms / 1000)
+            m.dead_lettered(part.dead_letters)
+        if written.refused:
+            m.dead_letters.labels("refused").inc(len(written.refused))
+        m.suppressed_now(self._limiter.suppressed)
 
 
-def _letter(where: str, code: str | None, frame: bytes, reason: str, stored: int = 0) -> DeadLetter:
+def _letter(where: str, code: str | None, frame: bytes, reason: str, stored: int = 0,
+            kind: str = "other") -> DeadLetter:
     """A dead letter of a frame, without its PW."""
-    return DeadLetter(where, code, redact_hj212(frame), reason, stored=stored)
+    return DeadLetter(where, code, redact_hj212(frame), reason, stored=stored, kind=kind)
 
 
 def _refused(letter: DeadLetter, reason: str) -> DeadLetter:
-    return DeadLetter(letter.topic, letter.publisher, letter.payload, reason, size=letter.size, digest=letter.digest)
+    return DeadLetter(letter.topic, letter.publisher, letter.payload, reason, size=letter.size, digest=letter.digest,
+                      kind="refused")
 
 
 def _lenient(frame: bytes) -> hj212.Packet | None:

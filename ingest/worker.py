@@ -1,6 +1,7 @@
 """The ingest worker: MQTT in, batches into PostgreSQL, acknowledgements out after commit.
 
-paho's network thread hands each QoS 1 message to a queue; this worker's own thread takes
+paho's network thread (``ingest.mqtt_client``: paho with large socket reads, one write for a batch's
+PUBACKs, cheap MQTT 5 properties) hands each QoS 1 message to a queue; this worker's own thread takes
 batches from it, judges them, writes them in one transaction and only then sends the
 PUBACKs (paho's manual-ack mode). Nothing is acknowledged that is not stored or
 dead-lettered, so a worker killed at any moment loses nothing: the broker redelivers what
@@ -33,6 +34,8 @@ from devices.topics import subscription
 from ingest import validate
 from ingest.dead_letters import DeadLetter, Limiter
 from ingest.directory import Directory
+from ingest.metrics import IngestMetrics
+from ingest.mqtt_client import BufferedClient
 from ingest.writer import Batch, Writer
 
 log = logging.getLogger(__name__)
@@ -68,12 +71,12 @@ class _Received:
 
 
 class IngestWorker:
-    """The ingest handlers; the process around them (stop, heartbeat, counters) is ``core.runtime``'s."""
+    """The ingest handlers; the process around them (stop, heartbeat, metrics) is ``core.runtime``'s."""
 
     def __init__(self, config: WorkerConfig, service: Service) -> None:
         self.config = config
         self._service = service
-        self.counters = service.counters
+        self.metrics = IngestMetrics(service.metrics, "ingest", "MQTT messages")
         # MQTT 5: Receive Maximum bounds what is in flight to us. 3.1.1: the broker's max_inflight_messages does,
         # and a full queue stops paho's thread reading the socket.
         self._queue: queue.Queue[_Received] = queue.Queue(maxsize=0 if config.mqtt5 else config.inflight)
@@ -86,6 +89,21 @@ class IngestWorker:
         self._database = Outage("database", log)
         self._broker = Outage(f"broker {config.mqtt_host}:{config.mqtt_port}", log)
         self._client = self._make_client()
+        self._in_hand = 0
+        """Messages taken from the queue, not acknowledged yet."""
+        service.metrics.gauge("ingest_queue_depth", "messages received, waiting for a batch").set_function(
+            self._queue.qsize)
+        service.metrics.gauge("ingest_inflight", "messages received and not acknowledged yet (at most Receive "
+                              "Maximum: the broker holds the rest)").set_function(
+            lambda: self._queue.qsize() + self._in_hand)
+        service.metrics.gauge("ingest_broker_connected", "1 while connected to the broker").set_function(
+            lambda: int(self._connected.is_set()))
+        service.add_check("broker", lambda: None if self._connected.is_set() else "not connected to the broker")
+
+    @property
+    def counters(self) -> dict[str, float]:
+        """The worker's counter totals by short name (``messages``, ``readings_stored``, ...)."""
+        return {name.removeprefix("ingest_"): value for name, value in self._service.metrics.totals().items()}
 
     def run(self) -> None:
         """Consume until the service stops; then finish the batch in hand, acknowledge it and disconnect."""
@@ -113,10 +131,10 @@ class IngestWorker:
 
     # -- MQTT ---------------------------------------------------------------------------------------
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> BufferedClient:
         protocol = paho.MQTTv5 if self.config.mqtt5 else paho.MQTTv311
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.config.client_id, protocol=protocol,
-                             clean_session=None if self.config.mqtt5 else False, manual_ack=True)
+        client = BufferedClient(CallbackAPIVersion.VERSION2, client_id=self.config.client_id, protocol=protocol,
+                                clean_session=None if self.config.mqtt5 else False, manual_ack=True)
         if self.config.username:
             client.username_pw_set(self.config.username, self.config.password)
         client.on_connect = self._on_connect
@@ -176,9 +194,9 @@ class IngestWorker:
 
     def _acknowledge(self, received: list[_Received]) -> None:
         """PUBACK what this connection delivered; older deliveries come again and are stored once."""
-        for item in received:
-            if item.epoch == self._epoch and item.message.qos > 0:
-                self._client.ack(item.message.mid, item.message.qos)
+        epoch = self._epoch
+        self._client.ack_many((item.message.mid, item.message.qos) for item in received
+                              if item.epoch == epoch and item.message.qos > 0)
 
     # -- batches ------------------------------------------------------------------------------------
 
@@ -214,50 +232,53 @@ class IngestWorker:
         try:
             topic = Topic.parse(item.message.topic)
         except TopicError as exc:
-            return _Decoded(item, None, reason=str(exc))
+            return _Decoded(item, None, reason=str(exc), kind="topic")
         except Exception as exc:  # the last resort: one message never stops the worker
-            return _Decoded(item, None, reason=self._unexpected("decoding", exc))
+            return _Decoded(item, None, reason=self._unexpected("decoding", exc), kind="unexpected")
         if topic.channel is not Channel.telemetry:
             return _Decoded(item, topic)
         try:
             return _Decoded(item, topic, decode_telemetry(item.message.payload))
         except PayloadError as exc:
-            return _Decoded(item, topic, reason=str(exc))
+            return _Decoded(item, topic, reason=str(exc), kind="payload")
         except Exception as exc:  # the last resort
-            return _Decoded(item, topic, reason=self._unexpected("decoding", exc))
+            return _Decoded(item, topic, reason=self._unexpected("decoding", exc, topic.code), kind="unexpected")
 
     def _judge_one(self, message: _Decoded) -> Batch:
         part = Batch()
         item = message.item
         if message.topic is None:
             part.dead_letters.append(DeadLetter(_topic_text(item.message), None, item.message.payload,
-                                                message.reason or "unreadable topic"))
+                                                message.reason or "unreadable topic", kind=message.kind or "topic"))
             return part
         try:
             self._judge_known(part, message)
         except Exception as exc:  # the last resort: one message never stops the worker
             part = Batch(dead_letters=[DeadLetter(item.message.topic, message.topic.code, item.message.payload,
-                                                  self._unexpected("judging", exc))])
+                                                  self._unexpected("judging", exc, message.topic.code),
+                                                  kind="unexpected")])
         return part
 
     def _judge_known(self, part: Batch, message: _Decoded) -> None:
         topic, item = message.topic, message.item
         if not self._directory.knows(topic.code):
             part.dead_letters.append(DeadLetter(item.message.topic, topic.code, item.message.payload,
-                                                f"{topic.code} is not a pole or terminal in the ledger"))
+                                                f"{topic.code} is not a pole or terminal in the ledger",
+                                                kind="unknown_publisher"))
             return
         part.saw(topic.code, item.at_ms)
         if message.reason is not None:
-            part.dead_letters.append(DeadLetter(item.message.topic, topic.code, item.message.payload, message.reason))
+            part.dead_letters.append(DeadLetter(item.message.topic, topic.code, item.message.payload, message.reason,
+                                                kind=message.kind or "payload"))
         elif topic.channel is Channel.status:
             self._status(part, topic, item)
         elif topic.channel is Channel.telemetry:
             self._telemetry(part, topic, item, message.readings)
 
-    def _unexpected(self, stage: str, exc: Exception) -> str:
-        self.counters["messages_unexpected_error"] += 1
+    def _unexpected(self, stage: str, exc: Exception, code: str | None = None) -> str:
+        self.metrics.unexpected.inc()
         log.warning("a message failed %s and is dead-lettered: %s: %s", stage, type(exc).__name__, str(exc)[:200],
-                    exc_info=self.counters["messages_unexpected_error"] == 1)
+                    exc_info=self.counters["messages_unexpected_error"] == 1, extra={"terminal": code})
         return f"{stage} failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
 
     def _admitted(self, part: Batch) -> Batch:
@@ -271,7 +292,7 @@ class IngestWorker:
         state = item.message.payload.decode("utf-8", "replace").strip().lower()
         if state not in ("online", "offline"):
             batch.dead_letters.append(DeadLetter(item.message.topic, topic.code, item.message.payload,
-                                                 "status payload must be 'online' or 'offline'"))
+                                                 "status payload must be 'online' or 'offline'", kind="status"))
             return
         batch.connections[topic.code] = (state, item.at_ms)
 
@@ -283,11 +304,13 @@ class IngestWorker:
         if problems:
             reason = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
             batch.dead_letters.append(DeadLetter(item.message.topic, topic.code, item.message.payload, reason,
-                                                 stored=len(accepted)))
+                                                 stored=len(accepted), kind="readings"))
 
     def _commit(self, received: list[_Received]) -> bool:
         """Judge and write the batch, retrying through database outages; acknowledge only after the commit.
         False when stopping before it was written (the broker redelivers it)."""
+        self._in_hand = len(received)
+        started = time.monotonic()
         while True:
             try:
                 if self._conn is None or self._conn.closed:
@@ -309,14 +332,32 @@ class IngestWorker:
                     return False
         self._database.recovered()
         self._acknowledge(received)
-        readings = sum(len(p.readings) for i, p in enumerate(parts) if i not in written.refused)
-        self.counters["messages"] += len(received)
-        self.counters["readings_stored"] += written.stored
-        self.counters["readings_repeated"] += readings - written.stored
-        self.counters["dead_letters"] += sum(len(p.dead_letters) for p in parts) + len(written.refused)
-        self.counters["dead_letters_suppressed"] = self._limiter.suppressed
-        self.counters["batches"] += 1
+        self._in_hand = 0
+        self._count(received, parts, written, started)
         return True
+
+    def _count(self, received: list[_Received], parts: list[Batch], written, started: float) -> None:
+        now_s = time.time()
+        m = self.metrics
+        m.commit_seconds.observe(time.monotonic() - started)
+        m.wait_seconds.observe(now_s - received[0].at_ms / 1000)
+        m.batch_size.observe(len(received))
+        m.messages.inc(len(received))
+        m.batches.inc()
+        readings = 0
+        for index, part in enumerate(parts):
+            if index in written.refused:
+                continue
+            if part.readings:
+                readings += len(part.readings)
+                m.lag_seconds.observe(now_s - part.readings[0].ts_ms / 1000)
+            if part.dead_letters:
+                m.dead_lettered(part.dead_letters)
+        m.readings_stored.inc(written.stored)
+        m.readings_repeated.inc(readings - written.stored)
+        if written.refused:
+            m.dead_letters.labels("refused").inc(len(written.refused))
+        m.suppressed_now(self._limiter.suppressed)
 
     def _refused(self, received: list[_Received], parts: list[Batch], refused: dict[int, str]) -> Batch:
         """Dead letters for the messages the database refused (the rest of the batch is stored)."""
@@ -325,7 +366,8 @@ class IngestWorker:
         for index, reason in refused.items():
             message = received[index].message
             code = next(iter(parts[index].seen_ms), None)
-            letters.dead_letters.append(DeadLetter(_topic_text(message), code, message.payload, reason))
+            letters.dead_letters.append(DeadLetter(_topic_text(message), code, message.payload, reason,
+                                                   kind="refused"))
         return letters
 
 
@@ -336,6 +378,8 @@ class _Decoded:
     readings: list[Reading] = field(default_factory=list)
     reason: str | None = None
     """Why the topic or payload cannot be read."""
+    kind: str | None = None
+    """The category of ``reason`` (the dead letters metric's label)."""
 
 
 def _topic_text(message: paho.MQTTMessage) -> str:

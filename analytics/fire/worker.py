@@ -9,7 +9,6 @@ frames are dropped. Bad frames, unknown cameras and non-cameras are dead-lettere
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 import queue
@@ -26,6 +25,7 @@ from analytics.fire import store
 from analytics.fire.frames import Frame, FrameError, decode
 from analytics.fire.pipeline import FirePipeline, FireSink
 from analytics.fire.sources import SourceError, frames
+from core.metrics import Metrics
 from core.runtime import Service
 from devices.topics import PREFIX, Channel, Topic, TopicError
 from ingest.writer import DeadLetter, write_dead_letters
@@ -67,23 +67,42 @@ class _Item:
     problem: str | None = None
 
 
+class _FireMetrics:
+    def __init__(self, metrics: Metrics, waiting: queue.Queue) -> None:
+        self.registry = metrics
+        self.frames = metrics.counter("fire_frames", "camera frames judged (rate(): frames per second)")
+        self.dropped = metrics.counter("fire_dropped", "frames dropped while detection was behind")
+        self.dead_letters = metrics.counter("fire_dead_letters", "frames dead-lettered")
+        self.event_updates = metrics.counter("fire_event_updates", "fire events opened or updated")
+        self.reconnects = metrics.counter("fire_reconnects", "database connections lost and made again")
+        self.frame_seconds = metrics.histogram("fire_frame_seconds", "detection and storage of one frame")
+        metrics.gauge("fire_queue_depth", "frames waiting for detection").set_function(waiting.qsize)
+
+
 class FireWorker:
     def __init__(self, config: FireConfig, sink: FireSink) -> None:
         if not 0 <= config.shard < config.shards:
             raise ValueError(f"shard {config.shard} is not in 0..{config.shards - 1}")
         self.config, self.sink = config, sink
-        self.counters: collections.Counter[str] = collections.Counter()
-        """frames, dropped (detection behind), dead letters, event updates, reconnects."""
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=config.queue_max)
+        self.metrics = _FireMetrics(Metrics(), self._queue)
+        """Counted in a registry of its own until ``run`` gives it the service's."""
         self._cameras: dict[str, store.Camera] = {}
         self._loaded = 0.0
         self._last_close = 0.0
         self._client = self._make_client()
 
+    @property
+    def counters(self) -> dict[str, float]:
+        """Counter totals by short name: frames, dropped, dead letters, event updates, reconnects."""
+        return {name.removeprefix("fire_").replace("_", " "): value
+                for name, value in self.metrics.registry.totals().items()}
+
     def run(self, service: Service) -> None:
         """Detect until the service stops. A lost database connection is made again by the runtime (the outage
         logged once each way); the frame in hand is lost with it (frames are QoS 0: the next one matters more)."""
-        self.counters = service.counters
+        self.metrics = _FireMetrics(service.metrics, self._queue)
+        service.add_check("broker", lambda: None if self._client.is_connected() else "not connected to the broker")
         service.set_detail(shard=self.config.shard, shards=self.config.shards)
         conn = service.connect(self.config.database_url)
         if conn is None:
@@ -103,7 +122,7 @@ class FireWorker:
                     return
                 except psycopg.OperationalError as exc:
                     log.error("fire worker lost the database: %s; reconnecting", str(exc).strip())
-                    self.counters["reconnects"] += 1
+                    self.metrics.reconnects.inc()
                     conn.close()
                     conn = service.connect(self.config.database_url)
         finally:
@@ -140,10 +159,13 @@ class FireWorker:
         if problem is not None:
             self._dead_letter(conn, item, problem)
             return
-        self.counters["frames"] += 1
+        started = time.monotonic()
         captured = item.captured_at or dt.datetime.now(dt.UTC)
-        self.counters["event updates"] += len(pipeline.handle(conn, camera, frame, item.preset, captured))
+        updates = pipeline.handle(conn, camera, frame, item.preset, captured)
         conn.commit()
+        self.metrics.frames.inc()
+        self.metrics.event_updates.inc(len(updates))
+        self.metrics.frame_seconds.observe(time.monotonic() - started)
 
     def _camera(self, conn: psycopg.Connection, code: str) -> store.Camera | None:
         """From the cameras loaded each minute; a code not among them is looked up alone (a camera registered a
@@ -177,8 +199,8 @@ class FireWorker:
         payload = item.payload if isinstance(item.payload, bytes) else b""
         with conn.transaction():
             write_dead_letters(conn, [DeadLetter(item.topic, item.code, payload[:MAX_DEAD_PAYLOAD], reason)])
-        self.counters["dead letters"] += 1
-        log.info("frame from %s dead-lettered: %s", item.code, reason)
+        self.metrics.dead_letters.inc()
+        log.info("frame from %s dead-lettered: %s", item.code, reason, extra={"terminal": item.code})
 
     def _close_quiet(self, conn: psycopg.Connection) -> None:
         with conn.transaction():
@@ -221,7 +243,7 @@ class FireWorker:
             except queue.Full:
                 try:
                     self._queue.get_nowait()
-                    self.counters["dropped"] += 1
+                    self.metrics.dropped.inc()
                 except queue.Empty:
                     pass
 

@@ -42,6 +42,28 @@ async def healthz(request: Request) -> JSONResponse:
                          "services": services}, status_code=200 if healthy else 503)
 
 
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """200 when this API process can serve: the database and the broker answer (the services are /healthz's
+    business: a load balancer must not take the API out because a worker is down)."""
+    database = await run_in_threadpool(_database_answers, request.app.state.pool)
+    host, port = request.app.state.settings.mqtt_host_port
+    broker = "ok" if await run_in_threadpool(probe_broker, host, port, 2.0) else f"{host}:{port} does not answer"
+    ready = database == "ok" and broker == "ok"
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": {"database": database,
+                                                                                 "broker": broker}},
+                        status_code=200 if ready else 503)
+
+
+def _database_answers(pool) -> str:
+    try:
+        with pool.connection(timeout=3) as conn:
+            conn.execute("select 1")
+    except Exception as exc:  # any failure means the database is not usable
+        return str(exc).strip()[:300] or type(exc).__name__
+    return "ok"
+
+
 def _probe_database(pool) -> tuple[dict, list[dict]]:
     started = time.perf_counter()
     try:

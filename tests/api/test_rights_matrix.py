@@ -39,6 +39,7 @@ ASSIGNER = ("act", {"operator"})  # closing a task: its assigner (the operator) 
 
 RULES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
     ("POST", "/api/v1/auth/login"): PUBLIC,
     ("POST", "/api/v1/auth/logout"): LIST,
     ("GET", "/api/v1/auth/me"): LIST,

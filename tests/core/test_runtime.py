@@ -26,8 +26,9 @@ setup_logging()
 url, mode, name = sys.argv[1], sys.argv[2], sys.argv[3]
 
 def steady(service):
+    loops = service.metrics.counter("loops", "test loops")
     while not service.wait(0.1):
-        service.counters["loops"] += 1
+        loops.inc()
 
 async def broken_writer():
     await asyncio.sleep(0.5)

@@ -1,0 +1,86 @@
+"""paho with larger socket reads: the ingest worker's MQTT client.
+
+paho reads each packet with at least three ``recv`` calls (the command byte, the length bytes one by
+one, then the rest), and after each select() wake-up handles about one packet. Under load that is
+three system calls and a select() per message. This client reads up to ``READ_SIZE`` bytes at a time
+into a buffer of its own, hands paho its bytes from there, and keeps handling packets while the buffer
+holds any. Acknowledging, paho wakes its network thread and sends one PUBACK per call: ``ack_many``
+queues a committed batch's PUBACKs as one write (the same bytes on the wire, still only after the
+commit). With MQTT 5, paho builds a ``Properties`` object for every PUBLISH, and building one (its
+lookup tables made anew, then cleared attribute by attribute) cost more than the rest of the
+receive path; ``FastProperties`` is the same class with those tables made once, and
+``BufferedClient`` has paho's packet decoder use it. Everything else (sessions, shared
+subscriptions, reconnects) is paho's own code, unchanged.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+import paho.mqtt._packet as paho_packet
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+READ_SIZE = 256 * 1024
+_TABLES = {name: getattr(Properties(PacketTypes.PUBLISH), name) for name in ("types", "names", "properties")}
+"""Read-only lookup tables, the same for every packet type."""
+_OWN = {"packetType", *_TABLES}
+
+
+class FastProperties(Properties):
+    """paho's ``Properties`` with its lookup tables (the same for every packet type) built once, not per packet."""
+
+    def __init__(self, packetType: int) -> None:  # noqa: N803 (paho's name)
+        self.__dict__.update(_TABLES, packetType=packetType)
+
+    def clear(self) -> None:
+        """Remove the properties set; paho's own asks for every known name whether it is set."""
+        for name in [name for name in self.__dict__ if name not in _OWN]:
+            delattr(self, name)
+
+
+class BufferedClient(paho.Client):
+    """A ``paho.Client`` whose socket reads are ``READ_SIZE`` bytes (see the module's docstring)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        paho_packet.Properties = FastProperties  # the decoder's only use of the name: building received ones
+        self._read_buffer = b""
+        self._read_at = 0
+        self._read_socket: object | None = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._read_socket is not self._sock:  # a new connection: bytes of the old one are no use
+            self._read_buffer, self._read_at, self._read_socket = b"", 0, self._sock
+        if self._read_at >= len(self._read_buffer):
+            data = super()._sock_recv(READ_SIZE)  # BlockingIOError when nothing came: paho's "again"
+            if not data:
+                return data  # the connection closed
+            self._read_buffer, self._read_at = data, 0
+        chunk = self._read_buffer[self._read_at:self._read_at + bufsize]
+        self._read_at += len(chunk)
+        return chunk
+
+    def ack_many(self, messages: Iterable[tuple[int, int]]) -> None:
+        """Acknowledge (mid, qos) pairs: QoS 1 PUBACKs in one packet write, QoS 2 one by one (paho's own)."""
+        pubacks = bytearray()
+        for mid, qos in messages:
+            if qos == 1:
+                pubacks += struct.pack("!BBH", paho.PUBACK, 2, mid)  # MQTT 5 too: success needs no reason code
+            elif qos == 2:
+                self.ack(mid, qos)
+        if pubacks:
+            self._packet_queue(paho.PUBACK, bytes(pubacks), 0, 1)
+
+    def _buffered(self) -> bool:
+        return self._read_socket is self._sock and self._read_at < len(self._read_buffer)
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """paho's, repeated while the buffer holds bytes: select() does not see them, the socket is drained."""
+        rc = super().loop_read(max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._buffered():
+            rc = super().loop_read(max_packets)
+        return rc
