@@ -178,6 +178,8 @@ def _latest(conn: psycopg.Connection, readings: list[Accepted]) -> None:
         if held is None or r.ts_ms >= held.ts_ms:
             newest[key] = r
     rows = list(newest.values())
+    # Rows are locked in key order, whatever order the batch and the plan have: two workers of a shared
+    # subscription upsert the same keys, and locking them in different orders deadlocks.
     conn.execute(
         """
         insert into latest_reading as l (terminal_id, metric, ts, value, flag)
@@ -185,6 +187,7 @@ def _latest(conn: psycopg.Connection, readings: list[Accepted]) -> None:
           from unnest(%(id)s::bigint[], %(metric)s::text[], %(ts)s::bigint[], %(value)s::float8[], %(flag)s::text[])
                as u(terminal_id, metric, ts_ms, value, flag)
          where exists (select 1 from terminal t where t.id = u.terminal_id)  -- deleted since the worker looked
+         order by u.terminal_id, u.metric
         on conflict (terminal_id, metric) do update
            set ts = excluded.ts, value = excluded.value, flag = excluded.flag
          where excluded.ts >= l.ts

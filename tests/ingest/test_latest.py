@@ -1,0 +1,57 @@
+"""The newest reading per (terminal, metric): two ingest workers upserting the same keys never deadlock."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from ingest.validate import Accepted
+from ingest.writer import _latest
+from registry import service
+from registry.changes import Actor
+from tests.factories import terminal_in
+
+ACTOR = Actor("test")
+
+
+def _waiting_for_a_lock(url: str, application_name: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as c:
+        return c.execute("select exists (select 1 from pg_stat_activity where application_name = %s "
+                         "and wait_event_type = 'Lock')", (application_name,)).fetchone()[0]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_keys_are_locked_in_one_order_whatever_order_the_batch_has(conn, db_url: str, reverse: bool):
+    """Batches of a shared subscription hold the same terminals in any order; locking the rows in the batch's
+    order let two workers each hold a key the other wanted (deadlock, batch retried after a second)."""
+    code = service.create_terminal(conn, terminal_in("最新值测试"), ACTOR)
+    conn.commit()
+    terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+    first, second = (Accepted(terminal_id, code, m, 1_700_000_000_000, 1.0, None) for m in ("a34002", "a34004"))
+    with psycopg.connect(db_url) as holder:  # another worker's transaction holds the first key
+        _latest(holder, [first])
+        done = threading.Event()
+
+        def worker_batch() -> None:  # the batch lists the keys in the other order
+            with psycopg.connect(db_url, application_name="latest-b") as b:
+                _latest(b, [Accepted(terminal_id, code, r.metric, r.ts_ms + 1, 2.0, None) for r in ((second, first) if reverse else (first, second))])
+                b.commit()
+            done.set()
+
+        thread = threading.Thread(target=worker_batch, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not _waiting_for_a_lock(db_url, "latest-b") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The waiting batch must not hold the second key meanwhile, or this (the holder's next step) deadlocks.
+        holder.execute("set lock_timeout = '2s'")
+        _latest(holder, [second])
+        holder.commit()
+    thread.join(10)
+    assert done.is_set()
+    values = conn.execute("select metric, value from latest_reading where terminal_id = %s order by metric",
+                          (terminal_id,)).fetchall()
+    assert values == [("a34002", 2.0), ("a34004", 2.0)]
