@@ -37,7 +37,8 @@ def test_keys_are_locked_in_one_order_whatever_order_the_batch_has(conn, db_url:
 
         def worker_batch() -> None:  # the batch lists the keys in the other order
             with psycopg.connect(db_url, application_name="latest-b") as b:
-                _latest(b, [Accepted(terminal_id, code, r.metric, r.ts_ms + 1, 2.0, None) for r in ((second, first) if reverse else (first, second))])
+                order = (second, first) if reverse else (first, second)
+                _latest(b, [Accepted(terminal_id, code, r.metric, r.ts_ms + 1, 2.0, None) for r in order])
                 b.commit()
             done.set()
 
