@@ -41,6 +41,13 @@ def test_the_maintenance_service_keeps_the_rollups_and_reports_healthy(fresh_dat
                 return conn.execute("select sum(readings) from reading_daily where terminal_id = 5").fetchone()[0] == 2
 
         wait_until(rolled, timeout_s=30)
+
+        def counted() -> bool:  # its counters reach the heartbeat row (and its /metrics)
+            with psycopg.connect(url) as conn:
+                row = conn.execute("select counters from service_heartbeat where kind = 'maintenance'").fetchone()
+            return row is not None and row[0].get("maintenance_rollup_runs", 0) >= 1
+
+        wait_until(counted, timeout_s=30)
         health = _health(url, "maintenance")
         assert health.returncode == 0, health.stderr
         assert "maintenance: running" in health.stdout
