@@ -3,7 +3,7 @@
 Starts (unless DATABASE_URL / MQTT_URL point elsewhere) an embedded PostgreSQL and a
 local MQTT broker whose logins come from the ledger, migrates, loads the demo ledger into
 an empty database, starts the ingest workers and (with the demo) the device simulators,
-serves the API, keeps the readings partitions, and on Ctrl-C or SIGTERM stops everything
+serves the API, runs the maintenance worker (partitions, rollups), and on Ctrl-C or SIGTERM stops everything
 it started, in reverse order.
 """
 
@@ -27,12 +27,10 @@ from core.settings import Settings, UnsafeSettings
 from ganzhi import broker_auth, database
 from ganzhi.account_commands import ADMIN_LOGIN, ADMIN_SECRET_FILE, ensure_first_admin
 from ganzhi.children import Child
-from ingest import store
 from registry import demo
 
 log = logging.getLogger(__name__)
 
-MAINTENANCE_INTERVAL_S = 3600
 SIMULATOR_SPEED = 10
 """The demo fleet reports ten times faster than real devices, so data shows within a minute."""
 DEMO_TOWERS = 2
@@ -72,14 +70,12 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         server = _Server(uvicorn.Config(create_app(settings, url), host=settings.http_host, port=settings.http_port,
                                         log_level="warning", lifespan="on"))
         serving = asyncio.create_task(server.serve())
-        maintaining = asyncio.create_task(_maintain_forever(url, settings))
         log.info("Ganzhi is up: API on http://%s:%d (docs at /docs); Ctrl-C stops it",
                  settings.http_host, settings.http_port)
         _print_dashboard(settings)
         await _wait_for(stop, serving)
         server.should_exit = True
-        maintaining.cancel()
-        await asyncio.gather(serving, maintaining, return_exceptions=True)
+        await asyncio.gather(serving, return_exceptions=True)
     log.info("Ganzhi stopped")
 
 
@@ -198,21 +194,6 @@ def _load_demo_if_empty(url: str, settings: Settings) -> None:
             return
         poles, terminals = demo.load(conn, secret_key=settings.demo_secret.get_secret_value())
         log.info("loaded the Suihua demo ledger: %d poles, %d terminals", poles, terminals)
-
-
-async def _maintain_forever(url: str, settings: Settings) -> None:
-    while True:
-        await asyncio.sleep(MAINTENANCE_INTERVAL_S)
-        try:
-            await asyncio.to_thread(_maintain, url, settings)
-        except Exception:
-            log.exception("readings partition maintenance failed; will retry in an hour")
-
-
-def _maintain(url: str, settings: Settings) -> None:
-    with db.connect(url) as conn:
-        store.maintain(conn, settings.retention_days, settings.partition_premake_days,
-                       dead_letter_days=settings.dead_letter_retention_days)
 
 
 async def _wait_for(stop: asyncio.Event, serving: asyncio.Task) -> None:
