@@ -17,7 +17,7 @@ import numpy as np
 
 from analytics.fire.colour import ColourParams, flame_mask, land_means
 
-FEATURE_VERSION = "fv1"
+FEATURE_VERSION = "fv2"
 CROP_SIDE = 64
 """Crops are resampled so their longer side is this many pixels: features do not depend on range."""
 MARGIN = 0.5
@@ -31,15 +31,19 @@ RULES = ColourParams()
 _LBP_BINS = 10
 _GRAD_EDGES = np.array([0, 8, 24, 64, 1e9], np.float32)
 _V_QUANTILES = (10, 50, 90)
+_HUE_BINS = 6
+_HUE_EDGES = np.array([0, 8, 16, 24, 32, 48, 256], np.float32)
 
 NAMES: tuple[str, ...] = (
     *(f"{space}_{ch}_{stat}" for space, chans in (("bgr", "bgr"), ("hsv", "hsv"), ("ycc", "yrb"), ("lab", "lab"))
       for ch in chans for stat in ("mean", "std")),
     *(f"v_p{q}" for q in _V_QUANTILES),
-    "white_core", "deep_red", "hue_spread",
-    "fill", "log_area_share", "aspect", "components", "ragged",
+    "white_core", "deep_red", "hue_spread", "red_clipped",
+    *(f"s_p{q}" for q in _V_QUANTILES), *(f"hue_h{i}" for i in range(_HUE_BINS)),
+    "fill", "log_area_share", "aspect", "components", "ragged", "solidity",
     "ring_v", "ring_s", "contrast_v", "contrast_s", "contrast_rb",
-    *(f"grad_h{i}" for i in range(len(_GRAD_EDGES) - 1)), "grad_mean", "edge_grad",
+    *(f"grad_h{i}" for i in range(len(_GRAD_EDGES) - 1)), "grad_mean", "edge_grad", "orientation_entropy",
+    "orientation_peak",
     *(f"lbp_{i}" for i in range(_LBP_BINS)),
 )
 N_FEATURES = len(NAMES)
@@ -105,8 +109,11 @@ def _describe(bgr: np.ndarray, flame: np.ndarray, ring: np.ndarray, inner: np.nd
     out += [float(q) for q in np.percentile(v[flame], _V_QUANTILES)]
     core = (v > 230) & (s < 90)
     grown = cv2.dilate(flame.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    red = bgr[..., 2][flame]
     out += [float(core[grown & inner].mean()), float((hue[flame] < 12).mean()),
-            float(np.percentile(hue[flame], 90) - np.percentile(hue[flame], 10))]
+            float(np.percentile(hue[flame], 90) - np.percentile(hue[flame], 10)), float((red >= 250).mean())]
+    out += [float(q) for q in np.percentile(s[flame], _V_QUANTILES)]
+    out += list(map(float, np.histogram(hue[flame], bins=_HUE_EDGES)[0] / max(int(flame.sum()), 1)))
     out += _shape(flame, inner, area_share)
     ring_v, ring_s = float(v[ring].mean()), float(s[ring].mean())
     b, r = spaces[0][..., 0], spaces[0][..., 2]
@@ -125,8 +132,9 @@ def _shape(flame: np.ndarray, inner: np.ndarray, area_share: float) -> list[floa
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     perimeter = sum(cv2.arcLength(c, True) for c in contours)
     area = float(mask.sum())
+    hull = sum(cv2.contourArea(cv2.convexHull(c)) for c in contours)
     return [area / float(inner.sum()), float(np.log10(max(area_share, 1e-7))), float(h / w), float(count - 1),
-            float(perimeter * perimeter / (4 * np.pi * max(area, 1.0)))]
+            float(perimeter * perimeter / (4 * np.pi * max(area, 1.0))), float(area / max(hull, area, 1.0))]
 
 
 def _texture(grey: np.ndarray, flame: np.ndarray) -> list[float]:
@@ -139,7 +147,21 @@ def _texture(grey: np.ndarray, flame: np.ndarray) -> list[float]:
     edge_grad = float(mag[edge].mean()) if edge.any() else 0.0
     lbp = _lbp_riu2(grey)[flame[1:-1, 1:-1]]
     lbp_hist = np.bincount(lbp, minlength=_LBP_BINS)[:_LBP_BINS] / max(lbp.size, 1)
-    return [*map(float, hist), float(inside.mean()), edge_grad, *map(float, lbp_hist)]
+    return [*map(float, hist), float(inside.mean()), edge_grad, *_orientation(gx, gy, mag),
+            *map(float, lbp_hist)]
+
+
+def _orientation(gx: np.ndarray, gy: np.ndarray, mag: np.ndarray) -> list[float]:
+    """Entropy and peak share of the strong edges' orientations (8 bins, magnitude-weighted) over the whole
+    crop: buildings, cars and lamps have straight edges in few directions, flames in all."""
+    strong = mag > 24
+    if not strong.any():
+        return [0.0, 0.0]
+    angle = (np.arctan2(gy[strong], gx[strong]) % np.pi) / np.pi * 8
+    hist = np.bincount(np.minimum(angle.astype(np.intp), 7), weights=mag[strong], minlength=8)
+    share = hist / hist.sum()
+    nonzero = share[share > 0]
+    return [float(-(nonzero * np.log2(nonzero)).sum()), float(share.max())]
 
 
 _OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
