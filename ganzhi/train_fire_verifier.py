@@ -9,7 +9,7 @@ alone reads.
 
 Crops are labelled by their photo: every candidate of a non-fire photo is not fire; a candidate of a fire
 photo is fire unless a first out-of-fold model scores it below half its photo's best (a red car beside a
-burning house; one multiple-instance step, which raised out-of-fold F1 from 0.68 to 0.77 on the first
+burning house; one multiple-instance step, which raised out-of-fold F1 from 0.68 to 0.77 with features fv1 on the first
 data set). A photo's score is its highest-scoring candidate's, which is what the per-frame stage plus
 verifier does with a photo.
 """
