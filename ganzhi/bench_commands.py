@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from core.settings import Settings
 from ganzhi.commands import Group, database_url
+from ganzhi.fire_commands import photo_folders
 
 
 @click.group(cls=Group)
@@ -204,3 +207,17 @@ def bench_scale(settings: Settings, part: str, messages: int, stations: int, rou
         scale.ingest(database_url(settings), settings, messages, 10)
     if part in ("rules", "both"):
         scale.rules(database_url(settings), settings, stations, rounds)
+
+
+@bench.command(name="fire-photos")
+@photo_folders
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder holding verifier.onnx and verifier.json (default: the committed model).")
+@click.option("--train", "with_train", is_flag=True, help="Also score the training split with the model (in sample).")
+def bench_fire_photos(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], model_dir: Path | None,
+                      with_train: bool) -> None:
+    """Real photos, held-out split: the per-frame colour stage alone and with the learned verifier."""
+    from analytics.fire.verifier import MODEL_DIR
+    from ganzhi.bench_fire_photos import run
+
+    run(dataset, fire_dirs, other_dirs, model_dir or MODEL_DIR, with_train, say=click.echo)

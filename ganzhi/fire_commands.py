@@ -101,3 +101,38 @@ def heat_source_list(settings: Settings) -> None:
         for row in list_all(conn):
             click.echo(f"{row['id']}\t{row['name']}\t{row['kind']}\t{row['lat']:.5f}\t{row['lon']:.5f}\t"
                        f"{row['radius_m']:.0f} m")
+
+
+CAIR_SOURCE = "https://github.com/cair/Fire-Detection-Image-Dataset (fire_images/, normal_images/)"
+CAIR_LICENCE = "MIT (LICENSE.md added by the repository owner at 4fd34c2, 2020-01-07)"
+CAIR_COMMIT = "1182c49e752ebe71752803eb09c698622ff7a4f4"
+
+
+def photo_folders(command):
+    """The options naming a photo data set's labelled folders (shared by training and benchmark)."""
+    command = click.option("--fire-dir", "fire_dirs", multiple=True, default=("fire_images",), show_default=True,
+                           help="Sub-folder of fire photos (repeatable).")(command)
+    command = click.option("--non-fire-dir", "other_dirs", multiple=True, default=("normal_images",),
+                           show_default=True, help="Sub-folder of photos without fire (repeatable).")(command)
+    return click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))(command)
+
+
+@click.command("train-fire-verifier")
+@photo_folders
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where verifier.onnx and verifier.json go (default: the package's analytics/fire/models).")
+@click.option("--source", default=CAIR_SOURCE, show_default=True, help="Where the photos come from (recorded).")
+@click.option("--licence", default=CAIR_LICENCE, show_default=True, help="The photos' licence (recorded).")
+@click.option("--commit", default=CAIR_COMMIT, show_default=True, help="The source's commit or version (recorded).")
+@click.option("--seed", default=7, show_default=True)
+def train_fire_verifier(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], out: Path | None,
+                        source: str, licence: str, commit: str, seed: int) -> None:
+    """Train the fire verifier on the training split of a photo folder and export it to ONNX (docs/fire-verifier.md)."""
+    from analytics.fire.verifier import MODEL_DIR
+    from ganzhi.train_fire_verifier import Provenance, train
+
+    try:
+        train(dataset, out or MODEL_DIR, Provenance(source, licence, commit), fire_dirs, other_dirs, seed=seed,
+              say=click.echo)
+    except (FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e)) from e

@@ -1,0 +1,71 @@
+"""`ganzhi bench fire-photos`: the per-frame stage and the learned verifier on real still photographs.
+
+Only the held-out split (by file hash, ``train_fire_verifier.is_held_out``) is scored; the training
+figures printed beside it come from the model's card (out of fold and in sample), or are recomputed with
+``--train``. A photo is flagged by the stage alone when the colour rules find any candidate on it, and by
+stage + verifier when any candidate scores at least the model's threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from analytics.fire.verifier import CARD_FILE, MODEL_DIR, Verifier
+from ganzhi.train_fire_verifier import Figures, crop_table, figures, photo_scores, read_photos, split
+
+
+def run(root: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], model_dir: Path = MODEL_DIR,
+        with_train: bool = False, say=print) -> dict[str, Figures]:
+    verifier = Verifier.load(model_dir)
+    photos = read_photos(root, fire_dirs, other_dirs)
+    training, held = split(photos)
+    say(f"{len(photos)} photos under {root}: {len(training)} training, {len(held)} held out; "
+        f"threshold {verifier.card.threshold}")
+    out = _score("held-out", held, verifier, say)
+    card = json.loads((model_dir / CARD_FILE).read_text(encoding="utf-8"))
+    for name, f in card.get("training_figures", {}).items():
+        say(f"training (card), {name + ':':<21} {Figures(**f).line()}")
+    if with_train:
+        out |= _score("training", training, verifier, say)
+    return out
+
+
+def _score(name: str, photos: list, verifier: Verifier, say) -> dict[str, Figures]:
+    table = crop_table(photos)
+    if table.skipped:
+        say(f"{name}: skipped {len(table.skipped)} unreadable photos")
+    started = time.perf_counter()
+    crops = np.asarray(verifier.predict(table.features)) if len(table.photo) else np.zeros(0)
+    onnx_us = (time.perf_counter() - started) * 1e6 / max(len(table.photo), 1)
+    stage = figures(table.labels, photo_scores(table, np.ones(len(table.photo))) >= 0)
+    verified = figures(table.labels, photo_scores(table, crops) >= verifier.card.threshold)
+    say(f"{name}, per-frame stage alone:     {stage.line()}")
+    say(f"{name}, stage + verifier:          {verified.line()}")
+    say(f"{name}: {len(table.photo)} candidate crops; model {onnx_us:.1f} µs per crop (batched), "
+        f"features + model {_per_crop_us(photos[:20], verifier):.0f} µs per crop (one by one)")
+    return {f"{name}_stage": stage, f"{name}_verified": verified}
+
+
+def _per_crop_us(photos: list, verifier: Verifier) -> float:
+    """What the pipeline pays per confirmed candidate: features and one model call."""
+    from analytics.fire.colour import land_means
+    from analytics.fire.verifier_features import candidate_boxes
+    from ganzhi.train_fire_verifier import load_image
+
+    spent, crops = 0.0, 0
+    for photo in photos:
+        image = load_image(photo.path)
+        if image is None:
+            continue
+        boxes = candidate_boxes(image)
+        means = land_means(image)
+        for box in boxes:
+            started = time.perf_counter()
+            verifier.score(image, [box], means)
+            spent += time.perf_counter() - started
+            crops += 1
+    return spent * 1e6 / max(crops, 1)

@@ -1,0 +1,163 @@
+"""The learned fire verifier: the committed model matches its card and this code's features, scores are
+deterministic, the photo split is fixed by content, and training runs end to end on generated photos
+(so CI needs none of the real data)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from analytics.fire.verifier import CARD_FILE, MODEL_DIR, MODEL_FILE, Verifier, VerifierError
+from analytics.fire.verifier_features import FEATURE_VERSION, N_FEATURES, NAMES, candidate_boxes, crop_features
+from ganzhi.cli import main
+from ganzhi.train_fire_verifier import is_held_out, read_photos, split
+
+
+def _flame(rng: np.random.Generator, size: int = 96) -> np.ndarray:
+    """Dark ground with a ragged flame: white core, yellow, orange, red edge, noise."""
+    image = np.full((size, size, 3), (40, 45, 50), np.uint8)
+    cx, cy = rng.integers(30, size - 30), rng.integers(40, size - 20)
+    yy, xx = np.mgrid[:size, :size]
+    angle = np.arctan2(yy - cy, xx - cx)
+    reach = 18 + 6 * np.sin(5 * angle + rng.uniform(0, 6)) + rng.normal(0, 2, (size, size))
+    r = np.hypot((xx - cx) * 1.4, (yy - cy)) / reach
+    for limit, bgr in ((1.0, (20, 40, 210)), (0.75, (30, 140, 255)), (0.5, (70, 220, 255)), (0.25, (235, 255, 255))):
+        image[r < limit] = bgr
+    return np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+
+
+def _look_alike(rng: np.random.Generator, size: int = 96) -> np.ndarray:
+    """A smooth orange sunset over dark fields, or a flat red car, or a round warm lamp."""
+    kind = rng.integers(3)
+    image = np.full((size, size, 3), (60, 70, 60), np.uint8)
+    if kind == 0:
+        for row in range(size // 2):
+            t = row / (size / 2)
+            image[row] = (60 + 40 * (1 - t), 120 + 60 * t, 230)
+    elif kind == 1:
+        x, y = rng.integers(10, 40, 2)
+        image[y:y + 30, x:x + 45] = (40, 40, 215)
+    else:
+        cv2.circle(image, (int(rng.integers(30, 66)), int(rng.integers(30, 66))), 14, (90, 200, 250), -1)
+    return np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(5)
+    for folder, make in (("fire_images", _flame), ("normal_images", _look_alike)):
+        (root / folder).mkdir()
+        for i in range(24):
+            cv2.imwrite(str(root / folder / f"{i}.png"), make(rng))
+    return root
+
+
+def test_the_committed_model_matches_its_card_and_these_features():
+    card = json.loads((MODEL_DIR / CARD_FILE).read_text())
+    raw = (MODEL_DIR / MODEL_FILE).read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == card["sha256"]
+    assert card["feature_version"] == FEATURE_VERSION
+    assert card["feature_names"] == list(NAMES)
+    assert card["n_features"] == N_FEATURES == len(NAMES)
+    assert len(raw) < 2_000_000
+    assert card["data"]["licence"].startswith("MIT") and len(card["data"]["commit"]) == 40
+    assert 0 < card["threshold"] < 1
+
+
+def test_a_model_altered_or_made_for_other_features_is_refused(tmp_path):
+    shutil.copy(MODEL_DIR / MODEL_FILE, tmp_path / MODEL_FILE)
+    card = json.loads((MODEL_DIR / CARD_FILE).read_text())
+    (tmp_path / CARD_FILE).write_text(json.dumps(card | {"feature_version": "fv0"}))
+    with pytest.raises(VerifierError, match="features fv0"):
+        Verifier.load(tmp_path)
+    (tmp_path / CARD_FILE).write_text(json.dumps(card))
+    Verifier.load(tmp_path)
+    raw = bytearray((tmp_path / MODEL_FILE).read_bytes())
+    raw[-10] ^= 0xFF
+    (tmp_path / MODEL_FILE).write_bytes(bytes(raw))
+    with pytest.raises(VerifierError, match="SHA-256"):
+        Verifier.load(tmp_path)
+    (tmp_path / CARD_FILE).write_text("{not json")
+    with pytest.raises(VerifierError, match="card unreadable"):
+        Verifier.load(tmp_path)
+
+
+def test_scores_are_deterministic_probabilities_one_per_box():
+    rng = np.random.default_rng(1)
+    frame = np.concatenate([_flame(rng), _look_alike(rng)], axis=1)
+    boxes = candidate_boxes(frame)
+    assert boxes
+    first = Verifier.load().score(frame, boxes)
+    again = Verifier.load().score(frame.copy(), list(boxes))
+    assert first == again
+    assert len(first) == len(boxes) and all(0.0 <= s <= 1.0 for s in first)
+    assert Verifier.load().score(frame, []) == []
+    features = crop_features(frame, boxes[0], (60.0, 128.0, 128.0))
+    assert features.shape == (N_FEATURES,) and np.isfinite(features).all()
+
+
+def test_a_box_at_the_frame_edge_or_without_flame_colour_still_gets_finite_features():
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    for box in ((0, 0, 160, 120), (150, 110, 10, 10), (0, 0, 1, 1)):
+        assert np.isfinite(crop_features(frame, box, (90.0, 128.0, 128.0))).all()
+
+
+def test_the_split_is_fixed_by_content_and_disjoint(photos, tmp_path):
+    first = read_photos(photos, ("fire_images",), ("normal_images",))
+    training, held = split(first)
+    assert {p.sha256 for p in training}.isdisjoint({p.sha256 for p in held})
+    assert len(training) + len(held) == len(first) == 48
+    assert held and training
+    again = split(read_photos(photos, ("fire_images",), ("normal_images",)))
+    assert [p.sha256 for p in again[1]] == [p.sha256 for p in held]
+    renamed = tmp_path / "renamed"
+    shutil.copytree(photos, renamed)
+    for path in (renamed / "fire_images").iterdir():
+        path.rename(path.with_name("x" + path.name))
+    assert {p.sha256 for p in split(read_photos(renamed, ("fire_images",), ("normal_images",)))[1]} == {
+        p.sha256 for p in held}
+    assert is_held_out("00000000" + "0" * 56) and not is_held_out("ffffffff" + "0" * 56)
+
+
+def test_a_photo_in_both_classes_is_dropped_and_unreadable_files_are_named(photos, tmp_path):
+    root = tmp_path / "mixed"
+    shutil.copytree(photos, root)
+    shutil.copy(root / "fire_images" / "0.png", root / "normal_images" / "same.png")
+    (root / "normal_images" / "broken.jpg").write_bytes(b"not a picture")
+    found = read_photos(root, ("fire_images",), ("normal_images",))
+    assert len(found) == 48  # 47 distinct good photos (one lost to the conflict) and the broken file
+    from ganzhi.train_fire_verifier import crop_table
+
+    assert crop_table([p for p in found if p.path.name == "broken.jpg"]).skipped == ["broken.jpg"]
+
+
+def test_training_runs_end_to_end_and_the_benchmark_reads_its_model(photos, tmp_path):
+    out = tmp_path / "model"
+    result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--out", str(out), "--source", "generated",
+                                       "--licence", "CC0-1.0", "--commit", "none"])
+    assert result.exit_code == 0, result.output
+    assert "held out (not read)" in result.output
+    card = json.loads((out / CARD_FILE).read_text())
+    assert card["data"]["source"] == "generated" and card["data"]["licence"] == "CC0-1.0"
+    assert card["data"]["held_out_photos"] + card["data"]["training_photos"] == 48
+    verifier = Verifier.load(out)
+    rng = np.random.default_rng(99)
+    fire, other = _flame(rng), _look_alike(rng)
+    fire_score = max(verifier.score(fire, candidate_boxes(fire)))
+    other_scores = verifier.score(other, candidate_boxes(other)) or [0.0]
+    assert fire_score > max(other_scores)
+    bench = CliRunner().invoke(main, ["bench", "fire-photos", str(photos), "--model", str(out)])
+    assert bench.exit_code == 0, bench.output
+    assert "held-out, stage + verifier" in bench.output and "training (card), out_of_fold" in bench.output
+
+
+def test_training_refuses_a_folder_that_is_not_there(photos):
+    result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--fire-dir", "nope"])
+    assert result.exit_code != 0 and "nope is not a directory" in result.output
