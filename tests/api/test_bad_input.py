@@ -175,10 +175,10 @@ def test_an_upload_over_its_limit_is_413(http):
 
 
 def test_a_large_firms_upload_does_not_hold_up_other_requests(http, api_url, admin_token):
-    """10,000 hotspots (outside Suihua: parsed and located, not stored) take seconds to read; meanwhile other
+    """30,000 hotspots (outside Suihua: parsed and located, not stored) take seconds to read; meanwhile other
     requests are answered at once."""
     now = dt.datetime.now(dt.UTC)
-    text = firms_csv([firms_row(10 + (i % 500) * 0.001, 10 + (i // 500) * 0.001, now) for i in range(10_000)])
+    text = firms_csv([firms_row(10 + (i % 500) * 0.001, 10 + (i // 500) * 0.001, now) for i in range(30_000)])
     upload: dict = {}
 
     def send() -> None:
@@ -198,8 +198,8 @@ def test_a_large_firms_upload_does_not_hold_up_other_requests(http, api_url, adm
         time.sleep(0.05)
     sender.join()
     assert upload["response"].status_code == 200, upload["response"].text
-    assert upload["response"].json()["outside_suihua"] == 10_000
-    assert upload["took"] > 1.5, "the upload is too quick to show anything"
+    assert upload["response"].json()["outside_suihua"] == 30_000
+    assert len(waits) >= 8, "the upload is too quick to show anything"  # a faster parser needs more rows
     # Blocking the event loop made each request wait for the whole upload; in the pool they wait for a slice of
     # CPU at most (the box may be busy, so the bound is relative).
     assert max(waits) < upload["took"] / 3, f"a request waited {max(waits):.1f} s of an {upload['took']:.1f} s upload"
