@@ -46,7 +46,7 @@ class KindTally:
 def play(spec: TowerSpec, detect: Callable | None = None) -> Outcome:
     """Run one sequence through a fresh detector."""
     detector = VideoDetector()
-    detect = detect or (lambda image, t: detector.process("bench", None, image, spec.horizon, at=t, pose=POSE))
+    detect = detect or (lambda image, t: detector.process("bench", None, image, spec.horizon, at=spec.at(t), pose=POSE))
     out = Outcome(spec.kind, spec.seed, spec.fps)
     for image, label in render(spec):
         alerts = [c for c in detect(image, label.t) if c.confidence >= ALERT_CONFIDENCE]
