@@ -65,15 +65,28 @@ def ema_alpha(dt_s: float, tau_s: float) -> float:
 
 
 class NoiseModel:
-    """Per-pixel running variance of the change image."""
+    """Per-pixel running variance of the change image, plus what a residual registration error of
+    ``slack`` pixels makes on that pixel's edge (ε·|∇ log I|): a high-contrast field boundary shimmers
+    after alignment where a flat field does not."""
 
-    def __init__(self, shape: tuple[int, int], floor: float) -> None:
-        self.floor = floor
+    def __init__(self, shape: tuple[int, int], floor: float, slack: float = 0.35) -> None:
+        self.floor, self.slack = floor, slack
         self.var = np.full(shape, floor * floor, np.float32)
+        self.edge = np.zeros(shape, np.float32)
+
+    def set_edges(self, *backgrounds: np.ndarray) -> None:
+        """Recompute the registration term from the background image(s) whose change is measured (cheap;
+        done about once a second)."""
+        edge = np.zeros_like(self.var)
+        for bg in backgrounds:
+            gx = cv2.Sobel(bg, cv2.CV_32F, 1, 0, ksize=3) * 0.125
+            gy = cv2.Sobel(bg, cv2.CV_32F, 0, 1, ksize=3) * 0.125
+            edge += gx * gx + gy * gy
+        self.edge = edge * (self.slack * self.slack)
 
     def moving(self, change: np.ndarray, k: float) -> np.ndarray:
         """Pixels whose change exceeds k·σ (and the floor), as a 0/1 uint8 mask."""
-        limit = np.maximum(self.var * (k * k), self.floor * self.floor)
+        limit = np.maximum((self.var + self.edge) * (k * k), self.floor * self.floor)
         return (change * change > limit).astype(np.uint8)
 
     def update(self, change: np.ndarray, alpha: float, keep: np.ndarray) -> None:

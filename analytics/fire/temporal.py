@@ -7,15 +7,16 @@
   the per-pixel median over time keeps a single passing edge (one spike) from counting.
 - ``periodicity``: share of the detrended mean brightness's spectral power in its strongest bin; a
   rotating beacon or a lamp beating with the mains is one line, a flame is broadband.
-- ``common_mode``: share of all pixels' brightness variation that is one shared time profile (largest
-  eigenvalue over the trace); a lamp dimming, a beacon turning or a cloud shadow changes every pixel of
-  the blob together, a flame's tongues each go their own way.
+- ``common_mode``: how much successive changes of the blob repeat one spatial pattern; a lamp dimming,
+  a beacon turning or a cloud shadow changes every pixel of the blob together, a flame's tongues each go
+  their own way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+MIN_PERIOD_SAMPLES = 20
 BAND_MIN_FPS = 9.5
 """Below this the high-passed band lies under 2.4 Hz: flicker cannot be told from slow change."""
 
@@ -41,8 +42,8 @@ def flame_band_energy(red: np.ndarray, hot: np.ndarray, noise_floor: float = 4.0
 def periodicity(series: np.ndarray) -> float:
     """Peak share of the power spectrum (DC and linear trend removed) of an evenly sampled series."""
     n = series.size
-    if n < 8:
-        return 0.0
+    if n < MIN_PERIOD_SAMPLES:
+        return 0.0  # too few bins: noise alone puts a third of the power near some peak
     t = np.arange(n, dtype=np.float64)
     y = series.astype(np.float64) - np.polyval(np.polyfit(t, series, 1), t)
     power = np.abs(np.fft.rfft(y * np.hanning(n)))[1:] ** 2
@@ -54,17 +55,18 @@ def periodicity(series: np.ndarray) -> float:
     return float(power[max(0, i - 1):i + 2].sum() / total)
 
 
-def common_mode(stack: np.ndarray, min_range: float = 0.08) -> tuple[float, int]:
-    """(largest eigenvalue share, pixels used) of the changing pixels of a (T, h, w) log-brightness stack."""
+def common_mode(stack: np.ndarray, min_change: float = 0.05) -> tuple[float, int]:
+    """(median |cosine| between successive change patterns, pairs used) of a (T, h, w) log-brightness
+    stack. A lamp dimming, a beacon turning or a cloud shadow passing changes the blob by one fixed
+    pattern scaled up and down (cosine near 1); flames change different pixels each time, and a fire
+    that lights up or spreads changes new pixels at its front."""
     if stack.shape[0] < 4:
         return 1.0, 0
-    x = stack.reshape(stack.shape[0], -1).astype(np.float64)
-    changing = np.ptp(x, axis=0) > min_range
-    if changing.sum() < 3:
-        return 1.0, int(changing.sum())
-    x = x[:, changing]
-    x = x - x.mean(axis=0)
-    gram = x @ x.T
-    eig = np.linalg.eigvalsh(gram)
-    trace = float(eig.sum())
-    return (float(eig[-1] / trace) if trace > 1e-9 else 1.0), int(changing.sum())
+    d = np.diff(stack.reshape(stack.shape[0], -1).astype(np.float32), axis=0)
+    norms = np.linalg.norm(d, axis=1)
+    strong = norms > min_change * np.sqrt(d.shape[1])
+    pairs = strong[1:] & strong[:-1]
+    if not pairs.any():
+        return 1.0, 0
+    cos = np.abs((d[1:] * d[:-1]).sum(axis=1)) / np.maximum(norms[1:] * norms[:-1], 1e-9)
+    return float(np.median(cos[pairs])), int(pairs.sum())

@@ -51,15 +51,20 @@ class VideoParams:
     noise_k: float = 3.5
     noise_floor: float = 0.05
     """Smallest change (log brightness, ≈ 5 %) that can count as motion."""
-    redder_cr: int = 12
-    """Cr levels a pixel must gain over the background to count as new flame light by colour alone."""
-    brighter_on_colour: float = 0.2
-    """Log-brightness gain (≈ 22 %) needed where the background is already flame-coloured."""
+    chroma_shift: float = 0.05
+    """Smallest |Δr| + |Δg| of chromaticity against the background that counts as new colour (above that,
+    k·σ of the pixel's own chromaticity noise)."""
+    chroma_min_sum: float = 90.0
+    """R + G + B below which chromaticity is too noisy to use."""
+    above_envelope: float = 0.1
+    """Log brightness above the pixel's upper envelope that counts as new light."""
+    envelope_decay: float = 0.01
+    """How fast (log brightness per second) a pixel's upper envelope forgets a bright moment."""
     confirm_s: float = 3.5
     """A flame track is judged once it has been seen over this long ..."""
     hit_share: float = 0.6
     """... in at least this share of the frames of that span."""
-    history_s: float = 8.0
+    history_s: float = 12.0
     """Frames kept (at most 4 a second) for the common-mode and periodicity cues."""
     forget_s: float = 3.0
     min_flame_px: int = 6
@@ -70,7 +75,7 @@ class VideoParams:
     max_speed_diag_s: float = 0.12
     """The same without a pose: box diagonals per second."""
     max_common: float = 0.8
-    max_periodic: float = 0.6
+    max_periodic: float = 0.7
     burst_s: float = 1.5
     """Span of ≥ BAND_MIN_FPS frames needed to measure flicker."""
     min_flicker: float = 0.12
@@ -99,6 +104,8 @@ class Track:
     """(t, box in aligned full-resolution pixels, area), one per frame seen."""
     flicker: tuple[float, float] | None = None
     """(t, share) of the last burst analysed."""
+    rejected: bool = False
+    """Judged, and found not to be fire (its pixels may then become background)."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -120,19 +127,22 @@ class SceneModel:
         self.k = max(1, round(width / WORK_WIDTH))
         self.ww, self.wh = width // self.k, height // self.k
         self.horizon = height * 0.35 if horizon is None else horizon
-        self.flame_top = int(min(max(self.horizon + 2, 0), height - 8))
+        self.flame_top = int(min(max(self.horizon + 0.008 * height, 0), height - 8))
         self.aligner = Aligner((self.wh, self.ww))
         self.smoke = SmokeModel(params.smoke, self.k, self.horizon, height)
         self.noise = NoiseModel((self.wh, self.ww), params.noise_floor)
+        self.chroma_noise = NoiseModel((self.wh - self.flame_top // self.k, self.ww), params.chroma_shift)
+        self._chroma = np.zeros((self.wh - self.flame_top // self.k, self.ww), np.float32)
         self.t: float | None = None
         self.log_bg: np.ndarray | None = None
         self.slow: deque[tuple[float, np.ndarray]] = deque()
-        """(t, aligned log brightness) at most 4 a second, over history_s."""
+        """(t, aligned grey) at most 4 a second, over history_s."""
         self.burst: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         """(t, aligned red channel, flame-colour mask) over the last burst_s, all frames."""
         self.tracks: list[Track] = []
         self.shift = (0.0, 0.0)
-        self._bg_cache: tuple[float, np.ndarray, np.ndarray] | None = None
+        self._edges_t = 0.0
+        self._bg_cache: tuple[float, tuple[np.ndarray, ...]] | None = None
 
     # -- one frame ---------------------------------------------------------------------------------------
 
@@ -155,27 +165,36 @@ class SceneModel:
         log_now = log_brightness(grey)
         change = local_change(log_now, self.log_bg)
         wtop = self.flame_top // self.k
-        means = land_means(small[wtop:])
-        colour = flame_mask(small[wtop:], means, self.p.colour)
-        moving = self._new_light(small, change, means, t)
+        colour = flame_mask(small[wtop:], land_means(small[wtop:]), self.p.colour)
+        moving = self._new_light(small, log_now, change, t)
         flames = self._flame_blobs(frame, small, moving, colour)
         smokes = self.smoke.blobs(small, grey, t)
         self._observe("flame", flames, t)
         self._observe("smoke", [(b, a) for b, a in smokes], t)
-        self._remember(t, log_now, small, colour)
+        self._remember(t, grey, small, colour)
         if when is not None and self.pose is not None and self.nights is not None \
                 and sun.is_night(self.pose.lat, self.pose.lon, when):
             self.nights.observe(grey, when)
-        keep = self._keep_mask(flames + smokes)
+        keep = self._keep_mask(t)
         alpha = ema_alpha(dt_s, self.p.bg_tau_s)
         cv2.accumulateWeighted(log_now, self.log_bg, alpha, keep)
+        lowered = self.envelope - self.p.envelope_decay * dt_s
+        np.copyto(self.envelope, np.maximum(lowered, log_now), where=keep > 0)
         self.noise.update(change, ema_alpha(dt_s, self.p.noise_tau_s), keep)
+        self.chroma_noise.update(self._chroma, ema_alpha(dt_s, self.p.noise_tau_s), keep[self.flame_top // self.k:])
         self.smoke.update(small, grey, dt_s, keep)
+        if t - self._edges_t >= 1.0:
+            self.noise.set_edges(self.log_bg)
+            self._edges_t = t
         return self._decide(t, when)
 
     def _start(self, small: np.ndarray, grey: np.ndarray, t: float) -> None:
         self.log_bg = log_brightness(grey)
+        self.envelope = self.log_bg + self.p.noise_floor
         self.noise = NoiseModel(grey.shape, self.p.noise_floor)
+        self.chroma_noise = NoiseModel((grey.shape[0] - self.flame_top // self.k, grey.shape[1]), self.p.chroma_shift)
+        self.noise.set_edges(self.log_bg)
+        self._edges_t = t
         self.smoke.start(small, grey)
         self.slow.clear()
         self.burst.clear()
@@ -183,25 +202,27 @@ class SceneModel:
         self._bg_cache = None
         self.t = t
 
-    def _new_light(self, small: np.ndarray, change: np.ndarray, means: tuple[float, float, float], t: float
-                   ) -> np.ndarray:
-        """0/1 mask (land rows) of pixels where flame light may have appeared: brighter than the background
-        beyond the pixel's own noise (flames add light), or clearly redder (Cr) than it — a flame on orange
-        stubble may be no brighter than the stubble, only redder. Where the background already passes the
-        colour rules (orange stubble, a painted roof) a brightening must be large: a field edge shimmering in
-        the noise is not new light."""
+    def _new_light(self, small: np.ndarray, log_now: np.ndarray, change: np.ndarray, t: float) -> np.ndarray:
+        """0/1 mask (land rows) of pixels where flame light may have appeared:
+
+        - the pixel's *chromaticity* (r, g = R, G over R + G + B) moved away from the background's: a cloud
+          shadow or an exposure step scales a pixel and leaves it unchanged, a flame on a green or dark
+          field or on orange stubble does not (ignored on dark pixels, whose chromaticity is noise); or
+        - it is brighter than the background beyond its own noise *and* above its upper envelope (how
+          bright it has been lately): a flame adds light, a shadow moving off lit leaves does not.
+        """
         wtop = self.flame_top // self.k
         if self._bg_cache is None or t - self._bg_cache[0] >= 1.0:
-            bg = np.clip(self.smoke.colour[wtop:], 0, 255).astype(np.uint8)
-            coloured = cv2.dilate(flame_mask(bg, means, self.p.colour), np.ones((3, 3), np.uint8)) > 0
-            self._bg_cache = (t, coloured, cv2.cvtColor(bg, cv2.COLOR_BGR2YCrCb)[:, :, 1].astype(np.int16))
-        _, coloured, bg_cr = self._bg_cache
-        cr = cv2.cvtColor(small[wtop:], cv2.COLOR_BGR2YCrCb)[:, :, 1].astype(np.int16)
-        redder = cr - bg_cr > self.p.redder_cr
+            self._bg_cache = (t, _chromaticity(self.smoke.colour[wtop:]))
+            self.chroma_noise.set_edges(*self._bg_cache[1][:2])
+        _, (bg_r, bg_g, _) = self._bg_cache
+        r, g, total = _chromaticity(small[wtop:])
+        self._chroma = np.abs(r - bg_r) + np.abs(g - bg_g)
+        shifted = (self.chroma_noise.moving(self._chroma, self.p.noise_k) > 0) & (total > self.p.chroma_min_sum)
         up = change[wtop:]
-        brighter = (self.noise.moving(change, self.p.noise_k)[wtop:] > 0) & (up > 0) \
-            & (~coloured | (up > self.p.brighter_on_colour))
-        return (redder | brighter).astype(np.uint8)
+        above = log_now[wtop:] - self.envelope[wtop:] > self.p.above_envelope
+        brighter = (self.noise.moving(change, self.p.noise_k)[wtop:] > 0) & (up > 0) & above
+        return (shifted | brighter).astype(np.uint8)
 
     def _flame_blobs(self, frame: np.ndarray, small: np.ndarray, moving: np.ndarray, colour: np.ndarray
                      ) -> list[tuple]:
@@ -242,9 +263,9 @@ class SceneModel:
             track.hits.append((t, box, area))
         self.tracks = [tr for tr in self.tracks if tr.hits[-1][0] > t - self.p.forget_s]
 
-    def _remember(self, t: float, log_now: np.ndarray, small: np.ndarray, colour: np.ndarray) -> None:
+    def _remember(self, t: float, grey: np.ndarray, small: np.ndarray, colour: np.ndarray) -> None:
         if not self.slow or t - self.slow[-1][0] >= 0.24:
-            self.slow.append((t, log_now))
+            self.slow.append((t, grey.astype(np.uint8)))
         while self.slow and self.slow[0][0] < t - self.p.history_s:
             self.slow.popleft()
         if self.burst and t - self.burst[-1][0] > 1.0 / temporal.BAND_MIN_FPS:
@@ -253,10 +274,15 @@ class SceneModel:
         while self.burst and self.burst[0][0] < t - self.p.burst_s - 0.3:
             self.burst.popleft()
 
-    def _keep_mask(self, blobs: list[tuple]) -> np.ndarray:
-        """Where the background and noise may learn: not inside a fire's or its smoke's box."""
+    def _keep_mask(self, t: float) -> np.ndarray:
+        """Where the background and noise may learn: everywhere but the boxes of tracks that are still
+        in play (seen now and not yet rejected). A rejected look-alike is learnt as normal; a fire and its
+        smoke never become background."""
         keep = np.full((self.wh, self.ww), 255, np.uint8)
-        for (x, y, w, h), _ in blobs:
+        for track in self.tracks:
+            if track.hits[-1][0] != t or track.rejected:
+                continue
+            x, y, w, h = track.last_box()
             keep[max(y // self.k - 2, 0):(y + h) // self.k + 3, max(x // self.k - 2, 0):(x + w) // self.k + 3] = 0
         return keep
 
@@ -275,11 +301,15 @@ class SceneModel:
                 confidence = self._flame(track, t, when, glint)
             else:
                 confidence = self.smoke.confidence(track.recent(t - self.p.smoke.window_s), t - track.first_t)
+            track.rejected = confidence is None and self._judged(track, t)
             if confidence is not None:
                 x, y, w, h = track.last_box()
                 sx, sy = round(self.shift[0] * self.k), round(self.shift[1] * self.k)
                 found.append(Candidate(track.id, track.cue, (x + sx, y + sy, w, h), round(confidence, 3)))
         return found
+
+    def _judged(self, track: Track, t: float) -> bool:
+        return t - track.first_t >= (self.p.confirm_s if track.cue == "flame" else self.p.smoke.confirm_s)
 
     def _seen_enough(self, track: Track, t: float) -> bool:
         if t - track.first_t < self.p.confirm_s:
@@ -304,7 +334,7 @@ class SceneModel:
             return None
         recent = track.recent(t - self.p.history_s)
         growth = _growth(recent)
-        if self._rigid(recent, growth):
+        if self._rigid(recent):
             return None  # a vehicle or a walker
         box = _union(recent)
         common, periodic = self._light_like(box)
@@ -319,34 +349,38 @@ class SceneModel:
             flicker = track.flicker[1]
             if flicker < self.p.min_flicker:
                 return None  # the camera could see flame flicker here, and there was none
-        if glint is not None and glint[0] <= box[0] + box[2] / 2 <= glint[1] and growth < 1.5 and flicker is None:
-            return None  # under a low sun: its glint shimmers in place; a fire there must grow or flicker
+        if glint is not None and glint[0] <= box[0] + box[2] / 2 <= glint[1] and flicker is None:
+            return None  # under a low sun its glint shimmers and swells; only flame flicker tells a fire there
         confidence = 0.55 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.1 * (1 - common)
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)
         return min(0.97, confidence)
 
-    def _rigid(self, recent: list[tuple], growth: float) -> bool:
-        """A steady, straight move of the blob's centre without growth: something driving or walking."""
-        if len(recent) < 3 or growth >= 1.5:
+    def _rigid(self, recent: list[tuple]) -> bool:
+        """Something driving or walking: the box's centre moves steadily and straight while its size
+        keeps up with none of it. A fire line spreading one way moves its centre at half the speed its
+        width grows; a vehicle (even one half hidden) moves without growing."""
+        if len(recent) < 3:
             return False
         ts = np.array([h[0] for h in recent])
-        centres = np.array([_centre(h[1]) for h in recent])
         if ts[-1] - ts[0] < 1.0:
             return False
+        boxes = np.array([h[1] for h in recent], np.float64)
+        centres = boxes[:, :2] + boxes[:, 2:] / 2
         vx, vy = (np.polyfit(ts, centres[:, i], 1)[0] for i in (0, 1))
         speed_px = float(np.hypot(vx, vy))
+        widening = abs(float(np.polyfit(ts, boxes[:, 2], 1)[0]))
         steps = np.linalg.norm(np.diff(centres, axis=0), axis=1).sum()
         net = float(np.linalg.norm(centres[-1] - centres[0]))
-        straight = net / max(steps, 1e-6) > 0.5
+        if net / max(steps, 1e-6) < 0.5 or widening > 0.7 * speed_px:
+            return False
         x, y, w, h = recent[-1][1]
         if self.pose is not None:
             rng = geometry.ground_range(self.pose, self.width, self.height, x + w / 2, y + h)
             if rng is not None:
-                metres_per_px = rng / geometry.focal_px(self.pose, self.width)
-                return straight and speed_px * metres_per_px > self.p.max_speed_mps
+                return speed_px * rng / geometry.focal_px(self.pose, self.width) > self.p.max_speed_mps
         diag = float(np.mean([np.hypot(b[2], b[3]) for _, b, _ in recent]))
-        return straight and speed_px / max(diag, 1.0) > self.p.max_speed_diag_s
+        return speed_px / max(diag, 1.0) > self.p.max_speed_diag_s
 
     def _light_like(self, box: tuple[int, int, int, int]) -> tuple[float, float]:
         """(common-mode share, periodicity) of the blob's brightness over the slow ring."""
@@ -354,9 +388,9 @@ class SceneModel:
             return 1.0, 0.0
         x, y, w, h = (v // self.k for v in box)
         y0, x0 = max(y - 1, 0), max(x - 1, 0)
-        stack = np.stack([s[y0:y + h + 2, x0:x + w + 2] for _, s in self.slow])
+        stack = np.log1p(np.stack([s[y0:y + h + 2, x0:x + w + 2] for _, s in self.slow]).astype(np.float32))
         common, used = temporal.common_mode(stack)
-        if used < 3:
+        if used < 2:
             return 1.0, 0.0
         series = stack.reshape(stack.shape[0], -1).max(axis=1)
         return common, temporal.periodicity(series) if self._regular() else 0.0
@@ -409,6 +443,14 @@ class VideoDetector:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+def _chromaticity(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(r, g, R + G + B) of a BGR image: colour without brightness."""
+    b, g, r = cv2.split(bgr.astype(np.float32))
+    total = b + g + r
+    inv = 1.0 / np.maximum(total, 1.0)
+    return r * inv, g * inv, total
+
 
 def _rows(mask: np.ndarray, top: int, bottom: int) -> np.ndarray:
     """Rows top..bottom of a mask that starts at some row of the frame, zero-padded where it has none."""
