@@ -71,7 +71,8 @@ class NoiseModel:
 
     def __init__(self, shape: tuple[int, int], floor: float, slack: float = 0.35) -> None:
         self.floor, self.slack = floor, slack
-        self.var = np.full(shape, floor * floor, np.float32)
+        self.var = np.full(shape, 4 * floor * floor, np.float32)
+        """Starts cautious (2× the floor) until the first seconds have taught it the scene."""
         self.edge = np.zeros(shape, np.float32)
 
     def set_edges(self, *backgrounds: np.ndarray) -> None:

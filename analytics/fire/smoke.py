@@ -29,6 +29,8 @@ class SmokeParams:
     max_saturation: float = 0.35
     washout: float = 0.06
     """Saturation a block's pixels must lose against a coloured background."""
+    overcast: float = 0.08
+    """Sky less saturated than this is overcast or hazy: smoke over it can only change its brightness."""
     band: float = 0.12
     """Share of the frame height above the horizon searched for rising smoke."""
     base_above: float = 0.05
@@ -80,7 +82,11 @@ class SmokeModel:
         now = _saturation(small[region])
         before = self.saturation[region]
         unsaturated = now < self.p.max_saturation
-        washed = (before - now >= self.p.washout) | (before < self.p.max_saturation)
+        sky = np.zeros(now.shape, bool)
+        sky[:max(0, horizon - top)] = True
+        # over land smoke washes colour out; over a sky that had none (grey sky, haze) it can only darken or
+        # lighten it towards its own grey, which the grey-veil test below checks
+        washed = (before - now >= self.p.washout) | ((before < self.p.overcast) & sky)
         turned = unsaturated & washed & (np.abs(change) > self.p.motion_t)
         share = _blocks(turned.astype(np.float32))
         btop, rows = top // BLOCK, share.shape[0]

@@ -74,6 +74,11 @@ class VideoParams:
     growing, is a vehicle or a walker."""
     max_speed_diag_s: float = 0.12
     """The same without a pose: box diagonals per second."""
+    max_front_mps: float = 1.2
+    """A box edge running steadily faster than this is not a straw fire's front."""
+    max_front_heights_s: float = 0.3
+    """The same without a pose, in box heights per second (a flame is about as tall as its front moves
+    in 3 s or more)."""
     max_common: float = 0.8
     max_periodic: float = 0.7
     burst_s: float = 1.5
@@ -142,6 +147,7 @@ class SceneModel:
         self.tracks: list[Track] = []
         self.shift = (0.0, 0.0)
         self._edges_t = 0.0
+        self.started = 0.0
         self._bg_cache: tuple[float, tuple[np.ndarray, ...]] | None = None
 
     # -- one frame ---------------------------------------------------------------------------------------
@@ -180,8 +186,10 @@ class SceneModel:
         cv2.accumulateWeighted(log_now, self.log_bg, alpha, keep)
         lowered = self.envelope - self.p.envelope_decay * dt_s
         np.copyto(self.envelope, np.maximum(lowered, log_now), where=keep > 0)
-        self.noise.update(change, ema_alpha(dt_s, self.p.noise_tau_s), keep)
-        self.chroma_noise.update(self._chroma, ema_alpha(dt_s, self.p.noise_tau_s), keep[self.flame_top // self.k:])
+        # a running mean over the model's age at first (a fresh model learns its noise fast), then exponential
+        learn = max(ema_alpha(dt_s, self.p.noise_tau_s), dt_s / (t - self.started + dt_s))
+        self.noise.update(change, learn, keep)
+        self.chroma_noise.update(self._chroma, learn, keep[self.flame_top // self.k:])
         self.smoke.update(small, grey, dt_s, keep)
         if t - self._edges_t >= 1.0:
             self.noise.set_edges(self.log_bg)
@@ -195,6 +203,7 @@ class SceneModel:
         self.chroma_noise = NoiseModel((grey.shape[0] - self.flame_top // self.k, grey.shape[1]), self.p.chroma_shift)
         self.noise.set_edges(self.log_bg)
         self._edges_t = t
+        self.started = t
         self.smoke.start(small, grey)
         self.slow.clear()
         self.burst.clear()
@@ -258,8 +267,10 @@ class SceneModel:
                 track = Track(next(_ids), cue, t)
                 self.tracks.append(track)
                 mine.append(track)
-            if track.hits and track.hits[-1][0] == t:
-                continue  # two blobs of one fire: the track has this frame already
+            if track.hits and track.hits[-1][0] == t:  # two blobs of one fire: one box around both
+                _, seen, seen_area = track.hits[-1]
+                track.hits[-1] = (t, _union([(t, seen, 0), (t, box, 0)]), seen_area + area)
+                continue
             track.hits.append((t, box, area))
         self.tracks = [tr for tr in self.tracks if tr.hits[-1][0] > t - self.p.forget_s]
 
@@ -357,22 +368,28 @@ class SceneModel:
         return min(0.97, confidence)
 
     def _rigid(self, recent: list[tuple]) -> bool:
-        """Something driving or walking: the box's centre moves steadily and straight while its size
-        keeps up with none of it. A fire line spreading one way moves its centre at half the speed its
-        width grows; a vehicle (even one half hidden) moves without growing."""
-        if len(recent) < 3:
+        """Something driving or walking: the box's centre moves steadily (a significant linear trend, not
+        a fire's wandering) while its width does not keep up. A fire line spreading one way moves its
+        centre at half the speed its width grows; a vehicle, even one half hidden, moves without growing."""
+        if len(recent) < 4:
             return False
         ts = np.array([h[0] for h in recent])
         if ts[-1] - ts[0] < 1.0:
             return False
         boxes = np.array([h[1] for h in recent], np.float64)
         centres = boxes[:, :2] + boxes[:, 2:] / 2
-        vx, vy = (np.polyfit(ts, centres[:, i], 1)[0] for i in (0, 1))
+        widening, _ = _trend(ts, boxes[:, 2])
+        if boxes[:, 0].min() <= 2 or (boxes[:, 0] + boxes[:, 2]).max() >= self.width - 2:
+            # cut by the frame's edge: what shows of a vehicle entering or leaving grows or shrinks, so
+            # follow its inner edge instead of its centre
+            inner = boxes[:, 0] + boxes[:, 2] if boxes[:, 0].min() <= 2 else boxes[:, 0]
+            centres[:, 0], widening = inner, 0.0
+        if self._fast_edge(ts, boxes):
+            return True
+        (vx, sx), (vy, sy) = (_trend(ts, centres[:, i]) for i in (0, 1))
         speed_px = float(np.hypot(vx, vy))
-        widening = abs(float(np.polyfit(ts, boxes[:, 2], 1)[0]))
-        steps = np.linalg.norm(np.diff(centres, axis=0), axis=1).sum()
-        net = float(np.linalg.norm(centres[-1] - centres[0]))
-        if net / max(steps, 1e-6) < 0.5 or widening > 0.7 * speed_px:
+        moved = speed_px * (ts[-1] - ts[0])
+        if moved < 3.0 * max(float(np.hypot(sx, sy)), 0.5) or abs(widening) > 0.7 * speed_px:
             return False
         x, y, w, h = recent[-1][1]
         if self.pose is not None:
@@ -381,6 +398,24 @@ class SceneModel:
                 return speed_px * rng / geometry.focal_px(self.pose, self.width) > self.p.max_speed_mps
         diag = float(np.mean([np.hypot(b[2], b[3]) for _, b, _ in recent]))
         return speed_px / max(diag, 1.0) > self.p.max_speed_diag_s
+
+    def _fast_edge(self, ts: np.ndarray, boxes: np.ndarray) -> bool:
+        """An edge of the box running steadily faster than a straw fire's front spreads (``max_front_mps``,
+        or ``max_front_heights_s`` flame heights a second without a pose): a vehicle or a walker coming out
+        of where it stood when the model started looks like a fire growing one way, but too fast."""
+        h = float(np.median(boxes[:, 3]))
+        x, y, w, _ = boxes[-1]
+        scale = 1.0 / max(h, 1.0)
+        limit = self.p.max_front_heights_s
+        if self.pose is not None:
+            rng = geometry.ground_range(self.pose, self.width, self.height, x + w / 2, y + h)
+            if rng is not None:
+                scale, limit = rng / geometry.focal_px(self.pose, self.width), self.p.max_front_mps
+        for edge in (boxes[:, 0], boxes[:, 0] + boxes[:, 2]):
+            v, spread = _trend(ts, edge)
+            if abs(v) * (ts[-1] - ts[0]) >= 3.0 * max(spread, 0.5) and abs(v) * scale > limit:
+                return True
+        return False
 
     def _light_like(self, box: tuple[int, int, int, int]) -> tuple[float, float]:
         """(common-mode share, periodicity) of the blob's brightness over the slow ring."""
@@ -443,6 +478,12 @@ class VideoDetector:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+def _trend(ts: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """(slope per second, residual standard deviation) of a straight-line fit."""
+    slope, intercept = np.polyfit(ts, values, 1)
+    return float(slope), float(np.std(values - (slope * ts + intercept)))
+
 
 def _chromaticity(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(r, g, R + G + B) of a BGR image: colour without brightness."""
