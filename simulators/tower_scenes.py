@@ -39,6 +39,7 @@ LOW_SUN = ("low_sun", "fire_low_sun")
 TUNING_SEEDS = range(0, 10)
 """Seeds the detector may be tuned on; the benchmark reports seeds from HELD_OUT_FROM up."""
 HELD_OUT_FROM = 1000
+BURST_S, BURST_FPS = 2.0, 10.0
 POSE = Pose(lat=46.70, lon=126.80, mast_height_m=40.0, heading_deg=250.0, tilt_deg=-2.0, hfov_deg=55.0)
 
 
@@ -60,9 +61,23 @@ class TowerSpec:
     def horizon(self) -> float:
         return horizon_row(POSE, self.width, self.height)
 
+    burst_every_s: float = 0.0
+    """When set, the camera also sends a BURST_S burst at BURST_FPS this often (docs/devices.md)."""
+
     @property
     def frames(self) -> int:
-        return int(self.duration_s * self.fps)
+        return len(self.times())
+
+    def times(self) -> list[float]:
+        """Capture times in seconds: every 1/fps, plus the bursts' frames."""
+        times = {round(i / self.fps, 4) for i in range(int(self.duration_s * self.fps))}
+        if self.burst_every_s > 0:
+            start = 0.0
+            while start < self.duration_s:
+                times |= {round(start + j / BURST_FPS, 4) for j in range(int(BURST_S * BURST_FPS))
+                          if start + j / BURST_FPS < self.duration_s}
+                start += self.burst_every_s
+        return sorted(times)
 
     @property
     def start(self) -> dt.datetime:
@@ -96,8 +111,8 @@ def render(spec: TowerSpec) -> Iterator[tuple[np.ndarray, TowerLabel]]:
     if not 1 <= spec.fps <= 25:
         raise ValueError(f"frame rate {spec.fps} is outside 1–25 fps")
     scene = _Tower(spec)
-    for i in range(spec.frames):
-        yield scene.frame(i)
+    for i, t in enumerate(spec.times()):
+        yield scene.frame(i, t)
 
 
 class _Tower:
@@ -126,9 +141,8 @@ class _Tower:
     def range_row(self, range_m: float) -> float:
         return self.hz + self.f * POSE.mast_height_m / range_m
 
-    def frame(self, i: int) -> tuple[np.ndarray, TowerLabel]:
+    def frame(self, i: int, t: float) -> tuple[np.ndarray, TowerLabel]:
         s = self.s
-        t = i / s.fps
         img = self._land(t)
         if self.actor is not None:
             self.actor.draw(img, t * self.clock)

@@ -34,7 +34,7 @@ from analytics.fire import geometry, sun, temporal
 from analytics.fire.colour import ColourParams, flame_mask, land_means
 from analytics.fire.motion import Aligner, NoiseModel, ema_alpha, local_change, log_brightness, undo_shift
 from analytics.fire.nightmap import NightMap
-from analytics.fire.smoke import BLOCK, SmokeModel, SmokeParams
+from analytics.fire.smoke import SmokeModel, SmokeParams
 
 WORK_WIDTH = 640
 DEFAULT_GAP_S = 0.5
@@ -528,4 +528,4 @@ def _growth(recent: list[tuple]) -> float:
     return float(np.median(areas[-third:]) / max(np.median(areas[:third]), 1.0))
 
 
-__all__ = ["BLOCK", "Candidate", "SceneModel", "VideoDetector", "VideoParams"]
+
