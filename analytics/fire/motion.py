@@ -27,11 +27,16 @@ class Aligner:
         self.size = (max(16, w // 2), max(16, h // 2))
         self.window = cv2.createHanningWindow(self.size, cv2.CV_32F)
 
-    def shift(self, reference: np.ndarray, grey: np.ndarray) -> tuple[float, float, float]:
-        """(dx, dy, response): ``grey`` is ``reference`` moved by (dx, dy) working pixels."""
-        a = cv2.resize(reference, self.size, interpolation=cv2.INTER_AREA)
+        self.reference: np.ndarray | None = None
+
+    def set_reference(self, grey: np.ndarray) -> None:
+        """The picture frames are registered to (the background, refreshed about once a second)."""
+        self.reference = cv2.resize(grey, self.size, interpolation=cv2.INTER_AREA)
+
+    def shift(self, grey: np.ndarray) -> tuple[float, float, float]:
+        """(dx, dy, response): ``grey`` is the reference moved by (dx, dy) working pixels."""
         b = cv2.resize(grey, self.size, interpolation=cv2.INTER_AREA)
-        (dx, dy), response = cv2.phaseCorrelate(a, b, self.window)
+        (dx, dy), response = cv2.phaseCorrelate(self.reference, b, self.window)
         return 2 * dx, 2 * dy, response
 
 

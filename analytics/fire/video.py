@@ -148,6 +148,7 @@ class SceneModel:
         self.shift = (0.0, 0.0)
         self._edges_t = 0.0
         self.started = 0.0
+        self._sun_cache: tuple[int, bool, tuple[float, float] | None] | None = None
         self._bg_cache: tuple[float, tuple[np.ndarray, ...]] | None = None
 
     # -- one frame ---------------------------------------------------------------------------------------
@@ -160,13 +161,14 @@ class SceneModel:
         if self.log_bg is None:
             self._start(small, grey, t)
             return []
-        reference = cv2.exp(self.log_bg) - 1.0
-        dx, dy, response = self.aligner.shift(reference, grey)
+        dx, dy, response = self.aligner.shift(grey)
         if max(abs(dx), abs(dy)) > self.p.reset_shift or response < 0.02:
             self._start(small, grey, t)  # the view jumped: the preset moved without telling us
             return []
         self.shift = (dx, dy)
-        small, grey = undo_shift(small, dx, dy), undo_shift(grey, dx, dy)
+        if abs(dx) >= 0.05 or abs(dy) >= 0.05:
+            small = undo_shift(small, dx, dy)
+            grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
         dt_s, self.t = t - self.t, t
         log_now = log_brightness(grey)
         change = local_change(log_now, self.log_bg)
@@ -178,8 +180,7 @@ class SceneModel:
         self._observe("flame", flames, t)
         self._observe("smoke", [(b, a) for b, a in smokes], t)
         self._remember(t, grey, small, colour)
-        if when is not None and self.pose is not None and self.nights is not None \
-                and sun.is_night(self.pose.lat, self.pose.lon, when):
+        if self.nights is not None and self._night(when):
             self.nights.observe(grey, when)
         keep = self._keep_mask(t)
         alpha = ema_alpha(dt_s, self.p.bg_tau_s)
@@ -193,6 +194,7 @@ class SceneModel:
         self.smoke.update(small, grey, dt_s, keep)
         if t - self._edges_t >= 1.0:
             self.noise.set_edges(self.log_bg)
+            self.aligner.set_reference(cv2.exp(self.log_bg) - 1.0)
             self._edges_t = t
         return self._decide(t, when)
 
@@ -202,6 +204,7 @@ class SceneModel:
         self.noise = NoiseModel(grey.shape, self.p.noise_floor)
         self.chroma_noise = NoiseModel((grey.shape[0] - self.flame_top // self.k, grey.shape[1]), self.p.chroma_shift)
         self.noise.set_edges(self.log_bg)
+        self.aligner.set_reference(grey)
         self._edges_t = t
         self.started = t
         self.smoke.start(small, grey)
@@ -302,7 +305,7 @@ class SceneModel:
     def _decide(self, t: float, when: dt.datetime | None) -> list[Candidate]:
         found = []
         bursting = self._bursting(t)
-        glint = sun.glint_columns(self.pose, self.width, when) if self.pose and when else None
+        glint = self._sun(when)[1]
         for track in self.tracks:
             if track.hits[-1][0] != t:
                 continue
@@ -318,6 +321,19 @@ class SceneModel:
                 sx, sy = round(self.shift[0] * self.k), round(self.shift[1] * self.k)
                 found.append(Candidate(track.id, track.cue, (x + sx, y + sy, w, h), round(confidence, 3)))
         return found
+
+    def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None]:
+        """(night, glint band) from the pose and time; the sun moves little in a minute, so cached."""
+        if self.pose is None or when is None:
+            return False, None
+        minute = int(when.timestamp() // 60)
+        if self._sun_cache is None or self._sun_cache[0] != minute:
+            self._sun_cache = (minute, sun.is_night(self.pose.lat, self.pose.lon, when),
+                               sun.glint_columns(self.pose, self.width, when))
+        return self._sun_cache[1], self._sun_cache[2]
+
+    def _night(self, when: dt.datetime | None) -> bool:
+        return self._sun(when)[0]
 
     def _judged(self, track: Track, t: float) -> bool:
         return t - track.first_t >= (self.p.confirm_s if track.cue == "flame" else self.p.smoke.confirm_s)
@@ -351,9 +367,7 @@ class SceneModel:
         common, periodic = self._light_like(box)
         if common > self.p.max_common or periodic > self.p.max_periodic:
             return None  # a lamp, a beacon, a cloud shadow: the whole blob brightens and dims together
-        if self.nights is not None and when is not None and self.pose is not None \
-                and sun.is_night(self.pose.lat, self.pose.lon, when) \
-                and self.nights.known(tuple(v // self.k for v in box)):
+        if self.nights is not None and self._night(when) and self.nights.known(tuple(v // self.k for v in box)):
             return None  # a light that is there every night
         flicker = None
         if track.flicker is not None and t - track.flicker[0] <= self.p.flicker_valid_s:
