@@ -5,8 +5,9 @@
   2.5–12.5 Hz) is where flames flicker. Measured as *energy*, on the blob's *boundary* pixels (those
   flame-coloured in some frames and not in others), against the same energy in the ring around the blob;
   the per-pixel median over time keeps a single passing edge (one spike) from counting.
-- ``periodicity``: share of the detrended mean brightness's spectral power in its strongest bin; a
-  rotating beacon or a lamp beating with the mains is one line, a flame is broadband.
+- ``periodicity``: share of the spectral power of the detrended, on/off (above or below the median)
+  brightness in its strongest line; a rotating beacon or a lamp beating with the mains is one line, a
+  flame is broadband.
 - ``common_mode``: how much successive changes of the blob repeat one spatial pattern; a lamp dimming,
   a beacon turning or a cloud shadow changes every pixel of the blob together, a flame's tongues each go
   their own way.
@@ -46,6 +47,10 @@ def periodicity(series: np.ndarray) -> float:
         return 0.0  # too few bins: noise alone puts a third of the power near some peak
     t = np.arange(n, dtype=np.float64)
     y = series.astype(np.float64) - np.polyval(np.polyfit(t, series, 1), t)
+    # on/off against the median: a beacon's short bright pulses become a square wave whose power sits in
+    # its fundamental, instead of spreading over harmonics folded by a low frame rate
+    y = np.where(y > np.median(y), 1.0, -1.0)
+    y -= y.mean()
     power = np.abs(np.fft.rfft(y * np.hanning(n)))[1:] ** 2
     total = float(power.sum())
     if total <= 1e-9:
