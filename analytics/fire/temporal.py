@@ -67,7 +67,11 @@ def common_mode(stack: np.ndarray, min_change: float = 0.05) -> tuple[float, int
     that lights up or spreads changes new pixels at its front."""
     if stack.shape[0] < 4:
         return 1.0, 0
-    d = np.diff(stack.reshape(stack.shape[0], -1).astype(np.float32), axis=0)
+    x = stack.reshape(stack.shape[0], -1).astype(np.float32)
+    x = x[:, np.ptp(x, axis=0) > 2 * min_change]  # the pixels that change at all: a small fire in its box
+    if x.shape[1] < 3:
+        return 1.0, 0
+    d = np.diff(x, axis=0)
     norms = np.linalg.norm(d, axis=1)
     strong = norms > min_change * np.sqrt(d.shape[1])
     pairs = strong[1:] & strong[:-1]

@@ -51,7 +51,7 @@ class VideoParams:
     noise_k: float = 3.5
     noise_floor: float = 0.05
     """Smallest change (log brightness, ≈ 5 %) that can count as motion."""
-    chroma_shift: float = 0.05
+    chroma_shift: float = 0.03
     """Smallest |Δr| + |Δg| of chromaticity against the background that counts as new colour (above that,
     k·σ of the pixel's own chromaticity noise)."""
     chroma_min_sum: float = 90.0
@@ -141,7 +141,7 @@ class SceneModel:
         self.t: float | None = None
         self.log_bg: np.ndarray | None = None
         self.slow: deque[tuple[float, np.ndarray]] = deque()
-        """(t, aligned grey) at most 4 a second, over history_s."""
+        """(t, aligned blue and red channels) at most 4 a second, over history_s."""
         self.burst: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         """(t, aligned red channel, flame-colour mask) over the last burst_s, all frames."""
         self.tracks: list[Track] = []
@@ -179,7 +179,7 @@ class SceneModel:
         smokes = self.smoke.blobs(small, grey, t)
         self._observe("flame", flames, t)
         self._observe("smoke", [(b, a) for b, a in smokes], t)
-        self._remember(t, grey, small, colour)
+        self._remember(t, small, colour)
         if self.nights is not None and self._night(when):
             self.nights.observe(grey, when)
         keep = self._keep_mask(t)
@@ -277,9 +277,10 @@ class SceneModel:
             track.hits.append((t, box, area))
         self.tracks = [tr for tr in self.tracks if tr.hits[-1][0] > t - self.p.forget_s]
 
-    def _remember(self, t: float, grey: np.ndarray, small: np.ndarray, colour: np.ndarray) -> None:
+    def _remember(self, t: float, small: np.ndarray, colour: np.ndarray) -> None:
         if not self.slow or t - self.slow[-1][0] >= 0.24:
-            self.slow.append((t, grey.astype(np.uint8)))
+            self.slow.append((t, small[:, :, ::2].copy()))  # blue and red: a flame on stubble changes
+            # colour more than brightness (it removes blue), a lamp scales both
         while self.slow and self.slow[0][0] < t - self.p.history_s:
             self.slow.popleft()
         if self.burst and t - self.burst[-1][0] > 1.0 / temporal.BAND_MIN_FPS:
@@ -290,12 +291,12 @@ class SceneModel:
 
     def _keep_mask(self, t: float) -> np.ndarray:
         """Where the background and noise may learn: everywhere but the boxes of tracks that are still
-        in play (seen now and not yet rejected). A rejected look-alike is learnt as normal; a fire and its
+        in play (seen within ``forget_s`` and not rejected; a small fire is missed in some frames). A rejected look-alike is learnt as normal; a fire and its
         smoke never become background."""
         keep = np.full((self.wh, self.ww), 255, np.uint8)
         for track in self.tracks:
-            if track.hits[-1][0] != t or track.rejected:
-                continue
+            if track.rejected:
+                continue  # (tracks not seen for forget_s are already gone)
             x, y, w, h = track.last_box()
             keep[max(y // self.k - 2, 0):(y + h) // self.k + 3, max(x // self.k - 2, 0):(x + w) // self.k + 3] = 0
         return keep
@@ -376,7 +377,7 @@ class SceneModel:
                 return None  # the camera could see flame flicker here, and there was none
         if glint is not None and glint[0] <= box[0] + box[2] / 2 <= glint[1] and flicker is None:
             return None  # under a low sun its glint shimmers and swells; only flame flicker tells a fire there
-        confidence = 0.55 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.1 * (1 - common)
+        confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)
         return min(0.97, confidence)
@@ -441,7 +442,7 @@ class SceneModel:
         common, used = temporal.common_mode(stack)
         if used < 2:
             return 1.0, 0.0
-        series = stack.reshape(stack.shape[0], -1).max(axis=1)
+        series = stack[..., 1].reshape(stack.shape[0], -1).max(axis=1)  # the brightest red
         return common, temporal.periodicity(series) if self._regular() else 0.0
 
     def _bursting(self, t: float) -> bool:
