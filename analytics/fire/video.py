@@ -291,8 +291,8 @@ class SceneModel:
 
     def _keep_mask(self, t: float) -> np.ndarray:
         """Where the background and noise may learn: everywhere but the boxes of tracks that are still
-        in play (seen within ``forget_s`` and not rejected; a small fire is missed in some frames). A rejected look-alike is learnt as normal; a fire and its
-        smoke never become background."""
+        in play (seen within ``forget_s`` and not rejected; a small fire is missed in some frames).
+        A rejected look-alike is learnt as normal; a fire and its smoke never become background."""
         keep = np.full((self.wh, self.ww), 255, np.uint8)
         for track in self.tracks:
             if track.rejected:
