@@ -112,8 +112,9 @@ def bench_ingest(settings: Settings, messages: int, readings: int, gateways: int
               help="Scene seeds start here (the detector was tuned looking at 100–107 and 0–19; others are held out).")
 @click.option("--towers", "tower_seeds", default=0, show_default=True,
               help="Also play this many held-out seeds of each harsher tower sequence (simulators/tower_scenes.py).")
-@click.option("--tower-fps", default="2,5,10", show_default=True, help="Frame rates of the tower sequences.")
-@click.option("--tuning", is_flag=True, help="Play the tower sequences' tuning seeds instead of the held-out ones.")
+@click.option("--tower-fps", default="2,5,10,2+burst", show_default=True,
+              help="Frame rates of the tower sequences (N+burst: N fps plus a 2 s burst at 10 fps every 10 s).")
+@click.option("--tuning", is_flag=True, help="Also play the tower sequences' tuning seeds, reported apart.")
 @click.pass_obj
 def bench_fire(settings: Settings, seeds: int, frames: int, runs: int, probes: int, fps: float,
                first_seed: int, tower_seeds: int, tower_fps: str, tuning: bool) -> None:
@@ -131,7 +132,7 @@ def bench_fire(settings: Settings, seeds: int, frames: int, runs: int, probes: i
     if tower_seeds:
         from ganzhi.bench_fire_towers import run as towers
 
-        towers(tower_seeds, tuple(float(r) for r in tower_fps.split(",")), tuning)
+        towers(tower_seeds, tuple(r.strip() for r in tower_fps.split(",")), tuning)
 
 
 @bench.command(name="chaos")

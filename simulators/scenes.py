@@ -130,8 +130,9 @@ class _Scene:
                         (self.rng.uniform(140, 220), self.rng.uniform(230, 255), 255.0), -1)
         flame = cv2.GaussianBlur(flame, (3, 3), 0)[..., None]
         img[:] = img * (1 - flame) + colours * flame
-        x0, y0 = u - w / 2 - 2, v - 4 * k - 2
-        x1, y1 = u + w / 2 + 2, v + 2
+        reach = w / 2 + 0.3 * w  # tongue centres lie within ±w/2, their ellipses reach 0.3·w further
+        x0, y0 = u - reach - 2, v - 4 * k - 2
+        x1, y1 = u + reach + 2, v + 2
         if self.s.kind != "night_fire" or age > 4:
             sx0, sy0, sx1, sy1 = self._smoke(img, u, v - 2 * k, k, age)
             x0, y0, x1, y1 = min(x0, sx0), min(y0, sy0), max(x1, sx1), max(y1, sy1)

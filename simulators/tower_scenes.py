@@ -19,6 +19,7 @@ strong wind (more sway), and smoke rising behind a shelterbelt under a grey sky 
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
 from collections.abc import Iterator
@@ -27,15 +28,18 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from analytics.fire.geometry import Pose, focal_px, horizon_row
+from analytics.fire.geometry import Pose, angle_diff, focal_px, horizon_row
+from analytics.fire.sun import position
 
 POSITIVE = ("fire", "fire_far", "night_fire", "fire_low_sun", "fire_windy", "smoke_shelterbelt")
 NEGATIVE = ("sodium_lamp", "beacon", "mains_lamp", "tractor", "walker", "dust", "low_sun", "foliage")
 KINDS = POSITIVE + NEGATIVE
 NIGHT = ("night_fire", "sodium_lamp", "beacon", "mains_lamp")
+LOW_SUN = ("low_sun", "fire_low_sun")
 TUNING_SEEDS = range(0, 10)
 """Seeds the detector may be tuned on; the benchmark reports seeds from HELD_OUT_FROM up."""
 HELD_OUT_FROM = 1000
+BURST_S, BURST_FPS = 2.0, 10.0
 POSE = Pose(lat=46.70, lon=126.80, mast_height_m=40.0, heading_deg=250.0, tilt_deg=-2.0, hfov_deg=55.0)
 
 
@@ -57,9 +61,37 @@ class TowerSpec:
     def horizon(self) -> float:
         return horizon_row(POSE, self.width, self.height)
 
+    burst_every_s: float = 0.0
+    """When set, the camera also sends a BURST_S burst at BURST_FPS this often (docs/devices.md)."""
+
     @property
     def frames(self) -> int:
-        return int(self.duration_s * self.fps)
+        return len(self.times())
+
+    def times(self) -> list[float]:
+        """Capture times in seconds: every 1/fps, plus the bursts' frames."""
+        times = {round(i / self.fps, 4) for i in range(int(self.duration_s * self.fps))}
+        if self.burst_every_s > 0:
+            start = 0.0
+            while start < self.duration_s:
+                times |= {round(start + j / BURST_FPS, 4) for j in range(int(BURST_S * BURST_FPS))
+                          if start + j / BURST_FPS < self.duration_s}
+                start += self.burst_every_s
+        return sorted(times)
+
+    @property
+    def start(self) -> dt.datetime:
+        """When the sequence starts (UTC; Suihua is UTC+8), mid-October of the autumn ban: late morning,
+        night, or a low sun ahead of the camera (heading 250°) for the low-sun kinds."""
+        day = dt.datetime(2026, 10, 15, tzinfo=dt.UTC) + dt.timedelta(days=self.seed % 20)
+        if self.kind in NIGHT:
+            return day + dt.timedelta(hours=14, minutes=self.seed % 50)
+        if self.kind in LOW_SUN:
+            return day + dt.timedelta(hours=7, minutes=45 + self.seed % 30)
+        return day + dt.timedelta(hours=3, minutes=self.seed % 50)
+
+    def at(self, t: float) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=t)
 
 
 @dataclass(frozen=True)
@@ -79,8 +111,8 @@ def render(spec: TowerSpec) -> Iterator[tuple[np.ndarray, TowerLabel]]:
     if not 1 <= spec.fps <= 25:
         raise ValueError(f"frame rate {spec.fps} is outside 1–25 fps")
     scene = _Tower(spec)
-    for i in range(spec.frames):
-        yield scene.frame(i)
+    for i, t in enumerate(spec.times()):
+        yield scene.frame(i, t)
 
 
 class _Tower:
@@ -109,9 +141,8 @@ class _Tower:
     def range_row(self, range_m: float) -> float:
         return self.hz + self.f * POSE.mast_height_m / range_m
 
-    def frame(self, i: int) -> tuple[np.ndarray, TowerLabel]:
+    def frame(self, i: int, t: float) -> tuple[np.ndarray, TowerLabel]:
         s = self.s
-        t = i / s.fps
         img = self._land(t)
         if self.actor is not None:
             self.actor.draw(img, t * self.clock)
@@ -405,8 +436,16 @@ def _actor(spec: TowerSpec, rng: np.random.Generator, tower: _Tower):
         return _Harvester(u, tower.range_row(range_m), k,
                           _Plume(rng, wind=float(rng.uniform(-2, 2)), colour=(105.0, 135.0, 165.0), scale=k))
     if kind == "low_sun":
-        return _Glint(u, tower.hz + 14, tower.hz, rng.uniform(0, 2 * math.pi, 3), rng.uniform(0.1, 0.6, 3))
+        return _Glint(_sun_column(spec, tower.f), tower.hz + 14, tower.hz, rng.uniform(0, 2 * math.pi, 3),
+                      rng.uniform(0.1, 0.6, 3))
     return None
+
+
+def _sun_column(spec: TowerSpec, f: float) -> float:
+    """The image column of the sun at the sequence's start, from its azimuth (a low sun in October sets
+    in the WSW, ahead of the camera)."""
+    az, _ = position(POSE.lat, POSE.lon, spec.start)
+    return spec.width / 2 + f * math.tan(math.radians(angle_diff(az, POSE.heading_deg)))
 
 
 # -- the still world ---------------------------------------------------------------------------------------------

@@ -46,19 +46,22 @@ class FirePipeline:
         """Track keys are unique to this process, so a restarted worker never extends another's rows."""
         self._known: dict[tuple[str, int | None, int], _Known] = {}
 
-    def detect(self, camera: Camera, frame: Frame, preset: int | None) -> list[Candidate]:
+    def detect(self, camera: Camera, frame: Frame, preset: int | None, at: dt.datetime | None = None
+               ) -> list[Candidate]:
+        """``at``: the frame's capture time; the video detector's windows are in seconds of it, and the
+        sun's place and the night come from it and the pose."""
         if frame.kind == "thermal":
             return self.thermal.process(camera.code, preset, frame.image)
         pose = camera.pose(preset)
         width, height = frame.size
         horizon = geometry.horizon_row(pose, width, height) if pose else None
-        return self.video.process(camera.code, preset, frame.image, horizon)
+        return self.video.process(camera.code, preset, frame.image, horizon, at=at, pose=pose)
 
     def handle(self, conn: psycopg.Connection, camera: Camera, frame: Frame, preset: int | None,
                captured_at: dt.datetime) -> list[int]:
         """Detect on one frame and record what is confirmed; returns the ids of the events touched."""
         events = []
-        for candidate in self.detect(camera, frame, preset):
+        for candidate in self.detect(camera, frame, preset, captured_at):
             event_id = self._record(conn, camera, frame, preset, captured_at, candidate)
             if event_id is not None:
                 events.append(event_id)

@@ -22,10 +22,13 @@ class SourceError(RuntimeError):
     """A source that cannot be opened."""
 
 
-def frames(uri: str, fps: float, stop: threading.Event) -> Iterator[Frame]:
-    """Frames from a snapshot URL (http/https, one JPEG per request) or anything OpenCV opens."""
+def frames(uri: str, fps: float, stop: threading.Event) -> Iterator[tuple[Frame, float | None]]:
+    """Frames from a snapshot URL (http/https, one JPEG per request) or anything OpenCV opens, each with
+    its offset in seconds from the start of a video *file* (None for live sources, whose frames are
+    stamped on arrival): a file is read faster than it was filmed, and the detector's windows are
+    seconds of the film."""
     if uri.startswith(("http://", "https://")):
-        yield from _snapshots(uri, fps, stop)
+        yield from ((frame, None) for frame in _snapshots(uri, fps, stop))
     else:
         yield from _capture(uri, fps, stop)
 
@@ -43,7 +46,7 @@ def _snapshots(url: str, fps: float, stop: threading.Event) -> Iterator[Frame]:
         stop.wait(max(0.0, 1 / fps - (time.monotonic() - started)))
 
 
-def _capture(uri: str, fps: float, stop: threading.Event) -> Iterator[Frame]:
+def _capture(uri: str, fps: float, stop: threading.Event) -> Iterator[tuple[Frame, float | None]]:
     is_file = Path(uri).exists()
     capture = cv2.VideoCapture(uri)
     if not capture.isOpened():
@@ -60,7 +63,7 @@ def _capture(uri: str, fps: float, stop: threading.Event) -> Iterator[Frame]:
                 raise SourceError(f"stream {uri!r} ended")
             index += 1
             if (index - 1) % step == 0:
-                yield Frame("visible", image)
+                yield Frame("visible", image), ((index - 1) / native if is_file else None)
                 if not is_file:
                     stop.wait(1 / fps)
     finally:

@@ -1,21 +1,28 @@
 """The per-camera, per-preset video detector: colour candidates kept only when they behave like fire.
 
 Colour rules alone flag sunsets, red lorries and straw in low sun (Celik & Ma report 31.5 % false
-alarms); what removes those is behaviour over consecutive frames (fire-detection.md §1.2–1.6):
+alarms); what removes those is behaviour over time (fire-detection.md §1.2–1.6). Every window and
+threshold here is in **seconds** (frames carry their capture time), valid from 1 to 25 fps:
 
-- region of interest below the horizon (flames) or just above it (smoke rising from the ground);
-- a background model per preset, gain-compensated for changing light, selectively updated, reset when
-  the preset changes or the whole view jumps; a motion gate from it;
-- flame tracks must persist (M of N frames), flicker (Töreyin: zero crossings of the high-passed red
-  channel per pixel), not travel across the view (vehicles), and are scored higher when they grow;
-- smoke tracks are grey blocks that move, lower the block's edge energy against the background,
-  stand on the ground below the horizon and grow upwards (fog, cloud and dust do not).
+1. each frame is registered to the background by phase correlation (mast sway) — ``motion``;
+2. change is measured in log brightness with the light field removed (exposure, cloud shadows) and
+   called motion only above k·σ of each pixel's own running noise;
+3. flame candidates: moving pixels passing Chen 2004 and Celik 2009 (``colour``), re-measured at full
+   resolution; tracks must persist (a share of the frames over ``confirm_s``);
+4. what rejects look-alikes by what they are: a rigid mover's steady ground speed at the range the pose
+   gives (vehicles, walkers); a light's common-mode and periodic brightness (lamps, beacons, cloud
+   shadows over foliage) — ``temporal``; known night lights — ``nightmap``; the glint band under a low
+   sun — ``sun``; and where the frame rate allows (≥ 9.5 fps, e.g. a tower's 2 s bursts), Töreyin's
+   flame-band flicker energy on boundary pixels;
+5. smoke (``smoke``): a grey veil that washes out colour and edges against a long-term background,
+   standing on a fixed base and rising slowly.
 
 Frames are worked on at about 640 px wide, flame colour at full resolution (small far fires).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,39 +30,64 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from analytics.fire import geometry, sun, temporal
 from analytics.fire.colour import ColourParams, flame_mask, land_means
+from analytics.fire.motion import Aligner, NoiseModel, ema_alpha, local_change, log_brightness, undo_shift
+from analytics.fire.nightmap import NightMap
+from analytics.fire.smoke import SmokeModel, SmokeParams
 
 WORK_WIDTH = 640
-SMOKE_CEILING = 0.45
-BLOCK = 8
-"""Smoke block size in working pixels."""
+DEFAULT_GAP_S = 0.5
+"""Frame gap assumed for frames without a capture time (the towers' default 2 fps)."""
 
 
 @dataclass(frozen=True)
 class VideoParams:
     colour: ColourParams = field(default_factory=ColourParams)
-    window: int = 12
-    """Frames of history (red-channel ring, track decisions)."""
-    persist_m: int = 6
-    persist_n: int = 8
-    """A track must be seen in M of the last N frames."""
+    smoke: SmokeParams = field(default_factory=SmokeParams)
+    bg_tau_s: float = 8.0
+    """Time constant of the background (log brightness)."""
+    noise_tau_s: float = 15.0
+    noise_k: float = 3.5
+    noise_floor: float = 0.05
+    """Smallest change (log brightness, ≈ 5 %) that can count as motion."""
+    chroma_shift: float = 0.03
+    """Smallest |Δr| + |Δg| of chromaticity against the background that counts as new colour (above that,
+    k·σ of the pixel's own chromaticity noise)."""
+    chroma_min_sum: float = 90.0
+    """R + G + B below which chromaticity is too noisy to use."""
+    above_envelope: float = 0.1
+    """Log brightness above the pixel's upper envelope that counts as new light."""
+    envelope_decay: float = 0.01
+    """How fast (log brightness per second) a pixel's upper envelope forgets a bright moment."""
+    confirm_s: float = 3.5
+    """A flame track is judged once it has been seen over this long ..."""
+    hit_share: float = 0.6
+    """... in at least this share of the frames of that span."""
+    history_s: float = 12.0
+    """Frames kept (at most 4 a second) for the common-mode and periodicity cues."""
+    forget_s: float = 3.0
     min_flame_px: int = 6
     """Full-resolution pixels (fire-detection.md §1.5: ≥ 3 for thermal; a little more for colour)."""
-    motion_t: float = 10.0
-    smoke_motion_t: float = 4.0
-    min_moving: float = 0.12
-    min_flicker: float = 0.15
-    flicker_crossings: int = 3
-    max_travel: float = 1.0
-    """Centroid travel over the window, in box diagonals: more is a vehicle, not a fire."""
-    smoke_max_saturation: float = 0.35
-    smoke_washout: float = 0.06
-    """Saturation a block's pixels must lose against the background to count as smoke."""
-    smoke_band: float = 0.12
-    """Share of the frame height above the horizon searched for rising smoke."""
-    bg_alpha: float = 0.05
-    reset_moving: float = 0.6
-    """When more of the view than this changes at once the camera moved: start the model again."""
+    max_speed_mps: float = 0.35
+    """A track whose centre moves steadily faster than this (at the range the pose gives), without
+    growing, is a vehicle or a walker."""
+    max_speed_diag_s: float = 0.12
+    """The same without a pose: box diagonals per second."""
+    max_front_mps: float = 1.2
+    """A box edge running steadily faster than this is not a straw fire's front."""
+    max_front_heights_s: float = 0.3
+    """The same without a pose, in box heights per second (a flame is about as tall as its front moves
+    in 3 s or more)."""
+    max_common: float = 0.8
+    max_periodic: float = 0.7
+    burst_s: float = 1.5
+    """Span of ≥ BAND_MIN_FPS frames needed to measure flicker."""
+    min_flicker: float = 0.12
+    flicker_valid_s: float = 12.0
+    """How long a burst's flicker verdict stands for its track (a tower bursts every 10 s)."""
+    reset_shift: float = 12.0
+    """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
 
 @dataclass(frozen=True)
@@ -64,283 +96,432 @@ class Candidate:
     cue: str
     """flame or smoke"""
     box: tuple[int, int, int, int]
-    """x, y, w, h in full-resolution pixels."""
+    """x, y, w, h in full-resolution pixels of the frame as received."""
     confidence: float
 
 
 @dataclass
-class _Track:
+class Track:
     id: int
     cue: str
-    first_frame: int
-    boxes: deque = field(default_factory=lambda: deque(maxlen=24))
-    """(frame, box, area, moving share), hits only."""
-    emitted: float = 0.0
+    first_t: float
+    hits: deque = field(default_factory=lambda: deque(maxlen=128))
+    """(t, box in aligned full-resolution pixels, area), one per frame seen."""
+    flicker: tuple[float, float] | None = None
+    """(t, share) of the last burst analysed."""
+    rejected: bool = False
+    """Judged, and found not to be fire (its pixels may then become background)."""
 
     def last_box(self) -> tuple[int, int, int, int]:
-        return self.boxes[-1][1]
+        return self.hits[-1][1]
 
-    def hits_since(self, frame: int) -> int:
-        return sum(1 for f, *_ in self.boxes if f > frame)
+    def recent(self, since: float) -> list[tuple]:
+        return [h for h in self.hits if h[0] >= since]
 
 
 _ids = itertools.count(1)
 
 
 class SceneModel:
-    """What one camera at one preset has seen: background, recent red channel, tracks."""
+    """What one camera at one preset has seen: background, noise, recent frames, tracks."""
 
-    def __init__(self, width: int, height: int, horizon: float | None, params: VideoParams) -> None:
-        self.p = params
+    def __init__(self, width: int, height: int, horizon: float | None, params: VideoParams,
+                 pose: geometry.Pose | None = None, nights: NightMap | None = None) -> None:
+        self.p, self.pose, self.nights = params, pose, nights
         self.width, self.height = width, height
         self.k = max(1, round(width / WORK_WIDTH))
         self.ww, self.wh = width // self.k, height // self.k
-        horizon = height * 0.35 if horizon is None else horizon
-        self.flame_top = int(min(max(horizon + 2, 0), height - 8))
-        smoke_top = int(min(max(horizon - params.smoke_band * height, 0), height / 2)) // self.k
-        self.smoke_top = smoke_top // BLOCK * BLOCK * self.k  # on the block grid
-        self.horizon = horizon
-        self.frames = 0
-        self.bg: np.ndarray | None = None
-        self.bg_saturation: np.ndarray | None = None
-        self.bg_colour: np.ndarray | None = None
-        self.bg_energy: np.ndarray | None = None
-        self.red: deque[np.ndarray] = deque(maxlen=params.window)
-        self.tracks: list[_Track] = []
+        self.horizon = height * 0.35 if horizon is None else horizon
+        self.flame_top = int(min(max(self.horizon + 0.008 * height, 0), height - 8))
+        self.aligner = Aligner((self.wh, self.ww))
+        self.smoke = SmokeModel(params.smoke, self.k, self.horizon, height)
+        self.noise = NoiseModel((self.wh, self.ww), params.noise_floor)
+        self.chroma_noise = NoiseModel((self.wh - self.flame_top // self.k, self.ww), params.chroma_shift)
+        self._chroma = np.zeros((self.wh - self.flame_top // self.k, self.ww), np.float32)
+        self.t: float | None = None
+        self.log_bg: np.ndarray | None = None
+        self.slow: deque[tuple[float, np.ndarray]] = deque()
+        """(t, aligned blue and red channels) at most 4 a second, over history_s."""
+        self.burst: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
+        """(t, aligned red channel, flame-colour mask) over the last burst_s, all frames."""
+        self.tracks: list[Track] = []
+        self.shift = (0.0, 0.0)
+        self._edges_t = 0.0
+        self.started = 0.0
+        self._sun_cache: tuple[int, bool, tuple[float, float] | None] | None = None
+        self._bg_cache: tuple[float, tuple[np.ndarray, ...]] | None = None
 
     # -- one frame ---------------------------------------------------------------------------------------
 
-    def process(self, frame: np.ndarray) -> list[Candidate]:
+    def process(self, frame: np.ndarray, t: float, when: dt.datetime | None = None) -> list[Candidate]:
+        if self.t is not None and t <= self.t:
+            return []  # out of order or repeated: nothing to learn from it
         small = cv2.resize(frame, (self.ww, self.wh), interpolation=cv2.INTER_AREA) if self.k > 1 else frame
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        energy = _block_energy(grey)
-        if self.bg is None:
-            self._start(grey, energy, small)
+        if self.log_bg is None:
+            self._start(small, grey, t)
             return []
+        dx, dy, response = self.aligner.shift(grey)
+        if max(abs(dx), abs(dy)) > self.p.reset_shift or response < 0.02:
+            self._start(small, grey, t)  # the view jumped: the preset moved without telling us
+            return []
+        self.shift = (dx, dy)
+        if abs(dx) >= 0.05 or abs(dy) >= 0.05:
+            small = undo_shift(small, dx, dy)
+            grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        dt_s, self.t = t - self.t, t
+        log_now = log_brightness(grey)
+        change = local_change(log_now, self.log_bg)
         wtop = self.flame_top // self.k
-        gain = (float(grey[wtop:].mean()) + 1) / (float(self.bg[wtop:].mean()) + 1)
-        diff = cv2.absdiff(grey, self.bg * gain)
-        if float((diff[wtop:] > self.p.motion_t).mean()) > self.p.reset_moving:
-            self._start(grey, energy, small)  # the view jumped: preset moved without telling us
-            return []
-        flames = self._flame_blobs(frame, small, diff)
-        saturation = _saturation(small)
-        smokes = self._smoke_blobs(small, saturation, grey - self.bg * gain, energy)
-        self.frames += 1
-        self._observe("flame", flames)
-        self._observe("smoke", smokes)
-        self.red.append(small[:, :, 2].copy())
-        self._update_background(grey, small, saturation, energy, flames + smokes)
-        return self._decide()
+        colour = flame_mask(small[wtop:], land_means(small[wtop:]), self.p.colour)
+        moving = self._new_light(small, log_now, change, t)
+        flames = self._flame_blobs(frame, small, moving, colour)
+        smokes = self.smoke.blobs(small, grey, t)
+        self._observe("flame", flames, t)
+        self._observe("smoke", [(b, a) for b, a in smokes], t)
+        self._remember(t, small, colour)
+        if self.nights is not None and self._night(when):
+            self.nights.observe(grey, when)
+        keep = self._keep_mask(t)
+        alpha = ema_alpha(dt_s, self.p.bg_tau_s)
+        cv2.accumulateWeighted(log_now, self.log_bg, alpha, keep)
+        lowered = self.envelope - self.p.envelope_decay * dt_s
+        np.copyto(self.envelope, np.maximum(lowered, log_now), where=keep > 0)
+        # a running mean over the model's age at first (a fresh model learns its noise fast), then exponential
+        learn = max(ema_alpha(dt_s, self.p.noise_tau_s), dt_s / (t - self.started + dt_s))
+        self.noise.update(change, learn, keep)
+        self.chroma_noise.update(self._chroma, learn, keep[self.flame_top // self.k:])
+        self.smoke.update(small, grey, dt_s, keep)
+        if t - self._edges_t >= 1.0:
+            self.noise.set_edges(self.log_bg)
+            self.aligner.set_reference(cv2.exp(self.log_bg) - 1.0)
+            self._edges_t = t
+        return self._decide(t, when)
 
-    def _start(self, grey: np.ndarray, energy: np.ndarray, small: np.ndarray) -> None:
-        self.bg, self.bg_energy = grey.copy(), energy.copy()
-        self.bg_saturation = _saturation(small)
-        self.bg_colour = small.astype(np.float32)
-        self.red.clear()
-        self.red.append(small[:, :, 2].copy())
+    def _start(self, small: np.ndarray, grey: np.ndarray, t: float) -> None:
+        self.log_bg = log_brightness(grey)
+        self.envelope = self.log_bg + self.p.noise_floor
+        self.noise = NoiseModel(grey.shape, self.p.noise_floor)
+        self.chroma_noise = NoiseModel((grey.shape[0] - self.flame_top // self.k, grey.shape[1]), self.p.chroma_shift)
+        self.noise.set_edges(self.log_bg)
+        self.aligner.set_reference(grey)
+        self._edges_t = t
+        self.started = t
+        self.smoke.start(small, grey)
+        self.slow.clear()
+        self.burst.clear()
         self.tracks.clear()
-        self.frames += 1
+        self._bg_cache = None
+        self.t = t
 
-    def _flame_blobs(self, frame: np.ndarray, small: np.ndarray, diff: np.ndarray) -> list[tuple]:
-        """Moving flame-coloured blobs: found at working size (Töreyin: colour only where there is motion),
-        measured at full resolution inside each blob's box, so a small far fire keeps its pixels."""
+    def _new_light(self, small: np.ndarray, log_now: np.ndarray, change: np.ndarray, t: float) -> np.ndarray:
+        """0/1 mask (land rows) of pixels where flame light may have appeared:
+
+        - the pixel's *chromaticity* (r, g = R, G over R + G + B) moved away from the background's: a cloud
+          shadow or an exposure step scales a pixel and leaves it unchanged, a flame on a green or dark
+          field or on orange stubble does not (ignored on dark pixels, whose chromaticity is noise); or
+        - it is brighter than the background beyond its own noise *and* above its upper envelope (how
+          bright it has been lately): a flame adds light, a shadow moving off lit leaves does not.
+        """
         wtop = self.flame_top // self.k
-        means = land_means(small[wtop:])
-        moving = cv2.dilate((diff[wtop:] > self.p.motion_t).astype(np.uint8), np.ones((3, 3), np.uint8))
-        mask = cv2.dilate(flame_mask(small[wtop:], means, self.p.colour) & (moving * 255), np.ones((3, 3), np.uint8))
+        if self._bg_cache is None or t - self._bg_cache[0] >= 1.0:
+            self._bg_cache = (t, _chromaticity(self.smoke.colour[wtop:]))
+            self.chroma_noise.set_edges(*self._bg_cache[1][:2])
+        _, (bg_r, bg_g, _) = self._bg_cache
+        r, g, total = _chromaticity(small[wtop:])
+        self._chroma = np.abs(r - bg_r) + np.abs(g - bg_g)
+        shifted = (self.chroma_noise.moving(self._chroma, self.p.noise_k) > 0) & (total > self.p.chroma_min_sum)
+        up = change[wtop:]
+        above = log_now[wtop:] - self.envelope[wtop:] > self.p.above_envelope
+        brighter = (self.noise.moving(change, self.p.noise_k)[wtop:] > 0) & (up > 0) & above
+        return (shifted | brighter).astype(np.uint8)
+
+    def _flame_blobs(self, frame: np.ndarray, small: np.ndarray, moving: np.ndarray, colour: np.ndarray
+                     ) -> list[tuple]:
+        """Moving flame-coloured blobs: found at working size (Töreyin: colour only where there is motion),
+        measured at full resolution inside each blob's box, so a small far fire keeps its pixels.
+        ``moving`` and ``colour`` cover the land rows only."""
+        wtop = self.flame_top // self.k
+        near_motion = cv2.dilate(moving, np.ones((3, 3), np.uint8))
+        mask = cv2.dilate(colour & (near_motion * 255), np.ones((3, 3), np.uint8))
         if not mask.any():
             return []
+        means = land_means(small[wtop:])
         _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        sx, sy = round(self.shift[0] * self.k), round(self.shift[1] * self.k)
         blobs = []
         for x, y, w, h, _ in sorted(stats[1:].tolist(), key=lambda s: -s[4])[:20]:
             x0, y0 = x * self.k, (y + wtop) * self.k
-            crop = frame[y0:y0 + h * self.k, x0:x0 + w * self.k]
+            fx0, fy0 = max(x0 + sx, 0), max(y0 + sy, 0)  # the same place in the frame as received
+            crop = frame[fy0:fy0 + h * self.k, fx0:fx0 + w * self.k]
             fine = flame_mask(crop, means, self.p.colour)
             area = cv2.countNonZero(fine)
             if area < self.p.min_flame_px:
                 continue
-            fx, fy, fw, fh = cv2.boundingRect(fine)
-            box = (x0 + fx, y0 + fy, fw, fh)
-            blobs.append((box, area, float(moving[y:y + h, x:x + w].mean())))
+            bx, by, bw, bh = cv2.boundingRect(fine)
+            blobs.append(((fx0 - sx + bx, fy0 - sy + by, bw, bh), area))
         return blobs
 
-    def _smoke_blobs(self, small: np.ndarray, saturation: np.ndarray, change: np.ndarray, energy: np.ndarray
-                     ) -> list[tuple]:
-        """Blocks turning to smoke: moving, washed out (less saturated than the background; cloud shadows
-        darken a field but keep its saturation) and unsaturated now (arasharchor's S < 0.35)."""
-        wtop = self.smoke_top // self.k
-        now = saturation[wtop:]
-        before = self.bg_saturation[wtop:]
-        turned = ((now < self.p.smoke_max_saturation) & (before - now >= self.p.smoke_washout)
-                  & (np.abs(change[wtop:]) > self.p.smoke_motion_t))
-        share = _blocks(turned.astype(np.float32))
-        btop, rows = wtop // BLOCK, share.shape[0]
-        ratio = energy[btop:btop + rows] / np.maximum(self.bg_energy[btop:btop + rows], 1e-3)
-        flat = self.bg_energy[btop:btop + rows] < 2.0  # sky or bare soil: nothing to lose
-        blocks = ((share >= 0.3) & ((ratio < 0.9) | flat)).astype(np.uint8)
-        _, _, stats, _ = cv2.connectedComponentsWithStats(blocks, connectivity=8)
-        horizon_block = (self.horizon / self.k - wtop) / BLOCK
-        limit = 0.3 * blocks.size
-        blobs = []
-        for x, y, w, h, area in stats[1:].tolist():
-            if area < 2 or area > limit or y + h <= horizon_block:
-                continue  # a single block, fog over the view, or cloud that never reaches the ground
-            part = (slice(wtop + y * BLOCK, wtop + (y + h) * BLOCK), slice(x * BLOCK, (x + w) * BLOCK))
-            if not _grey_layer(small[part], self.bg_colour[part], turned[y * BLOCK:(y + h) * BLOCK,
-                                                                         x * BLOCK:(x + w) * BLOCK]):
-                continue  # the change is not a grey veil: dust, a vehicle, a shadow's colour
-            scale = BLOCK * self.k
-            box = (x * scale, self.smoke_top + y * scale, w * scale, h * scale)
-            blobs.append((box, area, float(share[y:y + h, x:x + w].mean())))
-        return blobs
-
-    def _observe(self, cue: str, blobs: list[tuple]) -> None:
-        mine = [t for t in self.tracks if t.cue == cue]
-        for box, area, moving in blobs:
-            track = next((t for t in mine if _near(t.last_box(), box)), None)
+    def _observe(self, cue: str, blobs: list[tuple], t: float) -> None:
+        mine = [tr for tr in self.tracks if tr.cue == cue]
+        for box, area in blobs:
+            track = next((tr for tr in mine if _near(tr.last_box(), box)), None)
             if track is None:
-                track = _Track(next(_ids), cue, self.frames)
+                track = Track(next(_ids), cue, t)
                 self.tracks.append(track)
                 mine.append(track)
-            if track.boxes and track.boxes[-1][0] == self.frames:
-                continue  # two blobs of one fire: the track has this frame already
-            track.boxes.append((self.frames, box, area, moving))
-        oldest = self.frames - self.p.persist_n
-        self.tracks = [t for t in self.tracks if t.boxes[-1][0] > oldest]
+            if track.hits and track.hits[-1][0] == t:  # two blobs of one fire: one box around both
+                _, seen, seen_area = track.hits[-1]
+                track.hits[-1] = (t, _union([(t, seen, 0), (t, box, 0)]), seen_area + area)
+                continue
+            track.hits.append((t, box, area))
+        self.tracks = [tr for tr in self.tracks if tr.hits[-1][0] > t - self.p.forget_s]
 
-    def _update_background(self, grey: np.ndarray, small: np.ndarray, saturation: np.ndarray, energy: np.ndarray,
-                           blobs: list[tuple]) -> None:
-        keep = np.full(grey.shape, 255, np.uint8)
-        for (x, y, w, h), _, _ in blobs:  # selective update: a fire and its smoke do not become background
-            keep[y // self.k:(y + h) // self.k + 1, x // self.k:(x + w) // self.k + 1] = 0
-        cv2.accumulateWeighted(grey, self.bg, self.p.bg_alpha, keep)
-        cv2.accumulateWeighted(saturation, self.bg_saturation, self.p.bg_alpha / 3, keep)
-        cv2.accumulateWeighted(small, self.bg_colour, self.p.bg_alpha / 3, keep)
-        self.bg_energy += 0.02 * (energy - self.bg_energy)
+    def _remember(self, t: float, small: np.ndarray, colour: np.ndarray) -> None:
+        if not self.slow or t - self.slow[-1][0] >= 0.24:
+            self.slow.append((t, small[:, :, ::2].copy()))  # blue and red: a flame on stubble changes
+            # colour more than brightness (it removes blue), a lamp scales both
+        while self.slow and self.slow[0][0] < t - self.p.history_s:
+            self.slow.popleft()
+        if self.burst and t - self.burst[-1][0] > 1.0 / temporal.BAND_MIN_FPS:
+            self.burst.clear()  # a gap: a new burst starts here
+        self.burst.append((t, small[:, :, 2].copy(), colour))
+        while self.burst and self.burst[0][0] < t - self.p.burst_s - 0.3:
+            self.burst.popleft()
+
+    def _keep_mask(self, t: float) -> np.ndarray:
+        """Where the background and noise may learn: everywhere but the boxes of tracks that are still
+        in play (seen within ``forget_s`` and not rejected; a small fire is missed in some frames).
+        A rejected look-alike is learnt as normal; a fire and its smoke never become background."""
+        keep = np.full((self.wh, self.ww), 255, np.uint8)
+        for track in self.tracks:
+            if track.rejected:
+                continue  # (tracks not seen for forget_s are already gone)
+            x, y, w, h = track.last_box()
+            keep[max(y // self.k - 2, 0):(y + h) // self.k + 3, max(x // self.k - 2, 0):(x + w) // self.k + 3] = 0
+        return keep
 
     # -- decisions ------------------------------------------------------------------------------------------
 
-    def _decide(self) -> list[Candidate]:
+    def _decide(self, t: float, when: dt.datetime | None) -> list[Candidate]:
         found = []
+        bursting = self._bursting(t)
+        glint = self._sun(when)[1]
         for track in self.tracks:
-            if track.boxes[-1][0] != self.frames:
+            if track.hits[-1][0] != t:
                 continue
-            if track.hits_since(self.frames - self.p.persist_n) < self.p.persist_m:
-                continue
-            confidence = self._flame(track) if track.cue == "flame" else self._smoke(track)
+            if track.cue == "flame":
+                if bursting:
+                    track.flicker = (t, self._flicker(track.last_box()))
+                confidence = self._flame(track, t, when, glint)
+            else:
+                confidence = self.smoke.confidence(track.recent(t - self.p.smoke.window_s), t - track.first_t)
+            track.rejected = confidence is None and self._judged(track, t)
             if confidence is not None:
-                found.append(Candidate(track.id, track.cue, track.last_box(), round(confidence, 3)))
+                x, y, w, h = track.last_box()
+                sx, sy = round(self.shift[0] * self.k), round(self.shift[1] * self.k)
+                found.append(Candidate(track.id, track.cue, (x + sx, y + sy, w, h), round(confidence, 3)))
         return found
 
-    def _flame(self, track: _Track) -> float | None:
-        recent = list(track.boxes)[-self.p.window:]
-        if np.mean([m for *_, m in recent]) < self.p.min_moving or _travel(recent) > self.p.max_travel:
-            return None
-        flicker = self._flicker(track.last_box())
-        if flicker < self.p.min_flicker:
-            return None
-        growth = _growth(recent)
-        return min(0.97, 0.55 + 0.25 * min(1.0, flicker / 0.5) + (0.12 if growth >= 1.1 else 0.0))
+    def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None]:
+        """(night, glint band) from the pose and time; the sun moves little in a minute, so cached."""
+        if self.pose is None or when is None:
+            return False, None
+        minute = int(when.timestamp() // 60)
+        if self._sun_cache is None or self._sun_cache[0] != minute:
+            self._sun_cache = (minute, sun.is_night(self.pose.lat, self.pose.lon, when),
+                               sun.glint_columns(self.pose, self.width, when))
+        return self._sun_cache[1], self._sun_cache[2]
 
-    def _smoke(self, track: _Track) -> float | None:
-        recent = list(track.boxes)[-self.p.window:]
-        if _travel(recent) > self.p.max_travel:
+    def _night(self, when: dt.datetime | None) -> bool:
+        return self._sun(when)[0]
+
+    def _judged(self, track: Track, t: float) -> bool:
+        return t - track.first_t >= (self.p.confirm_s if track.cue == "flame" else self.p.smoke.confirm_s)
+
+    def _seen_enough(self, track: Track, t: float) -> bool:
+        if t - track.first_t < self.p.confirm_s:
+            return False
+        since = t - self.p.confirm_s
+        frames = sum(1 for ts, _ in self.slow if ts >= since) if self._regular() else None
+        hits = len(track.recent(since))
+        if frames is None:  # sampled irregularly (bursts): count seconds covered instead of frames
+            return len({int(ts * 2) for ts, *_ in track.recent(since)}) >= self.p.hit_share * 2 * self.p.confirm_s
+        return hits >= self.p.hit_share * max(frames, 1)
+
+    def _regular(self) -> bool:
+        """Whether the slow ring holds every frame (≤ 4 fps) — then hits can be counted against frames."""
+        if len(self.slow) < 2:
+            return True
+        gaps = np.diff([ts for ts, _ in self.slow])
+        return bool(gaps.min() >= 0.24)
+
+    def _flame(self, track: Track, t: float, when: dt.datetime | None, glint: tuple[float, float] | None
+               ) -> float | None:
+        if not self._seen_enough(track, t):
             return None
-        first, last = recent[0][1], recent[-1][1]
-        if abs((first[1] + first[3]) - (last[1] + last[3])) > 2 * BLOCK * self.k:
-            return None  # smoke stands on its fire; cloud and dust do not
-        rising = first[1] - last[1]
+        recent = track.recent(t - self.p.history_s)
         growth = _growth(recent)
-        if rising < BLOCK * self.k and not (growth >= 1.3 and rising > 0):
-            return None
-        if growth < 1.0 or last[3] < last[2]:
-            return None  # a young plume is a growing column, taller than wide; a haze band along the horizon is not
-        # Smoke alone stays below the alert threshold (0.5): dust, fog and cloud still pass these tests now and
-        # then (see the benchmark); a flame, a hotspot, a satellite pixel or a second tower make it an alert.
-        return min(SMOKE_CEILING, 0.3 + 0.1 * min(1.0, growth - 1) + 0.05 * min(1.0, rising / (4 * BLOCK * self.k)))
+        if self._rigid(recent):
+            return None  # a vehicle or a walker
+        box = _union(recent)
+        common, periodic = self._light_like(box)
+        if common > self.p.max_common or periodic > self.p.max_periodic:
+            return None  # a lamp, a beacon, a cloud shadow: the whole blob brightens and dims together
+        if self.nights is not None and self._night(when) and self.nights.known(tuple(v // self.k for v in box)):
+            return None  # a light that is there every night
+        flicker = None
+        if track.flicker is not None and t - track.flicker[0] <= self.p.flicker_valid_s:
+            flicker = track.flicker[1]
+            if flicker < self.p.min_flicker:
+                return None  # the camera could see flame flicker here, and there was none
+        if glint is not None and glint[0] <= box[0] + box[2] / 2 <= glint[1] and flicker is None:
+            return None  # under a low sun its glint shimmers and swells; only flame flicker tells a fire there
+        confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
+        if flicker is not None:
+            confidence += 0.2 * min(1.0, flicker / 0.4)
+        return min(0.97, confidence)
+
+    def _rigid(self, recent: list[tuple]) -> bool:
+        """Something driving or walking: the box's centre moves steadily (a significant linear trend, not
+        a fire's wandering) while its width does not keep up. A fire line spreading one way moves its
+        centre at half the speed its width grows; a vehicle, even one half hidden, moves without growing."""
+        if len(recent) < 4:
+            return False
+        ts = np.array([h[0] for h in recent])
+        if ts[-1] - ts[0] < 1.0:
+            return False
+        boxes = np.array([h[1] for h in recent], np.float64)
+        centres = boxes[:, :2] + boxes[:, 2:] / 2
+        widening, _ = _trend(ts, boxes[:, 2])
+        if boxes[:, 0].min() <= 2 or (boxes[:, 0] + boxes[:, 2]).max() >= self.width - 2:
+            # cut by the frame's edge: what shows of a vehicle entering or leaving grows or shrinks, so
+            # follow its inner edge instead of its centre
+            inner = boxes[:, 0] + boxes[:, 2] if boxes[:, 0].min() <= 2 else boxes[:, 0]
+            centres[:, 0], widening = inner, 0.0
+        if self._fast_edge(ts, boxes):
+            return True
+        (vx, sx), (vy, sy) = (_trend(ts, centres[:, i]) for i in (0, 1))
+        speed_px = float(np.hypot(vx, vy))
+        moved = speed_px * (ts[-1] - ts[0])
+        if moved < 3.0 * max(float(np.hypot(sx, sy)), 0.5) or abs(widening) > 0.7 * speed_px:
+            return False
+        x, y, w, h = recent[-1][1]
+        if self.pose is not None:
+            rng = geometry.ground_range(self.pose, self.width, self.height, x + w / 2, y + h)
+            if rng is not None:
+                return speed_px * rng / geometry.focal_px(self.pose, self.width) > self.p.max_speed_mps
+        diag = float(np.mean([np.hypot(b[2], b[3]) for _, b, _ in recent]))
+        return speed_px / max(diag, 1.0) > self.p.max_speed_diag_s
+
+    def _fast_edge(self, ts: np.ndarray, boxes: np.ndarray) -> bool:
+        """An edge of the box running steadily faster than a straw fire's front spreads (``max_front_mps``,
+        or ``max_front_heights_s`` flame heights a second without a pose): a vehicle or a walker coming out
+        of where it stood when the model started looks like a fire growing one way, but too fast."""
+        h = float(np.median(boxes[:, 3]))
+        x, y, w, _ = boxes[-1]
+        scale = 1.0 / max(h, 1.0)
+        limit = self.p.max_front_heights_s
+        if self.pose is not None:
+            rng = geometry.ground_range(self.pose, self.width, self.height, x + w / 2, y + h)
+            if rng is not None:
+                scale, limit = rng / geometry.focal_px(self.pose, self.width), self.p.max_front_mps
+        for edge in (boxes[:, 0], boxes[:, 0] + boxes[:, 2]):
+            v, spread = _trend(ts, edge)
+            if abs(v) * (ts[-1] - ts[0]) >= 3.0 * max(spread, 0.5) and abs(v) * scale > limit:
+                return True
+        return False
+
+    def _light_like(self, box: tuple[int, int, int, int]) -> tuple[float, float]:
+        """(common-mode share, periodicity) of the blob's brightness over the slow ring."""
+        if len(self.slow) < 6:
+            return 1.0, 0.0
+        x, y, w, h = (v // self.k for v in box)
+        y0, x0 = max(y - 1, 0), max(x - 1, 0)
+        stack = np.log1p(np.stack([s[y0:y + h + 2, x0:x + w + 2] for _, s in self.slow]).astype(np.float32))
+        common, used = temporal.common_mode(stack)
+        if used < 2:
+            return 1.0, 0.0
+        series = stack[..., 1].reshape(stack.shape[0], -1).max(axis=1)  # the brightest red
+        return common, temporal.periodicity(series) if self._regular() else 0.0
+
+    def _bursting(self, t: float) -> bool:
+        return len(self.burst) >= 8 and self.burst[-1][0] == t and t - self.burst[0][0] >= self.p.burst_s
 
     def _flicker(self, box: tuple[int, int, int, int]) -> float:
-        """Share of the box's pixels whose red channel crosses zero after the high-pass often (Töreyin 2006)."""
-        if len(self.red) < 6:
-            return 0.0
         x, y, w, h = (v // self.k for v in box)
-        stack = np.stack([r[y:y + h + 1, x:x + w + 1] for r in self.red]).astype(np.float32)
-        hot = stack.max(axis=0) > self.p.colour.red_min
-        if not hot.any():
+        y0, x0 = max(y - 3, 0), max(x - 3, 0)
+        y1, x1 = y + h + 4, x + w + 4
+        wtop = self.flame_top // self.k
+        red = np.stack([r[y0:y1, x0:x1] for _, r, _ in self.burst])
+        hot = np.stack([_rows(c, y0 - wtop, y1 - wtop)[:, x0:x1] > 0 for *_, c in self.burst])
+        if hot.shape[1:] != red.shape[1:]:
             return 0.0
-        high = stack[1:-1] - 0.5 * (stack[:-2] + stack[2:])
-        sign = np.sign(np.where(np.abs(high) > 4, high, 0))
-        crossings = (sign[1:] * sign[:-1] < 0).sum(axis=0)
-        return float((crossings[hot] >= self.p.flicker_crossings).mean())
+        return temporal.flame_band_energy(red, hot)
 
 
 class VideoDetector:
-    """Scene models by (camera, preset); a new preset or frame size starts a new model."""
+    """Scene models by (camera, preset); a new preset or frame size starts a new model. Night maps are
+    kept per (camera, preset) across restarts of the scene model."""
 
     def __init__(self, params: VideoParams = VideoParams()) -> None:
         self.params = params
         self.scenes: dict[tuple[str, int | None], SceneModel] = {}
+        self.nights: dict[tuple[str, int | None], NightMap] = {}
+        self._clock: dict[str, float] = {}
 
-    def process(self, camera: str, preset: int | None, frame: np.ndarray, horizon: float | None
-                ) -> list[Candidate]:
+    def process(self, camera: str, preset: int | None, frame: np.ndarray, horizon: float | None,
+                at: dt.datetime | None = None, pose: geometry.Pose | None = None) -> list[Candidate]:
+        """One frame; ``at`` is its capture time (aware). Without one, frames are taken to come at the
+        towers' default 2 fps."""
+        t = at.timestamp() if at is not None else self._clock.get(camera, 0.0) + DEFAULT_GAP_S
+        self._clock[camera] = t
         key = (camera, preset)
         scene = self.scenes.get(key)
         h, w = frame.shape[:2]
         if scene is None or (scene.width, scene.height) != (w, h):
-            scene = self.scenes[key] = SceneModel(w, h, horizon, self.params)
+            k = max(1, round(w / WORK_WIDTH))
+            nights = None
+            if pose is not None:
+                nights = self.nights.get(key)
+                if nights is None or nights.grid != (max(1, (w // k) // 16), max(1, (h // k) // 16)):
+                    nights = self.nights[key] = NightMap((h // k, w // k), pose.lon)
+            scene = self.scenes[key] = SceneModel(w, h, horizon, self.params, pose, nights)
             for other in [k for k in self.scenes if k[0] == camera and k != key]:
                 del self.scenes[other]  # the camera moved on: its other presets' models are stale
-        return scene.process(frame)
+        return scene.process(frame, t, at)
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
 
-def _block_energy(grey: np.ndarray) -> np.ndarray:
-    """Mean |Laplacian| per BLOCK×BLOCK block: texture that semi-transparent smoke washes out."""
-    lap = np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1))
-    return _blocks(lap)
+def _trend(ts: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """(slope per second, residual standard deviation) of a straight-line fit."""
+    slope, intercept = np.polyfit(ts, values, 1)
+    return float(slope), float(np.std(values - (slope * ts + intercept)))
 
 
-def _blocks(image: np.ndarray) -> np.ndarray:
-    h, w = image.shape[0] // BLOCK, image.shape[1] // BLOCK
-    cut = image[:h * BLOCK, :w * BLOCK]
-    return cv2.resize(cut, (w, h), interpolation=cv2.INTER_AREA)
+def _chromaticity(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(r, g, R + G + B) of a BGR image: colour without brightness."""
+    b, g, r = cv2.split(bgr.astype(np.float32))
+    total = b + g + r
+    inv = 1.0 / np.maximum(total, 1.0)
+    return r * inv, g * inv, total
 
 
-_VEIL = np.array([1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0], np.float32)[:, None]
-
-
-def _grey_layer(now: np.ndarray, before: np.ndarray, mask: np.ndarray, max_spread: float = 30.0) -> bool:
-    """Whether the change is what a grey veil of some opacity a would make: now = (1 − a)·before + a·X with X
-    grey. X = before + (now − before)/a is tried for a from 1 down to 1/8; harvester dust (brown), a red
-    lorry or a shadow over coloured soil give no grey X."""
-    if not mask.any():
-        return False
-    c = now[mask].astype(np.float32).mean(axis=0)
-    b = before[mask].mean(axis=0)
-    veil = b + (c - b) * _VEIL
-    spread = veil.max(axis=1) - veil.min(axis=1)
-    ok = (veil.min(axis=1) >= 30) & (veil.max(axis=1) <= 255)
-    return bool((spread[ok] <= max_spread).any()) if ok.any() else False
-
-
-def _saturation(bgr: np.ndarray) -> np.ndarray:
-    """HSV saturation in [0, 1]: (max − min) / max."""
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)[:, :, 1].astype(np.float32) * (1 / 255)
-
-
-def _share(mask: np.ndarray, box: tuple[int, int, int, int], k: int) -> float:
-    x, y, w, h = (v // k for v in box)
-    part = mask[y:y + h + 1, x:x + w + 1]
-    return float(part.mean()) if part.size else 0.0
+def _rows(mask: np.ndarray, top: int, bottom: int) -> np.ndarray:
+    """Rows top..bottom of a mask that starts at some row of the frame, zero-padded where it has none."""
+    out = np.zeros((bottom - top, mask.shape[1]), mask.dtype)
+    a, b = max(top, 0), min(bottom, mask.shape[0])
+    if b > a:
+        out[a - top:b - top] = mask[a:b]
+    return out
 
 
 def _near(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     """Boxes that overlap once each is grown by half its size."""
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
-    gx, gy = max(aw, bw) / 2, max(ah, bh) / 2
+    gx, gy = max(aw, bw) / 2 + 2, max(ah, bh) / 2 + 2
     return ax - gx < bx + bw and bx - gx < ax + aw and ay - gy < by + bh and by - gy < ay + ah
 
 
@@ -348,13 +529,18 @@ def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:
     return box[0] + box[2] / 2, box[1] + box[3] / 2
 
 
-def _travel(recent: list[tuple]) -> float:
-    (x0, y0), (x1, y1) = _centre(recent[0][1]), _centre(recent[-1][1])
-    diag = np.mean([np.hypot(b[2], b[3]) for _, b, *_ in recent])
-    return float(np.hypot(x1 - x0, y1 - y0) / max(diag, 1.0))
+def _union(recent: list[tuple]) -> tuple[int, int, int, int]:
+    x0 = min(b[0] for _, b, _ in recent)
+    y0 = min(b[1] for _, b, _ in recent)
+    x1 = max(b[0] + b[2] for _, b, _ in recent)
+    y1 = max(b[1] + b[3] for _, b, _ in recent)
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def _growth(recent: list[tuple]) -> float:
-    areas = [a for _, _, a, _ in recent]
+    areas = [a for *_, a in recent]
     third = max(1, len(areas) // 3)
     return float(np.median(areas[-third:]) / max(np.median(areas[:third]), 1.0))
+
+
+

@@ -252,9 +252,11 @@ class FireWorker:
         topic = f"source:{uri}"
         is_file = Path(uri).exists()
         while not stop.is_set():
+            started = dt.datetime.now(dt.UTC)
             try:
-                for frame in frames(uri, self.config.source_fps, stop):
-                    item = _Item(topic, code, frame, None, dt.datetime.now(dt.UTC))
+                for frame, offset in frames(uri, self.config.source_fps, stop):
+                    at = started + dt.timedelta(seconds=offset) if offset is not None else dt.datetime.now(dt.UTC)
+                    item = _Item(topic, code, frame, None, at)
                     if not is_file:
                         self._offer(item)
                         continue

@@ -3,6 +3,8 @@ negatives (sunset, red lorry, harvester dust, lights at night, clouds) left alon
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,8 @@ from alerts.fire import ALERT_CONFIDENCE
 from analytics.fire.colour import ColourParams, flame_mask, land_means
 from analytics.fire.video import VideoDetector
 from simulators.scenes import NEGATIVE, POSITIVE, SceneSpec, render
+from simulators.tower_scenes import POSE, TowerSpec
+from simulators.tower_scenes import render as render_tower
 
 
 def _run(spec: SceneSpec) -> list[tuple[int, object, list]]:
@@ -72,3 +76,39 @@ def test_flame_colour_rules_on_known_pixels():
     pixels = np.array([[(40, 160, 255), (200, 200, 200), (30, 30, 200), (245, 250, 255)]], np.uint8)
     mask = flame_mask(pixels, means, ColourParams())
     assert mask[0].tolist() == [255, 0, 0, 0]  # orange flame yes; grey, deep red (G = B), a white lamp no
+
+
+def test_frames_carry_their_capture_time_and_an_older_frame_is_ignored():
+    spec = SceneSpec("clear", 5, frames=4)
+    detector = VideoDetector()
+    start = dt.datetime(2026, 10, 15, 3, 0, tzinfo=dt.UTC)
+    frames = [f for f, _ in render(spec)]
+    detector.process("cam", None, frames[0], spec.horizon, at=start)
+    detector.process("cam", None, frames[1], spec.horizon, at=start + dt.timedelta(seconds=0.5))
+    scene = detector.scenes[("cam", None)]
+    assert scene.t == (start + dt.timedelta(seconds=0.5)).timestamp()
+    assert detector.process("cam", None, frames[2], spec.horizon, at=start) == []  # late: out of order
+    assert scene.t == (start + dt.timedelta(seconds=0.5)).timestamp()
+
+
+def _tower_alerts(kind: str, seed: int, fps: float) -> list[tuple[float, bool]]:
+    """(seconds from start, on the fire) of each alert-level candidate of a tower sequence (tuning seeds)."""
+    spec = TowerSpec(kind, seed, fps=fps)
+    detector = VideoDetector()
+    found = []
+    for image, label in render_tower(spec):
+        for c in detector.process("tower", None, image, spec.horizon, at=spec.at(label.t), pose=POSE):
+            if c.confidence >= ALERT_CONFIDENCE:
+                found.append((label.t, label.fire and _overlaps(c.box, label.box)))
+    return found
+
+
+def test_a_tower_fire_with_sway_and_jpeg_alerts_within_ten_seconds_at_two_frames_a_second():
+    found = _tower_alerts("fire", 1, 2.0)
+    assert found and all(on_fire for _, on_fire in found)
+    assert found[0][0] - 8.0 <= 10.0
+
+
+@pytest.mark.parametrize("kind", ["tractor", "walker", "low_sun", "beacon"])
+def test_tower_look_alikes_with_sway_and_jpeg_raise_no_alert(kind):
+    assert _tower_alerts(kind, 2, 2.0) == []

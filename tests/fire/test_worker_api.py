@@ -12,9 +12,12 @@ import numpy as np
 import paho.mqtt.client as paho
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from alerts import fire as fire_alerts
 from analytics.fire import geometry as geo
+from analytics.fire import sun
 from analytics.fire.worker import FireConfig, FireWorker
 from core.runtime import Service
 from registry import service
@@ -27,7 +30,10 @@ FIRE = (46.70, 126.80)
 
 
 def _tower(conn) -> tuple[str, str, geo.Pose]:
-    lat, lon = geo.destination(*FIRE, 60, 1200)
+    """A tower due north of FIRE, looking south: at 46.7° N a sun low enough to dazzle (below 12°) never
+    stands there, so these tests, whose frames are stamped with the wall clock (events older than two
+    hours are closed), do not depend on the time of day."""
+    lat, lon = geo.destination(*FIRE, 0, 1200)
     heading = round(geo.bearing_to(lat, lon, *FIRE), 3)
     attrs = {"mast_height_m": 40.0, "heading_deg": heading, "tilt_deg": -2.0, "hfov_deg": 55.0}
     pole = service.create_pole(conn, pole_in("测试塔", at=(lon, lat), department="sthjj"), Actor("test"))
@@ -36,6 +42,14 @@ def _tower(conn) -> tuple[str, str, geo.Pose]:
     air = service.create_terminal(conn, terminal_in("空气站"), Actor("test"))
     conn.commit()
     return code, air, geo.Pose(lat, lon, 40.0, heading, -2.0, 55.0)
+
+
+def test_the_test_tower_never_has_a_low_sun_in_view():
+    lat, lon = geo.destination(*FIRE, 0, 1200)
+    pose = geo.Pose(lat, lon, 40.0, geo.bearing_to(lat, lon, *FIRE), -2.0, 55.0)
+    first = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for hours in range(0, 365 * 24, 1):
+        assert sun.glint_columns(pose, 1280, first + dt.timedelta(hours=hours, minutes=hours % 60)) is None
 
 
 def _wait(conn, sql: str, timeout: float = 30.0):
@@ -66,9 +80,12 @@ def test_frames_over_mqtt_become_an_alert_with_evidence_and_bad_frames_dead_lett
         u, v = geo.project(pose, 1280, 720, *FIRE)
         spec = SceneSpec("fire", 31, frames=30, horizon=geo.horizon_row(pose, 1280, 720), fire_at=(u, v),
                          fire_px_per_m=geo.focal_px(pose, 1280) / 1200)
-        for image, _ in render(spec):
+        start = dt.datetime.now(dt.UTC)
+        for i, (image, _) in enumerate(render(spec)):
             jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
-            publisher.publish(f"ganzhi/v1/{code}/frame", jpeg, qos=1).wait_for_publish()
+            stamp = Properties(PacketTypes.PUBLISH)  # the scene's 2 fps, sent faster than real time
+            stamp.UserProperty = [("captured_at", (start + dt.timedelta(seconds=i / 2)).isoformat())]
+            publisher.publish(f"ganzhi/v1/{code}/frame", jpeg, qos=1, properties=stamp).wait_for_publish()
             time.sleep(0.05)
         with psycopg.connect(db_url) as watch:
             _wait(watch, "select count(*) from alert where family = 'fire'")

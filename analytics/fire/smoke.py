@@ -1,0 +1,178 @@
+"""Smoke: what a far straw fire (or one behind a shelterbelt) shows first.
+
+A block turns to smoke when a *grey veil* covers it: it moves, loses colour (saturation) against the
+background — or, over a sky that had none (grey sky, haze), changes brightness towards some grey — and
+loses edge energy against a long-term background (Töreyin thesis ch. 4); and the change is what a grey
+layer of some opacity makes (``_grey_layer``: harvester dust is brown, a lorry red, a shadow keeps its
+colour). A plume stands on a fixed base (the ground, or the top of a tree line near the horizon) and
+grows upwards; fog, cloud and dust do not stand still at their foot and rise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from analytics.fire.motion import ema_alpha
+
+BLOCK = 8
+"""Smoke block size in working pixels."""
+_VEIL = np.array([1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0], np.float32)[:, None]
+
+
+@dataclass(frozen=True)
+class SmokeParams:
+    motion_t: float = 4.0
+    """Grey levels a pixel must change (gain-compensated) to count as moving."""
+    max_saturation: float = 0.35
+    washout: float = 0.06
+    """Saturation a block's pixels must lose against a coloured background."""
+    overcast: float = 0.08
+    """Sky less saturated than this is overcast or hazy: smoke over it can only change its brightness."""
+    band: float = 0.12
+    """Share of the frame height above the horizon searched for rising smoke."""
+    base_above: float = 0.05
+    """A plume's foot may be this share of the frame height above the horizon (behind a tree line)."""
+    bg_tau_s: float = 20.0
+    energy_tau_s: float = 60.0
+    """The long-term background of edge energy."""
+    window_s: float = 6.0
+    confirm_s: float = 3.0
+    alone: float = 0.45
+    """Confidence of young smoke alone: below the alert threshold (0.5)."""
+    strong: float = 0.6
+    strong_s: float = 5.0
+    """Smoke that has kept its base and risen steadily for this long stands on its own."""
+
+
+class SmokeModel:
+    def __init__(self, params: SmokeParams, k: int, horizon: float, height: int) -> None:
+        self.p, self.k = params, k
+        self.horizon = horizon
+        smoke_top = int(min(max(horizon - params.band * height, 0), height / 2)) // k
+        self.top = smoke_top // BLOCK * BLOCK  # working rows, on the block grid
+        self.base_min = (horizon - params.base_above * height) / k
+        """The lowest a plume's base may sit, in working rows (upwards is smaller)."""
+        self.grey = self.saturation = self.colour = self.energy = None
+
+    def start(self, small: np.ndarray, grey: np.ndarray) -> None:
+        self.grey = grey.copy()
+        self.saturation = _saturation(small)
+        self.colour = small.astype(np.float32)
+        self.energy = _block_energy(grey)
+
+    def update(self, small: np.ndarray, grey: np.ndarray, dt_s: float, keep: np.ndarray) -> None:
+        alpha = ema_alpha(dt_s, self.p.bg_tau_s)
+        cv2.accumulateWeighted(grey, self.grey, alpha, keep)
+        cv2.accumulateWeighted(_saturation(small), self.saturation, alpha, keep)
+        cv2.accumulateWeighted(small.astype(np.float32), self.colour, alpha, keep)
+        e = ema_alpha(dt_s, self.p.energy_tau_s)
+        keep_blocks = _blocks(keep.astype(np.float32)) > 254
+        self.energy[keep_blocks] += e * (_block_energy(grey)[keep_blocks] - self.energy[keep_blocks])
+
+    def blobs(self, small: np.ndarray, grey: np.ndarray, t: float) -> list[tuple]:
+        """(box in full-resolution pixels, blocks) of grey veils in the smoke region."""
+        top = self.top
+        region = slice(top, None)
+        horizon = int(self.horizon / self.k)
+        gain = (float(grey[horizon:].mean()) + 1) / (float(self.grey[horizon:].mean()) + 1)
+        change = grey[region] - self.grey[region] * gain
+        now = _saturation(small[region])
+        before = self.saturation[region]
+        unsaturated = now < self.p.max_saturation
+        sky = np.zeros(now.shape, bool)
+        sky[:max(0, horizon - top)] = True
+        # over land smoke washes colour out; over a sky that had none (grey sky, haze) it can only darken or
+        # lighten it towards its own grey, which the grey-veil test below checks
+        washed = (before - now >= self.p.washout) | ((before < self.p.overcast) & sky)
+        turned = unsaturated & washed & (np.abs(change) > self.p.motion_t)
+        share = _blocks(turned.astype(np.float32))
+        btop, rows = top // BLOCK, share.shape[0]
+        energy = _block_energy(grey)[btop:btop + rows]
+        bg_energy = self.energy[btop:btop + rows]
+        flat = bg_energy < 2.0  # sky or bare soil: nothing to lose
+        blocks = ((share >= 0.3) & ((energy / np.maximum(bg_energy, 1e-3) < 0.9) | flat)).astype(np.uint8)
+        _, _, stats, _ = cv2.connectedComponentsWithStats(blocks, connectivity=8)
+        limit = 0.3 * blocks.size
+        found = []
+        for x, y, w, h, area in stats[1:].tolist():
+            bottom = top + (y + h) * BLOCK
+            if area < 2 or area > limit or bottom < self.base_min:
+                continue  # a single block, fog over the view, or cloud that never comes down to the land
+            part = (slice(top + y * BLOCK, top + (y + h) * BLOCK), slice(x * BLOCK, (x + w) * BLOCK))
+            mask = turned[y * BLOCK:(y + h) * BLOCK, x * BLOCK:(x + w) * BLOCK]
+            if not _grey_layer(small[part], self.colour[part], mask):
+                continue  # the change is not a grey veil: dust, a vehicle, a shadow's colour
+            s = BLOCK * self.k
+            found.append(((x * s, top * self.k + y * s, w * s, h * s), area))
+        return found
+
+    def confidence(self, recent: list[tuple], age_s: float) -> float | None:
+        """A smoke track's confidence, or None when it does not behave like a plume."""
+        if age_s < self.p.confirm_s or len(recent) < 3:
+            return None
+        first, last = recent[0][1], recent[-1][1]
+        step = BLOCK * self.k
+        if abs((first[1] + first[3]) - (last[1] + last[3])) > 2 * step:
+            return None  # smoke stands on its fire; cloud and dust do not
+        if _travel(recent) > 1.0:
+            return None
+        rising = first[1] - last[1]
+        growth = _growth(recent)
+        if rising < step and not (growth >= 1.3 and rising > 0):
+            return None
+        if growth < 1.0 or last[3] < last[2]:
+            return None  # a young plume is a growing column, taller than wide; a haze band is not
+        base = min(self.p.alone, 0.3 + 0.1 * min(1.0, growth - 1) + 0.05 * min(1.0, rising / (4 * step)))
+        span = recent[-1][0] - recent[0][0]
+        if age_s >= self.p.strong_s and span >= 0.8 * self.p.window_s and rising >= 2 * step:
+            return self.p.strong
+        return base
+
+
+def _block_energy(grey: np.ndarray) -> np.ndarray:
+    """Mean |Laplacian| per BLOCK×BLOCK block: texture that semi-transparent smoke washes out."""
+    return _blocks(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1)))
+
+
+def _blocks(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[0] // BLOCK, image.shape[1] // BLOCK
+    return cv2.resize(image[:h * BLOCK, :w * BLOCK], (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _saturation(bgr: np.ndarray) -> np.ndarray:
+    """HSV saturation in [0, 1]: (max − min) / max."""
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)[:, :, 1].astype(np.float32) * (1 / 255)
+
+
+def _grey_layer(now: np.ndarray, before: np.ndarray, mask: np.ndarray, max_spread: float = 30.0) -> bool:
+    """Whether the change is what a grey veil of some opacity a would make: now = (1 − a)·before + a·X with X
+    grey. X = before + (now − before)/a is tried for a from 1 down to 1/8; harvester dust (brown), a red
+    lorry or a shadow over coloured soil give no grey X."""
+    if not mask.any():
+        return False
+    c = now[mask].astype(np.float32).mean(axis=0)
+    b = before[mask].mean(axis=0)
+    veil = b + (c - b) * _VEIL
+    spread = veil.max(axis=1) - veil.min(axis=1)
+    ok = (veil.min(axis=1) >= 30) & (veil.max(axis=1) <= 255)
+    return bool((spread[ok] <= max_spread).any()) if ok.any() else False
+
+
+def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:
+    return box[0] + box[2] / 2, box[1] + box[3] / 2
+
+
+def _travel(recent: list[tuple]) -> float:
+    """Centre travel over the window, in mean box diagonals."""
+    (x0, y0), (x1, y1) = _centre(recent[0][1]), _centre(recent[-1][1])
+    diag = np.mean([np.hypot(b[2], b[3]) for _, b, *_ in recent])
+    return float(np.hypot(x1 - x0, y1 - y0) / max(diag, 1.0))
+
+
+def _growth(recent: list[tuple]) -> float:
+    areas = [a for *_, a in recent]
+    third = max(1, len(areas) // 3)
+    return float(np.median(areas[-third:]) / max(np.median(areas[:third]), 1.0))

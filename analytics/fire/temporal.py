@@ -1,0 +1,81 @@
+"""What a candidate's brightness does over time: flame flicker, periodic lights, common-mode changes.
+
+- ``flame_band_energy`` (Töreyin et al. 2006, fire-detection.md §1.3): the red channel of each pixel
+  through the half-band high-pass ``{−1/4, 1/2, −1/4}``; at 10–25 fps that band (fs/4–fs/2, i.e.
+  2.5–12.5 Hz) is where flames flicker. Measured as *energy*, on the blob's *boundary* pixels (those
+  flame-coloured in some frames and not in others), against the same energy in the ring around the blob;
+  the per-pixel median over time keeps a single passing edge (one spike) from counting.
+- ``periodicity``: share of the spectral power of the detrended, on/off (above or below the median)
+  brightness in its strongest line; a rotating beacon or a lamp beating with the mains is one line, a
+  flame is broadband.
+- ``common_mode``: how much successive changes of the blob repeat one spatial pattern; a lamp dimming,
+  a beacon turning or a cloud shadow changes every pixel of the blob together, a flame's tongues each go
+  their own way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MIN_PERIOD_SAMPLES = 20
+BAND_MIN_FPS = 9.5
+"""Below this the high-passed band lies under 2.4 Hz: flicker cannot be told from slow change."""
+
+
+def flame_band_energy(red: np.ndarray, hot: np.ndarray, noise_floor: float = 4.0) -> float:
+    """Share of boundary pixels flickering in the flame band. ``red``: (T, h, w) uint8 red channel of an
+    aligned burst around the blob; ``hot``: (T, h, w) bool, flame-coloured."""
+    if red.shape[0] < 8:
+        return 0.0
+    x = red.astype(np.float32)
+    d = 0.5 * x[1:-1] - 0.25 * (x[:-2] + x[2:])
+    energy = np.median(d * d, axis=0)
+    share = hot.mean(axis=0)
+    boundary = (share > 0.05) & (share < 0.95)
+    if boundary.sum() < 3:
+        return 0.0
+    outside = share == 0
+    ref = float(np.median(energy[outside])) if outside.sum() >= 8 else 0.0
+    limit = max(9.0 * ref, noise_floor * noise_floor)
+    return float((energy[boundary] > limit).mean())
+
+
+def periodicity(series: np.ndarray) -> float:
+    """Peak share of the power spectrum (DC and linear trend removed) of an evenly sampled series."""
+    n = series.size
+    if n < MIN_PERIOD_SAMPLES:
+        return 0.0  # too few bins: noise alone puts a third of the power near some peak
+    t = np.arange(n, dtype=np.float64)
+    y = series.astype(np.float64) - np.polyval(np.polyfit(t, series, 1), t)
+    # on/off against the median: a beacon's short bright pulses become a square wave whose power sits in
+    # its fundamental, instead of spreading over harmonics folded by a low frame rate
+    y = np.where(y > np.median(y), 1.0, -1.0)
+    y -= y.mean()
+    power = np.abs(np.fft.rfft(y * np.hanning(n)))[1:] ** 2
+    total = float(power.sum())
+    if total <= 1e-9:
+        return 0.0
+    # a line falls between bins: count the peak with its neighbours
+    i = int(power.argmax())
+    return float(power[max(0, i - 1):i + 2].sum() / total)
+
+
+def common_mode(stack: np.ndarray, min_change: float = 0.05) -> tuple[float, int]:
+    """(median |cosine| between successive change patterns, pairs used) of a (T, h, w) log-brightness
+    stack. A lamp dimming, a beacon turning or a cloud shadow passing changes the blob by one fixed
+    pattern scaled up and down (cosine near 1); flames change different pixels each time, and a fire
+    that lights up or spreads changes new pixels at its front."""
+    if stack.shape[0] < 4:
+        return 1.0, 0
+    x = stack.reshape(stack.shape[0], -1).astype(np.float32)
+    x = x[:, np.ptp(x, axis=0) > 2 * min_change]  # the pixels that change at all: a small fire in its box
+    if x.shape[1] < 3:
+        return 1.0, 0
+    d = np.diff(x, axis=0)
+    norms = np.linalg.norm(d, axis=1)
+    strong = norms > min_change * np.sqrt(d.shape[1])
+    pairs = strong[1:] & strong[:-1]
+    if not pairs.any():
+        return 1.0, 0
+    cos = np.abs((d[1:] * d[:-1]).sum(axis=1)) / np.maximum(norms[1:] * norms[:-1], 1e-9)
+    return float(np.median(cos[pairs])), int(pairs.sum())
