@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import dict_row
 
-from alerts.queries import _ALERT, alert_visible
+from alerts.queries import _ALERT, INCIDENT_SUMMARY, alert_visible
 from ingest.queries import _STATE
 from registry.queries import pole_visible, terminal_visible
 
@@ -99,10 +99,7 @@ def incident(conn: psycopg.Connection, incident_id: int, visible_to: str | None)
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             f"""
-            select i.id, i.key, i.title, i.bureau, i.division_code as division, i.status, i.opened_at, i.closed_at,
-                   count(a.id) as alerts,
-                   count(a.id) filter (where a.status in ('open', 'acknowledged')) as active_alerts
-              from incident i join alert a on a.incident_id = i.id
+            {INCIDENT_SUMMARY}
              where i.id = %(incident)s and (%(visible_to)s::text is null or {alert_visible()})
              group by i.id
             """, {"incident": incident_id, "visible_to": visible_to}).fetchone()

@@ -107,6 +107,14 @@ def evidence(conn: psycopg.Connection, alert_id: int, metric: str) -> list[dict]
         ).fetchall()
 
 
+INCIDENT_SUMMARY = """
+    select i.id, i.key, i.title, i.bureau, i.division_code as division, i.status, i.opened_at, i.closed_at,
+           count(a.id) as alerts,
+           count(a.id) filter (where a.status in ('open', 'acknowledged')) as active_alerts
+      from incident i join alert a on a.incident_id = i.id"""
+"""An incident with its alert counts; the caller adds joins and conditions, and groups by i.id."""
+
+
 def list_incidents(conn: psycopg.Connection, *, status: str | None, terminal: str | None, pole: str | None,
                    metric: str | None, before_id: int | None, limit: int, visible_to: str | None = None) -> list[dict]:
     """Incidents, newest first, with an alert the department in ``visible_to`` receives (counting those) and, when
@@ -114,10 +122,7 @@ def list_incidents(conn: psycopg.Connection, *, status: str | None, terminal: st
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             f"""
-            select i.id, i.key, i.title, i.bureau, i.division_code as division, i.status, i.opened_at, i.closed_at,
-                   count(a.id) as alerts,
-                   count(a.id) filter (where a.status in ('open', 'acknowledged')) as active_alerts
-              from incident i join alert a on a.incident_id = i.id
+            {INCIDENT_SUMMARY}
                    left join terminal t on t.id = a.terminal_id left join pole p on p.id = t.pole_id
              where (%(status)s::text is null or i.status = %(status)s)
                and (%(before_id)s::bigint is null or i.id < %(before_id)s)
