@@ -47,8 +47,9 @@ class RuleStream:
     tracker: Tracker
     judged_to: dt.datetime | None
     """Every reading of the rule's series at or before this time has been judged."""
-    evaluated_at: float = 0.0
-    """When a window rule was last evaluated (monotonic)."""
+    evaluated_at: float = float("-inf")
+    """When a window rule was last evaluated (monotonic; never, at first: the monotonic clock counts from boot, so
+    0 would make a fresh rule wait for its ``every`` on a box booted minutes ago)."""
     waiting: dt.datetime | None = None
     """The earliest reading of the batches a window rule has let wait (``Rule.every``)."""
 
