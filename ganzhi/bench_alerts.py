@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import multiprocessing
 import os
@@ -67,6 +68,7 @@ def run(url: str, settings: Settings, rate: float, probes: int) -> None:
         threading.Thread(target=server.run, daemon=True).start()
         time.sleep(3)
         ctx = multiprocessing.get_context("spawn")
+        published: dict[str, tuple[float, float]] = {}
         per_gateway = int(rate / len(poles) * (probes * 0.5 + 20))
         cpu_used = ctx.Queue()
         background = [ctx.Process(target=_publish, args=(broker.port, pole, codes, per_gateway, 10,
@@ -78,12 +80,14 @@ def run(url: str, settings: Settings, rate: float, probes: int) -> None:
         headers = bench_token(scratch, "bench-operator", ["operator"], "zjj")  # receives the housing (gas) alerts
         # Until the ingest and rule workers are up (a message published before the ingest subscribed is not
         # delivered), the warm-up probe is published again every 10 s.
+        tracer = _Tracer(ctx, scratch, detectors[1:])
         warm_up = next((found for _ in range(12) if (found := _probe(broker.port, api_port, headers, detectors[:1],
                                                                      timeout_s=10))), [])
         print(f"warm-up probe (backlog from start-up): {warm_up[0]:.0f} ms" if warm_up else "warm-up probe lost")
-        latencies = _probe(broker.port, api_port, headers, detectors[1:])
+        latencies = _probe(broker.port, api_port, headers, detectors[1:], published)
         for p in background:
             p.terminate()
+        heard = tracer.stop()
         server.should_exit = True
         if latencies:
             print(f"publish → alert readable from the API at {rate:,.0f} msg/s, {len(latencies)} of {probes} probes: "
@@ -95,6 +99,7 @@ def run(url: str, settings: Settings, rate: float, probes: int) -> None:
         if stored:
             print(f"reading stored → alert opened (the rule workers' part, database clock), {len(stored)} probes: "
                   f"p50 {np.percentile(stored, 50):.0f} ms, p99 {np.percentile(stored, 99):.0f} ms")
+        _print_stages(_stages(scratch, detectors[1:], published, heard))
     finally:
         for p in processes:
             p.terminate()
@@ -131,7 +136,9 @@ def _detectors(url: str, count: int) -> list[str]:
 
 
 def _probe(broker_port: int, api_port: int, headers: dict[str, str], detectors: list[str],
-           timeout_s: float = 60) -> list[float]:
+           published: dict[str, tuple[float, float]] | None = None, timeout_s: float = 60) -> list[float]:
+    """Publish a violating reading from each detector in turn, polling the API for its alert; ``published``
+    gets each detector's (publish, readable) wall-clock times."""
     latencies = []
     with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10, headers=headers) as api:
         for code in detectors:
@@ -140,12 +147,14 @@ def _probe(broker_port: int, api_port: int, headers: dict[str, str], detectors: 
             client.connect("127.0.0.1", broker_port)
             client.loop_start()
             payload = json.dumps({"ts": int(time.time() * 1000), "readings": [{"metric": "methane_lel", "value": 60}]})
-            started = time.perf_counter()
+            started, sent = time.perf_counter(), time.time()
             client.publish(f"ganzhi/v1/{code}/telemetry", payload, qos=1).wait_for_publish(10)
             while time.perf_counter() - started < timeout_s:
                 found = api.get("/api/v1/alerts", params={"status": "open", "terminal": code}).json()["data"]
                 if found:
                     latencies.append((time.perf_counter() - started) * 1000)
+                    if published is not None:
+                        published[code] = (sent, time.time())
                     break
                 time.sleep(0.02)
             client.disconnect()
@@ -167,3 +176,89 @@ def engine_rate() -> None:
     judged = sum(len(series[r.metric]) for r in rules if r.evaluate(series) is not None)
     elapsed = time.perf_counter() - began
     print(f"rule engine: {judged / elapsed:,.0f} readings judged/s ({len(rules)} rules on one core)")
+
+
+# -- where a probe's time goes -------------------------------------------------------------------------------
+
+STAGES = ("publish → ingest transaction", "ingest transaction → commit", "commit → rule chunk starts",
+          "chunk starts → alert committed", "alert committed → read from the API")
+"""A probe's path, stage by stage: the ingest's transaction start is its readings' ``received_at``, the commits
+are heard as the NOTIFY each one sends (``ganzhi_readings``, ``alert_feed``), a chunk's start is its alert's
+``opened_at`` (the chunk transaction's ``now()``); all on the box's one clock."""
+
+
+class _Tracer:
+    """A process of its own (the API shares this one's interpreter) listening to both NOTIFY channels and
+    noting when each probe terminal's readings and every alert feed entry were committed."""
+
+    def __init__(self, ctx, url: str, detectors: list[str]) -> None:
+        with psycopg.connect(url) as conn:
+            ids = [tid for (tid,) in conn.execute("select id from terminal where code = any(%s)", (detectors,))]
+        self._done, self._heard = ctx.Event(), ctx.Queue()
+        self._process = ctx.Process(target=_listen, args=(url, ids, self._done, self._heard), daemon=True)
+        self._process.start()
+
+    def stop(self) -> tuple[dict[int, float], dict[int, float]]:
+        self._done.set()
+        heard = self._heard.get(timeout=30)
+        self._process.join(10)
+        return heard
+
+
+def _listen(url: str, terminal_ids: list[int], done, heard) -> None:
+    from analytics.worker import parse
+    from ingest.writer import READINGS_CHANNEL
+
+    probes, readings, feed = set(terminal_ids), {}, {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"listen {READINGS_CHANNEL}")
+        conn.execute("listen alert_feed")
+        while not done.is_set():
+            for note in conn.notifies(timeout=0.2):
+                at = time.time()
+                if note.channel == "alert_feed":
+                    feed[int(note.payload)] = at
+                    continue
+                for terminal_id in probes.intersection(parse(note.payload)[1]):
+                    readings.setdefault(terminal_id, at)
+    heard.put((readings, feed))
+
+
+def _stages(url: str, detectors: list[str], published: dict[str, tuple[float, float]],
+            heard: tuple[dict[int, float], dict[int, float]]) -> dict[str, list[float]]:
+    """Per probe that was read from the API and heard at both commits, each stage's share in ms."""
+    readings, feed = heard
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """
+            select t.code, t.id, extract(epoch from (select min(r.received_at) from reading r
+                                                      where r.terminal_id = t.id)),
+                   extract(epoch from a.opened_at),
+                   (select array_agg(f.id) from alert_feed f where f.alert_id = a.id)
+              from terminal t join alert a on a.terminal_id = t.id and a.rule = 'gas:methane'
+             where t.code = any(%s)
+            """,
+            (detectors,),
+        ).fetchall()
+    found: dict[str, list[float]] = {}
+    for code, terminal_id, received, opened, feed_ids in rows:
+        committed = min((feed[f] for f in feed_ids or [] if f in feed), default=None)
+        if code not in published or terminal_id not in readings or committed is None:
+            continue
+        sent, read = published[code]
+        marks = [sent, float(received), readings[terminal_id], float(opened), committed, read]
+        found[code] = [(b - a) * 1000 for a, b in itertools.pairwise(marks)]
+    return found
+
+
+def _print_stages(stages: dict[str, list[float]]) -> None:
+    if not stages:
+        print("stages: no probe was heard at both commits")
+        return
+    table = np.array(list(stages.values()))
+    print(f"where the time goes ({len(stages)} probes), ms p50 / p99 / max:")
+    for name, column in zip(STAGES, table.T, strict=True):
+        print(f"  {name:<38} {np.percentile(column, 50):7.0f} {np.percentile(column, 99):7.0f} {column.max():7.0f}")
+    slowest = sorted(stages.items(), key=lambda item: -sum(item[1]))[:3]
+    for code, parts in slowest:
+        print(f"  slowest {code}: " + ", ".join(f"{p:.0f}" for p in parts) + f" (total {sum(parts):.0f} ms)")
