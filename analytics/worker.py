@@ -28,6 +28,7 @@ import psycopg
 
 from analytics import queries
 from analytics.evaluate import (
+    WINDOW,
     AlertSink,
     TerminalStream,
     judge_terminal,
@@ -76,6 +77,9 @@ class _RuleMetrics:
         self.batches = metrics.counter("rules_batches", "rounds that judged terminals")
         self.terminals = metrics.counter("rules_evaluations", "terminals judged (each against all its rules)")
         self.skipped = metrics.counter("rules_skipped", "notified terminals already judged from a batch")
+        self.windows = metrics.counter("rules_windows", "rule windows re-read (late or out-of-order readings, a "
+                                       "window rule's turn)")
+        self.rows = metrics.counter("rules_rows_read", "readings read to judge the terminals")
         self.failed = metrics.counter("rules_failed", "terminals that could not be judged")
         self.reconnects = metrics.counter("rules_reconnects", "database connections lost and made again")
         self.chunk_seconds = metrics.histogram("rules_chunk_seconds", "judging one chunk of terminals (a transaction)")
@@ -246,6 +250,7 @@ class RuleWorker:
                                                            for t, s in streams.items()})
                 since = {t: read_since(s, events[t], stored.get(t, {})) for t, s in streams.items()}
                 data = queries.series_of(conn, since) if since else {}
+                self._count_reads(streams, data)
                 states = []
                 for terminal_id, stream in streams.items():
                     with log_context(terminal=stream.info.code):
@@ -261,6 +266,10 @@ class RuleWorker:
             stream.version += 1
             stream.snapshot = snapshot
             self.memory[terminal_id] = stream
+
+    def _count_reads(self, streams: dict[int, TerminalStream], data: dict[int, dict[str, list]]) -> None:
+        self.metrics.windows.inc(sum(step is WINDOW for s in streams.values() for step in (s.steps or {}).values()))
+        self.metrics.rows.inc(sum(len(points) for series in data.values() for points in series.values()))
 
     def _streams(self, conn: psycopg.Connection, terminal_ids: list[int]) -> dict[int, TerminalStream]:
         """The terminals' streams, locked; from memory when current, else as the database has them."""

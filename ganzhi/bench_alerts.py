@@ -100,6 +100,7 @@ def run(url: str, settings: Settings, rate: float, probes: int) -> None:
             print(f"reading stored → alert opened (the rule workers' part, database clock), {len(stored)} probes: "
                   f"p50 {np.percentile(stored, 50):.0f} ms, p99 {np.percentile(stored, 99):.0f} ms")
         _print_stages(_stages(scratch, detectors[1:], published, heard))
+        _print_counters(scratch)
     finally:
         for p in processes:
             p.terminate()
@@ -262,3 +263,12 @@ def _print_stages(stages: dict[str, list[float]]) -> None:
     slowest = sorted(stages.items(), key=lambda item: -sum(item[1]))[:3]
     for code, parts in slowest:
         print(f"  slowest {code}: " + ", ".join(f"{p:.0f}" for p in parts) + f" (total {sum(parts):.0f} ms)")
+
+
+def _print_counters(url: str) -> None:
+    """The rule workers' counters as their last heartbeat has them (at most 5 s old)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("select name, counters from service_heartbeat where kind = 'rules' order by name"
+                            ).fetchall()
+    for name, counters in rows:
+        print(f"  {name}: " + ", ".join(f"{key} {value:,}" for key, value in sorted(counters.items())))
