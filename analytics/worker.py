@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import heapq
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -48,7 +50,10 @@ log = logging.getLogger(__name__)
 MARGIN = dt.timedelta(seconds=10)
 """A batch's readings arrive (``received_at``) when its transaction starts; it may commit a little later."""
 CHUNK = 128
-"""Terminals judged in one transaction."""
+"""Terminals judged in one transaction at most."""
+CHUNK_MIN = 8
+CHUNK_BUDGET_S = 0.05
+"""What one chunk should take: a probe's alert commits with its chunk, after the chunk before it."""
 MEMBERS_EVERY_S = 2.0
 SWEEP_EVERY_S = 60.0
 SWEEP_FIRST_S = 10.0
@@ -95,7 +100,11 @@ class RuleWorker:
         self.url, self.sink, self.name = database_url, sink, name
         self.memory: dict[int, TerminalStream] = {}
         self.pending: dict[int, dt.datetime] = {}
-        """Terminals notified and not judged yet, first notified first (a dict keeps insertion order)."""
+        """Terminals notified and not judged yet → the earliest observation among their new readings."""
+        self.judged_at: dict[int, float] = {}
+        """When each terminal was last judged (monotonic): the least recently judged go first."""
+        self._cost = 0.0
+        """Seconds per terminal judged, a moving average over the chunks."""
         self.members: list[str] = [name]
         self._owners: dict[int, bool] = {}
         self.metrics = _RuleMetrics(Metrics(), self)
@@ -132,21 +141,14 @@ class RuleWorker:
         listen.execute(f"listen {READINGS_CHANNEL}")
 
     def step(self, listen: psycopg.Connection, conn: psycopg.Connection, wait_s: float = 0.2) -> int:
-        """Drain the notifications into the queue, judge the first chunk of it (first come, first judged: a
-        notification waits behind the backlog, not behind a whole drained burst); the chores when due."""
+        """Drain the notifications into the queue, judge a chunk of it (``next_chunk``); the chores when due."""
         started = dt.datetime.now(dt.UTC)
-        self.drain(listen, 0.001 if self.pending else wait_s)
+        self.drain(listen, 0.0 if self.pending else wait_s)
         now = time.monotonic()
         if now >= self._due["members"]:
             self.refresh_members(conn)
             self._due["members"] = now + MEMBERS_EVERY_S
-        batch: dict[int, dt.datetime] = {}
-        while self.pending and len(batch) < CHUNK:
-            terminal_id, earliest = next(iter(self.pending.items()))
-            del self.pending[terminal_id]
-            if self.owns(terminal_id):
-                batch[terminal_id] = earliest
-        judged = self.judge(conn, batch)
+        judged = self.judge(conn, self.next_chunk())
         if now >= self._due["sweep"] and self.members[0] == self.name:  # one sweeper: the first member by name
             with conn.transaction():
                 sweep_silence(conn, self.sink)
@@ -159,14 +161,36 @@ class RuleWorker:
             self._due["watermark"] = now + WATERMARK_EVERY_S
         return judged
 
+    def next_chunk(self) -> dict[int, dt.datetime]:
+        """Take the queued terminals judged least recently (never judged first), as many as fit the chunk budget.
+
+        Least recently judged first: when the worker is behind, every queued terminal still waits at most one
+        round, but a terminal that speaks after a quiet spell (a detector that just saw gas) is not queued behind
+        a round of terminals that report every second and were judged a moment ago."""
+        while self.pending:
+            take = heapq.nsmallest(self.chunk_size(), self.pending,
+                                   key=lambda t: self.judged_at.get(t, -math.inf))
+            chunk = {t: self.pending.pop(t) for t in take}
+            chunk = {t: earliest for t, earliest in chunk.items() if self.owns(t)}
+            if chunk:
+                return chunk
+        return {}
+
+    def chunk_size(self) -> int:
+        """Terminals in the next chunk: as many as the last chunks' cost per terminal fits in ``CHUNK_BUDGET_S``
+        (a short transaction commits its alerts sooner and holds the terminals' locks briefly)."""
+        return max(CHUNK_MIN, min(CHUNK, int(CHUNK_BUDGET_S / self._cost))) if self._cost else CHUNK_MIN
+
     def drain(self, listen: psycopg.Connection, wait_s: float) -> None:
         """Queue terminal → earliest observation of the batches notified since the last drain that this worker
         has not read already."""
         first = list(listen.notifies(timeout=wait_s, stop_after=1))
-        rest = list(listen.notifies(timeout=0.02)) if first else []
+        rest = list(listen.notifies(timeout=0)) if first else []  # what else has come, without waiting
         for note in first + rest:
             xid, terminals = parse(note.payload)
             for terminal_id, earliest in terminals.items():
+                if not self.owns(terminal_id):
+                    continue
                 held = self.memory.get(terminal_id)
                 if held is not None and held.judged(xid):
                     self.metrics.skipped.inc()
@@ -206,10 +230,13 @@ class RuleWorker:
 
     def judge(self, conn: psycopg.Connection, events: dict[int, dt.datetime]) -> int:
         ids = list(events)  # in the order they came; each chunk locks its terminals in id order
-        for at in range(0, len(ids), CHUNK):
+        at = 0
+        while at < len(ids):
             if self.stop.is_set():  # the rest is caught up after the restart, from the watermark
                 break
-            chunk = {t: events[t] for t in ids[at:at + CHUNK]}
+            size = self.chunk_size()
+            chunk = {t: events[t] for t in ids[at:at + size]}
+            at += size
             started = time.monotonic()
             try:
                 self._judge_chunk(conn, chunk)
@@ -225,7 +252,11 @@ class RuleWorker:
         return len(ids)
 
     def _count(self, chunk: dict[int, dt.datetime], started: float) -> None:
-        self.metrics.chunk_seconds.observe(time.monotonic() - started)
+        ended = time.monotonic()
+        self.metrics.chunk_seconds.observe(ended - started)
+        per = (ended - started) / len(chunk)
+        self._cost = per if not self._cost else 0.8 * self._cost + 0.2 * per
+        self.judged_at.update(dict.fromkeys(chunk, ended))
         self.metrics.terminals.inc(len(chunk))
         now = dt.datetime.now(dt.UTC)
         for earliest in chunk.values():
