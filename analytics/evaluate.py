@@ -133,14 +133,23 @@ def stored_since(stream: TerminalStream, earliest: dt.datetime) -> dt.datetime:
     return min(starts, default=earliest)
 
 
-def read_since(stream: TerminalStream, earliest: dt.datetime, stored: dict[str, list[dict]]) -> dt.datetime:
-    """How far back this terminal must be read for a batch whose earliest reading is at ``earliest``; decides
-    what the batch makes each rule do (``TerminalStream.steps``), which ``judge_terminal`` then follows."""
+def read_since(stream: TerminalStream, earliest: dt.datetime,
+               stored: dict[str, list[dict]]) -> dict[str, dt.datetime]:
+    """From when each metric of this terminal must be read for a batch whose earliest reading is at ``earliest``
+    (a metric no rule needs now is not read); decides what the batch makes each rule do (``TerminalStream.steps``),
+    which ``judge_terminal`` then follows. Each metric is read on its own (the reading table's key is
+    (terminal, metric, ts)): a late reading makes its rule re-read its own series, not the terminal's."""
     now = time.monotonic()
     stream.steps = steps = {key: rs.step(earliest, now) for key, rs in stream.rules.items()}
-    return min((rs.judged_to if steps[key] is FEED else rs.window_start(min(earliest, rs.waiting or earliest),
-                                                                        stored.get(key, []))
-                for key, rs in stream.rules.items() if steps[key] is not WAIT), default=earliest)
+    since: dict[str, dt.datetime] = {}
+    for key, rs in stream.rules.items():
+        if steps[key] is WAIT:
+            continue
+        start = rs.judged_to if steps[key] is FEED else rs.window_start(min(earliest, rs.waiting or earliest),
+                                                                         stored.get(key, []))
+        for metric in (rs.rule.metric, *(rs.rule.context if steps[key] is WINDOW else ())):
+            since[metric] = min(since.get(metric, start), start)
+    return since
 
 
 def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalStream, earliest: dt.datetime,

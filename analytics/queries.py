@@ -55,19 +55,21 @@ def terminal_infos(conn: psycopg.Connection, terminal_ids: list[int]) -> dict[in
     return {row[0]: _info(row) for row in rows}
 
 
-def series_of(conn: psycopg.Connection, since: dict[int, dt.datetime]) -> dict[int, dict[str, list[Point]]]:
-    """Every reading of each terminal from its own start, in observation order, in one query."""
-    ids = list(since)
-    rows = conn.execute(
+def series_of(conn: psycopg.Connection,
+              since: dict[int, dict[str, dt.datetime]]) -> dict[int, dict[str, list[Point]]]:
+    """Each terminal's readings of each metric from the metric's own start, in observation order, in one query
+    (one range of the reading table's key per (terminal, metric))."""
+    keys = [(t, metric, start) for t, starts in since.items() for metric, start in starts.items()]
+    rows = [] if not keys else conn.execute(
         """
         select r.terminal_id, r.metric, r.ts, r.value, r.flag
-          from unnest(%(id)b::bigint[], %(since)b::timestamptz[]) as u(terminal_id, since)
-          join reading r on r.terminal_id = u.terminal_id and r.ts >= u.since
+          from unnest(%(id)b::bigint[], %(metric)b::text[], %(since)b::timestamptz[]) as u(terminal_id, metric, since)
+          join reading r on r.terminal_id = u.terminal_id and r.metric = u.metric and r.ts >= u.since
          order by r.terminal_id, r.metric, r.ts
         """,
-        {"id": ids, "since": [since[t] for t in ids]},
+        {"id": [k[0] for k in keys], "metric": [k[1] for k in keys], "since": [k[2] for k in keys]},
     ).fetchall()
-    found: dict[int, dict[str, list[Point]]] = {t: defaultdict(list) for t in ids}
+    found: dict[int, dict[str, list[Point]]] = {t: defaultdict(list) for t in since}
     for terminal_id, metric, ts, value, flag in rows:
         found[terminal_id][metric].append(Point(ts, value, flag))
     return found

@@ -216,5 +216,5 @@ def test_a_window_rule_whose_wait_runs_out_between_reading_and_judging_is_not_ju
     data = {m: _points([7.4, 7.5], 1800, earliest) for m in station.metrics}
     sink = _Sink()
     evaluate.judge_terminal(None, sink, stream, earliest, data, stored)
-    assert all(start >= since for _, start in sink.windows), (since, sink.windows)
+    assert all(start >= since[streams[key].rule.metric] for key, start in sink.windows), (since, sink.windows)
     assert streams["device:stuck:w01009"].waiting == earliest
