@@ -52,6 +52,8 @@ class RuleStream:
     0 would make a fresh rule wait for its ``every`` on a box booted minutes ago)."""
     waiting: dt.datetime | None = None
     """The earliest reading of the batches a window rule has let wait (``Rule.every``)."""
+    saved_to: dt.datetime | None = None
+    """``judged_to`` as this worker last wrote it to ``rule_state``."""
 
     @classmethod
     def fresh(cls, rule: Rule, judged_to: dt.datetime | None = None, episode: Episode | None = None,
@@ -112,6 +114,8 @@ def load(conn: psycopg.Connection, info: TerminalInfo, version: int) -> Terminal
     streams = {rule.key: RuleStream.fresh(rule, saved.get(rule.key, (None, None))[0],
                                           episode_from_json(saved.get(rule.key, (None, None))[1]))
                for rule in rules_for(info)}
+    for stream in streams.values():
+        stream.saved_to = stream.judged_to
     replayed = [s for s in streams.values() if s.judged_to is not None and s.rule.streamable and s.rule.lookback]
     if replayed:
         history = queries.series(conn, info.id, sorted({s.rule.metric for s in replayed}),
@@ -197,16 +201,21 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
 
 
 def state_rows(stream: TerminalStream, keys: list[str]) -> list[tuple]:
-    """The rules' states to persist: those whose episode changed, or all of them once a checkpoint is due.
+    """The rules' states to persist: those whose episode changed, and once a checkpoint is due, those that judged
+    readings since they were last written.
 
     Between checkpoints the stored state lags behind memory; a worker that resumes from it judges the readings
     since again, from the same episode and judge memory, and reaches the same state (reconciling alerts is
     idempotent), so resuming stays exact while a terminal reporting every second is not written every second."""
     if time.monotonic() - stream.saved_at >= CHECKPOINT_S:
-        keys = list(stream.rules)
+        keys = [key for key, rs in stream.rules.items() if key in keys or rs.judged_to != rs.saved_to]
         stream.saved_at = time.monotonic()
-    return [(stream.info.id, key, stream.rules[key].judged_to, episode_to_json(stream.rules[key].tracker.current))
-            for key in keys]
+    rows = []
+    for key in keys:
+        rs = stream.rules[key]
+        rs.saved_to = rs.judged_to
+        rows.append((stream.info.id, key, rs.judged_to, episode_to_json(rs.tracker.current)))
+    return rows
 
 
 def backtest(conn: psycopg.Connection, info: TerminalInfo, start: dt.datetime, end: dt.datetime,

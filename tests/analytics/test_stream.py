@@ -25,3 +25,17 @@ def test_a_streamable_rule_is_fed_what_is_newer_than_it_judged():
     stream = RuleStream.fresh(rule, judged_to=T0)
     assert stream.step(T0 + dt.timedelta(minutes=30), now=60.0) is FEED
     assert stream.step(T0, now=60.0) is WINDOW  # late: at or before what it judged
+
+
+def test_the_least_recently_judged_terminals_go_first_never_judged_ones_first_of_all():
+    from analytics.worker import CHUNK_MIN, RuleWorker
+
+    worker = RuleWorker("postgresql://unused", None, "rules-test")
+    busy = list(range(1, 3 * CHUNK_MIN + 1))  # judged a moment ago, in this order
+    worker.judged_at = {t: 100.0 + t for t in busy}
+    worker.pending = {t: T0 for t in busy}
+    worker.pending[999] = T0 + dt.timedelta(minutes=5)  # spoke last, after a quiet spell: never judged here
+    worker._cost = 1.0  # a slow box: the smallest chunk
+    assert list(worker.next_chunk()) == [999, *busy[:CHUNK_MIN - 1]]
+    assert list(worker.next_chunk()) == busy[CHUNK_MIN - 1:2 * CHUNK_MIN - 1]
+    assert len(worker.pending) == len(busy) - 2 * CHUNK_MIN + 1

@@ -39,6 +39,14 @@ class Worker:
         self.conn = psycopg.connect(db_url)
 
     def step(self) -> int:
+        """Take in every notification of what was written before (a running worker takes in what has come by
+        then, the rest in its next step), then one step."""
+        self.rules.drain(self.listen, 0.5)
+        while True:
+            queued = len(self.rules.pending)
+            self.rules.drain(self.listen, 0.1)
+            if len(self.rules.pending) == queued:
+                break
         return self.rules.step(self.listen, self.conn, wait_s=0.5)
 
     def close(self) -> None:
