@@ -107,25 +107,36 @@ def visible_in(xid: int, snapshot: str) -> bool:
     return xid < int(xmax) and str(xid) not in running.split(",")
 
 
-def load(conn: psycopg.Connection, info: TerminalInfo, version: int) -> TerminalStream:
-    """The terminal's rules as the database has them: the persisted episode of each, and its judge's memory
-    rebuilt by replaying the rule's lookback before the last reading it judged."""
-    saved = queries.rule_states(conn, info.id)
-    streams = {rule.key: RuleStream.fresh(rule, saved.get(rule.key, (None, None))[0],
-                                          episode_from_json(saved.get(rule.key, (None, None))[1]))
-               for rule in rules_for(info)}
-    for stream in streams.values():
-        stream.saved_to = stream.judged_to
-    replayed = [s for s in streams.values() if s.judged_to is not None and s.rule.streamable and s.rule.lookback]
-    if replayed:
-        history = queries.series(conn, info.id, sorted({s.rule.metric for s in replayed}),
-                                 min(s.judged_to - s.rule.lookback for s in replayed))
-        for stream in replayed:
-            for point in history.get(stream.rule.metric, []):
+def load(conn: psycopg.Connection, terminals: list[tuple[TerminalInfo, int]]) -> dict[int, TerminalStream]:
+    """The terminals' rules as the database has them, in two queries: the persisted episode of each, and its
+    judge's memory rebuilt by replaying the rule's lookback before the last reading it judged. ``terminals``:
+    (terminal, the version of its cursor)."""
+    saved = queries.rule_states_of(conn, [info.id for info, _ in terminals])
+    loaded, since = {}, {}
+    for info, version in terminals:
+        mine = saved.get(info.id, {})
+        streams = {rule.key: RuleStream.fresh(rule, *_saved_state(mine.get(rule.key))) for rule in rules_for(info)}
+        for stream in streams.values():
+            stream.saved_to = stream.judged_to
+            if stream.judged_to is not None and stream.rule.streamable and stream.rule.lookback:
+                start = stream.judged_to - stream.rule.lookback
+                since.setdefault(info.id, {})[stream.rule.metric] = min(
+                    since.get(info.id, {}).get(stream.rule.metric, start), start)
+        loaded[info.id] = TerminalStream(info, streams, version)
+    history = queries.series_of(conn, since) if since else {}
+    for terminal_id, series in history.items():
+        for stream in loaded[terminal_id].rules.values():
+            if stream.judged_to is None or not stream.rule.streamable or not stream.rule.lookback:
+                continue
+            for point in series.get(stream.rule.metric, []):
                 if stream.judged_to - stream.rule.lookback <= point.ts <= stream.judged_to:
                     for admitted in stream.tracker.admitted(point):  # the spike screen's memory too
                         stream.judge(admitted)
-    return TerminalStream(info, streams, version)
+    return loaded
+
+
+def _saved_state(row: tuple[dt.datetime, dict | None] | None) -> tuple[dt.datetime | None, Episode | None]:
+    return (None, None) if row is None else (row[0], episode_from_json(row[1]))
 
 
 def stored_since(stream: TerminalStream, earliest: dt.datetime) -> dt.datetime:

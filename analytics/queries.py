@@ -109,10 +109,15 @@ def advance(conn: psycopg.Connection, terminal_ids: list[int], worker: str, stat
                  (worker, terminal_ids))
 
 
-def rule_states(conn: psycopg.Connection, terminal_id: int) -> dict[str, tuple[dt.datetime, dict | None]]:
-    rows = conn.execute("select rule, judged_to, episode from rule_state where terminal_id = %s",
-                        (terminal_id,)).fetchall()
-    return {rule: (judged_to, episode) for rule, judged_to, episode in rows}
+def rule_states_of(conn: psycopg.Connection,
+                   terminal_ids: list[int]) -> dict[int, dict[str, tuple[dt.datetime, dict | None]]]:
+    """Terminal id → rule → (judged to, episode) as persisted."""
+    rows = conn.execute("select terminal_id, rule, judged_to, episode from rule_state where terminal_id = any(%s)",
+                        (terminal_ids,)).fetchall()
+    found: dict[int, dict[str, tuple[dt.datetime, dict | None]]] = defaultdict(dict)
+    for terminal_id, rule, judged_to, episode in rows:
+        found[terminal_id][rule] = (judged_to, episode)
+    return found
 
 
 def arrived_since(conn: psycopg.Connection, since: dt.datetime) -> dict[int, dt.datetime]:

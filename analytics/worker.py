@@ -316,12 +316,15 @@ class RuleWorker:
         """The terminals' streams, locked; from memory when current, else as the database has them."""
         versions = queries.lock_terminals(conn, terminal_ids, self.name)
         infos = queries.terminal_infos(conn, list(versions))
-        streams = {}
+        streams, stale = {}, []
         for terminal_id, info in infos.items():
             held = self.memory.get(terminal_id)
             if held is None or held.version != versions[terminal_id] or held.info != info:
-                held = load(conn, info, versions[terminal_id])
-            streams[terminal_id] = held
+                stale.append((info, versions[terminal_id]))
+            else:
+                streams[terminal_id] = held
+        if stale:
+            streams |= load(conn, stale)
         for gone in set(terminal_ids) - set(infos):
             self.memory.pop(gone, None)
         return streams
