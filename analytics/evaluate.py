@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,6 +37,8 @@ class AlertSink(Protocol):
 
 FEED, WAIT, WINDOW = "feed", "wait", "window"
 """What a batch makes a rule do (``RuleStream.step``)."""
+RECENT = 16
+"""Reading times each rule remembers (``RuleStream.recent``)."""
 CHECKPOINT_S = 10.0
 """How often a terminal's rule states are written when no episode begins or ends."""
 
@@ -54,6 +57,8 @@ class RuleStream:
     """The earliest reading of the batches a window rule has let wait (``Rule.every``)."""
     saved_to: dt.datetime | None = None
     """``judged_to`` as this worker last wrote it to ``rule_state``."""
+    recent: deque[dt.datetime] = field(default_factory=lambda: deque(maxlen=RECENT))
+    """The times of the last readings the rule judged, in order (for ``Rule.memory``)."""
 
     @classmethod
     def fresh(cls, rule: Rule, judged_to: dt.datetime | None = None, episode: Episode | None = None,
@@ -77,7 +82,16 @@ class RuleStream:
                                 if a["observed_end"] is None or a["observed_end"] >= earliest - lookback]
         if self.tracker.current is not None:
             anchors.append(self.tracker.current.start)
-        return min(anchors) - lookback
+        base = min(anchors)
+        if self.rule.memory:
+            before = [ts for ts in self.recent if ts < base]
+            if len(before) >= self.rule.memory:
+                return before[-self.rule.memory]
+        return base - lookback
+
+    def judged(self, points: list[Point]) -> None:
+        """Note the times of readings the rule has judged, in order."""
+        self.recent.extend(p.ts for p in points[-RECENT:])
 
 
 @dataclass
@@ -182,6 +196,7 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             began = rs.tracker.current.start if rs.tracker.current else None
             points = [p for p in data.get(rule.metric, []) if p.ts > rs.judged_to]
             found = [ended for p in points if (ended := rs.tracker.feed(p, rs.judge)) is not None]
+            rs.judged(points)
             ongoing = rs.tracker.ongoing() if points else None
             found += [ongoing] if ongoing else []
             if found:
@@ -204,6 +219,7 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             rs = stream.rules[key] = RuleStream.fresh(rule, None, None, window)
             rs.evaluated_at = time.monotonic()
             found = rule.evaluate_with(window, rs.judge, rs.tracker)
+            rs.judged(window[rule.metric])
             rs.judged_to = max(newest or start, start)
             if found or stored.get(key):
                 sink.reconcile(conn, stream.info, rule, start, found, known)

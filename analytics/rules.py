@@ -69,6 +69,10 @@ class Rule:
     lookback: dt.timedelta = DEFAULT_LOOKBACK
     """How much history before a reading its verdict depends on: how far back a late reading makes the worker
     re-read, and how much a restarted worker replays to restore the judge's memory."""
+    memory: int | None = None
+    """When set: a verdict depends on this many readings before it, not on time, once no episode or alert of the
+    rule is near (within the lookback) — a late reading then makes the rule re-read from that many readings before
+    it (or before the episode or alert it may belong to) when the worker remembers them, else its lookback."""
     every: dt.timedelta = dt.timedelta(0)
     """A rule evaluated over its window (not streamable) is evaluated again on new readings at most this often
     (late readings always make it evaluate): a flat line judged over hours needs no judgement every second."""
@@ -471,7 +475,7 @@ def device_health(t: TerminalInfo) -> list[Rule]:
                               lambda s, k=key, sib=siblings: _stuck_judge(k, {m: s.get(m, []) for m in sib}),
                               context=siblings))
         rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
-                          lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within)))
+                          lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within), memory=2))
     return rules
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from analytics.evaluate import FEED, WINDOW, RuleStream
+from analytics.engine import Point
+from analytics.evaluate import FEED, WINDOW, RuleStream, TerminalStream, judge_terminal, read_since
 from analytics.rules import TerminalInfo, rules_for
 
 STATION = TerminalInfo(1, "23120221000001R", "water_quality_station", "sthjj", "231202", None, 126.9, 46.5, 1800,
@@ -39,3 +40,64 @@ def test_the_least_recently_judged_terminals_go_first_never_judged_ones_first_of
     assert list(worker.next_chunk()) == [999, *busy[:CHUNK_MIN - 1]]
     assert list(worker.next_chunk()) == busy[CHUNK_MIN - 1:2 * CHUNK_MIN - 1]
     assert len(worker.pending) == len(busy) - 2 * CHUNK_MIN + 1
+
+
+class _Sink:
+    """Records what each reconcile of the spike rule found, from where."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dt.datetime, list]] = []
+
+    def reconcile(self, conn, t, rule, window_start, found, stored=None) -> None:
+        if rule.key == JUMP:
+            self.calls.append((window_start, [(e.start, e.end) for e in found]))
+
+
+JUMP = "device:jump:w01001"
+
+
+def _ph(minutes: list[float], values: dict[float, float] | None = None) -> list[Point]:
+    values = values or {}
+    return [Point(T0 + dt.timedelta(minutes=m), values.get(m, 7.0 + (m % 3) * 0.01)) for m in minutes]
+
+
+def _judge(stream: TerminalStream, sink: _Sink, new: list[Point], read: list[Point] | None = None,
+           stored: list[dict] | None = None) -> dict:
+    """A batch of ``new`` readings, the worker having read ``read`` (by default the new ones) and the rule's
+    ``stored`` alerts."""
+    earliest, stored_of = min(p.ts for p in new), {JUMP: stored or []}
+    since = read_since(stream, earliest, stored_of)
+    judge_terminal(None, sink, stream, earliest, {"w01001": sorted(read or new, key=lambda p: p.ts)}, stored_of)
+    return since
+
+
+def _stream() -> TerminalStream:
+    return TerminalStream(STATION, {r.key: RuleStream.fresh(r) for r in rules_for(STATION) if r.key == JUMP}, 1)
+
+
+def test_a_late_reading_makes_the_spike_rule_re_read_from_the_two_readings_before_it_not_hours():
+    stream, sink = _stream(), _Sink()
+    _judge(stream, sink, _ph(list(range(0, 20))))
+    since = _judge(stream, sink, _ph([15.5]), _ph([14, 15, 15.5, *range(16, 20)]))
+    assert since["w01001"] == T0 + dt.timedelta(minutes=14)
+
+
+def test_a_late_reading_that_turns_a_spike_into_a_step_retracts_it_and_one_that_makes_a_spike_raises_it():
+    spike = {16: 13.5}
+    full = _ph(sorted([*range(0, 24), 16.5]), {16: 13.5, 16.5: 13.5})
+    rule = next(r for r in rules_for(STATION) if r.key == JUMP)
+    assert rule.evaluate({"w01001": full}) == []  # two readings up: a step, not a spike
+    stream, sink = _stream(), _Sink()
+    _judge(stream, sink, _ph(list(range(0, 24)), spike))
+    assert sink.calls[-1][1] == [(T0 + dt.timedelta(minutes=17), None)]  # the spike, judged on the reading after
+    opened = [{"id": 1, "status": "open", "observed_start": T0 + dt.timedelta(minutes=17), "observed_end": None}]
+    _judge(stream, sink, _ph([16.5], {16.5: 13.5}), [p for p in full if p.ts >= T0 + dt.timedelta(minutes=15)],
+           opened)
+    start, found = sink.calls[-1]
+    assert start == T0 + dt.timedelta(minutes=15) and found == []  # re-read from 15: the spike is retracted
+
+    stream, sink = _stream(), _Sink()
+    _judge(stream, sink, _ph(list(range(0, 24))))
+    assert all(found == [] for _, found in sink.calls)
+    _judge(stream, sink, _ph([10.5], {10.5: 13.5}), _ph([9, 10, 10.5, *range(11, 24)], {10.5: 13.5}))
+    assert sink.calls[-1] == (T0 + dt.timedelta(minutes=9), [(T0 + dt.timedelta(minutes=11), None)])
