@@ -96,12 +96,14 @@ class Rule:
         screen = SpikeScreen(*self.screen) if self.screen and not self.nightly else None
         return Tracker(self.min_duration, self.skip_flags, current, screen)
 
-    def evaluate(self, series: dict[str, list[Point]]) -> list[Episode]:
-        return self.evaluate_with(series, self.make_judge(series), self.make_tracker())
+    def evaluate(self, series: dict[str, list[Point]], now: dt.datetime | None = None) -> list[Episode]:
+        return self.evaluate_with(series, self.make_judge(series), self.make_tracker(), now)
 
-    def evaluate_with(self, series: dict[str, list[Point]], judge: Judge, tracker: Tracker) -> list[Episode]:
+    def evaluate_with(self, series: dict[str, list[Point]], judge: Judge, tracker: Tracker,
+                      now: dt.datetime | None = None) -> list[Episode]:
         """Episodes over a window, leaving ``judge`` and ``tracker`` where the window ends (the stream goes on
-        from there)."""
+        from there). ``now``: when the window is judged; a last reading the spike screen holds is judged too if no
+        reading arriving from then on could make it a spike (``SpikeScreen.expire``)."""
         points = series.get(self.metric, [])
         if self.nightly:
             if self.screen:
@@ -109,6 +111,8 @@ class Rule:
                 points = [admitted for point in points for admitted in screen.admit(point)]
             points = night_minima(flat_lines_dropped(points, self.metric), *self.nightly)
         found = [ended for point in points if (ended := tracker.feed(point, judge)) is not None]
+        if now is not None and (ended := tracker.expire(now, judge)[1]) is not None:
+            found.append(ended)
         ongoing = tracker.ongoing()
         return [*found, ongoing] if ongoing else found
 

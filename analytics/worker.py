@@ -30,6 +30,7 @@ from analytics import queries
 from analytics.evaluate import (
     AlertSink,
     TerminalStream,
+    held_past_due,
     judge_terminal,
     load,
     read_since,
@@ -136,6 +137,8 @@ class RuleWorker:
         if now >= self._due["members"]:
             self.refresh_members(conn)
             self._due["members"] = now + MEMBERS_EVERY_S
+            for terminal_id, after in held_past_due(self.memory).items():
+                self.pending.setdefault(terminal_id, after)  # a jump, then silence: judge the jump
         batch: dict[int, dt.datetime] = {}
         while self.pending and len(batch) < CHUNK:
             terminal_id, earliest = next(iter(self.pending.items()))
