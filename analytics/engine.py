@@ -34,7 +34,7 @@ class Facts:
     limit: float | None = None
     """The limit crossed (for a class rule: the target class's limit)."""
     direction: str | None = None
-    """above, below, outside (a band), falling (a rate), stuck, jump, silent."""
+    """above, below, outside (a band), falling (a rate), stuck, jump, drift, silent."""
     standard: str | None = None
     """The standard and its version, e.g. GB 3838-2002."""
     grade: str | None = None

@@ -462,7 +462,8 @@ off-delay (ISA-18.2), so a sensor that spikes every few readings is one alert fo
 
 
 def device_health(t: TerminalInfo) -> list[Rule]:
-    """Stuck (a flat line for longer than the metric ever rests there) and spike rules for every metric."""
+    """Stuck (a flat line for longer than the metric ever rests there), spike and drift (a steady creep faster
+    than the metric ever changes) rules for every metric that can have them."""
     rules = []
     within = dt.timedelta(seconds=3 * t.report_interval_s)
     for key in t.metrics:
@@ -476,7 +477,64 @@ def device_health(t: TerminalInfo) -> list[Rule]:
                               context=siblings))
         rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
                           lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within)))
+        if spec.drift_per_h is not None:
+            window = max(DRIFT_WINDOW, DRIFT_READINGS * dt.timedelta(seconds=t.report_interval_s))
+            rules.append(Rule(f"device:drift:{key}", "device", "steward", key,
+                              lambda s, k=key, w=window: _drift_judge(k, w),
+                              screen=(SPIKE_SHARE * (spec.high - spec.low), within),
+                              lookback=max(DEFAULT_LOOKBACK, window + within)))
     return rules
+
+
+DRIFT_WINDOW = dt.timedelta(hours=2)
+"""The drift test looks at the last two hours (or ``DRIFT_READINGS`` reporting intervals, if longer, so that each
+quarter has a reading): long enough that a sensor creeping at 2 % of its range an hour stands out from noise and
+from the live quantity's own changes, short enough to see a creep of two hours."""
+DRIFT_READINGS = 4
+DRIFT_BINS = 16
+"""The window is kept as this many time bins (sum and count of each): bounded memory whatever the reporting rate."""
+
+
+def _drift_judge(key: str, window: dt.timedelta) -> Judge:
+    """A sensor creeping away from the truth: over the drift window, the mean level of each quarter is above (or
+    below) the one before by more than the metric's ``drift_per_h`` — faster, and more steadily, than the live
+    quantity ever changes. A real event is a step (one quarter moves, the others do not), a spike is screened out
+    before (``Rule.screen``), a daily cycle is slower. The alert holds for a quarter after its last creeping
+    reading, so noise on one quarter does not make it chatter. No neighbour is needed, so a single-sensor terminal
+    is covered; a quantity whose own changes are as fast has no drift test (``MetricSpec.drift_per_h``)."""
+    spec = metric_spec(key)
+    width = window.total_seconds() / DRIFT_BINS
+    quarter = DRIFT_BINS // 4
+    need = spec.drift_per_h * window.total_seconds() / 3600 / 4
+    bins: list[list] = []  # [bin index, sum, count], oldest first
+    last: list[dt.datetime] = []
+
+    def judge(point: Point) -> Verdict:
+        index = int(point.ts.timestamp() // width)
+        if bins and bins[-1][0] >= index:
+            bins[-1][1:] = [bins[-1][1] + point.value, bins[-1][2] + 1]
+        else:
+            bins.append([index, point.value, 1])
+        first = index - DRIFT_BINS + 1
+        while bins[0][0] < first:
+            bins.pop(0)
+        levels = []
+        for k in range(4):
+            inside = [b for b in bins if first + k * quarter <= b[0] < first + (k + 1) * quarter]
+            count = sum(b[2] for b in inside)
+            if count == 0:
+                return CLEAR
+            levels.append(sum(b[1] for b in inside) / count)
+        steps = [b - a for a, b in itertools.pairwise(levels)]
+        if all(step > need for step in steps) or all(step < -need for step in steps):
+            last[:] = [point.ts]
+            rate = (levels[-1] - levels[0]) / (0.75 * window.total_seconds() / 3600)
+            return Verdict(State.VIOLATE, "warning", f"{spec.name} creeping {rate:+.3g} {spec.unit}/h, steadily, for "
+                           f"{window.total_seconds() / 3600:g} h: faster than it ever changes (sensor drift? "
+                           "calibrate)", abs(rate))
+        return HOLD if last and point.ts - last[0] < window / 4 else CLEAR
+
+    return judge
 
 
 def _moves(key: str) -> bool:

@@ -58,7 +58,7 @@ class Alert(BaseModel):
     value: float | None = Field(description="the worst value of the episode, in `unit`")
     limit: float | None = Field(description="the limit crossed, in `unit` (for a GB 3838 class rule: the limit of "
                                             "the section's target class)")
-    direction: Literal["above", "below", "falling", "stuck", "jump", "silent"] | None = Field(
+    direction: Literal["above", "below", "falling", "stuck", "jump", "drift", "silent"] | None = Field(
         description="how the value crossed the limit: above, below, falling (a rate), or the device fault")
     standard: str | None = Field(description="the standard and version applied, e.g. GB 3838-2002")
     grade: str | None = Field(description="class reached (GB 3838), discharge grade (GB 18918) or alarm level "

@@ -43,8 +43,8 @@ START = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8
 """Noon in the heating season: a run of 24 hours has a whole night (the night-flow rule) in its middle."""
 GRACE = dt.timedelta(hours=1)
 """An alert still explained by an injection that ended this long before it (hysteresis, nightly judgement)."""
-FAULTS = (Fault.stuck, Fault.spike, Fault.pollution)
-"""Value faults with a rule that can see them, and real events (drift has no rule yet)."""
+FAULTS = (Fault.stuck, Fault.spike, Fault.drift, Fault.pollution)
+"""Value faults (each has a rule that can see it) and real events."""
 FAMILY_OF_KIND = {
     "water_quality_station": "river", "sewage_outlet_analyser": "sewage", "gas_pressure_sensor": "gas",
     "methane_detector": "gas", "water_pressure_point": "water", "district_flow_meter": "water",
@@ -253,6 +253,8 @@ def _answers(t: truth.Truth, rule: Rule) -> bool:
         return rule.key == f"device:stuck:{t.metric}"
     if t.kind is Fault.spike:
         return rule.key.startswith("device:jump:")
+    if t.kind is Fault.drift:
+        return rule.key == f"device:drift:{t.metric}"
     return rule.family != "device"
 
 

@@ -285,3 +285,19 @@ def test_an_alert_raised_and_later_retracted_is_scored_and_counted():
     scores = _score([meter], [stuck], {meter.code: Distortion(None, random.Random(1))},
                     [(meter, r) for r in raised])
     assert (scores["water"].alerts, scores["water"].retracted, scores["water"].explained) == (1, 1, 0)
+
+
+def test_a_drifting_sensor_is_stored_as_the_stewards_drift_alert(conn, db_url):
+    code = service.create_terminal(conn, terminal_in("室温", "indoor_temp_sensor"), Actor("t"))
+    conn.commit()
+    worker = Worker(db_url)
+    try:  # every 15 minutes: two hours steady, then three creeping 2 °C an hour
+        steady = [(m, 20.5 + 0.1 * (m % 2), None) for m in range(-300, -180, 15)]
+        creeping = [(m, round(20.5 + 2.0 * (m + 180) / 60, 1), None) for m in range(-180, 0, 15)]
+        _write(db_url, code, "indoor_temp", steady + creeping)
+        worker.step()
+    finally:
+        worker.close()
+    with psycopg.connect(db_url) as c:
+        rows = c.execute("select rule, bureau, metric, unit, direction from alert").fetchall()
+    assert rows == [("device:drift:indoor_temp", "steward", "indoor_temp", "°C", "drift")]
