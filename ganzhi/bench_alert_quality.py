@@ -67,6 +67,8 @@ class Score:
     invisible: int = 0
     """Faults no reading could show (a detector stuck at 0 %LEL in clean air reads what a healthy one does)."""
     delays_min: list[float] = field(default_factory=list)
+    by_kind: dict[str, list] = field(default_factory=lambda: defaultdict(lambda: [0, 0, []]))
+    """Per injected kind (stuck, spike, drift, pollution): injected, detected, delays in minutes."""
     missed: list[str] = field(default_factory=list)
     false: list[str] = field(default_factory=list)
 
@@ -100,6 +102,13 @@ def run(url: str, settings: Settings, hours: float, seeds: list[int], per_kind: 
               f"recall {statistics.median(s.recall for s in values):.3f}  "
               f"time to alert median {statistics.median(delays) if delays else float('nan'):.0f} min, "
               f"max {max(delays, default=float('nan')):.0f} min")
+        if family == "device":
+            for kind in sorted({k for s in values for k in s.by_kind}):
+                rows = [s.by_kind[kind] for s in values if kind in s.by_kind]
+                lags = [d for r in rows for d in r[2]]
+                print(f"           {kind:6} detected {sum(r[1] for r in rows)} of {sum(r[0] for r in rows)}, "
+                      f"time to alert median {statistics.median(lags) if lags else float('nan'):.0f} min, "
+                      f"max {max(lags, default=float('nan')):.0f} min")
 
 
 def _ledger(url: str, settings: Settings) -> list[TerminalInfo]:
@@ -237,11 +246,15 @@ def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], distortions: d
             score.invisible += 1
             continue
         score.injected += 1
+        kind = score.by_kind[t.kind.value]
+        kind[0] += 1
         starts = [r.episode.start for info, r in alerts if info.code == t.terminal and _answers(t, r.rule)
                   and _overlaps(t, r.episode)]
         if starts:
             score.detected += 1
             score.delays_min.append(max(0.0, (min(starts) - t.start).total_seconds() / 60))
+            kind[1] += 1
+            kind[2].append(score.delays_min[-1])
         else:
             score.missed.append(f"{t.kind} {t.terminal} {t.metric or ''} {t.start:%H:%M}–{t.end:%H:%M}")
     return scores
