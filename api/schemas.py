@@ -172,3 +172,56 @@ class Delivery(BaseModel):
     created_at: dt.datetime
     delivered_at: dt.datetime | None
     latency_ms: float | None
+
+
+# -- telemetry: newest values and connection state ------------------------------------------------------------
+
+ConnectionState = Literal["online", "offline", "silent", "never"]
+
+
+class LatestReading(BaseModel):
+    metric: str
+    ts: dt.datetime = Field(description="observation time of the newest value")
+    value: float
+    flag: str | None = Field(description="HJ 212 data flag, if the device sent one")
+    unit: str | None
+
+
+class TerminalLatest(BaseModel):
+    code: str
+    state: ConnectionState
+    last_seen_at: dt.datetime | None
+    readings: list[LatestReading] = Field(description="the newest value of each metric")
+
+
+class PoleLatest(BaseModel):
+    pole: str
+    terminals: list[TerminalLatest] = Field(description="every terminal the pole carries that the caller reads")
+
+
+class TerminalState(BaseModel):
+    code: str
+    state: ConnectionState = Field(description="online, offline (its last will or its pole's), silent (nothing for "
+                                               "three expected intervals) or never heard")
+    last_seen_at: dt.datetime | None
+    last_reading_at: dt.datetime | None
+    report_interval_s: int
+    connection: str | None = Field(description="what the device (or its pole) last said: online or offline")
+
+
+class TerminalStateRow(BaseModel):
+    code: str
+    name: str
+    kind: str
+    department: str
+    division: str | None
+    state: ConnectionState
+    last_seen_at: dt.datetime | None
+    last_reading_at: dt.datetime | None
+    report_interval_s: int
+
+
+class StateCount(BaseModel):
+    department: str
+    state: ConnectionState
+    terminals: int
