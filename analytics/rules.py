@@ -277,7 +277,7 @@ def gas_pressure(t: TerminalInfo) -> list[Rule]:
         Rule("gas:pressure_band", "gas", "housing", "gas_pressure", lambda s: _band_judge(low, high, set_point),
              lookback=dt.timedelta(0)),
         Rule("gas:pressure_drop", "gas", "housing", "gas_pressure",
-             lambda s: _drop_judge(set_point * data["drop_per_min"]), lookback=2 * DROP_SPAN),
+             lambda s: _drop_judge(set_point * data["drop_per_min"], high), lookback=2 * DROP_SPAN),
     ]
 
 
@@ -302,7 +302,10 @@ DROP_MEMORY = 64
 """Readings the drop judge keeps per span at most (a device sending ten a second is remembered every 2 s)."""
 
 
-def _drop_judge(limit_per_min: float) -> Judge:
+def _drop_judge(limit_per_min: float, high: float) -> Judge:
+    """A fall faster than ``limit_per_min`` over at least ``DROP_SPAN``, from within the band (at most ``high``):
+    a pressure coming back from above the band (a regulator recovering, a drifting sensor recalibrated) falls as
+    fast, but is no leak; the band rule had the overpressure."""
     recent: list[Point] = []
 
     def judge(point: Point) -> Verdict:
@@ -316,7 +319,7 @@ def _drop_judge(limit_per_min: float) -> Judge:
         if point.ts - before.ts < DROP_SPAN:
             return HOLD
         rate = (point.value - before.value) / ((point.ts - before.ts).total_seconds() / 60)
-        if rate < -limit_per_min:
+        if rate < -limit_per_min and before.value <= high:
             return Verdict(State.VIOLATE, "critical", f"gas pressure falling {-rate:.2f} kPa/min: possible leak",
                            -rate, Facts("gas_pressure", "kPa/min", limit_per_min, "falling", _GAS_NORM))
         return CLEAR

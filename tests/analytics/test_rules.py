@@ -136,3 +136,13 @@ def test_the_docs_name_the_same_skipped_hj212_flags_as_the_one_constant():
     assert set(cited.split(", ")) == set(POLLUTION_SKIP_FLAGS)
     for t in (RIVER, _terminal("sewage_outlet_analyser", ("w01018", "w21003", "w01001"), {"grade": "1A"}, 600)):
         assert {r.skip_flags for r in rules_for(t) if r.family in ("river", "sewage")} == {POLLUTION_SKIP_FLAGS}
+
+
+def test_a_fall_from_overpressure_back_to_the_band_is_no_leak():
+    """A pressure coming back from above the band (a regulator recovering, a drifting sensor recalibrated) falls
+    fast but is no leak: the drop rule calls a fall from within the band only. The band rule had the overpressure."""
+    gas = _terminal("gas_pressure_sensor", ("gas_pressure",), {"pressure_class": "medium_b", "set_point_kpa": 200.0},
+                    interval=60)
+    back = [400.0 - 0.2 * i for i in range(10)] + [198.0, 197.5, 198.2, 197.9]
+    assert _rule(gas, "gas:pressure_drop").evaluate(_series("gas_pressure", back, 1)) == []
+    assert len(_rule(gas, "gas:pressure_band").evaluate(_series("gas_pressure", back, 1))) == 1
