@@ -225,3 +225,34 @@ class StateCount(BaseModel):
     department: str
     state: ConnectionState
     terminals: int
+
+
+class Reading(BaseModel):
+    ts: dt.datetime = Field(description="observation time")
+    metric: str
+    value: float
+    flag: str | None = Field(description="HJ 212 data flag, if the device sent one")
+    received_at: dt.datetime = Field(description="when the platform stored it")
+
+
+class Readings(BaseModel):
+    """Raw readings, a page at a time."""
+    code: str
+    data: list[Reading]
+    next: str | None = Field(description="pass as `after` for the next page; null on the last page")
+
+
+class Bucket(BaseModel):
+    bucket: dt.datetime = Field(description="start of the time bucket")
+    metric: str
+    avg: float
+    min: float
+    max: float
+    count: int
+
+
+class Buckets(BaseModel):
+    """Readings in time buckets (``interval``), the whole window at once."""
+    code: str
+    interval: str
+    data: list[Bucket]

@@ -16,10 +16,12 @@ from api.deps import ConnDep
 from api.routes.filters import TerminalSearch
 from api.routes.paging import After, Limit, cursor, page
 from api.schemas import (
+    Buckets,
     DeadLetter,
     Instant,
     Page,
     PoleLatest,
+    Readings,
     StateCount,
     TerminalLatest,
     TerminalState,
@@ -65,7 +67,8 @@ def _cursor(text: str | None) -> tuple[dt.datetime, str] | None:
         raise Invalid(f"cursor {text!r} is not one this API gave out", field="after") from exc
 
 
-@router.get("/terminals/{code}/readings", responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+@router.get("/terminals/{code}/readings", response_model=Readings | Buckets,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
 def terminal_readings(
     conn: ConnDep,
     who: Reader,

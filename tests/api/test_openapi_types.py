@@ -11,7 +11,7 @@ STILL_FREE_FORM = {
     "DELETE /api/v1/tokens/{token_id}", "GET /api/v1/audit", "GET /api/v1/changes", "GET /api/v1/divisions/{code}",
     "GET /api/v1/fire-events/{event_id}", "GET /api/v1/heat-sources", "GET /api/v1/kinds", "GET /api/v1/metrics",
     "GET /api/v1/poles/{code}/terminals", "GET /api/v1/terminals", "GET /api/v1/terminals/{code}",
-    "GET /api/v1/terminals/{code}/readings", "GET /api/v1/users", "GET /api/v1/users/{login}",
+"GET /api/v1/users", "GET /api/v1/users/{login}",
     "GET /api/v1/users/{login}/tokens", "GET /api/v1/webhooks", "GET /healthz", "GET /readyz",
     "PATCH /api/v1/terminals/{code}", "POST /api/v1/codes/issue", "POST /api/v1/credentials/{code}",
     "POST /api/v1/fire-events/{event_id}/verdict", "POST /api/v1/firms", "POST /api/v1/heat-sources",
@@ -75,8 +75,8 @@ def test_connection_states_and_newest_values_are_typed_and_page_as_data_and_next
 
 
 UNPAGED_WITH_CURSOR = {"/api/v1/terminal-states/summary", "/api/v1/terminals/{code}/readings"}
-"""Take the shared terminal filters (``after`` among them) but do not page: counts per department and state; and
-the readings, raw or bucketed, whose JSON is still free-form (``STILL_FREE_FORM``)."""
+"""Take a cursor but answer more than pages: counts per department and state (the shared terminal filters have
+``after``); a terminal's readings, raw (a page: ``{code, data, next}``) or in time buckets (the whole window)."""
 
 
 def test_every_list_that_pages_pages_as_data_and_next(http):
