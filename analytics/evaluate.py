@@ -213,7 +213,8 @@ def held_past_due(memory: dict[int, TerminalStream]) -> dict[int, dt.datetime]:
     for terminal_id, stream in memory.items():
         screens = [rs for rs in stream.rules.values() if rs.tracker.screen is not None and rs.judged_to is not None]
         held = [rs for rs in screens if rs.tracker.screen.held is not None]
-        if held and any(rs.tracker.screen.due(stream.clock()) for rs in held):
+        clock = stream.clock() if held else None
+        if clock is not None and any(rs.tracker.screen.due(clock) for rs in held):
             due[terminal_id] = max(rs.judged_to for rs in screens) + dt.timedelta(microseconds=1)
     return due
 
