@@ -494,14 +494,18 @@ DRIFT_WINDOW = dt.timedelta(hours=2)
 quarter has a reading): long enough that a sensor creeping at 2 % of its range an hour stands out from noise and
 from the live quantity's own changes, short enough to see a creep of two hours."""
 DRIFT_READINGS = 4
+DRIFT_STEADY = 3.0
+"""A creep is steady: no quarter's move is more than this many times another's. A step (a real event) landing
+inside a quarter moves two quarters' means a lot and leaves the third to the quantity's own change."""
 DRIFT_BINS = 16
 """The window is kept as this many time bins (sum and count of each): bounded memory whatever the reporting rate."""
 
 
 def _drift_judge(key: str, window: dt.timedelta) -> Judge:
     """A sensor creeping away from the truth: over the drift window, the mean level of each quarter is above (or
-    below) the one before by more than the metric's ``drift_per_h`` — faster, and more steadily, than the live
-    quantity ever changes. A real event is a step (one quarter moves, the others do not), a spike is screened out
+    below) the one before by more than the metric's ``drift_per_h``, and steadily (``DRIFT_STEADY``) — faster, and
+    more steadily, than the live quantity ever changes. A real event is a step (one or two quarters move, by far
+    more than the third: not steady), a spike is screened out
     before (``Rule.screen``), a daily cycle is slower. The alert holds for a quarter after its last creeping
     reading, so noise on one quarter does not make it chatter. No neighbour is needed, so a single-sensor terminal
     is covered; a quantity whose own changes are as fast has no drift test (``MetricSpec.drift_per_h``)."""
@@ -528,8 +532,9 @@ def _drift_judge(key: str, window: dt.timedelta) -> Judge:
             if count == 0:
                 return CLEAR
             levels.append(sum(b[1] for b in inside) / count)
-        steps = [b - a for a, b in itertools.pairwise(levels)]
-        if all(step > need for step in steps) or all(step < -need for step in steps):
+        steps = [abs(b - a) for a, b in itertools.pairwise(levels)]
+        same_way = len({b > a for a, b in itertools.pairwise(levels)}) == 1
+        if same_way and min(steps) > need and max(steps) <= DRIFT_STEADY * min(steps):
             last[:] = [point.ts]
             rate = (levels[-1] - levels[0]) / (0.75 * window.total_seconds() / 3600)
             return Verdict(State.VIOLATE, "warning", f"{spec.name} creeping {rate:+.3g} {spec.unit}/h, steadily, for "

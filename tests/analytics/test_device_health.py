@@ -140,3 +140,14 @@ def test_quantities_that_change_as_fast_as_a_drift_have_no_drift_test():
     assert "device:drift:methane_lel" not in {r.key for r in rules_for(detector)}
     gas = _terminal("gas_pressure_sensor", ("gas_pressure",), 60, {"set_point_kpa": 200.0})
     assert "device:drift:gas_pressure" in {r.key for r in rules_for(gas)}
+
+
+def test_a_step_inside_a_quarter_on_a_rising_quantity_is_not_drift():
+    """A heating failure's supply at 98 °C arriving in the middle of a quarter moves two quarters' means, and an
+    hour's rise before it (2.6 °C/h) the third: a creep is steady, a step is not. Wherever the step falls."""
+    substation = _terminal("heating_substation_sensor", ("supply_temp",), 300)
+    values = [75.0] * 48 + [75.0 + 2.6 * i / 12 for i in range(1, 13)] + [98.0] * 24
+    for shift in range(6):
+        points = [Point(p.ts + dt.timedelta(minutes=5 * shift), p.value) for p in _points(values, 300)]
+        found = _device_episodes(substation, {"supply_temp": points})
+        assert "device:drift:supply_temp" not in found, shift
