@@ -34,7 +34,7 @@ class Facts:
     limit: float | None = None
     """The limit crossed (for a class rule: the target class's limit)."""
     direction: str | None = None
-    """above, below, outside (a band), falling (a rate), stuck, jump, silent."""
+    """above, below, outside (a band), falling (a rate), stuck, jump, drift, silent."""
     standard: str | None = None
     """The standard and its version, e.g. GB 3838-2002."""
     grade: str | None = None
@@ -119,6 +119,22 @@ class SpikeScreen:
         self.before = point
         return (*released, point)
 
+    def expire(self, now: dt.datetime) -> Point | None:
+        """The held reading, released, once no reading arriving from ``now`` on could make it a spike: the spike
+        test's neighbours lie within ``within`` of each other, so after ``within`` past the reading before it
+        (three intervals), it stands. A detector that jumps to an alarm value and falls silent (burnt, cut off)
+        is judged then, not left waiting for a reading that never comes. ``now`` is in observation time (the
+        stream's ``TerminalStream.clock``)."""
+        held = self.held
+        if not self.due(now):
+            return None
+        self.held, self.before = None, held
+        return held
+
+    def due(self, now: dt.datetime) -> bool:
+        """A reading is held that no reading arriving from ``now`` on could make a spike."""
+        return self.held is not None and self.before is not None and now - self.before.ts > self.within
+
 
 class Tracker:
     """The episode of one (terminal, rule) as readings are judged one by one, in observation order.
@@ -147,6 +163,12 @@ class Tracker:
         for admitted in self.admitted(point):
             ended = self._judge(admitted, judge) or ended
         return ended
+
+    def expire(self, now: dt.datetime, judge) -> tuple[Point | None, Episode | None]:
+        """Judge a reading the screen held that no later reading can now show to be a spike (``SpikeScreen.expire``);
+        returns it (None if there was none) and the episode it ended, if it lasted."""
+        held = self.screen.expire(now) if self.screen is not None else None
+        return (held, self._judge(held, judge)) if held is not None else (None, None)
 
     def _judge(self, point: Point, judge) -> Episode | None:
         verdict = judge(point)

@@ -107,6 +107,17 @@ class TerminalStream:
     snapshot: str = ""
     """The database snapshot (``pg_current_snapshot``) taken before this terminal was last read: a batch visible
     in it has been judged."""
+    heard: tuple[dt.datetime, float] | None = None
+    """The newest observation time read of the terminal, and when (monotonic): the terminal's clock runs on from
+    there (``clock``). A reading a spike screen holds is released after that much real silence, whatever the
+    device's clock says and however late its data comes (a late spike and the reading after it, read one after
+    the other, are still judged together)."""
+
+    def clock(self) -> dt.datetime | None:
+        if self.heard is None:
+            return None
+        newest, at = self.heard
+        return newest + dt.timedelta(seconds=time.monotonic() - at)
 
     def judged(self, xid: int) -> bool:
         return bool(self.snapshot) and visible_in(xid, self.snapshot)
@@ -146,6 +157,9 @@ def load(conn: psycopg.Connection, terminals: list[tuple[TerminalInfo, int]]) ->
                 if stream.judged_to - stream.rule.lookback <= point.ts <= stream.judged_to:
                     for admitted in stream.tracker.admitted(point):  # the spike screen's memory too
                         stream.judge(admitted)
+    for stream in loaded.values():
+        judged = [s.judged_to for s in stream.rules.values() if s.judged_to is not None]
+        stream.heard = (max(judged), time.monotonic()) if judged else None
     return loaded
 
 
@@ -186,6 +200,9 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
     """Feed or re-evaluate each rule over ``data`` (the terminal's readings from ``read_since``); returns the keys
     of the rules whose episode began or ended, or whose window was re-read."""
     newest = max((pts[-1].ts for pts in data.values() if pts), default=None)
+    if newest is not None and (stream.heard is None or newest > stream.heard[0]):
+        stream.heard = (newest, time.monotonic())
+    clock = stream.clock()
     steps = stream.steps or {key: rs.step(earliest, time.monotonic()) for key, rs in stream.rules.items()}
     stream.steps = None
     changed = []
@@ -197,10 +214,13 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             points = [p for p in data.get(rule.metric, []) if p.ts > rs.judged_to]
             found = [ended for p in points if (ended := rs.tracker.feed(p, rs.judge)) is not None]
             rs.judged(points)
-            ongoing = rs.tracker.ongoing() if points else None
+            released, ended = rs.tracker.expire(clock, rs.judge) if clock else (None, None)
+            found += [ended] if ended else []
+            ongoing = rs.tracker.ongoing() if points or released else None
             found += [ongoing] if ongoing else []
             if found:
-                sink.reconcile(conn, stream.info, rule, points[0].ts, found, stored.get(key, []))
+                sink.reconcile(conn, stream.info, rule, (points[0] if points else released).ts, found,
+                               stored.get(key, []))
             if newest is not None and newest > rs.judged_to:
                 # Everything of this terminal up to ``newest`` has been read: a reading of this series at or before
                 # it that commits later comes in a batch of its own and is re-read as late data.
@@ -218,13 +238,28 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             window = {m: [p for p in data.get(m, []) if p.ts >= start] for m in (rule.metric, *rule.context)}
             rs = stream.rules[key] = RuleStream.fresh(rule, None, None, window)
             rs.evaluated_at = time.monotonic()
-            found = rule.evaluate_with(window, rs.judge, rs.tracker)
+            found = rule.evaluate_with(window, rs.judge, rs.tracker, clock)
             rs.judged(window[rule.metric])
             rs.judged_to = max(newest or start, start)
             if found or stored.get(key):
                 sink.reconcile(conn, stream.info, rule, start, found, known)
         changed.append(key)
     return changed
+
+
+def held_past_due(memory: dict[int, TerminalStream]) -> dict[int, dt.datetime]:
+    """Terminals whose spike screen holds a reading no later reading can now make a spike (the terminal fell
+    silent after a jump: its ``clock`` ran past the spike test's window), each with a time just after what its
+    rules have judged: a batch with nothing new, which feeds the rules and releases the reading
+    (``Tracker.expire``)."""
+    due = {}
+    for terminal_id, stream in memory.items():
+        screens = [rs for rs in stream.rules.values() if rs.tracker.screen is not None and rs.judged_to is not None]
+        held = [rs for rs in screens if rs.tracker.screen.held is not None]
+        clock = stream.clock() if held else None
+        if clock is not None and any(rs.tracker.screen.due(clock) for rs in held):
+            due[terminal_id] = max(rs.judged_to for rs in screens) + dt.timedelta(microseconds=1)
+    return due
 
 
 def state_rows(stream: TerminalStream, keys: list[str]) -> list[tuple]:

@@ -100,12 +100,14 @@ class Rule:
         screen = SpikeScreen(*self.screen) if self.screen and not self.nightly else None
         return Tracker(self.min_duration, self.skip_flags, current, screen)
 
-    def evaluate(self, series: dict[str, list[Point]]) -> list[Episode]:
-        return self.evaluate_with(series, self.make_judge(series), self.make_tracker())
+    def evaluate(self, series: dict[str, list[Point]], now: dt.datetime | None = None) -> list[Episode]:
+        return self.evaluate_with(series, self.make_judge(series), self.make_tracker(), now)
 
-    def evaluate_with(self, series: dict[str, list[Point]], judge: Judge, tracker: Tracker) -> list[Episode]:
+    def evaluate_with(self, series: dict[str, list[Point]], judge: Judge, tracker: Tracker,
+                      now: dt.datetime | None = None) -> list[Episode]:
         """Episodes over a window, leaving ``judge`` and ``tracker`` where the window ends (the stream goes on
-        from there)."""
+        from there). ``now``: when the window is judged; a last reading the spike screen holds is judged too if no
+        reading arriving from then on could make it a spike (``SpikeScreen.expire``)."""
         points = series.get(self.metric, [])
         if self.nightly:
             if self.screen:
@@ -113,6 +115,8 @@ class Rule:
                 points = [admitted for point in points for admitted in screen.admit(point)]
             points = night_minima(flat_lines_dropped(points, self.metric), *self.nightly)
         found = [ended for point in points if (ended := tracker.feed(point, judge)) is not None]
+        if now is not None and (ended := tracker.expire(now, judge)[1]) is not None:
+            found.append(ended)
         ongoing = tracker.ongoing()
         return [*found, ongoing] if ongoing else found
 
@@ -277,7 +281,7 @@ def gas_pressure(t: TerminalInfo) -> list[Rule]:
         Rule("gas:pressure_band", "gas", "housing", "gas_pressure", lambda s: _band_judge(low, high, set_point),
              lookback=dt.timedelta(0)),
         Rule("gas:pressure_drop", "gas", "housing", "gas_pressure",
-             lambda s: _drop_judge(set_point * data["drop_per_min"]), lookback=2 * DROP_SPAN),
+             lambda s: _drop_judge(set_point * data["drop_per_min"], high), lookback=2 * DROP_SPAN),
     ]
 
 
@@ -302,7 +306,10 @@ DROP_MEMORY = 64
 """Readings the drop judge keeps per span at most (a device sending ten a second is remembered every 2 s)."""
 
 
-def _drop_judge(limit_per_min: float) -> Judge:
+def _drop_judge(limit_per_min: float, high: float) -> Judge:
+    """A fall faster than ``limit_per_min`` over at least ``DROP_SPAN``, from within the band (at most ``high``):
+    a pressure coming back from above the band (a regulator recovering, a drifting sensor recalibrated) falls as
+    fast, but is no leak; the band rule had the overpressure."""
     recent: list[Point] = []
 
     def judge(point: Point) -> Verdict:
@@ -316,7 +323,7 @@ def _drop_judge(limit_per_min: float) -> Judge:
         if point.ts - before.ts < DROP_SPAN:
             return HOLD
         rate = (point.value - before.value) / ((point.ts - before.ts).total_seconds() / 60)
-        if rate < -limit_per_min:
+        if rate < -limit_per_min and before.value <= high:
             return Verdict(State.VIOLATE, "critical", f"gas pressure falling {-rate:.2f} kPa/min: possible leak",
                            -rate, Facts("gas_pressure", "kPa/min", limit_per_min, "falling", _GAS_NORM))
         return CLEAR
@@ -462,7 +469,8 @@ off-delay (ISA-18.2), so a sensor that spikes every few readings is one alert fo
 
 
 def device_health(t: TerminalInfo) -> list[Rule]:
-    """Stuck (a flat line for longer than the metric ever rests there) and spike rules for every metric."""
+    """Stuck (a flat line for longer than the metric ever rests there), spike and drift (a steady creep faster
+    than the metric ever changes) rules for every metric that can have them."""
     rules = []
     within = dt.timedelta(seconds=3 * t.report_interval_s)
     for key in t.metrics:
@@ -476,7 +484,69 @@ def device_health(t: TerminalInfo) -> list[Rule]:
                               context=siblings))
         rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
                           lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within), memory=2))
+        if spec.drift_per_h is not None:
+            window = max(DRIFT_WINDOW, DRIFT_READINGS * dt.timedelta(seconds=t.report_interval_s))
+            rules.append(Rule(f"device:drift:{key}", "device", "steward", key,
+                              lambda s, k=key, w=window: _drift_judge(k, w),
+                              screen=(SPIKE_SHARE * (spec.high - spec.low), within),
+                              lookback=max(DEFAULT_LOOKBACK, window + within)))
     return rules
+
+
+DRIFT_WINDOW = dt.timedelta(hours=2)
+"""The drift test looks at the last two hours (or ``DRIFT_READINGS`` reporting intervals, if longer, so that each
+quarter has a reading): long enough that a sensor creeping at 2 % of its range an hour stands out from noise and
+from the live quantity's own changes, short enough to see a creep of two hours."""
+DRIFT_READINGS = 4
+DRIFT_STEADY = 3.0
+"""A creep is steady: no quarter's move is more than this many times another's. A step (a real event) landing
+inside a quarter moves two quarters' means a lot and leaves the third to the quantity's own change."""
+DRIFT_BINS = 16
+"""The window is kept as this many time bins (sum and count of each): bounded memory whatever the reporting rate."""
+
+
+def _drift_judge(key: str, window: dt.timedelta) -> Judge:
+    """A sensor creeping away from the truth: over the drift window, the mean level of each quarter is above (or
+    below) the one before by more than the metric's ``drift_per_h``, and steadily (``DRIFT_STEADY``) — faster, and
+    more steadily, than the live quantity ever changes. A real event is a step (one or two quarters move, by far
+    more than the third: not steady), a spike is screened out
+    before (``Rule.screen``), a daily cycle is slower. The alert holds for a quarter after its last creeping
+    reading, so noise on one quarter does not make it chatter. No neighbour is needed, so a single-sensor terminal
+    is covered; a quantity whose own changes are as fast has no drift test (``MetricSpec.drift_per_h``)."""
+    spec = metric_spec(key)
+    width = window.total_seconds() / DRIFT_BINS
+    quarter = DRIFT_BINS // 4
+    need = spec.drift_per_h * window.total_seconds() / 3600 / 4
+    bins: list[list] = []  # [bin index, sum, count], oldest first
+    last: list[dt.datetime] = []
+
+    def judge(point: Point) -> Verdict:
+        index = int(point.ts.timestamp() // width)
+        if bins and bins[-1][0] >= index:
+            bins[-1][1:] = [bins[-1][1] + point.value, bins[-1][2] + 1]
+        else:
+            bins.append([index, point.value, 1])
+        first = index - DRIFT_BINS + 1
+        while bins[0][0] < first:
+            bins.pop(0)
+        levels = []
+        for k in range(4):
+            inside = [b for b in bins if first + k * quarter <= b[0] < first + (k + 1) * quarter]
+            count = sum(b[2] for b in inside)
+            if count == 0:
+                return CLEAR
+            levels.append(sum(b[1] for b in inside) / count)
+        steps = [abs(b - a) for a, b in itertools.pairwise(levels)]
+        same_way = len({b > a for a, b in itertools.pairwise(levels)}) == 1
+        if same_way and min(steps) > need and max(steps) <= DRIFT_STEADY * min(steps):
+            last[:] = [point.ts]
+            rate = (levels[-1] - levels[0]) / (0.75 * window.total_seconds() / 3600)
+            return Verdict(State.VIOLATE, "warning", f"{spec.name} creeping {rate:+.3g} {spec.unit}/h, steadily, for "
+                           f"{window.total_seconds() / 3600:g} h: faster than it ever changes (sensor drift? "
+                           "calibrate)", abs(rate))
+        return HOLD if last and point.ts - last[0] < window / 4 else CLEAR
+
+    return judge
 
 
 def _moves(key: str) -> bool:

@@ -33,6 +33,7 @@ from analytics.evaluate import (
     WINDOW,
     AlertSink,
     TerminalStream,
+    held_past_due,
     judge_terminal,
     load,
     read_since,
@@ -158,6 +159,8 @@ class RuleWorker:
         if now >= self._due["members"]:
             self.refresh_members(conn)
             self._due["members"] = now + MEMBERS_EVERY_S
+            for terminal_id, after in held_past_due(self.memory).items():
+                self.pending.setdefault(terminal_id, after)  # a jump, then silence: judge the jump
         judged = self.judge(conn, self.next_chunk())
         if now >= self._due["sweep"] and self.members[0] == self.name:  # one sweeper: the first member by name
             with conn.transaction():

@@ -58,7 +58,7 @@ class Alert(BaseModel):
     value: float | None = Field(description="the worst value of the episode, in `unit`")
     limit: float | None = Field(description="the limit crossed, in `unit` (for a GB 3838 class rule: the limit of "
                                             "the section's target class)")
-    direction: Literal["above", "below", "falling", "stuck", "jump", "silent"] | None = Field(
+    direction: Literal["above", "below", "falling", "stuck", "jump", "drift", "silent"] | None = Field(
         description="how the value crossed the limit: above, below, falling (a rate), or the device fault")
     standard: str | None = Field(description="the standard and version applied, e.g. GB 3838-2002")
     grade: str | None = Field(description="class reached (GB 3838), discharge grade (GB 18918) or alarm level "
@@ -172,3 +172,87 @@ class Delivery(BaseModel):
     created_at: dt.datetime
     delivered_at: dt.datetime | None
     latency_ms: float | None
+
+
+# -- telemetry: newest values and connection state ------------------------------------------------------------
+
+ConnectionState = Literal["online", "offline", "silent", "never"]
+
+
+class LatestReading(BaseModel):
+    metric: str
+    ts: dt.datetime = Field(description="observation time of the newest value")
+    value: float
+    flag: str | None = Field(description="HJ 212 data flag, if the device sent one")
+    unit: str | None
+
+
+class TerminalLatest(BaseModel):
+    code: str
+    state: ConnectionState
+    last_seen_at: dt.datetime | None
+    readings: list[LatestReading] = Field(description="the newest value of each metric")
+
+
+class PoleLatest(BaseModel):
+    pole: str
+    terminals: list[TerminalLatest] = Field(description="every terminal the pole carries that the caller reads")
+
+
+class TerminalState(BaseModel):
+    code: str
+    state: ConnectionState = Field(description="online, offline (its last will or its pole's), silent (nothing for "
+                                               "three expected intervals) or never heard")
+    last_seen_at: dt.datetime | None
+    last_reading_at: dt.datetime | None
+    report_interval_s: int
+    connection: str | None = Field(description="what the device (or its pole) last said: online or offline")
+
+
+class TerminalStateRow(BaseModel):
+    code: str
+    name: str
+    kind: str
+    department: str
+    division: str | None
+    state: ConnectionState
+    last_seen_at: dt.datetime | None
+    last_reading_at: dt.datetime | None
+    report_interval_s: int
+
+
+class StateCount(BaseModel):
+    department: str
+    state: ConnectionState
+    terminals: int
+
+
+class Reading(BaseModel):
+    ts: dt.datetime = Field(description="observation time")
+    metric: str
+    value: float
+    flag: str | None = Field(description="HJ 212 data flag, if the device sent one")
+    received_at: dt.datetime = Field(description="when the platform stored it")
+
+
+class Readings(BaseModel):
+    """Raw readings, a page at a time."""
+    code: str
+    data: list[Reading]
+    next: str | None = Field(description="pass as `after` for the next page; null on the last page")
+
+
+class Bucket(BaseModel):
+    bucket: dt.datetime = Field(description="start of the time bucket")
+    metric: str
+    avg: float
+    min: float
+    max: float
+    count: int
+
+
+class Buckets(BaseModel):
+    """Readings in time buckets (``interval``), the whole window at once."""
+    code: str
+    interval: str
+    data: list[Bucket]

@@ -28,6 +28,11 @@ class MetricSpec:
     flat_after_h: float | None = 6.0
     """How long a live signal is never flat to within its resolution; a longer flat line suggests a stuck
     sensor. None: the quantity is held constant on purpose (a regulated pressure), so a flat line is normal."""
+    drift_per_h: float | None = None
+    """A steady change faster than this (unit per hour), sustained over the drift window, is no change of the live
+    quantity but a sensor creeping away from the truth (``device:drift``). None: the quantity itself changes as
+    fast (weather, air quality, dissolved oxygen's daily swing, a network pressure following demand) or a steady
+    rise is the bureau's (methane building up), so only a neighbour could tell: no drift test."""
 
     @property
     def step(self) -> float:
@@ -53,35 +58,36 @@ class TerminalKind:
 
 METRICS: tuple[MetricSpec, ...] = (
     # Surface and waste water (HJ 212 codes)
-    MetricSpec("w01001", "pH", "pH值", "", 0, 14, 2, "w01001"),
+    MetricSpec("w01001", "pH", "pH值", "", 0, 14, 2, "w01001", drift_per_h=0.2),
     MetricSpec("w01009", "dissolved oxygen", "溶解氧", "mg/L", 0, 20, 2, "w01009"),
-    MetricSpec("w01010", "water temperature", "水温", "°C", -5, 45, 1, "w01010", flat_after_h=12),
-    MetricSpec("w01003", "turbidity", "浑浊度", "NTU", 0, 4000, 1, "w01003"),
-    MetricSpec("w01014", "conductivity", "电导率", "µS/cm", 0, 20000, 0, "w01014"),
-    MetricSpec("w01018", "COD", "化学需氧量", "mg/L", 0, 5000, 1, "w01018"),
-    MetricSpec("w01019", "permanganate index", "高锰酸盐指数", "mg/L", 0, 200, 2, "w01019"),
-    MetricSpec("w21003", "ammonia nitrogen", "氨氮", "mg/L", 0, 300, 3, "w21003"),
-    MetricSpec("w21011", "total phosphorus", "总磷", "mg/L", 0, 50, 3, "w21011"),
-    MetricSpec("w21001", "total nitrogen", "总氮", "mg/L", 0, 300, 2, "w21001"),
-    MetricSpec("w00000", "waste water flow", "污水流量", "m³/h", 0, 100000, 1, "w00000", resting=(0.0,)),
-    MetricSpec("water_level", "water level", "水位", "m", -10, 500, 2, flat_after_h=12),
+    MetricSpec("w01010", "water temperature", "水温", "°C", -5, 45, 1, "w01010", flat_after_h=12, drift_per_h=0.4),
+    MetricSpec("w01003", "turbidity", "浑浊度", "NTU", 0, 4000, 1, "w01003", drift_per_h=10),
+    MetricSpec("w01014", "conductivity", "电导率", "µS/cm", 0, 20000, 0, "w01014", drift_per_h=50),
+    MetricSpec("w01018", "COD", "化学需氧量", "mg/L", 0, 5000, 1, "w01018", drift_per_h=10),
+    MetricSpec("w01019", "permanganate index", "高锰酸盐指数", "mg/L", 0, 200, 2, "w01019", drift_per_h=1),
+    MetricSpec("w21003", "ammonia nitrogen", "氨氮", "mg/L", 0, 300, 3, "w21003", drift_per_h=1),
+    MetricSpec("w21011", "total phosphorus", "总磷", "mg/L", 0, 50, 3, "w21011", drift_per_h=0.2),
+    MetricSpec("w21001", "total nitrogen", "总氮", "mg/L", 0, 300, 2, "w21001", drift_per_h=1),
+    MetricSpec("w00000", "waste water flow", "污水流量", "m³/h", 0, 100000, 1, "w00000", resting=(0.0,),
+               drift_per_h=500),
+    MetricSpec("water_level", "water level", "水位", "m", -10, 500, 2, flat_after_h=12, drift_per_h=2),
     # Air (HJ 212 codes)
     MetricSpec("a34004", "PM2.5", "细颗粒物", "µg/m³", 0, 2000, 0, "a34004"),
     MetricSpec("a34002", "PM10", "可吸入颗粒物", "µg/m³", 0, 3000, 0, "a34002"),
     MetricSpec("a01001", "air temperature", "温度", "°C", -55, 50, 1, "a01001"),
     MetricSpec("a01002", "relative humidity", "湿度", "%", 0, 100, 0, "a01002", resting=(100.0,), flat_after_h=12),
     # Gas network
-    MetricSpec("gas_pressure", "gas pressure", "燃气压力", "kPa", 0, 4000, 2, flat_after_h=3),
+    MetricSpec("gas_pressure", "gas pressure", "燃气压力", "kPa", 0, 4000, 2, flat_after_h=3, drift_per_h=10),
     MetricSpec("methane_lel", "methane", "甲烷浓度", "%LEL", 0, 100, 1, resolution=1.0, resting=(0.0,)),
     # Water supply
     MetricSpec("water_pressure", "water pressure", "供水压力", "MPa", 0, 1.6, 3),
-    MetricSpec("water_flow", "water flow", "供水流量", "m³/h", 0, 20000, 2, resting=(0.0,)),
+    MetricSpec("water_flow", "water flow", "供水流量", "m³/h", 0, 20000, 2, resting=(0.0,), drift_per_h=60),
     # District heating
-    MetricSpec("supply_temp", "supply temperature", "供水温度", "°C", -10, 150, 1),
-    MetricSpec("return_temp", "return temperature", "回水温度", "°C", -10, 150, 1),
-    MetricSpec("supply_pressure", "supply pressure", "供水压力", "MPa", 0, 2.5, 3, flat_after_h=None),
-    MetricSpec("return_pressure", "return pressure", "回水压力", "MPa", 0, 2.5, 3, flat_after_h=None),
-    MetricSpec("indoor_temp", "indoor temperature", "室内温度", "°C", -30, 45, 1, flat_after_h=12),
+    MetricSpec("supply_temp", "supply temperature", "供水温度", "°C", -10, 150, 1, drift_per_h=2.4),
+    MetricSpec("return_temp", "return temperature", "回水温度", "°C", -10, 150, 1, drift_per_h=2.4),
+    MetricSpec("supply_pressure", "supply pressure", "供水压力", "MPa", 0, 2.5, 3, flat_after_h=None, drift_per_h=0.01),
+    MetricSpec("return_pressure", "return pressure", "回水压力", "MPa", 0, 2.5, 3, flat_after_h=None, drift_per_h=0.01),
+    MetricSpec("indoor_temp", "indoor temperature", "室内温度", "°C", -30, 45, 1, flat_after_h=12, drift_per_h=0.8),
     MetricSpec("outdoor_temp", "outdoor temperature", "室外温度", "°C", -55, 45, 1),
 )
 

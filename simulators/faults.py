@@ -20,7 +20,8 @@ class Fault(StrEnum):
     spike = "spike"
     """Now and then one value jumps far from the truth (30 % of the range) and the next is right again."""
     drift = "drift"
-    """Values creep away from the truth, 2 % of the range per hour."""
+    """One sensor of the terminal creeps away from the truth, 2 % of its range per hour (a fouled electrode, an
+    ageing reference): one with a drift test, since the others' own changes are as fast."""
     stuck = "stuck"
     """One sensor of the terminal repeats the value it read when the fault began."""
     offline = "offline"
@@ -52,6 +53,8 @@ _EVENT_EFFECTS = {
 }
 LEAK_SCATTER = 2.0
 """%LEL: a leak's concentration wanders around its level from one reading to the next; it does not leap."""
+DRIFT_SHARE = 0.02
+"""Share of its range a drifting sensor creeps per hour."""
 SPIKE_SHARE = 0.05
 """Share of readings a spiking sensor gets wrong (the first one in the window always: the fault shows)."""
 
@@ -130,6 +133,12 @@ def plan(fault: Fault, terminal: str, metrics: tuple[str, ...], horizon_h: float
             return None
         sensor = rng.choice(live)
         length = metric(sensor).flat_after_h + rng.uniform(4, 8)
+    elif fault is Fault.drift:
+        testable = [key for key in metrics if metric(key).drift_per_h is not None]
+        if not testable:
+            return None
+        sensor = rng.choice(testable)
+        length = rng.uniform(2, 6)
     else:
         length = rng.uniform(2, 6)
     if repeat:
@@ -159,7 +168,8 @@ class Distortion:
         if injection.kind is Fault.stuck:
             return self.stuck.setdefault(key, value) if key == injection.metric else value
         if injection.kind is Fault.drift:
-            return clamp(key, value + 0.02 * span * (elapsed_h - injection.start_h))
+            since = (elapsed_h - injection.start_h) % (injection.every_h or float("inf"))
+            return clamp(key, value + DRIFT_SHARE * span * since) if key == injection.metric else value
         if injection.kind is Fault.spike:
             first, last = key not in self.spiked, self.spiked.get(key, False)
             self.spiked[key] = first or (not last and self.rng.random() < SPIKE_SHARE)

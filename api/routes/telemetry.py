@@ -15,7 +15,18 @@ from api.auth import Reader
 from api.deps import ConnDep
 from api.routes.filters import TerminalSearch
 from api.routes.paging import After, Limit, cursor, page
-from api.schemas import DeadLetter, Instant, Page
+from api.schemas import (
+    Buckets,
+    DeadLetter,
+    Instant,
+    Page,
+    PoleLatest,
+    Readings,
+    StateCount,
+    TerminalLatest,
+    TerminalState,
+    TerminalStateRow,
+)
 from devices import metric as metric_spec
 from ingest import queries as store
 from registry import queries, service
@@ -56,7 +67,8 @@ def _cursor(text: str | None) -> tuple[dt.datetime, str] | None:
         raise Invalid(f"cursor {text!r} is not one this API gave out", field="after") from exc
 
 
-@router.get("/terminals/{code}/readings", responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+@router.get("/terminals/{code}/readings", response_model=Readings | Buckets,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
 def terminal_readings(
     conn: ConnDep,
     who: Reader,
@@ -91,14 +103,14 @@ def terminal_readings(
     return {"code": terminal.code, "data": rows, "next": next_cursor}
 
 
-@router.get("/terminals/{code}/latest")
+@router.get("/terminals/{code}/latest", response_model=TerminalLatest)
 def terminal_latest(conn: ConnDep, who: Reader, code: str) -> dict:
     """The newest value of each metric, with unit, and the terminal's connection state."""
     terminal = service.require_terminal(conn, code, who.scope)
     return _latest(conn, [terminal.code])[0]
 
 
-@router.get("/poles/{code}/latest")
+@router.get("/poles/{code}/latest", response_model=PoleLatest)
 def pole_latest(conn: ConnDep, who: Reader, code: str) -> dict:
     """Newest values and state of every terminal the pole carries that the caller reads."""
     pole = service.require_pole(conn, code, who.scope)
@@ -119,7 +131,7 @@ def _latest(conn, codes: list[str]) -> list[dict]:
              "readings": values[code]} for code in codes]
 
 
-@router.get("/terminals/{code}/state")
+@router.get("/terminals/{code}/state", response_model=TerminalState)
 def terminal_state(conn: ConnDep, who: Reader, code: str) -> dict:
     """online, offline (its last will or its pole's), silent (nothing for 3 expected intervals) or never."""
     terminal = service.require_terminal(conn, code, who.scope)
@@ -127,7 +139,7 @@ def terminal_state(conn: ConnDep, who: Reader, code: str) -> dict:
     return store.states(conn, list(ids.values()))[0]
 
 
-@router.get("/terminal-states")
+@router.get("/terminal-states", response_model=Page[TerminalStateRow])
 def terminal_states(
     conn: ConnDep,
     search: TerminalSearch,
@@ -141,7 +153,7 @@ def terminal_states(
     return {"data": rows[:limit], "next": next_cursor}
 
 
-@router.get("/terminal-states/summary")
+@router.get("/terminal-states/summary", response_model=list[StateCount])
 def terminal_state_summary(conn: ConnDep, search: TerminalSearch) -> list[dict]:
     """Active terminals per department and state: the data-completeness view for each steward."""
     return store.state_counts(conn, search)

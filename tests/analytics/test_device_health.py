@@ -94,3 +94,60 @@ def test_a_spike_is_caught_on_the_reading_after_it():
     assert list(found) == ["device:jump:a34004"]
     assert found["device:jump:a34004"][0].start == T0 + dt.timedelta(minutes=15)
     assert "spiked to 800" in found["device:jump:a34004"][0].detail
+
+
+def _with_noise(values, sd: float, seed: int = 5, digits: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    return [round(v + rng.gauss(0, sd), digits) for v in values]
+
+
+def test_a_sensor_creeping_away_from_the_truth_is_a_drift_for_the_steward():
+    """QARTOD has no single drift test; a steady creep is one: over the drift window the sensor's level climbs
+    quarter after quarter faster than the live quantity ever steadily changes (a supply temperature sensor
+    creeping 3.2 °C an hour: 2 % of its range, the simulators' drift)."""
+    substation = _terminal("heating_substation_sensor", ("supply_temp", "return_temp"), 300)
+    steady = [70.0] * 24
+    creeping = [70.0 + 3.2 * i / 12 for i in range(1, 48)]  # two hours of readings every 5 minutes, then four
+    series = {"supply_temp": _points(_with_noise(steady + creeping, 0.3), 300),
+              "return_temp": _points(_with_noise([56.0] * 71, 0.3, seed=6), 300)}
+    found = _device_episodes(substation, series)
+    assert list(found) == ["device:drift:supply_temp"]
+    [episode] = found["device:drift:supply_temp"]
+    assert T0 + dt.timedelta(hours=2) < episode.start <= T0 + dt.timedelta(hours=4, minutes=5)
+    assert episode.facts is None and "drift" in episode.detail
+
+
+def test_daily_cycles_steps_and_spikes_are_not_drift():
+    """The live quantity's own daily cycle, a real event's step (a heating failure: indoor 15 °C) and a spiking
+    sensor stay below the drift test."""
+    indoor = _terminal("indoor_temp_sensor", ("indoor_temp",), 900)
+    day = [20.5 + 0.8 * math.cos(2 * math.pi * (i / 4 - 17) / 24) for i in range(96)]
+    failure = day[:40] + [15.0] * 20 + day[60:]
+    spiking = [v + (30.0 if i % 9 == 4 else 0.0) for i, v in enumerate(day)]
+    for values in (day, failure, spiking):
+        found = _device_episodes(indoor, {"indoor_temp": _points(_with_noise(values, 0.1), 900)})
+        assert "device:drift:indoor_temp" not in found
+
+
+def test_quantities_that_change_as_fast_as_a_drift_have_no_drift_test():
+    """Weather and air quality, dissolved oxygen's daily swing, a methane reading rising (a leak building up is
+    the bureau's) and a network pressure that follows demand: a steady change there is the world, not the
+    sensor (only a neighbour could tell them apart)."""
+    air = _terminal("air_sensor", ("a34004", "a01001"), 300)
+    keys = {r.key for r in rules_for(air)}
+    assert not any(k.startswith("device:drift:") for k in keys)
+    detector = _terminal("methane_detector", ("methane_lel",), 60)
+    assert "device:drift:methane_lel" not in {r.key for r in rules_for(detector)}
+    gas = _terminal("gas_pressure_sensor", ("gas_pressure",), 60, {"set_point_kpa": 200.0})
+    assert "device:drift:gas_pressure" in {r.key for r in rules_for(gas)}
+
+
+def test_a_step_inside_a_quarter_on_a_rising_quantity_is_not_drift():
+    """A heating failure's supply at 98 °C arriving in the middle of a quarter moves two quarters' means, and an
+    hour's rise before it (2.6 °C/h) the third: a creep is steady, a step is not. Wherever the step falls."""
+    substation = _terminal("heating_substation_sensor", ("supply_temp",), 300)
+    values = [75.0] * 48 + [75.0 + 2.6 * i / 12 for i in range(1, 13)] + [98.0] * 24
+    for shift in range(6):
+        points = [Point(p.ts + dt.timedelta(minutes=5 * shift), p.value) for p in _points(values, 300)]
+        found = _device_episodes(substation, {"supply_temp": points})
+        assert "device:drift:supply_temp" not in found, shift

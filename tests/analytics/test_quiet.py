@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 import tracemalloc
 
 import psycopg
@@ -13,7 +14,9 @@ import psycopg
 from analytics import evaluate
 from analytics.engine import Episode, Point
 from analytics.rules import TerminalInfo, rules_for
-from ganzhi.bench_alert_quality import _score
+from ganzhi.bench_alert_quality import Raised, _score, replay
+from ingest.validate import Accepted
+from ingest.writer import Batch, Writer
 from registry import service
 from registry.changes import Actor
 from simulators import truth
@@ -119,14 +122,58 @@ def test_a_held_jump_that_stays_opens_the_alert_at_its_own_time(conn, db_url):
         assert c.execute("select count(*) from alert where rule like 'device:%'").fetchone()[0] == 0
 
 
+def test_a_jump_to_an_alarm_and_then_silence_is_judged_once_no_reading_can_make_it_a_spike():
+    """A detector that reads 45 %LEL and then goes silent (burnt, unpowered) raises the leak, not only the no-data
+    alert: once three intervals have passed after the reading before the jump, no later reading can make it a
+    spike, so the held reading is judged with its own observation time."""
+    detector = _terminal("methane_detector", ("methane_lel",), 60)
+    series = {"methane_lel": _points([0.0] * 10 + [45.0], 60)}
+    jumped = T0 + dt.timedelta(minutes=10)
+    leak = next(r for r in rules_for(detector) if r.key == "gas:methane")
+    assert leak.evaluate(series, now=jumped + dt.timedelta(minutes=1)) == []  # the next reading may still come
+    found = leak.evaluate(series, now=jumped + dt.timedelta(minutes=3))
+    assert [(e.start, e.end, e.worst_value) for e in found] == [(jumped, None, 45.0)]
+
+
+def test_a_running_worker_judges_a_fresh_jump_once_the_detector_has_stayed_silent(conn, db_url):
+    """The jump arrives on time and nothing follows: the worker itself notices, three intervals after the reading
+    before the jump, that the jump can no longer be a spike (a detector reporting every second, to wait seconds)."""
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector", report_interval_s=1), Actor("t"))
+    conn.commit()
+    worker = Worker(db_url)
+    clock = dt.datetime.now(dt.UTC)
+    try:
+        _write_at(db_url, code, "methane_lel", [(clock - dt.timedelta(seconds=1), 0.0), (clock, 45.0)])
+        worker.step()
+        assert _alerts(db_url) == []  # the next reading may still show a spike
+        give_up = time.monotonic() + 30
+        while not _alerts(db_url) and time.monotonic() < give_up:  # silence for the spike test's three seconds
+            worker.rules._due["members"] = 0.0  # the periodic chores (every two seconds) run on each step
+            worker.step()
+    finally:
+        worker.close()
+    jumped = clock.replace(microsecond=clock.microsecond // 1000 * 1000)  # stored to the millisecond
+    assert [(rule, status, start) for rule, status, _, start, _ in _alerts(db_url)] == [("gas:methane", "open", jumped)]
+
+
+def _write_at(db_url: str, code: str, metric: str, values: list[tuple[dt.datetime, float]]) -> None:
+    with psycopg.connect(db_url) as conn:
+        terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+        Writer().write(conn, Batch(readings=[Accepted(terminal_id, code, metric, int(at.timestamp() * 1000), v, None)
+                                             for at, v in values]))
+    with psycopg.connect(db_url) as c:
+        assert c.execute("select count(*) from alert where rule like 'device:%'").fetchone()[0] == 0
+
+
 def test_the_score_counts_a_bureau_alert_raised_by_a_device_fault_as_false():
     detector = _terminal("methane_detector", ("methane_lel",), 60)
     rule = next(r for r in rules_for(detector) if r.key == "gas:methane")
     jump = next(r for r in rules_for(detector) if r.key == "device:jump:methane_lel")
     spike = truth.Truth(Fault.spike, detector.code, None, T0, T0 + dt.timedelta(hours=2))
     at = T0 + dt.timedelta(minutes=30)
-    alerts_raised = [(detector, rule, Episode(at, at, at + dt.timedelta(minutes=1), "warning", "methane 30", 30, 30)),
-                     (detector, jump, Episode(at, at, at + dt.timedelta(minutes=1), "warning", "spike", 30, 30))]
+    after = at + dt.timedelta(minutes=1)
+    alerts_raised = [(detector, Raised(rule, Episode(at, at, after, "warning", "methane 30", 30, 30))),
+                     (detector, Raised(jump, Episode(at, at, after, "warning", "spike", 30, 30)))]
     scores = _score([detector], [spike], {detector.code: Distortion(None, random.Random(1))}, alerts_raised)
     assert (scores["gas"].alerts, scores["gas"].explained, scores["gas"].by_fault) == (1, 0, 1)
     assert scores["gas"].precision == 0.0 and scores["device"].precision == 1.0 and scores["device"].recall == 1.0
@@ -218,3 +265,39 @@ def test_a_window_rule_whose_wait_runs_out_between_reading_and_judging_is_not_ju
     evaluate.judge_terminal(None, sink, stream, earliest, data, stored)
     assert all(start >= since[streams[key].rule.metric] for key, start in sink.windows), (since, sink.windows)
     assert streams["device:stuck:w01009"].waiting == earliest
+
+
+def test_an_alert_raised_and_later_retracted_is_scored_and_counted():
+    """A flow meter frozen at its evening flow: the night's first readings make a night-leak alert that the worker
+    retracts once the line has lasted the flat-line window. The operator saw it, so the bench scores it (false:
+    no leak was injected) and counts the retraction."""
+    meter = _terminal("district_flow_meter", ("water_flow",), 300, {"district": "DMA-02", "night_allowance_m3h": 12})
+    evening = dt.datetime(2026, 11, 26, 22, 0, tzinfo=BEIJING)
+    rng = random.Random(3)
+    frozen = [round(40 + rng.gauss(0, 2), 2) for _ in range(6)] + [21.28] * (8 * 12)  # from 22:30 to 06:30
+    series = {"water_flow": _points(frozen, 300, evening)}
+    night = next(r for r in rules_for(meter) if r.key == "water:night_flow")
+    assert night.evaluate(series) == []  # judged at the end, the frozen line makes no night
+    end = series["water_flow"][-1].ts
+    raised = replay(night, series, dt.timedelta(seconds=300), end)
+    assert [(r.retracted, r.episode.start.astimezone(BEIJING).hour) for r in raised] == [(True, 2)]
+    stuck = truth.Truth(Fault.stuck, meter.code, "water_flow", evening, end)
+    scores = _score([meter], [stuck], {meter.code: Distortion(None, random.Random(1))},
+                    [(meter, r) for r in raised])
+    assert (scores["water"].alerts, scores["water"].retracted, scores["water"].explained) == (1, 1, 0)
+
+
+def test_a_drifting_sensor_is_stored_as_the_stewards_drift_alert(conn, db_url):
+    code = service.create_terminal(conn, terminal_in("室温", "indoor_temp_sensor"), Actor("t"))
+    conn.commit()
+    worker = Worker(db_url)
+    try:  # every 15 minutes: two hours steady, then three creeping 2 °C an hour
+        steady = [(m, 20.5 + 0.1 * (m % 2), None) for m in range(-300, -180, 15)]
+        creeping = [(m, round(20.5 + 2.0 * (m + 180) / 60, 1), None) for m in range(-180, 0, 15)]
+        _write(db_url, code, "indoor_temp", steady + creeping)
+        worker.step()
+    finally:
+        worker.close()
+    with psycopg.connect(db_url) as c:
+        rows = c.execute("select rule, bureau, metric, unit, direction from alert").fetchall()
+    assert rows == [("device:drift:indoor_temp", "steward", "indoor_temp", "°C", "drift")]

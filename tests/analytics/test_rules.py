@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from pathlib import Path
 
-from analytics.engine import Point
+from analytics.engine import POLLUTION_SKIP_FLAGS, Point
 from analytics.rules import TerminalInfo, rules_for
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -120,3 +122,27 @@ def test_device_faults_stuck_and_impossible_jumps():
     jump = _rule(air, "device:jump:a34004").evaluate(_series("a34004", [35.0, 1800.0, 36.0], 5))
     assert len(jump) == 1 and "physically impossible" in jump[0].detail
     assert all(r.bureau == "steward" for r in rules_for(air))
+
+
+def test_the_docs_name_the_same_skipped_hj212_flags_as_the_one_constant():
+    """docs/rules.md and docs/devices.md list exactly ``POLLUTION_SKIP_FLAGS``, and every bureau rule on a
+    pollutant skips exactly those (issue 12 §3: one source of truth)."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    rules_md = " ".join((docs / "rules.md").read_text(encoding="utf-8").split())
+    listed = re.search(r"POLLUTION_SKIP_FLAGS` — (.+?) — never count", rules_md).group(1)
+    assert {item.split()[0] for item in listed.split(", ")} == set(POLLUTION_SKIP_FLAGS)
+    devices_md = " ".join((docs / "devices.md").read_text(encoding="utf-8").split())
+    cited = re.search(r"POLLUTION_SKIP_FLAGS` \(([A-Z, ]+);", devices_md).group(1)
+    assert set(cited.split(", ")) == set(POLLUTION_SKIP_FLAGS)
+    for t in (RIVER, _terminal("sewage_outlet_analyser", ("w01018", "w21003", "w01001"), {"grade": "1A"}, 600)):
+        assert {r.skip_flags for r in rules_for(t) if r.family in ("river", "sewage")} == {POLLUTION_SKIP_FLAGS}
+
+
+def test_a_fall_from_overpressure_back_to_the_band_is_no_leak():
+    """A pressure coming back from above the band (a regulator recovering, a drifting sensor recalibrated) falls
+    fast but is no leak: the drop rule calls a fall from within the band only. The band rule had the overpressure."""
+    gas = _terminal("gas_pressure_sensor", ("gas_pressure",), {"pressure_class": "medium_b", "set_point_kpa": 200.0},
+                    interval=60)
+    back = [400.0 - 0.2 * i for i in range(10)] + [198.0, 197.5, 198.2, 197.9]
+    assert _rule(gas, "gas:pressure_drop").evaluate(_series("gas_pressure", back, 1)) == []
+    assert len(_rule(gas, "gas:pressure_band").evaluate(_series("gas_pressure", back, 1))) == 1

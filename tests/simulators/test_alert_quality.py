@@ -34,14 +34,20 @@ def _ledger(per_kind: int) -> list[TerminalInfo]:
 
 def test_a_healthy_day_raises_nothing():
     """Methane at 0 %LEL in clean air, regulated pressures on one step, flow meters low at night: all healthy."""
-    raised = [(info.code, rule.key, episode.detail) for info in _ledger(3)
-              for rule, episode in judge_day(info, Distortion(None, random.Random(1)), 24, seed=11)]
+    raised = [(info.code, r.rule.key, r.episode.detail) for info in _ledger(3)
+              for r in judge_day(info, Distortion(None, random.Random(1)), 24, seed=11)]
     assert raised == []
 
 
 def test_every_injected_fault_and_event_is_heard_and_every_alert_explained():
+    """Every injection is heard (drift included), every device alert is explained by its fault, and every bureau
+    alert by a real event — or, counted apart, by a device fault that made the sensor report a value over the limit
+    (a drifting nitrogen analyser reads 30 mg/L: the bureau's rule cannot know before the drift test has seen the
+    creep; docs/rules.md)."""
     scores = score_run(_ledger(4), 24, seed=12, per_kind=4, share=0.75)
     for family in FAMILIES:
-        assert scores[family].injected > 0, family
-        assert scores[family].recall == 1.0, (family, scores[family].missed)
-        assert scores[family].precision >= 0.95, (family, scores[family].false)
+        s = scores[family]
+        assert s.injected > 0, family
+        assert s.recall == 1.0, (family, s.missed)
+        assert s.explained + s.by_fault == s.alerts, (family, s.false)
+    assert scores["device"].precision == 1.0

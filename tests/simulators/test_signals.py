@@ -63,8 +63,9 @@ def test_value_faults_last_their_window_only():
     assert [stuck.apply("a34004", v, h, 2000) for v, h in ((10.0, 0.5), (20.0, 1.0), (30.0, 2.0), (40.0, 3.0))] \
         == [10.0, 20.0, 20.0, 40.0]
     assert stuck.apply("a34002", 55.0, 2.0, 3000) == 55.0  # one sensor of the terminal sticks, not the others
-    drift = Distortion(Injection(Fault.drift, "x", None, 0.0, 9.0), rng)
-    assert drift.apply("a34004", 10.0, 5.0, 2000) == 10.0 + 0.02 * 2000 * 5
+    drift = Distortion(Injection(Fault.drift, "x", "w01014", 0.0, 9.0), rng)
+    assert drift.apply("w01014", 420.0, 5.0, 20000) == 420.0 + 0.02 * 20000 * 5
+    assert drift.apply("w01009", 9.4, 5.0, 20) == 9.4  # one sensor of the terminal drifts, not the others
     spikes = Distortion(Injection(Fault.spike, "x", None, 0.0, 9.0), rng)
     jumps = [spikes.apply("a34004", 100.0, 1, 2000) for _ in range(2000)]
     assert jumps[0] == 700.0 and 60 < sum(1 for v in jumps if abs(v - 100) > 500) < 170
@@ -77,6 +78,9 @@ def test_injections_are_planned_inside_the_run_and_long_enough_to_see():
     assert stuck.metric in ("w01009", "w01010") and 0.5 <= stuck.start_h < stuck.end_h <= 23.5
     assert stuck.end_h - stuck.start_h > metric(stuck.metric).flat_after_h
     assert plan(Fault.stuck, "x", ("supply_pressure",), 24, seed=3) is None  # regulated: flat is normal
+    drift = plan(Fault.drift, "x", ("w01009", "w01010"), 24, seed=3)
+    assert drift.metric == "w01010"  # a sensor with a drift test: dissolved oxygen swings as fast as a drift
+    assert plan(Fault.drift, "x", ("methane_lel",), 24, seed=3) is None
     assert plan(Fault.pollution, "x", ("a34004",), 24, seed=3) is None  # nothing an event changes
     assert plan(Fault.skew, "x", ("a34004",), 24, seed=3) is None  # transport faults last the whole run
 
