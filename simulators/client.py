@@ -25,14 +25,11 @@ import paho.mqtt.client as paho
 
 QUIET = logging.getLogger("simulators.device_mqtt")
 QUIET.setLevel(logging.CRITICAL)
-CONNECT_TIMEOUT_S = 5.0
-"""The longest a connect (TCP, then CONNACK) or a PUBACK is waited for; bounds how long stopping can take."""
 
 
 class DeviceClient(aiomqtt.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("logger", QUIET)
-        kwargs.setdefault("timeout", CONNECT_TIMEOUT_S)
         super().__init__(*args, **kwargs)
 
     async def __aexit__(self, *exc_info: Any) -> None:
