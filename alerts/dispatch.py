@@ -69,6 +69,20 @@ def assign(conn: psycopg.Connection, who: Identity, *, subject_type: str, subjec
     return task_id
 
 
+def assignees(conn: psycopg.Connection, who: Identity) -> list[dict]:
+    """The people the caller sends on tasks (the dashboard's 派发 picker): enabled persons of the caller's
+    department, of every department for a caller with the city-wide view; not the leading group (it changes
+    nothing, so it could not report a field step)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """
+            select login, name, department_code as department, roles from account
+             where kind = 'person' and disabled_at is null and not roles <@ array['leading_group']
+               and (%(scope)s::text is null or department_code = %(scope)s)
+             order by department_code nulls first, name, login
+            """, {"scope": who.scope}).fetchall()
+
+
 def _step(conn: psycopg.Connection, task_id: int, actor: Actor, action: str, note: str | None, *,
           lat: float | None = None, lon: float | None = None, after: dict | None = None) -> int:
     """One step in the task's history and the audit log."""

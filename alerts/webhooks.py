@@ -2,9 +2,9 @@
 
 An endpoint URL is hostile input: it must not turn the platform into a proxy to its own network (SSRF). Its host
 is resolved and refused when any address is not a public unicast one (loopback, private, link-local, shared,
-multicast, reserved); the delivery worker checks again before every attempt, so a name that later resolves
-inward (DNS rebinding) gets nothing. ``webhook_allow_hosts`` lists hosts exempt from the check (tests); empty by
-default.
+multicast, reserved). The delivery worker's HTTP client (``alerts.egress``) checks again at every connection, on
+the very addresses it then connects to, so a name that later resolves inward (DNS rebinding) gets nothing.
+``webhook_allow_hosts`` lists hosts exempt from the check (tests); empty by default.
 """
 
 from __future__ import annotations
@@ -64,9 +64,16 @@ def check_url(url: str, allow_hosts: list[str]) -> None:
                                    proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as exc:
         raise TargetRefused(f"the host {parts.hostname} does not resolve ({exc})") from exc
-    inward = sorted({info[4][0] for info in infos if not _public(info[4][0])})
+    refuse_inward(parts.hostname, [info[4][0] for info in infos])
+
+
+def refuse_inward(host: str, addresses: list[str]) -> None:
+    """Raise ``TargetRefused`` unless every address ``host`` resolved to is public (and there is one)."""
+    if not addresses:
+        raise TargetRefused(f"the host {host} resolves to no address")
+    inward = sorted({address for address in addresses if not _public(address)})
     if inward:
-        raise TargetRefused(f"the host {parts.hostname} resolves to internal addresses ({', '.join(inward)})")
+        raise TargetRefused(f"the host {host} resolves to internal addresses ({', '.join(inward)})")
 
 
 def check_target(channel: str, target: str, allow_hosts: list[str]) -> None:

@@ -76,8 +76,9 @@ class LocalBroker:
         if self.auth_dir:
             hand_to_broker_user(self.auth_dir)
         # mosquitto drops to its own user when started as root, which clears a death signal: a guard holds it.
+        # A session of its own: Ctrl-C in the terminal reaches only its starter, which stops the clients first.
         self._process = subprocess.Popen(guarded([binary, "-c", str(config)]), stdin=subprocess.DEVNULL,
-                                         preexec_fn=dying_with_parent())
+                                         preexec_fn=dying_with_parent(), start_new_session=True)
 
 
 class SharedBroker:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SECRET = "ganzhi-demo"
@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     hj212_port: int = Field(default=9212, ge=1, le=65535, description="TCP port of the HJ 212 gateway")
     hj212_workers: int = Field(default=2, ge=1, le=32, description="gateway processes `up` starts on that port")
     retention_days: int = Field(default=400, ge=1, le=36500, description="readings older than this are dropped")
+    hourly_rollup_retention_days: int | None = Field(
+        default=None, ge=1, le=36500, description="hourly rollups older than this are deleted by `ganzhi maintain` "
+        "(the daily ones are kept); unset: kept. Not less than retention_days: an hour-wide chart of a range the "
+        "raw readings still cover is read from the hourly rollups")
     dead_letter_retention_days: int = Field(default=30, ge=1, le=3650,
                                             description="dead letters older than this are deleted")
     partition_premake_days: int = Field(default=7, ge=1, le=90, description="daily partitions made ahead")
@@ -95,6 +99,15 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="bearer token Prometheus sends for /metrics; the API serves /metrics only when set"
     )
+
+    @model_validator(mode="after")
+    def _check_hourly_rollup_retention(self) -> Settings:
+        days = self.hourly_rollup_retention_days
+        if days is not None and days < self.retention_days:
+            raise ValueError(f"GANZHI_HOURLY_ROLLUP_RETENTION_DAYS ({days}) must be at least GANZHI_RETENTION_DAYS "
+                             f"({self.retention_days}): hour-wide charts of the raw readings' range read the hourly "
+                             "rollups")
+        return self
 
     @field_validator("database_url")
     @classmethod

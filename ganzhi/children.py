@@ -31,7 +31,9 @@ def describe_exit(code: int) -> str:
 class Child:
     """One `ganzhi …` subcommand run as a child process, restarted with backoff if it exits on its own.
 
-    The child gets SIGTERM when this process dies, however it dies (``core.lifeline``)."""
+    The child gets SIGTERM when this process dies, however it dies (``core.lifeline``). It runs in a session of
+    its own: Ctrl-C in the terminal reaches `up` alone, which stops the workers before the broker they talk to
+    (else the broker went at the same time, and 1,600 simulated devices each reported their lost connection)."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
         self.name = name
@@ -51,7 +53,8 @@ class Child:
         while not self._stopping:
             started = time.monotonic()
             self.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "ganzhi", *self.args,
-                                                                env=self.env, preexec_fn=dying_with_parent())
+                                                                env=self.env, preexec_fn=dying_with_parent(),
+                                                                start_new_session=True)
             code = await self.process.wait()
             if self._stopping:
                 return

@@ -1,4 +1,5 @@
-"""The maintenance service: the readings' rollups every minute, partitions and dead letters every hour.
+"""The maintenance service: the readings' rollups every minute; partitions, dead letters and the hourly rollups'
+retention every hour.
 
 One per deployment is enough; a second is harmless (the rollup watermark and the partition changes are
 locked). Under ``ganzhi up`` it runs as one of the workers; in a container deployment as its own service.
@@ -28,6 +29,8 @@ class _Counted:
         self.partitions_dropped = service.metrics.counter("maintenance_partitions_dropped",
                                                           "readings partitions dropped by retention")
         self.rollup_runs = service.metrics.counter("maintenance_rollup_runs", "rollup runs that folded in readings")
+        self.hourly_expired = service.metrics.counter("maintenance_hourly_rollups_expired",
+                                                      "hourly rollup rows deleted by their retention")
 
 
 def run(service: Service, settings: Settings, every_s: float) -> None:
@@ -52,6 +55,7 @@ def _loop(service: Service, counted: _Counted, conn: psycopg.Connection, setting
             done = store.maintain(conn, settings.retention_days, settings.partition_premake_days,
                                   dead_letter_days=settings.dead_letter_retention_days)
             counted.partitions_dropped.inc(len(done.dropped))
+            counted.hourly_expired.inc(rollups.expire_hourly(conn, settings.hourly_rollup_retention_days))
             service.set_detail(store=done.mode)
             partitions_due = time.monotonic() + PARTITIONS_EVERY_S
         runs = rollups.catch_up(conn, stopping=service.stop.is_set)

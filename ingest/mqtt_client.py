@@ -9,14 +9,18 @@ queues a committed batch's PUBACKs as one write (the same bytes on the wire, sti
 commit). With MQTT 5, paho builds a ``Properties`` object for every PUBLISH, and building one (its
 lookup tables made anew, then cleared attribute by attribute) cost more than the rest of the
 receive path; ``FastProperties`` is the same class with those tables made once, and
-``BufferedClient`` has paho's packet decoder use it. Everything else (sessions, shared
+``BufferedClient`` decodes PUBLISH packets with it: paho's own ``_handle_publish`` and ``decode_publish``
+(their code objects, unchanged) bound to globals that name ``FastProperties``, so no other paho client in
+the process is affected and a message costs nothing more. Everything else (sessions, shared
 subscriptions, reconnects) is paho's own code, unchanged.
 """
 
 from __future__ import annotations
 
+import inspect
 import struct
 from collections.abc import Iterable
+from types import FunctionType, SimpleNamespace
 
 import paho.mqtt._packet as paho_packet
 import paho.mqtt.client as paho
@@ -42,12 +46,26 @@ class FastProperties(Properties):
             delattr(self, name)
 
 
+def _rebound(function: FunctionType, **names: object) -> FunctionType:
+    """paho's ``function``, its code unchanged, finding ``names`` where it looks up its module's globals."""
+    rebound = FunctionType(function.__code__, {**function.__globals__, **names}, function.__name__,
+                           function.__defaults__, function.__closure__)
+    rebound.__kwdefaults__, rebound.__qualname__ = function.__kwdefaults__, function.__qualname__
+    return rebound
+
+
+_PACKET = SimpleNamespace(**{**vars(paho_packet), "decode_publish": paho_packet.convert_exception(
+    _rebound(inspect.unwrap(paho_packet.decode_publish), Properties=FastProperties))})
+"""paho's packet decoders, with a ``decode_publish`` that builds a received PUBLISH's ``FastProperties``."""
+
+
 class BufferedClient(paho.Client):
     """A ``paho.Client`` whose socket reads are ``READ_SIZE`` bytes (see the module's docstring)."""
 
+    _handle_publish = _rebound(paho.Client._handle_publish, _packet=_PACKET)
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        paho_packet.Properties = FastProperties  # the decoder's only use of the name: building received ones
         self._read_buffer = b""
         self._read_at = 0
         self._read_socket: object | None = None

@@ -133,6 +133,37 @@ def catch_up(conn: psycopg.Connection, settle: dt.timedelta = SETTLE, max_runs: 
     return runs
 
 
+EXPIRE_BATCH = 50_000
+"""Hourly rollup rows deleted per transaction: a first run over years of them is many short transactions."""
+
+
+def expire_hourly(conn: psycopg.Connection, days: int | None, now: dt.datetime | None = None,
+                  batch: int = EXPIRE_BATCH) -> int:
+    """Delete the hourly rollups of buckets older than ``days`` (``GANZHI_HOURLY_ROLLUP_RETENTION_DAYS``; None
+    keeps them); the daily rollups keep that history. The number of rows deleted (with TimescaleDB, whose
+    continuous aggregate loses whole chunks, 0)."""
+    if days is None:
+        return 0
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
+    if partitions.timescaledb_installed(conn):
+        with conn.transaction():
+            conn.execute("select drop_chunks('reading_hourly', older_than => %s::timestamptz)", (cutoff,))
+        return 0
+    deleted = 0
+    while True:
+        with conn.transaction():
+            gone = conn.execute(
+                "delete from reading_hourly where ctid = any(array("
+                "select ctid from reading_hourly where bucket < %(cutoff)s limit %(batch)s))",
+                {"cutoff": cutoff, "batch": batch}).rowcount
+        deleted += gone
+        if gone < batch:
+            break
+    if deleted:
+        log.info("hourly rollups: deleted %d rows of buckets before %s", deleted, cutoff.isoformat())
+    return deleted
+
+
 def rollup_for(width: dt.timedelta) -> tuple[str, dt.timedelta] | None:
     """The rollup table a bucket of this width can be built from (daily for whole days, hourly for whole
     hours), with that table's own width; None when only the raw readings will do."""

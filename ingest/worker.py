@@ -277,8 +277,9 @@ class IngestWorker:
 
     def _unexpected(self, stage: str, exc: Exception, code: str | None = None) -> str:
         self.metrics.unexpected.inc()
+        first = self.metrics.unexpected.collect()[0].samples[0].value == 1  # its own total, not every counter's
         log.warning("a message failed %s and is dead-lettered: %s: %s", stage, type(exc).__name__, str(exc)[:200],
-                    exc_info=self.counters["messages_unexpected_error"] == 1, extra={"terminal": code})
+                    exc_info=first, extra={"terminal": code})
         return f"{stage} failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
 
     def _admitted(self, part: Batch) -> Batch:

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import aiomqtt
 
+from core.runtime import Outage
 from devices import Channel, Topic, encode_telemetry, metric
 from registry.credentials import demo_secret
 from simulators import truth
+from simulators.client import DeviceClient
 from simulators.faults import Distortion, Fault, Injection, plan
 from simulators.fleet import Publisher, SimTerminal
 from simulators.signals import base_value
@@ -64,16 +66,30 @@ async def simulate(fleet: list[Publisher], config: SimConfig, stop: asyncio.Even
         started = dt.datetime.now(dt.UTC)
         truth.record(config.truth, [t for i in injections.values()
                                     for t in truth.observed(i, started, config.speed, config.horizon_h)])
-    tasks = [asyncio.create_task(_device(p, config, injections, stats, stop)) for p in fleet]
+    broker = Outage("the broker (simulated devices)", log)
+    tasks = [asyncio.create_task(_device(p, config, injections, stats, broker, stop)) for p in fleet]
     log.info("simulating %d publishers (%d terminals) at speed %g", len(fleet),
              sum(len(p.terminals) for p in fleet), config.speed)
     await stop.wait()
-    # Publishes awaiting their PUBACK finish first, so that the count is what the broker acknowledged.
-    await asyncio.wait(tasks, timeout=STOP_GRACE_S)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await stop_devices(tasks)
     return stats
+
+
+async def stop_devices(tasks: list[asyncio.Task]) -> None:
+    """The way out, once ``stop`` is set: every device leaves by itself first (publishes awaiting their PUBACK
+    finish, so that the count is what the broker acknowledged; a connect under way completes, then the client
+    disconnects; devices waiting to connect do not). Those still busy after ``STOP_GRACE_S`` are cancelled.
+    One line sums it up; a device that failed otherwise is a bug, logged once with its traceback."""
+    await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+    late = [task for task in tasks if not task.done()]
+    for task in late:
+        task.cancel()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    failed = [o for o in outcomes if isinstance(o, Exception)]
+    log.info("devices stopped: %d left the broker by themselves, %d cancelled after %.0f s, %d failed",
+             len(tasks) - len(late) - len(failed), len(late), STOP_GRACE_S, len(failed))
+    if failed:
+        log.error("a simulated device failed (%d did): %s", len(failed), failed[0], exc_info=failed[0])
 
 
 def plan_fleet(fleet: list[Publisher], config: SimConfig) -> dict[str, Injection]:
@@ -100,19 +116,28 @@ def read_terminal(terminal: SimTerminal, distortion: Distortion, at: dt.datetime
 
 
 async def _device(publisher: Publisher, config: SimConfig, injections: dict[str, Injection], stats: SimStats,
-                  stop: asyncio.Event) -> None:
+                  broker: Outage, stop: asyncio.Event) -> None:
     rng = random.Random(f"{config.seed}:{publisher.code}")
     fault = config.faults.get(publisher.code)
     device = _Device(publisher, config, rng, fault, injections)
-    await asyncio.sleep(rng.uniform(0, config.ramp_s))
+    await _pause(stop, rng.uniform(0, config.ramp_s))
     while not stop.is_set():
         try:
-            await device.session(stats, stop)
+            await device.session(stats, stop, broker)
         except aiomqtt.MqttError as exc:
+            if stop.is_set():  # the broker went first: nothing to get back to
+                return
             stats.failures += 1
+            broker.failed(exc)  # the first of a fleet's failures is logged, and the recovery
             log.debug("%s: %s; reconnecting", publisher.code, exc)
-            await asyncio.sleep(rng.uniform(1, 5))
+            await _pause(stop, rng.uniform(1, 5))
         stats.reconnects += 1
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, unless the run stops meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 class _Device:
@@ -128,17 +153,18 @@ class _Device:
         self.status_topic = str(Topic(publisher.code, Channel.status))
         self.telemetry_topic = str(Topic(publisher.code, Channel.telemetry))
 
-    def client(self) -> aiomqtt.Client:
+    def client(self) -> DeviceClient:
         protocol = aiomqtt.ProtocolVersion.V5 if self.config.mqtt5 else aiomqtt.ProtocolVersion.V311
-        return aiomqtt.Client(
+        return DeviceClient(
             self.config.host, self.config.port, identifier=self.publisher.code,
             username=self.publisher.code, password=demo_secret(self.config.secret_key, self.publisher.code),
             will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True), protocol=protocol, keepalive=60,
         )
 
-    async def session(self, stats: SimStats, stop: asyncio.Event) -> None:
+    async def session(self, stats: SimStats, stop: asyncio.Event, broker: Outage) -> None:
         """One connection: online, telemetry until stopped (or, for the offline fault, until it drops off)."""
         async with self.client() as client:
+            broker.recovered()
             await client.publish(self.status_topic, b"online", qos=1, retain=True)
             due = {t.code: 0.0 for t in self.publisher.terminals}
             connected_at = time.monotonic()
@@ -157,9 +183,9 @@ class _Device:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=next_due)
         if self.fault is Fault.offline and not stop.is_set():
-            await asyncio.sleep(120 / self.config.speed)
+            await _pause(stop, 120 / self.config.speed)
 
-    async def _send(self, client: aiomqtt.Client, ready, stats: SimStats) -> None:
+    async def _send(self, client: DeviceClient, ready, stats: SimStats) -> None:
         now_ms = int(time.time() * 1000) + (600_000 if self.fault is Fault.skew else 0)
         payload = self._payload(ready, now_ms)
         if self.fault is Fault.malformed and self.rng.random() < 0.2:

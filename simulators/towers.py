@@ -23,6 +23,7 @@ from analytics.fire.frames import encode_thermal
 from analytics.fire.store import POSE_KEYS
 from devices import Channel, Topic
 from registry.credentials import demo_secret
+from simulators.client import DeviceClient
 from simulators.hotspots import thermal_sequence
 from simulators.scenes import SceneSpec, render
 
@@ -78,7 +79,7 @@ async def _camera(camera: TowerCamera, host: str, port: int, secret_key: str, st
     topic = str(Topic(camera.code, Channel.frame))
     while not stop.is_set():
         try:
-            async with aiomqtt.Client(host, port, identifier=camera.code, username=camera.code,
+            async with DeviceClient(host, port, identifier=camera.code, username=camera.code,
                                       password=demo_secret(secret_key, camera.code),
                                       protocol=aiomqtt.ProtocolVersion.V5) as client:
                 for number in itertools.count():

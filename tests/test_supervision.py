@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +79,26 @@ def test_a_worker_logs_a_database_outage_once_and_stops_on_sigterm(tmp_path):
     outage = [line for line in output.splitlines() if "unavailable" in line and "heartbeat" not in line]
     assert len(outage) == 1, output  # it used to warn on every poll, twice a second
     assert "stopped" in output.splitlines()[-1]
+
+
+def test_ctrl_c_in_the_terminal_reaches_up_alone_not_its_workers_or_broker():
+    """A terminal's Ctrl-C is a SIGINT to its whole foreground process group. The workers and the broker are in
+    sessions of their own, so `up` stops them in order (workers, then the broker) instead of all dying at once."""
+    from core.broker import LocalBroker
+
+    async def scenario() -> tuple[int, int]:
+        child = Child("rule worker 1", ["analytics"], _environment())
+        await child.start()
+        data_dir = Path(tempfile.mkdtemp(prefix="ganzhi-mqtt-group-"))
+        local = LocalBroker(data_dir, free_port())
+        await local.start()
+        try:
+            worker = await _new_process(child, None)
+            return os.getpgid(worker), os.getpgid(local._process.pid)
+        finally:
+            await child.stop()
+            await local.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    ours = os.getpgid(0)
+    assert ours not in asyncio.run(scenario())

@@ -134,17 +134,23 @@
     return sizedIcon(children.length, kind);
   }
 
+  // A cluster's disc: sized through the element's style object, as the page's Content-Security-Policy allows
+  // (style-src 'self': no style="" attributes in HTML).
+  function disc(className, count, size, inset) {
+    const div = document.createElement("div");
+    div.className = className;
+    div.textContent = String(count);
+    Object.assign(div.style, { width: `${size}px`, height: `${size}px`, lineHeight: `${size - inset}px` });
+    return L.divIcon({ html: div, className: "", iconSize: [size, size] });
+  }
+
   function sizedIcon(count, kind) {
-    const size = count < 50 ? 34 : count < 300 ? 40 : 46;
-    return L.divIcon({ html: `<div class="cluster ${kind}" style="width:${size}px;height:${size}px;line-height:${size - 6}px">${count}</div>`,
-                       className: "", iconSize: [size, size] });
+    return disc(`cluster ${kind}`, count, count < 50 ? 34 : count < 300 ? 40 : 46, 6);
   }
 
   function alertClusterIcon(cluster) {
     const count = cluster.getChildCount();
-    const size = count < 10 ? 26 : count < 100 ? 32 : 38;
-    return L.divIcon({ html: `<div class="alert-cluster" style="width:${size}px;height:${size}px;line-height:${size - 4}px">${count}</div>`,
-                       className: "", iconSize: [size, size] });
+    return disc("alert-cluster", count, count < 10 ? 26 : count < 100 ? 32 : 38, 4);
   }
 
   function initMap(config, counties) {
@@ -233,7 +239,7 @@
   function polePopup(p, i, hosted, t, state) {
     const rows = hosted.slice(0, 12).map((j) => `<li>${esc(KIND[t.kind[j]] || t.kind[j])}：${STATE[t.state[j]]}</li>`);
     return `<b>${esc(p.name[i])}</b><br>${p.tower[i] ? "禁烧监控塔" : "智慧杆"} · ${esc(p.code[i])}<br>` +
-           `状态：${STATE[state]}，终端 ${p.terminals[i]} 个<ul style="margin:4px 0;padding-left:18px">${rows.join("")}</ul>`;
+           `状态：${STATE[state]}，终端 ${p.terminals[i]} 个<ul class="pole-terminals">${rows.join("")}</ul>`;
   }
 
   function alertPosition(alert) {
@@ -519,9 +525,14 @@
     return shifted.toISOString().slice(0, 16);
   }
 
-  function assignForm(alert) {
+  async function assignForm(alert) {
     const box = $("#action-form");
-    box.innerHTML = `<form class="step" id="assign-form"><label>派发给</label><input name="assignee" required maxlength="64" placeholder="账号">` +
+    let people;
+    try { people = await api("/tasks/assignees"); } catch (e) { toast("读取可派发人员失败：" + e.message); return; }
+    const options = people.map((p) => `<option value="${esc(p.login)}">${esc(p.name)}（${esc(p.login)}）` +
+                                      `${p.department ? " · " + esc(p.department) : ""}</option>`).join("");
+    box.innerHTML = `<form class="step" id="assign-form"><label>派发给</label>` +
+      `<select name="assignee" required><option value="">请选择人员（${people.length} 人）</option>${options}</select>` +
       `<label>期限（北京时间）</label><input name="due" type="datetime-local" required value="${localInput(new Date(Date.now() + 86400000))}">` +
       `<label>要求</label><textarea name="note" rows="2" maxlength="2000">请尽快到现场核查</textarea>` +
       `<div class="full"><button type="submit">派发</button></div></form>`;

@@ -6,13 +6,17 @@ The page is static; everything it shows comes from the API with the caller's ses
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.responses import Response
+from starlette.types import Scope
 
 from alerts import board, dispatch
 from alerts import queries as alert_queries
@@ -20,6 +24,7 @@ from api.auth import Reader
 from api.deps import ConnDep, SettingsDep
 from api.routes.tasks import Task
 from api.schemas import Alert, Bureau, Incident, Severity
+from core.settings import Settings
 from registry.errors import NotFound
 
 STATIC = Path(__file__).resolve().parent.parent / "dashboard"
@@ -133,9 +138,58 @@ def config(settings: SettingsDep, who: Reader) -> DashboardConfig:
                            tile_max_zoom=settings.dashboard_tile_max_zoom)
 
 
-def install(app: FastAPI) -> None:
+_HOST = re.compile(r"^(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*$")
+
+
+def tile_source(template: str | None) -> str | None:
+    """The CSP source the tile URL template's images come from: its scheme, host and port, a host label holding
+    a placeholder (Leaflet's ``t{s}.tianditu.gov.cn``) and those left of it as ``*``; None for no template or a
+    template on the page's own origin (a path). A template that yields no plain host source is refused."""
+    if not template or (template.startswith("/") and not template.startswith("//")):
+        return None
+    parts = urlsplit(template)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    labels = (parts.hostname or "").split(".")
+    placeholder = max((n for n, label in enumerate(labels) if "{" in label or "}" in label), default=None)
+    if placeholder is not None:
+        labels = ["*", *labels[placeholder + 1:]]
+    host = ".".join(labels)
+    if parts.scheme not in ("http", "https", "") or not _HOST.match(host) or port == -1:
+        raise ValueError(f"GANZHI_DASHBOARD_TILE_URL {template!r} is not an http(s) URL template with a host name")
+    origin = f"{parts.scheme}://{host}" if parts.scheme else host
+    return f"{origin}:{port}" if port else origin
+
+
+def security_headers(settings: Settings) -> dict[str, str]:
+    """The page's headers: it runs only its own scripts and styles, talks only to the platform (fetch and the
+    EventSource), shows images from the platform (and the tile server when set), and is framed by nobody."""
+    images = " ".join(filter(None, ("'self'", "data:", tile_source(settings.dashboard_tile_url))))
+    policy = ("default-src 'none'", "script-src 'self'", "style-src 'self'", f"img-src {images}",
+              "connect-src 'self'", "font-src 'self'", "form-action 'self'", "base-uri 'none'",
+              "frame-ancestors 'none'", "object-src 'none'")
+    return {"Content-Security-Policy": "; ".join(policy), "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+
+
+class _Files(StaticFiles):
+    """The page's files, each with the page's security headers."""
+
+    def __init__(self, headers: dict[str, str], **options) -> None:
+        super().__init__(**options)
+        self._headers = headers
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(self._headers)
+        return response
+
+
+def install(app: FastAPI, settings: Settings) -> None:
     """The page at /dashboard/ (/ leads there); its files need no login, its data does."""
-    app.mount(PATH, StaticFiles(directory=STATIC, html=True), name="dashboard")
+    app.mount(PATH, _Files(security_headers(settings), directory=STATIC, html=True), name="dashboard")
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

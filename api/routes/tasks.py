@@ -14,6 +14,7 @@ from alerts import dispatch, photos
 from api.auth import Operator, Reader
 from api.deps import ConnDep
 from api.schemas import Page
+from registry.accounts import Role
 from registry.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["dispatch"])
@@ -102,6 +103,20 @@ def list_tasks(
                                limit=limit + 1)
     next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
     return Page[Task](data=rows[:limit], next=next_cursor)
+
+
+class Assignee(BaseModel):
+    login: str
+    name: str
+    department: str | None
+    roles: list[Role]
+
+
+@router.get("/assignees", response_model=list[Assignee])
+def assignees(conn: ConnDep, who: Operator) -> list[Assignee]:
+    """Whom the caller may send (the 派发 picker): the enabled people of its department (every department's for
+    the platform admin), not the leading group."""
+    return [Assignee.model_validate(row) for row in dispatch.assignees(conn, who)]
 
 
 @router.get("/summary", response_model=list[TaskCount])

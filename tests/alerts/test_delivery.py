@@ -4,19 +4,24 @@ endpoint failing too long."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
 from alerts import webhooks
+from alerts.delivery import deliver
 from core.embedded import EmbeddedPostgres
+from core.runtime import Service
 from core.settings import Settings
 from ganzhi.bench_delivery import NEXT_SEVERITY
 from ganzhi.benchkit import free_port
@@ -206,3 +211,57 @@ def test_nothing_lost_or_reordered_across_a_postgresql_restart():
     assert delivered < before_restart, "the restart came after the deliveries: it tested nothing"
     assert receiver.ids() == set(made)
     _assert_in_order(receiver)
+
+
+REBINDING = "hooks.rebind.example"
+
+
+class _RebindingDns:
+    """``socket.getaddrinfo`` as a rebinding attacker's DNS answers for ``REBINDING`` (TTL 0): a public address
+    the first time, 127.0.0.1 every time after. Other names resolve as usual."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.answers: list[str] = []
+
+    def __call__(self, host, port, *args, **kwargs):
+        if host not in (REBINDING, REBINDING.encode()):
+            return self.real(host, port, *args, **kwargs)
+        address = "2001:4860:4860::8888" if not self.answers else "127.0.0.1"
+        self.answers.append(address)
+        if ":" in address:
+            return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port), 0, 0))]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port)))]
+
+
+def test_a_name_rebinding_to_loopback_between_check_and_connect_reaches_nothing(db: str, monkeypatch):
+    """The delivery worker (in this process, so that its DNS answers can be the attacker's) must never connect
+    to the local receiver the name turns into, at any attempt."""
+    receiver = Receiver()
+    port = urlsplit(receiver.start()).port
+    dns = _RebindingDns(socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    hook = _subscribe(db, f"http://{REBINDING}:{port}/hook")  # its check at creation would have passed too
+    settings = Settings(database_url=db, webhook_allow_hosts=[], webhook_retry_base_s=0.2, webhook_retry_cap_s=0.5,
+                        webhook_timeout_s=2)
+    service = Service("deliver", "test rebinding", db)
+    worker = threading.Thread(target=asyncio.run, args=(deliver(service, settings, db),))
+    worker.start()
+    try:
+        _alerts(db, 1, 0)
+        deadline = time.monotonic() + 60
+        with psycopg.connect(db, autocommit=True) as c:
+            while True:
+                row = c.execute("select status, attempts, last_error from webhook_delivery where webhook_id = %s",
+                                (hook["id"],)).fetchone()
+                if (row and (row[0] == "delivered" or row[1] >= 3)) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+    finally:
+        service.request_stop()
+        worker.join(30)
+        receiver.stop()
+    assert not receiver.received, "a webhook reached the loopback address its name was rebound to"
+    assert row is not None and row[0] == "pending" and row[1] >= 3, row
+    assert "internal addresses (127.0.0.1)" in row[2]
+    assert dns.answers[0] != "127.0.0.1" and "127.0.0.1" in dns.answers  # the attacker's DNS was asked again

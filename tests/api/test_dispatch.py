@@ -21,6 +21,8 @@ from alerts import dispatch
 from alerts import fire as fire_alerts
 from alerts.photos import MAX_PHOTO_BYTES
 from api.routes.tasks import CITY_TIME
+from registry import accounts
+from registry.changes import Actor
 from tests.conftest import account_token
 from tests.factories import river_station
 
@@ -241,3 +243,27 @@ def test_incidents_and_fire_events_are_assigned_through_their_alerts(http, db_ur
     assert people["boss"].post("/api/v1/tasks", json=naive).status_code == 422
     nobody = {"subject_type": "alert", "subject_id": alert, "assignee": "nobody-here", "due_at": due}
     assert people["boss"].post("/api/v1/tasks", json=nobody).status_code == 404
+
+
+def test_the_assignee_picker_lists_the_callers_people_only(http, db_url, people):
+    """GET /tasks/assignees: the enabled people of the operator's department; the platform admin's list spans the
+    departments. Not another department's, a disabled account, the leading group, or a system's account."""
+    made = {}
+    with psycopg.connect(db_url) as conn:
+        for name, roles, department in (("field", ["viewer"], "sthjj"), ("chief", ["operator"], "sthjj"),
+                                        ("gone", ["viewer"], "sthjj"), ("housing", ["viewer"], "zjj"),
+                                        ("leader", ["leading_group"], None)):
+            login = f"picker-{name}-{os.getpid()}"
+            accounts.add_account(conn, login=login, name=f"人员{name}", department=department, roles=roles,
+                                 kind="person", password=accounts.new_password(), actor=Actor("tests"))
+            made[name] = login
+        accounts.set_disabled(conn, made["gone"], True, Actor("tests"))
+    listed = people["boss"].get("/api/v1/tasks/assignees")
+    assert listed.status_code == 200, listed.text
+    logins = {row["login"] for row in listed.json()}
+    assert {made["field"], made["chief"]} <= logins
+    assert not logins & {made["gone"], made["housing"], made["leader"], "dispatch-grid"}  # grid: a service account
+    assert {row["department"] for row in listed.json()} == {"sthjj"}
+    everyone = {row["login"] for row in http.get("/api/v1/tasks/assignees").json()}
+    assert {made["field"], made["chief"], made["housing"]} <= everyone and made["leader"] not in everyone
+    assert people["viewer"].get("/api/v1/tasks/assignees").status_code == 403

@@ -110,6 +110,7 @@ RULES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("POST", "/api/v1/tasks"): OPERATE,
     ("GET", "/api/v1/tasks"): LIST,
     ("GET", "/api/v1/tasks/summary"): LIST,
+    ("GET", "/api/v1/tasks/assignees"): OPERATE,
     ("GET", "/api/v1/tasks/{task_id}"): READ,
     ("POST", "/api/v1/tasks/{task_id}/verify"): ASSIGNEE,
     ("POST", "/api/v1/tasks/{task_id}/rectify"): ASSIGNEE,

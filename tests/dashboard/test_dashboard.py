@@ -9,24 +9,34 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import cv2
+import httpx
 import numpy as np
 import psycopg
 import pytest
+import uvicorn
 from playwright.sync_api import Page, expect
 
 from alerts import fire as fire_alerts
 from alerts import service as alerts
 from analytics.worker import RuleWorker
+from api.app import create_app
+from api.routes import dashboard
+from core.settings import Settings
+from ganzhi.benchkit import free_port
 from ingest.validate import Accepted
 from ingest.writer import Batch, Writer
 from registry import accounts, service
 from registry.changes import Actor
 from tests.conftest import _empty_ledger
 from tests.factories import river_station, terminal_in
+from tests.mqtt import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -40,15 +50,18 @@ _serial = itertools.count(1)
 
 @pytest.fixture
 def people(db_url: str) -> dict[str, tuple[str, str]]:
-    """(login, password) of an operator and a field officer of 生态环境局 (sthjj), new for each test."""
+    """(login, password) of an operator and a field officer of 生态环境局 (sthjj), new for each test; and two
+    accounts the operator may not send: a viewer of 住建局 (zjj) and a disabled one of 生态环境局."""
     n = next(_serial)
     made = {}
     with psycopg.connect(db_url) as conn:
-        for role, roles in (("operator", ["operator"]), ("field", ["viewer"])):
+        for role, roles, department in (("operator", ["operator"], "sthjj"), ("field", ["viewer"], "sthjj"),
+                                        ("other", ["viewer"], "zjj"), ("gone", ["viewer"], "sthjj")):
             login, password = f"dash-{role}-{n}", accounts.new_password()
-            accounts.add_account(conn, login=login, name=login, department="sthjj", roles=roles, kind="person",
+            accounts.add_account(conn, login=login, name=login, department=department, roles=roles, kind="person",
                                  password=password, actor=Actor("tests"))
             made[role] = (login, password)
+        accounts.set_disabled(conn, made["gone"][0], True, Actor("tests"))
     yield made
     _empty_ledger(db_url)
 
@@ -63,6 +76,21 @@ def _log_in(page: Page, base: str, login: str, password: str) -> None:
 
 def _watch_requests(page: Page, base: str, seen: list[str]) -> None:
     page.on("request", lambda request: seen.append(request.url))
+
+
+def _wait_for_js(page: Page, expression: str, timeout_s: float = 20.0) -> None:
+    """Until ``expression`` is true in the page. Not ``page.wait_for_function``: its polling evaluates a string in
+    the page, which the page's policy (no 'unsafe-eval') refuses; ``evaluate`` comes through the DevTools protocol."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"not true within {timeout_s} s: {expression}"
+        page.wait_for_timeout(100)
+
+
+def _watch_csp(page: Page, refused: list[str]) -> None:
+    """Chromium reports each Content-Security-Policy violation on the console ("Refused to ...")."""
+    page.on("console", lambda message: refused.append(message.text)
+            if "Content Security Policy" in message.text or message.text.startswith("Refused to") else None)
 
 
 def _raise_river_alert(db_url: str) -> tuple[str, int]:
@@ -100,10 +128,12 @@ def _photo() -> bytes:
 def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, contexts, api_url, db_url, people,
                                                                    artefacts):
     seen: list[str] = []
+    refused: list[str] = []
     operator_context = browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN")
     contexts.append(operator_context)
     operator = operator_context.new_page()
     _watch_requests(operator, api_url, seen)
+    _watch_csp(operator, refused)
     _log_in(operator, api_url, *people["operator"])
     expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
 
@@ -128,7 +158,11 @@ def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, conte
     detail.get_by_role("button", name="确认").click()
     expect(operator.locator("#detail-status")).to_have_text("已确认")
     detail.get_by_role("button", name="派发").click()
-    operator.fill("#assign-form input[name=assignee]", people["field"][0])
+    picker = operator.locator("#assign-form select[name=assignee]")
+    offered = picker.locator("option[value]:not([value=''])").evaluate_all("options => options.map(o => o.value)")
+    assert people["field"][0] in offered and people["operator"][0] in offered  # 生态环境局's people
+    assert people["other"][0] not in offered and people["gone"][0] not in offered  # 住建局's; a disabled one
+    picker.select_option(people["field"][0])
     operator.click("#assign-form button[type=submit]")
     task = detail.locator(".task")
     expect(task).to_contain_text("已派发")
@@ -140,6 +174,7 @@ def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, conte
     contexts.append(field_context)
     field = field_context.new_page()
     _watch_requests(field, api_url, seen)
+    _watch_csp(field, refused)
     _log_in(field, api_url, *people["field"])
     field.click("#tabs button[data-tab=tasks]")
     field.locator("#tasks li[data-task]").first.click()
@@ -177,6 +212,7 @@ def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, conte
     assert task_row == ("closed",)
     assert steps == ["assign", "verify", "close"]
     assert photos == 1
+    assert not refused, refused  # the page works within its Content-Security-Policy
     base = urlsplit(api_url).netloc
     assert seen and all(urlsplit(u).netloc == base or u.startswith("data:") for u in seen), \
         [u for u in seen if urlsplit(u).netloc != base]
@@ -227,6 +263,8 @@ def test_connection_states_are_read_again_without_a_reload(browser, contexts, ap
     context = browser.new_context(viewport={"width": 1400, "height": 800})
     contexts.append(context)
     page = context.new_page()
+    refused: list[str] = []
+    _watch_csp(page, refused)
     _log_in(page, api_url, *people["operator"])
     expect(page.locator(".cluster.idle")).to_have_count(1)
     with psycopg.connect(db_url) as conn:
@@ -235,6 +273,7 @@ def test_connection_states_are_read_again_without_a_reload(browser, contexts, ap
     page.evaluate("window.ganzhiDashboard.refreshPoints()")
     expect(page.locator(".cluster.ok")).to_have_count(1)
     expect(page.locator(".cluster.idle")).to_have_count(0)
+    assert not refused, refused
 
 
 def _straw_fire(db_url: str) -> int:
@@ -259,6 +298,8 @@ def test_a_straw_fire_arrives_live_with_its_evidence_and_gets_a_verdict(browser,
     context = browser.new_context(viewport={"width": 1600, "height": 900})
     contexts.append(context)
     page = context.new_page()
+    refused: list[str] = []
+    _watch_csp(page, refused)
     _log_in(page, api_url, *people["operator"])
     expect(page.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
     event = _straw_fire(db_url)
@@ -268,7 +309,7 @@ def test_a_straw_fire_arrives_live_with_its_evidence_and_gets_a_verdict(browser,
     detail = page.locator("#detail")
     image = detail.locator(".evidence img")
     expect(image).to_have_count(1)
-    page.wait_for_function("document.querySelector('#detail .evidence img').naturalWidth > 0")
+    _wait_for_js(page, "document.querySelector('#detail .evidence img').naturalWidth > 0")
     page.screenshot(path=artefacts / "06-straw-fire-evidence.png")
     page.reload()  # a fire open before the page loads is read from the fire-event list and drawn too
     expect(page.locator(f"[data-fire='{event}']")).to_be_visible(timeout=20_000)
@@ -278,3 +319,92 @@ def test_a_straw_fire_arrives_live_with_its_evidence_and_gets_a_verdict(browser,
     expect(page.locator("#detail-status")).to_have_text("已确认")  # a straw verdict acknowledges the alert
     with psycopg.connect(db_url) as conn:
         assert conn.execute("select verdict from fire_event where id = %s", (event,)).fetchone() == ("straw",)
+    assert not refused, refused  # evidence pictures and all, within the page's Content-Security-Policy
+
+
+def test_the_page_carries_its_security_headers(api_url):
+    for path in ("/dashboard/", "/dashboard/app.js"):
+        headers = httpx.get(f"{api_url}{path}", timeout=30).headers
+        policy = dict(d.strip().split(" ", 1) for d in headers["content-security-policy"].split(";"))
+        assert policy["default-src"] == "'none'" and policy["script-src"] == "'self'"
+        assert policy["frame-ancestors"] == "'none'" and policy["connect-src"] == "'self'"
+        assert policy["img-src"] == "'self' data:"  # no tile server set
+        assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize(("template", "source"), [
+    ("https://tiles.example.gov.cn/vec/{z}/{x}/{y}.png", "https://tiles.example.gov.cn"),
+    ("https://t{s}.tianditu.gov.cn/vec_w/wmts?TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk=k", "https://*.tianditu.gov.cn"),
+    ("http://{s}.tiles.local:8081/{z}/{x}/{y}.png", "http://*.tiles.local:8081"),
+    ("/tiles/{z}/{x}/{y}.png", None),
+])
+def test_the_tile_setting_becomes_one_image_source(template, source):
+    assert dashboard.tile_source(template) == source
+
+
+@pytest.mark.parametrize("template", ["https://a.example;script-src */{z}", "javascript:alert(1)//{z}",
+                                      "https://{s}/{z}", "https://tiles.example:{port}/{z}"])
+def test_a_tile_setting_that_is_no_plain_host_is_refused(template):
+    with pytest.raises(ValueError, match="GANZHI_DASHBOARD_TILE_URL"):
+        dashboard.tile_source(template)
+
+
+class _Tiles:
+    """A tile server on another origin: the same small PNG for every tile, counting the requests."""
+
+    def __init__(self) -> None:
+        png = cv2.imencode(".png", np.full((256, 256, 3), (210, 225, 200), np.uint8))[1].tobytes()
+        tiles = self
+        self.served = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                tiles.served += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(png)))
+                self.end_headers()
+                self.wfile.write(png)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.port = self.server.server_address[1]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_tiles_of_the_configured_server_load_within_the_policy(browser, contexts, db_url, people):
+    """GANZHI_DASHBOARD_TILE_URL names another origin: the page's img-src lets its tiles in, and nothing is
+    refused while the page loads."""
+    tiles = _Tiles()
+    port = free_port()
+    settings = Settings(database_url=db_url, http_port=port,
+                        dashboard_tile_url=f"http://localhost:{tiles.port}/{{z}}/{{x}}/{{y}}.png")
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, db_url), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: server.started, timeout_s=20, interval_s=0.05)
+        assert f"img-src 'self' data: http://localhost:{tiles.port}" in \
+            httpx.get(f"{base}/dashboard/", timeout=30).headers["content-security-policy"]
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        contexts.append(context)
+        page = context.new_page()
+        refused: list[str] = []
+        _watch_csp(page, refused)
+        _log_in(page, base, *people["operator"])
+        _wait_for_js(page, "[...document.querySelectorAll('img.leaflet-tile')].some(i => i.naturalWidth > 0)")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        tiles.stop()
+    assert tiles.served > 0
+    assert not refused, refused
+

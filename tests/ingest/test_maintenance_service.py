@@ -56,3 +56,33 @@ def test_the_maintenance_service_keeps_the_rollups_and_reports_healthy(fresh_dat
         process.send_signal(signal.SIGTERM)
         _, errors = process.communicate(timeout=30)
     assert process.returncode == 0, errors
+
+
+def test_the_maintenance_service_applies_the_hourly_rollup_retention(fresh_database, settings):
+    url = fresh_database()
+    prepare(url, settings)
+    now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    with psycopg.connect(url) as conn:
+        for days in (500, 420):  # past the hourly rollups' 450 days, and within them
+            for table in ("reading_hourly", "reading_daily"):
+                conn.execute(f"insert into {table} (terminal_id, metric, bucket, readings, value_sum, value_min, "
+                             "value_max, first_ts, last_ts) values (7, 'w01001', %(at)s, 1, 2, 2, 2, %(at)s, %(at)s)",
+                             {"at": now - dt.timedelta(days=days)})
+    process = subprocess.Popen([sys.executable, "-m", "ganzhi", "maintain", "--every", "0.2"],
+                               env={**_env(url), "GANZHI_HOURLY_ROLLUP_RETENTION_DAYS": "450"},
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        def expired() -> bool:
+            with psycopg.connect(url) as conn:
+                row = conn.execute("select counters from service_heartbeat where kind = 'maintenance'").fetchone()
+            return row is not None and row[0].get("maintenance_hourly_rollups_expired", 0) == 1
+
+        wait_until(expired, timeout_s=30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors
+    with psycopg.connect(url) as conn:
+        ages = {table: sorted(round((now - bucket).total_seconds() / 86400) for (bucket,) in conn.execute(
+            f"select bucket from {table} where terminal_id = 7")) for table in ("reading_hourly", "reading_daily")}
+    assert ages == {"reading_hourly": [420], "reading_daily": [420, 500]}

@@ -14,16 +14,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.mqtt_client import BufferedClient
+from ingest.mqtt_client import BufferedClient, FastProperties
 
 TOPIC = "ganzhi/v1/test/telemetry"
 
 
-def _subscriber(address, client_id: str, mqtt5: bool,
-                receive_maximum: int | None = None) -> tuple[BufferedClient, queue.Queue]:
+def _subscriber(address, client_id: str, mqtt5: bool, receive_maximum: int | None = None,
+                kind: type[paho.Client] = BufferedClient) -> tuple[BufferedClient, queue.Queue]:
     received: queue.Queue = queue.Queue()
     subscribed = threading.Event()
-    client = BufferedClient(CallbackAPIVersion.VERSION2, client_id=client_id,
+    client = kind(CallbackAPIVersion.VERSION2, client_id=client_id,
                             protocol=paho.MQTTv5 if mqtt5 else paho.MQTTv311,
                             clean_session=None if mqtt5 else False, manual_ack=True)
     client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
@@ -116,3 +116,21 @@ def test_mqtt5_properties_arrive_through_the_cheaper_decoder(broker):
     assert 0 < with_props.properties.MessageExpiryInterval <= 60
     client.ack_many([(with_props.mid, with_props.qos)])
     _close(client)
+
+
+def test_the_cheaper_decoder_is_the_ingest_clients_alone(broker):
+    """FastProperties shares its lookup tables between packets: only the ingest client decodes with it, every
+    other paho client in the process (aiomqtt's, the simulators', a library's) keeps paho's own class."""
+    ours, ours_received = _subscriber(broker, f"fast-{uuid.uuid4().hex[:6]}", True)
+    plain, plain_received = _subscriber(broker, f"plain-{uuid.uuid4().hex[:6]}", True, kind=paho.Client)
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.UserProperty = [("preset", "3")]
+    _publish(broker, [b"both"], properties)
+    mine, theirs = ours_received.get(timeout=10), plain_received.get(timeout=10)
+    ours.ack_many([(mine.mid, mine.qos)])
+    plain.ack(theirs.mid, theirs.qos)
+    _close(ours)
+    _close(plain)
+    assert type(mine.properties) is FastProperties and mine.properties.UserProperty == [("preset", "3")]
+    assert type(theirs.properties) is Properties and theirs.properties.UserProperty == [("preset", "3")]
+

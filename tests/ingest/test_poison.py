@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,8 +12,11 @@ import threading
 import time
 
 import psycopg
+import pytest
 
+from core.runtime import Service
 from devices import encode_telemetry
+from ingest.worker import IngestWorker, WorkerConfig
 from registry import service
 from registry.changes import Actor
 from registry.models import TerminalPatch
@@ -170,3 +174,23 @@ def test_a_new_terminal_first_status_and_telemetry_are_stored(conn, db_url, auth
     assert _rows(db_url, "select connection from device_state where code = %s", fresh) == [("online",)]
     assert _rows(db_url, "select count(*) from reading r join terminal t on t.id = r.terminal_id "
                          "where t.code = %s", fresh) == [(1,)]
+
+
+def test_an_unexpected_failure_is_counted_and_traced_once_without_totalling_every_counter(db_url, monkeypatch,
+                                                                                         caplog):
+    """The last-resort path of one bad message reads its own counter, not the totals of every counter of the
+    service (a flood of such messages paid for all of them each time); its first traceback is logged, once."""
+    svc = Service("ingest", "ingest poison-count", db_url)
+    worker = IngestWorker(WorkerConfig(db_url, "127.0.0.1", 1, "poison-count"), svc)
+    monkeypatch.setattr(svc.metrics, "totals", lambda: pytest.fail("every counter totalled for one message"))
+    caplog.set_level(logging.WARNING, logger="ingest.worker")
+    for n in range(3):
+        try:
+            raise ValueError(f"bad {n}")
+        except ValueError as exc:
+            reason = worker._unexpected("decoding", exc, "c1")
+    monkeypatch.undo()
+    assert reason == "decoding failed: ValueError: bad 2"
+    assert worker.counters["messages_unexpected_error"] == 3
+    logged = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert [bool(r.exc_info and r.exc_info[0]) for r in logged] == [True, False, False]

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from core.migrate import migrate
+from core.settings import Settings
 from ganzhi.database import MIGRATION_DIRS
 from ingest import queries, rollups, store
 
@@ -125,3 +126,26 @@ def test_a_session_that_only_reads_does_not_hold_the_rollups_back(store_conn):
         _insert(conn, [(8, "w01001", START, 1.0)])
         rollups.catch_up(conn, settle=NOW)
         assert conn.execute("select readings from reading_hourly where terminal_id = 8").fetchone() == (1,)
+
+
+def test_hourly_rollups_past_their_retention_go_in_batches_and_the_daily_ones_stay(store_conn):
+    conn = store_conn
+    _insert(conn, _random_readings(5, 1000))  # a week of readings from START
+    rollups.catch_up(conn, settle=NOW)
+    hourly, daily = _rolled(conn, "reading_hourly"), _rolled(conn, "reading_daily")
+    now = START + dt.timedelta(days=34)  # 30 days of hourly history: the buckets of the first 4 days expire
+    cutoff = now - dt.timedelta(days=30)
+    assert rollups.expire_hourly(conn, None, now=now) == 0  # unset: kept
+    deleted = rollups.expire_hourly(conn, 30, now=now, batch=7)
+    kept = _rolled(conn, "reading_hourly")
+    assert deleted == sum(bucket < cutoff for _, _, bucket in hourly) > 7
+    assert kept == {key: value for key, value in hourly.items() if key[2] >= cutoff} and kept
+    assert _rolled(conn, "reading_daily") == daily
+    assert rollups.expire_hourly(conn, 30, now=now) == 0  # nothing left to delete
+
+
+def test_hourly_rollup_retention_may_not_be_shorter_than_the_readings():
+    with pytest.raises(ValueError, match="GANZHI_HOURLY_ROLLUP_RETENTION_DAYS"):
+        Settings(retention_days=400, hourly_rollup_retention_days=100)
+    assert Settings(retention_days=400, hourly_rollup_retention_days=730).hourly_rollup_retention_days == 730
+    assert Settings(retention_days=400).hourly_rollup_retention_days is None
