@@ -115,24 +115,27 @@ def bench_ingest(settings: Settings, messages: int, readings: int, gateways: int
 @click.option("--tower-fps", default="2,5,10,2+burst", show_default=True,
               help="Frame rates of the tower sequences (N+burst: N fps plus a 2 s burst at 10 fps every 10 s).")
 @click.option("--tuning", is_flag=True, help="Also play the tower sequences' tuning seeds, reported apart.")
+@click.option("--verifier", "verified", is_flag=True,
+              help="Also time the detector with the learned verifier, and score quality and towers with it "
+                   "(as FirePipeline.detect does).")
 @click.pass_obj
 def bench_fire(settings: Settings, seeds: int, frames: int, runs: int, probes: int, fps: float,
-               first_seed: int, tower_seeds: int, tower_fps: str, tuning: bool) -> None:
+               first_seed: int, tower_seeds: int, tower_fps: str, tuning: bool, verified: bool) -> None:
     """Fire detection: precision/recall/F1 on labelled synthetic sequences, per-frame speed, alert latency."""
     from ganzhi.bench_fire import quality, speed
 
-    speed(frames, runs)
+    speed(frames, runs, verified)
     if probes:
         from ganzhi.bench_fire_latency import run as latency
 
         latency(database_url(settings), settings, probes, fps)
     if seeds:
-        quality(seeds, alert_level=False, first_seed=first_seed)
-        quality(seeds, alert_level=True, first_seed=first_seed)
+        quality(seeds, alert_level=False, first_seed=first_seed, verified=verified)
+        quality(seeds, alert_level=True, first_seed=first_seed, verified=verified)
     if tower_seeds:
         from ganzhi.bench_fire_towers import run as towers
 
-        towers(tower_seeds, tuple(r.strip() for r in tower_fps.split(",")), tuning)
+        towers(tower_seeds, tuple(r.strip() for r in tower_fps.split(",")), tuning, verified=verified)
 
 
 @bench.command(name="chaos")

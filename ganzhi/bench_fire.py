@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 
 from alerts.fire import ALERT_CONFIDENCE
+from analytics.fire.pipeline import VERIFY_FROM_PX, weigh
+from analytics.fire.verifier import Verifier
 from analytics.fire.video import VideoDetector
 from simulators.scenes import KINDS, SceneSpec, render
 
@@ -31,13 +33,14 @@ class Tally:
         return f"precision {p:.3f}  recall {r:.3f}  F1 {f1:.3f}  ({counts})"
 
 
-def quality(seeds: int, alert_level: bool, first_seed: int = 100) -> None:
+def quality(seeds: int, alert_level: bool, first_seed: int = 100, verified: bool = False) -> None:
     """Frame level: a frame is positive when any candidate is on it; a true positive when the frame shows
     fire and a candidate box touches it. Event level: a sequence raises an event (an alert, with
     ``alert_level``) or not. Delay: frames from ignition to the first true candidate."""
     frames, events = Tally(), Tally()
     per_kind: dict[str, Tally] = {}
     delays = []
+    verifier = Verifier.load() if verified else None
     for kind in KINDS:
         kind_tally = per_kind.setdefault(kind, Tally())
         for seed in range(first_seed, first_seed + seeds):
@@ -45,7 +48,8 @@ def quality(seeds: int, alert_level: bool, first_seed: int = 100) -> None:
             detector = VideoDetector()
             raised = False
             for image, label in render(spec):
-                found = [c for c in detector.process("bench", None, image, spec.horizon)
+                found = detector.process("bench", None, image, spec.horizon)
+                found = [c for c in (weigh(verifier, image, found, spec.horizon) if verifier else found)
                          if not alert_level or c.confidence >= ALERT_CONFIDENCE]
                 hit = any(label.box and _touch(c.box, label.box) for c in found)
                 if label.fire:
@@ -68,6 +72,7 @@ def quality(seeds: int, alert_level: bool, first_seed: int = 100) -> None:
                     t.fp += raised
                     t.tn += not raised
     level = "alert-level (confidence ≥ 0.5)" if alert_level else "candidate-level (any confidence)"
+    level += ", with the learned verifier" if verified else ""
     print(f"{level}, {seeds} sequences per kind (seeds {first_seed}–{first_seed + seeds - 1}) × {len(KINDS)} kinds, "
           "40 frames each")
     print(f"  frames: {frames.line()}")
@@ -79,20 +84,27 @@ def quality(seeds: int, alert_level: bool, first_seed: int = 100) -> None:
               f"(max {max(delays)}); at 2 fps that is {statistics.median(delays) / 2:.1f} s")
 
 
-def speed(frames: int, runs: int) -> None:
-    """Per-frame detector cost on one core (OpenCV single-threaded), fire scenes at 1280×720."""
+def speed(frames: int, runs: int, verified: bool = False) -> None:
+    """Per-frame detector cost on one core (OpenCV single-threaded), fire scenes at 1280×720; with
+    ``verified``, also the detector plus the learned verifier on its flame candidates (``pipeline.weigh``)."""
     cv2.setNumThreads(1)
     images = [image for image, _ in render(SceneSpec("fire", 7, frames=frames))]
-    results = []
-    for _ in range(runs):
-        detector = VideoDetector()
-        started = time.perf_counter()
-        for image in images:
-            detector.process("bench", None, image, 250.0)
-        results.append((time.perf_counter() - started) / len(images))
-    per = statistics.median(results)
-    print(f"per-frame stage, 1280×720, one core: median {per * 1000:.1f} ms = {1 / per:.0f} fps "
-          f"(runs: {', '.join(f'{1 / r:.0f}' for r in results)} fps)")
+    stages = [("per-frame stage", None)] + ([("per-frame stage + verifier", Verifier.load())] if verified else [])
+    for name, judge in stages:
+        results, judged = [], 0
+        for _ in range(runs):
+            detector = VideoDetector()
+            started = time.perf_counter()
+            for image in images:
+                found = detector.process("bench", None, image, 250.0)
+                if judge is not None:
+                    weigh(judge, image, found, 250.0)
+                    judged += sum(c.cue == "flame" and max(c.box[2:]) >= VERIFY_FROM_PX for c in found)
+            results.append((time.perf_counter() - started) / len(images))
+        per = statistics.median(results)
+        extra = f"; {judged / runs:.0f} flame candidates judged per run of {len(images)} frames" if judge else ""
+        print(f"{name}, 1280×720, one core: median {per * 1000:.1f} ms = {1 / per:.0f} fps "
+              f"(runs: {', '.join(f'{1 / r:.0f}' for r in results)} fps){extra}")
     jpeg = cv2.imencode(".jpg", images[-1], [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
     started = time.perf_counter()
     for _ in range(50):

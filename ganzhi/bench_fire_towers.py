@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import cv2
 
 from alerts.fire import ALERT_CONFIDENCE
+from analytics.fire.pipeline import weigh
+from analytics.fire.verifier import Verifier
 from analytics.fire.video import VideoDetector
 from simulators.tower_scenes import HELD_OUT_FROM, KINDS, POSE, POSITIVE, TowerSpec, render
 
@@ -81,20 +83,31 @@ def rate(text: str) -> tuple[float, float]:
     return float(fps), (BURST_EVERY_S if burst else 0.0)
 
 
-def run(seeds: int, rates: tuple[str, ...], tuning: bool = False, kinds: tuple[str, ...] = KINDS) -> None:
-    """Held-out seeds always; the tuning seeds as well, reported apart, with ``tuning``."""
+def run(seeds: int, rates: tuple[str, ...], tuning: bool = False, kinds: tuple[str, ...] = KINDS,
+        verified: bool = False) -> None:
+    """Held-out seeds always; the tuning seeds as well, reported apart, with ``tuning``; with ``verified``,
+    flame candidates go through the learned verifier's confidence term as in ``FirePipeline.detect``."""
     cv2.setNumThreads(1)
+    verifier = Verifier.load() if verified else None
     for first in ((0, HELD_OUT_FROM) if tuning else (HELD_OUT_FROM,)):
         label = "TUNING" if first == 0 else "held-out"
         print(f"tower sequences, {label} seeds {first}–{first + seeds - 1}, {len(kinds)} kinds, 24 s each "
-              f"(ignition at 8 s), alert level (confidence ≥ {ALERT_CONFIDENCE})")
+              f"(ignition at 8 s), alert level (confidence ≥ {ALERT_CONFIDENCE})"
+              f"{', with the learned verifier' if verified else ''}")
         for text in rates:
             fps, every = rate(text)
             tallies: dict[str, KindTally] = {k: KindTally() for k in kinds}
             for kind in kinds:
                 for seed in range(first, first + seeds):
-                    tallies[kind].runs.append(play(TowerSpec(kind, seed, fps=fps, burst_every_s=every)))
+                    spec = TowerSpec(kind, seed, fps=fps, burst_every_s=every)
+                    tallies[kind].runs.append(play(spec, _verified(spec, verifier) if verifier else None))
             _report(text, tallies, kinds)
+
+
+def _verified(spec: TowerSpec, verifier: Verifier) -> Callable:
+    detector = VideoDetector()
+    return lambda image, t: weigh(verifier, image, detector.process("bench", None, image, spec.horizon,
+                                                                     at=spec.at(t), pose=POSE), spec.horizon)
 
 
 def _report(text: str, tallies: dict[str, KindTally], kinds: tuple[str, ...]) -> None:

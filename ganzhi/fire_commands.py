@@ -125,14 +125,17 @@ def photo_folders(command):
 @click.option("--licence", default=CAIR_LICENCE, show_default=True, help="The photos' licence (recorded).")
 @click.option("--commit", default=CAIR_COMMIT, show_default=True, help="The source's commit or version (recorded).")
 @click.option("--seed", default=7, show_default=True)
+@click.option("--shrink", default=2, show_default=True, help="Copies of each crop shown at tower range (8–40 px).")
+@click.option("--simulator/--no-simulator", default=True, show_default=True,
+              help="Also train on candidate crops of the simulator's tower sequences (tuning seeds).")
 def train_fire_verifier(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], out: Path | None,
-                        source: str, licence: str, commit: str, seed: int) -> None:
+                        source: str, licence: str, commit: str, seed: int, shrink: int, simulator: bool) -> None:
     """Train the fire verifier on the training split of a photo folder and export it to ONNX (docs/fire-verifier.md)."""
     from analytics.fire.verifier import MODEL_DIR
     from ganzhi.train_fire_verifier import Provenance, train
 
     try:
         train(dataset, out or MODEL_DIR, Provenance(source, licence, commit), fire_dirs, other_dirs, seed=seed,
-              say=click.echo)
+              shrink=shrink, simulator=simulator, say=click.echo)
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e

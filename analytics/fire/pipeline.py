@@ -6,20 +6,29 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+import numpy as np
 import psycopg
 
 from analytics.fire import evidence, fusion, geometry
+from analytics.fire.colour import land_means
 from analytics.fire.frames import Frame
 from analytics.fire.store import Camera, Detection, insert_detection, save_evidence, touch_detection
 from analytics.fire.thermal import ThermalDetector
+from analytics.fire.verifier import Verifier
 from analytics.fire.video import Candidate, VideoDetector
 
 TOUCH_EVERY_S = 5.0
 """A confirmed track updates its row at most this often."""
 FORGET_AFTER_S = 600.0
+VERIFY_FROM_PX, VERIFY_FULL_PX = 16, 48
+"""The learned verifier is not asked about a flame box whose longer side is under VERIFY_FROM_PX (a far fire
+is a few pixels of colour; the crop says little), and has its full say from VERIFY_FULL_PX up."""
+VERIFY_FLOOR = 0.5
+"""A flame the verifier scores 0 keeps this share of its confidence: a look-alike close enough to be judged
+drops below the alert threshold on one tower alone (0.97 × 0.5 < 0.5) but is still recorded."""
 
 
 class FireSink(Protocol):
@@ -42,6 +51,7 @@ class FirePipeline:
         self.sink, self.locate = sink, locate
         self.video = VideoDetector()
         self.thermal = ThermalDetector()
+        self.verifier = Verifier.load()
         self.instance = uuid.uuid4().hex[:8]
         """Track keys are unique to this process, so a restarted worker never extends another's rows."""
         self._known: dict[tuple[str, int | None, int], _Known] = {}
@@ -55,7 +65,8 @@ class FirePipeline:
         pose = camera.pose(preset)
         width, height = frame.size
         horizon = geometry.horizon_row(pose, width, height) if pose else None
-        return self.video.process(camera.code, preset, frame.image, horizon, at=at, pose=pose)
+        found = self.video.process(camera.code, preset, frame.image, horizon, at=at, pose=pose)
+        return weigh(self.verifier, frame.image, found, horizon)
 
     def handle(self, conn: psycopg.Connection, camera: Camera, frame: Frame, preset: int | None,
                captured_at: dt.datetime) -> list[int]:
@@ -117,6 +128,28 @@ class FirePipeline:
             return
         cutoff = time.monotonic() - FORGET_AFTER_S
         self._known = {k: v for k, v in self._known.items() if v.touched >= cutoff}
+
+
+def weigh(verifier: Verifier, image: np.ndarray, found: list[Candidate], horizon: float | None = None
+          ) -> list[Candidate]:
+    """The learned verifier as a confidence term on flame candidates (not a veto): a box scoring at or above
+    the model's threshold keeps its confidence; below it, confidence falls towards ``VERIFY_FLOOR`` of
+    itself, in proportion to the shortfall and to how much the box's size lets the verifier judge."""
+    judged = [c for c in found if c.cue == "flame" and max(c.box[2], c.box[3]) >= VERIFY_FROM_PX]
+    if not judged:
+        return found
+    land = image[int(min(max(horizon or 0, 0), image.shape[0] - 1)):]
+    scores = dict(zip((c.track for c in judged), verifier.score(image, [c.box for c in judged], land_means(land)),
+                      strict=True))
+    out = []
+    for c in found:
+        if c.track not in scores:
+            out.append(c)
+            continue
+        say = min(1.0, (max(c.box[2], c.box[3]) - VERIFY_FROM_PX) / (VERIFY_FULL_PX - VERIFY_FROM_PX))
+        shortfall = max(0.0, 1.0 - scores[c.track] / verifier.card.threshold)
+        out.append(replace(c, confidence=round(c.confidence * (1 - say * (1 - VERIFY_FLOOR) * shortfall), 3)))
+    return out
 
 
 def _caption(camera: Camera, preset: int | None, at: dt.datetime) -> str:

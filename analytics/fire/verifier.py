@@ -61,7 +61,9 @@ class Verifier:
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1  # one core per worker
         session = ort.InferenceSession(raw, options, providers=["CPUExecutionProvider"])
-        return cls(session, card)
+        verifier = cls(session, card)
+        verifier.predict(np.zeros((1, N_FEATURES), np.float32))  # the first run costs ~0.1–0.5 s: not on a frame
+        return verifier
 
     def score(self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]],
               means: tuple[float, float, float] | None = None, colour: ColourParams = RULES

@@ -12,12 +12,14 @@ describe that for the flame-coloured pixels of a box and for the ring around it.
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 
 from analytics.fire.colour import ColourParams, flame_mask, land_means
 
-FEATURE_VERSION = "fv2"
+FEATURE_VERSION = "fv3"
 CROP_SIDE = 64
 """Crops are resampled so their longer side is this many pixels: features do not depend on range."""
 MARGIN = 0.5
@@ -33,6 +35,8 @@ _GRAD_EDGES = np.array([0, 8, 24, 64, 1e9], np.float32)
 _V_QUANTILES = (10, 50, 90)
 _HUE_BINS = 6
 _HUE_EDGES = np.array([0, 8, 16, 24, 32, 48, 256], np.float32)
+_V_EDGES = np.array([0, 96, 160, 200, 230, 250, 256], np.float32)
+_S_EDGES = np.array([0, 64, 128, 192, 256], np.float32)
 
 NAMES: tuple[str, ...] = (
     *(f"{space}_{ch}_{stat}" for space, chans in (("bgr", "bgr"), ("hsv", "hsv"), ("ycc", "yrb"), ("lab", "lab"))
@@ -40,11 +44,16 @@ NAMES: tuple[str, ...] = (
     *(f"v_p{q}" for q in _V_QUANTILES),
     "white_core", "deep_red", "hue_spread", "red_clipped",
     *(f"s_p{q}" for q in _V_QUANTILES), *(f"hue_h{i}" for i in range(_HUE_BINS)),
-    "fill", "log_area_share", "aspect", "components", "ragged", "solidity",
+    *(f"v_h{i}" for i in range(len(_V_EDGES) - 1)), *(f"hs_h{i}_s{j}" for i in range(3) for j in range(2)),
+    "sv_corr", "rg_corr", "edge_minus_core_hue", "core_v_low_share",
+    "fill", "aspect", "components", "ragged", "solidity",
     "ring_v", "ring_s", "contrast_v", "contrast_s", "contrast_rb",
+    *(f"ring_v_p{q}" for q in _V_QUANTILES), *(f"ring_hue_h{i}" for i in range(_HUE_BINS)), "ring_flame_share",
+    "land_y", "land_cb", "land_cr",
     *(f"grad_h{i}" for i in range(len(_GRAD_EDGES) - 1)), "grad_mean", "edge_grad", "orientation_entropy",
     "orientation_peak",
     *(f"lbp_{i}" for i in range(_LBP_BINS)),
+    "lap_flame", "lap_ring", "canny_flame", "canny_ring", "v_top", "v_middle", "v_bottom",
 )
 N_FEATURES = len(NAMES)
 
@@ -93,11 +102,12 @@ def crop_features(frame: np.ndarray, box: tuple[int, int, int, int], means: tupl
     ring = ~inner
     if not ring.any():
         ring = ~flame if (~flame).any() else flame
-    return _describe(outer, flame, ring, inner, w * h / float(fw * fh))
+    ring_flame = flame_mask(outer, means, p)[ring] > 0 if ring.any() else np.zeros(1, bool)
+    return _describe(outer, flame, ring, inner, means, float(ring_flame.mean()))
 
 
-def _describe(bgr: np.ndarray, flame: np.ndarray, ring: np.ndarray, inner: np.ndarray, area_share: float
-              ) -> np.ndarray:
+def _describe(bgr: np.ndarray, flame: np.ndarray, ring: np.ndarray, inner: np.ndarray,
+              means: tuple[float, float, float], ring_flame: float) -> np.ndarray:
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV_FULL).astype(np.float32)
     spaces = (bgr.astype(np.float32), hsv, cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb).astype(np.float32),
               cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB).astype(np.float32))
@@ -113,18 +123,59 @@ def _describe(bgr: np.ndarray, flame: np.ndarray, ring: np.ndarray, inner: np.nd
     out += [float(core[grown & inner].mean()), float((hue[flame] < 12).mean()),
             float(np.percentile(hue[flame], 90) - np.percentile(hue[flame], 10)), float((red >= 250).mean())]
     out += [float(q) for q in np.percentile(s[flame], _V_QUANTILES)]
-    out += list(map(float, np.histogram(hue[flame], bins=_HUE_EDGES)[0] / max(int(flame.sum()), 1)))
-    out += _shape(flame, inner, area_share)
+    n = max(int(flame.sum()), 1)
+    out += list(map(float, np.histogram(hue[flame], bins=_HUE_EDGES)[0] / n))
+    out += list(map(float, np.histogram(v[flame], bins=_V_EDGES)[0] / n))
+    out += _hue_saturation(hue[flame], s[flame], n)
+    out += _gradation(bgr, hsv, flame)
+    out += _shape(flame, inner)
     ring_v, ring_s = float(v[ring].mean()), float(s[ring].mean())
     b, r = spaces[0][..., 0], spaces[0][..., 2]
     out += [ring_v, ring_s, float(v[flame].mean()) - ring_v, float(s[flame].mean()) - ring_s,
             float((r - b)[flame].mean() - (r - b)[ring].mean())]
+    out += [float(q) for q in np.percentile(v[ring], _V_QUANTILES)]
+    out += list(map(float, np.histogram(hue[ring], bins=_HUE_EDGES)[0] / max(int(ring.sum()), 1)))
+    out += [ring_flame, *means]
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     out += _texture(grey, flame)
+    out += _fine_texture(grey, flame, ring)
+    out += _vertical(v, flame)
     return np.asarray(out, np.float32)
 
 
-def _shape(flame: np.ndarray, inner: np.ndarray, area_share: float) -> list[float]:
+def _hue_saturation(hue: np.ndarray, sat: np.ndarray, n: int) -> list[float]:
+    """Joint hue (red, orange, yellow) × saturation (below or above 160) shares of the flame pixels."""
+    h = np.digitize(hue, (12, 28))
+    high = sat >= 160
+    return [float(((h == i) & (high == j)).sum() / n) for i in range(3) for j in (False, True)]
+
+
+def _gradation(bgr: np.ndarray, hsv: np.ndarray, flame: np.ndarray) -> list[float]:
+    """How colour runs across the flame: S against V (a flame whitens as it brightens: negative), R
+    against G, the hue at its edge minus the hue of its core, and whether its brightest pixels sit in
+    the lower part (a flame's base) or not."""
+    v, s = hsv[..., 2][flame], hsv[..., 1][flame]
+    g, r = bgr[..., 1][flame].astype(np.float32), bgr[..., 2][flame].astype(np.float32)
+    mask = flame.astype(np.uint8)
+    eroded = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+    edge = flame & ~eroded
+    hue = hsv[..., 0]
+    edge_minus_core = float(hue[edge].mean() - hue[eroded].mean()) if edge.any() and eroded.any() else 0.0
+    ys = np.nonzero(flame)[0]
+    bright = ys[v >= np.percentile(v, 90)]
+    low_share = float(((bright - ys.min()) / max(ys.max() - ys.min(), 1)).mean()) if bright.size else 0.5
+    return [_corr(s, v), _corr(r, g), edge_minus_core, low_share]
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 3 or a.std() < 1e-6 or b.std() < 1e-6:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _shape(flame: np.ndarray, inner: np.ndarray) -> list[float]:
+    """The box's share of the frame is left out on purpose: a fire fills a photograph but is a few dozen
+    pixels of a tower's frame, and the verifier must judge the crop, not where it was taken."""
     ys, xs = np.nonzero(inner)
     h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
     mask = flame.astype(np.uint8)
@@ -133,7 +184,7 @@ def _shape(flame: np.ndarray, inner: np.ndarray, area_share: float) -> list[floa
     perimeter = sum(cv2.arcLength(c, True) for c in contours)
     area = float(mask.sum())
     hull = sum(cv2.contourArea(cv2.convexHull(c)) for c in contours)
-    return [area / float(inner.sum()), float(np.log10(max(area_share, 1e-7))), float(h / w), float(count - 1),
+    return [area / float(inner.sum()), float(h / w), float(count - 1),
             float(perimeter * perimeter / (4 * np.pi * max(area, 1.0))), float(area / max(hull, area, 1.0))]
 
 
@@ -149,6 +200,28 @@ def _texture(grey: np.ndarray, flame: np.ndarray) -> list[float]:
     lbp_hist = np.bincount(lbp, minlength=_LBP_BINS)[:_LBP_BINS] / max(lbp.size, 1)
     return [*map(float, hist), float(inside.mean()), edge_grad, *_orientation(gx, gy, mag),
             *map(float, lbp_hist)]
+
+
+def _fine_texture(grey: np.ndarray, flame: np.ndarray, ring: np.ndarray) -> list[float]:
+    """Fine detail inside the flame and in the surround: mean |Laplacian| and Canny edge density
+    (a flame is smooth inside; a lit wall, foliage or a crowd is not)."""
+    lap = np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=3))
+    edges = cv2.Canny(grey, 60, 150) > 0
+    return [float(lap[flame].mean()), float(lap[ring].mean()), float(edges[flame].mean()), float(edges[ring].mean())]
+
+
+def _vertical(v: np.ndarray, flame: np.ndarray) -> list[float]:
+    """Mean brightness of the flame pixels in the top, middle and bottom thirds of their extent, relative
+    to the flame's mean (a flame is brightest low, at its base and core; a sunset glows at the horizon)."""
+    ys = np.nonzero(flame)[0]
+    top, bottom = ys.min(), ys.max() + 1
+    cuts = np.linspace(top, bottom, 4).astype(int)
+    mean = float(v[flame].mean()) or 1.0
+    out = []
+    for a, b in itertools.pairwise(cuts):
+        part = v[a:max(b, a + 1)][flame[a:max(b, a + 1)]]
+        out.append(float(part.mean()) / mean if part.size else 1.0)
+    return out
 
 
 def _orientation(gx: np.ndarray, gy: np.ndarray, mag: np.ndarray) -> list[float]:

@@ -17,6 +17,7 @@ from analytics.fire.verifier import CARD_FILE, MODEL_DIR, MODEL_FILE, Verifier, 
 from analytics.fire.verifier_features import FEATURE_VERSION, N_FEATURES, NAMES, candidate_boxes, crop_features
 from ganzhi.cli import main
 from ganzhi.train_fire_verifier import is_held_out, read_photos, split
+from ganzhi.verifier_crops import shrunk
 
 
 def _flame(rng: np.random.Generator, size: int = 96) -> np.ndarray:
@@ -141,12 +142,14 @@ def test_a_photo_in_both_classes_is_dropped_and_unreadable_files_are_named(photo
 def test_training_runs_end_to_end_and_the_benchmark_reads_its_model(photos, tmp_path):
     out = tmp_path / "model"
     result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--out", str(out), "--source", "generated",
-                                       "--licence", "CC0-1.0", "--commit", "none"])
+                                       "--licence", "CC0-1.0", "--commit", "none", "--shrink", "1",
+                                       "--no-simulator"])
     assert result.exit_code == 0, result.output
     assert "held out (not read)" in result.output
     card = json.loads((out / CARD_FILE).read_text())
     assert card["data"]["source"] == "generated" and card["data"]["licence"] == "CC0-1.0"
     assert card["data"]["held_out_photos"] + card["data"]["training_photos"] == 48
+    assert card["data"]["tower_range_copies"] > 0 and card["data"]["simulator_crops"] == 0
     verifier = Verifier.load(out)
     rng = np.random.default_rng(99)
     fire, other = _flame(rng), _look_alike(rng)
@@ -156,6 +159,15 @@ def test_training_runs_end_to_end_and_the_benchmark_reads_its_model(photos, tmp_
     bench = CliRunner().invoke(main, ["bench", "fire-photos", str(photos), "--model", str(out)])
     assert bench.exit_code == 0, bench.output
     assert "held-out, stage + verifier" in bench.output and "training (card), out_of_fold" in bench.output
+
+
+def test_a_crop_shrunk_to_tower_range_is_described_like_any_other():
+    rng = np.random.default_rng(3)
+    image = cv2.resize(_flame(rng), (480, 480), interpolation=cv2.INTER_LINEAR)
+    box = candidate_boxes(image)[0]
+    shrunk_features = [shrunk(image, box, (60.0, 128.0, 128.0), rng) for _ in range(5)]
+    assert all(f is not None and f.shape == (N_FEATURES,) and np.isfinite(f).all() for f in shrunk_features)
+    assert shrunk(image, (10, 10, 6, 6), (60.0, 128.0, 128.0), rng) is None  # already smaller than tower range
 
 
 def test_training_refuses_a_folder_that_is_not_there(photos):
