@@ -16,6 +16,7 @@ and the bounded queue blocks paho's thread instead.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -41,6 +42,8 @@ from ingest.writer import Batch, Writer
 log = logging.getLogger(__name__)
 
 DRAIN_IDLE_S = 3.0
+_parse_topic = functools.lru_cache(maxsize=1 << 16)(Topic.parse)
+"""Topics repeat (one per publisher and channel): each is parsed once (errors are not cached)."""
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,7 @@ class IngestWorker:
 
     def _decode(self, item: _Received) -> _Decoded:
         try:
-            topic = Topic.parse(item.message.topic)
+            topic = _parse_topic(item.message.topic)
         except TopicError as exc:
             return _Decoded(item, None, reason=str(exc), kind="topic")
         except Exception as exc:  # the last resort: one message never stops the worker

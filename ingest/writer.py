@@ -170,30 +170,26 @@ def _copy_text(readings: list[Accepted]) -> str:
 
 
 def _latest(conn: psycopg.Connection, readings: list[Accepted]) -> None:
-    """The newest value of each (terminal, metric) in the batch, kept if newer than the stored one."""
-    newest: dict[tuple[int, str], Accepted] = {}
-    for r in readings:
-        key = (r.terminal_id, r.metric)
-        held = newest.get(key)
-        if held is None or r.ts_ms >= held.ts_ms:
-            newest[key] = r
-    rows = list(newest.values())
+    """The newest value of each (terminal, metric) in the batch, kept if newer than the stored one. The newest
+    per key is picked by the statement (``distinct on``) and the arrays go in binary: no Python work per key."""
     # Rows are locked in key order, whatever order the batch and the plan have: two workers of a shared
     # subscription upsert the same keys, and locking them in different orders deadlocks.
     conn.execute(
         """
         insert into latest_reading as l (terminal_id, metric, ts, value, flag)
-        select u.terminal_id, u.metric, to_timestamp(u.ts_ms / 1000.0), u.value, u.flag
-          from unnest(%(id)s::bigint[], %(metric)s::text[], %(ts)s::bigint[], %(value)s::float8[], %(flag)s::text[])
-               as u(terminal_id, metric, ts_ms, value, flag)
+        select distinct on (u.terminal_id, u.metric)
+               u.terminal_id, u.metric, to_timestamp(u.ts_ms / 1000.0), u.value, u.flag
+          from unnest(%(id)b::bigint[], %(metric)b::text[], %(ts)b::bigint[], %(value)b::float8[], %(flag)b::text[])
+               with ordinality as u(terminal_id, metric, ts_ms, value, flag, n)
          where exists (select 1 from terminal t where t.id = u.terminal_id)  -- deleted since the worker looked
-         order by u.terminal_id, u.metric
+         order by u.terminal_id, u.metric, u.ts_ms desc, u.n desc
         on conflict (terminal_id, metric) do update
            set ts = excluded.ts, value = excluded.value, flag = excluded.flag
          where excluded.ts >= l.ts
         """,
-        {"id": [r.terminal_id for r in rows], "metric": [r.metric for r in rows], "ts": [r.ts_ms for r in rows],
-         "value": [r.value for r in rows], "flag": [r.flag for r in rows]},
+        {"id": [r.terminal_id for r in readings], "metric": [r.metric for r in readings],
+         "ts": [r.ts_ms for r in readings], "value": [r.value for r in readings],
+         "flag": [r.flag for r in readings]},
     )
 
 

@@ -56,3 +56,19 @@ def test_keys_are_locked_in_one_order_whatever_order_the_batch_has(conn, db_url:
     values = conn.execute("select metric, value from latest_reading where terminal_id = %s order by metric",
                           (terminal_id,)).fetchall()
     assert values == [("a34002", 2.0), ("a34004", 2.0)]
+
+
+def test_a_batch_keeps_the_newest_of_each_key_and_the_later_of_a_tie(conn):
+    code = service.create_terminal(conn, terminal_in("最新值批内"), ACTOR)
+    conn.commit()
+    terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+    ts = 1_700_000_000_000
+    _latest(conn, [Accepted(terminal_id, code, "a34002", ts + 1, 1.0, None),
+                   Accepted(terminal_id, code, "a34002", ts + 3, 3.0, "M"),
+                   Accepted(terminal_id, code, "a34004", ts + 5, 5.0, None),
+                   Accepted(terminal_id, code, "a34002", ts + 2, 2.0, None),
+                   Accepted(terminal_id, code, "a34002", ts + 3, 4.0, None)])
+    _latest(conn, [Accepted(terminal_id, code, "a34004", ts + 4, 9.0, None)])  # older than the stored one
+    rows = conn.execute("select metric, extract(epoch from ts) * 1000, value, flag from latest_reading "
+                        "where terminal_id = %s order by metric", (terminal_id,)).fetchall()
+    assert rows == [("a34002", ts + 3, 4.0, None), ("a34004", ts + 5, 5.0, None)]
