@@ -312,7 +312,7 @@ class _Monitor:
     the CPU it had at its last sample (a sum over the live ones would drop it, and could even go down)."""
 
     def __init__(self, groups: dict[str, list[int]]) -> None:
-        self.groups = {name: [psutil.Process(pid) for pid in pids] for name, pids in groups.items()}
+        self.groups = {name: _processes(pids) for name, pids in groups.items()}
         self.first = {name: self._cpu(ps) for name, ps in self.groups.items()}
         self.last = {name: dict(cpu) for name, cpu in self.first.items()}
         self.peak = dict.fromkeys(self.groups, 0)
@@ -351,6 +351,17 @@ class _Monitor:
                 continue
             seconds[proc.pid] = times.user + times.system
         return seconds
+
+
+def _processes(pids: list[int]) -> list[psutil.Process]:
+    """Those of ``pids`` still running (a database backend listed a moment ago may have ended since)."""
+    found = []
+    for pid in pids:
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def _rss(proc) -> int:
