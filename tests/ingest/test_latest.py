@@ -72,3 +72,16 @@ def test_a_batch_keeps_the_newest_of_each_key_and_the_later_of_a_tie(conn):
     rows = conn.execute("select metric, extract(epoch from ts) * 1000, value, flag from latest_reading "
                         "where terminal_id = %s order by metric", (terminal_id,)).fetchall()
     assert rows == [("a34002", ts + 3, 4.0, None), ("a34004", ts + 5, 5.0, None)]
+
+
+def test_values_reach_the_table_verbatim(conn):
+    """The columns go as array literals: text that looks like NULL or holds quotes and backslashes stays text."""
+    code = service.create_terminal(conn, terminal_in("最新值原样"), ACTOR)
+    conn.commit()
+    terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+    odd = ["NULL", 'a"b', "c\\d", "e,f}", " g"]
+    _latest(conn, [Accepted(terminal_id, code, metric, 1_700_000_000_000 + n, -1.5e-7 * n, "N" if n else None)
+                   for n, metric in enumerate(odd)])
+    rows = conn.execute("select metric, value, flag from latest_reading where terminal_id = %s order by metric",
+                        (terminal_id,)).fetchall()
+    assert rows == sorted((metric, -1.5e-7 * n, "N" if n else None) for n, metric in enumerate(odd))
