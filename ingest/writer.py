@@ -170,27 +170,33 @@ def _copy_text(readings: list[Accepted]) -> str:
 
 
 def _latest(conn: psycopg.Connection, readings: list[Accepted]) -> None:
-    """The newest value of each (terminal, metric) in the batch, kept if newer than the stored one. The newest
-    per key is picked by the statement (``distinct on``); the columns go as array literals made with ``join``
-    (psycopg dumps a list element by element in Python, which cost more than the rest of the write)."""
+    """The newest value of each (terminal, metric) in the batch, kept if newer than the stored one. The columns
+    go as array literals made with ``join`` (psycopg dumps a list element by element in Python, which cost more
+    than the rest of the write)."""
+    newest: dict[tuple[int, str], Accepted] = {}  # a backlog's batches hold each key several times
+    for r in readings:
+        key = (r.terminal_id, r.metric)
+        held = newest.get(key)
+        if held is None or r.ts_ms >= held.ts_ms:
+            newest[key] = r
+    rows = newest.values()
     # Rows are locked in key order, whatever order the batch and the plan have: two workers of a shared
     # subscription upsert the same keys, and locking them in different orders deadlocks.
     conn.execute(
         """
         insert into latest_reading as l (terminal_id, metric, ts, value, flag)
-        select distinct on (u.terminal_id, u.metric)
-               u.terminal_id, u.metric, to_timestamp(u.ts_ms / 1000.0), u.value, u.flag
+        select u.terminal_id, u.metric, to_timestamp(u.ts_ms / 1000.0), u.value, u.flag
           from unnest(%(id)s::bigint[], %(metric)s::text[], %(ts)s::bigint[], %(value)s::float8[], %(flag)s::text[])
-               with ordinality as u(terminal_id, metric, ts_ms, value, flag, n)
+               as u(terminal_id, metric, ts_ms, value, flag)
          where exists (select 1 from terminal t where t.id = u.terminal_id)  -- deleted since the worker looked
-         order by u.terminal_id, u.metric, u.ts_ms desc, u.n desc
+         order by u.terminal_id, u.metric
         on conflict (terminal_id, metric) do update
            set ts = excluded.ts, value = excluded.value, flag = excluded.flag
          where excluded.ts >= l.ts
         """,
-        {"id": _array(str(r.terminal_id) for r in readings), "metric": _array(_quoted(r.metric) for r in readings),
-         "ts": _array(str(r.ts_ms) for r in readings), "value": _array(repr(r.value) for r in readings),
-         "flag": _array("NULL" if r.flag is None else _quoted(r.flag) for r in readings)},
+        {"id": _array(str(r.terminal_id) for r in rows), "metric": _array(_quoted(r.metric) for r in rows),
+         "ts": _array(str(r.ts_ms) for r in rows), "value": _array(repr(r.value) for r in rows),
+         "flag": _array("NULL" if r.flag is None else _quoted(r.flag) for r in rows)},
     )
 
 
