@@ -85,3 +85,11 @@ def test_values_reach_the_table_verbatim(conn):
     rows = conn.execute("select metric, value, flag from latest_reading where terminal_id = %s order by metric",
                         (terminal_id,)).fetchall()
     assert rows == sorted((metric, -1.5e-7 * n, "N" if n else None) for n, metric in enumerate(odd))
+
+
+def test_rows_rewritten_with_every_batch_leave_room_for_hot_updates(conn):
+    """latest_reading and device_state are updated in place all the time: at fillfactor 100 under 3 % of those
+    updates were HOT and the tables bloated with dead versions that every upsert walked."""
+    options = dict(conn.execute("select relname, reloptions from pg_class where relname in "
+                                "('latest_reading', 'device_state')").fetchall())
+    assert options == {"latest_reading": ["fillfactor=50"], "device_state": ["fillfactor=50"]}
