@@ -116,3 +116,21 @@ def test_mqtt5_properties_arrive_through_the_cheaper_decoder(broker):
     assert 0 < with_props.properties.MessageExpiryInterval <= 60
     client.ack_many([(with_props.mid, with_props.qos)])
     _close(client)
+
+
+def test_per_topic_callbacks_still_take_their_messages(broker):
+    """on_message is called without paho's topic matching only while no per-topic callback exists."""
+    client, received = _subscriber(broker, f"filtered-{uuid.uuid4().hex[:6]}", True)
+    _publish(broker, [b"plain"])
+    (plain,) = _take(received, 1)
+    filtered: queue.Queue = queue.Queue()
+    client.message_callback_add("ganzhi/v1/+/telemetry", lambda c, userdata, message: filtered.put(message))
+    _publish(broker, [b"filtered"])
+    assert filtered.get(timeout=10).payload == b"filtered"
+    assert received.empty()
+    client.message_callback_remove("ganzhi/v1/+/telemetry")
+    _publish(broker, [b"plain again"])
+    (again,) = _take(received, 1)
+    assert (plain.payload, again.payload) == (b"plain", b"plain again")
+    client.ack_many([(m.mid, m.qos) for m in (plain, again)])
+    _close(client)
