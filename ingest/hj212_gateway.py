@@ -216,7 +216,8 @@ class Hj212Gateway:
             await self._dead_letter(host, _letter(where, code, frame, str(exc), kind="payload"))
             return []
         ts_ms = int(values.observed.timestamp() * 1000)
-        readings = [Reading(code, hj212.metric_key(v, packet.cn), ts_ms, v.value, v.flag) for v in values.values]
+        readings = [Reading(code=code, metric=hj212.metric_key(v, packet.cn), ts_ms=ts_ms, value=v.value, flag=v.flag)
+                    for v in values.values]
         accepted, problems = validate.check(self._directory, code, readings, self.config.retention_days)
         batch = Batch(readings=accepted)
         batch.saw(code, int(time.time() * 1000))

@@ -11,7 +11,8 @@ lookup tables made anew, then cleared attribute by attribute) cost more than the
 receive path; ``FastProperties`` is the same class with those tables made once, and
 ``BufferedClient`` decodes PUBLISH packets with it: paho's own ``_handle_publish`` and ``decode_publish``
 (their code objects, unchanged) bound to globals that name ``FastProperties``, so no other paho client in
-the process is affected and a message costs nothing more. Everything else (sessions, shared
+the process is affected and a message costs nothing more. It also hands a message to ``on_message`` without
+first walking paho's trie of per-topic callbacks when there are none. Everything else (sessions, shared
 subscriptions, reconnects) is paho's own code, unchanged.
 """
 
@@ -81,6 +82,23 @@ class BufferedClient(paho.Client):
         chunk = self._read_buffer[self._read_at:self._read_at + bufsize]
         self._read_at += len(chunk)
         return chunk
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        """paho's, without matching each topic against per-topic callbacks when none were added: its trie walk
+        (a generator per topic level) cost more than the rest of handing a message over."""
+        if self._on_message_filtered._root._children:  # message_callback_add was used: paho's own way
+            super()._handle_on_message(message)
+            return
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
 
     def ack_many(self, messages: Iterable[tuple[int, int]]) -> None:
         """Acknowledge (mid, qos) pairs: QoS 1 PUBACKs in one packet write, QoS 2 one by one (paho's own)."""

@@ -134,3 +134,19 @@ def test_the_cheaper_decoder_is_the_ingest_clients_alone(broker):
     assert type(mine.properties) is FastProperties and mine.properties.UserProperty == [("preset", "3")]
     assert type(theirs.properties) is Properties and theirs.properties.UserProperty == [("preset", "3")]
 
+def test_per_topic_callbacks_still_take_their_messages(broker):
+    """on_message is called without paho's topic matching only while no per-topic callback exists."""
+    client, received = _subscriber(broker, f"filtered-{uuid.uuid4().hex[:6]}", True)
+    _publish(broker, [b"plain"])
+    (plain,) = _take(received, 1)
+    filtered: queue.Queue = queue.Queue()
+    client.message_callback_add("ganzhi/v1/+/telemetry", lambda c, userdata, message: filtered.put(message))
+    _publish(broker, [b"filtered"])
+    assert filtered.get(timeout=10).payload == b"filtered"
+    assert received.empty()
+    client.message_callback_remove("ganzhi/v1/+/telemetry")
+    _publish(broker, [b"plain again"])
+    (again,) = _take(received, 1)
+    assert (plain.payload, again.payload) == (b"plain", b"plain again")
+    client.ack_many([(m.mid, m.qos) for m in (plain, again)])
+    _close(client)

@@ -25,7 +25,7 @@ def _directory() -> Directory:
 
 
 def _reading(metric: str = "a34004", value: float = 35.0, code: str | None = None, ts: int = NOW) -> Reading:
-    return Reading(code, metric, ts, value, None)
+    return Reading(code=code, metric=metric, ts_ms=ts, value=value)
 
 
 def test_a_terminal_and_its_pole_gateway_are_accepted():
