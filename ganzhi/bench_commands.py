@@ -44,14 +44,16 @@ def bench_hj212(settings: Settings, connections: int, packets: int, gateways: in
 @click.option("--rate", "rates", multiple=True, type=float, default=(1750.0, 3500.0), show_default=True,
               help="Background messages/s (10 readings each), one run each: half the ingest maximum, and the maximum.")
 @click.option("--probes", default=40, show_default=True, help="Violating readings published, one at a time.")
+@click.option("--warm-up", "warm_up_s", default=20.0, show_default=True,
+              help="Seconds of background load between the warm-up probe and the timed probes.")
 @click.pass_obj
-def bench_alerts(settings: Settings, rates: tuple[float, ...], probes: int) -> None:
+def bench_alerts(settings: Settings, rates: tuple[float, ...], probes: int, warm_up_s: float) -> None:
     """Publish → alert readable from the API under background load (p50, p99, missed probes per rate); and the rule
     engine's own rate."""
     from ganzhi.bench_alerts import run as run_bench
 
     for rate in rates:
-        run_bench(database_url(settings), settings, rate, probes)
+        run_bench(database_url(settings), settings, rate, probes, warm_up_s)
 
 
 @bench.command(name="delivery")
