@@ -67,15 +67,6 @@ def owner(members: Iterable[str], terminal_id: int) -> str:
     return max(members, key=lambda m: hashlib.blake2b(f"{m}/{terminal_id}".encode(), digest_size=8).digest())
 
 
-def prepare(conn: psycopg.Connection) -> None:
-    """Commit judgements without waiting for the WAL flush: they are derived from stored readings, and a database
-    crash that loses the last fraction of a second of them loses their rule states and watermark with them
-    (commits stay in order), so the restarted worker judges those readings again. Each chunk's commit no longer
-    waits on the disk."""
-    conn.execute("set synchronous_commit = off")
-    conn.commit()
-
-
 def parse(payload: str) -> tuple[int, dict[int, dt.datetime]]:
     """``xid|terminal:earliest_ms,...`` → (xid, terminal id → earliest observation)."""
     xid, _, items = payload.partition("|")
@@ -133,7 +124,6 @@ class RuleWorker:
             conn = service.connect(self.url, what="database")
             if listen is None or conn is None:
                 break
-            prepare(conn)
             try:
                 self.listen(listen)
                 self.catch_up(conn, queries.watermark(conn, [self.name]))
