@@ -51,11 +51,6 @@ class SmokeParams:
     showing over a tree line: its foot hidden, only its slow upward growth to go by)."""
     foot_share: float = 0.15
     """Share of the field under a veil standing in the sky that must change for its colour to be judged."""
-    busy_foot: float = 0.25
-    """Share of that field changing beyond which the veil's foot is plainly not hidden behind trees."""
-    foot_spread: float = 12.0
-    """Largest spread of B, G, R of the grey the field's change may come from (a plume's own grey; brown dust
-    over stubble can pass for a grey of a looser tolerance)."""
     min_aspect: float = 0.25
     """A plume's height over its width at least this (a flat haze band is not one)."""
 
@@ -130,18 +125,20 @@ class SmokeModel:
 
     def _coloured_foot(self, small: np.ndarray, change: np.ndarray, land: int, x: int, w: int, h: int) -> bool:
         """Whether, under a veil that stands in the sky, the field in the same columns changes too, and not as
-        a grey veil does. Smoke from a fire behind a tree line leaves the field below the trees as it was,
-        and a fire's smoke in the open greys the field; a harvester's dust drifts up from the field where it
-        is brown (over a blue sky it cannot be told from a grey veil)."""
+        a veil does. Smoke from a fire behind a tree line leaves the field below the trees as it was, and a
+        fire's smoke in the open veils the field evenly (each pixel brighter or darker much as its neighbours);
+        under a harvester's dust (over a blue sky it cannot be told from a grey veil) the machine and its
+        wake move: some pixels darker, some brighter, no one veil."""
         rows = slice(land, land + max(h, 3) * BLOCK)
         cols = slice(x * BLOCK, (x + w) * BLOCK)
         moved = np.abs(change[rows, cols]) > 2 * self.p.motion_t
         if moved.mean() < self.p.foot_share:
             return False
-        if moved.mean() >= self.p.busy_foot:
-            return True  # something moves there (a machine, its wake): this veil's foot is not hidden
         part = (slice(self.top + rows.start, self.top + rows.stop), cols)
-        return not _grey_layer(small[part], self.colour[part], moved, self.p.foot_spread)
+        d = small[part][moved].astype(np.float32) - self.colour[part][moved]
+        if float(np.abs(d.mean(axis=0)).mean()) < float(d.std(axis=0).mean()):
+            return True  # incoherent: something moving on the field, not a veil over it
+        return not _grey_layer(small[part], self.colour[part], moved)
 
     def confidence(self, recent: list[tuple], age_s: float, settled: bool = True) -> float | None:
         """A smoke track's confidence, or None when it does not behave like a plume. ``settled``: the track

@@ -87,8 +87,9 @@ class VideoParams:
     flicker_valid_s: float = 12.0
     """How long a burst's flicker verdict stands for its track (a tower bursts every 10 s)."""
     settle_s: float = 4.0
-    """A smoke track first seen sooner than this after the model started was there before it: it cannot
-    be seen to rise from its fire, so it does not stand on its own."""
+    """A smoke track first seen sooner than this after the model started was there before it: it cannot be
+    seen to rise from its fire, so it does not stand on its own; nor, while it is in view, does any other
+    veil (a piece of that old cloud drifting off looks like a new plume)."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -318,7 +319,8 @@ class SceneModel:
                     track.flicker = (t, self._flicker(track.last_box()))
                 confidence = self._flame(track, t, when, glint)
             else:
-                settled = track.first_t - self.started >= self.p.settle_s
+                settled = not any(tr.cue == "smoke" and tr.first_t - self.started < self.p.settle_s
+                                  for tr in self.tracks)
                 confidence = self.smoke.confidence(track.recent(t - self.p.smoke.window_s), t - track.first_t,
                                                    settled)
             track.rejected = confidence is None and self._judged(track, t)
