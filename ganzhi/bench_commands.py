@@ -115,9 +115,11 @@ def bench_ingest(settings: Settings, messages: int, readings: int, gateways: int
 @click.option("--tower-fps", default="2,5,10,2+burst", show_default=True,
               help="Frame rates of the tower sequences (N+burst: N fps plus a 2 s burst at 10 fps every 10 s).")
 @click.option("--tuning", is_flag=True, help="Also play the tower sequences' tuning seeds, reported apart.")
+@click.option("--tower-first-seed", default=1000, show_default=True,
+              help="First held-out tower seed (1000 up were held out while tuning; try a fresh range, e.g. 2000).")
 @click.pass_obj
 def bench_fire(settings: Settings, seeds: int, frames: int, runs: int, probes: int, fps: float,
-               first_seed: int, tower_seeds: int, tower_fps: str, tuning: bool) -> None:
+               first_seed: int, tower_seeds: int, tower_fps: str, tuning: bool, tower_first_seed: int) -> None:
     """Fire detection: precision/recall/F1 on labelled synthetic sequences, per-frame speed, alert latency."""
     from ganzhi.bench_fire import quality, speed
 
@@ -132,7 +134,7 @@ def bench_fire(settings: Settings, seeds: int, frames: int, runs: int, probes: i
     if tower_seeds:
         from ganzhi.bench_fire_towers import run as towers
 
-        towers(tower_seeds, tuple(r.strip() for r in tower_fps.split(",")), tuning)
+        towers(tower_seeds, tuple(r.strip() for r in tower_fps.split(",")), tuning, held_out_from=tower_first_seed)
 
 
 @bench.command(name="chaos")

@@ -81,10 +81,13 @@ def rate(text: str) -> tuple[float, float]:
     return float(fps), (BURST_EVERY_S if burst else 0.0)
 
 
-def run(seeds: int, rates: tuple[str, ...], tuning: bool = False, kinds: tuple[str, ...] = KINDS) -> None:
-    """Held-out seeds always; the tuning seeds as well, reported apart, with ``tuning``."""
+def run(seeds: int, rates: tuple[str, ...], tuning: bool = False, kinds: tuple[str, ...] = KINDS,
+        held_out_from: int = HELD_OUT_FROM) -> None:
+    """Held-out seeds (from ``held_out_from``) always; the tuning seeds as well, reported apart, with ``tuning``."""
+    if held_out_from < HELD_OUT_FROM:
+        raise ValueError(f"held-out tower seeds start at {HELD_OUT_FROM} or later; lower ones were tuned on")
     cv2.setNumThreads(1)
-    for first in ((0, HELD_OUT_FROM) if tuning else (HELD_OUT_FROM,)):
+    for first in ((0, held_out_from) if tuning else (held_out_from,)):
         label = "TUNING" if first == 0 else "held-out"
         print(f"tower sequences, {label} seeds {first}–{first + seeds - 1}, {len(kinds)} kinds, 24 s each "
               f"(ignition at 8 s), alert level (confidence ≥ {ALERT_CONFIDENCE})")
