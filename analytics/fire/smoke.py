@@ -115,12 +115,10 @@ class SmokeModel:
                 continue  # the change is not a grey veil: dust, a vehicle, a shadow's colour
             if bottom <= horizon + BLOCK and self._coloured_foot(small, change, max(bottom, horizon) - top, x, w, h):
                 continue  # the veil comes down onto the field as a coloured one: a machine's dust
-            # the veil's own extent, to the working pixel: its top creeps up a few pixels a frame
-            py, px = np.nonzero(mask)
-            k = self.k
-            y0 = top + y * BLOCK + int(py.min())
-            found.append(((int(x * BLOCK + px.min()) * k, y0 * k, int(px.max() - px.min() + 1) * k,
-                           int(py.max() - py.min() + 1) * k), int(py.size)))
+            # the veil's top to the working pixel (it creeps up a few pixels a frame); its foot and sides on
+            # the block grid, which holds them steady while the veil thins and thickens
+            s, y0 = BLOCK * self.k, int(np.nonzero(mask.any(axis=1))[0][0])
+            found.append(((x * s, (top + y * BLOCK + y0) * self.k, w * s, h * s - y0 * self.k), area))
         return found
 
     def _coloured_foot(self, small: np.ndarray, change: np.ndarray, land: int, x: int, w: int, h: int) -> bool:

@@ -86,7 +86,7 @@ class VideoParams:
     min_flicker: float = 0.12
     flicker_valid_s: float = 12.0
     """How long a burst's flicker verdict stands for its track (a tower bursts every 10 s)."""
-    settle_s: float = 4.0
+    settle_s: float = 2.0
     """A smoke track first seen sooner than this after the model started was there before it: it cannot be
     seen to rise from its fire, so it does not stand on its own; nor, while it is in view, does any other
     veil (a piece of that old cloud drifting off looks like a new plume)."""
