@@ -47,8 +47,9 @@ class SmokeParams:
     """Smoke that has kept its base and risen steadily for this long stands on its own ..."""
     rising_s: float = 2.0
     rising_growth: float = 1.5
-    """... as does a veil whose top has climbed steadily for ``rising_s`` while its area grew this much (smoke
-    showing over a tree line: its foot hidden, only its slow upward growth to go by)."""
+    """... as does a veil standing at the horizon or above whose top has climbed steadily for ``rising_s``
+    while its area grew this much (smoke showing over a tree line: its foot and its fire hidden, only its
+    slow upward growth to go by; on open land the fire itself shows)."""
     foot_share: float = 0.15
     """Share of the field under a veil standing in the sky that must change for its colour to be judged."""
     min_aspect: float = 0.25
@@ -163,8 +164,10 @@ class SmokeModel:
         span = recent[-1][0] - recent[0][0]
         if age_s >= self.p.strong_s and span >= 0.8 * self.p.window_s and rising >= 2 * step:
             return self.p.strong
-        if span >= self.p.rising_s and rising >= step and growth >= self.p.rising_growth and _climbs(recent):
-            return self.p.strong  # a veil whose top climbs frame after frame from a fixed foot
+        hidden_foot = last[1] + last[3] <= self.horizon + step  # over a tree line, not on open land
+        if hidden_foot and span >= self.p.rising_s and rising >= step and growth >= self.p.rising_growth \
+                and _climbs(recent):
+            return self.p.strong  # a veil whose top climbs frame after frame from behind the trees
         return base
 
 

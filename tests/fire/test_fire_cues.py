@@ -163,6 +163,8 @@ def test_a_veil_climbing_steadily_from_a_fixed_foot_stands_on_its_own_only_if_it
     assert smoke.confidence(climbing, 2.5) == SmokeParams().strong
     # the same veil, there before the scene model had learnt its background: not seen to rise from its fire
     assert smoke.confidence(climbing, 2.5, settled=False) <= SmokeParams().alone
+    on_land = _plume([412, 408, 403, 399, 394, 390], bottom=420)  # its fire is in view there: no shortcut
+    assert (smoke.confidence(on_land, 2.5) or 0.0) < SmokeParams().strong
     jumpy = _plume([292, 292, 270, 291, 271, 270])  # one jump, back and forth: not a steady climb
     assert (smoke.confidence(jumpy, 2.5) or 0.0) < SmokeParams().strong
     flat = _plume([292, 288, 283, 279, 274, 270], width=400)  # a haze band lifting: far wider than tall
