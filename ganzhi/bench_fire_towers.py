@@ -84,12 +84,15 @@ def rate(text: str) -> tuple[float, float]:
 
 
 def run(seeds: int, rates: tuple[str, ...], tuning: bool = False, kinds: tuple[str, ...] = KINDS,
-        verified: bool = False) -> None:
-    """Held-out seeds always; the tuning seeds as well, reported apart, with ``tuning``; with ``verified``,
-    flame candidates go through the learned verifier's confidence term as in ``FirePipeline.detect``."""
+        verified: bool = False, held_out_from: int = HELD_OUT_FROM) -> None:
+    """Held-out seeds (from ``held_out_from``) always; the tuning seeds as well, reported apart, with ``tuning``;
+    with ``verified``, flame candidates go through the learned verifier's confidence term as in
+    ``FirePipeline.detect``."""
+    if held_out_from < HELD_OUT_FROM:
+        raise ValueError(f"held-out tower seeds start at {HELD_OUT_FROM} or later; lower ones were tuned on")
     cv2.setNumThreads(1)
     verifier = Verifier.load() if verified else None
-    for first in ((0, HELD_OUT_FROM) if tuning else (HELD_OUT_FROM,)):
+    for first in ((0, held_out_from) if tuning else (held_out_from,)):
         label = "TUNING" if first == 0 else "held-out"
         print(f"tower sequences, {label} seeds {first}–{first + seeds - 1}, {len(kinds)} kinds, 24 s each "
               f"(ignition at 8 s), alert level (confidence ≥ {ALERT_CONFIDENCE})"

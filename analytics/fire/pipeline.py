@@ -15,6 +15,7 @@ import psycopg
 from analytics.fire import evidence, fusion, geometry
 from analytics.fire.colour import land_means
 from analytics.fire.frames import Frame
+from analytics.fire.nightstore import NightMaps
 from analytics.fire.store import Camera, Detection, insert_detection, save_evidence, touch_detection
 from analytics.fire.thermal import ThermalDetector
 from analytics.fire.verifier import Verifier
@@ -50,6 +51,8 @@ class FirePipeline:
     def __init__(self, sink: FireSink, locate: fusion.Locate) -> None:
         self.sink, self.locate = sink, locate
         self.video = VideoDetector()
+        self.nights = NightMaps(self.video)
+        """The night maps, kept in the database across restarts."""
         self.thermal = ThermalDetector()
         self.verifier = Verifier.load()
         self.instance = uuid.uuid4().hex[:8]
@@ -72,10 +75,15 @@ class FirePipeline:
                captured_at: dt.datetime) -> list[int]:
         """Detect on one frame and record what is confirmed; returns the ids of the events touched."""
         events = []
+        mapped = frame.kind != "thermal" and camera.pose(preset) is not None
+        if mapped:
+            self.nights.before(conn, camera.id, camera.code, preset, camera.lon)
         for candidate in self.detect(camera, frame, preset, captured_at):
             event_id = self._record(conn, camera, frame, preset, captured_at, candidate)
             if event_id is not None:
                 events.append(event_id)
+        if mapped:
+            self.nights.after(conn, camera.id, camera.code, preset)
         self._forget()
         return events
 

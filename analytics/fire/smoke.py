@@ -39,12 +39,21 @@ class SmokeParams:
     energy_tau_s: float = 60.0
     """The long-term background of edge energy."""
     window_s: float = 6.0
-    confirm_s: float = 3.0
+    confirm_s: float = 2.0
     alone: float = 0.45
     """Confidence of young smoke alone: below the alert threshold (0.5)."""
     strong: float = 0.6
     strong_s: float = 5.0
-    """Smoke that has kept its base and risen steadily for this long stands on its own."""
+    """Smoke that has kept its base and risen steadily for this long stands on its own ..."""
+    rising_s: float = 2.0
+    rising_growth: float = 1.5
+    """... as does a veil standing at the horizon or above whose top has climbed steadily for ``rising_s``
+    while its area grew this much (smoke showing over a tree line: its foot and its fire hidden, only its
+    slow upward growth to go by; on open land the fire itself shows)."""
+    foot_share: float = 0.15
+    """Share of the field under a veil standing in the sky that must change for its colour to be judged."""
+    min_aspect: float = 0.25
+    """A plume's height over its width at least this (a flat haze band is not one)."""
 
 
 class SmokeModel:
@@ -105,12 +114,36 @@ class SmokeModel:
             mask = turned[y * BLOCK:(y + h) * BLOCK, x * BLOCK:(x + w) * BLOCK]
             if not _grey_layer(small[part], self.colour[part], mask):
                 continue  # the change is not a grey veil: dust, a vehicle, a shadow's colour
-            s = BLOCK * self.k
-            found.append(((x * s, top * self.k + y * s, w * s, h * s), area))
+            if bottom <= horizon + BLOCK and self._coloured_foot(small, change, max(bottom, horizon) - top, x, w, h):
+                continue  # the veil comes down onto the field as a coloured one: a machine's dust
+            # the veil's top to the working pixel (it creeps up a few pixels a frame); its foot and sides on
+            # the block grid, which holds them steady while the veil thins and thickens
+            s, y0 = BLOCK * self.k, int(np.nonzero(mask.any(axis=1))[0][0])
+            found.append(((x * s, (top + y * BLOCK + y0) * self.k, w * s, h * s - y0 * self.k), area))
         return found
 
-    def confidence(self, recent: list[tuple], age_s: float) -> float | None:
-        """A smoke track's confidence, or None when it does not behave like a plume."""
+    def _coloured_foot(self, small: np.ndarray, change: np.ndarray, land: int, x: int, w: int, h: int) -> bool:
+        """Whether, under a veil that stands in the sky, the field in the same columns changes too, and not as
+        a veil does. Smoke from a fire behind a tree line leaves the field below the trees as it was, and a
+        fire's smoke in the open veils the field evenly (each pixel brighter or darker much as its neighbours);
+        under a harvester's dust (over a blue sky it cannot be told from a grey veil) the machine and its
+        wake move: some pixels darker, some brighter, no one veil."""
+        rows = slice(land, land + max(h, 3) * BLOCK)
+        cols = slice(x * BLOCK, (x + w) * BLOCK)
+        moved = np.abs(change[rows, cols]) > 2 * self.p.motion_t
+        if moved.mean() < self.p.foot_share:
+            return False
+        part = (slice(self.top + rows.start, self.top + rows.stop), cols)
+        d = small[part][moved].astype(np.float32) - self.colour[part][moved]
+        if float(np.abs(d.mean(axis=0)).mean()) < float(d.std(axis=0).mean()):
+            return True  # incoherent: something moving on the field, not a veil over it
+        return not _grey_layer(small[part], self.colour[part], moved)
+
+    def confidence(self, recent: list[tuple], age_s: float, settled: bool = True) -> float | None:
+        """A smoke track's confidence, or None when it does not behave like a plume. ``settled``: the track
+        appeared after the scene model had learnt its background (not a veil that was there from the start,
+        like a harvester's dust already drifting when the camera came to this preset); only such a track
+        can stand on its own."""
         if age_s < self.p.confirm_s or len(recent) < 3:
             return None
         first, last = recent[0][1], recent[-1][1]
@@ -121,14 +154,20 @@ class SmokeModel:
             return None
         rising = first[1] - last[1]
         growth = _growth(recent)
-        if rising < step and not (growth >= 1.3 and rising > 0):
+        if rising < step / 2 and not (growth >= 1.3 and rising > 0):
             return None
-        if growth < 1.0 or last[3] < last[2]:
-            return None  # a young plume is a growing column, taller than wide; a haze band is not
+        if growth < 1.0 or last[3] < self.p.min_aspect * last[2]:
+            return None  # a young plume grows up; a haze band lies flat
         base = min(self.p.alone, 0.3 + 0.1 * min(1.0, growth - 1) + 0.05 * min(1.0, rising / (4 * step)))
+        if not settled:
+            return base
         span = recent[-1][0] - recent[0][0]
         if age_s >= self.p.strong_s and span >= 0.8 * self.p.window_s and rising >= 2 * step:
             return self.p.strong
+        hidden_foot = last[1] + last[3] <= self.horizon + step  # over a tree line, not on open land
+        if hidden_foot and span >= self.p.rising_s and rising >= step and growth >= self.p.rising_growth \
+                and _climbs(recent):
+            return self.p.strong  # a veil whose top climbs frame after frame from behind the trees
         return base
 
 
@@ -159,6 +198,16 @@ def _grey_layer(now: np.ndarray, before: np.ndarray, mask: np.ndarray, max_sprea
     spread = veil.max(axis=1) - veil.min(axis=1)
     ok = (veil.min(axis=1) >= 30) & (veil.max(axis=1) <= 255)
     return bool((spread[ok] <= max_spread).any()) if ok.any() else False
+
+
+def _climbs(recent: list[tuple]) -> bool:
+    """Whether the top edge rises as a significant straight-line trend (not one jump, not wandering)."""
+    ts = np.array([h[0] for h in recent], np.float64)
+    tops = np.array([h[1][1] for h in recent], np.float64)
+    slope, intercept = np.polyfit(ts, tops, 1)
+    spread = float(np.std(tops - (slope * ts + intercept)))
+    drops = np.diff(tops)
+    return bool(slope < 0 and -slope * (ts[-1] - ts[0]) >= 3.0 * max(spread, 1.0) and (drops <= 0).mean() >= 0.6)
 
 
 def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:

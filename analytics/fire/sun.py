@@ -18,8 +18,10 @@ from analytics.fire.geometry import Pose, angle_diff, focal_px
 
 LOW_SUN_DEG = 12.0
 """Above this the sun is out of a tower camera's (slightly down-tilted) view and its glint is weak."""
-GLINT_HALF_DEG = 4.0
-"""Half-width, in degrees of azimuth, of the band below a low sun where glints are expected."""
+GLINT_HALF_DEG = 1.5
+"""Half-width, in degrees of azimuth, of the band below a low sun where glints are expected: the glint path
+on wet stubble lies straight under the sun, about as wide as the sun's halo behind thin cloud (a few sun
+diameters). A fire beside it, even a few degrees off, is not a glint and is judged like any other."""
 
 
 def position(lat: float, lon: float, when: dt.datetime) -> tuple[float, float]:
@@ -42,6 +44,11 @@ def glint_columns(pose: Pose, width: int, when: dt.datetime) -> tuple[float, flo
     column = width / 2 + f * math.tan(math.radians(off))
     half = f * math.tan(math.radians(GLINT_HALF_DEG))
     return column - half, column + half
+
+
+def under_glint(band: tuple[float, float] | None, left: float, right: float) -> bool:
+    """Whether a box spanning columns ``left``..``right`` reaches into the glint band."""
+    return band is not None and left < band[1] and right > band[0]
 
 
 def is_night(lat: float, lon: float, when: dt.datetime) -> bool:

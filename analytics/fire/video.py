@@ -86,6 +86,10 @@ class VideoParams:
     min_flicker: float = 0.12
     flicker_valid_s: float = 12.0
     """How long a burst's flicker verdict stands for its track (a tower bursts every 10 s)."""
+    settle_s: float = 2.0
+    """A smoke track first seen sooner than this after the model started was there before it: it cannot be
+    seen to rise from its fire, so it does not stand on its own; nor, while it is in view, does any other
+    veil (a piece of that old cloud drifting off looks like a new plume)."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -315,7 +319,10 @@ class SceneModel:
                     track.flicker = (t, self._flicker(track.last_box()))
                 confidence = self._flame(track, t, when, glint)
             else:
-                confidence = self.smoke.confidence(track.recent(t - self.p.smoke.window_s), t - track.first_t)
+                settled = not any(tr.cue == "smoke" and tr.first_t - self.started < self.p.settle_s
+                                  for tr in self.tracks)
+                confidence = self.smoke.confidence(track.recent(t - self.p.smoke.window_s), t - track.first_t,
+                                                   settled)
             track.rejected = confidence is None and self._judged(track, t)
             if confidence is not None:
                 x, y, w, h = track.last_box()
@@ -375,7 +382,8 @@ class SceneModel:
             flicker = track.flicker[1]
             if flicker < self.p.min_flicker:
                 return None  # the camera could see flame flicker here, and there was none
-        if glint is not None and glint[0] <= box[0] + box[2] / 2 <= glint[1] and flicker is None:
+        x, _, w, _ = track.last_box()  # where it is now: what it covered while it grew is no matter here
+        if flicker is None and sun.under_glint(glint, x, x + w):
             return None  # under a low sun its glint shimmers and swells; only flame flicker tells a fire there
         confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:

@@ -4,6 +4,7 @@ common-mode change, the sun's place, the night map. Times of day are fixed (neve
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import cv2
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from analytics.fire import sun
 from analytics.fire.motion import Aligner, NoiseModel, undo_shift
 from analytics.fire.nightmap import LIT_S, NightMap
+from analytics.fire.smoke import SmokeModel, SmokeParams
 from analytics.fire.temporal import common_mode, flame_band_energy, periodicity
 from simulators.tower_scenes import POSE, TowerSpec, render
 
@@ -117,6 +119,18 @@ def test_the_low_sun_is_placed_in_the_picture_from_date_time_and_pose():
         sun.position(POSE.lat, POSE.lon, NOW.replace(tzinfo=None))
 
 
+def test_the_glint_band_covers_the_suns_column_only_not_a_fire_a_few_degrees_beside_it():
+    band = sun.glint_columns(POSE, 1280, NOW)
+    column = (band[0] + band[1]) / 2
+    f = 640 / math.tan(math.radians(POSE.hfov_deg / 2))
+    off = f * math.tan(math.radians(3.5))  # a fire 3.5° to the side of the sun, 20 px wide
+    assert not sun.under_glint(band, column + off - 10, column + off + 10)
+    assert not sun.under_glint(band, column - off - 10, column - off + 10)
+    assert sun.under_glint(band, column - 30, column + 30)  # the glint itself, straight under the sun
+    assert sun.under_glint(band, column + 5, column + 40)
+    assert not sun.under_glint(None, column - 30, column + 30)  # sun high or behind: no band
+
+
 def _night(lights: NightMap, day: int, lit: bool) -> None:
     grey = np.full((360, 640), 20.0, np.float32)
     if lit:
@@ -136,3 +150,22 @@ def test_a_light_seen_on_two_nights_is_known_and_a_new_one_is_not():
     _night(lights, 4, lit=False)
     assert lights.known((300, 200, 6, 6))
     assert not lights.known((100, 250, 6, 6))
+
+
+def _plume(tops: list[int], bottom: int = 300, width: int = 60) -> list[tuple]:
+    """Smoke hits (t, box, area) at 2 fps of a veil whose top goes through ``tops`` over a fixed foot."""
+    return [(i / 2, (500, top, width, bottom - top), width * (bottom - top)) for i, top in enumerate(tops)]
+
+
+def test_a_veil_climbing_steadily_from_a_fixed_foot_stands_on_its_own_only_if_it_appeared_in_view():
+    smoke = SmokeModel(SmokeParams(), 2, 317.0, 720)
+    climbing = _plume([292, 288, 283, 279, 274, 270])
+    assert smoke.confidence(climbing, 2.5) == SmokeParams().strong
+    # the same veil, there before the scene model had learnt its background: not seen to rise from its fire
+    assert smoke.confidence(climbing, 2.5, settled=False) <= SmokeParams().alone
+    on_land = _plume([412, 408, 403, 399, 394, 390], bottom=420)  # its fire is in view there: no shortcut
+    assert (smoke.confidence(on_land, 2.5) or 0.0) < SmokeParams().strong
+    jumpy = _plume([292, 292, 270, 291, 271, 270])  # one jump, back and forth: not a steady climb
+    assert (smoke.confidence(jumpy, 2.5) or 0.0) < SmokeParams().strong
+    flat = _plume([292, 288, 283, 279, 274, 270], width=400)  # a haze band lifting: far wider than tall
+    assert smoke.confidence(flat, 2.5) is None

@@ -44,3 +44,10 @@ def test_every_kind_renders_a_tower_frame():
     for kind in KINDS:
         image, _ = next(render(TowerSpec(kind, 2, fps=1, duration_s=1)))
         assert image.shape == (720, 1280, 3) and image.dtype == np.uint8
+
+
+def test_the_tower_benchmark_refuses_held_out_seeds_that_were_tuned_on():
+    from ganzhi.bench_fire_towers import run
+
+    with pytest.raises(ValueError, match="tuned on"):
+        run(1, ("2",), held_out_from=5)
