@@ -159,6 +159,7 @@ def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, conte
     expect(operator.locator("#detail-status")).to_have_text("已确认")
     detail.get_by_role("button", name="派发").click()
     picker = operator.locator("#assign-form select[name=assignee]")
+    expect(picker.locator(f"option[value='{people['field'][0]}']")).to_be_attached()  # filled from the API
     offered = picker.locator("option[value]:not([value=''])").evaluate_all("options => options.map(o => o.value)")
     assert people["field"][0] in offered and people["operator"][0] in offered  # 生态环境局's people
     assert people["other"][0] not in offered and people["gone"][0] not in offered  # 住建局's; a disabled one
