@@ -12,8 +12,11 @@ receive path; ``FastProperties`` is the same class with those tables made once, 
 ``BufferedClient`` decodes PUBLISH packets with it: paho's own ``_handle_publish`` and ``decode_publish``
 (their code objects, unchanged) bound to globals that name ``FastProperties``, so no other paho client in
 the process is affected and a message costs nothing more. It also hands a message to ``on_message`` without
-first walking paho's trie of per-topic callbacks when there are none. Everything else (sessions, shared
-subscriptions, reconnects) is paho's own code, unchanged.
+first walking paho's trie of per-topic callbacks when there are none. A packet whose bytes are all in the
+buffer goes to paho's handler at once, without paho's byte-by-byte state machine (a ``recv`` call per field),
+and a received message is a ``ReceivedMessage``: paho's, with the ``MQTTMessageInfo`` (a lock and a condition,
+for tracking a message one publishes) made only if asked for. Everything else (sessions, shared
+subscriptions, reconnects, packets split across reads) is paho's own code, unchanged.
 """
 
 from __future__ import annotations
@@ -55,15 +58,50 @@ def _rebound(function: FunctionType, **names: object) -> FunctionType:
     return rebound
 
 
+_INFO = paho.MQTTMessage.__dict__["info"]
+"""The slot paho keeps a message's ``MQTTMessageInfo`` in."""
+
+
+class ReceivedMessage(paho.MQTTMessage):
+    """paho's message, its ``info`` made on first use: a received message never needs it, and making one (a
+    ``threading.Condition`` each) cost more than the rest of the message."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int = 0, topic: bytes = b"") -> None:  # paho's fields, in paho's order, but ``info``
+        self.timestamp = 0.0
+        self.state = paho.mqtt_ms_invalid
+        self.dup = False
+        self.mid = mid
+        self._topic = topic
+        self.payload = b""
+        self.qos = 0
+        self.retain = False
+        self.properties = None
+
+    @property
+    def info(self) -> paho.MQTTMessageInfo:
+        try:
+            return _INFO.__get__(self)
+        except AttributeError:
+            _INFO.__set__(self, paho.MQTTMessageInfo(self.mid))
+            return _INFO.__get__(self)
+
+
 _PACKET = SimpleNamespace(**{**vars(paho_packet), "decode_publish": paho_packet.convert_exception(
     _rebound(inspect.unwrap(paho_packet.decode_publish), Properties=FastProperties))})
 """paho's packet decoders, with a ``decode_publish`` that builds a received PUBLISH's ``FastProperties``."""
 
 
+_NO_PACKET = {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1, "remaining_length": 0,
+              "packet": bytearray(), "to_process": 0, "pos": 0}
+"""paho's ``_in_packet`` between packets (the list and bytearray are made anew for each)."""
+
+
 class BufferedClient(paho.Client):
     """A ``paho.Client`` whose socket reads are ``READ_SIZE`` bytes (see the module's docstring)."""
 
-    _handle_publish = _rebound(paho.Client._handle_publish, _packet=_PACKET)
+    _handle_publish = _rebound(paho.Client._handle_publish, _packet=_PACKET, MQTTMessage=ReceivedMessage)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -82,6 +120,42 @@ class BufferedClient(paho.Client):
         chunk = self._read_buffer[self._read_at:self._read_at + bufsize]
         self._read_at += len(chunk)
         return chunk
+
+    def _packet_read(self) -> MQTTErrorCode:
+        """A packet wholly in the buffer goes straight to paho's handler; anything else (a packet split across
+        reads, or the first of a read) takes paho's own way."""
+        whole = self._whole_packet()
+        if whole is None:
+            return super()._packet_read()
+        self._in_packet = {**_NO_PACKET, "command": whole[0], "packet": whole[1], "have_remaining": 1,
+                           "remaining_length": len(whole[1])}
+        try:
+            rc = self._packet_handle()
+        except paho_packet.MalformedPacket as exc:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {**_NO_PACKET, "remaining_count": [], "packet": bytearray()}
+        with self._msgtime_mutex:
+            self._last_bytes_received = paho.time_func()
+        return rc
+
+    def _whole_packet(self) -> tuple[int, bytes] | None:
+        """(command, the bytes after the fixed header) of the next packet, taken from the buffer, if paho is
+        between packets and the buffer holds all of it."""
+        if self._in_packet["command"] or not self._buffered():
+            return None
+        buffer, at = self._read_buffer, self._read_at
+        length, shift, end = 0, 0, len(buffer)
+        for index in range(at + 1, min(at + 5, end)):  # the remaining length: at most four 7-bit bytes
+            length |= (buffer[index] & 127) << shift
+            shift += 7
+            if buffer[index] < 128:
+                start = index + 1
+                if start + length > end:
+                    return None
+                self._read_at = start + length
+                return buffer[at], buffer[start:start + length]
+        return None  # its length is not all in the buffer (or malformed: paho's own way says so)
 
     def _handle_on_message(self, message: paho.MQTTMessage) -> None:
         """paho's, without matching each topic against per-topic callbacks when none were added: its trie walk
