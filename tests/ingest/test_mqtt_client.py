@@ -52,6 +52,15 @@ def _close(client: BufferedClient) -> None:
     client.loop_stop()
 
 
+def _read_by_the_broker(client: BufferedClient) -> None:
+    """Until the broker has read everything the client sent so far: it answers a SUBSCRIBE after the packets
+    before it on the connection (a session taken over by a new connection drops what the old one had not read)."""
+    answered = threading.Event()
+    client.on_subscribe = lambda *_: answered.set()
+    client.subscribe("ganzhi/v1/test/barrier", qos=1)
+    assert answered.wait(10)
+
+
 def _publish(address, payloads: list[bytes], properties: Properties | None = None) -> None:
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5)
     client.connect(*address)
@@ -88,9 +97,14 @@ def test_what_was_not_acknowledged_comes_again_after_a_reconnect(broker, mqtt5):
 
 
 def test_a_batch_of_pubacks_in_one_write_frees_each_message(broker):
-    """Receive Maximum 100: the broker sends the next message only for one acknowledged, so all 1,000 arrive
-    only if every PUBACK of each one-write batch counts."""
-    client, received = _subscriber(broker, f"window-{uuid.uuid4().hex[:6]}", True, receive_maximum=100)
+    """Every PUBACK of each one-write batch counts: after all 1,000 were acknowledged that way, the session holds
+    nothing to deliver again (a PUBACK the broker did not take would bring its message back on reconnecting).
+
+    Not checked through Receive Maximum alone (a batch never above 100): mosquitto 2.0.11 exceeds it when
+    messages wait in its queue (on a PUBACK it refills the window counting only the in-flight messages ahead of
+    the acknowledged one), which a loaded box causes: the publisher runs ahead of this subscriber."""
+    client_id = f"window-{uuid.uuid4().hex[:6]}"
+    client, received = _subscriber(broker, client_id, True, receive_maximum=100)
     payloads = [f"{i:05d}".encode() for i in range(1_000)]
     threading.Thread(target=_publish, args=(broker, payloads), daemon=True).start()
     taken: list[bytes] = []
@@ -98,11 +112,17 @@ def test_a_batch_of_pubacks_in_one_write_frees_each_message(broker):
         batch = [received.get(timeout=10)]
         while not received.empty():
             batch.append(received.get_nowait())
-        assert len(batch) <= 100
         client.ack_many((m.mid, m.qos) for m in batch)
         taken += [m.payload for m in batch]
     assert taken == payloads
+    _read_by_the_broker(client)
     _close(client)
+    client, received = _subscriber(broker, client_id, True, receive_maximum=100)
+    _publish(broker, [b"after"])
+    after = received.get(timeout=10)
+    client.ack_many([(after.mid, after.qos)])
+    _close(client)
+    assert after.payload == b"after" and received.empty()
 
 
 def test_mqtt5_properties_arrive_through_the_cheaper_decoder(broker):
