@@ -21,6 +21,7 @@ import sys
 import time
 
 import httpx
+import psutil
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -71,22 +72,30 @@ def _rules_run(url: str, settings: Settings, stations: int, rounds: int, workers
                                       env=dict(env, GANZHI_METRICS_PORT=str(port))) for n, port in enumerate(ports)]
         bench_ingest._wait_ready(ports)
         time.sleep(3)  # every worker has seen the others (membership is read every 2 s)
+        cpu_before = _cpu_seconds(processes)
         start = time.monotonic()
         _write_rounds(scratch, terminals, rounds)
         written = len(terminals) * len(WATER) * rounds
         done = _settled(ports)
+        cpu = [after - before for before, after in zip(cpu_before, _cpu_seconds(processes), strict=True)]
         rate = written / (done - start)
         twice, never = _exactly_once(scratch, [t for t, _ in terminals])
         load = os.getloadavg()[0]
         print(f"{workers} rule worker(s): {written:,} readings of {len(terminals)} stations judged in "
               f"{done - start:.1f} s: {rate:,.0f} readings/s (load average {load:.1f}); (terminal, rule) with two "
               f"active alerts: {twice}; stations never judged: {never}")
+        print(f"  rule workers' CPU: {' + '.join(f'{c:.1f}' for c in cpu)} s, {sum(cpu) / written * 1e6:.1f} µs per "
+              f"reading judged (the settling wait of {SETTLED_S:.0f} s included)")
         return rate
     finally:
         for process in processes:
             process.terminate()
             process.wait(30)
         drop_database(url, scratch)
+
+
+def _cpu_seconds(processes: list[subprocess.Popen]) -> list[float]:
+    return [sum(psutil.Process(process.pid).cpu_times()[:2]) for process in processes]
 
 
 def _stations(url: str, count: int) -> list[tuple[int, str]]:
