@@ -128,7 +128,7 @@ class BufferedClient(paho.Client):
         if whole is None:
             return super()._packet_read()
         self._in_packet = {**_NO_PACKET, "command": whole[0], "packet": whole[1], "have_remaining": 1,
-                           "remaining_length": len(whole[1])}
+                           "remaining_count": [], "remaining_length": len(whole[1])}
         try:
             rc = self._packet_handle()
         except paho_packet.MalformedPacket as exc:
