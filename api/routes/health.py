@@ -72,6 +72,7 @@ def _answer(body: BaseModel, ok: bool) -> JSONResponse:
     """The body as built (a field left out stays out), 200 or 503."""
     return JSONResponse(body.model_dump(mode="json", exclude_unset=True), status_code=200 if ok else 503)
 
+
 STALE_AFTER_S = 3 * HEARTBEAT_S
 """A service that missed three heartbeats is stale: hung, killed, or cut off from the database."""
 FORGET_AFTER_S = 600
