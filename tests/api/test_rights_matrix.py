@@ -337,16 +337,17 @@ def _expected(kind: str, allowed: set[str], caller: str, success: int) -> int:
     return 404 if kind == "read" else 403
 
 
-
 SENDS = {"matrix-field": {"operator", "steward", "platform"}, "matrix-housing": {"platform"},
          "matrix-leader": set(), "matrix-viewer": set()}
-"""POST /tasks by assignee: who may send them. A person of sthjj: its operators and the platform admin; one of
-住建局: the platform admin only (city-wide); the leading group (read-only) and a service account: nobody."""
+"""POST /tasks by assignee: who may send them. A person of sthjj: its operators (its steward admin too) and the
+platform admin; one of 住建局: the platform admin only (city-wide); the leading group (read-only) and a service
+account: nobody."""
 
 
 def test_dispatch_rights_by_assignee(api_url: str, world: World):
-    """Assigning needs the operator right over the alert (as acknowledging it does: 403 without it, 404 outside
-    the view), and the assignee must be a person the caller sends: otherwise 403."""
+    """Assigning needs the operator right over the alert, as acknowledging it does (403 without it; a subject
+    outside the view is 404, tests/api/test_dispatch.py), and the assignee must be a person the caller sends:
+    otherwise 403."""
     failures = []
     for assignee, senders in SENDS.items():
         for caller in CALLERS:
