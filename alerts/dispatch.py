@@ -47,11 +47,17 @@ def _subject(conn: psycopg.Connection, subject_type: str, subject_id: int, visib
 
 def assign(conn: psycopg.Connection, who: Identity, *, subject_type: str, subject_id: int, assignee: str,
            due_at: dt.datetime, note: str | None) -> int:
-    """A new task (in the caller's transaction); the subject must be in the assigner's view."""
+    """A new task (in the caller's transaction): the subject must be in the assigner's view (the operator's right
+    over its alerts, as for acknowledging them), the assignee one of the people the assigner sends (403 for a
+    service account, the leading group or another department's person)."""
     subject = _subject(conn, subject_type, subject_id, who.scope)
     person = account_by_login(conn, assignee)
     if person["disabled_at"] is not None:
         raise Invalid(f"account {assignee!r} is disabled", field="assignee")
+    if not assignees(conn, who, login=person["login"]):
+        raise Forbidden(f"account {assignee!r} cannot be sent: a task goes to a person of "
+                        f"{who.department or 'a department'}, not to a service account or the leading group",
+                        field="assignee")
     if due_at.tzinfo is None:
         raise Invalid("give the due time with its time zone", field="due_at")
     task_id = conn.execute(
@@ -69,18 +75,20 @@ def assign(conn: psycopg.Connection, who: Identity, *, subject_type: str, subjec
     return task_id
 
 
-def assignees(conn: psycopg.Connection, who: Identity) -> list[dict]:
-    """The people the caller sends on tasks (the dashboard's 派发 picker): enabled persons of the caller's
-    department, of every department for a caller with the city-wide view; not the leading group (it changes
-    nothing, so it could not report a field step)."""
+def assignees(conn: psycopg.Connection, who: Identity, login: str | None = None) -> list[dict]:
+    """The people the caller sends on tasks (the dashboard's 派发 picker, and the check of an assignment, with
+    ``login``): enabled persons of the caller's department, of every department for a caller with the city-wide
+    view; not the leading group (it changes nothing, so it could not report a field step), not a system's
+    account."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """
             select login, name, department_code as department, roles from account
              where kind = 'person' and disabled_at is null and not roles <@ array['leading_group']
                and (%(scope)s::text is null or department_code = %(scope)s)
+               and (%(login)s::text is null or login = %(login)s)
              order by department_code nulls first, name, login
-            """, {"scope": who.scope}).fetchall()
+            """, {"scope": who.scope, "login": login}).fetchall()
 
 
 def _step(conn: psycopg.Connection, task_id: int, actor: Actor, action: str, note: str | None, *,

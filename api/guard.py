@@ -1,4 +1,5 @@
-"""What the API refuses before any route sees it: bodies over their limit, text PostgreSQL cannot store.
+"""What the API refuses before any route sees it: bodies over their limit, text PostgreSQL cannot store, a query
+parameter given twice.
 
 Bodies are counted as they stream in (FastAPI's ``max_body_size``): ``MAX_JSON_BYTES`` for the whole application,
 ``MAX_UPLOAD_BYTES`` declared by the upload routes; beyond it the answer is 413 and the rest is not read.
@@ -33,7 +34,13 @@ def _what(text: str) -> str | None:
 
 
 async def refuse_unstorable_input(request: Request) -> None:
-    """Raise ``Invalid`` (422) for the first input holding text PostgreSQL cannot store."""
+    """Raise ``Invalid`` (422) for the first input holding text PostgreSQL cannot store, or for a query parameter
+    given more than once (every one of the API takes a single value; the framework would keep the last)."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen:
+            raise Invalid(f"query parameter {name!r} is given more than once; it takes one value", field=name)
+        seen.add(name)
     for place, params in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
         for name, value in params:
             for text in (name, value):

@@ -198,10 +198,13 @@ def account_by_login(conn: psycopg.Connection, login: str) -> dict:
     return row
 
 
-def list_accounts(conn: psycopg.Connection, department: str | None = None) -> list[dict]:
+def list_accounts(conn: psycopg.Connection, department: str | None = None, *, after: str | None = None,
+                  limit: int | None = None) -> list[dict]:
+    """Accounts in login order, those after the login ``after``; at most ``limit``."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(_ACCOUNT + " where %(d)s::text is null or department_code = %(d)s order by login",
-                           {"d": department}).fetchall()
+        return cur.execute(_ACCOUNT + " where (%(d)s::text is null or department_code = %(d)s)"
+                           " and (%(after)s::text is null or login > %(after)s) order by login limit %(limit)s",
+                           {"d": department, "after": after, "limit": limit}).fetchall()
 
 
 def set_disabled(conn: psycopg.Connection, login: str, disabled: bool, actor: Actor) -> dict:

@@ -38,9 +38,11 @@ def add(conn: psycopg.Connection, item: HeatSourceIn) -> dict:
         raise Conflict(f"a heat source named {item.name!r} exists already", field="name") from exc
 
 
-def list_all(conn: psycopg.Connection) -> list[dict]:
+def list_all(conn: psycopg.Connection, *, after: str | None = None, limit: int | None = None) -> list[dict]:
+    """Heat sources in name order, those after the name ``after``; at most ``limit``."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("select * from heat_source order by name").fetchall()
+        return cur.execute("select * from heat_source where %(after)s::text is null or name > %(after)s "
+                           "order by name limit %(limit)s", {"after": after, "limit": limit}).fetchall()
 
 
 def remove(conn: psycopg.Connection, source_id: int) -> None:

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+Scalar = str | bool | int | float | None
+"""A JSON value that is not a container."""
+Attrs = Annotated[dict[str, Scalar | list[dict[str, Scalar]]], Field(
+    description="the attributes that bind the terminal to its standard, one set per kind (registry/attributes.py): "
+                "water_quality_station river, chainage_km, target_class, water_body; sewage_outlet_analyser plant, "
+                "grade, build_year; gas_pressure_sensor pressure_class, set_point_kpa, high_kpa, low_kpa; "
+                "water_level_gauge river, chainage_km, warning_level_m; water_pressure_point district, "
+                "min_service_mpa; district_flow_meter district, night_allowance_m3h; heating_substation_sensor "
+                "substation; indoor_temp_sensor substation, building; video_camera and thermal_camera "
+                "mast_height_m, heading_deg, tilt_deg, hfov_deg, preset, presets (a list of {preset, heading_deg, "
+                "tilt_deg, hfov_deg}); other kinds none")]
+"""A terminal's attributes as stored: checked against its kind's model when written."""
+Snapshot = dict[str, Scalar | list[Scalar] | dict[str, Scalar | list[dict[str, Scalar]]]]
+"""An object as the change log keeps it: its fields (a terminal's ``attrs`` nested), without bookkeeping."""
 
 
 class Status(StrEnum):
@@ -161,7 +176,7 @@ class Terminal(BaseModel):
     protocol: Protocol
     report_interval_s: int
     metrics: list[str]
-    attrs: dict
+    attrs: Attrs
     mn: str | None = None
     pw: str | None = Field(default=None, exclude=True)
     created_at: dt.datetime
@@ -207,5 +222,7 @@ class Change(BaseModel):
     related_type: str | None
     related_code: str | None
     summary: str
-    before: dict | None
-    after: dict | None
+    before: Snapshot | None = Field(description="the object before the change (its fields, a terminal's attrs "
+                                                "nested); null for a create")
+    after: Snapshot | None = Field(description="the object after it, or what the action recorded (a comment, a "
+                                               "replay's window); null for a delete")

@@ -164,11 +164,13 @@ def api_url(db_url: str, broker: tuple[str, int]) -> Iterator[str]:
     thread.join(10)
 
 
-def account_token(url: str, login: str, roles: list[str], department: str | None = None) -> str:
-    """A new account with these roles and an API token for it (the token's secret)."""
+def account_token(url: str, login: str, roles: list[str], department: str | None = None,
+                  kind: str = "service") -> str:
+    """A new account with these roles (a system's, or a person's without a password) and an API token for it
+    (the token's secret)."""
     with psycopg.connect(url) as c:
         setup = Actor("tests")
-        accounts.add_account(c, login=login, name=login, department=department, roles=roles, kind="service",
+        accounts.add_account(c, login=login, name=login, department=department, roles=roles, kind=kind,
                              password=None, actor=setup)
         return accounts.issue_token(c, login, "tests", None, setup)[1]
 

@@ -21,6 +21,10 @@ class IssueRequest(BaseModel):
     count: int = Field(default=1, ge=1, le=10_000)
 
 
+class IssuedCodes(BaseModel):
+    codes: list[str] = Field(description="the city codes reserved, in order")
+
+
 class CodeInfo(BaseModel):
     code: str
     display: str
@@ -32,12 +36,12 @@ class CodeInfo(BaseModel):
     valid: bool = True
 
 
-@router.post("/issue", status_code=201)
-def issue(conn: ConnDep, who: Steward, request: IssueRequest) -> dict:
+@router.post("/issue", status_code=201, response_model=IssuedCodes)
+def issue(conn: ConnDep, who: Steward, request: IssueRequest) -> IssuedCodes:
     """Reserve new codes, e.g. to print labels before the devices are installed (steward admins)."""
     with conn.transaction():
         issued = service.issue_codes(conn, request.division, request.kind, request.count, who.actor())
-    return {"codes": issued}
+    return IssuedCodes(codes=issued)
 
 
 @router.get("/{code}", response_model=CodeInfo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Query, UploadFile
@@ -20,7 +21,7 @@ from api.deps import ConnDep
 from api.guard import MAX_UPLOAD_BYTES
 from api.routes.filters import division_subtree
 from api.routes.paging import After, Limit, cursor, page
-from api.schemas import FireEventSummary, Instant, Page
+from api.schemas import AlertStatus, FireEventSummary, Instant, Page, Severity
 from registry import audit, heat_sources
 from registry.errors import Invalid, NotFound
 from registry.lookups import division_index
@@ -34,6 +35,98 @@ _DETECTION = """
            exists (select 1 from fire_evidence e where e.detection_id = d.id) as has_evidence
       from fire_detection d left join terminal t on t.id = d.terminal_id
 """
+
+
+class FireAlert(BaseModel):
+    id: int
+    status: AlertStatus
+    severity: Severity
+    detail: str
+
+
+class SatelliteHotspot(BaseModel):
+    """A FIRMS row as read."""
+    satellite: str
+    instrument: str = Field(description="VIIRS or MODIS")
+    confidence: str = Field(description="FIRMS's own confidence (l/n/h or a percentage)")
+    brightness_k: float | None
+    frp_mw: float | None = Field(description="fire radiative power")
+    scan_km: float
+    track_km: float
+    daynight: str | None
+    row: int = Field(description="the row of the imported file")
+
+
+class FireDetection(BaseModel):
+    id: int
+    event_id: int | None
+    source: Literal["camera", "thermal", "satellite"]
+    cue: Literal["flame", "smoke", "hotspot"]
+    terminal: str | None = Field(description="city code of the camera, if any")
+    terminal_name: str | None
+    preset: int | None = Field(description="the PTZ preset the camera looked through")
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    confidence: float
+    box: list[int] | None = Field(description="x, y, width, height in the frame, pixels")
+    frame_size: list[int] | None = Field(description="width, height of the frame, pixels")
+    camera_lat: float | None
+    camera_lon: float | None
+    bearing_deg: float | None = Field(description="bearing from the camera to the fire, degrees from north")
+    halfwidth_deg: float | None = Field(description="half the bearing's uncertainty")
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    position: Literal["ground", "bearing", "unknown", "satellite"] = Field(
+        description="how it was placed: on the ground plane, a bearing only, a satellite pixel, or not at all")
+    division: str | None
+    satellite: SatelliteHotspot | None = Field(description="the FIRMS row, for a satellite hotspot")
+    evidence_url: str | None = Field(description="its annotated frame, if one was kept")
+
+
+class FireEvent(BaseModel):
+    id: int
+    status: Literal["open", "closed"]
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    position_method: Literal["triangulated", "satellite", "camera", "unknown"]
+    division_code: str | None
+    confidence: float
+    sources: list[str] = Field(description="camera, thermal, satellite")
+    touched_at: dt.datetime = Field(description="when a detection last joined or extended it (wall clock)")
+    closed_at: dt.datetime | None
+    verdict: Literal["straw", "residue", "other_heat", "false"] | None
+    verified_by: str | None
+    verified_at: dt.datetime | None
+    verdict_note: str | None
+    alert: FireAlert | None = Field(description="the alert it raised, if any")
+    detections: list[FireDetection]
+
+
+class FirmsImport(BaseModel):
+    rows: int = Field(description="rows in the file")
+    stored: int = Field(description="hotspots stored and fused into fire events")
+    outside_suihua: int
+    near_heat_source: int
+    not_vegetation: int
+    repeated: int = Field(description="hotspots imported before")
+    errors: list[str] = Field(description="why rows could not be read (the first 100)")
+    events: list[int] = Field(description="the fire events the stored hotspots joined")
+
+
+class HeatSource(BaseModel):
+    id: int
+    name: str
+    kind: Literal["power_plant", "factory", "flare", "boiler", "other"]
+    lat: float
+    lon: float
+    radius_m: float = Field(description="satellite hotspots this close are not fires")
+    division_code: str | None
+    note: str | None
+    created_at: dt.datetime
 
 
 @router.get("/fire-events", response_model=Page[FireEventSummary])
@@ -74,8 +167,8 @@ def list_fire_events(
     return Page[FireEventSummary](data=data, next=next_cursor)
 
 
-@router.get("/fire-events/{event_id}")
-def get_fire_event(conn: ConnDep, who: Reader, event_id: int) -> dict:
+@router.get("/fire-events/{event_id}", response_model=FireEvent)
+def get_fire_event(conn: ConnDep, who: Reader, event_id: int) -> FireEvent:
     """The event and every detection in it; evidence pictures at ``/fire-detections/{id}/evidence.jpg``."""
     event = fire_store.event(conn, event_id)
     if event is None or not fire_event_in_view(conn, event_id, who.scope):
@@ -87,7 +180,7 @@ def get_fire_event(conn: ConnDep, who: Reader, event_id: int) -> dict:
                             (event_id,)).fetchone()
     for d in detections:
         d["evidence_url"] = f"/api/v1/fire-detections/{d['id']}/evidence.jpg" if d.pop("has_evidence") else None
-    return {**event, "alert": alert, "detections": detections}
+    return FireEvent(**event, alert=alert, detections=detections)
 
 
 class Verdict(BaseModel):
@@ -96,8 +189,8 @@ class Verdict(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-@router.post("/fire-events/{event_id}/verdict")
-def fire_verdict(conn: ConnDep, who: Operator, event_id: int, body: Verdict) -> dict:
+@router.post("/fire-events/{event_id}/verdict", response_model=FireEvent)
+def fire_verdict(conn: ConnDep, who: Operator, event_id: int, body: Verdict) -> FireEvent:
     """Record what was found on the spot; acknowledges (straw, residue) or closes (other_heat, false) the alert."""
     get_fire_event(conn, who, event_id)
     with conn.transaction():
@@ -120,12 +213,12 @@ def evidence(conn: ConnDep, who: Reader, detection_id: int) -> Response:
                         "%a, %d %b %Y %H:%M:%S GMT")})
 
 
-@router.post("/firms", max_body_size=MAX_UPLOAD_BYTES)
+@router.post("/firms", max_body_size=MAX_UPLOAD_BYTES, response_model=FirmsImport)
 def upload_firms(
     conn: ConnDep,
     who: PlatformAdmin,
     file: Annotated[UploadFile, File(description="NASA FIRMS CSV (VIIRS or MODIS, NRT or archive)")],
-) -> dict:
+) -> FirmsImport:
     """Import satellite hotspots: inside Suihua, away from known heat sources, fused into fire events. A row that
     cannot be read (or holds a NUL) is dead-lettered with its reason and the others imported. Parsing and writing
     run in the thread pool: a large file does not hold up other requests."""
@@ -143,23 +236,25 @@ def upload_firms(
         conn.commit()  # keep the dead letter
         raise Invalid(str(exc), field="file") from exc
     conn.commit()
-    return {"rows": report.rows, "stored": report.stored, "outside_suihua": report.outside,
-            "near_heat_source": report.heat_source, "not_vegetation": report.not_vegetation,
-            "repeated": report.repeated, "errors": report.errors[:100], "events": sorted(report.events)}
+    return FirmsImport(rows=report.rows, stored=report.stored, outside_suihua=report.outside,
+                       near_heat_source=report.heat_source, not_vegetation=report.not_vegetation,
+                       repeated=report.repeated, errors=report.errors[:100], events=sorted(report.events))
 
 
-@router.get("/heat-sources")
-def list_heat_sources(conn: ConnDep) -> list[dict]:
-    return heat_sources.list_all(conn)
+@router.get("/heat-sources", response_model=Page[HeatSource])
+def list_heat_sources(conn: ConnDep, after: After = None, limit: Limit = 100) -> Page[HeatSource]:
+    """Known heat sources in name order, one page at a time (`next` is the page's last name)."""
+    data, next_cursor = page(heat_sources.list_all(conn, after=after, limit=limit + 1), limit, key="name")
+    return Page[HeatSource](data=data, next=next_cursor)
 
 
-@router.post("/heat-sources", status_code=201)
-def add_heat_source(conn: ConnDep, who: PlatformAdmin, item: heat_sources.HeatSourceIn) -> dict:
+@router.post("/heat-sources", status_code=201, response_model=HeatSource)
+def add_heat_source(conn: ConnDep, who: PlatformAdmin, item: heat_sources.HeatSourceIn) -> HeatSource:
     """A known heat source (plant, boiler, flare): satellite hotspots near it are not fires (platform admin)."""
     with conn.transaction():
         source = heat_sources.add(conn, item)
         audit.record(conn, who.actor(), "create", "heat_source", str(source["id"]), after=jsonable_encoder(source))
-    return source
+    return HeatSource(**source)
 
 
 @router.delete("/heat-sources/{source_id}", status_code=204)

@@ -22,10 +22,10 @@ def cursor(after: str | None) -> int | None:
     return int(after)
 
 
-def page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
-    """Rows asked for with ``limit + 1`` (dicts or models with an ``id``): the page, and the cursor of the next
-    one (the last id of this page)."""
+def page(rows: list[Any], limit: int, key: str = "id") -> tuple[list[Any], str | None]:
+    """Rows asked for with ``limit + 1`` (dicts or models): the page, and the cursor of the next one (the last
+    ``key`` of this page: its id, or the login or name a list in that order is keyed by)."""
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
-    return rows[:limit], str(last["id"] if isinstance(last, dict) else last.id)
+    return rows[:limit], str(last[key] if isinstance(last, dict) else getattr(last, key))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
 
 from api.auth import PlatformAdmin
 from api.deps import ConnDep
+from api.geojson import DivisionFeature
 from api.schemas import Created
 from devices import METRICS
 from registry import divisions, queries
@@ -15,20 +17,46 @@ from registry.models import DepartmentOut, Division, DivisionIn
 router = APIRouter(prefix="/api/v1", tags=["reference"])
 
 
+class Kind(BaseModel):
+    key: str = Field(description="e.g. water_quality_station")
+    name: str
+    name_zh: str
+    class_code: str = Field(description="the two digits of the city code that name the kind")
+    steward: str = Field(description="the department that usually stewards it")
+    metrics: list[str] = Field(description="metric keys it reports by default")
+    interval_s: int = Field(description="expected reporting interval, seconds")
+
+
+class Metric(BaseModel):
+    key: str = Field(description="HJ 212 code where one exists, e.g. w01009")
+    name: str
+    name_zh: str
+    unit: str = Field(description="empty for a dimensionless quantity (pH)")
+    low: float = Field(description="physical range: values below are refused")
+    high: float = Field(description="physical range: values above are refused")
+    precision: int = Field(description="decimals the value is shown with")
+    hj212: str | None = Field(description="HJ 212-2017 code, if any")
+    resolution: float | None = Field(description="the usual instrument's smallest step (default 10^-precision)")
+    resting: list[float] = Field(description="values a healthy sensor may read all day (no flat-line alert)")
+    flat_after_h: float | None = Field(description="hours after which a flat line is suspicious; null: held "
+                                                   "constant on purpose")
+    drift_per_h: float | None = Field(description="a steadier change per hour is sensor drift; null: no drift test")
+
+
 @router.get("/divisions", response_model=list[Division])
 def list_divisions(conn: ConnDep, parent: str | None = None) -> list[Division]:
     """Suihua (231200), its ten county-level divisions, and any townships and grids added below them."""
     return queries.list_divisions(conn, parent)
 
 
-@router.get("/divisions/{code}")
-def get_division(conn: ConnDep, code: str) -> dict:
+@router.get("/divisions/{code}", response_model=DivisionFeature)
+def get_division(conn: ConnDep, code: str) -> DivisionFeature:
     """One division as a GeoJSON Feature with its boundary (WGS84)."""
     division = queries.get_division(conn, code)
     if division is None:
         raise NotFound(f"division {code} does not exist", field="code")
     boundary = division.pop("boundary")
-    return {"type": "Feature", "id": code, "geometry": boundary, "properties": division}
+    return DivisionFeature(id=code, geometry=boundary, properties=division)
 
 
 @router.post("/divisions", status_code=status.HTTP_201_CREATED, response_model=Created)
@@ -44,13 +72,13 @@ def list_departments(conn: ConnDep) -> list[DepartmentOut]:
     return queries.list_departments(conn)
 
 
-@router.get("/kinds")
-def list_kinds(conn: ConnDep) -> list[dict]:
+@router.get("/kinds", response_model=list[Kind])
+def list_kinds(conn: ConnDep) -> list[Kind]:
     """Terminal kinds with their class code, usual steward, metrics and expected interval."""
     return queries.list_kinds(conn)
 
 
-@router.get("/metrics")
-def list_metrics() -> list[dict]:
+@router.get("/metrics", response_model=list[Metric])
+def list_metrics() -> list[Metric]:
     """The metric catalogue: key (HJ 212 code where one exists), unit and physical range."""
-    return [m.__dict__ for m in METRICS]
+    return [Metric(**m.__dict__) for m in METRICS]

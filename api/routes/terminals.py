@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import Reader, Steward, owned_department, writable_terminal
 from api.deps import ConnDep
+from api.geojson import TerminalCollectionPage, geojson_response
 from api.routes.filters import TerminalSearch
 from api.schemas import Created, Page
 from registry import exporter, queries, service
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api/v1/terminals", tags=["terminals"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-@router.get("", response_model=Page[Terminal], responses={200: {"content": {"application/geo+json": {}}}})
+@router.get("", response_model=Page[Terminal], responses={200: geojson_response(TerminalCollectionPage)})
 def list_terminals(
     conn: ConnDep, search: TerminalSearch, limit: Limit = 100, count: bool = False,
     format: Literal["json", "geojson"] = "json",

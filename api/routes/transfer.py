@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import Steward
 from api.deps import ConnDep
+from api.geojson import TerminalCollection, inline_schema
 from api.guard import MAX_UPLOAD_BYTES
 from api.routes.filters import TerminalSearch
 from api.schemas import ErrorOut
@@ -24,7 +25,7 @@ _MEDIA = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
-_GEOJSON = {"schema": {"type": "object"}}
+_GEOJSON = {"schema": inline_schema(TerminalCollection)}
 
 
 class RowProblem(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
@@ -28,40 +29,78 @@ class AccountIn(BaseModel):
     password: str | None = Field(default=None, description="left out: one is made and shown once (persons)")
 
 
+class Account(BaseModel):
+    id: int
+    login: str
+    name: str
+    kind: Literal["person", "service"] = Field(description="a person (logs in), or a system (uses tokens)")
+    department: str | None = Field(description="none for a platform-wide role")
+    roles: list[Role]
+    created_at: dt.datetime
+    created_by: str
+    disabled_at: dt.datetime | None = Field(description="set while the account is disabled")
+    has_password: bool = Field(description="it may log in with a password")
+
+
+class NewAccount(Account):
+    password: str | None = Field(description="the password made for a person, shown only now; null when it was "
+                                             "given, or for a service")
+
+
+class Token(BaseModel):
+    """An API token, never its secret."""
+    id: int
+    account: str = Field(description="login of the account it acts as")
+    name: str
+    created_at: dt.datetime
+    created_by: str
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None = Field(description="to the minute")
+
+
+class NewToken(Token):
+    token: str = Field(description="the secret (`Authorization: Bearer gzt_…`), shown only now")
+
+
 class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=100, description="what uses it, e.g. 住建局燃气监管系统")
     days: int | None = Field(default=None, ge=1, le=3650, description="expires after; none: until revoked")
 
 
-@router.get("/users")
-def list_users(conn: ConnDep, who: PlatformAdmin, department: str | None = None) -> list[dict]:
-    return accounts.list_accounts(conn, department)
+@router.get("/users", response_model=Page[Account])
+def list_users(conn: ConnDep, who: PlatformAdmin, department: str | None = None, after: After = None,
+               limit: Limit = 100) -> Page[Account]:
+    """Accounts in login order, one page at a time (`next` is the page's last login)."""
+    rows = accounts.list_accounts(conn, department, after=after, limit=limit + 1)
+    data, next_cursor = page(rows, limit, key="login")
+    return Page[Account](data=data, next=next_cursor)
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED)
-def add_user(conn: ConnDep, who: PlatformAdmin, item: AccountIn) -> dict:
+@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=NewAccount)
+def add_user(conn: ConnDep, who: PlatformAdmin, item: AccountIn) -> NewAccount:
     """A person or a service account. A person's password, when not given, is made and returned once."""
     password = item.password or (accounts.new_password() if item.kind == "person" else None)
     with conn.transaction():
         created = accounts.add_account(conn, login=item.login, name=item.name, department=item.department,
                                        roles=list(item.roles), kind=item.kind, password=password, actor=who.actor())
-    return {**created, "password": password if item.password is None else None}
+    return NewAccount(**created, password=password if item.password is None else None)
 
 
-@router.get("/users/{login}")
-def get_user(conn: ConnDep, who: PlatformAdmin, login: str) -> dict:
+@router.get("/users/{login}", response_model=Account)
+def get_user(conn: ConnDep, who: PlatformAdmin, login: str) -> Account:
     return accounts.account_by_login(conn, login)
 
 
-@router.post("/users/{login}/disable")
-def disable_user(conn: ConnDep, who: PlatformAdmin, login: str) -> dict:
+@router.post("/users/{login}/disable", response_model=Account)
+def disable_user(conn: ConnDep, who: PlatformAdmin, login: str) -> Account:
     """Disable an account: its tokens and sessions stop working at once."""
     with conn.transaction():
         return accounts.set_disabled(conn, login, True, who.actor())
 
 
-@router.post("/users/{login}/enable")
-def enable_user(conn: ConnDep, who: PlatformAdmin, login: str) -> dict:
+@router.post("/users/{login}/enable", response_model=Account)
+def enable_user(conn: ConnDep, who: PlatformAdmin, login: str) -> Account:
     with conn.transaction():
         return accounts.set_disabled(conn, login, False, who.actor())
 
@@ -71,24 +110,24 @@ def _own_or_admin(who: Identity, login: str) -> None:
         raise forbid("only the platform admin manages another account's tokens")
 
 
-@router.get("/users/{login}/tokens")
-def list_tokens(conn: ConnDep, who: Reader, login: str) -> list[dict]:
+@router.get("/users/{login}/tokens", response_model=list[Token])
+def list_tokens(conn: ConnDep, who: Reader, login: str) -> list[Token]:
     """An account's API tokens (never their secrets): the account itself, or the platform admin."""
     _own_or_admin(who, login)
     return accounts.list_tokens(conn, accounts.account_by_login(conn, login)["login"])
 
 
-@router.post("/users/{login}/tokens", status_code=status.HTTP_201_CREATED)
-def issue_token(conn: ConnDep, who: Reader, login: str, item: TokenIn) -> dict:
+@router.post("/users/{login}/tokens", status_code=status.HTTP_201_CREATED, response_model=NewToken)
+def issue_token(conn: ConnDep, who: Reader, login: str, item: TokenIn) -> NewToken:
     """A new API token for the account: `Authorization: Bearer <token>`. The token is shown only here, once."""
     _own_or_admin(who, login)
     with conn.transaction():
         token, secret = accounts.issue_token(conn, login, item.name, item.days, who.actor())
-    return {**token, "token": secret}
+    return NewToken(**token, token=secret)
 
 
-@router.delete("/tokens/{token_id}")
-def revoke_token(conn: ConnDep, who: Reader, token_id: int) -> dict:
+@router.delete("/tokens/{token_id}", response_model=Token)
+def revoke_token(conn: ConnDep, who: Reader, token_id: int) -> Token:
     """Revoke a token at once: its owner, or the platform admin."""
     _own_or_admin(who, accounts.get_token(conn, token_id)["account"])
     with conn.transaction():

@@ -45,6 +45,29 @@ class WebhookIn(BaseModel):
         return self
 
 
+class Webhook(BaseModel):
+    """A department's subscription to its alerts (never its secret, but once)."""
+    id: int
+    department: str
+    channel: Literal["webhook", "sms"]
+    target: str = Field(description="the URL events are POSTed to, or the phone number texted")
+    families: list[Family] | None = Field(description="null: every family")
+    severities: list[Severity] | None = Field(description="null: every severity")
+    division: str | None = Field(description="only alerts in this division or below; null: everywhere")
+    created_by: str
+    created_at: dt.datetime
+    paused_at: dt.datetime | None = Field(description="set while deliveries are paused (failing for a day)")
+    pause_reason: str | None
+
+
+class NewWebhook(Webhook):
+    secret: str = Field(description="the HMAC-SHA256 key of `X-Ganzhi-Signature`, shown only now")
+
+
+class Replayed(BaseModel):
+    queued: int = Field(description="events queued to be sent again")
+
+
 class Replay(BaseModel):
     start: dt.datetime = Field(alias="from")
     end: dt.datetime = Field(alias="to")
@@ -57,8 +80,8 @@ def _endpoint(conn: psycopg.Connection, who: Identity, webhook_id: int) -> dict:
     return found
 
 
-@router.post("/webhooks", status_code=201)
-def create_webhook(conn: ConnDep, settings: SettingsDep, who: Steward, body: WebhookIn) -> dict:
+@router.post("/webhooks", status_code=201, response_model=NewWebhook)
+def create_webhook(conn: ConnDep, settings: SettingsDep, who: Steward, body: WebhookIn) -> NewWebhook:
     """A new subscription; its ``secret`` (the HMAC-SHA256 key of ``X-Ganzhi-Signature``) is shown only now.
     The URL must reach a public address: internal, loopback and private hosts are refused (422)."""
     if body.department is None and who.department is None:
@@ -77,11 +100,11 @@ def create_webhook(conn: ConnDep, settings: SettingsDep, who: Steward, body: Web
                                created_by=who.login)
         audit.record(conn, who.actor(), "create", "webhook", str(made["id"]),
                      after={"department": department, "channel": body.channel, "target": target})
-    return made
+    return NewWebhook(**made)
 
 
-@router.get("/webhooks")
-def list_webhooks(conn: ConnDep, who: Steward) -> list[dict]:
+@router.get("/webhooks", response_model=list[Webhook])
+def list_webhooks(conn: ConnDep, who: Steward) -> list[Webhook]:
     """The caller's department's subscriptions (every department's for the platform admin)."""
     return webhooks.list_webhooks(conn, who.scope)
 
@@ -104,8 +127,8 @@ def list_deliveries(conn: ConnDep, who: Steward, webhook_id: int, after: After =
     return Page[Delivery](data=data, next=next_cursor)
 
 
-@router.post("/webhooks/{webhook_id}/replay", status_code=202)
-def replay(conn: ConnDep, who: Steward, webhook_id: int, body: Replay) -> dict:
+@router.post("/webhooks/{webhook_id}/replay", status_code=202, response_model=Replayed)
+def replay(conn: ConnDep, who: Steward, webhook_id: int, body: Replay) -> Replayed:
     """Send again the events of [from, to) the subscription matches, after what is already queued."""
     endpoint = _endpoint(conn, who, webhook_id)
     if body.end <= body.start:
@@ -115,11 +138,11 @@ def replay(conn: ConnDep, who: Steward, webhook_id: int, body: Replay) -> dict:
         audit.record(conn, who.actor(), "update", "webhook", str(webhook_id),
                      after={"replay_from": body.start.isoformat(), "replay_to": body.end.isoformat(),
                             "queued": queued}, summary=f"replay of webhook {webhook_id}: {queued} events")
-    return {"queued": queued}
+    return Replayed(queued=queued)
 
 
-@router.post("/webhooks/{webhook_id}/resume")
-def resume(conn: ConnDep, who: Steward, webhook_id: int) -> dict:
+@router.post("/webhooks/{webhook_id}/resume", response_model=Webhook)
+def resume(conn: ConnDep, who: Steward, webhook_id: int) -> Webhook:
     """A paused subscription (failing for a day) sends again, from the delivery it stopped on."""
     _endpoint(conn, who, webhook_id)
     with conn.transaction():

@@ -221,3 +221,13 @@ def test_an_import_with_more_rows_than_it_may_hold_is_refused_before_checking_th
 def test_a_time_given_as_a_bare_number_is_refused_as_the_schema_says(http, path, name):
     _is_error(http.get(path, params={name: "-620975"}), 422, name)
     assert http.get(path, params={name: "2026-11-29T08:00:00+08:00"}).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "query"), [
+    ("/api/v1/terminal-states/summary", "q=a&q=b"),
+    ("/api/v1/alerts", "status=open&status=closed"),
+    ("/api/v1/terminals", "limit=1&limit=2"),
+])
+def test_a_query_parameter_given_twice_is_422_naming_it(http, path, query):
+    """Every query parameter of the API takes one value: a repeated one is refused, not one of them picked."""
+    _is_error(http.get(f"{path}?{query}"), 422, query.split("=", 1)[0])

@@ -86,8 +86,9 @@ def test_alert_context_lists_incident_members_and_tasks(http, db_url):
                              "('pole:x', '测试杆多项超标', 'environment', '231202') returning id").fetchone()[0]
     first = _alert(db_url, made["air"], "warning", incident=incident)
     second = _alert(db_url, made["cam2"], "critical", incident=incident)
+    account_token(db_url, "context-field", ["viewer"], "sthjj", kind="person")
     task = http.post("/api/v1/tasks", json={"subject_type": "incident", "subject_id": incident,
-                                            "assignee": "test-admin", "due_at": "2031-01-01T08:00:00+08:00"})
+                                            "assignee": "context-field", "due_at": "2031-01-01T08:00:00+08:00"})
     assert task.status_code == 201, task.text
     context = http.get(f"/api/v1/dashboard/alerts/{first}").json()
     assert context["incident"]["title"] == "测试杆多项超标"

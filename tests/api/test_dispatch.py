@@ -42,10 +42,10 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64) + b"\xff\xd9"
 
 @pytest.fixture(scope="module")
 def people(api_url: str, db_url: str) -> Iterator[dict[str, httpx.Client]]:
-    """sthjj's operator (the assigner), a second operator, a viewer, a grid member (the assignee), and an
-    operator of 住建局 (zjj)."""
+    """sthjj's operator (the assigner), a second operator, a viewer, a grid member (the assignee, a person), and
+    an operator of 住建局 (zjj)."""
     roles = {"boss": (["operator"], "sthjj"), "peer": (["operator"], "sthjj"), "viewer": (["viewer"], "sthjj"),
-             "grid": (["viewer"], "sthjj"), "zjj": (["operator"], "zjj")}
+             "grid": (["viewer"], "sthjj", "person"), "zjj": (["operator"], "zjj")}
     clients = {name: httpx.Client(base_url=api_url, timeout=30, headers={
         "Authorization": f"Bearer {account_token(db_url, f'dispatch-{name}', *found)}"})
         for name, found in roles.items()}
@@ -262,8 +262,24 @@ def test_the_assignee_picker_lists_the_callers_people_only(http, db_url, people)
     assert listed.status_code == 200, listed.text
     logins = {row["login"] for row in listed.json()}
     assert {made["field"], made["chief"]} <= logins
-    assert not logins & {made["gone"], made["housing"], made["leader"], "dispatch-grid"}  # grid: a service account
+    assert not logins & {made["gone"], made["housing"], made["leader"], "dispatch-viewer"}  # a service account
     assert {row["department"] for row in listed.json()} == {"sthjj"}
     everyone = {row["login"] for row in http.get("/api/v1/tasks/assignees").json()}
     assert {made["field"], made["chief"], made["housing"]} <= everyone and made["leader"] not in everyone
     assert people["viewer"].get("/api/v1/tasks/assignees").status_code == 403
+
+
+def test_a_task_goes_only_to_a_person_the_assigner_may_send(http, db_url, people):
+    """POST /tasks sends one of the assigner's people (those of the picker): a system's account, the leading group
+    (read-only) or another department's person is refused with 403; the platform admin sends any department's."""
+    with psycopg.connect(db_url) as conn:
+        for login, roles, department in (("send-leader", ["leading_group"], None), ("send-housing", ["viewer"], "zjj")):
+            accounts.add_account(conn, login=f"{login}-{os.getpid()}", name=login, department=department, roles=roles,
+                                 kind="person", password=accounts.new_password(), actor=Actor("tests"))
+    alert = _alert(http, db_url)
+    for refused in ("dispatch-viewer", f"send-leader-{os.getpid()}", f"send-housing-{os.getpid()}"):
+        answer = _assign(people["boss"], alert, to=refused)
+        assert (answer.status_code, answer.json()["field"]) == (403, "assignee"), refused
+    assert _assign(people["boss"], alert).status_code == 201  # dispatch-grid: a person of sthjj
+    assert _assign(http, alert, to=f"send-housing-{os.getpid()}").status_code == 201  # the city-wide view
+    assert _assign(http, alert, to="dispatch-viewer").status_code == 403

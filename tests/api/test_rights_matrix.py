@@ -126,6 +126,9 @@ _ROLES = {"other_viewer": (["viewer"], "zjj"), "viewer": (["viewer"], "sthjj"), 
           "steward": (["steward_admin"], "sthjj"), "platform": (["platform_admin"], None),
           "leading": (["leading_group"], None)}
 _serial = itertools.count(1)
+ASSIGNEES = {"matrix-field": (["viewer"], "sthjj"), "matrix-housing": (["viewer"], "zjj"),
+             "matrix-leader": (["leading_group"], None)}
+"""People a task may be sent to (or not); the matrix callers themselves are service accounts."""
 
 
 @dataclass
@@ -267,7 +270,7 @@ def _request(world: World, method: str, path: str) -> dict:
     }
     found = bodies.get((method, path), {})
     if (method, path) == ("POST", "/api/v1/tasks"):
-        found = {"json": {"subject_type": "alert", "subject_id": world.alert(), "assignee": "matrix-viewer",
+        found = {"json": {"subject_type": "alert", "subject_id": world.alert(), "assignee": "matrix-field",
                           "due_at": "2031-01-01T08:00:00+08:00"}}
     if (method, path) == ("POST", "/api/v1/grants"):
         with world.conn() as c:
@@ -281,6 +284,8 @@ def _request(world: World, method: str, path: str) -> dict:
 @pytest.fixture(scope="module")
 def world(api_url: str, db_url: str) -> Iterator[World]:
     tokens = {name: account_token(db_url, f"matrix-{name.replace('_', '-')}", *_ROLES[name]) for name in _ROLES}
+    for login, (roles, department) in ASSIGNEES.items():
+        account_token(db_url, login, roles, department, kind="person")
     password = accounts.new_password()
     with psycopg.connect(db_url) as c:
         accounts.set_password(c, "matrix-viewer", password, Actor("setup"))
@@ -331,3 +336,26 @@ def _expected(kind: str, allowed: set[str], caller: str, success: int) -> int:
         return 404  # the task is outside 住建局's view
     return 404 if kind == "read" else 403
 
+
+SENDS = {"matrix-field": {"operator", "steward", "platform"}, "matrix-housing": {"platform"},
+         "matrix-leader": set(), "matrix-viewer": set()}
+"""POST /tasks by assignee: who may send them. A person of sthjj: its operators (its steward admin too) and the
+platform admin; one of 住建局: the platform admin only (city-wide); the leading group (read-only) and a service
+account: nobody."""
+
+
+def test_dispatch_rights_by_assignee(api_url: str, world: World):
+    """Assigning needs the operator right over the alert, as acknowledging it does (403 without it; a subject
+    outside the view is 404, tests/api/test_dispatch.py), and the assignee must be a person the caller sends:
+    otherwise 403."""
+    failures = []
+    for assignee, senders in SENDS.items():
+        for caller in CALLERS:
+            body = {"subject_type": "alert", "subject_id": world.alert(), "assignee": assignee,
+                    "due_at": "2031-01-01T08:00:00+08:00"}
+            headers = {"Authorization": f"Bearer {world.tokens[caller]}"} if caller != "anonymous" else {}
+            status = httpx.post(f"{api_url}/api/v1/tasks", json=body, headers=headers, timeout=30).status_code
+            expected = 201 if caller in senders else 401 if caller == "anonymous" else 403
+            if status != expected:
+                failures.append(f"{caller} sends {assignee}: {status}, expected {expected}")
+    assert not failures, "\n".join(failures)

@@ -11,6 +11,8 @@ import itertools
 import re
 import threading
 import time
+from dataclasses import dataclass
+from dataclasses import field as default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,7 +23,7 @@ import numpy as np
 import psycopg
 import pytest
 import uvicorn
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from alerts import fire as fire_alerts
 from alerts import service as alerts
@@ -74,7 +76,7 @@ def _log_in(page: Page, base: str, login: str, password: str) -> None:
     page.wait_for_selector("body[data-ready]", state="attached", timeout=30_000)
 
 
-def _watch_requests(page: Page, base: str, seen: list[str]) -> None:
+def _watch_requests(page: Page, seen: list[str]) -> None:
     page.on("request", lambda request: seen.append(request.url))
 
 
@@ -91,6 +93,32 @@ def _watch_csp(page: Page, refused: list[str]) -> None:
     """Chromium reports each Content-Security-Policy violation on the console ("Refused to ...")."""
     page.on("console", lambda message: refused.append(message.text)
             if "Content Security Policy" in message.text or message.text.startswith("Refused to") else None)
+
+
+@dataclass
+class Pages:
+    """Opens a logged-in page per person, each in its own browser context (closed after the test), watching every
+    page's requests and Content-Security-Policy violations."""
+
+    browser: Browser
+    contexts: list
+    base: str
+    requests: list[str] = default(default_factory=list)
+    refused: list[str] = default(default_factory=list)
+
+    def open(self, person: tuple[str, str], *, base: str | None = None, **context_options) -> Page:
+        context = self.browser.new_context(**context_options)
+        self.contexts.append(context)
+        page = context.new_page()
+        _watch_requests(page, self.requests)
+        _watch_csp(page, self.refused)
+        _log_in(page, base or self.base, *person)
+        return page
+
+
+@pytest.fixture
+def pages(browser, contexts, api_url) -> Pages:
+    return Pages(browser, contexts, api_url)
 
 
 def _raise_river_alert(db_url: str) -> tuple[str, int]:
@@ -125,16 +153,8 @@ def _photo() -> bytes:
     return cv2.imencode(".jpg", image)[1].tobytes()
 
 
-def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, contexts, api_url, db_url, people,
-                                                                   artefacts):
-    seen: list[str] = []
-    refused: list[str] = []
-    operator_context = browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN")
-    contexts.append(operator_context)
-    operator = operator_context.new_page()
-    _watch_requests(operator, api_url, seen)
-    _watch_csp(operator, refused)
-    _log_in(operator, api_url, *people["operator"])
+def test_alert_arrives_live_and_is_dispatched_verified_and_closed(pages, api_url, db_url, people, artefacts):
+    operator = pages.open(people["operator"], viewport={"width": 1600, "height": 900}, locale="zh-CN")
     expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
 
     _, alert_id = _raise_river_alert(db_url)  # after the page is up: it must arrive through the stream
@@ -170,13 +190,8 @@ def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, conte
     expect(task).to_contain_text(people["field"][0])
     operator.screenshot(path=artefacts / "03-assigned.png")
 
-    field_context = browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN",
-                                        geolocation=FIELD_POSITION, permissions=["geolocation"])
-    contexts.append(field_context)
-    field = field_context.new_page()
-    _watch_requests(field, api_url, seen)
-    _watch_csp(field, refused)
-    _log_in(field, api_url, *people["field"])
+    field = pages.open(people["field"], viewport={"width": 1600, "height": 900}, locale="zh-CN",
+                       geolocation=FIELD_POSITION, permissions=["geolocation"])
     field.click("#tabs button[data-tab=tasks]")
     field.locator("#tasks li[data-task]").first.click()
     field_detail = field.locator("#detail")
@@ -213,8 +228,9 @@ def test_alert_arrives_live_and_is_dispatched_verified_and_closed(browser, conte
     assert task_row == ("closed",)
     assert steps == ["assign", "verify", "close"]
     assert photos == 1
-    assert not refused, refused  # the page works within its Content-Security-Policy
+    assert not pages.refused, pages.refused  # the page works within its Content-Security-Policy
     base = urlsplit(api_url).netloc
+    seen = pages.requests
     assert seen and all(urlsplit(u).netloc == base or u.startswith("data:") for u in seen), \
         [u for u in seen if urlsplit(u).netloc != base]
     print(f"screenshots in {artefacts}")
@@ -254,19 +270,14 @@ def test_no_page_file_refers_to_another_host():
             assert not loads, f"{path} loads from another host"
 
 
-def test_connection_states_are_read_again_without_a_reload(browser, contexts, api_url, db_url, people):
+def test_connection_states_are_read_again_without_a_reload(pages, db_url, people):
     """States are not in the stream: the page reads the map again (each minute; here by its hook) and recolours
     the clusters in place: a grey cluster of never-seen devices turns green once they report."""
     with psycopg.connect(db_url) as conn:
         codes = [service.create_terminal(conn, terminal_in(f"状态测试站{n}", department="sthjj",
                                                            at=(126.98 + n * 0.0005, 46.64)), Actor("tests"))
                  for n in range(12)]
-    context = browser.new_context(viewport={"width": 1400, "height": 800})
-    contexts.append(context)
-    page = context.new_page()
-    refused: list[str] = []
-    _watch_csp(page, refused)
-    _log_in(page, api_url, *people["operator"])
+    page = pages.open(people["operator"], viewport={"width": 1400, "height": 800})
     expect(page.locator(".cluster.idle")).to_have_count(1)
     with psycopg.connect(db_url) as conn:
         conn.execute("insert into device_state (code, last_seen_at, connection) "
@@ -274,7 +285,7 @@ def test_connection_states_are_read_again_without_a_reload(browser, contexts, ap
     page.evaluate("window.ganzhiDashboard.refreshPoints()")
     expect(page.locator(".cluster.ok")).to_have_count(1)
     expect(page.locator(".cluster.idle")).to_have_count(0)
-    assert not refused, refused
+    assert not pages.refused, pages.refused
 
 
 def _straw_fire(db_url: str) -> int:
@@ -294,14 +305,9 @@ def _straw_fire(db_url: str) -> int:
     return event
 
 
-def test_a_straw_fire_arrives_live_with_its_evidence_and_gets_a_verdict(browser, contexts, api_url, db_url, people,
+def test_a_straw_fire_arrives_live_with_its_evidence_and_gets_a_verdict(pages, db_url, people,
                                                                          artefacts):
-    context = browser.new_context(viewport={"width": 1600, "height": 900})
-    contexts.append(context)
-    page = context.new_page()
-    refused: list[str] = []
-    _watch_csp(page, refused)
-    _log_in(page, api_url, *people["operator"])
+    page = pages.open(people["operator"], viewport={"width": 1600, "height": 900})
     expect(page.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
     event = _straw_fire(db_url)
     marker = page.locator(f"[data-fire='{event}']")
@@ -320,7 +326,7 @@ def test_a_straw_fire_arrives_live_with_its_evidence_and_gets_a_verdict(browser,
     expect(page.locator("#detail-status")).to_have_text("已确认")  # a straw verdict acknowledges the alert
     with psycopg.connect(db_url) as conn:
         assert conn.execute("select verdict from fire_event where id = %s", (event,)).fetchone() == ("straw",)
-    assert not refused, refused  # evidence pictures and all, within the page's Content-Security-Policy
+    assert not pages.refused, pages.refused  # evidence pictures and all, within the page's Content-Security-Policy
 
 
 def test_the_page_carries_its_security_headers(api_url):
@@ -379,7 +385,7 @@ class _Tiles:
         self.server.server_close()
 
 
-def test_tiles_of_the_configured_server_load_within_the_policy(browser, contexts, db_url, people):
+def test_tiles_of_the_configured_server_load_within_the_policy(pages, db_url, people):
     """GANZHI_DASHBOARD_TILE_URL names another origin: the page's img-src lets its tiles in, and nothing is
     refused while the page loads."""
     tiles = _Tiles()
@@ -395,17 +401,12 @@ def test_tiles_of_the_configured_server_load_within_the_policy(browser, contexts
         wait_until(lambda: server.started, timeout_s=20, interval_s=0.05)
         assert f"img-src 'self' data: http://localhost:{tiles.port}" in \
             httpx.get(f"{base}/dashboard/", timeout=30).headers["content-security-policy"]
-        context = browser.new_context(viewport={"width": 1200, "height": 800})
-        contexts.append(context)
-        page = context.new_page()
-        refused: list[str] = []
-        _watch_csp(page, refused)
-        _log_in(page, base, *people["operator"])
+        page = pages.open(people["operator"], base=base, viewport={"width": 1200, "height": 800})
         _wait_for_js(page, "[...document.querySelectorAll('img.leaflet-tile')].some(i => i.naturalWidth > 0)")
     finally:
         server.should_exit = True
         thread.join(10)
         tiles.stop()
     assert tiles.served > 0
-    assert not refused, refused
+    assert not pages.refused, pages.refused
 
