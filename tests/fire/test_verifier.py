@@ -191,3 +191,12 @@ def test_a_crop_shrunk_to_tower_range_is_described_like_any_other():
 def test_training_refuses_a_folder_that_is_not_there(photos):
     result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--fire-dir", "nope"])
     assert result.exit_code != 0 and "nope is not a directory" in result.output
+
+
+def test_outer_cross_validation_scores_every_photo_with_a_model_that_did_not_see_it(photos):
+    pytest.importorskip("torch", reason="training needs the fire-train extra")
+    result = CliRunner().invoke(main, ["bench", "fire-photos", str(photos), "--cross-validate", "3"])
+    assert result.exit_code == 0, result.output
+    folds = [line for line in result.output.splitlines() if line.startswith("outer fold")]
+    assert len(folds) == 3 and sum(int(line.split("threshold")[1].split()[1]) for line in folds) == 48
+    assert "all photos, 3 outer folds: 48 photos (24 fire)" in result.output
