@@ -224,10 +224,17 @@ def bench_scale(settings: Settings, part: str, messages: int, stations: int, rou
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder holding verifier.onnx and verifier.json (default: the committed model).")
 @click.option("--train", "with_train", is_flag=True, help="Also score the training split with the model (in sample).")
+@click.option("--cross-validate", "outer", type=int, default=0,
+              help="Instead: retrain in this many outer folds over all photos of both splits and score each photo "
+                   "with the model that did not see it (needs the fire-train extra).")
 def bench_fire_photos(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], model_dir: Path | None,
-                      with_train: bool) -> None:
+                      with_train: bool, outer: int) -> None:
     """Real photos, held-out split: the per-frame colour stage alone and with the learned verifier."""
     from analytics.fire.verifier import MODEL_DIR
     from ganzhi.bench_fire_photos import run
+    from ganzhi.train_fire_verifier import cross_validate
 
+    if outer:
+        click.echo(f"all photos, {outer} outer folds: {cross_validate(dataset, fire_dirs, other_dirs, outer).line()}")
+        return
     run(dataset, fire_dirs, other_dirs, model_dir or MODEL_DIR, with_train, say=click.echo)

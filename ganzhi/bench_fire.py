@@ -49,7 +49,7 @@ def quality(seeds: int, alert_level: bool, first_seed: int = 100, verified: bool
             raised = False
             for image, label in render(spec):
                 found = detector.process("bench", None, image, spec.horizon)
-                found = [c for c in (weigh(verifier, image, found, spec.horizon) if verifier else found)
+                found = [c for c in (weigh(verifier, image, found) if verifier else found)
                          if not alert_level or c.confidence >= ALERT_CONFIDENCE]
                 hit = any(label.box and _touch(c.box, label.box) for c in found)
                 if label.fire:
@@ -98,7 +98,7 @@ def speed(frames: int, runs: int, verified: bool = False) -> None:
             for image in images:
                 found = detector.process("bench", None, image, 250.0)
                 if judge is not None:
-                    weigh(judge, image, found, 250.0)
+                    weigh(judge, image, found)
                     judged += sum(c.cue == "flame" and max(c.box[2:]) >= VERIFY_FROM_PX for c in found)
             results.append((time.perf_counter() - started) / len(images))
         per = statistics.median(results)

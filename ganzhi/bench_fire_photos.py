@@ -39,20 +39,19 @@ def _score(name: str, photos: list, verifier: Verifier, say) -> dict[str, Figure
     if table.skipped:
         say(f"{name}: skipped {len(table.skipped)} unreadable photos")
     started = time.perf_counter()
-    crops = np.asarray(verifier.predict(table.features)) if len(table.photo) else np.zeros(0)
+    crops = np.asarray(verifier.predict(table.patches)) if len(table.photo) else np.zeros(0)
     onnx_us = (time.perf_counter() - started) * 1e6 / max(len(table.photo), 1)
     stage = figures(table.labels, photo_scores(table, np.ones(len(table.photo))) >= 0)
     verified = figures(table.labels, photo_scores(table, crops) >= verifier.card.threshold)
     say(f"{name}, per-frame stage alone:     {stage.line()}")
     say(f"{name}, stage + verifier:          {verified.line()}")
     say(f"{name}: {len(table.photo)} candidate crops; model {onnx_us:.1f} µs per crop (batched), "
-        f"features + model {_per_crop_us(photos[:20], verifier):.0f} µs per crop (one by one)")
+        f"patch + model {_per_crop_us(photos[:20], verifier):.0f} µs per crop (one by one)")
     return {f"{name}_stage": stage, f"{name}_verified": verified}
 
 
 def _per_crop_us(photos: list, verifier: Verifier) -> float:
-    """What the pipeline pays per confirmed candidate: features and one model call."""
-    from analytics.fire.colour import land_means
+    """What the pipeline pays per judged candidate: cutting its patch and one model call."""
     from analytics.fire.verifier_features import candidate_boxes
     from ganzhi.train_fire_verifier import load_image
 
@@ -61,11 +60,9 @@ def _per_crop_us(photos: list, verifier: Verifier) -> float:
         image = load_image(photo.path)
         if image is None:
             continue
-        boxes = candidate_boxes(image)
-        means = land_means(image)
-        for box in boxes:
+        for box in candidate_boxes(image):
             started = time.perf_counter()
-            verifier.score(image, [box], means)
+            verifier.score(image, [box])
             spent += time.perf_counter() - started
             crops += 1
     return spent * 1e6 / max(crops, 1)

@@ -110,7 +110,7 @@ def run(seeds: int, rates: tuple[str, ...], tuning: bool = False, kinds: tuple[s
 def _verified(spec: TowerSpec, verifier: Verifier) -> Callable:
     detector = VideoDetector()
     return lambda image, t: weigh(verifier, image, detector.process("bench", None, image, spec.horizon,
-                                                                     at=spec.at(t), pose=POSE), spec.horizon)
+                                                                     at=spec.at(t), pose=POSE))
 
 
 def _report(text: str, tallies: dict[str, KindTally], kinds: tuple[str, ...]) -> None:

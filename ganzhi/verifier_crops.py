@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from analytics.fire.colour import flame_mask, land_means
-from analytics.fire.verifier_features import candidate_boxes, crop_features
+from analytics.fire.verifier_features import candidate_boxes, patch
 
 TOWER_SIDE_PX = (8.0, 40.0)
 """Range of a shrunk crop's longer side."""
@@ -32,11 +32,9 @@ SIM_EVERY = 3
 the colour stage's candidates (look-alike sequences and frames before ignition) are added."""
 
 
-def shrunk(image: np.ndarray, box: tuple[int, int, int, int], means: tuple[float, float, float],
-           rng: np.random.Generator) -> np.ndarray | None:
-    """Features of ``box`` seen at tower range, or None when the box is already that small. The box and
-    twice its size around it are resampled (area averaging), JPEG round-tripped, then described with the
-    photo's own land means."""
+def shrunk(image: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray | None:
+    """The patch of ``box`` seen at tower range, or None when the box is already that small. The box and
+    twice its size around it are resampled (area averaging), JPEG round-tripped, then cut as any patch."""
     x, y, w, h = box
     factor = rng.uniform(*TOWER_SIDE_PX) / max(w, h)
     if factor >= 1:
@@ -49,13 +47,13 @@ def shrunk(image: np.ndarray, box: tuple[int, int, int, int], means: tuple[float
     quality = int(rng.integers(*TOWER_JPEG))
     region = cv2.imdecode(cv2.imencode(".jpg", region, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_COLOR)
     small = (round((x - x0) * factor), round((y - y0) * factor), max(1, round(w * factor)), max(1, round(h * factor)))
-    return crop_features(region, small, means)
+    return patch(region, small)
 
 
 @dataclass(frozen=True)
 class SimCrop:
     sequence: str
-    features: np.ndarray
+    patch: np.ndarray
     fire: bool
 
 
@@ -100,7 +98,7 @@ def _sequence(name: str, frames, horizon: float, detect, has_fire: bool) -> Iter
                 image, means=means)
         for box in boxes:
             fire = bool(label.fire and label.box is not None and _touch(box, label.box))
-            yield SimCrop(name, crop_features(image, box, means), fire)
+            yield SimCrop(name, patch(image, box), fire)
 
 
 def _flame_box(image: np.ndarray, box: tuple[int, int, int, int] | None, means: tuple[float, float, float]

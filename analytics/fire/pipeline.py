@@ -13,7 +13,6 @@ import numpy as np
 import psycopg
 
 from analytics.fire import evidence, fusion, geometry
-from analytics.fire.colour import land_means
 from analytics.fire.frames import Frame
 from analytics.fire.nightstore import NightMaps
 from analytics.fire.store import Camera, Detection, insert_detection, save_evidence, touch_detection
@@ -69,7 +68,7 @@ class FirePipeline:
         width, height = frame.size
         horizon = geometry.horizon_row(pose, width, height) if pose else None
         found = self.video.process(camera.code, preset, frame.image, horizon, at=at, pose=pose)
-        return weigh(self.verifier, frame.image, found, horizon)
+        return weigh(self.verifier, frame.image, found)
 
     def handle(self, conn: psycopg.Connection, camera: Camera, frame: Frame, preset: int | None,
                captured_at: dt.datetime) -> list[int]:
@@ -138,17 +137,14 @@ class FirePipeline:
         self._known = {k: v for k, v in self._known.items() if v.touched >= cutoff}
 
 
-def weigh(verifier: Verifier, image: np.ndarray, found: list[Candidate], horizon: float | None = None
-          ) -> list[Candidate]:
+def weigh(verifier: Verifier, image: np.ndarray, found: list[Candidate]) -> list[Candidate]:
     """The learned verifier as a confidence term on flame candidates (not a veto): a box scoring at or above
     the model's threshold keeps its confidence; below it, confidence falls towards ``VERIFY_FLOOR`` of
     itself, in proportion to the shortfall and to how much the box's size lets the verifier judge."""
     judged = [c for c in found if c.cue == "flame" and max(c.box[2], c.box[3]) >= VERIFY_FROM_PX]
     if not judged:
         return found
-    land = image[int(min(max(horizon or 0, 0), image.shape[0] - 1)):]
-    scores = dict(zip((c.track for c in judged), verifier.score(image, [c.box for c in judged], land_means(land)),
-                      strict=True))
+    scores = dict(zip((c.track for c in judged), verifier.score(image, [c.box for c in judged]), strict=True))
     out = []
     for c in found:
         if c.track not in scores:

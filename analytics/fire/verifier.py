@@ -1,10 +1,10 @@
-"""The learned fire verifier: a gradient-boosted model over colour-texture features of candidate crops,
-run on CPU with onnxruntime.
+"""The learned fire verifier: a small convolutional network (ImageNet-pretrained EfficientNet-Lite0 and a
+logistic head learned on fire photos) over a patch around each candidate box, run on CPU with onnxruntime.
 
-The model and its card (``models/verifier.json``: feature-spec version, SHA-256 of the ONNX file, decision
+The model and its card (``models/verifier.json``: patch recipe, SHA-256 of the ONNX file, decision
 threshold, the data it was trained on) are made by ``ganzhi train-fire-verifier`` and committed together.
 ``Verifier.load`` refuses a model whose file does not match its card or whose feature version is not the
-one this code computes: scoring with a mismatched feature vector would be silent nonsense.
+one this code cuts: scoring a patch cut another way would be silent nonsense.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from analytics.fire.colour import ColourParams, land_means
-from analytics.fire.verifier_features import FEATURE_VERSION, N_FEATURES, RULES, crop_features
+from analytics.fire.verifier_features import PATCH_SIDE, PATCH_VERSION, patch
 
 MODEL_DIR = Path(__file__).parent / "models"
 MODEL_FILE = "verifier.onnx"
@@ -31,8 +30,8 @@ class VerifierError(Exception):
 
 @dataclass(frozen=True)
 class Card:
-    feature_version: str
-    n_features: int
+    patch_version: str
+    patch_side: int
     sha256: str
     threshold: float
     """A crop scoring at least this is fire; chosen on the training split only."""
@@ -55,31 +54,25 @@ class Verifier:
         digest = hashlib.sha256(raw).hexdigest()
         if digest != card.sha256:
             raise VerifierError(f"{model} has SHA-256 {digest}, its card says {card.sha256}")
-        if card.feature_version != FEATURE_VERSION or card.n_features != N_FEATURES:
-            raise VerifierError(f"model made for features {card.feature_version}×{card.n_features}, "
-                                f"this code computes {FEATURE_VERSION}×{N_FEATURES}")
+        if card.patch_version != PATCH_VERSION or card.patch_side != PATCH_SIDE:
+            raise VerifierError(f"model made for patches {card.patch_version}×{card.patch_side}, "
+                                f"this code cuts {PATCH_VERSION}×{PATCH_SIDE}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1  # one core per worker
         session = ort.InferenceSession(raw, options, providers=["CPUExecutionProvider"])
         verifier = cls(session, card)
-        verifier.predict(np.zeros((1, N_FEATURES), np.float32))  # the first run costs ~0.1–0.5 s: not on a frame
+        verifier.predict(np.zeros((1, PATCH_SIDE, PATCH_SIDE, 3), np.uint8))  # the first run is slow: not on a frame
         return verifier
 
-    def score(self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]],
-              means: tuple[float, float, float] | None = None, colour: ColourParams = RULES
-              ) -> list[float]:
-        """Probability of fire for each box (x, y, w, h) of a BGR frame; ``means`` are the Celik land means
-        (of the whole frame when not given)."""
+    def score(self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[float]:
+        """Probability of fire for each box (x, y, w, h) of a BGR frame."""
         if not boxes:
             return []
-        means = means or land_means(frame)
-        table = np.stack([crop_features(frame, box, means, colour) for box in boxes])
-        return self.predict(table)
+        return self.predict(np.stack([patch(frame, box) for box in boxes]))
 
-    def predict(self, table: np.ndarray) -> list[float]:
-        """Probability of fire for each row of a feature table (``N_FEATURES`` columns)."""
-        probabilities = self.session.run([self._output], {self._input: table.astype(np.float32)})[0]
-        return [float(p) for p in probabilities[:, 1]]
+    def predict(self, patches: np.ndarray) -> list[float]:
+        """Probability of fire for each BGR patch (N × ``PATCH_SIDE`` × ``PATCH_SIDE`` × 3, uint8)."""
+        return [float(p) for p in self.session.run([self._output], {self._input: as_input(patches)})[0]]
 
     def confirms(self, score: float) -> bool:
         return score >= self.card.threshold
@@ -88,7 +81,12 @@ class Verifier:
 def read_card(text: str) -> Card:
     try:
         data = json.loads(text)
-        return Card(str(data["feature_version"]), int(data["n_features"]), str(data["sha256"]),
+        return Card(str(data["patch_version"]), int(data["patch_side"]), str(data["sha256"]),
                     float(data["threshold"]))
     except (ValueError, KeyError, TypeError) as e:
         raise VerifierError(f"fire verifier card unreadable: {e}") from e
+
+
+def as_input(patches: np.ndarray) -> np.ndarray:
+    """The network's input: RGB planes, 0–255 as float32 (the model scales them itself)."""
+    return np.ascontiguousarray(patches[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)

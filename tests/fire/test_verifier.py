@@ -1,6 +1,6 @@
-"""The learned fire verifier: the committed model matches its card and this code's features, scores are
+"""The learned fire verifier: the committed model matches its card and this code's patches, scores are
 deterministic, the photo split is fixed by content, and training runs end to end on generated photos
-(so CI needs none of the real data)."""
+(so CI needs none of the real data; it needs the fire-train extra, torch and the pretrained weights)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from analytics.fire.verifier import CARD_FILE, MODEL_DIR, MODEL_FILE, Verifier, VerifierError
-from analytics.fire.verifier_features import FEATURE_VERSION, N_FEATURES, NAMES, candidate_boxes, crop_features
+from analytics.fire.verifier_features import PATCH_SIDE, PATCH_VERSION, candidate_boxes, patch
 from ganzhi.cli import main
 from ganzhi.train_fire_verifier import is_held_out, read_photos, split
 from ganzhi.verifier_crops import shrunk
@@ -64,10 +64,9 @@ def test_the_committed_model_matches_its_card_and_these_features():
     card = json.loads((MODEL_DIR / CARD_FILE).read_text())
     raw = (MODEL_DIR / MODEL_FILE).read_bytes()
     assert hashlib.sha256(raw).hexdigest() == card["sha256"]
-    assert card["feature_version"] == FEATURE_VERSION
-    assert card["feature_names"] == list(NAMES)
-    assert card["n_features"] == N_FEATURES == len(NAMES)
-    assert len(raw) < 2_000_000
+    assert card["patch_version"] == PATCH_VERSION and card["patch_side"] == PATCH_SIDE
+    assert len(raw) < 8_000_000
+    assert "Apache-2.0" in card["model"]
     assert card["data"]["licence"].startswith("MIT") and len(card["data"]["commit"]) == 40
     assert 0 < card["threshold"] < 1
 
@@ -75,8 +74,11 @@ def test_the_committed_model_matches_its_card_and_these_features():
 def test_a_model_altered_or_made_for_other_features_is_refused(tmp_path):
     shutil.copy(MODEL_DIR / MODEL_FILE, tmp_path / MODEL_FILE)
     card = json.loads((MODEL_DIR / CARD_FILE).read_text())
-    (tmp_path / CARD_FILE).write_text(json.dumps(card | {"feature_version": "fv0"}))
-    with pytest.raises(VerifierError, match="features fv0"):
+    (tmp_path / CARD_FILE).write_text(json.dumps(card | {"patch_version": "p0"}))
+    with pytest.raises(VerifierError, match="patches p0"):
+        Verifier.load(tmp_path)
+    (tmp_path / CARD_FILE).write_text(json.dumps(card | {"patch_side": 64}))
+    with pytest.raises(VerifierError, match="×64"):
         Verifier.load(tmp_path)
     (tmp_path / CARD_FILE).write_text(json.dumps(card))
     Verifier.load(tmp_path)
@@ -100,14 +102,28 @@ def test_scores_are_deterministic_probabilities_one_per_box():
     assert first == again
     assert len(first) == len(boxes) and all(0.0 <= s <= 1.0 for s in first)
     assert Verifier.load().score(frame, []) == []
-    features = crop_features(frame, boxes[0], (60.0, 128.0, 128.0))
-    assert features.shape == (N_FEATURES,) and np.isfinite(features).all()
 
 
-def test_a_box_at_the_frame_edge_or_without_flame_colour_still_gets_finite_features():
+def test_a_patch_is_the_box_grown_by_half_its_longer_side_squared_and_resampled():
+    frame = np.zeros((400, 600, 3), np.uint8)
+    frame[150:250, 250:350] = (0, 0, 255)  # a 100 px red square: the patch is 200 px around it
+    cut = patch(frame, (250, 150, 100, 100))
+    assert cut.shape == (PATCH_SIDE, PATCH_SIDE, 3) and cut.dtype == np.uint8
+    quarter = PATCH_SIDE // 4
+    assert (cut[quarter + 2:-quarter - 2, quarter + 2:-quarter - 2] == (0, 0, 255)).all()
+    assert (cut[:quarter - 2] == 0).all() and (cut[:, -quarter + 2:] == 0).all()
+    tall = patch(frame, (290, 100, 20, 200))  # the longer side sets the square
+    assert (tall[:, :quarter] == 0).all() and (tall[PATCH_SIDE // 2, PATCH_SIDE // 2] == (0, 0, 255)).all()
+
+
+def test_a_box_at_the_frame_edge_or_tiny_still_gets_a_full_patch():
     frame = np.full((120, 160, 3), 90, np.uint8)
-    for box in ((0, 0, 160, 120), (150, 110, 10, 10), (0, 0, 1, 1)):
-        assert np.isfinite(crop_features(frame, box, (90.0, 128.0, 128.0))).all()
+    frame[:, :80] = 30
+    for box in ((0, 0, 160, 120), (150, 110, 10, 10), (0, 0, 1, 1), (159, 119, 1, 1)):
+        cut = patch(frame, box)
+        assert cut.shape == (PATCH_SIDE, PATCH_SIDE, 3)
+    edge = patch(frame, (150, 110, 10, 10))  # the frame's edge is repeated, not padded with black
+    assert (edge == 90).all()
 
 
 def test_the_split_is_fixed_by_content_and_disjoint(photos, tmp_path):
@@ -140,6 +156,7 @@ def test_a_photo_in_both_classes_is_dropped_and_unreadable_files_are_named(photo
 
 
 def test_training_runs_end_to_end_and_the_benchmark_reads_its_model(photos, tmp_path):
+    pytest.importorskip("torch", reason="training needs the fire-train extra")
     out = tmp_path / "model"
     result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--out", str(out), "--source", "generated",
                                        "--licence", "CC0-1.0", "--commit", "none", "--shrink", "1",
@@ -165,11 +182,21 @@ def test_a_crop_shrunk_to_tower_range_is_described_like_any_other():
     rng = np.random.default_rng(3)
     image = cv2.resize(_flame(rng), (480, 480), interpolation=cv2.INTER_LINEAR)
     box = candidate_boxes(image)[0]
-    shrunk_features = [shrunk(image, box, (60.0, 128.0, 128.0), rng) for _ in range(5)]
-    assert all(f is not None and f.shape == (N_FEATURES,) and np.isfinite(f).all() for f in shrunk_features)
-    assert shrunk(image, (10, 10, 6, 6), (60.0, 128.0, 128.0), rng) is None  # already smaller than tower range
+    cuts = [shrunk(image, box, rng) for _ in range(5)]
+    assert all(c is not None and c.shape == (PATCH_SIDE, PATCH_SIDE, 3) for c in cuts)
+    assert not np.array_equal(cuts[0], patch(image, box))  # coarser: seen from afar, JPEG-encoded
+    assert shrunk(image, (10, 10, 6, 6), rng) is None  # already smaller than tower range
 
 
 def test_training_refuses_a_folder_that_is_not_there(photos):
     result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--fire-dir", "nope"])
     assert result.exit_code != 0 and "nope is not a directory" in result.output
+
+
+def test_outer_cross_validation_scores_every_photo_with_a_model_that_did_not_see_it(photos):
+    pytest.importorskip("torch", reason="training needs the fire-train extra")
+    result = CliRunner().invoke(main, ["bench", "fire-photos", str(photos), "--cross-validate", "3"])
+    assert result.exit_code == 0, result.output
+    folds = [line for line in result.output.splitlines() if line.startswith("outer fold")]
+    assert len(folds) == 3 and sum(int(line.split("threshold")[1].split()[1]) for line in folds) == 48
+    assert "all photos, 3 outer folds: 48 photos (24 fire)" in result.output

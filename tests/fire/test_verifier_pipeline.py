@@ -54,13 +54,13 @@ def test_a_look_alike_loses_confidence_and_a_flame_keeps_it(verifier):
     ys, xs = np.nonzero(flame_mask(image[y:y + h, x:x + w], land_means(image[int(spec.horizon):])))
     box = (x + int(xs.min()), y + int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1)
     assert max(box[2:]) >= VERIFY_FULL_PX  # a near fire: the verifier has its full say
-    (flame,) = weigh(verifier, image, [Candidate(1, "flame", box, 0.8)], spec.horizon)
+    (flame,) = weigh(verifier, image, [Candidate(1, "flame", box, 0.8)])
     assert flame.confidence == 0.8
 
     quiet, _ = _frame_at(spec, 2.0)  # the same field before ignition
     van = (700, 500, 90, 40)
     looks = _car(quiet, *van)
-    (car,) = weigh(verifier, looks, [Candidate(2, "flame", van, 0.8)], spec.horizon)
+    (car,) = weigh(verifier, looks, [Candidate(2, "flame", van, 0.8)])
     assert car.confidence < ALERT_CONFIDENCE <= 0.8
     assert car.confidence >= round(0.8 * VERIFY_FLOOR, 3)  # lowered, never dropped
 
@@ -73,11 +73,11 @@ def test_a_box_too_small_to_judge_and_smoke_are_left_alone(verifier):
     big = (300, 450, 90, 40)
     looks = _car(looks, *big)
     found = [Candidate(1, "flame", small, 0.7), Candidate(2, "smoke", big, 0.6), Candidate(3, "flame", big, 0.9)]
-    out = weigh(verifier, looks, found, 250.0)
+    out = weigh(verifier, looks, found)
     assert [c.track for c in out] == [1, 2, 3]
     assert out[0] == found[0] and out[1] == found[1]
     assert out[2].confidence < 0.9
-    assert weigh(verifier, looks, [], 250.0) == []
+    assert weigh(verifier, looks, []) == []
 
 
 @pytest.mark.parametrize("kind", ["fire", "night_fire", "fire_windy"])
