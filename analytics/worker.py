@@ -86,6 +86,8 @@ class _RuleMetrics:
         self.windows = metrics.counter("rules_windows", "rule windows re-read (late or out-of-order readings, a "
                                        "window rule's turn)")
         self.rows = metrics.counter("rules_rows_read", "readings read to judge the terminals")
+        self.cpu = metrics.counter("rules_cpu_seconds", "CPU time the worker's thread spent judging chunks (the "
+                                   "database's share not included)")
         self.failed = metrics.counter("rules_failed", "terminals that could not be judged")
         self.reconnects = metrics.counter("rules_reconnects", "database connections lost and made again")
         self.chunk_seconds = metrics.histogram("rules_chunk_seconds", "judging one chunk of terminals (a transaction)")
@@ -240,7 +242,7 @@ class RuleWorker:
             size = self.chunk_size()
             chunk = {t: events[t] for t in ids[at:at + size]}
             at += size
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.thread_time()
             try:
                 self._judge_chunk(conn, chunk)
             except psycopg.OperationalError:
@@ -250,6 +252,7 @@ class RuleWorker:
                               self.name, len(chunk))
                 self._judge_alone(conn, chunk)
             self._count(chunk, started)
+            self.metrics.cpu.inc(time.thread_time() - cpu)
         if ids:
             self.metrics.batches.inc()
         return len(ids)
