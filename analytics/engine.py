@@ -9,6 +9,7 @@ late, repeated or out-of-order data is handled by evaluating the affected window
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -164,6 +165,22 @@ class Tracker:
             ended = self._judge(admitted, judge) or ended
         return ended
 
+    def feed_all(self, points: Iterable[Point], judge) -> list[Episode]:
+        """``feed`` each point in order; the episodes they ended that lasted. The stream's hot path: a verdict that
+        changes nothing (no episode, nothing violated) costs the judge's call and no more."""
+        found = []
+        skip, screen = self.skip_flags, self.screen
+        for point in points:
+            if point.flag in skip:
+                continue
+            for admitted in (point,) if screen is None else screen.admit(point):
+                verdict = judge(admitted)
+                if self.current is None and verdict.state is not State.VIOLATE:
+                    continue
+                if (ended := self._apply(admitted, verdict)) is not None:
+                    found.append(ended)
+        return found
+
     def expire(self, now: dt.datetime, judge) -> tuple[Point | None, Episode | None]:
         """Judge a reading the screen held that no later reading can now show to be a spike (``SpikeScreen.expire``);
         returns it (None if there was none) and the episode it ended, if it lasted."""
@@ -171,7 +188,9 @@ class Tracker:
         return (held, self._judge(held, judge)) if held is not None else (None, None)
 
     def _judge(self, point: Point, judge) -> Episode | None:
-        verdict = judge(point)
+        return self._apply(point, judge(point))
+
+    def _apply(self, point: Point, verdict: Verdict) -> Episode | None:
         if verdict.state is State.VIOLATE:
             if self.current is None:
                 self.current = Episode(point.ts, point.ts, None, verdict.severity, verdict.detail, point.value,

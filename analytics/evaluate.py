@@ -10,9 +10,12 @@ alert sink's business (``alerts.service``, wired in by the composition package).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import operator
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,6 +44,8 @@ RECENT = 16
 """Reading times each rule remembers (``RuleStream.recent``)."""
 CHECKPOINT_S = 10.0
 """How often a terminal's rule states are written when no episode begins or ends."""
+_TICK = dt.timedelta(microseconds=1)
+"""The resolution of a reading's time (PostgreSQL ``timestamptz``)."""
 
 
 @dataclass
@@ -89,9 +94,10 @@ class RuleStream:
                 return before[-self.rule.memory]
         return base - lookback
 
-    def judged(self, points: list[Point]) -> None:
-        """Note the times of readings the rule has judged, in order."""
-        self.recent.extend(p.ts for p in points[-RECENT:])
+    def judged(self, points: Sequence[Point]) -> None:
+        """Note the times of readings the rule has judged, in order (only a rule with a ``memory`` looks at them)."""
+        if self.rule.memory:
+            self.recent.extend(p.ts for p in points[-RECENT:])
 
 
 @dataclass
@@ -188,8 +194,9 @@ def read_since(stream: TerminalStream, earliest: dt.datetime,
     for key, rs in stream.rules.items():
         if steps[key] is WAIT:
             continue
-        start = rs.judged_to if steps[key] is FEED else rs.window_start(min(earliest, rs.waiting or earliest),
-                                                                         stored.get(key, []))
+        # A rule fed on reads what is after the last reading it judged (reading times are microseconds).
+        start = rs.judged_to + _TICK if steps[key] is FEED else rs.window_start(min(earliest, rs.waiting or earliest),
+                                                                                  stored.get(key, []))
         for metric in (rs.rule.metric, *(rs.rule.context if steps[key] is WINDOW else ())):
             since[metric] = min(since.get(metric, start), start)
     return since
@@ -211,10 +218,10 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
         step = steps[key]
         if step is FEED:
             began = rs.tracker.current.start if rs.tracker.current else None
-            points = [p for p in data.get(rule.metric, []) if p.ts > rs.judged_to]
-            found = [ended for p in points if (ended := rs.tracker.feed(p, rs.judge)) is not None]
+            points = _after(data.get(rule.metric, ()), rs.judged_to)
+            found = rs.tracker.feed_all(points, rs.judge)
             rs.judged(points)
-            released, ended = rs.tracker.expire(clock, rs.judge) if clock else (None, None)
+            released, ended = rs.tracker.expire(clock, rs.judge) if clock and rs.tracker.screen else (None, None)
             found += [ended] if ended else []
             ongoing = rs.tracker.ongoing() if points or released else None
             found += [ongoing] if ongoing else []
@@ -247,6 +254,13 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
     return changed
 
 
+def _after(points: Sequence[Point], judged_to: dt.datetime) -> Sequence[Point]:
+    """The readings of a series (in observation order) after ``judged_to``: usually all of them, not copied."""
+    if not points or points[0].ts > judged_to:
+        return points
+    return points[bisect.bisect_right(points, judged_to, key=operator.attrgetter("ts")):]
+
+
 def held_past_due(memory: dict[int, TerminalStream]) -> dict[int, dt.datetime]:
     """Terminals whose spike screen holds a reading no later reading can now make a spike (the terminal fell
     silent after a jump: its ``clock`` ran past the spike test's window), each with a time just after what its
@@ -258,7 +272,7 @@ def held_past_due(memory: dict[int, TerminalStream]) -> dict[int, dt.datetime]:
         held = [rs for rs in screens if rs.tracker.screen.held is not None]
         clock = stream.clock() if held else None
         if clock is not None and any(rs.tracker.screen.due(clock) for rs in held):
-            due[terminal_id] = max(rs.judged_to for rs in screens) + dt.timedelta(microseconds=1)
+            due[terminal_id] = max(rs.judged_to for rs in screens) + _TICK
     return due
 
 

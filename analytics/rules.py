@@ -114,7 +114,7 @@ class Rule:
                 screen = SpikeScreen(*self.screen)
                 points = [admitted for point in points for admitted in screen.admit(point)]
             points = night_minima(flat_lines_dropped(points, self.metric), *self.nightly)
-        found = [ended for point in points if (ended := tracker.feed(point, judge)) is not None]
+        found = tracker.feed_all(points, judge)
         if now is not None and (ended := tracker.expire(now, judge)[1]) is not None:
             found.append(ended)
         ongoing = tracker.ongoing()
@@ -519,6 +519,22 @@ def _drift_judge(key: str, window: dt.timedelta) -> Judge:
     need = spec.drift_per_h * window.total_seconds() / 3600 / 4
     bins: list[list] = []  # [bin index, sum, count], oldest first
     last: list[dt.datetime] = []
+    older: dict = {}
+    """The quarters' sums and counts without the newest bin, for the bin index they were summed at: a reading
+    landing in the newest bin (most readings) changes only that bin, so the quarters are not summed again."""
+
+    def quarters(index: int, first: int, newest: list) -> tuple[list, list]:
+        if older.get("index") != index:
+            older.update(index=index, sums=[], counts=[])
+            for k in range(4):
+                inside = [b for b in bins
+                          if b is not newest and first + k * quarter <= b[0] < first + (k + 1) * quarter]
+                older["sums"].append(sum(b[1] for b in inside))
+                older["counts"].append(sum(b[2] for b in inside))
+        # The newest bin is the last of the last quarter: adding it last is the same sum, to the bit, as summing
+        # the quarter in order.
+        sums, counts = older["sums"], older["counts"]
+        return [*sums[:3], sums[3] + newest[1]], [*counts[:3], counts[3] + newest[2]]
 
     def judge(point: Point) -> Verdict:
         index = int(point.ts.timestamp() // width)
@@ -529,13 +545,14 @@ def _drift_judge(key: str, window: dt.timedelta) -> Judge:
         first = index - DRIFT_BINS + 1
         while bins[0][0] < first:
             bins.pop(0)
-        levels = []
-        for k in range(4):
-            inside = [b for b in bins if first + k * quarter <= b[0] < first + (k + 1) * quarter]
-            count = sum(b[2] for b in inside)
-            if count == 0:
-                return CLEAR
-            levels.append(sum(b[1] for b in inside) / count)
+        if bins[-1][0] == index:
+            sums, counts = quarters(index, first, bins[-1])
+        else:  # a reading older than the newest bin (never in observation order): sum the quarters afresh
+            inside = [[b for b in bins if first + k * quarter <= b[0] < first + (k + 1) * quarter] for k in range(4)]
+            sums, counts = [sum(b[1] for b in q) for q in inside], [sum(b[2] for b in q) for q in inside]
+        if 0 in counts:
+            return CLEAR
+        levels = [total / count for total, count in zip(sums, counts, strict=True)]
         steps = [abs(b - a) for a, b in itertools.pairwise(levels)]
         same_way = len({b > a for a, b in itertools.pairwise(levels)}) == 1
         if same_way and min(steps) > need and max(steps) <= DRIFT_STEADY * min(steps):

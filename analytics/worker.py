@@ -305,7 +305,7 @@ class RuleWorker:
             self.memory[terminal_id] = stream
 
     def _count_reads(self, streams: dict[int, TerminalStream], data: dict[int, dict[str, list]]) -> None:
-        self.metrics.windows.inc(sum(step is WINDOW for s in streams.values() for step in (s.steps or {}).values()))
+        self.metrics.windows.inc(sum(list((s.steps or {}).values()).count(WINDOW) for s in streams.values()))
         self.metrics.rows.inc(sum(len(points) for series in data.values() for points in series.values()))
 
     def _streams(self, conn: psycopg.Connection, terminal_ids: list[int]) -> dict[int, TerminalStream]:
