@@ -128,6 +128,10 @@ class TerminalStream:
     def judged(self, xid: int) -> bool:
         return bool(self.snapshot) and visible_in(xid, self.snapshot)
 
+    def holding(self) -> bool:
+        """A rule's spike screen holds a reading (a jump waiting for the next reading, ``SpikeScreen``)."""
+        return any(rs.tracker.screen is not None and rs.tracker.screen.held is not None for rs in self.rules.values())
+
 
 def visible_in(xid: int, snapshot: str) -> bool:
     """``pg_visible_in_snapshot`` on the text form ``xmin:xmax:xip,...``: had transaction ``xid`` committed
@@ -261,16 +265,24 @@ def _after(points: Sequence[Point], judged_to: dt.datetime) -> Sequence[Point]:
     return points[bisect.bisect_right(points, judged_to, key=operator.attrgetter("ts")):]
 
 
-def held_past_due(memory: dict[int, TerminalStream]) -> dict[int, dt.datetime]:
+def held_past_due(memory: dict[int, TerminalStream], holding: set[int]) -> dict[int, dt.datetime]:
     """Terminals whose spike screen holds a reading no later reading can now make a spike (the terminal fell
     silent after a jump: its ``clock`` ran past the spike test's window), each with a time just after what its
     rules have judged: a batch with nothing new, which feeds the rules and releases the reading
-    (``Tracker.expire``)."""
+    (``Tracker.expire``).
+
+    ``holding``: the terminals whose screens held a reading when they were last judged (the worker notes them,
+    ``TerminalStream.holding``); only those are looked at, so a round costs the few terminals that just jumped,
+    not every terminal in memory. A terminal found holding nothing any more (or gone from memory) leaves it."""
     due = {}
-    for terminal_id, stream in memory.items():
+    for terminal_id in list(holding):
+        stream = memory.get(terminal_id)
+        if stream is None or not stream.holding():
+            holding.discard(terminal_id)
+            continue
         screens = [rs for rs in stream.rules.values() if rs.tracker.screen is not None and rs.judged_to is not None]
         held = [rs for rs in screens if rs.tracker.screen.held is not None]
-        clock = stream.clock() if held else None
+        clock = stream.clock()
         if clock is not None and any(rs.tracker.screen.due(clock) for rs in held):
             due[terminal_id] = max(rs.judged_to for rs in screens) + _TICK
     return due

@@ -104,6 +104,8 @@ class RuleWorker:
         self.memory: dict[int, TerminalStream] = {}
         self.pending: dict[int, dt.datetime] = {}
         """Terminals notified and not judged yet → the earliest observation among their new readings."""
+        self.holding: set[int] = set()
+        """Terminals in memory whose spike screen held a reading when last judged (``held_past_due``)."""
         self.judged_at: dict[int, float] = {}
         """When each terminal was last judged (monotonic): the least recently judged go first."""
         self._cost = 0.001
@@ -151,7 +153,7 @@ class RuleWorker:
         if now >= self._due["members"]:
             self.refresh_members(conn)
             self._due["members"] = now + MEMBERS_EVERY_S
-            for terminal_id, after in held_past_due(self.memory).items():
+            for terminal_id, after in held_past_due(self.memory, self.holding).items():
                 self.pending.setdefault(terminal_id, after)  # a jump, then silence: judge the jump
         judged = self.judge(conn, self.next_chunk())
         if now >= self._due["sweep"] and self.members[0] == self.name:  # one sweeper: the first member by name
@@ -303,6 +305,10 @@ class RuleWorker:
             stream.version += 1
             stream.snapshot = snapshot
             self.memory[terminal_id] = stream
+            if stream.holding():
+                self.holding.add(terminal_id)
+            else:
+                self.holding.discard(terminal_id)
 
     def _count_reads(self, streams: dict[int, TerminalStream], data: dict[int, dict[str, list]]) -> None:
         self.metrics.windows.inc(sum(list((s.steps or {}).values()).count(WINDOW) for s in streams.values()))

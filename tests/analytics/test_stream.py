@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from analytics.engine import Point
-from analytics.evaluate import FEED, WINDOW, RuleStream, TerminalStream, judge_terminal, read_since
+from analytics.evaluate import FEED, WINDOW, RuleStream, TerminalStream, held_past_due, judge_terminal, read_since
 from analytics.rules import TerminalInfo, rules_for
 
 STATION = TerminalInfo(1, "23120221000001R", "water_quality_station", "sthjj", "231202", None, 126.9, 46.5, 1800,
@@ -101,3 +101,38 @@ def test_a_late_reading_that_turns_a_spike_into_a_step_retracts_it_and_one_that_
     assert all(found == [] for _, found in sink.calls)
     _judge(stream, sink, _ph([10.5], {10.5: 13.5}), _ph([9, 10, 10.5, *range(11, 24)], {10.5: 13.5}))
     assert sink.calls[-1] == (T0 + dt.timedelta(minutes=9), [(T0 + dt.timedelta(minutes=11), None)])
+
+
+DETECTOR = TerminalInfo(2, "23120232000001R", "methane_detector", "zjj", "231202", None, 126.9, 46.5, 60,
+                        ("methane_lel",), {})
+
+
+class _Untouchable:
+    """A terminal in memory whose screens hold nothing: ``held_past_due`` has no business looking at it."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"held_past_due looked at a terminal holding no reading (.{name})")
+
+
+def _detector(values: list[float]) -> TerminalStream:
+    stream = TerminalStream(DETECTOR, {r.key: RuleStream.fresh(r) for r in rules_for(DETECTOR)}, 1)
+    points = [Point(T0 + dt.timedelta(minutes=i), v) for i, v in enumerate(values)]
+    judge_terminal(None, _Sink(), stream, T0, {"methane_lel": points}, {})
+    return stream
+
+
+def test_the_search_for_held_jumps_looks_only_at_the_terminals_holding_one():
+    """Every two seconds the worker looks for jumps followed by silence: it must cost the terminals that just
+    jumped, not every terminal in memory (10^5 a worker)."""
+    jumped, calm = _detector([0.0, 0.0, 45.0]), _detector([0.0, 0.1, 0.2])
+    assert jumped.holding() and not calm.holding()
+    memory = {2: jumped, 3: calm, **{t: _Untouchable() for t in range(100, 10_100)}}
+    holding = {2, 3}
+    assert held_past_due(memory, holding) == {}  # the next reading may still make it a spike
+    assert holding == {2}  # the calm one held nothing: it leaves the set
+    newest, at = jumped.heard
+    jumped.heard = (newest, at - 600)  # ten minutes of silence on the detector's clock
+    after = max(rs.judged_to for rs in jumped.rules.values() if rs.judged_to is not None)
+    assert held_past_due(memory, holding) == {2: after + dt.timedelta(microseconds=1)}
+    del memory[2]
+    assert held_past_due(memory, holding) == {} and holding == set()

@@ -163,6 +163,29 @@ def test_a_restarted_worker_resumes_the_episode_it_was_in(conn, db_url):
     assert [s for _, s, *_ in _alerts(db_url)] == ["resolved"]
 
 
+def test_the_worker_keeps_the_set_of_terminals_holding_a_jump(conn, db_url):
+    """The search for jumps followed by silence looks only at ``RuleWorker.holding``: a terminal joins it when its
+    spike screen holds a jump and leaves it when the next reading releases the jump."""
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector", report_interval_s=60), Actor("t"))
+    calm = service.create_terminal(conn, terminal_in("甲烷2", "methane_detector", report_interval_s=60), Actor("t"))
+    conn.commit()
+    jumped = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+    worker = Worker(db_url)
+    try:
+        _write(db_url, code, "methane_lel", [(-3, 0.0, None), (-2, 45.0, None)])
+        _write(db_url, calm, "methane_lel", [(-3, 0.0, None), (-2, 0.5, None)])
+        worker.step()
+        assert len(worker.rules.memory) == 2
+        assert worker.rules.holding == {jumped}
+        _write(db_url, code, "methane_lel", [(-1, 46.0, None)])  # the jump stays: a leak, judged at its own time
+        worker.step()
+        assert worker.rules.holding == set()
+    finally:
+        worker.close()
+    assert [(rule, start) for rule, _, _, start, _ in _alerts(db_url)] == [
+        ("gas:methane", NOW - dt.timedelta(minutes=2))]
+
+
 def test_a_worker_added_at_run_time_takes_its_share_and_resumes_from_the_stored_state(conn, db_url):
     codes = [service.create_terminal(conn, river_station(f"站{i}", at=(126.94 + i * 0.004, 46.53)), Actor("t"))
              for i in range(8)]
