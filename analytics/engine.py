@@ -8,6 +8,7 @@ late, repeated or out-of-order data is handled by evaluating the affected window
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -202,6 +203,17 @@ class Tracker:
             ended.end = point.ts
             return ended if self.lasted(ended) else None
         return None
+
+    def snapshot(self) -> tuple:
+        """What the tracker remembers (the episode in progress, the screen's readings), to ``restore`` later."""
+        screen = (self.screen.before, self.screen.held) if self.screen is not None else None
+        return (copy.copy(self.current), screen)
+
+    def restore(self, saved: tuple) -> None:
+        current, screen = saved
+        self.current = copy.copy(current)  # an episode is extended in place: the saved one stays as it was
+        if self.screen is not None:
+            self.screen.before, self.screen.held = screen
 
     def lasted(self, episode: Episode) -> bool:
         return episode.last - episode.start >= self.min_duration

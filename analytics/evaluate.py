@@ -38,14 +38,42 @@ class AlertSink(Protocol):
     def resolve_by_rule(self, conn: psycopg.Connection, alert_id: int, comment: str) -> None: ...
 
 
-FEED, WAIT, WINDOW = "feed", "wait", "window"
+FEED, WAIT, WINDOW, REWIND = "feed", "wait", "window", "rewind"
 """What a batch makes a rule do (``RuleStream.step``)."""
+MARK_EVERY_S = 1.0
+MARKS = 3
+"""A streamed rule notes what it remembers (``Mark``) at most every second, and keeps the last three: a reading
+that commits a moment after a newer one of its terminal (two ingest workers' batches committing out of order) is
+taken in by going back to a mark before it and feeding on from there, not by re-reading the rule's lookback."""
 RECENT = 16
 """Reading times each rule remembers (``RuleStream.recent``)."""
 CHECKPOINT_S = 10.0
 """How often a terminal's rule states are written when no episode begins or ends."""
 _TICK = dt.timedelta(microseconds=1)
 """The resolution of a reading's time (PostgreSQL ``timestamptz``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A streamed rule's memory when it had judged every reading up to ``judged_to``."""
+    judged_to: dt.datetime
+    judge: object
+    tracker: tuple
+    recent: tuple[dt.datetime, ...]
+    at: float
+    """When it was noted (monotonic)."""
+
+
+def rewindable(judge: Judge) -> bool:
+    """A judge whose memory the stream can note and put back: one that says how (``rules.remembering``), or one
+    that keeps none (nothing but plain values in its closure; a judge keeping something else is re-read)."""
+    if hasattr(judge, "snapshot"):
+        return True
+    cells = getattr(judge, "__closure__", None) or ()
+    return all(isinstance(cell.cell_contents, _PLAIN) for cell in cells)
+
+
+_PLAIN = (type(None), bool, int, float, str, dt.datetime, dt.date, dt.timedelta)
 
 
 @dataclass
@@ -64,6 +92,12 @@ class RuleStream:
     """``judged_to`` as this worker last wrote it to ``rule_state``."""
     recent: deque[dt.datetime] = field(default_factory=lambda: deque(maxlen=RECENT))
     """The times of the last readings the rule judged, in order (for ``Rule.memory``)."""
+    marks: deque[Mark] | None = None
+    """What a streamed rule remembered lately (``MARKS``), oldest first; None for a judge that cannot be rewound."""
+
+    def __post_init__(self) -> None:
+        if self.rule.streamable and rewindable(self.judge):
+            self.marks = deque(maxlen=MARKS)
 
     @classmethod
     def fresh(cls, rule: Rule, judged_to: dt.datetime | None = None, episode: Episode | None = None,
@@ -76,8 +110,34 @@ class RuleStream:
         wait until its ``every`` has passed since it was last evaluated: they are in its next window), or
         re-read its ``WINDOW``."""
         if self.rule.streamable:
-            return FEED if self.judged_to is not None and earliest > self.judged_to else WINDOW
+            if self.judged_to is not None and earliest > self.judged_to:
+                return FEED
+            return REWIND if self.mark_before(earliest) is not None else WINDOW
         return WAIT if now - self.evaluated_at < self.rule.every_s else WINDOW
+
+    def mark_before(self, earliest: dt.datetime) -> Mark | None:
+        """The newest mark from before ``earliest``: going back to it takes in a reading at ``earliest``."""
+        return next((m for m in reversed(self.marks) if m.judged_to < earliest), None) if self.marks else None
+
+    def mark(self, now: float) -> None:
+        """Note what the rule remembers, before feeding it new readings, if the last note is a second old."""
+        if self.marks is None or self.judged_to is None or (self.marks and now - self.marks[-1].at < MARK_EVERY_S):
+            return
+        judge = self.judge.snapshot() if hasattr(self.judge, "snapshot") else None
+        self.marks.append(Mark(self.judged_to, judge, self.tracker.snapshot(), tuple(self.recent), now))
+
+    def rewind(self, earliest: dt.datetime) -> dt.datetime:
+        """Go back to the newest mark before ``earliest`` (dropping the newer ones); returns where feeding resumes."""
+        mark = self.mark_before(earliest)
+        while self.marks[-1] is not mark:
+            self.marks.pop()
+        if mark.judge is not None:
+            self.judge.restore(mark.judge)
+        self.tracker.restore(mark.tracker)
+        self.recent.clear()
+        self.recent.extend(mark.recent)
+        self.judged_to = mark.judged_to
+        return mark.judged_to + _TICK
 
     def window_start(self, earliest: dt.datetime, stored: list[dict]) -> dt.datetime:
         """Where a late reading at ``earliest`` makes this rule re-read: its lookback before the reading, or
@@ -198,9 +258,14 @@ def read_since(stream: TerminalStream, earliest: dt.datetime,
     for key, rs in stream.rules.items():
         if steps[key] is WAIT:
             continue
-        # A rule fed on reads what is after the last reading it judged (reading times are microseconds).
-        start = rs.judged_to + _TICK if steps[key] is FEED else rs.window_start(min(earliest, rs.waiting or earliest),
-                                                                                  stored.get(key, []))
+        # A rule fed on reads what is after the last reading it judged (reading times are microseconds), a rule
+        # rewound what is after its mark.
+        if steps[key] is FEED:
+            start = rs.judged_to + _TICK
+        elif steps[key] is REWIND:
+            start = rs.mark_before(earliest).judged_to + _TICK
+        else:
+            start = rs.window_start(min(earliest, rs.waiting or earliest), stored.get(key, []))
         for metric in (rs.rule.metric, *(rs.rule.context if steps[key] is WINDOW else ())):
             since[metric] = min(since.get(metric, start), start)
     return since
@@ -220,21 +285,29 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
     for key, rs in list(stream.rules.items()):
         rule = rs.rule
         step = steps[key]
-        if step is FEED:
+        if step is FEED or step is REWIND:
             began = rs.tracker.current.start if rs.tracker.current else None
+            if step is REWIND:
+                # Readings after the mark are judged again, the late one among them: what they raised before
+                # and no longer do is retracted (from where they start), like a window's.
+                rewound = rs.rewind(earliest)
+            else:
+                rewound = None
+                rs.mark(time.monotonic())
             points = _after(data.get(rule.metric, ()), rs.judged_to)
             found = rs.tracker.feed_all(points, rs.judge)
             rs.judged(points)
             released, ended = rs.tracker.expire(clock, rs.judge) if clock and rs.tracker.screen else (None, None)
             found += [ended] if ended else []
-            ongoing = rs.tracker.ongoing() if points or released else None
+            ongoing = rs.tracker.ongoing() if points or released or rewound else None
             found += [ongoing] if ongoing else []
-            if found:
-                sink.reconcile(conn, stream.info, rule, (points[0] if points else released).ts, found,
-                               stored.get(key, []))
+            if found or (rewound and stored.get(key)):
+                start = rewound or (points[0] if points else released).ts
+                known = stored.get(key, []) if start >= stored_since(stream, earliest) else None  # as a window's
+                sink.reconcile(conn, stream.info, rule, start, found, known)
             if newest is not None and newest > rs.judged_to:
                 # Everything of this terminal up to ``newest`` has been read: a reading of this series at or before
-                # it that commits later comes in a batch of its own and is re-read as late data.
+                # it that commits later comes in a batch of its own and is taken in as late data.
                 rs.judged_to = newest
             if began == (rs.tracker.current.start if rs.tracker.current else None):
                 continue

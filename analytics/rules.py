@@ -38,6 +38,23 @@ remember the previous readings: 12 readings of a 30-minute station)."""
 Judge = Callable[[Point], Verdict]
 
 
+def remembering(judge: Judge, snapshot: Callable[[], object], restore: Callable[[object], None]) -> Judge:
+    """A judge with a memory (the last readings, time bins) that says how to copy it (``snapshot``) and put a copy
+    back (``restore``, which must leave the copy reusable): the rule stream rewinds it to take in a reading that
+    arrives a moment late instead of re-reading hours of history (analytics/evaluate.py, ``RuleStream.rewind``)."""
+    judge.snapshot, judge.restore = snapshot, restore
+    return judge
+
+
+def _lists(*memory: list) -> tuple[Callable[[], object], Callable[[object], None]]:
+    """``snapshot`` and ``restore`` of a memory kept in lists of values never changed in place."""
+    def restore(saved: tuple) -> None:
+        for kept, copy in zip(memory, saved, strict=True):
+            kept[:] = copy
+
+    return (lambda: tuple(kept[:] for kept in memory)), restore
+
+
 @dataclass(frozen=True)
 class TerminalInfo:
     id: int
@@ -328,7 +345,7 @@ def _drop_judge(limit_per_min: float, high: float) -> Judge:
                            -rate, Facts("gas_pressure", "kPa/min", limit_per_min, "falling", _GAS_NORM))
         return CLEAR
 
-    return judge
+    return remembering(judge, *_lists(recent))
 
 
 def methane(t: TerminalInfo) -> list[Rule]:
@@ -563,7 +580,12 @@ def _drift_judge(key: str, window: dt.timedelta) -> Judge:
                            "calibrate)", abs(rate))
         return HOLD if last and point.ts - last[0] < window / 4 else CLEAR
 
-    return judge
+    def restore(saved: tuple) -> None:
+        bins[:] = [b[:] for b in saved[0]]
+        last[:] = saved[1]
+        older.clear()  # summed over bins that are no more
+
+    return remembering(judge, lambda: ([b[:] for b in bins], last[:]), restore)
 
 
 def _moves(key: str) -> bool:
@@ -626,7 +648,7 @@ def _jump_judge(key: str, span: float, within: dt.timedelta) -> Judge:
                            f"and {after.value:g}: physically impossible (sensor fault?)", abs(spike.value - level))
         return HOLD if last_spike and point.ts - last_spike[0] < max(SPIKE_OFF_DELAY, 8 * within) else CLEAR
 
-    return judge
+    return remembering(judge, *_lists(recent, last_spike))
 
 
 _FAMILIES = {

@@ -30,6 +30,7 @@ import psycopg
 
 from analytics import queries
 from analytics.evaluate import (
+    REWIND,
     WINDOW,
     AlertSink,
     TerminalStream,
@@ -85,6 +86,8 @@ class _RuleMetrics:
         self.skipped = metrics.counter("rules_skipped", "notified terminals already judged from a batch")
         self.windows = metrics.counter("rules_windows", "rule windows re-read (late or out-of-order readings, a "
                                        "window rule's turn)")
+        self.rewinds = metrics.counter("rules_rewinds", "streamed rules rewound to a mark to take in a reading a "
+                                       "moment late")
         self.rows = metrics.counter("rules_rows_read", "readings read to judge the terminals")
         self.cpu = metrics.counter("rules_cpu_seconds", "CPU time the worker's thread spent judging chunks (the "
                                    "database's share not included)")
@@ -311,7 +314,9 @@ class RuleWorker:
                 self.holding.discard(terminal_id)
 
     def _count_reads(self, streams: dict[int, TerminalStream], data: dict[int, dict[str, list]]) -> None:
-        self.metrics.windows.inc(sum(list((s.steps or {}).values()).count(WINDOW) for s in streams.values()))
+        steps = [step for s in streams.values() for step in (s.steps or {}).values()]
+        self.metrics.windows.inc(steps.count(WINDOW))
+        self.metrics.rewinds.inc(steps.count(REWIND))
         self.metrics.rows.inc(sum(len(points) for series in data.values() for points in series.values()))
 
     def _streams(self, conn: psycopg.Connection, terminal_ids: list[int]) -> dict[int, TerminalStream]:

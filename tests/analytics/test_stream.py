@@ -5,7 +5,16 @@ from __future__ import annotations
 import datetime as dt
 
 from analytics.engine import Point
-from analytics.evaluate import FEED, WINDOW, RuleStream, TerminalStream, held_past_due, judge_terminal, read_since
+from analytics.evaluate import (
+    FEED,
+    REWIND,
+    WINDOW,
+    RuleStream,
+    TerminalStream,
+    held_past_due,
+    judge_terminal,
+    read_since,
+)
 from analytics.rules import TerminalInfo, rules_for
 
 STATION = TerminalInfo(1, "23120221000001R", "water_quality_station", "sthjj", "231202", None, 126.9, 46.5, 1800,
@@ -136,3 +145,42 @@ def test_the_search_for_held_jumps_looks_only_at_the_terminals_holding_one():
     assert held_past_due(memory, holding) == {2: after + dt.timedelta(microseconds=1)}
     del memory[2]
     assert held_past_due(memory, holding) == {} and holding == set()
+
+
+def test_a_reading_a_moment_late_rewinds_the_rule_to_a_mark_and_ends_where_judging_in_order_ends(monkeypatch):
+    """Two ingest workers' batches commit out of order: a reading arrives after a newer one of its terminal was
+    judged. The streamed rules go back to a mark before it and feed on (reading seconds, not the rule's hours of
+    lookback), and end in the state judging every reading in order reaches: same episode, same memory."""
+    import random
+
+    from analytics import evaluate
+
+    clock = [1000.0]
+    monkeypatch.setattr(evaluate.time, "monotonic", lambda: clock[0])
+    keys = ("device:jump:w01001", "device:drift:w01001", "gb3838:w01001")
+    rng = random.Random(7)
+    values = [7.0 + 0.006 * i + rng.choice([0, 0, 0, 0.01, 3.5, -3.5]) for i in range(400)]  # creep and spikes
+    points = [Point(T0 + dt.timedelta(minutes=i), round(v, 3)) for i, v in enumerate(values)]
+    batches = [[p] for p in points]
+    for i in range(5, len(batches) - 1, 7):  # every seventh reading commits after the next one
+        batches[i], batches[i + 1] = batches[i + 1], batches[i]
+    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(minutes=1))
+                                      for r in rules_for(STATION) if r.key in keys}, 1)
+    committed: list[Point] = []
+    steps = []
+    for batch in batches:
+        committed = sorted(committed + batch, key=lambda p: p.ts)
+        earliest = min(p.ts for p in batch)
+        since = read_since(stream, earliest, {})
+        steps += list(stream.steps.values())
+        data = {m: [p for p in committed if p.ts >= start] for m, start in since.items()}
+        judge_terminal(None, _Sink(), stream, earliest, data, {})
+        clock[0] += 1.1  # batches a second apart: each rule notes a mark before it is fed
+    assert steps.count(REWIND) == 3 * len(range(5, len(batches) - 1, 7)) and WINDOW not in steps
+    for key in keys:
+        rs, in_order = stream.rules[key], RuleStream.fresh(stream.rules[key].rule, T0)
+        in_order.tracker.feed_all(points, in_order.judge)
+        assert rs.judged_to == points[-1].ts
+        assert rs.tracker.snapshot() == in_order.tracker.snapshot(), key
+        if hasattr(rs.judge, "snapshot"):
+            assert rs.judge.snapshot() == in_order.judge.snapshot(), key
