@@ -120,7 +120,8 @@ class RuleStream:
         return next((m for m in reversed(self.marks) if m.judged_to < earliest), None) if self.marks else None
 
     def mark(self, now: float) -> None:
-        """Note what the rule remembers, before feeding it new readings, if the last note is a second old."""
+        """Note what the rule remembers, having judged every reading up to ``judged_to``, if the last note is a
+        second old."""
         if self.marks is None or self.judged_to is None or (self.marks and now - self.marks[-1].at < MARK_EVERY_S):
             return
         judge = self.judge.snapshot() if hasattr(self.judge, "snapshot") else None
@@ -287,13 +288,9 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
         step = steps[key]
         if step is FEED or step is REWIND:
             began = rs.tracker.current.start if rs.tracker.current else None
-            if step is REWIND:
-                # Readings after the mark are judged again, the late one among them: what they raised before
-                # and no longer do is retracted (from where they start), like a window's.
-                rewound = rs.rewind(earliest)
-            else:
-                rewound = None
-                rs.mark(time.monotonic())
+            # Readings after the mark are judged again, the late one among them: what they raised before and no
+            # longer do is retracted (from where they start), like a window's.
+            rewound = rs.rewind(earliest) if step is REWIND else None
             points = _after(data.get(rule.metric, ()), rs.judged_to)
             found = rs.tracker.feed_all(points, rs.judge)
             rs.judged(points)
@@ -309,6 +306,7 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
                 # Everything of this terminal up to ``newest`` has been read: a reading of this series at or before
                 # it that commits later comes in a batch of its own and is taken in as late data.
                 rs.judged_to = newest
+            rs.mark(time.monotonic())
             if began == (rs.tracker.current.start if rs.tracker.current else None):
                 continue
         elif step is WAIT:
@@ -325,6 +323,7 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             found = rule.evaluate_with(window, rs.judge, rs.tracker, clock)
             rs.judged(window[rule.metric])
             rs.judged_to = max(newest or start, start)
+            rs.mark(rs.evaluated_at)
             if found or stored.get(key):
                 sink.reconcile(conn, stream.info, rule, start, found, known)
         changed.append(key)
