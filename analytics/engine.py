@@ -114,8 +114,8 @@ class SpikeScreen:
             released, self.before = (held,), held
         before = self.before
         # A spike stands more than ``limit`` from its neighbours' mean, which lies within limit/2 of either.
-        if before is not None and point.ts - before.ts <= self.within \
-                and abs(point.value - before.value) > self.limit / 2:
+        if before is not None and abs(point.value - before.value) > self.limit / 2 \
+                and point.ts - before.ts <= self.within:
             self.held = point
             return released
         self.before = point

@@ -636,17 +636,22 @@ def _jump_judge(key: str, span: float, within: dt.timedelta) -> Judge:
     spike)."""
     recent: list[Point] = []
     last_spike: list[dt.datetime] = []
+    limit, off_delay = SPIKE_SHARE * span, max(SPIKE_OFF_DELAY, 8 * within)
 
     def judge(point: Point) -> Verdict:
         recent.append(point)
-        del recent[:-3]
-        if len(recent) == 3 and spiked(*recent, SPIKE_SHARE * span, within):
+        if len(recent) > 3:
+            del recent[0]
+        # Judged on every reading: the middle one standing far from its neighbours' mean is the cheap half of the
+        # test, and rare, so the rest of ``spiked`` is asked only then.
+        if len(recent) == 3 and abs(recent[1].value - (recent[0].value + point.value) / 2) > limit \
+                and spiked(*recent, limit, within):
             before, spike, after = recent
             last_spike[:] = [point.ts]
             level = (before.value + after.value) / 2
             return Verdict(State.VIOLATE, "warning", f"{key} spiked to {spike.value:g} between {before.value:g} "
                            f"and {after.value:g}: physically impossible (sensor fault?)", abs(spike.value - level))
-        return HOLD if last_spike and point.ts - last_spike[0] < max(SPIKE_OFF_DELAY, 8 * within) else CLEAR
+        return HOLD if last_spike and point.ts - last_spike[0] < off_delay else CLEAR
 
     return remembering(judge, *_lists(recent, last_spike))
 
