@@ -4,6 +4,7 @@ no-data, incidents, and the alert lifecycle over HTTP."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from urllib.parse import quote
 
 import psycopg
@@ -99,6 +100,36 @@ def test_out_of_order_and_late_data_retract_an_alert_that_never_lasted(conn, db_
         _write(db_url, code, "w21003", [(-90, 0.4, None)])  # a late reading between them: never two in a row
         worker.step()
         assert _alerts(db_url)[0][1] == "closed"
+        with psycopg.connect(db_url) as c:
+            assert c.execute("select comment from alert_event where action = 'retract'").fetchone()[0].startswith(
+                "late data")
+    finally:
+        worker.close()
+
+
+def test_a_reading_a_moment_late_rewinds_the_rule_and_retracts_the_spike_it_un_makes(conn, db_url):
+    """A reading commits after a newer one of its terminal was judged (two ingest workers' batches out of order):
+    the spike rule goes back to its mark before the reading and feeds on, and the spike the late reading shows was
+    none (29 then 30 %LEL: a leak starting, not a spike) is retracted as after a window."""
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector", report_interval_s=60), Actor("t"))
+    conn.commit()
+    worker = Worker(db_url)
+    try:
+        _write(db_url, code, "methane_lel", [(-10, 0.0, None)])
+        worker.step()
+        time.sleep(1.1)  # the rule notes a mark at most once a second
+        _write(db_url, code, "methane_lel", [(-8, 30.0, None), (-7, 0.0, None)])
+        worker.step()
+        assert [(r, s) for r, s, *_ in _alerts(db_url) if r.startswith("device:")] == [("device:jump:methane_lel",
+                                                                                       "open")]
+        terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+        spike_rule = worker.rules.memory[terminal_id].rules["device:jump:methane_lel"]
+        _write(db_url, code, "methane_lel", [(-9, 29.0, None)])
+        worker.step()
+        assert worker.rules.metrics.registry.totals()["rules_rewinds"] == 1
+        assert worker.rules.memory[terminal_id].rules["device:jump:methane_lel"] is spike_rule  # no window re-read
+        assert [(r, s) for r, s, *_ in _alerts(db_url) if r.startswith("device:")] == [("device:jump:methane_lel",
+                                                                                       "closed")]
         with psycopg.connect(db_url) as c:
             assert c.execute("select comment from alert_event where action = 'retract'").fetchone()[0].startswith(
                 "late data")
