@@ -40,11 +40,12 @@ class AlertSink(Protocol):
 
 FEED, WAIT, WINDOW, REWIND = "feed", "wait", "window", "rewind"
 """What a batch makes a rule do (``RuleStream.step``)."""
-MARK_EVERY_S = 1.0
+MARK_EVERY_S = 5.0
 MARKS = 3
-"""A streamed rule notes what it remembers (``Mark``) at most every second, and keeps the last three: a reading
-that commits a moment after a newer one of its terminal (two ingest workers' batches committing out of order) is
-taken in by going back to a mark before it and feeding on from there, not by re-reading the rule's lookback."""
+"""A streamed rule notes what it remembers (``Mark``) at most every five seconds, and keeps the last three: a
+reading that commits a moment after a newer one of its terminal (two ingest workers' batches committing out of
+order, seconds apart on a loaded box) is taken in by going back to a mark before it and feeding on from there (the
+few seconds since), not by re-reading the rule's lookback."""
 RECENT = 16
 """Reading times each rule remembers (``RuleStream.recent``)."""
 CHECKPOINT_S = 10.0
@@ -120,8 +121,8 @@ class RuleStream:
         return next((m for m in reversed(self.marks) if m.judged_to < earliest), None) if self.marks else None
 
     def mark(self, now: float) -> None:
-        """Note what the rule remembers, having judged every reading up to ``judged_to``, if the last note is a
-        second old."""
+        """Note what the rule remembers, having judged every reading up to ``judged_to``, if the last note is
+        ``MARK_EVERY_S`` old."""
         if self.marks is None or self.judged_to is None or (self.marks and now - self.marks[-1].at < MARK_EVERY_S):
             return
         judge = self.judge.snapshot() if hasattr(self.judge, "snapshot") else None

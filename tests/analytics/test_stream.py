@@ -175,7 +175,7 @@ def test_a_reading_a_moment_late_rewinds_the_rule_to_a_mark_and_ends_where_judgi
         steps += list(stream.steps.values())
         data = {m: [p for p in committed if p.ts >= start] for m, start in since.items()}
         judge_terminal(None, _Sink(), stream, earliest, data, {})
-        clock[0] += 1.1  # batches a second apart: each rule notes a mark before it is fed
+        clock[0] += evaluate.MARK_EVERY_S  # batches that far apart: each rule notes a mark after each
     assert steps.count(REWIND) == 3 * len(range(5, len(batches) - 1, 7)) and WINDOW not in steps
     for key in keys:
         rs, in_order = stream.rules[key], RuleStream.fresh(stream.rules[key].rule, T0)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import psycopg
 
 from alerts import service as alerts
+from analytics import evaluate
 from analytics.evaluate import sweep_silence
 from analytics.worker import RuleWorker, owner
 from ingest.validate import Accepted
@@ -107,17 +108,18 @@ def test_out_of_order_and_late_data_retract_an_alert_that_never_lasted(conn, db_
         worker.close()
 
 
-def test_a_reading_a_moment_late_rewinds_the_rule_and_retracts_the_spike_it_un_makes(conn, db_url):
+def test_a_reading_a_moment_late_rewinds_the_rule_and_retracts_the_spike_it_un_makes(conn, db_url, monkeypatch):
     """A reading commits after a newer one of its terminal was judged (two ingest workers' batches out of order):
     the spike rule goes back to its mark before the reading and feeds on, and the spike the late reading shows was
     none (29 then 30 %LEL: a leak starting, not a spike) is retracted as after a window."""
     code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector", report_interval_s=60), Actor("t"))
     conn.commit()
+    monkeypatch.setattr(evaluate, "MARK_EVERY_S", 1.0)
     worker = Worker(db_url)
     try:
         _write(db_url, code, "methane_lel", [(-10, 0.0, None)])
         worker.step()
-        time.sleep(1.1)  # the rule notes a mark at most once a second
+        time.sleep(evaluate.MARK_EVERY_S + 0.1)  # the rule notes a mark at most that often
         _write(db_url, code, "methane_lel", [(-8, 30.0, None), (-7, 0.0, None)])
         worker.step()
         assert [(r, s) for r, s, *_ in _alerts(db_url) if r.startswith("device:")] == [("device:jump:methane_lel",
