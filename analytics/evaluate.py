@@ -40,12 +40,14 @@ class AlertSink(Protocol):
 
 FEED, WAIT, WINDOW, REWIND = "feed", "wait", "window", "rewind"
 """What a batch makes a rule do (``RuleStream.step``)."""
-MARK_EVERY_S = 5.0
+MARK_EVERY_S = 1.0
 MARKS = 3
-"""A streamed rule notes what it remembers (``Mark``) at most every five seconds, and keeps the last three: a
-reading that commits a moment after a newer one of its terminal (two ingest workers' batches committing out of
-order, seconds apart on a loaded box) is taken in by going back to a mark before it and feeding on from there (the
-few seconds since), not by re-reading the rule's lookback."""
+OLD_MARK_S = 10.0
+"""A streamed rule notes what it remembers (``Mark``) at most every second and keeps the last three, and one older
+mark (the oldest of the three as it leaves, at most every ten seconds): a reading that commits a moment after a
+newer one of its terminal (two ingest workers' batches committing out of order, up to seconds apart on a loaded
+box) is taken in by going back to the newest mark before it and feeding on from there (the few seconds since),
+not by re-reading the rule's lookback."""
 RECENT = 16
 """Reading times each rule remembers (``RuleStream.recent``)."""
 CHECKPOINT_S = 10.0
@@ -95,6 +97,8 @@ class RuleStream:
     """The times of the last readings the rule judged, in order (for ``Rule.memory``)."""
     marks: deque[Mark] | None = None
     """What a streamed rule remembered lately (``MARKS``), oldest first; None for a judge that cannot be rewound."""
+    old_mark: Mark | None = None
+    """An older mark (``OLD_MARK_S``), for a reading later than the last ``MARKS`` marks."""
 
     def __post_init__(self) -> None:
         if self.rule.streamable and rewindable(self.judge):
@@ -118,21 +122,27 @@ class RuleStream:
 
     def mark_before(self, earliest: dt.datetime) -> Mark | None:
         """The newest mark from before ``earliest``: going back to it takes in a reading at ``earliest``."""
-        return next((m for m in reversed(self.marks) if m.judged_to < earliest), None) if self.marks else None
+        if self.marks is None:
+            return None
+        found = next((m for m in reversed(self.marks) if m.judged_to < earliest), None)
+        old = self.old_mark
+        return found or (old if old is not None and old.judged_to < earliest else None)
 
     def mark(self, now: float) -> None:
         """Note what the rule remembers, having judged every reading up to ``judged_to``, if the last note is
         ``MARK_EVERY_S`` old."""
         if self.marks is None or self.judged_to is None or (self.marks and now - self.marks[-1].at < MARK_EVERY_S):
             return
+        if len(self.marks) == MARKS and (self.old_mark is None or self.marks[0].at - self.old_mark.at >= OLD_MARK_S):
+            self.old_mark = self.marks[0]  # the oldest is leaving: it stays as the older mark
         judge = self.judge.snapshot() if hasattr(self.judge, "snapshot") else None
         self.marks.append(Mark(self.judged_to, judge, self.tracker.snapshot(), tuple(self.recent), now))
 
     def rewind(self, earliest: dt.datetime) -> dt.datetime:
         """Go back to the newest mark before ``earliest`` (dropping the newer ones); returns where feeding resumes."""
         mark = self.mark_before(earliest)
-        while self.marks[-1] is not mark:
-            self.marks.pop()
+        while self.marks and self.marks[-1] is not mark:
+            self.marks.pop()  # noted after readings judged without the late one
         if mark.judge is not None:
             self.judge.restore(mark.judge)
         self.tracker.restore(mark.tracker)

@@ -184,3 +184,28 @@ def test_a_reading_a_moment_late_rewinds_the_rule_to_a_mark_and_ends_where_judgi
         assert rs.tracker.snapshot() == in_order.tracker.snapshot(), key
         if hasattr(rs.judge, "snapshot"):
             assert rs.judge.snapshot() == in_order.judge.snapshot(), key
+
+
+def test_a_reading_later_than_the_last_marks_goes_back_to_the_older_mark(monkeypatch):
+    from analytics import evaluate
+
+    clock = [1000.0]
+    monkeypatch.setattr(evaluate.time, "monotonic", lambda: clock[0])
+    points = [Point(T0 + dt.timedelta(minutes=i), 7.0 + (i % 4) * 0.01) for i in range(40)]
+    late = points.pop(33)  # commits after the 6 readings after it were judged, a batch a second
+    stream = TerminalStream(STATION, {JUMP: RuleStream.fresh(next(r for r in rules_for(STATION) if r.key == JUMP),
+                                                              judged_to=T0 - dt.timedelta(minutes=1))}, 1)
+    committed: list[Point] = []
+    for batch in [[p] for p in points] + [[late]]:
+        committed = sorted(committed + batch, key=lambda p: p.ts)
+        rs = stream.rules[JUMP]
+        if batch[0] is late:
+            assert all(m.judged_to >= late.ts for m in rs.marks) and rs.old_mark.judged_to < late.ts
+        since = read_since(stream, batch[0].ts, {})
+        data = {m: [p for p in committed if p.ts >= start] for m, start in since.items()}
+        judge_terminal(None, _Sink(), stream, batch[0].ts, data, {})
+        clock[0] += evaluate.MARK_EVERY_S
+    assert stream.rules[JUMP] is rs and since["w01001"] == rs.old_mark.judged_to + dt.timedelta(microseconds=1)
+    in_order = RuleStream.fresh(rs.rule, T0)
+    in_order.tracker.feed_all(committed, in_order.judge)
+    assert rs.judge.snapshot() == in_order.judge.snapshot() and rs.judged_to == committed[-1].ts
