@@ -8,7 +8,9 @@ late, repeated or out-of-order data is handled by evaluating the affected window
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -112,8 +114,8 @@ class SpikeScreen:
             released, self.before = (held,), held
         before = self.before
         # A spike stands more than ``limit`` from its neighbours' mean, which lies within limit/2 of either.
-        if before is not None and point.ts - before.ts <= self.within \
-                and abs(point.value - before.value) > self.limit / 2:
+        if before is not None and abs(point.value - before.value) > self.limit / 2 \
+                and point.ts - before.ts <= self.within:
             self.held = point
             return released
         self.before = point
@@ -164,6 +166,22 @@ class Tracker:
             ended = self._judge(admitted, judge) or ended
         return ended
 
+    def feed_all(self, points: Iterable[Point], judge) -> list[Episode]:
+        """``feed`` each point in order; the episodes they ended that lasted. The stream's hot path: a verdict that
+        changes nothing (no episode, nothing violated) costs the judge's call and no more."""
+        found = []
+        skip, screen = self.skip_flags, self.screen
+        for point in points:
+            if point.flag in skip:
+                continue
+            for admitted in (point,) if screen is None else screen.admit(point):
+                verdict = judge(admitted)
+                if self.current is None and verdict.state is not State.VIOLATE:
+                    continue
+                if (ended := self._apply(admitted, verdict)) is not None:
+                    found.append(ended)
+        return found
+
     def expire(self, now: dt.datetime, judge) -> tuple[Point | None, Episode | None]:
         """Judge a reading the screen held that no later reading can now show to be a spike (``SpikeScreen.expire``);
         returns it (None if there was none) and the episode it ended, if it lasted."""
@@ -171,7 +189,9 @@ class Tracker:
         return (held, self._judge(held, judge)) if held is not None else (None, None)
 
     def _judge(self, point: Point, judge) -> Episode | None:
-        verdict = judge(point)
+        return self._apply(point, judge(point))
+
+    def _apply(self, point: Point, verdict: Verdict) -> Episode | None:
         if verdict.state is State.VIOLATE:
             if self.current is None:
                 self.current = Episode(point.ts, point.ts, None, verdict.severity, verdict.detail, point.value,
@@ -183,6 +203,17 @@ class Tracker:
             ended.end = point.ts
             return ended if self.lasted(ended) else None
         return None
+
+    def snapshot(self) -> tuple:
+        """What the tracker remembers (the episode in progress, the screen's readings), to ``restore`` later."""
+        screen = (self.screen.before, self.screen.held) if self.screen is not None else None
+        return (copy.copy(self.current), screen)
+
+    def restore(self, saved: tuple) -> None:
+        current, screen = saved
+        self.current = copy.copy(current)  # an episode is extended in place: the saved one stays as it was
+        if self.screen is not None:
+            self.screen.before, self.screen.held = screen
 
     def lasted(self, episode: Episode) -> bool:
         return episode.last - episode.start >= self.min_duration

@@ -10,9 +10,12 @@ alert sink's business (``alerts.service``, wired in by the composition package).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import operator
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,12 +38,45 @@ class AlertSink(Protocol):
     def resolve_by_rule(self, conn: psycopg.Connection, alert_id: int, comment: str) -> None: ...
 
 
-FEED, WAIT, WINDOW = "feed", "wait", "window"
+FEED, WAIT, WINDOW, REWIND = "feed", "wait", "window", "rewind"
 """What a batch makes a rule do (``RuleStream.step``)."""
+MARK_EVERY_S = 1.0
+MARKS = 3
+OLD_MARK_S = 10.0
+"""A streamed rule notes what it remembers (``Mark``) at most every second and keeps the last three, and one older
+mark (the oldest of the three as it leaves, at most every ten seconds): a reading that commits a moment after a
+newer one of its terminal (two ingest workers' batches committing out of order, up to seconds apart on a loaded
+box) is taken in by going back to the newest mark before it and feeding on from there (the few seconds since),
+not by re-reading the rule's lookback."""
 RECENT = 16
 """Reading times each rule remembers (``RuleStream.recent``)."""
 CHECKPOINT_S = 10.0
 """How often a terminal's rule states are written when no episode begins or ends."""
+_TICK = dt.timedelta(microseconds=1)
+"""The resolution of a reading's time (PostgreSQL ``timestamptz``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A streamed rule's memory when it had judged every reading up to ``judged_to``."""
+    judged_to: dt.datetime
+    judge: object
+    tracker: tuple
+    recent: tuple[dt.datetime, ...]
+    at: float
+    """When it was noted (monotonic)."""
+
+
+def rewindable(judge: Judge) -> bool:
+    """A judge whose memory the stream can note and put back: one that says how (``rules.remembering``), or one
+    that keeps none (nothing but plain values in its closure; a judge keeping something else is re-read)."""
+    if hasattr(judge, "snapshot"):
+        return True
+    cells = getattr(judge, "__closure__", None) or ()
+    return all(isinstance(cell.cell_contents, _PLAIN) for cell in cells)
+
+
+_PLAIN = (type(None), bool, int, float, str, dt.datetime, dt.date, dt.timedelta)
 
 
 @dataclass
@@ -59,6 +95,14 @@ class RuleStream:
     """``judged_to`` as this worker last wrote it to ``rule_state``."""
     recent: deque[dt.datetime] = field(default_factory=lambda: deque(maxlen=RECENT))
     """The times of the last readings the rule judged, in order (for ``Rule.memory``)."""
+    marks: deque[Mark] | None = None
+    """What a streamed rule remembered lately (``MARKS``), oldest first; None for a judge that cannot be rewound."""
+    old_mark: Mark | None = None
+    """An older mark (``OLD_MARK_S``), for a reading later than the last ``MARKS`` marks."""
+
+    def __post_init__(self) -> None:
+        if self.rule.streamable and rewindable(self.judge):
+            self.marks = deque(maxlen=MARKS)
 
     @classmethod
     def fresh(cls, rule: Rule, judged_to: dt.datetime | None = None, episode: Episode | None = None,
@@ -71,8 +115,41 @@ class RuleStream:
         wait until its ``every`` has passed since it was last evaluated: they are in its next window), or
         re-read its ``WINDOW``."""
         if self.rule.streamable:
-            return FEED if self.judged_to is not None and earliest > self.judged_to else WINDOW
+            if self.judged_to is not None and earliest > self.judged_to:
+                return FEED
+            return REWIND if self.mark_before(earliest) is not None else WINDOW
         return WAIT if now - self.evaluated_at < self.rule.every_s else WINDOW
+
+    def mark_before(self, earliest: dt.datetime) -> Mark | None:
+        """The newest mark from before ``earliest``: going back to it takes in a reading at ``earliest``."""
+        if self.marks is None:
+            return None
+        found = next((m for m in reversed(self.marks) if m.judged_to < earliest), None)
+        old = self.old_mark
+        return found or (old if old is not None and old.judged_to < earliest else None)
+
+    def mark(self, now: float) -> None:
+        """Note what the rule remembers, having judged every reading up to ``judged_to``, if the last note is
+        ``MARK_EVERY_S`` old."""
+        if self.marks is None or self.judged_to is None or (self.marks and now - self.marks[-1].at < MARK_EVERY_S):
+            return
+        if len(self.marks) == MARKS and (self.old_mark is None or self.marks[0].at - self.old_mark.at >= OLD_MARK_S):
+            self.old_mark = self.marks[0]  # the oldest is leaving: it stays as the older mark
+        judge = self.judge.snapshot() if hasattr(self.judge, "snapshot") else None
+        self.marks.append(Mark(self.judged_to, judge, self.tracker.snapshot(), tuple(self.recent), now))
+
+    def rewind(self, earliest: dt.datetime) -> dt.datetime:
+        """Go back to the newest mark before ``earliest`` (dropping the newer ones); returns where feeding resumes."""
+        mark = self.mark_before(earliest)
+        while self.marks and self.marks[-1] is not mark:
+            self.marks.pop()  # noted after readings judged without the late one
+        if mark.judge is not None:
+            self.judge.restore(mark.judge)
+        self.tracker.restore(mark.tracker)
+        self.recent.clear()
+        self.recent.extend(mark.recent)
+        self.judged_to = mark.judged_to
+        return mark.judged_to + _TICK
 
     def window_start(self, earliest: dt.datetime, stored: list[dict]) -> dt.datetime:
         """Where a late reading at ``earliest`` makes this rule re-read: its lookback before the reading, or
@@ -89,9 +166,10 @@ class RuleStream:
                 return before[-self.rule.memory]
         return base - lookback
 
-    def judged(self, points: list[Point]) -> None:
-        """Note the times of readings the rule has judged, in order."""
-        self.recent.extend(p.ts for p in points[-RECENT:])
+    def judged(self, points: Sequence[Point]) -> None:
+        """Note the times of readings the rule has judged, in order (only a rule with a ``memory`` looks at them)."""
+        if self.rule.memory:
+            self.recent.extend(p.ts for p in points[-RECENT:])
 
 
 @dataclass
@@ -121,6 +199,10 @@ class TerminalStream:
 
     def judged(self, xid: int) -> bool:
         return bool(self.snapshot) and visible_in(xid, self.snapshot)
+
+    def holding(self) -> bool:
+        """A rule's spike screen holds a reading (a jump waiting for the next reading, ``SpikeScreen``)."""
+        return any(rs.tracker.screen is not None and rs.tracker.screen.held is not None for rs in self.rules.values())
 
 
 def visible_in(xid: int, snapshot: str) -> bool:
@@ -188,8 +270,14 @@ def read_since(stream: TerminalStream, earliest: dt.datetime,
     for key, rs in stream.rules.items():
         if steps[key] is WAIT:
             continue
-        start = rs.judged_to if steps[key] is FEED else rs.window_start(min(earliest, rs.waiting or earliest),
-                                                                         stored.get(key, []))
+        # A rule fed on reads what is after the last reading it judged (reading times are microseconds), a rule
+        # rewound what is after its mark.
+        if steps[key] is FEED:
+            start = rs.judged_to + _TICK
+        elif steps[key] is REWIND:
+            start = rs.mark_before(earliest).judged_to + _TICK
+        else:
+            start = rs.window_start(min(earliest, rs.waiting or earliest), stored.get(key, []))
         for metric in (rs.rule.metric, *(rs.rule.context if steps[key] is WINDOW else ())):
             since[metric] = min(since.get(metric, start), start)
     return since
@@ -209,22 +297,27 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
     for key, rs in list(stream.rules.items()):
         rule = rs.rule
         step = steps[key]
-        if step is FEED:
+        if step is FEED or step is REWIND:
             began = rs.tracker.current.start if rs.tracker.current else None
-            points = [p for p in data.get(rule.metric, []) if p.ts > rs.judged_to]
-            found = [ended for p in points if (ended := rs.tracker.feed(p, rs.judge)) is not None]
+            # Readings after the mark are judged again, the late one among them: what they raised before and no
+            # longer do is retracted (from where they start), like a window's.
+            rewound = rs.rewind(earliest) if step is REWIND else None
+            points = _after(data.get(rule.metric, ()), rs.judged_to)
+            found = rs.tracker.feed_all(points, rs.judge)
             rs.judged(points)
-            released, ended = rs.tracker.expire(clock, rs.judge) if clock else (None, None)
+            released, ended = rs.tracker.expire(clock, rs.judge) if clock and rs.tracker.screen else (None, None)
             found += [ended] if ended else []
-            ongoing = rs.tracker.ongoing() if points or released else None
+            ongoing = rs.tracker.ongoing() if points or released or rewound else None
             found += [ongoing] if ongoing else []
-            if found:
-                sink.reconcile(conn, stream.info, rule, (points[0] if points else released).ts, found,
-                               stored.get(key, []))
+            if found or (rewound and stored.get(key)):
+                start = rewound or (points[0] if points else released).ts
+                known = stored.get(key, []) if start >= stored_since(stream, earliest) else None  # as a window's
+                sink.reconcile(conn, stream.info, rule, start, found, known)
             if newest is not None and newest > rs.judged_to:
                 # Everything of this terminal up to ``newest`` has been read: a reading of this series at or before
-                # it that commits later comes in a batch of its own and is re-read as late data.
+                # it that commits later comes in a batch of its own and is taken in as late data.
                 rs.judged_to = newest
+            rs.mark(time.monotonic())
             if began == (rs.tracker.current.start if rs.tracker.current else None):
                 continue
         elif step is WAIT:
@@ -241,24 +334,40 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             found = rule.evaluate_with(window, rs.judge, rs.tracker, clock)
             rs.judged(window[rule.metric])
             rs.judged_to = max(newest or start, start)
+            rs.mark(rs.evaluated_at)
             if found or stored.get(key):
                 sink.reconcile(conn, stream.info, rule, start, found, known)
         changed.append(key)
     return changed
 
 
-def held_past_due(memory: dict[int, TerminalStream]) -> dict[int, dt.datetime]:
+def _after(points: Sequence[Point], judged_to: dt.datetime) -> Sequence[Point]:
+    """The readings of a series (in observation order) after ``judged_to``: usually all of them, not copied."""
+    if not points or points[0].ts > judged_to:
+        return points
+    return points[bisect.bisect_right(points, judged_to, key=operator.attrgetter("ts")):]
+
+
+def held_past_due(memory: dict[int, TerminalStream], holding: set[int]) -> dict[int, dt.datetime]:
     """Terminals whose spike screen holds a reading no later reading can now make a spike (the terminal fell
     silent after a jump: its ``clock`` ran past the spike test's window), each with a time just after what its
     rules have judged: a batch with nothing new, which feeds the rules and releases the reading
-    (``Tracker.expire``)."""
+    (``Tracker.expire``).
+
+    ``holding``: the terminals whose screens held a reading when they were last judged (the worker notes them,
+    ``TerminalStream.holding``); only those are looked at, so a round costs the few terminals that just jumped,
+    not every terminal in memory. A terminal found holding nothing any more (or gone from memory) leaves it."""
     due = {}
-    for terminal_id, stream in memory.items():
+    for terminal_id in list(holding):
+        stream = memory.get(terminal_id)
+        if stream is None or not stream.holding():
+            holding.discard(terminal_id)
+            continue
         screens = [rs for rs in stream.rules.values() if rs.tracker.screen is not None and rs.judged_to is not None]
         held = [rs for rs in screens if rs.tracker.screen.held is not None]
-        clock = stream.clock() if held else None
+        clock = stream.clock()
         if clock is not None and any(rs.tracker.screen.due(clock) for rs in held):
-            due[terminal_id] = max(rs.judged_to for rs in screens) + dt.timedelta(microseconds=1)
+            due[terminal_id] = max(rs.judged_to for rs in screens) + _TICK
     return due
 
 

@@ -38,6 +38,23 @@ remember the previous readings: 12 readings of a 30-minute station)."""
 Judge = Callable[[Point], Verdict]
 
 
+def remembering(judge: Judge, snapshot: Callable[[], object], restore: Callable[[object], None]) -> Judge:
+    """A judge with a memory (the last readings, time bins) that says how to copy it (``snapshot``) and put a copy
+    back (``restore``, which must leave the copy reusable): the rule stream rewinds it to take in a reading that
+    arrives a moment late instead of re-reading hours of history (analytics/evaluate.py, ``RuleStream.rewind``)."""
+    judge.snapshot, judge.restore = snapshot, restore
+    return judge
+
+
+def _lists(*memory: list) -> tuple[Callable[[], object], Callable[[object], None]]:
+    """``snapshot`` and ``restore`` of a memory kept in lists of values never changed in place."""
+    def restore(saved: tuple) -> None:
+        for kept, copy in zip(memory, saved, strict=True):
+            kept[:] = copy
+
+    return (lambda: tuple(kept[:] for kept in memory)), restore
+
+
 @dataclass(frozen=True)
 class TerminalInfo:
     id: int
@@ -114,7 +131,7 @@ class Rule:
                 screen = SpikeScreen(*self.screen)
                 points = [admitted for point in points for admitted in screen.admit(point)]
             points = night_minima(flat_lines_dropped(points, self.metric), *self.nightly)
-        found = [ended for point in points if (ended := tracker.feed(point, judge)) is not None]
+        found = tracker.feed_all(points, judge)
         if now is not None and (ended := tracker.expire(now, judge)[1]) is not None:
             found.append(ended)
         ongoing = tracker.ongoing()
@@ -328,7 +345,7 @@ def _drop_judge(limit_per_min: float, high: float) -> Judge:
                            -rate, Facts("gas_pressure", "kPa/min", limit_per_min, "falling", _GAS_NORM))
         return CLEAR
 
-    return judge
+    return remembering(judge, *_lists(recent))
 
 
 def methane(t: TerminalInfo) -> list[Rule]:
@@ -519,6 +536,22 @@ def _drift_judge(key: str, window: dt.timedelta) -> Judge:
     need = spec.drift_per_h * window.total_seconds() / 3600 / 4
     bins: list[list] = []  # [bin index, sum, count], oldest first
     last: list[dt.datetime] = []
+    older: dict = {}
+    """The quarters' sums and counts without the newest bin, for the bin index they were summed at: a reading
+    landing in the newest bin (most readings) changes only that bin, so the quarters are not summed again."""
+
+    def quarters(index: int, first: int, newest: list) -> tuple[list, list]:
+        if older.get("index") != index:
+            older.update(index=index, sums=[], counts=[])
+            for k in range(4):
+                inside = [b for b in bins
+                          if b is not newest and first + k * quarter <= b[0] < first + (k + 1) * quarter]
+                older["sums"].append(sum(b[1] for b in inside))
+                older["counts"].append(sum(b[2] for b in inside))
+        # The newest bin is the last of the last quarter: adding it last is the same sum, to the bit, as summing
+        # the quarter in order.
+        sums, counts = older["sums"], older["counts"]
+        return [*sums[:3], sums[3] + newest[1]], [*counts[:3], counts[3] + newest[2]]
 
     def judge(point: Point) -> Verdict:
         index = int(point.ts.timestamp() // width)
@@ -529,13 +562,14 @@ def _drift_judge(key: str, window: dt.timedelta) -> Judge:
         first = index - DRIFT_BINS + 1
         while bins[0][0] < first:
             bins.pop(0)
-        levels = []
-        for k in range(4):
-            inside = [b for b in bins if first + k * quarter <= b[0] < first + (k + 1) * quarter]
-            count = sum(b[2] for b in inside)
-            if count == 0:
-                return CLEAR
-            levels.append(sum(b[1] for b in inside) / count)
+        if bins[-1][0] == index:
+            sums, counts = quarters(index, first, bins[-1])
+        else:  # a reading older than the newest bin (never in observation order): sum the quarters afresh
+            inside = [[b for b in bins if first + k * quarter <= b[0] < first + (k + 1) * quarter] for k in range(4)]
+            sums, counts = [sum(b[1] for b in q) for q in inside], [sum(b[2] for b in q) for q in inside]
+        if 0 in counts:
+            return CLEAR
+        levels = [total / count for total, count in zip(sums, counts, strict=True)]
         steps = [abs(b - a) for a, b in itertools.pairwise(levels)]
         same_way = len({b > a for a, b in itertools.pairwise(levels)}) == 1
         if same_way and min(steps) > need and max(steps) <= DRIFT_STEADY * min(steps):
@@ -546,7 +580,12 @@ def _drift_judge(key: str, window: dt.timedelta) -> Judge:
                            "calibrate)", abs(rate))
         return HOLD if last and point.ts - last[0] < window / 4 else CLEAR
 
-    return judge
+    def restore(saved: tuple) -> None:
+        bins[:] = [b[:] for b in saved[0]]
+        last[:] = saved[1]
+        older.clear()  # summed over bins that are no more
+
+    return remembering(judge, lambda: ([b[:] for b in bins], last[:]), restore)
 
 
 def _moves(key: str) -> bool:
@@ -597,19 +636,24 @@ def _jump_judge(key: str, span: float, within: dt.timedelta) -> Judge:
     spike)."""
     recent: list[Point] = []
     last_spike: list[dt.datetime] = []
+    limit, off_delay = SPIKE_SHARE * span, max(SPIKE_OFF_DELAY, 8 * within)
 
     def judge(point: Point) -> Verdict:
         recent.append(point)
-        del recent[:-3]
-        if len(recent) == 3 and spiked(*recent, SPIKE_SHARE * span, within):
+        if len(recent) > 3:
+            del recent[0]
+        # Judged on every reading: the middle one standing far from its neighbours' mean is the cheap half of the
+        # test, and rare, so the rest of ``spiked`` is asked only then.
+        if len(recent) == 3 and abs(recent[1].value - (recent[0].value + point.value) / 2) > limit \
+                and spiked(*recent, limit, within):
             before, spike, after = recent
             last_spike[:] = [point.ts]
             level = (before.value + after.value) / 2
             return Verdict(State.VIOLATE, "warning", f"{key} spiked to {spike.value:g} between {before.value:g} "
                            f"and {after.value:g}: physically impossible (sensor fault?)", abs(spike.value - level))
-        return HOLD if last_spike and point.ts - last_spike[0] < max(SPIKE_OFF_DELAY, 8 * within) else CLEAR
+        return HOLD if last_spike and point.ts - last_spike[0] < off_delay else CLEAR
 
-    return judge
+    return remembering(judge, *_lists(recent, last_spike))
 
 
 _FAMILIES = {

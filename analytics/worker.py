@@ -30,6 +30,7 @@ import psycopg
 
 from analytics import queries
 from analytics.evaluate import (
+    REWIND,
     WINDOW,
     AlertSink,
     TerminalStream,
@@ -85,7 +86,11 @@ class _RuleMetrics:
         self.skipped = metrics.counter("rules_skipped", "notified terminals already judged from a batch")
         self.windows = metrics.counter("rules_windows", "rule windows re-read (late or out-of-order readings, a "
                                        "window rule's turn)")
+        self.rewinds = metrics.counter("rules_rewinds", "streamed rules rewound to a mark to take in a reading a "
+                                       "moment late")
         self.rows = metrics.counter("rules_rows_read", "readings read to judge the terminals")
+        self.cpu = metrics.counter("rules_cpu_seconds", "CPU time the worker's thread spent judging chunks (the "
+                                   "database's share not included)")
         self.failed = metrics.counter("rules_failed", "terminals that could not be judged")
         self.reconnects = metrics.counter("rules_reconnects", "database connections lost and made again")
         self.chunk_seconds = metrics.histogram("rules_chunk_seconds", "judging one chunk of terminals (a transaction)")
@@ -102,6 +107,8 @@ class RuleWorker:
         self.memory: dict[int, TerminalStream] = {}
         self.pending: dict[int, dt.datetime] = {}
         """Terminals notified and not judged yet → the earliest observation among their new readings."""
+        self.holding: set[int] = set()
+        """Terminals in memory whose spike screen held a reading when last judged (``held_past_due``)."""
         self.judged_at: dict[int, float] = {}
         """When each terminal was last judged (monotonic): the least recently judged go first."""
         self._cost = 0.001
@@ -149,7 +156,7 @@ class RuleWorker:
         if now >= self._due["members"]:
             self.refresh_members(conn)
             self._due["members"] = now + MEMBERS_EVERY_S
-            for terminal_id, after in held_past_due(self.memory).items():
+            for terminal_id, after in held_past_due(self.memory, self.holding).items():
                 self.pending.setdefault(terminal_id, after)  # a jump, then silence: judge the jump
         judged = self.judge(conn, self.next_chunk())
         if now >= self._due["sweep"] and self.members[0] == self.name:  # one sweeper: the first member by name
@@ -240,7 +247,7 @@ class RuleWorker:
             size = self.chunk_size()
             chunk = {t: events[t] for t in ids[at:at + size]}
             at += size
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.thread_time()
             try:
                 self._judge_chunk(conn, chunk)
             except psycopg.OperationalError:
@@ -250,6 +257,7 @@ class RuleWorker:
                               self.name, len(chunk))
                 self._judge_alone(conn, chunk)
             self._count(chunk, started)
+            self.metrics.cpu.inc(time.thread_time() - cpu)
         if ids:
             self.metrics.batches.inc()
         return len(ids)
@@ -300,9 +308,15 @@ class RuleWorker:
             stream.version += 1
             stream.snapshot = snapshot
             self.memory[terminal_id] = stream
+            if stream.holding():
+                self.holding.add(terminal_id)
+            else:
+                self.holding.discard(terminal_id)
 
     def _count_reads(self, streams: dict[int, TerminalStream], data: dict[int, dict[str, list]]) -> None:
-        self.metrics.windows.inc(sum(step is WINDOW for s in streams.values() for step in (s.steps or {}).values()))
+        steps = [step for s in streams.values() for step in (s.steps or {}).values()]
+        self.metrics.windows.inc(steps.count(WINDOW))
+        self.metrics.rewinds.inc(steps.count(REWIND))
         self.metrics.rows.inc(sum(len(points) for series in data.values() for points in series.values()))
 
     def _streams(self, conn: psycopg.Connection, terminal_ids: list[int]) -> dict[int, TerminalStream]:

@@ -271,9 +271,15 @@ def _print_stages(stages: dict[str, list[float]]) -> None:
 
 
 def _print_counters(url: str) -> None:
-    """The rule workers' counters as their last heartbeat has them (at most 5 s old)."""
+    """The rule workers' counters as their last heartbeat has them (at most 5 s old), and their CPU per reading."""
     with psycopg.connect(url) as conn:
         rows = conn.execute("select name, counters from service_heartbeat where kind = 'rules' order by name"
                             ).fetchall()
+        stored = conn.execute("select count(*) from reading").fetchone()[0]
     for name, counters in rows:
         print(f"  {name}: " + ", ".join(f"{key} {value:,}" for key, value in sorted(counters.items())))
+    cpu = sum(counters.get("rules_cpu_seconds", 0) for _, counters in rows)
+    read = sum(counters.get("rules_rows_read", 0) for _, counters in rows)
+    if read:
+        print(f"  rule workers' CPU (their threads judging, the database's share apart): {cpu:.1f} s, "
+              f"{cpu / read * 1e6:.1f} µs per reading read, {cpu / max(1, stored) * 1e6:.1f} µs per reading stored")

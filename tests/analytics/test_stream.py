@@ -5,7 +5,16 @@ from __future__ import annotations
 import datetime as dt
 
 from analytics.engine import Point
-from analytics.evaluate import FEED, WINDOW, RuleStream, TerminalStream, judge_terminal, read_since
+from analytics.evaluate import (
+    FEED,
+    REWIND,
+    WINDOW,
+    RuleStream,
+    TerminalStream,
+    held_past_due,
+    judge_terminal,
+    read_since,
+)
 from analytics.rules import TerminalInfo, rules_for
 
 STATION = TerminalInfo(1, "23120221000001R", "water_quality_station", "sthjj", "231202", None, 126.9, 46.5, 1800,
@@ -101,3 +110,102 @@ def test_a_late_reading_that_turns_a_spike_into_a_step_retracts_it_and_one_that_
     assert all(found == [] for _, found in sink.calls)
     _judge(stream, sink, _ph([10.5], {10.5: 13.5}), _ph([9, 10, 10.5, *range(11, 24)], {10.5: 13.5}))
     assert sink.calls[-1] == (T0 + dt.timedelta(minutes=9), [(T0 + dt.timedelta(minutes=11), None)])
+
+
+DETECTOR = TerminalInfo(2, "23120232000001R", "methane_detector", "zjj", "231202", None, 126.9, 46.5, 60,
+                        ("methane_lel",), {})
+
+
+class _Untouchable:
+    """A terminal in memory whose screens hold nothing: ``held_past_due`` has no business looking at it."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"held_past_due looked at a terminal holding no reading (.{name})")
+
+
+def _detector(values: list[float]) -> TerminalStream:
+    stream = TerminalStream(DETECTOR, {r.key: RuleStream.fresh(r) for r in rules_for(DETECTOR)}, 1)
+    points = [Point(T0 + dt.timedelta(minutes=i), v) for i, v in enumerate(values)]
+    judge_terminal(None, _Sink(), stream, T0, {"methane_lel": points}, {})
+    return stream
+
+
+def test_the_search_for_held_jumps_looks_only_at_the_terminals_holding_one():
+    """Every two seconds the worker looks for jumps followed by silence: it must cost the terminals that just
+    jumped, not every terminal in memory (10^5 a worker)."""
+    jumped, calm = _detector([0.0, 0.0, 45.0]), _detector([0.0, 0.1, 0.2])
+    assert jumped.holding() and not calm.holding()
+    memory = {2: jumped, 3: calm, **{t: _Untouchable() for t in range(100, 10_100)}}
+    holding = {2, 3}
+    assert held_past_due(memory, holding) == {}  # the next reading may still make it a spike
+    assert holding == {2}  # the calm one held nothing: it leaves the set
+    newest, at = jumped.heard
+    jumped.heard = (newest, at - 600)  # ten minutes of silence on the detector's clock
+    after = max(rs.judged_to for rs in jumped.rules.values() if rs.judged_to is not None)
+    assert held_past_due(memory, holding) == {2: after + dt.timedelta(microseconds=1)}
+    del memory[2]
+    assert held_past_due(memory, holding) == {} and holding == set()
+
+
+def test_a_reading_a_moment_late_rewinds_the_rule_to_a_mark_and_ends_where_judging_in_order_ends(monkeypatch):
+    """Two ingest workers' batches commit out of order: a reading arrives after a newer one of its terminal was
+    judged. The streamed rules go back to a mark before it and feed on (reading seconds, not the rule's hours of
+    lookback), and end in the state judging every reading in order reaches: same episode, same memory."""
+    import random
+
+    from analytics import evaluate
+
+    clock = [1000.0]
+    monkeypatch.setattr(evaluate.time, "monotonic", lambda: clock[0])
+    keys = ("device:jump:w01001", "device:drift:w01001", "gb3838:w01001")
+    rng = random.Random(7)
+    values = [7.0 + 0.006 * i + rng.choice([0, 0, 0, 0.01, 3.5, -3.5]) for i in range(400)]  # creep and spikes
+    points = [Point(T0 + dt.timedelta(minutes=i), round(v, 3)) for i, v in enumerate(values)]
+    batches = [[p] for p in points]
+    for i in range(5, len(batches) - 1, 7):  # every seventh reading commits after the next one
+        batches[i], batches[i + 1] = batches[i + 1], batches[i]
+    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(minutes=1))
+                                      for r in rules_for(STATION) if r.key in keys}, 1)
+    committed: list[Point] = []
+    steps = []
+    for batch in batches:
+        committed = sorted(committed + batch, key=lambda p: p.ts)
+        earliest = min(p.ts for p in batch)
+        since = read_since(stream, earliest, {})
+        steps += list(stream.steps.values())
+        data = {m: [p for p in committed if p.ts >= start] for m, start in since.items()}
+        judge_terminal(None, _Sink(), stream, earliest, data, {})
+        clock[0] += evaluate.MARK_EVERY_S  # batches that far apart: each rule notes a mark after each
+    assert steps.count(REWIND) == 3 * len(range(5, len(batches) - 1, 7)) and WINDOW not in steps
+    for key in keys:
+        rs, in_order = stream.rules[key], RuleStream.fresh(stream.rules[key].rule, T0)
+        in_order.tracker.feed_all(points, in_order.judge)
+        assert rs.judged_to == points[-1].ts
+        assert rs.tracker.snapshot() == in_order.tracker.snapshot(), key
+        if hasattr(rs.judge, "snapshot"):
+            assert rs.judge.snapshot() == in_order.judge.snapshot(), key
+
+
+def test_a_reading_later_than_the_last_marks_goes_back_to_the_older_mark(monkeypatch):
+    from analytics import evaluate
+
+    clock = [1000.0]
+    monkeypatch.setattr(evaluate.time, "monotonic", lambda: clock[0])
+    points = [Point(T0 + dt.timedelta(minutes=i), 7.0 + (i % 4) * 0.01) for i in range(40)]
+    late = points.pop(33)  # commits after the 6 readings after it were judged, a batch a second
+    stream = TerminalStream(STATION, {JUMP: RuleStream.fresh(next(r for r in rules_for(STATION) if r.key == JUMP),
+                                                              judged_to=T0 - dt.timedelta(minutes=1))}, 1)
+    committed: list[Point] = []
+    for batch in [[p] for p in points] + [[late]]:
+        committed = sorted(committed + batch, key=lambda p: p.ts)
+        rs = stream.rules[JUMP]
+        if batch[0] is late:
+            assert all(m.judged_to >= late.ts for m in rs.marks) and rs.old_mark.judged_to < late.ts
+        since = read_since(stream, batch[0].ts, {})
+        data = {m: [p for p in committed if p.ts >= start] for m, start in since.items()}
+        judge_terminal(None, _Sink(), stream, batch[0].ts, data, {})
+        clock[0] += evaluate.MARK_EVERY_S
+    assert stream.rules[JUMP] is rs and since["w01001"] == rs.old_mark.judged_to + dt.timedelta(microseconds=1)
+    in_order = RuleStream.fresh(rs.rule, T0)
+    in_order.tracker.feed_all(committed, in_order.judge)
+    assert rs.judge.snapshot() == in_order.judge.snapshot() and rs.judged_to == committed[-1].ts

@@ -4,11 +4,13 @@ no-data, incidents, and the alert lifecycle over HTTP."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from urllib.parse import quote
 
 import psycopg
 
 from alerts import service as alerts
+from analytics import evaluate
 from analytics.evaluate import sweep_silence
 from analytics.worker import RuleWorker, owner
 from ingest.validate import Accepted
@@ -106,6 +108,37 @@ def test_out_of_order_and_late_data_retract_an_alert_that_never_lasted(conn, db_
         worker.close()
 
 
+def test_a_reading_a_moment_late_rewinds_the_rule_and_retracts_the_spike_it_un_makes(conn, db_url, monkeypatch):
+    """A reading commits after a newer one of its terminal was judged (two ingest workers' batches out of order):
+    the spike rule goes back to its mark before the reading and feeds on, and the spike the late reading shows was
+    none (29 then 30 %LEL: a leak starting, not a spike) is retracted as after a window."""
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector", report_interval_s=60), Actor("t"))
+    conn.commit()
+    monkeypatch.setattr(evaluate, "MARK_EVERY_S", 1.0)
+    worker = Worker(db_url)
+    try:
+        _write(db_url, code, "methane_lel", [(-10, 0.0, None)])
+        worker.step()
+        time.sleep(evaluate.MARK_EVERY_S + 0.1)  # the rule notes a mark at most that often
+        _write(db_url, code, "methane_lel", [(-8, 30.0, None), (-7, 0.0, None)])
+        worker.step()
+        assert [(r, s) for r, s, *_ in _alerts(db_url) if r.startswith("device:")] == [("device:jump:methane_lel",
+                                                                                       "open")]
+        terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+        spike_rule = worker.rules.memory[terminal_id].rules["device:jump:methane_lel"]
+        _write(db_url, code, "methane_lel", [(-9, 29.0, None)])
+        worker.step()
+        assert worker.rules.metrics.registry.totals()["rules_rewinds"] == 1
+        assert worker.rules.memory[terminal_id].rules["device:jump:methane_lel"] is spike_rule  # no window re-read
+        assert [(r, s) for r, s, *_ in _alerts(db_url) if r.startswith("device:")] == [("device:jump:methane_lel",
+                                                                                       "closed")]
+        with psycopg.connect(db_url) as c:
+            assert c.execute("select comment from alert_event where action = 'retract'").fetchone()[0].startswith(
+                "late data")
+    finally:
+        worker.close()
+
+
 def test_flagged_values_raise_nothing(conn, db_url):
     code = _station(conn)
     worker = Worker(db_url)
@@ -161,6 +194,29 @@ def test_a_restarted_worker_resumes_the_episode_it_was_in(conn, db_url):
     finally:
         restarted.close()
     assert [s for _, s, *_ in _alerts(db_url)] == ["resolved"]
+
+
+def test_the_worker_keeps_the_set_of_terminals_holding_a_jump(conn, db_url):
+    """The search for jumps followed by silence looks only at ``RuleWorker.holding``: a terminal joins it when its
+    spike screen holds a jump and leaves it when the next reading releases the jump."""
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector", report_interval_s=60), Actor("t"))
+    calm = service.create_terminal(conn, terminal_in("甲烷2", "methane_detector", report_interval_s=60), Actor("t"))
+    conn.commit()
+    jumped = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+    worker = Worker(db_url)
+    try:
+        _write(db_url, code, "methane_lel", [(-3, 0.0, None), (-2, 45.0, None)])
+        _write(db_url, calm, "methane_lel", [(-3, 0.0, None), (-2, 0.5, None)])
+        worker.step()
+        assert len(worker.rules.memory) == 2
+        assert worker.rules.holding == {jumped}
+        _write(db_url, code, "methane_lel", [(-1, 46.0, None)])  # the jump stays: a leak, judged at its own time
+        worker.step()
+        assert worker.rules.holding == set()
+    finally:
+        worker.close()
+    assert [(rule, start) for rule, _, _, start, _ in _alerts(db_url)] == [
+        ("gas:methane", NOW - dt.timedelta(minutes=2))]
 
 
 def test_a_worker_added_at_run_time_takes_its_share_and_resumes_from_the_stored_state(conn, db_url):
