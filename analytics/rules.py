@@ -27,6 +27,7 @@ from analytics.engine import (
     Verdict,
     spiked,
 )
+from devices import drift_limit
 from devices import metric as metric_spec
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -128,7 +129,7 @@ after a minute: it is called at most that much later than a reading-by-reading j
 
 def rules_for(t: TerminalInfo) -> list[Rule]:
     family = _FAMILIES.get(t.kind)
-    rules = [_screened(rule, t) for rule in (family(t) if family else [])]
+    rules = [_quality_checked(_screened(rule, t), t) for rule in (family(t) if family else [])]
     return rules + [_flatline_window(rule, t) if rule.key.startswith("device:stuck:") else rule
                     for rule in device_health(t)]
 
@@ -142,6 +143,41 @@ def _screened(rule: Rule, t: TerminalInfo) -> Rule:
         return rule
     within = dt.timedelta(seconds=3 * t.report_interval_s)
     return replace(rule, screen=(SPIKE_SHARE * (spec.high - spec.low), within), lookback=max(rule.lookback, within))
+
+
+def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
+    """QARTOD-style quality flag in front of a bureau's rule: while the drift test (``_drift_judge``, the same
+    one that raises ``device:drift`` for the steward) calls the series creeping, its readings are *suspect* and
+    count as no violation: they neither open an episode nor keep one open. A drifting analyser reading over a
+    limit is the steward's calibration job, not a pollution event to page the bureau about (ISA-18.2: every
+    alarm actionable by who receives it). A real event is a step, which the drift test does not call a creep, so
+    it is judged as before. A nightly rule judges a night's minimum, not the series: it is left as it is.
+
+    Until the judge has seen the drift window, the quality of a violating reading is *not evaluated* (QARTOD):
+    it is held, neither opening nor closing an episode. The lookback covers the drift window, so a restarted worker
+    (which replays the lookback) and a window re-read (which starts a lookback before the first reading it must
+    judge) have seen it by then; only a terminal's first two hours of readings ever wait."""
+    limit = drift_limit(t.kind, rule.metric)
+    if limit is None or rule.nightly:
+        return rule
+    window, plain = _drift_window(t), rule.make_judge
+
+    def make_judge(series: dict[str, list[Point]]) -> Judge:
+        judge, creep, first = plain(series), _drift_judge(rule.metric, window, limit), []
+
+        def checked(point: Point) -> Verdict:
+            verdict, creeping = judge(point), creep(point).state is not State.CLEAR
+            first[:] = first or [point.ts]
+            if verdict.state is State.CLEAR:
+                return verdict
+            if point.ts - first[0] < window:
+                return HOLD  # not evaluated yet: the drift test has not seen its window
+            return CLEAR if creeping else verdict
+
+        return checked
+
+    within = dt.timedelta(seconds=3 * t.report_interval_s)
+    return replace(rule, make_judge=make_judge, lookback=max(rule.lookback, window + within))
 
 
 def _flatline_window(rule: Rule, t: TerminalInfo) -> Rule:
@@ -484,10 +520,10 @@ def device_health(t: TerminalInfo) -> list[Rule]:
                               context=siblings))
         rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
                           lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within), memory=2))
-        if spec.drift_per_h is not None:
-            window = max(DRIFT_WINDOW, DRIFT_READINGS * dt.timedelta(seconds=t.report_interval_s))
+        if (limit := drift_limit(t.kind, key)) is not None:
+            window = _drift_window(t)
             rules.append(Rule(f"device:drift:{key}", "device", "steward", key,
-                              lambda s, k=key, w=window: _drift_judge(k, w),
+                              lambda s, k=key, w=window, lim=limit: _drift_judge(k, w, lim),
                               screen=(SPIKE_SHARE * (spec.high - spec.low), within),
                               lookback=max(DEFAULT_LOOKBACK, window + within)))
     return rules
@@ -505,18 +541,22 @@ DRIFT_BINS = 16
 """The window is kept as this many time bins (sum and count of each): bounded memory whatever the reporting rate."""
 
 
-def _drift_judge(key: str, window: dt.timedelta) -> Judge:
+def _drift_window(t: TerminalInfo) -> dt.timedelta:
+    return max(DRIFT_WINDOW, DRIFT_READINGS * dt.timedelta(seconds=t.report_interval_s))
+
+
+def _drift_judge(key: str, window: dt.timedelta, limit_per_h: float) -> Judge:
     """A sensor creeping away from the truth: over the drift window, the mean level of each quarter is above (or
-    below) the one before by more than the metric's ``drift_per_h``, and steadily (``DRIFT_STEADY``) — faster, and
-    more steadily, than the live quantity ever changes. A real event is a step (one or two quarters move, by far
-    more than the third: not steady), a spike is screened out
-    before (``Rule.screen``), a daily cycle is slower. The alert holds for a quarter after its last creeping
+    below) the one before by more than ``limit_per_h`` (``devices.drift_limit``), and steadily (``DRIFT_STEADY``):
+    faster, and more steadily, than the live quantity ever changes. A real event is a step (one or two quarters
+    move, by far more than the third: not steady), a spike is screened out before (``Rule.screen``), a daily cycle
+    is slower. The alert holds for a quarter after its last creeping
     reading, so noise on one quarter does not make it chatter. No neighbour is needed, so a single-sensor terminal
     is covered; a quantity whose own changes are as fast has no drift test (``MetricSpec.drift_per_h``)."""
     spec = metric_spec(key)
     width = window.total_seconds() / DRIFT_BINS
     quarter = DRIFT_BINS // 4
-    need = spec.drift_per_h * window.total_seconds() / 3600 / 4
+    need = limit_per_h * window.total_seconds() / 3600 / 4
     bins: list[list] = []  # [bin index, sum, count], oldest first
     last: list[dt.datetime] = []
 

@@ -301,3 +301,46 @@ def test_a_drifting_sensor_is_stored_as_the_stewards_drift_alert(conn, db_url):
     with psycopg.connect(db_url) as c:
         rows = c.execute("select rule, bureau, metric, unit, direction from alert").fetchall()
     assert rows == [("device:drift:indoor_temp", "steward", "indoor_temp", "°C", "drift")]
+
+
+def _river_station() -> TerminalInfo:
+    return _terminal("water_quality_station", ("w21003",), 1800, {"target_class": "III", "water_body": "river"})
+
+
+HEALTHY = [0.5, 0.51] * 4
+"""Four hours of a class III river's ammonia, every 30 minutes."""
+
+
+def test_a_drifting_ammonia_analyser_is_the_stewards_calibration_not_a_river_alert():
+    """Creeping 0.25 mg/L an hour (a failing analyser: twelve times the norm's daily allowance on 0–10 mg/L), it
+    passes class III's 1.0 mg/L after the drift test has called it: those readings are suspect, the bureau is not
+    paged, the steward is."""
+    creeping = [round(0.5 + 0.125 * i, 3) for i in range(1, 13)]
+    assert list(_found(_river_station(), {"w21003": _points(HEALTHY + creeping, 1800)})) == ["device:drift:w21003"]
+
+
+def test_a_real_pollution_step_is_still_heard_from_its_first_reading():
+    event = [1.6, 1.62, 1.58, 1.61, 1.6, 1.59]
+    found = _found(_river_station(), {"w21003": _points(HEALTHY + event + HEALTHY, 1800)})
+    assert list(found) == ["gb3838:w21003"]
+    assert found["gb3838:w21003"][0].start == T0 + dt.timedelta(hours=4)
+
+
+def test_a_window_re_read_from_inside_a_creep_judges_nothing_until_the_drift_test_has_seen_its_window():
+    """A late reading makes the worker re-read from a lookback before it: the judge starts afresh, mid-creep. Its
+    first readings are over the limit but not evaluated yet (the drift test has no window): held, not alerted."""
+    rule = next(r for r in rules_for(_river_station()) if r.key == "gb3838:w21003")
+    assert rule.lookback >= dt.timedelta(hours=2)
+    creeping = [round(1.1 + 0.125 * i, 3) for i in range(8)]
+    assert rule.evaluate({"w21003": _points(creeping, 1800)}) == []
+
+
+def test_drift_limits_follow_the_kinds_instruments():
+    """A sewage outlet's ammonia analyser works on 0–50 mg/L and the plant's load swings fast (an event triples the
+    daily swing: 0.3 mg/L an hour): no drift alert there, while a river station's 0.25 mg/L an hour is one."""
+    outlet = _terminal("sewage_outlet_analyser", ("w21003",), 600, {"grade": "1B", "build_year": 2005})
+    swing = [round(4.0 + 0.31 * i / 6, 3) for i in range(24)]
+    assert "device:drift:w21003" not in _found(outlet, {"w21003": _points(swing, 600)})
+    creep = [round(0.5 + 0.25 * i / 6, 3) for i in range(24)]
+    station = _terminal("water_quality_station", ("w21003",), 600, {"target_class": "III", "water_body": "river"})
+    assert "device:drift:w21003" in _found(station, {"w21003": _points(creep, 600)})
