@@ -147,37 +147,43 @@ def _screened(rule: Rule, t: TerminalInfo) -> Rule:
 
 def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
     """QARTOD-style quality flag in front of a bureau's rule: while the drift test (``_drift_judge``, the same
-    one that raises ``device:drift`` for the steward) calls the series creeping, its readings are *suspect* and
-    count as no violation: they neither open an episode nor keep one open. A drifting analyser reading over a
-    limit is the steward's calibration job, not a pollution event to page the bureau about (ISA-18.2: every
-    alarm actionable by who receives it). A real event is a step, which the drift test does not call a creep, so
-    it is judged as before. A nightly rule judges a night's minimum, not the series: it is left as it is.
+    one that raises ``device:drift`` for the steward) calls the series creeping, its readings are *suspect*: a
+    suspect reading over the limit opens no episode (a drifting analyser reading over a limit is the steward's
+    calibration job, not a pollution event to page the bureau about; ISA-18.2: every alarm actionable by who
+    receives it), but it does not end one either: an alarm opened on readings judged good (a real event's step,
+    which the drift test never calls a creep) is not silenced by a later doubt. A nightly rule judges a night's
+    minimum, not the series: it is left as it is.
 
-    Until the judge has seen the drift window, the quality of a violating reading is *not evaluated* (QARTOD):
-    it is held, neither opening nor closing an episode. The lookback covers the drift window, so a restarted worker
-    (which replays the lookback) and a window re-read (which starts a lookback before the first reading it must
-    judge) have seen it by then; only a terminal's first two hours of readings ever wait."""
+    A window rule (sewage: re-evaluated over a window cut at its lookback as readings arrive) starts the drift
+    test without its history each time: once the window spans the whole lookback (older readings exist), a
+    violating reading the drift test has not yet seen a window before is *not evaluated* (QARTOD) and held; the
+    lookback covers the drift window, so the readings the re-read is for are judged with it. A shorter window is a
+    terminal's first readings, judged at once. A streamed rule is fed in order (a restarted worker replays the
+    lookback into the judge first); a late reading's re-read may judge the window's first two hours without the
+    drift test's history."""
     limit = drift_limit(t.kind, rule.metric)
     if limit is None or rule.nightly:
         return rule
     window, plain = _drift_window(t), rule.make_judge
+    lookback = max(rule.lookback, window + dt.timedelta(seconds=3 * t.report_interval_s))
 
     def make_judge(series: dict[str, list[Point]]) -> Judge:
         judge, creep, first = plain(series), _drift_judge(rule.metric, window, limit), []
+        points = series.get(rule.metric, [])
+        cut = not rule.streamable and len(points) > 1 and points[-1].ts - points[0].ts >= lookback
 
         def checked(point: Point) -> Verdict:
             verdict, creeping = judge(point), creep(point).state is not State.CLEAR
             first[:] = first or [point.ts]
             if verdict.state is State.CLEAR:
                 return verdict
-            if point.ts - first[0] < window:
-                return HOLD  # not evaluated yet: the drift test has not seen its window
-            return CLEAR if creeping else verdict
+            if cut and point.ts - first[0] < window:
+                return HOLD  # not evaluated: readings before the window exist that the drift test has not seen
+            return HOLD if creeping else verdict
 
         return checked
 
-    within = dt.timedelta(seconds=3 * t.report_interval_s)
-    return replace(rule, make_judge=make_judge, lookback=max(rule.lookback, window + within))
+    return replace(rule, make_judge=make_judge, lookback=lookback)
 
 
 def _flatline_window(rule: Rule, t: TerminalInfo) -> Rule:

@@ -327,12 +327,25 @@ def test_a_real_pollution_step_is_still_heard_from_its_first_reading():
 
 
 def test_a_window_re_read_from_inside_a_creep_judges_nothing_until_the_drift_test_has_seen_its_window():
-    """A late reading makes the worker re-read from a lookback before it: the judge starts afresh, mid-creep. Its
-    first readings are over the limit but not evaluated yet (the drift test has no window): held, not alerted."""
-    rule = next(r for r in rules_for(_river_station()) if r.key == "gb3838:w21003")
-    assert rule.lookback >= dt.timedelta(hours=2)
-    creeping = [round(1.1 + 0.125 * i, 3) for i in range(8)]
-    assert rule.evaluate({"w21003": _points(creeping, 1800)}) == []
+    """A sewage outlet's rule is re-evaluated over a window cut at its lookback as readings arrive: the judge starts
+    afresh, mid-creep. The window's first readings are over the limit but their quality is not evaluated yet (the
+    drift test has no window): held, not alerted. A fresh outlet's first readings are judged at once."""
+    outlet = _terminal("sewage_outlet_analyser", ("w21003", "w01010"), 600, {"grade": "1B", "build_year": 2005})
+    rule = next(r for r in rules_for(outlet) if r.key == "gb18918:w21003")
+    assert not rule.streamable and rule.lookback >= dt.timedelta(hours=2)
+    creeping = [round(9.0 + 1.25 * i / 6, 3) for i in range(20)]
+    assert rule.evaluate({"w21003": _points(creeping, 600)}) == []
+    assert len(rule.evaluate({"w21003": _points(creeping[:3], 600)})) == 1
+
+
+def test_a_doubt_arising_during_an_alarm_does_not_silence_it():
+    """A real event's step opens the river alert; if the values then creep steadily (the event growing, or the
+    analyser drifting as well), the steward hears of the drift and the bureau's alert stays open."""
+    growing = [1.6, 1.62] + [round(1.62 + 0.125 * i, 3) for i in range(1, 9)]
+    found = _found(_river_station(), {"w21003": _points(HEALTHY + growing, 1800)})
+    assert set(found) == {"gb3838:w21003", "device:drift:w21003"}
+    [alarm] = found["gb3838:w21003"]
+    assert alarm.start == T0 + dt.timedelta(hours=4) and alarm.end is None
 
 
 def test_drift_limits_follow_the_kinds_instruments():
@@ -344,3 +357,4 @@ def test_drift_limits_follow_the_kinds_instruments():
     creep = [round(0.5 + 0.25 * i / 6, 3) for i in range(24)]
     station = _terminal("water_quality_station", ("w21003",), 600, {"target_class": "III", "water_body": "river"})
     assert "device:drift:w21003" in _found(station, {"w21003": _points(creep, 600)})
+
