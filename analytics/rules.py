@@ -114,7 +114,8 @@ class Rule:
             if self.screen:
                 screen = SpikeScreen(*self.screen)
                 points = [admitted for point in points for admitted in screen.admit(point)]
-            points = night_minima(flat_lines_dropped(points, self.metric), *self.nightly)
+            siblings = {m: series.get(m, []) for m in self.context}
+            points = night_minima(flat_lines_dropped(points, self.metric, siblings), *self.nightly)
         found = [ended for point in points if (ended := tracker.feed(point, judge)) is not None]
         if now is not None and (ended := tracker.expire(now, judge)[1]) is not None:
             found.append(ended)
@@ -419,26 +420,43 @@ def water(t: TerminalInfo) -> list[Rule]:
             return CLEAR
 
         rules.append(Rule("water:night_flow", "water", "housing", "water_flow", lambda s: night,
+                          context=tuple(m for m in ("water_pressure",) if m in t.metrics),
                           nightly=(data["night_start_h"], data["night_end_h"]), lookback=dt.timedelta(hours=26)))
     return rules
 
 
-def flat_lines_dropped(points: list[Point], key: str) -> list[Point]:
-    """The readings without those of a flat line that lasts longer than the metric's flat-line window, away from
-    its resting values: QARTOD's flat-line suspects (a stuck meter's frozen daytime flow) do not make a night's
-    minimum. The whole line is suspect, from its first reading, once it has lasted that long."""
+FLAT_SUSPECT = dt.timedelta(hours=1)
+"""QARTOD's flat-line *suspect* duration for a night's minimum, when another sensor of the same terminal moved
+meanwhile (the meter's pressure): a live flow does not repeat its reading to the resolution for an hour. The
+stuck-sensor alert waits for the longer *fail* duration (``flat_after_h``); a suspect line already makes no leak."""
+
+
+def flat_lines_dropped(points: list[Point], key: str, siblings: dict[str, list[Point]] | None = None) -> list[Point]:
+    """The readings without those of a flat line, away from its resting values, that lasts longer than the
+    metric's flat-line window, or ``FLAT_SUSPECT`` while one of ``siblings`` (the terminal's other series) moved:
+    QARTOD's flat-line suspects (a stuck meter's frozen evening flow) do not make a night's minimum. The whole line
+    is suspect, from its first reading, once it has lasted that long."""
     spec = metric_spec(key)
     if spec is None or spec.flat_after_h is None:
         return points
     flat_after, kept, line = dt.timedelta(hours=spec.flat_after_h), [], []
+    moved = [_change_times(sib, metric_spec(m).step) for m, sib in (siblings or {}).items() if metric_spec(m)]
     for point in [*points, None]:
         if point is not None and line and abs(point.value - line[0].value) < spec.step / 2:
             line.append(point)
             continue
-        if not line or line[-1].ts - line[0].ts < flat_after or spec.at_rest(line[0].value):
-            kept += line
+        if line and not spec.at_rest(line[0].value) and _suspect_line(line, flat_after, moved):
+            line = [point]
+            continue
+        kept += line
         line = [point]
     return kept
+
+
+def _suspect_line(line: list[Point], flat_after: dt.timedelta, moved: list[list[dt.datetime]]) -> bool:
+    lasted = line[-1].ts - line[0].ts
+    return lasted >= flat_after or (lasted >= FLAT_SUSPECT and any(
+        _changed_between(times, line[0].ts, line[-1].ts) for times in moved))
 
 
 def night_minima(points: list[Point], start_h: int, end_h: int) -> list[Point]:

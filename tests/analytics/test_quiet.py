@@ -358,3 +358,18 @@ def test_drift_limits_follow_the_kinds_instruments():
     station = _terminal("water_quality_station", ("w21003",), 600, {"target_class": "III", "water_body": "river"})
     assert "device:drift:w21003" in _found(station, {"w21003": _points(creep, 600)})
 
+
+
+def test_a_meter_frozen_an_hour_before_the_night_while_its_pressure_moves_makes_no_leak():
+    """Frozen at its evening flow at 01:00 (the stuck alert waits six hours) while the meter's pressure moves: by
+    02:00 the line is a QARTOD flat-line suspect and makes no night minimum. A flow that moves still does."""
+    meter = _terminal("district_flow_meter", ("water_flow", "water_pressure"), 300,
+                      {"district": "DMA-02", "night_allowance_m3h": 12})
+    evening = dt.datetime(2026, 11, 26, 22, 0, tzinfo=BEIJING)
+    rng = random.Random(4)
+    pressure = _points([round(0.32 + rng.gauss(0, 0.003), 3) for _ in range(9 * 12)], 300, evening)
+    moving = [round(30 - 2 * i / 12 + rng.gauss(0, 0.5), 2) for i in range(9 * 12)]
+    frozen = moving[:3 * 12] + [24.37] * (6 * 12)
+    night = next(r for r in rules_for(meter) if r.key == "water:night_flow")
+    assert night.evaluate({"water_flow": _points(frozen, 300, evening), "water_pressure": pressure}) == []
+    assert len(night.evaluate({"water_flow": _points(moving, 300, evening), "water_pressure": pressure})) == 1
