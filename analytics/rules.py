@@ -152,7 +152,9 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
     suspect reading over the limit opens no episode (a drifting analyser reading over a limit is the steward's
     calibration job, not a pollution event to page the bureau about; ISA-18.2: every alarm actionable by who
     receives it), but it does not end one either: an alarm opened on readings judged good (a real event's step,
-    which the drift test never calls a creep) is not silenced by a later doubt. A nightly rule judges a night's
+    which the drift test never calls a creep) is not silenced by a later doubt. The doubt lasts a drift window
+    after the drift test last called a creep (an off-delay: a creep whose noise makes one quarter lag is still the
+    same creep, and a reading judged good between two calls would open an alarm). A nightly rule judges a night's
     minimum, not the series: it is left as it is.
 
     A window rule (sewage: re-evaluated over a window cut at its lookback as readings arrive) starts the drift
@@ -169,18 +171,20 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
     lookback = max(rule.lookback, window + dt.timedelta(seconds=3 * t.report_interval_s))
 
     def make_judge(series: dict[str, list[Point]]) -> Judge:
-        judge, creep, first = plain(series), _drift_judge(rule.metric, window, limit), []
+        judge, creep, first, doubted = plain(series), _drift_judge(rule.metric, window, limit), [], []
         points = series.get(rule.metric, [])
         cut = not rule.streamable and len(points) > 1 and points[-1].ts - points[0].ts >= lookback
 
         def checked(point: Point) -> Verdict:
-            verdict, creeping = judge(point), creep(point).state is not State.CLEAR
+            verdict = judge(point)
+            if creep(point).state is not State.CLEAR:
+                doubted[:] = [point.ts]
             first[:] = first or [point.ts]
             if verdict.state is State.CLEAR:
                 return verdict
             if cut and point.ts - first[0] < window:
                 return HOLD  # not evaluated: readings before the window exist that the drift test has not seen
-            return HOLD if creeping else verdict
+            return HOLD if doubted and point.ts - doubted[0] < window else verdict
 
         return checked
 
