@@ -23,7 +23,7 @@ import psycopg
 
 from analytics import queries
 from analytics.engine import Episode, Point, Tracker, episode_from_json, episode_to_json
-from analytics.rules import Judge, Rule, TerminalInfo, rules_for
+from analytics.rules import Judge, Rule, TerminalInfo, rewindable, rules_for
 
 
 class AlertSink(Protocol):
@@ -67,16 +67,6 @@ class Mark:
     """When it was noted (monotonic)."""
 
 
-def rewindable(judge: Judge) -> bool:
-    """A judge whose memory the stream can note and put back: one that says how (``rules.remembering``), or one
-    that keeps none (nothing but plain values in its closure; a judge keeping something else is re-read)."""
-    if hasattr(judge, "snapshot"):
-        return True
-    cells = getattr(judge, "__closure__", None) or ()
-    return all(isinstance(cell.cell_contents, _PLAIN) for cell in cells)
-
-
-_PLAIN = (type(None), bool, int, float, str, dt.datetime, dt.date, dt.timedelta)
 
 
 @dataclass

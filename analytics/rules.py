@@ -27,6 +27,7 @@ from analytics.engine import (
     Verdict,
     spiked,
 )
+from devices import drift_limit
 from devices import metric as metric_spec
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -44,6 +45,18 @@ def remembering(judge: Judge, snapshot: Callable[[], object], restore: Callable[
     arrives a moment late instead of re-reading hours of history (analytics/evaluate.py, ``RuleStream.rewind``)."""
     judge.snapshot, judge.restore = snapshot, restore
     return judge
+
+
+def rewindable(judge: Judge) -> bool:
+    """A judge whose memory the stream can note and put back: one that says how (``remembering``), or one
+    that keeps none (nothing but plain values in its closure; a judge keeping something else is re-read)."""
+    if hasattr(judge, "snapshot"):
+        return True
+    cells = getattr(judge, "__closure__", None) or ()
+    return all(isinstance(cell.cell_contents, _PLAIN) for cell in cells)
+
+
+_PLAIN = (type(None), bool, int, float, str, dt.datetime, dt.date, dt.timedelta)
 
 
 def _lists(*memory: list) -> tuple[Callable[[], object], Callable[[object], None]]:
@@ -130,7 +143,8 @@ class Rule:
             if self.screen:
                 screen = SpikeScreen(*self.screen)
                 points = [admitted for point in points for admitted in screen.admit(point)]
-            points = night_minima(flat_lines_dropped(points, self.metric), *self.nightly)
+            siblings = {m: series.get(m, []) for m in self.context}
+            points = night_minima(flat_lines_dropped(points, self.metric, siblings), *self.nightly)
         found = tracker.feed_all(points, judge)
         if now is not None and (ended := tracker.expire(now, judge)[1]) is not None:
             found.append(ended)
@@ -145,7 +159,7 @@ after a minute: it is called at most that much later than a reading-by-reading j
 
 def rules_for(t: TerminalInfo) -> list[Rule]:
     family = _FAMILIES.get(t.kind)
-    rules = [_screened(rule, t) for rule in (family(t) if family else [])]
+    rules = [_quality_checked(_screened(rule, t), t) for rule in (family(t) if family else [])]
     return rules + [_flatline_window(rule, t) if rule.key.startswith("device:stuck:") else rule
                     for rule in device_health(t)]
 
@@ -159,6 +173,61 @@ def _screened(rule: Rule, t: TerminalInfo) -> Rule:
         return rule
     within = dt.timedelta(seconds=3 * t.report_interval_s)
     return replace(rule, screen=(SPIKE_SHARE * (spec.high - spec.low), within), lookback=max(rule.lookback, within))
+
+
+def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
+    """QARTOD-style quality flag in front of a bureau's rule: while the drift test (``_drift_judge``, the same
+    one that raises ``device:drift`` for the steward) calls the series creeping, its readings are *suspect*: a
+    suspect reading over the limit opens no episode (a drifting analyser reading over a limit is the steward's
+    calibration job, not a pollution event to page the bureau about; ISA-18.2: every alarm actionable by who
+    receives it), but it does not end one either: an alarm opened on readings judged good (a real event's step,
+    which the drift test never calls a creep) is not silenced by a later doubt. The doubt lasts a drift window
+    after the drift test last called a creep (an off-delay: a creep whose noise makes one quarter lag is still the
+    same creep, and a reading judged good between two calls would open an alarm). A nightly rule judges a night's
+    minimum, not the series: it is left as it is.
+
+    A window rule (sewage: re-evaluated over a window cut at its lookback as readings arrive) starts the drift
+    test without its history each time: once the window spans the whole lookback (older readings exist), a
+    violating reading the drift test has not yet seen a window before is *not evaluated* (QARTOD) and held; the
+    lookback covers the drift window, so the readings the re-read is for are judged with it. A shorter window is a
+    terminal's first readings, judged at once. A streamed rule is fed in order (a restarted worker replays the
+    lookback into the judge first); a late reading's re-read may judge the window's first two hours without the
+    drift test's history."""
+    limit = drift_limit(t.kind, rule.metric)
+    if limit is None or rule.nightly:
+        return rule
+    window, plain = _drift_window(t), rule.make_judge
+    lookback = max(rule.lookback, window + dt.timedelta(seconds=3 * t.report_interval_s))
+
+    def make_judge(series: dict[str, list[Point]]) -> Judge:
+        judge, creep, first, doubted = plain(series), _drift_judge(rule.metric, window, limit), [], []
+        points = series.get(rule.metric, [])
+        cut = not rule.streamable and len(points) > 1 and points[-1].ts - points[0].ts >= lookback
+
+        def checked(point: Point) -> Verdict:
+            verdict = judge(point)
+            if creep(point).state is not State.CLEAR:
+                doubted[:] = [point.ts]
+            first[:] = first or [point.ts]
+            if verdict.state is State.CLEAR:
+                return verdict
+            if cut and point.ts - first[0] < window:
+                return HOLD  # not evaluated: readings before the window exist that the drift test has not seen
+            return HOLD if doubted and point.ts - doubted[0] < window else verdict
+
+        if not rewindable(judge):
+            return checked
+
+        def restore(saved: tuple) -> None:
+            inner, drift, first[:], doubted[:] = saved
+            creep.restore(drift)
+            if inner is not None:
+                judge.restore(inner)
+
+        inner = getattr(judge, "snapshot", lambda: None)
+        return remembering(checked, lambda: (inner(), creep.snapshot(), first[:], doubted[:]), restore)
+
+    return replace(rule, make_judge=make_judge, lookback=lookback)
 
 
 def _flatline_window(rule: Rule, t: TerminalInfo) -> Rule:
@@ -394,26 +463,43 @@ def water(t: TerminalInfo) -> list[Rule]:
             return CLEAR
 
         rules.append(Rule("water:night_flow", "water", "housing", "water_flow", lambda s: night,
+                          context=tuple(m for m in ("water_pressure",) if m in t.metrics),
                           nightly=(data["night_start_h"], data["night_end_h"]), lookback=dt.timedelta(hours=26)))
     return rules
 
 
-def flat_lines_dropped(points: list[Point], key: str) -> list[Point]:
-    """The readings without those of a flat line that lasts longer than the metric's flat-line window, away from
-    its resting values: QARTOD's flat-line suspects (a stuck meter's frozen daytime flow) do not make a night's
-    minimum. The whole line is suspect, from its first reading, once it has lasted that long."""
+FLAT_SUSPECT = dt.timedelta(hours=1)
+"""QARTOD's flat-line *suspect* duration for a night's minimum, when another sensor of the same terminal moved
+meanwhile (the meter's pressure): a live flow does not repeat its reading to the resolution for an hour. The
+stuck-sensor alert waits for the longer *fail* duration (``flat_after_h``); a suspect line already makes no leak."""
+
+
+def flat_lines_dropped(points: list[Point], key: str, siblings: dict[str, list[Point]] | None = None) -> list[Point]:
+    """The readings without those of a flat line, away from its resting values, that lasts longer than the
+    metric's flat-line window, or ``FLAT_SUSPECT`` while one of ``siblings`` (the terminal's other series) moved:
+    QARTOD's flat-line suspects (a stuck meter's frozen evening flow) do not make a night's minimum. The whole line
+    is suspect, from its first reading, once it has lasted that long."""
     spec = metric_spec(key)
     if spec is None or spec.flat_after_h is None:
         return points
     flat_after, kept, line = dt.timedelta(hours=spec.flat_after_h), [], []
+    moved = [_change_times(sib, metric_spec(m).step) for m, sib in (siblings or {}).items() if metric_spec(m)]
     for point in [*points, None]:
         if point is not None and line and abs(point.value - line[0].value) < spec.step / 2:
             line.append(point)
             continue
-        if not line or line[-1].ts - line[0].ts < flat_after or spec.at_rest(line[0].value):
-            kept += line
+        if line and not spec.at_rest(line[0].value) and _suspect_line(line, flat_after, moved):
+            line = [point]
+            continue
+        kept += line
         line = [point]
     return kept
+
+
+def _suspect_line(line: list[Point], flat_after: dt.timedelta, moved: list[list[dt.datetime]]) -> bool:
+    lasted = line[-1].ts - line[0].ts
+    return lasted >= flat_after or (lasted >= FLAT_SUSPECT and any(
+        _changed_between(times, line[0].ts, line[-1].ts) for times in moved))
 
 
 def night_minima(points: list[Point], start_h: int, end_h: int) -> list[Point]:
@@ -501,10 +587,10 @@ def device_health(t: TerminalInfo) -> list[Rule]:
                               context=siblings))
         rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
                           lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within), memory=2))
-        if spec.drift_per_h is not None:
-            window = max(DRIFT_WINDOW, DRIFT_READINGS * dt.timedelta(seconds=t.report_interval_s))
+        if (limit := drift_limit(t.kind, key)) is not None:
+            window = _drift_window(t)
             rules.append(Rule(f"device:drift:{key}", "device", "steward", key,
-                              lambda s, k=key, w=window: _drift_judge(k, w),
+                              lambda s, k=key, w=window, lim=limit: _drift_judge(k, w, lim),
                               screen=(SPIKE_SHARE * (spec.high - spec.low), within),
                               lookback=max(DEFAULT_LOOKBACK, window + within)))
     return rules
@@ -522,18 +608,22 @@ DRIFT_BINS = 16
 """The window is kept as this many time bins (sum and count of each): bounded memory whatever the reporting rate."""
 
 
-def _drift_judge(key: str, window: dt.timedelta) -> Judge:
+def _drift_window(t: TerminalInfo) -> dt.timedelta:
+    return max(DRIFT_WINDOW, DRIFT_READINGS * dt.timedelta(seconds=t.report_interval_s))
+
+
+def _drift_judge(key: str, window: dt.timedelta, limit_per_h: float) -> Judge:
     """A sensor creeping away from the truth: over the drift window, the mean level of each quarter is above (or
-    below) the one before by more than the metric's ``drift_per_h``, and steadily (``DRIFT_STEADY``) — faster, and
-    more steadily, than the live quantity ever changes. A real event is a step (one or two quarters move, by far
-    more than the third: not steady), a spike is screened out
-    before (``Rule.screen``), a daily cycle is slower. The alert holds for a quarter after its last creeping
+    below) the one before by more than ``limit_per_h`` (``devices.drift_limit``), and steadily (``DRIFT_STEADY``):
+    faster, and more steadily, than the live quantity ever changes. A real event is a step (one or two quarters
+    move, by far more than the third: not steady), a spike is screened out before (``Rule.screen``), a daily cycle
+    is slower. The alert holds for a quarter after its last creeping
     reading, so noise on one quarter does not make it chatter. No neighbour is needed, so a single-sensor terminal
     is covered; a quantity whose own changes are as fast has no drift test (``MetricSpec.drift_per_h``)."""
     spec = metric_spec(key)
     width = window.total_seconds() / DRIFT_BINS
     quarter = DRIFT_BINS // 4
-    need = spec.drift_per_h * window.total_seconds() / 3600 / 4
+    need = limit_per_h * window.total_seconds() / 3600 / 4
     bins: list[list] = []  # [bin index, sum, count], oldest first
     last: list[dt.datetime] = []
     older: dict = {}

@@ -54,6 +54,9 @@ class TerminalKind:
     metrics: tuple[str, ...]
     interval_s: int
     """Expected reporting interval, seconds."""
+    drift_per_h: tuple[tuple[str, float], ...] = ()
+    """(metric, limit) pairs replacing ``MetricSpec.drift_per_h`` for this kind: its analysers work on a wider range
+    (a sewage outlet's ammonia on 0–50 mg/L, a river station's on 0–10 mg/L) and its live values move faster."""
 
 
 METRICS: tuple[MetricSpec, ...] = (
@@ -63,14 +66,14 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("w01010", "water temperature", "水温", "°C", -5, 45, 1, "w01010", flat_after_h=12, drift_per_h=0.4),
     MetricSpec("w01003", "turbidity", "浑浊度", "NTU", 0, 4000, 1, "w01003", drift_per_h=10),
     MetricSpec("w01014", "conductivity", "电导率", "µS/cm", 0, 20000, 0, "w01014", drift_per_h=50),
-    MetricSpec("w01018", "COD", "化学需氧量", "mg/L", 0, 5000, 1, "w01018", drift_per_h=10),
-    MetricSpec("w01019", "permanganate index", "高锰酸盐指数", "mg/L", 0, 200, 2, "w01019", drift_per_h=1),
-    MetricSpec("w21003", "ammonia nitrogen", "氨氮", "mg/L", 0, 300, 3, "w21003", drift_per_h=1),
-    MetricSpec("w21011", "total phosphorus", "总磷", "mg/L", 0, 50, 3, "w21011", drift_per_h=0.2),
-    MetricSpec("w21001", "total nitrogen", "总氮", "mg/L", 0, 300, 2, "w21001", drift_per_h=1),
+    MetricSpec("w01018", "COD", "化学需氧量", "mg/L", 0, 5000, 1, "w01018", drift_per_h=6),
+    MetricSpec("w01019", "permanganate index", "高锰酸盐指数", "mg/L", 0, 200, 2, "w01019", drift_per_h=0.25),
+    MetricSpec("w21003", "ammonia nitrogen", "氨氮", "mg/L", 0, 300, 3, "w21003", drift_per_h=0.15),
+    MetricSpec("w21011", "total phosphorus", "总磷", "mg/L", 0, 50, 3, "w21011", drift_per_h=0.025),
+    MetricSpec("w21001", "total nitrogen", "总氮", "mg/L", 0, 300, 2, "w21001", drift_per_h=0.125),
     MetricSpec("w00000", "waste water flow", "污水流量", "m³/h", 0, 100000, 1, "w00000", resting=(0.0,),
                drift_per_h=500),
-    MetricSpec("water_level", "water level", "水位", "m", -10, 500, 2, flat_after_h=12, drift_per_h=2),
+    MetricSpec("water_level", "water level", "水位", "m", -10, 500, 2, flat_after_h=12, drift_per_h=0.025),
     # Air (HJ 212 codes)
     MetricSpec("a34004", "PM2.5", "细颗粒物", "µg/m³", 0, 2000, 0, "a34004"),
     MetricSpec("a34002", "PM10", "可吸入颗粒物", "µg/m³", 0, 3000, 0, "a34002"),
@@ -85,8 +88,10 @@ METRICS: tuple[MetricSpec, ...] = (
     # District heating
     MetricSpec("supply_temp", "supply temperature", "供水温度", "°C", -10, 150, 1, drift_per_h=2.4),
     MetricSpec("return_temp", "return temperature", "回水温度", "°C", -10, 150, 1, drift_per_h=2.4),
-    MetricSpec("supply_pressure", "supply pressure", "供水压力", "MPa", 0, 2.5, 3, flat_after_h=None, drift_per_h=0.01),
-    MetricSpec("return_pressure", "return pressure", "回水压力", "MPa", 0, 2.5, 3, flat_after_h=None, drift_per_h=0.01),
+    MetricSpec("supply_pressure", "supply pressure", "供水压力", "MPa", 0, 2.5, 3, flat_after_h=None,
+               drift_per_h=0.004),
+    MetricSpec("return_pressure", "return pressure", "回水压力", "MPa", 0, 2.5, 3, flat_after_h=None,
+               drift_per_h=0.004),
     MetricSpec("indoor_temp", "indoor temperature", "室内温度", "°C", -30, 45, 1, flat_after_h=12, drift_per_h=0.8),
     MetricSpec("outdoor_temp", "outdoor temperature", "室外温度", "°C", -55, 45, 1),
 )
@@ -99,6 +104,7 @@ KINDS: tuple[TerminalKind, ...] = (
     TerminalKind(
         "sewage_outlet_analyser", "sewage outlet analyser", "污水排放口在线监测仪", "22", "sthjj",
         ("w00000", "w01001", "w01010", "w01018", "w21003", "w21011", "w21001"), 600,
+        (("w21003", 0.5), ("w21001", 0.5), ("w21011", 0.1)),
     ),
     TerminalKind("water_level_gauge", "water-level gauge", "水位监测站", "23", "swj", ("water_level",), 600),
     TerminalKind("air_sensor", "air/PM sensor", "空气质量监测微站", "24", "sthjj",
@@ -130,3 +136,12 @@ def metric(key: str) -> MetricSpec | None:
 def kind(key: str) -> TerminalKind | None:
     """The terminal kind with this key, or None."""
     return _KINDS_BY_KEY.get(key)
+
+
+def drift_limit(kind_key: str, metric_key: str) -> float | None:
+    """The drift test's limit (unit per hour) for ``metric_key`` on a terminal of ``kind_key``: the kind's own, else
+    the metric's; None when the metric has no drift test."""
+    found = kind(kind_key)
+    own = dict(found.drift_per_h) if found is not None else {}
+    spec = metric(metric_key)
+    return own.get(metric_key, spec.drift_per_h if spec is not None else None)

@@ -12,7 +12,8 @@ import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from devices import metric
+from devices import drift_limit, metric
+from simulators.instruments import instrument
 from simulators.signals import clamp
 
 
@@ -20,8 +21,10 @@ class Fault(StrEnum):
     spike = "spike"
     """Now and then one value jumps far from the truth (30 % of the range) and the next is right again."""
     drift = "drift"
-    """One sensor of the terminal creeps away from the truth, 2 % of its range per hour (a fouled electrode, an
-    ageing reference): one with a drift test, since the others' own changes are as fast."""
+    """One sensor of the terminal creeps away from the truth, upwards, at the rate a failing instrument of its
+    kind does (``simulators.instruments``: twelve times the norm's 24-hour drift allowance on the instrument's
+    working range; a fouled electrode, ageing reagent): one with a drift test, since the others' own changes are
+    as fast."""
     stuck = "stuck"
     """One sensor of the terminal repeats the value it read when the fault began."""
     offline = "offline"
@@ -53,10 +56,11 @@ _EVENT_EFFECTS = {
 }
 LEAK_SCATTER = 2.0
 """%LEL: a leak's concentration wanders around its level from one reading to the next; it does not leap."""
-DRIFT_SHARE = 0.02
-"""Share of its range a drifting sensor creeps per hour."""
 SPIKE_SHARE = 0.05
 """Share of readings a spiking sensor gets wrong (the first one in the window always: the fault shows)."""
+SPIKE_GAP = 2
+"""Right readings at least between two spikes: a spike is an isolated wrong reading (QARTOD); two of the same
+size one reading apart would be a plateau with a dip, which no spike test (nor an operator) calls a spike."""
 
 
 def pollute(key: str, value: float, rng: random.Random, levels: dict[str, float]) -> float:
@@ -92,6 +96,8 @@ class Injection:
     start_h: float
     end_h: float
     every_h: float | None = None
+    rate_per_h: float | None = None
+    """A drift's creep, in the metric's unit per hour."""
 
     def covers(self, elapsed_h: float) -> bool:
         since = elapsed_h - self.start_h
@@ -113,7 +119,7 @@ class Injection:
         return found
 
 
-def plan(fault: Fault, terminal: str, metrics: tuple[str, ...], horizon_h: float, seed: int,
+def plan(fault: Fault, terminal: str, kind: str, metrics: tuple[str, ...], horizon_h: float, seed: int,
          repeat: bool = False) -> Injection | None:
     """When (and on which sensor) a value fault or event happens on a terminal, within ``horizon_h`` hours
     (or, with ``repeat``, every ``horizon_h`` hours from a random phase, so that a live demo shows some at
@@ -122,7 +128,7 @@ def plan(fault: Fault, terminal: str, metrics: tuple[str, ...], horizon_h: float
     if fault not in VALUE_FAULTS:
         return None
     rng = random.Random(f"{seed}:{terminal}:{fault}")
-    sensor = None
+    sensor, rate = None, None
     if fault is Fault.pollution:
         if not affected_by_events(metrics):
             return None
@@ -134,18 +140,19 @@ def plan(fault: Fault, terminal: str, metrics: tuple[str, ...], horizon_h: float
         sensor = rng.choice(live)
         length = metric(sensor).flat_after_h + rng.uniform(4, 8)
     elif fault is Fault.drift:
-        testable = [key for key in metrics if metric(key).drift_per_h is not None]
+        testable = [key for key in metrics if drift_limit(kind, key) is not None and instrument(kind, key)]
         if not testable:
             return None
         sensor = rng.choice(testable)
-        length = rng.uniform(2, 6)
+        rate = instrument(kind, sensor).fault_drift_per_h  # upwards: the creep that can look like pollution
+        length = rng.uniform(3, 8)  # a drifting analyser is found by the daily check or the drift test, not at once
     else:
         length = rng.uniform(2, 6)
     if repeat:
         start = rng.uniform(0, horizon_h)
-        return Injection(fault, terminal, sensor, round(start, 3), round(start + length, 3), horizon_h)
+        return Injection(fault, terminal, sensor, round(start, 3), round(start + length, 3), horizon_h, rate)
     start = rng.uniform(0.5, max(0.5, horizon_h - length - 0.5))
-    return Injection(fault, terminal, sensor, round(start, 3), round(start + length, 3))
+    return Injection(fault, terminal, sensor, round(start, 3), round(start + length, 3), rate_per_h=rate)
 
 
 @dataclass
@@ -155,8 +162,8 @@ class Distortion:
     injection: Injection | None
     rng: random.Random
     stuck: dict[str, float] = field(default_factory=dict)
-    spiked: dict[str, bool] = field(default_factory=dict)
-    """Per metric: whether its last reading was a spike (the one after a spike is right again)."""
+    since_spike: dict[str, int] = field(default_factory=dict)
+    """Per metric: readings since its last spike (a spike is isolated: the ``SPIKE_GAP`` after it are right)."""
     levels: dict[str, float] = field(default_factory=dict)
 
     def apply(self, key: str, value: float, elapsed_h: float, span: float) -> float:
@@ -169,11 +176,12 @@ class Distortion:
             return self.stuck.setdefault(key, value) if key == injection.metric else value
         if injection.kind is Fault.drift:
             since = (elapsed_h - injection.start_h) % (injection.every_h or float("inf"))
-            return clamp(key, value + DRIFT_SHARE * span * since) if key == injection.metric else value
+            return clamp(key, value + injection.rate_per_h * since) if key == injection.metric else value
         if injection.kind is Fault.spike:
-            first, last = key not in self.spiked, self.spiked.get(key, False)
-            self.spiked[key] = first or (not last and self.rng.random() < SPIKE_SHARE)
-            if not self.spiked[key]:
+            since = self.since_spike.get(key)
+            spike = since is None or (since >= SPIKE_GAP and self.rng.random() < SPIKE_SHARE)
+            self.since_spike[key] = 0 if spike else since + 1
+            if not spike:
                 return value
             spec = metric(key)
             up = value + 0.3 * span <= spec.high

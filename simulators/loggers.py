@@ -65,7 +65,7 @@ async def run_loggers(loggers: list[SimLogger], host: str, port: int, stop: asyn
     """Run the loggers; those whose MN is in ``polluted`` report a pollution event some hours long every
     ``horizon_h`` simulated hours (those of the first ``horizon_h`` hours recorded in ``truth_path``)."""
     stats = LoggerStats()
-    events = {lg.mn: plan(Fault.pollution, lg.code, lg.metrics, horizon_h, seed, repeat=True)
+    events = {lg.mn: plan(Fault.pollution, lg.code, lg.kind, lg.metrics, horizon_h, seed, repeat=True)
               for lg in loggers if lg.mn in polluted}
     if truth_path is not None:
         started = dt.datetime.now(dt.UTC)

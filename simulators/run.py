@@ -98,7 +98,7 @@ def plan_fleet(fleet: list[Publisher], config: SimConfig) -> dict[str, Injection
     for publisher in fleet:
         fault = config.faults.get(publisher.code)
         for t in publisher.terminals if fault else ():
-            injection = plan(fault, t.code, t.metrics, config.horizon_h, config.seed, repeat=True)
+            injection = plan(fault, t.code, t.kind, t.metrics, config.horizon_h, config.seed, repeat=True)
             if injection is not None:
                 planned[t.code] = injection
     return planned

@@ -20,6 +20,8 @@ class Truth:
     metric: str | None
     start: dt.datetime
     end: dt.datetime
+    rate_per_h: float | None = None
+    """A drift's creep (the metric's unit per hour)."""
 
 
 def observed(injection: Injection, started: dt.datetime, speed: float, until_h: float) -> list[Truth]:
@@ -28,7 +30,7 @@ def observed(injection: Injection, started: dt.datetime, speed: float, until_h: 
     def at(hours: float) -> dt.datetime:
         return started + dt.timedelta(hours=hours / speed)
 
-    return [Truth(injection.kind, injection.terminal, injection.metric, at(start), at(end))
+    return [Truth(injection.kind, injection.terminal, injection.metric, at(start), at(end), injection.rate_per_h)
             for start, end in injection.occurrences(until_h)]
 
 
@@ -36,7 +38,8 @@ def record(path: Path, truths: list[Truth]) -> None:
     with path.open("a", encoding="utf-8") as out:
         for t in truths:
             out.write(json.dumps({"kind": t.kind.value, "terminal": t.terminal, "metric": t.metric,
-                                  "start": t.start.isoformat(), "end": t.end.isoformat()}, ensure_ascii=False) + "\n")
+                                  "start": t.start.isoformat(), "end": t.end.isoformat(),
+                                  "rate_per_h": t.rate_per_h}, ensure_ascii=False) + "\n")
 
 
 def load(path: Path) -> list[Truth]:
@@ -44,5 +47,6 @@ def load(path: Path) -> list[Truth]:
     for line in path.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         found.append(Truth(Fault(row["kind"]), row["terminal"], row["metric"],
-                           dt.datetime.fromisoformat(row["start"]), dt.datetime.fromisoformat(row["end"])))
+                           dt.datetime.fromisoformat(row["start"]), dt.datetime.fromisoformat(row["end"]),
+                           row.get("rate_per_h")))
     return found

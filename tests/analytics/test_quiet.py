@@ -301,3 +301,83 @@ def test_a_drifting_sensor_is_stored_as_the_stewards_drift_alert(conn, db_url):
     with psycopg.connect(db_url) as c:
         rows = c.execute("select rule, bureau, metric, unit, direction from alert").fetchall()
     assert rows == [("device:drift:indoor_temp", "steward", "indoor_temp", "°C", "drift")]
+
+
+def _river_station() -> TerminalInfo:
+    return _terminal("water_quality_station", ("w21003",), 1800, {"target_class": "III", "water_body": "river"})
+
+
+HEALTHY = [0.5, 0.51] * 4
+"""Four hours of a class III river's ammonia, every 30 minutes."""
+
+
+def test_a_drifting_ammonia_analyser_is_the_stewards_calibration_not_a_river_alert():
+    """Creeping 0.25 mg/L an hour (a failing analyser: twelve times the norm's daily allowance on 0–10 mg/L), it
+    passes class III's 1.0 mg/L after the drift test has called it: those readings are suspect, the bureau is not
+    paged, the steward is."""
+    creeping = [round(0.5 + 0.125 * i, 3) for i in range(1, 13)]
+    assert list(_found(_river_station(), {"w21003": _points(HEALTHY + creeping, 1800)})) == ["device:drift:w21003"]
+
+
+def test_one_lagging_reading_in_a_creep_does_not_page_the_bureau():
+    """Noise on one reading makes a quarter lag and the drift test miss one call: the doubt has an off-delay of a
+    drift window, so the reading between two calls opens no alarm."""
+    creeping = [round(0.5 + 0.125 * i, 3) for i in range(1, 13)]
+    creeping[7] = round(creeping[7] - 0.12, 3)
+    assert list(_found(_river_station(), {"w21003": _points(HEALTHY + creeping, 1800)})) == ["device:drift:w21003"]
+
+
+def test_a_real_pollution_step_is_still_heard_from_its_first_reading():
+    event = [1.6, 1.62, 1.58, 1.61, 1.6, 1.59]
+    found = _found(_river_station(), {"w21003": _points(HEALTHY + event + HEALTHY, 1800)})
+    assert list(found) == ["gb3838:w21003"]
+    assert found["gb3838:w21003"][0].start == T0 + dt.timedelta(hours=4)
+
+
+def test_a_window_re_read_from_inside_a_creep_judges_nothing_until_the_drift_test_has_seen_its_window():
+    """A sewage outlet's rule is re-evaluated over a window cut at its lookback as readings arrive: the judge starts
+    afresh, mid-creep. The window's first readings are over the limit but their quality is not evaluated yet (the
+    drift test has no window): held, not alerted. A fresh outlet's first readings are judged at once."""
+    outlet = _terminal("sewage_outlet_analyser", ("w21003", "w01010"), 600, {"grade": "1B", "build_year": 2005})
+    rule = next(r for r in rules_for(outlet) if r.key == "gb18918:w21003")
+    assert not rule.streamable and rule.lookback >= dt.timedelta(hours=2)
+    creeping = [round(9.0 + 1.25 * i / 6, 3) for i in range(20)]
+    assert rule.evaluate({"w21003": _points(creeping, 600)}) == []
+    assert len(rule.evaluate({"w21003": _points(creeping[:3], 600)})) == 1
+
+
+def test_a_doubt_arising_during_an_alarm_does_not_silence_it():
+    """A real event's step opens the river alert; if the values then creep steadily (the event growing, or the
+    analyser drifting as well), the steward hears of the drift and the bureau's alert stays open."""
+    growing = [1.6, 1.62] + [round(1.62 + 0.125 * i, 3) for i in range(1, 9)]
+    found = _found(_river_station(), {"w21003": _points(HEALTHY + growing, 1800)})
+    assert set(found) == {"gb3838:w21003", "device:drift:w21003"}
+    [alarm] = found["gb3838:w21003"]
+    assert alarm.start == T0 + dt.timedelta(hours=4) and alarm.end is None
+
+
+def test_drift_limits_follow_the_kinds_instruments():
+    """A sewage outlet's ammonia analyser works on 0–50 mg/L and the plant's load swings fast (an event triples the
+    daily swing: 0.3 mg/L an hour): no drift alert there, while a river station's 0.25 mg/L an hour is one."""
+    outlet = _terminal("sewage_outlet_analyser", ("w21003",), 600, {"grade": "1B", "build_year": 2005})
+    swing = [round(4.0 + 0.31 * i / 6, 3) for i in range(24)]
+    assert "device:drift:w21003" not in _found(outlet, {"w21003": _points(swing, 600)})
+    creep = [round(0.5 + 0.25 * i / 6, 3) for i in range(24)]
+    station = _terminal("water_quality_station", ("w21003",), 600, {"target_class": "III", "water_body": "river"})
+    assert "device:drift:w21003" in _found(station, {"w21003": _points(creep, 600)})
+
+
+
+def test_a_meter_frozen_an_hour_before_the_night_while_its_pressure_moves_makes_no_leak():
+    """Frozen at its evening flow at 01:00 (the stuck alert waits six hours) while the meter's pressure moves: by
+    02:00 the line is a QARTOD flat-line suspect and makes no night minimum. A flow that moves still does."""
+    meter = _terminal("district_flow_meter", ("water_flow", "water_pressure"), 300,
+                      {"district": "DMA-02", "night_allowance_m3h": 12})
+    evening = dt.datetime(2026, 11, 26, 22, 0, tzinfo=BEIJING)
+    rng = random.Random(4)
+    pressure = _points([round(0.32 + rng.gauss(0, 0.003), 3) for _ in range(9 * 12)], 300, evening)
+    moving = [round(30 - 2 * i / 12 + rng.gauss(0, 0.5), 2) for i in range(9 * 12)]
+    frozen = moving[:3 * 12] + [24.37] * (6 * 12)
+    night = next(r for r in rules_for(meter) if r.key == "water:night_flow")
+    assert night.evaluate({"water_flow": _points(frozen, 300, evening), "water_pressure": pressure}) == []
+    assert len(night.evaluate({"water_flow": _points(moving, 300, evening), "water_pressure": pressure})) == 1

@@ -40,14 +40,17 @@ def test_a_healthy_day_raises_nothing():
 
 
 def test_every_injected_fault_and_event_is_heard_and_every_alert_explained():
-    """Every injection is heard (drift included), every device alert is explained by its fault, and every bureau
-    alert by a real event — or, counted apart, by a device fault that made the sensor report a value over the limit
-    (a drifting nitrogen analyser reads 30 mg/L: the bureau's rule cannot know before the drift test has seen the
-    creep; docs/rules.md)."""
+    """Every injection is heard (drift included), every device alert is explained by its fault, and the strict
+    precision (a bureau alert a device fault raised counts as false) is at the goal: a drifting analyser's readings
+    are suspect once the drift test calls the creep, and a spike never reaches a bureau's rule. What remains is a
+    drift crossing a limit close above the normal value before the creep can be told from the world: on this
+    ledger, the 1A outlet's phosphorus analyser (limit 0.5 mg/L, reading 0.3) passes the limit within the hour
+    (docs/rules.md, "Quality flags")."""
     scores = score_run(_ledger(4), 24, seed=12, per_kind=4, share=0.75)
     for family in FAMILIES:
         s = scores[family]
         assert s.injected > 0, family
         assert s.recall == 1.0, (family, s.missed)
         assert s.explained + s.by_fault == s.alerts, (family, s.false)
+        assert s.precision >= 0.95 or (family == "sewage" and s.by_fault == 1), (family, s.false)
     assert scores["device"].precision == 1.0

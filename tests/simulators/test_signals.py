@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 
 from devices import KINDS, metric
 from simulators import truth
-from simulators.faults import Distortion, Fault, Injection, pick_faults, plan
+from simulators.faults import SPIKE_GAP, Distortion, Fault, Injection, pick_faults, plan
+from simulators.instruments import instrument
 from simulators.signals import base_value
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -63,26 +65,38 @@ def test_value_faults_last_their_window_only():
     assert [stuck.apply("a34004", v, h, 2000) for v, h in ((10.0, 0.5), (20.0, 1.0), (30.0, 2.0), (40.0, 3.0))] \
         == [10.0, 20.0, 20.0, 40.0]
     assert stuck.apply("a34002", 55.0, 2.0, 3000) == 55.0  # one sensor of the terminal sticks, not the others
-    drift = Distortion(Injection(Fault.drift, "x", "w01014", 0.0, 9.0), rng)
-    assert drift.apply("w01014", 420.0, 5.0, 20000) == 420.0 + 0.02 * 20000 * 5
+    drift = Distortion(Injection(Fault.drift, "x", "w21003", 0.0, 9.0, rate_per_h=0.25), rng)
+    assert drift.apply("w21003", 0.55, 5.0, 300) == 0.55 + 0.25 * 5
     assert drift.apply("w01009", 9.4, 5.0, 20) == 9.4  # one sensor of the terminal drifts, not the others
     spikes = Distortion(Injection(Fault.spike, "x", None, 0.0, 9.0), rng)
     jumps = [spikes.apply("a34004", 100.0, 1, 2000) for _ in range(2000)]
-    assert jumps[0] == 700.0 and 60 < sum(1 for v in jumps if abs(v - 100) > 500) < 170
+    assert jumps[0] == 700.0 and 50 < sum(1 for v in jumps if abs(v - 100) > 500) < 170
+    at = [i for i, v in enumerate(jumps) if v != 100.0]
+    assert min(b - a for a, b in itertools.pairwise(at)) > SPIKE_GAP  # isolated: a spike, not a plateau with a dip
     assert Distortion(None, rng).apply("a34004", 12.0, 9, 2000) == 12.0
 
 
+def test_a_drift_creeps_at_what_a_failing_instrument_of_the_kind_does():
+    """Twelve times the norm's 24-hour allowance (5 % F.S.) on the analyser's range, not a share of the protocol's
+    plausibility range (0–300 mg/L ammonia would creep 6 mg/L an hour, past a river's limit in minutes)."""
+    river = plan(Fault.drift, "x", "water_quality_station", ("w01009", "w21003"), 24, seed=3)
+    sewage = plan(Fault.drift, "x", "sewage_outlet_analyser", ("w21003",), 24, seed=3)
+    assert (river.metric, river.rate_per_h) == ("w21003", 10 * 0.05 / 2)
+    assert sewage.rate_per_h == 50 * 0.05 / 2
+    assert instrument("water_quality_station", "w21003").fault_drift_per_h == river.rate_per_h
+
+
 def test_injections_are_planned_inside_the_run_and_long_enough_to_see():
-    stuck = plan(Fault.stuck, "x", ("w01009", "w01010"), 24, seed=3)
-    assert stuck == plan(Fault.stuck, "x", ("w01009", "w01010"), 24, seed=3)
+    stuck = plan(Fault.stuck, "x", "water_quality_station", ("w01009", "w01010"), 24, seed=3)
+    assert stuck == plan(Fault.stuck, "x", "water_quality_station", ("w01009", "w01010"), 24, seed=3)
     assert stuck.metric in ("w01009", "w01010") and 0.5 <= stuck.start_h < stuck.end_h <= 23.5
     assert stuck.end_h - stuck.start_h > metric(stuck.metric).flat_after_h
-    assert plan(Fault.stuck, "x", ("supply_pressure",), 24, seed=3) is None  # regulated: flat is normal
-    drift = plan(Fault.drift, "x", ("w01009", "w01010"), 24, seed=3)
-    assert drift.metric == "w01010"  # a sensor with a drift test: dissolved oxygen swings as fast as a drift
-    assert plan(Fault.drift, "x", ("methane_lel",), 24, seed=3) is None
-    assert plan(Fault.pollution, "x", ("a34004",), 24, seed=3) is None  # nothing an event changes
-    assert plan(Fault.skew, "x", ("a34004",), 24, seed=3) is None  # transport faults last the whole run
+    assert plan(Fault.stuck, "x", "heating_substation_sensor", ("supply_pressure",), 24, seed=3) is None  # regulated
+    drift = plan(Fault.drift, "x", "water_quality_station", ("w01009", "w01019"), 24, seed=3)
+    assert drift.metric == "w01019"  # a sensor with a drift test: dissolved oxygen swings as fast as a drift
+    assert plan(Fault.drift, "x", "methane_detector", ("methane_lel",), 24, seed=3) is None
+    assert plan(Fault.pollution, "x", "air_sensor", ("a34004",), 24, seed=3) is None  # nothing an event changes
+    assert plan(Fault.skew, "x", "air_sensor", ("a34004",), 24, seed=3) is None  # transport faults last the whole run
 
 
 def test_live_runs_repeat_events_daily_from_a_random_phase():
@@ -90,7 +104,7 @@ def test_live_runs_repeat_events_daily_from_a_random_phase():
     assert [event.covers(h) for h in (0.0, 2.9, 3.0, 21.9, 22.0, 26.0, 46.5)] == [True, True, False, False, True,
                                                                                   True, True]
     assert event.occurrences(30) == [(0.0, 3.0), (22.0, 27.0)]
-    assert plan(Fault.pollution, "x", ("methane_lel",), 24, seed=3, repeat=True).every_h == 24
+    assert plan(Fault.pollution, "x", "methane_detector", ("methane_lel",), 24, seed=3, repeat=True).every_h == 24
 
 
 def test_ground_truth_round_trips_through_its_file(tmp_path):
