@@ -261,7 +261,7 @@ def river(t: TerminalInfo) -> list[Rule]:
 
 
 def _class_judge(key: str, goal: int, body: str) -> Judge:
-    spec = metric_spec(key)
+    name, unit = metric_spec(key).name, metric_spec(key).unit  # plain values: a judge without memory rewinds
     lower_is_worse = key == "w01009"
 
     def judge(point: Point) -> Verdict:
@@ -273,10 +273,10 @@ def _class_judge(key: str, goal: int, body: str) -> Judge:
             return CLEAR if margin_ok else HOLD
         severity = "critical" if reached - goal >= 2 or reached == 6 else "warning"
         version = standards.in_force(standards.GB3838, on).name
-        detail = (f"{spec.name} {point.value:g} {spec.unit} meets class {standards.class_name(reached)} only; "
+        detail = (f"{name} {point.value:g} {unit} meets class {standards.class_name(reached)} only; "
                   f"the section's target is class {standards.CLASSES[goal - 1]} ({version})")
         badness = reached * 1000 + (-point.value if lower_is_worse else point.value)
-        facts = Facts(key, spec.unit, _class_limit(key, goal, body, on), "below" if lower_is_worse else "above",
+        facts = Facts(key, unit, _class_limit(key, goal, body, on), "below" if lower_is_worse else "above",
                       version, standards.class_name(reached))
         return Verdict(State.VIOLATE, severity, detail, badness, facts)
 

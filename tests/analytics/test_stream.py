@@ -209,3 +209,37 @@ def test_a_reading_later_than_the_last_marks_goes_back_to_the_older_mark(monkeyp
     in_order = RuleStream.fresh(rs.rule, T0)
     in_order.tracker.feed_all(committed, in_order.judge)
     assert rs.judge.snapshot() == in_order.judge.snapshot() and rs.judged_to == committed[-1].ts
+
+
+def test_a_quality_checked_bureau_rule_rewinds_and_ends_where_judging_in_order_ends(monkeypatch):
+    """The river's class rule sits behind the drift test's quality flag (``rules._quality_checked``): its memory
+    (the drift test's bins, when it last doubted) is noted and put back with the class judge's, so a reading a
+    moment late costs a rewind, not a re-read of the flag's two-hour lookback, and ends in the same state."""
+    from analytics import evaluate
+
+    clock = [1000.0]
+    monkeypatch.setattr(evaluate.time, "monotonic", lambda: clock[0])
+    keys = ("gb3838:w21003", "device:drift:w21003")
+    values = [0.6 + 0.004 * i + (0.05 if i % 5 == 0 else 0) for i in range(300)]  # a creep across class III
+    points = [Point(T0 + dt.timedelta(minutes=i), round(v, 3)) for i, v in enumerate(values)]
+    batches = [[p] for p in points]
+    for i in range(5, len(batches) - 1, 7):
+        batches[i], batches[i + 1] = batches[i + 1], batches[i]
+    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(minutes=1))
+                                      for r in rules_for(STATION) if r.key in keys}, 1)
+    committed: list[Point] = []
+    steps = []
+    for batch in batches:
+        committed = sorted(committed + batch, key=lambda p: p.ts)
+        earliest = min(p.ts for p in batch)
+        since = read_since(stream, earliest, {})
+        steps += [stream.steps[key] for key in keys]
+        data = {m: [p for p in committed if p.ts >= start] for m, start in since.items()}
+        judge_terminal(None, _Sink(), stream, earliest, data, {})
+        clock[0] += evaluate.MARK_EVERY_S
+    assert steps.count(REWIND) == 2 * len(range(5, len(batches) - 1, 7)) and WINDOW not in steps
+    rs = stream.rules["gb3838:w21003"]
+    in_order = RuleStream.fresh(rs.rule, T0)
+    in_order.tracker.feed_all(points, in_order.judge)
+    assert rs.tracker.snapshot() == in_order.tracker.snapshot()
+    assert rs.judge.snapshot() == in_order.judge.snapshot()
