@@ -10,7 +10,8 @@ threshold here is in **seconds** (frames carry their capture time), valid from 1
 3. flame candidates: moving pixels passing Chen 2004 and Celik 2009 (``colour``), re-measured at full
    resolution; tracks must persist (a share of the frames over ``confirm_s``);
 4. what rejects look-alikes by what they are: a rigid mover's steady ground speed at the range the pose
-   gives (vehicles, walkers); a light's common-mode and periodic brightness (lamps, beacons, cloud
+   gives (vehicles, walkers); a ghost's edge, in the background and not in the frame (ground a vehicle
+   uncovered); a light's common-mode and periodic brightness (lamps, beacons, cloud
    shadows over foliage) — ``temporal``; known night lights — ``nightmap``; the glint band under a low
    sun — ``sun``; and where the frame rate allows (≥ 9.5 fps, e.g. a tower's 2 s bursts), Töreyin's
    flame-band flicker energy on boundary pixels;
