@@ -91,7 +91,7 @@ class VideoParams:
     """A smoke track first seen sooner than this after the model started was there before it: it cannot be
     seen to rise from its fire, so it does not stand on its own; nor, while it is in view, does any other
     veil (a piece of that old cloud drifting off looks like a new plume)."""
-    ghost_ratio: float = 0.75
+    ghost_ratio: float = 0.5
     """A flame track whose outline (of what changed) has less than this share of the edge energy the
     background has along it is a *ghost*: ground a vehicle stood on when the model learnt it, revealed when
     it drove off (a flame's edge is in the frame, not in the background)."""

@@ -74,7 +74,7 @@ def test_the_ground_a_tractor_uncovers_is_no_fire_at_two_frames_a_second():
     assert _alerts(_frames(1, 20.0, 2.0, _tractor)) == []
 
 
-@pytest.mark.parametrize(("kind", "seed", "fps"), [("tractor", 502, 10.0), ("dust", 500, 2.0)])
+@pytest.mark.parametrize(("kind", "seed", "fps"), [("dust", 500, 2.0)])
 def test_the_ground_a_machine_stood_on_when_the_model_started_is_no_fire_in_tower_sequences(kind, seed, fps):
     # (tuning seeds) the machine is learnt into the background; driving off, it leaves stubble there
     spec = TowerSpec(kind, seed, fps=fps)
