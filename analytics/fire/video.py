@@ -10,7 +10,8 @@ threshold here is in **seconds** (frames carry their capture time), valid from 1
 3. flame candidates: moving pixels passing Chen 2004 and Celik 2009 (``colour``), re-measured at full
    resolution; tracks must persist (a share of the frames over ``confirm_s``);
 4. what rejects look-alikes by what they are: a rigid mover's steady ground speed at the range the pose
-   gives (vehicles, walkers); a light's common-mode and periodic brightness (lamps, beacons, cloud
+   gives (vehicles, walkers); a ghost's edge, in the background and not in the frame (ground a vehicle
+   uncovered); a light's common-mode and periodic brightness (lamps, beacons, cloud
    shadows over foliage) — ``temporal``; known night lights — ``nightmap``; the glint band under a low
    sun — ``sun``; and where the frame rate allows (≥ 9.5 fps, e.g. a tower's 2 s bursts), Töreyin's
    flame-band flicker energy on boundary pixels;
@@ -90,6 +91,13 @@ class VideoParams:
     """A smoke track first seen sooner than this after the model started was there before it: it cannot be
     seen to rise from its fire, so it does not stand on its own; nor, while it is in view, does any other
     veil (a piece of that old cloud drifting off looks like a new plume)."""
+    ghost_ratio: float = 0.5
+    """A flame track whose outline (of what changed) has less than this share of the edge energy the
+    background has along it is a *ghost*: ground a vehicle stood on when the model learnt it, revealed when
+    it drove off (a flame's edge is in the frame, not in the background)."""
+    ghost_change: float = 0.15
+    """|log| change of B, G or R (exposure removed), and beyond the pixel's noise, that makes a pixel of the
+    box one that changed."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -115,6 +123,9 @@ class Track:
     """(t, share) of the last burst analysed."""
     rejected: bool = False
     """Judged, and found not to be fire (its pixels may then become background)."""
+    ghost: bool = False
+    """Found to be ground a vehicle uncovered; it stays one while its pixels are learnt into the background
+    (what is left of it shrinks and wanders, and would otherwise be judged afresh)."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -154,6 +165,8 @@ class SceneModel:
         self.started = 0.0
         self._sun_cache: tuple[int, bool, tuple[float, float] | None] | None = None
         self._bg_cache: tuple[float, tuple[np.ndarray, ...]] | None = None
+        self._small = self._colour = np.zeros((0, 0), np.uint8)
+        """The last frame, aligned, at working size, and its flame-colour mask (land rows)."""
 
     # -- one frame ---------------------------------------------------------------------------------------
 
@@ -178,6 +191,7 @@ class SceneModel:
         change = local_change(log_now, self.log_bg)
         wtop = self.flame_top // self.k
         colour = flame_mask(small[wtop:], land_means(small[wtop:]), self.p.colour)
+        self._small, self._colour = small, colour
         moving = self._new_light(small, log_now, change, t)
         flames = self._flame_blobs(frame, small, moving, colour)
         smokes = self.smoke.blobs(small, grey, t)
@@ -371,6 +385,9 @@ class SceneModel:
         growth = _growth(recent)
         if self._rigid(recent):
             return None  # a vehicle or a walker
+        track.ghost = track.ghost or self._revealed(track.last_box())
+        if track.ghost:
+            return None  # ground a vehicle stood on when the model started: the background was the odd one
         box = _union(recent)
         common, periodic = self._light_like(box)
         if common > self.p.max_common or periodic > self.p.max_periodic:
@@ -439,6 +456,29 @@ class SceneModel:
             if abs(v) * (ts[-1] - ts[0]) >= 3.0 * max(spread, 0.5) and abs(v) * scale > limit:
                 return True
         return False
+
+    def _revealed(self, box: tuple[int, int, int, int]) -> bool:
+        """Whether the box is a *ghost*: ground a vehicle stood on when the model learnt the background,
+        revealed since it drove off. Along the outline of what changed, the background has the vehicle's
+        edge and the frame has none (the ground joins the field around it); a flame is the other way round,
+        its edge is in the frame and the field behind it had none there. Colour edges of log colour, so
+        exposure does not count; an edge of the field itself is in both and weighs on neither side."""
+        x, y, w, h = (v // self.k for v in box)
+        y0, x0 = max(y - 2, 0), max(x - 2, 0)
+        part = (slice(y0, y + h + 2), slice(x0, x + w + 2))
+        now = np.log1p(self._small[part].astype(np.float32))
+        bg = np.log1p(self.smoke.colour[part])
+        gain = np.median(now.reshape(-1, 3), axis=0) - np.median(bg.reshape(-1, 3), axis=0)
+        noise = np.sqrt(self.noise.var[part] + self.noise.edge[part]) * self.p.noise_k  # sway on field edges
+        wtop = self.flame_top // self.k
+        coloured = _rows(self._colour, y0 - wtop, y0 - wtop + now.shape[0])[:, part[1]] > 0
+        changed = (coloured & (np.abs(now - bg - gain).max(axis=2) > np.maximum(noise, self.p.ghost_change))
+                   ).astype(np.uint8)
+        if changed.sum() < 2:
+            return False  # (what changed is not the flame-coloured part: the vehicle itself, beside it)
+        square = np.ones((3, 3), np.uint8)
+        outline = (cv2.dilate(changed, square) - cv2.erode(changed, square)) > 0
+        return _edges(now)[outline].mean() < self.p.ghost_ratio * _edges(bg)[outline].mean()
 
     def _light_like(self, box: tuple[int, int, int, int]) -> tuple[float, float]:
         """(common-mode share, periodicity) of the blob's brightness over the slow ring."""
@@ -514,6 +554,13 @@ def _chromaticity(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     total = b + g + r
     inv = 1.0 / np.maximum(total, 1.0)
     return r * inv, g * inv, total
+
+
+def _edges(image: np.ndarray) -> np.ndarray:
+    """Colour edge strength: the summed squared Sobel gradients of the channels."""
+    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
+    return (gx * gx + gy * gy).sum(axis=2)
 
 
 def _rows(mask: np.ndarray, top: int, bottom: int) -> np.ndarray:
