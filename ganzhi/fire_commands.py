@@ -139,3 +139,5 @@ def train_fire_verifier(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: t
               shrink=shrink, simulator=simulator, say=click.echo)
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e
+    except ModuleNotFoundError as e:
+        raise click.ClickException(f"training needs the fire-train extra (pip install -e '.[fire-train]'): {e}") from e

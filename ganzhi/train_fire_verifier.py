@@ -269,9 +269,10 @@ def cross_validate(root: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str
     tower-range copies or simulator crops, which do not change photo figures out of fold: see the doc)."""
     from sklearn.model_selection import StratifiedKFold
 
+    photos = read_photos(root, fire_dirs, other_dirs)
     from ganzhi.verifier_net import Net
 
-    table = crop_table(read_photos(root, fire_dirs, other_dirs))
+    table = crop_table(photos)
     embedded = Net().embed(table.patches)
     flagged = np.zeros(len(table.labels), bool)
     for i, (fit, held) in enumerate(StratifiedKFold(outer, shuffle=True, random_state=seed).split(
@@ -306,9 +307,9 @@ def train(root: Path, out: Path, provenance: Provenance, fire_dirs: tuple[str, .
           seed: int = 7, folds: int = 5, shrink: int = SHRINK, simulator: bool = True, say=print) -> dict:
     """Train on the training split of ``root`` (its crops, ``shrink`` tower-range copies of each, and the
     simulator's crops when ``simulator``) and write ``verifier.onnx`` and ``verifier.json`` to ``out``."""
+    photos = read_photos(root, fire_dirs, other_dirs)
     from ganzhi.verifier_net import BACKBONE, WEIGHTS_PACKAGE, Net
 
-    photos = read_photos(root, fire_dirs, other_dirs)
     training, held = split(photos)
     say(f"{len(photos)} photos: {len(training)} training, {len(held)} held out (not read)")
     table = crop_table(training, shrink, seed)

@@ -5,6 +5,7 @@ deterministic, the photo split is fixed by content, and training runs end to end
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 
@@ -191,6 +192,13 @@ def test_a_crop_shrunk_to_tower_range_is_described_like_any_other():
 def test_training_refuses_a_folder_that_is_not_there(photos):
     result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--fire-dir", "nope"])
     assert result.exit_code != 0 and "nope is not a directory" in result.output
+
+
+def test_training_without_the_training_extra_says_which_extra_to_install(photos, tmp_path):
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("the fire-train extra is installed here")
+    result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "fire-train" in result.output and not list(tmp_path.iterdir())
 
 
 def test_outer_cross_validation_scores_every_photo_with_a_model_that_did_not_see_it(photos):
