@@ -49,9 +49,9 @@ def assign(conn: psycopg.Connection, who: Identity, *, subject_type: str, subjec
            due_at: dt.datetime, note: str | None) -> int:
     """A new task (in the caller's transaction): the subject must be in the assigner's view (the operator's right
     over its alerts, as for acknowledging them), the assignee one of the people the assigner sends (403 for a
-    service account, the leading group or another department's person)."""
+    service account or the leading group; 404 for another department's person, as for no one)."""
     subject = _subject(conn, subject_type, subject_id, who.scope)
-    person = account_by_login(conn, assignee)
+    person = _account_in_view(conn, who, assignee)
     if person["disabled_at"] is not None:
         raise Invalid(f"account {assignee!r} is disabled", field="assignee")
     if not assignees(conn, who, login=person["login"]):
@@ -73,6 +73,18 @@ def assign(conn: psycopg.Connection, who: Identity, *, subject_type: str, subjec
     _step(conn, task_id, who.actor(), "assign", note, after={"assignee": person["login"], "due_at": due_at.isoformat(),
                                                                "subject": f"{subject_type}/{subject_id}"})
     return task_id
+
+
+def _account_in_view(conn: psycopg.Connection, who: Identity, login: str) -> dict:
+    """The account ``login`` as the assigner may know of it: another department's (or the leading group's, which
+    has none) answers as one that does not exist, so a department's operator cannot probe other logins."""
+    try:
+        person = account_by_login(conn, login)
+    except NotFound:
+        person = None
+    if person is None or (who.scope is not None and person["department"] != who.scope):
+        raise NotFound(f"account {login!r} does not exist", field="assignee")
+    return person
 
 
 def assignees(conn: psycopg.Connection, who: Identity, login: str | None = None) -> list[dict]:

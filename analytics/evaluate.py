@@ -67,8 +67,6 @@ class Mark:
     """When it was noted (monotonic)."""
 
 
-
-
 @dataclass
 class RuleStream:
     rule: Rule

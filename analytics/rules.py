@@ -175,57 +175,69 @@ def _screened(rule: Rule, t: TerminalInfo) -> Rule:
     return replace(rule, screen=(SPIKE_SHARE * (spec.high - spec.low), within), lookback=max(rule.lookback, within))
 
 
-def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
-    """QARTOD-style quality flag in front of a bureau's rule: while the drift test (``_drift_judge``, the same
-    one that raises ``device:drift`` for the steward) calls the series creeping, its readings are *suspect*: a
-    suspect reading over the limit opens no episode (a drifting analyser reading over a limit is the steward's
-    calibration job, not a pollution event to page the bureau about; ISA-18.2: every alarm actionable by who
-    receives it), but it does not end one either: an alarm opened on readings judged good (a real event's step,
-    which the drift test never calls a creep) is not silenced by a later doubt. The doubt lasts a drift window
-    after the drift test last called a creep (an off-delay: a creep whose noise makes one quarter lag is still the
-    same creep, and a reading judged good between two calls would open an alarm). A nightly rule judges a night's
-    minimum, not the series: it is left as it is.
+ANALYSER_FAMILIES = frozenset({"river", "sewage"})
+"""Families whose limits are judged on water-quality analysers (wet chemistry that fouls and drifts by nature):
+the only ones the quality flag stands in front of. A gas or heating limit guards people and pipes, and there a
+steady rise is as likely the plant as the sensor (a regulator creeping, a mixing valve failing): it always pages."""
 
-    A window rule (sewage: re-evaluated over a window cut at its lookback as readings arrive) starts the drift
-    test without its history each time: once the window spans the whole lookback (older readings exist), a
-    violating reading the drift test has not yet seen a window before is *not evaluated* (QARTOD) and held; the
-    lookback covers the drift window, so the readings the re-read is for are judged with it. A shorter window is a
-    terminal's first readings, judged at once. A streamed rule is fed in order (a restarted worker replays the
-    lookback into the judge first); a late reading's re-read may judge the window's first two hours without the
-    drift test's history."""
+
+def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
+    """QARTOD-style quality flag in front of an analyser's bureau rule (``ANALYSER_FAMILIES``): while the drift test
+    (``_drift_judge``, the same one that raises ``device:drift`` for the steward) calls the series creeping, its
+    readings are *suspect*: a suspect reading over the limit opens no episode (a drifting analyser reading over a
+    limit is the steward's calibration job, not a pollution event to page the bureau about; ISA-18.2: every alarm
+    actionable by who receives it), but it does not end or dull one either: an alarm opened on readings judged good
+    (a step, which the drift test never calls a creep) goes on being judged on every reading, suspect or not, so it
+    is neither silenced by a later doubt nor kept from turning critical. The doubt lasts a drift window after the
+    drift test last doubted the series (called a creep or held: an off-delay, since a creep whose noise makes one
+    quarter lag is still the same creep). A nightly rule judges a night's minimum, not the series: it is left as it
+    is.
+
+    A judge built over a series that spans the whole lookback (a window rule re-evaluated as readings arrive, or a
+    streamed rule's window re-read for a reading later than its marks) starts the drift test without its history:
+    a violating reading the drift test has not yet seen a window before is *not evaluated* (QARTOD) and held; the
+    lookback covers the drift window, so the readings the re-read is for are judged with it. A shorter series is a
+    terminal's first readings, judged at once; a restarted worker replays the lookback into a judge built empty."""
     limit = drift_limit(t.kind, rule.metric)
-    if limit is None or rule.nightly:
+    if limit is None or rule.nightly or rule.family not in ANALYSER_FAMILIES:
         return rule
     window, plain = _drift_window(t), rule.make_judge
     lookback = max(rule.lookback, window + dt.timedelta(seconds=3 * t.report_interval_s))
 
     def make_judge(series: dict[str, list[Point]]) -> Judge:
-        judge, creep, first, doubted = plain(series), _drift_judge(rule.metric, window, limit), [], []
+        judge, creep = plain(series), _drift_judge(rule.metric, window, limit)
+        first: list[dt.datetime] = []
+        doubted: list[dt.datetime] = []
+        raised = [False]  # the last verdict let through was a violation: an alarm is open
         points = series.get(rule.metric, [])
-        cut = not rule.streamable and len(points) > 1 and points[-1].ts - points[0].ts >= lookback
+        cut = len(points) > 1 and points[-1].ts - points[0].ts >= lookback
 
         def checked(point: Point) -> Verdict:
             verdict = judge(point)
             if creep(point).state is not State.CLEAR:
                 doubted[:] = [point.ts]
             first[:] = first or [point.ts]
-            if verdict.state is State.CLEAR:
+            if verdict.state is State.CLEAR or raised[0]:
+                raised[0] = verdict.state is not State.CLEAR
                 return verdict
             if cut and point.ts - first[0] < window:
                 return HOLD  # not evaluated: readings before the window exist that the drift test has not seen
-            return HOLD if doubted and point.ts - doubted[0] < window else verdict
+            if doubted and point.ts - doubted[0] < window:
+                return HOLD
+            raised[0] = verdict.state is State.VIOLATE
+            return verdict
 
         if not rewindable(judge):
             return checked
 
         def restore(saved: tuple) -> None:
-            inner, drift, first[:], doubted[:] = saved
+            inner, drift, first[:], doubted[:], raised[:] = saved
             creep.restore(drift)
             if inner is not None:
                 judge.restore(inner)
 
         inner = getattr(judge, "snapshot", lambda: None)
-        return remembering(checked, lambda: (inner(), creep.snapshot(), first[:], doubted[:]), restore)
+        return remembering(checked, lambda: (inner(), creep.snapshot(), first[:], doubted[:], raised[:]), restore)
 
     return replace(rule, make_judge=make_judge, lookback=lookback)
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
 """How often a service writes its heartbeat; /healthz calls a service stale after three missed beats."""
 _PR_SET_PDEATHSIG = 1
+_DETAIL_TYPES = (str, int, float, bool, type(None))
 
 
 class Outage:
@@ -144,8 +145,12 @@ class Service:
             conn.execute("select 1")
         return None
 
-    def set_detail(self, **detail: object) -> None:
-        """Extra facts shown with the heartbeat (e.g. connected peers, shard)."""
+    def set_detail(self, **detail: str | int | float | bool | None) -> None:
+        """Extra facts shown with the heartbeat (e.g. connected peers, shard): plain values only, as /healthz
+        documents them; anything else is refused here, where the mistake is made, not later in /healthz."""
+        wrong = {key: type(value).__name__ for key, value in detail.items() if not isinstance(value, _DETAIL_TYPES)}
+        if wrong:
+            raise TypeError(f"a heartbeat's detail takes plain values, not {wrong}")
         self.detail.update(detail)
 
     # -- connections -------------------------------------------------------------------------------

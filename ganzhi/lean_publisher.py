@@ -120,10 +120,14 @@ class LeanPublisher:
         self._loop = threading.Thread(target=self._lib.mosquitto_loop_forever, args=(self._mosq, -1, 1),
                                       name="libmosquitto", daemon=True)
         self._loop.start()
-        if not self._connected.wait(timeout_s):
-            raise PublisherError(f"no CONNACK from {host}:{port} in {timeout_s:.0f} s")
-        if self._connack != _SUCCESS:
-            raise PublisherError(f"the broker refused the connection (reason code {self._connack})")
+        try:
+            if not self._connected.wait(timeout_s):
+                raise PublisherError(f"no CONNACK from {host}:{port} in {timeout_s:.0f} s")
+            if self._connack != _SUCCESS:
+                raise PublisherError(f"the broker refused the connection (reason code {self._connack})")
+        except PublisherError:
+            self.close()  # the loop thread would go on reconnecting with a client nobody closes
+            raise
 
     def publish(self, topic: bytes, payload: bytes) -> None:
         """Queue one QoS 1 PUBLISH (libmosquitto's thread writes it); the caller keeps ``in_flight`` within
@@ -143,9 +147,13 @@ class LeanPublisher:
         return True
 
     def close(self) -> None:
+        if self._mosq is None:
+            return
         self._lib.mosquitto_disconnect(self._mosq)  # the loop writes DISCONNECT, then returns
         if self._loop is not None:
             self._loop.join(30)
+            if self._loop.is_alive():  # freeing the client under a running loop would crash the process
+                raise PublisherError("libmosquitto's loop did not stop within 30 s; the client is left allocated")
         self._lib.mosquitto_destroy(self._mosq)
         self._mosq = None
 

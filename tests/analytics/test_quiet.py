@@ -356,6 +356,33 @@ def test_a_doubt_arising_during_an_alarm_does_not_silence_it():
     assert alarm.start == T0 + dt.timedelta(hours=4) and alarm.end is None
 
 
+def test_an_alarm_open_when_the_doubt_arises_goes_on_being_judged_and_turns_critical():
+    """Suspect readings inside an open alarm are judged like any other: its worst value and severity follow the
+    river (class IV → worse than class V is critical), not frozen at the reading before the doubt."""
+    growing = [1.6, 1.62] + [round(1.62 + 0.125 * i, 3) for i in range(1, 9)]
+    [alarm] = _found(_river_station(), {"w21003": _points(HEALTHY + growing, 1800)})["gb3838:w21003"]
+    assert alarm.severity == "critical" and alarm.worst_value == growing[-1]
+
+
+def test_a_supply_temperature_creeping_over_its_limit_pages_the_housing_bureau():
+    """The quality flag stands only in front of water-quality analysers: a substation's supply temperature rising
+    steadily past 95 °C is as likely a failing mixing valve as a drifting sensor, and pages at once."""
+    substation = _terminal("heating_substation_sensor", ("supply_temp",), 300)
+    values = [85.0, 85.1] * 12 + [round(85.0 + 0.5 * i, 1) for i in range(1, 31)]  # 6 °C an hour from 85 °C
+    found = _found(substation, {"supply_temp": _points(values, 300)})
+    [alarm] = found["heating:supply_temp"]
+    assert alarm.start == T0 + dt.timedelta(minutes=5 * (24 + 20)) and alarm.severity == "critical"
+
+
+def test_a_window_re_read_of_a_streamed_rule_judges_nothing_until_the_drift_test_has_seen_its_window():
+    """A reading later than every mark makes the worker re-read a streamed rule's window: the judge is built over
+    a series spanning the lookback, mid-creep, as a window rule's is, and holds what the drift test has not seen."""
+    rule = next(r for r in rules_for(_river_station()) if r.key == "gb3838:w21003")
+    assert rule.streamable
+    creeping = [round(0.9 + 0.125 * i, 3) for i in range(int(rule.lookback / dt.timedelta(minutes=30)) + 2)]
+    assert rule.evaluate({"w21003": _points(creeping, 1800)}) == []
+
+
 def test_drift_limits_follow_the_kinds_instruments():
     """A sewage outlet's ammonia analyser works on 0–50 mg/L and the plant's load swings fast (an event triples the
     daily swing: 0.3 mg/L an hour): no drift alert there, while a river station's 0.25 mg/L an hour is one."""

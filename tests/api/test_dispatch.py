@@ -270,16 +270,19 @@ def test_the_assignee_picker_lists_the_callers_people_only(http, db_url, people)
 
 
 def test_a_task_goes_only_to_a_person_the_assigner_may_send(http, db_url, people):
-    """POST /tasks sends one of the assigner's people (those of the picker): a system's account, the leading group
-    (read-only) or another department's person is refused with 403; the platform admin sends any department's."""
+    """POST /tasks sends one of the assigner's people (those of the picker): a system's account is refused with 403;
+    the leading group (no department) and another department's person answer 404 exactly as a login that does not
+    exist (no existence leak); the platform admin sends any department's."""
     with psycopg.connect(db_url) as conn:
         for login, roles, department in (("send-leader", ["leading_group"], None), ("send-housing", ["viewer"], "zjj")):
             accounts.add_account(conn, login=f"{login}-{os.getpid()}", name=login, department=department, roles=roles,
                                  kind="person", password=accounts.new_password(), actor=Actor("tests"))
     alert = _alert(http, db_url)
-    for refused in ("dispatch-viewer", f"send-leader-{os.getpid()}", f"send-housing-{os.getpid()}"):
+    for refused, status in (("dispatch-viewer", 403), (f"send-leader-{os.getpid()}", 404),
+                            (f"send-housing-{os.getpid()}", 404), (f"nobody-{os.getpid()}", 404)):
         answer = _assign(people["boss"], alert, to=refused)
-        assert (answer.status_code, answer.json()["field"]) == (403, "assignee"), refused
+        assert (answer.status_code, answer.json()["field"]) == (status, "assignee"), refused
+        assert status == 403 or answer.json()["detail"] == f"account {refused!r} does not exist"
     assert _assign(people["boss"], alert).status_code == 201  # dispatch-grid: a person of sthjj
     assert _assign(http, alert, to=f"send-housing-{os.getpid()}").status_code == 201  # the city-wide view
     assert _assign(http, alert, to="dispatch-viewer").status_code == 403

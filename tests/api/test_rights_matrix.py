@@ -342,12 +342,15 @@ SENDS = {"matrix-field": {"operator", "steward", "platform"}, "matrix-housing": 
 """POST /tasks by assignee: who may send them. A person of sthjj: its operators (its steward admin too) and the
 platform admin; one of 住建局: the platform admin only (city-wide); the leading group (read-only) and a service
 account: nobody."""
+SENDERS_OF_STHJJ = {"operator", "steward"}
+OUTSIDE_STHJJ = {"matrix-housing", "matrix-leader"}
+"""An account outside the caller's department is not in its view: 404, as for a login that does not exist."""
 
 
 def test_dispatch_rights_by_assignee(api_url: str, world: World):
     """Assigning needs the operator right over the alert, as acknowledging it does (403 without it; a subject
     outside the view is 404, tests/api/test_dispatch.py), and the assignee must be a person the caller sends:
-    otherwise 403."""
+    otherwise 403, or 404 for an account outside the caller's department (no existence leak)."""
     failures = []
     for assignee, senders in SENDS.items():
         for caller in CALLERS:
@@ -355,7 +358,8 @@ def test_dispatch_rights_by_assignee(api_url: str, world: World):
                     "due_at": "2031-01-01T08:00:00+08:00"}
             headers = {"Authorization": f"Bearer {world.tokens[caller]}"} if caller != "anonymous" else {}
             status = httpx.post(f"{api_url}/api/v1/tasks", json=body, headers=headers, timeout=30).status_code
-            expected = 201 if caller in senders else 401 if caller == "anonymous" else 403
+            expected = (201 if caller in senders else 401 if caller == "anonymous"
+                        else 404 if caller in SENDERS_OF_STHJJ and assignee in OUTSIDE_STHJJ else 403)
             if status != expected:
                 failures.append(f"{caller} sends {assignee}: {status}, expected {expected}")
     assert not failures, "\n".join(failures)

@@ -13,6 +13,7 @@ import time
 
 import psutil
 import psycopg
+import pytest
 
 from core.runtime import Outage, Service
 from ganzhi.benchkit import free_port
@@ -138,3 +139,13 @@ def test_connect_retries_through_an_outage_until_stopped():
     started = time.monotonic()
     assert service.connect() is None
     assert 1.4 < time.monotonic() - started < 5.0
+
+
+def test_a_heartbeat_detail_takes_plain_values_only():
+    """/healthz documents a service's detail as plain values: a list or a mapping is refused where it is set, so a
+    service's mistake cannot turn /healthz into a 500 later."""
+    service = Service("test", "detail-1", "postgresql://postgres@127.0.0.1:1/none")
+    service.set_detail(shard=1, standby=False, store="plain", lag=0.5, peer=None)
+    with pytest.raises(TypeError, match="members"):
+        service.set_detail(members=["a", "b"])
+    assert service.detail == {"shard": 1, "standby": False, "store": "plain", "lag": 0.5, "peer": None}
