@@ -147,6 +147,32 @@ def test_the_search_for_held_jumps_looks_only_at_the_terminals_holding_one():
     assert held_past_due(memory, holding) == {} and holding == set()
 
 
+def _judged_out_of_order(values: list[float], keys: tuple[str, ...], clock: list[float]):
+    """A reading a minute of ``values`` to the station's rules ``keys``, a batch each, every seventh committed after
+    the next one (two ingest workers); batches ``MARK_EVERY_S`` apart on the patched ``clock``, so each rule notes
+    a mark after each. Returns the readings, the stream, every rule's step per batch and how many came late."""
+    from analytics import evaluate
+
+    points = [Point(T0 + dt.timedelta(minutes=i), round(v, 3)) for i, v in enumerate(values)]
+    batches = [[p] for p in points]
+    late = range(5, len(batches) - 1, 7)
+    for i in late:
+        batches[i], batches[i + 1] = batches[i + 1], batches[i]
+    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(minutes=1))
+                                      for r in rules_for(STATION) if r.key in keys}, 1)
+    committed: list[Point] = []
+    steps = []
+    for batch in batches:
+        committed = sorted(committed + batch, key=lambda p: p.ts)
+        earliest = min(p.ts for p in batch)
+        since = read_since(stream, earliest, {})
+        steps += [stream.steps[key] for key in keys]
+        data = {m: [p for p in committed if p.ts >= start] for m, start in since.items()}
+        judge_terminal(None, _Sink(), stream, earliest, data, {})
+        clock[0] += evaluate.MARK_EVERY_S
+    return points, stream, steps, len(late)
+
+
 def test_a_reading_a_moment_late_rewinds_the_rule_to_a_mark_and_ends_where_judging_in_order_ends(monkeypatch):
     """Two ingest workers' batches commit out of order: a reading arrives after a newer one of its terminal was
     judged. The streamed rules go back to a mark before it and feed on (reading seconds, not the rule's hours of
@@ -160,23 +186,8 @@ def test_a_reading_a_moment_late_rewinds_the_rule_to_a_mark_and_ends_where_judgi
     keys = ("device:jump:w01001", "device:drift:w01001", "gb3838:w01001")
     rng = random.Random(7)
     values = [7.0 + 0.006 * i + rng.choice([0, 0, 0, 0.01, 3.5, -3.5]) for i in range(400)]  # creep and spikes
-    points = [Point(T0 + dt.timedelta(minutes=i), round(v, 3)) for i, v in enumerate(values)]
-    batches = [[p] for p in points]
-    for i in range(5, len(batches) - 1, 7):  # every seventh reading commits after the next one
-        batches[i], batches[i + 1] = batches[i + 1], batches[i]
-    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(minutes=1))
-                                      for r in rules_for(STATION) if r.key in keys}, 1)
-    committed: list[Point] = []
-    steps = []
-    for batch in batches:
-        committed = sorted(committed + batch, key=lambda p: p.ts)
-        earliest = min(p.ts for p in batch)
-        since = read_since(stream, earliest, {})
-        steps += list(stream.steps.values())
-        data = {m: [p for p in committed if p.ts >= start] for m, start in since.items()}
-        judge_terminal(None, _Sink(), stream, earliest, data, {})
-        clock[0] += evaluate.MARK_EVERY_S  # batches that far apart: each rule notes a mark after each
-    assert steps.count(REWIND) == 3 * len(range(5, len(batches) - 1, 7)) and WINDOW not in steps
+    points, stream, steps, late = _judged_out_of_order(values, keys, clock)
+    assert steps.count(REWIND) == 3 * late and WINDOW not in steps
     for key in keys:
         rs, in_order = stream.rules[key], RuleStream.fresh(stream.rules[key].rule, T0)
         in_order.tracker.feed_all(points, in_order.judge)
@@ -221,23 +232,8 @@ def test_a_quality_checked_bureau_rule_rewinds_and_ends_where_judging_in_order_e
     monkeypatch.setattr(evaluate.time, "monotonic", lambda: clock[0])
     keys = ("gb3838:w21003", "device:drift:w21003")
     values = [0.6 + 0.004 * i + (0.05 if i % 5 == 0 else 0) for i in range(300)]  # a creep across class III
-    points = [Point(T0 + dt.timedelta(minutes=i), round(v, 3)) for i, v in enumerate(values)]
-    batches = [[p] for p in points]
-    for i in range(5, len(batches) - 1, 7):
-        batches[i], batches[i + 1] = batches[i + 1], batches[i]
-    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(minutes=1))
-                                      for r in rules_for(STATION) if r.key in keys}, 1)
-    committed: list[Point] = []
-    steps = []
-    for batch in batches:
-        committed = sorted(committed + batch, key=lambda p: p.ts)
-        earliest = min(p.ts for p in batch)
-        since = read_since(stream, earliest, {})
-        steps += [stream.steps[key] for key in keys]
-        data = {m: [p for p in committed if p.ts >= start] for m, start in since.items()}
-        judge_terminal(None, _Sink(), stream, earliest, data, {})
-        clock[0] += evaluate.MARK_EVERY_S
-    assert steps.count(REWIND) == 2 * len(range(5, len(batches) - 1, 7)) and WINDOW not in steps
+    points, stream, steps, late = _judged_out_of_order(values, keys, clock)
+    assert steps.count(REWIND) == 2 * late and WINDOW not in steps
     rs = stream.rules["gb3838:w21003"]
     in_order = RuleStream.fresh(rs.rule, T0)
     in_order.tracker.feed_all(points, in_order.judge)
