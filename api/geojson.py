@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
-from registry.models import Attrs, Protocol, Status
+from registry.models import Division, Terminal
 
 Ring = list[list[float]]
 """A closed ring of [lon, lat] positions."""
@@ -28,41 +27,18 @@ class Point(BaseModel):
     coordinates: list[float] = Field(min_length=2, max_length=2, description="[lon, lat]")
 
 
-class DivisionProperties(BaseModel):
-    code: str = Field(description="GB/T 2260 code (9 digits for a township, 12 for a grid)")
-    name: str
-    name_en: str | None
-    level: str = Field(description="city, district, county, county-level city, township or grid")
-    parent: str | None
-
-
 class DivisionFeature(BaseModel):
     type: Literal["Feature"] = "Feature"
     id: str = Field(description="the division's code")
     geometry: Polygon | MultiPolygon | None = Field(description="its boundary; null when none is known")
-    properties: DivisionProperties
+    properties: Division
 
 
-class TerminalProperties(BaseModel):
-    """A terminal's fields but its position (the point's coordinates)."""
-    code: str
-    name: str
-    kind: str
-    department: str
-    pole: str | None
-    division: str
-    address: str | None
-    install_date: dt.date | None
-    status: Status
-    vendor: str | None
-    model: str | None
-    protocol: Protocol
-    report_interval_s: int
-    metrics: list[str]
-    attrs: Attrs
-    mn: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
+TerminalProperties = create_model(
+    "TerminalProperties", __doc__="A terminal's fields but its position (the point's coordinates).",
+    **{key: (f.annotation, f) for key, f in Terminal.model_fields.items()
+       if key not in {"lon", "lat"} and not f.exclude})
+"""The ledger's terminal (``registry.models.Terminal``) less what the feature's geometry carries: one definition."""
 
 
 class TerminalFeature(BaseModel):

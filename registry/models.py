@@ -184,10 +184,10 @@ class Terminal(BaseModel):
 
 
 class Division(BaseModel):
-    code: str
+    code: str = Field(description="GB/T 2260 code (9 digits for a township, 12 for a grid)")
     name: str
     name_en: str | None
-    level: str
+    level: str = Field(description="city, district, county, county-level city, township or grid")
     parent: str | None
 
 
