@@ -126,21 +126,33 @@ def _through_the_platform(url: str, broker: LocalBroker, poles: dict[str, list[s
     ctx = multiprocessing.get_context("spawn")
     answers = ctx.Queue()
     gateway_rate = rate / len(poles) if rate else None
-    publishers = [ctx.Process(target=_publish, args=(broker.port, pole, codes, per_gateway, k, gateway_rate, answers))
+    ready, go = ctx.Barrier(len(poles) + 1), ctx.Event()
+    publishers = [ctx.Process(target=_publish, args=(broker.port, pole, codes, per_gateway, k, gateway_rate, answers,
+                                                     ready, go))
                   for pole, codes in poles.items()]
-    started = time.time()
     for p in publishers:
         p.start()
+    ready.wait(120)  # every gateway started and connected: they begin together, and start-up is not counted
+    commits = _CommitClock(url)
     monitor.start()
-    acked, refused, publisher_cpu = (sum(column) for column in zip(*(answers.get() for _ in publishers), strict=True))
+    go.set()
+    answered = [answers.get() for _ in publishers]
     for p in publishers:
         p.join()
-    published = time.time() - started
+    acked, refused, publisher_cpu = (sum(a[i] for a in answered) for i in range(3))
+    published = max(a[4] for a in answered) - min(a[3] for a in answered)
     expected = per_gateway * len(poles) * k
     _wait_stored(url, expected, timeout_s=120)
     monitor.stop()
+    commits.stop()
     repeated = sum(_scraped(port, "ganzhi_ingest_readings_repeated_total") for port in ports)
     handled = {f"ingest {n + 1}": _scraped(port, "ganzhi_ingest_messages_total") for n, port in enumerate(ports)}
+    for n, port in enumerate(ports):
+        batches = _scraped(port, "ganzhi_ingest_batches_total") or 1
+        commit, waited = (_scraped(port, f"ganzhi_ingest_{name}_seconds_sum") / batches * 1000
+                          for name in ("commit", "receive_to_commit"))
+        print(f"ingest {n + 1}: {batches:,.0f} batches, {handled[f'ingest {n + 1}'] / batches:,.0f} messages each, "
+              f"judged and committed in {commit:.1f} ms, first message received to commit {waited:.1f} ms (means)")
     for proc in worker_procs:
         proc.terminate()
         proc.wait(60)
@@ -148,6 +160,7 @@ def _through_the_platform(url: str, broker: LocalBroker, poles: dict[str, list[s
           f"{publisher_cpu / (acked + refused or 1) * 1e6:.1f} µs CPU/message")
     figures = _report(url, expected, k, published, per_gateway * len(poles), workers, int(repeated), monitor,
                       publisher_cpu, protocol, handled)
+    commits.report()
     for n in range(workers):  # end the benchmark's broker sessions (after the report: on a loaded box it is slow)
         try:
             subprocess.run([sys.executable, "-m", "ganzhi", "ingest", "--client-id", f"bench-{n}", "--protocol",
@@ -182,18 +195,24 @@ def _scraped(port: int, name: str) -> float:
                if s.name == name)
 
 
-def _publish(port: int, pole: str, codes: list[str], count: int, k: int, rate: float | None, answers) -> None:
+def _publish(port: int, pole: str, codes: list[str], count: int, k: int, rate: float | None, answers,
+             ready=None, go=None) -> None:
     """One gateway: ``count`` messages round-robin over its terminals, at most WINDOW unacknowledged; paced at
     ``rate`` messages/s when given, in bursts every BURST_S (what fell due since the last one), each message
-    stamped with the time its burst went out. Puts (messages acknowledged, refused, CPU seconds spent from the
-    connection to the last PUBACK) on ``answers``."""
+    stamped with the time its burst went out. Once connected it waits at ``ready`` (a barrier) and then for
+    ``go``, so that every gateway starts together. Puts (messages acknowledged, refused, CPU seconds spent from
+    the connection to the last PUBACK, wall-clock time of the first and of the last message) on ``answers``."""
     publisher = LeanPublisher(pole, pole, SECRET, window=WINDOW)
     publisher.connect("127.0.0.1", port)
+    if ready is not None:
+        ready.wait(120)
+        go.wait(120)
     cpu_before = time.process_time()
     topic = f"ganzhi/v1/{pole}/telemetry".encode()
     last = dict.fromkeys(codes, 0)
     templates = _templates(codes, k)
     started = time.monotonic()
+    first_s = last_s = time.time()
     sent = 0
     while sent < count:
         due = count if rate is None else min(count, int((time.monotonic() - started) * rate) + 1)
@@ -204,10 +223,10 @@ def _publish(port: int, pole: str, codes: list[str], count: int, k: int, rate: f
                 code = codes[i % len(codes)]
                 last[code] = ts = max(now_ms, last[code] + 1)
                 publisher.publish(topic, templates[code] % (ts, *(i // len(codes) % 10,) * k))
-            sent = end
+            sent, last_s = end, now_ms / 1000
         time.sleep(BURST_S if rate else 0.001)  # unpaced: only when the window is full
     publisher.wait_acknowledged(timeout_s=300)
-    answers.put((publisher.acked, publisher.refused, time.process_time() - cpu_before))
+    answers.put((publisher.acked, publisher.refused, time.process_time() - cpu_before, first_s, last_s))
     publisher.close()
 
 
@@ -239,22 +258,33 @@ def _report(url: str, expected: int, k: int, published_s: float, sent: int, work
             publisher_cpu: float, protocol: str, handled: dict[str, float]) -> Figures:
     """``handled``: messages each worker took (its cost per message is its CPU over those)."""
     with psycopg.connect(url) as conn:
-        count, first, last, p50, p99 = conn.execute(
+        count, first, last, (p50, p90, p99, p999), worst = conn.execute(
             """
             select count(*), min(received_at), max(received_at),
-                   percentile_cont(0.5) within group (order by extract(epoch from received_at - ts) * 1000),
-                   percentile_cont(0.99) within group (order by extract(epoch from received_at - ts) * 1000)
+                   percentile_cont(array[0.5, 0.9, 0.99, 0.999]) within group (order by extract(epoch from
+                       received_at - ts) * 1000),
+                   max(extract(epoch from received_at - ts) * 1000)
               from reading
             """
         ).fetchone()
         distinct = conn.execute("select count(*) from (select distinct terminal_id, metric, ts from reading) s"
                                 ).fetchone()[0]
+        spikes = conn.execute(
+            """
+            select extract(epoch from date_trunc('second', ts) - date_trunc('second', min(ts) over ()))::int,
+                   max(extract(epoch from received_at - ts) * 1000)::int, count(*) / %(k)s
+              from reading group by date_trunc('second', ts) order by 2 desc limit 5
+            """, {"k": k}).fetchall()
     span = (last - first).total_seconds() or 1e-9
     print(f"ingest workers: {workers} (MQTT {protocol})")
-    print(f"published {sent} messages × {k} readings in {published_s:.1f} s ({sent / published_s:,.0f} msg/s offered)")
+    print(f"published {sent} messages × {k} readings in {published_s:.1f} s from the first to the last "
+          f"({sent / published_s:,.0f} msg/s offered)")
     print(f"committed {count:,} readings in {span:.1f} s: {count / k / span:,.0f} messages/s, {count / span:,.0f} "
           f"readings/s sustained")
-    print(f"publish→committed latency: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    print(f"publish→stored latency (received_at, the clock at the row's COPY): p50 {p50:.0f} ms, p90 {p90:.0f}, "
+          f"p99 {p99:.0f}, p99.9 {p999:.0f}, max {worst:.0f} ms")
+    print("  the 5 worst seconds of publishing (second of the run: max latency ms, messages): "
+          + ", ".join(f"{at}: {ms} ({n:,})" for at, ms, n in spikes))
     print(f"lost {expected - count}, stored twice {count - distinct}, redelivered and skipped {repeated}")
     wall = max(span, published_s)
     messages = count / k or 1
@@ -267,6 +297,41 @@ def _report(url: str, expected: int, k: int, published_s: float, sent: int, work
     print(f"  platform (workers, broker, this database's backends): {platform_cpu / messages * 1e6:.1f} µs/message, "
           f"{platform_cpu / (count or 1) * 1e6:.1f} µs/reading")
     return Figures(count / k / span, count / span, float(p99 or 0), expected - count, count - distinct)
+
+
+class _CommitClock:
+    """When each batch committed, heard on the workers' NOTIFY (delivered at commit): for each terminal of a batch
+    the notice names its oldest reading, so ``now - that reading's ts`` is publish→committed for the oldest
+    message of each terminal in each batch (every message, when a batch holds one message per terminal)."""
+
+    def __init__(self, url: str) -> None:
+        self._conn = psycopg.connect(url, autocommit=True)
+        self._conn.execute("listen ganzhi_readings")
+        self._heard: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            for notice in self._conn.notifies(timeout=0.5):
+                self._heard.append((time.time(), notice.payload))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._conn.close()
+
+    def report(self) -> None:
+        import numpy as np
+
+        latencies = [heard_s * 1000 - int(item.rsplit(":", 1)[1]) for heard_s, payload in self._heard
+                     for item in payload.split("|", 1)[1].split(",")]
+        if latencies:
+            p50, p90, p99, p999 = np.percentile(latencies, [50, 90, 99, 99.9])
+            print(f"publish→committed (NOTIFY heard, oldest message of each terminal in each batch; "
+                  f"{len(latencies):,} of them): p50 {p50:.0f} ms, p90 {p90:.0f}, p99 {p99:.0f}, p99.9 {p999:.0f}, "
+                  f"max {max(latencies):.0f} ms")
 
 
 def _ceiling(port: int, pole: str, messages: int, k: int) -> None:
