@@ -94,13 +94,16 @@ def bench_alert_quality(settings: Settings, hours: float, runs: int, first_seed:
 @click.option("--rate", type=float, default=None, help="Pace the publishers to this many messages/s in all.")
 @click.option("--protocol", type=click.Choice(["5", "3.1.1"]), default="5", show_default=True,
               help="MQTT version of the ingest workers.")
+@click.option("--ceiling/--no-ceiling", default=True, show_default=True,
+              help="First measure the raw broker→paho subscriber rate with as many messages.")
 @click.pass_obj
 def bench_ingest(settings: Settings, messages: int, readings: int, gateways: int, per_gateway: int,
-                 workers: int, rate: float | None, protocol: str) -> None:
+                 workers: int, rate: float | None, protocol: str, ceiling: bool) -> None:
     """MQTT → broker → ingest workers → PostgreSQL, with the real broker logins, as fast as it goes."""
     from ganzhi.bench_ingest import run as run_bench
 
-    run_bench(database_url(settings), settings, messages, readings, gateways, workers, per_gateway, rate, protocol)
+    run_bench(database_url(settings), settings, messages, readings, gateways, workers, per_gateway, rate, protocol,
+              ceiling)
 
 
 @bench.command(name="fire")

@@ -271,7 +271,8 @@ def _report(url: str, expected: int, k: int, published_s: float, sent: int, work
                                 ).fetchone()[0]
         spikes = conn.execute(
             """
-            select extract(epoch from date_trunc('second', ts) - date_trunc('second', min(ts) over ()))::int,
+            select extract(epoch from date_trunc('second', ts)
+                                      - (select date_trunc('second', min(ts)) from reading))::int,
                    max(extract(epoch from received_at - ts) * 1000)::int, count(*) / %(k)s
               from reading group by date_trunc('second', ts) order by 2 desc limit 5
             """, {"k": k}).fetchall()
