@@ -35,6 +35,7 @@ from devices.topics import subscription
 from ingest import validate
 from ingest.dead_letters import DeadLetter, Limiter
 from ingest.directory import Directory
+from ingest.latest import STALE_S, LatestBehind
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_client import BufferedClient
 from ingest.writer import Batch, Writer
@@ -61,6 +62,10 @@ class WorkerConfig:
     inflight: int = 10_000
     batch_max: int = 5_000
     batch_wait_s: float = 0.05
+    """A batch closes when its oldest message has waited this long since it was received (or at ``batch_max``):
+    messages that queued while the previous batch was being written go at once, with what has queued since."""
+    latest_every_s: float = 1.0
+    """``latest_reading`` follows the committed readings within this (``ingest.latest``; 0: with every batch)."""
     session_expiry_s: int = 7 * 86_400
     drain: bool = False
     """Take what the broker holds for this client id, then end its session (for a worker that is retired)."""
@@ -88,7 +93,9 @@ class IngestWorker:
         self._epoch = 0
         self._connected = threading.Event()
         self._directory = Directory(config.database_url)
-        self._writer = Writer()
+        self._writer = Writer(LatestBehind(config.client_id, config.latest_every_s))
+        self._repaired_at: float | None = None
+        """When the debts of ``latest_reading`` were last repaired (monotonic); None: not since starting."""
         self._limiter = Limiter()
         self._conn: psycopg.Connection | None = None
         self._database = Outage("database", log)
@@ -127,7 +134,10 @@ class IngestWorker:
                 elif self.config.drain and time.monotonic() - last_message > DRAIN_IDLE_S:
                     log.info("ingest %s drained; ending its broker session", self.config.client_id)
                     break
+                else:
+                    self._keep_latest(self._writer.latest.due())
         finally:
+            self._keep_latest(True)
             self._disconnect()
             self._client.loop_stop()
             self._directory.close()
@@ -206,20 +216,47 @@ class IngestWorker:
     # -- batches ------------------------------------------------------------------------------------
 
     def _take(self) -> list[_Received]:
-        """The next batch: what arrives within ``batch_wait_s`` of its first message, up to ``batch_max``."""
+        """The next batch: what is queued and what arrives until its first message has waited ``batch_wait_s``
+        since it was received, up to ``batch_max``."""
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
             return []
         taken = [first]
-        deadline = time.monotonic() + self.config.batch_wait_s
+        deadline = first.at_ms / 1000 + self.config.batch_wait_s
         while len(taken) < self.config.batch_max:
-            remaining = deadline - time.monotonic()
             try:
-                taken.append(self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else self._queue.get_nowait())
+                taken.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                break
+            try:
+                taken.append(self._queue.get(timeout=remaining))
             except queue.Empty:
                 break
         return taken
+
+    def _keep_latest(self, flush: bool) -> None:
+        """Between batches: write the latest values held back (``flush``), and settle the debts of workers that
+        stopped without writing theirs (every ``STALE_S``). A database away now is retried later."""
+        try:
+            if self._conn is None or self._conn.closed:
+                return
+            self._repair_latest()
+            if flush:
+                self._writer.latest.flush(self._conn)
+        except psycopg.Error as exc:
+            self._database.failed(exc)
+
+    def _repair_latest(self) -> None:
+        """Settle this client id's debt left by its previous run (before this run adds to it), then every
+        ``STALE_S`` the stale debts of others."""
+        if self._repaired_at is None or time.monotonic() - self._repaired_at > STALE_S:
+            self._writer.latest.repair(self._conn, own=self._repaired_at is None)
+            self._repaired_at = time.monotonic()
 
     def _judge(self, received: list[_Received]) -> list[Batch]:
         """One part per message: its readings, state and dead letter. The codes the batch names are looked up
@@ -322,6 +359,7 @@ class IngestWorker:
                 if self._conn is None or self._conn.closed:
                     self._conn = psycopg.connect(self.config.database_url, connect_timeout=5)
                     self._writer.forget()
+                self._repair_latest()
                 parts = self._judge(received)
                 written = self._writer.write_parts(self._conn, parts)
                 if written.refused:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
 
 from ingest import store
 from ingest.dead_letters import DeadLetter, write_dead_letters
+from ingest.latest import LatestBehind
 from ingest.validate import Accepted
 
 log = logging.getLogger(__name__)
@@ -75,20 +76,24 @@ class Written:
 
 
 class Writer:
-    """Owns the staging table and the partition days it has made sure of, per connection."""
+    """Owns the staging table and the partition days it has made sure of, per connection, and the newest values
+    (``latest``: by default written with every batch; an ingest worker's are written behind, ``ingest.latest``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, latest: LatestBehind | None = None) -> None:
         self._days: set[dt.date] = set()
+        self.latest = latest or LatestBehind("", every_s=0)
 
     def write(self, conn: psycopg.Connection, batch: Batch) -> int:
         """Commit the batch; returns how many readings were new (the rest were already stored)."""
         with conn.transaction():
             stored = self._readings(conn, batch.readings) if batch.readings else 0
+            committed = self.latest.within(conn, batch.readings)
             _device_state(conn, batch)
             if batch.readings:
                 notify_readings(conn, batch.readings)
             if batch.dead_letters:
                 write_dead_letters(conn, batch.dead_letters)
+        committed()
         return stored
 
     def write_parts(self, conn: psycopg.Connection, parts: Sequence[Batch]) -> Written:
@@ -133,7 +138,6 @@ class Writer:
             stored = len(readings)
         except psycopg.errors.UniqueViolation:
             stored = self._merge(conn, text)
-        _latest(conn, readings)
         return stored
 
     def _ensure_partitions(self, conn: psycopg.Connection, readings: list[Accepted]) -> None:
@@ -167,47 +171,6 @@ def _copy_text(readings: list[Accepted]) -> str:
             ts = stamps[r.ts_ms] = dt.datetime.fromtimestamp(r.ts_ms / 1000, dt.UTC).isoformat()
         lines.append(f"{r.terminal_id}\t{r.metric}\t{ts}\t{r.value!r}\t{r.flag or _NULL}\n")
     return "".join(lines)
-
-
-def _latest(conn: psycopg.Connection, readings: list[Accepted]) -> None:
-    """The newest value of each (terminal, metric) in the batch, kept if newer than the stored one. The columns
-    go as array literals made with ``join`` (psycopg dumps a list element by element in Python, which cost more
-    than the rest of the write)."""
-    newest: dict[tuple[int, str], Accepted] = {}  # a backlog's batches hold each key several times
-    for r in readings:
-        key = (r.terminal_id, r.metric)
-        held = newest.get(key)
-        if held is None or r.ts_ms >= held.ts_ms:
-            newest[key] = r
-    rows = newest.values()
-    # Rows are locked in key order, whatever order the batch and the plan have: two workers of a shared
-    # subscription upsert the same keys, and locking them in different orders deadlocks.
-    conn.execute(
-        """
-        insert into latest_reading as l (terminal_id, metric, ts, value, flag)
-        select u.terminal_id, u.metric, to_timestamp(u.ts_ms / 1000.0), u.value, u.flag
-          from unnest(%(id)s::bigint[], %(metric)s::text[], %(ts)s::bigint[], %(value)s::float8[], %(flag)s::text[])
-               as u(terminal_id, metric, ts_ms, value, flag)
-         where exists (select 1 from terminal t where t.id = u.terminal_id)  -- deleted since the worker looked
-         order by u.terminal_id, u.metric
-        on conflict (terminal_id, metric) do update
-           set ts = excluded.ts, value = excluded.value, flag = excluded.flag
-         where excluded.ts >= l.ts
-        """,
-        {"id": _array(str(r.terminal_id) for r in rows), "metric": _array(_quoted(r.metric) for r in rows),
-         "ts": _array(str(r.ts_ms) for r in rows), "value": _array(repr(r.value) for r in rows),
-         "flag": _array("NULL" if r.flag is None else _quoted(r.flag) for r in rows)},
-    )
-
-
-def _array(elements: Iterable[str]) -> str:
-    """An array literal of elements already in its syntax (numbers, NULL, quoted text)."""
-    return "{" + ",".join(elements) + "}"
-
-
-def _quoted(text: str) -> str:
-    """A text element of an array literal."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def notify_readings(conn: psycopg.Connection, readings: list[Accepted]) -> None:

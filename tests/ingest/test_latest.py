@@ -8,8 +8,8 @@ import time
 import psycopg
 import pytest
 
+from ingest import latest
 from ingest.validate import Accepted
-from ingest.writer import _latest
 from registry import service
 from registry.changes import Actor
 from tests.factories import terminal_in
@@ -32,13 +32,13 @@ def test_keys_are_locked_in_one_order_whatever_order_the_batch_has(conn, db_url:
     terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
     first, second = (Accepted(terminal_id, code, m, 1_700_000_000_000, 1.0, None) for m in ("a34002", "a34004"))
     with psycopg.connect(db_url) as holder:  # another worker's transaction holds the first key
-        _latest(holder, [first])
+        latest.write(holder, [first])
         done = threading.Event()
 
         def worker_batch() -> None:  # the batch lists the keys in the other order
             with psycopg.connect(db_url, application_name="latest-b") as b:
                 order = (second, first) if reverse else (first, second)
-                _latest(b, [Accepted(terminal_id, code, r.metric, r.ts_ms + 1, 2.0, None) for r in order])
+                latest.write(b, [Accepted(terminal_id, code, r.metric, r.ts_ms + 1, 2.0, None) for r in order])
                 b.commit()
             done.set()
 
@@ -49,7 +49,7 @@ def test_keys_are_locked_in_one_order_whatever_order_the_batch_has(conn, db_url:
             time.sleep(0.02)
         # The waiting batch must not hold the second key meanwhile, or this (the holder's next step) deadlocks.
         holder.execute("set lock_timeout = '2s'")
-        _latest(holder, [second])
+        latest.write(holder, [second])
         holder.commit()
     thread.join(10)
     assert done.is_set()
@@ -63,12 +63,12 @@ def test_a_batch_keeps_the_newest_of_each_key_and_the_later_of_a_tie(conn):
     conn.commit()
     terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
     ts = 1_700_000_000_000
-    _latest(conn, [Accepted(terminal_id, code, "a34002", ts + 1, 1.0, None),
+    latest.write(conn, [Accepted(terminal_id, code, "a34002", ts + 1, 1.0, None),
                    Accepted(terminal_id, code, "a34002", ts + 3, 3.0, "M"),
                    Accepted(terminal_id, code, "a34004", ts + 5, 5.0, None),
                    Accepted(terminal_id, code, "a34002", ts + 2, 2.0, None),
                    Accepted(terminal_id, code, "a34002", ts + 3, 4.0, None)])
-    _latest(conn, [Accepted(terminal_id, code, "a34004", ts + 4, 9.0, None)])  # older than the stored one
+    latest.write(conn, [Accepted(terminal_id, code, "a34004", ts + 4, 9.0, None)])  # older than the stored one
     rows = conn.execute("select metric, extract(epoch from ts) * 1000, value, flag from latest_reading "
                         "where terminal_id = %s order by metric", (terminal_id,)).fetchall()
     assert rows == [("a34002", ts + 3, 4.0, None), ("a34004", ts + 5, 5.0, None)]
@@ -80,7 +80,7 @@ def test_values_reach_the_table_verbatim(conn):
     conn.commit()
     terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
     odd = ["NULL", 'a"b', "c\\d", "e,f}", " g"]
-    _latest(conn, [Accepted(terminal_id, code, metric, 1_700_000_000_000 + n, -1.5e-7 * n, "N" if n else None)
+    latest.write(conn, [Accepted(terminal_id, code, metric, 1_700_000_000_000 + n, -1.5e-7 * n, "N" if n else None)
                    for n, metric in enumerate(odd)])
     rows = conn.execute("select metric, value, flag from latest_reading where terminal_id = %s order by metric",
                         (terminal_id,)).fetchall()

@@ -1,0 +1,172 @@
+"""The newest value of each (terminal, metric), written behind the readings.
+
+``latest_reading`` holds one row per key, rewritten whenever a newer reading arrives. Written with every batch,
+a key that reports several times a second is rewritten several times a second: at 8,000 messages/s from
+1,000 ten-metric terminals that was one row update per reading, PostgreSQL's largest cost per message. A
+worker's ``LatestBehind`` instead keeps the newest reading of each key its batches committed and writes them
+when the oldest has waited ``every_s``, in the transaction of the batch that is then being committed (or on
+its own when no batch comes): each key at most once per interval, whatever the rate.
+
+Freshness: while its worker runs, ``latest_reading`` lags the committed readings by at most ``every_s`` plus
+one batch. The readings themselves are committed (and acknowledged) as before. A worker that dies holding
+keys not written leaves its ``latest_debt`` row (written in the transaction of the first batch it held back);
+``repair`` folds every reading received since then into ``latest_reading``: the next worker to start does it
+for its own client id, and any worker for a row older than ``STALE_S`` (a running worker's row is never older
+than ``every_s`` unless the database is away). Folding is monotone (a stored newer value wins), so doing it
+twice or alongside the owner is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import psycopg
+
+from ingest.validate import Accepted
+
+log = logging.getLogger(__name__)
+
+STALE_S = 60.0
+"""A debt this old belongs to a worker that is gone (or cut off from the database): any worker repairs it."""
+
+_UPSERT = """
+    insert into latest_reading as l (terminal_id, metric, ts, value, flag)
+    select u.terminal_id, u.metric, to_timestamp(u.ts_ms / 1000.0), u.value, u.flag
+      from unnest(%(id)s::bigint[], %(metric)s::text[], %(ts)s::bigint[], %(value)s::float8[], %(flag)s::text[])
+           as u(terminal_id, metric, ts_ms, value, flag)
+     where exists (select 1 from terminal t where t.id = u.terminal_id)  -- deleted since the worker looked
+     order by u.terminal_id, u.metric
+    on conflict (terminal_id, metric) do update
+       set ts = excluded.ts, value = excluded.value, flag = excluded.flag
+     where excluded.ts >= l.ts
+"""
+_FOLD = """
+    insert into latest_reading as l (terminal_id, metric, ts, value, flag)
+    select distinct on (r.terminal_id, r.metric) r.terminal_id, r.metric, r.ts, r.value, r.flag
+      from reading r
+     where r.received_at >= %(since)s and exists (select 1 from terminal t where t.id = r.terminal_id)
+     order by r.terminal_id, r.metric, r.ts desc
+    on conflict (terminal_id, metric) do update
+       set ts = excluded.ts, value = excluded.value, flag = excluded.flag
+     where excluded.ts >= l.ts
+"""
+
+Newest = dict[tuple[int, str], Accepted]
+
+
+def newest(readings: Iterable[Accepted], into: Newest | None = None) -> Newest:
+    """The newest reading of each (terminal, metric) (of a tie, the later one), added to ``into``."""
+    keys: Newest = {} if into is None else into
+    for r in readings:
+        key = (r.terminal_id, r.metric)
+        held = keys.get(key)
+        if held is None or r.ts_ms >= held.ts_ms:
+            keys[key] = r
+    return keys
+
+
+def write(conn: psycopg.Connection, readings: Iterable[Accepted]) -> None:
+    """The newest of ``readings`` for each key into ``latest_reading``, where newer than the stored one."""
+    upsert(conn, newest(readings).values())
+
+
+def upsert(conn: psycopg.Connection, rows: Iterable[Accepted]) -> None:
+    """Keep each row (one per key) in ``latest_reading`` if newer than the stored one. Rows are locked in key
+    order, whatever order they come in: two workers of a shared subscription upsert the same keys, and locking
+    them in different orders deadlocks. The columns go as array literals made with ``join`` (psycopg dumps a
+    list element by element in Python, which cost more than the rest of the write)."""
+    rows = list(rows)
+    if not rows:
+        return
+    conn.execute(_UPSERT, {
+        "id": _array(str(r.terminal_id) for r in rows), "metric": _array(_quoted(r.metric) for r in rows),
+        "ts": _array(str(r.ts_ms) for r in rows), "value": _array(repr(r.value) for r in rows),
+        "flag": _array("NULL" if r.flag is None else _quoted(r.flag) for r in rows)})
+
+
+class LatestBehind:
+    """One worker's keys committed but not yet in ``latest_reading`` (see the module's docstring)."""
+
+    def __init__(self, owner: str, every_s: float) -> None:
+        self.owner = owner
+        self.every_s = every_s
+        self._held: Newest = {}
+        self._held_since: float | None = None
+        """When the oldest held key was committed (monotonic)."""
+        self._in_debt = False
+        """Whether this owner's ``latest_debt`` row is committed."""
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def due(self) -> bool:
+        return self._held_since is not None and time.monotonic() - self._held_since >= self.every_s
+
+    def within(self, conn: psycopg.Connection, readings: list[Accepted]) -> Callable[[], None]:
+        """Inside a batch's transaction: write the held keys with the batch's if due, else hold the batch's (and
+        record the debt). Returns what to do once that transaction has committed."""
+        batch = newest(readings)
+        if self.every_s <= 0 or self.due():
+            upsert(conn, newest(batch.values(), dict(self._held)).values())
+            self._settle(conn)
+            return self._written
+        if batch and not self._in_debt:
+            conn.execute("insert into latest_debt (worker, since) values (%(worker)s, now()) "
+                         "on conflict (worker) do nothing", {"worker": self.owner})
+        return lambda: self._hold(batch)
+
+    def flush(self, conn: psycopg.Connection) -> None:
+        """Write the held keys now, in a transaction of their own."""
+        if not self._held:
+            return
+        with conn.transaction():
+            upsert(conn, self._held.values())
+            self._settle(conn)
+        self._written()
+
+    def _settle(self, conn: psycopg.Connection) -> None:
+        if self._in_debt:
+            conn.execute("delete from latest_debt where worker = %(worker)s", {"worker": self.owner})
+
+    def _written(self) -> None:
+        self._held, self._held_since, self._in_debt = {}, None, False
+
+    def _hold(self, batch: Newest) -> None:
+        if not batch:
+            return
+        newest(batch.values(), self._held)
+        self._in_debt = True
+        if self._held_since is None:
+            self._held_since = time.monotonic()
+
+    def repair(self, conn: psycopg.Connection, *, own: bool) -> int:
+        """Fold the readings of every stale debt, and with ``own`` of this owner's (left by its previous run:
+        call it so before the first batch), into ``latest_reading``; returns how many debts were settled."""
+        debts = conn.execute(
+            "select worker, since from latest_debt where (%(own)s and worker = %(me)s) or since < now() - "
+            "make_interval(secs => %(stale)s) order by since", {"own": own, "me": self.owner, "stale": STALE_S},
+        ).fetchall()
+        conn.commit()
+        for worker, since in debts:
+            with conn.transaction():
+                folded = conn.execute(_FOLD, {"since": since}).rowcount
+                conn.execute("delete from latest_debt where worker = %(worker)s and since = %(since)s",
+                             {"worker": worker, "since": since})
+            log.warning("latest values of %s since %s folded in from the readings (%d keys): it stopped without "
+                        "writing them", worker, since, folded)
+        if any(worker == self.owner for worker, _ in debts):
+            self._in_debt = False
+        return len(debts)
+
+
+def _array(elements: Iterable[str]) -> str:
+    """An array literal of elements already in its syntax (numbers, NULL, quoted text)."""
+    return "{" + ",".join(elements) + "}"
+
+
+def _quoted(text: str) -> str:
+    """A text element of an array literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
