@@ -9,7 +9,9 @@ import psycopg
 import pytest
 
 from ingest import latest
+from ingest.latest import LatestBehind
 from ingest.validate import Accepted
+from ingest.writer import Batch, Writer
 from registry import service
 from registry.changes import Actor
 from tests.factories import terminal_in
@@ -93,3 +95,75 @@ def test_rows_rewritten_with_every_batch_leave_room_for_hot_updates(conn):
     options = dict(conn.execute("select relname, reloptions from pg_class where relname in "
                                 "('latest_reading', 'device_state')").fetchall())
     assert options == {"latest_reading": ["fillfactor=50"], "device_state": ["fillfactor=50"]}
+
+
+def _terminal(conn, name: str) -> tuple[int, str]:
+    code = service.create_terminal(conn, terminal_in(name), ACTOR)
+    conn.commit()
+    return conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0], code
+
+
+def _latest_values(conn, terminal_id: int) -> dict[str, float]:
+    return dict(conn.execute("select metric, value from latest_reading where terminal_id = %s",
+                             (terminal_id,)).fetchall())
+
+
+def _debts(conn) -> list[str]:
+    return [worker for (worker,) in conn.execute("select worker from latest_debt order by worker")]
+
+
+def test_a_worker_writes_each_key_behind_its_readings_once_per_interval(conn, db_url):
+    """A key reporting several times a second was rewritten with every batch (PostgreSQL's largest cost per
+    message when paced); held back, it is written once when the oldest held key is due, with the newest value."""
+    terminal_id, code = _terminal(conn, "最新值滞后")
+    now = int(time.time() * 1000)
+    behind = LatestBehind("worker-a", every_s=3600)
+    writer = Writer(behind)
+    with psycopg.connect(db_url) as c:
+        for n in range(3):
+            writer.write(c, Batch(readings=[Accepted(terminal_id, code, "a34004", now + n, float(n), None)]))
+        assert c.execute("select count(*) from reading").fetchone()[0] == 3  # the readings are committed
+        assert _latest_values(c, terminal_id) == {}  # the newest value is held, and owed
+        assert _debts(c) == ["worker-a"]
+        assert behind.held == 1
+        behind.every_s = 0  # now due: the next batch writes the held key with its own
+        writer.write(c, Batch(readings=[Accepted(terminal_id, code, "a34002", now, 9.0, None)]))
+        assert _latest_values(c, terminal_id) == {"a34004": 2.0, "a34002": 9.0}
+        assert _debts(c) == []
+        assert behind.held == 0
+
+
+def test_keys_held_by_a_worker_that_died_are_folded_in_from_the_readings(conn, db_url):
+    """A worker killed while holding keys leaves its debt: its next run (same client id) folds the readings
+    received since into latest_reading; another worker does it once the debt is stale."""
+    terminal_id, code = _terminal(conn, "最新值补记")
+    now = int(time.time() * 1000)
+    with psycopg.connect(db_url) as c:
+        latest.write(c, [Accepted(terminal_id, code, "a34004", now + 10, 10.0, None)])  # newer than what comes
+        for owner, metric in (("worker-a", "a34002"), ("worker-b", "a34004")):
+            Writer(LatestBehind(owner, every_s=3600)).write(c, Batch(readings=[
+                Accepted(terminal_id, code, metric, now, 1.0, None), Accepted(terminal_id, code, metric, now + 1,
+                                                                               2.0, None)]))
+        assert _debts(c) == ["worker-a", "worker-b"]  # both die holding their keys
+        assert LatestBehind("worker-a", every_s=1).repair(c, own=True) == 1  # worker-a starts again
+        assert _latest_values(c, terminal_id) == {"a34002": 2.0, "a34004": 10.0}  # the stored newer value stays
+        assert _debts(c) == ["worker-b"]
+        assert LatestBehind("worker-c", every_s=1).repair(c, own=True) == 0  # worker-b's debt is not stale yet
+        c.execute("update latest_debt set since = since - interval '2 minutes'")
+        c.commit()
+        assert LatestBehind("worker-c", every_s=1).repair(c, own=False) == 1
+        assert _debts(c) == []
+
+
+def test_a_debt_is_recorded_once_and_settled_when_the_keys_are_written(conn, db_url):
+    terminal_id, code = _terminal(conn, "最新值清账")
+    now = int(time.time() * 1000)
+    behind = LatestBehind("worker-a", every_s=3600)
+    with psycopg.connect(db_url) as c:
+        Writer(behind).write(c, Batch(readings=[Accepted(terminal_id, code, "a34004", now, 1.0, None)]))
+        since = c.execute("select since from latest_debt").fetchone()[0]
+        Writer(behind).write(c, Batch(readings=[Accepted(terminal_id, code, "a34004", now + 1, 2.0, None)]))
+        assert c.execute("select since from latest_debt").fetchone()[0] == since  # from the first held batch
+        behind.flush(c)
+        assert _latest_values(c, terminal_id) == {"a34004": 2.0}
+        assert _debts(c) == []

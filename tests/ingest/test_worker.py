@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import psycopg
 import pytest
 
+from core.runtime import Service
 from devices import encode_telemetry
 from devices.telemetry import MAX_PAYLOAD_BYTES
+from ingest.mqtt_client import ReceivedMessage
+from ingest.worker import IngestWorker, WorkerConfig, _Received
 from registry import service
 from registry.changes import Actor
 from registry.models import TerminalPatch
@@ -160,3 +164,29 @@ def test_two_workers_on_the_shared_subscription_split_the_load(conn, db_url, aut
     assert one.counters["messages"] > 200 and two.counters["messages"] > 200
     assert one.counters["readings_stored"] + two.counters["readings_stored"] == 2_000
     assert _count(db_url, "select count(*) from reading") == 2_000
+
+
+def test_latest_values_follow_the_readings_while_the_worker_runs(conn, db_url, auth_broker):
+    """Written behind the readings, the newest values still reach latest_reading without another batch coming
+    or the worker stopping."""
+    _, air, _ = _setup_pole(conn, db_url, auth_broker)
+    message = encode_telemetry([{"metric": "a34004", "value": 41}], _now_ms())
+    with WorkerThread(db_url, auth_broker, latest_every_s=0.5):
+        publish(auth_broker.address, air, "s3cret", [(f"ganzhi/v1/{air}/telemetry", message)])
+        wait_until(lambda: _count(db_url, "select count(*) from latest_reading where value = 41"))
+        assert _count(db_url, "select count(*) from latest_debt") == 0
+
+
+def test_a_batch_closes_once_its_oldest_message_has_waited_its_time(db_url):
+    """Messages that queued while the previous batch was written go at once: the batch's wait counted from its
+    first message's receipt, not from when the worker took it (which held them up to one more wait)."""
+    svc = Service("ingest", "ingest batch-age", db_url)
+    worker = IngestWorker(WorkerConfig(db_url, "127.0.0.1", 1, "batch-age", batch_wait_s=30), svc)
+    received_ms = _now_ms() - 60_000  # they have waited a minute already
+    for mid in range(5):
+        worker._queue.put(_Received(1, ReceivedMessage(mid, b"ganzhi/v1/x/telemetry"), received_ms))
+    late = threading.Timer(1.0, lambda: worker._queue.put(_Received(1, ReceivedMessage(9, b"t"), _now_ms())))
+    late.start()
+    batch = worker._take()
+    late.cancel()
+    assert [item.message.mid for item in batch] == [0, 1, 2, 3, 4]
