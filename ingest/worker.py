@@ -5,7 +5,9 @@ PUBACKs, cheap MQTT 5 properties) hands each QoS 1 message to a queue; this work
 batches from it, judges them, writes them in one transaction and only then sends the
 PUBACKs (paho's manual-ack mode). Nothing is acknowledged that is not stored or
 dead-lettered, so a worker killed at any moment loses nothing: the broker redelivers what
-it did not acknowledge and the store keeps each reading once.
+it did not acknowledge and the store keeps each reading once. A batch closes when its oldest
+message has waited ``batch_wait_s`` since it arrived; the newest values (``latest_reading``)
+follow within ``latest_every_s`` (``ingest.latest``).
 
 MQTT 5 (mosquitto): a persistent session, a shared subscription so N workers split the
 load, and Receive Maximum so the broker never has more unacknowledged messages in flight
@@ -109,6 +111,8 @@ class IngestWorker:
         service.metrics.gauge("ingest_inflight", "messages received and not acknowledged yet (at most Receive "
                               "Maximum: the broker holds the rest)").set_function(
             lambda: self._queue.qsize() + self._in_hand)
+        service.metrics.gauge("ingest_latest_held", "newest values committed as readings, not yet written to "
+                              "latest_reading (ingest.latest)").set_function(lambda: self._writer.latest.held)
         service.metrics.gauge("ingest_broker_connected", "1 while connected to the broker").set_function(
             lambda: int(self._connected.is_set()))
         service.add_check("broker", lambda: None if self._connected.is_set() else "not connected to the broker")
