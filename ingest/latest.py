@@ -81,9 +81,9 @@ def upsert(conn: psycopg.Connection, rows: Iterable[Accepted]) -> None:
     if not rows:
         return
     conn.execute(_UPSERT, {
-        "id": _array(str(r.terminal_id) for r in rows), "metric": _array(_quoted(r.metric) for r in rows),
-        "ts": _array(str(r.ts_ms) for r in rows), "value": _array(repr(r.value) for r in rows),
-        "flag": _array("NULL" if r.flag is None else _quoted(r.flag) for r in rows)})
+        "id": array(str(r.terminal_id) for r in rows), "metric": array(quoted(r.metric) for r in rows),
+        "ts": array(str(r.ts_ms) for r in rows), "value": array(repr(r.value) for r in rows),
+        "flag": array(quoted(r.flag) for r in rows)})
 
 
 class LatestBehind:
@@ -162,11 +162,13 @@ class LatestBehind:
         return len(debts)
 
 
-def _array(elements: Iterable[str]) -> str:
+def array(elements: Iterable[str]) -> str:
     """An array literal of elements already in its syntax (numbers, NULL, quoted text)."""
     return "{" + ",".join(elements) + "}"
 
 
-def _quoted(text: str) -> str:
-    """A text element of an array literal."""
+def quoted(text: str | None) -> str:
+    """A text element of an array literal (None: NULL)."""
+    if text is None:
+        return "NULL"
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -17,7 +17,7 @@ import psycopg
 
 from ingest import store
 from ingest.dead_letters import DeadLetter, write_dead_letters
-from ingest.latest import LatestBehind
+from ingest.latest import LatestBehind, array, quoted
 from ingest.validate import Accepted
 
 log = logging.getLogger(__name__)
@@ -209,11 +209,15 @@ def _device_state(conn: psycopg.Connection, batch: Batch) -> None:
                               then coalesce(excluded.connection, s.connection) else s.connection end,
             connection_at = greatest(s.connection_at, excluded.connection_at)
         """,
-        {
-            "code": codes,
-            "seen": [batch.seen_ms.get(c) for c in codes],
-            "reading": [newest.get(c) for c in codes],
-            "connection": [batch.connections.get(c, (None, None))[0] for c in codes],
-            "connection_ms": [batch.connections.get(c, (None, None))[1] for c in codes],
+        {  # array literals made with join: psycopg dumps a list element by element in Python
+            "code": array(quoted(c) for c in codes),
+            "seen": array(_number(batch.seen_ms.get(c)) for c in codes),
+            "reading": array(_number(newest.get(c)) for c in codes),
+            "connection": array(quoted(batch.connections.get(c, (None, None))[0]) for c in codes),
+            "connection_ms": array(_number(batch.connections.get(c, (None, None))[1]) for c in codes),
         },
     )
+
+
+def _number(value: int | None) -> str:
+    return "NULL" if value is None else str(value)

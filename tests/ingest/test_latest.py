@@ -167,3 +167,15 @@ def test_a_debt_is_recorded_once_and_settled_when_the_keys_are_written(conn, db_
         behind.flush(c)
         assert _latest_values(c, terminal_id) == {"a34004": 2.0}
         assert _debts(c) == []
+
+
+def test_device_state_values_reach_the_table_verbatim(conn, db_url):
+    """Its columns go as array literals too: codes with quotes or commas stay whole, missing values are NULL."""
+    batch = Batch(seen_ms={'p"1,x': 1_700_000_000_000, "p2": 1_700_000_001_000},
+                  connections={"p2": ("offline", 1_700_000_001_000)})
+    with psycopg.connect(db_url) as c:
+        Writer().write(c, batch)
+        rows = c.execute("select code, extract(epoch from last_seen_at) * 1000, last_reading_at, connection, "
+                         "extract(epoch from connection_at) * 1000 from device_state").fetchall()
+    assert sorted(rows) == [('p"1,x', 1_700_000_000_000, None, None, None),
+                            ("p2", 1_700_000_001_000, None, "offline", 1_700_000_001_000)]
