@@ -269,6 +269,9 @@ def _report(url: str, expected: int, k: int, published_s: float, sent: int, work
         ).fetchone()
         distinct = conn.execute("select count(*) from (select distinct terminal_id, metric, ts from reading) s"
                                 ).fetchone()[0]
+        latest_rows, state_rows = (conn.execute(
+            "select coalesce(sum(n_tup_ins + n_tup_upd), 0) from pg_stat_user_tables where relname = %s", (table,)
+        ).fetchone()[0] for table in ("latest_reading", "device_state"))
         spikes = conn.execute(
             """
             select extract(epoch from date_trunc('second', ts)
@@ -287,6 +290,8 @@ def _report(url: str, expected: int, k: int, published_s: float, sent: int, work
     print("  the 5 worst seconds of publishing (second of the run: max latency ms, messages): "
           + ", ".join(f"{at}: {ms} ({n:,})" for at, ms, n in spikes))
     print(f"lost {expected - count}, stored twice {count - distinct}, redelivered and skipped {repeated}")
+    print(f"rows written per message: latest_reading {latest_rows / (count / k or 1):.2f}, device_state "
+          f"{state_rows / (count / k or 1):.2f}")
     wall = max(span, published_s)
     messages = count / k or 1
     for name, (cpu, rss) in monitor.results().items():
