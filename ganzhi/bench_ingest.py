@@ -142,7 +142,7 @@ def _through_the_platform(url: str, broker: LocalBroker, poles: dict[str, list[s
     acked, refused, publisher_cpu = (sum(a[i] for a in answered) for i in range(3))
     published = max(a[4] for a in answered) - min(a[3] for a in answered)
     expected = per_gateway * len(poles) * k
-    _wait_stored(url, expected, timeout_s=120)
+    _wait_stored(url, expected, timeout_s=900)  # it returns early when the count stops growing
     monitor.stop()
     commits.stop()
     repeated = sum(_scraped(port, "ganzhi_ingest_readings_repeated_total") for port in ports)
