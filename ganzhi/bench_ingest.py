@@ -270,8 +270,8 @@ def _report(url: str, expected: int, k: int, published_s: float, sent: int, work
         distinct = conn.execute("select count(*) from (select distinct terminal_id, metric, ts from reading) s"
                                 ).fetchone()[0]
         latest_rows, state_rows = (conn.execute(
-            "select coalesce(sum(n_tup_ins + n_tup_upd), 0) from pg_stat_user_tables where relname = %s", (table,)
-        ).fetchone()[0] for table in ("latest_reading", "device_state"))
+            "select coalesce(sum(n_tup_ins + n_tup_upd), 0)::bigint from pg_stat_user_tables where relname = %s",
+            (table,)).fetchone()[0] for table in ("latest_reading", "device_state"))
         spikes = conn.execute(
             """
             select extract(epoch from date_trunc('second', ts)
