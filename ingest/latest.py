@@ -109,8 +109,11 @@ class LatestBehind:
         """Inside a batch's transaction: write the held keys with the batch's if due, else hold the batch's (and
         record the debt). Returns what to do once that transaction has committed."""
         batch = newest(readings)
-        if self.every_s <= 0 or self.due():
-            upsert(conn, newest(batch.values(), dict(self._held)).values())
+        if self.every_s <= 0 and not self._held:
+            upsert(conn, batch.values())
+            return self._written
+        if self.due():
+            self._write_held(conn, batch)
             self._settle(conn)
             return self._written
         if batch and not self._in_debt:
@@ -123,9 +126,24 @@ class LatestBehind:
         if not self._held:
             return
         with conn.transaction():
-            upsert(conn, self._held.values())
+            self._write_held(conn, {})
             self._settle(conn)
         self._written()
+
+    def _write_held(self, conn: psycopg.Connection, batch: Newest) -> None:
+        """The held keys with the batch's, in one statement (one lock order) inside a savepoint. The held keys'
+        batches are committed: if the database refuses the statement, the held keys are given up (logged: their
+        readings are stored, the newest values wait for the next ones) and the batch's own are written alone
+        (refused with their batch, if they are the bad ones), so a held value never fails the batches after it."""
+        try:
+            with conn.transaction():
+                upsert(conn, newest(batch.values(), dict(self._held)).values())
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            log.warning("latest values refused (%s: %s); %d held ones given up", type(exc).__name__,
+                        str(exc).strip()[:200], len(self._held))
+            upsert(conn, batch.values())
 
     def _settle(self, conn: psycopg.Connection) -> None:
         if self._in_debt:

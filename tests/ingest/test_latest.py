@@ -179,3 +179,25 @@ def test_device_state_values_reach_the_table_verbatim(conn, db_url):
                          "extract(epoch from connection_at) * 1000 from device_state").fetchall()
     assert sorted(rows) == [('p"1,x', 1_700_000_000_000, None, None, None),
                             ("p2", 1_700_000_001_000, None, "offline", 1_700_000_001_000)]
+
+
+def test_a_held_value_the_database_refuses_does_not_fail_the_batches_after_it(conn, db_url):
+    """Held values are written with a later batch: if the database refuses them there, they are given up and
+    that batch is stored all the same (were they in its statement, every later batch would fail with them)."""
+    terminal_id, code = _terminal(conn, "最新值拒收")
+    now = int(time.time() * 1000)
+    behind = LatestBehind("worker-a", every_s=3600)
+    writer = Writer(behind)
+    with psycopg.connect(db_url) as c:
+        writer.write(c, Batch(readings=[Accepted(terminal_id, code, "a34004", now, -1.0, None)]))
+        c.execute("alter table latest_reading add constraint test_not_negative check (value >= 0) not valid")
+        c.commit()
+        try:
+            behind.every_s = 0
+            writer.write(c, Batch(readings=[Accepted(terminal_id, code, "a34002", now, 5.0, None)]))
+        finally:
+            c.execute("alter table latest_reading drop constraint test_not_negative")
+            c.commit()
+        assert c.execute("select count(*) from reading").fetchone()[0] == 2
+        assert _latest_values(c, terminal_id) == {"a34002": 5.0}
+        assert _debts(c) == [] and behind.held == 0
