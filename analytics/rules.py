@@ -201,9 +201,9 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
       drift window late. A real discharge or pollution event is a step (tripled in one reading): judged from its
       first reading, and for as long as it stands a step above its level before (a daily swing on top of an
       event crossing the limit hours later is judged at once too);
-    - *not evaluated*: the judge is built over a series spanning a whole drift window (a window rule re-evaluated
-      as readings arrive, or a streamed rule's window re-read for a late reading) and the drift test has not yet
-      seen a window before the reading. The lookback covers two drift windows, so the readings the re-read is for
+    - *not evaluated*: the judge is built over a series spanning its lookback (a window rule re-evaluated as
+      readings arrive, or a streamed rule's window re-read for a late reading) and the drift test has not yet seen
+      a window before the reading. The lookback covers two drift windows, so the readings the re-read is for
       are judged with the whole history. A shorter series is a terminal's first readings, judged at once; a
       restarted worker replays the lookback into a judge built empty.
 
