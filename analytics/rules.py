@@ -27,6 +27,7 @@ from analytics.engine import (
     Verdict,
     spiked,
 )
+from core.settings import get_settings
 from devices import drift_limit
 from devices import metric as metric_spec
 
@@ -182,64 +183,148 @@ steady rise is as likely the plant as the sensor (a regulator creeping, a mixing
 
 
 def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
-    """QARTOD-style quality flag in front of an analyser's bureau rule (``ANALYSER_FAMILIES``): while the drift test
-    (``_drift_judge``, the same one that raises ``device:drift`` for the steward) calls the series creeping, its
-    readings are *suspect*: a suspect reading over the limit opens no episode (a drifting analyser reading over a
-    limit is the steward's calibration job, not a pollution event to page the bureau about; ISA-18.2: every alarm
-    actionable by who receives it), but it does not end or dull one either: an alarm opened on readings judged good
-    (a step, which the drift test never calls a creep) goes on being judged on every reading, suspect or not, so it
-    is neither silenced by a later doubt nor kept from turning critical. The doubt lasts a drift window after the
-    drift test last doubted the series (called a creep or held: an off-delay, since a creep whose noise makes one
-    quarter lag is still the same creep). A nightly rule judges a night's minimum, not the series: it is left as it
-    is.
+    """QARTOD-style quality flag in front of an analyser's bureau rule (``ANALYSER_FAMILIES``). A reading over the
+    limit is judged at once when the readings show it good; otherwise it is held (opens no episode) while it is:
 
-    A judge built over a series that spans the whole lookback (a window rule re-evaluated as readings arrive, or a
-    streamed rule's window re-read for a reading later than its marks) starts the drift test without its history:
-    a violating reading the drift test has not yet seen a window before is *not evaluated* (QARTOD) and held; the
-    lookback covers the drift window, so the readings the re-read is for are judged with it. A shorter series is a
-    terminal's first readings, judged at once; a restarted worker replays the lookback into a judge built empty."""
+    - *suspect*: the drift test (``_drift_judge``, the same one that raises ``device:drift`` for the steward) calls
+      the series creeping, or did within a drift window (an off-delay, since a creep whose noise makes one quarter
+      lag is still the same creep); latched from the first such reading over the limit until the readings come back
+      under it (a drift test on 30-minute readings loses a creep for hours on noise). A drifting analyser reading
+      over a limit is the steward's calibration job, not a pollution event to page the bureau about (ISA-18.2:
+      every alarm actionable by who receives it). Still standing ``drift_escalation_h`` (a setting, 12 h) after it
+      latched, nobody having recalibrated the analyser (which brings the readings back) nor flagged it in
+      maintenance or calibration (skipped), it pages the bureau, marked unconfirmed: a breach may hide behind it;
+    - *pending*: the series is over the limit without standing a step (``_rise_step``) away from where it was
+      before (``_note``), so it may be a creep the drift test cannot call yet (a creep from close under a limit
+      crosses it before two hours of creep show): held until the drift test has watched the crossing for a whole
+      drift window. Then it is either suspect, or the rise is real (slow, from close under the limit) and pages, a
+      drift window late. A real discharge or pollution event is a step (tripled in one reading): judged from its
+      first reading, and for as long as it stands a step above its level before (a daily swing on top of an
+      event crossing the limit hours later is judged at once too);
+    - *not evaluated*: the judge is built over a series spanning its lookback (a window rule re-evaluated as
+      readings arrive, or a streamed rule's window re-read for a late reading) and the drift test has not yet seen
+      a window before the reading. The lookback covers two drift windows, so the readings the re-read is for
+      are judged with the whole history. A shorter series is a terminal's first readings, judged at once; a
+      restarted worker replays the lookback into a judge built empty.
+
+    None of this ends or dulls an alarm already open on readings judged good: it goes on being judged on every
+    reading, suspect or not, so it is neither silenced by a later doubt nor kept from turning critical. A nightly
+    rule judges a night's minimum, not the series: it is left as it is."""
     limit = drift_limit(t.kind, rule.metric)
     if limit is None or rule.nightly or rule.family not in ANALYSER_FAMILIES:
         return rule
     window, plain = _drift_window(t), rule.make_judge
-    lookback = max(rule.lookback, window + dt.timedelta(seconds=3 * t.report_interval_s))
+    interval = dt.timedelta(seconds=t.report_interval_s)
+    lookback = max(rule.lookback, 2 * window + 3 * interval)
+    step = _rise_step(limit, window)
+    escalate = dt.timedelta(hours=get_settings().drift_escalation_h)
 
     def make_judge(series: dict[str, list[Point]]) -> Judge:
         judge, creep = plain(series), _drift_judge(rule.metric, window, limit)
-        first: list[dt.datetime] = []
-        doubted: list[dt.datetime] = []
+        # first reading, last doubted, level before a step up / down, pending and suspect since, the escalation's
+        # note (while its alarm is open), previous value
+        marks: dict[str, list] = {name: [] for name in ("first", "doubted", "up", "down", "pending", "suspect",
+                                                         "escalated", "previous")}
         raised = [False]  # the last verdict let through was a violation: an alarm is open
         points = series.get(rule.metric, [])
-        cut = len(points) > 1 and points[-1].ts - points[0].ts >= lookback
+        # Cut: the series spans its lookback, less the two reporting intervals its first reading may lie after the
+        # cut (a window re-read at its lookback before the newest reading, one reading perhaps missing), or a long
+        # backtest: its first drift window is history, not evaluated. A shorter series is a terminal's first
+        # readings (or its first after an outage), judged at once.
+        cut = len(points) > 1 and points[-1].ts - points[0].ts >= lookback - 2 * interval
 
         def checked(point: Point) -> Verdict:
             verdict = judge(point)
-            if creep(point).state is not State.CLEAR:
-                doubted[:] = [point.ts]
-            first[:] = first or [point.ts]
+            _note(marks, point, creep(point).state is not State.CLEAR, step)
             if verdict.state is State.CLEAR or raised[0]:
                 raised[0] = verdict.state is not State.CLEAR
+                if verdict.state is State.CLEAR:
+                    marks["pending"][:] = marks["suspect"][:] = marks["escalated"][:] = []
+                return _noted(verdict, marks["escalated"])
+            if verdict.state is not State.VIOLATE:
                 return verdict
-            if cut and point.ts - first[0] < window:
-                return HOLD  # not evaluated: readings before the window exist that the drift test has not seen
-            if doubted and point.ts - doubted[0] < window:
-                return HOLD
-            raised[0] = verdict.state is State.VIOLATE
-            return verdict
+            fresh = not cut and marks["first"][0] == point.ts  # a terminal's first reading: nothing crept yet
+            held = False if fresh or _stepped(marks, verdict) else _held(marks, point, window, escalate)
+            if held is True or (cut and point.ts - marks["first"][0] < window):
+                return HOLD  # suspect, pending, or not evaluated (the drift test has not seen the readings before)
+            raised[0] = True
+            marks["escalated"][:] = [held] if held else []
+            return _noted(verdict, marks["escalated"])
 
         if not rewindable(judge):
             return checked
 
+        def snapshot() -> tuple:
+            return (inner(), creep.snapshot(), {k: v[:] for k, v in marks.items()}, raised[:])
+
         def restore(saved: tuple) -> None:
-            inner, drift, first[:], doubted[:], raised[:] = saved
+            kept, drift, saved_marks, raised[:] = saved
             creep.restore(drift)
-            if inner is not None:
-                judge.restore(inner)
+            for name, value in saved_marks.items():
+                marks[name][:] = value
+            if kept is not None:
+                judge.restore(kept)
 
         inner = getattr(judge, "snapshot", lambda: None)
-        return remembering(checked, lambda: (inner(), creep.snapshot(), first[:], doubted[:], raised[:]), restore)
+        return remembering(checked, snapshot, restore)
 
     return replace(rule, make_judge=make_judge, lookback=lookback)
+
+
+def _rise_step(limit_per_h: float, window: dt.timedelta) -> float:
+    """A change from one reading to the next larger than this is a step: more than a creep at the drift test's limit
+    moves in a whole drift window, so no creep makes it (QARTOD rate of change, read the other way round)."""
+    return limit_per_h * window.total_seconds() / 3600
+
+
+def _note(marks: dict[str, list], point: Point, doubted: bool, step: float) -> None:
+    """The quality flag's memory after ``point``: when the series began and was last doubted, and the level it
+    stood at before its last step up (``up``) and down (``down``), kept while it stands a step away from it."""
+    marks["first"][:] = marks["first"] or [point.ts]
+    if doubted:
+        marks["doubted"][:] = [point.ts]
+    previous = marks["previous"]
+    if previous and point.value - previous[0] > step:
+        marks["up"][:] = [previous[0]]
+    if previous and previous[0] - point.value > step:
+        marks["down"][:] = [previous[0]]
+    if marks["up"] and point.value - marks["up"][0] <= step:
+        marks["up"][:] = []  # back where it was before the step: the step is over
+    if marks["down"] and marks["down"][0] - point.value <= step:
+        marks["down"][:] = []
+    previous[:] = [point.value]
+
+
+def _stepped(marks: dict[str, list], verdict: Verdict) -> bool:
+    """The violation stands a step away from where the series was before it stepped that way: a real event."""
+    direction = verdict.facts.direction if verdict.facts else None
+    if direction in ("above", "below"):
+        return bool(marks["up" if direction == "above" else "down"])
+    return bool(marks["up"] or marks["down"])
+
+
+def _held(marks: dict[str, list], point: Point, window: dt.timedelta, escalate: dt.timedelta) -> bool | str:
+    """Whether a violation no step explains is held: True while it is suspect (the drift test doubted the series
+    within a drift window, latched until the readings come back under the limit) or pending (for a drift window);
+    a suspect violation still standing ``escalate`` after it latched is let through, with the note returned."""
+    if _recent(marks["doubted"], point, window):
+        marks["suspect"][:] = marks["suspect"] or [point.ts]
+    if marks["suspect"]:
+        hours = (point.ts - marks["suspect"][0]).total_seconds() / 3600
+        return hours < escalate.total_seconds() / 3600 or (
+            f"unconfirmed: the analyser has been doubted as drifting for {hours:.0f} h and nobody recalibrated it; "
+            "a breach may hide behind the drift")
+    marks["pending"][:] = marks["pending"] or [point.ts]
+    return point.ts - marks["pending"][0] < window
+
+
+def _noted(verdict: Verdict, note: list) -> Verdict:
+    """A violation of an escalated alarm says so, whichever reading turns out its worst."""
+    return replace(verdict, detail=f"{verdict.detail} ({note[0]})") if note and verdict.detail else verdict
+
+
+def _recent(mark: list, point: Point, window: dt.timedelta) -> bool:
+    return bool(mark) and point.ts - mark[0] < window
 
 
 def _flatline_window(rule: Rule, t: TerminalInfo) -> Rule:

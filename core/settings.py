@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         "deployment must set its own (see require_own_secrets)"
     )
     analytics_workers: int = Field(default=1, ge=1, le=32, description="rule workers `up` starts (terminals split)")
+    drift_escalation_h: float = Field(
+        default=12.0, gt=0, description="hours an analyser's reading over a bureau limit stays the steward's while the "
+        "drift test doubts it (docs/rules.md, quality flags); then the bureau is paged, marked unconfirmed")
     webhook_allow_hosts: list[str] = Field(
         default=[], description="hosts webhooks may reach although they resolve to internal addresses (tests)"
     )

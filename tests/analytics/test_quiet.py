@@ -341,9 +341,23 @@ def test_a_window_re_read_from_inside_a_creep_judges_nothing_until_the_drift_tes
     outlet = _terminal("sewage_outlet_analyser", ("w21003", "w01010"), 600, {"grade": "1B", "build_year": 2005})
     rule = next(r for r in rules_for(outlet) if r.key == "gb18918:w21003")
     assert not rule.streamable and rule.lookback >= dt.timedelta(hours=2)
-    creeping = [round(9.0 + 1.25 * i / 6, 3) for i in range(20)]
+    creeping = [round(9.0 + 1.25 * i / 6, 3) for i in range(int(rule.lookback / dt.timedelta(minutes=10)) + 2)]
     assert rule.evaluate({"w21003": _points(creeping, 600)}) == []
     assert len(rule.evaluate({"w21003": _points(creeping[:3], 600)})) == 1
+
+
+def test_a_window_cut_at_its_lookback_as_the_worker_cuts_it_holds_what_the_drift_test_has_not_seen():
+    """The worker (and the bench) re-read a sewage rule's window from its lookback before the newest reading, so the
+    window's first reading lies a little after that cut and the series spans a little less than the lookback.
+    Mid-creep, the readings of its first drift window are still not evaluated (seed 801: a 1B outlet's ammonia
+    analyser creeping 1.25 mg/L/h for four hours paged the bureau at 8.09 mg/L, retracted a minute later)."""
+    outlet = _terminal("sewage_outlet_analyser", ("w21003", "w01010"), 600, {"grade": "1B", "build_year": 2005})
+    rule = next(r for r in rules_for(outlet) if r.key == "gb18918:w21003")
+    creeping = _points([round(3.0 + 1.25 * i / 6, 3) for i in range(40)], 600)
+    creeping = [Point(p.ts + dt.timedelta(seconds=(-1) ** i * 2), p.value) for i, p in enumerate(creeping)]
+    window = [p for p in creeping if p.ts >= creeping[-1].ts - rule.lookback]
+    assert window[-1].ts - window[0].ts < rule.lookback and window[-1].value > 8
+    assert rule.evaluate({"w21003": window}) == []
 
 
 def test_a_doubt_arising_during_an_alarm_does_not_silence_it():
@@ -408,3 +422,104 @@ def test_a_meter_frozen_an_hour_before_the_night_while_its_pressure_moves_makes_
     night = next(r for r in rules_for(meter) if r.key == "water:night_flow")
     assert night.evaluate({"water_flow": _points(frozen, 300, evening), "water_pressure": pressure}) == []
     assert len(night.evaluate({"water_flow": _points(moving, 300, evening), "water_pressure": pressure})) == 1
+
+
+def _outlet(grade: str = "1A") -> TerminalInfo:
+    return _terminal("sewage_outlet_analyser", ("w01010", "w01018", "w21003", "w21011"), 600,
+                     {"grade": grade, "build_year": 2012})
+
+
+def _outlet_series(**values: list[float]) -> dict[str, list[Point]]:
+    """Three healthy hours of a 1A outlet every 10 minutes (water at 14 °C: the warm ammonia limit), then
+    ``values`` per metric; the others stay healthy."""
+    healthy = {"w01010": 14.0, "w01018": 28.0, "w21003": 1.4, "w21011": 0.3}
+    length = 18 + max(len(v) for v in values.values())
+    return {key: _points([base + 0.01 * (i % 2) for i in range(18)]
+                         + values.get(key, [base + 0.01 * (i % 2) for i in range(length - 18)]), 600)
+            for key, base in healthy.items()}
+
+
+def _sewage_found(series: dict[str, list[Point]]) -> dict[str, list[Episode]]:
+    """As the workers judge a sewage outlet: its window rules re-evaluated as each reading arrives (``replay``)."""
+    outlet, end = _outlet(), max(p.ts for points in series.values() for p in points) + dt.timedelta(minutes=10)
+    found = {}
+    for rule in rules_for(outlet):
+        raised = replay(rule, series, dt.timedelta(minutes=10), end) if not rule.streamable \
+            else [Raised(rule, e) for e in rule.evaluate(series, now=end)]
+        if raised:
+            found[rule.key] = [r.episode for r in raised]
+    return found
+
+
+def test_a_phosphorus_analyser_creeping_over_a_1a_limit_before_the_drift_test_can_call_it_pages_no_one():
+    """GB 18918 grade 1A, plant built after 2006: total phosphorus 0.5 mg/L. A failing 0–10 mg/L analyser creeping
+    0.25 mg/L an hour from 0.3 crosses it in 50 minutes, before two hours of creep show: the crossing is pending
+    (no step brought it there), the drift test calls the creep within the drift window, and only the steward
+    hears of it."""
+    creep = [round(0.3 + 0.25 * i / 6, 3) for i in range(1, 25)]
+    found = _sewage_found(_outlet_series(w21011=creep))
+    assert "gb18918:w21011" not in found
+    assert "device:drift:w21011" in found
+
+
+def test_a_genuine_1a_discharge_breach_pages_the_environment_bureau_from_its_first_reading():
+    """A treatment upset: COD 28 → 84 mg/L, ammonia 1.4 → 4.2, phosphorus 0.3 → 0.9 in one reading (GB 18918 1A:
+    50, 5 above 12 °C, 0.5): COD and phosphorus are over their limits from the first reading of the step."""
+    found = _sewage_found(_outlet_series(w01018=[84.0, 84.6] * 6, w21003=[4.2, 4.25] * 6, w21011=[0.9, 0.91] * 6))
+    step = T0 + dt.timedelta(hours=3)
+    assert found["gb18918:w01018"][0].start == step and found["gb18918:w21011"][0].start == step
+    assert "gb18918:w21003" not in found  # 4.2 mg/L is within the warm 1A limit of 5
+    assert not any(key.startswith("device:drift") for key in found)
+
+
+def test_a_daily_swing_on_top_of_an_upset_crossing_the_limit_hours_later_pages_at_once():
+    """Ammonia tripled to 4.2 mg/L (under 5) and then rising slowly with the morning load, 0.2 mg/L an hour, over
+    5 mg/L three hours after the step: it stands a step above its level before the upset, so it is judged at once,
+    not held as a possible creep."""
+    rising = [round(4.2 + 0.2 * i / 6, 3) for i in range(36)]
+    found = _sewage_found(_outlet_series(w21003=rising))
+    [alarm] = found["gb18918:w21003"]
+    first_over = next(i for i, v in enumerate(rising) if v > 5)
+    assert alarm.start == T0 + dt.timedelta(minutes=10 * (18 + first_over))
+
+
+def test_a_slow_lone_rise_from_close_under_the_limit_pages_a_drift_window_late():
+    """Ammonia rising 0.3 mg/L an hour from 4 mg/L (slower than the drift test's 0.5 mg/L/h: the quantity's own
+    change) with no step: pending, held for the drift window (two hours) while the drift test watches it, then
+    paged; the price of telling a creep from a rise on one analyser."""
+    rising = [round(4.0 + 0.3 * i / 6, 3) for i in range(1, 49)]
+    series = _outlet_series(w21003=rising)
+    series["w21003"] = _points([4.0 + 0.01 * (i % 2) for i in range(18)] + rising, 600)
+    found = _sewage_found(series)
+    [alarm] = found["gb18918:w21003"]
+    first_over = next(i for i, v in enumerate(rising) if v > 5)
+    assert alarm.start - (T0 + dt.timedelta(minutes=10 * (18 + first_over))) >= dt.timedelta(hours=2)
+    assert "device:drift:w21003" not in found
+
+
+def _permanganate_offset(flat_h: int) -> tuple[list[Point], dt.datetime]:
+    """A class III station's permanganate analyser (limit 6 mg/L) creeping 0.5 mg/L an hour from 4.4 for five hours,
+    then stuck at that offset (the creep stopped, the error stayed) for ``flat_h`` hours; and its first reading
+    over the limit."""
+    values = [4.4, 4.42] * 4 + [round(4.4 + 0.25 * i, 2) for i in range(1, 11)] + [6.9, 6.92] * flat_h
+    points = _points(values, 1800)
+    return points, next(p.ts for p in points if p.value > 6)
+
+
+def test_an_analyser_left_at_its_drifted_offset_stays_the_stewards_once_the_creep_stops():
+    """Once the creep stops, the drift test stops calling it, but the readings stay where the drift took them: they
+    are still suspect (latched until they come back under the limit), so the bureau is not paged two hours later."""
+    station = _terminal("water_quality_station", ("w01019",), 1800, {"target_class": "III", "water_body": "river"})
+    points, _ = _permanganate_offset(8)
+    assert list(_found(station, {"w01019": points})) == ["device:drift:w01019"]
+
+
+def test_a_doubted_reading_over_the_limit_pages_the_bureau_unconfirmed_after_the_escalation_hours():
+    """Nobody recalibrated the analyser for 12 hours (``drift_escalation_h``) while it read over the limit: a breach
+    may hide behind the drift, so the bureau is paged, marked unconfirmed."""
+    station = _terminal("water_quality_station", ("w01019",), 1800, {"target_class": "III", "water_body": "river"})
+    points, over = _permanganate_offset(16)
+    found = _found(station, {"w01019": points})
+    [alarm] = found["gb3838:w01019"]
+    assert over + dt.timedelta(hours=12) <= alarm.start <= over + dt.timedelta(hours=13)
+    assert "unconfirmed" in alarm.detail and "device:drift:w01019" in found
