@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import heapq
+import itertools
 import logging
 import math
 import threading
@@ -30,6 +31,7 @@ import psycopg
 
 from analytics import queries
 from analytics.evaluate import (
+    IDLE_S,
     REWIND,
     WINDOW,
     AlertSink,
@@ -53,9 +55,12 @@ MARGIN = dt.timedelta(seconds=10)
 """A batch's readings arrive (``received_at``) when its transaction starts; it may commit a little later."""
 CHUNK = 128
 """Terminals judged in one transaction at most."""
-CHUNK_MIN = 8
+CHUNK_MIN = 1
 CHUNK_BUDGET_S = 0.05
-"""What one chunk should take: a probe's alert commits with its chunk, after the chunk before it."""
+"""What one chunk should take: a probe's alert commits with its chunk, after the chunk before it. A worker behind
+judges terminals with seconds of readings each (10 ms and more apiece): then a chunk is one or two terminals, so a
+fresh alarm, first in the queue, waits for that much and not for eight such terminals twice (the chunk's fixed
+cost, a few queries, is small beside theirs)."""
 MEMBERS_EVERY_S = 2.0
 SWEEP_EVERY_S = 60.0
 SWEEP_FIRST_S = 10.0
@@ -111,6 +116,9 @@ class RuleWorker:
         """Terminals in memory whose spike screen held a reading when last judged (``held_past_due``)."""
         self.judged_at: dict[int, float] = {}
         """When each terminal was last judged (monotonic): the least recently judged go first."""
+        self.marked: dict[int, float] = {}
+        """The terminals whose rules may hold marks → when last judged, least recently judged first
+        (``forget_idle``)."""
         self._cost = 0.001
         """Seconds per terminal judged, a moving average over the chunks (a guess until the first is judged)."""
         self.members: list[str] = [name]
@@ -159,6 +167,7 @@ class RuleWorker:
             for terminal_id, after in held_past_due(self.memory, self.holding).items():
                 self.pending.setdefault(terminal_id, after)  # a jump, then silence: judge the jump
         judged = self.judge(conn, self.next_chunk())
+        self.forget_idle(time.monotonic())
         if now >= self._due["sweep"] and self.members[0] == self.name:  # one sweeper: the first member by name
             with conn.transaction():
                 sweep_silence(conn, self.sink)
@@ -185,6 +194,16 @@ class RuleWorker:
             if chunk:
                 return chunk
         return {}
+
+    def forget_idle(self, now: float) -> None:
+        """Drop the marks of the terminals not judged for ``IDLE_S``: a terminal costs its marks' memory only while
+        it reports (a reading that comes later than that re-reads its rules' windows)."""
+        for terminal_id, judged in list(itertools.islice(self.marked.items(), 64)):
+            if now - judged < IDLE_S:
+                return
+            del self.marked[terminal_id]
+            if (stream := self.memory.get(terminal_id)) is not None:
+                stream.forget_marks()
 
     def chunk_size(self) -> int:
         """Terminals in the next chunk: as many as the last chunks' cost per terminal fits in ``CHUNK_BUDGET_S``
@@ -268,6 +287,9 @@ class RuleWorker:
         per = (ended - started) / len(chunk)
         self._cost = 0.8 * self._cost + 0.2 * per
         self.judged_at.update(dict.fromkeys(chunk, ended))
+        for terminal_id in chunk:  # to the end: ``marked`` stays in the order terminals were last judged
+            self.marked.pop(terminal_id, None)
+            self.marked[terminal_id] = ended
         self.metrics.terminals.inc(len(chunk))
         now = dt.datetime.now(dt.UTC)
         for earliest in chunk.values():

@@ -45,8 +45,8 @@ def test_the_least_recently_judged_terminals_go_first_never_judged_ones_first_of
     worker.judged_at = {t: 100.0 + t for t in busy}
     worker.pending = {t: T0 for t in busy}
     worker.pending[999] = T0 + dt.timedelta(minutes=5)  # spoke last, after a quiet spell: never judged here
-    worker._cost = 1.0  # a slow box: the smallest chunk
-    assert list(worker.next_chunk()) == [999, *busy[:CHUNK_MIN - 1]]
+    worker._cost = 1.0  # a slow box: the smallest chunk, the fresh alarm alone
+    assert CHUNK_MIN == 1 and list(worker.next_chunk()) == [999]
     assert list(worker.next_chunk()) == busy[CHUNK_MIN - 1:2 * CHUNK_MIN - 1]
     assert len(worker.pending) == len(busy) - 2 * CHUNK_MIN + 1
 
@@ -239,3 +239,94 @@ def test_a_quality_checked_bureau_rule_rewinds_and_ends_where_judging_in_order_e
     in_order.tracker.feed_all(points, in_order.judge)
     assert rs.tracker.snapshot() == in_order.tracker.snapshot()
     assert rs.judge.snapshot() == in_order.judge.snapshot()
+
+
+def _fast(seconds: float, every_s: float = 0.2, start: float = 0.0) -> list[Point]:
+    """A reading every ``every_s`` from ``start`` seconds after T0 for ``seconds``, noisy, a spike now and then."""
+    count = round(seconds / every_s)
+    return [Point(T0 + dt.timedelta(seconds=start + i * every_s), 7.0 + (i % 5) * 0.01 + (3.5 if i % 37 == 0 else 0))
+            for i in range(count)]
+
+
+def _in_order_state(rs: RuleStream, points: list[Point]) -> tuple:
+    in_order = RuleStream.fresh(rs.rule, T0 - dt.timedelta(seconds=1))
+    in_order.tracker.feed_all(points, in_order.judge)
+    return in_order.tracker.snapshot(), in_order.judge.snapshot() if hasattr(in_order.judge, "snapshot") else None
+
+
+def test_a_long_feed_notes_marks_inside_it_so_a_reading_a_moment_late_replays_seconds_not_the_feed():
+    """A worker behind judges half a minute of a fast terminal at once; a reading a second older than the newest
+    commits after it. The rule goes back to the mark noted two seconds before the newest, not to the start."""
+    keys = ("device:jump:w01001", "device:drift:w01001")
+    everything = _fast(30)
+    late = everything.pop(-5)  # 0.8 s before the newest
+    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(seconds=1))
+                                      for r in rules_for(STATION) if r.key in keys}, 1)
+    judge_terminal(None, _Sink(), stream, everything[0].ts, {"w01001": everything}, {})
+    since = read_since(stream, late.ts, {})
+    assert [stream.steps[k] for k in keys] == [REWIND, REWIND]
+    newest = everything[-1].ts
+    assert newest - dt.timedelta(seconds=3) < since["w01001"] <= newest - dt.timedelta(seconds=2, microseconds=-1)
+    committed = sorted([*everything, late], key=lambda p: p.ts)
+    judge_terminal(None, _Sink(), stream, late.ts, {"w01001": [p for p in committed if p.ts >= since["w01001"]]}, {})
+    for key in keys:
+        rs = stream.rules[key]
+        assert rs.judged_to == newest
+        assert (rs.tracker.snapshot(), rs.judge.snapshot()) == _in_order_state(rs, committed), key
+
+
+def test_a_rewind_looks_for_its_mark_once(monkeypatch):
+    calls = []
+    original = RuleStream.mark_before
+    monkeypatch.setattr(RuleStream, "mark_before", lambda self, earliest: calls.append(1) or original(self, earliest))
+    stream = TerminalStream(STATION, {JUMP: RuleStream.fresh(next(r for r in rules_for(STATION) if r.key == JUMP),
+                                                              judged_to=T0 - dt.timedelta(seconds=1))}, 1)
+    everything = _fast(30)
+    late = everything.pop(-25)
+    for batch in (everything[:100], everything[100:]):
+        judge_terminal(None, _Sink(), stream, batch[0].ts, {"w01001": batch}, {})
+    calls.clear()
+    since = read_since(stream, late.ts, {})
+    assert stream.steps[JUMP] is REWIND
+    committed = sorted([*everything, late], key=lambda p: p.ts)
+    judge_terminal(None, _Sink(), stream, late.ts, {"w01001": [p for p in committed if p.ts >= since["w01001"]]}, {})
+    assert stream.rules[JUMP].judged_to == everything[-1].ts and len(calls) == 1
+
+
+def test_an_idle_terminal_forgets_its_marks_and_a_late_reading_re_reads_the_window_to_the_same_state():
+    """Marks cost memory (docs/capacity.md): a terminal idle for a minute drops them. A reading that comes later
+    still is taken in by re-reading the rule's window and judged as if it had come in order."""
+    keys = ("device:jump:w01001", "device:drift:w01001", "gb3838:w01001")
+    everything = _fast(30)
+    late = everything.pop(-5)
+    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(seconds=1))
+                                      for r in rules_for(STATION) if r.key in keys}, 1)
+    judge_terminal(None, _Sink(), stream, everything[0].ts, {"w01001": everything}, {})
+    assert all(rs.marks for rs in stream.rules.values())
+    stream.forget_marks()
+    assert not any(rs.marks or rs.old_mark for rs in stream.rules.values())
+    since = read_since(stream, late.ts, {})
+    assert [stream.steps[k] for k in keys] == [WINDOW] * 3
+    committed = sorted([*everything, late], key=lambda p: p.ts)
+    judge_terminal(None, _Sink(), stream, late.ts, {"w01001": [p for p in committed if p.ts >= since["w01001"]]}, {})
+    for key in keys:
+        rs = stream.rules[key]
+        assert rs.judged_to == everything[-1].ts
+        assert rs.tracker.snapshot() == _in_order_state(rs, committed)[0], key
+
+
+def test_the_worker_drops_the_marks_of_terminals_idle_for_a_minute_and_only_theirs():
+    from analytics.evaluate import IDLE_S
+    from analytics.worker import RuleWorker
+
+    worker = RuleWorker("postgresql://unused", None, "rules-test")
+    streams = {}
+    for terminal_id in (1, 2, 3):
+        streams[terminal_id] = TerminalStream(STATION, {JUMP: RuleStream.fresh(
+            next(r for r in rules_for(STATION) if r.key == JUMP), judged_to=T0 - dt.timedelta(seconds=1))}, 1)
+        judge_terminal(None, _Sink(), streams[terminal_id], T0, {"w01001": _fast(30)}, {})
+    worker.memory = dict(streams)
+    worker.marked = {2: 10.0, 1: 20.0, 3: 100.0}  # last judged in this order, at these times
+    worker.forget_idle(20.0 + IDLE_S + 1)
+    assert [bool(streams[t].rules[JUMP].marks) for t in (1, 2, 3)] == [False, False, True]
+    assert list(worker.marked) == [3]
