@@ -185,10 +185,12 @@ class RuleWorker:
 
         Least recently judged first: when the worker is behind, every queued terminal still waits at most one
         round, but a terminal that speaks after a quiet spell (a detector that just saw gas) is not queued behind
-        a round of terminals that report every second and were judged a moment ago."""
+        a round of terminals that report every second and were judged a moment ago. Among terminals never judged
+        here, the freshest readings first: a worker catching up after a start under load queues every terminal
+        unjudged, and an alarm published meanwhile goes before their backlog."""
         while self.pending:
             take = heapq.nsmallest(self.chunk_size(), self.pending,
-                                   key=lambda t: self.judged_at.get(t, -math.inf))
+                                   key=lambda t: (self.judged_at.get(t, -math.inf), -self.pending[t].timestamp()))
             chunk = {t: self.pending.pop(t) for t in take}
             chunk = {t: earliest for t, earliest in chunk.items() if self.owns(t)}
             if chunk:
@@ -248,12 +250,17 @@ class RuleWorker:
             self.catch_up(conn, queries.watermark(conn, departed))
 
     def catch_up(self, conn: psycopg.Connection, mark: dt.datetime | None) -> None:
-        """Judge the owned terminals with readings that arrived since ``mark`` (less the margin)."""
+        """Queue the owned terminals with readings that arrived since ``mark`` (less the margin): the loop judges
+        them chunk by chunk, hearing notifications in between, so a fresh alarm does not wait for the catch-up
+        (thousands of terminals' first judgements on a worker started under load)."""
         if mark is None:
             mark = conn.execute("select now() - interval '1 hour'").fetchone()[0]
         arrived = queries.arrived_since(conn, mark - MARGIN)
         conn.commit()
-        self.judge(conn, {t: earliest for t, earliest in arrived.items() if self.owns(t)})
+        for terminal_id, earliest in arrived.items():
+            if self.owns(terminal_id) and earliest < self.pending.get(terminal_id, dt.datetime.max.replace(
+                    tzinfo=dt.UTC)):
+                self.pending[terminal_id] = earliest
 
     # -- judging ------------------------------------------------------------------------------------------
 

@@ -330,3 +330,25 @@ def test_the_worker_drops_the_marks_of_terminals_idle_for_a_minute_and_only_thei
     worker.forget_idle(20.0 + IDLE_S + 1)
     assert [bool(streams[t].rules[JUMP].marks) for t in (1, 2, 3)] == [False, False, True]
     assert list(worker.marked) == [3]
+
+
+def test_a_catch_up_is_queued_and_a_fresh_alarm_goes_before_its_backlog(monkeypatch):
+    """A worker started under load catches up on every terminal that had readings while it was away: it queues
+    them (the loop judges them chunk by chunk, hearing notifications in between) instead of judging them all
+    before it listens again, and a never-judged terminal with a fresh reading goes before their backlog."""
+    from analytics import queries
+    from analytics.worker import RuleWorker
+
+    class _Conn:
+        def commit(self) -> None:
+            pass
+
+    backlog = {t: T0 + dt.timedelta(seconds=t) for t in range(1, 301)}
+    monkeypatch.setattr(queries, "arrived_since", lambda conn, since: backlog)
+    worker = RuleWorker("postgresql://unused", None, "rules-test")
+    worker.pending = {7: T0 - dt.timedelta(minutes=1)}  # notified already, from earlier still
+    worker.catch_up(_Conn(), T0)
+    assert worker.pending == {**backlog, 7: T0 - dt.timedelta(minutes=1)}  # queued, nothing judged
+    worker.pending[999] = T0 + dt.timedelta(minutes=10)  # the alarm, published during the catch-up
+    worker._cost = 1.0
+    assert list(worker.next_chunk()) == [999]
