@@ -362,7 +362,7 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             # Alerts were read from ``stored_since`` on: a window anchored further back (on a long alert) may find the
             # end of an older alert again, which the sink must then read itself, or it would store it twice.
             known = stored.get(key, []) if start >= stored_since(stream, earliest) else None
-            window = {m: [p for p in data.get(m, []) if p.ts >= start] for m in (rule.metric, *rule.context)}
+            window = {m: _from(data.get(m, []), start) for m in (rule.metric, *rule.context)}
             rs = stream.rules[key] = RuleStream.fresh(rule, None, None, window)
             rs.evaluated_at = time.monotonic()
             found = rule.evaluate_with(window, rs.judge, rs.tracker, clock)
@@ -380,6 +380,13 @@ def _after(points: Sequence[Point], judged_to: dt.datetime) -> Sequence[Point]:
     if not points or points[0].ts > judged_to:
         return points
     return points[bisect.bisect_right(points, judged_to, key=_TS):]
+
+
+def _from(points: Sequence[Point], start: dt.datetime) -> list[Point]:
+    """The readings of a series (in observation order) at or after ``start``, found by bisection: a stuck rule's
+    window takes every metric of its terminal (its context), so a ten-metric terminal's first judgement cut a
+    hundred series by scanning them."""
+    return list(points[bisect.bisect_left(points, start, key=_TS):])
 
 
 def held_past_due(memory: dict[int, TerminalStream], holding: set[int]) -> dict[int, dt.datetime]:
