@@ -45,10 +45,28 @@ def test_the_least_recently_judged_terminals_go_first_never_judged_ones_first_of
     worker.judged_at = {t: 100.0 + t for t in busy}
     worker.pending = {t: T0 for t in busy}
     worker.pending[999] = T0 + dt.timedelta(minutes=5)  # spoke last, after a quiet spell: never judged here
-    worker._cost = 1.0  # a slow box: the smallest chunk, the fresh alarm alone
-    assert CHUNK_MIN == 1 and list(worker.next_chunk()) == [999]
+    worker._cost = 1.0  # a slow box: the smallest chunk
+    assert list(worker.next_chunk()) == [999, *busy[:CHUNK_MIN - 1]]
     assert list(worker.next_chunk()) == busy[CHUNK_MIN - 1:2 * CHUNK_MIN - 1]
     assert len(worker.pending) == len(busy) - 2 * CHUNK_MIN + 1
+
+
+def test_a_fresh_reading_is_judged_in_a_chunk_of_light_terminals_not_behind_a_backlog():
+    """A worker behind: the terminals it judged longest ago have seconds of readings queued (many batches); a
+    detector that just spoke has one. Its chunk takes only terminals as light, so its alert commits after its own
+    few queries, not after ``CHUNK_MIN`` terminals' backlogs."""
+    from analytics.worker import CHUNK_MIN, RuleWorker
+
+    worker = RuleWorker("postgresql://unused", None, "rules-test")
+    heavy = list(range(1, 2 * CHUNK_MIN))
+    worker.judged_at = {**{t: 100.0 + t for t in heavy}, 501: 200.0}
+    worker.pending = {t: T0 for t in heavy} | {500: T0 + dt.timedelta(seconds=30), 501: T0 + dt.timedelta(seconds=31)}
+    worker.newest = {t: T0 + dt.timedelta(seconds=30) for t in heavy} | {500: T0 + dt.timedelta(seconds=30.5),
+                                                                       501: T0 + dt.timedelta(seconds=31)}
+    worker._cost = 1.0
+    assert list(worker.next_chunk()) == [500]  # 501 is light too but was judged more lately than the heavy ones
+    assert list(worker.next_chunk()) == heavy[:CHUNK_MIN]
+    assert worker.newest.keys() == {*heavy[CHUNK_MIN:], 501}
 
 
 class _Sink:
@@ -351,4 +369,4 @@ def test_a_catch_up_is_queued_and_a_fresh_alarm_goes_before_its_backlog(monkeypa
     assert worker.pending == {**backlog, 7: T0 - dt.timedelta(minutes=1)}  # queued, nothing judged
     worker.pending[999] = T0 + dt.timedelta(minutes=10)  # the alarm, published during the catch-up
     worker._cost = 1.0
-    assert list(worker.next_chunk()) == [999]
+    assert next(iter(worker.next_chunk())) == 999
