@@ -65,6 +65,7 @@ CHECKPOINT_S = 10.0
 _TICK = dt.timedelta(microseconds=1)
 """The resolution of a reading's time (PostgreSQL ``timestamptz``)."""
 _TS = operator.attrgetter("ts")
+_JUDGED_TO = operator.attrgetter("judged_to")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,9 @@ class RuleStream:
     """What a streamed rule remembered lately (``MARKS``), oldest first; None for a judge that cannot be rewound."""
     old_mark: Mark | None = None
     """An older mark (``OLD_MARK_S``), for a reading later than the last ``MARKS`` marks."""
+    inner: tuple[Mark, ...] = ()
+    """Marks noted inside the last long feed (``MARK_TAILS``), kept apart from ``marks`` so that they do not push
+    out the marks of the batches before it (a reading later than one batch still rewinds, not re-reads)."""
     resume: Mark | None = None
     """The mark a batch makes the rule rewind to: found once, by ``step``, for ``read_since`` and ``rewind``."""
 
@@ -126,9 +130,8 @@ class RuleStream:
         """The newest mark from before ``earliest``: going back to it takes in a reading at ``earliest``."""
         if self.marks is None:
             return None
-        found = next((m for m in reversed(self.marks) if m.judged_to < earliest), None)
-        old = self.old_mark
-        return found or (old if old is not None and old.judged_to < earliest else None)
+        before = [m for m in (*self.marks, *self.inner, self.old_mark) if m is not None and m.judged_to < earliest]
+        return max(before, key=_JUDGED_TO, default=None)
 
     def mark(self, now: float) -> None:
         """Note what the rule remembers, having judged every reading up to ``judged_to``, if the last note is
@@ -140,27 +143,33 @@ class RuleStream:
             return
         if len(self.marks) == MARKS and (self.old_mark is None or self.marks[0].at - self.old_mark.at >= OLD_MARK_S):
             self.old_mark = self.marks[0]  # the oldest is leaving: it stays as the older mark
+        self.marks.append(self._note(now))
+
+    def _note(self, now: float) -> Mark:
         judge = self.judge.snapshot() if hasattr(self.judge, "snapshot") else None
-        self.marks.append(Mark(self.judged_to, judge, self.tracker.snapshot(), tuple(self.recent), now))
+        return Mark(self.judged_to, judge, self.tracker.snapshot(), tuple(self.recent), now)
 
     def forget_marks(self) -> None:
         """Drop the marks (``IDLE_S``): a late reading then re-reads the rule's window."""
         if self.marks is not None:
             self.marks.clear()
         self.old_mark = self.resume = None
+        self.inner = ()
 
     def feed(self, points: Sequence[Point], now: float) -> list[Episode]:
         """Judge readings newer than ``judged_to``, in order, and note marks inside a long run (``MARK_TAILS``);
         returns the episodes they ended that lasted."""
-        found, at = [], 0
+        found, at, inner = [], 0, []
         if self.marks is not None and len(points) > 1:
             for tail in MARK_TAILS:
                 cut = bisect.bisect_right(points, points[-1].ts - tail, lo=at, key=_TS)
                 if cut > at:
                     found += self._feed(points[at:cut])
                     self.judged_to = points[cut - 1].ts  # every reading of the series up to it is judged
-                    self.mark(now)
+                    inner.append(self._note(now))
                     at = cut
+            if inner:
+                self.inner = tuple(inner)
         return found + self._feed(points[at:] if at else points)
 
     def _feed(self, points: Sequence[Point]) -> list[Episode]:
@@ -171,8 +180,11 @@ class RuleStream:
     def rewind(self) -> dt.datetime:
         """Go back to the mark ``step`` found (dropping the newer ones); returns where feeding resumes."""
         mark, self.resume = self.resume, None
-        while self.marks and self.marks[-1] is not mark:
+        while self.marks and self.marks[-1].judged_to > mark.judged_to:
             self.marks.pop()  # noted after readings judged without the late one
+        self.inner = tuple(m for m in self.inner if m.judged_to <= mark.judged_to)
+        if self.old_mark is not None and self.old_mark.judged_to > mark.judged_to:
+            self.old_mark = None
         if mark.judge is not None:
             self.judge.restore(mark.judge)
         self.tracker.restore(mark.tracker)

@@ -370,3 +370,27 @@ def test_a_catch_up_is_queued_and_a_fresh_alarm_goes_before_its_backlog(monkeypa
     worker.pending[999] = T0 + dt.timedelta(minutes=10)  # the alarm, published during the catch-up
     worker._cost = 1.0
     assert next(iter(worker.next_chunk())) == 999
+
+
+def test_marks_inside_a_feed_do_not_push_out_the_marks_of_the_batches_before_it():
+    """A worker behind judges half a minute of readings at a time; a reading from the batch before the last one
+    (an ingest worker seconds behind the other) still rewinds to the end of the batch before it, not re-reads
+    the rule's hours."""
+    keys = ("device:jump:w01001", "device:drift:w01001")
+    everything = _fast(90)
+    late = everything.pop(200)  # 40 s in: in the second batch, delivered after the third
+    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(seconds=1))
+                                      for r in rules_for(STATION) if r.key in keys}, 1)
+    for batch in ([p for p in everything if p.ts < T0 + dt.timedelta(seconds=s + 30) and
+                   p.ts >= T0 + dt.timedelta(seconds=s)] for s in (0, 30, 60)):
+        judge_terminal(None, _Sink(), stream, batch[0].ts, {"w01001": batch}, {})
+    since = read_since(stream, late.ts, {})
+    assert [stream.steps[k] for k in keys] == [REWIND, REWIND]
+    assert since["w01001"] == max(p.ts for p in everything if p.ts < T0 + dt.timedelta(seconds=30)) + \
+        dt.timedelta(microseconds=1)
+    committed = sorted([*everything, late], key=lambda p: p.ts)
+    judge_terminal(None, _Sink(), stream, late.ts, {"w01001": [p for p in committed if p.ts >= since["w01001"]]}, {})
+    for key in keys:
+        rs = stream.rules[key]
+        assert rs.judged_to == everything[-1].ts
+        assert (rs.tracker.snapshot(), rs.judge.snapshot()) == _in_order_state(rs, committed), key
