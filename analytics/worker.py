@@ -213,11 +213,15 @@ class RuleWorker:
         return newest is not None and newest - self.pending[terminal_id] < EXPRESS
 
     def forget_idle(self, now: float) -> None:
-        """Drop the marks of the terminals not judged for ``IDLE_S``: a terminal costs its marks' memory only while
-        it reports (a reading that comes later than that re-reads its rules' windows)."""
+        """Drop the marks of the terminals not judged for ``IDLE_S`` and not queued either: a terminal costs its
+        marks' memory only while it reports (a reading that comes later than that re-reads its rules' windows). A
+        queued one is reporting, only judged late (a worker behind judges a busy terminal every minute or so): its
+        marks are what keep its late readings from re-reading windows."""
         for terminal_id, judged in list(itertools.islice(self.marked.items(), 64)):
             if now - judged < IDLE_S:
                 return
+            if terminal_id in self.pending:
+                continue
             del self.marked[terminal_id]
             if (stream := self.memory.get(terminal_id)) is not None:
                 stream.forget_marks()

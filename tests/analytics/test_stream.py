@@ -333,7 +333,7 @@ def test_an_idle_terminal_forgets_its_marks_and_a_late_reading_re_reads_the_wind
         assert rs.tracker.snapshot() == _in_order_state(rs, committed)[0], key
 
 
-def test_the_worker_drops_the_marks_of_terminals_idle_for_a_minute_and_only_theirs():
+def test_the_worker_drops_the_marks_of_terminals_idle_for_a_minute_and_only_theirs_not_queued_ones():
     from analytics.evaluate import IDLE_S
     from analytics.worker import RuleWorker
 
@@ -344,10 +344,14 @@ def test_the_worker_drops_the_marks_of_terminals_idle_for_a_minute_and_only_thei
             next(r for r in rules_for(STATION) if r.key == JUMP), judged_to=T0 - dt.timedelta(seconds=1))}, 1)
         judge_terminal(None, _Sink(), streams[terminal_id], T0, {"w01001": _fast(30)}, {})
     worker.memory = dict(streams)
-    worker.marked = {2: 10.0, 1: 20.0, 3: 100.0}  # last judged in this order, at these times
+    worker.memory[4] = streams[4] = TerminalStream(STATION, {JUMP: RuleStream.fresh(
+        next(r for r in rules_for(STATION) if r.key == JUMP), judged_to=T0 - dt.timedelta(seconds=1))}, 1)
+    judge_terminal(None, _Sink(), streams[4], T0, {"w01001": _fast(30)}, {})
+    worker.marked = {2: 10.0, 4: 15.0, 1: 20.0, 3: 100.0}  # last judged in this order, at these times
+    worker.pending = {4: T0}  # reporting, queued behind a backlog: judged late, not idle
     worker.forget_idle(20.0 + IDLE_S + 1)
-    assert [bool(streams[t].rules[JUMP].marks) for t in (1, 2, 3)] == [False, False, True]
-    assert list(worker.marked) == [3]
+    assert [bool(streams[t].rules[JUMP].marks) for t in (1, 2, 3, 4)] == [False, False, True, True]
+    assert list(worker.marked) == [4, 3]
 
 
 def test_a_catch_up_is_queued_and_a_fresh_alarm_goes_before_its_backlog(monkeypatch):
