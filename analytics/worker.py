@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import heapq
+import itertools
 import logging
 import math
 import threading
@@ -30,6 +31,7 @@ import psycopg
 
 from analytics import queries
 from analytics.evaluate import (
+    IDLE_S,
     REWIND,
     WINDOW,
     AlertSink,
@@ -53,9 +55,16 @@ MARGIN = dt.timedelta(seconds=10)
 """A batch's readings arrive (``received_at``) when its transaction starts; it may commit a little later."""
 CHUNK = 128
 """Terminals judged in one transaction at most."""
-CHUNK_MIN = 8
+CHUNK_MIN = 4
 CHUNK_BUDGET_S = 0.05
-"""What one chunk should take: a probe's alert commits with its chunk, after the chunk before it."""
+"""What one chunk should take: a probe's alert commits with its chunk, after the chunk before it. A worker behind
+judges terminals with seconds of readings each (10 ms and more apiece): then a chunk is ``CHUNK_MIN`` of them (a
+chunk's queries wait on the database, which a loaded box schedules late: one terminal a chunk halved the
+terminals judged per second in the bench), and a fresh reading does not wait in such a chunk (``EXPRESS``)."""
+EXPRESS = dt.timedelta(seconds=2)
+"""A queued terminal whose notified readings span less than this (one or a few batches: a detector that just
+spoke) is light; a chunk headed by a light terminal takes only light ones, so a fresh alarm commits after its own
+few queries, not after ``CHUNK_MIN`` terminals with seconds of backlog each."""
 MEMBERS_EVERY_S = 2.0
 SWEEP_EVERY_S = 60.0
 SWEEP_FIRST_S = 10.0
@@ -107,10 +116,16 @@ class RuleWorker:
         self.memory: dict[int, TerminalStream] = {}
         self.pending: dict[int, dt.datetime] = {}
         """Terminals notified and not judged yet → the earliest observation among their new readings."""
+        self.newest: dict[int, dt.datetime] = {}
+        """Terminals notified and not judged yet → the latest batch's earliest observation (``EXPRESS``); none
+        for a terminal queued by a catch-up (its backlog is unknown: not light)."""
         self.holding: set[int] = set()
         """Terminals in memory whose spike screen held a reading when last judged (``held_past_due``)."""
         self.judged_at: dict[int, float] = {}
         """When each terminal was last judged (monotonic): the least recently judged go first."""
+        self.marked: dict[int, float] = {}
+        """The terminals whose rules may hold marks → when last judged, least recently judged first
+        (``forget_idle``)."""
         self._cost = 0.001
         """Seconds per terminal judged, a moving average over the chunks (a guess until the first is judged)."""
         self.members: list[str] = [name]
@@ -159,6 +174,7 @@ class RuleWorker:
             for terminal_id, after in held_past_due(self.memory, self.holding).items():
                 self.pending.setdefault(terminal_id, after)  # a jump, then silence: judge the jump
         judged = self.judge(conn, self.next_chunk())
+        self.forget_idle(time.monotonic())
         if now >= self._due["sweep"] and self.members[0] == self.name:  # one sweeper: the first member by name
             with conn.transaction():
                 sweep_silence(conn, self.sink)
@@ -176,15 +192,39 @@ class RuleWorker:
 
         Least recently judged first: when the worker is behind, every queued terminal still waits at most one
         round, but a terminal that speaks after a quiet spell (a detector that just saw gas) is not queued behind
-        a round of terminals that report every second and were judged a moment ago."""
+        a round of terminals that report every second and were judged a moment ago. Among terminals never judged
+        here, the freshest readings first: a worker catching up after a start under load queues every terminal
+        unjudged, and an alarm published meanwhile goes before their backlog."""
         while self.pending:
             take = heapq.nsmallest(self.chunk_size(), self.pending,
-                                   key=lambda t: self.judged_at.get(t, -math.inf))
+                                   key=lambda t: (self.judged_at.get(t, -math.inf), -self.pending[t].timestamp()))
+            if self.light(take[0]):
+                take = [t for t in take if self.light(t)]
             chunk = {t: self.pending.pop(t) for t in take}
+            for terminal_id in take:
+                self.newest.pop(terminal_id, None)
             chunk = {t: earliest for t, earliest in chunk.items() if self.owns(t)}
             if chunk:
                 return chunk
         return {}
+
+    def light(self, terminal_id: int) -> bool:
+        newest = self.newest.get(terminal_id)
+        return newest is not None and newest - self.pending[terminal_id] < EXPRESS
+
+    def forget_idle(self, now: float) -> None:
+        """Drop the marks of the terminals not judged for ``IDLE_S`` and not queued either: a terminal costs its
+        marks' memory only while it reports (a reading that comes later than that re-reads its rules' windows). A
+        queued one is reporting, only judged late (a worker behind judges a busy terminal every minute or so): its
+        marks are what keep its late readings from re-reading windows."""
+        for terminal_id, judged in list(itertools.islice(self.marked.items(), 64)):
+            if now - judged < IDLE_S:
+                return
+            if terminal_id in self.pending:
+                continue
+            del self.marked[terminal_id]
+            if (stream := self.memory.get(terminal_id)) is not None:
+                stream.forget_marks()
 
     def chunk_size(self) -> int:
         """Terminals in the next chunk: as many as the last chunks' cost per terminal fits in ``CHUNK_BUDGET_S``
@@ -207,6 +247,7 @@ class RuleWorker:
                     continue
                 if terminal_id not in self.pending or earliest < self.pending[terminal_id]:
                     self.pending[terminal_id] = earliest
+                self.newest[terminal_id] = max(self.newest.get(terminal_id, earliest), earliest)
 
     # -- sharing ------------------------------------------------------------------------------------------
 
@@ -229,12 +270,17 @@ class RuleWorker:
             self.catch_up(conn, queries.watermark(conn, departed))
 
     def catch_up(self, conn: psycopg.Connection, mark: dt.datetime | None) -> None:
-        """Judge the owned terminals with readings that arrived since ``mark`` (less the margin)."""
+        """Queue the owned terminals with readings that arrived since ``mark`` (less the margin): the loop judges
+        them chunk by chunk, hearing notifications in between, so a fresh alarm does not wait for the catch-up
+        (thousands of terminals' first judgements on a worker started under load)."""
         if mark is None:
             mark = conn.execute("select now() - interval '1 hour'").fetchone()[0]
         arrived = queries.arrived_since(conn, mark - MARGIN)
         conn.commit()
-        self.judge(conn, {t: earliest for t, earliest in arrived.items() if self.owns(t)})
+        for terminal_id, earliest in arrived.items():
+            if self.owns(terminal_id) and earliest < self.pending.get(terminal_id, dt.datetime.max.replace(
+                    tzinfo=dt.UTC)):
+                self.pending[terminal_id] = earliest
 
     # -- judging ------------------------------------------------------------------------------------------
 
@@ -268,6 +314,9 @@ class RuleWorker:
         per = (ended - started) / len(chunk)
         self._cost = 0.8 * self._cost + 0.2 * per
         self.judged_at.update(dict.fromkeys(chunk, ended))
+        for terminal_id in chunk:  # to the end: ``marked`` stays in the order terminals were last judged
+            self.marked.pop(terminal_id, None)
+            self.marked[terminal_id] = ended
         self.metrics.terminals.inc(len(chunk))
         now = dt.datetime.now(dt.UTC)
         for earliest in chunk.values():

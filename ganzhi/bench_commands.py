@@ -41,7 +41,7 @@ def bench_hj212(settings: Settings, connections: int, packets: int, gateways: in
 
 
 @bench.command(name="alerts")
-@click.option("--rate", "rates", multiple=True, type=float, default=(1750.0, 3500.0), show_default=True,
+@click.option("--rate", "rates", multiple=True, type=float, default=(5850.0, 11700.0), show_default=True,
               help="Background messages/s (10 readings each), one run each: half the ingest maximum, and the maximum.")
 @click.option("--probes", default=40, show_default=True, help="Violating readings published, one at a time.")
 @click.option("--warm-up", "warm_up_s", default=20.0, show_default=True,

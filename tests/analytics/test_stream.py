@@ -51,6 +51,24 @@ def test_the_least_recently_judged_terminals_go_first_never_judged_ones_first_of
     assert len(worker.pending) == len(busy) - 2 * CHUNK_MIN + 1
 
 
+def test_a_fresh_reading_is_judged_in_a_chunk_of_light_terminals_not_behind_a_backlog():
+    """A worker behind: the terminals it judged longest ago have seconds of readings queued (many batches); a
+    detector that just spoke has one. Its chunk takes only terminals as light, so its alert commits after its own
+    few queries, not after ``CHUNK_MIN`` terminals' backlogs."""
+    from analytics.worker import CHUNK_MIN, RuleWorker
+
+    worker = RuleWorker("postgresql://unused", None, "rules-test")
+    heavy = list(range(1, 2 * CHUNK_MIN))
+    worker.judged_at = {**{t: 100.0 + t for t in heavy}, 501: 200.0}
+    worker.pending = {t: T0 for t in heavy} | {500: T0 + dt.timedelta(seconds=30), 501: T0 + dt.timedelta(seconds=31)}
+    worker.newest = {t: T0 + dt.timedelta(seconds=30) for t in heavy} | {500: T0 + dt.timedelta(seconds=30.5),
+                                                                       501: T0 + dt.timedelta(seconds=31)}
+    worker._cost = 1.0
+    assert list(worker.next_chunk()) == [500]  # 501 is light too but was judged more lately than the heavy ones
+    assert list(worker.next_chunk()) == heavy[:CHUNK_MIN]
+    assert worker.newest.keys() == {*heavy[CHUNK_MIN:], 501}
+
+
 class _Sink:
     """Records what each reconcile of the spike rule found, from where."""
 
@@ -239,3 +257,144 @@ def test_a_quality_checked_bureau_rule_rewinds_and_ends_where_judging_in_order_e
     in_order.tracker.feed_all(points, in_order.judge)
     assert rs.tracker.snapshot() == in_order.tracker.snapshot()
     assert rs.judge.snapshot() == in_order.judge.snapshot()
+
+
+def _fast(seconds: float, every_s: float = 0.2, start: float = 0.0) -> list[Point]:
+    """A reading every ``every_s`` from ``start`` seconds after T0 for ``seconds``, noisy, a spike now and then."""
+    count = round(seconds / every_s)
+    return [Point(T0 + dt.timedelta(seconds=start + i * every_s), 7.0 + (i % 5) * 0.01 + (3.5 if i % 37 == 0 else 0))
+            for i in range(count)]
+
+
+def _in_order_state(rs: RuleStream, points: list[Point]) -> tuple:
+    in_order = RuleStream.fresh(rs.rule, T0 - dt.timedelta(seconds=1))
+    in_order.tracker.feed_all(points, in_order.judge)
+    return in_order.tracker.snapshot(), in_order.judge.snapshot() if hasattr(in_order.judge, "snapshot") else None
+
+
+def test_a_long_feed_notes_marks_inside_it_so_a_reading_a_moment_late_replays_seconds_not_the_feed():
+    """A worker behind judges half a minute of a fast terminal at once; a reading a second older than the newest
+    commits after it. The rule goes back to the mark noted two seconds before the newest, not to the start."""
+    keys = ("device:jump:w01001", "device:drift:w01001")
+    everything = _fast(30)
+    late = everything.pop(-5)  # 0.8 s before the newest
+    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(seconds=1))
+                                      for r in rules_for(STATION) if r.key in keys}, 1)
+    judge_terminal(None, _Sink(), stream, everything[0].ts, {"w01001": everything}, {})
+    since = read_since(stream, late.ts, {})
+    assert [stream.steps[k] for k in keys] == [REWIND, REWIND]
+    newest = everything[-1].ts
+    assert newest - dt.timedelta(seconds=3) < since["w01001"] <= newest - dt.timedelta(seconds=2, microseconds=-1)
+    committed = sorted([*everything, late], key=lambda p: p.ts)
+    judge_terminal(None, _Sink(), stream, late.ts, {"w01001": [p for p in committed if p.ts >= since["w01001"]]}, {})
+    for key in keys:
+        rs = stream.rules[key]
+        assert rs.judged_to == newest
+        assert (rs.tracker.snapshot(), rs.judge.snapshot()) == _in_order_state(rs, committed), key
+
+
+def test_a_rewind_looks_for_its_mark_once(monkeypatch):
+    calls = []
+    original = RuleStream.mark_before
+    monkeypatch.setattr(RuleStream, "mark_before", lambda self, earliest: calls.append(1) or original(self, earliest))
+    stream = TerminalStream(STATION, {JUMP: RuleStream.fresh(next(r for r in rules_for(STATION) if r.key == JUMP),
+                                                              judged_to=T0 - dt.timedelta(seconds=1))}, 1)
+    everything = _fast(30)
+    late = everything.pop(-25)
+    for batch in (everything[:100], everything[100:]):
+        judge_terminal(None, _Sink(), stream, batch[0].ts, {"w01001": batch}, {})
+    calls.clear()
+    since = read_since(stream, late.ts, {})
+    assert stream.steps[JUMP] is REWIND
+    committed = sorted([*everything, late], key=lambda p: p.ts)
+    judge_terminal(None, _Sink(), stream, late.ts, {"w01001": [p for p in committed if p.ts >= since["w01001"]]}, {})
+    assert stream.rules[JUMP].judged_to == everything[-1].ts and len(calls) == 1
+
+
+def test_an_idle_terminal_forgets_its_marks_and_a_late_reading_re_reads_the_window_to_the_same_state():
+    """Marks cost memory (docs/capacity.md): a terminal idle for a minute drops them. A reading that comes later
+    still is taken in by re-reading the rule's window and judged as if it had come in order."""
+    keys = ("device:jump:w01001", "device:drift:w01001", "gb3838:w01001")
+    everything = _fast(30)
+    late = everything.pop(-5)
+    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(seconds=1))
+                                      for r in rules_for(STATION) if r.key in keys}, 1)
+    judge_terminal(None, _Sink(), stream, everything[0].ts, {"w01001": everything}, {})
+    assert all(rs.marks for rs in stream.rules.values())
+    stream.forget_marks()
+    assert not any(rs.marks or rs.old_mark for rs in stream.rules.values())
+    since = read_since(stream, late.ts, {})
+    assert [stream.steps[k] for k in keys] == [WINDOW] * 3
+    committed = sorted([*everything, late], key=lambda p: p.ts)
+    judge_terminal(None, _Sink(), stream, late.ts, {"w01001": [p for p in committed if p.ts >= since["w01001"]]}, {})
+    for key in keys:
+        rs = stream.rules[key]
+        assert rs.judged_to == everything[-1].ts
+        assert rs.tracker.snapshot() == _in_order_state(rs, committed)[0], key
+
+
+def test_the_worker_drops_the_marks_of_terminals_idle_for_a_minute_and_only_theirs_not_queued_ones():
+    from analytics.evaluate import IDLE_S
+    from analytics.worker import RuleWorker
+
+    worker = RuleWorker("postgresql://unused", None, "rules-test")
+    streams = {}
+    for terminal_id in (1, 2, 3):
+        streams[terminal_id] = TerminalStream(STATION, {JUMP: RuleStream.fresh(
+            next(r for r in rules_for(STATION) if r.key == JUMP), judged_to=T0 - dt.timedelta(seconds=1))}, 1)
+        judge_terminal(None, _Sink(), streams[terminal_id], T0, {"w01001": _fast(30)}, {})
+    worker.memory = dict(streams)
+    worker.memory[4] = streams[4] = TerminalStream(STATION, {JUMP: RuleStream.fresh(
+        next(r for r in rules_for(STATION) if r.key == JUMP), judged_to=T0 - dt.timedelta(seconds=1))}, 1)
+    judge_terminal(None, _Sink(), streams[4], T0, {"w01001": _fast(30)}, {})
+    worker.marked = {2: 10.0, 4: 15.0, 1: 20.0, 3: 100.0}  # last judged in this order, at these times
+    worker.pending = {4: T0}  # reporting, queued behind a backlog: judged late, not idle
+    worker.forget_idle(20.0 + IDLE_S + 1)
+    assert [bool(streams[t].rules[JUMP].marks) for t in (1, 2, 3, 4)] == [False, False, True, True]
+    assert list(worker.marked) == [4, 3]
+
+
+def test_a_catch_up_is_queued_and_a_fresh_alarm_goes_before_its_backlog(monkeypatch):
+    """A worker started under load catches up on every terminal that had readings while it was away: it queues
+    them (the loop judges them chunk by chunk, hearing notifications in between) instead of judging them all
+    before it listens again, and a never-judged terminal with a fresh reading goes before their backlog."""
+    from analytics import queries
+    from analytics.worker import RuleWorker
+
+    class _Conn:
+        def commit(self) -> None:
+            pass
+
+    backlog = {t: T0 + dt.timedelta(seconds=t) for t in range(1, 301)}
+    monkeypatch.setattr(queries, "arrived_since", lambda conn, since: backlog)
+    worker = RuleWorker("postgresql://unused", None, "rules-test")
+    worker.pending = {7: T0 - dt.timedelta(minutes=1)}  # notified already, from earlier still
+    worker.catch_up(_Conn(), T0)
+    assert worker.pending == {**backlog, 7: T0 - dt.timedelta(minutes=1)}  # queued, nothing judged
+    worker.pending[999] = T0 + dt.timedelta(minutes=10)  # the alarm, published during the catch-up
+    worker._cost = 1.0
+    assert next(iter(worker.next_chunk())) == 999
+
+
+def test_marks_inside_a_feed_do_not_push_out_the_marks_of_the_batches_before_it():
+    """A worker behind judges half a minute of readings at a time; a reading from the batch before the last one
+    (an ingest worker seconds behind the other) still rewinds to the end of the batch before it, not re-reads
+    the rule's hours."""
+    keys = ("device:jump:w01001", "device:drift:w01001")
+    everything = _fast(90)
+    late = everything.pop(200)  # 40 s in: in the second batch, delivered after the third
+    stream = TerminalStream(STATION, {r.key: RuleStream.fresh(r, judged_to=T0 - dt.timedelta(seconds=1))
+                                      for r in rules_for(STATION) if r.key in keys}, 1)
+    for batch in ([p for p in everything if p.ts < T0 + dt.timedelta(seconds=s + 30) and
+                   p.ts >= T0 + dt.timedelta(seconds=s)] for s in (0, 30, 60)):
+        judge_terminal(None, _Sink(), stream, batch[0].ts, {"w01001": batch}, {})
+    since = read_since(stream, late.ts, {})
+    assert [stream.steps[k] for k in keys] == [REWIND, REWIND]
+    assert since["w01001"] == max(p.ts for p in everything if p.ts < T0 + dt.timedelta(seconds=30)) + \
+        dt.timedelta(microseconds=1)
+    committed = sorted([*everything, late], key=lambda p: p.ts)
+    judge_terminal(None, _Sink(), stream, late.ts, {"w01001": [p for p in committed if p.ts >= since["w01001"]]}, {})
+    for key in keys:
+        rs = stream.rules[key]
+        assert rs.judged_to == everything[-1].ts
+        assert (rs.tracker.snapshot(), rs.judge.snapshot()) == _in_order_state(rs, committed), key

@@ -42,14 +42,18 @@ class Worker:
 
     def step(self) -> int:
         """Take in every notification of what was written before (a running worker takes in what has come by
-        then, the rest in its next step), then one step."""
+        then, the rest in its next step), then step until the queue is empty (a step judges one chunk, which the
+        chunk budget may make a single terminal); returns the terminals judged."""
         self.rules.drain(self.listen, 0.5)
         while True:
             queued = len(self.rules.pending)
             self.rules.drain(self.listen, 0.1)
             if len(self.rules.pending) == queued:
                 break
-        return self.rules.step(self.listen, self.conn, wait_s=0.5)
+        judged = self.rules.step(self.listen, self.conn, wait_s=0.5)
+        while self.rules.pending:
+            judged += self.rules.step(self.listen, self.conn, wait_s=0.0)
+        return judged
 
     def close(self) -> None:
         self.listen.close()
