@@ -8,7 +8,8 @@ threshold here is in **seconds** (frames carry their capture time), valid from 1
 2. change is measured in log brightness with the light field removed (exposure, cloud shadows) and
    called motion only above k·σ of each pixel's own running noise;
 3. flame candidates: moving pixels passing Chen 2004 and Celik 2009 (``colour``), re-measured at full
-   resolution; tracks must persist (a share of the frames over ``confirm_s``);
+   resolution; tracks must persist (a share of the frames over ``confirm_s``); far fires, whose flames
+   are too small to keep their colour, as new, still, steady points of light (``hotspot``);
 4. what rejects look-alikes by what they are: a rigid mover's steady ground speed at the range the pose
    gives (vehicles, walkers); a ghost's edge, in the background and not in the frame (ground a vehicle
    uncovered); a light's common-mode and periodic brightness (lamps, beacons, cloud
