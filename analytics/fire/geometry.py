@@ -49,6 +49,12 @@ def horizon_row(pose: Pose, width: int, height: int) -> float:
     return height / 2 + focal_px(pose, width) * math.tan(math.radians(pose.tilt_deg))
 
 
+def range_row(pose: Pose, width: int, height: int, range_m: float) -> float:
+    """The image row (in the centre column) where the ground lies ``range_m`` away."""
+    below = math.atan2(pose.mast_height_m, range_m)
+    return height / 2 + focal_px(pose, width) * math.tan(math.radians(pose.tilt_deg) + below)
+
+
 def bearing(pose: Pose, width: int, height: int, u: float, v: float) -> float:
     f = focal_px(pose, width)
     t = math.radians(pose.tilt_deg)

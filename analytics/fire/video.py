@@ -8,7 +8,8 @@ threshold here is in **seconds** (frames carry their capture time), valid from 1
 2. change is measured in log brightness with the light field removed (exposure, cloud shadows) and
    called motion only above k·σ of each pixel's own running noise;
 3. flame candidates: moving pixels passing Chen 2004 and Celik 2009 (``colour``), re-measured at full
-   resolution; tracks must persist (a share of the frames over ``confirm_s``);
+   resolution; tracks must persist (a share of the frames over ``confirm_s``); far fires, whose flames
+   are too small to keep their colour, as new, still, steady points of light (``hotspot``);
 4. what rejects look-alikes by what they are: a rigid mover's steady ground speed at the range the pose
    gives (vehicles, walkers); a ghost's edge, in the background and not in the frame (ground a vehicle
    uncovered); a light's common-mode and periodic brightness (lamps, beacons, cloud
@@ -33,6 +34,7 @@ import numpy as np
 
 from analytics.fire import geometry, sun, temporal
 from analytics.fire.colour import ColourParams, flame_mask, land_means
+from analytics.fire.hotspot import SpotFinder, SpotParams
 from analytics.fire.motion import Aligner, NoiseModel, ema_alpha, local_change, log_brightness, undo_shift
 from analytics.fire.nightmap import NightMap
 from analytics.fire.smoke import SmokeModel, SmokeParams
@@ -46,6 +48,7 @@ DEFAULT_GAP_S = 0.5
 class VideoParams:
     colour: ColourParams = field(default_factory=ColourParams)
     smoke: SmokeParams = field(default_factory=SmokeParams)
+    spot: SpotParams = field(default_factory=SpotParams)
     bg_tau_s: float = 8.0
     """Time constant of the background (log brightness)."""
     noise_tau_s: float = 15.0
@@ -94,10 +97,18 @@ class VideoParams:
     ghost_ratio: float = 0.5
     """A flame track whose outline (of what changed) has less than this share of the edge energy the
     background has along it is a *ghost*: ground a vehicle stood on when the model learnt it, revealed when
-    it drove off (a flame's edge is in the frame, not in the background)."""
+    it drove off (a flame's edge is in the frame, not in the background). It stays one until the frame has
+    more than 1/ghost_ratio of the background's edge there."""
     ghost_change: float = 0.15
     """|log| change of B, G or R (exposure removed), and beyond the pixel's noise, that makes a pixel of the
     box one that changed."""
+    spot_share: float = 0.75
+    """A far point of light must be seen in this share of the frames of ``confirm_s`` (a fire burns on; a
+    beacon turns, noise comes and goes)."""
+    spot_stray_px: float = 2.0
+    """Full-resolution pixels a far point's centre may stray, typically, from where it mostly is."""
+    spot_confidence: float = 0.55
+    """A far point judged a fire pages on its own (above 0.5), a little more when it grows."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -124,8 +135,9 @@ class Track:
     rejected: bool = False
     """Judged, and found not to be fire (its pixels may then become background)."""
     ghost: bool = False
-    """Found to be ground a vehicle uncovered; it stays one while its pixels are learnt into the background
-    (what is left of it shrinks and wanders, and would otherwise be judged afresh)."""
+    """Found to be ground a vehicle uncovered. The verdict stands while its pixels are learnt into the
+    background (what is left of it shrinks and wanders: neither side's edge then stands out), until the
+    frame's edge along its outline clearly outweighs the background's (a fire lit on that ground)."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -150,6 +162,9 @@ class SceneModel:
         self.flame_top = int(min(max(self.horizon + 0.008 * height, 0), height - 8))
         self.aligner = Aligner((self.wh, self.ww))
         self.smoke = SmokeModel(params.smoke, self.k, self.horizon, height)
+        far_end = (geometry.range_row(pose, width, height, params.spot.near_m) if pose is not None
+                   else self.horizon + params.spot.band_share * height)
+        self.spots = SpotFinder(width, height, self.k, self.flame_top, far_end, params.spot)
         self.noise = NoiseModel((self.wh, self.ww), params.noise_floor)
         self.chroma_noise = NoiseModel((self.wh - self.flame_top // self.k, self.ww), params.chroma_shift)
         self._chroma = np.zeros((self.wh - self.flame_top // self.k, self.ww), np.float32)
@@ -196,6 +211,7 @@ class SceneModel:
         flames = self._flame_blobs(frame, small, moving, colour)
         smokes = self.smoke.blobs(small, grey, t)
         self._observe("flame", flames, t)
+        self._observe("spot", self._far_points(frame, dt_s), t)
         self._observe("smoke", [(b, a) for b, a in smokes], t)
         self._remember(t, small, colour)
         if self.nights is not None and self._night(when):
@@ -210,6 +226,7 @@ class SceneModel:
         self.noise.update(change, learn, keep)
         self.chroma_noise.update(self._chroma, learn, keep[self.flame_top // self.k:])
         self.smoke.update(small, grey, dt_s, keep)
+        self.spots.learn(keep, dt_s)
         if t - self._edges_t >= 1.0:
             self.noise.set_edges(self.log_bg)
             self.aligner.set_reference(cv2.exp(self.log_bg) - 1.0)
@@ -226,6 +243,7 @@ class SceneModel:
         self._edges_t = t
         self.started = t
         self.smoke.start(small, grey)
+        self.spots.mean = None
         self.slow.clear()
         self.burst.clear()
         self.tracks.clear()
@@ -280,6 +298,13 @@ class SceneModel:
             blobs.append(((fx0 - sx + bx, fy0 - sy + by, bw, bh), area))
         return blobs
 
+    def _far_points(self, frame: np.ndarray, dt_s: float) -> list[tuple]:
+        """New bright points in the far band (``hotspot``), except where a flame track already is."""
+        shift = (self.shift[0] * self.k, self.shift[1] * self.k)
+        flames = [tr.last_box() for tr in self.tracks if tr.cue == "flame" and not tr.rejected]
+        return [(box, area) for box, area in self.spots.find(frame, shift, dt_s)
+                if not any(_near(box, f) for f in flames)]
+
     def _observe(self, cue: str, blobs: list[tuple], t: float) -> None:
         mine = [tr for tr in self.tracks if tr.cue == cue]
         for box, area in blobs:
@@ -332,16 +357,20 @@ class SceneModel:
                 if bursting:
                     track.flicker = (t, self._flicker(track.last_box()))
                 confidence = self._flame(track, t, when, glint)
+            elif track.cue == "spot":
+                confidence = self._spot(track, t, when, glint)
             else:
                 settled = not any(tr.cue == "smoke" and tr.first_t - self.started < self.p.settle_s
                                   for tr in self.tracks)
                 confidence = self.smoke.confidence(track.recent(t - self.p.smoke.window_s), t - track.first_t,
                                                    settled)
-            track.rejected = confidence is None and self._judged(track, t)
+            if track.cue != "spot":  # (a far point sets its own verdict: one seen too rarely is not a look-alike)
+                track.rejected = confidence is None and self._judged(track, t)
             if confidence is not None:
                 x, y, w, h = track.last_box()
                 sx, sy = round(self.shift[0] * self.k), round(self.shift[1] * self.k)
-                found.append(Candidate(track.id, track.cue, (x + sx, y + sy, w, h), round(confidence, 3)))
+                cue = "smoke" if track.cue == "smoke" else "flame"  # a far point is a flame too small to see
+                found.append(Candidate(track.id, cue, (x + sx, y + sy, w, h), round(confidence, 3)))
         return found
 
     def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None]:
@@ -358,17 +387,18 @@ class SceneModel:
         return self._sun(when)[0]
 
     def _judged(self, track: Track, t: float) -> bool:
-        return t - track.first_t >= (self.p.confirm_s if track.cue == "flame" else self.p.smoke.confirm_s)
+        return t - track.first_t >= (self.p.smoke.confirm_s if track.cue == "smoke" else self.p.confirm_s)
 
-    def _seen_enough(self, track: Track, t: float) -> bool:
+    def _seen_enough(self, track: Track, t: float, share: float | None = None) -> bool:
+        share = self.p.hit_share if share is None else share
         if t - track.first_t < self.p.confirm_s:
             return False
         since = t - self.p.confirm_s
         frames = sum(1 for ts, _ in self.slow if ts >= since) if self._regular() else None
         hits = len(track.recent(since))
         if frames is None:  # sampled irregularly (bursts): count seconds covered instead of frames
-            return len({int(ts * 2) for ts, *_ in track.recent(since)}) >= self.p.hit_share * 2 * self.p.confirm_s
-        return hits >= self.p.hit_share * max(frames, 1)
+            return len({int(ts * 2) for ts, *_ in track.recent(since)}) >= share * 2 * self.p.confirm_s
+        return hits >= share * max(frames, 1)
 
     def _regular(self) -> bool:
         """Whether the slow ring holds every frame (≤ 4 fps) — then hits can be counted against frames."""
@@ -385,7 +415,9 @@ class SceneModel:
         growth = _growth(recent)
         if self._rigid(recent):
             return None  # a vehicle or a walker
-        track.ghost = track.ghost or self._revealed(track.last_box())
+        ratio = self._edge_ratio(track.last_box())
+        if ratio is not None:
+            track.ghost = ratio < self.p.ghost_ratio or (track.ghost and ratio < 1 / self.p.ghost_ratio)
         if track.ghost:
             return None  # ground a vehicle stood on when the model started: the background was the odd one
         box = _union(recent)
@@ -406,6 +438,32 @@ class SceneModel:
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)
         return min(0.97, confidence)
+
+    def _spot(self, track: Track, t: float, when: dt.datetime | None, glint: tuple[float, float] | None
+              ) -> float | None:
+        """A far point of light (``hotspot``): a fire when it stays where it appeared, is there in nearly every
+        frame, does not blink with a period, is not a known night light and is not under a low sun's glint."""
+        if not self._seen_enough(track, t, self.p.spot_share):
+            return None
+        recent = track.recent(t - self.p.history_s)
+        box = _union(recent)
+        x, _, w, _ = track.last_box()
+        track.rejected = (self._rigid(recent)  # a headlight, a walker's lamp: it moves
+                          or self._wanders(recent)
+                          or self._light_like(box)[1] > self.p.max_periodic  # a beacon
+                          or (self.nights is not None and self._night(when)
+                              and self.nights.known(tuple(v // self.k for v in box)))
+                          or sun.under_glint(glint, x, x + w))  # glints on wet stubble are bright points too
+        if track.rejected:
+            return None
+        return self.p.spot_confidence + 0.1 * min(1.0, max(0.0, _growth(recent) - 1.0))
+
+    def _wanders(self, recent: list[tuple]) -> bool:
+        """A point whose centre strays by more than ``spot_stray_px`` from where it mostly is: not one
+        source fixed on the ground (noise peaks of a textured field picked up one after another)."""
+        centres = np.array([_centre(b) for _, b, _ in recent])
+        stray = np.abs(centres - np.median(centres, axis=0)).max(axis=1)
+        return float(np.median(stray)) > self.p.spot_stray_px
 
     def _rigid(self, recent: list[tuple]) -> bool:
         """Something driving or walking: the box's centre moves steadily (a significant linear trend, not
@@ -457,12 +515,14 @@ class SceneModel:
                 return True
         return False
 
-    def _revealed(self, box: tuple[int, int, int, int]) -> bool:
-        """Whether the box is a *ghost*: ground a vehicle stood on when the model learnt the background,
-        revealed since it drove off. Along the outline of what changed, the background has the vehicle's
-        edge and the frame has none (the ground joins the field around it); a flame is the other way round,
-        its edge is in the frame and the field behind it had none there. Colour edges of log colour, so
-        exposure does not count; an edge of the field itself is in both and weighs on neither side."""
+    def _edge_ratio(self, box: tuple[int, int, int, int]) -> float | None:
+        """The frame's colour-edge energy over the background's along the outline of what changed in the box
+        (None when nothing flame-coloured changed). Under ``ghost_ratio`` the box is a *ghost*: ground a
+        vehicle stood on when the model learnt the background, revealed since it drove off: the background
+        has the vehicle's edge and the frame has none (the ground joins the field around it); a flame is the
+        other way round, its edge is in the frame and the field behind it had none there. Colour edges of
+        log colour, so exposure does not count; an edge of the field itself is in both and weighs on neither
+        side."""
         x, y, w, h = (v // self.k for v in box)
         y0, x0 = max(y - 2, 0), max(x - 2, 0)
         part = (slice(y0, y + h + 2), slice(x0, x + w + 2))
@@ -475,10 +535,10 @@ class SceneModel:
         changed = (coloured & (np.abs(now - bg - gain).max(axis=2) > np.maximum(noise, self.p.ghost_change))
                    ).astype(np.uint8)
         if changed.sum() < 2:
-            return False  # (what changed is not the flame-coloured part: the vehicle itself, beside it)
+            return None  # (what changed is not the flame-coloured part: the vehicle itself, beside it)
         square = np.ones((3, 3), np.uint8)
         outline = (cv2.dilate(changed, square) - cv2.erode(changed, square)) > 0
-        return _edges(now)[outline].mean() < self.p.ghost_ratio * _edges(bg)[outline].mean()
+        return float(_edges(now)[outline].mean() / max(float(_edges(bg)[outline].mean()), 1e-6))
 
     def _light_like(self, box: tuple[int, int, int, int]) -> tuple[float, float]:
         """(common-mode share, periodicity) of the blob's brightness over the slow ring."""

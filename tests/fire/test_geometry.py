@@ -70,3 +70,9 @@ def test_a_ptz_camera_is_located_with_the_pose_of_the_preset_it_is_at():
     assert camera.pose(3).hfov_deg == 20
     with pytest.raises(Invalid, match="listed twice"):
         validate_attrs("video_camera", {**attrs, "presets": [{"preset": 1, "heading_deg": 1, "tilt_deg": 0}] * 2})
+
+
+@pytest.mark.parametrize("range_m", [300.0, 1000.0, 3000.0])
+def test_the_row_of_a_ground_range_is_where_that_range_is_seen(range_m):
+    row = geo.range_row(POSE, 1280, 720, range_m)
+    assert geo.ground_range(POSE, 1280, 720, 640, row) == pytest.approx(range_m, rel=1e-6)

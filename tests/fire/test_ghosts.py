@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from alerts.fire import ALERT_CONFIDENCE
-from analytics.fire.video import VideoDetector
+from analytics.fire.video import SceneModel, VideoDetector
 from simulators.tower_scenes import POSE, TowerSpec, render
 
 W, H, HORIZON = 1280, 720, 250.0
@@ -88,3 +88,14 @@ def test_a_fire_on_the_same_stubble_still_alerts():
     found = _alerts(_frames(3, 14.0, 2.0, _fire))
     assert found and (found[0][0] - START).total_seconds() <= 3.0 + 10.0
     assert all(595 - 12 <= c.box[0] <= 650 for _, c in found)
+
+
+def test_a_ghost_verdict_is_judged_afresh(monkeypatch):
+    # a fire lit on ground a vehicle uncovered can be found a "ghost" while small (the background there
+    # still holds the vehicle); the verdict must not stand once the frame's edge clearly outweighs the
+    # background's there
+    measure = SceneModel._edge_ratio
+    calls = iter([0.3])  # the first judgement: a ghost
+    monkeypatch.setattr(SceneModel, "_edge_ratio", lambda self, box: next(calls, None) or measure(self, box))
+    found = _alerts(_frames(3, 20.0, 2.0, _fire))
+    assert found and all(595 - 12 <= c.box[0] <= 650 for _, c in found)
