@@ -193,11 +193,12 @@ class RuleWorker:
         Least recently judged first: when the worker is behind, every queued terminal still waits at most one
         round, but a terminal that speaks after a quiet spell (a detector that just saw gas) is not queued behind
         a round of terminals that report every second and were judged a moment ago. Among terminals never judged
-        here, the freshest readings first: a worker catching up after a start under load queues every terminal
-        unjudged, and an alarm published meanwhile goes before their backlog."""
+        here, the freshest readings first (by their newest notified observation): a worker catching up after a
+        start under load queues every terminal unjudged, and an alarm published meanwhile goes before their
+        backlog, its own terminal's backlog included."""
         while self.pending:
             take = heapq.nsmallest(self.chunk_size(), self.pending,
-                                   key=lambda t: (self.judged_at.get(t, -math.inf), -self.pending[t].timestamp()))
+                                   key=lambda t: (self.judged_at.get(t, -math.inf), -self.heard(t).timestamp()))
             if self.light(take[0]):
                 take = [t for t in take if self.light(t)]
             chunk = {t: self.pending.pop(t) for t in take}
@@ -207,6 +208,11 @@ class RuleWorker:
             if chunk:
                 return chunk
         return {}
+
+    def heard(self, terminal_id: int) -> dt.datetime:
+        """The newest observation notified for a queued terminal (its earliest when only a catch-up queued it):
+        a terminal in the catch-up's backlog that has just alarmed is as fresh as its alarm."""
+        return self.newest.get(terminal_id, self.pending[terminal_id])
 
     def light(self, terminal_id: int) -> bool:
         newest = self.newest.get(terminal_id)

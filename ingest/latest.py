@@ -8,10 +8,11 @@ when the oldest has waited ``every_s``, in the transaction of the batch that is 
 its own when no batch comes): each key at most once per interval, whatever the rate.
 
 Freshness: while its worker runs, ``latest_reading`` lags the committed readings by at most ``every_s`` plus
-one batch. The readings themselves are committed (and acknowledged) as before. A worker that dies holding
+two batches' write times (a key held by a batch not yet due is written by the next). The readings themselves are committed (and acknowledged) as before. A worker that dies holding
 keys not written leaves its ``latest_debt`` row (written in the transaction of the first batch it held back);
 ``repair`` folds every reading received since then into ``latest_reading``: the next worker to start does it
-for its own client id, and any worker for a row older than ``STALE_S`` (a running worker's row is never older
+for its own client id, and any worker, at its next repair (every ``STALE_S``), for a row older than
+``STALE_S`` (a running worker's row is never older
 than ``every_s`` unless the database is away). Folding is monotone (a stored newer value wins), so doing it
 twice or alongside the owner is harmless.
 """
@@ -162,22 +163,41 @@ class LatestBehind:
 
     def repair(self, conn: psycopg.Connection, *, own: bool) -> int:
         """Fold the readings of every stale debt, and with ``own`` of this owner's (left by its previous run:
-        call it so before the first batch), into ``latest_reading``; returns how many debts were settled."""
+        call it so before the first batch), into ``latest_reading``; returns how many debts were settled. Only
+        ``OperationalError`` (the database away) is raised: a fold the database refuses is logged and its debt
+        left for a later repair, under a name of its own when it is this owner's (this run's debt, settled
+        with its keys, must not take it along)."""
         debts = conn.execute(
             "select worker, since from latest_debt where (%(own)s and worker = %(me)s) or since < now() - "
             "make_interval(secs => %(stale)s) order by since", {"own": own, "me": self.owner, "stale": STALE_S},
         ).fetchall()
         conn.commit()
+        settled = 0
         for worker, since in debts:
-            with conn.transaction():
-                folded = conn.execute(_FOLD, {"since": since}).rowcount
-                conn.execute("delete from latest_debt where worker = %(worker)s and since = %(since)s",
-                             {"worker": worker, "since": since})
+            try:
+                with conn.transaction():
+                    folded = conn.execute(_FOLD, {"since": since}).rowcount
+                    conn.execute("delete from latest_debt where worker = %(worker)s and since = %(since)s",
+                                 {"worker": worker, "since": since})
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                log.error("latest values of %s since %s not folded in (%s: %s); retried later", worker, since,
+                          type(exc).__name__, str(exc).strip()[:200])
+                if worker == self.owner:
+                    self._orphan(conn, since)
+                continue
+            settled += 1
             log.warning("latest values of %s since %s folded in from the readings (%d keys): it stopped without "
                         "writing them", worker, since, folded)
         if any(worker == self.owner for worker, _ in debts):
             self._in_debt = False
-        return len(debts)
+        return settled
+
+    def _orphan(self, conn: psycopg.Connection, since) -> None:
+        with conn.transaction():
+            conn.execute("update latest_debt set worker = %(orphan)s where worker = %(worker)s and since = %(since)s",
+                         {"orphan": f"{self.owner}@{since.isoformat()}", "worker": self.owner, "since": since})
 
 
 def array(elements: Iterable[str]) -> str:

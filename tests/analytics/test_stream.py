@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import psycopg
+
 from analytics.engine import Point
 from analytics.evaluate import (
     FEED,
@@ -365,13 +367,23 @@ def test_a_catch_up_is_queued_and_a_fresh_alarm_goes_before_its_backlog(monkeypa
         def commit(self) -> None:
             pass
 
-    backlog = {t: T0 + dt.timedelta(seconds=t) for t in range(1, 301)}
+    class _Listen:
+        def __init__(self, payloads: list[str]) -> None:
+            self.payloads = payloads
+
+        def notifies(self, timeout: float, stop_after: int | None = None):
+            taken, self.payloads = self.payloads[:stop_after], self.payloads[stop_after:]
+            return iter(psycopg.Notify(channel="readings", payload=p, pid=0) for p in taken)
+
+    backlog = {t: T0 + dt.timedelta(seconds=t) for t in range(1, 301)} | {999: T0}  # 999 quiet longest
     monkeypatch.setattr(queries, "arrived_since", lambda conn, since: backlog)
     worker = RuleWorker("postgresql://unused", None, "rules-test")
     worker.pending = {7: T0 - dt.timedelta(minutes=1)}  # notified already, from earlier still
     worker.catch_up(_Conn(), T0)
     assert worker.pending == {**backlog, 7: T0 - dt.timedelta(minutes=1)}  # queued, nothing judged
-    worker.pending[999] = T0 + dt.timedelta(minutes=10)  # the alarm, published during the catch-up
+    alarm = T0 + dt.timedelta(minutes=30)  # published during the catch-up by a terminal in its backlog
+    worker.drain(_Listen([f"1|999:{int(alarm.timestamp() * 1000)}"]), 0.0)
+    assert worker.pending[999] == backlog[999]  # its backlog is judged with it
     worker._cost = 1.0
     assert next(iter(worker.next_chunk())) == 999
 

@@ -201,3 +201,29 @@ def test_a_held_value_the_database_refuses_does_not_fail_the_batches_after_it(co
         assert c.execute("select count(*) from reading").fetchone()[0] == 2
         assert _latest_values(c, terminal_id) == {"a34002": 5.0}
         assert _debts(c) == [] and behind.held == 0
+
+
+def test_a_fold_the_database_refuses_is_logged_and_left_for_a_later_repair(conn, db_url):
+    """Repair runs before a worker's batches: a fold refused there (a terminal deleted under it, a value a new
+    constraint forbids) must not stop the worker, and its debt must outlive the new run's own."""
+    terminal_id, code = _terminal(conn, "最新值补记失败")
+    now = int(time.time() * 1000)
+    with psycopg.connect(db_url) as c:
+        Writer(LatestBehind("worker-a", every_s=3600)).write(c, Batch(readings=[
+            Accepted(terminal_id, code, "a34004", now, -1.0, None)]))  # worker-a dies holding the key
+        c.execute("alter table latest_reading add constraint test_not_negative check (value >= 0) not valid")
+        c.commit()
+        try:
+            again = LatestBehind("worker-a", every_s=3600)
+            assert again.repair(c, own=True) == 0  # refused, not raised
+            Writer(again).write(c, Batch(readings=[Accepted(terminal_id, code, "a34002", now, 1.0, None)]))
+            again.flush(c)  # the new run settles its own debt
+        finally:
+            c.execute("alter table latest_reading drop constraint test_not_negative")
+            c.commit()
+        assert [d.split("@")[0] for d in _debts(c)] == ["worker-a"]  # the old debt, kept apart
+        c.execute("update latest_debt set since = since - interval '2 minutes'")
+        c.commit()
+        assert LatestBehind("worker-b", every_s=1).repair(c, own=False) == 1
+        assert _latest_values(c, terminal_id) == {"a34004": -1.0, "a34002": 1.0}
+        assert _debts(c) == []
