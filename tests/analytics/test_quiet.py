@@ -23,7 +23,7 @@ from registry.changes import Actor
 from simulators import truth
 from simulators.faults import Distortion, Fault
 from tests.analytics.test_worker import NOW, Worker, _alerts, _write
-from tests.factories import terminal_in
+from tests.factories import river_station, terminal_in
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 T0 = dt.datetime(2026, 11, 27, 0, 0, tzinfo=BEIJING)
@@ -591,3 +591,28 @@ def test_a_creep_resuming_after_an_outage_is_no_step():
     values = [4.4, 4.42] * 4 + [round(4.4 + 0.25 * i, 2) for i in range(1, 21)]
     points = [p for i, p in enumerate(_points(values, 1800)) if not 13 <= i < 25]
     assert list(_found(_permanganate_station(), {"w01019": points})) == ["device:drift:w01019"]
+
+
+def test_a_worker_restarted_while_an_analyser_stands_at_its_drifted_offset_does_not_page(conn, db_url, monkeypatch):
+    """The restart path itself (``evaluate.load``): the worker that saw the creep wrote its rules' state; the one
+    that takes over replays the lookback and judges the next readings over the limit as the steward's still."""
+    monkeypatch.setattr(evaluate, "CHECKPOINT_S", 0.0)  # every judged rule's state is written
+    code = service.create_terminal(conn, river_station(), Actor("t"))
+    conn.commit()
+    points, _ = _permanganate_offset(10)
+    readings = [(-30 * (len(points) - i), p.value, None) for i, p in enumerate(points)]  # minutes before now
+    seen, after = readings[:-2], readings[-2:]
+    first = Worker(db_url)
+    try:
+        for at in range(0, len(seen), 6):
+            _write(db_url, code, "w01019", seen[at:at + 6])
+            first.step()
+    finally:
+        first.close()
+    restarted = Worker(db_url)
+    try:
+        _write(db_url, code, "w01019", after)
+        restarted.step()
+    finally:
+        restarted.close()
+    assert [rule for rule, *_ in _alerts(db_url)] == ["device:drift:w01019"]
