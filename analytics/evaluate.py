@@ -114,6 +114,16 @@ class RuleStream:
               series: dict[str, list[Point]] | None = None) -> RuleStream:
         return cls(rule, rule.make_judge(series or {}), rule.make_tracker(episode), judged_to)
 
+    def replay(self, points: Sequence[Point]) -> None:
+        """Rebuild the judge's memory from the readings it judged before (``points``, the rule's series over the
+        window a late reading would re-read, ending at ``judged_to``): the judge is built over them, as a window
+        re-read's is, so it takes them for a re-read of history, not for a terminal's first readings
+        (``rules._quality_checked``), and the spike screen takes them in too."""
+        self.judge = self.rule.make_judge({self.rule.metric: list(points)})
+        for point in points:
+            for admitted in self.tracker.admitted(point):
+                self.judge(admitted)
+
     def step(self, earliest: dt.datetime, now: float) -> str:
         """What a batch whose earliest reading is at ``earliest`` makes this rule do: ``FEED`` it (all newer than
         what the rule has judged: nothing old is read), let it ``WAIT`` (a window rule lets readings, new or late,
@@ -266,26 +276,26 @@ def load(conn: psycopg.Connection, terminals: list[tuple[TerminalInfo, int]]) ->
     judge's memory rebuilt by replaying the rule's lookback before the last reading it judged. ``terminals``:
     (terminal, the version of its cursor)."""
     saved = queries.rule_states_of(conn, [info.id for info, _ in terminals])
-    loaded, since = {}, {}
+    loaded, since, starts = {}, {}, {}
     for info, version in terminals:
         mine = saved.get(info.id, {})
         streams = {rule.key: RuleStream.fresh(rule, *_saved_state(mine.get(rule.key))) for rule in rules_for(info)}
-        for stream in streams.values():
+        for key, stream in streams.items():
             stream.saved_to = stream.judged_to
             if stream.judged_to is not None and stream.rule.streamable and stream.rule.lookback:
-                start = stream.judged_to - stream.rule.lookback
+                # The window a late reading would re-read: the lookback before the last reading judged, or before
+                # the episode in progress (whose start the judge's verdicts may hang on, as a re-read's do).
+                start = starts[info.id, key] = stream.window_start(stream.judged_to, [])
                 since.setdefault(info.id, {})[stream.rule.metric] = min(
                     since.get(info.id, {}).get(stream.rule.metric, start), start)
         loaded[info.id] = TerminalStream(info, streams, version)
     history = queries.series_of(conn, since) if since else {}
     for terminal_id, series in history.items():
-        for stream in loaded[terminal_id].rules.values():
-            if stream.judged_to is None or not stream.rule.streamable or not stream.rule.lookback:
-                continue
-            for point in series.get(stream.rule.metric, []):
-                if stream.judged_to - stream.rule.lookback <= point.ts <= stream.judged_to:
-                    for admitted in stream.tracker.admitted(point):  # the spike screen's memory too
-                        stream.judge(admitted)
+        for key, stream in loaded[terminal_id].rules.items():
+            if (terminal_id, key) in starts:
+                points = series.get(stream.rule.metric, [])
+                stream.replay(points[bisect.bisect_left(points, starts[terminal_id, key], key=_TS):
+                                     bisect.bisect_right(points, stream.judged_to, key=_TS)])
     for stream in loaded.values():
         judged = [s.judged_to for s in stream.rules.values() if s.judged_to is not None]
         stream.heard = (max(judged), time.monotonic()) if judged else None

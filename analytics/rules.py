@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import itertools
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -194,18 +195,24 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
       every alarm actionable by who receives it). Still standing ``drift_escalation_h`` (a setting, 12 h) after it
       latched, nobody having recalibrated the analyser (which brings the readings back) nor flagged it in
       maintenance or calibration (skipped), it pages the bureau, marked unconfirmed: a breach may hide behind it;
-    - *pending*: the series is over the limit without standing a step (``_rise_step``) away from where it was
-      before (``_note``), so it may be a creep the drift test cannot call yet (a creep from close under a limit
-      crosses it before two hours of creep show): held until the drift test has watched the crossing for a whole
-      drift window. Then it is either suspect, or the rise is real (slow, from close under the limit) and pages, a
-      drift window late. A real discharge or pollution event is a step (tripled in one reading): judged from its
-      first reading, and for as long as it stands a step above its level before (a daily swing on top of an
-      event crossing the limit hours later is judged at once too);
+    - *pending*: the series is over the limit without standing a step (``_rise_step``) away from where the trend
+      of its last readings put it (``_note``), so it may be a creep the drift test cannot call yet (a creep from
+      close under a limit crosses it before two hours of creep show): held until the drift test has watched the
+      crossing for a whole drift window. Then it is either suspect, or the rise is real (slow, from close under
+      the limit) and pages, a drift window late. A real discharge or pollution event is a step (tripled in one
+      reading): judged from its first reading, and for as long as it stands a step above its level before (a daily
+      swing on top of an event crossing the limit hours later is judged at once too);
     - *not evaluated*: the judge is built over a series spanning its lookback (a window rule re-evaluated as
-      readings arrive, or a streamed rule's window re-read for a late reading) and the drift test has not yet seen
-      a window before the reading. The lookback covers two drift windows, so the readings the re-read is for
-      are judged with the whole history. A shorter series is a terminal's first readings, judged at once; a
-      restarted worker replays the lookback into a judge built empty.
+      readings arrive, a streamed rule's window re-read for a late reading, or the lookback a restarted worker
+      replays, ``RuleStream.replay``) and the drift test has not yet seen a window before the reading. A shorter
+      series is a terminal's first readings, judged at once.
+
+    The latch and the escalation live in the judge's memory, which every re-read and restart rebuilds from the
+    readings: the lookback is ``drift_escalation_h`` and two drift windows, so a rebuilt judge sees the creep that
+    latched the doubt until the escalation is due, and once an alert is open the re-read is anchored on its start
+    (``RuleStream.window_start``). A re-read whose series is over the limit from its first reading (nothing under
+    it to show where the rise began) and shows no step takes it as suspect from that first reading: a re-read
+    never pages a doubted reading as confirmed.
 
     None of this ends or dulls an alarm already open on readings judged good: it goes on being judged on every
     reading, suspect or not, so it is neither silenced by a later doubt nor kept from turning critical. A nightly
@@ -215,16 +222,16 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
         return rule
     window, plain = _drift_window(t), rule.make_judge
     interval = dt.timedelta(seconds=t.report_interval_s)
-    lookback = max(rule.lookback, 2 * window + 3 * interval)
     step = _rise_step(limit, window)
     escalate = dt.timedelta(hours=get_settings().drift_escalation_h)
+    lookback = max(rule.lookback, escalate + 2 * window + 3 * interval)
 
     def make_judge(series: dict[str, list[Point]]) -> Judge:
         judge, creep = plain(series), _drift_judge(rule.metric, window, limit)
         # first reading, last doubted, level before a step up / down, pending and suspect since, the escalation's
         # note (while its alarm is open), previous value
-        marks: dict[str, list] = {name: [] for name in ("first", "doubted", "up", "down", "pending", "suspect",
-                                                         "escalated", "previous")}
+        marks: dict[str, list] = {name: [] for name in ("first", "doubted", "under", "up", "down", "pending",
+                                                         "suspect", "escalated", "previous")}
         raised = [False]  # the last verdict let through was a violation: an alarm is open
         points = series.get(rule.metric, [])
         # Cut: the series spans its lookback, less the two reporting intervals its first reading may lie after the
@@ -236,6 +243,8 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
         def checked(point: Point) -> Verdict:
             verdict = judge(point)
             _note(marks, point, creep(point).state is not State.CLEAR, step)
+            if verdict.state is not State.VIOLATE:
+                marks["under"][:] = [point.ts]
             if verdict.state is State.CLEAR or raised[0]:
                 raised[0] = verdict.state is not State.CLEAR
                 if verdict.state is State.CLEAR:
@@ -244,6 +253,8 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
             if verdict.state is not State.VIOLATE:
                 return verdict
             fresh = not cut and marks["first"][0] == point.ts  # a terminal's first reading: nothing crept yet
+            if cut and not marks["under"]:  # over the limit since before the window: suspect since its start
+                marks["suspect"][:] = marks["suspect"] or marks["first"]
             held = False if fresh or _stepped(marks, verdict) else _held(marks, point, window, escalate)
             if held is True or (cut and point.ts - marks["first"][0] < window):
                 return HOLD  # suspect, pending, or not evaluated (the drift test has not seen the readings before)
@@ -272,27 +283,48 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
 
 
 def _rise_step(limit_per_h: float, window: dt.timedelta) -> float:
-    """A change from one reading to the next larger than this is a step: more than a creep at the drift test's limit
-    moves in a whole drift window, so no creep makes it (QARTOD rate of change, read the other way round)."""
+    """A reading standing further than this from the trend of the readings before it is a step: more than a creep
+    at the drift test's limit moves in a whole drift window (QARTOD rate of change, read the other way round)."""
     return limit_per_h * window.total_seconds() / 3600
+
+
+STEP_READINGS = 5
+"""The readings before a reading whose trend it is compared with to tell a step (``_note``)."""
 
 
 def _note(marks: dict[str, list], point: Point, doubted: bool, step: float) -> None:
     """The quality flag's memory after ``point``: when the series began and was last doubted, and the level it
-    stood at before its last step up (``up``) and down (``down``), kept while it stands a step away from it."""
+    stood at before its last step up (``up``) and down (``down``), kept while it stands a step away from it.
+
+    A step is a reading standing more than ``step`` away from where the trend of the ``STEP_READINGS`` readings
+    before it (their Theil-Sen line: medians, so one noisy reading among them moves it little) puts it at its
+    time: a creep, however long the gap since the last reading, runs on along its trend; a level change does not."""
     marks["first"][:] = marks["first"] or [point.ts]
     if doubted:
         marks["doubted"][:] = [point.ts]
-    previous = marks["previous"]
-    if previous and point.value - previous[0] > step:
-        marks["up"][:] = [previous[0]]
-    if previous and previous[0] - point.value > step:
-        marks["down"][:] = [previous[0]]
+    before = marks["previous"]  # (time, value) of the last readings, oldest first
+    if before:
+        expected = _trend_at(before, point.ts)
+        if point.value - expected > step:
+            marks["up"][:] = [expected]
+        if expected - point.value > step:
+            marks["down"][:] = [expected]
     if marks["up"] and point.value - marks["up"][0] <= step:
         marks["up"][:] = []  # back where it was before the step: the step is over
     if marks["down"] and marks["down"][0] - point.value <= step:
         marks["down"][:] = []
-    previous[:] = [point.value]
+    before[:] = [*before[1 - STEP_READINGS:], (point.ts, point.value)]
+
+
+def _trend_at(readings: list[tuple[dt.datetime, float]], ts: dt.datetime) -> float:
+    """Where the Theil-Sen line of ``readings`` (the median of their pairwise slopes, through the median of their
+    values less the slope) stands at ``ts``."""
+    origin = readings[-1][0]
+    at = [((t - origin).total_seconds(), v) for t, v in readings]
+    slope = statistics.median([(b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.combinations(at, 2)
+                               if b[0] != a[0]] or [0.0])
+    level = statistics.median(v - slope * x for x, v in at)
+    return level + slope * (ts - origin).total_seconds()
 
 
 def _stepped(marks: dict[str, list], verdict: Verdict) -> bool:

@@ -61,8 +61,9 @@ class Settings(BaseSettings):
     )
     analytics_workers: int = Field(default=1, ge=1, le=32, description="rule workers `up` starts (terminals split)")
     drift_escalation_h: float = Field(
-        default=12.0, gt=0, description="hours an analyser's reading over a bureau limit stays the steward's while the "
-        "drift test doubts it (docs/rules.md, quality flags); then the bureau is paged, marked unconfirmed")
+        default=12.0, gt=0, description="hours an analyser's reading over a river or sewage limit stays the "
+        "steward's after the drift test's doubt latched; then the bureau is paged, marked unconfirmed. The "
+        "analysers' bureau rules re-read this many hours plus two drift windows (docs/rules.md, quality flags)")
     webhook_allow_hosts: list[str] = Field(
         default=[], description="hosts webhooks may reach although they resolve to internal addresses (tests)"
     )

@@ -14,6 +14,7 @@ import psycopg
 from analytics import evaluate
 from analytics.engine import Episode, Point
 from analytics.rules import TerminalInfo, rules_for
+from core.settings import get_settings
 from ganzhi.bench_alert_quality import Raised, _score, replay
 from ingest.validate import Accepted
 from ingest.writer import Batch, Writer
@@ -22,7 +23,7 @@ from registry.changes import Actor
 from simulators import truth
 from simulators.faults import Distortion, Fault
 from tests.analytics.test_worker import NOW, Worker, _alerts, _write
-from tests.factories import terminal_in
+from tests.factories import river_station, terminal_in
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 T0 = dt.datetime(2026, 11, 27, 0, 0, tzinfo=BEIJING)
@@ -342,7 +343,7 @@ def test_a_window_re_read_from_inside_a_creep_judges_nothing_until_the_drift_tes
     rule = next(r for r in rules_for(outlet) if r.key == "gb18918:w21003")
     assert not rule.streamable and rule.lookback >= dt.timedelta(hours=2)
     creeping = [round(9.0 + 1.25 * i / 6, 3) for i in range(int(rule.lookback / dt.timedelta(minutes=10)) + 2)]
-    assert rule.evaluate({"w21003": _points(creeping, 600)}) == []
+    assert _escalated_only(rule.evaluate({"w21003": _points(creeping, 600)}))
     assert len(rule.evaluate({"w21003": _points(creeping[:3], 600)})) == 1
 
 
@@ -394,7 +395,14 @@ def test_a_window_re_read_of_a_streamed_rule_judges_nothing_until_the_drift_test
     rule = next(r for r in rules_for(_river_station()) if r.key == "gb3838:w21003")
     assert rule.streamable
     creeping = [round(0.9 + 0.125 * i, 3) for i in range(int(rule.lookback / dt.timedelta(minutes=30)) + 2)]
-    assert rule.evaluate({"w21003": _points(creeping, 1800)}) == []
+    assert _escalated_only(rule.evaluate({"w21003": _points(creeping, 1800)}))
+
+
+def _escalated_only(found: list[Episode]) -> bool:
+    """A window spanning the lookback (longer than ``drift_escalation_h``) of a doubted creep: nothing is paged but
+    the escalation, unconfirmed, once the doubt has stood that long from the window's start."""
+    escalate = dt.timedelta(hours=get_settings().drift_escalation_h)
+    return all("unconfirmed" in e.detail and e.start >= T0 + escalate for e in found)
 
 
 def test_drift_limits_follow_the_kinds_instruments():
@@ -523,3 +531,88 @@ def test_a_doubted_reading_over_the_limit_pages_the_bureau_unconfirmed_after_the
     [alarm] = found["gb3838:w01019"]
     assert over + dt.timedelta(hours=12) <= alarm.start <= over + dt.timedelta(hours=13)
     assert "unconfirmed" in alarm.detail and "device:drift:w01019" in found
+
+
+def _permanganate_station() -> TerminalInfo:
+    return _terminal("water_quality_station", ("w01019",), 1800, {"target_class": "III", "water_body": "river"})
+
+
+def test_a_restarted_worker_does_not_page_a_doubted_analyser_as_confirmed():
+    """A restarted worker rebuilds the judge by replaying its lookback: the replay is a re-read, not the terminal's
+    first readings, so the readings after it are judged with the doubt the creep raised."""
+    rule = next(r for r in rules_for(_permanganate_station()) if r.key == "gb3838:w01019")
+    points, over = _permanganate_offset(24)
+    for after in (8, rule.lookback.total_seconds() / 3600 + 1):
+        k = next(i for i, p in enumerate(points) if p.ts == over + dt.timedelta(hours=after))
+        rs = evaluate.RuleStream.fresh(rule, points[k].ts)
+        rs.replay([p for p in points[:k + 1] if p.ts >= points[k].ts - rule.lookback])
+        rs.tracker.feed_all(points[k + 1:k + 3], rs.judge)
+        opened = [rs.tracker.current] if rs.tracker.current else []
+        assert [e for e in opened if "unconfirmed" not in e.detail] == []
+        assert after > 12 or opened == []  # the replay starting over the limit: suspect since its start
+
+
+def test_an_escalated_river_alert_survives_a_window_re_read():
+    """A late reading makes the worker re-read the window from the lookback before the stored alert: the re-read
+    sees the doubt that latched hours before and finds the same unconfirmed escalation, not a confirmed breach."""
+    rule = next(r for r in rules_for(_permanganate_station()) if r.key == "gb3838:w01019")
+    points, _ = _permanganate_offset(16)
+    [alarm] = rule.evaluate({"w01019": points})
+    start = alarm.start - rule.lookback
+    [again] = rule.evaluate({"w01019": [p for p in points if p.ts >= start]})
+    assert (again.start, again.detail) == (alarm.start, alarm.detail) and "unconfirmed" in again.detail
+
+
+def test_a_sewage_analyser_left_at_its_drifted_offset_never_pages_as_confirmed():
+    """A 1A outlet's phosphorus analyser creeps over 0.5 mg/L and stops at that offset: re-evaluated over its window
+    as readings arrive, it stays the steward's until the escalation pages the bureau, marked unconfirmed."""
+    creep = [round(0.3 + 0.25 * i / 6, 3) for i in range(1, 19)]
+    flat = [creep[-1] + 0.01 * (i % 2) for i in range(6 * 16)]
+    found = _sewage_found(_outlet_series(w21011=creep + flat))
+    first_over = T0 + dt.timedelta(minutes=10 * (18 + next(i for i, v in enumerate(creep) if v > 0.5)))
+    alarms = found.get("gb18918:w21011", [])
+    assert alarms and all("unconfirmed" in a.detail for a in alarms)
+    assert min(a.start for a in alarms) >= first_over + dt.timedelta(hours=12)
+    assert "device:drift:w21011" in found
+
+
+def test_one_low_reading_before_a_creep_crosses_the_limit_is_no_step():
+    """One reading 0.6 mg/L low just before the creep crosses the limit makes the next reading stand more than a
+    step above it: still a creep (the trend of the readings before it runs up to it), the steward's only."""
+    points, over = _permanganate_offset(8)
+    i = next(i for i, p in enumerate(points) if p.ts == over) - 1
+    points[i] = Point(points[i].ts, round(points[i].value - 0.6, 2))
+    assert list(_found(_permanganate_station(), {"w01019": points})) == ["device:drift:w01019"]
+
+
+def test_a_creep_resuming_after_an_outage_is_no_step():
+    """Six hours without readings in the middle of a creep: the readings after the outage stand far above those
+    before it, as the creep took them, not as a step."""
+    values = [4.4, 4.42] * 4 + [round(4.4 + 0.25 * i, 2) for i in range(1, 21)]
+    points = [p for i, p in enumerate(_points(values, 1800)) if not 13 <= i < 25]
+    assert list(_found(_permanganate_station(), {"w01019": points})) == ["device:drift:w01019"]
+
+
+def test_a_worker_restarted_while_an_analyser_stands_at_its_drifted_offset_does_not_page(conn, db_url, monkeypatch):
+    """The restart path itself (``evaluate.load``): the worker that saw the creep wrote its rules' state; the one
+    that takes over replays the lookback and judges the next readings over the limit as the steward's still."""
+    monkeypatch.setattr(evaluate, "CHECKPOINT_S", 0.0)  # every judged rule's state is written
+    code = service.create_terminal(conn, river_station(), Actor("t"))
+    conn.commit()
+    points, _ = _permanganate_offset(10)
+    readings = [(-30 * (len(points) - i), p.value, None) for i, p in enumerate(points)]  # minutes before now
+    seen, after = readings[:-2], readings[-2:]
+    first = Worker(db_url)
+    try:
+        for at in range(0, len(seen), 6):
+            _write(db_url, code, "w01019", seen[at:at + 6])
+            first.step()
+    finally:
+        first.close()
+    restarted = Worker(db_url)
+    try:
+        _write(db_url, code, "w01019", after)
+        restarted.step()
+    finally:
+        restarted.close()
+    assert [rule for rule, *_ in _alerts(db_url)] == ["device:drift:w01019"]
