@@ -8,13 +8,13 @@ when the oldest has waited ``every_s``, in the transaction of the batch that is 
 its own when no batch comes): each key at most once per interval, whatever the rate.
 
 Freshness: while its worker runs, ``latest_reading`` lags the committed readings by at most ``every_s`` plus
-two batches' write times (a key held by a batch not yet due is written by the next). The readings themselves are committed (and acknowledged) as before. A worker that dies holding
-keys not written leaves its ``latest_debt`` row (written in the transaction of the first batch it held back);
-``repair`` folds every reading received since then into ``latest_reading``: the next worker to start does it
-for its own client id, and any worker, at its next repair (every ``STALE_S``), for a row older than
-``STALE_S`` (a running worker's row is never older
-than ``every_s`` unless the database is away). Folding is monotone (a stored newer value wins), so doing it
-twice or alongside the owner is harmless.
+two batches' write times (a key held by a batch not yet due is written by the next). The readings themselves
+are committed (and acknowledged) as before. A worker that dies holding keys not written leaves its
+``latest_debt`` row (written in the transaction of the first batch it held back); ``repair`` folds every
+reading received since then into ``latest_reading``: the next worker to start does it for its own client id,
+and any worker, at its next repair (every ``STALE_S``), for a row older than ``STALE_S`` (a running worker's
+row is never older than ``every_s`` unless the database is away). Folding is monotone (a stored newer value
+wins), so doing it twice or alongside the owner is harmless.
 """
 
 from __future__ import annotations
