@@ -55,13 +55,34 @@ class SpotParams:
     max_blobs: int = 12
 
 
+def band_rows(height: int, k: int, top: float, bottom: float) -> tuple[int, int]:
+    """The band's first and end rows: whole working rows (multiples of ``k``), with ``PAD`` rows of the frame
+    above and below them, for any requested rows (a horizon above or below the frame, a far end past its
+    foot). An end at or above the first row leaves the band empty."""
+    low, high = -(-PAD // k) * k, (height - PAD) // k * k
+    first = -(-min(max(_row(top), low), high) // k) * k
+    return first, min(max(_row(bottom), first + 4 * k), high) // k * k
+
+
+def _row(value: float) -> int:
+    """A row as an integer; an undefined one (NaN) above the frame."""
+    return -1 if math.isnan(value) else int(min(max(value, -1.0), 1e9))
+
+
+def full_size(band: np.ndarray, k: int, shape: tuple[int, int]) -> np.ndarray:
+    """A working-size mask blown up to ``shape`` full-resolution pixels: the frame's last ``width % k``
+    columns (and rows), which no working pixel covers whole, take the last working pixel's value."""
+    rows, cols = shape
+    big = np.repeat(np.repeat(band, k, axis=0), k, axis=1)[:rows, :cols]
+    return np.pad(big, ((0, rows - big.shape[0]), (0, cols - big.shape[1])), mode="edge")
+
+
 class SpotFinder:
     """Bright new points in the far band of one camera at one preset."""
 
     def __init__(self, width: int, height: int, k: int, top: float, bottom: float, params: SpotParams) -> None:
         self.p, self.k, self.width = params, k, width
-        self.top = int(max(top, PAD)) // k * k
-        self.bottom = int(min(max(bottom, self.top + 4 * k), height - PAD)) // k * k
+        self.top, self.bottom = band_rows(height, k, top, bottom)
         r, inner = params.ring, params.ring - 2
         ring = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
         ring[r - inner + 1:r + inner, r - inner + 1:r + inner] = 0
@@ -132,10 +153,7 @@ class SpotFinder:
         """Update the background where nothing is tracked (``keep``: working-size 0/255 mask of the frame)."""
         if self._lead is None or self.mean is None or self.rows <= 0:
             return
-        k = self.k
-        band = keep[self.top // k:self.bottom // k]
-        mask = cv2.resize(band, (band.shape[1] * k, band.shape[0] * k), interpolation=cv2.INTER_NEAREST)
-        mask = mask[:, :self._lead.shape[1]]
+        mask = full_size(keep[self.top // self.k:self.bottom // self.k], self.k, self._lead.shape)
         self.age_s += dt_s
         # a running mean over the young model's first seconds, then exponential; once the model has
         # settled, around a point found now (tracked or not yet) only slowly: a new flame must not teach the

@@ -85,7 +85,7 @@ class SmokeModel:
         """(box in full-resolution pixels, blocks) of grey veils in the smoke region."""
         top = self.top
         region = slice(top, None)
-        horizon = int(self.horizon / self.k)
+        horizon = min(max(int(self.horizon / self.k), 0), grey.shape[0] - 1)  # (it may lie off the frame)
         gain = (float(grey[horizon:].mean()) + 1) / (float(self.grey[horizon:].mean()) + 1)
         change = grey[region] - self.grey[region] * gain
         now = _saturation(small[region])
