@@ -75,6 +75,8 @@ class _FireMetrics:
         self.dead_letters = metrics.counter("fire_dead_letters", "frames dead-lettered")
         self.event_updates = metrics.counter("fire_event_updates", "fire events opened or updated")
         self.reconnects = metrics.counter("fire_reconnects", "database connections lost and made again")
+        self.camera_errors = metrics.counter("fire_camera_errors",
+                                             "frames whose detection failed unexpectedly (logged with the camera)")
         self.frame_seconds = metrics.histogram("fire_frame_seconds", "detection and storage of one frame")
         metrics.gauge("fire_queue_depth", "frames waiting for detection").set_function(waiting.qsize)
 
@@ -94,7 +96,8 @@ class FireWorker:
 
     @property
     def counters(self) -> dict[str, float]:
-        """Counter totals by short name: frames, dropped, dead letters, event updates, reconnects."""
+        """Counter totals by short name: frames, dropped, dead letters, event updates, reconnects, camera
+        errors."""
         return {name.removeprefix("fire_").replace("_", " "): value
                 for name, value in self.metrics.registry.totals().items()}
 
@@ -161,8 +164,17 @@ class FireWorker:
             return
         started = time.monotonic()
         captured = item.captured_at or dt.datetime.now(dt.UTC)
-        updates = pipeline.handle(conn, camera, frame, item.preset, captured)
-        conn.commit()
+        try:
+            updates = pipeline.handle(conn, camera, frame, item.preset, captured)
+            conn.commit()
+        except psycopg.OperationalError:
+            raise  # the database is gone: ``run`` connects again
+        except Exception:  # one camera's failure (a frame its scene model cannot take) stops no other camera
+            conn.rollback()
+            self.metrics.camera_errors.inc()
+            log.exception("fire detection failed on a frame from camera %s (terminal %s); going on",
+                          item.code, camera.id, extra={"terminal": item.code})
+            return
         self.metrics.frames.inc()
         self.metrics.event_updates.inc(len(updates))
         self.metrics.frame_seconds.observe(time.monotonic() - started)
