@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -107,8 +107,14 @@ class VideoParams:
     beacon turns, noise comes and goes)."""
     spot_stray_px: float = 2.0
     """Full-resolution pixels a far point's centre may stray, typically, from where it mostly is."""
-    spot_confidence: float = 0.55
-    """A far point judged a fire pages on its own (above 0.5), a little more when it grows."""
+    spot_confidence: float = 0.4
+    """A far point judged a fire, alone: listed as a fire event for an operator to see, but below the alert
+    threshold (0.5), with ``spot_growth`` more when it grows. Many lights pass every test a point can have (a
+    lamp switched on at dusk that the night map has not learnt, a parked car's headlights, a glint off a
+    window, a lamp's reflection in water), so a point pages only when corroborated: by another tower whose
+    bearing crosses it (``fusion``: 1 − 0.6² = 0.64), by smoke over it (``_corroborated``), or by growing
+    into a flame the colour path resolves (a flame track, which takes its place)."""
+    spot_growth: float = 0.05
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -138,6 +144,8 @@ class Track:
     """Found to be ground a vehicle uncovered. The verdict stands while its pixels are learnt into the
     background (what is left of it shrinks and wanders: neither side's edge then stands out), until the
     frame's edge along its outline clearly outweighs the background's (a fire lit on that ground)."""
+    edges: deque = field(default_factory=deque)
+    """(t, edge ratio) of the looks at its outline over the last ``confirm_s`` (``SceneModel._ghost``)."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -299,9 +307,10 @@ class SceneModel:
         return blobs
 
     def _far_points(self, frame: np.ndarray, dt_s: float) -> list[tuple]:
-        """New bright points in the far band (``hotspot``), except where a flame track already is."""
+        """New bright points in the far band (``hotspot``), except where a flame track already is (judged a
+        fire or not: a lamp whose flame track was rejected must not come back as a point)."""
         shift = (self.shift[0] * self.k, self.shift[1] * self.k)
-        flames = [tr.last_box() for tr in self.tracks if tr.cue == "flame" and not tr.rejected]
+        flames = [tr.last_box() for tr in self.tracks if tr.cue == "flame"]
         return [(box, area) for box, area in self.spots.find(frame, shift, dt_s)
                 if not any(_near(box, f) for f in flames)]
 
@@ -347,7 +356,7 @@ class SceneModel:
     # -- decisions ------------------------------------------------------------------------------------------
 
     def _decide(self, t: float, when: dt.datetime | None) -> list[Candidate]:
-        found = []
+        found, points = [], set()
         bursting = self._bursting(t)
         glint = self._sun(when)[1]
         for track in self.tracks:
@@ -359,6 +368,7 @@ class SceneModel:
                 confidence = self._flame(track, t, when, glint)
             elif track.cue == "spot":
                 confidence = self._spot(track, t, when, glint)
+                points.add(track.id)
             else:
                 settled = not any(tr.cue == "smoke" and tr.first_t - self.started < self.p.settle_s
                                   for tr in self.tracks)
@@ -371,7 +381,7 @@ class SceneModel:
                 sx, sy = round(self.shift[0] * self.k), round(self.shift[1] * self.k)
                 cue = "smoke" if track.cue == "smoke" else "flame"  # a far point is a flame too small to see
                 found.append(Candidate(track.id, cue, (x + sx, y + sy, w, h), round(confidence, 3)))
-        return found
+        return _corroborated(found, points)
 
     def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None]:
         """(night, glint band) from the pose and time; the sun moves little in a minute, so cached."""
@@ -415,10 +425,7 @@ class SceneModel:
         growth = _growth(recent)
         if self._rigid(recent):
             return None  # a vehicle or a walker
-        ratio = self._edge_ratio(track.last_box())
-        if ratio is not None:
-            track.ghost = ratio < self.p.ghost_ratio or (track.ghost and ratio < 1 / self.p.ghost_ratio)
-        if track.ghost:
+        if self._ghost(track, t):
             return None  # ground a vehicle stood on when the model started: the background was the odd one
         box = _union(recent)
         common, periodic = self._light_like(box)
@@ -439,6 +446,23 @@ class SceneModel:
             confidence += 0.2 * min(1.0, flicker / 0.4)
         return min(0.97, confidence)
 
+    def _ghost(self, track: Track, t: float) -> bool:
+        """Whether the track is a ghost: it becomes one on one look (its outline's edge under ``ghost_ratio``
+        of the background's) and stays one until the frame's edge has outweighed the background's by
+        1/ghost_ratio over most (``hit_share``) of the last ``confirm_s`` seconds: one frame's edge (a
+        vehicle passing over the ghost, a JPEG burst) does not lift it."""
+        ratio = self._edge_ratio(track.last_box())
+        if ratio is None:
+            return track.ghost
+        track.edges.append((t, ratio))
+        since = t - self.p.confirm_s
+        while track.edges[0][0] <= since:
+            track.edges.popleft()
+        outlined = {int(ts * 2) for ts, r in track.edges if r > 1 / self.p.ghost_ratio}
+        lifted = len(outlined) >= self.p.hit_share * 2 * self.p.confirm_s  # half-second slots: seconds, not frames
+        track.ghost = ratio < self.p.ghost_ratio or (track.ghost and not lifted)
+        return track.ghost
+
     def _spot(self, track: Track, t: float, when: dt.datetime | None, glint: tuple[float, float] | None
               ) -> float | None:
         """A far point of light (``hotspot``): a fire when it stays where it appeared, is there in nearly every
@@ -456,7 +480,7 @@ class SceneModel:
                           or sun.under_glint(glint, x, x + w))  # glints on wet stubble are bright points too
         if track.rejected:
             return None
-        return self.p.spot_confidence + 0.1 * min(1.0, max(0.0, _growth(recent) - 1.0))
+        return self.p.spot_confidence + self.p.spot_growth * min(1.0, max(0.0, _growth(recent) - 1.0))
 
     def _wanders(self, recent: list[tuple]) -> bool:
         """A point whose centre strays by more than ``spot_stray_px`` from where it mostly is: not one
@@ -638,6 +662,29 @@ def _near(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     bx, by, bw, bh = b
     gx, gy = max(aw, bw) / 2 + 2, max(ah, bh) / 2 + 2
     return ax - gx < bx + bw and bx - gx < ax + aw and ay - gy < by + bh and by - gy < ay + ah
+
+
+def _corroborated(found: list[Candidate], points: set[int]) -> list[Candidate]:
+    """A far point of light under a plume this camera sees: two signs of one fire (its light, its smoke)
+    that look-alikes do not give together, so they add up as independent witnesses, 1 − Π(1 − c)."""
+    plumes = [c for c in found if c.cue == "smoke"]
+    if not points or not plumes:
+        return found
+    out = []
+    for c in found:
+        over = [p.confidence for p in plumes if c.track in points and _under(c.box, p.box)]
+        if over:
+            c = replace(c, confidence=round(1 - (1 - c.confidence) * (1 - max(over)), 3))
+        out.append(c)
+    return out
+
+
+def _under(point: tuple[int, int, int, int], plume: tuple[int, int, int, int]) -> bool:
+    """A point at a plume's foot: within its columns (grown by a quarter of its width each side: smoke
+    leans with the wind) and between its top and a quarter of its height below its base."""
+    x, y = _centre(point)
+    px, py, pw, ph = plume
+    return px - pw / 4 <= x <= px + pw * 5 / 4 and py <= y <= py + ph * 5 / 4
 
 
 def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:

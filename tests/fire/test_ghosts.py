@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from alerts.fire import ALERT_CONFIDENCE
-from analytics.fire.video import SceneModel, VideoDetector
+from analytics.fire.video import SceneModel, Track, VideoDetector, VideoParams
 from simulators.tower_scenes import POSE, TowerSpec, render
 
 W, H, HORIZON = 1280, 720, 250.0
@@ -99,3 +99,21 @@ def test_a_ghost_verdict_is_judged_afresh(monkeypatch):
     monkeypatch.setattr(SceneModel, "_edge_ratio", lambda self, box: next(calls, None) or measure(self, box))
     found = _alerts(_frames(3, 20.0, 2.0, _fire))
     assert found and all(595 - 12 <= c.box[0] <= 650 for _, c in found)
+
+
+def test_one_frame_of_strong_edge_does_not_lift_a_ghost_verdict(monkeypatch):
+    # a vehicle passing over the ghost, or one JPEG burst, gives one frame a strong edge along the outline:
+    # the verdict is lifted only when the frame's edge outweighs the background's over most of confirm_s
+    scene = SceneModel(W, H, HORIZON, VideoParams())
+    track = Track(1, "flame", 0.0)
+    track.hits.append((0.0, (600, 410, 12, 16), 60))
+    ratios = [0.3, 3.0] + [1.0] * 8 + [3.0] + [1.0] * 4 + [3.0] * 12  # 2 frames a second
+    monkeypatch.setattr(SceneModel, "_edge_ratio", lambda self, box: ratios[round(scene.t * 2)])
+    verdicts = []
+    for i in range(len(ratios)):
+        scene.t = i / 2
+        verdicts.append(scene._ghost(track, scene.t))
+    assert all(verdicts[:16]), verdicts  # single strong frames amid weak ones: still a ghost
+    lifted = verdicts.index(False)
+    assert 15 + 2 * VideoParams().hit_share * VideoParams().confirm_s - 1 <= lifted <= 15 + 2 * VideoParams().confirm_s
+    assert not any(verdicts[lifted:])
