@@ -15,6 +15,7 @@ from analytics.fire.firms import FirmsError
 from analytics.fire.frames import Frame
 from analytics.fire.pipeline import FirePipeline
 from analytics.fire.satellite import import_firms
+from analytics.fire.video import VideoParams
 from registry import heat_sources, service
 from registry.changes import Actor
 from registry.lookups import division_index
@@ -151,14 +152,16 @@ def test_quiet_events_close_and_their_alerts_resolve(conn, db_url):
     assert status == "resolved" and actions == ["open", "resolve"]
 
 
-def _smoke_sighting(conn, camera: store.Camera, track: str) -> int:
-    """A bearing-only smoke detection from ``camera`` towards FIRE, attached to its event; returns the event."""
+def _smoke_sighting(conn, camera: store.Camera, track: str, cue: str = "smoke", confidence: float = 0.45) -> int:
+    """A bearing-only detection (smoke, or a far point of light) from ``camera`` towards FIRE, attached to its
+    event; returns the event."""
     from analytics.fire import fusion
 
     bearing = geo.bearing_to(camera.lat, camera.lon, *FIRE)
-    detection = store.Detection(source="camera", cue="smoke", track=track, first_seen=NOW, last_seen=NOW,
-                                confidence=0.45, position="bearing", terminal_id=camera.id, box=(600, 200, 40, 60),
-                                frame_size=(1280, 720), camera_lat=camera.lat, camera_lon=camera.lon,
+    detection = store.Detection(source="camera", cue=cue, track=track, first_seen=NOW, last_seen=NOW,
+                                confidence=confidence, position="bearing", terminal_id=camera.id,
+                                box=(600, 200, 40, 60), frame_size=(1280, 720), camera_lat=camera.lat,
+                                camera_lon=camera.lon,
                                 bearing_deg=round(bearing, 3), halfwidth_deg=0.8, division_code=camera.division)
     with conn.transaction():
         event_id = fusion.attach(conn, store.insert_detection(conn, detection), division_index(conn).locate)
@@ -176,6 +179,28 @@ def test_two_towers_seeing_smoke_in_crossing_directions_confirm_each_other_and_p
     event = store.event(conn, first)
     assert event["position_method"] == "triangulated"
     assert event["confidence"] >= fire_alerts.ALERT_CONFIDENCE  # two independent towers: 1 − 0.55² ≈ 0.70
+    assert conn.execute("select count(*) from alert where fire_event_id = %s", (first,)).fetchone()[0] == 1
+
+
+_LONE_POINT = VideoParams().spot_confidence + VideoParams().spot_growth  # the most a lone far point gets
+
+
+def test_a_lone_far_point_is_a_listed_fire_event_that_pages_nobody(conn):
+    camera = _camera(conn, "辛", *geo.destination(*FIRE, 80, 3500))
+    event_id = _smoke_sighting(conn, camera, "辛:1", "flame", _LONE_POINT)
+    event = store.event(conn, event_id)
+    assert event["status"] == "open" and event["confidence"] < fire_alerts.ALERT_CONFIDENCE
+    assert conn.execute("select count(*) from alert").fetchone()[0] == 0
+
+
+def test_two_towers_far_points_whose_bearings_cross_page(conn):
+    a = _camera(conn, "壬", *geo.destination(*FIRE, 80, 3500))
+    b = _camera(conn, "癸", *geo.destination(*FIRE, 170, 3000))
+    first = _smoke_sighting(conn, a, "壬:1", "flame", VideoParams().spot_confidence)
+    assert _smoke_sighting(conn, b, "癸:1", "flame", VideoParams().spot_confidence) == first
+    event = store.event(conn, first)
+    assert event["position_method"] == "triangulated"
+    assert event["confidence"] >= fire_alerts.ALERT_CONFIDENCE  # two towers: 1 − 0.6² = 0.64
     assert conn.execute("select count(*) from alert where fire_event_id = %s", (first,)).fetchone()[0] == 1
 
 
