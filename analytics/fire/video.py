@@ -19,6 +19,9 @@ threshold here is in **seconds** (frames carry their capture time), valid from 1
 5. smoke (``smoke``): a grey veil that washes out colour and edges against a long-term background,
    standing on a fixed base and rising slowly.
 
+A far point of light alone is listed below the alert threshold: it pages when smoke over it, another
+tower's crossing bearing (``fusion``) or its growth into a resolved flame corroborates it.
+
 Frames are worked on at about 640 px wide, flame colour at full resolution (small far fires).
 """
 
