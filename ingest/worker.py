@@ -238,7 +238,7 @@ class IngestWorker:
                 continue
             except queue.Empty:
                 pass
-            remaining = deadline - time.time()
+            remaining = min(deadline - time.time(), self.config.batch_wait_s)  # a clock stepped back waits no more
             if remaining <= 0:
                 break
             try:

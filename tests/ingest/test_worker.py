@@ -190,3 +190,16 @@ def test_a_batch_closes_once_its_oldest_message_has_waited_its_time(db_url):
     batch = worker._take()
     late.cancel()
     assert [item.message.mid for item in batch] == [0, 1, 2, 3, 4]
+
+
+def test_a_batch_waits_no_longer_than_its_time_when_the_clock_steps_back(db_url):
+    """The wait is counted from the wall-clock receipt stamp: a clock stepped back (NTP) must not hold a batch,
+    unacknowledged, for as long as the step."""
+    svc = Service("ingest", "ingest clock-step", db_url)
+    worker = IngestWorker(WorkerConfig(db_url, "127.0.0.1", 1, "clock-step", batch_wait_s=0.2), svc)
+    worker._queue.put(_Received(1, ReceivedMessage(0, b"ganzhi/v1/x/telemetry"), _now_ms() + 3_600_000))
+    late = threading.Timer(2.0, lambda: worker._queue.put(_Received(1, ReceivedMessage(9, b"t"), _now_ms())))
+    late.start()
+    batch = worker._take()
+    late.cancel()
+    assert [item.message.mid for item in batch] == [0]
