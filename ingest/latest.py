@@ -87,21 +87,6 @@ def newest(readings: Iterable[Accepted], into: Newest | None = None) -> Newest:
     return keys
 
 
-def _terminal_state(readings: list[Accepted], seen_ms: dict[str, int],
-                    connections: dict[str, tuple[str, int]]) -> dict[int, State]:
-    """The device state of each terminal that sent readings (by terminal id), but of those whose connection
-    changed (written at once)."""
-    state: dict[int, State] = {}
-    for r in readings:
-        if r.code in connections:
-            continue
-        of_terminal = state.setdefault(r.terminal_id, {})
-        _, reading = of_terminal.get(r.code, (None, None))
-        if reading is None or r.ts_ms > reading:
-            of_terminal[r.code] = (seen_ms.get(r.code), r.ts_ms)
-    return state
-
-
 def write(conn: psycopg.Connection, readings: Iterable[Accepted]) -> None:
     """The newest of ``readings`` for each key into ``latest_reading``, where newer than the stored one."""
     upsert(conn, newest(readings).values())
@@ -153,21 +138,19 @@ class LatestBehind:
     def held(self) -> int:
         return sum(len(s.held) for s in self._slices)
 
-    def due(self) -> bool:
-        return any(self._due(s) for s in self._slices)
-
     def within(self, conn: psycopg.Connection, readings: list[Accepted], seen_ms: dict[str, int],
                connections: dict[str, tuple[str, int]]) -> Callable[[], None]:
         """Inside a batch's transaction: write the due slices' held keys and device states with the batch's of
         those slices, and at once the connection changes and the publishers without readings; hold the batch's
         others, and keep this run's debt row saying since when the held ones were received. Returns what to do
         once that transaction has committed."""
-        parts = self._split(newest(readings), _terminal_state(readings, seen_ms, connections))
+        parts = self._split(readings, seen_ms, connections)
         now = {n: parts.pop(n) for n in list(parts) if self.every_s <= 0 or self._due(self._slices[n])}
         due = [n for n, s in enumerate(self._slices) if s.held and (self.every_s <= 0 or self._due(s))]
         held_codes = {code for _, state in parts.values() for code in state}
         at_once: State = {code: (seen, None) for code, seen in seen_ms.items() if code not in held_codes}
-        device_state.merged(at_once, {r.code: (None, r.ts_ms) for r in readings if r.code in connections})
+        if connections:
+            device_state.merged(at_once, {r.code: (None, r.ts_ms) for r in readings if r.code in connections})
         for _, state in now.values():
             device_state.merged(at_once, state)
         return self._step(conn, due, now, parts, at_once, connections)
@@ -243,13 +226,28 @@ class LatestBehind:
             upsert(conn, batch.values())
             device_state.upsert(conn, at_once, connections)
 
-    def _split(self, keys: Newest, state: dict[int, State]) -> dict[int, _Part]:
-        """The batch's keys and terminal states by slice (of their terminal)."""
+    def _split(self, readings: list[Accepted], seen_ms: dict[str, int],
+               connections: dict[str, tuple[str, int]]) -> dict[int, _Part]:
+        """The batch's newest value of each key (of a tie, the later one) and the device state of each terminal
+        that sent readings (but those whose connection changed: written at once), by slice of their terminal. One
+        pass: it runs for every reading."""
+        slices = len(self._slices)
         parts: dict[int, _Part] = {}
-        for key, reading in keys.items():
-            parts.setdefault(key[0] % len(self._slices), ({}, {}))[0][key] = reading
-        for terminal_id, terminal_state in state.items():
-            parts.setdefault(terminal_id % len(self._slices), ({}, {}))[1].update(terminal_state)
+        for r in readings:
+            part = parts.get(r.terminal_id % slices)
+            if part is None:
+                part = parts[r.terminal_id % slices] = ({}, {})
+            keys, state = part
+            key = (r.terminal_id, r.metric)
+            held = keys.get(key)
+            if held is None or r.ts_ms >= held.ts_ms:
+                keys[key] = r
+            last = state.get(r.code)
+            if last is None or r.ts_ms > last[1]:
+                state[r.code] = (seen_ms.get(r.code), r.ts_ms)
+        for _, state in parts.values():
+            for code in connections:
+                state.pop(code, None)
         return parts
 
     def _due(self, held: _Slice) -> bool:
