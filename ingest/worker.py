@@ -143,9 +143,9 @@ class IngestWorker:
                     log.info("ingest %s drained; ending its broker session", self.config.client_id)
                     break
                 else:
-                    self._keep_latest(only_due=True)
+                    self._keep_latest(self._writer.latest.due())
         finally:
-            self._keep_latest(only_due=False)
+            self._keep_latest(True)
             self._disconnect()
             self._client.loop_stop()
             self._directory.close()
@@ -247,14 +247,15 @@ class IngestWorker:
                 break
         return taken
 
-    def _keep_latest(self, *, only_due: bool) -> None:
-        """Between batches: write the latest values held back (``only_due``: those due), and settle the debts of
-        workers that stopped without writing theirs (every ``STALE_S``). A database away now is retried later."""
+    def _keep_latest(self, flush: bool) -> None:
+        """Between batches: write the latest values held back (``flush``), and settle the debts of workers that
+        stopped without writing theirs (every ``STALE_S``). A database away now is retried later."""
         try:
             if self._conn is None or self._conn.closed:
                 return
             self._repair_latest()
-            self._writer.latest.flush(self._conn, only_due=only_due)
+            if flush:
+                self._writer.latest.flush(self._conn)
         except psycopg.Error as exc:
             self._database.failed(exc)
 

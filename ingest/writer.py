@@ -1,6 +1,6 @@
-"""Writing one batch: readings by COPY and an idempotent merge, the newest values and device state
-(``ingest.latest``: an ingest worker's behind the readings), and dead letters, in one transaction. The caller
-acknowledges the batch's messages only after ``write`` returns (the commit is done).
+"""Writing one batch: readings by COPY and an idempotent merge, the newest values, device
+state and dead letters, all in one transaction. The caller acknowledges the batch's
+messages only after ``write`` returns (the commit is done).
 
 A batch is made of parts (one per message or frame). When the database refuses the batch
 (a value it cannot take), ``write_parts`` bisects it to find the parts it refuses and stores
@@ -17,7 +17,7 @@ import psycopg
 
 from ingest import store
 from ingest.dead_letters import DeadLetter, write_dead_letters
-from ingest.latest import LatestBehind
+from ingest.latest import LatestBehind, array, quoted
 from ingest.validate import Accepted
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,8 @@ class Writer:
         """Commit the batch; returns how many readings were new (the rest were already stored)."""
         with conn.transaction():
             stored = self._readings(conn, batch.readings) if batch.readings else 0
-            committed = self.latest.within(conn, batch.readings, batch.seen_ms, batch.connections)
+            committed = self.latest.within(conn, batch.readings)
+            _device_state(conn, batch)
             if batch.readings:
                 notify_readings(conn, batch.readings)
             if batch.dead_letters:
@@ -183,3 +184,40 @@ def notify_readings(conn: psycopg.Connection, readings: list[Accepted]) -> None:
     per = _NOTIFY_MAX // 32  # an item is at most 32 bytes
     for at in range(0, len(items), per):
         conn.execute("select pg_notify(%s, %s)", (READINGS_CHANNEL, f"{xid}|{','.join(items[at:at + per])}"))
+
+
+def _device_state(conn: psycopg.Connection, batch: Batch) -> None:
+    """Last contact of every publisher, last reading of every terminal, connection changes."""
+    newest: dict[str, int] = {}
+    for reading in batch.readings:
+        if reading.ts_ms > newest.get(reading.code, 0):
+            newest[reading.code] = reading.ts_ms
+    codes = sorted(set(batch.seen_ms) | set(newest) | set(batch.connections))
+    if not codes:
+        return
+    conn.execute(
+        """
+        insert into device_state as s (code, last_seen_at, last_reading_at, connection, connection_at)
+        select code, to_timestamp(seen / 1000.0), to_timestamp(reading / 1000.0), connection,
+               to_timestamp(connection_ms / 1000.0)
+          from unnest(%(code)s::text[], %(seen)s::bigint[], %(reading)s::bigint[], %(connection)s::text[],
+                      %(connection_ms)s::bigint[]) as u(code, seen, reading, connection, connection_ms)
+        on conflict (code) do update set
+            last_seen_at = greatest(s.last_seen_at, excluded.last_seen_at),
+            last_reading_at = greatest(s.last_reading_at, excluded.last_reading_at),
+            connection = case when excluded.connection_at >= coalesce(s.connection_at, '-infinity')
+                              then coalesce(excluded.connection, s.connection) else s.connection end,
+            connection_at = greatest(s.connection_at, excluded.connection_at)
+        """,
+        {  # array literals made with join: psycopg dumps a list element by element in Python
+            "code": array(quoted(c) for c in codes),
+            "seen": array(_number(batch.seen_ms.get(c)) for c in codes),
+            "reading": array(_number(newest.get(c)) for c in codes),
+            "connection": array(quoted(batch.connections.get(c, (None, None))[0]) for c in codes),
+            "connection_ms": array(_number(batch.connections.get(c, (None, None))[1]) for c in codes),
+        },
+    )
+
+
+def _number(value: int | None) -> str:
+    return "NULL" if value is None else str(value)
