@@ -134,6 +134,7 @@ def _through_the_platform(url: str, broker: LocalBroker, poles: dict[str, list[s
         p.start()
     ready.wait(120)  # every gateway started and connected: they begin together, and start-up is not counted
     commits = _CommitClock(url)
+    rows_before = rows_written(url)
     monitor.start()
     go.set()
     answered = [answers.get() for _ in publishers]
@@ -159,7 +160,7 @@ def _through_the_platform(url: str, broker: LocalBroker, poles: dict[str, list[s
     print(f"publishers: {len(poles)} gateways (MQTT 5, libmosquitto), {acked} PUBACKs, {refused} refusing; "
           f"{publisher_cpu / (acked + refused or 1) * 1e6:.1f} µs CPU/message")
     figures = _report(url, expected, k, published, per_gateway * len(poles), workers, int(repeated), monitor,
-                      publisher_cpu, protocol, handled)
+                      publisher_cpu, protocol, handled, rows_before)
     commits.report()
     for n in range(workers):  # end the benchmark's broker sessions (after the report: on a loaded box it is slow)
         try:
@@ -239,6 +240,15 @@ def _templates(codes: list[str], k: int) -> dict[str, bytes]:
             .replace('"ts":0', '"ts":%d').replace("7.25", "7.%d").encode() for code in codes}
 
 
+def rows_written(url: str) -> dict[str, int]:
+    """Rows inserted and updated in latest_reading and device_state since the statistics began (with the
+    database: setting it up writes some)."""
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute(
+            "select relname, (n_tup_ins + n_tup_upd)::bigint from pg_stat_user_tables "
+            "where relname in ('latest_reading', 'device_state')").fetchall())
+
+
 def _wait_stored(url: str, expected: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     last, still = -1, 0
@@ -255,10 +265,11 @@ def _wait_stored(url: str, expected: int, timeout_s: float) -> None:
 
 
 def _report(url: str, expected: int, k: int, published_s: float, sent: int, workers: int, repeated: int, monitor,
-            publisher_cpu: float, protocol: str, handled: dict[str, float]) -> Figures:
-    """``handled``: messages each worker took (its cost per message is its CPU over those)."""
+            publisher_cpu: float, protocol: str, handled: dict[str, float], rows_before: dict[str, int]) -> Figures:
+    """``handled``: messages each worker took (its cost per message is its CPU over those); ``rows_before``: the
+    tables' ``rows_written`` when publishing began (the statistics count from the database's creation)."""
     with psycopg.connect(url) as conn:
-        count, first, last, (p50, p90, p99, p999), worst = conn.execute(
+        count, first, last, percentiles, worst = conn.execute(
             """
             select count(*), min(received_at), max(received_at),
                    percentile_cont(array[0.5, 0.9, 0.99, 0.999]) within group (order by extract(epoch from
@@ -269,9 +280,6 @@ def _report(url: str, expected: int, k: int, published_s: float, sent: int, work
         ).fetchone()
         distinct = conn.execute("select count(*) from (select distinct terminal_id, metric, ts from reading) s"
                                 ).fetchone()[0]
-        latest_rows, state_rows = (conn.execute(
-            "select coalesce(sum(n_tup_ins + n_tup_upd), 0)::bigint from pg_stat_user_tables where relname = %s",
-            (table,)).fetchone()[0] for table in ("latest_reading", "device_state"))
         spikes = conn.execute(
             """
             select extract(epoch from date_trunc('second', ts)
@@ -279,10 +287,15 @@ def _report(url: str, expected: int, k: int, published_s: float, sent: int, work
                    max(extract(epoch from received_at - ts) * 1000)::int, count(*) / %(k)s
               from reading group by date_trunc('second', ts) order by 2 desc limit 5
             """, {"k": k}).fetchall()
-    span = (last - first).total_seconds() or 1e-9
     print(f"ingest workers: {workers} (MQTT {protocol})")
     print(f"published {sent} messages × {k} readings in {published_s:.1f} s from the first to the last "
-          f"({sent / published_s:,.0f} msg/s offered)")
+          f"({sent / (published_s or 1e-9):,.0f} msg/s offered)")
+    if not count:
+        print(f"committed no readings: every message was refused or lost ({expected:,} readings expected); see the "
+              f"workers' dead letters")
+        return Figures(0.0, 0.0, 0.0, expected, 0)
+    span = (last - first).total_seconds() or 1e-9
+    p50, p90, p99, p999 = percentiles
     print(f"committed {count:,} readings in {span:.1f} s: {count / k / span:,.0f} messages/s, {count / span:,.0f} "
           f"readings/s sustained")
     print(f"publish→stored latency (received_at, the clock at the row's COPY): p50 {p50:.0f} ms, p90 {p90:.0f}, "
@@ -290,8 +303,9 @@ def _report(url: str, expected: int, k: int, published_s: float, sent: int, work
     print("  the 5 worst seconds of publishing (second of the run: max latency ms, messages): "
           + ", ".join(f"{at}: {ms} ({n:,})" for at, ms, n in spikes))
     print(f"lost {expected - count}, stored twice {count - distinct}, redelivered and skipped {repeated}")
-    print(f"rows written per message: latest_reading {latest_rows / (count / k or 1):.2f}, device_state "
-          f"{state_rows / (count / k or 1):.2f}")
+    written = {table: rows - rows_before.get(table, 0) for table, rows in rows_written(url).items()}
+    print(f"rows written per message (during the run): latest_reading {written['latest_reading'] / (count / k):.2f}, "
+          f"device_state {written['device_state'] / (count / k):.2f}")
     wall = max(span, published_s)
     messages = count / k or 1
     for name, (cpu, rss) in monitor.results().items():

@@ -10,7 +10,9 @@ its own when no batch comes): each key at most once per interval, whatever the r
 Freshness: while its worker runs, ``latest_reading`` lags the committed readings by at most ``every_s`` plus
 two batches' write times (a key held by a batch not yet due is written by the next). The readings themselves
 are committed (and acknowledged) as before. A worker that dies holding keys not written leaves its
-``latest_debt`` row (written in the transaction of the first batch it held back); ``repair`` folds every
+``latest_debt`` row, keyed by its run (written in the transaction of the first batch it held back, deleted by
+that run only: an old process of the same client id flushing after a session takeover must not take the new
+run's); ``repair`` folds every
 reading received since then into ``latest_reading``: the next worker to start does it for its own client id,
 and any worker, at its next repair (every ``STALE_S``), for a row older than ``STALE_S`` (a running worker's
 row is never older than ``every_s`` unless the database is away). Folding is monotone (a stored newer value
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 
 import psycopg
@@ -92,12 +95,14 @@ class LatestBehind:
 
     def __init__(self, owner: str, every_s: float) -> None:
         self.owner = owner
+        self.run = uuid.uuid4().hex
+        """This run of the worker: its ``latest_debt`` row, the only one it deletes, is (owner, run)."""
         self.every_s = every_s
         self._held: Newest = {}
         self._held_since: float | None = None
         """When the oldest held key was committed (monotonic)."""
         self._in_debt = False
-        """Whether this owner's ``latest_debt`` row is committed."""
+        """Whether this run's ``latest_debt`` row is committed."""
 
     @property
     def held(self) -> int:
@@ -118,8 +123,8 @@ class LatestBehind:
             self._settle(conn)
             return self._written
         if batch and not self._in_debt:
-            conn.execute("insert into latest_debt (worker, since) values (%(worker)s, now()) "
-                         "on conflict (worker) do nothing", {"worker": self.owner})
+            conn.execute("insert into latest_debt (worker, run, since) values (%(worker)s, %(run)s, now()) "
+                         "on conflict (worker, run) do nothing", {"worker": self.owner, "run": self.run})
         return lambda: self._hold(batch)
 
     def flush(self, conn: psycopg.Connection) -> None:
@@ -148,7 +153,8 @@ class LatestBehind:
 
     def _settle(self, conn: psycopg.Connection) -> None:
         if self._in_debt:
-            conn.execute("delete from latest_debt where worker = %(worker)s", {"worker": self.owner})
+            conn.execute("delete from latest_debt where worker = %(worker)s and run = %(run)s",
+                         {"worker": self.owner, "run": self.run})
 
     def _written(self) -> None:
         self._held, self._held_since, self._in_debt = {}, None, False
@@ -162,42 +168,32 @@ class LatestBehind:
             self._held_since = time.monotonic()
 
     def repair(self, conn: psycopg.Connection, *, own: bool) -> int:
-        """Fold the readings of every stale debt, and with ``own`` of this owner's (left by its previous run:
-        call it so before the first batch), into ``latest_reading``; returns how many debts were settled. Only
-        ``OperationalError`` (the database away) is raised: a fold the database refuses is logged and its debt
-        left for a later repair, under a name of its own when it is this owner's (this run's debt, settled
-        with its keys, must not take it along)."""
+        """Fold the readings of every stale debt, and with ``own`` of this owner's other runs (its previous run's:
+        call it so before the first batch), into ``latest_reading``; returns how many debts were settled. This
+        run's own debt is never taken. Only ``OperationalError`` (the database away) is raised: a fold the
+        database refuses is logged and its debt left, under its run, for a later repair."""
         debts = conn.execute(
-            "select worker, since from latest_debt where (%(own)s and worker = %(me)s) or since < now() - "
-            "make_interval(secs => %(stale)s) order by since", {"own": own, "me": self.owner, "stale": STALE_S},
-        ).fetchall()
+            "select worker, run, since from latest_debt where not (worker = %(me)s and run = %(run)s) "
+            "and ((%(own)s and worker = %(me)s) or since < now() - make_interval(secs => %(stale)s)) order by since",
+            {"own": own, "me": self.owner, "run": self.run, "stale": STALE_S}).fetchall()
         conn.commit()
         settled = 0
-        for worker, since in debts:
+        for worker, run, since in debts:
             try:
                 with conn.transaction():
                     folded = conn.execute(_FOLD, {"since": since}).rowcount
-                    conn.execute("delete from latest_debt where worker = %(worker)s and since = %(since)s",
-                                 {"worker": worker, "since": since})
+                    conn.execute("delete from latest_debt where worker = %(worker)s and run = %(run)s "
+                                 "and since = %(since)s", {"worker": worker, "run": run, "since": since})
             except psycopg.OperationalError:
                 raise
             except psycopg.Error as exc:
-                log.error("latest values of %s since %s not folded in (%s: %s); retried later", worker, since,
-                          type(exc).__name__, str(exc).strip()[:200])
-                if worker == self.owner:
-                    self._orphan(conn, since)
+                log.error("latest values of %s (run %s) since %s not folded in (%s: %s); retried later", worker,
+                          run, since, type(exc).__name__, str(exc).strip()[:200])
                 continue
             settled += 1
-            log.warning("latest values of %s since %s folded in from the readings (%d keys): it stopped without "
-                        "writing them", worker, since, folded)
-        if any(worker == self.owner for worker, _ in debts):
-            self._in_debt = False
+            log.warning("latest values of %s (run %s) since %s folded in from the readings (%d keys): it stopped "
+                        "without writing them", worker, run, since, folded)
         return settled
-
-    def _orphan(self, conn: psycopg.Connection, since) -> None:
-        with conn.transaction():
-            conn.execute("update latest_debt set worker = %(orphan)s where worker = %(worker)s and since = %(since)s",
-                         {"orphan": f"{self.owner}@{since.isoformat()}", "worker": self.owner, "since": since})
 
 
 def array(elements: Iterable[str]) -> str:

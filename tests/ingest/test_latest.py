@@ -221,9 +221,26 @@ def test_a_fold_the_database_refuses_is_logged_and_left_for_a_later_repair(conn,
         finally:
             c.execute("alter table latest_reading drop constraint test_not_negative")
             c.commit()
-        assert [d.split("@")[0] for d in _debts(c)] == ["worker-a"]  # the old debt, kept apart
+        assert _debts(c) == ["worker-a"]  # the old run's debt, kept apart
         c.execute("update latest_debt set since = since - interval '2 minutes'")
         c.commit()
         assert LatestBehind("worker-b", every_s=1).repair(c, own=False) == 1
         assert _latest_values(c, terminal_id) == {"a34004": -1.0, "a34002": 1.0}
+        assert _debts(c) == []
+
+
+def test_an_old_run_flushing_after_a_takeover_leaves_the_new_runs_debt(conn, db_url):
+    """After a session takeover the old process of a client id may still flush its held keys: deleting the debt
+    by worker alone took the new run's with it, and a crash of the new run then lost the fold of its keys."""
+    terminal_id, code = _terminal(conn, "最新值接管")
+    now = int(time.time() * 1000)
+    old, new = LatestBehind("worker-a", every_s=3600), LatestBehind("worker-a", every_s=3600)
+    with psycopg.connect(db_url) as c:
+        Writer(old).write(c, Batch(readings=[Accepted(terminal_id, code, "a34002", now, 1.0, None)]))
+        assert new.repair(c, own=True) == 1  # the new run starts: it folds the old run's debt
+        Writer(new).write(c, Batch(readings=[Accepted(terminal_id, code, "a34004", now, 2.0, None)]))
+        old.flush(c)  # the old process, taken over, writes what it held
+        assert _debts(c) == ["worker-a"]  # the new run's debt is still owed
+        assert LatestBehind("worker-a", every_s=1).repair(c, own=True) == 1  # the new run died: its next one folds
+        assert _latest_values(c, terminal_id) == {"a34002": 1.0, "a34004": 2.0}
         assert _debts(c) == []
