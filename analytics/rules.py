@@ -58,6 +58,18 @@ def rewindable(judge: Judge) -> bool:
     return all(isinstance(cell.cell_contents, _PLAIN) for cell in cells)
 
 
+def latch_of(judge: Judge) -> dict | None:
+    """What ``rule_state`` persists of a judge's memory beside its episode (a quality flag's latch), as JSON."""
+    return judge.latch() if hasattr(judge, "latch") else None
+
+
+def resumed(judge: Judge, latch: dict | None) -> Judge:
+    """``judge`` taking up a persisted latch (``latch_of``) before it judges anything."""
+    if latch is not None and hasattr(judge, "resume"):
+        judge.resume(latch)
+    return judge
+
+
 _PLAIN = (type(None), bool, int, float, str, dt.datetime, dt.date, dt.timedelta)
 
 
@@ -111,6 +123,9 @@ class Rule:
     screen: tuple[float, dt.timedelta] | None = None
     """The spike test's (limit, within) in front of a bureau's rule (``SpikeScreen``): a reading the spike test
     calls a spike never counts for it."""
+    latched: bool = False
+    """Its judge keeps a latch (``_quality_checked``) that ``rule_state`` persists (``latch_of``, ``resumed``): a
+    re-read or a restarted worker takes it up instead of rebuilding it from hours of readings."""
 
     @cached_property
     def streamable(self) -> bool:
@@ -132,8 +147,11 @@ class Rule:
         screen = SpikeScreen(*self.screen) if self.screen and not self.nightly else None
         return Tracker(self.min_duration, self.skip_flags, current, screen)
 
-    def evaluate(self, series: dict[str, list[Point]], now: dt.datetime | None = None) -> list[Episode]:
-        return self.evaluate_with(series, self.make_judge(series), self.make_tracker(), now)
+    def evaluate(self, series: dict[str, list[Point]], now: dt.datetime | None = None,
+                 latch: dict | None = None) -> list[Episode]:
+        """``latch``: the judge's persisted latch (``latch_of``); without one the series starts at the terminal's
+        first reading."""
+        return self.evaluate_with(series, resumed(self.make_judge(series), latch), self.make_tracker(), now)
 
     def evaluate_with(self, series: dict[str, list[Point]], judge: Judge, tracker: Tracker,
                       now: dt.datetime | None = None) -> list[Episode]:
@@ -224,21 +242,15 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
     interval = dt.timedelta(seconds=t.report_interval_s)
     step = _rise_step(limit, window)
     escalate = dt.timedelta(hours=get_settings().drift_escalation_h)
-    lookback = max(rule.lookback, escalate + 2 * window + 3 * interval)
 
     def make_judge(series: dict[str, list[Point]]) -> Judge:
         judge, creep = plain(series), _drift_judge(rule.metric, window, limit)
-        # first reading, last doubted, level before a step up / down, pending and suspect since, the escalation's
-        # note (while its alarm is open), previous value
-        marks: dict[str, list] = {name: [] for name in ("first", "doubted", "under", "up", "down", "pending",
-                                                         "suspect", "escalated", "previous")}
+        # window's first reading, the terminal's first stored reading (``origin``), last doubted, level before a
+        # step up / down, pending and suspect since, the escalation's note (while its alarm is open), previous
+        # value, and the latch a resumed judge was given (``latched``: doubt since, its note)
+        marks: dict[str, list] = {name: [] for name in ("first", "origin", "doubted", "under", "up", "down",
+                                                         "pending", "suspect", "escalated", "previous", "latched")}
         raised = [False]  # the last verdict let through was a violation: an alarm is open
-        points = series.get(rule.metric, [])
-        # Cut: the series spans its lookback, less the two reporting intervals its first reading may lie after the
-        # cut (a window re-read at its lookback before the newest reading, one reading perhaps missing), or a long
-        # backtest: its first drift window is history, not evaluated. A shorter series is a terminal's first
-        # readings (or its first after an outage), judged at once.
-        cut = len(points) > 1 and points[-1].ts - points[0].ts >= lookback - 2 * interval
 
         def checked(point: Point) -> Verdict:
             verdict = judge(point)
@@ -249,19 +261,38 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
                 raised[0] = verdict.state is not State.CLEAR
                 if verdict.state is State.CLEAR:
                     marks["pending"][:] = marks["suspect"][:] = marks["escalated"][:] = []
+                    if marks["latched"] and point.ts >= marks["latched"][0]:
+                        marks["latched"][:] = []  # the readings came back under the limit: the latch is over
                 return _noted(verdict, marks["escalated"])
             if verdict.state is not State.VIOLATE:
                 return verdict
-            fresh = not cut and marks["first"][0] == point.ts  # a terminal's first reading: nothing crept yet
+            origin = (marks["origin"] or marks["first"])[0]
+            cut = origin < marks["first"][0]  # readings before the window: a re-read, its first window not evaluated
+            latched = _resume_latch(marks, point)
             if cut and not marks["under"]:  # over the limit since before the window: suspect since its start
                 marks["suspect"][:] = marks["suspect"] or marks["first"]
-            held = False if fresh or _stepped(marks, verdict) else _held(marks, point, window, escalate)
-            if held is True or (cut and point.ts - marks["first"][0] < window):
+            held = False if point.ts == origin or _stepped(marks, verdict) else _held(marks, point, window, escalate)
+            if held is True or (cut and not latched and point.ts - marks["first"][0] < window):
                 return HOLD  # suspect, pending, or not evaluated (the drift test has not seen the readings before)
             raised[0] = True
             marks["escalated"][:] = [held] if held else []
             return _noted(verdict, marks["escalated"])
 
+        def latch() -> dict:
+            """What ``rule_state`` keeps of the flag: the terminal's first reading, doubt since, its note."""
+            origin = marks["origin"] or marks["first"]
+            return {"origin": origin[0].isoformat() if origin else None,
+                    "suspect": marks["suspect"][0].isoformat() if marks["suspect"] else None,
+                    "note": marks["escalated"][0] if marks["escalated"] else None}
+
+        def resume(saved: dict) -> None:
+            """Take up a persisted ``latch`` before judging: a re-read or a replay starting after the doubt began
+            goes on from it (escalating when it is due), not from its own first reading."""
+            marks["origin"][:] = [dt.datetime.fromisoformat(saved["origin"])] if saved.get("origin") else []
+            marks["latched"][:] = [dt.datetime.fromisoformat(saved["suspect"]), saved.get("note")] \
+                if saved.get("suspect") else []
+
+        checked.latch, checked.resume = latch, resume
         if not rewindable(judge):
             return checked
 
@@ -279,7 +310,17 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
         inner = getattr(judge, "snapshot", lambda: None)
         return remembering(checked, snapshot, restore)
 
-    return replace(rule, make_judge=make_judge, lookback=lookback)
+    return replace(rule, make_judge=make_judge, lookback=max(rule.lookback, 2 * window + 3 * interval),
+                   latched=True)
+
+
+def _resume_latch(marks: dict[str, list], point: Point) -> bool:
+    """A violation at or after the doubt a resumed judge was given (``latched``) is suspect since then, with the
+    note of an escalation already paged: the latch persisted, not rebuilt from the readings."""
+    if not marks["latched"] or point.ts < marks["latched"][0]:
+        return False
+    marks["suspect"][:] = marks["suspect"] or marks["latched"][:1]
+    return True
 
 
 def _rise_step(limit_per_h: float, window: dt.timedelta) -> float:
@@ -343,6 +384,9 @@ def _held(marks: dict[str, list], point: Point, window: dt.timedelta, escalate: 
         marks["suspect"][:] = marks["suspect"] or [point.ts]
     if marks["suspect"]:
         hours = (point.ts - marks["suspect"][0]).total_seconds() / 3600
+        if hours >= escalate.total_seconds() / 3600 and marks["latched"][:1] == marks["suspect"] \
+                and marks["latched"][1]:
+            return marks["latched"][1]  # the escalation paged before the re-read, as it was worded
         return hours < escalate.total_seconds() / 3600 or (
             f"unconfirmed: the analyser has been doubted as drifting for {hours:.0f} h and nobody recalibrated it; "
             "a breach may hide behind the drift")
