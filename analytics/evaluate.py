@@ -23,7 +23,7 @@ import psycopg
 
 from analytics import queries
 from analytics.engine import Episode, Point, Tracker, episode_from_json, episode_to_json
-from analytics.rules import Judge, Rule, TerminalInfo, latch_of, resumed, rewindable, rules_for
+from analytics.rules import Judge, Rule, TerminalInfo, heed, latch_of, resumed, rewindable, rules_for
 
 
 class AlertSink(Protocol):
@@ -380,6 +380,8 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
     for key, rs in list(stream.rules.items()):
         rule = rs.rule
         step = steps[key]
+        if rule.heeds:
+            heed(rs.judge, stored.get(rule.heeds, []))
         if step is FEED or step is REWIND:
             began = rs.tracker.current.start if rs.tracker.current else None
             # Readings after the mark are judged again, the late one among them: what they raised before and no
@@ -413,7 +415,7 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             window = {m: _from(data.get(m, []), start) for m in (rule.metric, *rule.context)}
             latch = latch_of(rs.judge)
             rs = stream.rules[key] = RuleStream.fresh(rule, None, None, window)
-            resumed(rs.judge, latch)
+            heed(resumed(rs.judge, latch), stored.get(rule.heeds, []) if rule.heeds else [])
             rs.evaluated_at = time.monotonic()
             found = rule.evaluate_with(window, rs.judge, rs.tracker, clock)
             rs.judged(window[rule.metric])

@@ -12,9 +12,9 @@ import tracemalloc
 import psycopg
 
 from alerts import service as alerts_service
-from analytics import evaluate
+from analytics import evaluate, rules
 from analytics.engine import Episode, Point
-from analytics.rules import TerminalInfo, latch_of, rules_for
+from analytics.rules import FIXING, SENSOR_OK, TerminalInfo, latch_of, rules_for
 from core.settings import get_settings
 from ganzhi.bench_alert_quality import Raised, _score, replay
 from ingest.validate import Accepted
@@ -687,3 +687,61 @@ def test_an_alarm_from_a_terminals_first_reading_stays_confirmed_when_a_restart_
         "select observed_start, detail, status from alert where rule = 'gb3838:w01019'").fetchall()
     assert start == NOW - dt.timedelta(minutes=30 * 40) and status == "open"
     assert "7.35" in detail and "unconfirmed" not in detail
+
+
+def _drift_station(conn, db_url: str, hours_over: float) -> tuple[str, list[tuple], Worker]:
+    """A river station whose permanganate analyser crept over the limit and stays at its offset; a worker has
+    judged it until ``hours_over`` after its first reading over the limit (the steward's drift alert is open, the
+    bureau's held). Returns the code, the readings still to come and the worker."""
+    code = service.create_terminal(conn, river_station(), Actor("t"))
+    conn.commit()
+    points, over = _permanganate_offset(16)
+    readings = [(-30 * (len(points) - i), p.value, None) for i, p in enumerate(points)]
+    cut = next(i for i, p in enumerate(points) if p.ts == over + dt.timedelta(hours=hours_over))
+    worker = Worker(db_url)
+    for at in range(0, cut, 6):
+        _write(db_url, code, "w01019", readings[at:min(at + 6, cut)])
+        worker.step()
+    assert [rule for rule, *_ in _alerts(db_url)] == ["device:drift:w01019"]
+    return code, readings[cut:], worker
+
+
+def _acknowledge_drift(conn, action: str, verdict: str | None = None) -> None:
+    alert_id = conn.execute("select id from alert where rule = 'device:drift:w01019'").fetchone()[0]
+    alerts_service.act(conn, alert_id, action, "steward", "zero/span check", verdict)
+    conn.commit()
+
+
+def test_a_steward_vouching_for_the_analyser_pages_the_bureau_confirmed_at_once(conn, db_url, monkeypatch):
+    """The steward acknowledges the drift alert with the verdict "sensor OK" (a zero/span check found the analyser
+    reading true): the readings over the limit are a real breach, and the bureau is paged with the next reading,
+    confirmed, not 12 h after the doubt latched."""
+    code, rest, worker = _drift_station(conn, db_url, 1)
+    try:
+        _acknowledge_drift(conn, "acknowledge", SENSOR_OK)
+        _write(db_url, code, "w01019", rest[:2])
+        worker.step()
+    finally:
+        worker.close()
+    [(status, detail)] = conn.execute("select status, detail from alert where rule = 'gb3838:w01019'").fetchall()
+    assert status == "open" and "unconfirmed" not in detail
+
+
+def test_a_steward_fixing_the_analyser_shelves_the_escalation_for_at_most_a_day(conn, db_url, monkeypatch):
+    """Acknowledged as being fixed: the doubted readings do not escalate to the bureau when 12 h are up (shelved,
+    ISA-18.2), though the drift alert resolved itself when the creep stopped; once the shelving expires
+    (``SHELVE_MAX``) with the readings still over the limit, the escalation pages the bureau, unconfirmed."""
+    code, rest, worker = _drift_station(conn, db_url, 1)
+    try:
+        _acknowledge_drift(conn, "acknowledge", FIXING)
+        for at in range(0, 28, 6):  # to 15 h after the first reading over the limit
+            _write(db_url, code, "w01019", rest[at:at + 6])
+            worker.step()
+        assert [rule for rule, *_ in _alerts(db_url)] == ["device:drift:w01019"]
+        monkeypatch.setattr(rules, "SHELVE_MAX", -dt.timedelta(days=2))  # the readings now come after it expired
+        _write(db_url, code, "w01019", rest[28:30])
+        worker.step()
+    finally:
+        worker.close()
+    [detail] = conn.execute("select detail from alert where rule = 'gb3838:w01019'").fetchone()
+    assert "unconfirmed" in detail
