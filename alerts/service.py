@@ -52,7 +52,8 @@ def reconcile(conn: psycopg.Connection, t: TerminalInfo, rule: Rule, window_star
 
 
 _STORED = """
-    select id, rule, status, observed_start, observed_end, severity, worst_value, incident_id, detail, updated_at
+    select id, rule, status, observed_start, observed_end, severity, worst_value, incident_id, detail, updated_at,
+           verdict, acknowledged_at
       from alert
      where terminal_id = %(t)s and (%(r)s::text is null or rule = %(r)s)
        and (status in ('open', 'acknowledged') or observed_end is null or observed_end >= %(since)s)
@@ -74,7 +75,7 @@ def stored_alerts_of(conn: psycopg.Connection, since: dict[int, dt.datetime]) ->
         rows = cur.execute(
             """
             select a.id, a.terminal_id, a.rule, a.status, a.observed_start, a.observed_end, a.severity, a.worst_value,
-                   a.incident_id, a.detail, a.updated_at
+                   a.incident_id, a.detail, a.updated_at, a.verdict, a.acknowledged_at
               from unnest(%(t)b::bigint[], %(since)b::timestamptz[]) as u(terminal_id, since)
               join alert a on a.terminal_id = u.terminal_id
                and (a.status in ('open', 'acknowledged') or a.observed_end is null or a.observed_end >= u.since)
@@ -251,8 +252,13 @@ def _close_incident_if_done(conn: psycopg.Connection, incident_id: int | None) -
 
 # -- operators --------------------------------------------------------------------------------------------
 
-def act(conn: psycopg.Connection, alert_id: int, action: str, actor: str, comment: str | None) -> None:
-    """acknowledge, resolve, close or comment, by a person; an impossible step is a Conflict."""
+def act(conn: psycopg.Connection, alert_id: int, action: str, actor: str, comment: str | None,
+        verdict: str | None = None) -> None:
+    """acknowledge, resolve, close or comment, by a person; an impossible step is a Conflict. ``verdict``: the
+    steward's word acknowledging an analyser's drift alert (``rules.SENSOR_OK`` or ``rules.FIXING``), which the
+    bureau's rule on that analyser heeds (docs/rules.md, "Escalation")."""
+    if verdict is not None and action != "acknowledge":
+        raise Conflict(f"a verdict is given when acknowledging, not to {action}")
     row = conn.execute("select status, incident_id from alert where id = %s for update", (alert_id,)).fetchone()
     if row is None:
         raise NotFound(f"alert {alert_id} does not exist", field="id")
@@ -261,11 +267,13 @@ def act(conn: psycopg.Connection, alert_id: int, action: str, actor: str, commen
         if status not in _TRANSITIONS[action]:
             raise Conflict(f"alert {alert_id} is {status}; it cannot be {action}d")
         new = {"acknowledge": "acknowledged", "resolve": "resolved", "close": "closed"}[action]
-        stamp = {"resolved": ", resolved_at = now()", "closed": ", closed_at = now()"}.get(new, "")
-        conn.execute(f"update alert set status = %s, updated_at = now(){stamp} where id = %s", (new, alert_id))
+        stamp = {"resolved": ", resolved_at = now()", "closed": ", closed_at = now()",
+                 "acknowledged": ", acknowledged_at = now(), verdict = %(verdict)s"}.get(new, "")
+        conn.execute(f"update alert set status = %(new)s, updated_at = now(){stamp} where id = %(id)s",
+                     {"new": new, "id": alert_id, "verdict": verdict})
         if new in ("resolved", "closed"):
             _close_incident_if_done(conn, incident_id)
-    log_event(conn, alert_id, action, comment, actor)
+    log_event(conn, alert_id, action, f"[{verdict}] {comment or ''}".strip() if verdict else comment, actor)
 
 
 def open_nodata(conn: psycopg.Connection, shard: int, shards: int) -> list[tuple]:

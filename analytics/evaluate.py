@@ -23,7 +23,7 @@ import psycopg
 
 from analytics import queries
 from analytics.engine import Episode, Point, Tracker, episode_from_json, episode_to_json
-from analytics.rules import Judge, Rule, TerminalInfo, rewindable, rules_for
+from analytics.rules import Judge, Rule, TerminalInfo, heed, latch_of, resumed, rewindable, rules_for
 
 
 class AlertSink(Protocol):
@@ -114,12 +114,12 @@ class RuleStream:
               series: dict[str, list[Point]] | None = None) -> RuleStream:
         return cls(rule, rule.make_judge(series or {}), rule.make_tracker(episode), judged_to)
 
-    def replay(self, points: Sequence[Point]) -> None:
+    def replay(self, points: Sequence[Point], latch: dict | None = None) -> None:
         """Rebuild the judge's memory from the readings it judged before (``points``, the rule's series over the
-        window a late reading would re-read, ending at ``judged_to``): the judge is built over them, as a window
-        re-read's is, so it takes them for a re-read of history, not for a terminal's first readings
-        (``rules._quality_checked``), and the spike screen takes them in too."""
-        self.judge = self.rule.make_judge({self.rule.metric: list(points)})
+        window a late reading would re-read, ending at ``judged_to``) and its persisted ``latch``: the judge is
+        built over them, as a window re-read's is, so it takes them for a re-read of history when they start after
+        the terminal's first reading (``rules._quality_checked``), and the spike screen takes them in too."""
+        self.judge = resumed(self.rule.make_judge({self.rule.metric: list(points)}), latch)
         for point in points:
             for admitted in self.tracker.admitted(point):
                 self.judge(admitted)
@@ -276,11 +276,14 @@ def load(conn: psycopg.Connection, terminals: list[tuple[TerminalInfo, int]]) ->
     judge's memory rebuilt by replaying the rule's lookback before the last reading it judged. ``terminals``:
     (terminal, the version of its cursor)."""
     saved = queries.rule_states_of(conn, [info.id for info, _ in terminals])
+    rules = {info.id: rules_for(info) for info, _ in terminals}
+    latches = _latches(conn, saved, rules)
     loaded, since, starts = {}, {}, {}
     for info, version in terminals:
         mine = saved.get(info.id, {})
-        streams = {rule.key: RuleStream.fresh(rule, *_saved_state(mine.get(rule.key))) for rule in rules_for(info)}
+        streams = {rule.key: RuleStream.fresh(rule, *_saved_state(mine.get(rule.key))) for rule in rules[info.id]}
         for key, stream in streams.items():
+            resumed(stream.judge, latches.get((info.id, key)))
             stream.saved_to = stream.judged_to
             if stream.judged_to is not None and stream.rule.streamable and stream.rule.lookback:
                 # The window a late reading would re-read: the lookback before the last reading judged, or before
@@ -295,15 +298,38 @@ def load(conn: psycopg.Connection, terminals: list[tuple[TerminalInfo, int]]) ->
             if (terminal_id, key) in starts:
                 points = series.get(stream.rule.metric, [])
                 stream.replay(points[bisect.bisect_left(points, starts[terminal_id, key], key=_TS):
-                                     bisect.bisect_right(points, stream.judged_to, key=_TS)])
+                                     bisect.bisect_right(points, stream.judged_to, key=_TS)],
+                              latches.get((terminal_id, key)))
     for stream in loaded.values():
         judged = [s.judged_to for s in stream.rules.values() if s.judged_to is not None]
         stream.heard = (max(judged), time.monotonic()) if judged else None
     return loaded
 
 
-def _saved_state(row: tuple[dt.datetime, dict | None] | None) -> tuple[dt.datetime | None, Episode | None]:
+def _saved_state(row: tuple | None) -> tuple[dt.datetime | None, Episode | None]:
     return (None, None) if row is None else (row[0], episode_from_json(row[1]))
+
+
+def _latches(conn: psycopg.Connection, saved: dict[int, dict[str, tuple]],
+             rules: dict[int, list[Rule]]) -> dict[tuple[int, str], dict]:
+    """(terminal, rule) → the latch its judge takes up (``Rule.latched``): as persisted, else (a rule with no state
+    yet, or one written before latches were) the terminal's first stored reading of the series, so that a window
+    starting after it is judged as a re-read and one starting at it as the terminal's first readings."""
+    latches, missing = {}, {}
+    for terminal_id, mine in rules.items():
+        for rule in mine:
+            row = saved.get(terminal_id, {}).get(rule.key)
+            if not rule.latched:
+                continue
+            if row is not None and row[2] is not None:
+                latches[terminal_id, rule.key] = row[2]
+            else:
+                missing[terminal_id, rule.key] = rule.metric
+    firsts = queries.first_readings(conn, sorted(set((t, m) for (t, _), m in missing.items()))) if missing else {}
+    for (terminal_id, key), metric in missing.items():
+        first = firsts.get((terminal_id, metric))
+        latches[terminal_id, key] = {"origin": first.isoformat() if first else None}
+    return latches
 
 
 def stored_since(stream: TerminalStream, earliest: dt.datetime) -> dt.datetime:
@@ -354,6 +380,8 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
     for key, rs in list(stream.rules.items()):
         rule = rs.rule
         step = steps[key]
+        if rule.heeds:
+            heed(rs.judge, stored.get(rule.heeds, []))
         if step is FEED or step is REWIND:
             began = rs.tracker.current.start if rs.tracker.current else None
             # Readings after the mark are judged again, the late one among them: what they raised before and no
@@ -385,7 +413,9 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             # end of an older alert again, which the sink must then read itself, or it would store it twice.
             known = stored.get(key, []) if start >= stored_since(stream, earliest) else None
             window = {m: _from(data.get(m, []), start) for m in (rule.metric, *rule.context)}
+            latch = latch_of(rs.judge)
             rs = stream.rules[key] = RuleStream.fresh(rule, None, None, window)
+            heed(resumed(rs.judge, latch), stored.get(rule.heeds, []) if rule.heeds else [])
             rs.evaluated_at = time.monotonic()
             found = rule.evaluate_with(window, rs.judge, rs.tracker, clock)
             rs.judged(window[rule.metric])
@@ -448,7 +478,7 @@ def state_rows(stream: TerminalStream, keys: list[str]) -> list[tuple]:
     for key in keys:
         rs = stream.rules[key]
         rs.saved_to = rs.judged_to
-        rows.append((stream.info.id, key, rs.judged_to, episode_to_json(rs.tracker.current)))
+        rows.append((stream.info.id, key, rs.judged_to, episode_to_json(rs.tracker.current), latch_of(rs.judge)))
     return rows
 
 

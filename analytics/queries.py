@@ -98,26 +98,41 @@ def advance(conn: psycopg.Connection, terminal_ids: list[int], worker: str, stat
     if states:
         conn.execute(
             """
-            insert into rule_state as s (terminal_id, rule, judged_to, episode)
-            select * from unnest(%(t)b::bigint[], %(r)b::text[], %(j)b::timestamptz[], %(e)b::jsonb[])
-            on conflict (terminal_id, rule) do update set judged_to = excluded.judged_to, episode = excluded.episode
+            insert into rule_state as s (terminal_id, rule, judged_to, episode, latch)
+            select * from unnest(%(t)b::bigint[], %(r)b::text[], %(j)b::timestamptz[], %(e)b::jsonb[],
+                                 %(l)b::jsonb[])
+            on conflict (terminal_id, rule) do update set judged_to = excluded.judged_to, episode = excluded.episode,
+                                                          latch = excluded.latch
             """,
             {"t": [s[0] for s in states], "r": [s[1] for s in states], "j": [s[2] for s in states],
-             "e": [Jsonb(s[3]) if s[3] is not None else None for s in states]},
+             "e": [Jsonb(s[3]) if s[3] is not None else None for s in states],
+             "l": [Jsonb(s[4]) if s[4] is not None else None for s in states]},
         )
     conn.execute("update rule_cursor set version = version + 1, worker = %s where terminal_id = any(%s)",
                  (worker, terminal_ids))
 
 
 def rule_states_of(conn: psycopg.Connection,
-                   terminal_ids: list[int]) -> dict[int, dict[str, tuple[dt.datetime, dict | None]]]:
-    """Terminal id → rule → (judged to, episode) as persisted."""
-    rows = conn.execute("select terminal_id, rule, judged_to, episode from rule_state where terminal_id = any(%s)",
-                        (terminal_ids,)).fetchall()
-    found: dict[int, dict[str, tuple[dt.datetime, dict | None]]] = defaultdict(dict)
-    for terminal_id, rule, judged_to, episode in rows:
-        found[terminal_id][rule] = (judged_to, episode)
+                   terminal_ids: list[int]) -> dict[int, dict[str, tuple[dt.datetime, dict | None, dict | None]]]:
+    """Terminal id → rule → (judged to, episode, the judge's latch) as persisted."""
+    rows = conn.execute("select terminal_id, rule, judged_to, episode, latch from rule_state "
+                        "where terminal_id = any(%s)", (terminal_ids,)).fetchall()
+    found: dict[int, dict[str, tuple[dt.datetime, dict | None, dict | None]]] = defaultdict(dict)
+    for terminal_id, rule, judged_to, episode, latch in rows:
+        found[terminal_id][rule] = (judged_to, episode, latch)
     return found
+
+
+def first_readings(conn: psycopg.Connection, series: list[tuple[int, str]]) -> dict[tuple[int, str], dt.datetime]:
+    """(terminal id, metric) → the time of its first stored reading (each one index probe)."""
+    rows = conn.execute(
+        """
+        select u.t, u.m, (select r.ts from reading r where r.terminal_id = u.t and r.metric = u.m order by r.ts limit 1)
+          from unnest(%(t)s::bigint[], %(m)s::text[]) as u(t, m)
+        """,
+        {"t": [t for t, _ in series], "m": [m for _, m in series]},
+    ).fetchall()
+    return {(t, m): ts for t, m, ts in rows if ts is not None}
 
 
 def arrived_since(conn: psycopg.Connection, since: dt.datetime) -> dict[int, dt.datetime]:

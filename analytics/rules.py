@@ -58,6 +58,32 @@ def rewindable(judge: Judge) -> bool:
     return all(isinstance(cell.cell_contents, _PLAIN) for cell in cells)
 
 
+def latch_of(judge: Judge) -> dict | None:
+    """What ``rule_state`` persists of a judge's memory beside its episode (a quality flag's latch), as JSON."""
+    return judge.latch() if hasattr(judge, "latch") else None
+
+
+SENSOR_OK, FIXING = "sensor_ok", "fixing"
+"""The steward's verdict when acknowledging a ``device:drift`` alert (``alert.verdict``): the analyser was checked
+and reads true, or it is being fixed (an acknowledgement without a verdict means fixing)."""
+SHELVE_MAX = dt.timedelta(hours=24)
+"""An analyser acknowledged as being fixed keeps its doubted readings from escalating this long after the
+acknowledgement at most (ISA-18.2 shelving expires): a repair forgotten pages the bureau after all."""
+
+
+def heed(judge: Judge, alerts: list[dict]) -> None:
+    """Tell a judge that heeds a steward's alert (``Rule.heeds``) what the steward said: that rule's stored alerts."""
+    if hasattr(judge, "heed"):
+        judge.heed(alerts)
+
+
+def resumed(judge: Judge, latch: dict | None) -> Judge:
+    """``judge`` taking up a persisted latch (``latch_of``) before it judges anything."""
+    if latch is not None and hasattr(judge, "resume"):
+        judge.resume(latch)
+    return judge
+
+
 _PLAIN = (type(None), bool, int, float, str, dt.datetime, dt.date, dt.timedelta)
 
 
@@ -111,6 +137,11 @@ class Rule:
     screen: tuple[float, dt.timedelta] | None = None
     """The spike test's (limit, within) in front of a bureau's rule (``SpikeScreen``): a reading the spike test
     calls a spike never counts for it."""
+    latched: bool = False
+    heeds: str | None = None
+    """The steward's alert (a rule key) whose acknowledgement the judge heeds (``heed``): the analyser's drift."""
+    """Its judge keeps a latch (``_quality_checked``) that ``rule_state`` persists (``latch_of``, ``resumed``): a
+    re-read or a restarted worker takes it up instead of rebuilding it from hours of readings."""
 
     @cached_property
     def streamable(self) -> bool:
@@ -132,8 +163,11 @@ class Rule:
         screen = SpikeScreen(*self.screen) if self.screen and not self.nightly else None
         return Tracker(self.min_duration, self.skip_flags, current, screen)
 
-    def evaluate(self, series: dict[str, list[Point]], now: dt.datetime | None = None) -> list[Episode]:
-        return self.evaluate_with(series, self.make_judge(series), self.make_tracker(), now)
+    def evaluate(self, series: dict[str, list[Point]], now: dt.datetime | None = None,
+                 latch: dict | None = None) -> list[Episode]:
+        """``latch``: the judge's persisted latch (``latch_of``); without one the series starts at the terminal's
+        first reading."""
+        return self.evaluate_with(series, resumed(self.make_judge(series), latch), self.make_tracker(), now)
 
     def evaluate_with(self, series: dict[str, list[Point]], judge: Judge, tracker: Tracker,
                       now: dt.datetime | None = None) -> list[Episode]:
@@ -202,17 +236,20 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
       the limit) and pages, a drift window late. A real discharge or pollution event is a step (tripled in one
       reading): judged from its first reading, and for as long as it stands a step above its level before (a daily
       swing on top of an event crossing the limit hours later is judged at once too);
-    - *not evaluated*: the judge is built over a series spanning its lookback (a window rule re-evaluated as
-      readings arrive, a streamed rule's window re-read for a late reading, or the lookback a restarted worker
-      replays, ``RuleStream.replay``) and the drift test has not yet seen a window before the reading. A shorter
-      series is a terminal's first readings, judged at once.
+    - *not evaluated*: the judge is built over a window starting after the terminal's first stored reading (a
+      window rule re-evaluated as readings arrive, a streamed rule's window re-read for a late reading, or the
+      lookback a restarted worker replays, ``RuleStream.replay``) and the drift test has not yet seen a window
+      before the reading. A window starting at the terminal's first reading is judged at once.
 
-    The latch and the escalation live in the judge's memory, which every re-read and restart rebuilds from the
-    readings: the lookback is ``drift_escalation_h`` and two drift windows, so a rebuilt judge sees the creep that
-    latched the doubt until the escalation is due, and once an alert is open the re-read is anchored on its start
-    (``RuleStream.window_start``). A re-read whose series is over the limit from its first reading (nothing under
-    it to show where the rise began) and shows no step takes it as suspect from that first reading: a re-read
-    never pages a doubted reading as confirmed.
+    The latch (when the doubt began, the escalation's note, the terminal's first reading, the steward's word) is
+    persisted with the rule's state (``latch_of``, ``rule_state.latch``) and taken up by every re-read and restart
+    (``resumed``): a violation at or after the latched time is suspect since then, so the lookback is only what the
+    drift test needs (two drift windows and three intervals). A re-read with no latch whose series is over the limit
+    from its first reading and shows no step takes it as suspect from that first reading.
+
+    The steward's acknowledgement of the ``device:drift`` alert (``heed``): ``SENSOR_OK`` judges the readings at
+    once, confirmed; ``FIXING`` shelves the escalation until the readings come back under the limit or for
+    ``SHELVE_MAX`` after the acknowledgement.
 
     None of this ends or dulls an alarm already open on readings judged good: it goes on being judged on every
     reading, suspect or not, so it is neither silenced by a later doubt nor kept from turning critical. A nightly
@@ -224,21 +261,16 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
     interval = dt.timedelta(seconds=t.report_interval_s)
     step = _rise_step(limit, window)
     escalate = dt.timedelta(hours=get_settings().drift_escalation_h)
-    lookback = max(rule.lookback, escalate + 2 * window + 3 * interval)
 
     def make_judge(series: dict[str, list[Point]]) -> Judge:
         judge, creep = plain(series), _drift_judge(rule.metric, window, limit)
-        # first reading, last doubted, level before a step up / down, pending and suspect since, the escalation's
-        # note (while its alarm is open), previous value
-        marks: dict[str, list] = {name: [] for name in ("first", "doubted", "under", "up", "down", "pending",
-                                                         "suspect", "escalated", "previous")}
+        # window's first reading, the terminal's first stored reading (``origin``), last doubted, level before a
+        # step up / down, pending and suspect since, the escalation's note (while its alarm is open), previous
+        # value, and the latch a resumed judge was given (``latched``: doubt since, its note)
+        marks: dict[str, list] = {name: [] for name in ("first", "origin", "doubted", "under", "up", "down",
+                                                         "pending", "suspect", "escalated", "previous", "latched")}
         raised = [False]  # the last verdict let through was a violation: an alarm is open
-        points = series.get(rule.metric, [])
-        # Cut: the series spans its lookback, less the two reporting intervals its first reading may lie after the
-        # cut (a window re-read at its lookback before the newest reading, one reading perhaps missing), or a long
-        # backtest: its first drift window is history, not evaluated. A shorter series is a terminal's first
-        # readings (or its first after an outage), judged at once.
-        cut = len(points) > 1 and points[-1].ts - points[0].ts >= lookback - 2 * interval
+        steward = marks["steward"] = []  # the drift alert acknowledged: verdict, when (until the latch is over)
 
         def checked(point: Point) -> Verdict:
             verdict = judge(point)
@@ -249,19 +281,57 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
                 raised[0] = verdict.state is not State.CLEAR
                 if verdict.state is State.CLEAR:
                     marks["pending"][:] = marks["suspect"][:] = marks["escalated"][:] = []
+                    if marks["latched"] and point.ts >= marks["latched"][0]:
+                        marks["latched"][:] = []  # the readings came back under the limit: the latch is over
+                    if steward and point.ts >= steward[1]:
+                        steward[:] = []  # and with it the steward's word on it
                 return _noted(verdict, marks["escalated"])
             if verdict.state is not State.VIOLATE:
                 return verdict
-            fresh = not cut and marks["first"][0] == point.ts  # a terminal's first reading: nothing crept yet
-            if cut and not marks["under"]:  # over the limit since before the window: suspect since its start
-                marks["suspect"][:] = marks["suspect"] or marks["first"]
-            held = False if fresh or _stepped(marks, verdict) else _held(marks, point, window, escalate)
-            if held is True or (cut and point.ts - marks["first"][0] < window):
+            origin = (marks["origin"] or marks["first"])[0]
+            cut = origin < marks["first"][0]  # readings before the window: a re-read, its first window not evaluated
+            latched = _resume_latch(marks, point)
+            if cut and not marks["under"] and not marks["latched"]:  # over the limit since before the window, and
+                marks["suspect"][:] = marks["suspect"] or marks["first"]  # no latch known: suspect since its start
+            vouched = steward[:1] == [SENSOR_OK]  # a person checked the analyser: its readings are good
+            shelved = steward[1] + SHELVE_MAX if steward[:1] == [FIXING] else None
+            held = False if point.ts == origin or vouched or _stepped(marks, verdict) \
+                else _held(marks, point, window, escalate, shelved)
+            if held is True or (cut and not latched and not vouched and point.ts - marks["first"][0] < window):
                 return HOLD  # suspect, pending, or not evaluated (the drift test has not seen the readings before)
             raised[0] = True
             marks["escalated"][:] = [held] if held else []
             return _noted(verdict, marks["escalated"])
 
+        def latch() -> dict:
+            """What ``rule_state`` keeps of the flag: the terminal's first reading, doubt since, its note."""
+            origin = marks["origin"] or marks["first"]
+            suspect = marks["suspect"] or marks["latched"][:1]  # a latch taken up, not yet met again
+            note = marks["escalated"] or [n for n in marks["latched"][1:] if n and marks["latched"][:1] == suspect]
+            return {"origin": origin[0].isoformat() if origin else None,
+                    "suspect": suspect[0].isoformat() if suspect else None,
+                    "note": note[0] if note else None,
+                    "steward": [steward[0], steward[1].isoformat()] if steward else None}
+
+        def resume(saved: dict) -> None:
+            """Take up a persisted ``latch`` before judging: a re-read or a replay starting after the doubt began
+            goes on from it (escalating when it is due), not from its own first reading."""
+            marks["origin"][:] = [dt.datetime.fromisoformat(saved["origin"])] if saved.get("origin") else []
+            marks["latched"][:] = [dt.datetime.fromisoformat(saved["suspect"]), saved.get("note")] \
+                if saved.get("suspect") else []
+            verdict = saved.get("steward")
+            steward[:] = [verdict[0], dt.datetime.fromisoformat(verdict[1])] if verdict else []
+
+        def heed_steward(alerts: list[dict]) -> None:
+            """Take in the steward's acknowledgement of the drift alert, with its verdict: sensor OK judges the
+            readings at once, confirmed; fixing (or none) shelves the escalation for ``SHELVE_MAX`` at most. It
+            holds, persisted with the latch, until the readings come back under the limit (the drift alert itself
+            resolves when the creep stops, the analyser still at its offset)."""
+            ack = next((a for a in alerts if a["status"] == "acknowledged" and a.get("acknowledged_at")), None)
+            if ack is not None:
+                steward[:] = [ack.get("verdict") or FIXING, ack["acknowledged_at"]]
+
+        checked.latch, checked.resume, checked.heed = latch, resume, heed_steward
         if not rewindable(judge):
             return checked
 
@@ -279,7 +349,17 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
         inner = getattr(judge, "snapshot", lambda: None)
         return remembering(checked, snapshot, restore)
 
-    return replace(rule, make_judge=make_judge, lookback=lookback)
+    return replace(rule, make_judge=make_judge, lookback=max(rule.lookback, 2 * window + 3 * interval),
+                   latched=True, heeds=f"device:drift:{rule.metric}")
+
+
+def _resume_latch(marks: dict[str, list], point: Point) -> bool:
+    """A violation at or after the doubt a resumed judge was given (``latched``) is suspect since then, with the
+    note of an escalation already paged: the latch persisted, not rebuilt from the readings."""
+    if not marks["latched"] or point.ts < marks["latched"][0]:
+        return False
+    marks["suspect"][:] = marks["suspect"] or marks["latched"][:1]
+    return True
 
 
 def _rise_step(limit_per_h: float, window: dt.timedelta) -> float:
@@ -335,14 +415,21 @@ def _stepped(marks: dict[str, list], verdict: Verdict) -> bool:
     return bool(marks["up"] or marks["down"])
 
 
-def _held(marks: dict[str, list], point: Point, window: dt.timedelta, escalate: dt.timedelta) -> bool | str:
+def _held(marks: dict[str, list], point: Point, window: dt.timedelta, escalate: dt.timedelta,
+          shelved: dt.datetime | None = None) -> bool | str:
     """Whether a violation no step explains is held: True while it is suspect (the drift test doubted the series
     within a drift window, latched until the readings come back under the limit) or pending (for a drift window);
-    a suspect violation still standing ``escalate`` after it latched is let through, with the note returned."""
+    a suspect violation still standing ``escalate`` after it latched is let through, with the note returned, unless
+    the steward shelved the escalation (fixing the analyser) until ``shelved``."""
     if _recent(marks["doubted"], point, window):
         marks["suspect"][:] = marks["suspect"] or [point.ts]
     if marks["suspect"]:
         hours = (point.ts - marks["suspect"][0]).total_seconds() / 3600
+        if shelved is not None and point.ts < shelved:
+            return True
+        if hours >= escalate.total_seconds() / 3600 and marks["latched"][:1] == marks["suspect"] \
+                and marks["latched"][1]:
+            return marks["latched"][1]  # the escalation paged before the re-read, as it was worded
         return hours < escalate.total_seconds() / 3600 or (
             f"unconfirmed: the analyser has been doubted as drifting for {hours:.0f} h and nobody recalibrated it; "
             "a breach may hide behind the drift")

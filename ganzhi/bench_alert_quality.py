@@ -28,7 +28,7 @@ import psycopg
 
 from analytics.engine import Episode, Point
 from analytics.queries import terminal_by_code
-from analytics.rules import Rule, TerminalInfo, rules_for
+from analytics.rules import Rule, TerminalInfo, latch_of, resumed, rules_for
 from core.settings import Settings
 from devices import metric
 from ganzhi.benchkit import drop_database, scratch_database
@@ -199,6 +199,9 @@ def replay(rule: Rule, series: dict[str, list[Point]], interval: dt.timedelta, e
     stored: list[Raised] = []
     judged, current = None, None
     at = min((ts[0] for ts in times.values() if ts), default=end)
+    # The judge's latch carried from window to window as the worker carries it (``evaluate.judge_terminal``); at
+    # first, the terminal's first stored reading.
+    latch = {"origin": times[rule.metric][0].isoformat() if times[rule.metric] else None}
     while judged is None or judged < end:
         at = min(at + every, end)
         new = [t for t in times[rule.metric][bisect.bisect_right(times[rule.metric], judged):] if t <= at] \
@@ -209,8 +212,9 @@ def replay(rule: Rule, series: dict[str, list[Point]], interval: dt.timedelta, e
             start = min(anchors + ([current] if current else [])) - rule.lookback
             window = {m: series.get(m, [])[bisect.bisect_left(ts, start):bisect.bisect_right(ts, at)]
                       for m, ts in times.items()}
-            tracker = rule.make_tracker()
-            _reconcile(stored, start, rule, rule.evaluate_with(window, rule.make_judge(window), tracker, now=at))
+            tracker, judge = rule.make_tracker(), resumed(rule.make_judge(window), latch)
+            _reconcile(stored, start, rule, rule.evaluate_with(window, judge, tracker, now=at))
+            latch = latch_of(judge)
             current = tracker.current.start if tracker.current else None
         judged = at
     return stored

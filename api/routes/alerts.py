@@ -21,6 +21,10 @@ router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
 class Action(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
+    verdict: Literal["sensor_ok", "fixing"] | None = Field(
+        default=None, description="acknowledging an analyser's device:drift alert, the steward's word: sensor_ok "
+        "(checked, it reads true: the bureau's alert is paged at once) or fixing (its escalation waits until the drift "
+        "alert is resolved, 24 h at most; the same as no verdict)")
 
 
 TerminalCode = Annotated[str | None, Query(description="city code of the terminal")]
@@ -78,8 +82,8 @@ def alert_action(conn: ConnDep, who: Operator, alert_id: int,
     who and when are kept, in the alert's history and the audit log."""
     get_alert(conn, who, alert_id)
     with conn.transaction():
-        comment = body.comment if body else None
-        service.act(conn, alert_id, action, who.login, comment)
+        comment, verdict = (body.comment, body.verdict) if body else (None, None)
+        service.act(conn, alert_id, action, who.login, comment, verdict)
         audit.record(conn, who.actor(), action, "alert", str(alert_id), after={"comment": comment} if comment else None)
     return get_alert(conn, who, alert_id)
 

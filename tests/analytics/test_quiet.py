@@ -11,9 +11,10 @@ import tracemalloc
 
 import psycopg
 
-from analytics import evaluate
+from alerts import service as alerts_service
+from analytics import evaluate, rules
 from analytics.engine import Episode, Point
-from analytics.rules import TerminalInfo, rules_for
+from analytics.rules import FIXING, SENSOR_OK, TerminalInfo, latch_of, rules_for
 from core.settings import get_settings
 from ganzhi.bench_alert_quality import Raised, _score, replay
 from ingest.validate import Accepted
@@ -35,6 +36,10 @@ def _terminal(kind: str, metrics: tuple[str, ...], interval: int, attrs: dict | 
 
 def _points(values, step_s: int, start: dt.datetime = T0) -> list[Point]:
     return [Point(start + dt.timedelta(seconds=step_s * i), v) for i, v in enumerate(values)]
+
+
+RE_READ = {"origin": (T0 - dt.timedelta(days=1)).isoformat()}
+"""The latch of a terminal that reported long before the series judged: the series is a re-read of history."""
 
 
 def _found(t: TerminalInfo, series: dict[str, list[Point]]) -> dict[str, list[Episode]]:
@@ -343,7 +348,7 @@ def test_a_window_re_read_from_inside_a_creep_judges_nothing_until_the_drift_tes
     rule = next(r for r in rules_for(outlet) if r.key == "gb18918:w21003")
     assert not rule.streamable and rule.lookback >= dt.timedelta(hours=2)
     creeping = [round(9.0 + 1.25 * i / 6, 3) for i in range(int(rule.lookback / dt.timedelta(minutes=10)) + 2)]
-    assert _escalated_only(rule.evaluate({"w21003": _points(creeping, 600)}))
+    assert _escalated_only(rule.evaluate({"w21003": _points(creeping, 600)}, latch=RE_READ))
     assert len(rule.evaluate({"w21003": _points(creeping[:3], 600)})) == 1
 
 
@@ -358,7 +363,7 @@ def test_a_window_cut_at_its_lookback_as_the_worker_cuts_it_holds_what_the_drift
     creeping = [Point(p.ts + dt.timedelta(seconds=(-1) ** i * 2), p.value) for i, p in enumerate(creeping)]
     window = [p for p in creeping if p.ts >= creeping[-1].ts - rule.lookback]
     assert window[-1].ts - window[0].ts < rule.lookback and window[-1].value > 8
-    assert rule.evaluate({"w21003": window}) == []
+    assert rule.evaluate({"w21003": window}, latch=RE_READ) == []
 
 
 def test_a_doubt_arising_during_an_alarm_does_not_silence_it():
@@ -395,7 +400,7 @@ def test_a_window_re_read_of_a_streamed_rule_judges_nothing_until_the_drift_test
     rule = next(r for r in rules_for(_river_station()) if r.key == "gb3838:w21003")
     assert rule.streamable
     creeping = [round(0.9 + 0.125 * i, 3) for i in range(int(rule.lookback / dt.timedelta(minutes=30)) + 2)]
-    assert _escalated_only(rule.evaluate({"w21003": _points(creeping, 1800)}))
+    assert _escalated_only(rule.evaluate({"w21003": _points(creeping, 1800)}, latch=RE_READ))
 
 
 def _escalated_only(found: list[Episode]) -> bool:
@@ -538,28 +543,38 @@ def _permanganate_station() -> TerminalInfo:
 
 
 def test_a_restarted_worker_does_not_page_a_doubted_analyser_as_confirmed():
-    """A restarted worker rebuilds the judge by replaying its lookback: the replay is a re-read, not the terminal's
-    first readings, so the readings after it are judged with the doubt the creep raised."""
+    """A restarted worker rebuilds the judge by replaying its lookback with the latch persisted beside the episode:
+    the replay is a re-read, not the terminal's first readings, and the doubt goes on from when it latched, so the
+    readings after it are judged as an uninterrupted worker judges them."""
     rule = next(r for r in rules_for(_permanganate_station()) if r.key == "gb3838:w01019")
     points, over = _permanganate_offset(24)
-    for after in (8, rule.lookback.total_seconds() / 3600 + 1):
+    for after in (8, 11.5, 14):
         k = next(i for i, p in enumerate(points) if p.ts == over + dt.timedelta(hours=after))
         rs = evaluate.RuleStream.fresh(rule, points[k].ts)
-        rs.replay([p for p in points[:k + 1] if p.ts >= points[k].ts - rule.lookback])
+        seen = points[:k + 1]
+        rs.replay([p for p in seen if p.ts >= points[k].ts - rule.lookback], _latch_after(rule, seen))
         rs.tracker.feed_all(points[k + 1:k + 3], rs.judge)
         opened = [rs.tracker.current] if rs.tracker.current else []
         assert [e for e in opened if "unconfirmed" not in e.detail] == []
-        assert after > 12 or opened == []  # the replay starting over the limit: suspect since its start
+        assert opened == [] if after < 11 else len(opened) == 1  # escalated 12 h after the doubt latched
+
+
+def _latch_after(rule, points: list[Point]) -> dict:
+    """The latch a worker that judged ``points`` in order persists (``rule_state.latch``)."""
+    judge = rule.make_judge({rule.metric: points})
+    rule.make_tracker().feed_all(points, judge)
+    return latch_of(judge)
 
 
 def test_an_escalated_river_alert_survives_a_window_re_read():
     """A late reading makes the worker re-read the window from the lookback before the stored alert: the re-read
-    sees the doubt that latched hours before and finds the same unconfirmed escalation, not a confirmed breach."""
+    takes up the latch (the doubt since hours before) and finds the same unconfirmed escalation, not a confirmed
+    breach."""
     rule = next(r for r in rules_for(_permanganate_station()) if r.key == "gb3838:w01019")
     points, _ = _permanganate_offset(16)
     [alarm] = rule.evaluate({"w01019": points})
     start = alarm.start - rule.lookback
-    [again] = rule.evaluate({"w01019": [p for p in points if p.ts >= start]})
+    [again] = rule.evaluate({"w01019": [p for p in points if p.ts >= start]}, latch=_latch_after(rule, points))
     assert (again.start, again.detail) == (alarm.start, alarm.detail) and "unconfirmed" in again.detail
 
 
@@ -616,3 +631,117 @@ def test_a_worker_restarted_while_an_analyser_stands_at_its_drifted_offset_does_
     finally:
         restarted.close()
     assert [rule for rule, *_ in _alerts(db_url)] == ["device:drift:w01019"]
+
+
+def _judged_by_two_workers(db_url: str, code: str, values: list[float], restart_at: int) -> None:
+    """30-minute readings ending now, judged six at a time by a worker up to ``restart_at`` and by a restarted one
+    (``evaluate.load``) after it."""
+    readings = [(-30 * (len(values) - i), v, None) for i, v in enumerate(values)]
+    for part in (readings[:restart_at], readings[restart_at:]):
+        worker = Worker(db_url)
+        try:
+            for at in range(0, len(part), 6):
+                _write(db_url, code, "w01019", part[at:at + 6])
+                worker.step()
+        finally:
+            worker.close()
+
+
+def test_a_restarted_worker_takes_up_the_persisted_latch_and_replays_only_the_drift_tests_lookback(
+        conn, db_url, monkeypatch):
+    """The latched doubt is persisted with the rule's state (``rule_state.latch``): the worker taking over 8 hours
+    into it replays only what the drift test needs (5.5 h of a 30-minute station, not the 17.5 h that rebuilt the
+    latch from the readings), and escalates when an uninterrupted judge does, 12 h after the doubt latched."""
+    monkeypatch.setattr(evaluate, "CHECKPOINT_S", 0.0)
+    monkeypatch.setattr(alerts_service, "REFRESH", dt.timedelta(0))
+    code = service.create_terminal(conn, river_station(), Actor("t"))
+    conn.commit()
+    rule = next(r for r in rules_for(_permanganate_station()) if r.key == "gb3838:w01019")
+    points, over = _permanganate_offset(16)
+    [uninterrupted] = rule.evaluate({"w01019": points})
+    replayed: dict[str, int] = {}
+    replay = evaluate.RuleStream.replay
+    monkeypatch.setattr(evaluate.RuleStream, "replay", lambda rs, pts, latch=None: (
+        replayed.__setitem__(rs.rule.key, len(pts)), replay(rs, pts, latch))[1])
+    restart_at = next(i for i, p in enumerate(points) if p.ts == over + dt.timedelta(hours=8))
+    _judged_by_two_workers(db_url, code, [p.value for p in points], restart_at)
+    assert replayed["gb3838:w01019"] <= rule.lookback / dt.timedelta(minutes=30) + 1 <= 12
+    [(start, detail)] = conn.execute("select observed_start, detail from alert where rule = 'gb3838:w01019'"
+                                     ).fetchall()
+    first = NOW - dt.timedelta(minutes=30 * len(points))
+    assert start - first == uninterrupted.start - T0 and detail == uninterrupted.detail
+    assert "unconfirmed" in detail
+
+
+def test_an_alarm_from_a_terminals_first_reading_stays_confirmed_when_a_restart_re_reads_it(conn, db_url,
+                                                                                           monkeypatch):
+    """A station over its limit from its very first reading (nothing crept) pages at once, confirmed. The worker
+    taking over 19 hours later replays from the alarm's start, the terminal's first reading: that is not a re-read
+    of history from inside a doubt (which the series' length made it), and the alarm is not rewritten unconfirmed."""
+    monkeypatch.setattr(evaluate, "CHECKPOINT_S", 0.0)
+    monkeypatch.setattr(alerts_service, "REFRESH", dt.timedelta(0))
+    code = service.create_terminal(conn, river_station(), Actor("t"))
+    conn.commit()
+    _judged_by_two_workers(db_url, code, [6.9, 6.92] * 19 + [7.3, 7.35], 38)  # worse after it: its detail
+    [(start, detail, status)] = conn.execute(
+        "select observed_start, detail, status from alert where rule = 'gb3838:w01019'").fetchall()
+    assert start == NOW - dt.timedelta(minutes=30 * 40) and status == "open"
+    assert "7.35" in detail and "unconfirmed" not in detail
+
+
+def _drift_station(conn, db_url: str, hours_over: float) -> tuple[str, list[tuple], Worker]:
+    """A river station whose permanganate analyser crept over the limit and stays at its offset; a worker has
+    judged it until ``hours_over`` after its first reading over the limit (the steward's drift alert is open, the
+    bureau's held). Returns the code, the readings still to come and the worker."""
+    code = service.create_terminal(conn, river_station(), Actor("t"))
+    conn.commit()
+    points, over = _permanganate_offset(16)
+    readings = [(-30 * (len(points) - i), p.value, None) for i, p in enumerate(points)]
+    cut = next(i for i, p in enumerate(points) if p.ts == over + dt.timedelta(hours=hours_over))
+    worker = Worker(db_url)
+    for at in range(0, cut, 6):
+        _write(db_url, code, "w01019", readings[at:min(at + 6, cut)])
+        worker.step()
+    assert [rule for rule, *_ in _alerts(db_url)] == ["device:drift:w01019"]
+    return code, readings[cut:], worker
+
+
+def _acknowledge_drift(conn, action: str, verdict: str | None = None) -> None:
+    alert_id = conn.execute("select id from alert where rule = 'device:drift:w01019'").fetchone()[0]
+    alerts_service.act(conn, alert_id, action, "steward", "zero/span check", verdict)
+    conn.commit()
+
+
+def test_a_steward_vouching_for_the_analyser_pages_the_bureau_confirmed_at_once(conn, db_url, monkeypatch):
+    """The steward acknowledges the drift alert with the verdict "sensor OK" (a zero/span check found the analyser
+    reading true): the readings over the limit are a real breach, and the bureau is paged with the next reading,
+    confirmed, not 12 h after the doubt latched."""
+    code, rest, worker = _drift_station(conn, db_url, 1)
+    try:
+        _acknowledge_drift(conn, "acknowledge", SENSOR_OK)
+        _write(db_url, code, "w01019", rest[:2])
+        worker.step()
+    finally:
+        worker.close()
+    [(status, detail)] = conn.execute("select status, detail from alert where rule = 'gb3838:w01019'").fetchall()
+    assert status == "open" and "unconfirmed" not in detail
+
+
+def test_a_steward_fixing_the_analyser_shelves_the_escalation_for_at_most_a_day(conn, db_url, monkeypatch):
+    """Acknowledged as being fixed: the doubted readings do not escalate to the bureau when 12 h are up (shelved,
+    ISA-18.2), though the drift alert resolved itself when the creep stopped; once the shelving expires
+    (``SHELVE_MAX``) with the readings still over the limit, the escalation pages the bureau, unconfirmed."""
+    code, rest, worker = _drift_station(conn, db_url, 1)
+    try:
+        _acknowledge_drift(conn, "acknowledge", FIXING)
+        for at in range(0, 28, 6):  # to 15 h after the first reading over the limit
+            _write(db_url, code, "w01019", rest[at:at + 6])
+            worker.step()
+        assert [rule for rule, *_ in _alerts(db_url)] == ["device:drift:w01019"]
+        monkeypatch.setattr(rules, "SHELVE_MAX", -dt.timedelta(days=2))  # the readings now come after it expired
+        _write(db_url, code, "w01019", rest[28:30])
+        worker.step()
+    finally:
+        worker.close()
+    [detail] = conn.execute("select detail from alert where rule = 'gb3838:w01019'").fetchone()
+    assert "unconfirmed" in detail
