@@ -10,7 +10,7 @@ import bisect
 import datetime as dt
 import itertools
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -759,7 +759,8 @@ def _drift_judge(key: str, window: dt.timedelta, limit_per_h: float) -> Judge:
     """The quarters' sums and counts without the newest bin, for the bin index they were summed at: a reading
     landing in the newest bin (most readings) changes only that bin, so the quarters are not summed again."""
 
-    def quarters(index: int, first: int, newest: list) -> tuple[list, list]:
+    def quarters(index: int, first: int, newest: list) -> tuple[list, list] | None:
+        """None while one of the first three quarters has no reading (the last holds the newest bin)."""
         if older.get("index") != index:
             older.update(index=index, sums=[], counts=[])
             for k in range(4):
@@ -767,6 +768,9 @@ def _drift_judge(key: str, window: dt.timedelta, limit_per_h: float) -> Judge:
                           if b is not newest and first + k * quarter <= b[0] < first + (k + 1) * quarter]
                 older["sums"].append(sum(b[1] for b in inside))
                 older["counts"].append(sum(b[2] for b in inside))
+            older["gap"] = 0 in older["counts"][:3]
+        if older["gap"]:
+            return None
         # The newest bin is the last of the last quarter: adding it last is the same sum, to the bit, as summing
         # the quarter in order.
         sums, counts = older["sums"], older["counts"]
@@ -774,15 +778,18 @@ def _drift_judge(key: str, window: dt.timedelta, limit_per_h: float) -> Judge:
 
     def judge(point: Point) -> Verdict:
         index = int(point.ts.timestamp() // width)
-        if bins and bins[-1][0] >= index:
-            bins[-1][1:] = [bins[-1][1] + point.value, bins[-1][2] + 1]
+        if bins and (newest := bins[-1])[0] >= index:
+            newest[1] += point.value
+            newest[2] += 1
         else:
             bins.append([index, point.value, 1])
         first = index - DRIFT_BINS + 1
         while bins[0][0] < first:
             bins.pop(0)
         if bins[-1][0] == index:
-            sums, counts = quarters(index, first, bins[-1])
+            if (summed := quarters(index, first, bins[-1])) is None:
+                return CLEAR
+            sums, counts = summed
         else:  # a reading older than the newest bin (never in observation order): sum the quarters afresh
             inside = [[b for b in bins if first + k * quarter <= b[0] < first + (k + 1) * quarter] for k in range(4)]
             sums, counts = [sum(b[1] for b in q) for q in inside], [sum(b[2] for b in q) for q in inside]
@@ -804,7 +811,21 @@ def _drift_judge(key: str, window: dt.timedelta, limit_per_h: float) -> Judge:
         last[:] = saved[1]
         older.clear()  # summed over bins that are no more
 
+    judge.run = _run(judge)
     return remembering(judge, lambda: ([b[:] for b in bins], last[:]), restore)
+
+
+def _run(judge: Judge) -> Callable[[Sequence[Point], int, int], tuple[int, Verdict]]:
+    """A judge's ``run`` (``Tracker.feed_all``): ``points[at:end]`` judged in order, stopping at the first
+    violation: (its index, its verdict), else (``end``, the last reading's verdict)."""
+    def run(points: Sequence[Point], at: int, end: int) -> tuple[int, Verdict]:
+        verdict = CLEAR
+        for i in range(at, end):
+            if (verdict := judge(points[i])).state is State.VIOLATE:
+                return i, verdict
+        return end, verdict
+
+    return run
 
 
 def _moves(key: str) -> bool:
@@ -852,26 +873,37 @@ def _changed_between(times: list[dt.datetime], start: dt.datetime, end: dt.datet
 def _jump_judge(key: str, span: float, within: dt.timedelta) -> Judge:
     """QARTOD spike test: the previous reading stood far from both its neighbours, which agree with each
     other; judged on the reading after it (a real step, such as a gas leak starting, stays and is not a
-    spike)."""
+    spike). Judged a run at a time (``run``; ``Tracker.feed_all``): a reading is one run of one."""
     recent: list[Point] = []
     last_spike: list[dt.datetime] = []
     limit, off_delay = SPIKE_SHARE * span, max(SPIKE_OFF_DELAY, 8 * within)
 
-    def judge(point: Point) -> Verdict:
-        recent.append(point)
-        if len(recent) > 3:
-            del recent[0]
-        # Judged on every reading: the middle one standing far from its neighbours' mean is the cheap half of the
-        # test, and rare, so the rest of ``spiked`` is asked only then.
-        if len(recent) == 3 and abs(recent[1].value - (recent[0].value + point.value) / 2) > limit \
-                and spiked(*recent, limit, within):
-            before, spike, after = recent
-            last_spike[:] = [point.ts]
-            level = (before.value + after.value) / 2
-            return Verdict(State.VIOLATE, "warning", f"{key} spiked to {spike.value:g} between {before.value:g} "
-                           f"and {after.value:g}: physically impossible (sensor fault?)", abs(spike.value - level))
-        return HOLD if last_spike and point.ts - last_spike[0] < off_delay else CLEAR
+    def run(points: Sequence[Point], at: int, end: int) -> tuple[int, Verdict]:
+        """Judge ``points[at:end]`` in order, stopping at the first spike: (its index, its verdict), else (``end``,
+        the last reading's verdict)."""
+        before, middle = (recent[-2] if len(recent) > 1 else None), (recent[-1] if recent else None)
+        for i in range(at, end):
+            point = points[i]
+            # The middle reading standing far from its neighbours' mean is the cheap half of the test, and rare, so
+            # the rest of ``spiked`` is asked only then.
+            if before is not None and abs(middle.value - (before.value + point.value) / 2) > limit \
+                    and spiked(before, middle, point, limit, within):
+                recent[:] = [before, middle, point]
+                last_spike[:] = [point.ts]
+                level = (before.value + point.value) / 2
+                return i, Verdict(State.VIOLATE, "warning", f"{key} spiked to {middle.value:g} between "
+                                  f"{before.value:g} and {point.value:g}: physically impossible (sensor fault?)",
+                                  abs(middle.value - level))
+            before, middle = middle, point
+        if end <= at:
+            return end, CLEAR
+        recent[:] = [*recent, *points[max(at, end - 3):end]][-3:]
+        return end, HOLD if last_spike and points[end - 1].ts - last_spike[0] < off_delay else CLEAR
 
+    def judge(point: Point) -> Verdict:
+        return run((point,), 0, 1)[1]
+
+    judge.run = run
     return remembering(judge, *_lists(recent, last_spike))
 
 
