@@ -759,73 +759,68 @@ def _drift_judge(key: str, window: dt.timedelta, limit_per_h: float) -> Judge:
     """The quarters' sums and counts without the newest bin, for the bin index they were summed at: a reading
     landing in the newest bin (most readings) changes only that bin, so the quarters are not summed again."""
 
-    def quarters(index: int, first: int, newest: list) -> tuple[list, list] | None:
-        """None while one of the first three quarters has no reading (the last holds the newest bin)."""
-        if older.get("index") != index:
-            older.update(index=index, sums=[], counts=[])
-            for k in range(4):
-                inside = [b for b in bins
-                          if b is not newest and first + k * quarter <= b[0] < first + (k + 1) * quarter]
-                older["sums"].append(sum(b[1] for b in inside))
-                older["counts"].append(sum(b[2] for b in inside))
-            older["gap"] = 0 in older["counts"][:3]
-        if older["gap"]:
-            return None
-        # The newest bin is the last of the last quarter: adding it last is the same sum, to the bit, as summing
-        # the quarter in order.
-        sums, counts = older["sums"], older["counts"]
-        return [*sums[:3], sums[3] + newest[1]], [*counts[:3], counts[3] + newest[2]]
+    def sum_older(index: int, first: int, newest: list) -> None:
+        older.update(index=index, sums=[], counts=[])
+        for k in range(4):
+            inside = [b for b in bins if b is not newest and first + k * quarter <= b[0] < first + (k + 1) * quarter]
+            older["sums"].append(sum(b[1] for b in inside))
+            older["counts"].append(sum(b[2] for b in inside))
+        older["gap"] = 0 in older["counts"][:3]  # the last quarter holds the newest bin
+
+    def run(points: Sequence[Point], at: int, end: int) -> tuple[int, Verdict]:
+        """Judge ``points[at:end]`` in order, stopping at the first creeping one: (its index, its verdict), else
+        (``end``, the last reading's verdict)."""
+        verdict = CLEAR
+        for i in range(at, end):
+            point = points[i]
+            index = int(point.ts.timestamp() // width)
+            if bins and (newest := bins[-1])[0] >= index:
+                newest[1] += point.value
+                newest[2] += 1
+            else:
+                bins.append([index, point.value, 1])
+            first = index - DRIFT_BINS + 1
+            while bins[0][0] < first:
+                bins.pop(0)
+            if (newest := bins[-1])[0] == index:
+                if older.get("index") != index:
+                    sum_older(index, first, newest)
+                if older["gap"]:
+                    verdict = CLEAR
+                    continue
+                # The newest bin is the last of the last quarter: adding it last is the same sum, to the bit, as
+                # summing the quarter in order.
+                summed, counted = older["sums"], older["counts"]
+                sums, counts = [*summed[:3], summed[3] + newest[1]], [*counted[:3], counted[3] + newest[2]]
+            else:  # a reading older than the newest bin (never in observation order): sum the quarters afresh
+                inside = [[b for b in bins if first + k * quarter <= b[0] < first + (k + 1) * quarter]
+                          for k in range(4)]
+                sums, counts = [sum(b[1] for b in q) for q in inside], [sum(b[2] for b in q) for q in inside]
+            if 0 in counts:
+                verdict = CLEAR
+                continue
+            levels = [total / count for total, count in zip(sums, counts, strict=True)]
+            steps = [abs(b - a) for a, b in itertools.pairwise(levels)]
+            same_way = len({b > a for a, b in itertools.pairwise(levels)}) == 1
+            if same_way and min(steps) > need and max(steps) <= DRIFT_STEADY * min(steps):
+                last[:] = [point.ts]
+                rate = (levels[-1] - levels[0]) / (0.75 * window.total_seconds() / 3600)
+                return i, Verdict(State.VIOLATE, "warning", f"{spec.name} creeping {rate:+.3g} {spec.unit}/h, "
+                                  f"steadily, for {window.total_seconds() / 3600:g} h: faster than it ever changes "
+                                  "(sensor drift? calibrate)", abs(rate))
+            verdict = HOLD if last and point.ts - last[0] < window / 4 else CLEAR
+        return end, verdict
 
     def judge(point: Point) -> Verdict:
-        index = int(point.ts.timestamp() // width)
-        if bins and (newest := bins[-1])[0] >= index:
-            newest[1] += point.value
-            newest[2] += 1
-        else:
-            bins.append([index, point.value, 1])
-        first = index - DRIFT_BINS + 1
-        while bins[0][0] < first:
-            bins.pop(0)
-        if bins[-1][0] == index:
-            if (summed := quarters(index, first, bins[-1])) is None:
-                return CLEAR
-            sums, counts = summed
-        else:  # a reading older than the newest bin (never in observation order): sum the quarters afresh
-            inside = [[b for b in bins if first + k * quarter <= b[0] < first + (k + 1) * quarter] for k in range(4)]
-            sums, counts = [sum(b[1] for b in q) for q in inside], [sum(b[2] for b in q) for q in inside]
-        if 0 in counts:
-            return CLEAR
-        levels = [total / count for total, count in zip(sums, counts, strict=True)]
-        steps = [abs(b - a) for a, b in itertools.pairwise(levels)]
-        same_way = len({b > a for a, b in itertools.pairwise(levels)}) == 1
-        if same_way and min(steps) > need and max(steps) <= DRIFT_STEADY * min(steps):
-            last[:] = [point.ts]
-            rate = (levels[-1] - levels[0]) / (0.75 * window.total_seconds() / 3600)
-            return Verdict(State.VIOLATE, "warning", f"{spec.name} creeping {rate:+.3g} {spec.unit}/h, steadily, for "
-                           f"{window.total_seconds() / 3600:g} h: faster than it ever changes (sensor drift? "
-                           "calibrate)", abs(rate))
-        return HOLD if last and point.ts - last[0] < window / 4 else CLEAR
+        return run((point,), 0, 1)[1]
 
     def restore(saved: tuple) -> None:
         bins[:] = [b[:] for b in saved[0]]
         last[:] = saved[1]
         older.clear()  # summed over bins that are no more
 
-    judge.run = _run(judge)
+    judge.run = run
     return remembering(judge, lambda: ([b[:] for b in bins], last[:]), restore)
-
-
-def _run(judge: Judge) -> Callable[[Sequence[Point], int, int], tuple[int, Verdict]]:
-    """A judge's ``run`` (``Tracker.feed_all``): ``points[at:end]`` judged in order, stopping at the first
-    violation: (its index, its verdict), else (``end``, the last reading's verdict)."""
-    def run(points: Sequence[Point], at: int, end: int) -> tuple[int, Verdict]:
-        verdict = CLEAR
-        for i in range(at, end):
-            if (verdict := judge(points[i])).state is State.VIOLATE:
-                return i, verdict
-        return end, verdict
-
-    return run
 
 
 def _moves(key: str) -> bool:
