@@ -832,20 +832,24 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]]) -> Judge:
     """Flat to within the metric's resolution, away from its resting values, for longer than a live signal
     ever is (in time, not readings: intervals change). The other metrics of the same terminal are the cheap
     neighbours: a flat line while one of them moves is a stuck sensor after ``flat_after_h``; when they are
-    flat too (a calm river, or the whole logger frozen) it takes twice as long."""
+    flat too (a calm river, or the whole logger frozen) it takes twice as long. When the neighbours moved is
+    worked out once a line has lasted ``flat_after_h`` (rarely: every window of every terminal used to scan each
+    sibling series, ten stuck rules a ten-metric terminal, a fifth of a rule worker's first judgements)."""
     spec = metric_spec(key)
     flat_after = dt.timedelta(hours=spec.flat_after_h)
-    moved = [_change_times(points, metric_spec(m).step) for m, points in siblings.items()]
+    moved: list[list[list[dt.datetime]]] = []
     since: list[Point] = []
 
     def judge(point: Point) -> Verdict:
         if not since or abs(point.value - since[0].value) >= spec.step / 2:
             since[:] = [point]
         flat_for = point.ts - since[0].ts
-        if spec.at_rest(point.value) or flat_for < flat_after:
+        if flat_for < flat_after or spec.at_rest(point.value):
             return CLEAR
-        lively = any(_changed_between(times, since[0].ts, point.ts) for times in moved)
-        if not lively and moved and flat_for < 2 * flat_after:
+        if not moved:
+            moved.append([_change_times(points, metric_spec(m).step) for m, points in siblings.items()])
+        lively = any(_changed_between(times, since[0].ts, point.ts) for times in moved[0])
+        if not lively and siblings and flat_for < 2 * flat_after:
             return CLEAR
         hours = flat_for.total_seconds() / 3600
         why = "while the terminal's other sensors moved" if lively else "with nothing to compare against"
