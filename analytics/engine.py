@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 POLLUTION_SKIP_FLAGS = frozenset("MCDFSB")
@@ -21,8 +22,9 @@ S manual, B communication lost (N normal and T over range still count). The one 
 and docs/devices.md cite this constant."""
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
+class Point(NamedTuple):
+    """A reading of one series. A named tuple, not a frozen dataclass: a rule worker makes one for every reading it
+    reads, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) cost twice a tuple's."""
     ts: dt.datetime
     value: float
     flag: str | None = None
@@ -121,6 +123,24 @@ class SpikeScreen:
         self.before = point
         return (*released, point)
 
+    def passing(self, points: Sequence[Point], at: int) -> int:
+        """Where the run of ``points`` from ``at`` that this screen would pass on one by one, each as it comes,
+        ends (``admit`` holds nothing and would hold none of them): the readings before that index may be judged
+        as a run, and ``passed`` told the last one judged."""
+        if self.held is not None:
+            return at
+        before, half, within = self.before, self.limit / 2, self.within
+        for i in range(at, len(points)):
+            point = points[i]
+            if before is not None and abs(point.value - before.value) > half and point.ts - before.ts <= within:
+                return i
+            before = point
+        return len(points)
+
+    def passed(self, point: Point) -> None:
+        """The readings up to ``point`` of a run ``passing`` found have been judged: as ``admit`` leaves it."""
+        self.before = point
+
     def expire(self, now: dt.datetime) -> Point | None:
         """The held reading, released, once no reading arriving from ``now`` on could make it a spike: the spike
         test's neighbours lie within ``within`` of each other, so after ``within`` past the reading before it
@@ -166,12 +186,32 @@ class Tracker:
             ended = self._judge(admitted, judge) or ended
         return ended
 
-    def feed_all(self, points: Iterable[Point], judge) -> list[Episode]:
+    def feed_all(self, points: Sequence[Point], judge) -> list[Episode]:
         """``feed`` each point in order; the episodes they ended that lasted. The stream's hot path: a verdict that
-        changes nothing (no episode, nothing violated) costs the judge's call and no more."""
-        found = []
+        changes nothing (no episode, nothing violated) costs the judge's call and no more, and a judge that judges
+        a run of readings at once (``run``, ``runs``) is given every run of readings that cannot change the episode
+        (none is open, and the screen passes them on as they come) in one call, which stops at the first
+        violation."""
+        found: list[Episode] = []
         skip, screen = self.skip_flags, self.screen
-        for point in points:
+        run = getattr(judge, "run", None) if not skip else None
+        at, end = 0, len(points)
+        while at < end:
+            if run is not None and self.current is None:
+                upto = end if screen is None else screen.passing(points, at)
+                if upto > at:
+                    stop, verdict = run(points, at, upto)
+                    if screen is not None:
+                        screen.passed(points[min(stop, upto - 1)])
+                    if stop < upto:
+                        self._apply(points[stop], verdict)
+                        at = stop + 1
+                        continue
+                    at = upto
+                    if at == end:
+                        break
+            point = points[at]
+            at += 1
             if point.flag in skip:
                 continue
             for admitted in (point,) if screen is None else screen.admit(point):

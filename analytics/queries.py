@@ -58,20 +58,26 @@ def terminal_infos(conn: psycopg.Connection, terminal_ids: list[int]) -> dict[in
 def series_of(conn: psycopg.Connection,
               since: dict[int, dict[str, dt.datetime]]) -> dict[int, dict[str, list[Point]]]:
     """Each terminal's readings of each metric from the metric's own start, in observation order, in one query
-    (one range of the reading table's key per (terminal, metric))."""
+    (one range of the reading table's key per (terminal, metric)). A series comes as three arrays (times, values,
+    flags) in binary: a row per reading, its terminal and metric repeated and unpacked in Python, was a quarter of a
+    rule worker's CPU at 5,850 msg/s."""
     keys = [(t, metric, start) for t, starts in since.items() for metric, start in starts.items()]
-    rows = [] if not keys else conn.execute(
+    rows = [] if not keys else conn.cursor(binary=True).execute(
         """
-        select r.terminal_id, r.metric, r.ts, r.value, r.flag
+        select u.terminal_id, u.metric, s.ts, s.value, s.flag
           from unnest(%(id)b::bigint[], %(metric)b::text[], %(since)b::timestamptz[]) as u(terminal_id, metric, since)
-          join reading r on r.terminal_id = u.terminal_id and r.metric = u.metric and r.ts >= u.since
-         order by r.terminal_id, r.metric, r.ts
+          cross join lateral (
+                select array_agg(r.ts order by r.ts) as ts, array_agg(r.value order by r.ts) as value,
+                       array_agg(r.flag order by r.ts) as flag
+                  from reading r
+                 where r.terminal_id = u.terminal_id and r.metric = u.metric and r.ts >= u.since) as s
+         where s.ts is not null
         """,
         {"id": [k[0] for k in keys], "metric": [k[1] for k in keys], "since": [k[2] for k in keys]},
     ).fetchall()
     found: dict[int, dict[str, list[Point]]] = {t: defaultdict(list) for t in since}
     for terminal_id, metric, ts, value, flag in rows:
-        found[terminal_id][metric].append(Point(ts, value, flag))
+        found[terminal_id][metric] = list(map(Point._make, zip(ts, value, flag, strict=True)))
     return found
 
 

@@ -10,7 +10,7 @@ import bisect
 import datetime as dt
 import itertools
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -846,51 +846,67 @@ def _drift_judge(key: str, window: dt.timedelta, limit_per_h: float) -> Judge:
     """The quarters' sums and counts without the newest bin, for the bin index they were summed at: a reading
     landing in the newest bin (most readings) changes only that bin, so the quarters are not summed again."""
 
-    def quarters(index: int, first: int, newest: list) -> tuple[list, list]:
-        if older.get("index") != index:
-            older.update(index=index, sums=[], counts=[])
-            for k in range(4):
-                inside = [b for b in bins
-                          if b is not newest and first + k * quarter <= b[0] < first + (k + 1) * quarter]
-                older["sums"].append(sum(b[1] for b in inside))
-                older["counts"].append(sum(b[2] for b in inside))
-        # The newest bin is the last of the last quarter: adding it last is the same sum, to the bit, as summing
-        # the quarter in order.
-        sums, counts = older["sums"], older["counts"]
-        return [*sums[:3], sums[3] + newest[1]], [*counts[:3], counts[3] + newest[2]]
+    def sum_older(index: int, first: int, newest: list) -> None:
+        older.update(index=index, sums=[], counts=[])
+        for k in range(4):
+            inside = [b for b in bins if b is not newest and first + k * quarter <= b[0] < first + (k + 1) * quarter]
+            older["sums"].append(sum(b[1] for b in inside))
+            older["counts"].append(sum(b[2] for b in inside))
+        older["gap"] = 0 in older["counts"][:3]  # the last quarter holds the newest bin
+
+    def run(points: Sequence[Point], at: int, end: int) -> tuple[int, Verdict]:
+        """Judge ``points[at:end]`` in order, stopping at the first creeping one: (its index, its verdict), else
+        (``end``, the last reading's verdict)."""
+        verdict = CLEAR
+        for i in range(at, end):
+            point = points[i]
+            index = int(point.ts.timestamp() // width)
+            if bins and (newest := bins[-1])[0] >= index:
+                newest[1] += point.value
+                newest[2] += 1
+            else:
+                bins.append([index, point.value, 1])
+            first = index - DRIFT_BINS + 1
+            while bins[0][0] < first:
+                bins.pop(0)
+            if (newest := bins[-1])[0] == index:
+                if older.get("index") != index:
+                    sum_older(index, first, newest)
+                if older["gap"]:
+                    verdict = CLEAR
+                    continue
+                # The newest bin is the last of the last quarter: adding it last is the same sum, to the bit, as
+                # summing the quarter in order.
+                summed, counted = older["sums"], older["counts"]
+                sums, counts = [*summed[:3], summed[3] + newest[1]], [*counted[:3], counted[3] + newest[2]]
+            else:  # a reading older than the newest bin (never in observation order): sum the quarters afresh
+                inside = [[b for b in bins if first + k * quarter <= b[0] < first + (k + 1) * quarter]
+                          for k in range(4)]
+                sums, counts = [sum(b[1] for b in q) for q in inside], [sum(b[2] for b in q) for q in inside]
+            if 0 in counts:
+                verdict = CLEAR
+                continue
+            levels = [total / count for total, count in zip(sums, counts, strict=True)]
+            steps = [abs(b - a) for a, b in itertools.pairwise(levels)]
+            same_way = len({b > a for a, b in itertools.pairwise(levels)}) == 1
+            if same_way and min(steps) > need and max(steps) <= DRIFT_STEADY * min(steps):
+                last[:] = [point.ts]
+                rate = (levels[-1] - levels[0]) / (0.75 * window.total_seconds() / 3600)
+                return i, Verdict(State.VIOLATE, "warning", f"{spec.name} creeping {rate:+.3g} {spec.unit}/h, "
+                                  f"steadily, for {window.total_seconds() / 3600:g} h: faster than it ever changes "
+                                  "(sensor drift? calibrate)", abs(rate))
+            verdict = HOLD if last and point.ts - last[0] < window / 4 else CLEAR
+        return end, verdict
 
     def judge(point: Point) -> Verdict:
-        index = int(point.ts.timestamp() // width)
-        if bins and bins[-1][0] >= index:
-            bins[-1][1:] = [bins[-1][1] + point.value, bins[-1][2] + 1]
-        else:
-            bins.append([index, point.value, 1])
-        first = index - DRIFT_BINS + 1
-        while bins[0][0] < first:
-            bins.pop(0)
-        if bins[-1][0] == index:
-            sums, counts = quarters(index, first, bins[-1])
-        else:  # a reading older than the newest bin (never in observation order): sum the quarters afresh
-            inside = [[b for b in bins if first + k * quarter <= b[0] < first + (k + 1) * quarter] for k in range(4)]
-            sums, counts = [sum(b[1] for b in q) for q in inside], [sum(b[2] for b in q) for q in inside]
-        if 0 in counts:
-            return CLEAR
-        levels = [total / count for total, count in zip(sums, counts, strict=True)]
-        steps = [abs(b - a) for a, b in itertools.pairwise(levels)]
-        same_way = len({b > a for a, b in itertools.pairwise(levels)}) == 1
-        if same_way and min(steps) > need and max(steps) <= DRIFT_STEADY * min(steps):
-            last[:] = [point.ts]
-            rate = (levels[-1] - levels[0]) / (0.75 * window.total_seconds() / 3600)
-            return Verdict(State.VIOLATE, "warning", f"{spec.name} creeping {rate:+.3g} {spec.unit}/h, steadily, for "
-                           f"{window.total_seconds() / 3600:g} h: faster than it ever changes (sensor drift? "
-                           "calibrate)", abs(rate))
-        return HOLD if last and point.ts - last[0] < window / 4 else CLEAR
+        return run((point,), 0, 1)[1]
 
     def restore(saved: tuple) -> None:
         bins[:] = [b[:] for b in saved[0]]
         last[:] = saved[1]
         older.clear()  # summed over bins that are no more
 
+    judge.run = run
     return remembering(judge, lambda: ([b[:] for b in bins], last[:]), restore)
 
 
@@ -903,20 +919,24 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]]) -> Judge:
     """Flat to within the metric's resolution, away from its resting values, for longer than a live signal
     ever is (in time, not readings: intervals change). The other metrics of the same terminal are the cheap
     neighbours: a flat line while one of them moves is a stuck sensor after ``flat_after_h``; when they are
-    flat too (a calm river, or the whole logger frozen) it takes twice as long."""
+    flat too (a calm river, or the whole logger frozen) it takes twice as long. When the neighbours moved is
+    worked out once a line has lasted ``flat_after_h`` (rarely: every window of every terminal used to scan each
+    sibling series, ten stuck rules a ten-metric terminal, a fifth of a rule worker's first judgements)."""
     spec = metric_spec(key)
     flat_after = dt.timedelta(hours=spec.flat_after_h)
-    moved = [_change_times(points, metric_spec(m).step) for m, points in siblings.items()]
+    moved: list[list[list[dt.datetime]]] = []
     since: list[Point] = []
 
     def judge(point: Point) -> Verdict:
         if not since or abs(point.value - since[0].value) >= spec.step / 2:
             since[:] = [point]
         flat_for = point.ts - since[0].ts
-        if spec.at_rest(point.value) or flat_for < flat_after:
+        if flat_for < flat_after or spec.at_rest(point.value):
             return CLEAR
-        lively = any(_changed_between(times, since[0].ts, point.ts) for times in moved)
-        if not lively and moved and flat_for < 2 * flat_after:
+        if not moved:
+            moved.append([_change_times(points, metric_spec(m).step) for m, points in siblings.items()])
+        lively = any(_changed_between(times, since[0].ts, point.ts) for times in moved[0])
+        if not lively and siblings and flat_for < 2 * flat_after:
             return CLEAR
         hours = flat_for.total_seconds() / 3600
         why = "while the terminal's other sensors moved" if lively else "with nothing to compare against"
@@ -939,26 +959,37 @@ def _changed_between(times: list[dt.datetime], start: dt.datetime, end: dt.datet
 def _jump_judge(key: str, span: float, within: dt.timedelta) -> Judge:
     """QARTOD spike test: the previous reading stood far from both its neighbours, which agree with each
     other; judged on the reading after it (a real step, such as a gas leak starting, stays and is not a
-    spike)."""
+    spike). Judged a run at a time (``run``; ``Tracker.feed_all``): a reading is one run of one."""
     recent: list[Point] = []
     last_spike: list[dt.datetime] = []
     limit, off_delay = SPIKE_SHARE * span, max(SPIKE_OFF_DELAY, 8 * within)
 
-    def judge(point: Point) -> Verdict:
-        recent.append(point)
-        if len(recent) > 3:
-            del recent[0]
-        # Judged on every reading: the middle one standing far from its neighbours' mean is the cheap half of the
-        # test, and rare, so the rest of ``spiked`` is asked only then.
-        if len(recent) == 3 and abs(recent[1].value - (recent[0].value + point.value) / 2) > limit \
-                and spiked(*recent, limit, within):
-            before, spike, after = recent
-            last_spike[:] = [point.ts]
-            level = (before.value + after.value) / 2
-            return Verdict(State.VIOLATE, "warning", f"{key} spiked to {spike.value:g} between {before.value:g} "
-                           f"and {after.value:g}: physically impossible (sensor fault?)", abs(spike.value - level))
-        return HOLD if last_spike and point.ts - last_spike[0] < off_delay else CLEAR
+    def run(points: Sequence[Point], at: int, end: int) -> tuple[int, Verdict]:
+        """Judge ``points[at:end]`` in order, stopping at the first spike: (its index, its verdict), else (``end``,
+        the last reading's verdict)."""
+        before, middle = (recent[-2] if len(recent) > 1 else None), (recent[-1] if recent else None)
+        for i in range(at, end):
+            point = points[i]
+            # The middle reading standing far from its neighbours' mean is the cheap half of the test, and rare, so
+            # the rest of ``spiked`` is asked only then.
+            if before is not None and abs(middle.value - (before.value + point.value) / 2) > limit \
+                    and spiked(before, middle, point, limit, within):
+                recent[:] = [before, middle, point]
+                last_spike[:] = [point.ts]
+                level = (before.value + point.value) / 2
+                return i, Verdict(State.VIOLATE, "warning", f"{key} spiked to {middle.value:g} between "
+                                  f"{before.value:g} and {point.value:g}: physically impossible (sensor fault?)",
+                                  abs(middle.value - level))
+            before, middle = middle, point
+        if end <= at:
+            return end, CLEAR
+        recent[:] = [*recent, *points[max(at, end - 3):end]][-3:]
+        return end, HOLD if last_spike and points[end - 1].ts - last_spike[0] < off_delay else CLEAR
 
+    def judge(point: Point) -> Verdict:
+        return run((point,), 0, 1)[1]
+
+    judge.run = run
     return remembering(judge, *_lists(recent, last_spike))
 
 
