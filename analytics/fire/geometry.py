@@ -27,6 +27,9 @@ class Pose:
     heading_deg: float
     tilt_deg: float
     hfov_deg: float
+    tilt_error_deg: float = 0.5
+    """How far the tilt may be off (a surveyed preset drifts, a mast leans in the wind): the horizon may lie
+    this much lower in the picture than ``horizon_row`` says."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,18 @@ def focal_px(pose: Pose, width: int) -> float:
 def horizon_row(pose: Pose, width: int, height: int) -> float:
     """The image row of the horizon (may lie outside the frame)."""
     return height / 2 + focal_px(pose, width) * math.tan(math.radians(pose.tilt_deg))
+
+
+def sky_row(pose: Pose, width: int, height: int) -> float:
+    """The lowest row the sky may reach: the horizon were the camera tilted ``tilt_error_deg`` less far down."""
+    return height / 2 + focal_px(pose, width) * math.tan(math.radians(pose.tilt_deg + pose.tilt_error_deg))
+
+
+def far_band(pose: Pose, width: int, height: int, size_m: float, max_px: float) -> tuple[float, float]:
+    """(top, bottom) rows of the ground where something ``size_m`` across spans under ``max_px`` pixels: from
+    below the lowest the sky may reach (``sky_row``) down to the range where it is ``max_px`` pixels; it
+    follows the zoom (a narrow field of view sees a 3 m flame resolved to a longer range)."""
+    return sky_row(pose, width, height), range_row(pose, width, height, size_m * focal_px(pose, width) / max_px)
 
 
 def range_row(pose: Pose, width: int, height: int, range_m: float) -> float:

@@ -6,8 +6,11 @@ or yellowish point whose colour fails the flame rules (``colour``), and at worki
 pixel. What still shows is brightness, at full resolution: a flame is a *source* of light, so its point is
 brighter than everything around it (a ring of pixels a few pixels out: a bright field's edge, or a large
 bright surface, has pixels as bright as itself in that ring), and it is *new*: brighter than the
-background of this preset there. Only ground far enough to make a flame sub-resolved is searched: a band
-below the horizon down to ``near_m`` from the pose (without one, ``band_share`` of the frame height).
+background of this preset there. Only ground far enough to make a flame sub-resolved is searched: with a
+pose, ``geometry.far_band``: from below the lowest row the sky may reach (the horizon with the pose's tilt
+uncertainty: stars and aircraft lights stay out) down to where a ``flame_m`` flame spans ``max_px`` pixels,
+so the band follows the zoom; without one, ``band_share`` of the frame height below the horizon. Nothing
+above the band's top row counts, not even by the ``reach`` a point may sway.
 
 ``SpotFinder`` gives those points, per frame, as blobs in aligned full-resolution pixels; the scene model
 (``video``) tracks them and judges them by what a far fire does over seconds and what look-alikes do:
@@ -31,8 +34,10 @@ PAD = 8
 
 @dataclass(frozen=True)
 class SpotParams:
-    near_m: float = 1000.0
-    """Ground farther than this is searched for points: a flame of 1–3 m is under ~4 px there."""
+    flame_m: float = 3.0
+    max_px: float = 4.0
+    """Ground where a flame of ``flame_m`` spans under ``max_px`` pixels is searched for points (about 900 m
+    and beyond at a 55° field of view on a 1280-px frame, 5 km at 10°)."""
     band_share: float = 0.06
     """Without a pose: the share of the frame height below the horizon searched."""
     reach: int = 2
@@ -114,7 +119,9 @@ class SpotFinder:
         # so in a dark, noisy night picture, and a source of a pixel or less falls on one pixel or another
         # as the mast sways
         reach = np.ones((2 * self.p.reach + 1, 2 * self.p.reach + 1), np.uint8)
-        lead = cv2.dilate(np.maximum(grey - cv2.dilate(grey, self.kernel), -0.3), reach)[PAD:PAD + self.rows]
+        raw = np.maximum(grey - cv2.dilate(grey, self.kernel), -0.3)
+        raw[:PAD] = -0.3  # above the band (perhaps sky): no source is taken from there
+        lead = cv2.dilate(raw, reach)[PAD:PAD + self.rows]
         self._lead = lead
         if self.mean is None:
             self.mean, self.var, self.age_s = lead.copy(), np.full_like(lead, self.p.new ** 2), 0.0

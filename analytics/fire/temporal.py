@@ -11,13 +11,24 @@
 - ``common_mode``: how much successive changes of the blob repeat one spatial pattern; a lamp dimming,
   a beacon turning or a cloud shadow changes every pixel of the blob together, a flame's tongues each go
   their own way.
+- ``time_share``: the share of a span of *time* something was seen in, the same at 1 and at 25 fps and
+  over a tower's irregular bursts (persistence is asked in seconds, never in frames).
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from collections.abc import Iterable
+
 import numpy as np
 
+SLOT_S = 0.25
+"""Time slot of ``time_share``: at 4 fps and below each frame has its own; above, a slot's frames share it."""
+
 MIN_PERIOD_SAMPLES = 20
+MIN_PERIOD_S = 9.5
+"""A line is told from a step (a light switched on, a fire lit) only over this long: 20 samples at 2 fps."""
 BAND_MIN_FPS = 9.5
 """Below this the high-passed band lies under 2.4 Hz: flicker cannot be told from slow change."""
 
@@ -79,3 +90,27 @@ def common_mode(stack: np.ndarray, min_change: float = 0.05) -> tuple[float, int
         return 1.0, 0
     cos = np.abs((d[1:] * d[:-1]).sum(axis=1)) / np.maximum(norms[1:] * norms[:-1], 1e-9)
     return float(np.median(cos[pairs])), int(pairs.sum())
+
+
+def time_share(seen: Iterable[float], looked: Iterable[float], since: float, slot_s: float = SLOT_S) -> float:
+    """Share of the time from ``since`` on that something was seen. ``looked``: the capture times of the
+    frames (the camera looked), ``seen``: those in which it was there. Time is cut into ``slot_s`` slots;
+    every slot the camera looked in weighs the same, as the share of its frames that saw the thing, so
+    a 10 fps burst counts for its two seconds and not for its twenty frames, and a slot without frames (the
+    gap between bursts, between two frames at 1 fps) counts for nothing."""
+    looks = Counter(math.floor(ts / slot_s) for ts in looked if ts >= since)
+    if not looks:
+        return 0.0
+    hits = Counter(math.floor(ts / slot_s) for ts in seen if ts >= since)
+    return sum(min(hits[slot], n) / n for slot, n in looks.items()) / len(looks)
+
+
+def periodicity_in_time(times: np.ndarray, series: np.ndarray) -> float:
+    """``periodicity`` of a series sampled at the given times: none over less than ``MIN_PERIOD_S`` seconds
+    (whatever the frame rate), and uneven sampling (a tower's bursts between 2 fps frames) resampled,
+    linearly, at its median gap: a spectrum needs even sampling."""
+    if times.size < 2 or times[-1] - times[0] < MIN_PERIOD_S:
+        return 0.0
+    step = float(np.median(np.diff(times)))
+    grid = np.arange(times[0], times[-1] + step / 2, step)
+    return periodicity(np.interp(grid, times, series))

@@ -8,7 +8,8 @@ threshold here is in **seconds** (frames carry their capture time), valid from 1
 2. change is measured in log brightness with the light field removed (exposure, cloud shadows) and
    called motion only above k·σ of each pixel's own running noise;
 3. flame candidates: moving pixels passing Chen 2004 and Celik 2009 (``colour``), re-measured at full
-   resolution; tracks must persist (a share of the frames over ``confirm_s``); far fires, whose flames
+   resolution; tracks must persist (seen over a share of the *time* of ``confirm_s``: ``temporal.time_share``,
+   the same at 1 and 25 fps and over bursts); far fires, whose flames
    are too small to keep their colour, as new, still, steady points of light (``hotspot``);
 4. what rejects look-alikes by what they are: a rigid mover's steady ground speed at the range the pose
    gives (vehicles, walkers); a ghost's edge, in the background and not in the frame (ground a vehicle
@@ -70,7 +71,7 @@ class VideoParams:
     confirm_s: float = 3.5
     """A flame track is judged once it has been seen over this long ..."""
     hit_share: float = 0.6
-    """... in at least this share of the frames of that span."""
+    """... in at least this share of the time of that span (``temporal.time_share``)."""
     history_s: float = 12.0
     """Frames kept (at most 4 a second) for the common-mode and periodicity cues."""
     forget_s: float = 3.0
@@ -106,8 +107,9 @@ class VideoParams:
     """|log| change of B, G or R (exposure removed), and beyond the pixel's noise, that makes a pixel of the
     box one that changed."""
     spot_share: float = 0.75
-    """A far point of light must be seen in this share of the frames of ``confirm_s`` (a fire burns on; a
-    beacon turns, noise comes and goes)."""
+    """A far point of light must be seen over this share of the time of ``confirm_s`` (a fire burns on; a
+    beacon turns, noise comes and goes). One seen less, once judged, is rejected: its pixels are learnt, and
+    it is gone ``forget_s`` after it was last seen (it is judged again, on each frame, while it is seen)."""
     spot_stray_px: float = 2.0
     """Full-resolution pixels a far point's centre may stray, typically, from where it mostly is."""
     spot_confidence: float = 0.4
@@ -137,8 +139,8 @@ class Track:
     id: int
     cue: str
     first_t: float
-    hits: deque = field(default_factory=lambda: deque(maxlen=128))
-    """(t, box in aligned full-resolution pixels, area), one per frame seen."""
+    hits: deque = field(default_factory=lambda: deque(maxlen=320))
+    """(t, box in aligned full-resolution pixels, area), one per frame seen (``history_s`` at 25 fps)."""
     flicker: tuple[float, float] | None = None
     """(t, share) of the last burst analysed."""
     rejected: bool = False
@@ -173,9 +175,7 @@ class SceneModel:
         self.flame_top = int(min(max(self.horizon + 0.008 * height, 0), height - 8))
         self.aligner = Aligner((self.wh, self.ww))
         self.smoke = SmokeModel(params.smoke, self.k, self.horizon, height)
-        far_end = (geometry.range_row(pose, width, height, params.spot.near_m) if pose is not None
-                   else self.horizon + params.spot.band_share * height)
-        self.spots = SpotFinder(width, height, self.k, self.flame_top, far_end, params.spot)
+        self.spots = SpotFinder(width, height, self.k, *self._far_band(params.spot), params.spot)
         self.noise = NoiseModel((self.wh, self.ww), params.noise_floor)
         self.chroma_noise = NoiseModel((self.wh - self.flame_top // self.k, self.ww), params.chroma_shift)
         self._chroma = np.zeros((self.wh - self.flame_top // self.k, self.ww), np.float32)
@@ -183,6 +183,8 @@ class SceneModel:
         self.log_bg: np.ndarray | None = None
         self.slow: deque[tuple[float, np.ndarray]] = deque()
         """(t, aligned blue and red channels) at most 4 a second, over history_s."""
+        self.looks: deque[float] = deque()
+        """The capture time of every frame over history_s: what a track's hits are a share of."""
         self.burst: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         """(t, aligned red channel, flame-colour mask) over the last burst_s, all frames."""
         self.tracks: list[Track] = []
@@ -193,6 +195,13 @@ class SceneModel:
         self._bg_cache: tuple[float, tuple[np.ndarray, ...]] | None = None
         self._small = self._colour = np.zeros((0, 0), np.uint8)
         """The last frame, aligned, at working size, and its flame-colour mask (land rows)."""
+
+    def _far_band(self, spot: SpotParams) -> tuple[float, float]:
+        """(top, bottom) rows searched for far points (``hotspot``)."""
+        if self.pose is None:
+            return self.flame_top, self.horizon + spot.band_share * self.height
+        top, bottom = geometry.far_band(self.pose, self.width, self.height, spot.flame_m, spot.max_px)
+        return max(top, self.flame_top), bottom
 
     # -- one frame ---------------------------------------------------------------------------------------
 
@@ -256,6 +265,7 @@ class SceneModel:
         self.smoke.start(small, grey)
         self.spots.mean = None
         self.slow.clear()
+        self.looks.clear()
         self.burst.clear()
         self.tracks.clear()
         self._bg_cache = None
@@ -338,6 +348,9 @@ class SceneModel:
             # colour more than brightness (it removes blue), a lamp scales both
         while self.slow and self.slow[0][0] < t - self.p.history_s:
             self.slow.popleft()
+        self.looks.append(t)
+        while self.looks[0] < t - self.p.history_s:
+            self.looks.popleft()
         if self.burst and t - self.burst[-1][0] > 1.0 / temporal.BAND_MIN_FPS:
             self.burst.clear()  # a gap: a new burst starts here
         self.burst.append((t, small[:, :, 2].copy(), colour))
@@ -403,22 +416,13 @@ class SceneModel:
         return t - track.first_t >= (self.p.smoke.confirm_s if track.cue == "smoke" else self.p.confirm_s)
 
     def _seen_enough(self, track: Track, t: float, share: float | None = None) -> bool:
+        """Whether the track is old enough to judge (``confirm_s``) and was seen over ``share`` of that time."""
         share = self.p.hit_share if share is None else share
-        if t - track.first_t < self.p.confirm_s:
-            return False
-        since = t - self.p.confirm_s
-        frames = sum(1 for ts, _ in self.slow if ts >= since) if self._regular() else None
-        hits = len(track.recent(since))
-        if frames is None:  # sampled irregularly (bursts): count seconds covered instead of frames
-            return len({int(ts * 2) for ts, *_ in track.recent(since)}) >= share * 2 * self.p.confirm_s
-        return hits >= share * max(frames, 1)
+        return t - track.first_t >= self.p.confirm_s and self._seen_share(track, t) >= share
 
-    def _regular(self) -> bool:
-        """Whether the slow ring holds every frame (≤ 4 fps) — then hits can be counted against frames."""
-        if len(self.slow) < 2:
-            return True
-        gaps = np.diff([ts for ts, _ in self.slow])
-        return bool(gaps.min() >= 0.24)
+    def _seen_share(self, track: Track, t: float) -> float:
+        """The share of the last ``confirm_s`` seconds the track was seen in."""
+        return temporal.time_share((h[0] for h in track.hits), self.looks, t - self.p.confirm_s)
 
     def _flame(self, track: Track, t: float, when: dt.datetime | None, glint: tuple[float, float] | None
                ) -> float | None:
@@ -461,16 +465,19 @@ class SceneModel:
         since = t - self.p.confirm_s
         while track.edges[0][0] <= since:
             track.edges.popleft()
-        outlined = {int(ts * 2) for ts, r in track.edges if r > 1 / self.p.ghost_ratio}
-        lifted = len(outlined) >= self.p.hit_share * 2 * self.p.confirm_s  # half-second slots: seconds, not frames
+        outlined = [ts for ts, r in track.edges if r > 1 / self.p.ghost_ratio]
+        lifted = temporal.time_share(outlined, self.looks, since) >= self.p.hit_share
         track.ghost = ratio < self.p.ghost_ratio or (track.ghost and not lifted)
         return track.ghost
 
     def _spot(self, track: Track, t: float, when: dt.datetime | None, glint: tuple[float, float] | None
               ) -> float | None:
-        """A far point of light (``hotspot``): a fire when it stays where it appeared, is there in nearly every
-        frame, does not blink with a period, is not a known night light and is not under a low sun's glint."""
-        if not self._seen_enough(track, t, self.p.spot_share):
+        """A far point of light (``hotspot``): a fire when it stays where it appeared, is there nearly all the
+        time, does not blink with a period, is not a known night light and is not under a low sun's glint."""
+        if t - track.first_t < self.p.confirm_s:
+            return None
+        if self._seen_share(track, t) < self.p.spot_share:
+            track.rejected = True  # it comes and goes (a twinkle, a glint, noise): learnt, forgotten once unseen
             return None
         recent = track.recent(t - self.p.history_s)
         box = _union(recent)
@@ -578,7 +585,7 @@ class SceneModel:
         if used < 2:
             return 1.0, 0.0
         series = stack[..., 1].reshape(stack.shape[0], -1).max(axis=1)  # the brightest red
-        return common, temporal.periodicity(series) if self._regular() else 0.0
+        return common, temporal.periodicity_in_time(np.array([ts for ts, _ in self.slow]), series)
 
     def _bursting(self, t: float) -> bool:
         return len(self.burst) >= 8 and self.burst[-1][0] == t and t - self.burst[0][0] >= self.p.burst_s

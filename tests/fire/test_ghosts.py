@@ -112,6 +112,7 @@ def test_one_frame_of_strong_edge_does_not_lift_a_ghost_verdict(monkeypatch):
     verdicts = []
     for i in range(len(ratios)):
         scene.t = i / 2
+        scene.looks.append(scene.t)  # (the frames it is a share of the time of)
         verdicts.append(scene._ghost(track, scene.t))
     assert all(verdicts[:16]), verdicts  # single strong frames amid weak ones: still a ghost
     lifted = verdicts.index(False)
