@@ -119,9 +119,10 @@ class VideoParams:
     into a flame the colour path resolves (a flame track, which takes its place)."""
     spot_growth: float = 0.05
     front_lit_growth: float = 1.2
-    """Under a low sun ahead (``sun.front_lit``) a flame track must grow this much over its recent window, or
-    show flame flicker: sunlit stubble is flame-orange and its edges shimmer with the sway, a fire's line
-    spreads."""
+    """Under a low sun ahead (``sun.front_lit``) a flame track that was there when the model started (first
+    seen within ``settle_s``: it was not seen to appear) must grow this much over its recent window, or show
+    flame flicker: sunlit stubble is flame-orange and its edges shimmer with the sway while the model is
+    still learning their noise; a fire's line spreads."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -404,6 +405,10 @@ class SceneModel:
     def _night(self, when: dt.datetime | None) -> bool:
         return self._sun(when)[0]
 
+    def _there_before(self, track: Track) -> bool:
+        """Whether the track was there when the model started: first seen within ``settle_s`` of it."""
+        return track.first_t - self.started < self.p.settle_s
+
     def _judged(self, track: Track, t: float) -> bool:
         return t - track.first_t >= (self.p.smoke.confirm_s if track.cue == "smoke" else self.p.confirm_s)
 
@@ -449,7 +454,7 @@ class SceneModel:
         x, _, w, _ = track.last_box()  # where it is now: what it covered while it grew is no matter here
         if flicker is None and sun.under_glint(glint, x, x + w):
             return None  # under a low sun its glint shimmers and swells; only flame flicker tells a fire there
-        if flicker is None and growth < self.p.front_lit_growth and self._sun(when)[2]:
+        if flicker is None and self._sun(when)[2] and self._there_before(track) and growth < self.p.front_lit_growth:
             return None  # stubble lit orange by a low sun ahead, shimmering with the sway: it does not spread
         confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:

@@ -122,7 +122,7 @@ def test_smoke_rising_behind_a_shelterbelt_under_a_grey_sky_alerts_within_ten_se
 
 def test_a_sunlit_stubble_strip_shimmering_under_a_low_sun_ahead_raises_no_alert():
     # seed 601: a thin strip of stubble lit orange 19° beside the sun, outside its glint band; its edges
-    # shimmer with the sway from the first seconds (it alerted at 4.5 s before); it never spreads
+    # shimmer with the sway from the model's first seconds (it alerted at 4.5 s before); it never spreads
     assert _tower_alerts("low_sun", 601, 2.0) == []
 
 
