@@ -161,6 +161,9 @@ class _Tower:
         self.shadows = _noise_field(rng, h, 2 * w, 70.0, 0.45)
         self.shadow_depth = 0.4 if spec.kind == "foliage" else 0.18
         self.shadow_speed = float(rng.uniform(25, 45) if spec.kind == "foliage" else rng.uniform(6, 15))
+        self.shadow_start = 0.0
+        """Where in the (twice as wide) cloud-shadow field the view starts: the second tower sees other clouds,
+        and none wraps around within the sequence (a seam would be a hard shadow edge)."""
         self.noise = [rng.normal(0, 5.0 if self.night else 2.0, (h, w)).astype(np.float32) for _ in range(3)]
         if spec.kind in UNPLACED:
             self.site(spec.width / 2, 1500.0)  # nothing on the ground to look at: the middle of the first view
@@ -197,7 +200,7 @@ class _Tower:
         self.exposure = _Exposure(rng)
         self.quality = int(rng.integers(45, 81))
         self.clock = 1 + float(rng.uniform(-0.003, 0.003))
-        self.shadows = np.roll(self.shadows, int(rng.integers(self.s.width)), axis=1)
+        self.shadow_start = float(rng.uniform(0, max(1.0, self.s.width - self.shadow_speed * self.s.duration_s)))
 
     def range_row(self, range_m: float) -> float:
         return self.hz + self.f * POSE.mast_height_m / range_m
@@ -227,7 +230,7 @@ class _Tower:
     def _land(self, t: float) -> np.ndarray:
         w, hz = self.s.width, int(self.hz)
         img = self.base.copy()
-        shift = int(t * self.shadow_speed) % w
+        shift = int(self.shadow_start + t * self.shadow_speed) % w
         shade = 1.0 - self.shadow_depth * self.shadows[hz:, shift:shift + w]
         img[hz:] *= shade[..., None]
         return img
