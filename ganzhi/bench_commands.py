@@ -123,12 +123,15 @@ def bench_ingest(settings: Settings, messages: int, readings: int, gateways: int
 @click.option("--verifier", "verified", is_flag=True,
               help="Also time the detector with the learned verifier, and score quality and towers with it "
                    "(as FirePipeline.detect does).")
+@click.option("--tower-pairs", default="2", show_default=True,
+              help="At these of the tower frame rates, also see each scene from a second tower and score the fused "
+                   "fire events (paged, listed, false pages); '' for none.")
 @click.option("--tower-first-seed", default=1000, show_default=True,
               help="First held-out tower seed (1000 up were held out while tuning; try a fresh range, e.g. 2000).")
 @click.pass_obj
 def bench_fire(settings: Settings, seeds: int, frames: int, runs: int, probes: int, fps: float,
                first_seed: int, tower_seeds: int, tower_fps: str, tuning: bool, verified: bool,
-               tower_first_seed: int) -> None:
+               tower_first_seed: int, tower_pairs: str) -> None:
     """Fire detection: precision/recall/F1 on labelled synthetic sequences, per-frame speed, alert latency."""
     from ganzhi.bench_fire import quality, speed
 
@@ -144,7 +147,7 @@ def bench_fire(settings: Settings, seeds: int, frames: int, runs: int, probes: i
         from ganzhi.bench_fire_towers import run as towers
 
         towers(tower_seeds, tuple(r.strip() for r in tower_fps.split(",")), tuning, verified=verified,
-               held_out_from=tower_first_seed)
+               held_out_from=tower_first_seed, pairs=tuple(r.strip() for r in tower_pairs.split(",") if r))
 
 
 @bench.command(name="chaos")

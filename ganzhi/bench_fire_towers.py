@@ -6,22 +6,32 @@ A positive sequence counts as found when an alert-level candidate touching the f
 ignition; any alert-level candidate elsewhere or earlier, and any on a look-alike, is a false alert.
 Held-out seeds (from ``HELD_OUT_FROM``) are always played; tuning seeds (0–9) too, reported apart, when asked.
 A rate ``2+burst`` is 2 fps plus a 2 s burst at 10 fps every 10 s, the only way a 2 fps tower lets the
-flicker cue see flames."""
+flicker cue see flames.
+
+At the rates in ``pairs`` (the towers' default 2 fps), every scene is also seen from its second tower
+(``TowerSpec.tower = 1``: bearings crossing at the subject) and both towers' candidates become detections and
+fire events as in the fire worker (``pipeline.sighted``, ``fusion.belongs_to``, ``fusion.combined_confidence``;
+a known track is touched when 5 s have passed or it is 0.1 stronger, as ``FirePipeline._record`` does), scored
+per *event*: the fire's event paged (its confidence reached the alert threshold after ignition) or only
+listed, and false pages (an event that reached the threshold with no detection on the fire).
+The per-tower lines are the first tower's."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 
 from alerts.fire import ALERT_CONFIDENCE
-from analytics.fire.pipeline import weigh
+from analytics.fire import fusion
+from analytics.fire.pipeline import TOUCH_EVERY_S, sighted, weigh
+from analytics.fire.store import Camera, Detection
 from analytics.fire.verifier import Verifier
-from analytics.fire.video import VideoDetector
-from simulators.tower_scenes import HELD_OUT_FROM, KINDS, POSE, POSITIVE, TowerSpec, render
+from analytics.fire.video import Candidate, VideoDetector
+from simulators.tower_scenes import HELD_OUT_FROM, KINDS, POSITIVE, TowerSpec, render
 
 BURST_EVERY_S = 10.0
 
@@ -54,25 +64,124 @@ class KindTally:
         return f"    {kind:<18} false alerts {sum(r.false_alert for r in self.runs)}/{n}"
 
 
-def play(spec: TowerSpec, detect: Callable | None = None) -> Outcome:
-    """Run one sequence through a fresh detector; times the detector alone (one OpenCV thread)."""
-    detector = VideoDetector()
-    detect = detect or (lambda image, t: detector.process("bench", None, image, spec.horizon, at=spec.at(t),
-                                                          pose=POSE))
-    out = Outcome(spec.kind, spec.seed, spec.fps)
-    for image, label in render(spec):
+@dataclass
+class EventOutcome:
+    """One scene seen from two towers, at the level of fire events."""
+    kind: str
+    paged: bool = False
+    """The fire's event reached the alert threshold."""
+    listed: bool = False
+    """The fire had an event, below the threshold throughout."""
+    delay_s: float | None = None
+    crossing: bool = False
+    """It paged while no single detection of it was at the threshold: the towers corroborated each other."""
+    false_pages: list[str] = field(default_factory=list)
+    """Cues of the events that paged with no detection on the fire."""
+
+
+@dataclass
+class _Known:
+    detection: Detection
+    event_id: int
+    touched: float
+    on_fire: bool
+
+
+@dataclass
+class _Events:
+    """The fire worker's fusion over the bench's two towers, in memory."""
+    events: dict[int, list[Detection]] = field(default_factory=dict)
+    known: dict[tuple[str, int], _Known] = field(default_factory=dict)
+    paged: dict[int, float] = field(default_factory=dict)
+    """Event id → scene seconds when it first reached the alert threshold."""
+
+    def add(self, camera: Camera, spec: TowerSpec, t: float, c: Candidate, on_fire: bool) -> None:
+        key = (camera.code, c.track)
+        known = self.known.get(key)
+        if known is None:
+            d = sighted(camera, (spec.width, spec.height), None, spec.at(t), c, "camera", f"{camera.code}:{c.track}",
+                        lambda lon, lat: camera.division)
+            event_id = fusion.belongs_to(d, self.events)
+            event_id = len(self.events) + 1 if event_id is None else event_id
+            self.events.setdefault(event_id, []).append(d)
+            self.known[key] = _Known(d, event_id, t, on_fire)
+            return
+        known.on_fire |= on_fire
+        d = known.detection
+        if t - known.touched < TOUCH_EVERY_S and c.confidence < d.confidence + 0.1:
+            return
+        d.last_seen, d.confidence, d.box, known.touched = spec.at(t), max(d.confidence, c.confidence), c.box, t
+
+    def judge(self, t: float, out: EventOutcome, spec: TowerSpec) -> None:
+        """Pages raised at ``t``: on the fire (after ignition) or false."""
+        for event_id, members in self.events.items():
+            if event_id in self.paged or fusion.combined_confidence(members) < ALERT_CONFIDENCE:
+                continue
+            self.paged[event_id] = t
+            ours = [k for k in self.known.values() if k.event_id == event_id]
+            if any(k.on_fire for k in ours) and t >= spec.ignite_s:
+                if not out.paged:
+                    out.paged, out.delay_s = True, round(t - spec.ignite_s, 2)
+                    out.crossing = max(m.confidence for m in members) < ALERT_CONFIDENCE
+            else:
+                out.false_pages.append("+".join(sorted({m.cue for m in members})))
+
+    def finish(self, out: EventOutcome) -> None:
+        out.listed = not out.paged and any(k.on_fire for k in self.known.values())
+
+
+def tower_camera(spec: TowerSpec, number: int) -> Camera:
+    """The registry's view of one bench tower: its place and pose."""
+    p = spec.pose
+    return Camera(number, f"tower-{number}", "video_camera", "active", p.lat, p.lon, "231202", None,
+                  {"mast_height_m": p.mast_height_m, "heading_deg": p.heading_deg, "tilt_deg": p.tilt_deg,
+                   "hfov_deg": p.hfov_deg})
+
+
+def play(spec: TowerSpec, verifier: Verifier | None = None, pair: bool = False
+         ) -> tuple[Outcome, EventOutcome | None]:
+    """Run one sequence through a fresh detector; times the first tower's detector alone (one OpenCV thread).
+    With ``pair``, the second tower's sequence too, both into fire events."""
+    specs = [spec, replace(spec, tower=1)] if pair else [spec]
+    detects = [_detector(s, verifier) for s in specs]
+    cameras = [tower_camera(s, n + 1) for n, s in enumerate(specs)]
+    out, events = Outcome(spec.kind, spec.seed, spec.fps), _Events()
+    scored = EventOutcome(spec.kind) if pair else None
+    for frames in zip(*(render(s) for s in specs), strict=True):
+        (image, label), t = frames[0], frames[0][1].t
         started = time.perf_counter()
-        found = detect(image, label.t)
+        found = detects[0](image, t)
         out.seconds.append(time.perf_counter() - started)
-        alerts = [c for c in found if c.confidence >= ALERT_CONFIDENCE]
-        if not alerts:
+        _score(out, spec, label, found)
+        if scored is None:
             continue
-        true = label.fire and label.box is not None and any(_touch(c.box, label.box) for c in alerts)
-        if true and not out.found:
-            out.found, out.delay_s = True, round(label.t - spec.ignite_s, 2)
-        elif not true:
-            out.false_alert = True
-    return out
+        for n, (s, (picture, seen)) in enumerate(zip(specs, frames, strict=True)):
+            for c in (found if n == 0 else detects[n](picture, t)):
+                events.add(cameras[n], s, t, c, seen.fire and seen.box is not None and _touch(c.box, seen.box))
+        events.judge(t, scored, spec)
+    if scored is not None:
+        events.finish(scored)
+    return out, scored
+
+
+def _detector(spec: TowerSpec, verifier: Verifier | None) -> Callable[[object, float], list[Candidate]]:
+    detector = VideoDetector()
+
+    def detect(image, t: float) -> list[Candidate]:
+        found = detector.process("bench", None, image, spec.horizon, at=spec.at(t), pose=spec.pose)
+        return weigh(verifier, image, found) if verifier is not None else found
+    return detect
+
+
+def _score(out: Outcome, spec: TowerSpec, label, found: list[Candidate]) -> None:
+    alerts = [c for c in found if c.confidence >= ALERT_CONFIDENCE]
+    if not alerts:
+        return
+    true = label.fire and label.box is not None and any(_touch(c.box, label.box) for c in alerts)
+    if true and not out.found:
+        out.found, out.delay_s = True, round(label.t - spec.ignite_s, 2)
+    elif not true:
+        out.false_alert = True
 
 
 def rate(text: str) -> tuple[float, float]:
@@ -84,33 +193,51 @@ def rate(text: str) -> tuple[float, float]:
 
 
 def run(seeds: int, rates: tuple[str, ...], tuning: bool = False, kinds: tuple[str, ...] = KINDS,
-        verified: bool = False, held_out_from: int = HELD_OUT_FROM) -> None:
+        verified: bool = False, held_out_from: int = HELD_OUT_FROM, pairs: tuple[str, ...] = ("2",)) -> None:
     """Held-out seeds (from ``held_out_from``) always; the tuning seeds as well, reported apart, with ``tuning``;
     with ``verified``, flame candidates go through the learned verifier's confidence term as in
-    ``FirePipeline.detect``."""
-    if held_out_from < HELD_OUT_FROM:
-        raise ValueError(f"held-out tower seeds start at {HELD_OUT_FROM} or later; lower ones were tuned on")
+    ``FirePipeline.detect``; at the rates in ``pairs``, each scene from two towers, into fire events."""
+    if held_out_from < HELD_OUT_FROM < held_out_from + seeds:
+        raise ValueError(f"seeds {held_out_from}–{held_out_from + seeds - 1} mix tuning seeds (below "
+                         f"{HELD_OUT_FROM}) with held-out ones")
     cv2.setNumThreads(1)
     verifier = Verifier.load() if verified else None
     for first in ((0, held_out_from) if tuning else (held_out_from,)):
-        label = "TUNING" if first == 0 else "held-out"
+        label = "TUNING" if first < HELD_OUT_FROM else "held-out"
         print(f"tower sequences, {label} seeds {first}–{first + seeds - 1}, {len(kinds)} kinds, 24 s each "
               f"(ignition at 8 s), alert level (confidence ≥ {ALERT_CONFIDENCE})"
               f"{', with the learned verifier' if verified else ''}")
         for text in rates:
             fps, every = rate(text)
             tallies: dict[str, KindTally] = {k: KindTally() for k in kinds}
+            scenes: list[EventOutcome] = []
             for kind in kinds:
                 for seed in range(first, first + seeds):
-                    spec = TowerSpec(kind, seed, fps=fps, burst_every_s=every)
-                    tallies[kind].runs.append(play(spec, _verified(spec, verifier) if verifier else None))
+                    outcome, scored = play(TowerSpec(kind, seed, fps=fps, burst_every_s=every), verifier,
+                                           text in pairs)
+                    tallies[kind].runs.append(outcome)
+                    scenes += [scored] if scored else []
             _report(text, tallies, kinds)
+            if text in pairs:
+                _report_events(text, scenes)
 
 
-def _verified(spec: TowerSpec, verifier: Verifier) -> Callable:
-    detector = VideoDetector()
-    return lambda image, t: weigh(verifier, image, detector.process("bench", None, image, spec.horizon,
-                                                                     at=spec.at(t), pose=POSE))
+def _report_events(text: str, scenes: list[EventOutcome]) -> None:
+    fires = [s for s in scenes if s.kind in POSITIVE]
+    paged = [s for s in fires if s.paged]
+    in_time = sum(1 for s in paged if s.delay_s <= 10.0)
+    false = [f"{s.kind} ({', '.join(s.false_pages)})" for s in scenes if s.false_pages]
+    print(f"  {text} fps, two towers, fire events: fires paged {len(paged)}/{len(fires)} (within 10 s: {in_time}; "
+          f"by the towers together, no one detection at the threshold: {sum(s.crossing for s in paged)}), "
+          f"listed without paging {sum(s.listed for s in fires)}/{len(fires)}, "
+          f"missed {sum(not s.paged and not s.listed for s in fires)}/{len(fires)}; "
+          f"scenes with a false page {len(false)}/{len(scenes)}{': ' + '; '.join(false) if false else ''}")
+    for kind in dict.fromkeys(s.kind for s in fires):
+        mine = [s for s in fires if s.kind == kind]
+        delays = [s.delay_s for s in mine if s.paged]
+        print(f"    {kind:<18} paged {len(delays)}/{len(mine)} "
+              f"({'max ' + format(max(delays), '.1f') + ' s' if delays else '—'}), "
+              f"listed {sum(s.listed for s in mine)}")
 
 
 def _report(text: str, tallies: dict[str, KindTally], kinds: tuple[str, ...]) -> None:

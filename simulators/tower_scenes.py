@@ -15,11 +15,19 @@ Look-alikes (never a fire): a static sodium lamp at night, an amber rotating bea
 with the mains, a slow red tractor, a walker in an orange jacket, harvester dust, a low sun glinting on
 wet stubble, autumn foliage under moving cloud shadows. Fires: near, far, at night, at low sun, in a
 strong wind (more sway), and smoke rising behind a shelterbelt under a grey sky (no flame in view).
+
+Every scene can also be seen from a second tower (``TowerSpec.tower = 1``, pose from ``tower_pose``): the
+same fire or look-alike at the same ground point, from a mast 0.8–1.25 times as far away whose bearing
+crosses the first tower's at 40–110°, turned so the subject lies anywhere in the middle 60 % of its view,
+with its own sway, exposure, JPEG quality and cloud shadows (the fields and tree line are the first tower's;
+a mover crosses the second view at its ground speed). The low sun and the foliage have no ground point: the
+second tower looks at the middle of the first one's view, 1.5 km out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import math
 from collections.abc import Iterator
@@ -28,6 +36,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from analytics.fire import geometry as geo
 from analytics.fire.geometry import Pose, angle_diff, focal_px, horizon_row
 from analytics.fire.sun import position
 
@@ -36,11 +45,15 @@ NEGATIVE = ("sodium_lamp", "beacon", "mains_lamp", "tractor", "walker", "dust", 
 KINDS = POSITIVE + NEGATIVE
 NIGHT = ("night_fire", "sodium_lamp", "beacon", "mains_lamp")
 LOW_SUN = ("low_sun", "fire_low_sun")
+UNPLACED = ("low_sun", "foliage")
+"""Look-alikes with no ground point of their own (the sun; leaves all over the view)."""
 TUNING_SEEDS = range(0, 10)
 """Seeds the detector may be tuned on; the benchmark reports seeds from HELD_OUT_FROM up."""
 HELD_OUT_FROM = 1000
 BURST_S, BURST_FPS = 2.0, 10.0
 POSE = Pose(lat=46.70, lon=126.80, mast_height_m=40.0, heading_deg=250.0, tilt_deg=-2.0, hfov_deg=55.0)
+CROSSING_DEG = (40.0, 110.0)
+"""The angle at which the second tower's bearing to the subject crosses the first's."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,12 @@ class TowerSpec:
 
     burst_every_s: float = 0.0
     """When set, the camera also sends a BURST_S burst at BURST_FPS this often (docs/devices.md)."""
+    tower: int = 0
+    """0: the scene's first tower (``POSE``); 1: a second tower seeing the same subject (``tower_pose``)."""
+
+    @property
+    def pose(self) -> Pose:
+        return tower_pose(self)
 
     @property
     def frames(self) -> int:
@@ -104,6 +123,12 @@ class TowerLabel:
     """x, y, w, h around flame and smoke in the delivered (swayed) frame."""
 
 
+@functools.lru_cache(maxsize=64)
+def tower_pose(spec: TowerSpec) -> Pose:
+    """The pose of the scene's tower ``spec.tower`` (the second one is placed by the subject's ground point)."""
+    return POSE if spec.tower == 0 else _Tower(spec).pose
+
+
 def render(spec: TowerSpec) -> Iterator[tuple[np.ndarray, TowerLabel]]:
     """The sequence's frames (BGR uint8, JPEG round-tripped) with their labels."""
     if spec.kind not in KINDS:
@@ -122,6 +147,8 @@ class _Tower:
         rng = self.rng
         self.f = focal_px(POSE, spec.width)
         self.hz = spec.horizon
+        self.pose: Pose | None = POSE if spec.tower == 0 else None
+        """The second tower's pose is set by ``site`` once the subject is placed."""
         self.night = spec.kind in NIGHT
         self.sway = _Sway(rng, 2.5 if spec.kind == "fire_windy" else float(rng.uniform(0.6, 2.0)))
         self.exposure = _Exposure(rng)
@@ -134,9 +161,46 @@ class _Tower:
         self.shadows = _noise_field(rng, h, 2 * w, 70.0, 0.45)
         self.shadow_depth = 0.4 if spec.kind == "foliage" else 0.18
         self.shadow_speed = float(rng.uniform(25, 45) if spec.kind == "foliage" else rng.uniform(6, 15))
+        self.shadow_start = 0.0
+        """Where in the (twice as wide) cloud-shadow field the view starts: the second tower sees other clouds,
+        and none wraps around within the sequence (a seam would be a hard shadow edge)."""
         self.noise = [rng.normal(0, 5.0 if self.night else 2.0, (h, w)).astype(np.float32) for _ in range(3)]
+        if spec.kind in UNPLACED:
+            self.site(spec.width / 2, 1500.0)  # nothing on the ground to look at: the middle of the first view
         self.actor = _actor(spec, rng, self)
         self.fire = _Fire(spec, rng, self) if spec.has_fire else None
+        if spec.tower == 1:
+            self._own_camera(np.random.default_rng([spec.seed, KINDS.index(spec.kind), 1]))
+
+    def site(self, u: float, range_m: float) -> tuple[float, float]:
+        """Where a subject drawn at column ``u``, ``range_m`` away in the first tower's view lies in this
+        tower's: (column, range). The first call places the second tower."""
+        if self.s.tower == 0:
+            return u, range_m
+        seen = geo.bearing(POSE, self.s.width, self.s.height, u, self.range_row(range_m))
+        lat, lon = geo.destination(POSE.lat, POSE.lon, seen, range_m)
+        if self.pose is None:
+            self.pose = self._second_pose(lat, lon, range_m)
+        ahead = angle_diff(geo.bearing_to(self.pose.lat, self.pose.lon, lat, lon), self.pose.heading_deg)
+        return (self.s.width / 2 + self.f * math.tan(math.radians(ahead)),
+                geo.distance_m(self.pose.lat, self.pose.lon, lat, lon))
+
+    def _second_pose(self, lat: float, lon: float, range_m: float) -> Pose:
+        rng = np.random.default_rng([self.s.seed, KINDS.index(self.s.kind), 2])
+        seen_a = geo.bearing_to(POSE.lat, POSE.lon, lat, lon)
+        seen_b = seen_a + float(rng.choice([-1, 1]) * rng.uniform(*CROSSING_DEG))
+        mast = geo.destination(lat, lon, (seen_b + 180.0) % 360, range_m * float(rng.uniform(0.8, 1.25)))
+        column = float(rng.uniform(0.2, 0.8) * self.s.width)
+        heading = seen_b - math.degrees(math.atan((column - self.s.width / 2) / self.f))
+        return Pose(mast[0], mast[1], POSE.mast_height_m, heading % 360, POSE.tilt_deg, POSE.hfov_deg)
+
+    def _own_camera(self, rng: np.random.Generator) -> None:
+        """The second tower's own mast, exposure, encoder and cloud shadows."""
+        self.sway = _Sway(rng, self.sway.a)
+        self.exposure = _Exposure(rng)
+        self.quality = int(rng.integers(45, 81))
+        self.clock = 1 + float(rng.uniform(-0.003, 0.003))
+        self.shadow_start = float(rng.uniform(0, max(1.0, self.s.width - self.shadow_speed * self.s.duration_s)))
 
     def range_row(self, range_m: float) -> float:
         return self.hz + self.f * POSE.mast_height_m / range_m
@@ -166,7 +230,7 @@ class _Tower:
     def _land(self, t: float) -> np.ndarray:
         w, hz = self.s.width, int(self.hz)
         img = self.base.copy()
-        shift = int(t * self.shadow_speed) % w
+        shift = int(self.shadow_start + t * self.shadow_speed) % w
         shade = 1.0 - self.shadow_depth * self.shadows[hz:, shift:shift + w]
         img[hz:] *= shade[..., None]
         return img
@@ -207,11 +271,11 @@ class _Fire:
     def __init__(self, spec: TowerSpec, rng: np.random.Generator, tower: _Tower) -> None:
         far = spec.kind == "fire_far"
         hidden = spec.kind == "smoke_shelterbelt"
-        self.range_m = float(rng.uniform(2500, 4000) if far else rng.uniform(800, 1500) if hidden
-                             else rng.uniform(300, 1200))
+        range_m = float(rng.uniform(2500, 4000) if far else rng.uniform(800, 1500) if hidden
+                        else rng.uniform(300, 1200))
+        self.u, self.range_m = tower.site(float(rng.uniform(0.2, 0.8) * spec.width), range_m)
         self.k = tower.f / self.range_m
         """Pixels per metre at the fire."""
-        self.u = float(rng.uniform(0.2, 0.8) * spec.width)
         self.v = tower.range_row(self.range_m)
         self.hidden = hidden
         self.night = tower.night
@@ -414,16 +478,19 @@ def _actor(spec: TowerSpec, rng: np.random.Generator, tower: _Tower):
     kind, w = spec.kind, spec.width
     u = float(rng.uniform(0.25, 0.75) * w)
     if kind == "sodium_lamp":
-        return _Light(u, tower.range_row(float(rng.uniform(300, 900))) - 6, 3.0, (60.0, 170.0, 255.0), lambda t: 1.0)
+        u, range_m = tower.site(u, float(rng.uniform(300, 900)))
+        return _Light(u, tower.range_row(range_m) - 6, 3.0, (60.0, 170.0, 255.0), lambda t: 1.0)
     if kind == "beacon":
         period = float(rng.uniform(0.7, 1.6))
-        return _Light(u, tower.range_row(float(rng.uniform(200, 600))) - 8, 3.0, (20.0, 150.0, 255.0),
+        u, range_m = tower.site(u, float(rng.uniform(200, 600)))
+        return _Light(u, tower.range_row(range_m) - 8, 3.0, (20.0, 150.0, 255.0),
                       lambda t: max(0.0, math.cos(2 * math.pi * t / period)) ** 3)
     if kind == "mains_lamp":
-        return _Light(u, tower.range_row(float(rng.uniform(200, 600))) - 6, 3.5, (90.0, 190.0, 255.0),
+        u, range_m = tower.site(u, float(rng.uniform(200, 600)))
+        return _Light(u, tower.range_row(range_m) - 6, 3.5, (90.0, 190.0, 255.0),
                       lambda t: 0.45 + 0.55 * abs(math.cos(math.pi * 100.0 * t)))
     if kind in ("tractor", "walker"):
-        range_m = float(rng.uniform(300, 700) if kind == "tractor" else rng.uniform(80, 200))
+        u, range_m = tower.site(u, float(rng.uniform(300, 700) if kind == "tractor" else rng.uniform(80, 200)))
         k = tower.f / range_m
         speed = float(rng.uniform(1.0, 2.0) if kind == "tractor" else rng.uniform(0.8, 1.4))
         size = (4.5 * k, 2.2 * k) if kind == "tractor" else (0.5 * k, 1.8 * k)
@@ -431,21 +498,24 @@ def _actor(spec: TowerSpec, rng: np.random.Generator, tower: _Tower):
         return _Mover(u - 6 * k, tower.range_row(range_m), float(rng.choice([-1, 1])) * speed * k, size, body,
                       kind == "walker")
     if kind == "dust":
-        range_m = float(rng.uniform(300, 800))
+        u, range_m = tower.site(u, float(rng.uniform(300, 800)))
         k = tower.f / range_m
         return _Harvester(u, tower.range_row(range_m), k,
                           _Plume(rng, wind=float(rng.uniform(-2, 2)), colour=(105.0, 135.0, 165.0), scale=k))
     if kind == "low_sun":
-        return _Glint(_sun_column(spec, tower.f), tower.hz + 14, tower.hz, rng.uniform(0, 2 * math.pi, 3),
-                      rng.uniform(0.1, 0.6, 3))
+        return _Glint(_sun_column(spec, tower.f, tower.pose), tower.hz + 14, tower.hz,
+                      rng.uniform(0, 2 * math.pi, 3), rng.uniform(0.1, 0.6, 3))
     return None
 
 
-def _sun_column(spec: TowerSpec, f: float) -> float:
+def _sun_column(spec: TowerSpec, f: float, pose: Pose) -> float:
     """The image column of the sun at the sequence's start, from its azimuth (a low sun in October sets
-    in the WSW, ahead of the camera)."""
-    az, _ = position(POSE.lat, POSE.lon, spec.start)
-    return spec.width / 2 + f * math.tan(math.radians(angle_diff(az, POSE.heading_deg)))
+    in the WSW, ahead of the first tower's camera)."""
+    az, _ = position(pose.lat, pose.lon, spec.start)
+    off = angle_diff(az, pose.heading_deg)
+    if abs(off) > 80:
+        return -spec.width  # far out of view (the second tower may look away from the sun)
+    return spec.width / 2 + f * math.tan(math.radians(off))
 
 
 # -- the still world ---------------------------------------------------------------------------------------------

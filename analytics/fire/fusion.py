@@ -43,22 +43,28 @@ def attach(conn: psycopg.Connection, detection_id: int, locate: Locate) -> int:
     """Put a stored detection into the fire event it belongs to (a new one if none); returns the event id."""
     conn.execute("select pg_advisory_xact_lock(%s)", (FUSION_LOCK,))
     (det,) = load_detections(conn, "id = %s", (detection_id,))
-    best: tuple[float, int] | None = None
-    for event_id in _open_events_near(conn, det):
-        members = load_detections(conn, "event_id = %s", (event_id,))
-        score = min((s for m in members if (s := _match(det, m)) is not None), default=None)
-        if score is not None and (best is None or score < best[0]):
-            best = (score, event_id)
-    if best is None:
+    nearby = {event_id: load_detections(conn, "event_id = %s", (event_id,))
+              for event_id in _open_events_near(conn, det)}
+    event_id = belongs_to(det, nearby)
+    if event_id is None:
         event_id = conn.execute(
             "insert into fire_event (first_seen, last_seen, confidence) values (%s, %s, %s) returning id",
             (det.first_seen, det.last_seen, det.confidence),
         ).fetchone()[0]
-    else:
-        event_id = best[1]
     conn.execute("update fire_detection set event_id = %s where id = %s", (event_id, detection_id))
     recompute(conn, event_id, locate)
     return event_id
+
+
+def belongs_to(det: Detection, events: dict[int, list[Detection]]) -> int | None:
+    """Of open events (id → members), the one ``det`` is the same fire as: the one with the closest member
+    it matches (``_match``); None when it matches none (a new fire)."""
+    best: tuple[float, int] | None = None
+    for event_id, members in events.items():
+        score = min((s for m in members if (s := _match(det, m)) is not None), default=None)
+        if score is not None and (best is None or score < best[0]):
+            best = (score, event_id)
+    return best[1] if best else None
 
 
 def _open_events_near(conn: psycopg.Connection, det: Detection) -> list[int]:

@@ -116,25 +116,31 @@ class FirePipeline:
 
     def _detection(self, camera: Camera, frame: Frame, preset: int | None, at: dt.datetime, c: Candidate,
                    source: str, track: str) -> Detection:
-        width, height = frame.size
-        pose = camera.pose(preset)
-        d = Detection(source=source, cue=c.cue, track=track, first_seen=at, last_seen=at, confidence=c.confidence,
-                      position="unknown", terminal_id=camera.id, preset=preset, box=c.box, frame_size=(width, height),
-                      camera_lat=camera.lat, camera_lon=camera.lon, division_code=camera.division)
-        if pose is None:
-            return d
-        s = geometry.sight(pose, width, height, c.box)
-        d.bearing_deg, d.halfwidth_deg, d.position = round(s.bearing_deg, 3), round(s.halfwidth_deg, 3), "bearing"
-        if s.lat is not None:
-            d.lat, d.lon, d.accuracy_m, d.position = s.lat, s.lon, round(s.accuracy_m, 1), "ground"
-            d.division_code = self.locate(s.lon, s.lat) or camera.division
-        return d
+        return sighted(camera, frame.size, preset, at, c, source, track, self.locate)
 
     def _forget(self) -> None:
         if len(self._known) < 1000:
             return
         cutoff = time.monotonic() - FORGET_AFTER_S
         self._known = {k: v for k, v in self._known.items() if v.touched >= cutoff}
+
+
+def sighted(camera: Camera, size: tuple[int, int], preset: int | None, at: dt.datetime, c: Candidate, source: str,
+            track: str, locate: fusion.Locate) -> Detection:
+    """The detection a camera's candidate becomes: its bearing, and its ground point when the pose gives one."""
+    width, height = size
+    pose = camera.pose(preset)
+    d = Detection(source=source, cue=c.cue, track=track, first_seen=at, last_seen=at, confidence=c.confidence,
+                  position="unknown", terminal_id=camera.id, preset=preset, box=c.box, frame_size=(width, height),
+                  camera_lat=camera.lat, camera_lon=camera.lon, division_code=camera.division)
+    if pose is None:
+        return d
+    s = geometry.sight(pose, width, height, c.box)
+    d.bearing_deg, d.halfwidth_deg, d.position = round(s.bearing_deg, 3), round(s.halfwidth_deg, 3), "bearing"
+    if s.lat is not None:
+        d.lat, d.lon, d.accuracy_m, d.position = s.lat, s.lon, round(s.accuracy_m, 1), "ground"
+        d.division_code = locate(s.lon, s.lat) or camera.division
+    return d
 
 
 def weigh(verifier: Verifier, image: np.ndarray, found: list[Candidate]) -> list[Candidate]:

@@ -120,6 +120,11 @@ class VideoParams:
     bearing crosses it (``fusion``: 1 − 0.6² = 0.64), by smoke over it (``_corroborated``), or by growing
     into a flame the colour path resolves (a flame track, which takes its place)."""
     spot_growth: float = 0.05
+    front_lit_growth: float = 1.2
+    """Under a low sun ahead (``sun.front_lit``) a flame track that was there when the model started (first
+    seen within ``settle_s``: it was not seen to appear) must grow this much over its recent window, or show
+    flame flicker: sunlit stubble is flame-orange and its edges shimmer with the sway while the model is
+    still learning their noise; a fire's line spreads."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -191,7 +196,7 @@ class SceneModel:
         self.shift = (0.0, 0.0)
         self._edges_t = 0.0
         self.started = 0.0
-        self._sun_cache: tuple[int, bool, tuple[float, float] | None] | None = None
+        self._sun_cache: tuple[int, bool, tuple[float, float] | None, bool] | None = None
         self._bg_cache: tuple[float, tuple[np.ndarray, ...]] | None = None
         self._small = self._colour = np.zeros((0, 0), np.uint8)
         """The last frame, aligned, at working size, and its flame-colour mask (land rows)."""
@@ -399,18 +404,23 @@ class SceneModel:
                 found.append(Candidate(track.id, cue, (x + sx, y + sy, w, h), round(confidence, 3)))
         return _corroborated(found, points)
 
-    def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None]:
-        """(night, glint band) from the pose and time; the sun moves little in a minute, so cached."""
+    def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None, bool]:
+        """(night, glint band, low sun ahead) from the pose and time; the sun moves little in a minute, so
+        cached."""
         if self.pose is None or when is None:
-            return False, None
+            return False, None, False
         minute = int(when.timestamp() // 60)
         if self._sun_cache is None or self._sun_cache[0] != minute:
             self._sun_cache = (minute, sun.is_night(self.pose.lat, self.pose.lon, when),
-                               sun.glint_columns(self.pose, self.width, when))
-        return self._sun_cache[1], self._sun_cache[2]
+                               sun.glint_columns(self.pose, self.width, when), sun.front_lit(self.pose, when))
+        return self._sun_cache[1:]
 
     def _night(self, when: dt.datetime | None) -> bool:
         return self._sun(when)[0]
+
+    def _there_before(self, track: Track) -> bool:
+        """Whether the track was there when the model started: first seen within ``settle_s`` of it."""
+        return track.first_t - self.started < self.p.settle_s
 
     def _judged(self, track: Track, t: float) -> bool:
         return t - track.first_t >= (self.p.smoke.confirm_s if track.cue == "smoke" else self.p.confirm_s)
@@ -448,6 +458,8 @@ class SceneModel:
         x, _, w, _ = track.last_box()  # where it is now: what it covered while it grew is no matter here
         if flicker is None and sun.under_glint(glint, x, x + w):
             return None  # under a low sun its glint shimmers and swells; only flame flicker tells a fire there
+        if flicker is None and self._sun(when)[2] and self._there_before(track) and growth < self.p.front_lit_growth:
+            return None  # stubble lit orange by a low sun ahead, shimmering with the sway: it does not spread
         confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)

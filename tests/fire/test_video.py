@@ -120,6 +120,12 @@ def test_smoke_rising_behind_a_shelterbelt_under_a_grey_sky_alerts_within_ten_se
     assert found[0][0] - 8.0 <= 10.0
 
 
+def test_a_sunlit_stubble_strip_shimmering_under_a_low_sun_ahead_raises_no_alert():
+    # seed 601: a thin strip of stubble lit orange 19° beside the sun, outside its glint band; its edges
+    # shimmer with the sway from the model's first seconds (it alerted at 4.5 s before); it never spreads
+    assert _tower_alerts("low_sun", 601, 2.0) == []
+
+
 @pytest.mark.parametrize("seed", [3, 5, 8])
 def test_harvester_dust_drifting_up_over_the_horizon_raises_no_alert(seed):
     # over a blue sky the dust cannot be told from a grey veil; the field under it, where it comes from, can

@@ -1,0 +1,50 @@
+"""The tower bench's fire events: both towers' candidates go through the fire worker's own fusion, so a lone
+far point is listed and pages only when a second tower's crossing bearing corroborates it."""
+
+from __future__ import annotations
+
+from alerts.fire import ALERT_CONFIDENCE
+from analytics.fire import geometry as geo
+from analytics.fire.video import Candidate, VideoParams
+from ganzhi.bench_fire_towers import EventOutcome, _Events, tower_camera
+from simulators.tower_scenes import TowerSpec
+
+SPEC = TowerSpec("fire_far", 4, fps=2)
+POINT = VideoParams().spot_confidence
+
+
+def _box_on_fire(spec: TowerSpec) -> tuple[int, int, int, int]:
+    """A 3×3 px far point at the fire's base, from the scene's own label."""
+    from simulators.tower_scenes import render
+
+    label = [label for _, label in render(spec) if label.fire][-1]
+    x, y, w, h = label.box
+    return x + w // 2 - 1, y + h - 3, 3, 3
+
+
+def _play(towers: int) -> EventOutcome:
+    specs = [SPEC, TowerSpec("fire_far", 4, fps=2, tower=1)][:towers]
+    boxes = [_box_on_fire(s) for s in specs]
+    events, out = _Events(), EventOutcome("fire_far")
+    for t in (12.0, 12.5, 13.0):
+        for n, (spec, box) in enumerate(zip(specs, boxes, strict=True)):
+            events.add(tower_camera(spec, n + 1), spec, t, Candidate(7, "flame", box, POINT), True)
+        events.judge(t, out, SPEC)
+    events.finish(out)
+    return out
+
+
+def test_a_lone_far_point_on_one_tower_is_listed_and_pages_nobody():
+    out = _play(1)
+    assert out.listed and not out.paged and not out.false_pages
+
+
+def test_two_towers_far_points_on_crossing_bearings_page_as_one_event():
+    out = _play(2)
+    assert out.paged and out.crossing and out.delay_s == 4.0 and not out.false_pages
+
+
+def test_the_bench_towers_bearings_to_the_fire_cross():
+    a, b = (tower_camera(s, n) for n, s in enumerate([SPEC, TowerSpec("fire_far", 4, tower=1)], 1))
+    assert geo.distance_m(a.lat, a.lon, b.lat, b.lon) > 1000
+    assert ALERT_CONFIDENCE > POINT
