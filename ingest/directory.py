@@ -4,9 +4,11 @@ Nothing is loaded whole (plan for 10^6 terminals): a code is looked up when a me
 it, the codes of one batch in one indexed query, and kept. A code the ledger does not have is
 remembered as unknown for ``NEGATIVE_TTL_S`` only. Changes reach the cache at once: triggers on
 terminal and pole send ``{"table", "op", "id", "code"}`` on the channel ``ganzhi_ledger`` at
-commit, and a listener thread drops that entry (it is looked up again when it next speaks), so a
-terminal registered a moment ago is accepted and a retired one refused with its next message. If
-the listening connection is lost, notifications may have been missed: the whole cache is dropped.
+commit, and a listener thread marks that entry unchecked (it is looked up again when it next speaks),
+so a terminal registered a moment ago is accepted and a retired one refused with its next message.
+If the listening connection is lost, notifications may have been missed: every entry is marked unchecked.
+An entry is replaced or dropped only by its new lookup, never between a batch's lookup and its judging
+(dropped there, a known terminal's messages were dead-lettered as not in the ledger).
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ class Directory:
         """MN → until when it counts as unknown (forgotten whole on any terminal change: the new MN is not told)."""
         self._ids: dict[tuple[str, int], str] = {}
         """(table, id) → code, to find an entry from a notification."""
+        self._checked: dict[str, int] = {}
+        """Code → the ``_epoch`` it was looked up in; a code not here (changed since) is looked up again."""
+        self._epoch = 0
+        """Raised whenever notifications may have been missed: every entry is to be looked up again."""
         self._lock = threading.Lock()
         """Held while the cache changes (the listener thread and the lookups both change it)."""
         self._changes = 0
@@ -86,8 +92,7 @@ class Directory:
     def ensure(self, codes: Iterable[str]) -> None:
         """Look up, in one query, the codes neither cached nor recently found unknown."""
         now = time.monotonic()
-        missing = {c for c in codes if c not in self.terminals and c not in self.poles
-                   and self._unknown.get(c, 0.0) < now}
+        missing = {c for c in codes if self._checked.get(c) != self._epoch and self._unknown.get(c, 0.0) < now}
         if missing:
             self._fetch(sorted(missing), "code", now)
 
@@ -117,11 +122,15 @@ class Directory:
                 conn.execute("select id, code from pole where code = any(%(keys)s)", {"keys": keys}).fetchall())
 
     def _store(self, keys: list[str], by: str, now: float, rows: list[tuple], poles: list[tuple]) -> None:
+        if by == "code":
+            for code in keys:  # what the ledger has now replaces what was cached
+                self._drop(code)
         for row in rows:
             self._keep(TerminalEntry(row[0], row[1], row[2], frozenset(row[3]), row[4], row[5], row[6]))
         for pole_id, code in poles:
             self._ids[("pole", pole_id)] = code
             self.poles.add(code)
+            self._checked[code] = self._epoch
         found = {row[5] if by == "mn" else row[1] for row in rows} | {code for _, code in poles}
         unknown = self._unknown_mns if by == "mn" else self._unknown
         for key in keys:
@@ -132,6 +141,7 @@ class Directory:
 
     def _keep(self, entry: TerminalEntry) -> None:
         self.terminals[entry.code] = entry
+        self._checked[entry.code] = self._epoch
         self._ids[("terminal", entry.id)] = entry.code
         if entry.mn:
             self.loggers[entry.mn] = entry.code
@@ -139,33 +149,41 @@ class Directory:
     # -- hearing of changes -------------------------------------------------------------------------
 
     def forget(self, table: str, entity_id: int, code: str | None) -> None:
-        """A terminal or pole changed: drop what is cached of it (old and new code)."""
+        """A terminal or pole changed: what is cached of it (old and new code) is looked up again when next
+        named; until then a batch already looked up is judged by it."""
         with self._lock:
             self._changes += 1
             self._forget(table, entity_id, code)
 
     def _forget(self, table: str, entity_id: int, code: str | None) -> None:
-        codes = {c for c in (self._ids.pop((table, entity_id), None), code) if c}
+        codes = {c for c in (self._ids.get((table, entity_id)), code) if c}
         for c in codes:
             self._unknown.pop(c, None)
-            if table == "pole":
-                self.poles.discard(c)
-                continue
-            entry = self.terminals.pop(c, None)
-            if entry is not None and entry.mn:
+            self._checked.pop(c, None)
+            entry = self.terminals.get(c)
+            if entry is not None and entry.mn:  # an MN is looked up by itself: the old one must not lead here
                 self.loggers.pop(entry.mn, None)
         if table == "terminal":  # a new or changed MN may have been remembered as unknown
             self._unknown_mns.clear()
 
+    def _drop(self, code: str) -> None:
+        self.poles.discard(code)
+        entry = self.terminals.pop(code, None)
+        if entry is not None:
+            self._ids.pop(("terminal", entry.id), None)
+            if entry.mn and self.loggers.get(entry.mn) == code:
+                del self.loggers[entry.mn]
+        self._checked.pop(code, None)
+
     def clear(self) -> None:
+        """Notifications may have been missed: every entry is looked up again when next named (a batch already
+        looked up is judged by what it found)."""
         with self._lock:
             self._changes += 1
-            self.terminals.clear()
-            self.poles.clear()
+            self._epoch += 1
             self.loggers.clear()
             self._unknown.clear()
             self._unknown_mns.clear()
-            self._ids.clear()
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start listening for ledger changes; returns once listening (or after ``timeout_s``)."""

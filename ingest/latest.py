@@ -10,17 +10,24 @@ its own when no batch comes): each key at most once per interval, whatever the r
 Freshness: while its worker runs, ``latest_reading`` lags the committed readings by at most ``every_s`` plus
 two batches' write times (a key held by a batch not yet due is written by the next). The readings themselves
 are committed (and acknowledged) as before. A worker that dies holding keys not written leaves its
-``latest_debt`` row, keyed by its run (written in the transaction of the first batch it held back, deleted by
-that run only: an old process of the same client id flushing after a session takeover must not take the new
-run's); ``repair`` folds every
-reading received since then into ``latest_reading``: the next worker to start does it for its own client id,
-and any worker, at its next repair (every ``STALE_S``), for a row older than ``STALE_S`` (a running worker's
-row is never older than ``every_s`` unless the database is away). Folding is monotone (a stored newer value
-wins), so doing it twice or alongside the owner is harmless.
+``latest_debt_run`` row, keyed by its run (written with the first batch it held back, deleted by that run
+only: an old process of the same client id flushing after a session takeover must not take the new run's);
+``repair`` folds every reading received since then into ``latest_reading``: the next worker to start does it
+for its client id's other runs, and any worker, at its next repair (every ``STALE_S``), for a row older than
+``STALE_S`` (a running worker's row is never older than ``every_s`` unless the database is away). Folding is
+monotone (a stored newer value wins), so doing it twice or alongside the owner is harmless. A repair may take
+the row of a run still running (the old process of a takeover, a worker cut off from the database): every
+batch that holds keys writes its run's row again (with the first ``since``) if it is gone, and locks it, so a
+repair waits for that batch and folds its readings too.
+
+``latest_debt`` (worker, since) is the previous release's table, still written by its workers while an upgrade
+runs (docs/deploy.md §8): repair folds and deletes its rows too, a client id's own at start, anyone's once
+stale.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import uuid
@@ -55,6 +62,22 @@ _FOLD = """
     on conflict (terminal_id, metric) do update
        set ts = excluded.ts, value = excluded.value, flag = excluded.flag
      where excluded.ts >= l.ts
+"""
+
+_OWE = """
+    insert into latest_debt_run as d (worker, run, since)
+    values (%(worker)s, %(run)s, coalesce(%(since)s::timestamptz, now()))
+    on conflict (worker, run) do update set since = least(d.since, excluded.since)
+    returning since
+"""
+_DEBTS = """
+    select worker, run, since from latest_debt_run
+     where not (worker = %(me)s and run = %(run)s)
+       and ((%(own)s and worker = %(me)s) or since < now() - make_interval(secs => %(stale)s))
+    union all
+    select worker, null, since from latest_debt  -- the previous release's, written while an upgrade runs
+     where (%(own)s and worker = %(me)s) or since < now() - make_interval(secs => %(stale)s)
+    order by since
 """
 
 Newest = dict[tuple[int, str], Accepted]
@@ -96,13 +119,13 @@ class LatestBehind:
     def __init__(self, owner: str, every_s: float) -> None:
         self.owner = owner
         self.run = uuid.uuid4().hex
-        """This run of the worker: its ``latest_debt`` row, the only one it deletes, is (owner, run)."""
+        """This run of the worker: its ``latest_debt_run`` row, the only one it deletes, is (owner, run)."""
         self.every_s = every_s
         self._held: Newest = {}
         self._held_since: float | None = None
         """When the oldest held key was committed (monotonic)."""
-        self._in_debt = False
-        """Whether this run's ``latest_debt`` row is committed."""
+        self._owed_since: dt.datetime | None = None
+        """Since when this run's ``latest_debt_run`` row (committed) says it owes; None: it owes nothing."""
 
     @property
     def held(self) -> int:
@@ -122,10 +145,10 @@ class LatestBehind:
             self._write_held(conn, batch)
             self._settle(conn)
             return self._written
-        if batch and not self._in_debt:
-            conn.execute("insert into latest_debt (worker, run, since) values (%(worker)s, %(run)s, now()) "
-                         "on conflict (worker, run) do nothing", {"worker": self.owner, "run": self.run})
-        return lambda: self._hold(batch)
+        if not batch:
+            return lambda: None
+        since = conn.execute(_OWE, {"worker": self.owner, "run": self.run, "since": self._owed_since}).fetchone()[0]
+        return lambda: self._hold(batch, since)
 
     def flush(self, conn: psycopg.Connection) -> None:
         """Write the held keys now, in a transaction of their own."""
@@ -152,18 +175,16 @@ class LatestBehind:
             upsert(conn, batch.values())
 
     def _settle(self, conn: psycopg.Connection) -> None:
-        if self._in_debt:
-            conn.execute("delete from latest_debt where worker = %(worker)s and run = %(run)s",
+        if self._owed_since is not None:
+            conn.execute("delete from latest_debt_run where worker = %(worker)s and run = %(run)s",
                          {"worker": self.owner, "run": self.run})
 
     def _written(self) -> None:
-        self._held, self._held_since, self._in_debt = {}, None, False
+        self._held, self._held_since, self._owed_since = {}, None, None
 
-    def _hold(self, batch: Newest) -> None:
-        if not batch:
-            return
+    def _hold(self, batch: Newest, since: dt.datetime) -> None:
         newest(batch.values(), self._held)
-        self._in_debt = True
+        self._owed_since = since
         if self._held_since is None:
             self._held_since = time.monotonic()
 
@@ -172,18 +193,15 @@ class LatestBehind:
         call it so before the first batch), into ``latest_reading``; returns how many debts were settled. This
         run's own debt is never taken. Only ``OperationalError`` (the database away) is raised: a fold the
         database refuses is logged and its debt left, under its run, for a later repair."""
-        debts = conn.execute(
-            "select worker, run, since from latest_debt where not (worker = %(me)s and run = %(run)s) "
-            "and ((%(own)s and worker = %(me)s) or since < now() - make_interval(secs => %(stale)s)) order by since",
-            {"own": own, "me": self.owner, "run": self.run, "stale": STALE_S}).fetchall()
+        debts = conn.execute(_DEBTS, {"own": own, "me": self.owner, "run": self.run, "stale": STALE_S}).fetchall()
         conn.commit()
         settled = 0
         for worker, run, since in debts:
             try:
                 with conn.transaction():
+                    if not _take_debt(conn, worker, run, since):
+                        continue  # settled meanwhile by its run or another repair
                     folded = conn.execute(_FOLD, {"since": since}).rowcount
-                    conn.execute("delete from latest_debt where worker = %(worker)s and run = %(run)s "
-                                 "and since = %(since)s", {"worker": worker, "run": run, "since": since})
             except psycopg.OperationalError:
                 raise
             except psycopg.Error as exc:
@@ -194,6 +212,17 @@ class LatestBehind:
             log.warning("latest values of %s (run %s) since %s folded in from the readings (%d keys): it stopped "
                         "without writing them", worker, run, since, folded)
         return settled
+
+
+def _take_debt(conn: psycopg.Connection, worker: str, run: str | None, since: dt.datetime) -> bool:
+    """Delete the debt before folding it: a batch of its run still running waits for this row's lock, so the fold
+    (a later statement) sees its readings, and it writes the row again if it holds keys. ``run`` None: a row of
+    ``latest_debt`` (the previous release's)."""
+    if run is None:
+        return conn.execute("delete from latest_debt where worker = %(worker)s and since = %(since)s",
+                            {"worker": worker, "since": since}).rowcount > 0
+    return conn.execute("delete from latest_debt_run where worker = %(worker)s and run = %(run)s "
+                        "and since = %(since)s", {"worker": worker, "run": run, "since": since}).rowcount > 0
 
 
 def array(elements: Iterable[str]) -> str:

@@ -30,8 +30,8 @@ from registry.lookups import forget_divisions
 from tests.mqtt import AuthBroker
 
 LEDGER_TABLES = (
-    "terminal, pole, change, sharing_grant, code_sequence, reading, latest_reading, latest_debt, device_state, "
-    "dead_letter, "
+    "terminal, pole, change, sharing_grant, code_sequence, reading, latest_reading, latest_debt, latest_debt_run, "
+    "device_state, dead_letter, "
     "device_credential, alert, alert_event, incident, rule_state, rule_cursor, rule_watermark, fire_evidence, "
     "fire_detection, fire_event, heat_source, service_heartbeat"
 )

@@ -109,7 +109,7 @@ def _latest_values(conn, terminal_id: int) -> dict[str, float]:
 
 
 def _debts(conn) -> list[str]:
-    return [worker for (worker,) in conn.execute("select worker from latest_debt order by worker")]
+    return [worker for (worker,) in conn.execute("select worker from latest_debt_run order by worker")]
 
 
 def test_a_worker_writes_each_key_behind_its_readings_once_per_interval(conn, db_url):
@@ -149,7 +149,7 @@ def test_keys_held_by_a_worker_that_died_are_folded_in_from_the_readings(conn, d
         assert _latest_values(c, terminal_id) == {"a34002": 2.0, "a34004": 10.0}  # the stored newer value stays
         assert _debts(c) == ["worker-b"]
         assert LatestBehind("worker-c", every_s=1).repair(c, own=True) == 0  # worker-b's debt is not stale yet
-        c.execute("update latest_debt set since = since - interval '2 minutes'")
+        c.execute("update latest_debt_run set since = since - interval '2 minutes'")
         c.commit()
         assert LatestBehind("worker-c", every_s=1).repair(c, own=False) == 1
         assert _debts(c) == []
@@ -161,9 +161,9 @@ def test_a_debt_is_recorded_once_and_settled_when_the_keys_are_written(conn, db_
     behind = LatestBehind("worker-a", every_s=3600)
     with psycopg.connect(db_url) as c:
         Writer(behind).write(c, Batch(readings=[Accepted(terminal_id, code, "a34004", now, 1.0, None)]))
-        since = c.execute("select since from latest_debt").fetchone()[0]
+        since = c.execute("select since from latest_debt_run").fetchone()[0]
         Writer(behind).write(c, Batch(readings=[Accepted(terminal_id, code, "a34004", now + 1, 2.0, None)]))
-        assert c.execute("select since from latest_debt").fetchone()[0] == since  # from the first held batch
+        assert c.execute("select since from latest_debt_run").fetchone()[0] == since  # from the first held batch
         behind.flush(c)
         assert _latest_values(c, terminal_id) == {"a34004": 2.0}
         assert _debts(c) == []
@@ -222,7 +222,7 @@ def test_a_fold_the_database_refuses_is_logged_and_left_for_a_later_repair(conn,
             c.execute("alter table latest_reading drop constraint test_not_negative")
             c.commit()
         assert _debts(c) == ["worker-a"]  # the old run's debt, kept apart
-        c.execute("update latest_debt set since = since - interval '2 minutes'")
+        c.execute("update latest_debt_run set since = since - interval '2 minutes'")
         c.commit()
         assert LatestBehind("worker-b", every_s=1).repair(c, own=False) == 1
         assert _latest_values(c, terminal_id) == {"a34004": -1.0, "a34002": 1.0}
@@ -244,3 +244,65 @@ def test_an_old_run_flushing_after_a_takeover_leaves_the_new_runs_debt(conn, db_
         assert LatestBehind("worker-a", every_s=1).repair(c, own=True) == 1  # the new run died: its next one folds
         assert _latest_values(c, terminal_id) == {"a34002": 1.0, "a34004": 2.0}
         assert _debts(c) == []
+
+
+def test_a_run_whose_debt_a_repair_took_while_it_ran_owes_its_later_keys_again(conn, db_url):
+    """A repair may take the debt of a run still running (the old process after a session takeover, a worker cut
+    off from the database past STALE_S). That run recorded its debt only with its first held batch: the keys it
+    held after the repair had no debt, and were lost when it died."""
+    terminal_id, code = _terminal(conn, "最新值补欠")
+    now = int(time.time() * 1000)
+    old = LatestBehind("worker-a", every_s=3600)
+    with psycopg.connect(db_url) as c:
+        Writer(old).write(c, Batch(readings=[Accepted(terminal_id, code, "a34002", now, 1.0, None)]))
+        since = c.execute("select since from latest_debt_run").fetchone()[0]
+        assert LatestBehind("worker-a", every_s=3600).repair(c, own=True) == 1  # the new run takes it over
+        assert _debts(c) == []
+        Writer(old).write(c, Batch(readings=[Accepted(terminal_id, code, "a34004", now, 2.0, None)]))
+        assert c.execute("select since from latest_debt_run").fetchone()[0] == since  # owed again, from the first
+        # the old run dies holding a34004; the client id's next run folds it
+        assert LatestBehind("worker-a", every_s=1).repair(c, own=True) == 1
+        assert _latest_values(c, terminal_id) == {"a34002": 1.0, "a34004": 2.0}
+
+
+_PREVIOUS_RELEASE_OWES = ("insert into latest_debt (worker, since) values (%(worker)s, now()) "
+                          "on conflict (worker) do nothing")
+"""``LatestBehind.within`` of the previous release (c41b087), verbatim: its workers keep running between
+``migrate`` and ``up -d`` (docs/deploy.md §8)."""
+
+
+class _PreviousReleaseLatest:
+    """The previous release's latest values as its writer calls them: a held batch records the worker's debt."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+
+    def within(self, conn: psycopg.Connection, readings: list[Accepted]):
+        if readings:
+            conn.execute(_PREVIOUS_RELEASE_OWES, {"worker": self.owner})
+        return lambda: None
+
+
+def test_the_previous_releases_workers_keep_storing_during_an_upgrade_and_their_debts_are_folded(conn, db_url):
+    """Migration 0085 first re-keyed latest_debt by (worker, run): the previous release's insert, run in every
+    batch's transaction while the upgrade had migrated but not yet recreated the workers, failed (no unique key
+    on worker), and every batch was bisected and dead-lettered. The runs' debts have a table of their own now;
+    the previous release's rows are folded by this release's repair."""
+    terminal_id, code = _terminal(conn, "最新值升级")
+    now = int(time.time() * 1000)
+    with psycopg.connect(db_url) as c:
+        for owner, metric in (("ganzhi-ingest-2", "a34004"), ("ganzhi-ingest-1", "a34002")):
+            previous = Writer()
+            previous.latest = _PreviousReleaseLatest(owner)
+            previous.write(c, Batch(readings=[Accepted(terminal_id, code, metric, now, 3.0, None)]))
+        assert c.execute("select worker from latest_debt order by worker").fetchall() == [
+            ("ganzhi-ingest-1",), ("ganzhi-ingest-2",)]
+        c.execute("delete from latest_reading")  # the previous release held them back
+        c.commit()
+        assert LatestBehind("ganzhi-ingest-1", every_s=1).repair(c, own=True) == 1  # recreated: folds its own
+        assert _latest_values(c, terminal_id) == {"a34002": 3.0}
+        c.execute("update latest_debt set since = since - interval '2 minutes'")
+        c.commit()
+        assert LatestBehind("ganzhi-ingest-1", every_s=1).repair(c, own=False) == 1  # anyone's, once stale
+        assert _latest_values(c, terminal_id) == {"a34002": 3.0, "a34004": 3.0}
+        assert c.execute("select count(*) from latest_debt").fetchone()[0] == 0

@@ -174,7 +174,7 @@ def test_latest_values_follow_the_readings_while_the_worker_runs(conn, db_url, a
     with WorkerThread(db_url, auth_broker, latest_every_s=0.5):
         publish(auth_broker.address, air, "s3cret", [(f"ganzhi/v1/{air}/telemetry", message)])
         wait_until(lambda: _count(db_url, "select count(*) from latest_reading where value = 41"))
-        assert _count(db_url, "select count(*) from latest_debt") == 0
+        assert _count(db_url, "select count(*) from latest_debt_run") == 0
 
 
 def test_a_batch_closes_once_its_oldest_message_has_waited_its_time(db_url):
