@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 
 from analytics.engine import SEVERITY_ORDER, Episode
 from analytics.rules import Rule, TerminalInfo
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -259,10 +259,12 @@ def act(conn: psycopg.Connection, alert_id: int, action: str, actor: str, commen
     bureau's rule on that analyser heeds (docs/rules.md, "Escalation")."""
     if verdict is not None and action != "acknowledge":
         raise Conflict(f"a verdict is given when acknowledging, not to {action}")
-    row = conn.execute("select status, incident_id from alert where id = %s for update", (alert_id,)).fetchone()
+    row = conn.execute("select status, incident_id, rule from alert where id = %s for update", (alert_id,)).fetchone()
     if row is None:
         raise NotFound(f"alert {alert_id} does not exist", field="id")
-    status, incident_id = row
+    status, incident_id, rule = row
+    if verdict is not None and not rule.startswith("device:drift:"):
+        raise Invalid(f"a verdict is the steward's word on an analyser's drift alert, not on {rule}", field="verdict")
     if action != "comment":
         if status not in _TRANSITIONS[action]:
             raise Conflict(f"alert {alert_id} is {status}; it cannot be {action}d")
