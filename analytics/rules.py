@@ -238,18 +238,22 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
       swing on top of an event crossing the limit hours later is judged at once too);
     - *not evaluated*: the judge is built over a window starting after the terminal's first stored reading (a
       window rule re-evaluated as readings arrive, a streamed rule's window re-read for a late reading, or the
-      lookback a restarted worker replays, ``RuleStream.replay``) and the drift test has not yet seen a window
-      before the reading. A window starting at the terminal's first reading is judged at once.
+      lookback a restarted worker replays, ``RuleStream.replay``), spanning its lookback, and the drift test has not
+      yet seen a window before the reading. A window starting at the terminal's first reading, or a shorter one (the
+      first readings after an outage longer than the lookback), is judged from its first reading.
 
-    The latch (when the doubt began, the escalation's note, the terminal's first reading, the steward's word) is
-    persisted with the rule's state (``latch_of``, ``rule_state.latch``) and taken up by every re-read and restart
-    (``resumed``): a violation at or after the latched time is suspect since then, so the lookback is only what the
-    drift test needs (two drift windows and three intervals). A re-read with no latch whose series is over the limit
-    from its first reading and shows no step takes it as suspect from that first reading.
+    The latch (when the doubt began, the escalation's note, when the readings came back under the limit, the
+    terminal's first reading, the steward's word) is persisted with the rule's state (``latch_of``,
+    ``rule_state.latch``) and taken up by every re-read and restart (``resumed``): a violation at or after the
+    latched time, and before the readings came back, is suspect since then (an escalation already paged keeps its
+    note), so the lookback is only what the drift test needs (two drift windows and three intervals). The last latch
+    is kept once over, so a re-read anchored on the escalated alert it paged finds it again. A re-read with no latch
+    whose series is over the limit from its first reading and shows no step takes it as suspect from that first
+    reading.
 
-    The steward's acknowledgement of the ``device:drift`` alert (``heed``): ``SENSOR_OK`` judges the readings at
-    once, confirmed; ``FIXING`` shelves the escalation until the readings come back under the limit or for
-    ``SHELVE_MAX`` after the acknowledgement.
+    The steward's word on the ``device:drift`` alert, given open or resolved (``heed``): ``SENSOR_OK`` judges the
+    readings at once, confirmed; ``FIXING`` shelves the escalation of readings observed from the acknowledgement on,
+    until the readings come back under the limit or for ``SHELVE_MAX``; an escalation that paged before stays.
 
     None of this ends or dulls an alarm already open on readings judged good: it goes on being judged on every
     reading, suspect or not, so it is neither silenced by a later doubt nor kept from turning critical. A nightly
@@ -335,13 +339,16 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
             steward[:] = [verdict[0], dt.datetime.fromisoformat(verdict[1])] if verdict else []
 
         def heed_steward(alerts: list[dict]) -> None:
-            """Take in the steward's acknowledgement of the drift alert, with its verdict: sensor OK judges the
-            readings at once, confirmed; fixing (or none) shelves the escalation for ``SHELVE_MAX`` at most. It
-            holds, persisted with the latch, until the readings come back under the limit (the drift alert itself
-            resolves when the creep stops, the analyser still at its offset)."""
-            ack = next((a for a in alerts if a["status"] == "acknowledged" and a.get("acknowledged_at")), None)
-            if ack is not None:
-                steward[:] = [ack.get("verdict") or FIXING, ack["acknowledged_at"]]
+            """Take in the steward's word on the drift alert (its acknowledgement, with its verdict, whatever the
+            alert's status since: it resolves when the creep stops, the analyser still at its offset): sensor OK
+            judges the readings at once, confirmed; fixing (or none) shelves the escalation for ``SHELVE_MAX`` at
+            most. It holds, persisted with the latch, until the readings come back under the limit. Only a word on
+            this doubt is taken: on a drift alert still on when the doubt standing began (``_heeded``), or, with no
+            doubt standing, given after the last one ended; never a word on a doubt already over."""
+            since, _, cleared = _current_latch(marks)
+            said = _heeded(alerts, since, cleared)
+            if said is not None:
+                steward[:] = [said.get("verdict") or FIXING, said["acknowledged_at"]]
 
         checked.latch, checked.resume, checked.heed = latch, resume, heed_steward
         if not rewindable(judge):
@@ -401,13 +408,27 @@ def _current_latch(marks: dict[str, list]) -> tuple[dt.datetime | None, str | No
     that ended (doubt since, its note, when it ended)."""
     latched = marks["latched"]
     if marks["suspect"]:
-        note = marks["escalated"][:1] or [n for n in latched[1:2] if n and latched[:1] == marks["suspect"]]
-        return marks["suspect"][0], note[0] if note else None, None
+        taken_up = latched[:1] == marks["suspect"]  # a window ending before the latch it took up ended: still ended
+        note = marks["escalated"][:1] or [n for n in latched[1:2] if n and taken_up]
+        return marks["suspect"][0], note[0] if note else None, latched[2] if taken_up else None
     if marks["ended"] and (not latched or marks["ended"][0] >= latched[0]):
         return marks["ended"][0], marks["ended"][1], marks["ended"][2]
     if latched:
         return latched[0], latched[1], latched[2]
     return None, None, None
+
+
+def _heeded(alerts: list[dict], since: dt.datetime | None, cleared: dt.datetime | None) -> dict | None:
+    """The latest acknowledgement among the drift alerts (``acknowledged_at``) that speaks of the doubt the latch
+    holds (``since``, ``cleared``: ``_current_latch``): while the doubt stands, one on a drift alert still on when
+    it began; once it ended (or none ever stood), one given after it ended."""
+    def speaks(alert: dict) -> bool:
+        if cleared is None and since is not None:
+            return alert.get("observed_end") is None or alert["observed_end"] >= since
+        return cleared is None or alert["acknowledged_at"] >= cleared
+
+    said = [a for a in alerts if a.get("acknowledged_at") and speaks(a)]
+    return max(said, key=lambda a: a["acknowledged_at"], default=None)
 
 
 def _rise_step(limit_per_h: float, window: dt.timedelta) -> float:

@@ -844,3 +844,69 @@ def test_a_real_discharge_after_an_outage_longer_than_the_lookback_pages_from_it
                                 for i in range(30)]
     back = series["w21003"][24].ts
     assert [e.start for e in _sewage_found(series)["gb18918:w21003"]] == [back]
+
+
+def test_the_steward_gives_the_verdict_on_a_drift_alert_resolved_while_the_analyser_stays_off(
+        conn, db_url, monkeypatch):
+    """The drift alert resolves when the creep stops, the analyser still at its offset (the latch's main case): the
+    steward's "fixing" on it is taken all the same (the alert stays resolved), and shelves the escalation."""
+    monkeypatch.setattr(alerts_service, "REFRESH", dt.timedelta(0))
+    code, rest, worker = _drift_station(conn, db_url, 8)
+    try:
+        assert conn.execute("select status from alert where rule = 'device:drift:w01019'").fetchone() == ("resolved",)
+        _acknowledge_drift(conn, "acknowledge", FIXING, rest[0][0])
+        for at in range(0, 14, 6):  # to 15 h after the first reading over the limit
+            _write(db_url, code, "w01019", rest[at:at + 6])
+            worker.step()
+    finally:
+        worker.close()
+    assert [rule for rule, *_ in _alerts(db_url)] == ["device:drift:w01019"]
+    assert conn.execute("select status, verdict from alert where rule = 'device:drift:w01019'").fetchone() == (
+        "resolved", FIXING)
+
+
+def test_a_late_reading_rewinding_past_the_stewards_word_still_heeds_it(conn, db_url):
+    """The steward vouches for the analyser; the next batch brings a late reading, so the rule rewinds to a mark
+    from before the word: the word is taken in after the rewind, and the bureau is paged, confirmed."""
+    code, rest, worker = _drift_station(conn, db_url, 2)
+    try:
+        _acknowledge_drift(conn, "acknowledge", SENSOR_OK)
+        _write(db_url, code, "w01019", [(rest[0][0] - 45, 6.91, None), *rest[:2]])
+        worker.step()
+    finally:
+        worker.close()
+    [(status, detail)] = conn.execute("select status, detail from alert where rule = 'gb3838:w01019'").fetchall()
+    assert status == "open" and "unconfirmed" not in detail
+
+
+def test_a_word_on_a_doubt_already_over_is_not_taken_for_the_next():
+    """The steward vouched for the analyser during an earlier doubt; the readings came back, and a new creep latched
+    again: that word (on a drift alert over before this doubt began, or given before the last doubt ended) does
+    not vouch for the new readings. A word on the drift alert still on when the doubt began does."""
+    rule = _permanganate_rule()
+    old = {"status": "acknowledged", "verdict": SENSOR_OK, "acknowledged_at": T0 + dt.timedelta(hours=2),
+           "observed_end": T0 + dt.timedelta(hours=3)}
+    for latch in ({"origin": T0.isoformat(), "suspect": (T0 + dt.timedelta(hours=30)).isoformat()},
+                  {"origin": T0.isoformat(), "suspect": (T0 + dt.timedelta(hours=1)).isoformat(),
+                   "cleared": (T0 + dt.timedelta(hours=4)).isoformat()}):
+        judge = rules.resumed(rule.make_judge({}), latch)
+        rules.heed(judge, [old])
+        assert latch_of(judge)["steward"] is None
+    judge = rules.resumed(rule.make_judge({}), {"origin": T0.isoformat(),
+                                                "suspect": (T0 + dt.timedelta(hours=1)).isoformat()})
+    rules.heed(judge, [old])
+    assert latch_of(judge)["steward"] == [SENSOR_OK, old["acknowledged_at"].isoformat()]
+
+
+def test_a_backtest_from_inside_a_doubt_is_a_re_read_not_the_terminals_first_readings(conn, db_url):
+    """Backtesting from a time when the analyser already stood at its drifted offset: the rules are told the
+    terminal's first stored reading, so the backtest's first window is history not evaluated and the doubt is
+    suspect since its start, as a re-read; not a confirmed bureau alert at the backtest's first reading."""
+    code = service.create_terminal(conn, river_station(), Actor("t"))
+    conn.commit()
+    points, over = _permanganate_offset(8)
+    _write(db_url, code, "w01019", [(-30 * (len(points) - i), p.value, None) for i, p in enumerate(points)])
+    info = evaluate.queries.terminal_info(conn, conn.execute("select id from terminal where code = %s",
+                                                             (code,)).fetchone()[0])
+    start = NOW - dt.timedelta(minutes=30 * len(points)) + (over - T0) + dt.timedelta(hours=2)
+    assert [r.key for r, _ in evaluate.backtest(conn, info, start, NOW, "gb3838:")] == []
