@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 
 from analytics.engine import SEVERITY_ORDER, Episode
 from analytics.rules import Rule, TerminalInfo
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def stored_alerts_of(conn: psycopg.Connection, since: dict[int, dt.datetime]) ->
                    a.incident_id, a.detail, a.updated_at, a.verdict, a.acknowledged_at
               from unnest(%(t)b::bigint[], %(since)b::timestamptz[]) as u(terminal_id, since)
               join alert a on a.terminal_id = u.terminal_id
-               and (a.status in ('open', 'acknowledged') or a.observed_end is null or a.observed_end >= u.since)
+               and (a.status in ('open', 'acknowledged') or a.observed_end is null or a.observed_end >= u.since
+                    or a.acknowledged_at >= u.since)  -- a word given lately on a drift alert long resolved
              order by a.observed_start
             """,
             {"t": ids, "since": [since[t] for t in ids]},
@@ -256,14 +257,22 @@ def act(conn: psycopg.Connection, alert_id: int, action: str, actor: str, commen
         verdict: str | None = None) -> None:
     """acknowledge, resolve, close or comment, by a person; an impossible step is a Conflict. ``verdict``: the
     steward's word acknowledging an analyser's drift alert (``rules.SENSOR_OK`` or ``rules.FIXING``), which the
-    bureau's rule on that analyser heeds (docs/rules.md, "Escalation")."""
+    bureau's rule on that analyser heeds (docs/rules.md, "Escalation"); given on an open drift alert (which it
+    acknowledges) or a resolved one (which stays resolved), not on a closed one."""
     if verdict is not None and action != "acknowledge":
         raise Conflict(f"a verdict is given when acknowledging, not to {action}")
-    row = conn.execute("select status, incident_id from alert where id = %s for update", (alert_id,)).fetchone()
+    row = conn.execute("select status, incident_id, rule from alert where id = %s for update", (alert_id,)).fetchone()
     if row is None:
         raise NotFound(f"alert {alert_id} does not exist", field="id")
-    status, incident_id = row
-    if action != "comment":
+    status, incident_id, rule = row
+    if verdict is not None and not rule.startswith("device:drift:"):
+        raise Invalid(f"a verdict is the steward's word on an analyser's drift alert, not on {rule}", field="verdict")
+    if verdict is not None and status == "resolved":
+        # The drift alert resolves when the creep stops, the analyser still at its offset and the bureau's alert held
+        # (the latch's main case): the steward's word is taken on it all the same, its status left as it is.
+        conn.execute("update alert set updated_at = now(), acknowledged_at = now(), verdict = %(verdict)s "
+                     "where id = %(id)s", {"id": alert_id, "verdict": verdict})
+    elif action != "comment":
         if status not in _TRANSITIONS[action]:
             raise Conflict(f"alert {alert_id} is {status}; it cannot be {action}d")
         new = {"acknowledge": "acknowledged", "resolve": "resolved", "close": "closed"}[action]

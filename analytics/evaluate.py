@@ -327,8 +327,7 @@ def _latches(conn: psycopg.Connection, saved: dict[int, dict[str, tuple]],
                 missing[terminal_id, rule.key] = rule.metric
     firsts = queries.first_readings(conn, sorted(set((t, m) for (t, _), m in missing.items()))) if missing else {}
     for (terminal_id, key), metric in missing.items():
-        first = firsts.get((terminal_id, metric))
-        latches[terminal_id, key] = {"origin": first.isoformat() if first else None}
+        latches[terminal_id, key] = _origin(firsts.get((terminal_id, metric)))
     return latches
 
 
@@ -380,13 +379,13 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
     for key, rs in list(stream.rules.items()):
         rule = rs.rule
         step = steps[key]
-        if rule.heeds:
-            heed(rs.judge, stored.get(rule.heeds, []))
         if step is FEED or step is REWIND:
             began = rs.tracker.current.start if rs.tracker.current else None
             # Readings after the mark are judged again, the late one among them: what they raised before and no
             # longer do is retracted (from where they start), like a window's.
             rewound = rs.rewind() if step is REWIND else None
+            if rule.heeds:  # after the rewind, which restores the judge's memory of an older mark
+                heed(rs.judge, stored.get(rule.heeds, []))
             points = _after(data.get(rule.metric, ()), rs.judged_to)
             found = rs.feed(points, time.monotonic())
             released, ended = rs.tracker.expire(clock, rs.judge) if clock and rs.tracker.screen else (None, None)
@@ -484,10 +483,20 @@ def state_rows(stream: TerminalStream, keys: list[str]) -> list[tuple]:
 
 def backtest(conn: psycopg.Connection, info: TerminalInfo, start: dt.datetime, end: dt.datetime,
              prefix: str = "") -> list[tuple[Rule, Episode]]:
-    """The episodes the rules would have found in [start, end), without touching any alert."""
+    """The episodes the rules would have found in [start, end), without touching any alert. A latched rule is told
+    the terminal's first stored reading (as ``load`` tells it): [start, end) from after it is a re-read of history,
+    not the terminal's first readings."""
     rules = [r for r in rules_for(info) if r.key.startswith(prefix)]
     data = queries.series(conn, info.id, sorted({m for r in rules for m in (r.metric, *r.context)}), start, end)
-    return [(rule, episode) for rule in rules for episode in rule.evaluate(data)]
+    firsts = queries.first_readings(conn, sorted({(info.id, r.metric) for r in rules if r.latched}))
+    return [(rule, episode) for rule in rules
+            for episode in rule.evaluate(data, latch=_origin(firsts.get((info.id, rule.metric))) if rule.latched
+                                         else None)]
+
+
+def _origin(first: dt.datetime | None) -> dict:
+    """The latch a judge with no persisted state takes up: only the terminal's first stored reading."""
+    return {"origin": first.isoformat() if first else None}
 
 
 def sweep_silence(conn: psycopg.Connection, sink: AlertSink, shard: int = 0, shards: int = 1) -> None:

@@ -238,18 +238,22 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
       swing on top of an event crossing the limit hours later is judged at once too);
     - *not evaluated*: the judge is built over a window starting after the terminal's first stored reading (a
       window rule re-evaluated as readings arrive, a streamed rule's window re-read for a late reading, or the
-      lookback a restarted worker replays, ``RuleStream.replay``) and the drift test has not yet seen a window
-      before the reading. A window starting at the terminal's first reading is judged at once.
+      lookback a restarted worker replays, ``RuleStream.replay``), spanning its lookback, and the drift test has not
+      yet seen a window before the reading. A window starting at the terminal's first reading, or a shorter one (the
+      first readings after an outage longer than the lookback), is judged from its first reading.
 
-    The latch (when the doubt began, the escalation's note, the terminal's first reading, the steward's word) is
-    persisted with the rule's state (``latch_of``, ``rule_state.latch``) and taken up by every re-read and restart
-    (``resumed``): a violation at or after the latched time is suspect since then, so the lookback is only what the
-    drift test needs (two drift windows and three intervals). A re-read with no latch whose series is over the limit
-    from its first reading and shows no step takes it as suspect from that first reading.
+    The latch (when the doubt began, the escalation's note, when the readings came back under the limit, the
+    terminal's first reading, the steward's word) is persisted with the rule's state (``latch_of``,
+    ``rule_state.latch``) and taken up by every re-read and restart (``resumed``): a violation at or after the
+    latched time, and before the readings came back, is suspect since then (an escalation already paged keeps its
+    note), so the lookback is only what the drift test needs (two drift windows and three intervals). The last latch
+    is kept once over, so a re-read anchored on the escalated alert it paged finds it again. A re-read with no latch
+    whose series is over the limit from its first reading and shows no step takes it as suspect from that first
+    reading.
 
-    The steward's acknowledgement of the ``device:drift`` alert (``heed``): ``SENSOR_OK`` judges the readings at
-    once, confirmed; ``FIXING`` shelves the escalation until the readings come back under the limit or for
-    ``SHELVE_MAX`` after the acknowledgement.
+    The steward's word on the ``device:drift`` alert, given open or resolved (``heed``): ``SENSOR_OK`` judges the
+    readings at once, confirmed; ``FIXING`` shelves the escalation of readings observed from the acknowledgement on,
+    until the readings come back under the limit or for ``SHELVE_MAX``; an escalation that paged before stays.
 
     None of this ends or dulls an alarm already open on readings judged good: it goes on being judged on every
     reading, suspect or not, so it is neither silenced by a later doubt nor kept from turning critical. A nightly
@@ -261,14 +265,22 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
     interval = dt.timedelta(seconds=t.report_interval_s)
     step = _rise_step(limit, window)
     escalate = dt.timedelta(hours=get_settings().drift_escalation_h)
+    lookback = max(rule.lookback, 2 * window + 3 * interval)
 
     def make_judge(series: dict[str, list[Point]]) -> Judge:
         judge, creep = plain(series), _drift_judge(rule.metric, window, limit)
+        points = series.get(rule.metric, [])
+        # The series spans its lookback, less the two reporting intervals its first reading may lie after the cut:
+        # a window re-read or a replay. A shorter one starting after the terminal's first reading is the first
+        # after an outage longer than the lookback, judged at once.
+        spans = len(points) > 1 and points[-1].ts - points[0].ts >= lookback - 2 * interval
         # window's first reading, the terminal's first stored reading (``origin``), last doubted, level before a
         # step up / down, pending and suspect since, the escalation's note (while its alarm is open), previous
-        # value, and the latch a resumed judge was given (``latched``: doubt since, its note)
+        # value, the latch a resumed judge was given (``latched``: doubt since, its note, when the readings came
+        # back under the limit or None) and the last latch that ended (``ended``: the same three)
         marks: dict[str, list] = {name: [] for name in ("first", "origin", "doubted", "under", "up", "down",
-                                                         "pending", "suspect", "escalated", "previous", "latched")}
+                                                         "pending", "suspect", "escalated", "previous", "latched",
+                                                         "ended")}
         raised = [False]  # the last verdict let through was a violation: an alarm is open
         steward = marks["steward"] = []  # the drift alert acknowledged: verdict, when (until the latch is over)
 
@@ -280,22 +292,23 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
             if verdict.state is State.CLEAR or raised[0]:
                 raised[0] = verdict.state is not State.CLEAR
                 if verdict.state is State.CLEAR:
+                    _end_latch(marks, point)
                     marks["pending"][:] = marks["suspect"][:] = marks["escalated"][:] = []
-                    if marks["latched"] and point.ts >= marks["latched"][0]:
-                        marks["latched"][:] = []  # the readings came back under the limit: the latch is over
                     if steward and point.ts >= steward[1]:
                         steward[:] = []  # and with it the steward's word on it
                 return _noted(verdict, marks["escalated"])
             if verdict.state is not State.VIOLATE:
                 return verdict
             origin = (marks["origin"] or marks["first"])[0]
-            cut = origin < marks["first"][0]  # readings before the window: a re-read, its first window not evaluated
+            cut = origin < marks["first"][0] and spans  # a re-read: its first window not evaluated
             latched = _resume_latch(marks, point)
-            if cut and not marks["under"] and not marks["latched"]:  # over the limit since before the window, and
-                marks["suspect"][:] = marks["suspect"] or marks["first"]  # no latch known: suspect since its start
+            if cut and not marks["under"] and not _latch_known(marks, point):  # over the limit since before the
+                marks["suspect"][:] = marks["suspect"] or marks["first"]  # window, no latch known: suspect since then
             vouched = steward[:1] == [SENSOR_OK]  # a person checked the analyser: its readings are good
-            shelved = steward[1] + SHELVE_MAX if steward[:1] == [FIXING] else None
-            held = False if point.ts == origin or vouched or _stepped(marks, verdict) \
+            shelved = (steward[1], steward[1] + SHELVE_MAX) if steward[:1] == [FIXING] else None
+            # the terminal's first reading, or the first after an outage (no doubt latched): nothing crept yet
+            fresh = point.ts == origin or (not cut and not latched and point.ts == marks["first"][0])
+            held = False if fresh or vouched or _stepped(marks, verdict) \
                 else _held(marks, point, window, escalate, shelved)
             if held is True or (cut and not latched and not vouched and point.ts - marks["first"][0] < window):
                 return HOLD  # suspect, pending, or not evaluated (the drift test has not seen the readings before)
@@ -304,32 +317,38 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
             return _noted(verdict, marks["escalated"])
 
         def latch() -> dict:
-            """What ``rule_state`` keeps of the flag: the terminal's first reading, doubt since, its note."""
+            """What ``rule_state`` keeps of the flag: the terminal's first reading, doubt since, its note, and when
+            the readings came back under the limit (None while the doubt stands)."""
             origin = marks["origin"] or marks["first"]
-            suspect = marks["suspect"] or marks["latched"][:1]  # a latch taken up, not yet met again
-            note = marks["escalated"] or [n for n in marks["latched"][1:] if n and marks["latched"][:1] == suspect]
+            since, note, cleared = _current_latch(marks)
             return {"origin": origin[0].isoformat() if origin else None,
-                    "suspect": suspect[0].isoformat() if suspect else None,
-                    "note": note[0] if note else None,
+                    "suspect": since.isoformat() if since else None,
+                    "note": note,
+                    "cleared": cleared.isoformat() if cleared else None,
                     "steward": [steward[0], steward[1].isoformat()] if steward else None}
 
         def resume(saved: dict) -> None:
             """Take up a persisted ``latch`` before judging: a re-read or a replay starting after the doubt began
             goes on from it (escalating when it is due), not from its own first reading."""
             marks["origin"][:] = [dt.datetime.fromisoformat(saved["origin"])] if saved.get("origin") else []
-            marks["latched"][:] = [dt.datetime.fromisoformat(saved["suspect"]), saved.get("note")] \
+            cleared = saved.get("cleared")
+            marks["latched"][:] = [dt.datetime.fromisoformat(saved["suspect"]), saved.get("note"),
+                                   dt.datetime.fromisoformat(cleared) if cleared else None] \
                 if saved.get("suspect") else []
             verdict = saved.get("steward")
             steward[:] = [verdict[0], dt.datetime.fromisoformat(verdict[1])] if verdict else []
 
         def heed_steward(alerts: list[dict]) -> None:
-            """Take in the steward's acknowledgement of the drift alert, with its verdict: sensor OK judges the
-            readings at once, confirmed; fixing (or none) shelves the escalation for ``SHELVE_MAX`` at most. It
-            holds, persisted with the latch, until the readings come back under the limit (the drift alert itself
-            resolves when the creep stops, the analyser still at its offset)."""
-            ack = next((a for a in alerts if a["status"] == "acknowledged" and a.get("acknowledged_at")), None)
-            if ack is not None:
-                steward[:] = [ack.get("verdict") or FIXING, ack["acknowledged_at"]]
+            """Take in the steward's word on the drift alert (its acknowledgement, with its verdict, whatever the
+            alert's status since: it resolves when the creep stops, the analyser still at its offset): sensor OK
+            judges the readings at once, confirmed; fixing (or none) shelves the escalation for ``SHELVE_MAX`` at
+            most. It holds, persisted with the latch, until the readings come back under the limit. Only a word on
+            this doubt is taken: on a drift alert still on when the doubt standing began (``_heeded``), or, with no
+            doubt standing, given after the last one ended; never a word on a doubt already over."""
+            since, _, cleared = _current_latch(marks)
+            said = _heeded(alerts, since, cleared)
+            if said is not None:
+                steward[:] = [said.get("verdict") or FIXING, said["acknowledged_at"]]
 
         checked.latch, checked.resume, checked.heed = latch, resume, heed_steward
         if not rewindable(judge):
@@ -349,17 +368,67 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
         inner = getattr(judge, "snapshot", lambda: None)
         return remembering(checked, snapshot, restore)
 
-    return replace(rule, make_judge=make_judge, lookback=max(rule.lookback, 2 * window + 3 * interval),
+    return replace(rule, make_judge=make_judge, lookback=lookback,
                    latched=True, heeds=f"device:drift:{rule.metric}")
 
 
 def _resume_latch(marks: dict[str, list], point: Point) -> bool:
-    """A violation at or after the doubt a resumed judge was given (``latched``) is suspect since then, with the
-    note of an escalation already paged: the latch persisted, not rebuilt from the readings."""
-    if not marks["latched"] or point.ts < marks["latched"][0]:
+    """A violation within the doubt a resumed judge was given (``latched``: at or after it began, before the
+    readings came back under the limit) is suspect since then, with the note of an escalation already paged: the
+    latch persisted, not rebuilt from the readings."""
+    latched = marks["latched"]
+    if not latched or point.ts < latched[0] or (latched[2] is not None and point.ts >= latched[2]):
         return False
-    marks["suspect"][:] = marks["suspect"] or marks["latched"][:1]
+    marks["suspect"][:] = marks["suspect"] or latched[:1]
     return True
+
+
+def _latch_known(marks: dict[str, list], point: Point) -> bool:
+    """A resumed judge knows the doubt at ``point``: its latch has not ended by then (it may begin later)."""
+    latched = marks["latched"]
+    return bool(latched) and (latched[2] is None or point.ts < latched[2])
+
+
+def _end_latch(marks: dict[str, list], point: Point) -> None:
+    """The readings came back under the limit at ``point``: the doubt standing (or the latch taken up, begun by
+    then) ends; it is kept as ``ended``, so that a later re-read of a window reaching into it (anchored on the
+    escalated alert it paged) finds the same doubt, not one rebuilt from the window's start."""
+    latched = marks["latched"]
+    if marks["suspect"]:
+        note = marks["escalated"][:1] or [n for n in latched[1:2] if n and latched[:1] == marks["suspect"]]
+        marks["ended"][:] = [marks["suspect"][0], note[0] if note else None, point.ts]
+    elif latched and latched[2] is None and point.ts >= latched[0]:
+        marks["ended"][:] = [latched[0], latched[1], point.ts]
+    if latched and latched[2] is None and point.ts >= latched[0]:
+        latched[2] = point.ts  # the latch taken up is over
+
+
+def _current_latch(marks: dict[str, list]) -> tuple[dt.datetime | None, str | None, dt.datetime | None]:
+    """The latch to persist: the doubt standing, else a latch taken up and not yet met again, else the last one
+    that ended (doubt since, its note, when it ended)."""
+    latched = marks["latched"]
+    if marks["suspect"]:
+        taken_up = latched[:1] == marks["suspect"]  # a window ending before the latch it took up ended: still ended
+        note = marks["escalated"][:1] or [n for n in latched[1:2] if n and taken_up]
+        return marks["suspect"][0], note[0] if note else None, latched[2] if taken_up else None
+    if marks["ended"] and (not latched or marks["ended"][0] >= latched[0]):
+        return marks["ended"][0], marks["ended"][1], marks["ended"][2]
+    if latched:
+        return latched[0], latched[1], latched[2]
+    return None, None, None
+
+
+def _heeded(alerts: list[dict], since: dt.datetime | None, cleared: dt.datetime | None) -> dict | None:
+    """The latest acknowledgement among the drift alerts (``acknowledged_at``) that speaks of the doubt the latch
+    holds (``since``, ``cleared``: ``_current_latch``): while the doubt stands, one on a drift alert still on when
+    it began; once it ended (or none ever stood), one given after it ended."""
+    def speaks(alert: dict) -> bool:
+        if cleared is None and since is not None:
+            return alert.get("observed_end") is None or alert["observed_end"] >= since
+        return cleared is None or alert["acknowledged_at"] >= cleared
+
+    said = [a for a in alerts if a.get("acknowledged_at") and speaks(a)]
+    return max(said, key=lambda a: a["acknowledged_at"], default=None)
 
 
 def _rise_step(limit_per_h: float, window: dt.timedelta) -> float:
@@ -416,20 +485,21 @@ def _stepped(marks: dict[str, list], verdict: Verdict) -> bool:
 
 
 def _held(marks: dict[str, list], point: Point, window: dt.timedelta, escalate: dt.timedelta,
-          shelved: dt.datetime | None = None) -> bool | str:
+          shelved: tuple[dt.datetime, dt.datetime] | None = None) -> bool | str:
     """Whether a violation no step explains is held: True while it is suspect (the drift test doubted the series
     within a drift window, latched until the readings come back under the limit) or pending (for a drift window);
     a suspect violation still standing ``escalate`` after it latched is let through, with the note returned, unless
-    the steward shelved the escalation (fixing the analyser) until ``shelved``."""
+    the steward shelved the escalation (fixing the analyser) for a reading observed within ``shelved`` (from the
+    acknowledgement on). An escalation that paged before the re-read stays paged, shelved or not."""
     if _recent(marks["doubted"], point, window):
         marks["suspect"][:] = marks["suspect"] or [point.ts]
     if marks["suspect"]:
         hours = (point.ts - marks["suspect"][0]).total_seconds() / 3600
-        if shelved is not None and point.ts < shelved:
-            return True
         if hours >= escalate.total_seconds() / 3600 and marks["latched"][:1] == marks["suspect"] \
                 and marks["latched"][1]:
             return marks["latched"][1]  # the escalation paged before the re-read, as it was worded
+        if shelved is not None and shelved[0] <= point.ts < shelved[1]:
+            return True
         return hours < escalate.total_seconds() / 3600 or (
             f"unconfirmed: the analyser has been doubted as drifting for {hours:.0f} h and nobody recalibrated it; "
             "a breach may hide behind the drift")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from alerts import queries, service
-from api.auth import Operator, Reader
+from api.auth import Operator, Reader, forbid
 from api.deps import ConnDep
 from api.routes.filters import department_code, division_subtree
 from api.routes.paging import After, Limit, cursor, page
@@ -22,9 +22,11 @@ router = APIRouter(prefix="/api/v1", tags=["alerts"])
 class Action(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
     verdict: Literal["sensor_ok", "fixing"] | None = Field(
-        default=None, description="acknowledging an analyser's device:drift alert, the steward's word: sensor_ok "
-        "(checked, it reads true: the bureau's alert is paged at once) or fixing (its escalation waits until the drift "
-        "alert is resolved, 24 h at most; the same as no verdict)")
+        default=None, description="acknowledging an analyser's device:drift alert (open, or resolved: the creep "
+        "stopped, the analyser still off), the steward's word; only its terminal's steward department gives it: "
+        "sensor_ok (checked, it reads true: the bureau's alert is paged at once) or fixing (its escalation waits "
+        "until the readings come back under the limit, 24 h after the acknowledgement at most; the same as no "
+        "verdict)")
 
 
 TerminalCode = Annotated[str | None, Query(description="city code of the terminal")]
@@ -79,12 +81,18 @@ def alert_action(conn: ConnDep, who: Operator, alert_id: int,
                  action: Literal["acknowledge", "resolve", "close", "comment"], body: Action | None = None
                  ) -> AlertDetail:
     """acknowledge (open → acknowledged), resolve, close, or comment an alert the caller's department receives;
-    who and when are kept, in the alert's history and the audit log."""
-    get_alert(conn, who, alert_id)
+    who and when are kept, in the alert's history and the audit log. A verdict is the steward's word on its own
+    analyser: only on a ``device:drift:…`` alert (422 otherwise), open or resolved (a resolved one stays resolved),
+    only by the terminal's steward department (403 otherwise: not a department reading it by a grant, nor the
+    platform admin)."""
+    alert = get_alert(conn, who, alert_id)
+    comment, verdict = (body.comment, body.verdict) if body else (None, None)
+    if verdict is not None and who.department != alert.department:
+        raise forbid(f"the verdict on alert {alert_id}'s analyser is its steward's ({alert.department}) to give")
     with conn.transaction():
-        comment, verdict = (body.comment, body.verdict) if body else (None, None)
         service.act(conn, alert_id, action, who.login, comment, verdict)
-        audit.record(conn, who.actor(), action, "alert", str(alert_id), after={"comment": comment} if comment else None)
+        said = {key: value for key, value in (("comment", comment), ("verdict", verdict)) if value}
+        audit.record(conn, who.actor(), action, "alert", str(alert_id), after=said or None)
     return get_alert(conn, who, alert_id)
 
 

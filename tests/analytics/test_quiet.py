@@ -706,9 +706,13 @@ def _drift_station(conn, db_url: str, hours_over: float) -> tuple[str, list[tupl
     return code, readings[cut:], worker
 
 
-def _acknowledge_drift(conn, action: str, verdict: str | None = None) -> None:
+def _acknowledge_drift(conn, action: str, verdict: str | None = None, at: int | None = None) -> None:
+    """The steward acts on the drift alert; ``at``: when (minutes from NOW, the readings' clock: they are written in
+    the past, the acknowledgement would otherwise come after all of them)."""
     alert_id = conn.execute("select id from alert where rule = 'device:drift:w01019'").fetchone()[0]
     alerts_service.act(conn, alert_id, action, "steward", "zero/span check", verdict)
+    if at is not None:
+        conn.execute("update alert set acknowledged_at = %s where id = %s", (NOW + dt.timedelta(minutes=at), alert_id))
     conn.commit()
 
 
@@ -733,7 +737,7 @@ def test_a_steward_fixing_the_analyser_shelves_the_escalation_for_at_most_a_day(
     (``SHELVE_MAX``) with the readings still over the limit, the escalation pages the bureau, unconfirmed."""
     code, rest, worker = _drift_station(conn, db_url, 1)
     try:
-        _acknowledge_drift(conn, "acknowledge", FIXING)
+        _acknowledge_drift(conn, "acknowledge", FIXING, rest[0][0])
         for at in range(0, 28, 6):  # to 15 h after the first reading over the limit
             _write(db_url, code, "w01019", rest[at:at + 6])
             worker.step()
@@ -745,3 +749,164 @@ def test_a_steward_fixing_the_analyser_shelves_the_escalation_for_at_most_a_day(
         worker.close()
     [detail] = conn.execute("select detail from alert where rule = 'gb3838:w01019'").fetchone()
     assert "unconfirmed" in detail
+
+
+def _permanganate_rule():
+    return next(r for r in rules_for(_permanganate_station()) if r.key == "gb3838:w01019")
+
+
+def test_fixing_acknowledged_after_the_escalation_paged_does_not_take_it_back():
+    """The bureau was paged 12 h after the doubt latched; an hour later the steward acknowledges the drift alert as
+    being fixed. A re-read anchored on the open escalation (a late reading) still finds it: the shelving covers
+    readings observed from the acknowledgement on, never an escalation that already paged."""
+    rule = _permanganate_rule()
+    points, over = _permanganate_offset(24)
+    seen = points[:next(i for i, p in enumerate(points) if p.ts == over + dt.timedelta(hours=14)) + 1]
+    ack = [{"status": "acknowledged", "acknowledged_at": over + dt.timedelta(hours=13), "verdict": FIXING}]
+    judge, tracker = rule.make_judge({"w01019": seen}), rule.make_tracker()
+    for point in seen:
+        if point.ts == ack[0]["acknowledged_at"]:
+            rules.heed(judge, ack)
+        tracker.feed_all([point], judge)
+    paged = tracker.current
+    assert paged is not None and "unconfirmed" in paged.detail
+    window = {"w01019": [p for p in seen if p.ts >= paged.start - rule.lookback]}
+    reread = rules.resumed(rule.make_judge(window), latch_of(judge))
+    rules.heed(reread, ack)
+    again = rule.evaluate_with(window, reread, rule.make_tracker())
+    assert [(e.start, e.detail) for e in again] == [(paged.start, paged.detail)]
+
+
+def _sewage_alert_history(series: dict[str, list[Point]], ack_after: dt.timedelta | None) -> list[str]:
+    """A 1A outlet's phosphorus rule re-evaluated over its window as each reading arrives, anchored on the alert it
+    raised (as the worker anchors it), its latch carried from one evaluation to the next; the steward acknowledges
+    the drift alert (no verdict: fixing) ``ack_after`` the first reading over the limit. What happens to the
+    bureau's alert: "paged" and "retracted", in order."""
+    rule = next(r for r in rules_for(_outlet()) if r.key == "gb18918:w21011")
+    points = series["w21011"]
+    first_over = next(p.ts for p in points if p.value > 0.5)
+    latch, alert, history = {"origin": points[0].ts.isoformat()}, None, []
+    for point in points:
+        start = min([point.ts] + ([alert] if alert else [])) - rule.lookback
+        window = {m: [p for p in s if start <= p.ts <= point.ts] for m, s in series.items()}
+        judge = rules.resumed(rule.make_judge(window), latch)
+        if ack_after is not None and point.ts >= first_over + ack_after:
+            rules.heed(judge, [{"status": "acknowledged", "acknowledged_at": first_over + ack_after, "verdict": None}])
+        found = rule.evaluate_with(window, judge, rule.make_tracker())
+        latch = latch_of(judge)
+        if found and alert is None:
+            alert = found[0].start
+            history.append("paged")
+        elif alert and not found:
+            alert = None
+            history.append("retracted")
+    return history
+
+
+def test_a_sewage_escalation_acknowledged_after_it_paged_stays_paged():
+    """Paged 12 h after the doubt latched, acknowledged (fixing) at 13 h: the next evaluation does not retract it."""
+    creep = [round(0.3 + 0.25 * i / 6, 3) for i in range(1, 19)]
+    flat = [creep[-1] + 0.01 * (i % 2) for i in range(6 * 20)]
+    assert _sewage_alert_history(_outlet_series(w21011=creep + flat), dt.timedelta(hours=13)) == ["paged"]
+
+
+def test_an_escalation_resolved_by_a_recalibration_survives_a_later_re_read():
+    """The escalation paged 12 h after the doubt latched and resolved when the analyser was recalibrated; a late
+    reading then re-reads the window anchored on the resolved alert (the lookback before it, well inside the doubt):
+    the latch, kept with when it ended, still says suspect since hours before, so the same escalation is found."""
+    rule = _permanganate_rule()
+    points, _ = _permanganate_offset(16)
+    points += [Point(points[-1].ts + dt.timedelta(minutes=30 * (i + 1)), 4.4 + 0.02 * (i % 2)) for i in range(6)]
+    judge = rule.make_judge({"w01019": points})
+    [alarm] = rule.make_tracker().feed_all(points, judge)
+    assert alarm.end is not None and "unconfirmed" in alarm.detail
+    window = {"w01019": [p for p in points if p.ts >= alarm.start - rule.lookback]}
+    again = rule.evaluate_with(window, rules.resumed(rule.make_judge(window), latch_of(judge)), rule.make_tracker())
+    assert [(e.start, e.end, e.detail) for e in again] == [(alarm.start, alarm.end, alarm.detail)]
+
+
+def test_a_sewage_escalation_stays_paged_once_the_readings_come_back():
+    """Back under the limit after 15 h: the window re-read as readings arrive, anchored on the escalated alert,
+    takes up the ended latch and finds the escalation again instead of rebuilding the doubt from its start."""
+    creep = [round(0.3 + 0.25 * i / 6, 3) for i in range(1, 19)]
+    flat = [creep[-1] + 0.01 * (i % 2) for i in range(6 * 15)] + [0.3 + 0.01 * (i % 2) for i in range(36)]
+    assert _sewage_alert_history(_outlet_series(w21011=creep + flat), None) == ["paged"]
+
+
+def test_a_real_discharge_after_an_outage_longer_than_the_lookback_pages_from_its_first_reading():
+    """Eight hours without readings (longer than the lookback), then the outlet's ammonia nitrogen reads 12 mg/L
+    (1A limit 5 mg/L in warm water): the first window after the outage is the first readings after a gap, not a
+    re-read of history from inside a doubt, so the discharge is judged at once, not held as suspect 12 h."""
+    series = _outlet_series(w21003=[1.4 + 0.01 * (i % 2) for i in range(6)])
+    for key, points in series.items():
+        level = 12.0 if key == "w21003" else points[-1].value
+        series[key] = points + [Point(points[-1].ts + dt.timedelta(hours=8, minutes=10 * i), level + 0.01 * (i % 2))
+                                for i in range(30)]
+    back = series["w21003"][24].ts
+    assert [e.start for e in _sewage_found(series)["gb18918:w21003"]] == [back]
+
+
+def test_the_steward_gives_the_verdict_on_a_drift_alert_resolved_while_the_analyser_stays_off(
+        conn, db_url, monkeypatch):
+    """The drift alert resolves when the creep stops, the analyser still at its offset (the latch's main case): the
+    steward's "fixing" on it is taken all the same (the alert stays resolved), and shelves the escalation."""
+    monkeypatch.setattr(alerts_service, "REFRESH", dt.timedelta(0))
+    code, rest, worker = _drift_station(conn, db_url, 8)
+    try:
+        assert conn.execute("select status from alert where rule = 'device:drift:w01019'").fetchone() == ("resolved",)
+        _acknowledge_drift(conn, "acknowledge", FIXING, rest[0][0])
+        for at in range(0, 14, 6):  # to 15 h after the first reading over the limit
+            _write(db_url, code, "w01019", rest[at:at + 6])
+            worker.step()
+    finally:
+        worker.close()
+    assert [rule for rule, *_ in _alerts(db_url)] == ["device:drift:w01019"]
+    assert conn.execute("select status, verdict from alert where rule = 'device:drift:w01019'").fetchone() == (
+        "resolved", FIXING)
+
+
+def test_a_late_reading_rewinding_past_the_stewards_word_still_heeds_it(conn, db_url):
+    """The steward vouches for the analyser; the next batch brings a late reading, so the rule rewinds to a mark
+    from before the word: the word is taken in after the rewind, and the bureau is paged, confirmed."""
+    code, rest, worker = _drift_station(conn, db_url, 2)
+    try:
+        _acknowledge_drift(conn, "acknowledge", SENSOR_OK)
+        _write(db_url, code, "w01019", [(rest[0][0] - 45, 6.91, None), *rest[:2]])
+        worker.step()
+    finally:
+        worker.close()
+    [(status, detail)] = conn.execute("select status, detail from alert where rule = 'gb3838:w01019'").fetchall()
+    assert status == "open" and "unconfirmed" not in detail
+
+
+def test_a_word_on_a_doubt_already_over_is_not_taken_for_the_next():
+    """The steward vouched for the analyser during an earlier doubt; the readings came back, and a new creep latched
+    again: that word (on a drift alert over before this doubt began, or given before the last doubt ended) does
+    not vouch for the new readings. A word on the drift alert still on when the doubt began does."""
+    rule = _permanganate_rule()
+    old = {"status": "acknowledged", "verdict": SENSOR_OK, "acknowledged_at": T0 + dt.timedelta(hours=2),
+           "observed_end": T0 + dt.timedelta(hours=3)}
+    for latch in ({"origin": T0.isoformat(), "suspect": (T0 + dt.timedelta(hours=30)).isoformat()},
+                  {"origin": T0.isoformat(), "suspect": (T0 + dt.timedelta(hours=1)).isoformat(),
+                   "cleared": (T0 + dt.timedelta(hours=4)).isoformat()}):
+        judge = rules.resumed(rule.make_judge({}), latch)
+        rules.heed(judge, [old])
+        assert latch_of(judge)["steward"] is None
+    judge = rules.resumed(rule.make_judge({}), {"origin": T0.isoformat(),
+                                                "suspect": (T0 + dt.timedelta(hours=1)).isoformat()})
+    rules.heed(judge, [old])
+    assert latch_of(judge)["steward"] == [SENSOR_OK, old["acknowledged_at"].isoformat()]
+
+
+def test_a_backtest_from_inside_a_doubt_is_a_re_read_not_the_terminals_first_readings(conn, db_url):
+    """Backtesting from a time when the analyser already stood at its drifted offset: the rules are told the
+    terminal's first stored reading, so the backtest's first window is history not evaluated and the doubt is
+    suspect since its start, as a re-read; not a confirmed bureau alert at the backtest's first reading."""
+    code = service.create_terminal(conn, river_station(), Actor("t"))
+    conn.commit()
+    points, over = _permanganate_offset(8)
+    _write(db_url, code, "w01019", [(-30 * (len(points) - i), p.value, None) for i, p in enumerate(points)])
+    info = evaluate.queries.terminal_info(conn, conn.execute("select id from terminal where code = %s",
+                                                             (code,)).fetchone()[0])
+    start = NOW - dt.timedelta(minutes=30 * len(points)) + (over - T0) + dt.timedelta(hours=2)
+    assert [r.key for r, _ in evaluate.backtest(conn, info, start, NOW, "gb3838:")] == []

@@ -3,11 +3,15 @@ alert, one paging style, documented schemas."""
 
 from __future__ import annotations
 
+import os
+
+import httpx
 import psycopg
 
 from registry import service
 from registry.changes import Actor
 from tests.analytics.test_worker import Worker, _write
+from tests.conftest import account_token
 from tests.factories import pole_in, river_station, terminal_in
 
 
@@ -92,3 +96,44 @@ def test_alert_responses_have_documented_schemas(http):
         assert all(field.get("type") != "object" or "properties" in field for field in fields.values()), name
         assert {"metric", "unit", "value", "limit", "direction", "standard", "grade"} <= set(fields) or \
             name == "Incident"
+
+
+def _drift_alert(http: httpx.Client, db_url: str, rule: str = "device:drift:w01019") -> int:
+    """An open alert of 生态环境局's river station, which it lets 城管局 (cgj) read by a sharing grant."""
+    code = http.post("/api/v1/terminals", json=river_station(department="sthjj").model_dump(mode="json")).json()["code"]
+    with psycopg.connect(db_url) as c:
+        c.execute("insert into sharing_grant (steward_code, grantee_code, granted_by) values ('sthjj', 'cgj', 't') "
+                  "on conflict do nothing")
+        return c.execute(
+            """
+            insert into alert (terminal_id, rule, family, severity, bureau, department_code, division_code,
+                               observed_start, detail)
+            select id, %s, 'device', 'warning', 'steward', department_code, division_code, now(), 'creeping'
+              from terminal where code = %s returning id
+            """, (rule, code)).fetchone()[0]
+
+
+def _as(api_url: str, db_url: str, login: str, roles: list[str], department: str | None) -> httpx.Client:
+    token = account_token(db_url, f"{login}-{os.getpid()}-{os.urandom(3).hex()}", roles, department)
+    return httpx.Client(base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_only_the_analysers_steward_gives_a_verdict_on_its_drift_alert(http, api_url, db_url):
+    """Vouching "sensor_ok" pages the bureau at once, confirmed: it is the steward's word on its own analyser. A
+    department reading the terminal by a grant, or the platform admin, sees the alert but may not give it (403); a
+    verdict on any other alert is refused (422); the steward's operator gives it, and the audit log keeps it."""
+    alert = _drift_alert(http, db_url)
+    sensor_ok = {"verdict": "sensor_ok"}
+    with _as(api_url, db_url, "grantee", ["operator"], "cgj") as grantee, \
+            _as(api_url, db_url, "steward-op", ["operator"], "sthjj") as steward:
+        assert grantee.get(f"/api/v1/alerts/{alert}").status_code == 200
+        assert grantee.post(f"/api/v1/alerts/{alert}/acknowledge", json=sensor_ok).status_code == 403
+        assert http.post(f"/api/v1/alerts/{alert}/acknowledge", json=sensor_ok).status_code == 403
+        other = _drift_alert(http, db_url, "gb3838:w01019")
+        assert steward.post(f"/api/v1/alerts/{other}/acknowledge", json=sensor_ok).status_code == 422
+        done = steward.post(f"/api/v1/alerts/{alert}/acknowledge", json=sensor_ok)
+        assert done.status_code == 200 and done.json()["status"] == "acknowledged"
+    with psycopg.connect(db_url) as c:
+        assert c.execute("select verdict from alert where id = %s", (alert,)).fetchone() == ("sensor_ok",)
+        assert c.execute("select after from change where object_type = 'alert' and object_code = %s order by id desc "
+                         "limit 1", (str(alert),)).fetchone() == ({"verdict": "sensor_ok"},)
