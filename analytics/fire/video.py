@@ -122,9 +122,14 @@ class VideoParams:
     spot_growth: float = 0.05
     front_lit_growth: float = 1.2
     """Under a low sun ahead (``sun.front_lit``) a flame track that was there when the model started (first
-    seen within ``settle_s``: it was not seen to appear) must grow this much over its recent window, or show
-    flame flicker: sunlit stubble is flame-orange and its edges shimmer with the sway while the model is
-    still learning their noise; a fire's line spreads."""
+    seen within ``settle_s``: it was not seen to appear) and does not grow this much over its recent window,
+    nor show flame flicker, is listed at most at ``front_lit_cap``: sunlit stubble is flame-orange and its
+    edges shimmer with the sway while the model is still learning their noise; a fire's line spreads. It is
+    not vetoed: a model starts afresh on a worker's restart, a view jump or a return to a preset, with a fire
+    maybe already burning, which another tower or smoke over it can still page. The rule holds while the
+    noise model is young (``noise_tau_s`` after the start)."""
+    front_lit_cap: float = 0.45
+    """Highest confidence of such a track: listed, below the alert threshold (0.5), as unsettled smoke."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -458,12 +463,16 @@ class SceneModel:
         x, _, w, _ = track.last_box()  # where it is now: what it covered while it grew is no matter here
         if flicker is None and sun.under_glint(glint, x, x + w):
             return None  # under a low sun its glint shimmers and swells; only flame flicker tells a fire there
-        if flicker is None and self._sun(when)[2] and self._there_before(track) and growth < self.p.front_lit_growth:
-            return None  # stubble lit orange by a low sun ahead, shimmering with the sway: it does not spread
         confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)
+        if flicker is None and growth < self.p.front_lit_growth and self._front_lit(track, t, when):
+            return min(self.p.front_lit_cap, confidence)  # sunlit stubble shimmering, or a fire burning already
         return min(0.97, confidence)
+
+    def _front_lit(self, track: Track, t: float, when: dt.datetime | None) -> bool:
+        """A low sun ahead, a track there at the model's start, and a noise model still young."""
+        return self._sun(when)[2] and self._there_before(track) and t - self.started < self.p.noise_tau_s
 
     def _ghost(self, track: Track, t: float) -> bool:
         """Whether the track is a ghost: it becomes one on one look (its outline's edge under ``ghost_ratio``
