@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 from collections import deque
 from dataclasses import dataclass, field, replace
 
@@ -42,6 +43,8 @@ from analytics.fire.hotspot import SpotFinder, SpotParams
 from analytics.fire.motion import Aligner, NoiseModel, ema_alpha, local_change, log_brightness, undo_shift
 from analytics.fire.nightmap import NightMap
 from analytics.fire.smoke import SmokeModel, SmokeParams
+
+log = logging.getLogger(__name__)
 
 WORK_WIDTH = 640
 DEFAULT_GAP_S = 0.5
@@ -130,6 +133,9 @@ class VideoParams:
     noise model is young (``noise_tau_s`` after the start)."""
     front_lit_cap: float = 0.45
     """Highest confidence of such a track: listed, below the alert threshold (0.5), as unsettled smoke."""
+    clock_step_s: float = 5.0
+    """A frame older than the last by more than this is not a late frame but the clock stepped back (an NTP
+    correction): the model starts again from it, with a warning. Later frames are dropped as out of order."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -215,13 +221,18 @@ class SceneModel:
 
     # -- one frame ---------------------------------------------------------------------------------------
 
+    def stepped_back(self, t: float) -> bool:
+        """Whether a frame at ``t`` means the clock stepped back (``clock_step_s``)."""
+        return self.t is not None and self.t - t > self.p.clock_step_s
+
     def process(self, frame: np.ndarray, t: float, when: dt.datetime | None = None) -> list[Candidate]:
-        if self.t is not None and t <= self.t:
+        stepped = self.stepped_back(t)
+        if self.t is not None and t <= self.t and not stepped:
             return []  # out of order or repeated: nothing to learn from it
         small = cv2.resize(frame, (self.ww, self.wh), interpolation=cv2.INTER_AREA) if self.k > 1 else frame
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        if self.log_bg is None:
-            self._start(small, grey, t)
+        if self.log_bg is None or stepped:
+            self._start(small, grey, t)  # (a clock stepped back would otherwise blind it until it caught up)
             return []
         dx, dy, response = self.aligner.shift(grey)
         if max(abs(dx), abs(dy)) > self.p.reset_shift or response < 0.02:
@@ -652,6 +663,9 @@ class VideoDetector:
             scene = self.scenes[key] = SceneModel(w, h, horizon, self.params, pose, nights)
             for other in [k for k in self.scenes if k[0] == camera and k != key]:
                 del self.scenes[other]  # the camera moved on: its other presets' models are stale
+        elif scene.stepped_back(t):
+            log.warning("camera %s preset %s: capture time stepped back %.1f s; its scene model starts again",
+                        camera, preset, scene.t - t)
         return scene.process(frame, t, at)
 
 

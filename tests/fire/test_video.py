@@ -154,3 +154,23 @@ def test_a_fire_burning_when_the_model_starts_under_a_low_sun_is_listed_not_veto
     assert listed and listed[0][0] <= 16.0
     early = [conf for t, conf in listed if t < 10.0 + VideoParams().noise_tau_s]
     assert early[0] < ALERT_CONFIDENCE  # alone, it does not page before it grows or the rule expires
+
+
+def test_a_clock_stepped_back_restarts_the_scene_model_with_a_warning(caplog):
+    # review: frames T..T+10 s, then the clock steps back an hour (NTP): the model was blind for that hour
+    spec = SceneSpec("clear", 5, frames=26)
+    detector = VideoDetector()
+    start = dt.datetime(2026, 10, 15, 3, 0, tzinfo=dt.UTC)
+    frames = [f for f, _ in render(spec)]
+    for n, frame in enumerate(frames[:21]):
+        detector.process("cam", None, frame, spec.horizon, at=start + dt.timedelta(seconds=0.5 * n))
+    scene = detector.scenes[("cam", None)]
+    assert detector.process("cam", None, frames[21], spec.horizon, at=start + dt.timedelta(seconds=8)) == []
+    assert scene.t == (start + dt.timedelta(seconds=10)).timestamp()  # a late frame: dropped
+    back = start - dt.timedelta(hours=1)
+    with caplog.at_level("WARNING", logger="analytics.fire.video"):
+        detector.process("cam", None, frames[22], spec.horizon, at=back)
+    assert scene.t == scene.started == back.timestamp()
+    assert "stepped back" in caplog.text
+    detector.process("cam", None, frames[23], spec.horizon, at=back + dt.timedelta(seconds=0.5))
+    assert scene.t == (back + dt.timedelta(seconds=0.5)).timestamp()
