@@ -191,7 +191,8 @@ class SceneModel:
         self.flame_top = int(min(max(self.horizon + 0.008 * height, 0), height - 8))
         self.aligner = Aligner((self.wh, self.ww))
         self.smoke = SmokeModel(params.smoke, self.k, self.horizon, height)
-        self.spots = SpotFinder(width, height, self.k, *self._far_band(params.spot), params.spot)
+        self.far_rows = self._far_band(params.spot)
+        self.spots = SpotFinder(width, height, self.k, *self.far_rows, params.spot)
         self.noise = NoiseModel((self.wh, self.ww), params.noise_floor)
         self.chroma_noise = NoiseModel((self.wh - self.flame_top // self.k, self.ww), params.chroma_shift)
         self._chroma = np.zeros((self.wh - self.flame_top // self.k, self.ww), np.float32)
@@ -218,6 +219,13 @@ class SceneModel:
             return self.flame_top, self.horizon + spot.band_share * self.height
         top, bottom = geometry.far_band(self.pose, self.width, self.height, spot.flame_m, spot.max_px)
         return max(top, self.flame_top), bottom
+
+    def far_range_m(self) -> tuple[float, float] | None:
+        """(far, near) ground range in metres the far band searches, with a pose: its far end is the mast
+        height over tan(tilt error) (115 × the mast at 0.5°), so a low mast does not reach far fires."""
+        if self.pose is None:
+            return None
+        return tuple(geometry.row_range(self.pose, self.width, self.height, row) for row in self.far_rows)
 
     # -- one frame ---------------------------------------------------------------------------------------
 
@@ -661,6 +669,7 @@ class VideoDetector:
                 if nights is None or nights.grid != (max(1, (w // k) // 16), max(1, (h // k) // 16)):
                     nights = self.nights[key] = NightMap((h // k, w // k), pose.lon)
             scene = self.scenes[key] = SceneModel(w, h, horizon, self.params, pose, nights)
+            _log_far_band(camera, preset, scene)
             for other in [k for k in self.scenes if k[0] == camera and k != key]:
                 del self.scenes[other]  # the camera moved on: its other presets' models are stale
         elif scene.stepped_back(t):
@@ -670,6 +679,22 @@ class VideoDetector:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+FAR_FIRES_M = 4000.0
+"""Far fires are looked for out to about this range (fire-detection.md: 2.5–4 km)."""
+
+
+def _log_far_band(camera: str, preset: int | None, scene: SceneModel) -> None:
+    far_near = scene.far_range_m()
+    if far_near is None:
+        return
+    far, near = far_near
+    if far < FAR_FIRES_M:
+        log.warning("camera %s preset %s: far points searched from %.0f m to only %.0f m (mast %.0f m, tilt "
+                    "error %.2f°); fires farther out are not seen as points", camera, preset, near, far,
+                    scene.pose.mast_height_m, scene.pose.tilt_error_deg)
+    else:
+        log.info("camera %s preset %s: far points searched from %.0f m to %.0f m", camera, preset, near, far)
 
 def _trend(ts: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     """(slope per second, residual standard deviation) of a straight-line fit."""
