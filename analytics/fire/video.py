@@ -74,7 +74,10 @@ class VideoParams:
     confirm_s: float = 3.5
     """A flame track is judged once it has been seen over this long ..."""
     hit_share: float = 0.6
-    """... in at least this share of the time of that span (``temporal.time_share``)."""
+    """... in at least this share of the time of that span (``temporal.time_share``) ..."""
+    looked_share: float = 0.5
+    """... once the camera has looked over at least this share of it (``temporal.looked_share``): after a gap
+    (between bursts, an outage) the first look alone gives no verdict, neither fire nor rejection."""
     history_s: float = 12.0
     """Frames kept (at most 4 a second) for the common-mode and periodicity cues."""
     forget_s: float = 3.0
@@ -447,12 +450,19 @@ class SceneModel:
         return track.first_t - self.started < self.p.settle_s
 
     def _judged(self, track: Track, t: float) -> bool:
-        return t - track.first_t >= (self.p.smoke.confirm_s if track.cue == "smoke" else self.p.confirm_s)
+        if track.cue == "smoke":
+            return t - track.first_t >= self.p.smoke.confirm_s
+        return t - track.first_t >= self.p.confirm_s and self._looked_enough(t)
+
+    def _looked_enough(self, t: float) -> bool:
+        """Whether the camera looked over ``looked_share`` of the last ``confirm_s`` seconds."""
+        return temporal.looked_share(self.looks, t - self.p.confirm_s, t) >= self.p.looked_share
 
     def _seen_enough(self, track: Track, t: float, share: float | None = None) -> bool:
-        """Whether the track is old enough to judge (``confirm_s``) and was seen over ``share`` of that time."""
+        """Whether the track is old enough to judge (``confirm_s``), the camera looked over enough of that time
+        and the track was seen over ``share`` of it."""
         share = self.p.hit_share if share is None else share
-        return t - track.first_t >= self.p.confirm_s and self._seen_share(track, t) >= share
+        return self._judged(track, t) and self._seen_share(track, t) >= share
 
     def _seen_share(self, track: Track, t: float) -> float:
         """The share of the last ``confirm_s`` seconds the track was seen in."""
@@ -463,7 +473,7 @@ class SceneModel:
         if not self._seen_enough(track, t):
             return None
         recent = track.recent(t - self.p.history_s)
-        growth = _growth(recent)
+        growth = temporal.growth(recent)
         if self._rigid(recent):
             return None  # a vehicle or a walker
         if self._ghost(track, t):
@@ -514,7 +524,7 @@ class SceneModel:
               ) -> float | None:
         """A far point of light (``hotspot``): a fire when it stays where it appeared, is there nearly all the
         time, does not blink with a period, is not a known night light and is not under a low sun's glint."""
-        if t - track.first_t < self.p.confirm_s:
+        if not self._judged(track, t):
             return None
         if self._seen_share(track, t) < self.p.spot_share:
             track.rejected = True  # it comes and goes (a twinkle, a glint, noise): learnt, forgotten once unseen
@@ -530,7 +540,7 @@ class SceneModel:
                           or sun.under_glint(glint, x, x + w))  # glints on wet stubble are bright points too
         if track.rejected:
             return None
-        return self.p.spot_confidence + self.p.spot_growth * min(1.0, max(0.0, _growth(recent) - 1.0))
+        return self.p.spot_confidence + self.p.spot_growth * min(1.0, max(0.0, temporal.growth(recent) - 1.0))
 
     def _wanders(self, recent: list[tuple]) -> bool:
         """A point whose centre strays by more than ``spot_stray_px`` from where it mostly is: not one
@@ -767,12 +777,3 @@ def _union(recent: list[tuple]) -> tuple[int, int, int, int]:
     x1 = max(b[0] + b[2] for _, b, _ in recent)
     y1 = max(b[1] + b[3] for _, b, _ in recent)
     return x0, y0, x1 - x0, y1 - y0
-
-
-def _growth(recent: list[tuple]) -> float:
-    areas = [a for *_, a in recent]
-    third = max(1, len(areas) // 3)
-    return float(np.median(areas[-third:]) / max(np.median(areas[:third]), 1.0))
-
-
-
