@@ -12,8 +12,9 @@ At the rates in ``pairs`` (the towers' default 2 fps), every scene is also seen 
 (``TowerSpec.tower = 1``: bearings crossing at the subject) and both towers' candidates become detections and
 fire events as in the fire worker (``pipeline.sighted``, ``fusion.belongs_to``, ``fusion.combined_confidence``;
 a known track is touched when 5 s have passed or it is 0.1 stronger, as ``FirePipeline._record`` does), scored
-per *event*: the fire's event paged (its confidence reached the alert threshold after ignition) or only
-listed, and false pages (an event that reached the threshold with no detection on the fire).
+per *event*: the fire paged (the detections on the fire alone, combined, reached the alert threshold after
+ignition) or was only listed, and false pages (an event that reached the threshold while its detections on the
+fire alone did not: with none on the fire, or carried over it by a detection that was not on the fire).
 The per-tower lines are the first tower's."""
 
 from __future__ import annotations
@@ -69,14 +70,14 @@ class EventOutcome:
     """One scene seen from two towers, at the level of fire events."""
     kind: str
     paged: bool = False
-    """The fire's event reached the alert threshold."""
+    """The detections on the fire, combined as their event combines them, reached the alert threshold."""
     listed: bool = False
     """The fire had an event, below the threshold throughout."""
     delay_s: float | None = None
     crossing: bool = False
     """It paged while no single detection of it was at the threshold: the towers corroborated each other."""
     false_pages: list[str] = field(default_factory=list)
-    """Cues of the events that paged with no detection on the fire."""
+    """Cues of the events that paged while their detections on the fire alone were under the threshold."""
 
 
 @dataclass
@@ -113,17 +114,19 @@ class _Events:
         d.last_seen, d.confidence, d.box, known.touched = spec.at(t), max(d.confidence, c.confidence), c.box, t
 
     def judge(self, t: float, out: EventOutcome, spec: TowerSpec) -> None:
-        """Pages raised at ``t``: on the fire (after ignition) or false."""
+        """Pages raised at ``t``. The fire's page needs the detections on the fire *alone* (after ignition) to
+        reach the threshold together; an event that reaches it otherwise is a false page, even when a detection
+        on the fire is among its members (a false detection whose bearing happens to cross the fire's)."""
         for event_id, members in self.events.items():
+            mine = [k.detection for k in self.known.values() if k.event_id == event_id and k.on_fire]
+            fires = bool(mine) and t >= spec.ignite_s and fusion.combined_confidence(mine) >= ALERT_CONFIDENCE
+            if fires and not out.paged:
+                out.paged, out.delay_s = True, round(t - spec.ignite_s, 2)
+                out.crossing = max(d.confidence for d in mine) < ALERT_CONFIDENCE
             if event_id in self.paged or fusion.combined_confidence(members) < ALERT_CONFIDENCE:
                 continue
             self.paged[event_id] = t
-            ours = [k for k in self.known.values() if k.event_id == event_id]
-            if any(k.on_fire for k in ours) and t >= spec.ignite_s:
-                if not out.paged:
-                    out.paged, out.delay_s = True, round(t - spec.ignite_s, 2)
-                    out.crossing = max(m.confidence for m in members) < ALERT_CONFIDENCE
-            else:
+            if not fires:
                 out.false_pages.append("+".join(sorted({m.cue for m in members})))
 
     def finish(self, out: EventOutcome) -> None:

@@ -83,6 +83,7 @@ class PresetPose(_Attrs):
     heading_deg: float = Field(ge=0, lt=360)
     tilt_deg: float = Field(ge=-90, le=30)
     hfov_deg: float | None = Field(default=None, gt=0, le=180, description="zoom; the camera's own when absent")
+    tilt_error_deg: float | None = Field(default=None, gt=0, le=10, description="the camera's own when absent")
 
 
 class CameraPose(_Attrs):
@@ -90,6 +91,9 @@ class CameraPose(_Attrs):
     heading_deg: float = Field(ge=0, lt=360, description="bearing of the optical axis, degrees from north")
     tilt_deg: float = Field(ge=-90, le=30, description="negative looks down")
     hfov_deg: float = Field(gt=0, le=180, description="horizontal field of view")
+    tilt_error_deg: float | None = Field(default=None, gt=0, le=10,
+                                         description="how far the tilt may be off, degrees (default 0.5): sets how far "
+                                                     "out the fire worker looks for far fires, mast / tan(error)")
     preset: int | None = Field(default=None, ge=0, le=255)
     presets: list[PresetPose] | None = Field(default=None, max_length=256,
                                              description="per-preset heading, tilt and zoom of a PTZ camera")

@@ -47,6 +47,7 @@ ATTR_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "heading_deg": ("朝向(°)", ("方位角", "朝向")),
     "tilt_deg": ("俯仰角(°)", ("俯仰角", "俯仰")),
     "hfov_deg": ("视场角(°)", ("水平视场角", "视场角")),
+    "tilt_error_deg": ("俯仰误差(°)", ("俯仰误差",)),
     "preset": ("预置位", ()),
     "district": ("计量分区", ("dma", "分区")),
     "night_allowance_m3h": ("夜间流量限值(m³/h)", ("夜间最小流量限值", "夜间流量限值")),
@@ -72,7 +73,7 @@ _PRESSURE_CLASS = {
 }
 _ROMAN = {"1": "I", "2": "II", "3": "III", "4": "IV", "5": "V", "Ⅰ": "I", "Ⅱ": "II", "Ⅲ": "III", "Ⅳ": "IV", "Ⅴ": "V"}
 _NUMERIC_ATTRS = {"chainage_km", "set_point_kpa", "mast_height_m", "heading_deg", "tilt_deg", "hfov_deg",
-                  "night_allowance_m3h", "min_service_mpa", "warning_level_m"}
+                  "tilt_error_deg", "night_allowance_m3h", "min_service_mpa", "warning_level_m"}
 _INT_ATTRS = {"build_year", "preset"}
 
 

@@ -17,8 +17,8 @@ Attrs = Annotated[dict[str, Scalar | list[dict[str, Scalar]]], Field(
                 "water_level_gauge river, chainage_km, warning_level_m; water_pressure_point district, "
                 "min_service_mpa; district_flow_meter district, night_allowance_m3h; heating_substation_sensor "
                 "substation; indoor_temp_sensor substation, building; video_camera and thermal_camera "
-                "mast_height_m, heading_deg, tilt_deg, hfov_deg, preset, presets (a list of {preset, heading_deg, "
-                "tilt_deg, hfov_deg}); other kinds none")]
+                "mast_height_m, heading_deg, tilt_deg, hfov_deg, tilt_error_deg, preset, presets (a list of {preset, "
+                "heading_deg, tilt_deg, hfov_deg, tilt_error_deg}); other kinds none")]
 """A terminal's attributes as stored: checked against its kind's model when written."""
 Snapshot = dict[str, Scalar | list[Scalar] | dict[str, Scalar | list[dict[str, Scalar]]]]
 """An object as the change log keeps it: its fields (a terminal's ``attrs`` nested), without bookkeeping."""

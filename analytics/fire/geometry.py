@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 EARTH_RADIUS_M = 6_371_000.0
 MAX_RANGE_M = 15_000.0
+"""Beyond this a tower camera's ground estimate is meaningless (and a straw fire too small to see)."""
+TILT_ERROR_DEG = 0.5
+"""A pose's tilt uncertainty unless the ledger gives one (``Pose.tilt_error_deg``)."""
 BASE_ROWS = 3
 """How many rows a detection's base may be off (in the accuracy estimate)."""
-"""Beyond this a tower camera's ground estimate is meaningless (and a straw fire too small to see)."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Pose:
     heading_deg: float
     tilt_deg: float
     hfov_deg: float
-    tilt_error_deg: float = 0.5
+    tilt_error_deg: float = TILT_ERROR_DEG
     """How far the tilt may be off (a surveyed preset drifts, a mast leans in the wind): the horizon may lie
     this much lower in the picture than ``horizon_row`` says."""
 
@@ -62,6 +64,12 @@ def far_band(pose: Pose, width: int, height: int, size_m: float, max_px: float) 
     below the lowest the sky may reach (``sky_row``) down to the range where it is ``max_px`` pixels; it
     follows the zoom (a narrow field of view sees a 3 m flame resolved to a longer range)."""
     return sky_row(pose, width, height), range_row(pose, width, height, size_m * focal_px(pose, width) / max_px)
+
+
+def row_range(pose: Pose, width: int, height: int, row: float) -> float:
+    """The ground range in the centre column at an image row (infinite at or above the horizon)."""
+    found = ground_range(pose, width, height, width / 2, row)
+    return math.inf if found is None else found
 
 
 def range_row(pose: Pose, width: int, height: int, range_m: float) -> float:

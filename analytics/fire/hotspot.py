@@ -63,7 +63,9 @@ class SpotParams:
 def band_rows(height: int, k: int, top: float, bottom: float) -> tuple[int, int]:
     """The band's first and end rows: whole working rows (multiples of ``k``), with ``PAD`` rows of the frame
     above and below them, for any requested rows (a horizon above or below the frame, a far end past its
-    foot). An end at or above the first row leaves the band empty."""
+    foot). The band keeps at least 4 working rows below its first (8 rows at 1280 px), even when the requested
+    end is at or above it (a narrow zoom, where a flame is resolved before the tilt uncertainty ends); it is
+    empty only when its first row is at the frame's foot."""
     low, high = -(-PAD // k) * k, (height - PAD) // k * k
     first = -(-min(max(_row(top), low), high) // k) * k
     return first, min(max(_row(bottom), first + 4 * k), high) // k * k

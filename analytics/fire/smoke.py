@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from analytics.fire import temporal
 from analytics.fire.motion import ema_alpha
 
 BLOCK = 8
@@ -153,7 +154,7 @@ class SmokeModel:
         if _travel(recent) > 1.0:
             return None
         rising = first[1] - last[1]
-        growth = _growth(recent)
+        growth = temporal.growth(recent)
         if rising < step / 2 and not (growth >= 1.3 and rising > 0):
             return None
         if growth < 1.0 or last[3] < self.p.min_aspect * last[2]:
@@ -219,9 +220,3 @@ def _travel(recent: list[tuple]) -> float:
     (x0, y0), (x1, y1) = _centre(recent[0][1]), _centre(recent[-1][1])
     diag = np.mean([np.hypot(b[2], b[3]) for _, b, *_ in recent])
     return float(np.hypot(x1 - x0, y1 - y0) / max(diag, 1.0))
-
-
-def _growth(recent: list[tuple]) -> float:
-    areas = [a for *_, a in recent]
-    third = max(1, len(areas) // 3)
-    return float(np.median(areas[-third:]) / max(np.median(areas[:third]), 1.0))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import dict_row
 
-from analytics.fire.geometry import Pose
+from analytics.fire.geometry import TILT_ERROR_DEG, Pose
 
 POSE_KEYS = frozenset({"mast_height_m", "heading_deg", "tilt_deg", "hfov_deg"})
 
@@ -27,14 +27,16 @@ class Camera:
     attrs: dict
 
     def pose(self, preset: int | None = None) -> Pose | None:
-        """The camera's pose at a preset (its listed heading, tilt and zoom, else the camera's own) from the
-        ledger; None when it has none (detections then carry no position)."""
+        """The camera's pose at a preset (its listed heading, tilt, zoom and tilt error, else the camera's own)
+        from the ledger; None when it has none (detections then carry no position). ``tilt_error_deg`` (how far
+        the tilt may be off; default 0.5°) sets the far band's far end: mast height / tan(tilt error)."""
         a = self.attrs
         if self.lat is None or self.lon is None or not a.keys() >= POSE_KEYS:
             return None
         at = next((p for p in a.get("presets") or [] if p["preset"] == preset), {})
+        tilt_error = at.get("tilt_error_deg") or a.get("tilt_error_deg") or TILT_ERROR_DEG  # (validated > 0)
         return Pose(self.lat, self.lon, a["mast_height_m"], at.get("heading_deg", a["heading_deg"]),
-                    at.get("tilt_deg", a["tilt_deg"]), at.get("hfov_deg") or a["hfov_deg"])
+                    at.get("tilt_deg", a["tilt_deg"]), at.get("hfov_deg") or a["hfov_deg"], tilt_error)
 
 
 _TERMINAL = """

@@ -12,14 +12,16 @@
   a beacon turning or a cloud shadow changes every pixel of the blob together, a flame's tongues each go
   their own way.
 - ``time_share``: the share of a span of *time* something was seen in, the same at 1 and at 25 fps and
-  over a tower's irregular bursts (persistence is asked in seconds, never in frames).
+  over a tower's irregular bursts (persistence is asked in seconds, never in frames); ``looked_share``: how
+  much of that span the camera was looking at all (a verdict is not given on one look after a gap).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -29,6 +31,9 @@ SLOT_S = 0.25
 MIN_PERIOD_SAMPLES = 20
 MIN_PERIOD_S = 9.5
 """A line is told from a step (a light switched on, a fire lit) only over this long: 20 samples at 2 fps."""
+MAX_GAP_S = 1.5
+"""A gap in the samples longer than this (between a tower's bursts, an outage) ends a stretch a period is
+looked for in: 1 fps, with some jitter, is the slowest rate a camera sends."""
 BAND_MIN_FPS = 9.5
 """Below this the high-passed band lies under 2.4 Hz: flicker cannot be told from slow change."""
 
@@ -105,11 +110,48 @@ def time_share(seen: Iterable[float], looked: Iterable[float], since: float, slo
     return sum(min(hits[slot], n) / n for slot, n in looks.items()) / len(looks)
 
 
+def growth(hits: Sequence[tuple]) -> float:
+    """How much a track grew over its ``hits`` ((t, box, area), in time order): the median area of the last
+    third of their *time span* over that of the first third. Thirds of the time, not of the frames: a burst
+    at one end would otherwise fill that end's third with its own frames."""
+    t0, t1 = hits[0][0], hits[-1][0]
+    third = (t1 - t0) / 3
+    first = [a for t, _, a in hits if t <= t0 + third]
+    last = [a for t, _, a in hits if t >= t1 - third]
+    return float(np.median(last) / max(float(np.median(first)), 1.0))
+
+
+def looked_share(looked: Iterable[float], since: float, until: float, max_gap_s: float = MAX_GAP_S) -> float:
+    """Share of the time from ``since`` to ``until`` the camera was looking: each frame covers the time back to
+    the one before it when that gap is at most ``max_gap_s`` (1 fps is looking all the time; the 8 s between a
+    tower's bursts is not). ``looked``: capture times, in order."""
+    if until <= since:
+        return 0.0
+    covered, before = 0.0, None
+    for ts in looked:
+        if before is not None and ts > since and ts - before <= max_gap_s:
+            covered += min(ts, until) - max(before, since)
+        before = ts
+    return min(1.0, max(0.0, covered) / (until - since))
+
+
 def periodicity_in_time(times: np.ndarray, series: np.ndarray) -> float:
-    """``periodicity`` of a series sampled at the given times: none over less than ``MIN_PERIOD_S`` seconds
-    (whatever the frame rate), and uneven sampling (a tower's bursts between 2 fps frames) resampled,
+    """``periodicity`` of a series sampled at the given times, over its longest stretch without a gap of
+    more than ``MAX_GAP_S`` (a time before the one ahead of it also breaks it; a repeated one counts once):
+    none when that stretch is shorter than ``MIN_PERIOD_S`` seconds, whatever the frame rate. Bridging a
+    tower's 8 s between bursts with a straight line would make that line the strongest "period" of any
+    series. Uneven sampling within the stretch (2 fps frames with a burst among them) is resampled,
     linearly, at its median gap: a spectrum needs even sampling."""
-    if times.size < 2 or times[-1] - times[0] < MIN_PERIOD_S:
+    times, series = np.asarray(times, np.float64), np.asarray(series, np.float64)
+    again = np.concatenate(([False], np.diff(times) == 0))  # a capture time repeated: its first sample stands
+    times, series = times[~again], series[~again]
+    if times.size < 2:
+        return 0.0
+    gaps = np.diff(times)
+    cuts = np.concatenate(([0], np.flatnonzero((gaps > MAX_GAP_S) | (gaps < 0)) + 1, [times.size]))
+    a, b = max(itertools.pairwise(cuts), key=lambda ab: times[ab[1] - 1] - times[ab[0]])
+    times, series = times[a:b], series[a:b]
+    if times[-1] - times[0] < MIN_PERIOD_S:
         return 0.0
     step = float(np.median(np.diff(times)))
     grid = np.arange(times[0], times[-1] + step / 2, step)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 from collections import deque
 from dataclasses import dataclass, field, replace
 
@@ -42,6 +43,8 @@ from analytics.fire.hotspot import SpotFinder, SpotParams
 from analytics.fire.motion import Aligner, NoiseModel, ema_alpha, local_change, log_brightness, undo_shift
 from analytics.fire.nightmap import NightMap
 from analytics.fire.smoke import SmokeModel, SmokeParams
+
+log = logging.getLogger(__name__)
 
 WORK_WIDTH = 640
 DEFAULT_GAP_S = 0.5
@@ -71,7 +74,10 @@ class VideoParams:
     confirm_s: float = 3.5
     """A flame track is judged once it has been seen over this long ..."""
     hit_share: float = 0.6
-    """... in at least this share of the time of that span (``temporal.time_share``)."""
+    """... in at least this share of the time of that span (``temporal.time_share``) ..."""
+    looked_share: float = 0.5
+    """... once the camera has looked over at least this share of it (``temporal.looked_share``): after a gap
+    (between bursts, an outage) the first look alone gives no verdict, neither fire nor rejection."""
     history_s: float = 12.0
     """Frames kept (at most 4 a second) for the common-mode and periodicity cues."""
     forget_s: float = 3.0
@@ -122,9 +128,17 @@ class VideoParams:
     spot_growth: float = 0.05
     front_lit_growth: float = 1.2
     """Under a low sun ahead (``sun.front_lit``) a flame track that was there when the model started (first
-    seen within ``settle_s``: it was not seen to appear) must grow this much over its recent window, or show
-    flame flicker: sunlit stubble is flame-orange and its edges shimmer with the sway while the model is
-    still learning their noise; a fire's line spreads."""
+    seen within ``settle_s``: it was not seen to appear) and does not grow this much over its recent window,
+    nor show flame flicker, is listed at most at ``front_lit_cap``: sunlit stubble is flame-orange and its
+    edges shimmer with the sway while the model is still learning their noise; a fire's line spreads. It is
+    not vetoed: a model starts afresh on a worker's restart, a view jump or a return to a preset, with a fire
+    maybe already burning, which another tower or smoke over it can still page. The rule holds while the
+    noise model is young (``noise_tau_s`` after the start)."""
+    front_lit_cap: float = 0.45
+    """Highest confidence of such a track: listed, below the alert threshold (0.5), as unsettled smoke."""
+    clock_step_s: float = 5.0
+    """A frame older than the last by more than this is not a late frame but the clock stepped back (an NTP
+    correction): the model starts again from it, with a warning. Later frames are dropped as out of order."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -180,7 +194,8 @@ class SceneModel:
         self.flame_top = int(min(max(self.horizon + 0.008 * height, 0), height - 8))
         self.aligner = Aligner((self.wh, self.ww))
         self.smoke = SmokeModel(params.smoke, self.k, self.horizon, height)
-        self.spots = SpotFinder(width, height, self.k, *self._far_band(params.spot), params.spot)
+        self.far_rows = self._far_band(params.spot)
+        self.spots = SpotFinder(width, height, self.k, *self.far_rows, params.spot)
         self.noise = NoiseModel((self.wh, self.ww), params.noise_floor)
         self.chroma_noise = NoiseModel((self.wh - self.flame_top // self.k, self.ww), params.chroma_shift)
         self._chroma = np.zeros((self.wh - self.flame_top // self.k, self.ww), np.float32)
@@ -208,15 +223,27 @@ class SceneModel:
         top, bottom = geometry.far_band(self.pose, self.width, self.height, spot.flame_m, spot.max_px)
         return max(top, self.flame_top), bottom
 
+    def far_range_m(self) -> tuple[float, float] | None:
+        """(far, near) ground range in metres the far band searches, with a pose: its far end is the mast
+        height over tan(tilt error) (115 × the mast at 0.5°), so a low mast does not reach far fires."""
+        if self.pose is None:
+            return None
+        return tuple(geometry.row_range(self.pose, self.width, self.height, row) for row in self.far_rows)
+
     # -- one frame ---------------------------------------------------------------------------------------
 
+    def stepped_back(self, t: float) -> bool:
+        """Whether a frame at ``t`` means the clock stepped back (``clock_step_s``)."""
+        return self.t is not None and self.t - t > self.p.clock_step_s
+
     def process(self, frame: np.ndarray, t: float, when: dt.datetime | None = None) -> list[Candidate]:
-        if self.t is not None and t <= self.t:
+        stepped = self.stepped_back(t)
+        if self.t is not None and t <= self.t and not stepped:
             return []  # out of order or repeated: nothing to learn from it
         small = cv2.resize(frame, (self.ww, self.wh), interpolation=cv2.INTER_AREA) if self.k > 1 else frame
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        if self.log_bg is None:
-            self._start(small, grey, t)
+        if self.log_bg is None or stepped:
+            self._start(small, grey, t)  # (a clock stepped back would otherwise blind it until it caught up)
             return []
         dx, dy, response = self.aligner.shift(grey)
         if max(abs(dx), abs(dy)) > self.p.reset_shift or response < 0.02:
@@ -423,12 +450,19 @@ class SceneModel:
         return track.first_t - self.started < self.p.settle_s
 
     def _judged(self, track: Track, t: float) -> bool:
-        return t - track.first_t >= (self.p.smoke.confirm_s if track.cue == "smoke" else self.p.confirm_s)
+        if track.cue == "smoke":
+            return t - track.first_t >= self.p.smoke.confirm_s
+        return t - track.first_t >= self.p.confirm_s and self._looked_enough(t)
+
+    def _looked_enough(self, t: float) -> bool:
+        """Whether the camera looked over ``looked_share`` of the last ``confirm_s`` seconds."""
+        return temporal.looked_share(self.looks, t - self.p.confirm_s, t) >= self.p.looked_share
 
     def _seen_enough(self, track: Track, t: float, share: float | None = None) -> bool:
-        """Whether the track is old enough to judge (``confirm_s``) and was seen over ``share`` of that time."""
+        """Whether the track is old enough to judge (``confirm_s``), the camera looked over enough of that time
+        and the track was seen over ``share`` of it."""
         share = self.p.hit_share if share is None else share
-        return t - track.first_t >= self.p.confirm_s and self._seen_share(track, t) >= share
+        return self._judged(track, t) and self._seen_share(track, t) >= share
 
     def _seen_share(self, track: Track, t: float) -> float:
         """The share of the last ``confirm_s`` seconds the track was seen in."""
@@ -439,7 +473,7 @@ class SceneModel:
         if not self._seen_enough(track, t):
             return None
         recent = track.recent(t - self.p.history_s)
-        growth = _growth(recent)
+        growth = temporal.growth(recent)
         if self._rigid(recent):
             return None  # a vehicle or a walker
         if self._ghost(track, t):
@@ -458,12 +492,16 @@ class SceneModel:
         x, _, w, _ = track.last_box()  # where it is now: what it covered while it grew is no matter here
         if flicker is None and sun.under_glint(glint, x, x + w):
             return None  # under a low sun its glint shimmers and swells; only flame flicker tells a fire there
-        if flicker is None and self._sun(when)[2] and self._there_before(track) and growth < self.p.front_lit_growth:
-            return None  # stubble lit orange by a low sun ahead, shimmering with the sway: it does not spread
         confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)
+        if flicker is None and growth < self.p.front_lit_growth and self._front_lit(track, t, when):
+            return min(self.p.front_lit_cap, confidence)  # sunlit stubble shimmering, or a fire burning already
         return min(0.97, confidence)
+
+    def _front_lit(self, track: Track, t: float, when: dt.datetime | None) -> bool:
+        """A low sun ahead, a track there at the model's start, and a noise model still young."""
+        return self._sun(when)[2] and self._there_before(track) and t - self.started < self.p.noise_tau_s
 
     def _ghost(self, track: Track, t: float) -> bool:
         """Whether the track is a ghost: it becomes one on one look (its outline's edge under ``ghost_ratio``
@@ -486,7 +524,7 @@ class SceneModel:
               ) -> float | None:
         """A far point of light (``hotspot``): a fire when it stays where it appeared, is there nearly all the
         time, does not blink with a period, is not a known night light and is not under a low sun's glint."""
-        if t - track.first_t < self.p.confirm_s:
+        if not self._judged(track, t):
             return None
         if self._seen_share(track, t) < self.p.spot_share:
             track.rejected = True  # it comes and goes (a twinkle, a glint, noise): learnt, forgotten once unseen
@@ -502,7 +540,7 @@ class SceneModel:
                           or sun.under_glint(glint, x, x + w))  # glints on wet stubble are bright points too
         if track.rejected:
             return None
-        return self.p.spot_confidence + self.p.spot_growth * min(1.0, max(0.0, _growth(recent) - 1.0))
+        return self.p.spot_confidence + self.p.spot_growth * min(1.0, max(0.0, temporal.growth(recent) - 1.0))
 
     def _wanders(self, recent: list[tuple]) -> bool:
         """A point whose centre strays by more than ``spot_stray_px`` from where it mostly is: not one
@@ -641,12 +679,32 @@ class VideoDetector:
                 if nights is None or nights.grid != (max(1, (w // k) // 16), max(1, (h // k) // 16)):
                     nights = self.nights[key] = NightMap((h // k, w // k), pose.lon)
             scene = self.scenes[key] = SceneModel(w, h, horizon, self.params, pose, nights)
+            _log_far_band(camera, preset, scene)
             for other in [k for k in self.scenes if k[0] == camera and k != key]:
                 del self.scenes[other]  # the camera moved on: its other presets' models are stale
+        elif scene.stepped_back(t):
+            log.warning("camera %s preset %s: capture time stepped back %.1f s; its scene model starts again",
+                        camera, preset, scene.t - t)
         return scene.process(frame, t, at)
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+FAR_FIRES_M = 4000.0
+"""Far fires are looked for out to about this range (fire-detection.md: 2.5–4 km)."""
+
+
+def _log_far_band(camera: str, preset: int | None, scene: SceneModel) -> None:
+    far_near = scene.far_range_m()
+    if far_near is None:
+        return
+    far, near = far_near
+    if far < FAR_FIRES_M:
+        log.warning("camera %s preset %s: far points searched from %.0f m to only %.0f m (mast %.0f m, tilt "
+                    "error %.2f°); fires farther out are not seen as points", camera, preset, near, far,
+                    scene.pose.mast_height_m, scene.pose.tilt_error_deg)
+    else:
+        log.info("camera %s preset %s: far points searched from %.0f m to %.0f m", camera, preset, near, far)
 
 def _trend(ts: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     """(slope per second, residual standard deviation) of a straight-line fit."""
@@ -719,12 +777,3 @@ def _union(recent: list[tuple]) -> tuple[int, int, int, int]:
     x1 = max(b[0] + b[2] for _, b, _ in recent)
     y1 = max(b[1] + b[3] for _, b, _ in recent)
     return x0, y0, x1 - x0, y1 - y0
-
-
-def _growth(recent: list[tuple]) -> float:
-    areas = [a for *_, a in recent]
-    third = max(1, len(areas) // 3)
-    return float(np.median(areas[-third:]) / max(np.median(areas[:third]), 1.0))
-
-
-

@@ -63,7 +63,9 @@ class _Item:
     code: str
     payload: bytes | Frame
     preset: int | None
-    captured_at: dt.datetime | None
+    captured_at: dt.datetime
+    """The frame's ``captured_at`` property, else when it arrived (never when it is taken off the queue: a backlog
+    would squeeze frames seconds apart into a burst and fake a flicker)."""
     problem: str | None = None
 
 
@@ -163,9 +165,8 @@ class FireWorker:
             self._dead_letter(conn, item, problem)
             return
         started = time.monotonic()
-        captured = item.captured_at or dt.datetime.now(dt.UTC)
         try:
-            updates = pipeline.handle(conn, camera, frame, item.preset, captured)
+            updates = pipeline.handle(conn, camera, frame, item.preset, item.captured_at)
             conn.commit()
         except psycopg.OperationalError:
             raise  # the database is gone: ``run`` connects again
@@ -243,8 +244,9 @@ class FireWorker:
             code = Topic.parse(message.topic).code
         except TopicError:
             return
+        arrived = dt.datetime.now(dt.UTC)
         preset, captured, problem = _properties(message)
-        self._offer(_Item(message.topic, code, message.payload, preset, captured, problem))
+        self._offer(_Item(message.topic, code, message.payload, preset, captured or arrived, problem))
 
     def _offer(self, item: _Item) -> None:
         """Queue a frame; when detection is behind, the oldest waiting frame makes room."""

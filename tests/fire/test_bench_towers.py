@@ -48,3 +48,22 @@ def test_the_bench_towers_bearings_to_the_fire_cross():
     a, b = (tower_camera(s, n) for n, s in enumerate([SPEC, TowerSpec("fire_far", 4, tower=1)], 1))
     assert geo.distance_m(a.lat, a.lon, b.lat, b.lon) > 1000
     assert ALERT_CONFIDENCE > POINT
+
+
+def test_a_false_flame_near_the_fire_does_not_make_its_page_the_fires():
+    """Review t5: the fire's far point (0.4, listed) on tower 1 and a false flame (0.6) 25 px beside the fire on
+    tower 2 fall into one event that pages; the fire's own detections never reached the threshold, so that
+    page is a false one, not the fire's."""
+    spec, other = TowerSpec("fire_far", 600), TowerSpec("fire_far", 600, tower=1)
+    one, two = tower_camera(spec, 1), tower_camera(other, 2)
+    point = (600, 340, 3, 3)
+    seen = geo.sight(spec.pose, spec.width, spec.height, point)
+    u, v = geo.project(other.pose, other.width, other.height, seen.lat, seen.lon)
+    events, out = _Events(), EventOutcome("fire_far")
+    events.add(one, spec, 10.0, Candidate(1, "flame", point, POINT), on_fire=True)
+    events.add(two, other, 10.0, Candidate(7, "flame", (int(u) + 25, int(v), 8, 6), 0.6), on_fire=False)
+    events.judge(10.0, out, spec)
+    events.finish(out)
+    assert len(events.events) == 1
+    assert not out.paged and out.listed
+    assert out.false_pages == ["flame"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from analytics.fire import geometry as geo
@@ -76,3 +77,26 @@ def test_a_ptz_camera_is_located_with_the_pose_of_the_preset_it_is_at():
 def test_the_row_of_a_ground_range_is_where_that_range_is_seen(range_m):
     row = geo.range_row(POSE, 1280, 720, range_m)
     assert geo.ground_range(POSE, 1280, 720, 640, row) == pytest.approx(range_m, rel=1e-6)
+
+
+def test_a_low_mast_reaches_far_fires_only_with_its_tilt_error_from_the_ledger(caplog):
+    """Review: the far band's far end is mast / tan(tilt error): 2.3 km from a 20 m mast at the default 0.5°,
+    short of the 2.5–4 km far fires, silently. The ledger's tilt_error_deg (camera or preset) is now read,
+    and a model whose band falls short of 4 km says so."""
+    from analytics.fire.store import Camera
+    from analytics.fire.video import SceneModel, VideoDetector, VideoParams
+    from registry.attributes import validate_attrs
+
+    attrs = validate_attrs("video_camera", {
+        "mast_height_m": 20, "heading_deg": 10, "tilt_deg": -2, "hfov_deg": 55, "tilt_error_deg": 0.2,
+        "presets": [{"preset": 2, "heading_deg": 130, "tilt_deg": -2, "tilt_error_deg": 0.5}]})
+    camera = Camera(1, "c", "video_camera", "active", 46.6, 126.9, "231202", None, attrs)
+    pose = camera.pose(None)
+    assert pose.tilt_error_deg == 0.2 and camera.pose(2).tilt_error_deg == 0.5
+    top, bottom = geo.far_band(pose, 1280, 720, 3.0, 4.0)
+    assert top <= geo.range_row(pose, 1280, 720, 3000.0) <= bottom
+    far, near = SceneModel(1280, 720, None, VideoParams(), pose).far_range_m()
+    assert far > 4000.0 and near < 1000.0
+    with caplog.at_level("INFO", logger="analytics.fire.video"):
+        VideoDetector().process("c", 2, np.zeros((720, 1280, 3), np.uint8), None, pose=camera.pose(2))
+    assert "to only 2292 m" in caplog.text

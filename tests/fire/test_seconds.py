@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from alerts.fire import ALERT_CONFIDENCE
-from analytics.fire import geometry
-from analytics.fire.temporal import SLOT_S, time_share
-from analytics.fire.video import SceneModel, VideoDetector, VideoParams
+from analytics.fire import geometry, temporal
+from analytics.fire.temporal import SLOT_S, looked_share, periodicity_in_time, time_share
+from analytics.fire.video import SceneModel, Track, VideoDetector, VideoParams
 from simulators.tower_scenes import POSE
 from tests.fire.test_far_fires import DAY, HORIZON, NIGHT, _far_fire, _found, _frames, _point
 
@@ -107,3 +107,39 @@ def test_an_aircraft_light_just_above_the_horizon_is_not_a_far_fire_when_the_til
         found += detector.process("cam", None, image, geometry.horizon_row(off, W, H), at=at, pose=off)
     assert found == []
     assert _found(_frames(light, NIGHT)) == []  # (with the pose right, too)
+
+
+def test_no_period_is_drawn_across_the_gaps_between_bursts():
+    # review t1: a flame's random brightness seen in two 2 s bursts 10 s apart scored > 0.7 every time (the
+    # straight line drawn across the 8 s gap): every flame surviving a gap was rejected as a beacon
+    rng = np.random.default_rng(0)
+    bursts = np.concatenate([b + np.arange(0, 2, 0.25) for b in (0, 10)])
+    assert max(periodicity_in_time(bursts, rng.normal(100, 10, bursts.size)) for _ in range(100)) == 0.0
+    with_burst = np.unique(np.round(np.concatenate([np.arange(0, 12, 0.5), 10 + np.arange(0, 2, 0.25)]), 3))
+    shares = [periodicity_in_time(with_burst, rng.normal(100, 10, with_burst.size)) for _ in range(100)]
+    assert np.mean(np.array(shares) > 0.7) < 0.1  # 2 fps with a burst: a stretch without gaps, judged
+    repeated = np.repeat(np.arange(0, 12, 1.0), 2)  # the same capture time twice: no zero step
+    assert 0.0 <= periodicity_in_time(repeated, rng.normal(size=repeated.size)) <= 1.0  # (raised before)
+
+
+def test_after_a_gap_the_first_look_gives_no_verdict():
+    # review t1: after 8 s without frames, time_share over confirm_s holds the one slot just looked at
+    confirm = VideoParams().confirm_s
+    looked = [i * 0.04 for i in range(50)] + [10.0]
+    assert time_share([10.0], looked, 10.0 - confirm) == 1.0  # one look, all seen
+    assert looked_share(looked, 10.0 - confirm, 10.0) == 0.0
+    assert looked_share([i * 1.0 for i in range(11)], 10.0 - confirm, 10.0) == 1.0  # 1 fps looks all along
+    scene = SceneModel(W, H, None, VideoParams())
+    scene.looks.extend(looked)
+    track = Track(1, "spot", 0.0)
+    track.hits.extend([(t, BOX, 16) for t in looked])
+    assert not scene._judged(track, 10.0)
+    scene.looks.extend(10.0 + i * 0.5 for i in range(1, 8))
+    assert scene._judged(track, 13.5)
+
+
+def test_growth_is_measured_over_thirds_of_the_time_not_of_the_frames():
+    # review: a track growing 10 → 20 px over 8 s at 2 fps, then a 2 s burst at 25 fps at 20 px: by frames
+    # the burst fills the last third and half the first (growth 1.25); over the time it doubled
+    hits = [(i / 2, BOX, 10 + 10 * i / 16) for i in range(16)] + [(8 + i / 25, BOX, 20.0) for i in range(50)]
+    assert temporal.growth(hits) == pytest.approx(20 / 12, rel=0.05)

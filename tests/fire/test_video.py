@@ -10,7 +10,7 @@ import pytest
 
 from alerts.fire import ALERT_CONFIDENCE
 from analytics.fire.colour import ColourParams, flame_mask, land_means
-from analytics.fire.video import VideoDetector
+from analytics.fire.video import VideoDetector, VideoParams
 from simulators.scenes import NEGATIVE, POSITIVE, SceneSpec, render
 from simulators.tower_scenes import POSE, TowerSpec
 from simulators.tower_scenes import render as render_tower
@@ -136,3 +136,41 @@ def test_a_fire_a_few_degrees_beside_a_low_sun_alerts_without_flicker():
     found = _tower_alerts("fire_low_sun", 0, 2.0)  # 3.4° right of the sun's azimuth
     assert found and all(on_fire for _, on_fire in found)
     assert found[0][0] - 8.0 <= 10.0
+
+
+def test_a_fire_burning_when_the_model_starts_under_a_low_sun_is_listed_not_vetoed():
+    # review t3: seed 2, lit at 8 s, the detector (re)started at 10 s (a worker restart, a view jump, a return
+    # to the preset). The low-sun rule vetoed its flame track until it grew 1.2× (23.5 s); now it is listed
+    # (under the alert threshold, so another tower or smoke over it can page it) from when it is judged
+    spec = TowerSpec("fire_low_sun", 2, fps=2.0, duration_s=50)
+    detector = VideoDetector()
+    listed = []
+    for image, label in render_tower(spec):
+        if label.t < 10.0:
+            continue
+        for c in detector.process("tower", None, image, spec.horizon, at=spec.at(label.t), pose=spec.pose):
+            if c.cue == "flame" and label.fire and _overlaps(c.box, label.box):
+                listed.append((label.t, c.confidence))
+    assert listed and listed[0][0] <= 16.0
+    early = [conf for t, conf in listed if t < 10.0 + VideoParams().noise_tau_s]
+    assert early[0] < ALERT_CONFIDENCE  # alone, it does not page before it grows or the rule expires
+
+
+def test_a_clock_stepped_back_restarts_the_scene_model_with_a_warning(caplog):
+    # review: frames T..T+10 s, then the clock steps back an hour (NTP): the model was blind for that hour
+    spec = SceneSpec("clear", 5, frames=26)
+    detector = VideoDetector()
+    start = dt.datetime(2026, 10, 15, 3, 0, tzinfo=dt.UTC)
+    frames = [f for f, _ in render(spec)]
+    for n, frame in enumerate(frames[:21]):
+        detector.process("cam", None, frame, spec.horizon, at=start + dt.timedelta(seconds=0.5 * n))
+    scene = detector.scenes[("cam", None)]
+    assert detector.process("cam", None, frames[21], spec.horizon, at=start + dt.timedelta(seconds=8)) == []
+    assert scene.t == (start + dt.timedelta(seconds=10)).timestamp()  # a late frame: dropped
+    back = start - dt.timedelta(hours=1)
+    with caplog.at_level("WARNING", logger="analytics.fire.video"):
+        detector.process("cam", None, frames[22], spec.horizon, at=back)
+    assert scene.t == scene.started == back.timestamp()
+    assert "stepped back" in caplog.text
+    detector.process("cam", None, frames[23], spec.horizon, at=back + dt.timedelta(seconds=0.5))
+    assert scene.t == (back + dt.timedelta(seconds=0.5)).timestamp()

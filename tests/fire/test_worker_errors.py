@@ -7,9 +7,11 @@ import datetime as dt
 import logging
 
 import numpy as np
+import paho.mqtt.client as paho
 
 from analytics.fire.frames import Frame
 from analytics.fire.worker import FireConfig, FireWorker, _Item
+from devices.topics import PREFIX, Channel
 from registry import service
 from registry.changes import Actor
 from tests.factories import pole_in, terminal_in
@@ -49,3 +51,14 @@ def test_a_camera_whose_frames_fail_is_logged_and_counted_and_the_others_go_on(c
     assert pipeline.judged == [healthy, healthy]
     assert worker.counters["camera errors"] == 2 and worker.counters["frames"] == 2
     assert sum(broken in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_frame_without_a_capture_time_is_stamped_when_it_arrives_not_when_it_is_taken_off_the_queue():
+    # review: frames queued behind a slow one were stamped at dequeue, a 2 fps backlog became a fake burst
+    worker = FireWorker(FireConfig("postgresql://unused", "127.0.0.1", 1), sink=None)
+    message = paho.MQTTMessage(topic=f"{PREFIX}/CAM1/{Channel.frame}".encode())
+    message.payload = b"jpeg"
+    before = dt.datetime.now(dt.UTC)
+    worker._on_message(None, None, message)
+    item = worker._queue.get_nowait()
+    assert before <= item.captured_at <= dt.datetime.now(dt.UTC)
