@@ -75,7 +75,7 @@ COLLECTOR = (10_000, 10, 100)
 """The garbage collector's thresholds in a rule worker (Python's are 700, 10, 10). Its memory (each terminal's
 rules: judges, episodes, marks) is a million objects at 1,000 terminals and nearly never cyclic garbage, yet the
 readings and judges a chunk makes and drops pushed it into a full collection (≈ 0.3 s of CPU, the worker stopped)
-every 6 s: 17 % of a worker's CPU in the alerts bench at 5,850 msg/s. Young collections a fourteenth as often
+every 6–7 s: 17 % of a worker's CPU in the alerts bench at 5,850 msg/s. Young collections a fourteenth as often
 let most of a chunk's objects die first; a full one comes after 100 young ones of the middle generation, not
 10."""
 
