@@ -168,7 +168,10 @@ def _probe(broker_port: int, api_port: int, headers: dict[str, str], detectors: 
             started, sent = time.perf_counter(), time.time()
             client.publish(f"ganzhi/v1/{code}/telemetry", payload, qos=1).wait_for_publish(10)
             while time.perf_counter() - started < timeout_s:
-                found = api.get("/api/v1/alerts", params={"status": "open", "terminal": code}).json()["data"]
+                try:
+                    found = api.get("/api/v1/alerts", params={"status": "open", "terminal": code}).json()["data"]
+                except httpx.TimeoutException:  # an API slow to answer on a loaded box: the probe is only late
+                    continue
                 if found:
                     latencies.append((time.perf_counter() - started) * 1000)
                     if published is not None:
