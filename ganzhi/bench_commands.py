@@ -46,14 +46,18 @@ def bench_hj212(settings: Settings, connections: int, packets: int, gateways: in
 @click.option("--probes", default=40, show_default=True, help="Violating readings published, one at a time.")
 @click.option("--warm-up", "warm_up_s", default=20.0, show_default=True,
               help="Seconds of background load between the warm-up probe and the timed probes.")
+@click.option("--profile", "profile", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Profile the rule workers' CPU time (cProfile), each one's stats written to "
+              "DIR/bench-rules-N.prof when the bench stops them.")
 @click.pass_obj
-def bench_alerts(settings: Settings, rates: tuple[float, ...], probes: int, warm_up_s: float) -> None:
+def bench_alerts(settings: Settings, rates: tuple[float, ...], probes: int, warm_up_s: float,
+                 profile: Path | None) -> None:
     """Publish → alert readable from the API under background load (p50, p99, missed probes per rate); and the rule
     engine's own rate."""
     from ganzhi.bench_alerts import run as run_bench
 
     for rate in rates:
-        run_bench(database_url(settings), settings, rate, probes, warm_up_s)
+        run_bench(database_url(settings), settings, rate, probes, warm_up_s, profile)
 
 
 @bench.command(name="delivery")

@@ -4,6 +4,7 @@ no-data, incidents, and the alert lifecycle over HTTP."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import time
 from urllib.parse import quote
 
@@ -12,7 +13,8 @@ import psycopg
 from alerts import service as alerts
 from analytics import evaluate
 from analytics.evaluate import sweep_silence
-from analytics.worker import RuleWorker, owner
+from analytics.worker import COLLECTOR, RuleWorker, owner
+from core.runtime import Service
 from ingest.validate import Accepted
 from ingest.writer import Batch, Writer
 from registry import service
@@ -378,3 +380,18 @@ def test_a_running_worker_is_woken_by_the_commit_and_a_second_one_joins_at_run_t
         for process in started:
             process.terminate()
             process.wait(30)
+
+
+def test_a_rule_worker_tunes_the_collector_and_counts_its_time(monkeypatch):
+    """A worker's memory is a million long-lived objects: it collects garbage less often (``COLLECTOR``), and says
+    what the collections still cost (``rules_gc_seconds``); the count stops with the worker."""
+    worker = RuleWorker("postgresql://unused", alerts, "rules-gc")
+    monkeypatch.setattr(worker, "_serve", lambda service: gc.collect())
+    before = gc.get_threshold()
+    try:
+        worker.run(Service("rules", "rules-gc", "postgresql://unused"))
+        assert gc.get_threshold() == COLLECTOR
+    finally:
+        gc.set_threshold(*before)
+    assert worker.metrics.registry.totals()["rules_gc_seconds"] > 0
+    assert worker._collecting not in gc.callbacks
