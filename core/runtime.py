@@ -308,6 +308,21 @@ def run_service(kind: str, name: str, database_url: str, main: Callable[[Service
     return _end(service, heartbeat, endpoint, error)
 
 
+STOP_GRACE_S = 5.0
+"""How long an asyncio service's main may take to finish once asked to stop; then it is cancelled (a main waiting
+on a database that died with ``ganzhi up``, e.g. for a pool's connection, would otherwise outlive its parent)."""
+
+
+async def _within_grace(service: Service, running: asyncio.Future) -> None:
+    try:
+        await asyncio.wait_for(asyncio.shield(running), STOP_GRACE_S)
+    except TimeoutError:
+        log.warning("%s did not finish within %.0f s of being asked to stop: cancelled", service.name, STOP_GRACE_S)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
 def run_service_async(kind: str, name: str, database_url: str,
                       main: Callable[[Service], Awaitable[None]], settings: Settings | None = None) -> int:
     """Run an asyncio service's ``main``; a stop signal sets ``service.stop`` and wakes ``service.sleep``."""
@@ -318,7 +333,14 @@ def run_service_async(kind: str, name: str, database_url: str,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, service.request_stop)
-        await main(service)
+        running = asyncio.ensure_future(main(service))
+        stopping = asyncio.ensure_future(service.until_stopped())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not running.done():
+            await _within_grace(service, running)
+        if not running.cancelled():
+            await running
 
     error: BaseException | None = None
     try:

@@ -40,8 +40,13 @@ async def with_task(service):
     task.add_done_callback(service.watch("writer"))
     await service.until_stopped()
 
+async def deaf(service):
+    await asyncio.sleep(120)  # waits on something that never comes (a dead database's pool) and never looks at stop
+
 if mode == "steady":
     sys.exit(run_service("test", name, url, steady))
+if mode == "deaf":
+    sys.exit(run_service_async("test", name, url, deaf))
 sys.exit(run_service_async("test", name, url, with_task))
 """
 
@@ -149,3 +154,18 @@ def test_a_heartbeat_detail_takes_plain_values_only():
     with pytest.raises(TypeError, match="members"):
         service.set_detail(members=["a", "b"])
     assert service.detail == {"shard": 1, "standby": False, "store": "plain", "lag": 0.5, "peer": None}
+
+
+def test_an_async_service_that_does_not_heed_a_stop_is_cancelled_after_its_grace(db_url):
+    """CI: `ganzhi deliver` outlived a killed `up` by over 10 s (its main waited on the dead database)."""
+    from core.runtime import STOP_GRACE_S
+    process = _spawn(db_url, "deaf", "deaf-1")
+    try:
+        assert _heartbeat(db_url, "deaf-1", state="running") is not None
+        process.send_signal(signal.SIGTERM)
+        process.wait(STOP_GRACE_S + 10)
+        assert "did not finish within" in process.stdout.read()
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
