@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SECRET = "ganzhi-demo"
@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("GANZHI_DATABASE_URL", "DATABASE_URL"),
         description="PostgreSQL URL; unset means an embedded server under var_dir",
     )
+    database_owner_url: str | None = Field(
+        default=None, description="PostgreSQL URL of the role that owns the tables, for `ganzhi db migrate` and "
+        "`ganzhi maintain` (DDL: migrations, partitions); DATABASE_URL's role then gets the application's rights, "
+        "the audit log insert and select only. Unset: DATABASE_URL's role does both (tests, development)")
     mqtt_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("GANZHI_MQTT_URL", "MQTT_URL"),
@@ -113,14 +117,15 @@ class Settings(BaseSettings):
                              "rollups")
         return self
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_owner_url")
     @classmethod
-    def _check_database_url(cls, value: str | None) -> str | None:
+    def _check_database_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or value == "":
             return None
         scheme = urlsplit(value).scheme
         if scheme not in ("postgresql", "postgres"):
-            raise ValueError(f"DATABASE_URL must start with postgresql://, got scheme {scheme!r}")
+            name = "DATABASE_URL" if info.field_name == "database_url" else "GANZHI_DATABASE_OWNER_URL"
+            raise ValueError(f"{name} must start with postgresql://, got scheme {scheme!r}")
         return value
 
     @field_validator("mqtt_url")
