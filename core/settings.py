@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     var_dir: Path = Field(default=Path("var"), description="where embedded servers keep their data")
     http_host: str = Field(default="127.0.0.1", description="address the HTTP API binds to")
     http_port: int = Field(default=8080, ge=1, le=65535)
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1", description="addresses or networks (comma-separated, e.g. 172.30.80.1 or "
+        "10.0.0.0/8) of the reverse proxies whose X-Forwarded-Proto and X-Forwarded-For the API believes: the "
+        "session cookie's Secure flag and the client address of the audit log and the failed-login throttle")
     embedded_pg_port: int = Field(default=55432, ge=1, le=65535)
     embedded_mqtt_port: int = Field(default=1884, ge=1, le=65535)
     embedded_mqtt_bind: str = Field(default="127.0.0.1", description="address the local broker listens on")

@@ -54,6 +54,7 @@ def api(settings: Settings) -> None:
     from api.app import create_app
 
     uvicorn.run(create_app(settings, database_url(settings)), host=settings.http_host, port=settings.http_port,
+                forwarded_allow_ips=settings.forwarded_allow_ips,
                 **({"log_config": None} if settings.log_format == "json" else {}))  # json: the root handler's lines
 
 

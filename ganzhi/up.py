@@ -69,7 +69,8 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         await _children(stack, _worker_commands(settings, simulate),
                         _child_environment(url, mqtt_url, password, owner_url))
         server = _Server(uvicorn.Config(create_app(settings, url), host=settings.http_host, port=settings.http_port,
-                                        log_level="warning", lifespan="on"))
+                                        log_level="warning", lifespan="on",
+                                        forwarded_allow_ips=settings.forwarded_allow_ips))
         serving = asyncio.create_task(server.serve())
         log.info("Ganzhi is up: API on http://%s:%d (docs at /docs); Ctrl-C stops it",
                  settings.http_host, settings.http_port)
