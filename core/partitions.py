@@ -50,11 +50,13 @@ def existing_partitions(conn: psycopg.Connection, table: str) -> dict[dt.date, s
     return days
 
 
-def ensure_daily_partitions(conn: psycopg.Connection, table: str, days: Iterable[dt.date]) -> list[str]:
+def ensure_daily_partitions(conn: psycopg.Connection, table: str, days: Iterable[dt.date], *,
+                            maker: str | None = None) -> list[str]:
     """Create the missing partitions for ``days``; returns the names created.
 
     Runs inside the caller's transaction and takes a transaction-level advisory lock
-    per table, so concurrent callers never race on the same partition.
+    per table, so concurrent callers never race on the same partition. With ``maker``, each is created by that
+    SQL function of the day (run as the table's owner, SECURITY DEFINER): a caller that does not own the table.
     """
     wanted = sorted(set(days))
     if not wanted:
@@ -66,14 +68,17 @@ def ensure_daily_partitions(conn: psycopg.Connection, table: str, days: Iterable
         if day in have:
             continue
         name = partition_name(table, day)
-        conn.execute(
-            sql.SQL("create table {} partition of {} for values from ({}) to ({})").format(
-                sql.Identifier(name),
-                sql.Identifier(table),
-                sql.Literal(f"{day.isoformat()} 00:00:00+00"),
-                sql.Literal(f"{(day + _DAY).isoformat()} 00:00:00+00"),
+        if maker is None:
+            conn.execute(
+                sql.SQL("create table {} partition of {} for values from ({}) to ({})").format(
+                    sql.Identifier(name),
+                    sql.Identifier(table),
+                    sql.Literal(f"{day.isoformat()} 00:00:00+00"),
+                    sql.Literal(f"{(day + _DAY).isoformat()} 00:00:00+00"),
+                )
             )
-        )
+        else:
+            conn.execute(sql.SQL("select {}(%(day)s)").format(sql.Identifier(maker)), {"day": day})
         created.append(name)
     return created
 

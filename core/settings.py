@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SECRET = "ganzhi-demo"
@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("GANZHI_DATABASE_URL", "DATABASE_URL"),
         description="PostgreSQL URL; unset means an embedded server under var_dir",
     )
+    database_owner_url: str | None = Field(
+        default=None, description="PostgreSQL URL of the role that owns the tables, for `ganzhi db migrate` and "
+        "`ganzhi maintain` (DDL: migrations, partitions); DATABASE_URL's role then gets the application's rights, "
+        "the audit log insert and select only. Unset: DATABASE_URL's role does both (tests, development)")
     mqtt_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("GANZHI_MQTT_URL", "MQTT_URL"),
@@ -42,6 +46,10 @@ class Settings(BaseSettings):
     var_dir: Path = Field(default=Path("var"), description="where embedded servers keep their data")
     http_host: str = Field(default="127.0.0.1", description="address the HTTP API binds to")
     http_port: int = Field(default=8080, ge=1, le=65535)
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1", description="addresses or networks (comma-separated, e.g. 172.30.80.1 or "
+        "10.0.0.0/8) of the reverse proxies whose X-Forwarded-Proto and X-Forwarded-For the API believes: the "
+        "session cookie's Secure flag and the client address of the audit log and the failed-login throttle")
     embedded_pg_port: int = Field(default=55432, ge=1, le=65535)
     embedded_mqtt_port: int = Field(default=1884, ge=1, le=65535)
     embedded_mqtt_bind: str = Field(default="127.0.0.1", description="address the local broker listens on")
@@ -113,14 +121,15 @@ class Settings(BaseSettings):
                              "rollups")
         return self
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_owner_url")
     @classmethod
-    def _check_database_url(cls, value: str | None) -> str | None:
+    def _check_database_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or value == "":
             return None
         scheme = urlsplit(value).scheme
         if scheme not in ("postgresql", "postgres"):
-            raise ValueError(f"DATABASE_URL must start with postgresql://, got scheme {scheme!r}")
+            name = "DATABASE_URL" if info.field_name == "database_url" else "GANZHI_DATABASE_OWNER_URL"
+            raise ValueError(f"{name} must start with postgresql://, got scheme {scheme!r}")
         return value
 
     @field_validator("mqtt_url")

@@ -15,7 +15,7 @@ from core.logs import setup_logging
 from core.settings import Settings, get_settings
 from ganzhi.account_commands import token, user
 from ganzhi.bench_commands import bench
-from ganzhi.commands import Group, connect, database_url
+from ganzhi.commands import Group, connect, database_url, owner_database_url
 from ganzhi.fire_commands import fire, firms, heat_source, train_fire_verifier
 from registry import codes, demo, exporter, labels, queries, service
 from registry.changes import Actor
@@ -54,6 +54,7 @@ def api(settings: Settings) -> None:
     from api.app import create_app
 
     uvicorn.run(create_app(settings, database_url(settings)), host=settings.http_host, port=settings.http_port,
+                forwarded_allow_ips=settings.forwarded_allow_ips,
                 **({"log_config": None} if settings.log_format == "json" else {}))  # json: the root handler's lines
 
 
@@ -68,8 +69,12 @@ def migrate(settings: Settings) -> None:
     """Apply pending migrations, seed reference data, make readings partitions (safe to repeat)."""
     from ganzhi.database import prepare
 
-    applied = prepare(database_url(settings), settings)
+    applied = prepare(owner_database_url(settings), settings, database_url(settings))
     click.echo(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
+    if settings.database_url and not settings.database_owner_url:
+        click.echo("note: GANZHI_DATABASE_OWNER_URL is unset, so the services run as the tables' owner and the audit "
+                   "log is append-only by its trigger alone; a deployment gives two roles (docs/deploy.md, Database "
+                   "roles)", err=True)
 
 
 @main.group(cls=Group)
@@ -488,11 +493,11 @@ def credential_issue(settings: Settings, code: str) -> None:
 @click.option("--every", default=60.0, show_default=True, help="Seconds between rollup runs.")
 @click.pass_obj
 def maintain(settings: Settings, every: float) -> None:
-    """Keep the readings store: rollups every run, partitions and dead letters hourly (Ctrl-C stops it)."""
+    """Keep the readings store, as the tables' owner: rollups every run, partitions and dead letters hourly."""
     from core.runtime import run_service
     from ganzhi.maintenance import run as run_maintenance
 
-    sys.exit(run_service("maintenance", "maintenance", database_url(settings),
+    sys.exit(run_service("maintenance", "maintenance", owner_database_url(settings),
                          lambda service: run_maintenance(service, settings, every)))
 
 

@@ -19,6 +19,11 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or EmbeddedPostgres(settings.var_dir / "pgdata", settings.embedded_pg_port).url
 
 
+def owner_database_url(settings: Settings) -> str:
+    """GANZHI_DATABASE_OWNER_URL (migrations, partitions), else DATABASE_URL's role does that too."""
+    return settings.database_owner_url or database_url(settings)
+
+
 def connect(settings: Settings) -> psycopg.Connection:
     url = database_url(settings)
     try:

@@ -59,16 +59,18 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         loop.add_signal_handler(sig, stop.set)
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else secrets.token_urlsafe(24)
     async with contextlib.AsyncExitStack() as stack:
-        url = await _database(settings, stack)
-        await asyncio.to_thread(database.prepare, url, settings)
+        url, owner_url = await _database(settings, stack)
+        await asyncio.to_thread(database.prepare, owner_url, settings, url)
         if admin_file := await asyncio.to_thread(ensure_first_admin, url, settings.var_dir):
             log.info("First run: log in as 'admin' with the password in %s (see README, Logging in)", admin_file)
         if load_demo:
             await asyncio.to_thread(_load_demo_if_empty, url, settings)
         mqtt_url = await _broker(settings, stack, url, password)
-        await _children(stack, _worker_commands(settings, simulate), _child_environment(url, mqtt_url, password))
+        await _children(stack, _worker_commands(settings, simulate),
+                        _child_environment(url, mqtt_url, password, owner_url))
         server = _Server(uvicorn.Config(create_app(settings, url), host=settings.http_host, port=settings.http_port,
-                                        log_level="warning", lifespan="on"))
+                                        log_level="warning", lifespan="on",
+                                        forwarded_allow_ips=settings.forwarded_allow_ips))
         serving = asyncio.create_task(server.serve())
         log.info("Ganzhi is up: API on http://%s:%d (docs at /docs); Ctrl-C stops it",
                  settings.http_host, settings.http_port)
@@ -105,13 +107,15 @@ def _require_free_ports(settings: Settings) -> None:
                 raise SystemExit(f"port {host}:{port} is in use ({exc.strerror}); set {variable} to another") from exc
 
 
-async def _database(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
+async def _database(settings: Settings, stack: contextlib.AsyncExitStack) -> tuple[str, str]:
+    """The services' URL and the tables' owner's (migrations, maintenance); the embedded server's are its
+    ``ganzhi_app`` role and its superuser."""
     if settings.database_url:
-        return settings.database_url
+        return settings.database_url, settings.database_owner_url or settings.database_url
     server = EmbeddedPostgres(settings.var_dir / "pgdata", settings.embedded_pg_port)
-    url = await asyncio.to_thread(server.start)
+    owner_url = await asyncio.to_thread(server.start)
     stack.push_async_callback(asyncio.to_thread, server.stop)
-    return url
+    return await asyncio.to_thread(server.application_url), owner_url
 
 
 async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str, password: str) -> str:
@@ -136,10 +140,12 @@ async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str
     return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}"
 
 
-def _child_environment(url: str, mqtt_url: str, password: str) -> dict[str, str]:
-    """The workers' environment: the platform's service account, never the broker sync's."""
+def _child_environment(url: str, mqtt_url: str, password: str, owner_url: str) -> dict[str, str]:
+    """The workers' environment: the platform's service account, never the broker sync's; the tables' owner's
+    URL for maintenance (partitions)."""
     env = dict(os.environ)
-    env.update({"DATABASE_URL": url, "MQTT_URL": mqtt_url, "GANZHI_MQTT_PASSWORD": password})
+    env.update({"DATABASE_URL": url, "MQTT_URL": mqtt_url, "GANZHI_MQTT_PASSWORD": password,
+                "GANZHI_DATABASE_OWNER_URL": owner_url})
     return env
 
 

@@ -22,6 +22,8 @@ from ingest import timescale
 log = logging.getLogger(__name__)
 
 TABLE = "reading"
+PARTITION_MAKER = "ensure_reading_partition"
+"""The SQL function (migration 0090, SECURITY DEFINER) that adds a day's partition as the table's owner."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,9 @@ def maintain(
 
 
 def ensure_partitions_for(conn: psycopg.Connection, timestamps: Iterable[dt.datetime]) -> list[str]:
-    """Partitions for late or backfilled readings, created inside the caller's transaction."""
+    """Partitions for late or backfilled readings, created inside the caller's transaction by the owner's function
+    (the ingest workers run as the application role, which does not own ``reading``)."""
     if partitions.timescaledb_installed(conn):
         return []
     days = {ts.astimezone(dt.UTC).date() for ts in timestamps}
-    return partitions.ensure_daily_partitions(conn, TABLE, days)
+    return partitions.ensure_daily_partitions(conn, TABLE, days, maker=PARTITION_MAKER)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from ganzhi.benchkit import free_port
@@ -69,6 +70,7 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
         assert {"w01009", "w21003"} <= {r["metric"] for r in logged["readings"]}
         alert = _wait_for_alert(ports["http"], "gas")  # the demo includes a few gas leaks
         assert alert["bureau"] == "housing"
+        assert "ganzhi_app" in _database_users(var_dir, ports["pg"])  # the services are not the superuser
         fire = _wait_for_alert(ports["http"], "fire", 120)  # two towers stream scenes, a straw fire among them
         assert fire["bureau"] == "environment" and fire["fire_event_id"]
         event = _browser.get(f"http://127.0.0.1:{ports['http']}/api/v1/fire-events/{fire['fire_event_id']}").json()
@@ -205,6 +207,14 @@ def _command(pid: int) -> str:
 
 _browser = httpx.Client(timeout=10)
 """Logged in as the admin that the first run of `up` made."""
+
+
+def _database_users(var_dir: Path, port: int) -> set[str]:
+    """Who the platform's sessions log in as (asked as the superuser)."""
+    password = (var_dir / "pgdata.password").read_text().strip()
+    with psycopg.connect(f"postgresql://postgres:{password}@127.0.0.1:{port}/ganzhi") as conn:
+        return {user for (user,) in conn.execute("select distinct usename from pg_stat_activity "
+                                                 "where datname = 'ganzhi' and pid <> pg_backend_pid()")}
 
 
 def _log_in_as_first_admin(var_dir: Path, port: int) -> None:

@@ -62,6 +62,23 @@ def test_logins_need_the_generated_password_kept_private():
         shutil.rmtree(server.data_dir.parent, ignore_errors=True)
 
 
+def test_the_services_role_is_no_superuser_and_keeps_its_private_password():
+    """Issue 11 §3: `up`'s services log in as ``ganzhi_app``, which owns nothing, not as the superuser."""
+    server = EmbeddedPostgres(_data_dir(), free_port())
+    server.start()
+    try:
+        url = server.application_url()
+        password_file = server.data_dir.with_name("pgdata.app-password")
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600 and password_file.read_text() in url
+        assert server.application_url() == url  # a second start keeps the password
+        with psycopg.connect(url) as conn:
+            assert conn.execute("select current_user, rolsuper, rolcreaterole, rolcreatedb from pg_roles "
+                                "where rolname = current_user").fetchone() == ("ganzhi_app", False, False, False)
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+
+
 def test_a_data_dir_that_trusted_everyone_is_brought_over_to_passwords():
     server = EmbeddedPostgres(_data_dir(), free_port())
     server.start()
