@@ -9,6 +9,7 @@ import time
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from core.runtime import Service
 from devices import hj212
@@ -289,3 +290,87 @@ def test_pw_guessing_is_throttled_and_a_logger_elsewhere_is_not(db_url, logger):
             sock.sendall(_minute_packet(_now_time(1)[:12] + "00"))
             assert _answers(sock, 1)[0].cn == "9014"
     assert judged <= 6  # 3 free guesses, then locked for 1, 2, 4 ... s; before the throttle all 100 in ~0.1 s
+
+
+# -- the PW is never kept, however the frame spells it (the decoder strips the names of fields) ------------------
+
+SECRET_MN, SECRET_PW = "010000A8900016F000169DE0", "987654"
+PW_SPELLINGS = [f"PW ={SECRET_PW}", f" PW={SECRET_PW}", f"PW\t= {SECRET_PW} ", f"\u3000PW\u0085={SECRET_PW}"]
+
+
+def _secret_frame(pw_field: str, cn: str = "2011", body: str = "", mn: str = SECRET_MN) -> bytes:
+    return _frame(f"QN=5;ST=32;CN={cn};{pw_field};MN={mn};Flag=5;CP=&&{body or f'DataTime={_now_time()}'}"
+                  f";w01001-Rtd=7.1;w99999-Rtd=1&&")
+
+
+DEAD_LETTER_PATHS = {  # how a frame carrying the logger's PW ends as a dead letter
+    "readings": lambda pw: _secret_frame(pw),  # w99999 is not a metric: the frame's letter, the rest stored
+    "payload": lambda pw: _secret_frame(pw, body="DataTime=yesterday"),
+    "command": lambda pw: _secret_frame(pw, cn="3020"),
+    "frame": lambda pw: _secret_frame(pw)[:-6] + b"0000\r\n",  # wrong CRC
+    "wrong_pw": lambda pw: _secret_frame(pw.replace(SECRET_PW, "987655")),  # a guess one digit off is kept no more
+    "unknown_mn": lambda pw: _secret_frame(pw, mn="010000A8900016F000169DE1"),
+    "garbage": lambda pw: b"##9999" + _secret_frame(pw)[6:],  # a length over the limit: bytes outside any frame
+    "refused": lambda pw: _secret_frame(pw),  # the database refuses its readings (a trigger below)
+}
+
+
+@pytest.fixture
+def refusing_reading(db_url):
+    """A trigger making PostgreSQL refuse readings of one terminal with the SQLSTATE given; dropped after."""
+    def refuse(terminal_code: str, sqlstate: str) -> None:
+        with psycopg.connect(db_url, autocommit=True) as c:
+            c.execute(sql.SQL("""
+                create function test_refuse_reading() returns trigger language plpgsql as $$
+                begin
+                    if new.terminal_id = (select id from terminal where code = {code}) then
+                        raise exception 'refused for the test' using errcode = {sqlstate};
+                    end if;
+                    return new;
+                end $$""").format(code=sql.Literal(terminal_code), sqlstate=sql.Literal(sqlstate)))
+            c.execute("create trigger test_refuse_reading before insert on reading for each row"
+                      " execute function test_refuse_reading()")
+
+    yield refuse
+    with psycopg.connect(db_url, autocommit=True) as c:
+        c.execute("drop trigger if exists test_refuse_reading on reading")
+        c.execute("drop function if exists test_refuse_reading()")
+
+
+@pytest.mark.parametrize("path", list(DEAD_LETTER_PATHS))
+def test_no_dead_letter_keeps_the_pw_however_spelt(conn, db_url, refusing_reading, path):
+    code = service.create_terminal(conn, terminal_in("保密排口", "sewage_outlet_analyser", attrs=SEWAGE,
+                                                     protocol="hj212", mn=SECRET_MN, pw=SECRET_PW), Actor("test"))
+    conn.commit()
+    if path == "refused":
+        refusing_reading(code, "23514")  # check_violation
+    frames = [DEAD_LETTER_PATHS[path](spelling) for spelling in PW_SPELLINGS]
+    if path not in ("garbage", "frame", "unknown_mn", "wrong_pw"):  # the decoder takes each spelling for the PW
+        assert {hj212.decode(f).pw for f in frames} == {SECRET_PW}
+    with _GatewayThread(db_url) as gw:
+        with gw.connect() as sock:
+            for frame in frames:
+                sock.sendall(frame)
+                if path not in ("garbage", "payload"):
+                    _answers(sock, 1)
+        wait_until(lambda: _dead_letter_count(db_url) >= (1 if path == "garbage" else len(frames)))
+    with psycopg.connect(db_url) as c:
+        letters = c.execute("select reason, payload from dead_letter").fetchall()
+    assert letters
+    for reason, payload in letters:
+        assert b"98765" not in bytes(payload), (reason, bytes(payload))
+        assert b"***" in bytes(payload)
+
+
+def _dead_letter_count(db_url: str) -> int:
+    with psycopg.connect(db_url) as c:
+        return c.execute("select count(*) from dead_letter").fetchone()[0]
+
+
+def test_pw_redaction_reads_fields_as_the_decoder_does():
+    for spelling in PW_SPELLINGS:
+        frame = _secret_frame(spelling)
+        assert hj212.decode(frame).pw == SECRET_PW
+        assert SECRET_PW.encode() not in hj212.redact_pw(frame)
+    run_together = b"junk;" + _secret_frame("PW=111111") + b"x##0040PW=222222##0003;PW=3;" + _secret_frame("PW=44")
+    assert not any(pw in hj212.redact_pw(run_together) for pw in (b"111111", b"222222", b"=3;", b"=44;"))
