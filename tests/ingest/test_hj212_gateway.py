@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from core.runtime import Service
 from devices import hj212
@@ -19,6 +19,7 @@ from registry import service
 from registry.changes import Actor
 from tests.factories import terminal_in
 from tests.mqtt import wait_until
+from tests.refusals import refusing_readings
 
 MN = "010000A8900016F000169DC0"
 SEWAGE = {"plant": "北林区污水处理厂", "grade": "1A", "build_year": 2012}
@@ -315,39 +316,16 @@ DEAD_LETTER_PATHS = {  # how a frame carrying the logger's PW ends as a dead let
 }
 
 
-@pytest.fixture
-def refusing_reading(db_url):
-    """A trigger making PostgreSQL refuse readings of one terminal with the SQLSTATE given; dropped after."""
-    def refuse(terminal_code: str, sqlstate: str) -> None:
-        with psycopg.connect(db_url, autocommit=True) as c:
-            c.execute(sql.SQL("""
-                create function test_refuse_reading() returns trigger language plpgsql as $$
-                begin
-                    if new.terminal_id = (select id from terminal where code = {code}) then
-                        raise exception 'refused for the test' using errcode = {sqlstate};
-                    end if;
-                    return new;
-                end $$""").format(code=sql.Literal(terminal_code), sqlstate=sql.Literal(sqlstate)))
-            c.execute("create trigger test_refuse_reading before insert on reading for each row"
-                      " execute function test_refuse_reading()")
-
-    yield refuse
-    with psycopg.connect(db_url, autocommit=True) as c:
-        c.execute("drop trigger if exists test_refuse_reading on reading")
-        c.execute("drop function if exists test_refuse_reading()")
-
-
 @pytest.mark.parametrize("path", list(DEAD_LETTER_PATHS))
-def test_no_dead_letter_keeps_the_pw_however_spelt(conn, db_url, refusing_reading, path):
+def test_no_dead_letter_keeps_the_pw_however_spelt(conn, db_url, path):
     code = service.create_terminal(conn, terminal_in("保密排口", "sewage_outlet_analyser", attrs=SEWAGE,
                                                      protocol="hj212", mn=SECRET_MN, pw=SECRET_PW), Actor("test"))
     conn.commit()
-    if path == "refused":
-        refusing_reading(code, "23514")  # check_violation
     frames = [DEAD_LETTER_PATHS[path](spelling) for spelling in PW_SPELLINGS]
     if path not in ("garbage", "frame", "unknown_mn", "wrong_pw"):  # the decoder takes each spelling for the PW
         assert {hj212.decode(f).pw for f in frames} == {SECRET_PW}
-    with _GatewayThread(db_url) as gw:
+    refusing = refusing_readings(db_url, code, "23514") if path == "refused" else contextlib.nullcontext()
+    with refusing, _GatewayThread(db_url) as gw:
         with gw.connect() as sock:
             for frame in frames:
                 sock.sendall(frame)
@@ -374,3 +352,26 @@ def test_pw_redaction_reads_fields_as_the_decoder_does():
         assert SECRET_PW.encode() not in hj212.redact_pw(frame)
     run_together = b"junk;" + _secret_frame("PW=111111") + b"x##0040PW=222222##0003;PW=3;" + _secret_frame("PW=44")
     assert not any(pw in hj212.redact_pw(run_together) for pw in (b"111111", b"222222", b"=3;", b"=44;"))
+
+
+# -- a statement the database cancels or finds over a limit is a refusal of one frame, not an outage ---------------
+
+@pytest.mark.parametrize("sqlstate", ["57014", "54000"])  # query_canceled, program_limit_exceeded
+def test_a_frame_whose_statement_fails_is_dead_lettered_and_the_others_stored(conn, db_url, logger, sqlstate):
+    other_mn = "010000A8900016F000169DC9"
+    other = service.create_terminal(conn, terminal_in("另一个排口", "sewage_outlet_analyser", attrs=SEWAGE,
+                                                      protocol="hj212", mn=other_mn, pw="654321"), Actor("test"))
+    conn.commit()
+    with refusing_readings(db_url, other, sqlstate), _GatewayThread(db_url) as gw:
+        with gw.connect() as bad, gw.connect() as good:
+            bad.sendall(_minute_packet(_now_time()[:12] + "00", pw="654321", mn=other_mn))
+            good.sendall(_minute_packet(_now_time()[:12] + "00"))
+            assert _answers(bad, 1)[0].cn == "9014"  # kept: as a dead letter (before, the writer retried forever)
+            assert _answers(good, 1)[0].cn == "9014"
+        assert not gw.gateway._database.down
+    with psycopg.connect(db_url) as c:
+        stored = c.execute("select t.code, count(*) from reading r join terminal t on t.id = r.terminal_id"
+                           " group by t.code").fetchall()
+        letters = c.execute("select publisher, reason from dead_letter").fetchall()
+    assert stored == [(logger, 7)]
+    assert len(letters) == 1 and letters[0][0] == other and "refused for the test" in letters[0][1]
