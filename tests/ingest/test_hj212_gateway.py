@@ -74,7 +74,10 @@ class _GatewayThread:
 def _answers(sock: socket.socket, count: int) -> list[hj212.Packet]:
     splitter, packets = hj212.Splitter(), []
     while len(packets) < count:
-        frames, _ = splitter.feed(sock.recv(4096))
+        data = sock.recv(4096)
+        if not data:
+            raise ConnectionError(f"closed by the gateway after {len(packets)} of {count} answers")
+        frames, _ = splitter.feed(data)
         packets += [hj212.decode(f) for f in frames]
     return packets
 
@@ -267,10 +270,10 @@ def test_dead_letters_keep_no_pw(db_url, logger):
     assert b"PW=***;" in payload and b"987654" not in payload
 
 
-def _guess(gw: _GatewayThread, pw: str) -> bool:
+def _guess(gw: _GatewayThread, pw: str, source: str = "127.0.0.1") -> bool:
     """One PW guess on a new connection; True when the gateway judged it (answered), False when it refused."""
     try:
-        with gw.connect() as sock:
+        with gw.connect(source) as sock:
             sock.sendall(_minute_packet(_now_time()[:12] + "00", pw=pw))
             return bool(sock.recv(4096))
     except ConnectionError:
@@ -375,3 +378,14 @@ def test_a_frame_whose_statement_fails_is_dead_lettered_and_the_others_stored(co
         letters = c.execute("select publisher, reason from dead_letter").fetchall()
     assert stored == [(logger, 7)]
     assert len(letters) == 1 and letters[0][0] == other and "refused for the test" in letters[0][1]
+
+
+def test_a_guesser_cannot_lock_out_the_logger_reporting_from_a_new_address(db_url, logger):
+    """The logger has not reported yet (or its 4G address changed): nothing trusts its address."""
+    with _GatewayThread(db_url) as gw:
+        judged = sum(_guess(gw, f"{guess:06d}", source="127.0.0.3") for guess in range(20))
+        assert not _guess(gw, "123456", source="127.0.0.3")  # the guesser is locked, even with the right PW
+        with gw.connect("127.0.0.2") as sock:
+            sock.sendall(_minute_packet(_now_time()[:12] + "00"))
+            assert _answers(sock, 1)[0].cn == "9014"
+    assert judged <= 4  # 3 free guesses, then locked for 1, 2, 4 ... s
