@@ -7,7 +7,7 @@ Bodies are counted as they stream in (FastAPI's ``max_body_size``): ``MAX_JSON_B
 A ``text`` or ``jsonb`` value cannot hold NUL, and UTF-8 cannot encode an unpaired surrogate (JSON's
 ``"\\ud800"``); JSON's NaN and Infinity (which Python's parser accepts) are not JSON to ``jsonb``. Rather than a
 check per route, one dependency of the whole application looks at every path parameter, query parameter and JSON
-body and answers 422 naming the input, before a query could fail on it.
+body (of the routes that take one) and answers 422 naming the input, before a query could fail on it.
 """
 
 from __future__ import annotations
@@ -47,12 +47,18 @@ async def refuse_unstorable_input(request: Request) -> None:
                 if isinstance(text, str) and (what := _what(text)):
                     raise Invalid(f"{place} parameter {name!r} contains {what}, which cannot be stored",
                                   field=name)
-    if _is_json(request.headers.get("content-type")) and await request.body():
+    if _takes_body(request) and _is_json(request.headers.get("content-type")) and await request.body():
         try:
-            body = await request.json()  # parsed already by FastAPI for routes that take a body; cached
-        except ValueError:
-            return  # FastAPI answers malformed JSON itself
+            body = await request.json()  # parsed already by FastAPI (which answers bad JSON itself); cached
+        except (ValueError, RecursionError) as exc:
+            raise Invalid(f"the body is not JSON that can be read: {type(exc).__name__}") from exc
         _check_json(body)
+
+
+def _takes_body(request: Request) -> bool:
+    """Whether the route reads a body: any other route ignores one, so it is not parsed (a JSON document nested
+    deep enough exhausts the parser's stack)."""
+    return getattr(request.scope.get("route"), "body_field", None) is not None
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -17,11 +17,14 @@ import re
 from dataclasses import dataclass, field
 
 HEADER = b"##"
+REDACTED = "***"
 MAX_SEGMENT = 1024
 _BEIJING = dt.timezone(dt.timedelta(hours=8))
 _FRAME = re.compile(rb"^##(\d{4})(.*)([0-9A-Fa-f]{4})\r\n$", re.DOTALL)
 _MN = re.compile(r"[0-9A-Za-z]{1,24}")
 """What the ledger accepts as an MN: a frame naming anything else cannot be a logger of ours."""
+_FIELD_START = re.compile(r";|##\d{4}")
+"""Where a field may begin in raw bytes: after a ``;`` or a frame's ``##`` and length (and at the start)."""
 _FACTOR = re.compile(r"[0-9A-Za-z_]{1,16}")
 
 # HJ/T 212-2005 factor codes that loggers still send, and their HJ 212-2017 codes (Table B.1 "old" column).
@@ -153,9 +156,9 @@ def _fields(text: str) -> Packet:
         raise FrameError("no CP=&&…&& data area")
     found: dict[str, str] = {}
     for part in head.split(";"):
-        name, eq, value = part.partition("=")
-        if eq:
-            found[name.strip()] = value.strip()
+        parsed = _field(part)
+        if parsed is not None:
+            found[parsed[0]] = part[parsed[1]:].strip()
     for required, code in (("ST", ST_ERROR), ("CN", CN_ERROR), ("MN", MN_ERROR)):
         if not found.get(required):
             raise FrameError(f"field {required} is missing", code)
@@ -164,6 +167,32 @@ def _fields(text: str) -> Packet:
     return Packet(qn=found.get("QN"), st=found["ST"], cn=found["CN"], pw=found.get("PW"), mn=found["MN"],
                   flag=_int(found.get("Flag"), "Flag", FLAG_ERROR), cp=rest[:-2],
                   pnum=_int(found.get("PNUM"), "PNUM", None), pno=_int(found.get("PNO"), "PNO", None))
+
+
+def _field(part: str) -> tuple[str, int] | None:
+    """A head field ``name=value`` as the decoder reads it: its stripped name and where its value starts (None
+    without ``=``). The one reading of a field shared by the decoder and ``redact_pw``."""
+    name, eq, _ = part.partition("=")
+    return (name.strip(), len(name) + 1) if eq else None
+
+
+def redact_pw(data: bytes) -> bytes:
+    """``data`` (a frame, a piece of one, or several frames run together) with every value the decoder could
+    read as a PW replaced by ``***``. A field may start where the decoder starts one (the start, after ``;``,
+    after ``##`` and a length) and is read by ``_field``; its value is hidden up to the next ``;``, which is
+    never before the decoder's value ends."""
+    text = data.decode("utf-8", "surrogateescape")
+    hidden: dict[int, int] = {}
+    """End of a PW value → where it starts (every such value ends at a ``;`` or the end)."""
+    for start in [0, *(m.end() for m in _FIELD_START.finditer(text))]:
+        end = text.find(";", start)
+        end = len(text) if end < 0 else end
+        parsed = _field(text[start:end])
+        if parsed is not None and parsed[0] == "PW":
+            hidden[end] = min(hidden.get(end, end), start + parsed[1])
+    for end, start in sorted(hidden.items(), reverse=True):
+        text = text[:start] + REDACTED + text[end:]
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _int(value: str | None, name: str, code: int | None) -> int | None:

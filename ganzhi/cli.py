@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from core.logs import setup_logging
-from core.settings import Settings, get_settings
+from core.settings import Settings, UnsafeSettings, get_settings
 from ganzhi.account_commands import token, user
 from ganzhi.bench_commands import bench
 from ganzhi.commands import Group, connect, database_url, owner_database_url
@@ -160,7 +160,11 @@ def template(fmt: str, out: Path) -> None:
 @ledger.command(name="demo")
 @click.pass_obj
 def demo_command(settings: Settings) -> None:
-    """Load the Suihua demo ledger into an empty ledger."""
+    """Load the Suihua demo ledger into an empty ledger (a deployment, DATABASE_URL set, needs its own key)."""
+    try:
+        settings.require_own_secrets(demo=True)
+    except UnsafeSettings as exc:
+        raise click.ClickException(str(exc)) from exc
     with connect(settings) as conn:
         poles, terminals = demo.load(conn, Actor("demo"), settings.demo_secret.get_secret_value())
     click.echo(f"loaded {poles} poles and {terminals} terminals")

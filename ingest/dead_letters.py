@@ -10,11 +10,12 @@ from that source says how many were suppressed.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from dataclasses import dataclass, replace
 
 import psycopg
+
+from devices import hj212
 
 MAX_PAYLOAD = 64 * 1024
 MAX_TEXT = 2000
@@ -23,7 +24,6 @@ BURST = 60
 REFILL_S = 10.0
 """... and then one per this many seconds."""
 MAX_SOURCES = 100_000
-_PW = re.compile(rb"PW=[^;&]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +45,9 @@ class DeadLetter:
 
 
 def redact_hj212(frame: bytes) -> bytes:
-    """An HJ 212 frame without its password: ``PW=…`` becomes ``PW=***``."""
-    return _PW.sub(b"PW=***", frame)
+    """An HJ 212 frame (or bytes that hold frames) without its password: whatever the decoder would read as
+    the PW becomes ``***``."""
+    return hj212.redact_pw(frame)
 
 
 def write_dead_letters(conn: psycopg.Connection, letters: list[DeadLetter]) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from core.pgerrors import is_outage
 from core.runtime import Outage, Service
 from devices import Reading, hj212
 from ingest import validate
@@ -297,6 +298,8 @@ class Hj212Gateway:
                     self._writer.write(self._conn, Batch(dead_letters=letters))
                 break
             except psycopg.OperationalError as exc:
+                if not is_outage(exc, self._conn):
+                    raise  # refused, not away: retrying would stall every batch behind this one
                 self._database.failed(exc)
                 if self._conn is not None:
                     self._conn.close()

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 
 import psycopg
 
+from core.pgerrors import is_outage
 from ingest.validate import Accepted
 
 log = logging.getLogger(__name__)
@@ -167,9 +168,9 @@ class LatestBehind:
         try:
             with conn.transaction():
                 upsert(conn, newest(batch.values(), dict(self._held)).values())
-        except psycopg.OperationalError:
-            raise
         except psycopg.Error as exc:
+            if is_outage(exc, conn):
+                raise
             log.warning("latest values refused (%s: %s); %d held ones given up", type(exc).__name__,
                         str(exc).strip()[:200], len(self._held))
             upsert(conn, batch.values())
@@ -191,7 +192,7 @@ class LatestBehind:
     def repair(self, conn: psycopg.Connection, *, own: bool) -> int:
         """Fold the readings of every stale debt, and with ``own`` of this owner's other runs (its previous run's:
         call it so before the first batch), into ``latest_reading``; returns how many debts were settled. This
-        run's own debt is never taken. Only ``OperationalError`` (the database away) is raised: a fold the
+        run's own debt is never taken. Only an outage (the database away) is raised: a fold the
         database refuses is logged and its debt left, under its run, for a later repair."""
         debts = conn.execute(_DEBTS, {"own": own, "me": self.owner, "run": self.run, "stale": STALE_S}).fetchall()
         conn.commit()
@@ -202,9 +203,9 @@ class LatestBehind:
                     if not _take_debt(conn, worker, run, since):
                         continue  # settled meanwhile by its run or another repair
                     folded = conn.execute(_FOLD, {"since": since}).rowcount
-            except psycopg.OperationalError:
-                raise
             except psycopg.Error as exc:
+                if is_outage(exc, conn):
+                    raise
                 log.error("latest values of %s (run %s) since %s not folded in (%s: %s); retried later", worker,
                           run, since, type(exc).__name__, str(exc).strip()[:200])
                 continue

@@ -32,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from core.pgerrors import is_outage
 from core.runtime import Outage, Service
 from devices import Channel, PayloadError, Reading, Topic, TopicError, decode_telemetry
 from devices.topics import subscription
@@ -374,6 +375,8 @@ class IngestWorker:
                     self._writer.write(self._conn, self._refused(received, parts, written.refused))
                 break
             except psycopg.OperationalError as exc:
+                if not is_outage(exc, self._conn):
+                    raise  # refused, not away: retrying would stall every batch behind this one
                 self._database.failed(exc)
                 if self._conn is not None:
                     self._conn.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from core.pgerrors import is_outage
 from ingest import store
 from ingest.dead_letters import DeadLetter, write_dead_letters
 from ingest.latest import LatestBehind, array, quoted
@@ -98,7 +99,8 @@ class Writer:
 
     def write_parts(self, conn: psycopg.Connection, parts: Sequence[Batch]) -> Written:
         """Commit the parts together; if the database refuses that, bisect to the parts it refuses and commit
-        the rest. ``OperationalError`` (the database is away) goes to the caller, who retries the whole."""
+        the rest. An outage (``is_outage``: the database is away) goes to the caller, who retries the whole;
+        any other error, ``OperationalError`` or not (a statement cancelled, a limit exceeded), is a refusal."""
         written = Written()
         self._write_or_split(conn, parts, 0, written)
         return written
@@ -107,12 +109,11 @@ class Writer:
         try:
             written.stored += self.write(conn, Batch.merged(parts))
             return
-        except psycopg.OperationalError:
-            self.forget()
-            raise
         except Exception as exc:  # whatever the database (or the driver) refuses is isolated, not fatal
             self.forget()  # partitions made in the rolled-back transaction are gone again
-            if conn.closed:
+            if is_outage(exc, conn):
+                if isinstance(exc, psycopg.OperationalError):
+                    raise
                 raise psycopg.OperationalError("the connection was lost while writing") from exc
             if len(parts) == 1:
                 written.refused[offset] = f"the database refused it: {type(exc).__name__}: {str(exc).strip()[:300]}"

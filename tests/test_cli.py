@@ -78,3 +78,17 @@ def test_firms_import_and_heat_sources_from_the_command_line(db_url, conn, tmp_p
     bad.write_text("lat,lon\n46.7,126.8\n", encoding="utf-8")
     refused = _ganzhi("firms", str(bad), db_url=db_url)
     assert refused.returncode == 1 and "missing column" in refused.stderr and "dead-lettered" in refused.stderr
+
+
+def test_ledger_demo_refuses_the_public_demo_key_in_a_deployment(db_url, conn):
+    """Issue 10 §5: the demo devices' passwords and HJ 212 MN/PW follow from the key; DATABASE_URL is a deployment."""
+    env = {name: value for name, value in os.environ.items() if name != "GANZHI_DEMO_SECRET"}
+    refused = subprocess.run([sys.executable, "-m", "ganzhi", "ledger", "demo"], env={**env, "DATABASE_URL": db_url},
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "GANZHI_DEMO_SECRET" in refused.stderr
+    assert conn.execute("select count(*) from terminal").fetchone() == (0,)
+    own = subprocess.run([sys.executable, "-m", "ganzhi", "ledger", "demo"], capture_output=True, text=True,
+                         env={**env, "DATABASE_URL": db_url, "GANZHI_DEMO_SECRET": "a-secret-of-our-own-" * 2},
+                         timeout=120)
+    assert own.returncode == 0, own.stderr
+    assert conn.execute("select count(*) from terminal").fetchone()[0] > 0

@@ -231,3 +231,18 @@ def test_a_time_given_as_a_bare_number_is_refused_as_the_schema_says(http, path,
 def test_a_query_parameter_given_twice_is_422_naming_it(http, path, query):
     """Every query parameter of the API takes one value: a repeated one is refused, not one of them picked."""
     _is_error(http.get(f"{path}?{query}"), 422, query.split("=", 1)[0])
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+"""Under the 1 MiB body limit, deeper than Python's parser can go (RecursionError)."""
+
+
+def test_a_deep_json_body_on_a_route_without_one_is_ignored(http):
+    response = http.request("GET", "/api/v1/terminals", content=DEEP, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+
+
+def test_a_deep_json_body_on_a_route_with_one_is_a_4xx_error(http):
+    response = http.post("/api/v1/poles", content=DEEP, headers={"content-type": "application/json"})
+    _is_error(response, response.status_code)
+    assert response.status_code in (400, 422)

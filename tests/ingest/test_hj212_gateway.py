@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from registry import service
 from registry.changes import Actor
 from tests.factories import terminal_in
 from tests.mqtt import wait_until
+from tests.refusals import refusing_readings
 
 MN = "010000A8900016F000169DC0"
 SEWAGE = {"plant": "北林区污水处理厂", "grade": "1A", "build_year": 2012}
@@ -72,7 +74,10 @@ class _GatewayThread:
 def _answers(sock: socket.socket, count: int) -> list[hj212.Packet]:
     splitter, packets = hj212.Splitter(), []
     while len(packets) < count:
-        frames, _ = splitter.feed(sock.recv(4096))
+        data = sock.recv(4096)
+        if not data:
+            raise ConnectionError(f"closed by the gateway after {len(packets)} of {count} answers")
+        frames, _ = splitter.feed(data)
         packets += [hj212.decode(f) for f in frames]
     return packets
 
@@ -265,10 +270,10 @@ def test_dead_letters_keep_no_pw(db_url, logger):
     assert b"PW=***;" in payload and b"987654" not in payload
 
 
-def _guess(gw: _GatewayThread, pw: str) -> bool:
+def _guess(gw: _GatewayThread, pw: str, source: str = "127.0.0.1") -> bool:
     """One PW guess on a new connection; True when the gateway judged it (answered), False when it refused."""
     try:
-        with gw.connect() as sock:
+        with gw.connect(source) as sock:
             sock.sendall(_minute_packet(_now_time()[:12] + "00", pw=pw))
             return bool(sock.recv(4096))
     except ConnectionError:
@@ -289,3 +294,98 @@ def test_pw_guessing_is_throttled_and_a_logger_elsewhere_is_not(db_url, logger):
             sock.sendall(_minute_packet(_now_time(1)[:12] + "00"))
             assert _answers(sock, 1)[0].cn == "9014"
     assert judged <= 6  # 3 free guesses, then locked for 1, 2, 4 ... s; before the throttle all 100 in ~0.1 s
+
+
+# -- the PW is never kept, however the frame spells it (the decoder strips the names of fields) ------------------
+
+SECRET_MN, SECRET_PW = "010000A8900016F000169DE0", "987654"
+PW_SPELLINGS = [f"PW ={SECRET_PW}", f" PW={SECRET_PW}", f"PW\t= {SECRET_PW} ", f"\u3000PW\u0085={SECRET_PW}"]
+
+
+def _secret_frame(pw_field: str, cn: str = "2011", body: str = "", mn: str = SECRET_MN) -> bytes:
+    return _frame(f"QN=5;ST=32;CN={cn};{pw_field};MN={mn};Flag=5;CP=&&{body or f'DataTime={_now_time()}'}"
+                  f";w01001-Rtd=7.1;w99999-Rtd=1&&")
+
+
+DEAD_LETTER_PATHS = {  # how a frame carrying the logger's PW ends as a dead letter
+    "readings": lambda pw: _secret_frame(pw),  # w99999 is not a metric: the frame's letter, the rest stored
+    "payload": lambda pw: _secret_frame(pw, body="DataTime=yesterday"),
+    "command": lambda pw: _secret_frame(pw, cn="3020"),
+    "frame": lambda pw: _secret_frame(pw)[:-6] + b"0000\r\n",  # wrong CRC
+    "wrong_pw": lambda pw: _secret_frame(pw.replace(SECRET_PW, "987655")),  # a guess one digit off is kept no more
+    "unknown_mn": lambda pw: _secret_frame(pw, mn="010000A8900016F000169DE1"),
+    "garbage": lambda pw: b"##9999" + _secret_frame(pw)[6:],  # a length over the limit: bytes outside any frame
+    "refused": lambda pw: _secret_frame(pw),  # the database refuses its readings (a trigger below)
+}
+
+
+@pytest.mark.parametrize("path", list(DEAD_LETTER_PATHS))
+def test_no_dead_letter_keeps_the_pw_however_spelt(conn, db_url, path):
+    code = service.create_terminal(conn, terminal_in("保密排口", "sewage_outlet_analyser", attrs=SEWAGE,
+                                                     protocol="hj212", mn=SECRET_MN, pw=SECRET_PW), Actor("test"))
+    conn.commit()
+    frames = [DEAD_LETTER_PATHS[path](spelling) for spelling in PW_SPELLINGS]
+    if path not in ("garbage", "frame", "unknown_mn", "wrong_pw"):  # the decoder takes each spelling for the PW
+        assert {hj212.decode(f).pw for f in frames} == {SECRET_PW}
+    refusing = refusing_readings(db_url, code, "23514") if path == "refused" else contextlib.nullcontext()
+    with refusing, _GatewayThread(db_url) as gw:
+        with gw.connect() as sock:
+            for frame in frames:
+                sock.sendall(frame)
+                if path not in ("garbage", "payload"):
+                    _answers(sock, 1)
+        wait_until(lambda: _dead_letter_count(db_url) >= (1 if path == "garbage" else len(frames)))
+    with psycopg.connect(db_url) as c:
+        letters = c.execute("select reason, payload from dead_letter").fetchall()
+    assert letters
+    for reason, payload in letters:
+        assert b"98765" not in bytes(payload), (reason, bytes(payload))
+        assert b"***" in bytes(payload)
+
+
+def _dead_letter_count(db_url: str) -> int:
+    with psycopg.connect(db_url) as c:
+        return c.execute("select count(*) from dead_letter").fetchone()[0]
+
+
+def test_pw_redaction_reads_fields_as_the_decoder_does():
+    for spelling in PW_SPELLINGS:
+        frame = _secret_frame(spelling)
+        assert hj212.decode(frame).pw == SECRET_PW
+        assert SECRET_PW.encode() not in hj212.redact_pw(frame)
+    run_together = b"junk;" + _secret_frame("PW=111111") + b"x##0040PW=222222##0003;PW=3;" + _secret_frame("PW=44")
+    assert not any(pw in hj212.redact_pw(run_together) for pw in (b"111111", b"222222", b"=3;", b"=44;"))
+
+
+# -- a statement the database cancels or finds over a limit is a refusal of one frame, not an outage ---------------
+
+@pytest.mark.parametrize("sqlstate", ["57014", "54000"])  # query_canceled, program_limit_exceeded
+def test_a_frame_whose_statement_fails_is_dead_lettered_and_the_others_stored(conn, db_url, logger, sqlstate):
+    other_mn = "010000A8900016F000169DC9"
+    other = service.create_terminal(conn, terminal_in("另一个排口", "sewage_outlet_analyser", attrs=SEWAGE,
+                                                      protocol="hj212", mn=other_mn, pw="654321"), Actor("test"))
+    conn.commit()
+    with refusing_readings(db_url, other, sqlstate), _GatewayThread(db_url) as gw:
+        with gw.connect() as bad, gw.connect() as good:
+            bad.sendall(_minute_packet(_now_time()[:12] + "00", pw="654321", mn=other_mn))
+            good.sendall(_minute_packet(_now_time()[:12] + "00"))
+            assert _answers(bad, 1)[0].cn == "9014"  # kept: as a dead letter (before, the writer retried forever)
+            assert _answers(good, 1)[0].cn == "9014"
+        assert not gw.gateway._database.down
+    with psycopg.connect(db_url) as c:
+        stored = c.execute("select t.code, count(*) from reading r join terminal t on t.id = r.terminal_id"
+                           " group by t.code").fetchall()
+        letters = c.execute("select publisher, reason from dead_letter").fetchall()
+    assert stored == [(logger, 7)]
+    assert len(letters) == 1 and letters[0][0] == other and "refused for the test" in letters[0][1]
+
+
+def test_a_guesser_cannot_lock_out_the_logger_reporting_from_a_new_address(db_url, logger):
+    """The logger has not reported yet (or its 4G address changed): nothing trusts its address."""
+    with _GatewayThread(db_url) as gw:
+        judged = sum(_guess(gw, f"{guess:06d}", source="127.0.0.3") for guess in range(20))
+        assert not _guess(gw, "123456", source="127.0.0.3")  # the guesser is locked, even with the right PW
+        with gw.connect("127.0.0.2") as sock:
+            sock.sendall(_minute_packet(_now_time()[:12] + "00"))
+            assert _answers(sock, 1)[0].cn == "9014"
+    assert judged <= 4  # 3 free guesses, then locked for 1, 2, 4 ... s

@@ -22,6 +22,7 @@ from registry.changes import Actor
 from registry.models import TerminalPatch
 from tests.factories import pole_in, terminal_in
 from tests.mqtt import SERVICE_PASSWORD, SERVICE_USER, WorkerThread, give_secret, publish, wait_until
+from tests.refusals import refusing_readings
 
 ACTOR = Actor("test")
 POISON = [
@@ -197,3 +198,19 @@ def test_an_unexpected_failure_is_counted_and_traced_once_without_totalling_ever
     assert worker.counters["messages_unexpected_error"] == 3
     logged = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
     assert [bool(r.exc_info and r.exc_info[0]) for r in logged] == [True, False, False]
+
+
+@pytest.mark.parametrize("sqlstate", ["57014", "54000"])  # query_canceled, program_limit_exceeded
+def test_a_statement_failing_for_one_device_is_its_dead_letter_not_a_stall(conn, db_url, auth_broker, sqlstate):
+    """These are OperationalErrors, yet the database is there: the batch is split, not retried forever."""
+    bad, good = _terminals(conn, db_url, auth_broker, 2)
+    start = _now_ms() - 60_000
+    with refusing_readings(db_url, bad, sqlstate), WorkerThread(db_url, auth_broker) as worker:
+        publish(auth_broker.address, bad, "s3cret", _good(bad, 3, start))
+        publish(auth_broker.address, good, "s3cret", _good(good, 50, start))
+        wait_until(lambda: worker.counters["messages"] >= 53)
+        assert not worker._database.down
+    assert _rows(db_url, "select count(*) from reading") == [(50,)]
+    letters = _rows(db_url, "select publisher, reason from dead_letter")
+    assert len(letters) == 3 and {p for p, _ in letters} == {bad}
+    assert all("refused for the test" in reason for _, reason in letters)
