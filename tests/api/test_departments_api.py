@@ -7,7 +7,7 @@ import psycopg
 
 from registry import reference
 from tests.conftest import account_token
-from tests.factories import BEILIN
+from tests.factories import BEILIN, river_station
 
 APPROVALS = {"code": "xzspj", "name": "绥化市行政审批服务局", "name_en": "Administrative Approval Bureau",
              "aliases": ["审批局"]}
@@ -58,3 +58,18 @@ def test_cli_adds_and_renames_a_department(db_url: str):
         actions = c.execute("select actor, action from change where object_type = 'department' "
                             "and object_code = 'cli_dept' order by id").fetchall()
     assert actions == [("cli", "create"), ("cli", "update")]
+
+
+def test_a_terminals_own_limits_in_attrs_are_audited_with_before_and_after(http: httpx.Client):
+    """The national norms are code (a release changes them); what a terminal is held to beyond them (a section's
+    target class, a gas regulator's set point, a district's night allowance) is ledger attrs: every change of it
+    is in the audit log, old and new value."""
+    made = http.post("/api/v1/terminals", json=river_station(department="sthjj").model_dump(mode="json"))
+    code = made.json()["code"]
+    attrs = http.get(f"/api/v1/terminals/{code}").json()["attrs"]
+    changed = http.patch(f"/api/v1/terminals/{code}", json={"attrs": {**attrs, "target_class": "II"}})
+    assert changed.status_code == 200
+    entry = http.get("/api/v1/audit", params={"object_code": code, "action": "update"}).json()["data"][0]
+    assert entry["actor"] == "test-admin"
+    assert (entry["before"]["attrs"]["target_class"], entry["after"]["attrs"]["target_class"]) == (
+        attrs["target_class"], "II")
