@@ -13,7 +13,7 @@ from registry.models import DepartmentChange, DepartmentIn
 
 @click.group(cls=Group)
 def department() -> None:
-    """Departments: add, rename, list."""
+    """Departments: add, rename, disable, enable, list."""
 
 
 @department.command(name="list")
@@ -49,5 +49,24 @@ def rename_department(settings: Settings, code: str, name: str | None, name_en: 
                       aliases: tuple[str, ...]) -> None:
     given = {"name": name, "name_en": name_en, "aliases": list(aliases) or None}
     with connect(settings) as conn:
-        departments.rename_department(conn, code, DepartmentChange(**{k: v for k, v in given.items() if v}), CLI)
+        departments.change_department(conn, code, DepartmentChange(**{k: v for k, v in given.items() if v}), CLI)
     click.echo(f"renamed {code}")
+
+
+@department.command(name="disable")
+@click.argument("code")
+@click.pass_obj
+def disable_department(settings: Settings, code: str) -> None:
+    """It takes nothing new, and its accounts stop working at once."""
+    with connect(settings) as conn:
+        departments.change_department(conn, code, DepartmentChange(disabled=True), CLI)
+    click.echo(f"disabled {code}")
+
+
+@department.command(name="enable")
+@click.argument("code")
+@click.pass_obj
+def enable_department(settings: Settings, code: str) -> None:
+    with connect(settings) as conn:
+        departments.change_department(conn, code, DepartmentChange(disabled=False), CLI)
+    click.echo(f"enabled {code}")

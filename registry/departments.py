@@ -11,7 +11,7 @@ from registry.changes import Actor
 from registry.errors import Conflict, NotFound
 from registry.models import DepartmentChange, DepartmentIn, DepartmentOut
 
-_SELECT = "select code, name, name_en, aliases, bureau from department where code = %(code)s"
+_SELECT = "select code, name, name_en, aliases, bureau, disabled_at from department where code = %(code)s"
 
 
 def get_department(conn: psycopg.Connection, code: str) -> DepartmentOut:
@@ -33,17 +33,24 @@ def add_department(conn: psycopg.Connection, item: DepartmentIn, actor: Actor) -
     return get_department(conn, item.code)
 
 
-def rename_department(conn: psycopg.Connection, code: str, change: DepartmentChange, actor: Actor) -> DepartmentOut:
+def change_department(conn: psycopg.Connection, code: str, change: DepartmentChange, actor: Actor) -> DepartmentOut:
     before = get_department(conn, code)
     fields = change.model_dump(exclude_unset=True)
     if not fields:
         return before
-    sets = ", ".join(f"{name} = %({name})s" for name in fields)  # names from DepartmentChange's fields only
+    disabled = fields.pop("disabled", None)
+    sets = [f"{name} = %({name})s" for name in fields]  # names from DepartmentChange's fields only
+    if disabled is not None:
+        sets.append("disabled_at = case when %(disabled)s then coalesce(disabled_at, now()) end")
     try:
         with conn.transaction():
-            conn.execute(f"update department set {sets} where code = %(code)s", {**fields, "code": code})
+            conn.execute(f"update department set {', '.join(sets)} where code = %(code)s",
+                         {**fields, "disabled": disabled, "code": code})
     except psycopg.errors.UniqueViolation as exc:
         raise Conflict(f"another department is named {fields.get('name')!r}", field="name") from exc
-    record(conn, actor, "update", "department", code, before={k: getattr(before, k) for k in fields},
-           after=fields)
+    if fields:
+        record(conn, actor, "update", "department", code, before={k: getattr(before, k) for k in fields},
+               after=fields)
+    if disabled is not None and disabled != (before.disabled_at is not None):
+        record(conn, actor, "disable" if disabled else "enable", "department", code)
     return get_department(conn, code)

@@ -197,6 +197,8 @@ class DepartmentOut(BaseModel):
     name_en: str
     aliases: list[str]
     bureau: str
+    disabled_at: dt.datetime | None = Field(default=None, description="set: it takes no new objects, accounts or "
+                                            "grants, and its accounts do not work")
 
 
 class Grant(BaseModel):
@@ -239,8 +241,11 @@ class DepartmentIn(_In):
 
 
 class DepartmentChange(_In):
-    """A rename: the code stays (objects, accounts and grants keep pointing at it)."""
+    """A rename, or disabling and enabling: the code stays (objects, accounts and grants keep pointing at it)."""
 
     name: str = _not_null(min_length=2, max_length=100)
     name_en: str = _not_null(min_length=2, max_length=100)
     aliases: list[str] = _not_null(max_length=10)
+    disabled: bool = _not_null(description="true: no new objects, accounts or grants in it, and its accounts stop "
+                               "working at once; what it has stays, readable by the platform admin and the "
+                               "leading group, to be handed over (moved) to another department")

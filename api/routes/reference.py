@@ -82,9 +82,11 @@ def add_department(conn: ConnDep, who: PlatformAdmin, item: DepartmentIn) -> Dep
 
 @router.patch("/departments/{code}", response_model=DepartmentOut)
 def rename_department(conn: ConnDep, who: PlatformAdmin, code: str, change: DepartmentChange) -> DepartmentOut:
-    """Rename a department: its name, English name or aliases (platform admin; audited). The code stays."""
+    """Rename a department (its name, English name or aliases; the code stays), or disable or enable it
+    (platform admin; audited). A disabled department takes no new terminals, poles, accounts or grants, and its
+    accounts stop working at once; what it has stays, to be moved to another department."""
     with conn.transaction():
-        return departments.rename_department(conn, code, change, who.actor())
+        return departments.change_department(conn, code, change, who.actor())
 
 
 @router.get("/kinds", response_model=list[Kind])

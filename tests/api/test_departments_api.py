@@ -73,3 +73,27 @@ def test_a_terminals_own_limits_in_attrs_are_audited_with_before_and_after(http:
     assert entry["actor"] == "test-admin"
     assert (entry["before"]["attrs"]["target_class"], entry["after"]["attrs"]["target_class"]) == (
         attrs["target_class"], "II")
+
+
+def test_a_disabled_department_takes_nothing_new_and_its_accounts_stop_at_once(
+        api_url: str, http: httpx.Client, db_url: str):
+    made = http.post("/api/v1/departments", json={"code": "tyj", "name": "绥化市体育局", "name_en": "Sports Bureau"})
+    assert made.status_code == 201
+    steward = account_token(db_url, "dept-tyj-steward", ["steward_admin"], "tyj")
+    with httpx.Client(base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {steward}"}) as client:
+        kept = client.post("/api/v1/terminals", json={"name": "体育场空气站", "kind": "air_sensor", "lon": BEILIN[0],
+                                                      "lat": BEILIN[1]}).json()["code"]
+        disabled = http.patch("/api/v1/departments/tyj", json={"disabled": True})
+        assert disabled.status_code == 200 and disabled.json()["disabled_at"] is not None
+        assert client.get("/api/v1/auth/me").status_code == 401
+    terminal = {"name": "体育馆空气站", "kind": "air_sensor", "lon": BEILIN[0], "lat": BEILIN[1], "department": "tyj"}
+    assert http.post("/api/v1/terminals", json=terminal).status_code == 422
+    assert http.post("/api/v1/users", json={"login": "tyj-new", "name": "新人", "department": "tyj",
+                                            "roles": ["viewer"]}).status_code == 422
+    assert http.post("/api/v1/grants", json={"steward": "sthjj", "grantee": "tyj"}).status_code == 422
+    assert http.get(f"/api/v1/terminals/{kept}").json()["department"] == "tyj"  # what it has stays
+    assert http.patch(f"/api/v1/terminals/{kept}", json={"department": "zjj"}).status_code == 200  # handed over
+    actions = [e["action"] for e in http.get("/api/v1/audit", params={"object_type": "department",
+                                                                      "object_code": "tyj"}).json()["data"]]
+    assert actions == ["disable", "create"]
+    assert http.patch("/api/v1/departments/tyj", json={"disabled": False}).json()["disabled_at"] is None
