@@ -14,7 +14,7 @@ import datetime as dt
 import psycopg
 from psycopg.rows import dict_row
 
-from alerts.queries import alert_visible
+from alerts.queries import acts_on, alert_visible
 from registry import audit
 from registry.accounts import Identity, account_by_login
 from registry.changes import Actor
@@ -51,6 +51,9 @@ def assign(conn: psycopg.Connection, who: Identity, *, subject_type: str, subjec
     over its alerts, as for acknowledging them), the assignee one of the people the assigner sends (403 for a
     service account or the leading group; 404 for another department's person, as for no one)."""
     subject = _subject(conn, subject_type, subject_id, who.scope)
+    if not acts_on(conn, subject["alert_id"], who.scope):
+        raise Forbidden(f"{subject_type.replace('_', ' ')} {subject_id} is read by a grant; its steward department "
+                        "or the departments it is routed to dispatch it", field="subject_id")
     person = _account_in_view(conn, who, assignee)
     if person["disabled_at"] is not None:
         raise Invalid(f"account {assignee!r} is disabled", field="assignee")

@@ -26,18 +26,32 @@ _SUBJECT = """
 """Filters by what an alert is about: its terminal, the terminal's pole, its metric (``_ALERT``'s aliases)."""
 
 
-def alert_visible(alias: str = "a", param: str = "visible_to") -> str:
-    """The rights filter of alerts: the department in ``%(param)s`` receives alert ``alias`` when it stewards the
-    alert's terminal, reads that terminal by a grant, or an ``alert_route`` of it matches the alert's bureau,
-    family and division (the route's division or below). The seeded routes send the environment bureau's alerts
-    (rivers, sewage, fires) to 生态环境局 and the housing bureau's (gas, water, heating) to 住建局."""
+def alert_routed(alias: str = "a", param: str = "visible_to") -> str:
+    """The alerts the department in ``%(param)s`` acts on: those of the terminals it stewards, and those an
+    ``alert_route`` of it matches (the alert's bureau, family and division: the route's division or below)."""
     return f"""({alias}.department_code = %({param})s
         or exists (select 1 from alert_route r
                     where r.department_code = %({param})s and (r.bureau is null or r.bureau = {alias}.bureau)
                       and (r.family is null or r.family = {alias}.family)
-                      and (r.division_code is null or {alias}.division_code like r.division_code || '%%'))
+                      and (r.division_code is null or {alias}.division_code like r.division_code || '%%')))"""
+
+
+def alert_visible(alias: str = "a", param: str = "visible_to") -> str:
+    """The rights filter of alerts: the department in ``%(param)s`` receives alert ``alias`` when it acts on it
+    (``alert_routed``) or reads the alert's terminal by a grant. The seeded routes send the environment bureau's
+    alerts (rivers, sewage, fires) to 生态环境局 and the housing bureau's (gas, water, heating) to 住建局."""
+    return f"""({alert_routed(alias, param)}
         or exists (select 1 from terminal vt
                     where vt.id = {alias}.terminal_id and {terminal_visible("vt", param)}))"""
+
+
+def acts_on(conn: psycopg.Connection, alert_id: int, department: str | None) -> bool:
+    """Whether ``department`` (everyone's with None) acts on the alert: a department reading it only by a grant
+    reads it, and leaves acknowledging, resolving and dispatching to the departments it is routed to."""
+    if department is None:
+        return True
+    return conn.execute(f"select {alert_routed('a', 'department')} from alert a where a.id = %(id)s",
+                        {"id": alert_id, "department": department}).fetchone() == (True,)
 
 
 def fire_event_visible(alias: str = "e", param: str = "visible_to") -> str:

@@ -16,6 +16,7 @@ from core.settings import Settings, UnsafeSettings, get_settings
 from ganzhi.account_commands import token, user
 from ganzhi.bench_commands import bench
 from ganzhi.commands import Group, connect, database_url, owner_database_url
+from ganzhi.department_commands import department
 from ganzhi.fire_commands import fire, firms, heat_source, train_fire_verifier
 from registry import codes, demo, exporter, labels, queries, service
 from registry.changes import Actor
@@ -526,5 +527,5 @@ def health(settings: Settings, name: str, max_age: float) -> None:
 
 
 main.add_command(bench)
-for _command in (fire, firms, heat_source, user, token, train_fire_verifier):
+for _command in (fire, firms, heat_source, user, token, department, train_fire_verifier):
     main.add_command(_command)

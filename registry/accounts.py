@@ -301,7 +301,8 @@ def identify_token(conn: psycopg.Connection, secret: str) -> Identity | None:
         select k.id, a.id, a.login, a.department_code, a.roles
           from api_token k join account a on a.id = k.account_id
          where k.secret_hash = %s and k.revoked_at is null and (k.expires_at is null or k.expires_at > now())
-           and a.disabled_at is null
+           and a.disabled_at is null and not exists (
+               select 1 from department d where d.code = a.department_code and d.disabled_at is not null)
         """,
         (digest(secret),),
     ).fetchone()
@@ -319,6 +320,7 @@ def identify_session(conn: psycopg.Connection, session_id: str) -> tuple[Identit
         select a.id, a.login, a.department_code, a.roles, s.csrf_token
           from account_session s join account a on a.id = s.account_id
          where s.id_hash = %s and s.ended_at is null and s.expires_at > now() and a.disabled_at is null
+           and not exists (select 1 from department d where d.code = a.department_code and d.disabled_at is not null)
         """,
         (digest(session_id),),
     ).fetchone()

@@ -38,6 +38,8 @@ def forget_divisions() -> None:
 class Lookups:
     departments: dict[str, str]
     """Code, full name and short name (without 绥化市) → department code."""
+    disabled: frozenset[str]
+    """Codes of the departments that take nothing new (``department`` refuses them)."""
     divisions: dict[str, str]
     """Division code → level."""
     index: DivisionIndex
@@ -45,17 +47,22 @@ class Lookups:
     @classmethod
     def load(cls, conn: psycopg.Connection) -> Lookups:
         departments: dict[str, str] = {}
-        for dept in queries.list_departments(conn):
+        listed = queries.list_departments(conn)
+        for dept in listed:
             for name in (dept.code, dept.name, dept.name.removeprefix("绥化市"), dept.name_en, *dept.aliases):
                 departments[name] = dept.code
                 departments[name.lower()] = dept.code
+        disabled = frozenset(d.code for d in listed if d.disabled_at is not None)
         divisions = {d.code: d.level for d in queries.list_divisions(conn)}
-        return cls(departments, divisions, division_index(conn))
+        return cls(departments, disabled, divisions, division_index(conn))
 
     def department(self, value: str) -> str:
+        """The code of the department an object, account or grant is written to; a disabled one is refused."""
         code = self.departments.get(value.strip()) or self.departments.get(value.strip().lower())
         if code is None:
             raise Invalid(f"department {value!r} is unknown", field="department")
+        if code in self.disabled:
+            raise Invalid(f"department {value!r} is disabled: it takes nothing new", field="department")
         return code
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -197,6 +197,8 @@ class DepartmentOut(BaseModel):
     name_en: str
     aliases: list[str]
     bureau: str
+    disabled_at: dt.datetime | None = Field(default=None, description="set: it takes no new objects, accounts or "
+                                            "grants, and its accounts do not work")
 
 
 class Grant(BaseModel):
@@ -226,3 +228,24 @@ class Change(BaseModel):
                                                 "nested); null for a create")
     after: Snapshot | None = Field(description="the object after it, or what the action recorded (a comment, a "
                                                "replay's window); null for a delete")
+
+
+class DepartmentIn(_In):
+    """A department sharing the platform (a bureau, or a unit below one)."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,31}$", description="short code, e.g. zjj (住建局)")
+    name: str = Field(min_length=2, max_length=100, description="full name, e.g. 绥化市住房和城乡建设局")
+    name_en: str = Field(min_length=2, max_length=100)
+    aliases: list[str] = Field(default=[], max_length=10, description="short names it is also looked up by")
+    bureau: Literal["environment", "housing", "water", "other"] = "other"
+
+
+class DepartmentChange(_In):
+    """A rename, or disabling and enabling: the code stays (objects, accounts and grants keep pointing at it)."""
+
+    name: str = _not_null(min_length=2, max_length=100)
+    name_en: str = _not_null(min_length=2, max_length=100)
+    aliases: list[str] = _not_null(max_length=10)
+    disabled: bool = _not_null(description="true: no new objects, accounts or grants in it, and its accounts stop "
+                               "working at once; what it has stays, readable by the platform admin and the "
+                               "leading group, to be handed over (moved) to another department")

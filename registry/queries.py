@@ -312,7 +312,8 @@ def insert_division(conn: psycopg.Connection, division: dict) -> None:
 
 def list_departments(conn: psycopg.Connection) -> list[DepartmentOut]:
     with conn.cursor(row_factory=class_row(DepartmentOut)) as cur:
-        return cur.execute("select code, name, name_en, aliases, bureau from department order by code").fetchall()
+        return cur.execute("select code, name, name_en, aliases, bureau, disabled_at from department "
+                           "order by code").fetchall()
 
 
 def list_kinds(conn: psycopg.Connection) -> list[dict]:

@@ -1,6 +1,7 @@
 """Reference data every ledger starts with: Suihua's divisions, the departments
 (stewards), the metric catalogue and the terminal kinds. ``seed`` upserts them, so it
-runs after every migration."""
+runs after every migration; departments it only adds when missing: their names are then the platform admin's
+(PATCH /api/v1/departments/{code}), not reverted by the next release."""
 
 from __future__ import annotations
 
@@ -61,8 +62,7 @@ def seed(conn: psycopg.Connection) -> None:
         conn.cursor().executemany(
             """
             insert into department (code, name, name_en, aliases, bureau) values (%s, %s, %s, %s, %s)
-            on conflict (code) do update set name = excluded.name, name_en = excluded.name_en,
-                aliases = excluded.aliases, bureau = excluded.bureau
+            on conflict (code) do nothing
             """,
             [(d.code, d.name, d.name_en, list(d.aliases), d.bureau) for d in DEPARTMENTS],
         )

@@ -84,8 +84,12 @@ def alert_action(conn: ConnDep, who: Operator, alert_id: int,
     who and when are kept, in the alert's history and the audit log. A verdict is the steward's word on its own
     analyser: only on a ``device:drift:…`` alert (422 otherwise), open or resolved (a resolved one stays resolved),
     only by the terminal's steward department (403 otherwise: not a department reading it by a grant, nor the
-    platform admin)."""
+    platform admin). A department reading the alert only by a grant reads but does not act (403): acting is for
+    the terminal's steward department, the departments the alert is routed to, and the platform admin."""
     alert = get_alert(conn, who, alert_id)
+    if not queries.acts_on(conn, alert_id, who.scope):
+        raise forbid(f"alert {alert_id} is read by a grant; its steward department or the departments it is routed "
+                     "to act on it")
     comment, verdict = (body.comment, body.verdict) if body else (None, None)
     if verdict is not None and who.department != alert.department:
         raise forbid(f"the verdict on alert {alert_id}'s analyser is its steward's ({alert.department}) to give")

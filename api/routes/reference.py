@@ -10,9 +10,9 @@ from api.deps import ConnDep
 from api.geojson import DivisionFeature
 from api.schemas import Created
 from devices import METRICS
-from registry import divisions, queries
+from registry import departments, divisions, queries
 from registry.errors import NotFound
-from registry.models import DepartmentOut, Division, DivisionIn
+from registry.models import DepartmentChange, DepartmentIn, DepartmentOut, Division, DivisionIn
 
 router = APIRouter(prefix="/api/v1", tags=["reference"])
 
@@ -70,6 +70,23 @@ def add_division(conn: ConnDep, who: PlatformAdmin, item: DivisionIn) -> Created
 @router.get("/departments", response_model=list[DepartmentOut])
 def list_departments(conn: ConnDep) -> list[DepartmentOut]:
     return queries.list_departments(conn)
+
+
+@router.post("/departments", status_code=status.HTTP_201_CREATED, response_model=DepartmentOut)
+def add_department(conn: ConnDep, who: PlatformAdmin, item: DepartmentIn) -> DepartmentOut:
+    """Add a department sharing the platform (platform admin; audited). Its steward admins are then added as
+    accounts of it; alerts reach it for its own terminals and by grants (routes by bureau are the seed's)."""
+    with conn.transaction():
+        return departments.add_department(conn, item, who.actor())
+
+
+@router.patch("/departments/{code}", response_model=DepartmentOut)
+def rename_department(conn: ConnDep, who: PlatformAdmin, code: str, change: DepartmentChange) -> DepartmentOut:
+    """Rename a department (its name, English name or aliases; the code stays), or disable or enable it
+    (platform admin; audited). A disabled department takes no new terminals, poles, accounts or grants, and its
+    accounts stop working at once; what it has stays, to be moved to another department."""
+    with conn.transaction():
+        return departments.change_department(conn, code, change, who.actor())
 
 
 @router.get("/kinds", response_model=list[Kind])

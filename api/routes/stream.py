@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 
 HEARTBEAT_S = 15.0
+"""A comment this often keeps proxies open; the caller's credentials are checked again as often."""
 BATCH = 500
 
 
@@ -86,15 +89,39 @@ def listener(request: Request) -> FeedListener:
     return state.feed_listener
 
 
-def stream_caller(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    session: Annotated[str | None, Depends(_cookie)],
-) -> Identity:
+@dataclass(frozen=True)
+class Caller:
+    """The identity a stream was opened with, and the credentials it is checked again with."""
+
+    identity: Identity
+    bearer: HTTPAuthorizationCredentials | None
+    session: str | None
+
+
+def _identify(request: Request, bearer: HTTPAuthorizationCredentials | None, session: str | None) -> Identity:
     """``authenticated`` on a connection given back at once: a stream must not hold a pooled connection open."""
     with request.app.state.pool.connection() as conn:
         conn.autocommit = True
         return authenticated(request, conn, bearer, session)
+
+
+def stream_caller(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: Annotated[str | None, Depends(_cookie)],
+) -> Caller:
+    return Caller(_identify(request, bearer, session), bearer, session)
+
+
+def _still_allowed(request: Request, caller: Caller) -> bool:
+    """The credentials still work and give the same view: a disabled account, a revoked token, an ended session
+    or changed roles end the stream (the client reconnects, and is told 401 or gets its new view)."""
+    try:
+        now = _identify(request, caller.bearer, caller.session)
+    except HTTPException:
+        return False
+    was = caller.identity
+    return (now.account_id, now.department, now.roles) == (was.account_id, was.department, was.roles)
 
 
 def _read(request: Request, after: int, scope: str | None) -> list[dict]:
@@ -108,11 +135,17 @@ def _event(entry: dict) -> str:
     return f"id: {entry['id']}\nevent: {entry['kind']}\ndata: {data}\n\n"
 
 
-async def _events(request: Request, feed: FeedListener, after: int, scope: str | None) -> AsyncIterator[str]:
+async def _events(request: Request, feed: FeedListener, after: int, caller: Caller) -> AsyncIterator[str]:
     yield f"retry: 3000\n: resuming after {after}\n\n"
+    checked = time.monotonic()
     while not await request.is_disconnected():
+        if time.monotonic() - checked >= HEARTBEAT_S:
+            if not await run_in_threadpool(_still_allowed, request, caller):
+                yield ": the credentials no longer hold; closing\n\n"
+                return
+            checked = time.monotonic()
         version = feed.version
-        entries = await run_in_threadpool(_read, request, after, scope)
+        entries = await run_in_threadpool(_read, request, after, caller.identity.scope)
         for entry in entries:
             yield _event(entry)
             after = entry["id"]
@@ -126,18 +159,19 @@ async def _events(request: Request, feed: FeedListener, after: int, scope: str |
             responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
 async def stream(
     request: Request,
-    who: Annotated[Identity, Depends(stream_caller)],
+    who: Annotated[Caller, Depends(stream_caller)],
     after: Annotated[int | None, Query(ge=0, description="resume after this event id (as Last-Event-ID)")] = None,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
 ) -> StreamingResponse:
     """Alert, alert-history, incident and fire-event changes the caller may see, as Server-Sent Events: ``id`` is
     the event id to resume from, ``event`` the kind, ``data`` JSON; a comment every 15 s keeps proxies open.
-    Without Last-Event-ID or ``after`` the stream starts with what happens next."""
+    Without Last-Event-ID or ``after`` the stream starts with what happens next. The credentials are checked
+    again every 15 s: the stream ends once the account is disabled, the token revoked or the session ended."""
     feed = listener(request)
     start = last_event_id if last_event_id is not None else after
     if start is None:
         start = await run_in_threadpool(_last_id, request)
-    return StreamingResponse(_events(request, feed, start, who.scope), media_type="text/event-stream",
+    return StreamingResponse(_events(request, feed, start, who), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

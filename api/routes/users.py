@@ -15,6 +15,7 @@ from api.routes.paging import After, Limit, cursor, page
 from api.schemas import Instant, Page
 from registry import accounts, audit
 from registry.accounts import Identity, Role
+from registry.errors import NotFound
 from registry.models import Change
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
@@ -128,8 +129,10 @@ def issue_token(conn: ConnDep, who: Reader, login: str, item: TokenIn) -> NewTok
 
 @router.delete("/tokens/{token_id}", response_model=Token)
 def revoke_token(conn: ConnDep, who: Reader, token_id: int) -> Token:
-    """Revoke a token at once: its owner, or the platform admin."""
-    _own_or_admin(who, accounts.get_token(conn, token_id)["account"])
+    """Revoke a token at once: its owner, or the platform admin. Another account's token is 404, as a token that
+    does not exist: token ids are counted, and their existence is not the caller's to learn."""
+    if accounts.get_token(conn, token_id)["account"] != who.login and not who.holds(Role.platform_admin):
+        raise NotFound(f"token {token_id} does not exist", field="id")
     with conn.transaction():
         return accounts.revoke_token(conn, token_id, who.actor())
 

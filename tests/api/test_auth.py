@@ -165,3 +165,48 @@ def test_guessing_a_password_gets_429_with_retry_after(api_url: str, db_url: str
                                                             "password": "a long and right password"})
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
         assert "set-cookie" not in refused.headers
+
+
+def test_someone_elses_token_is_404_as_a_missing_one(api_url: str, db_url: str):
+    """Token ids are counted: 403 for another account's token would tell a prober which ids exist."""
+    owner = account_token(db_url, "auth-token-owner", ["viewer"], "sthjj")
+    prober = account_token(db_url, "auth-token-prober", ["steward_admin"], "sthjj")
+    with psycopg.connect(db_url) as c:
+        token_id = accounts.list_tokens(c, "auth-token-owner")[0]["id"]
+    with _as(api_url, prober) as client:
+        assert client.delete(f"/api/v1/tokens/{token_id}").status_code == 404
+        assert client.delete(f"/api/v1/tokens/{token_id + 100000}").status_code == 404
+    with _as(api_url, owner) as client:
+        assert client.get("/api/v1/auth/me").status_code == 200  # not revoked
+
+
+def _alert_of(db_url: str, code: str, bureau: str, family: str) -> int:
+    with psycopg.connect(db_url) as c:
+        return c.execute(
+            """
+            insert into alert (terminal_id, rule, family, severity, bureau, department_code, division_code,
+                               observed_start, detail)
+            select id, 'test', %s, 'warning', %s, department_code, division_code, now(), 'test'
+              from terminal where code = %s returning id
+            """, (family, bureau, code)).fetchone()[0]
+
+
+def test_a_department_reads_granted_alerts_but_acts_only_on_routed_ones(api_url: str, http, db_url: str):
+    """Policy: a grant lends reading; acting (acknowledge, resolve, close, comment, dispatch) stays with the
+    terminal's steward department and the departments the alert is routed to (alert_route)."""
+    operator = account_token(db_url, "auth-zjj-operator", ["operator"], HOUSING)
+    river = http.post("/api/v1/terminals", json=river_station(department="sthjj").model_dump(mode="json")).json()
+    granted = _river_alert(db_url, river["code"])  # the environment bureau's: routed to sthjj, not to 住建局
+    routed = _alert_of(db_url, river["code"], "housing", "water")  # the housing bureau's: routed to 住建局
+    assert http.post("/api/v1/grants", json={"steward": "sthjj", "grantee": HOUSING,
+                                             "kind": "water_quality_station"}).status_code == 201
+    account_token(db_url, "auth-zjj-field", ["viewer"], HOUSING, kind="person")
+    with _as(api_url, operator) as zjj:
+        assert zjj.get(f"/api/v1/alerts/{granted}").status_code == 200
+        for action in ("acknowledge", "comment", "resolve", "close"):
+            assert zjj.post(f"/api/v1/alerts/{granted}/{action}", json={"comment": "看看"}).status_code == 403
+        task = {"subject_type": "alert", "assignee": "auth-zjj-field", "due_at": "2031-01-01T08:00:00+08:00"}
+        assert zjj.post("/api/v1/tasks", json={**task, "subject_id": granted}).status_code == 403
+        assert zjj.post(f"/api/v1/alerts/{routed}/acknowledge").status_code == 200
+        assert zjj.post("/api/v1/tasks", json={**task, "subject_id": routed}).status_code == 201
+    assert [e["action"] for e in http.get(f"/api/v1/alerts/{granted}").json()["events"]] == []

@@ -14,25 +14,35 @@ import pytest
 
 from alerts import fire as fire_alerts
 from alerts import webhooks
+from api.auth import CSRF_HEADER, SESSION_COOKIE
 from registry import accounts, service
 from registry.changes import Actor
 from simulators.hotspots import firms_csv
 from tests.conftest import _empty_ledger, account_token
 from tests.factories import BEILIN, pole_in, terminal_in
 
-CALLERS = ("anonymous", "other_viewer", "viewer", "operator", "steward", "platform", "leading")
-"""other_viewer: a viewer of 住建局 (zjj); the others belong to 生态环境局 (sthjj), which owns the objects."""
+CALLERS = ("anonymous", "other_viewer", "other_operator", "other_steward", "viewer", "operator", "steward",
+           "steward_session", "platform", "leading")
+"""other_*: a viewer, operator and steward admin of 住建局 (zjj); viewer, operator and steward belong to
+生态环境局 (sthjj), which owns the objects; steward_session is sthjj's steward admin as a person in a browser (a
+session cookie and its CSRF header), expected to get exactly what steward gets with its token."""
+OTHERS = {"other_viewer", "other_operator", "other_steward"}
+AS = {"steward_session": "steward"}
+"""Callers expected to be answered as another: the rules name the latter only."""
 
-_ALL = set(CALLERS) - {"anonymous"}
+_ALL = set(CALLERS) - {"anonymous", "steward_session"}
 # Who gets the route's success status; everyone else gets 401 (anonymous), 404 (a read of an object outside
 # their view) or 403 (a right not held).
-READ = ("read", _ALL - {"other_viewer"})  # an object of sthjj: outside 住建局's view, so 404
+READ = ("read", _ALL - OTHERS)  # an object of sthjj: outside 住建局's view, so 404
 LIST = ("list", _ALL)  # filtered lists and reference data: 200 for every authenticated caller
 OPERATE = ("write", {"operator", "steward", "platform"})
 STEWARD = ("write", {"steward", "platform"})
 PLATFORM = ("write", {"platform"})
-AUDIT = ("write", {"steward", "platform", "leading"})
+AUDIT = ("write", {"steward", "other_steward", "platform", "leading"})  # a steward admin: its department's part
 SELF = ("write", {"viewer", "platform"})  # the viewer's own tokens
+OWN = ("own", {"viewer", "platform"})  # the viewer's token by id: another account's is 404, as a missing one
+OWN_STEWARD = ("write", {"steward", "other_steward", "platform"})  # a steward admin's department's own list
+OWN_OPERATOR = ("write", OPERATE[1] | {"other_operator", "other_steward"})  # the people its department sends
 PUBLIC = ("public", set(CALLERS))
 ASSIGNEE = ("act", {"viewer"})  # a dispatch task's field steps: its assignee (the viewer) only; 404 outside the view
 ASSIGNER = ("act", {"operator"})  # closing a task: its assigner (the operator) only
@@ -47,6 +57,8 @@ RULES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("POST", "/api/v1/divisions"): PLATFORM,
     ("GET", "/api/v1/divisions/{code}"): LIST,
     ("GET", "/api/v1/departments"): LIST,
+    ("POST", "/api/v1/departments"): PLATFORM,
+    ("PATCH", "/api/v1/departments/{code}"): PLATFORM,
     ("GET", "/api/v1/kinds"): LIST,
     ("GET", "/api/v1/metrics"): LIST,
     ("GET", "/api/v1/terminals"): LIST,
@@ -60,7 +72,7 @@ RULES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("PATCH", "/api/v1/poles/{code}"): STEWARD,
     ("DELETE", "/api/v1/poles/{code}"): STEWARD,
     ("GET", "/api/v1/poles/{code}/terminals"): READ,
-    ("POST", "/api/v1/codes/issue"): STEWARD,
+    ("POST", "/api/v1/codes/issue"): OWN_STEWARD,  # city-wide numbering: no department's object
     ("GET", "/api/v1/codes/{code}"): LIST,
     ("GET", "/api/v1/codes/{code}/qr.png"): LIST,
     ("GET", "/api/v1/codes/{code}/qr.svg"): LIST,
@@ -98,11 +110,11 @@ RULES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("POST", "/api/v1/users/{login}/enable"): PLATFORM,
     ("GET", "/api/v1/users/{login}/tokens"): SELF,
     ("POST", "/api/v1/users/{login}/tokens"): SELF,
-    ("DELETE", "/api/v1/tokens/{token_id}"): SELF,
+    ("DELETE", "/api/v1/tokens/{token_id}"): OWN,
     ("GET", "/api/v1/audit"): AUDIT,
     ("GET", "/api/v1/stream"): LIST,
     ("POST", "/api/v1/webhooks"): STEWARD,
-    ("GET", "/api/v1/webhooks"): STEWARD,
+    ("GET", "/api/v1/webhooks"): OWN_STEWARD,
     ("DELETE", "/api/v1/webhooks/{webhook_id}"): STEWARD,
     ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): STEWARD,
     ("POST", "/api/v1/webhooks/{webhook_id}/replay"): STEWARD,
@@ -110,7 +122,7 @@ RULES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("POST", "/api/v1/tasks"): OPERATE,
     ("GET", "/api/v1/tasks"): LIST,
     ("GET", "/api/v1/tasks/summary"): LIST,
-    ("GET", "/api/v1/tasks/assignees"): OPERATE,
+    ("GET", "/api/v1/tasks/assignees"): OWN_OPERATOR,
     ("GET", "/api/v1/tasks/{task_id}"): READ,
     ("POST", "/api/v1/tasks/{task_id}/verify"): ASSIGNEE,
     ("POST", "/api/v1/tasks/{task_id}/rectify"): ASSIGNEE,
@@ -122,10 +134,16 @@ RULES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("GET", "/api/v1/dashboard/config"): LIST,
 }
 
-_ROLES = {"other_viewer": (["viewer"], "zjj"), "viewer": (["viewer"], "sthjj"), "operator": (["operator"], "sthjj"),
+_ROLES = {"other_viewer": (["viewer"], "zjj"), "other_operator": (["operator"], "zjj"),
+          "other_steward": (["steward_admin"], "zjj"), "viewer": (["viewer"], "sthjj"),
+          "operator": (["operator"], "sthjj"),
           "steward": (["steward_admin"], "sthjj"), "platform": (["platform_admin"], None),
           "leading": (["leading_group"], None)}
 _serial = itertools.count(1)
+ACTIONS = ("acknowledge", "resolve", "close", "comment")
+"""Every {action} of POST /alerts/{alert_id}/{action}, each on a fresh open alert."""
+BROWSER = "matrix-browser"
+"""steward_session's person: a steward admin of sthjj with a password."""
 ASSIGNEES = {"matrix-field": (["viewer"], "sthjj"), "matrix-housing": (["viewer"], "zjj"),
              "matrix-leader": (["leading_group"], None)}
 """People a task may be sent to (or not); the matrix callers themselves are service accounts."""
@@ -136,8 +154,24 @@ class World:
     """The objects each route acts on, all of 生态环境局 (sthjj); fresh ones for routes that use them up."""
 
     url: str
+    api_url: str
     tokens: dict[str, str]
     viewer_password: str
+    browser_password: str
+    session: tuple[str, str] | None = None
+    """steward_session's cookie and CSRF token, logged in again after a call logged it out."""
+
+    def headers(self, caller: str) -> dict[str, str]:
+        if caller == "anonymous":
+            return {}
+        if caller != "steward_session":
+            return {"Authorization": f"Bearer {self.tokens[caller]}"}
+        if self.session is None:
+            login = httpx.post(f"{self.api_url}/api/v1/auth/login", timeout=30,
+                               json={"login": BROWSER, "password": self.browser_password})
+            self.session = login.cookies[SESSION_COOKIE], login.json()["csrf_token"]
+        cookie, csrf = self.session
+        return {"Cookie": f"{SESSION_COOKIE}={cookie}", CSRF_HEADER: csrf}
 
     def conn(self) -> psycopg.Connection:
         return psycopg.connect(self.url)  # committed when the block ends
@@ -187,6 +221,13 @@ class World:
             return c.execute("insert into sharing_grant (steward_code, grantee_code, granted_by) "
                              "values ('sthjj', 'cgj', 'setup') returning id").fetchone()[0]
 
+    def department(self) -> str:
+        code = f"matrixd{next(_serial)}"
+        with self.conn() as c:
+            c.execute("insert into department (code, name, name_en, bureau) "
+                      "values (%(code)s, %(code)s, %(code)s, 'other')", {"code": code})
+        return code
+
     def heat_source(self) -> int:
         with self.conn() as c:
             return c.execute("insert into heat_source (name, kind, lat, lon, radius_m, division_code) values "
@@ -225,20 +266,22 @@ class World:
             return accounts.issue_token(c, "matrix-viewer", "spare", None, Actor("setup"))[0]["id"]
 
 
-def _request(world: World, method: str, path: str) -> dict:
-    """Path parameters, query and body for one call, with fresh objects where the call uses them up."""
+def _request(world: World, method: str, path: str, fixed: dict[str, str]) -> dict:
+    """Path parameters, query and body for one call, with fresh objects where the call uses them up; ``fixed``:
+    path parameters given."""
     n = next(_serial)
     makers = {
         "code": lambda: world.pole() if path.startswith("/api/v1/poles/") else (
-            "231202" if path.startswith("/api/v1/divisions/") else world.terminal()),
-        "alert_id": world.alert, "action": lambda: "comment", "event_id": world.fire_event,
+            "231202" if path.startswith("/api/v1/divisions/") else
+            world.department() if path.startswith("/api/v1/departments/") else world.terminal()),
+        "alert_id": world.alert, "event_id": world.fire_event,
         "detection_id": world.detection, "grant_id": world.grant, "source_id": world.heat_source,
         "login": lambda: "matrix-viewer" if "tokens" in path else world.account(), "token_id": world.viewer_token,
         "webhook_id": world.webhook,
         "task_id": lambda: world.task("assigned" if path.endswith("/verify") else "verified"),
         "decision": lambda: "close", "photo_id": lambda: world.photo,
     }
-    params = {name: make() for name, make in makers.items() if f"{{{name}}}" in path}
+    params = {name: make() for name, make in makers.items() if f"{{{name}}}" in path} | fixed
     bodies = {
         ("POST", "/api/v1/auth/login"): {"json": {"login": "matrix-viewer", "password": world.viewer_password}},
         ("POST", "/api/v1/divisions"): {"json": {"code": f"231202{n % 1000:03d}", "name": f"矩阵镇{n}",
@@ -246,6 +289,9 @@ def _request(world: World, method: str, path: str) -> dict:
         ("POST", "/api/v1/terminals"): {"json": {"name": f"矩阵站{n}", "kind": "air_sensor", "lon": BEILIN[0],
                                                  "lat": BEILIN[1], "department": "sthjj"}},
         ("PATCH", "/api/v1/terminals/{code}"): {"json": {"vendor": "先河环保"}},
+        ("POST", "/api/v1/departments"): {"json": {"code": f"matrix{n}", "name": f"矩阵局{n}",
+                                                   "name_en": f"Matrix {n}"}},
+        ("PATCH", "/api/v1/departments/{code}"): {"json": {"name_en": f"Matrix bureau {n}"}},
         ("POST", "/api/v1/poles"): {"json": {"name": f"矩阵杆{n}", "department": "sthjj", "lon": BEILIN[0],
                                              "lat": BEILIN[1]}},
         ("PATCH", "/api/v1/poles/{code}"): {"json": {"address": "中兴大街"}},
@@ -286,21 +332,40 @@ def world(api_url: str, db_url: str) -> Iterator[World]:
     tokens = {name: account_token(db_url, f"matrix-{name.replace('_', '-')}", *_ROLES[name]) for name in _ROLES}
     for login, (roles, department) in ASSIGNEES.items():
         account_token(db_url, login, roles, department, kind="person")
-    password = accounts.new_password()
+    password, browser = accounts.new_password(), accounts.new_password()
     with psycopg.connect(db_url) as c:
         accounts.set_password(c, "matrix-viewer", password, Actor("setup"))
-    yield World(db_url, tokens, password)
+        accounts.add_account(c, login=BROWSER, name="李伟", department="sthjj", roles=["steward_admin"],
+                             kind="person", password=browser, actor=Actor("setup"))
+    yield World(db_url, api_url, tokens, password, browser)
     _empty_ledger(db_url)
 
 
 def _routes(api_url: str) -> list[tuple[str, str, int]]:
-    spec = httpx.get(f"{api_url}/openapi.json").json()
+    spec = httpx.get(f"{api_url}/openapi.json", timeout=60).json()
     routes = []
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():
             success = min(int(code) for code in operation["responses"] if code.startswith("2"))
             routes.append((method.upper(), path, success))
     return routes
+
+
+def _cases(api_url: str) -> Iterator[tuple[str, str, int, dict[str, str]]]:
+    """Every route, the alert action route once per action."""
+    for method, path, success in _routes(api_url):
+        for fixed in ([{"action": a} for a in ACTIONS] if "{action}" in path else [{}]):
+            yield method, path, success, fixed
+
+
+def _call(world: World, caller: str, method: str, path: str, fixed: dict[str, str]) -> int:
+    request = _request(world, method, path, fixed)
+    with httpx.stream(method, f"{world.api_url}{request.pop('url')}", headers=world.headers(caller), timeout=30,
+                      **request) as response:  # a stream's status, without reading it to its end
+        status = response.status_code
+    if caller == "steward_session" and path == "/api/v1/auth/logout" and status < 300:
+        world.session = None
+    return status
 
 
 def test_every_route_has_its_rights(api_url: str):
@@ -310,31 +375,48 @@ def test_every_route_has_its_rights(api_url: str):
 
 def test_rights_matrix(api_url: str, world: World):
     failures = []
-    calls = 0
-    for method, path, success in _routes(api_url):
+    cases = list(_cases(api_url))
+    for method, path, success, fixed in cases:
         kind, allowed = RULES[(method, path)]
         for caller in CALLERS:
-            request = _request(world, method, path)
-            headers = {"Authorization": f"Bearer {world.tokens[caller]}"} if caller != "anonymous" else {}
-            with httpx.stream(method, f"{api_url}{request.pop('url')}", headers=headers, timeout=30,
-                              **request) as response:  # a stream's status, without reading it to its end
-                status = response.status_code
-            calls += 1
-            expected = _expected(kind, allowed, caller, success)
-            if status != expected:
-                failures.append(f"{method} {path} as {caller}: {status}, expected {expected}")
+            status = _call(world, caller, method, path, fixed)
+            expected = _expected(kind, allowed, AS.get(caller, caller), success, (method, path))
+            if status not in expected:
+                failures.append(f"{method} {path.format_map({'action': '{action}', **fixed}) if fixed else path} "
+                                f"as {caller}: {status}, expected {' or '.join(map(str, sorted(expected)))}")
     assert not failures, "\n".join(failures)
-    assert calls == len(RULES) * len(CALLERS)
+    assert len(cases) == len(RULES) + len(ACTIONS) - 1
 
 
-def _expected(kind: str, allowed: set[str], caller: str, success: int) -> int:
+ROW_REFUSALS = {("POST", "/api/v1/ledger/import")}
+"""Routes that refuse another department's rows one by one: 422 naming each row, nothing written."""
+
+
+def _expected(kind: str, allowed: set[str], caller: str, success: int, route: tuple[str, str]) -> set[int]:
     if caller in allowed:
-        return success
+        return {success}
     if caller == "anonymous":
-        return 401
-    if kind == "act" and caller == "other_viewer":
-        return 404  # the task is outside 住建局's view
-    return 404 if kind == "read" else 403
+        return {401}
+    if kind in ("read", "own") or (kind == "act" and caller in OTHERS):
+        return {404}  # outside the caller's view: sthjj's objects for 住建局, another account's token
+    if caller in OTHERS:  # another department's writes: no right (403) or an object outside its view (404)
+        return {403, 404} | ({422} if route in ROW_REFUSALS else set())
+    return {403}
+
+
+def test_a_session_without_its_csrf_token_changes_nothing(api_url: str, world: World):
+    """Every route that changes state, called with steward_session's cookie and no CSRF header: 403 (CSRF)."""
+    failures = []
+    for method, path, _, fixed in _cases(api_url):
+        if method in ("GET", "HEAD") or RULES[(method, path)] == PUBLIC:
+            continue
+        cookie_only = {k: v for k, v in world.headers("steward_session").items() if k != CSRF_HEADER}
+        request = _request(world, method, path, fixed)
+        response = httpx.request(method, f"{api_url}{request.pop('url')}", headers=cookie_only, timeout=30,
+                                 **request)
+        if response.status_code != 403 or "CSRF" not in response.text:
+            failures.append(f"{method} {path} {fixed or ''}: {response.status_code}")
+    assert not failures, "\n".join(failures)
 
 
 SENDS = {"matrix-field": {"operator", "steward", "platform"}, "matrix-housing": {"platform"},
@@ -356,10 +438,12 @@ def test_dispatch_rights_by_assignee(api_url: str, world: World):
         for caller in CALLERS:
             body = {"subject_type": "alert", "subject_id": world.alert(), "assignee": assignee,
                     "due_at": "2031-01-01T08:00:00+08:00"}
-            headers = {"Authorization": f"Bearer {world.tokens[caller]}"} if caller != "anonymous" else {}
-            status = httpx.post(f"{api_url}/api/v1/tasks", json=body, headers=headers, timeout=30).status_code
-            expected = (201 if caller in senders else 401 if caller == "anonymous"
-                        else 404 if caller in SENDERS_OF_STHJJ and assignee in OUTSIDE_STHJJ else 403)
+            status = httpx.post(f"{api_url}/api/v1/tasks", json=body, headers=world.headers(caller),
+                                timeout=30).status_code
+            rights = AS.get(caller, caller)
+            expected = (201 if rights in senders else 401 if rights == "anonymous"
+                        else 404 if rights in SENDERS_OF_STHJJ and assignee in OUTSIDE_STHJJ
+                        else 404 if rights in OTHERS - {"other_viewer"} else 403)  # the alert: outside its view
             if status != expected:
                 failures.append(f"{caller} sends {assignee}: {status}, expected {expected}")
     assert not failures, "\n".join(failures)

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 
 import httpx
 import psycopg
+import pytest
 
-from registry import service
+from api.routes import stream
+from registry import accounts, service
 from registry.changes import Actor
 from tests.conftest import account_token
 from tests.factories import terminal_in
@@ -114,3 +116,29 @@ def test_an_evaluation_extending_an_alert_is_not_news(db_url: str):
         c.execute("update alert set observed_end = now(), worst_value = 9.5, detail = 'still on' where id = %s",
                   (alert,))
     assert _feed_end(db_url) == start
+
+
+@pytest.mark.parametrize("ending", ["disable", "revoke"])
+def test_an_open_stream_ends_once_its_account_is_disabled_or_its_token_revoked(
+        api_url: str, db_url: str, http: httpx.Client, monkeypatch: pytest.MonkeyPatch, ending: str):
+    """The credentials are checked again at each heartbeat (shortened here), not only when the stream opened."""
+    monkeypatch.setattr(stream, "HEARTBEAT_S", 0.2)
+    login = f"stream-{ending}"
+    token = account_token(db_url, login, ["viewer"], "sthjj")
+    heartbeats = 0
+    with httpx.stream("GET", f"{api_url}/api/v1/stream", headers={"Authorization": f"Bearer {token}"},
+                      timeout=30) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("retry:")
+        assert ": heartbeat" in lines  # open, and kept open while the account holds (reads up to the first)
+        if ending == "disable":
+            assert http.post(f"/api/v1/users/{login}/disable").status_code == 200
+        else:
+            with psycopg.connect(db_url) as c:
+                token_id = accounts.list_tokens(c, login)[0]["id"]
+            assert http.delete(f"/api/v1/tokens/{token_id}").status_code == 200
+        for line in lines:
+            heartbeats += line == ": heartbeat"
+            if heartbeats > 5:
+                break  # still open: the check did not happen
+    assert heartbeats <= 2
