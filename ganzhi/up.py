@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 
 import uvicorn
 
@@ -23,10 +24,11 @@ from api.app import create_app
 from core import db
 from core.broker import BrokerMissing, LocalBroker
 from core.embedded import EmbeddedPostgres, stop_leftover
+from core.runtime import Service, heartbeat
 from core.settings import Settings, UnsafeSettings
 from ganzhi import broker_auth, database
 from ganzhi.account_commands import ADMIN_LOGIN, ADMIN_SECRET_FILE, ensure_first_admin
-from ganzhi.children import Child
+from ganzhi.children import Child, Server, keep_running
 from registry import demo
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,12 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         loop.add_signal_handler(sig, stop.set)
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else secrets.token_urlsafe(24)
     async with contextlib.AsyncExitStack() as stack:
-        url = await _database(settings, stack)
+        url, server = await _database(settings, stack)
         await asyncio.to_thread(database.prepare, url, settings)
+        if server is not None:  # watched once its heartbeat has a table to go to
+            postgres = Server(Service("database", "embedded postgres", url), lambda: server.exit_code,
+                              lambda: asyncio.to_thread(server.start))
+            _supervise(stack, postgres.service, postgres.watch)
         if admin_file := await asyncio.to_thread(ensure_first_admin, url, settings.var_dir):
             log.info("First run: log in as 'admin' with the password in %s (see README, Logging in)", admin_file)
         if load_demo:
@@ -105,13 +111,22 @@ def _require_free_ports(settings: Settings) -> None:
                 raise SystemExit(f"port {host}:{port} is in use ({exc.strerror}); set {variable} to another") from exc
 
 
-async def _database(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
+async def _database(settings: Settings, stack: contextlib.AsyncExitStack) -> tuple[str, EmbeddedPostgres | None]:
+    """The database's URL, and the embedded server when `up` runs one."""
     if settings.database_url:
-        return settings.database_url
+        return settings.database_url, None
     server = EmbeddedPostgres(settings.var_dir / "pgdata", settings.embedded_pg_port)
     url = await asyncio.to_thread(server.start)
     stack.push_async_callback(asyncio.to_thread, server.stop)
-    return url
+    return url, server
+
+
+def _supervise(stack: contextlib.AsyncExitStack, service: Service, watch: Callable[[], Awaitable[None]]) -> None:
+    """Run ``watch`` (which restarts what it watches) with a heartbeat row for /healthz, until `up` stops; it and
+    its heartbeat end before what was started earlier (the server it watches, the database) stops."""
+    stack.enter_context(heartbeat(service))
+    watching = asyncio.create_task(watch())
+    stack.push_async_callback(_cancel, watching)
 
 
 async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str, password: str) -> str:
@@ -131,8 +146,10 @@ async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str
     except BrokerMissing as exc:
         raise SystemExit(str(exc)) from exc
     stack.push_async_callback(broker.stop)
-    syncing = asyncio.create_task(broker_auth.keep_in_step(url, auth, broker))
-    stack.push_async_callback(_cancel, syncing)
+    mosquitto = Server(Service("broker", "embedded mosquitto", url), lambda: broker.exit_code, broker.start)
+    _supervise(stack, mosquitto.service, mosquitto.watch)
+    sync = Service("broker-sync", "broker sync", url)
+    _supervise(stack, sync, lambda: keep_running(sync, lambda: broker_auth.keep_in_step(url, auth, broker)))
     return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}"
 
 
