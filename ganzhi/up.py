@@ -61,12 +61,10 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         loop.add_signal_handler(sig, stop.set)
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else secrets.token_urlsafe(24)
     async with contextlib.AsyncExitStack() as stack:
-        url, server = await _database(settings, stack)
+        url, embedded = await _database(settings, stack)
         await asyncio.to_thread(database.prepare, url, settings)
-        if server is not None:  # watched once its heartbeat has a table to go to
-            postgres = Server(Service("database", "embedded postgres", url), lambda: server.exit_code,
-                              lambda: asyncio.to_thread(server.start))
-            _supervise(stack, postgres.service, postgres.watch)
+        if embedded is not None:  # watched once its heartbeat has a table to go to
+            _supervise_database(stack, embedded, url)
         if admin_file := await asyncio.to_thread(ensure_first_admin, url, settings.var_dir):
             log.info("First run: log in as 'admin' with the password in %s (see README, Logging in)", admin_file)
         if load_demo:
@@ -121,12 +119,29 @@ async def _database(settings: Settings, stack: contextlib.AsyncExitStack) -> tup
     return url, server
 
 
+def _supervise_database(stack: contextlib.AsyncExitStack, embedded: EmbeddedPostgres, url: str) -> None:
+    postgres = Server(Service("database", "embedded postgres", url), lambda: embedded.exit_code,
+                      lambda: asyncio.to_thread(embedded.start))
+    _supervise(stack, postgres.service, postgres.watch)
+
+
 def _supervise(stack: contextlib.AsyncExitStack, service: Service, watch: Callable[[], Awaitable[None]]) -> None:
     """Run ``watch`` (which restarts what it watches) with a heartbeat row for /healthz, until `up` stops; it and
     its heartbeat end before what was started earlier (the server it watches, the database) stops."""
     stack.enter_context(heartbeat(service))
     watching = asyncio.create_task(watch())
+    watching.add_done_callback(_loudly(service))
     stack.push_async_callback(_cancel, watching)
+
+
+def _loudly(service: Service) -> Callable[[asyncio.Task], None]:
+    """A supervisor that dies is a bug: logged with its traceback, and shown as failed in its heartbeat."""
+
+    def done(task: asyncio.Task) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            service.fail("supervisor", exc)
+
+    return done
 
 
 async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str, password: str) -> str:
