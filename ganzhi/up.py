@@ -3,8 +3,9 @@
 Starts (unless DATABASE_URL / MQTT_URL point elsewhere) an embedded PostgreSQL and a
 local MQTT broker whose logins come from the ledger, migrates, loads the demo ledger into
 an empty database, starts the ingest workers and (with the demo) the device simulators,
-serves the API, runs the maintenance worker (partitions, rollups), and on Ctrl-C or SIGTERM stops everything
-it started, in reverse order.
+serves the API, runs the maintenance worker (partitions, rollups), restarts whatever of it dies (workers,
+the embedded PostgreSQL, mosquitto, the broker sync), and on Ctrl-C or SIGTERM stops everything it started,
+in reverse order.
 """
 
 from __future__ import annotations

@@ -13,9 +13,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from core.runtime import Service
 from core.settings import Settings
-from ganzhi import broker_auth, up
+from ganzhi import broker_auth, children, up
 from ganzhi.benchkit import free_port
+from ganzhi.children import Server
 
 pytestmark = pytest.mark.slow
 
@@ -58,3 +60,38 @@ def test_the_broker_sync_that_dies_is_restarted_logged_and_in_the_heartbeats(db_
     assert "KeyError" in beat[1]["failure"]
     assert any("broker sync died: KeyError" in r.getMessage() for r in caplog.records)
     assert _heartbeat(db_url, "broker sync")[0] == "stopped"
+
+
+def test_a_server_that_died_is_started_again_through_a_failed_attempt(monkeypatch, caplog):
+    """The death and the recovery are logged once each, a failed attempt with its reason; the restarts counted."""
+    monkeypatch.setattr(children, "FIRST_DELAY_S", 0.05)
+    monkeypatch.setattr(children, "POLL_S", 0.01)
+    caplog.set_level(logging.INFO, logger="ganzhi.children")
+    process = {"exit_code": None, "starts": 0}
+    back = asyncio.Event()
+
+    async def start() -> None:
+        process["starts"] += 1
+        if process["starts"] == 1:
+            raise RuntimeError("port still taken")
+        process["exit_code"] = None
+        back.set()
+
+    async def scenario() -> Server:
+        server = Server(Service("broker", "embedded mosquitto", "postgresql://unused"), lambda: process["exit_code"],
+                        start)
+        watching = asyncio.create_task(server.watch())
+        await asyncio.sleep(0.1)
+        process["exit_code"] = -9
+        await back.wait()
+        await asyncio.sleep(0.1)
+        watching.cancel()
+        return server
+
+    server = asyncio.run(asyncio.wait_for(scenario(), 30))
+    lines = [r.getMessage() for r in caplog.records]
+    assert server.restarts == 2 and server.service.detail["restarts"] == 2
+    assert [line for line in lines if "unavailable" in line] == [
+        "embedded mosquitto unavailable: exited with signal SIGKILL; retrying"]
+    assert any("restart 1 failed: port still taken" in line for line in lines)
+    assert sum("embedded mosquitto back after" in line for line in lines) == 1
