@@ -48,6 +48,11 @@ class LocalBroker:
         self.auth_dir = auth_dir.resolve() if auth_dir else None
         self._process: subprocess.Popen | None = None
 
+    @property
+    def exit_code(self) -> int | None:
+        """None while mosquitto (or its guard) runs or before it was started; else how it ended."""
+        return None if self._process is None else self._process.poll()
+
     def reload(self) -> None:
         """Make mosquitto re-read its password file (SIGHUP)."""
         if self._process is not None and self._process.poll() is None:

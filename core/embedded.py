@@ -67,6 +67,11 @@ class EmbeddedPostgres:
         return self._url(DATABASE)
 
     @property
+    def exit_code(self) -> int | None:
+        """None while the server runs or before it was started; else how its postmaster ended."""
+        return None if self._server is None else self._server.poll()
+
+    @property
     def _admin_url(self) -> str:
         return self._url("postgres")
 

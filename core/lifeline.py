@@ -52,6 +52,9 @@ def guarded(command: list[str]) -> list[str]:
     return [sys.executable, "-m", "core.lifeline", *command]
 
 
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def _guard(command: list[str]) -> int:
     """Run ``command``, passing stop and reload signals on; a stop before it started stops it at once."""
     received: list[int] = []
@@ -62,12 +65,17 @@ def _guard(command: list[str]) -> int:
         if program is not None:
             program.send_signal(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in _FORWARDED:
         signal.signal(sig, forward)
     program = subprocess.Popen(command)
     for signum in received:
         program.send_signal(signum)
-    return program.wait()
+    code = program.wait()
+    if code < 0:  # killed: so is the guard, so that its starter sees the signal, not an exit code
+        if -code in _FORWARDED:
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    return code
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import psycopg
 
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
 """How often a service writes its heartbeat; /healthz calls a service stale after three missed beats."""
+LAST_BEAT_S = 3.0
+"""How long a stopping service waits for its last heartbeat (``stopped``/``failed``); a database that does not answer
+by then does not hold the stop up (CI: children of a killed `up` outlived it by over 10 s)."""
 _PR_SET_PDEATHSIG = 1
 _DETAIL_TYPES = (str, int, float, bool, type(None))
 
@@ -58,6 +61,14 @@ class Outage:
         if self._since is not None:
             self._log.info("%s back after %.1f s", self.what, time.monotonic() - self._since)
             self._since = None
+
+
+def wait_unless(event: threading.Event, stop: threading.Event | None, seconds: float) -> bool:
+    """Wait for ``event`` at most ``seconds``, no longer once ``stop`` is set; True when ``event`` is set."""
+    deadline = time.monotonic() + seconds
+    while not event.is_set() and not (stop and stop.is_set()) and (left := deadline - time.monotonic()) > 0:
+        event.wait(min(left, 0.1))
+    return event.is_set()
 
 
 class Service:
@@ -97,6 +108,10 @@ class Service:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
         return self.stop.is_set()
+
+    def wait_for(self, event: threading.Event, seconds: float) -> bool:
+        """Wait for ``event`` at most ``seconds``, no longer once the service is stopping; True when it is set."""
+        return wait_unless(event, self.stop, seconds)
 
     async def until_stopped(self) -> None:
         """Return once the service is stopping (a signal, or a component that failed)."""
@@ -201,34 +216,40 @@ on conflict (name) do update
 
 
 class _Heartbeat(threading.Thread):
-    """Writes the service's row every few seconds, and once more when it ends."""
+    """Writes the service's row every few seconds, and once more when it ends (waited for ``LAST_BEAT_S`` at most:
+    the thread is a daemon, a database that hangs cannot keep the process alive)."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, *, beat_first: bool = False) -> None:
         super().__init__(name=f"heartbeat {service.name}", daemon=True)
         self.service = service
+        self._beat_first = beat_first
         self._done = threading.Event()
         self._outage = Outage("heartbeat database", log)
         self._conn: psycopg.Connection | None = None
 
     def run(self) -> None:
+        if self._beat_first:
+            self.beat()
         while not self._done.wait(HEARTBEAT_S):
             self.beat()
-
-    def finish(self) -> None:
-        self._done.set()
-        self.join(HEARTBEAT_S * 2)
-        self.beat()
+        self.beat(connect_timeout=int(LAST_BEAT_S))
         if self._conn is not None:
             self._conn.close()
 
-    def beat(self) -> None:
+    def finish(self) -> None:
+        self._done.set()
+        self.join(LAST_BEAT_S)
+        if self.is_alive():
+            log.warning("%s: its last heartbeat was not written within %.0f s", self.service.name, LAST_BEAT_S)
+
+    def beat(self, connect_timeout: int = 5) -> None:
         service = self.service
         params = {"name": service.name, "kind": service.kind, "host": socket.gethostname(), "pid": os.getpid(),
                   "state": service.state, "detail": json.dumps(service.detail, default=str),
                   "counters": json.dumps(service.metrics.totals())}
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(service.database_url, autocommit=True, connect_timeout=5)
+                self._conn = psycopg.connect(service.database_url, autocommit=True, connect_timeout=connect_timeout)
             self._conn.execute(_UPSERT, params)
         except psycopg.Error as exc:
             self._outage.failed(exc)
@@ -237,6 +258,20 @@ class _Heartbeat(threading.Thread):
             self._conn = None
             return
         self._outage.recovered()
+
+
+@contextlib.contextmanager
+def heartbeat(service: Service) -> Iterator[Service]:
+    """A heartbeat row for a part of a larger process (`up`'s broker sync and servers): written every few seconds
+    while in the block, once more on leaving it."""
+    beating = _Heartbeat(service, beat_first=True)
+    beating.start()
+    try:
+        yield service
+    finally:
+        if service.state == "running":
+            service.state = "stopped"
+        beating.finish()
 
 
 # -- running -----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Worker processes that `up` starts, restarts when they die, and stops in order."""
+"""Worker processes and servers that `up` starts, restarts when they die, and stops in order."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 from core.lifeline import dying_with_parent
+from core.runtime import Outage, Service
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +18,8 @@ FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 30.0
 HEALTHY_RUN_S = 60.0
 """A child that ran this long before exiting is restarted after the first delay again, not the grown one."""
+POLL_S = 0.5
+"""How often a server's process is looked at."""
 
 
 def describe_exit(code: int) -> str:
@@ -82,3 +86,77 @@ class Child:
             await asyncio.gather(self._task, return_exceptions=True)
         if self.restarts:
             log.info("%s was restarted %d times", self.name, self.restarts)
+
+
+class Server:
+    """A server `up` runs itself (mosquitto, the embedded PostgreSQL): started again with backoff when its process
+    dies, its death and its recovery logged once each (not every attempt), its restarts in its heartbeat's detail.
+
+    ``exit_code`` is None while the process runs; ``start`` starts it again, raising when it cannot."""
+
+    def __init__(self, service: Service, exit_code: Callable[[], int | None],
+                 start: Callable[[], Awaitable[None]]) -> None:
+        self.service = service
+        self._exit_code = exit_code
+        self._start = start
+        self.restarts = 0
+        self._outage = Outage(service.name, log)
+        service.set_detail(restarts=0)
+
+    async def watch(self) -> None:
+        """Until cancelled: wait for the process to die, then start it again."""
+        delay = FIRST_DELAY_S
+        since = time.monotonic()
+        while True:
+            code = await self._death()
+            if time.monotonic() - since >= HEALTHY_RUN_S:
+                delay = FIRST_DELAY_S
+            self._outage.failed(f"exited with {describe_exit(code)}")
+            delay = await self._restart(delay)
+            since = time.monotonic()
+
+    async def _death(self) -> int:
+        """The process's exit code, once it exits (a process of ``subprocess``, not asyncio's: polled)."""
+        while True:
+            code = self._exit_code()
+            if code is not None:
+                return code
+            await asyncio.sleep(POLL_S)
+
+    async def _restart(self, delay: float) -> float:
+        """Start the process again, retrying with a growing delay; returns the delay for the next death."""
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY_S)
+            self.restarts += 1
+            self.service.set_detail(restarts=self.restarts)
+            try:
+                await self._start()
+            except Exception as exc:  # say why, and try again: up without its broker or database is no platform
+                log.error("%s: restart %d failed: %s; next in %.0f s", self.service.name, self.restarts, exc, delay)
+                continue
+            self._outage.recovered()
+            return delay
+
+
+async def keep_running(service: Service, run: Callable[[], Awaitable[None]]) -> None:
+    """Run ``run()`` as long as `up` runs; when it raises (or returns) it is logged with its traceback and run again
+    with backoff, its restarts and last failure in the heartbeat's detail."""
+    delay = FIRST_DELAY_S
+    restarts = 0
+    service.set_detail(restarts=0)
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+            error: Exception = RuntimeError("returned while `up` runs")
+        except Exception as exc:  # a bug, not an outage (those it retries itself): loudly, then again
+            error = exc
+        if time.monotonic() - started >= HEALTHY_RUN_S:
+            delay = FIRST_DELAY_S
+        restarts += 1
+        log.error("%s died: %s: %s; restart %d in %.0f s", service.name, type(error).__name__, error, restarts, delay,
+                  exc_info=(type(error), error, error.__traceback__))
+        service.set_detail(restarts=restarts, failure=f"{type(error).__name__}: {str(error)[:300]}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_DELAY_S)

@@ -3,8 +3,9 @@
 Starts (unless DATABASE_URL / MQTT_URL point elsewhere) an embedded PostgreSQL and a
 local MQTT broker whose logins come from the ledger, migrates, loads the demo ledger into
 an empty database, starts the ingest workers and (with the demo) the device simulators,
-serves the API, runs the maintenance worker (partitions, rollups), and on Ctrl-C or SIGTERM stops everything
-it started, in reverse order.
+serves the API, runs the maintenance worker (partitions, rollups), restarts whatever of it dies (workers,
+the embedded PostgreSQL, mosquitto, the broker sync), and on Ctrl-C or SIGTERM stops everything it started,
+in reverse order.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 
 import uvicorn
 
@@ -23,10 +25,11 @@ from api.app import create_app
 from core import db
 from core.broker import BrokerMissing, LocalBroker
 from core.embedded import EmbeddedPostgres, stop_leftover
+from core.runtime import Service, heartbeat
 from core.settings import Settings, UnsafeSettings
 from ganzhi import broker_auth, database
 from ganzhi.account_commands import ADMIN_LOGIN, ADMIN_SECRET_FILE, ensure_first_admin
-from ganzhi.children import Child
+from ganzhi.children import Child, Server, keep_running
 from registry import demo
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,10 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         loop.add_signal_handler(sig, stop.set)
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else secrets.token_urlsafe(24)
     async with contextlib.AsyncExitStack() as stack:
-        url, owner_url = await _database(settings, stack)
+        url, owner_url, embedded = await _database(settings, stack)
         await asyncio.to_thread(database.prepare, owner_url, settings, url)
+        if embedded is not None:  # watched once its heartbeat has a table to go to
+            _supervise_database(stack, embedded, url)
         if admin_file := await asyncio.to_thread(ensure_first_admin, url, settings.var_dir):
             log.info("First run: log in as 'admin' with the password in %s (see README, Logging in)", admin_file)
         if load_demo:
@@ -107,15 +112,41 @@ def _require_free_ports(settings: Settings) -> None:
                 raise SystemExit(f"port {host}:{port} is in use ({exc.strerror}); set {variable} to another") from exc
 
 
-async def _database(settings: Settings, stack: contextlib.AsyncExitStack) -> tuple[str, str]:
-    """The services' URL and the tables' owner's (migrations, maintenance); the embedded server's are its
-    ``ganzhi_app`` role and its superuser."""
+async def _database(settings: Settings,
+                    stack: contextlib.AsyncExitStack) -> tuple[str, str, EmbeddedPostgres | None]:
+    """The services' URL, the tables' owner's (migrations, maintenance), and the embedded server when `up` runs
+    one (its ``ganzhi_app`` role and its superuser)."""
     if settings.database_url:
-        return settings.database_url, settings.database_owner_url or settings.database_url
+        return settings.database_url, settings.database_owner_url or settings.database_url, None
     server = EmbeddedPostgres(settings.var_dir / "pgdata", settings.embedded_pg_port)
     owner_url = await asyncio.to_thread(server.start)
     stack.push_async_callback(asyncio.to_thread, server.stop)
-    return await asyncio.to_thread(server.application_url), owner_url
+    return await asyncio.to_thread(server.application_url), owner_url, server
+
+
+def _supervise_database(stack: contextlib.AsyncExitStack, embedded: EmbeddedPostgres, url: str) -> None:
+    postgres = Server(Service("database", "embedded postgres", url), lambda: embedded.exit_code,
+                      lambda: asyncio.to_thread(embedded.start))
+    _supervise(stack, postgres.service, postgres.watch)
+
+
+def _supervise(stack: contextlib.AsyncExitStack, service: Service, watch: Callable[[], Awaitable[None]]) -> None:
+    """Run ``watch`` (which restarts what it watches) with a heartbeat row for /healthz, until `up` stops; it and
+    its heartbeat end before what was started earlier (the server it watches, the database) stops."""
+    stack.enter_context(heartbeat(service))
+    watching = asyncio.create_task(watch())
+    watching.add_done_callback(_loudly(service))
+    stack.push_async_callback(_cancel, watching)
+
+
+def _loudly(service: Service) -> Callable[[asyncio.Task], None]:
+    """A supervisor that dies is a bug: logged with its traceback, and shown as failed in its heartbeat."""
+
+    def done(task: asyncio.Task) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            service.fail("supervisor", exc)
+
+    return done
 
 
 async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str, password: str) -> str:
@@ -135,8 +166,10 @@ async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str
     except BrokerMissing as exc:
         raise SystemExit(str(exc)) from exc
     stack.push_async_callback(broker.stop)
-    syncing = asyncio.create_task(broker_auth.keep_in_step(url, auth, broker))
-    stack.push_async_callback(_cancel, syncing)
+    mosquitto = Server(Service("broker", "embedded mosquitto", url), lambda: broker.exit_code, broker.start)
+    _supervise(stack, mosquitto.service, mosquitto.watch)
+    sync = Service("broker-sync", "broker sync", url)
+    _supervise(stack, sync, lambda: keep_running(sync, lambda: broker_auth.keep_in_step(url, auth, broker)))
     return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}"
 
 

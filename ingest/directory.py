@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from core.runtime import Outage
+from core.runtime import Outage, wait_unless
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +185,12 @@ class Directory:
             self._unknown.clear()
             self._unknown_mns.clear()
 
-    def start(self, timeout_s: float = 10.0) -> None:
-        """Start listening for ledger changes; returns once listening (or after ``timeout_s``)."""
+    def start(self, timeout_s: float = 10.0, stop: threading.Event | None = None) -> None:
+        """Start listening for ledger changes; returns once listening, after ``timeout_s``, or once ``stop`` is set
+        (a worker asked to stop while its database is away must not wait out the timeout)."""
         self._listener = threading.Thread(target=self._listen_forever, name="ledger-listener", daemon=True)
         self._listener.start()
-        self._listening.wait(timeout_s)
+        wait_unless(self._listening, stop, timeout_s)
 
     def close(self) -> None:
         self._stop.set()

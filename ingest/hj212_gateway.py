@@ -114,7 +114,7 @@ class Hj212Gateway:
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         """Serve until the service stops (a signal, or a component that died)."""
-        await asyncio.to_thread(self._directory.start)
+        await asyncio.to_thread(self._directory.start, stop=self._service.stop)
         # reuse_port: several gateway processes can share the port, the kernel spreading connections over them.
         server = await asyncio.start_server(self._connection, self.config.host, self.config.port, reuse_port=True)
         self._server = server

@@ -128,7 +128,7 @@ class IngestWorker:
         self._conn = self._service.connect(self.config.database_url)
         if self._conn is None:
             return
-        self._directory.start()
+        self._directory.start(stop=self._service.stop)
         self._connect_broker()
         # What start-up made (modules, the ledger's directory: ≈ 64,000 objects) lives as long as the process:
         # out of the collector's way, a full collection walks only the messages in hand (it took 15–18 ms).
@@ -177,7 +177,7 @@ class IngestWorker:
         kwargs = {"clean_start": False, "properties": properties} if self.config.mqtt5 else {}
         self._client.connect_async(self.config.mqtt_host, self.config.mqtt_port, keepalive=30, **kwargs)
         self._client.loop_start()
-        if not self._connected.wait(30):
+        if not self._service.wait_for(self._connected, 30) and not self._service.stop.is_set():
             self._broker.failed("not reachable yet; paho keeps trying")
 
     def _disconnect(self) -> None:

@@ -102,3 +102,24 @@ def test_ctrl_c_in_the_terminal_reaches_up_alone_not_its_workers_or_broker():
 
     ours = os.getpgid(0)
     assert ours not in asyncio.run(scenario())
+
+
+def test_a_worker_asked_to_stop_while_its_broker_is_away_stops_at_once(tmp_path, db_url):
+    """CI: a killed `up` took its broker along while an ingest worker was still waiting for its first connection;
+    the worker waited that out (30 s) before it looked at the stop it had been given."""
+    log_file = tmp_path / "worker.log"
+    env = {**os.environ, "DATABASE_URL": db_url, "MQTT_URL": f"mqtt://127.0.0.1:{free_port()}"}
+    with log_file.open("w") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "ganzhi", "ingest"], env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while " started (pid" not in log_file.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)  # now waiting for the broker
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(8)  # generous: it has nothing left to wait for
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        pytest.fail(f"the worker outlived its stop by 8 s:\n{log_file.read_text()}")
+    assert worker.returncode == 0, log_file.read_text()

@@ -1,0 +1,97 @@
+"""Issue 10 §3 inside `ganzhi up`: the broker sync is restarted when it dies of something it does not expect, and
+it reports a heartbeat, as every service does, so /healthz lists it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from core.runtime import Service
+from core.settings import Settings
+from ganzhi import broker_auth, children, up
+from ganzhi.benchkit import free_port
+from ganzhi.children import Server
+
+pytestmark = pytest.mark.slow
+
+
+def _heartbeat(url: str, name: str) -> tuple[str, dict] | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("select state, detail from service_heartbeat where name = %(name)s",
+                           {"name": name}).fetchone()
+    return None if row is None else (row[0], row[1] if isinstance(row[1], dict) else json.loads(row[1]))
+
+
+def test_the_broker_sync_that_dies_is_restarted_logged_and_in_the_heartbeats(db_url, monkeypatch, caplog):
+    caplog.set_level(logging.ERROR, logger="ganzhi.children")
+    calls: list[int] = []
+
+    async def sync_that_fails_once(*args, **kwargs) -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise KeyError("a bug outside the retried failures")
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(broker_auth, "keep_in_step", sync_that_fails_once)
+    var_dir = Path(tempfile.mkdtemp(prefix="ganzhi-up-sync-"))
+    var_dir.chmod(0o755)  # mosquitto, started as root, runs as its own user
+    settings = Settings(database_url=db_url, mqtt_url=None, var_dir=var_dir, embedded_mqtt_port=free_port())
+
+    async def scenario() -> tuple[str, dict] | None:
+        async with contextlib.AsyncExitStack() as stack:
+            await up._broker(settings, stack, db_url, "service-password")
+            for _ in range(200):
+                beat = await asyncio.to_thread(_heartbeat, db_url, "broker sync")
+                if len(calls) >= 2 and beat and beat[1].get("restarts") == 1:
+                    return beat
+                await asyncio.sleep(0.1)
+        return None
+
+    beat = asyncio.run(scenario())
+    assert len(calls) == 2, "the broker sync was not started again"
+    assert beat is not None and beat[0] == "running", beat
+    assert "KeyError" in beat[1]["failure"]
+    assert any("broker sync died: KeyError" in r.getMessage() for r in caplog.records)
+    assert _heartbeat(db_url, "broker sync")[0] == "stopped"
+
+
+def test_a_server_that_died_is_started_again_through_a_failed_attempt(monkeypatch, caplog):
+    """The death and the recovery are logged once each, a failed attempt with its reason; the restarts counted."""
+    monkeypatch.setattr(children, "FIRST_DELAY_S", 0.05)
+    monkeypatch.setattr(children, "POLL_S", 0.01)
+    caplog.set_level(logging.INFO, logger="ganzhi.children")
+    process = {"exit_code": None, "starts": 0}
+    back = asyncio.Event()
+
+    async def start() -> None:
+        process["starts"] += 1
+        if process["starts"] == 1:
+            raise RuntimeError("port still taken")
+        process["exit_code"] = None
+        back.set()
+
+    async def scenario() -> Server:
+        server = Server(Service("broker", "embedded mosquitto", "postgresql://unused"), lambda: process["exit_code"],
+                        start)
+        watching = asyncio.create_task(server.watch())
+        await asyncio.sleep(0.1)
+        process["exit_code"] = -9
+        await back.wait()
+        await asyncio.sleep(0.1)
+        watching.cancel()
+        return server
+
+    server = asyncio.run(asyncio.wait_for(scenario(), 30))
+    lines = [r.getMessage() for r in caplog.records]
+    assert server.restarts == 2 and server.service.detail["restarts"] == 2
+    assert [line for line in lines if "unavailable" in line] == [
+        "embedded mosquitto unavailable: exited with signal SIGKILL; retrying"]
+    assert any("restart 1 failed: port still taken" in line for line in lines)
+    assert sum("embedded mosquitto back after" in line for line in lines) == 1
