@@ -17,8 +17,9 @@ connection it compares the whole ledger with what the broker has.
 
 Mosquitto 2.0 learns a password hash only from its password file, re-read on SIGHUP, and a re-read checks
 the password of every connected login again, in its one thread (the plugin takes passwords in clear only,
-and reads its own file only at start). So the file is rewritten and re-read only when a password comes or
-changes, never when one goes, and device hashes are cheap to check (``registry.credentials``).
+and reads its own file only at start). So the file is written (a new login appended, a replaced one
+rewritten whole) and re-read only when a password comes or changes, never when one goes, and device hashes
+are cheap to check (``registry.credentials``). Figures: docs/capacity.md section 5.1.
 """
 
 from __future__ import annotations

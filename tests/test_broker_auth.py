@@ -130,6 +130,7 @@ def test_no_secret_is_kept_in_clear(conn, db_url, auth_broker):
     auth_broker.sync()
     passwd = auth_broker.auth.directory / "passwd"
     assert secret not in passwd.read_text() and SERVICE_PASSWORD not in passwd.read_text()
+    assert "\nganzhi-ingest:$7$101$" in passwd.read_text()  # a service secret may be a person's choice: 101 rounds
     assert stat.S_IMODE(passwd.stat().st_mode) == 0o600
     with psycopg.connect(db_url) as c:
         stored = c.execute("select secret_hash from device_credential where code = %s", (code,)).fetchone()[0]
