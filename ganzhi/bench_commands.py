@@ -248,3 +248,18 @@ def bench_fire_photos(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tup
         click.echo(f"all photos, {outer} outer folds: {cross_validate(dataset, fire_dirs, other_dirs, outer).line()}")
         return
     run(dataset, fire_dirs, other_dirs, model_dir or MODEL_DIR, with_train, say=click.echo)
+
+
+@bench.command(name="broker-auth")
+@click.option("--connected", "connected", multiple=True, type=int, default=(1000, 10_000), show_default=True,
+              help="Device logins connected while the ledger changes; one run each.")
+@click.option("--changes", default=3, show_default=True, help="Credentials issued (and devices retired) per run.")
+@click.option("--legacy", is_flag=True, help="Hash the connected devices' secrets as the ledger did before "
+              "(PBKDF2, 101 iterations).")
+@click.pass_obj
+def bench_broker_auth(settings: Settings, connected: tuple[int, ...], changes: int, legacy: bool) -> None:
+    """With N device logins connected: ledger commit → the new credential's first login, retirement → its session
+    closed, and the broker's longest publish→receive stall meanwhile."""
+    from ganzhi.bench_broker_auth import run as run_bench
+
+    run_bench(database_url(settings), settings, list(connected), changes, legacy)

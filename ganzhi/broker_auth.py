@@ -11,9 +11,15 @@ dynamic-security plugin (``core.dynsec``):
 
 ``keep_in_step`` LISTENs on ``ganzhi_ledger`` and applies each change at once: a new login is created
 in the plugin before its password is written, a login that goes (retired, unknown) is disabled in the
-plugin (refused and disconnected at once) before its password is removed. So every password in the
-file belongs to a client whose client id the plugin checks. On start and after a lost connection it
-compares the whole ledger with what the broker has.
+plugin (refused and disconnected at once; its line leaves the password file at the next write). So every
+password in the file belongs to a client whose client id the plugin checks. On start and after a lost
+connection it compares the whole ledger with what the broker has.
+
+Mosquitto 2.0 learns a password hash only from its password file, re-read on SIGHUP, and a re-read checks
+the password of every connected login again, in its one thread (the plugin takes passwords in clear only,
+and reads its own file only at start). So the file is written (a new login appended, a replaced one
+rewritten whole) and re-read only when a password comes or changes, never when one goes, and device hashes
+are cheap to check (``registry.credentials``). Figures: docs/capacity.md section 5.1.
 """
 
 from __future__ import annotations
@@ -101,6 +107,9 @@ class BrokerAuth:
     """code → hash of the devices that can log in now."""
     known: set[str] = field(default_factory=set)
     """Devices the plugin has a client for (those not in ``logins`` are disabled)."""
+    written: dict[str, str] | None = None
+    """code → hash of the devices in the password file (those gone since keep their line until the file is
+    rewritten whole: the plugin refuses them); None when this process has not written the file."""
 
     @property
     def admin(self) -> Account:
@@ -119,9 +128,27 @@ class BrokerAuth:
         return len(self.logins)
 
     def write_passwords(self) -> None:
+        """The whole password file: the service accounts and every device that may log in now."""
         services = {a.name: a.secret for a in self.accounts}
         _write(self.directory / "passwd", credentials.password_file(self.logins, services))
+        self.written = dict(self.logins)
         hand_to_broker_user(self.directory)
+
+    def unwritten(self, came: dict[str, str]) -> dict[str, str]:
+        """Of the passwords that came or changed, those the file does not hold yet."""
+        if self.written is None:
+            return came
+        return {code: secret_hash for code, secret_hash in came.items() if self.written.get(code) != secret_hash}
+
+    def write_changes(self, unwritten: dict[str, str]) -> None:
+        """Append the lines of devices new to the file (a cost of the change, not of the ledger); rewrite it whole
+        when a device's line changes (a replaced secret), since mosquitto's file has one line per login."""
+        if self.written is None or any(code in self.written for code in unwritten):
+            self.write_passwords()
+            return
+        with (self.directory / "passwd").open("a") as file:
+            file.write(credentials.password_lines(unwritten))
+        self.written |= unwritten
 
     def commands(self, wanted: dict[str, str | None]) -> list[dict]:
         """The plugin commands that bring the broker to ``wanted`` (code → hash, or None for no login)."""
@@ -135,18 +162,18 @@ class BrokerAuth:
                 commands.append(dynsec.disable(code))
         return commands
 
-    def record(self, wanted: dict[str, str | None]) -> bool:
-        """Note ``wanted`` as applied; True when the password file must change."""
-        changed = False
+    def record(self, wanted: dict[str, str | None]) -> dict[str, str]:
+        """Note ``wanted`` as applied; returns the passwords that came or changed. A login that went needs nothing
+        more: the plugin refuses it (its client is disabled)."""
+        came = {}
         for code, secret_hash in wanted.items():
-            if self.logins.get(code) != secret_hash:
-                changed = True
-                if secret_hash is None:
-                    self.logins.pop(code)
-                else:
-                    self.logins[code] = secret_hash
-                    self.known.add(code)
-        return changed
+            if secret_hash is None:
+                self.logins.pop(code, None)
+            elif self.logins.get(code) != secret_hash:
+                self.logins[code] = secret_hash
+                self.known.add(code)
+                came[code] = secret_hash
+        return came
 
 
 def write_files(conn: psycopg.Connection, directory: Path, accounts: list[Account]) -> BrokerAuth:
@@ -166,11 +193,15 @@ def _write(path: Path, text: str) -> None:
 
 async def apply(auth: BrokerAuth, control: dynsec.Control, broker: LocalBroker | SharedBroker,
                 wanted: dict[str, str | None]) -> None:
-    """Tell the plugin first, then rewrite the passwords and make mosquitto re-read them."""
+    """Tell the plugin first (it creates, enables and disables clients at once, closing a disabled one's
+    session); then, only when the password file lacks a password that came or changed, write it there and make
+    mosquitto re-read the file (the re-read also ends the session of a replaced password)."""
     await control.send(auth.commands(wanted))
-    if auth.record(wanted):
-        await asyncio.to_thread(auth.write_passwords)
+    unwritten = auth.unwritten(auth.record(wanted))
+    if unwritten:
+        await asyncio.to_thread(auth.write_changes, unwritten)
         broker.reload()
+    if wanted:
         log.info("broker logins: %s", _summary(wanted))
 
 
@@ -199,7 +230,7 @@ async def adopt(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec
     cursor = await conn.execute(credentials.LOGINS)
     ledger = dict(await cursor.fetchall())
     await control.send([dynsec.disable(code) for code in sorted(devices - set(ledger))])
-    auth.known, auth.logins = devices, {}
+    auth.known, auth.logins, auth.written = devices, {}, None
     log.info("broker has %d device logins; %d of them no longer in the ledger were disabled",
              len(devices), len(devices - set(ledger)))
 

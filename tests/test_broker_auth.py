@@ -11,8 +11,10 @@ import time
 import psycopg
 import pytest
 
+from core import dynsec
 from core.broker import BrokerMissing, LocalBroker
 from devices import encode_telemetry
+from ganzhi import broker_auth
 from ganzhi.benchkit import free_port
 from registry import credentials, service
 from registry.changes import Actor
@@ -128,10 +130,55 @@ def test_no_secret_is_kept_in_clear(conn, db_url, auth_broker):
     auth_broker.sync()
     passwd = auth_broker.auth.directory / "passwd"
     assert secret not in passwd.read_text() and SERVICE_PASSWORD not in passwd.read_text()
+    assert "\nganzhi-ingest:$7$101$" in passwd.read_text()  # a service secret may be a person's choice: 101 rounds
     assert stat.S_IMODE(passwd.stat().st_mode) == 0o600
     with psycopg.connect(db_url) as c:
         stored = c.execute("select secret_hash from device_credential where code = %s", (code,)).fetchone()[0]
-    assert stored.startswith("$7$101$") and secret not in stored
+    assert stored.startswith("$7$1$") and secret not in stored  # one round: re-checked cheaply on every re-read
+
+
+class _CountingBroker:
+    def __init__(self) -> None:
+        self.reloads = 0
+
+    def reload(self) -> None:
+        self.reloads += 1
+
+
+class _RecordingControl:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    async def send(self, commands: list[dict]) -> list[dict]:
+        self.sent += commands
+        return []
+
+
+def test_a_login_that_goes_does_not_make_the_broker_re_check_every_password(tmp_path):
+    """A re-read of the password file re-checks every connected login (minutes at 10^6): a login that goes is
+    refused and disconnected by the plugin alone; only a password that comes or changes is re-read."""
+    auth = broker_auth.BrokerAuth(tmp_path, broker_auth.platform_accounts("svc", "x"), logins={"A": "h"}, known={"A"})
+    broker, control = _CountingBroker(), _RecordingControl()
+    asyncio.run(broker_auth.apply(auth, control, broker, {"A": None}))
+    assert control.sent == [dynsec.disable("A")] and broker.reloads == 0
+    asyncio.run(broker_auth.apply(auth, control, broker, {"A": "h2"}))
+    assert control.sent[-1] == dynsec.enable("A") and broker.reloads == 1
+    assert "A:h2" in (tmp_path / "passwd").read_text()
+
+
+def test_a_new_login_is_appended_to_the_password_file_and_one_back_with_its_line_needs_no_re_read(tmp_path):
+    auth = broker_auth.BrokerAuth(tmp_path, broker_auth.platform_accounts("svc", "x"), logins={"A": "h"}, known={"A"})
+    auth.write_passwords()
+    (tmp_path / "passwd").write_text((tmp_path / "passwd").read_text() + "# what this process wrote\n")
+    broker, control = _CountingBroker(), _RecordingControl()
+    asyncio.run(broker_auth.apply(auth, control, broker, {"B": "hb"}))
+    assert (tmp_path / "passwd").read_text().endswith("# what this process wrote\nB:hb\n") and broker.reloads == 1
+    asyncio.run(broker_auth.apply(auth, control, broker, {"B": None}))
+    asyncio.run(broker_auth.apply(auth, control, broker, {"B": "hb"}))  # back, its line still in the file
+    assert control.sent[-1] == dynsec.enable("B") and broker.reloads == 1
+    asyncio.run(broker_auth.apply(auth, control, broker, {"B": "hb2"}))  # replaced: one line per login, rewritten
+    lines = (tmp_path / "passwd").read_text().splitlines()
+    assert "B:hb2" in lines and "B:hb" not in lines and broker.reloads == 2
 
 
 def test_without_mosquitto_there_is_no_broker_and_a_clear_message(tmp_path, monkeypatch):
