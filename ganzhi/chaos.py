@@ -9,7 +9,9 @@ service process, or a restart of PostgreSQL or the broker), and prints:
 - load: MQTT messages per second the simulators published (the demo fleet at ``--speed``);
 - published: MQTT readings the simulators had acknowledged by the broker (their own count),
   and HJ 212 packets the gateway answered;
-- stored: readings in the database with a publish time inside the window; lost is published − stored;
+- stored: readings in the database with a publish time inside the window; lost: readings of the messages the
+  broker acknowledged (each identified by terminal, metric and time, as the simulators recorded them) that are
+  not in the database;
 - redelivered: readings that came again (a message redelivered after a kill) and were skipped as stored
   before, from the ingest workers' and gateways' /metrics (a reading cannot be stored twice: the
   reading's primary key is (terminal, metric, time));
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import random
 import re
@@ -99,14 +102,11 @@ class Figures:
     alerted: int
     twice: int
     recovery_s: float | None
+    lost: int
 
     @property
     def recovered(self) -> bool:
         return self.recovery_s is not None and self.recovery_s <= GOAL_RECOVERY_S
-
-    @property
-    def lost(self) -> int:
-        return max(0, self.published - self.stored)
 
     def line(self) -> str:
         recovery = f"{self.recovery_s:5.1f} s" if self.recovery_s is not None else "  none"
@@ -224,19 +224,26 @@ def run(settings: Settings, speed: float, window_s: float, faults: tuple[str, ..
 
 
 def window(platform: Platform, fault: str, speed: float, window_s: float) -> Figures:
-    """Simulators for ``window_s`` seconds, the fault a third of the way in; then count."""
+    """Simulators for ``window_s`` seconds (or until the fault's recovery was measured, if later: recovery counts
+    readings committed again), the fault a third of the way in; then count."""
     _close_alerts(platform.url)
     truth_file = platform.root / f"truth-{secrets.token_hex(4)}.jsonl"
+    acked_file = truth_file.with_name(truth_file.name.replace("truth", "acked"))
     repeated_before = _repeated(platform.metrics_ports())
     began = _now(platform.url)
     simulator = subprocess.Popen(
-        [sys.executable, "-m", "ganzhi", "simulate", "--speed", str(speed), "--duration", str(window_s),
-         "--ramp", "2", "--fault", "pollution", "--fault-share", "0.03", "--truth", str(truth_file)],
+        [sys.executable, "-m", "ganzhi", "simulate", "--speed", str(speed), "--ramp", "2", "--fault", "pollution",
+         "--fault-share", "0.03", "--truth", str(truth_file),
+         "--acked", str(acked_file)],
         env=platform.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         preexec_fn=dying_with_parent())
+    started = time.monotonic()
     time.sleep(window_s / 3)
     recovery = None if fault == "none" else inject(platform, fault)
-    summary = simulator.communicate(timeout=window_s + 120)[0]
+    time.sleep(max(0.0, started + window_s - time.monotonic()))
+    simulator.send_signal(signal.SIGTERM)
+    summary = simulator.communicate(timeout=120)[0]
+    ran_s = time.monotonic() - started
     ended = _now(platform.url)
     messages, published, answered = _published(summary)
     stored, hj212_stored = _drained(platform.url, began, ended, published)
@@ -244,8 +251,9 @@ def window(platform: Platform, fault: str, speed: float, window_s: float) -> Fig
     events = [t for t in truth.load(truth_file) if t.kind is Fault.pollution] if truth_file.exists() else []
     _wait_judged(platform.url, began)
     alerted, twice = alerts_per_event(events, _opened(platform.url, began))
-    return Figures(fault, messages / window_s, published, stored, redelivered, answered, hj212_stored, len(events),
-                   alerted, twice, recovery)
+    lost = len(acked_readings(acked_file) - _stored_identities(platform.url, began, ended))
+    return Figures(fault, messages / ran_s, published, stored, redelivered, answered, hj212_stored, len(events),
+                   alerted, twice, recovery, lost)
 
 
 def _close_alerts(url: str) -> None:
@@ -402,6 +410,29 @@ def _drained(url: str, began: dt.datetime, ended: dt.datetime, published: int) -
                 break
             time.sleep(0.5)
     return last[0], last[1]
+
+
+def acked_readings(path: Path) -> set[tuple[str, str, int]]:
+    """(terminal code, metric, time in ms) of every reading in the messages the simulators recorded as acknowledged
+    (a pole's readings name their terminal; a lone device's are its own)."""
+    found = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        message = json.loads(line)
+        try:
+            body = json.loads(message["payload"])
+            found |= {(r.get("code", message["publisher"]), r["metric"], body["ts"]) for r in body["readings"]}
+        except (ValueError, KeyError, TypeError):  # malformed on purpose: nothing to store
+            continue
+    return found
+
+
+def _stored_identities(url: str, began: dt.datetime, ended: dt.datetime) -> set[tuple[str, str, int]]:
+    with psycopg.connect(url) as conn:
+        return set(conn.execute(
+            "select t.code, r.metric, (extract(epoch from r.ts) * 1000)::bigint from reading r "
+            "join terminal t on t.id = r.terminal_id "
+            "where t.protocol <> 'hj212' and r.ts between %(began)s and %(ended)s",
+            {"began": began - dt.timedelta(seconds=1), "ended": ended + dt.timedelta(seconds=1)}).fetchall())
 
 
 def _repeated(ports: range) -> dict[int, tuple[float, float]]:

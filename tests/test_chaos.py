@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
 from core.settings import Settings
-from ganzhi.chaos import UP, Platform, _redelivered, alerts_per_event, window
+from ganzhi.chaos import UP, Platform, _redelivered, acked_readings, alerts_per_event, window
 from simulators.faults import Fault
 from simulators.truth import Truth
 
@@ -36,6 +37,17 @@ def test_redelivered_readings_count_a_restarted_process_from_zero():
     before = {1: (100.0, 40.0), 2: (100.0, 7.0)}
     after = {1: (100.0, 55.0), 2: (160.0, 12.0), 3: (100.0, 0.0)}  # port 2's process was replaced
     assert _redelivered(before, after) == 15 + 12
+
+
+def test_the_acked_readings_are_named_by_terminal_metric_and_time(tmp_path):
+    acked = tmp_path / "acked.jsonl"
+    messages = [("P1", {"ts": 5, "readings": [{"code": "T1", "metric": "a", "value": 1},
+                                               {"code": "T2", "metric": "a", "value": 2}]}),  # a pole's
+                ("D1", {"ts": 6, "readings": [{"metric": "b", "value": 3}]})]  # a lone device's
+    lines = [json.dumps({"publisher": p, "payload": json.dumps(body)}) for p, body in messages]
+    lines.append(json.dumps({"publisher": "D2", "payload": '{"ts": 7, "readings": [{"metric": "b", "value": 12'}))
+    acked.write_text("\n".join(lines) + "\n")
+    assert acked_readings(acked) == {("T1", "a", 5), ("T2", "a", 5), ("D1", "b", 6)}
 
 
 @pytest.mark.slow
