@@ -248,7 +248,7 @@ def window(platform: Platform, fault: str, speed: float, window_s: float) -> Fig
     messages, published, answered = _published(summary)
     stored, hj212_stored = _drained(platform.url, began, ended, published)
     redelivered = _redelivered(repeated_before, _repeated(platform.metrics_ports()))
-    events = [t for t in truth.load(truth_file) if t.kind is Fault.pollution] if truth_file.exists() else []
+    events = _events_begun(truth_file, ended)
     _wait_judged(platform.url, began)
     alerted, twice = alerts_per_event(events, _opened(platform.url, began))
     lost = len(acked_readings(acked_file) - _stored_identities(platform.url, began, ended))
@@ -458,6 +458,14 @@ def _redelivered(before: dict[int, tuple[float, float]], after: dict[int, tuple[
         earlier = before.get(port)
         total += repeated - (earlier[1] if earlier and earlier[0] == started else 0.0)
     return int(total)
+
+
+def _events_begun(path: Path, ended: dt.datetime) -> list[truth.Truth]:
+    """The pollution events the simulators injected that began before the window ended (the ground truth holds a
+    day of simulated time)."""
+    if not path.exists():
+        return []
+    return [t for t in truth.load(path) if t.kind is Fault.pollution and t.start < ended]
 
 
 def _wait_judged(url: str, began: dt.datetime) -> None:
