@@ -224,25 +224,26 @@ def run(settings: Settings, speed: float, window_s: float, faults: tuple[str, ..
 
 
 def window(platform: Platform, fault: str, speed: float, window_s: float) -> Figures:
-    """Simulators for ``window_s`` seconds (or until the fault's recovery was measured, if later: recovery counts
-    readings committed again), the fault a third of the way in; then count."""
+    """Simulators for ``window_s`` seconds (RECOVERY_TIMEOUT_S more for a kill of `up`, whose restart takes longer
+    than a window: recovery counts readings committed again, so they must still be sent), the fault a third of
+    the way in; then count. The simulators stop themselves (``--duration``): stopped by a signal while still
+    connecting on a loaded box, they once took over 120 s to exit."""
     _close_alerts(platform.url)
     truth_file = platform.root / f"truth-{secrets.token_hex(4)}.jsonl"
     acked_file = truth_file.with_name(truth_file.name.replace("truth", "acked"))
     repeated_before = _repeated(platform.metrics_ports())
     began = _now(platform.url)
+    duration_s = window_s + (RECOVERY_TIMEOUT_S if fault == UP else 0.0)
     simulator = subprocess.Popen(
         [sys.executable, "-m", "ganzhi", "simulate", "--speed", str(speed), "--ramp", "2", "--fault", "pollution",
-         "--fault-share", "0.03", "--truth", str(truth_file),
+         "--duration", str(duration_s), "--fault-share", "0.03", "--truth", str(truth_file),
          "--acked", str(acked_file)],
         env=platform.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         preexec_fn=dying_with_parent())
     started = time.monotonic()
     time.sleep(window_s / 3)
     recovery = None if fault == "none" else inject(platform, fault)
-    time.sleep(max(0.0, started + window_s - time.monotonic()))
-    simulator.send_signal(signal.SIGTERM)
-    summary = simulator.communicate(timeout=120)[0]
+    summary = simulator.communicate(timeout=duration_s + 120)[0]
     ran_s = time.monotonic() - started
     ended = _now(platform.url)
     messages, published, answered = _published(summary)
