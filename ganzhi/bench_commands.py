@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -156,21 +157,24 @@ def bench_fire(settings: Settings, seeds: int, frames: int, runs: int, probes: i
 
 @bench.command(name="chaos")
 @click.option("--speed", default=10.0, show_default=True,
-              help="Simulator time compression (10: the demo fleet as `up` runs it).")
+              help="Simulator time compression (10: the demo fleet as `up` runs it); the msg/s it gives is printed.")
 @click.option("--window", "window_s", default=60.0, show_default=True, help="Seconds of simulated traffic per fault.")
 @click.option("--fault", "faults", multiple=True, metavar="NAME",
               help="Only these faults (repeatable): ingest worker, rule worker, HJ 212 gateway, fire worker, "
-                   "PostgreSQL, broker. Default: all, in that order.")
+                   "dispatch sweep, delivery worker, maintenance, API (ganzhi up), PostgreSQL, broker. "
+                   "Default: all, in that order.")
 @click.pass_obj
 def bench_chaos(settings: Settings, speed: float, window_s: float, faults: tuple[str, ...]) -> None:
-    """Kill -9 each service in turn, restart PostgreSQL and the broker, under simulated traffic on a platform of
-    its own; per fault: published vs stored vs alerted, stored twice, recovery time. Exit 1 when a reading was
-    lost or stored twice, or a component took more than 10 s to come back."""
+    """Kill -9 each service in turn (and `up`, which serves the API), restart PostgreSQL and the broker, under
+    simulated traffic on a platform of its own; per fault: load, published vs stored, redelivered, events vs
+    alerted, alerts opened twice, recovery time. Exit 1 when a reading was lost, an alert opened twice for one
+    event, or a component took more than 10 s to come back."""
     from ganzhi.chaos import FAULTS, GOAL_RECOVERY_S, run
 
     unknown = [f for f in faults if f not in FAULTS]
     if unknown:
         raise click.BadParameter(f"unknown fault {unknown[0]!r}; known: {', '.join(FAULTS)}", param_hint="--fault")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     results = run(settings, speed, window_s, faults or FAULTS)
     failed = [f.fault for f in results if f.lost or f.twice or (f.fault != "none" and not f.recovered)]
     if failed:

@@ -363,10 +363,12 @@ def hj212_gateway(settings: Settings, instance: int) -> None:
               help="Camera towers streaming frames (fires, sunsets, lorries, dust) for the fire worker.")
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Record every injected fault and event here (JSON lines), the ground truth for scoring alerts.")
+@click.option("--acked", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Record every telemetry message the broker acknowledged here at the end (JSON lines).")
 @click.pass_obj
 def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, faults: tuple[str, ...],
              fault_share: float, duration: float | None, mqtt311: bool, hj212_bad_crc: float, towers: int,
-             truth: Path | None) -> None:
+             truth: Path | None, acked: Path | None) -> None:
     """Publish telemetry for the demo ledger through the broker, each device with its own credentials, and
     run its HJ 212 loggers against the gateway."""
     from simulators.faults import pick_faults
@@ -382,7 +384,7 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
         loggers = load_loggers(conn, settings.demo_secret.get_secret_value())[:limit]
     host, port = settings.mqtt_host_port
     config = SimConfig(host=host, port=port, secret_key=settings.demo_secret.get_secret_value(), speed=speed,
-                       ramp_s=ramp, mqtt5=not mqtt311, truth=truth,
+                       ramp_s=ramp, mqtt5=not mqtt311, truth=truth, acked=acked,
                        faults=pick_faults([p.code for p in fleet], [Fault(f) for f in faults], fault_share, seed=7))
 
     async def main_loop() -> None:

@@ -47,6 +47,9 @@ class SimConfig:
     """Value faults and events come back every this many simulated hours."""
     truth: Path | None = None
     """Where the faults and events of the first ``horizon_h`` hours are recorded (JSON lines), if anywhere."""
+    acked: Path | None = None
+    """Where every telemetry message the broker acknowledged is recorded at the end (JSON lines: publisher,
+    payload), if anywhere: the identities of what must be stored."""
 
 
 @dataclass
@@ -56,11 +59,13 @@ class SimStats:
     malformed: int = 0
     reconnects: int = 0
     failures: int = 0
+    acked: list[tuple[str, bytes]] | None = None
+    """(publisher code, payload) of each telemetry message acknowledged, when the config asks for them."""
 
 
 async def simulate(fleet: list[Publisher], config: SimConfig, stop: asyncio.Event) -> SimStats:
     """Run every publisher until ``stop`` is set."""
-    stats = SimStats()
+    stats = SimStats(acked=[] if config.acked else None)
     injections = plan_fleet(fleet, config)
     if config.truth is not None:
         started = dt.datetime.now(dt.UTC)
@@ -72,7 +77,16 @@ async def simulate(fleet: list[Publisher], config: SimConfig, stop: asyncio.Even
              sum(len(p.terminals) for p in fleet), config.speed)
     await stop.wait()
     await stop_devices(tasks)
+    if config.acked is not None:
+        record_acked(config.acked, stats.acked)
     return stats
+
+
+def record_acked(path: Path, acked: list[tuple[str, bytes]]) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for publisher, payload in acked:
+            out.write(json.dumps({"publisher": publisher, "payload": payload.decode(errors="replace")},
+                                 ensure_ascii=False) + "\n")
 
 
 async def stop_devices(tasks: list[asyncio.Task]) -> None:
@@ -202,6 +216,8 @@ class _Device:
             for _ in range(2 if self.fault is Fault.duplicates else 1):
                 await client.publish(self.telemetry_topic, body, qos=1)
                 stats.messages += 1
+                if stats.acked is not None:
+                    stats.acked.append((self.publisher.code, body))
         stats.readings += sum(len(t.metrics) for t in ready)
 
     def _payload(self, ready, now_ms: int) -> bytes:
