@@ -82,7 +82,6 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
                                params={"family": "gas", "limit": 1000}).json()["data"]
         assert all(a["detail"].startswith(("methane", "gas pressure")) for a in gas_alerts)  # quiet: the injected leaks
     finally:
-        _browser.close()
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=120)[0]
     assert process.returncode == 0, output
@@ -279,7 +278,15 @@ def _command(pid: int) -> str:
 
 
 _browser = httpx.Client(timeout=10)
-"""Logged in as the admin that the first run of `up` made."""
+"""Logged in as the admin that the first run of `up` made (a new one for each test: a login is one platform's)."""
+
+
+@pytest.fixture(autouse=True)
+def _new_browser():
+    global _browser
+    _browser = httpx.Client(timeout=10)
+    yield
+    _browser.close()
 
 
 def _database_users(var_dir: Path, port: int) -> set[str]:
