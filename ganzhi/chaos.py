@@ -214,8 +214,8 @@ def run(settings: Settings, speed: float, window_s: float, faults: tuple[str, ..
     try:
         platform.start()
         print(HEADER)
-        for fault in ("none", *faults):
-            figures = window(platform, fault, speed, window_s)
+        for seed, fault in enumerate(("none", *faults), start=1):
+            figures = window(platform, fault, speed, window_s, seed)
             print(figures.line(), flush=True)
             results.append(figures)
     finally:
@@ -223,10 +223,12 @@ def run(settings: Settings, speed: float, window_s: float, faults: tuple[str, ..
     return results
 
 
-def window(platform: Platform, fault: str, speed: float, window_s: float) -> Figures:
+def window(platform: Platform, fault: str, speed: float, window_s: float, seed: int = 1) -> Figures:
     """Simulators for ``window_s`` seconds (RECOVERY_TIMEOUT_S more for a kill of `up`, whose restart takes longer
     than a window: recovery counts readings committed again, so they must still be sent), the fault a third of
-    the way in; then count. The simulators stop themselves (``--duration``): stopped by a signal while still
+    the way in; then count. Each window's ``seed`` gives other devices their pollution events (an event lasts
+    simulated hours: with one seed for all, every window would see the same events going on, alerted once, in
+    the first). The simulators stop themselves (``--duration``): stopped by a signal while still
     connecting on a loaded box, they once took over 120 s to exit."""
     _close_alerts(platform.url)
     truth_file = platform.root / f"truth-{secrets.token_hex(4)}.jsonl"
@@ -237,7 +239,7 @@ def window(platform: Platform, fault: str, speed: float, window_s: float) -> Fig
     simulator = subprocess.Popen(
         [sys.executable, "-m", "ganzhi", "simulate", "--speed", str(speed), "--ramp", "2", "--fault", "pollution",
          "--duration", str(duration_s), "--fault-share", "0.03", "--truth", str(truth_file),
-         "--acked", str(acked_file)],
+         "--acked", str(acked_file), "--seed", str(seed)],
         env=platform.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         preexec_fn=dying_with_parent())
     started = time.monotonic()

@@ -365,10 +365,12 @@ def hj212_gateway(settings: Settings, instance: int) -> None:
               help="Record every injected fault and event here (JSON lines), the ground truth for scoring alerts.")
 @click.option("--acked", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Record every telemetry message the broker acknowledged here at the end (JSON lines).")
+@click.option("--seed", default=1, show_default=True,
+              help="Which devices get the faults, and when (another seed picks others).")
 @click.pass_obj
 def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, faults: tuple[str, ...],
              fault_share: float, duration: float | None, mqtt311: bool, hj212_bad_crc: float, towers: int,
-             truth: Path | None, acked: Path | None) -> None:
+             truth: Path | None, acked: Path | None, seed: int) -> None:
     """Publish telemetry for the demo ledger through the broker, each device with its own credentials, and
     run its HJ 212 loggers against the gateway."""
     from simulators.faults import pick_faults
@@ -384,8 +386,9 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
         loggers = load_loggers(conn, settings.demo_secret.get_secret_value())[:limit]
     host, port = settings.mqtt_host_port
     config = SimConfig(host=host, port=port, secret_key=settings.demo_secret.get_secret_value(), speed=speed,
-                       ramp_s=ramp, mqtt5=not mqtt311, truth=truth, acked=acked,
-                       faults=pick_faults([p.code for p in fleet], [Fault(f) for f in faults], fault_share, seed=7))
+                       ramp_s=ramp, mqtt5=not mqtt311, truth=truth, acked=acked, seed=seed,
+                       faults=pick_faults([p.code for p in fleet], [Fault(f) for f in faults], fault_share,
+                                          seed=seed + 6))
 
     async def main_loop() -> None:
         import signal
@@ -398,12 +401,12 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
             loop.call_later(duration, stop.set)
         gateway_host = "127.0.0.1" if settings.hj212_host == "0.0.0.0" else settings.hj212_host
         polluted = frozenset(code for code, fault in pick_faults([lg.mn for lg in loggers], [Fault(f) for f in faults],
-                                                                  fault_share, seed=8).items()
+                                                                  fault_share, seed=seed + 7).items()
                              if fault is Fault.pollution)
         stats, logged, frames = await asyncio.gather(
             run_fleet(fleet, config, stop),
             run_loggers(loggers, gateway_host, settings.hj212_port, stop, speed=speed, bad_crc_share=hj212_bad_crc,
-                        polluted=polluted, truth_path=truth),
+                        polluted=polluted, seed=seed, truth_path=truth),
             run_towers(cameras, host, port, config.secret_key, stop),
         )
         click.echo(f"published {stats.messages} messages, {stats.readings} readings "

@@ -55,7 +55,8 @@ def test_killed_ingest_worker_and_up_lose_nothing_open_no_alert_twice_and_come_b
     platform = Platform(Settings())
     try:
         platform.start()
-        results = [window(platform, fault, speed=10, window_s=20) for fault in ("ingest worker", UP)]
+        results = [window(platform, fault, speed=10, window_s=20, seed=seed)
+                   for seed, fault in enumerate(("ingest worker", UP), start=1)]
     finally:
         platform.stop()
     for figures in results:
