@@ -86,12 +86,7 @@ class EmbeddedPostgres:
         """The services' URL: login role ``ganzhi_app``, made (or its password set again) with a password generated
         on first use and kept next to the superuser's (mode 0600). It owns nothing: `ganzhi db migrate`, run as
         the superuser, grants it the application's rights (the audit log: insert and select only)."""
-        password_file = self.data_dir.with_name(f"{self.data_dir.name}.app-password")
-        if not password_file.exists():
-            password_file.touch(mode=0o600)
-            password_file.write_text(secrets.token_urlsafe(32))
-        password_file.chmod(0o600)
-        password = password_file.read_text().strip()
+        password, _ = kept_password(self.data_dir.with_name(f"{self.data_dir.name}.app-password"))
         with psycopg.connect(self._admin_url, autocommit=True) as conn:
             exists = conn.execute("select 1 from pg_roles where rolname = %(role)s", {"role": APP_ROLE}).fetchone()
             conn.execute(sql.SQL("{} role {} login password {}").format(
@@ -145,15 +140,10 @@ class EmbeddedPostgres:
         Data directories made by earlier versions trusted every local user on 127.0.0.1 (any account on the
         host became superuser); they are brought over here: the password is set in single-user mode, before
         the server listens, and pg_hba.conf is rewritten."""
-        created = not self.password_file.exists()
-        if created:
-            self.password_file.touch(mode=0o600)
-            self.password_file.write_text(secrets.token_urlsafe(32))
-        self.password_file.chmod(0o600)
+        password, created = kept_password(self.password_file)
         hba = self.data_dir / "pg_hba.conf"
         if not created and hba.exists() and hba.read_text() == _HBA:
             return
-        password = self.password_file.read_text().strip()
         command = [str(self._bin / "postgres"), "--single", "-D", str(self.data_dir), "postgres"]
         with tempfile.TemporaryFile() as out:
             subprocess.run(command, input=f"alter role postgres password '{password}'\n".encode(), check=True,
@@ -215,6 +205,45 @@ class EmbeddedPostgres:
             exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
             if not exists:
                 conn.execute(f"create database {DATABASE}")
+
+
+def kept_password(path: Path) -> tuple[str, bool]:
+    """The password kept in ``path`` (mode 0600), and whether it was generated now: when the file is missing, or
+    empty as a crash between creating and writing it left it in earlier versions (the role's password was not set
+    then either; the caller sets it to the new one)."""
+    try:
+        password = path.read_text().strip()
+    except FileNotFoundError:
+        password = ""
+    if password:
+        path.chmod(0o600)
+        return password, False
+    if path.exists():
+        log.warning("%s is empty (an interrupted first start?): generating a new password", path)
+    password = secrets.token_urlsafe(32)
+    write_private(path, password)
+    return password, True
+
+
+def write_private(path: Path, text: str) -> None:
+    """``text`` in ``path``, mode 0600, whole or not at all: written to a temporary file in the same directory,
+    synced, then renamed over ``path`` (and the rename synced)."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def stop_leftover(data_dir: Path) -> None:

@@ -63,12 +63,17 @@ def application_role(owner_url: str, services_url: str | None) -> str | None:
 
 def grant_application_rights(conn: psycopg.Connection, role: str, password: str | None) -> None:
     """Reading and writing every table, now and the owner's future ones, but only inserting into and reading the
-    audit log; the role owns nothing, so it cannot drop, truncate or alter a table, nor disable a trigger.
-    Repeated by every `ganzhi db migrate`, after the migrations (a table they made is covered at once). A missing
-    role is made, with DATABASE_URL's password, when the owner may make roles."""
+    audit log; the role owns nothing, so it cannot drop, truncate or alter a table, nor disable a trigger. Nor may
+    it create in schema public (PostgreSQL <= 14 and clusters upgraded from it let every role), where a function of
+    its own could shadow one the owner's code calls by a cast. Repeated by every `ganzhi db migrate`, after the
+    migrations (a table they made is covered at once). A missing role is made, with DATABASE_URL's password, when
+    the owner may make roles."""
     if conn.execute("select 1 from pg_roles where rolname = %(role)s", {"role": role}).fetchone() is None:
         _create_login_role(conn, role, password)
     grants = [
+        "grant create on schema public to current_user",  # an owner who is not the schema's keeps its right
+        "revoke create on schema public from public",
+        "revoke create on schema public from {role}",
         "grant usage on schema public to {role}",
         "grant select, insert, update, delete on all tables in schema public to {role}",
         "grant usage, select on all sequences in schema public to {role}",

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from core.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from core.embedded import EmbeddedPostgres, EmbeddedPostgresError, kept_password, write_private
 from ganzhi.benchkit import free_port
 
 
@@ -94,6 +94,46 @@ def test_a_data_dir_that_trusted_everyone_is_brought_over_to_passwords():
     finally:
         server.stop()
         shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+
+
+def test_empty_password_files_left_by_a_crash_get_new_passwords():
+    """Earlier versions created a password file, then wrote it: a crash between left it empty, and every later
+    start set and used the password '' (no login) until someone deleted the file."""
+    server = EmbeddedPostgres(_data_dir(), free_port())
+    server.start()
+    app_password = server.data_dir.with_name("pgdata.app-password")
+    try:
+        server.application_url()
+        app_password.write_text("")
+        with psycopg.connect(server.application_url()) as conn:
+            assert conn.execute("select current_user").fetchone() == ("ganzhi_app",)
+        assert len(app_password.read_text()) >= 32 and stat.S_IMODE(app_password.stat().st_mode) == 0o600
+        server.stop()
+        (server.data_dir / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")  # as initdb left it
+        server.password_file.write_text("")
+        with psycopg.connect(server.start()) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+        assert "password" in _refused_without_password(server)
+        assert len(server.password_file.read_text()) >= 32
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+
+
+def test_a_password_file_is_written_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    kept = tmp_path / "pgdata.password"
+    write_private(kept, "old")
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+    def crash(descriptor: int) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        write_private(kept, "new")
+    assert kept.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["pgdata.password"]
+    monkeypatch.undo()
+    assert kept_password(kept) == ("old", False)
 
 
 def test_a_server_left_running_by_a_killed_parent_is_stopped_before_starting():

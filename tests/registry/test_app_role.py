@@ -201,3 +201,92 @@ def _wait_for_table(url: str, name: str, process: subprocess.Popen, seconds: flo
                 return row[0]
             time.sleep(0.2)
     return None
+
+
+HIJACKS = [
+    "to_char(day date, format text) returns text",
+    "format(format text, a text, b text, c text) returns text",
+    "format(format text, a text, b text) returns text",
+    "quote_ident(name text) returns text",
+    "to_date(day text, format text) returns date",
+]
+"""Functions the services' role could put in schema public (where PostgreSQL ≤ 14 and pg_upgrade'd clusters let
+every role create) under the names a partition maker calls, each a closer match than the built-in by a cast."""
+
+
+@pytest.fixture
+def hijacks(roles: Roles) -> Iterator[None]:
+    """The services' role with CREATE on schema public, as PostgreSQL ≤ 14 gives every role, has put its own
+    functions there; each raises, naming whether it ran as a superuser."""
+    role = sql.Identifier(roles.app_role)
+    with psycopg.connect(roles.owner_url, autocommit=True) as owner:
+        owner.execute(sql.SQL("grant create on schema public to {}").format(role))
+    try:
+        with psycopg.connect(roles.app_url, autocommit=True) as app:
+            for signature in HIJACKS:
+                app.execute(f"create function public.{signature} language plpgsql as $$ begin raise exception "
+                            "'hijacked: rolsuper %', (select rolsuper from pg_roles where rolname = current_user); "
+                            "end $$")
+        yield
+    finally:
+        with psycopg.connect(roles.owner_url, autocommit=True) as owner:
+            for signature in HIJACKS:
+                owner.execute(f"drop function if exists public.{signature.split(' returns ')[0]}")
+            owner.execute(sql.SQL("revoke create on schema public from {}").format(role))
+
+
+def test_the_partition_maker_runs_none_of_the_services_roles_functions(roles: Roles, hijacks: None):
+    day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=12)
+    with psycopg.connect(roles.app_url, autocommit=True) as app:
+        app.execute("set datestyle = 'SQL, DMY'")
+        assert app.execute("select ensure_reading_partition(%(day)s)", {"day": day}).fetchone() == (True,)
+    with psycopg.connect(roles.owner_url) as owner:
+        bounds = owner.execute(
+            "select pg_get_expr(relpartbound, oid) = format('FOR VALUES FROM (%%L) TO (%%L)', %(day)s::timestamptz, "
+            "%(next)s::timestamptz) from pg_class where relname = %(name)s",
+            {"day": f"{day} 00:00:00+00", "next": f"{day + dt.timedelta(days=1)} 00:00:00+00",
+             "name": f"reading_p{day:%Y%m%d}"}).fetchone()
+    assert bounds == (True,)
+
+
+def test_the_partition_maker_refuses_days_retention_would_not_keep(roles: Roles):
+    """Ahead: the ingest stores nothing beyond tomorrow (one more day for clocks); behind: ten years, or back to the
+    oldest partition when retention keeps more. Retention drops only days behind, so none is made years ahead."""
+    today = dt.datetime.now(dt.UTC).date()
+    with psycopg.connect(roles.app_url, autocommit=True) as app:
+        def make(days: int) -> bool:
+            return app.execute("select ensure_reading_partition(%(day)s)",
+                               {"day": today + dt.timedelta(days=days)}).fetchone()[0]
+
+        assert make(2) in (True, False)  # maintenance made days ahead already: an existing one is not refused
+        made = {name for (name,) in app.execute("select relname from pg_class where relname like 'reading_p%'")}
+        ahead = next(d for d in range(3, 100) if f"reading_p{today + dt.timedelta(days=d):%Y%m%d}" not in made)
+        for days in (ahead, 365 * 30, -3661, -20000):
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="no readings partition"):
+                make(days)
+        assert make(-3660) is True
+        with psycopg.connect(roles.owner_url, autocommit=True) as owner:  # as a retention of twelve years keeps
+            oldest = today - dt.timedelta(days=4400)
+            owner.execute(sql.SQL("create table {} partition of reading for values from ({}) to ({})").format(
+                sql.Identifier(f"reading_p{oldest:%Y%m%d}"), sql.Literal(f"{oldest} 00:00:00+00"),
+                sql.Literal(f"{oldest + dt.timedelta(days=1)} 00:00:00+00")))
+        assert make(-4000) is True
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            make(-4401)
+
+
+def test_migrate_takes_from_every_role_the_right_to_create_in_schema_public(roles: Roles, settings: Settings):
+    """PostgreSQL <= 14 (and a cluster pg_upgrade'd from one) lets every role create in schema public, where the
+    services' role could shadow a function the owner's code calls."""
+    with psycopg.connect(roles.owner_url, autocommit=True) as owner:
+        owner.execute("grant create on schema public to public")
+        owner.execute(sql.SQL("grant create on schema public to {}").format(sql.Identifier(roles.app_role)))
+    try:
+        prepare(roles.owner_url, settings, roles.app_url)
+        with psycopg.connect(roles.app_url, autocommit=True) as app, \
+                pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("create function public.quote_ident(name text) returns text language sql as $$ select name $$")
+    finally:
+        with psycopg.connect(roles.owner_url, autocommit=True) as owner:
+            owner.execute("revoke create on schema public from public")
+            owner.execute(sql.SQL("revoke create on schema public from {}").format(sql.Identifier(roles.app_role)))
