@@ -210,3 +210,25 @@ def test_a_department_reads_granted_alerts_but_acts_only_on_routed_ones(api_url:
         assert zjj.post(f"/api/v1/alerts/{routed}/acknowledge").status_code == 200
         assert zjj.post("/api/v1/tasks", json={**task, "subject_id": routed}).status_code == 201
     assert [e["action"] for e in http.get(f"/api/v1/alerts/{granted}").json()["events"]] == []
+
+
+def test_an_account_of_a_disabled_department_cannot_log_in(api_url: str, http, db_url: str):
+    """As a disabled account: 401 with the same message, audited as failed (a session that then answers 401
+    to everything would confirm the password and leave a false ``login`` in the audit log)."""
+    assert http.post("/api/v1/departments", json={"code": "rsj", "name": "绥化市人力资源和社会保障局",
+                                                  "name_en": "Human Resources Bureau"}).status_code == 201
+    password = accounts.new_password()
+    with psycopg.connect(db_url) as c:
+        accounts.add_account(c, login="auth-rsj-person", name="赵敏", department="rsj", roles=["viewer"],
+                             kind="person", password=password, actor=Actor("tests"))
+    credentials = {"login": "auth-rsj-person", "password": password}
+    assert http.patch("/api/v1/departments/rsj", json={"disabled": True}).status_code == 200
+    with httpx.Client(base_url=api_url, timeout=30) as browser:
+        refused = browser.post("/api/v1/auth/login", json=credentials)
+        wrong = browser.post("/api/v1/auth/login", json={**credentials, "password": "wrong"})
+        assert refused.status_code == wrong.status_code == 401 and refused.json() == wrong.json()
+        assert "set-cookie" not in refused.headers
+        assert http.patch("/api/v1/departments/rsj", json={"disabled": False}).status_code == 200
+        assert browser.post("/api/v1/auth/login", json=credentials).status_code == 200
+    actions = [e["action"] for e in http.get("/api/v1/audit", params={"actor": "auth-rsj-person"}).json()["data"]]
+    assert actions == ["login", "login_failed", "login_failed"]
