@@ -232,3 +232,25 @@ def test_an_account_of_a_disabled_department_cannot_log_in(api_url: str, http, d
         assert browser.post("/api/v1/auth/login", json=credentials).status_code == 200
     actions = [e["action"] for e in http.get("/api/v1/audit", params={"actor": "auth-rsj-person"}).json()["data"]]
     assert actions == ["login", "login_failed", "login_failed"]
+
+
+def test_a_terminal_handed_to_another_department_takes_its_open_alerts_along(api_url: str, http, db_url: str):
+    """Handing terminals over is the wind-down of a disabled department: the new steward acts on their open
+    alerts; the old one keeps only what is routed to it (the environment bureau's alerts, to sthjj)."""
+    new_steward = account_token(db_url, "auth-zjj-heir", ["operator"], HOUSING)
+    old_steward = account_token(db_url, "auth-sthjj-former", ["operator"], "sthjj")
+    account_token(db_url, "auth-zjj-heir-field", ["viewer"], HOUSING, kind="person")
+    river = http.post("/api/v1/terminals", json=river_station(department="sthjj").model_dump(mode="json")).json()
+    routed = _river_alert(db_url, river["code"])
+    unrouted = _alert_of(db_url, river["code"], "steward", "device")  # routed to nobody
+    assert http.patch(f"/api/v1/terminals/{river['code']}", json={"department": HOUSING}).status_code == 200
+    with _as(api_url, new_steward) as zjj:
+        assert zjj.post(f"/api/v1/alerts/{routed}/acknowledge").status_code == 200
+        task = {"subject_type": "alert", "subject_id": unrouted, "assignee": "auth-zjj-heir-field",
+                "due_at": "2031-01-01T08:00:00+08:00"}
+        assert zjj.post("/api/v1/tasks", json=task).status_code == 201
+        assert zjj.post(f"/api/v1/alerts/{unrouted}/resolve", json={"comment": "接管后处理"}).status_code == 200
+    with _as(api_url, old_steward) as sthjj:
+        assert sthjj.post(f"/api/v1/alerts/{routed}/resolve", json={"comment": "河流归我局"}).status_code == 200
+        assert sthjj.get(f"/api/v1/alerts/{unrouted}").status_code == 404  # no longer its terminal
+        assert sthjj.post(f"/api/v1/alerts/{unrouted}/close").status_code == 404
