@@ -294,7 +294,7 @@ def _identity(row: tuple | None, **via) -> Identity | None:
     return Identity(account_id, login, department, frozenset(Role(r) for r in roles), **via)
 
 
-_IN_SERVICE = """a.disabled_at is null and not exists (
+ACCOUNT_IN_SERVICE = """a.disabled_at is null and not exists (
     select 1 from department d where d.code = a.department_code and d.disabled_at is not null)"""
 """Account ``a`` may act: it is enabled, and so is its department (disabling either stops it at once)."""
 
@@ -306,7 +306,7 @@ def identify_token(conn: psycopg.Connection, secret: str) -> Identity | None:
         select k.id, a.id, a.login, a.department_code, a.roles
           from api_token k join account a on a.id = k.account_id
          where k.secret_hash = %s and k.revoked_at is null and (k.expires_at is null or k.expires_at > now())
-           and {_IN_SERVICE}
+           and {ACCOUNT_IN_SERVICE}
         """,
         (digest(secret),),
     ).fetchone()
@@ -323,7 +323,7 @@ def identify_session(conn: psycopg.Connection, session_id: str) -> tuple[Identit
         f"""
         select a.id, a.login, a.department_code, a.roles, s.csrf_token
           from account_session s join account a on a.id = s.account_id
-         where s.id_hash = %s and s.ended_at is null and s.expires_at > now() and {_IN_SERVICE}
+         where s.id_hash = %s and s.ended_at is null and s.expires_at > now() and {ACCOUNT_IN_SERVICE}
         """,
         (digest(session_id),),
     ).fetchone()
@@ -342,7 +342,7 @@ def log_in(conn: psycopg.Connection, login: str, password: str,
         record(conn, who, "login_failed", "account", who.name, summary=f"login as {who.name!r} refused: throttled")
         raise LoginThrottled(retry_after)
     found = conn.execute(
-        f"select a.id, a.login, a.department_code, a.roles, a.password_hash, {_IN_SERVICE} from account a "
+        f"select a.id, a.login, a.department_code, a.roles, a.password_hash, {ACCOUNT_IN_SERVICE} from account a "
         "where a.login = %s",
         (login.strip().lower(),),
     ).fetchone()
