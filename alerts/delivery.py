@@ -8,6 +8,9 @@ Per-endpoint isolation: each endpoint with work due gets its own task, which sen
 in feed order (so an alert's changes arrive in order) with a timeout; a dead or slow endpoint holds only its own
 task. A failed attempt is retried after an exponential backoff with full jitter; an endpoint whose head delivery
 has failed for ``webhook_pause_after_s`` is paused (its deliveries wait; ``POST /webhooks/{id}/resume``).
+
+A disabled department's endpoints (webhooks and SMS) are paused with it, not deleted: the fan-out makes them no
+deliveries, those already queued wait, and both resume when the department is enabled again.
 """
 
 from __future__ import annotations
@@ -104,12 +107,16 @@ class Sender:
         return None
 
 
-_HEAD = """
+_LIVE = """w.deleted_at is null and not exists (
+    select 1 from department wd where wd.code = w.department_code and wd.disabled_at is not null)"""
+"""Endpoint ``w`` is in service: not deleted, and its department is enabled."""
+
+_HEAD = f"""
     select d.id, d.webhook_id, d.feed_id, d.replay, d.attempts, d.next_at, d.first_failed_at, d.created_at,
            w.channel, w.target, w.secret, f.at, f.kind, f.action, f.alert_id, f.incident_id, f.fire_event_id,
            f.family, f.severity, f.division_code, f.payload
       from webhook_delivery d join webhook w on w.id = d.webhook_id join alert_feed f on f.id = d.feed_id
-     where d.webhook_id = %s and d.status = 'pending' and w.paused_at is null and w.deleted_at is null
+     where d.webhook_id = %s and d.status = 'pending' and w.paused_at is null and {_LIVE}
      order by d.id limit %s
 """
 HEADS = 100
@@ -143,7 +150,7 @@ class DeliveryWorker:
                 return 0
             cur = conn.cursor(row_factory=dict_row)
             endpoints = await (await cur.execute(
-                "select id, department_code as department from webhook where deleted_at is null")).fetchall()
+                f"select w.id, w.department_code as department from webhook w where {_LIVE}")).fetchall()
             for endpoint in endpoints:
                 made = await conn.execute(*webhooks.fan_out_statement(endpoint, after, upto))
                 self._queued.inc(made.rowcount)
@@ -154,9 +161,9 @@ class DeliveryWorker:
         """A task for each endpoint with a delivery due that has none running."""
         async with self._pool.connection() as conn:
             due = await (await conn.execute(
-                """
+                f"""
                 select distinct d.webhook_id from webhook_delivery d join webhook w on w.id = d.webhook_id
-                 where d.status = 'pending' and d.next_at <= now() and w.paused_at is null and w.deleted_at is null
+                 where d.status = 'pending' and d.next_at <= now() and w.paused_at is null and {_LIVE}
                 """)).fetchall()
         for (webhook_id,) in due:
             if webhook_id not in self._endpoints:

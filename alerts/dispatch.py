@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 
 from alerts.queries import acts_on, alert_visible
 from registry import audit
-from registry.accounts import Identity, account_by_login
+from registry.accounts import ACCOUNT_IN_SERVICE, Identity, account_by_login
 from registry.changes import Actor
 from registry.errors import Conflict, Invalid, LedgerError, NotFound
 
@@ -93,16 +93,16 @@ def _account_in_view(conn: psycopg.Connection, who: Identity, login: str) -> dic
 def assignees(conn: psycopg.Connection, who: Identity, login: str | None = None) -> list[dict]:
     """The people the caller sends on tasks (the dashboard's 派发 picker, and the check of an assignment, with
     ``login``): enabled persons of the caller's department, of every department for a caller with the city-wide
-    view; not the leading group (it changes nothing, so it could not report a field step), not a system's
-    account."""
+    view; not those of a disabled department, not the leading group (it changes nothing, so it could not report a
+    field step), not a system's account."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            """
-            select login, name, department_code as department, roles from account
-             where kind = 'person' and disabled_at is null and not roles <@ array['leading_group']
-               and (%(scope)s::text is null or department_code = %(scope)s)
-               and (%(login)s::text is null or login = %(login)s)
-             order by department_code nulls first, name, login
+            f"""
+            select a.login, a.name, a.department_code as department, a.roles from account a
+             where a.kind = 'person' and {ACCOUNT_IN_SERVICE} and not a.roles <@ array['leading_group']
+               and (%(scope)s::text is null or a.department_code = %(scope)s)
+               and (%(login)s::text is null or a.login = %(login)s)
+             order by a.department_code nulls first, a.name, a.login
             """, {"scope": who.scope, "login": login}).fetchall()
 
 

@@ -27,9 +27,12 @@ _SUBJECT = """
 
 
 def alert_routed(alias: str = "a", param: str = "visible_to") -> str:
-    """The alerts the department in ``%(param)s`` acts on: those of the terminals it stewards, and those an
-    ``alert_route`` of it matches (the alert's bureau, family and division: the route's division or below)."""
-    return f"""({alias}.department_code = %({param})s
+    """The alerts the department in ``%(param)s`` acts on: those of the terminals it stewards now (a terminal
+    handed to another department takes its open alerts along; the alert's ``department_code``, copied when it was
+    raised, counts only for an alert without a terminal), and those an ``alert_route`` of it matches (the alert's
+    bureau, family and division: the route's division or below)."""
+    return f"""(coalesce((select st.department_code from terminal st where st.id = {alias}.terminal_id),
+                      {alias}.department_code) = %({param})s
         or exists (select 1 from alert_route r
                     where r.department_code = %({param})s and (r.bureau is null or r.bureau = {alias}.bureau)
                       and (r.family is null or r.family = {alias}.family)

@@ -294,15 +294,19 @@ def _identity(row: tuple | None, **via) -> Identity | None:
     return Identity(account_id, login, department, frozenset(Role(r) for r in roles), **via)
 
 
+ACCOUNT_IN_SERVICE = """a.disabled_at is null and not exists (
+    select 1 from department d where d.code = a.department_code and d.disabled_at is not null)"""
+"""Account ``a`` may act: it is enabled, and so is its department (disabling either stops it at once)."""
+
+
 def identify_token(conn: psycopg.Connection, secret: str) -> Identity | None:
     """The identity of a live token of an enabled account, or None."""
     found = conn.execute(
-        """
+        f"""
         select k.id, a.id, a.login, a.department_code, a.roles
           from api_token k join account a on a.id = k.account_id
          where k.secret_hash = %s and k.revoked_at is null and (k.expires_at is null or k.expires_at > now())
-           and a.disabled_at is null and not exists (
-               select 1 from department d where d.code = a.department_code and d.disabled_at is not null)
+           and {ACCOUNT_IN_SERVICE}
         """,
         (digest(secret),),
     ).fetchone()
@@ -316,11 +320,10 @@ def identify_token(conn: psycopg.Connection, secret: str) -> Identity | None:
 def identify_session(conn: psycopg.Connection, session_id: str) -> tuple[Identity, str] | None:
     """The identity of a live session and its CSRF token, or None."""
     found = conn.execute(
-        """
+        f"""
         select a.id, a.login, a.department_code, a.roles, s.csrf_token
           from account_session s join account a on a.id = s.account_id
-         where s.id_hash = %s and s.ended_at is null and s.expires_at > now() and a.disabled_at is null
-           and not exists (select 1 from department d where d.code = a.department_code and d.disabled_at is not null)
+         where s.id_hash = %s and s.ended_at is null and s.expires_at > now() and {ACCOUNT_IN_SERVICE}
         """,
         (digest(session_id),),
     ).fetchone()
@@ -339,10 +342,11 @@ def log_in(conn: psycopg.Connection, login: str, password: str,
         record(conn, who, "login_failed", "account", who.name, summary=f"login as {who.name!r} refused: throttled")
         raise LoginThrottled(retry_after)
     found = conn.execute(
-        "select id, login, department_code, roles, password_hash, disabled_at from account where login = %s",
+        f"select a.id, a.login, a.department_code, a.roles, a.password_hash, {ACCOUNT_IN_SERVICE} from account a "
+        "where a.login = %s",
         (login.strip().lower(),),
     ).fetchone()
-    good = check_password(password, found[4] if found else _DUMMY_HASH) and found is not None and found[5] is None
+    good = check_password(password, found[4] if found else _DUMMY_HASH) and found is not None and found[5]
     if not good:
         who = Actor(login.strip().lower()[:64] or "?", account_id=found[0] if found else None, client=client)
         record(conn, who, "login_failed", "account", who.name, summary=f"failed login as {who.name!r}")

@@ -265,3 +265,44 @@ def test_a_name_rebinding_to_loopback_between_check_and_connect_reaches_nothing(
     assert row is not None and row[0] == "pending" and row[1] >= 3, row
     assert "internal addresses (127.0.0.1)" in row[2]
     assert dns.answers[0] != "127.0.0.1" and "127.0.0.1" in dns.answers  # the attacker's DNS was asked again
+
+
+def _department_disabled(url: str, code: str, disabled: bool) -> None:
+    with psycopg.connect(url) as c:
+        c.execute("update department set disabled_at = case when %(d)s then now() end where code = %(code)s",
+                  {"d": disabled, "code": code})
+
+
+def test_a_disabled_departments_endpoints_wait_and_resume_when_it_is_enabled(db: str):
+    """Paused, not deleted: no delivery is made for it while disabled, the queued ones wait, then go."""
+    with psycopg.connect(db) as c:
+        c.execute("insert into department (code, name, name_en, bureau) values ('tjj', '绥化市统计局', "
+                  "'Statistics Bureau', 'other') on conflict do nothing")
+        c.execute("insert into sharing_grant (steward_code, grantee_code, granted_by) values ('sthjj', 'tjj', 'test')")
+        paused = webhooks.create(c, department="tjj", channel="webhook", target=(tjj := Receiver()).start(),
+                                 families=None, severities=None, division=None, created_by="test")
+    tjj.secret = paused["secret"]
+    control = Receiver()
+    hook = _subscribe(db, control.start())
+    control.secret = hook["secret"]
+    queued = _alerts(db, 2, 1)
+    with psycopg.connect(db) as c:  # queued for tjj before it is disabled (the worker is not running)
+        c.execute(*webhooks.fan_out_statement({"id": paused["id"], "department": "tjj"}, min(queued) - 1, max(queued)))
+    _department_disabled(db, "tjj", True)
+    worker = start_worker(db)
+    try:
+        while_disabled = _alerts(db, 2, 1)
+        _wait_delivered(db, hook["id"], len(queued) + len(while_disabled), 30)
+        assert not tjj.received
+        _department_disabled(db, "tjj", False)
+        _wait_delivered(db, paused["id"], len(queued), 30)
+    finally:
+        _department_disabled(db, "tjj", False)
+        worker.terminate()
+        worker.wait(20)
+        tjj.stop()
+        control.stop()
+    assert tjj.ids() == set(queued) and control.ids() == set(queued + while_disabled)
+    with psycopg.connect(db) as c:
+        assert c.execute("select count(*) from webhook_delivery where webhook_id = %s",
+                         (paused["id"],)).fetchone()[0] == len(queued)

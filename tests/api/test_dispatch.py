@@ -266,6 +266,12 @@ def test_the_assignee_picker_lists_the_callers_people_only(http, db_url, people)
     assert {row["department"] for row in listed.json()} == {"sthjj"}
     everyone = {row["login"] for row in http.get("/api/v1/tasks/assignees").json()}
     assert {made["field"], made["chief"], made["housing"]} <= everyone and made["leader"] not in everyone
+    assert http.patch("/api/v1/departments/zjj", json={"disabled": True}).status_code == 200
+    try:  # a disabled department's people are not sent
+        everyone = {row["login"] for row in http.get("/api/v1/tasks/assignees").json()}
+        assert made["field"] in everyone and made["housing"] not in everyone
+    finally:
+        assert http.patch("/api/v1/departments/zjj", json={"disabled": False}).status_code == 200
     assert people["viewer"].get("/api/v1/tasks/assignees").status_code == 403
 
 
