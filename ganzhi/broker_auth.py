@@ -127,11 +127,13 @@ class BrokerAuth:
         self.write_passwords()
         return len(self.logins)
 
-    def write_passwords(self) -> None:
-        """The whole password file: the service accounts and every device that may log in now."""
+    def write_passwords(self, logins: dict[str, str] | None = None) -> None:
+        """The whole password file: the service accounts and every device that may log in (``logins``, by default
+        those that may now)."""
+        logins = self.logins if logins is None else logins
         services = {a.name: a.secret for a in self.accounts}
-        _write(self.directory / "passwd", credentials.password_file(self.logins, services))
-        self.written = dict(self.logins)
+        _write(self.directory / "passwd", credentials.password_file(logins, services))
+        self.written = dict(logins)
         hand_to_broker_user(self.directory)
 
     def unwritten(self, came: dict[str, str]) -> dict[str, str]:
@@ -140,11 +142,12 @@ class BrokerAuth:
             return came
         return {code: secret_hash for code, secret_hash in came.items() if self.written.get(code) != secret_hash}
 
-    def write_changes(self, unwritten: dict[str, str]) -> None:
-        """Append the lines of devices new to the file (a cost of the change, not of the ledger); rewrite it whole
-        when a device's line changes (a replaced secret), since mosquitto's file has one line per login."""
+    def write_changes(self, unwritten: dict[str, str], logins: dict[str, str]) -> None:
+        """Append the lines of devices new to the file (a cost of the change, not of the ledger); rewrite it whole,
+        with ``logins``, when a device's line changes (a replaced secret), since mosquitto's file has one line per
+        login, or when what the file holds is not known (never written, or a write that failed, perhaps half way)."""
         if self.written is None or any(code in self.written for code in unwritten):
-            self.write_passwords()
+            self.write_passwords(logins)
             return
         with (self.directory / "passwd").open("a") as file:
             file.write(credentials.password_lines(unwritten))
@@ -162,18 +165,10 @@ class BrokerAuth:
                 commands.append(dynsec.disable(code))
         return commands
 
-    def record(self, wanted: dict[str, str | None]) -> dict[str, str]:
-        """Note ``wanted`` as applied; returns the passwords that came or changed. A login that went needs nothing
-        more: the plugin refuses it (its client is disabled)."""
-        came = {}
-        for code, secret_hash in wanted.items():
-            if secret_hash is None:
-                self.logins.pop(code, None)
-            elif self.logins.get(code) != secret_hash:
-                self.logins[code] = secret_hash
-                self.known.add(code)
-                came[code] = secret_hash
-        return came
+    def applied(self, wanted: dict[str, str | None]) -> dict[str, str]:
+        """The device logins once ``wanted`` is applied."""
+        logins = {code: secret_hash for code, secret_hash in self.logins.items() if code not in wanted}
+        return logins | {code: secret_hash for code, secret_hash in wanted.items() if secret_hash is not None}
 
 
 def write_files(conn: psycopg.Connection, directory: Path, accounts: list[Account]) -> BrokerAuth:
@@ -197,10 +192,17 @@ async def apply(auth: BrokerAuth, control: dynsec.Control, broker: LocalBroker |
     session); then, only when the password file lacks a password that came or changed, write it there and make
     mosquitto re-read the file (the re-read also ends the session of a replaced password)."""
     await control.send(auth.commands(wanted))
-    unwritten = auth.unwritten(auth.record(wanted))
+    auth.known |= {code for code, secret_hash in wanted.items() if secret_hash is not None}
+    logins = auth.applied(wanted)
+    unwritten = auth.unwritten({code: h for code, h in logins.items() if auth.logins.get(code) != h})
     if unwritten:
-        await asyncio.to_thread(auth.write_changes, unwritten)
-        broker.reload()
+        try:
+            await asyncio.to_thread(auth.write_changes, unwritten, logins)
+            broker.reload()
+        except BaseException:  # disk full, no rights, cancelled: the file's end is not known, nor what was re-read
+            auth.written = None  # so the next write rewrites it whole (atomically), and the broker re-reads it
+            raise
+    auth.logins = logins  # only now: a change not written stays a difference for the next resync
     if wanted:
         log.info("broker logins: %s", _summary(wanted))
 
