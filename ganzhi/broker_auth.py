@@ -37,7 +37,7 @@ import psycopg
 
 from core import dynsec
 from core.broker import DYNSEC_FILE, LocalBroker, SharedBroker, hand_to_broker_user
-from core.runtime import Outage
+from core.runtime import Outage, Service
 from devices.topics import PREFIX, Channel, command_filter, device_topics, subscription
 from registry import credentials
 
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "ganzhi_ledger"
 ADMIN_USER = "ganzhi-broker-sync"
 RETRY_S = 1.0
+OUTAGE = "outage (database or broker)"
+"""The component named in the sync's heartbeat while it cannot reach the database or the broker."""
 BATCH_WAIT_S = 0.02
 """After a first notification, how long to gather the ones that follow it into one change."""
 
@@ -238,27 +240,47 @@ async def adopt(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec
 
 
 async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker | SharedBroker, host: str = "127.0.0.1",
-                       *, adopting: bool = False) -> None:
+                       *, adopting: bool = False, service: Service | None = None) -> None:
     """Apply every ledger change to the broker as it is committed, until cancelled. LISTEN first, then
     compare the whole ledger, then follow the notifications; after any failure, all of it again
-    (``adopting``: a broker of its own, whose plugin state is read first, see ``adopt``)."""
+    (``adopting``: a broker of its own, whose plugin state is read first, see ``adopt``). While it fails, its
+    ``service``'s heartbeat says so (``_report``)."""
     outage = Outage("broker sync (database or broker)", log)
-    while True:
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                conn = await stack.enter_async_context(await psycopg.AsyncConnection.connect(
-                    url, autocommit=True, application_name=ADMIN_USER))
-                control = await stack.enter_async_context(
-                    dynsec.Control(host, broker.port, ADMIN_USER, auth.admin.secret))
-                await conn.execute(f"listen {CHANNEL}")
-                if adopting:
-                    await adopt(conn, auth, control)
-                await resync(conn, auth, control, broker)
-                outage.recovered()
-                await _follow(conn, auth, control, broker)
-        except (psycopg.Error, aiomqtt.MqttError, dynsec.ControlError, TimeoutError, OSError) as exc:
-            outage.failed(exc)
-        await asyncio.sleep(RETRY_S)
+    try:
+        while True:
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    conn = await stack.enter_async_context(await psycopg.AsyncConnection.connect(
+                        url, autocommit=True, application_name=ADMIN_USER))
+                    control = await stack.enter_async_context(
+                        dynsec.Control(host, broker.port, ADMIN_USER, auth.admin.secret))
+                    await conn.execute(f"listen {CHANNEL}")
+                    if adopting:
+                        await adopt(conn, auth, control)
+                    await resync(conn, auth, control, broker)
+                    outage.recovered()
+                    _report(service, None)
+                    await _follow(conn, auth, control, broker)
+            except (psycopg.Error, aiomqtt.MqttError, dynsec.ControlError, TimeoutError, OSError) as exc:
+                outage.failed(exc)
+                _report(service, f"{type(exc).__name__}: {str(exc).strip()}")
+            await asyncio.sleep(RETRY_S)
+    finally:
+        _report(service, None)  # stopped, not failed
+
+
+def _report(service: Service | None, outage: str | None) -> None:
+    """The sync's outage in its heartbeat, so /healthz shows it (failed, with the reason; the platform is degraded:
+    ledger changes do not reach the broker), or its end."""
+    if service is None:
+        return
+    failed = service.detail.get("failed")
+    if outage is not None:
+        service.state = "failed"
+        service.detail["failed"] = {"component": OUTAGE, "reason": outage[:300]}
+    elif isinstance(failed, dict) and failed.get("component") == OUTAGE:  # not a supervisor's death
+        service.state = "running"
+        del service.detail["failed"]
 
 
 async def _follow(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control,

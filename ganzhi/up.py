@@ -180,8 +180,12 @@ async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str
     mosquitto = Server(Service("broker", "embedded mosquitto", url), lambda: broker.exit_code, broker.start)
     _supervise(stack, mosquitto.service, mosquitto.watch)
     sync = Service("broker-sync", "broker sync", url)
-    _supervise(stack, sync, lambda: keep_running(sync, lambda: broker_auth.keep_in_step(url, auth, broker)))
+    _supervise(stack, sync, lambda: keep_running(sync, lambda: _keep_in_step(url, auth, broker, sync)))
     return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}"
+
+
+async def _keep_in_step(url: str, auth: broker_auth.BrokerAuth, broker: LocalBroker, sync: Service) -> None:
+    await broker_auth.keep_in_step(url, auth, broker, service=sync)
 
 
 def _child_environment(url: str, mqtt_url: str, password: str) -> dict[str, str]:

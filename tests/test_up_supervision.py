@@ -62,6 +62,36 @@ def test_the_broker_sync_that_dies_is_restarted_logged_and_in_the_heartbeats(db_
     assert _heartbeat(db_url, "broker sync")[0] == "stopped"
 
 
+def test_a_broker_sync_that_keeps_failing_shows_its_outage_in_its_heartbeat(db_url, tmp_path):
+    """It used to log the outage and beat "running" all along, so /healthz said the platform was ok."""
+    from core.broker import SharedBroker
+    from core.runtime import heartbeat
+
+    dead_database = f"postgresql://postgres@127.0.0.1:{free_port()}/ganzhi"
+    auth = broker_auth.BrokerAuth(tmp_path, broker_auth.platform_accounts("svc", "x", "admin-secret"))
+    sync = Service("broker-sync", "broker sync outage test", db_url)
+
+    async def scenario() -> tuple[str, dict] | None:
+        with heartbeat(sync):
+            syncing = asyncio.create_task(broker_auth.keep_in_step(dead_database, auth, SharedBroker(free_port()),
+                                                                   service=sync))
+            try:
+                for _ in range(300):
+                    beat = await asyncio.to_thread(_heartbeat, db_url, sync.name)
+                    if beat and beat[0] == "failed":
+                        return beat
+                    await asyncio.sleep(0.1)
+                return None
+            finally:
+                syncing.cancel()
+                await asyncio.gather(syncing, return_exceptions=True)
+
+    beat = asyncio.run(scenario())
+    assert beat is not None, "the outage never reached the heartbeat"
+    assert beat[1]["failed"]["component"] == broker_auth.OUTAGE and "OperationalError" in beat[1]["failed"]["reason"]
+    assert _heartbeat(db_url, sync.name)[0] == "stopped"  # an outage at the stop is no failure of the sync
+
+
 def test_a_server_that_died_is_started_again_through_a_failed_attempt(monkeypatch, caplog):
     """The death and the recovery are logged once each, a failed attempt with its reason; the restarts counted."""
     monkeypatch.setattr(children, "FIRST_DELAY_S", 0.05)
