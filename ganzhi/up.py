@@ -18,6 +18,7 @@ import os
 import secrets
 import signal
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 
 import uvicorn
@@ -123,19 +124,46 @@ def _require_free_ports(settings: Settings) -> None:
                 raise SystemExit(f"port {host}:{port} is in use ({exc.strerror}); set {variable} to another") from exc
 
 
+class EmbeddedServer:
+    """The embedded PostgreSQL as `up` starts, restarts and stops it. A restart runs in a thread that cannot be
+    cancelled: a stop waits for it to end, then stops what it started, and a start after the stop starts nothing
+    (a Ctrl-C during a restart used to find the dead postmaster, return, and leave the new one running)."""
+
+    def __init__(self, server: EmbeddedPostgres) -> None:
+        self.server = server
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.server.exit_code
+
+    def start(self) -> str:
+        """The superuser's URL, once the server runs (or once `up` stops: then nothing is started)."""
+        with self._lock:
+            if not self._stopped:
+                self.server.start()
+            return self.server.url
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self.server.stop()
+
+
 async def _database(settings: Settings,
-                    stack: contextlib.AsyncExitStack) -> tuple[str, str, EmbeddedPostgres | None]:
+                    stack: contextlib.AsyncExitStack) -> tuple[str, str, EmbeddedServer | None]:
     """The services' URL, the tables' owner's (migrations, maintenance), and the embedded server when `up` runs
     one (its ``ganzhi_app`` role and its superuser)."""
     if settings.database_url:
         return settings.database_url, settings.database_owner_url or settings.database_url, None
-    server = EmbeddedPostgres(settings.var_dir / "pgdata", settings.embedded_pg_port)
-    owner_url = await asyncio.to_thread(server.start)
+    server = EmbeddedServer(EmbeddedPostgres(settings.var_dir / "pgdata", settings.embedded_pg_port))
     stack.push_async_callback(asyncio.to_thread, server.stop)
-    return await asyncio.to_thread(server.application_url), owner_url, server
+    owner_url = await asyncio.to_thread(server.start)
+    return await asyncio.to_thread(server.server.application_url), owner_url, server
 
 
-def _supervise_database(stack: contextlib.AsyncExitStack, embedded: EmbeddedPostgres, url: str) -> None:
+def _supervise_database(stack: contextlib.AsyncExitStack, embedded: EmbeddedServer, url: str) -> None:
     postgres = Server(Service("database", "embedded postgres", url), lambda: embedded.exit_code,
                       lambda: asyncio.to_thread(embedded.start))
     _supervise(stack, postgres.service, postgres.watch)

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import tempfile
+import threading
 from pathlib import Path
 
 import psycopg
@@ -125,3 +126,46 @@ def test_a_server_that_died_is_started_again_through_a_failed_attempt(monkeypatc
         "embedded mosquitto unavailable: exited with signal SIGKILL; retrying"]
     assert any("restart 1 failed: port still taken" in line for line in lines)
     assert sum("embedded mosquitto back after" in line for line in lines) == 1
+
+
+class _SlowPostgres:
+    """An embedded server whose restart takes a while (a postmaster starting under load)."""
+
+    def __init__(self) -> None:
+        self.running = True
+        self.restarting = threading.Event()
+        self.may_finish = threading.Event()
+        self.url = "postgresql://unused"
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.running else -9
+
+    def start(self) -> str:
+        self.restarting.set()
+        self.may_finish.wait(30)
+        self.running = True
+        return self.url
+
+    def stop(self) -> None:
+        self.running = False
+
+
+def test_a_stop_during_a_database_restart_leaves_no_server_running(db_url, monkeypatch):
+    """Ctrl-C while the embedded PostgreSQL is being started again: the restart's thread cannot be cancelled; the
+    stop used to see the dead postmaster and return, and the thread then started one that nobody stopped."""
+    monkeypatch.setattr(children, "FIRST_DELAY_S", 0.05)
+    monkeypatch.setattr(children, "POLL_S", 0.01)
+    postgres = _SlowPostgres()
+
+    async def scenario() -> None:
+        async with contextlib.AsyncExitStack() as stack:  # as `up` pushes them: the server's stop first
+            embedded = up.EmbeddedServer(postgres)
+            stack.push_async_callback(asyncio.to_thread, embedded.stop)
+            up._supervise_database(stack, embedded, db_url)
+            postgres.running = False  # killed; the watcher starts it again
+            assert await asyncio.to_thread(postgres.restarting.wait, 30)
+            threading.Timer(0.5, postgres.may_finish.set).start()  # the restart ends while `up` is stopping
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert not postgres.running
