@@ -19,6 +19,7 @@ import secrets
 import signal
 import socket
 import threading
+import types
 from collections.abc import Awaitable, Callable
 
 import uvicorn
@@ -92,7 +93,7 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
     log.info("Ganzhi stopped")
 
 
-async def _import_api():
+async def _import_api() -> types.ModuleType:
     """``api.app``, imported in a thread: seconds of CPU (15 s at load 10 on two cores) that no longer stand
     between a restarted `up` and its workers (issue 10 §6: ingest back within 10 s)."""
     return await asyncio.to_thread(importlib.import_module, "api.app")
