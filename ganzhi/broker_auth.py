@@ -37,7 +37,7 @@ import psycopg
 
 from core import dynsec
 from core.broker import DYNSEC_FILE, LocalBroker, SharedBroker, hand_to_broker_user
-from core.runtime import Outage
+from core.runtime import Outage, Service
 from devices.topics import PREFIX, Channel, command_filter, device_topics, subscription
 from registry import credentials
 
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "ganzhi_ledger"
 ADMIN_USER = "ganzhi-broker-sync"
 RETRY_S = 1.0
+OUTAGE = "outage (database or broker)"
+"""The component named in the sync's heartbeat while it cannot reach the database or the broker."""
 BATCH_WAIT_S = 0.02
 """After a first notification, how long to gather the ones that follow it into one change."""
 
@@ -127,11 +129,13 @@ class BrokerAuth:
         self.write_passwords()
         return len(self.logins)
 
-    def write_passwords(self) -> None:
-        """The whole password file: the service accounts and every device that may log in now."""
+    def write_passwords(self, logins: dict[str, str] | None = None) -> None:
+        """The whole password file: the service accounts and every device that may log in (``logins``, by default
+        those that may now)."""
+        logins = self.logins if logins is None else logins
         services = {a.name: a.secret for a in self.accounts}
-        _write(self.directory / "passwd", credentials.password_file(self.logins, services))
-        self.written = dict(self.logins)
+        _write(self.directory / "passwd", credentials.password_file(logins, services))
+        self.written = dict(logins)
         hand_to_broker_user(self.directory)
 
     def unwritten(self, came: dict[str, str]) -> dict[str, str]:
@@ -140,11 +144,12 @@ class BrokerAuth:
             return came
         return {code: secret_hash for code, secret_hash in came.items() if self.written.get(code) != secret_hash}
 
-    def write_changes(self, unwritten: dict[str, str]) -> None:
-        """Append the lines of devices new to the file (a cost of the change, not of the ledger); rewrite it whole
-        when a device's line changes (a replaced secret), since mosquitto's file has one line per login."""
+    def write_changes(self, unwritten: dict[str, str], logins: dict[str, str]) -> None:
+        """Append the lines of devices new to the file (a cost of the change, not of the ledger); rewrite it whole,
+        with ``logins``, when a device's line changes (a replaced secret), since mosquitto's file has one line per
+        login, or when what the file holds is not known (never written, or a write that failed, perhaps half way)."""
         if self.written is None or any(code in self.written for code in unwritten):
-            self.write_passwords()
+            self.write_passwords(logins)
             return
         with (self.directory / "passwd").open("a") as file:
             file.write(credentials.password_lines(unwritten))
@@ -162,18 +167,10 @@ class BrokerAuth:
                 commands.append(dynsec.disable(code))
         return commands
 
-    def record(self, wanted: dict[str, str | None]) -> dict[str, str]:
-        """Note ``wanted`` as applied; returns the passwords that came or changed. A login that went needs nothing
-        more: the plugin refuses it (its client is disabled)."""
-        came = {}
-        for code, secret_hash in wanted.items():
-            if secret_hash is None:
-                self.logins.pop(code, None)
-            elif self.logins.get(code) != secret_hash:
-                self.logins[code] = secret_hash
-                self.known.add(code)
-                came[code] = secret_hash
-        return came
+    def applied(self, wanted: dict[str, str | None]) -> dict[str, str]:
+        """The device logins once ``wanted`` is applied."""
+        logins = {code: secret_hash for code, secret_hash in self.logins.items() if code not in wanted}
+        return logins | {code: secret_hash for code, secret_hash in wanted.items() if secret_hash is not None}
 
 
 def write_files(conn: psycopg.Connection, directory: Path, accounts: list[Account]) -> BrokerAuth:
@@ -197,10 +194,17 @@ async def apply(auth: BrokerAuth, control: dynsec.Control, broker: LocalBroker |
     session); then, only when the password file lacks a password that came or changed, write it there and make
     mosquitto re-read the file (the re-read also ends the session of a replaced password)."""
     await control.send(auth.commands(wanted))
-    unwritten = auth.unwritten(auth.record(wanted))
+    auth.known |= {code for code, secret_hash in wanted.items() if secret_hash is not None}
+    logins = auth.applied(wanted)
+    unwritten = auth.unwritten({code: h for code, h in logins.items() if auth.logins.get(code) != h})
     if unwritten:
-        await asyncio.to_thread(auth.write_changes, unwritten)
-        broker.reload()
+        try:
+            await asyncio.to_thread(auth.write_changes, unwritten, logins)
+            broker.reload()
+        except BaseException:  # disk full, no rights, cancelled: the file's end is not known, nor what was re-read
+            auth.written = None  # so the next write rewrites it whole (atomically), and the broker re-reads it
+            raise
+    auth.logins = logins  # only now: a change not written stays a difference for the next resync
     if wanted:
         log.info("broker logins: %s", _summary(wanted))
 
@@ -236,27 +240,47 @@ async def adopt(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec
 
 
 async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker | SharedBroker, host: str = "127.0.0.1",
-                       *, adopting: bool = False) -> None:
+                       *, adopting: bool = False, service: Service | None = None) -> None:
     """Apply every ledger change to the broker as it is committed, until cancelled. LISTEN first, then
     compare the whole ledger, then follow the notifications; after any failure, all of it again
-    (``adopting``: a broker of its own, whose plugin state is read first, see ``adopt``)."""
+    (``adopting``: a broker of its own, whose plugin state is read first, see ``adopt``). While it fails, its
+    ``service``'s heartbeat says so (``_report``)."""
     outage = Outage("broker sync (database or broker)", log)
-    while True:
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                conn = await stack.enter_async_context(await psycopg.AsyncConnection.connect(
-                    url, autocommit=True, application_name=ADMIN_USER))
-                control = await stack.enter_async_context(
-                    dynsec.Control(host, broker.port, ADMIN_USER, auth.admin.secret))
-                await conn.execute(f"listen {CHANNEL}")
-                if adopting:
-                    await adopt(conn, auth, control)
-                await resync(conn, auth, control, broker)
-                outage.recovered()
-                await _follow(conn, auth, control, broker)
-        except (psycopg.Error, aiomqtt.MqttError, dynsec.ControlError, TimeoutError, OSError) as exc:
-            outage.failed(exc)
-        await asyncio.sleep(RETRY_S)
+    try:
+        while True:
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    conn = await stack.enter_async_context(await psycopg.AsyncConnection.connect(
+                        url, autocommit=True, application_name=ADMIN_USER))
+                    control = await stack.enter_async_context(
+                        dynsec.Control(host, broker.port, ADMIN_USER, auth.admin.secret))
+                    await conn.execute(f"listen {CHANNEL}")
+                    if adopting:
+                        await adopt(conn, auth, control)
+                    await resync(conn, auth, control, broker)
+                    outage.recovered()
+                    _report(service, None)
+                    await _follow(conn, auth, control, broker)
+            except (psycopg.Error, aiomqtt.MqttError, dynsec.ControlError, TimeoutError, OSError) as exc:
+                outage.failed(exc)
+                _report(service, f"{type(exc).__name__}: {str(exc).strip()}")
+            await asyncio.sleep(RETRY_S)
+    finally:
+        _report(service, None)  # stopped, not failed
+
+
+def _report(service: Service | None, outage: str | None) -> None:
+    """The sync's outage in its heartbeat, so /healthz shows it (failed, with the reason; the platform is degraded:
+    ledger changes do not reach the broker), or its end."""
+    if service is None:
+        return
+    failed = service.detail.get("failed")
+    if outage is not None:
+        service.state = "failed"
+        service.detail["failed"] = {"component": OUTAGE, "reason": outage[:300]}
+    elif isinstance(failed, dict) and failed.get("component") == OUTAGE:  # not a supervisor's death
+        service.state = "running"
+        del service.detail["failed"]
 
 
 async def _follow(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control,

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 30.0
 HEALTHY_RUN_S = 60.0
-"""A child that ran this long before exiting is restarted after the first delay again, not the grown one."""
+"""A child that ran this long before exiting is restarted at once, and its backoff starts over."""
 POLL_S = 0.5
 """How often a server's process is looked at."""
 
@@ -30,6 +30,23 @@ def describe_exit(code: int) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"exit code {code}"
+
+
+class Backoff:
+    """How long to wait before starting a child that exited: not at all after a healthy run (``HEALTHY_RUN_S`` or
+    longer: a kill, an out-of-memory), else ``FIRST_DELAY_S``, doubling up to ``MAX_DELAY_S`` while it keeps dying
+    early (a crash loop)."""
+
+    def __init__(self) -> None:
+        self._next = FIRST_DELAY_S
+
+    def after(self, ran_s: float) -> float:
+        """The delay before the next start, for a run that lasted ``ran_s``."""
+        if ran_s >= HEALTHY_RUN_S:
+            self._next = FIRST_DELAY_S
+            return 0.0
+        delay, self._next = self._next, min(self._next * 2, MAX_DELAY_S)
+        return delay
 
 
 class Child:
@@ -53,7 +70,7 @@ class Child:
         self._task = asyncio.create_task(self._supervise())
 
     async def _supervise(self) -> None:
-        delay = FIRST_DELAY_S
+        backoff = Backoff()
         while not self._stopping:
             started = time.monotonic()
             self.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "ganzhi", *self.args,
@@ -63,13 +80,11 @@ class Child:
             if self._stopping:
                 return
             ran = time.monotonic() - started
-            if ran >= HEALTHY_RUN_S:
-                delay = FIRST_DELAY_S
+            delay = backoff.after(ran)
             self.restarts += 1
             log.error("%s (pid %d) exited with %s after %.1f s; restart %d in %.0f s", self.name, self.process.pid,
                       describe_exit(code), ran, self.restarts, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_DELAY_S)
 
     async def stop(self, timeout_s: float = 20.0) -> None:
         self._stopping = True

@@ -472,7 +472,8 @@ def broker_sync(settings: Settings, auth_dir: Path, process_name: str) -> None:
 
     async def main_loop(service) -> None:
         syncing = asyncio.create_task(keep_in_step(url, BrokerAuth(auth_dir, accounts),
-                                                   SharedBroker(port, process_name), host, adopting=True))
+                                                   SharedBroker(port, process_name), host, adopting=True,
+                                                   service=service))
         syncing.add_done_callback(service.watch("broker sync"))
         await service.until_stopped()
         syncing.cancel()

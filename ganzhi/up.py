@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import secrets
 import signal
 import socket
+import threading
+import types
 from collections.abc import Awaitable, Callable
 
 import uvicorn
 
-from api.app import create_app
 from core import db
 from core.broker import BrokerMissing, LocalBroker
 from core.embedded import EmbeddedPostgres, stop_leftover
@@ -38,6 +40,9 @@ SIMULATOR_SPEED = 10
 """The demo fleet reports ten times faster than real devices, so data shows within a minute."""
 DEMO_TOWERS = 2
 """Camera towers streaming synthetic scenes (a straw fire among them) to the fire worker."""
+OWNER_URL_VARIABLE = "GANZHI_DATABASE_OWNER_URL"
+OWNER_COMMANDS = frozenset({"maintain"})
+"""The workers that act as the tables' owner (partitions); the others must not hold its URL."""
 
 
 class _Server(uvicorn.Server):
@@ -61,6 +66,7 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else secrets.token_urlsafe(24)
+    api = asyncio.create_task(_import_api())  # meanwhile: the database, the broker and the workers come first
     async with contextlib.AsyncExitStack() as stack:
         url, owner_url, embedded = await _database(settings, stack)
         await asyncio.to_thread(database.prepare, owner_url, settings, url)
@@ -71,9 +77,10 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         if load_demo:
             await asyncio.to_thread(_load_demo_if_empty, url, settings)
         mqtt_url = await _broker(settings, stack, url, password)
-        await _children(stack, _worker_commands(settings, simulate),
-                        _child_environment(url, mqtt_url, password, owner_url))
-        server = _Server(uvicorn.Config(create_app(settings, url), host=settings.http_host, port=settings.http_port,
+        await _children(stack, _worker_commands(settings, simulate), _child_environment(url, mqtt_url, password),
+                        owner_url)
+        app = (await api).create_app(settings, url)
+        server = _Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                                         log_level="warning", lifespan="on",
                                         forwarded_allow_ips=settings.forwarded_allow_ips))
         serving = asyncio.create_task(server.serve())
@@ -84,6 +91,12 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
     log.info("Ganzhi stopped")
+
+
+async def _import_api() -> types.ModuleType:
+    """``api.app``, imported in a thread: seconds of CPU (15 s at load 10 on two cores) that no longer stand
+    between a restarted `up` and its workers (issue 10 §6: ingest back within 10 s)."""
+    return await asyncio.to_thread(importlib.import_module, "api.app")
 
 
 def _print_dashboard(settings: Settings) -> None:
@@ -112,19 +125,46 @@ def _require_free_ports(settings: Settings) -> None:
                 raise SystemExit(f"port {host}:{port} is in use ({exc.strerror}); set {variable} to another") from exc
 
 
+class EmbeddedServer:
+    """The embedded PostgreSQL as `up` starts, restarts and stops it. A restart runs in a thread that cannot be
+    cancelled: a stop waits for it to end, then stops what it started, and a start after the stop starts nothing
+    (a Ctrl-C during a restart used to find the dead postmaster, return, and leave the new one running)."""
+
+    def __init__(self, server: EmbeddedPostgres) -> None:
+        self.server = server
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.server.exit_code
+
+    def start(self) -> str:
+        """The superuser's URL, once the server runs (or once `up` stops: then nothing is started)."""
+        with self._lock:
+            if not self._stopped:
+                self.server.start()
+            return self.server.url
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self.server.stop()
+
+
 async def _database(settings: Settings,
-                    stack: contextlib.AsyncExitStack) -> tuple[str, str, EmbeddedPostgres | None]:
+                    stack: contextlib.AsyncExitStack) -> tuple[str, str, EmbeddedServer | None]:
     """The services' URL, the tables' owner's (migrations, maintenance), and the embedded server when `up` runs
     one (its ``ganzhi_app`` role and its superuser)."""
     if settings.database_url:
         return settings.database_url, settings.database_owner_url or settings.database_url, None
-    server = EmbeddedPostgres(settings.var_dir / "pgdata", settings.embedded_pg_port)
-    owner_url = await asyncio.to_thread(server.start)
+    server = EmbeddedServer(EmbeddedPostgres(settings.var_dir / "pgdata", settings.embedded_pg_port))
     stack.push_async_callback(asyncio.to_thread, server.stop)
-    return await asyncio.to_thread(server.application_url), owner_url, server
+    owner_url = await asyncio.to_thread(server.start)
+    return await asyncio.to_thread(server.server.application_url), owner_url, server
 
 
-def _supervise_database(stack: contextlib.AsyncExitStack, embedded: EmbeddedPostgres, url: str) -> None:
+def _supervise_database(stack: contextlib.AsyncExitStack, embedded: EmbeddedServer, url: str) -> None:
     postgres = Server(Service("database", "embedded postgres", url), lambda: embedded.exit_code,
                       lambda: asyncio.to_thread(embedded.start))
     _supervise(stack, postgres.service, postgres.watch)
@@ -169,17 +209,28 @@ async def _broker(settings: Settings, stack: contextlib.AsyncExitStack, url: str
     mosquitto = Server(Service("broker", "embedded mosquitto", url), lambda: broker.exit_code, broker.start)
     _supervise(stack, mosquitto.service, mosquitto.watch)
     sync = Service("broker-sync", "broker sync", url)
-    _supervise(stack, sync, lambda: keep_running(sync, lambda: broker_auth.keep_in_step(url, auth, broker)))
+    _supervise(stack, sync, lambda: keep_running(sync, lambda: _keep_in_step(url, auth, broker, sync)))
     return f"mqtt://127.0.0.1:{settings.embedded_mqtt_port}"
 
 
-def _child_environment(url: str, mqtt_url: str, password: str, owner_url: str) -> dict[str, str]:
-    """The workers' environment: the platform's service account, never the broker sync's; the tables' owner's
-    URL for maintenance (partitions)."""
-    env = dict(os.environ)
-    env.update({"DATABASE_URL": url, "MQTT_URL": mqtt_url, "GANZHI_MQTT_PASSWORD": password,
-                "GANZHI_DATABASE_OWNER_URL": owner_url})
+async def _keep_in_step(url: str, auth: broker_auth.BrokerAuth, broker: LocalBroker, sync: Service) -> None:
+    await broker_auth.keep_in_step(url, auth, broker, service=sync)
+
+
+def _child_environment(url: str, mqtt_url: str, password: str) -> dict[str, str]:
+    """The workers' environment: the platform's service account, never the broker sync's, nor the tables' owner's
+    URL (``_child`` gives that to the commands in ``OWNER_COMMANDS`` alone)."""
+    env = {name: value for name, value in os.environ.items() if name != OWNER_URL_VARIABLE}
+    env.update({"DATABASE_URL": url, "MQTT_URL": mqtt_url, "GANZHI_MQTT_PASSWORD": password})
     return env
+
+
+def _child(n: int, name: str, args: list[str], env: dict[str, str], owner_url: str) -> Child:
+    """The n-th worker; with the tables' owner's URL when it is a command that needs it (the superuser's, for the
+    embedded server)."""
+    if args[0] in OWNER_COMMANDS:
+        env = {**env, OWNER_URL_VARIABLE: owner_url}
+    return Child(name, args, _metrics_port(env, n, name))
 
 
 def _worker_commands(settings: Settings, simulate: bool) -> list[tuple[str, list[str]]]:
@@ -200,9 +251,10 @@ def _worker_commands(settings: Settings, simulate: bool) -> list[tuple[str, list
     return commands
 
 
-async def _children(stack: contextlib.AsyncExitStack, commands: list[tuple[str, list[str]]], env: dict) -> None:
+async def _children(stack: contextlib.AsyncExitStack, commands: list[tuple[str, list[str]]], env: dict[str, str],
+                    owner_url: str) -> None:
     """Start the workers; on the way out they are stopped all at once."""
-    children = [Child(name, args, _metrics_port(env, n, name)) for n, (name, args) in enumerate(commands, 1)]
+    children = [_child(n, name, args, env, owner_url) for n, (name, args) in enumerate(commands, 1)]
 
     async def stop_all() -> None:
         await asyncio.gather(*(child.stop() for child in children))

@@ -5,6 +5,7 @@ session, and ledger changes reach the broker within a second."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import stat
 import time
 
@@ -135,6 +136,30 @@ def test_no_secret_is_kept_in_clear(conn, db_url, auth_broker):
     with psycopg.connect(db_url) as c:
         stored = c.execute("select secret_hash from device_credential where code = %s", (code,)).fetchone()[0]
     assert stored.startswith("$7$1$") and secret not in stored  # one round: re-checked cheaply on every re-read
+
+
+def test_a_password_file_write_that_fails_half_way_locks_no_device_out(conn, db_url, auth_broker, monkeypatch):
+    """The disk fills up while a new device's line is appended: half a line, no newline. The sync retries with
+    the whole file rewritten atomically (it used to note the device as done: locked out until a full rewrite, and
+    the next device's line joined the half one)."""
+    append = broker_auth.BrokerAuth.write_changes
+    failed: list[dict[str, str]] = []
+
+    def disk_full_once(auth: broker_auth.BrokerAuth, unwritten: dict[str, str], *logins: dict[str, str]) -> None:
+        if failed:
+            return append(auth, unwritten, *logins)
+        failed.append(unwritten)
+        with (auth.directory / "passwd").open("a") as file:
+            file.write(credentials.password_lines(unwritten)[:12])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(broker_auth.BrokerAuth, "write_changes", disk_full_once)
+    first = _device(conn, db_url, auth_broker, "写盘失败时的空气微站")
+    assert failed, "the failing write was not exercised"
+    assert _first_login(auth_broker, first, "s3cret") < 5
+    second = _device(conn, db_url, auth_broker, "之后登记的空气微站")
+    assert _first_login(auth_broker, second, "s3cret") < 5
+    assert _first_login(auth_broker, first, "s3cret") < 5
 
 
 class _CountingBroker:

@@ -39,7 +39,8 @@ async def _new_process(child: Child, old_pid: int | None, timeout_s: float = 30)
     raise AssertionError(f"{child.name} was not restarted within {timeout_s} s")
 
 
-def test_a_killed_worker_is_restarted_logged_and_its_backoff_resets_after_a_healthy_run(monkeypatch, caplog):
+def test_a_killed_worker_is_restarted_logged_at_once_after_a_healthy_run_with_backoff_in_a_crash_loop(monkeypatch,
+                                                                                                       caplog):
     monkeypatch.setattr(children, "HEALTHY_RUN_S", 4.0)
     caplog.set_level(logging.ERROR, logger="ganzhi.children")
 
@@ -59,8 +60,17 @@ def test_a_killed_worker_is_restarted_logged_and_its_backoff_resets_after_a_heal
     asyncio.run(scenario())
     exits = [r.getMessage() for r in caplog.records if "exited with" in r.getMessage()]
     assert len(exits) == 3 and all("exited with signal SIGKILL" in line for line in exits), exits
-    assert [line.rsplit(" in ", 1)[1] for line in exits] == ["1 s", "2 s", "1 s"]
+    assert [line.rsplit(" in ", 1)[1] for line in exits] == ["0 s", "1 s", "0 s"]  # was 1 s, 2 s, 1 s
     assert [line.split("restart ")[1].split()[0] for line in exits] == ["1", "2", "3"]
+
+
+def test_the_backoff_is_none_after_a_healthy_run_and_doubles_in_a_crash_loop():
+    backoff = children.Backoff()
+    delays = [backoff.after(ran_s) for ran_s in (120.0, 0.5, 0.5, 0.5, 120.0, 0.5)]
+    assert delays == [0.0, children.FIRST_DELAY_S, 2 * children.FIRST_DELAY_S, 4 * children.FIRST_DELAY_S, 0.0,
+                      children.FIRST_DELAY_S]
+    for _ in range(20):
+        assert backoff.after(0.5) <= children.MAX_DELAY_S
 
 
 def test_a_worker_logs_a_database_outage_once_and_stops_on_sigterm(tmp_path):

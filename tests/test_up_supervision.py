@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import tempfile
+import threading
 from pathlib import Path
 
 import psycopg
@@ -62,6 +63,36 @@ def test_the_broker_sync_that_dies_is_restarted_logged_and_in_the_heartbeats(db_
     assert _heartbeat(db_url, "broker sync")[0] == "stopped"
 
 
+def test_a_broker_sync_that_keeps_failing_shows_its_outage_in_its_heartbeat(db_url, tmp_path):
+    """It used to log the outage and beat "running" all along, so /healthz said the platform was ok."""
+    from core.broker import SharedBroker
+    from core.runtime import heartbeat
+
+    dead_database = f"postgresql://postgres@127.0.0.1:{free_port()}/ganzhi"
+    auth = broker_auth.BrokerAuth(tmp_path, broker_auth.platform_accounts("svc", "x", "admin-secret"))
+    sync = Service("broker-sync", "broker sync outage test", db_url)
+
+    async def scenario() -> tuple[str, dict] | None:
+        with heartbeat(sync):
+            syncing = asyncio.create_task(broker_auth.keep_in_step(dead_database, auth, SharedBroker(free_port()),
+                                                                   service=sync))
+            try:
+                for _ in range(300):
+                    beat = await asyncio.to_thread(_heartbeat, db_url, sync.name)
+                    if beat and beat[0] == "failed":
+                        return beat
+                    await asyncio.sleep(0.1)
+                return None
+            finally:
+                syncing.cancel()
+                await asyncio.gather(syncing, return_exceptions=True)
+
+    beat = asyncio.run(scenario())
+    assert beat is not None, "the outage never reached the heartbeat"
+    assert beat[1]["failed"]["component"] == broker_auth.OUTAGE and "OperationalError" in beat[1]["failed"]["reason"]
+    assert _heartbeat(db_url, sync.name)[0] == "stopped"  # an outage at the stop is no failure of the sync
+
+
 def test_a_server_that_died_is_started_again_through_a_failed_attempt(monkeypatch, caplog):
     """The death and the recovery are logged once each, a failed attempt with its reason; the restarts counted."""
     monkeypatch.setattr(children, "FIRST_DELAY_S", 0.05)
@@ -95,3 +126,46 @@ def test_a_server_that_died_is_started_again_through_a_failed_attempt(monkeypatc
         "embedded mosquitto unavailable: exited with signal SIGKILL; retrying"]
     assert any("restart 1 failed: port still taken" in line for line in lines)
     assert sum("embedded mosquitto back after" in line for line in lines) == 1
+
+
+class _SlowPostgres:
+    """An embedded server whose restart takes a while (a postmaster starting under load)."""
+
+    def __init__(self) -> None:
+        self.running = True
+        self.restarting = threading.Event()
+        self.may_finish = threading.Event()
+        self.url = "postgresql://unused"
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.running else -9
+
+    def start(self) -> str:
+        self.restarting.set()
+        self.may_finish.wait(30)
+        self.running = True
+        return self.url
+
+    def stop(self) -> None:
+        self.running = False
+
+
+def test_a_stop_during_a_database_restart_leaves_no_server_running(db_url, monkeypatch):
+    """Ctrl-C while the embedded PostgreSQL is being started again: the restart's thread cannot be cancelled; the
+    stop used to see the dead postmaster and return, and the thread then started one that nobody stopped."""
+    monkeypatch.setattr(children, "FIRST_DELAY_S", 0.05)
+    monkeypatch.setattr(children, "POLL_S", 0.01)
+    postgres = _SlowPostgres()
+
+    async def scenario() -> None:
+        async with contextlib.AsyncExitStack() as stack:  # as `up` pushes them: the server's stop first
+            embedded = up.EmbeddedServer(postgres)
+            stack.push_async_callback(asyncio.to_thread, embedded.stop)
+            up._supervise_database(stack, embedded, db_url)
+            postgres.running = False  # killed; the watcher starts it again
+            assert await asyncio.to_thread(postgres.restarting.wait, 30)
+            threading.Timer(0.5, postgres.may_finish.set).start()  # the restart ends while `up` is stopping
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert not postgres.running
