@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from core.pgerrors import is_outage
+from core.pgerrors import is_outage, is_transient
 from core.runtime import Outage, Service
 from devices import Reading, hj212
 from ingest import validate
@@ -283,10 +283,12 @@ class Hj212Gateway:
                     job.done.set_result(None)
 
     def _commit(self, jobs: list[_Job]) -> None:
-        """Write, retrying through database outages (the loggers wait for their answers meanwhile); a frame the
-        database refuses is dead-lettered alone."""
+        """Write, retrying through database outages and transient failures (the loggers wait for their answers
+        meanwhile); a frame the database refuses is dead-lettered alone, and a dead letter it refuses too is
+        dropped (logged), so the batch is always answered."""
         parts = [job.batch for job in jobs]
         started = time.monotonic()
+        failures = 0
         while True:
             try:
                 if self._conn is None or self._conn.closed:
@@ -294,20 +296,27 @@ class Hj212Gateway:
                     self._writer.forget()
                 written = self._writer.write_parts(self._conn, parts)
                 if written.refused:
-                    letters = [_refused(jobs[i].letter, reason) for i, reason in written.refused.items()]
-                    self._writer.write(self._conn, Batch(dead_letters=letters))
+                    self._write_refused([_refused(jobs[i].letter, reason) for i, reason in written.refused.items()])
                 break
-            except psycopg.OperationalError as exc:
-                if not is_outage(exc, self._conn):
-                    raise  # refused, not away: retrying would stall every batch behind this one
+            except psycopg.Error as exc:
+                failures += 1
                 self._database.failed(exc)
+                if not is_outage(exc, self._conn) and not is_transient(exc):
+                    log.error("a step after the write failed (%s: %s); the batch is retried", type(exc).__name__,
+                              str(exc).strip()[:300])
                 if self._conn is not None:
                     self._conn.close()
                 self._conn = None
-                if self._service.wait(1.0):
+                if self._service.wait(min(1.0, 0.1 * 2 ** failures)):
                     raise
         self._database.recovered()
         self._count(parts, written, started)
+
+    def _write_refused(self, letters: list[DeadLetter]) -> None:
+        written = self._writer.write_parts(self._conn, [Batch(dead_letters=[letter]) for letter in letters])
+        for index, reason in written.refused.items():
+            log.error("the dead letter of a refused frame (%s) was refused too (%s); it is dropped",
+                      letters[index].topic, reason)
 
     def _count(self, parts: list[Batch], written, started: float) -> None:
         m, now_s = self.metrics, time.time()
