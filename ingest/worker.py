@@ -253,13 +253,17 @@ class IngestWorker:
         stopped without writing theirs (every ``STALE_S``). A database away now is retried later."""
         try:
             if self._conn is None or self._conn.closed:
-                return
+                if not self._writer.latest.held:
+                    return
+                self._conn = psycopg.connect(self.config.database_url, connect_timeout=5)
+                self._writer.forget()
             self._repair_latest()
             if flush:
                 self._writer.latest.flush(self._conn)
         except psycopg.Error as exc:
             self._database.failed(exc)
-            self._conn.close()  # whatever state the failure left it in, the next batch starts on a new one
+            if self._conn is not None:
+                self._conn.close()  # whatever state the failure left it in, the next try starts on a new one
             self._conn = None
 
     def _repair_latest(self) -> None:

@@ -34,7 +34,9 @@ workers judge these terminals at once; the transaction id tells a worker whether
 _NOTIFY_MAX = 7000  # bytes of one payload (PostgreSQL's limit is 8000)
 RETRY_DELAYS_S = (0.05, 0.2, 0.5)
 """Pauses before a write that failed with a transient state is tried again."""
-_PROBE = "lock table reading, latest_reading, device_state, dead_letter in row exclusive mode"
+_PROBE = "lock table only reading, latest_reading, device_state, dead_letter in row exclusive mode"
+"""Only the tables themselves (a lock on ``reading`` is held on the table first), not its partitions: ~400 more
+locks, and the services' role need not have rights on each."""
 _COPY_READINGS = "copy reading (terminal_id, metric, ts, value, flag) from stdin"
 _STAGE = """
     create temp table if not exists reading_stage (
