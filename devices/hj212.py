@@ -25,6 +25,7 @@ _MN = re.compile(r"[0-9A-Za-z]{1,24}")
 """What the ledger accepts as an MN: a frame naming anything else cannot be a logger of ours."""
 _FIELD_START = re.compile(r";|##\d{4}")
 """Where a field may begin in raw bytes: after a ``;`` or a frame's ``##`` and length (and at the start)."""
+_FIELD_START_BEGUN = re.compile(r"#(#\d{0,3})?$")
 _FACTOR = re.compile(r"[0-9A-Za-z_]{1,16}")
 
 # HJ/T 212-2005 factor codes that loggers still send, and their HJ 212-2017 codes (Table B.1 "old" column).
@@ -176,12 +177,13 @@ def _field(part: str) -> tuple[str, int] | None:
     return (name.strip(), len(name) + 1) if eq else None
 
 
-def redact_pw(data: bytes) -> bytes:
+def redact_pw(data: bytes, before: bytes = b"") -> bytes:
     """``data`` (a frame, a piece of one, or several frames run together) with every value the decoder could
     read as a PW replaced by ``***``. A field may start where the decoder starts one (the start, after ``;``,
     after ``##`` and a length) and is read by ``_field``; its value is hidden up to the next ``;``, which is
-    never before the decoder's value ends."""
-    text = data.decode("utf-8", "surrogateescape")
+    never before the decoder's value ends. ``before``: what came before ``data`` in the same stream
+    (``open_field`` of it), so a PW cut by the boundary is hidden too."""
+    text = (before + data).decode("utf-8", "surrogateescape")
     hidden: dict[int, int] = {}
     """End of a PW value → where it starts (every such value ends at a ``;`` or the end)."""
     for start in [0, *(m.end() for m in _FIELD_START.finditer(text))]:
@@ -192,7 +194,27 @@ def redact_pw(data: bytes) -> bytes:
             hidden[end] = min(hidden.get(end, end), start + parsed[1])
     for end, start in sorted(hidden.items(), reverse=True):
         text = text[:start] + REDACTED + text[end:]
-    return text.encode("utf-8", "surrogateescape")
+    return text.encode("utf-8", "surrogateescape")[len(before):]
+
+
+def open_field(data: bytes) -> bytes:
+    """What of the field ``data`` ends in (the last one started, not ended) the bytes after it need to tell a PW
+    value: ``PW=`` when it is a PW (its value goes on after ``data``), its name so far when that could still
+    become ``PW`` (stripped: bounded, and taking a name split by spaces for a PW only hides more), the start of a
+    ``##`` and length it ends in, else nothing.
+    Feed it its own result followed by the next bytes to follow a stream."""
+    text = data.decode("utf-8", "surrogateescape")
+    start = text.rfind(";") + 1
+    for match in _FIELD_START.finditer(text, start):
+        start = match.end()
+    name, eq, _ = text[start:].partition("=")
+    name = name.strip()
+    if eq:
+        return b"PW=" if name == "PW" else b""
+    if "PW".startswith(name):
+        return name.encode()
+    marker = _FIELD_START_BEGUN.search(text)  # a ``##`` and length cut short: a field may start after the rest
+    return marker.group().encode() if marker else b""
 
 
 def _int(value: str | None, name: str, code: int | None) -> int | None:

@@ -58,6 +58,7 @@ class PasswordGuard:
 
     def succeeded(self, host: str, mn: str) -> None:
         self._failures.pop(f"pair:{mn}@{host}", None)
+        self._trusted.pop((mn, host), None)  # re-inserted: the dict stays in order of last login, oldest first
         self._trusted[(mn, host)] = time.monotonic() + TRUST_S
         _bound(self._trusted)
 
@@ -79,6 +80,7 @@ class PasswordGuard:
 
 
 def _bound(entries: dict) -> None:
-    """Keep at most ``MAX_KEYS``, dropping the oldest (an attacker can make up any number of MNs)."""
+    """Keep at most ``MAX_KEYS``, dropping the least recently set (an attacker can make up any number of MNs;
+    every entry is popped before it is set again, so the dict's order is that of last use)."""
     while len(entries) > MAX_KEYS:
         del entries[next(iter(entries))]

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 
 import psycopg
 
-from core.pgerrors import is_outage
+from core.pgerrors import is_outage, is_transient
 from ingest.validate import Accepted
 
 log = logging.getLogger(__name__)
@@ -143,9 +143,10 @@ class LatestBehind:
             upsert(conn, batch.values())
             return self._written
         if self.due():
-            self._write_held(conn, batch)
-            self._settle(conn)
-            return self._written
+            if self._write_held(conn, batch):
+                self._settle(conn)
+                return self._written
+            return self._retry_later
         if not batch:
             return lambda: None
         since = conn.execute(_OWE, {"worker": self.owner, "run": self.run, "since": self._owed_since}).fetchone()[0]
@@ -156,24 +157,35 @@ class LatestBehind:
         if not self._held:
             return
         with conn.transaction():
-            self._write_held(conn, {})
-            self._settle(conn)
-        self._written()
+            done = self._write_held(conn, {})
+            if done:
+                self._settle(conn)
+        (self._written if done else self._retry_later)()
 
-    def _write_held(self, conn: psycopg.Connection, batch: Newest) -> None:
-        """The held keys with the batch's, in one statement (one lock order) inside a savepoint. The held keys'
-        batches are committed: if the database refuses the statement, the held keys are given up (logged: their
-        readings are stored, the newest values wait for the next ones) and the batch's own are written alone
-        (refused with their batch, if they are the bad ones), so a held value never fails the batches after it."""
+    def _write_held(self, conn: psycopg.Connection, batch: Newest) -> bool:
+        """The held keys with the batch's, in one statement (one lock order) inside a savepoint; returns whether
+        the held keys were written. The held keys' batches are committed: if the statement fails, the batch's own
+        keys are written alone (refused with their batch, if they are the bad ones), so a held value never fails
+        the batches after it. A transient failure (a lock, a timeout) keeps the held keys and the debt for
+        another try (``every_s`` later); a refusal gives them up (logged: their readings are stored, the newest
+        values wait for the next ones)."""
         try:
             with conn.transaction():
                 upsert(conn, newest(batch.values(), dict(self._held)).values())
+            return True
         except psycopg.Error as exc:
             if is_outage(exc, conn):
                 raise
-            log.warning("latest values refused (%s: %s); %d held ones given up", type(exc).__name__,
-                        str(exc).strip()[:200], len(self._held))
+            transient = is_transient(exc)
+            log.warning("latest values %s (%s: %s); %d held ones %s", "not written now" if transient else "refused",
+                        type(exc).__name__, str(exc).strip()[:200], len(self._held),
+                        "kept for another try" if transient else "given up")
             upsert(conn, batch.values())
+            return not transient
+
+    def _retry_later(self) -> None:
+        """The held keys stay held (their debt too) and are due again ``every_s`` from now."""
+        self._held_since = time.monotonic()
 
     def _settle(self, conn: psycopg.Connection) -> None:
         if self._owed_since is not None:
@@ -192,10 +204,20 @@ class LatestBehind:
     def repair(self, conn: psycopg.Connection, *, own: bool) -> int:
         """Fold the readings of every stale debt, and with ``own`` of this owner's other runs (its previous run's:
         call it so before the first batch), into ``latest_reading``; returns how many debts were settled. This
-        run's own debt is never taken. Only an outage (the database away) is raised: a fold the
-        database refuses is logged and its debt left, under its run, for a later repair."""
-        debts = conn.execute(_DEBTS, {"own": own, "me": self.owner, "run": self.run, "stale": STALE_S}).fetchall()
-        conn.commit()
+        run's own debt is never taken. Only an outage (the database away) or a transient failure of the debts'
+        query (retry) is raised: a fold that fails is logged and its debt left, under its run, for a later repair,
+        and so are all debts if their query is refused."""
+        try:
+            debts = conn.execute(_DEBTS, {"own": own, "me": self.owner, "run": self.run,
+                                          "stale": STALE_S}).fetchall()
+            conn.commit()
+        except psycopg.Error as exc:
+            if is_outage(exc, conn) or is_transient(exc):
+                raise
+            conn.rollback()
+            log.error("latest debts could not be read (%s: %s); repaired later", type(exc).__name__,
+                      str(exc).strip()[:200])
+            return 0
         settled = 0
         for worker, run, since in debts:
             try:

@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from core.pgerrors import is_outage
+from core.pgerrors import is_outage, is_transient
 from core.runtime import Outage, Service
 from devices import Channel, PayloadError, Reading, Topic, TopicError, decode_telemetry
 from devices.topics import subscription
@@ -253,12 +253,18 @@ class IngestWorker:
         stopped without writing theirs (every ``STALE_S``). A database away now is retried later."""
         try:
             if self._conn is None or self._conn.closed:
-                return
+                if not self._writer.latest.held:
+                    return
+                self._conn = psycopg.connect(self.config.database_url, connect_timeout=5)
+                self._writer.forget()
             self._repair_latest()
             if flush:
                 self._writer.latest.flush(self._conn)
         except psycopg.Error as exc:
             self._database.failed(exc)
+            if self._conn is not None:
+                self._conn.close()  # whatever state the failure left it in, the next try starts on a new one
+            self._conn = None
 
     def _repair_latest(self) -> None:
         """Settle this client id's debt left by its previous run (before this run adds to it), then every
@@ -359,10 +365,12 @@ class IngestWorker:
                                                  stored=len(accepted), kind="readings"))
 
     def _commit(self, received: list[_Received]) -> bool:
-        """Judge and write the batch, retrying through database outages; acknowledge only after the commit.
-        False when stopping before it was written (the broker redelivers it)."""
+        """Judge and write the batch, retrying through database outages and transient failures (a lock, a
+        timeout) of any step; acknowledge only after the commit. False when stopping before it was written (the
+        broker redelivers it)."""
         self._in_hand = len(received)
         started = time.monotonic()
+        failures = 0
         while True:
             try:
                 if self._conn is None or self._conn.closed:
@@ -372,16 +380,20 @@ class IngestWorker:
                 parts = self._judge(received)
                 written = self._writer.write_parts(self._conn, parts)
                 if written.refused:
-                    self._writer.write(self._conn, self._refused(received, parts, written.refused))
+                    self._write_refused(self._refused(received, parts, written.refused))
                 break
-            except psycopg.OperationalError as exc:
-                if not is_outage(exc, self._conn):
-                    raise  # refused, not away: retrying would stall every batch behind this one
+            except psycopg.Error as exc:
+                # Every step's failure is retried here, in process: raised, the worker would exit, the broker
+                # redeliver the batch to the next one, and a failure that persists would loop through restarts.
+                failures += 1
                 self._database.failed(exc)
+                if not is_outage(exc, self._conn) and not is_transient(exc):
+                    log.error("a step before or after the write failed (%s: %s); the batch is retried",
+                              type(exc).__name__, str(exc).strip()[:300])
                 if self._conn is not None:
                     self._conn.close()
                 self._conn = None
-                if self._service.wait(1.0):
+                if self._service.wait(min(1.0, 0.1 * 2 ** failures)):
                     log.warning("stopping with %d messages unwritten; the broker will redeliver them",
                                 len(received))
                     return False
@@ -390,6 +402,14 @@ class IngestWorker:
         self._in_hand = 0
         self._count(received, parts, written, started)
         return True
+
+    def _write_refused(self, letters: list[DeadLetter]) -> None:
+        """The refused messages' dead letters, through the split path: a letter the database refuses too is
+        logged and dropped, so the batch is always acknowledged."""
+        written = self._writer.write_parts(self._conn, [Batch(dead_letters=[letter]) for letter in letters])
+        for index, reason in written.refused.items():
+            log.error("the dead letter of a refused message from %s was refused too (%s); it is dropped",
+                      letters[index].publisher or letters[index].topic, reason)
 
     def _count(self, received: list[_Received], parts: list[Batch], written, started: float) -> None:
         now_s = time.time()
@@ -414,15 +434,14 @@ class IngestWorker:
             m.dead_letters.labels("refused").inc(len(written.refused))
         m.suppressed_now(self._limiter.suppressed)
 
-    def _refused(self, received: list[_Received], parts: list[Batch], refused: dict[int, str]) -> Batch:
+    def _refused(self, received: list[_Received], parts: list[Batch], refused: dict[int, str]) -> list[DeadLetter]:
         """Dead letters for the messages the database refused (the rest of the batch is stored)."""
         log.warning("the database refused %d of %d messages; they are dead-lettered", len(refused), len(received))
-        letters = Batch()
+        letters = []
         for index, reason in refused.items():
             message = received[index].message
             code = next(iter(parts[index].seen_ms), None)
-            letters.dead_letters.append(DeadLetter(_topic_text(message), code, message.payload, reason,
-                                                   kind="refused"))
+            letters.append(DeadLetter(_topic_text(message), code, message.payload, reason, kind="refused"))
         return letters
 
 

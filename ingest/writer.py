@@ -4,18 +4,20 @@ messages only after ``write`` returns (the commit is done).
 
 A batch is made of parts (one per message or frame). When the database refuses the batch
 (a value it cannot take), ``write_parts`` bisects it to find the parts it refuses and stores
-all the others: one bad message never takes others with it."""
+all the others: one bad message never takes others with it. A failure that passes (a lock, a
+deadlock, a timeout: ``core.pgerrors``) is retried, and refuses nothing when it is everyone's."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
 
-from core.pgerrors import is_outage
+from core.pgerrors import DatabaseBusy, is_outage, is_transient
 from ingest import store
 from ingest.dead_letters import DeadLetter, write_dead_letters
 from ingest.latest import LatestBehind, array, quoted
@@ -30,6 +32,11 @@ READINGS_CHANNEL = "ganzhi_readings"
 """Notified in the batch's transaction, so delivered when it commits: ``xid|terminal:earliest_ms,...`` (the rule
 workers judge these terminals at once; the transaction id tells a worker whether it has read the batch already)."""
 _NOTIFY_MAX = 7000  # bytes of one payload (PostgreSQL's limit is 8000)
+RETRY_DELAYS_S = (0.05, 0.2, 0.5)
+"""Pauses before a write that failed with a transient state is tried again."""
+_PROBE = "lock table only reading, latest_reading, device_state, dead_letter in row exclusive mode"
+"""Only the tables themselves (a lock on ``reading`` is held on the table first), not its partitions: ~400 more
+locks, and the services' role need not have rights on each."""
 _COPY_READINGS = "copy reading (terminal_id, metric, ts, value, flag) from stdin"
 _STAGE = """
     create temp table if not exists reading_stage (
@@ -98,31 +105,105 @@ class Writer:
         return stored
 
     def write_parts(self, conn: psycopg.Connection, parts: Sequence[Batch]) -> Written:
-        """Commit the parts together; if the database refuses that, bisect to the parts it refuses and commit
-        the rest. An outage (``is_outage``: the database is away) goes to the caller, who retries the whole;
-        any other error, ``OperationalError`` or not (a statement cancelled, a limit exceeded), is a refusal."""
+        """Commit the parts together. An outage (``is_outage``: the database is away) goes to the caller, who
+        retries the whole. A transient failure (``is_transient``: a lock, a deadlock, a statement timeout) is
+        retried ``RETRY_DELAYS_S``; if it persists and the store's tables cannot be locked for writing either, the
+        database is busy for everyone: ``DatabaseBusy`` (an outage) goes to the caller and nothing is refused.
+        Otherwise the batch is bisected to the parts the database refuses and the rest is committed; a part that
+        failed with a transient state is retried once the others are written and refused only if it still
+        fails (it is that part's own trouble, like a trigger refusing one device)."""
         written = Written()
-        self._write_or_split(conn, parts, 0, written)
+        outcome = self._attempt(conn, parts, RETRY_DELAYS_S)
+        if not isinstance(outcome, Exception):
+            written.stored = outcome
+            return written
+        if is_transient(outcome):
+            self._probe(conn, outcome)
+        if len(parts) == 1:
+            written.refused[0] = _refusal(outcome)
+            return written
+        log.warning("the database refused a batch of %d parts (%s); finding the bad ones", len(parts),
+                    type(outcome).__name__)
+        held: dict[int, Exception] = {}
+        wrote = self._split(conn, parts, 0, written, held)
+        if held:
+            self._retry_held(conn, parts, written, held, wrote)
         return written
 
-    def _write_or_split(self, conn: psycopg.Connection, parts: Sequence[Batch], offset: int, written: Written) -> None:
+    def _split(self, conn: psycopg.Connection, parts: Sequence[Batch], offset: int, written: Written,
+               held: dict[int, Exception]) -> bool:
+        """Write each half or split it further; returns whether any part was written. A single part failing with
+        a transient state is ``held`` (retried later), with another state refused."""
+        wrote = False
+        half = len(parts) // 2
+        for start, piece in ((0, parts[:half]), (half, parts[half:])):
+            outcome = self._attempt(conn, piece, ())
+            if not isinstance(outcome, Exception):
+                written.stored += outcome
+                wrote = True
+            elif len(piece) > 1:
+                wrote = self._split(conn, piece, offset + start, written, held) or wrote
+            elif is_transient(outcome):
+                held[offset + start] = outcome
+            else:
+                written.refused[offset + start] = _refusal(outcome)
+        return wrote
+
+    def _retry_held(self, conn: psycopg.Connection, parts: Sequence[Batch], written: Written,
+                    held: dict[int, Exception], wrote: bool) -> None:
+        """The parts that failed with a transient state, retried (all of them per round, ``RETRY_DELAYS_S``
+        apart) now that the others are written; refused if they still fail. If none was written, the store is
+        probed first (``DatabaseBusy`` if it is busy for everyone)."""
+        if not wrote:
+            self._probe(conn, next(iter(held.values())))
+        for delay in RETRY_DELAYS_S:
+            time.sleep(delay)
+            for index in list(held):
+                outcome = self._attempt(conn, [parts[index]], ())
+                if not isinstance(outcome, Exception):
+                    written.stored += outcome
+                    del held[index]
+                else:
+                    held[index] = outcome
+            if not held:
+                return
+        for index, exc in held.items():
+            written.refused[index] = _refusal(exc)
+
+    def _attempt(self, conn: psycopg.Connection, parts: Sequence[Batch], delays: Sequence[float]) -> int | Exception:
+        """Write the parts (retried after each of ``delays`` while the failure is transient); returns the
+        readings stored or what the database (or the driver) answered. An outage is raised."""
+        outcome = self._try(conn, parts)
+        for delay in delays:
+            if not (isinstance(outcome, Exception) and is_transient(outcome)):
+                break
+            time.sleep(delay)
+            outcome = self._try(conn, parts)
+        return outcome
+
+    def _try(self, conn: psycopg.Connection, parts: Sequence[Batch]) -> int | Exception:
         try:
-            written.stored += self.write(conn, Batch.merged(parts))
-            return
+            return self.write(conn, Batch.merged(parts))
         except Exception as exc:  # whatever the database (or the driver) refuses is isolated, not fatal
             self.forget()  # partitions made in the rolled-back transaction are gone again
-            if is_outage(exc, conn):
-                if isinstance(exc, psycopg.OperationalError):
-                    raise
-                raise psycopg.OperationalError("the connection was lost while writing") from exc
-            if len(parts) == 1:
-                written.refused[offset] = f"the database refused it: {type(exc).__name__}: {str(exc).strip()[:300]}"
-                return
-            log.warning("the database refused a batch of %d parts (%s); finding the bad ones", len(parts),
-                        type(exc).__name__)
-        half = len(parts) // 2
-        self._write_or_split(conn, parts[:half], offset, written)
-        self._write_or_split(conn, parts[half:], offset + half, written)
+            _raise_outage(exc, conn)
+            return exc
+
+    @staticmethod
+    def _probe(conn: psycopg.Connection, cause: Exception) -> None:
+        """Raise ``DatabaseBusy`` if the store's tables cannot be locked as a write locks them (another session
+        holds a lock that blocks writers, past ``statement_timeout`` or ``lock_timeout``): the transient failure
+        ``cause`` is then everyone's, not one part's."""
+        try:
+            with conn.transaction():
+                conn.execute(_PROBE)
+        except Exception as exc:
+            _raise_outage(exc, conn)
+            if is_transient(exc):
+                raise DatabaseBusy(f"the store cannot be written now: {type(cause).__name__}: "
+                                   f"{str(cause).strip()[:200]}") from cause
+            log.warning("the store's locks could not be probed (%s: %s); the batch is split", type(exc).__name__,
+                        str(exc).strip()[:200])
 
     def forget(self) -> None:
         """After a reconnect: partitions may have been dropped meanwhile."""
@@ -160,6 +241,17 @@ class Writer:
             on conflict do nothing
             """
         ).rowcount
+
+
+def _refusal(exc: Exception) -> str:
+    return f"the database refused it: {type(exc).__name__}: {str(exc).strip()[:300]}"
+
+
+def _raise_outage(exc: Exception, conn: psycopg.Connection) -> None:
+    if is_outage(exc, conn):
+        if isinstance(exc, psycopg.OperationalError):
+            raise exc
+        raise psycopg.OperationalError("the connection was lost while writing") from exc
 
 
 def _copy_text(readings: list[Accepted]) -> str:

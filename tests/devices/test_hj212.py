@@ -167,3 +167,15 @@ def test_table_crc_equals_the_standards_bitwise_algorithm(data):
             if check:
                 crc ^= 0xA001
     assert hj212.crc16(data) == crc
+
+
+def test_a_pw_cut_by_a_boundary_is_hidden_with_what_came_before():
+    """A garbage letter flushed after ``…;PW`` or ``…;P`` starts the next with ``=secret;`` or ``W=secret;``: read
+    alone, that is no PW field; read after ``open_field`` of what came before, it is."""
+    for before, after in ((b"junk;PW", b"=123456;QN=1"), (b"junk; P", b"W=123456;QN=1"), (b"junk;PW=12", b"3456;QN=1"),
+                          (b"##0040 PW ", b"= 123456")):
+        assert b"3456" in hj212.redact_pw(after)  # alone it is not a PW
+        redacted = hj212.redact_pw(after, hj212.open_field(hj212.open_field(before[:3]) + before[3:]))
+        assert b"3456" not in redacted and redacted.endswith((b"***;QN=1", b"***")), redacted
+    assert hj212.open_field(b"junk;QN=1") == b"" and hj212.open_field(b"junk;PWX") == b""
+    assert hj212.redact_pw(b"=1;QN=2", hj212.open_field(b"x;QN")) == b"=1;QN=2"

@@ -1,7 +1,8 @@
 """Issue 10 §5: a reading's value is finite in the store itself (``Cou=inf`` was stored as Infinity).
 
-Migrations 0086 (the constraint, NOT VALID) and 0087 (old rows moved to the dead letters, then validated) are run
-on a database left at 0085 with such rows in it, as an upgraded deployment would be."""
+Migrations 0086 (the constraint, NOT VALID) and 0087 (old dead letters' PWs) are run on a database left at 0085
+with such rows in it, as an upgraded deployment would be; maintenance (``store.validate_finite``) then moves the
+old rows to the dead letters and validates the constraint, one partition per transaction."""
 
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ def test_old_non_finite_readings_leave_the_store_and_no_new_one_enters(at_0085):
         conn.commit()
         applied = [m.version for m in migrate(conn, MIGRATION_DIRS)]
         assert {86, 87} <= set(applied)
+        # the migrations do not scan the store (hours on a large one, holding their locks): maintenance does,
+        # one partition per transaction
+        assert conn.execute("select count(*) from reading").fetchone() == (4,)
+        assert conn.execute("select bool_or(convalidated) from pg_constraint"
+                            " where conname = 'reading_value_finite'").fetchone() == (False,)
+        assert store.validate_finite(conn) == 1
         assert conn.execute("select metric, value from reading").fetchall() == [("w01001", 7.5)]
         moved = conn.execute("select convert_from(payload, 'UTF8')::json ->> 'value' from dead_letter"
                              " where topic = 'reading' order by 1").fetchall()
@@ -58,3 +65,19 @@ def test_old_non_finite_readings_leave_the_store_and_no_new_one_enters(at_0085):
                 conn.execute("insert into reading (terminal_id, metric, ts, value) values (2, 'w01001', %(ts)s,"
                              " %(value)s::float8)", {"ts": AT, "value": value})
             conn.rollback()
+
+
+def test_the_constraint_waits_for_its_lock_only_so_long_and_can_be_run_again(at_0085):
+    """0086 takes ACCESS EXCLUSIVE on the table and every partition; writers queue behind it while it waits, so
+    it gives up after its lock_timeout, changing nothing, and is run again."""
+    with psycopg.connect(at_0085) as reader, psycopg.connect(at_0085) as conn:
+        partitions.ensure_daily_partitions(conn, store.TABLE, [AT.date()])  # at 0085: no partition maker yet
+        conn.commit()
+        reader.execute("select count(*) from reading")  # a long transaction holding ACCESS SHARE
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            migrate(conn, MIGRATION_DIRS)
+        assert conn.execute("select count(*) from pg_constraint where conname = 'reading_value_finite'"
+                            ).fetchone() == (0,)
+        conn.rollback()
+        reader.rollback()
+        assert {86, 87} <= {m.version for m in migrate(conn, MIGRATION_DIRS)}

@@ -14,7 +14,7 @@ import pytest
 from core.runtime import Service
 from devices import hj212
 from ganzhi.benchkit import free_port
-from ingest.hj212_gateway import GatewayConfig, Hj212Gateway
+from ingest.hj212_gateway import GARBAGE_FLUSH_BYTES, GatewayConfig, Hj212Gateway, _Garbage
 from registry import service
 from registry.changes import Actor
 from tests.factories import terminal_in
@@ -389,3 +389,28 @@ def test_a_guesser_cannot_lock_out_the_logger_reporting_from_a_new_address(db_ur
             sock.sendall(_minute_packet(_now_time()[:12] + "00"))
             assert _answers(sock, 1)[0].cn == "9014"
     assert judged <= 4  # 3 free guesses, then locked for 1, 2, 4 ... s
+
+
+def test_garbage_is_redacted_only_once_its_letter_is_admitted(db_url, monkeypatch):
+    """Redacting a 64 KiB garbage letter costs 0.17 s of the event loop; a peer over its dead letter budget made
+    the gateway pay it for every flush all the same. Now a letter is redacted once admitted (in a thread)."""
+    from ingest.dead_letters import Limiter
+
+    redacted = []
+    redact = hj212.redact_pw
+    monkeypatch.setattr(hj212, "redact_pw", lambda data, *a: redacted.append(len(data)) or redact(data, *a))
+    with _GatewayThread(db_url) as gw:
+        gw.gateway._limiter = Limiter(burst=0)  # this peer has no budget left
+        with gw.connect() as sock:
+            sock.sendall(b"x;PW=1;" * (1 + GARBAGE_FLUSH_BYTES // 7))
+            wait_until(lambda: gw.gateway.counters["dead_letters_suppressed"] >= 1)
+    assert redacted == []
+
+
+def test_a_pw_cut_by_a_garbage_flush_is_hidden_in_the_next_letter():
+    before, after = _Garbage(), None
+    before.add(b"x" * 100 + b";P")
+    after = _Garbage(before.open)
+    after.add(b"W=123456;QN=1")
+    assert b"3456" not in after.redacted(after.letter("peer").payload)
+    assert b"3456" in _Garbage().redacted(b"W=123456;QN=1")  # read alone it is not a PW

@@ -306,3 +306,35 @@ def test_the_previous_releases_workers_keep_storing_during_an_upgrade_and_their_
         assert LatestBehind("ganzhi-ingest-1", every_s=1).repair(c, own=False) == 1  # anyone's, once stale
         assert _latest_values(c, terminal_id) == {"a34002": 3.0, "a34004": 3.0}
         assert c.execute("select count(*) from latest_debt").fetchone()[0] == 0
+
+
+def test_held_keys_that_meet_a_transient_failure_are_kept_with_their_debt(conn, db_url):
+    """A lock timeout on the held keys' upsert gave them up and settled the debt: latest_reading stayed stale.
+    Now they stay held (and owed) and are written by the next try."""
+    held_id, held_code = _terminal(conn, "最新值锁住")
+    other_id, other_code = _terminal(conn, "最新值其他")
+    now = int(time.time() * 1000)
+    behind = LatestBehind("worker-a", every_s=3600)
+    writer = Writer(behind)
+    with psycopg.connect(db_url) as c:
+        writer.write(c, Batch(readings=[Accepted(held_id, held_code, "a34004", now, 1.0, None)]))
+        c.execute(f"""create function test_busy_latest() returns trigger language plpgsql as $$
+                      begin
+                          if new.terminal_id = {held_id} then
+                              raise exception 'busy for the test' using errcode = '55P03';
+                          end if;
+                          return new;
+                      end $$""")
+        c.execute("create trigger test_busy_latest before insert on latest_reading for each row"
+                  " execute function test_busy_latest()")
+        c.commit()
+        behind.every_s = 0
+        writer.write(c, Batch(readings=[Accepted(other_id, other_code, "a34004", now, 5.0, None)]))
+        assert _latest_values(c, other_id) == {"a34004": 5.0}  # the batch's own keys are written
+        assert behind.held == 1 and _debts(c) == ["worker-a"]  # the held key and its debt are kept
+        c.execute("drop trigger test_busy_latest on latest_reading")
+        c.execute("drop function test_busy_latest()")
+        c.commit()
+        behind.flush(c)
+        assert _latest_values(c, held_id) == {"a34004": 1.0}
+        assert behind.held == 0 and _debts(c) == []
