@@ -139,6 +139,11 @@ class VideoParams:
     clock_step_s: float = 5.0
     """A frame older than the last by more than this is not a late frame but the clock stepped back (an NTP
     correction): the model starts again from it, with a warning. Later frames are dropped as out of order."""
+    mover_gap_s: float = 6.0
+    """A flame track born within this long of a mover's (a track found ``_rigid``) last sighting, where its
+    course leads it by then, continues it: it takes the mover's hits, so its motion is judged over the whole
+    path. A rejected mover's pixels are learnt; it falls apart, is forgotten, and what shows of it again (its
+    front, the ground it uncovered) would be judged afresh as a still new light."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -170,6 +175,8 @@ class Track:
     frame's edge along its outline clearly outweighs the background's (a fire lit on that ground)."""
     edges: deque = field(default_factory=deque)
     """(t, edge ratio) of the looks at its outline over the last ``confirm_s`` (``SceneModel._ghost``)."""
+    mover: bool = False
+    """Last judged a vehicle or a walker (``SceneModel._rigid``)."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -208,6 +215,8 @@ class SceneModel:
         self.burst: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         """(t, aligned red channel, flame-colour mask) over the last burst_s, all frames."""
         self.tracks: list[Track] = []
+        self.movers: list[Track] = []
+        """Flame tracks last judged movers and forgotten within ``mover_gap_s`` (``_continued``)."""
         self.shift = (0.0, 0.0)
         self._edges_t = 0.0
         self.started = 0.0
@@ -300,6 +309,7 @@ class SceneModel:
         self.looks.clear()
         self.burst.clear()
         self.tracks.clear()
+        self.movers.clear()
         self._bg_cache = None
         self.t = t
 
@@ -364,7 +374,7 @@ class SceneModel:
         for box, area in blobs:
             track = next((tr for tr in mine if _near(tr.last_box(), box)), None)
             if track is None:
-                track = Track(next(_ids), cue, t)
+                track = self._continued(box, t) if cue == "flame" else Track(next(_ids), cue, t)
                 self.tracks.append(track)
                 mine.append(track)
             if track.hits and track.hits[-1][0] == t:  # two blobs of one fire: one box around both
@@ -372,7 +382,26 @@ class SceneModel:
                 track.hits[-1] = (t, _union([(t, seen, 0), (t, box, 0)]), seen_area + area)
                 continue
             track.hits.append((t, box, area))
+        gone = [tr for tr in self.tracks if tr.hits[-1][0] <= t - self.p.forget_s]
+        self.movers = [tr for tr in self.movers + [tr for tr in gone if tr.mover]
+                       if tr.hits[-1][0] > t - self.p.mover_gap_s]
         self.tracks = [tr for tr in self.tracks if tr.hits[-1][0] > t - self.p.forget_s]
+
+    def _continued(self, box: tuple[int, int, int, int], t: float) -> Track:
+        """A new flame track, or, born where a forgotten mover's course leads it by now (its last box moved on
+        at its steady velocity), that mover's continuation: a new track with its hits (``mover_gap_s``). Not
+        anywhere on its path: a fire lit behind a passing tractor is judged as its own track."""
+        for mover in self.movers:
+            recent = mover.recent(t - self.p.history_s)
+            ts = np.array([h[0] for h in recent])
+            boxes = np.array([h[1] for h in recent], np.float64)
+            ahead = boxes[-1].copy()
+            if ts[-1] > ts[0]:
+                ahead[:2] += [np.polyfit(ts, boxes[:, i], 1)[0] * (t - ts[-1]) for i in (0, 1)]
+            if _near(tuple(int(v) for v in ahead), box):
+                self.movers.remove(mover)
+                return Track(next(_ids), "flame", mover.first_t, deque(mover.hits, maxlen=mover.hits.maxlen))
+        return Track(next(_ids), "flame", t)
 
     def _remember(self, t: float, small: np.ndarray, colour: np.ndarray) -> None:
         if not self.slow or t - self.slow[-1][0] >= 0.24:
@@ -474,7 +503,8 @@ class SceneModel:
             return None
         recent = track.recent(t - self.p.history_s)
         growth = temporal.growth(recent)
-        if self._rigid(recent):
+        track.mover = self._rigid(recent)
+        if track.mover:
             return None  # a vehicle or a walker
         if self._ghost(track, t):
             return None  # ground a vehicle stood on when the model started: the background was the odd one
