@@ -126,15 +126,16 @@ class VideoParams:
     bearing crosses it (``fusion``: 1 − 0.6² = 0.64), by smoke over it (``_corroborated``), or by growing
     into a flame the colour path resolves (a flame track, which takes its place)."""
     spot_growth: float = 0.05
-    front_lit_growth: float = 1.2
-    """Under a low sun ahead (``sun.front_lit``) a flame track that was there when the model started (first
-    seen within ``settle_s``: it was not seen to appear) and does not grow this much over its recent window,
-    nor show flame flicker, is listed at most at ``front_lit_cap``: sunlit stubble is flame-orange and its
-    edges shimmer with the sway while the model is still learning their noise; a fire's line spreads. It is
-    not vetoed: a model starts afresh on a worker's restart, a view jump or a return to a preset, with a fire
-    maybe already burning, which another tower or smoke over it can still page. The rule holds while the
-    noise model is young (``noise_tau_s`` after the start)."""
-    front_lit_cap: float = 0.45
+    unsettled_growth: float = 1.2
+    """A flame track that was there when the model started (first seen within ``settle_s``: it was not seen to
+    appear) and does not grow this much over its recent window, nor show flame flicker, is listed at most at
+    ``unsettled_cap`` while the noise model is young (``noise_tau_s`` after the start): what shimmers then
+    may be noise the model has not learnt yet. Under a low sun ahead sunlit stubble is flame-orange and its
+    edges shimmer with the sway; patches of autumn leaves under fast cloud shadows shimmer in colour and
+    brightness. A fire's line spreads. It is not vetoed: a model starts afresh on a worker's restart, a view jump
+    or a return to a preset, with a fire maybe already burning, which another tower or smoke over it can
+    still page, and which pages alone once the noise model is ``noise_tau_s`` old."""
+    unsettled_cap: float = 0.45
     """Highest confidence of such a track: listed, below the alert threshold (0.5), as unsettled smoke."""
     clock_step_s: float = 5.0
     """A frame older than the last by more than this is not a late frame but the clock stepped back (an NTP
@@ -220,7 +221,7 @@ class SceneModel:
         self.shift = (0.0, 0.0)
         self._edges_t = 0.0
         self.started = 0.0
-        self._sun_cache: tuple[int, bool, tuple[float, float] | None, bool] | None = None
+        self._sun_cache: tuple[int, bool, tuple[float, float] | None] | None = None
         self._bg_cache: tuple[float, tuple[np.ndarray, ...]] | None = None
         self._small = self._colour = np.zeros((0, 0), np.uint8)
         """The last frame, aligned, at working size, and its flame-colour mask (land rows)."""
@@ -460,15 +461,14 @@ class SceneModel:
                 found.append(Candidate(track.id, cue, (x + sx, y + sy, w, h), round(confidence, 3)))
         return _corroborated(found, points)
 
-    def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None, bool]:
-        """(night, glint band, low sun ahead) from the pose and time; the sun moves little in a minute, so
-        cached."""
+    def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None]:
+        """(night, glint band) from the pose and time; the sun moves little in a minute, so cached."""
         if self.pose is None or when is None:
-            return False, None, False
+            return False, None
         minute = int(when.timestamp() // 60)
         if self._sun_cache is None or self._sun_cache[0] != minute:
             self._sun_cache = (minute, sun.is_night(self.pose.lat, self.pose.lon, when),
-                               sun.glint_columns(self.pose, self.width, when), sun.front_lit(self.pose, when))
+                               sun.glint_columns(self.pose, self.width, when))
         return self._sun_cache[1:]
 
     def _night(self, when: dt.datetime | None) -> bool:
@@ -525,13 +525,13 @@ class SceneModel:
         confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)
-        if flicker is None and growth < self.p.front_lit_growth and self._front_lit(track, t, when):
-            return min(self.p.front_lit_cap, confidence)  # sunlit stubble shimmering, or a fire burning already
+        if flicker is None and growth < self.p.unsettled_growth and self._unsettled(track, t):
+            return min(self.p.unsettled_cap, confidence)  # stubble or leaves shimmering, or a fire burning already
         return min(0.97, confidence)
 
-    def _front_lit(self, track: Track, t: float, when: dt.datetime | None) -> bool:
-        """A low sun ahead, a track there at the model's start, and a noise model still young."""
-        return self._sun(when)[2] and self._there_before(track) and t - self.started < self.p.noise_tau_s
+    def _unsettled(self, track: Track, t: float) -> bool:
+        """A track there at the model's start, and a noise model still young."""
+        return self._there_before(track) and t - self.started < self.p.noise_tau_s
 
     def _ghost(self, track: Track, t: float) -> bool:
         """Whether the track is a ghost: it becomes one on one look (its outline's edge under ``ghost_ratio``
