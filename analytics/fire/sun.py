@@ -24,9 +24,6 @@ on wet stubble lies straight under the sun, about as wide as the sun's halo behi
 diameters). A fire beside it, even a few degrees off, is not a glint and is judged like any other."""
 
 
-FRONT_MARGIN_DEG = 20.0
-
-
 def position(lat: float, lon: float, when: dt.datetime) -> tuple[float, float]:
     """(azimuth°, elevation°) of the sun at an aware ``when``."""
     if when.tzinfo is None:
@@ -47,14 +44,6 @@ def glint_columns(pose: Pose, width: int, when: dt.datetime) -> tuple[float, flo
     column = width / 2 + f * math.tan(math.radians(off))
     half = f * math.tan(math.radians(GLINT_HALF_DEG))
     return column - half, column + half
-
-
-def front_lit(pose: Pose, when: dt.datetime) -> bool:
-    """Whether a low sun stands ahead of the camera, in view or within ``FRONT_MARGIN_DEG`` of it: the field
-    is lit from in front at a grazing angle, and dry stubble (or a sunlit strip of it between dark ploughland)
-    turns flame-orange all over the view, its bright edges shimmering as the mast sways."""
-    az, el = position(pose.lat, pose.lon, when)
-    return -1.0 < el < LOW_SUN_DEG and abs(angle_diff(az, pose.heading_deg)) <= pose.hfov_deg / 2 + FRONT_MARGIN_DEG
 
 
 def under_glint(band: tuple[float, float] | None, left: float, right: float) -> bool:

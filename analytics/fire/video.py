@@ -126,19 +126,25 @@ class VideoParams:
     bearing crosses it (``fusion``: 1 − 0.6² = 0.64), by smoke over it (``_corroborated``), or by growing
     into a flame the colour path resolves (a flame track, which takes its place)."""
     spot_growth: float = 0.05
-    front_lit_growth: float = 1.2
-    """Under a low sun ahead (``sun.front_lit``) a flame track that was there when the model started (first
-    seen within ``settle_s``: it was not seen to appear) and does not grow this much over its recent window,
-    nor show flame flicker, is listed at most at ``front_lit_cap``: sunlit stubble is flame-orange and its
-    edges shimmer with the sway while the model is still learning their noise; a fire's line spreads. It is
-    not vetoed: a model starts afresh on a worker's restart, a view jump or a return to a preset, with a fire
-    maybe already burning, which another tower or smoke over it can still page. The rule holds while the
-    noise model is young (``noise_tau_s`` after the start)."""
-    front_lit_cap: float = 0.45
+    unsettled_growth: float = 1.2
+    """A flame track that was there when the model started (first seen within ``settle_s``: it was not seen to
+    appear) and does not grow this much over its recent window, nor show flame flicker, is listed at most at
+    ``unsettled_cap`` while the noise model is young (``noise_tau_s`` after the start): what shimmers then
+    may be noise the model has not learnt yet. Under a low sun ahead sunlit stubble is flame-orange and its
+    edges shimmer with the sway; patches of autumn leaves under fast cloud shadows shimmer in colour and
+    brightness. A fire's line spreads. It is not vetoed: a model starts afresh on a worker's restart, a view jump
+    or a return to a preset, with a fire maybe already burning, which another tower or smoke over it can
+    still page, and which pages alone once the noise model is ``noise_tau_s`` old."""
+    unsettled_cap: float = 0.45
     """Highest confidence of such a track: listed, below the alert threshold (0.5), as unsettled smoke."""
     clock_step_s: float = 5.0
     """A frame older than the last by more than this is not a late frame but the clock stepped back (an NTP
     correction): the model starts again from it, with a warning. Later frames are dropped as out of order."""
+    mover_gap_s: float = 6.0
+    """A flame track born within this long of a mover's (a track found ``_rigid``) last sighting, where its
+    course leads it by then, continues it: it takes the mover's hits, so its motion is judged over the whole
+    path. A rejected mover's pixels are learnt; it falls apart, is forgotten, and what shows of it again (its
+    front, the ground it uncovered) would be judged afresh as a still new light."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -170,6 +176,8 @@ class Track:
     frame's edge along its outline clearly outweighs the background's (a fire lit on that ground)."""
     edges: deque = field(default_factory=deque)
     """(t, edge ratio) of the looks at its outline over the last ``confirm_s`` (``SceneModel._ghost``)."""
+    mover: bool = False
+    """Last judged a vehicle or a walker (``SceneModel._rigid``)."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -208,10 +216,12 @@ class SceneModel:
         self.burst: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         """(t, aligned red channel, flame-colour mask) over the last burst_s, all frames."""
         self.tracks: list[Track] = []
+        self.movers: list[Track] = []
+        """Flame tracks last judged movers and forgotten within ``mover_gap_s`` (``_continued``)."""
         self.shift = (0.0, 0.0)
         self._edges_t = 0.0
         self.started = 0.0
-        self._sun_cache: tuple[int, bool, tuple[float, float] | None, bool] | None = None
+        self._sun_cache: tuple[int, bool, tuple[float, float] | None] | None = None
         self._bg_cache: tuple[float, tuple[np.ndarray, ...]] | None = None
         self._small = self._colour = np.zeros((0, 0), np.uint8)
         """The last frame, aligned, at working size, and its flame-colour mask (land rows)."""
@@ -300,6 +310,7 @@ class SceneModel:
         self.looks.clear()
         self.burst.clear()
         self.tracks.clear()
+        self.movers.clear()
         self._bg_cache = None
         self.t = t
 
@@ -364,7 +375,7 @@ class SceneModel:
         for box, area in blobs:
             track = next((tr for tr in mine if _near(tr.last_box(), box)), None)
             if track is None:
-                track = Track(next(_ids), cue, t)
+                track = self._continued(box, t) if cue == "flame" else Track(next(_ids), cue, t)
                 self.tracks.append(track)
                 mine.append(track)
             if track.hits and track.hits[-1][0] == t:  # two blobs of one fire: one box around both
@@ -372,7 +383,26 @@ class SceneModel:
                 track.hits[-1] = (t, _union([(t, seen, 0), (t, box, 0)]), seen_area + area)
                 continue
             track.hits.append((t, box, area))
+        gone = [tr for tr in self.tracks if tr.hits[-1][0] <= t - self.p.forget_s]
+        self.movers = [tr for tr in self.movers + [tr for tr in gone if tr.mover]
+                       if tr.hits[-1][0] > t - self.p.mover_gap_s]
         self.tracks = [tr for tr in self.tracks if tr.hits[-1][0] > t - self.p.forget_s]
+
+    def _continued(self, box: tuple[int, int, int, int], t: float) -> Track:
+        """A new flame track, or, born where a forgotten mover's course leads it by now (its last box moved on
+        at its steady velocity), that mover's continuation: a new track with its hits (``mover_gap_s``). Not
+        anywhere on its path: a fire lit behind a passing tractor is judged as its own track."""
+        for mover in self.movers:
+            recent = mover.recent(t - self.p.history_s)
+            ts = np.array([h[0] for h in recent])
+            boxes = np.array([h[1] for h in recent], np.float64)
+            ahead = boxes[-1].copy()
+            if ts[-1] > ts[0]:
+                ahead[:2] += [np.polyfit(ts, boxes[:, i], 1)[0] * (t - ts[-1]) for i in (0, 1)]
+            if _near(tuple(int(v) for v in ahead), box):
+                self.movers.remove(mover)
+                return Track(next(_ids), "flame", mover.first_t, deque(mover.hits, maxlen=mover.hits.maxlen))
+        return Track(next(_ids), "flame", t)
 
     def _remember(self, t: float, small: np.ndarray, colour: np.ndarray) -> None:
         if not self.slow or t - self.slow[-1][0] >= 0.24:
@@ -431,15 +461,14 @@ class SceneModel:
                 found.append(Candidate(track.id, cue, (x + sx, y + sy, w, h), round(confidence, 3)))
         return _corroborated(found, points)
 
-    def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None, bool]:
-        """(night, glint band, low sun ahead) from the pose and time; the sun moves little in a minute, so
-        cached."""
+    def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None]:
+        """(night, glint band) from the pose and time; the sun moves little in a minute, so cached."""
         if self.pose is None or when is None:
-            return False, None, False
+            return False, None
         minute = int(when.timestamp() // 60)
         if self._sun_cache is None or self._sun_cache[0] != minute:
             self._sun_cache = (minute, sun.is_night(self.pose.lat, self.pose.lon, when),
-                               sun.glint_columns(self.pose, self.width, when), sun.front_lit(self.pose, when))
+                               sun.glint_columns(self.pose, self.width, when))
         return self._sun_cache[1:]
 
     def _night(self, when: dt.datetime | None) -> bool:
@@ -474,7 +503,8 @@ class SceneModel:
             return None
         recent = track.recent(t - self.p.history_s)
         growth = temporal.growth(recent)
-        if self._rigid(recent):
+        track.mover = self._rigid(recent)
+        if track.mover:
             return None  # a vehicle or a walker
         if self._ghost(track, t):
             return None  # ground a vehicle stood on when the model started: the background was the odd one
@@ -495,13 +525,13 @@ class SceneModel:
         confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)
-        if flicker is None and growth < self.p.front_lit_growth and self._front_lit(track, t, when):
-            return min(self.p.front_lit_cap, confidence)  # sunlit stubble shimmering, or a fire burning already
+        if flicker is None and growth < self.p.unsettled_growth and self._unsettled(track, t):
+            return min(self.p.unsettled_cap, confidence)  # stubble or leaves shimmering, or a fire burning already
         return min(0.97, confidence)
 
-    def _front_lit(self, track: Track, t: float, when: dt.datetime | None) -> bool:
-        """A low sun ahead, a track there at the model's start, and a noise model still young."""
-        return self._sun(when)[2] and self._there_before(track) and t - self.started < self.p.noise_tau_s
+    def _unsettled(self, track: Track, t: float) -> bool:
+        """A track there at the model's start, and a noise model still young."""
+        return self._there_before(track) and t - self.started < self.p.noise_tau_s
 
     def _ghost(self, track: Track, t: float) -> bool:
         """Whether the track is a ghost: it becomes one on one look (its outline's edge under ``ghost_ratio``
