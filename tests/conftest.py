@@ -4,6 +4,7 @@ mosquitto started with the project's configuration, and the API over real HTTP."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -146,13 +147,11 @@ def auth_broker(db_url: str) -> Iterator[AuthBroker]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def api_url(db_url: str, broker: tuple[str, int]) -> Iterator[str]:
-    """The API served by uvicorn on a free port, in a thread of the test process."""
-    port = free_port()
-    settings = Settings(database_url=db_url, mqtt_url=f"mqtt://{broker[0]}:{broker[1]}", http_port=port)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, db_url), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+@contextlib.contextmanager
+def serving_api(settings: Settings, url: str, **config) -> Iterator[str]:
+    """The API served by uvicorn on ``settings.http_port``, in a thread of the test process; its base URL."""
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, url), host="127.0.0.1", port=settings.http_port,
+                                           log_level="warning", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -160,9 +159,19 @@ def api_url(db_url: str, broker: tuple[str, int]) -> Iterator[str]:
         if time.monotonic() > deadline:
             raise RuntimeError("the API did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{settings.http_port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def api_url(db_url: str, broker: tuple[str, int]) -> Iterator[str]:
+    """The API served by uvicorn on a free port, in a thread of the test process."""
+    settings = Settings(database_url=db_url, mqtt_url=f"mqtt://{broker[0]}:{broker[1]}", http_port=free_port())
+    with serving_api(settings, db_url) as url:
+        yield url
 
 
 def account_token(url: str, login: str, roles: list[str], department: str | None = None,

@@ -5,8 +5,6 @@ and every login came from one place (one failed-login limit for the whole city).
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -16,30 +14,20 @@ import pytest
 import uvicorn
 from click.testing import CliRunner
 
-from api.app import create_app
 from core.settings import Settings
 from ganzhi import cli
 from ganzhi.benchkit import free_port
 from registry import accounts
 from registry.changes import Actor
+from tests.conftest import serving_api
 
 THROUGH_THE_PROXY = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
 
 
 def _serve(db_url: str, trusted: str) -> Iterator[str]:
-    settings = Settings(database_url=db_url, forwarded_allow_ips=trusted)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, db_url), host="127.0.0.1", port=port,
-                                           log_level="warning", forwarded_allow_ips=settings.forwarded_allow_ips))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    settings = Settings(database_url=db_url, forwarded_allow_ips=trusted, http_port=free_port())
+    with serving_api(settings, db_url, forwarded_allow_ips=settings.forwarded_allow_ips) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

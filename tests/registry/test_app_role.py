@@ -10,7 +10,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,10 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from psycopg import sql
 
-from api.app import create_app
 from core.settings import Settings
 from ganzhi.benchkit import free_port
 from ganzhi.database import prepare
@@ -31,7 +28,7 @@ from ingest.validate import Accepted
 from ingest.writer import Batch, Writer
 from registry import service
 from registry.changes import Actor
-from tests.conftest import account_token
+from tests.conftest import account_token, serving_api
 from tests.factories import terminal_in
 
 
@@ -119,19 +116,9 @@ def test_an_ingest_writer_as_the_application_role_stores_a_late_reading(roles: R
 @pytest.fixture(scope="module")
 def app_api(roles: Roles, broker: tuple[str, int]) -> Iterator[str]:
     """The API logging in to the database as the application role."""
-    port = free_port()
-    settings = Settings(database_url=roles.app_url, mqtt_url=f"mqtt://{broker[0]}:{broker[1]}", http_port=port)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, roles.app_url), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    settings = Settings(database_url=roles.app_url, mqtt_url=f"mqtt://{broker[0]}:{broker[1]}", http_port=free_port())
+    with serving_api(settings, roles.app_url) as url:
+        yield url
 
 
 def test_the_api_as_the_application_role_acknowledges_an_alert_into_the_audit_log(roles: Roles, app_api: str):
