@@ -45,9 +45,10 @@ def bench_hj212(settings: Settings, connections: int, packets: int, gateways: in
 @click.option("--rate", "rates", multiple=True, type=float, default=(5580.0, 11170.0), show_default=True,
               help="Background messages/s (10 readings each), one run each: half the ingest maximum, and the maximum.")
 @click.option("--find-max", "saturate", default=None, type=float,
-              help="First offer this many messages/s (more than the platform sustains) without probes: the rate "
-              "stored is the platform's maximum with the rule workers running; then probe at half of it and at it "
-              "(instead of --rate).")
+              help="First offer this many messages/s (a little more than the platform sustains: 20-30 % over; far "
+              "more measures an overloaded platform, its batches at the ingest's 5,000-message limit) without probes: "
+              "the rate stored is the platform's maximum with the rule workers running; then probe at half of it and "
+              "at it (instead of --rate).")
 @click.option("--probes", default=40, show_default=True, help="Violating readings published, one at a time.")
 @click.option("--warm-up", "warm_up_s", default=20.0, show_default=True,
               help="Seconds of background load between the warm-up probe and the timed probes.")
