@@ -58,8 +58,8 @@ batches), which the warm-up probe's own latency shows."""
 
 
 def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float = WARM_UP_S,
-        profile: Path | None = None, measure_s: float = MEASURE_S) -> float:
-    """Returns the rate the platform stored over the timed part (``Sustained``). ``probes`` 0: no probes, the
+        profile: Path | None = None, measure_s: float = MEASURE_S) -> Sustained:
+    """Returns what the platform sustained over the timed part. ``probes`` 0: no probes, the
     background alone for ``measure_s`` (a run offered more than the platform sustains measures its maximum).
     ``profile``: profile each rule worker's CPU time (``ganzhi analytics --profile``), its stats written to
     ``profile``/bench-rules-N.prof when it stops."""
@@ -93,13 +93,17 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
         time.sleep(3)
         ctx = multiprocessing.get_context("spawn")
         published: dict[str, tuple[float, float]] = {}
-        per_gateway = int(rate / len(poles) * (probes * 0.5 + 20 + warm_up_s + (0 if probes else measure_s)))
+        # Enough to publish through the slowest run (the probes' 60 s timeouts on a loaded box); the publishers
+        # are stopped after the probes, and the rate stored is measured only while they publish.
+        planned_s = probes * 3 + 60 + warm_up_s + (0 if probes else measure_s)
+        per_gateway = int(rate / len(poles) * planned_s)
         cpu_used = ctx.Queue()
         background = [ctx.Process(target=_publish, args=(broker.port, pole, codes, per_gateway, READINGS,
                                                          rate / len(poles), cpu_used))
                       for pole, codes in poles.items()]
         for p in background:
             p.start()
+        publishing_until = time.time() + planned_s
         time.sleep(5)
         headers = bench_token(scratch, "bench-operator", ["operator"], "zjj")  # receives the housing (gas) alerts
         # Until the ingest and rule workers are up (a message published before the ingest subscribed is not
@@ -113,7 +117,7 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
         latencies = _probe(broker.port, api_port, headers, detectors[1:], published) if probes else []
         if not probes:
             time.sleep(measure_s)
-        sustained = Sustained.measure(scratch, rate, began, time.time())
+        sustained = Sustained.measure(scratch, rate, began, min(time.time(), publishing_until))
         for p in background:
             p.terminate()
         heard = tracer.stop()
@@ -121,7 +125,7 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
         sustained.report()
         _print_ingest(ingest_ports)
         if not probes:
-            return sustained.stored
+            return sustained
         if latencies:
             print(f"publish → alert readable from the API at {rate:,.0f} msg/s, {len(latencies)} of {probes} probes: "
                   f"p50 {np.percentile(latencies, 50):.0f} ms, p99 {np.percentile(latencies, 99):.0f} ms, "
@@ -134,7 +138,7 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
                   f"p50 {np.percentile(stored, 50):.0f} ms, p99 {np.percentile(stored, 99):.0f} ms")
         _print_stages(_stages(scratch, detectors[1:], published, heard))
         _print_counters(scratch, [p.pid for p in processes[-RULE_WORKERS:]])
-        return sustained.stored
+        return sustained
     finally:
         for p in processes:
             p.terminate()

@@ -63,7 +63,12 @@ def bench_alerts(settings: Settings, rates: tuple[float, ...], saturate: float |
     from ganzhi.bench_alerts import run as run_bench
 
     if saturate is not None:
-        maximum = run_bench(database_url(settings), settings, saturate, 0, warm_up_s)
+        sustained = run_bench(database_url(settings), settings, saturate, 0, warm_up_s)
+        if sustained.kept_up:
+            print(f"the platform sustained the {saturate:,.0f} msg/s offered: its maximum is more; offer more "
+                  "(--find-max)")
+            raise SystemExit(1)
+        maximum = sustained.stored
         print(f"the platform's maximum with the rule workers, measured: {maximum:,.0f} msg/s; probing at "
               f"{maximum / 2:,.0f} (half) and {maximum:,.0f} msg/s")
         rates = (maximum / 2, maximum)
