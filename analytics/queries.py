@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 
 import psycopg
@@ -10,6 +11,10 @@ from psycopg.types.json import Jsonb
 
 from analytics.engine import Point
 from analytics.rules import TerminalInfo
+
+_POINT = functools.partial(tuple.__new__, Point)
+"""A ``Point`` from a (ts, value, flag) tuple: ``Point._make`` checks the length in Python (two function calls a
+reading, 1.1 µs; this 0.4 µs), and every reading a rule worker reads becomes one."""
 
 _INFO = """
     select t.id, t.code, t.kind, t.department_code, t.division_code, p.code, t.lon, t.lat, t.report_interval_s,
@@ -77,7 +82,7 @@ def series_of(conn: psycopg.Connection,
     ).fetchall()
     found: dict[int, dict[str, list[Point]]] = {t: defaultdict(list) for t in since}
     for terminal_id, metric, ts, value, flag in rows:
-        found[terminal_id][metric] = list(map(Point._make, zip(ts, value, flag, strict=True)))
+        found[terminal_id][metric] = list(map(_POINT, zip(ts, value, flag, strict=True)))
     return found
 
 

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,7 @@ from analytics.rules import TerminalInfo, rules_for
 from api.app import create_app
 from core.broker import LocalBroker
 from core.settings import Settings
-from ganzhi.bench_ingest import SECRET, SERVICE, _ledger, _publish
+from ganzhi.bench_ingest import SECRET, SERVICE, _ledger, _publish, _scraped
 from ganzhi.benchkit import bench_token, drop_database, free_port, scratch_database
 from ganzhi.broker_auth import platform_accounts, write_files
 from ganzhi.database import prepare
@@ -39,6 +40,17 @@ from registry.models import TerminalIn
 
 RULE_WORKERS = 2
 """Rule workers sharing the terminals (one per core of the 2-core reference box)."""
+READINGS = 10
+"""Readings a background message carries."""
+MEASURE_S = 30.0
+"""How long a run without probes (``find_max``) measures the rate stored."""
+LAG_SPAN_S = 5.0
+LAG_SETTLED_S = 5.0
+"""The backlog at the end is measured over ``LAG_SPAN_S`` ending this long before the end: the readings of a batch
+still being written (seconds, on a platform behind) are not visible yet, and the few that are would be those of
+the small batches alone."""
+BEHIND_S = 1.0
+"""A backlog grown by this much over the timed part: the platform is not keeping up."""
 WARM_UP_S = 20.0
 """The background runs this long after the warm-up probe before the timed probes: they measure the steady state,
 not the backlog of a platform that has just started (every terminal judged for the first time, the ingest's first
@@ -46,8 +58,10 @@ batches), which the warm-up probe's own latency shows."""
 
 
 def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float = WARM_UP_S,
-        profile: Path | None = None) -> None:
-    """``profile``: profile each rule worker's CPU time (``ganzhi analytics --profile``), its stats written to
+        profile: Path | None = None, measure_s: float = MEASURE_S) -> Sustained:
+    """Returns what the platform sustained over the timed part. ``probes`` 0: no probes, the
+    background alone for ``measure_s`` (a run offered more than the platform sustains measures its maximum).
+    ``profile``: profile each rule worker's CPU time (``ganzhi analytics --profile``), its stats written to
     ``profile``/bench-rules-N.prof when it stops."""
     print(f"box: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; background {rate:,.0f} msg/s × 10 "
           f"readings; {RULE_WORKERS} rule workers; {probes} probes after {warm_up_s:.0f} s of warm-up")
@@ -66,8 +80,10 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
         asyncio.run(broker.start())
         env = dict(os.environ, DATABASE_URL=scratch, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
                    GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="WARNING")
+        ingest_ports = [free_port() for _ in range(2)]
         processes += [subprocess.Popen([sys.executable, "-m", "ganzhi", "ingest", "--client-id", f"alerts-bench-{n}"],
-                                       env=env) for n in range(2)]
+                                       env=dict(env, GANZHI_METRICS_PORT=str(port)))
+                      for n, port in enumerate(ingest_ports)]
         processes += [subprocess.Popen([sys.executable, "-m", "ganzhi", "analytics", "--name", f"bench-rules-{n}",
                                         *_profiled(profile, f"bench-rules-{n}")], env=env)
                       for n in range(RULE_WORKERS)]
@@ -77,13 +93,17 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
         time.sleep(3)
         ctx = multiprocessing.get_context("spawn")
         published: dict[str, tuple[float, float]] = {}
-        per_gateway = int(rate / len(poles) * (probes * 0.5 + 20 + warm_up_s))
+        # Enough to publish through the slowest run (the probes' 60 s timeouts on a loaded box); the publishers
+        # are stopped after the probes, and the rate stored is measured only while they publish.
+        planned_s = probes * 3 + 60 + warm_up_s + (0 if probes else measure_s)
+        per_gateway = int(rate / len(poles) * planned_s)
         cpu_used = ctx.Queue()
-        background = [ctx.Process(target=_publish, args=(broker.port, pole, codes, per_gateway, 10,
+        background = [ctx.Process(target=_publish, args=(broker.port, pole, codes, per_gateway, READINGS,
                                                          rate / len(poles), cpu_used))
                       for pole, codes in poles.items()]
         for p in background:
             p.start()
+        publishing_until = time.time() + planned_s
         time.sleep(5)
         headers = bench_token(scratch, "bench-operator", ["operator"], "zjj")  # receives the housing (gas) alerts
         # Until the ingest and rule workers are up (a message published before the ingest subscribed is not
@@ -93,11 +113,19 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
                                                                      timeout_s=10))), [])
         print(f"warm-up probe (backlog from start-up): {warm_up[0]:.0f} ms" if warm_up else "warm-up probe lost")
         time.sleep(warm_up_s)
-        latencies = _probe(broker.port, api_port, headers, detectors[1:], published)
+        began = time.time()
+        latencies = _probe(broker.port, api_port, headers, detectors[1:], published) if probes else []
+        if not probes:
+            time.sleep(measure_s)
+        sustained = Sustained.measure(scratch, rate, began, min(time.time(), publishing_until))
         for p in background:
             p.terminate()
         heard = tracer.stop()
         server.should_exit = True
+        sustained.report()
+        _print_ingest(ingest_ports)
+        if not probes:
+            return sustained
         if latencies:
             print(f"publish → alert readable from the API at {rate:,.0f} msg/s, {len(latencies)} of {probes} probes: "
                   f"p50 {np.percentile(latencies, 50):.0f} ms, p99 {np.percentile(latencies, 99):.0f} ms, "
@@ -110,14 +138,79 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
                   f"p50 {np.percentile(stored, 50):.0f} ms, p99 {np.percentile(stored, 99):.0f} ms")
         _print_stages(_stages(scratch, detectors[1:], published, heard))
         _print_counters(scratch, [p.pid for p in processes[-RULE_WORKERS:]])
+        return sustained
     finally:
         for p in processes:
             p.terminate()
-            p.wait(30)
+        for p in processes:  # an ingest worker writing a batch of thousands of messages may take longer
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
         if "broker" in locals():
             asyncio.run(broker.stop())
         drop_database(url, scratch)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Sustained:
+    """What the platform kept up with over the timed part of a run (the rule workers running): messages stored a
+    second (their readings' ``received_at``, the ingest transaction's start, in [began, ended)), and the backlog
+    (publish → ingest transaction, the readings' ``ts`` being their publish time) at its start and at its end. A
+    backlog that grows means the rate offered is more than the platform sustains, and the rate stored is then the
+    platform's maximum on this box (ingest, rule workers, broker, API and publishers sharing it)."""
+
+    offered: float
+    stored: float
+    lag_start_s: float
+    lag_end_s: float
+    seconds: float
+    lag_p50_s: float
+    lag_p99_s: float
+    """Publish → ingest transaction of every background reading stored over the timed part."""
+
+    @classmethod
+    def measure(cls, url: str, offered: float, began: float, ended: float) -> Sustained:
+        with psycopg.connect(url) as conn:
+            count, quantiles = conn.execute(
+                "select count(*), percentile_cont(array[0.5, 0.99]) within group (order by extract(epoch from "
+                "received_at - ts)) from reading where received_at >= to_timestamp(%s) and received_at < "
+                "to_timestamp(%s)", (began, ended)).fetchone()
+            lags = [conn.execute("select coalesce(extract(epoch from avg(received_at - ts)), 0) from reading "
+                                 "where received_at >= to_timestamp(%s) and received_at < to_timestamp(%s)",
+                                 (start, start + LAG_SPAN_S)).fetchone()[0]
+                    for start in (began, ended - LAG_SPAN_S - LAG_SETTLED_S)]
+        p50, p99 = quantiles or (0.0, 0.0)
+        return cls(offered, count / READINGS / (ended - began), float(lags[0]), float(lags[1]), ended - began,
+                   float(p50), float(p99))
+
+    @property
+    def kept_up(self) -> bool:
+        return self.stored >= 0.97 * self.offered and self.lag_end_s - self.lag_start_s < BEHIND_S
+
+    def report(self) -> None:
+        verdict = (f"kept up: the platform's maximum with {RULE_WORKERS} rule workers is at least {self.stored:,.0f}"
+                   if self.kept_up else
+                   f"FELL BEHIND: the platform's maximum with {RULE_WORKERS} rule workers is {self.stored:,.0f} "
+                   f"msg/s on this box now (the rate stored while offered more)")
+        print(f"sustained over the timed {self.seconds:.0f} s: stored {self.stored:,.0f} of {self.offered:,.0f} msg/s "
+              f"offered; backlog (publish → ingest transaction, mean of {LAG_SPAN_S:.0f} s) {self.lag_start_s:.2f} s "
+              f"at the start, {self.lag_end_s:.2f} s {LAG_SETTLED_S:.0f} s before the end (every reading: p50 "
+              f"{self.lag_p50_s * 1000:.0f} ms, p99 {self.lag_p99_s * 1000:.0f} ms); {verdict}")
+
+
+def _print_ingest(ports: list[int]) -> None:
+    """Each ingest worker's batches over the whole run (its /metrics): the part of publish → ingest transaction
+    spent in the worker is the wait for the batch in hand to commit, then the batch's own ``batch_wait_s``."""
+    for n, port in enumerate(ports):
+        batches = _scraped(port, "ganzhi_ingest_batches_total") or 1
+        messages = _scraped(port, "ganzhi_ingest_messages_total")
+        commit, waited = (_scraped(port, f"ganzhi_ingest_{name}_seconds_sum") / batches * 1000
+                          for name in ("commit", "receive_to_commit"))
+        print(f"  ingest {n + 1}: {batches:,.0f} batches of {messages / batches:,.0f} messages, judged and committed "
+              f"in {commit:.0f} ms, first message received to commit {waited:.0f} ms (means)")
 
 
 def _profiled(profile: Path | None, name: str) -> list[str]:

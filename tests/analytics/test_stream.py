@@ -410,3 +410,44 @@ def test_marks_inside_a_feed_do_not_push_out_the_marks_of_the_batches_before_it(
         rs = stream.rules[key]
         assert rs.judged_to == everything[-1].ts
         assert (rs.tracker.snapshot(), rs.judge.snapshot()) == _in_order_state(rs, committed), key
+
+
+def test_a_terminal_judged_a_moment_ago_settles_and_one_that_was_quiet_goes_at_once():
+    """A terminal reporting several times a second is judged at most every ``SETTLE_S``, with what it sent
+    meanwhile (its rules cost per judgement, and a batch of the other ingest worker committing a moment late is
+    taken in without a rewind); a detector that speaks after a quiet spell is not held at all."""
+    import time
+
+    from analytics.worker import SETTLE_S, RuleWorker
+
+    worker = RuleWorker("postgresql://unused", None, "rules-test")
+    now = time.monotonic()
+    worker.judged_at = {1: now, 2: now - 60.0}
+    worker.pending = {1: T0, 2: T0, 3: T0}
+    assert sorted(worker.next_chunk()) == [2, 3]  # 3 never judged here, 2 a minute ago
+    assert worker.next_chunk() == {} and list(worker.pending) == [1]
+    assert 0 < worker.due_in(time.monotonic()) <= SETTLE_S
+    worker.judged_at[1] = now - SETTLE_S
+    assert list(worker.next_chunk()) == [1]
+    assert worker.due_in(time.monotonic()) == float("inf")
+
+
+def test_the_watermark_stays_before_a_settling_terminal_was_queued(conn, db_url):
+    """Under load a busy terminal is nearly always queued, settling: the watermark a restart catches up from is
+    the time the earliest queued terminal was queued, not "never" (as when it was saved only with nothing
+    queued) nor the step's start (which would skip that terminal's readings after a restart)."""
+    import time
+
+    from analytics.worker import RuleWorker
+
+    worker = RuleWorker(db_url, None, "rules-settling")
+    worker.members = ["rules-settling"]
+    worker._due = {"members": float("inf"), "sweep": float("inf"), "watermark": 0.0}
+    queued = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=3)
+    worker.judged_at = {7: time.monotonic()}
+    worker.pending, worker.queued = {7: T0}, {7: queued}
+    with psycopg.connect(db_url, autocommit=True) as listen, psycopg.connect(db_url) as mine:
+        worker.listen(listen)
+        assert worker.step(listen, mine, wait_s=0.0) == 0
+    assert conn.execute("select received_at from rule_watermark where worker = 'rules-settling'"
+                        ).fetchone()[0] == queued
