@@ -13,7 +13,8 @@ dynamic-security plugin (``core.dynsec``):
 in the plugin before its password is written, a login that goes (retired, unknown) is disabled in the
 plugin (refused and disconnected at once; its line leaves the password file at the next write). So every
 password in the file belongs to a client whose client id the plugin checks. On start and after a lost
-connection it compares the whole ledger with what the broker has.
+connection it compares the whole ledger with what the broker has. A large change (thousands of devices) goes to
+the plugin in small messages, the newest changes first (``SAVE_BUDGET``).
 
 Mosquitto 2.0 learns a password hash only from its password file, re-read on SIGHUP, and a re-read checks
 the password of every connected login again, in its one thread (the plugin takes passwords in clear only,
