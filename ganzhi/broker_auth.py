@@ -13,7 +13,8 @@ dynamic-security plugin (``core.dynsec``):
 in the plugin before its password is written, a login that goes (retired, unknown) is disabled in the
 plugin (refused and disconnected at once; its line leaves the password file at the next write). So every
 password in the file belongs to a client whose client id the plugin checks. On start and after a lost
-connection it compares the whole ledger with what the broker has.
+connection it compares the whole ledger with what the broker has. A large change (thousands of devices) goes to
+the plugin in small messages, the newest changes first (``SAVE_BUDGET``).
 
 Mosquitto 2.0 learns a password hash only from its password file, re-read on SIGHUP, and a re-read checks
 the password of every connected login again, in its one thread (the plugin takes passwords in clear only,
@@ -28,7 +29,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +53,11 @@ OUTAGE = "outage (database or broker)"
 """The component named in the sync's heartbeat while it cannot reach the database or the broker."""
 BATCH_WAIT_S = 0.02
 """After a first notification, how long to gather the ones that follow it into one change."""
+SAVE_BUDGET = 50_000
+"""Device entries the plugin may write per control message. Mosquitto 2.0.11's plugin writes its whole file (every
+device, ≈ 0.9 KB each) after each command, in the broker's one thread: m new devices on top of k cost ≈ 2mk + m²
+entries. A change is sent in messages within this budget (at least one device each): each is answered within
+seconds, and the broker serves its other clients between two of them."""
 
 
 def _ingest_role() -> dynsec.Role:
@@ -216,13 +224,23 @@ def _summary(wanted: dict[str, str | None], named: int = 10) -> str:
     return f"{coming} in or changed, {len(wanted) - coming} out"
 
 
-async def resync(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control,
-                 broker: LocalBroker | SharedBroker) -> None:
-    """Compare the whole ledger with what the broker has (on start, after a lost connection)."""
+async def differences(conn: psycopg.AsyncConnection, auth: BrokerAuth) -> dict[str, str | None]:
+    """The whole ledger compared with what the broker has (on start, after a lost connection, after a truncate)."""
     cursor = await conn.execute(credentials.LOGINS)
     ledger = dict(await cursor.fetchall())
     wanted: dict[str, str | None] = {code: None for code in auth.logins} | ledger
-    await apply(auth, control, broker, {c: h for c, h in wanted.items() if auth.logins.get(c) != h})
+    return {code: secret_hash for code, secret_hash in wanted.items() if auth.logins.get(code) != secret_hash}
+
+
+def per_message(auth: BrokerAuth) -> int:
+    """How many devices one control message may change: the m of 2mk + m² = ``SAVE_BUDGET``."""
+    known = len(auth.known)
+    return max(1, math.isqrt(known * known + SAVE_BUDGET) - known)
+
+
+def take(pending: dict[str, str | None], count: int) -> dict[str, str | None]:
+    """The ``count`` changes put in ``pending`` last (a device just issued a credential goes before a backlog)."""
+    return {code: pending.pop(code) for code in list(reversed(pending))[:count]}
 
 
 async def adopt(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control) -> None:
@@ -257,10 +275,7 @@ async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker | SharedB
                     await conn.execute(f"listen {CHANNEL}")
                     if adopting:
                         await adopt(conn, auth, control)
-                    await resync(conn, auth, control, broker)
-                    outage.recovered()
-                    _report(service, None)
-                    await _follow(conn, auth, control, broker)
+                    await _follow(conn, auth, control, broker, lambda: (outage.recovered(), _report(service, None)))
             except (psycopg.Error, aiomqtt.MqttError, dynsec.ControlError, TimeoutError, OSError) as exc:
                 outage.failed(exc)
                 _report(service, f"{type(exc).__name__}: {str(exc).strip()}")
@@ -284,17 +299,27 @@ def _report(service: Service | None, outage: str | None) -> None:
 
 
 async def _follow(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control,
-                  broker: LocalBroker | SharedBroker) -> None:
+                  broker: LocalBroker | SharedBroker, healthy: Callable[[], object]) -> None:
+    """Bring the broker to the ledger a message at a time (``per_message``), taking in the notifications that
+    came meanwhile between two messages: what changed last goes first, and each message's progress is kept
+    (``apply``), so a change of thousands neither stalls the broker for minutes nor makes the next wait for it."""
+    pending = await differences(conn, auth)
     while True:
-        notes = [note async for note in conn.notifies(stop_after=1)]
-        notes += [note async for note in conn.notifies(timeout=BATCH_WAIT_S, stop_after=10_000)]
+        if pending:
+            await apply(auth, control, broker, take(pending, per_message(auth)))
+        healthy()
+        notes = [] if pending else [note async for note in conn.notifies(stop_after=1)]
+        notes += [note async for note in conn.notifies(timeout=BATCH_WAIT_S if notes else 0, stop_after=10_000)]
         codes = _codes(notes)
         if codes is None:
-            await resync(conn, auth, control, broker)
-            continue
-        cursor = await conn.execute(credentials.LOGINS_OF, {"codes": codes})
-        found = dict(await cursor.fetchall())
-        await apply(auth, control, broker, {code: found.get(code) for code in codes})
+            pending = await differences(conn, auth)
+        elif codes:
+            cursor = await conn.execute(credentials.LOGINS_OF, {"codes": codes})
+            found = dict(await cursor.fetchall())
+            for code in codes:  # to the end: the newest first
+                pending.pop(code, None)
+                if auth.logins.get(code) != found.get(code):
+                    pending[code] = found.get(code)
 
 
 def _codes(notes: list) -> list[str] | None:

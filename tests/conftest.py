@@ -134,11 +134,9 @@ def broker() -> Iterator[tuple[str, int]]:
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def auth_broker(db_url: str) -> Iterator[AuthBroker]:
-    """A mosquitto that admits only the ledger's devices and the platform's service account; one per module: a
-    broker sync left idle through minutes of other modules' tests was once stuck, its control requests timing
-    out (cause open: session 9's note)."""
+    """A mosquitto that admits only the ledger's devices and the platform's service account."""
     if shutil.which("mosquitto") is None:
         pytest.exit("mosquitto is not installed; .ci/run installs it (apt-get install mosquitto)", returncode=3)
     root = Path(tempfile.mkdtemp(prefix="ganzhi-mqtt-auth-"))

@@ -17,7 +17,7 @@ from core.broker import BrokerMissing, LocalBroker
 from devices import encode_telemetry
 from ganzhi import broker_auth
 from ganzhi.benchkit import free_port
-from registry import credentials, service
+from registry import credentials, demo, service
 from registry.changes import Actor
 from registry.models import TerminalPatch
 from tests.factories import terminal_in
@@ -122,6 +122,24 @@ def test_the_broker_catches_up_after_losing_the_ledger_connection(conn, db_url, 
     secret = credentials.issue(conn, code, ACTOR)  # while the sync is not listening
     conn.commit()
     assert _first_login(auth_broker, code, secret) < 5
+
+
+
+def test_a_credential_issued_during_a_change_of_thousands_does_not_wait_for_all_of_it(conn, db_url, auth_broker):
+    """`ganzhi ledger demo` commits thousands of device secrets at once, and mosquitto 2.0.11's plugin rewrites its
+    whole file after every command: the broker needs minutes for such a change. The sync sent it as one message,
+    timed out after 10 s waiting for the answer (the broker busy in its one thread) and, after each reconnection,
+    sent all of it again; a credential issued meanwhile waited behind it (test_observability after test_cli). Now a
+    change goes in small messages, the newest first, each one's progress kept."""
+    demo.load(conn, ACTOR, "a-secret-of-our-own-" * 2)
+    conn.commit()
+    bulk = set(credentials.broker_logins(conn))
+    wait_until(lambda: auth_broker.auth.known & bulk, timeout_s=600, interval_s=0.05)  # the change is under way
+    code = service.create_terminal(conn, terminal_in("演示之后登记的空气微站"), ACTOR)
+    secret = credentials.issue(conn, code, ACTOR)
+    conn.commit()
+    wait_until(lambda: can_log_in(auth_broker.address, code, secret), timeout_s=600, interval_s=0.05)
+    assert not bulk <= auth_broker.auth.known, "the new credential waited for the whole change"
 
 
 def test_no_secret_is_kept_in_clear(conn, db_url, auth_broker):
