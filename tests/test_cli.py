@@ -131,3 +131,14 @@ def test_help_lists_every_command_and_runs_one_from_another_module():
     users = _ganzhi("user", "--help")
     assert users.returncode == 0 and "add" in users.stdout and "password" in users.stdout
     assert "ingest.worker" not in _modules_imported_by("user", "--help")
+
+
+def test_the_api_imports_no_camera_pipeline():
+    """`up` imports the API on every start; OpenCV and ONNX Runtime (the fire worker's, reached through the FIRMS
+    upload) were a fifth of that import's CPU. The upload imports them itself (tests/fire/test_worker_api.py)."""
+    done = subprocess.run([sys.executable, "-c", "import sys, api.app; print(' '.join(sys.modules))"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    imported = set(done.stdout.split())
+    assert "fastapi" in imported
+    assert not {"cv2", "onnxruntime", "analytics.fire.pipeline"} & imported
