@@ -76,6 +76,7 @@ class Child:
             self.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "ganzhi", *self.args,
                                                                 env=self.env, preexec_fn=dying_with_parent(),
                                                                 start_new_session=True)
+            log.info("%s: process %d started", self.name, self.process.pid)
             code = await self.process.wait()
             if self._stopping:
                 return

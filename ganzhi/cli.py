@@ -13,19 +13,27 @@ import click
 
 from core.logs import setup_logging
 from core.settings import Settings, UnsafeSettings, get_settings
-from ganzhi.account_commands import token, user
-from ganzhi.bench_commands import bench
-from ganzhi.commands import Group, connect, database_url, owner_database_url
-from ganzhi.department_commands import department
-from ganzhi.fire_commands import fire, firms, heat_source, train_fire_verifier
-from registry import codes, demo, exporter, labels, queries, service
+from ganzhi.commands import Group, LazyGroup, connect, database_url, owner_database_url
+from registry import codes
 from registry.changes import Actor
 from registry.errors import LedgerError
-from registry.importer import run_import
 from simulators.faults import Fault
 
+LAZY_COMMANDS = {
+    "bench": "ganzhi.bench_commands:bench",
+    "department": "ganzhi.department_commands:department",
+    "fire": "ganzhi.fire_commands:fire",
+    "firms": "ganzhi.fire_commands:firms",
+    "heat-source": "ganzhi.fire_commands:heat_source",
+    "token": "ganzhi.account_commands:token",
+    "train-fire-verifier": "ganzhi.fire_commands:train_fire_verifier",
+    "user": "ganzhi.account_commands:user",
+}
+"""The commands of other modules, imported when run (the workers `up` starts import only their own modules; the
+ledger's commands here import theirs inside, for the same reason)."""
 
-@click.group(cls=Group)
+
+@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Ganzhi (感知): Suihua's unified city sensing platform."""
@@ -93,6 +101,8 @@ def ledger() -> None:
 def import_command(settings: Settings, file: Path, dry_run: bool, skip_invalid: bool, actor: str | None,
                    as_json: bool) -> None:
     """Import a census sheet (CSV or XLSX; UTF-8 or GBK; Chinese or English headers), upserting by city code."""
+    from registry.importer import run_import
+
     data = file.read_bytes()
     with connect(settings) as conn, click.progressbar(length=100, label=f"importing {file.name}",
                                                        file=sys.stderr) as bar:
@@ -136,6 +146,8 @@ def _print_report(report) -> None:
 def export(settings: Settings, fmt: str, lang: str, out: Path, division: str | None, department: str | None,
            kind: str | None) -> None:
     """Export terminals as CSV, XLSX or GeoJSON (the CSV and XLSX import back)."""
+    from registry import exporter, queries
+
     with connect(settings) as conn:
         subtree = queries.division_subtree(conn, division) if division else None
         if division and not subtree:
@@ -154,6 +166,8 @@ def export(settings: Settings, fmt: str, lang: str, out: Path, division: str | N
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def template(fmt: str, out: Path) -> None:
     """Write the blank census template."""
+    from registry import exporter
+
     out.write_bytes(exporter.template_csv() if fmt == "csv" else exporter.template_xlsx())
     click.echo(f"wrote {out}")
 
@@ -162,6 +176,8 @@ def template(fmt: str, out: Path) -> None:
 @click.pass_obj
 def demo_command(settings: Settings) -> None:
     """Load the Suihua demo ledger into an empty ledger (a deployment, DATABASE_URL set, needs its own key)."""
+    from registry import demo
+
     try:
         settings.require_own_secrets(demo=True)
     except UnsafeSettings as exc:
@@ -199,6 +215,8 @@ def check(values: tuple[str, ...]) -> None:
 @click.pass_obj
 def issue(settings: Settings, division: str, kind: str, count: int) -> None:
     """Reserve new codes (e.g. to print labels ahead of installation)."""
+    from registry import service
+
     with connect(settings) as conn:
         issued = service.issue_codes(conn, division, kind, count, Actor("cli"))
         conn.commit()
@@ -211,6 +229,8 @@ def issue(settings: Settings, division: str, kind: str, count: int) -> None:
 @click.pass_obj
 def qr(settings: Settings, value: str, out: Path) -> None:
     """Render a code's QR label as PNG or SVG."""
+    from registry import labels
+
     parsed = codes.parse(value)
     content = labels.qr_content(parsed.value, settings.qr_base_url)
     out.write_bytes(labels.qr_svg(content) if out.suffix.lower() == ".svg" else labels.qr_png(content))
@@ -530,8 +550,3 @@ def health(settings: Settings, name: str, max_age: float) -> None:
     if state != "running" or host != socket.gethostname() or age > max_age:
         raise click.ClickException(f"{name}: {state} on {host}, last beat {age:.0f} s ago")
     click.echo(f"{name}: running, last beat {age:.1f} s ago")
-
-
-main.add_command(bench)
-for _command in (fire, firms, heat_source, user, token, department, train_fire_verifier):
-    main.add_command(_command)

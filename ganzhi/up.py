@@ -32,7 +32,6 @@ from core.settings import Settings, UnsafeSettings
 from ganzhi import broker_auth, database
 from ganzhi.account_commands import ADMIN_LOGIN, ADMIN_SECRET_FILE, ensure_first_admin
 from ganzhi.children import Child, Server, keep_running
-from registry import demo
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +45,29 @@ OWNER_COMMANDS = frozenset({"maintain"})
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: `up` owns the signals and the shutdown order."""
+    """uvicorn without its own signal handling: `up` owns the signals and the shutdown order; ``listening`` is set
+    once it has started and listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self):
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            self.listening.set()
+
+
+async def _listening(server: _Server, serving: asyncio.Task) -> bool:
+    """Whether the API listens; false when its server ended first (say, its port is taken)."""
+    listening = asyncio.create_task(server.listening.wait())
+    await asyncio.wait({listening, serving}, return_when=asyncio.FIRST_COMPLETED)
+    listening.cancel()
+    return server.listening.is_set()
 
 
 async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
@@ -77,16 +94,18 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
         if load_demo:
             await asyncio.to_thread(_load_demo_if_empty, url, settings)
         mqtt_url = await _broker(settings, stack, url, password)
-        await _children(stack, _worker_commands(settings, simulate), _child_environment(url, mqtt_url, password),
-                        owner_url)
-        app = (await api).create_app(settings, url)
-        server = _Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
-                                        log_level="warning", lifespan="on",
+        readings_path, others = _children(stack, _worker_commands(settings, simulate),
+                                          _child_environment(url, mqtt_url, password), owner_url)
+        await _start(readings_path)
+        server = _Server(uvicorn.Config((await api).create_app(settings, url), host=settings.http_host,
+                                        port=settings.http_port, log_level="warning", lifespan="on",
                                         forwarded_allow_ips=settings.forwarded_allow_ips))
         serving = asyncio.create_task(server.serve())
-        log.info("Ganzhi is up: API on http://%s:%d (docs at /docs); Ctrl-C stops it",
-                 settings.http_host, settings.http_port)
-        _print_dashboard(settings)
+        if await _listening(server, serving):
+            log.info("Ganzhi is up: API on http://%s:%d (docs at /docs); Ctrl-C stops it",
+                     settings.http_host, settings.http_port)
+            _print_dashboard(settings)
+            await _start(others)
         await _wait_for(stop, serving)
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
@@ -251,15 +270,25 @@ def _worker_commands(settings: Settings, simulate: bool) -> list[tuple[str, list
     return commands
 
 
-async def _children(stack: contextlib.AsyncExitStack, commands: list[tuple[str, list[str]]], env: dict[str, str],
-                    owner_url: str) -> None:
-    """Start the workers; on the way out they are stopped all at once."""
+READINGS_PATH = frozenset({"ingest", "hj212"})
+"""The workers that store readings: started before the API is served and before the other workers (rules, fire,
+dispatch, delivery, maintenance, simulators), so that after a restart of `up` the CPU goes to them first."""
+
+
+def _children(stack: contextlib.AsyncExitStack, commands: list[tuple[str, list[str]]], env: dict[str, str],
+              owner_url: str) -> tuple[list[Child], list[Child]]:
+    """The workers, those on the readings' path first; on the way out all are stopped at once."""
     children = [_child(n, name, args, env, owner_url) for n, (name, args) in enumerate(commands, 1)]
 
     async def stop_all() -> None:
         await asyncio.gather(*(child.stop() for child in children))
 
     stack.push_async_callback(stop_all)
+    readings_path = [child for child in children if child.args[0] in READINGS_PATH]
+    return readings_path, [child for child in children if child not in readings_path]
+
+
+async def _start(children: list[Child]) -> None:
     for child in children:
         await child.start()
 
@@ -283,6 +312,8 @@ def _load_demo_if_empty(url: str, settings: Settings) -> None:
     with db.connect(url) as conn:
         if conn.execute("select exists (select 1 from terminal)").fetchone()[0]:
             return
+        from registry import demo  # numpy and the ledger's writers: only for an empty ledger, not on every restart
+
         poles, terminals = demo.load(conn, secret_key=settings.demo_secret.get_secret_value())
         log.info("loaded the Suihua demo ledger: %d poles, %d terminals", poles, terminals)
 

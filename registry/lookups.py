@@ -6,13 +6,16 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psycopg
 
 from devices import KINDS, METRICS, TerminalKind
 from registry import queries
 from registry.errors import Invalid
-from registry.geo import DivisionIndex
+
+if TYPE_CHECKING:
+    from registry.geo import DivisionIndex
 
 _INDEX_TTL_S = 60.0
 _index_lock = threading.Lock()
@@ -20,7 +23,10 @@ _index_cache: tuple[float, DivisionIndex] | None = None
 
 
 def division_index(conn: psycopg.Connection) -> DivisionIndex:
-    """The process-wide boundary index, rebuilt after a minute or when ``forget_divisions`` is called."""
+    """The process-wide boundary index, rebuilt after a minute or when ``forget_divisions`` is called (numpy and
+    shapely imported here, on first use: the commands that import this module for the ledger's names need neither)."""
+    from registry.geo import DivisionIndex
+
     global _index_cache
     with _index_lock:
         if _index_cache is None or time.monotonic() - _index_cache[0] > _INDEX_TTL_S:

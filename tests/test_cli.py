@@ -92,3 +92,53 @@ def test_ledger_demo_refuses_the_public_demo_key_in_a_deployment(db_url, conn):
                          timeout=120)
     assert own.returncode == 0, own.stderr
     assert conn.execute("select count(*) from terminal").fetchone()[0] > 0
+
+
+_IMPORTED = """
+import sys
+from ganzhi.cli import main
+try:
+    main({args!r}, standalone_mode=False)
+finally:
+    print(" ".join(sorted(sys.modules)), file=sys.stderr)
+"""
+HEAVY = ("numpy", "shapely", "registry.accounts", "registry.geo", "registry.demo", "openpyxl", "segno", "api",
+         "fastapi", "uvicorn", "ganzhi.bench_commands", "ganzhi.account_commands", "ingest.worker")
+"""What one command or another needs, and a worker `up` starts must not import: ten of them start at once after a
+restart of `up`, on a loaded box (issue 10 §6: ingest back within 10 s)."""
+
+
+def _modules_imported_by(*args: str) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", _IMPORTED.format(args=list(args))], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(done.stderr.split("\n")[-2].split())
+
+
+def test_a_worker_command_imports_no_other_commands_modules():
+    imported = _modules_imported_by("hj212", "--help")
+    assert "click" in imported and "core.settings" in imported
+    assert not {name for name in HEAVY if name in imported}, "imported by `ganzhi hj212 --help`"
+
+
+def test_help_lists_every_command_and_runs_one_from_another_module():
+    listing = _ganzhi("--help")
+    assert listing.returncode == 0, listing.stderr
+    for command in ("up", "ingest", "ledger", "bench", "user", "token", "department", "fire", "firms", "heat-source",
+                    "train-fire-verifier"):
+        assert f"\n  {command} " in listing.stdout, command
+    assert "Accounts: people" in listing.stdout  # a lazily imported group's own help
+    users = _ganzhi("user", "--help")
+    assert users.returncode == 0 and "add" in users.stdout and "password" in users.stdout
+    assert "ingest.worker" not in _modules_imported_by("user", "--help")
+
+
+def test_the_api_imports_no_camera_pipeline():
+    """`up` imports the API on every start; OpenCV and ONNX Runtime (the fire worker's, reached through the FIRMS
+    upload) were a fifth of that import's CPU. The upload imports them itself (tests/fire/test_worker_api.py)."""
+    done = subprocess.run([sys.executable, "-c", "import sys, api.app; print(' '.join(sys.modules))"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    imported = set(done.stdout.split())
+    assert "fastapi" in imported
+    assert not {"cv2", "onnxruntime", "analytics.fire.pipeline"} & imported

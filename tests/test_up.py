@@ -97,6 +97,21 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly():
     shutil.rmtree(var_dir, ignore_errors=True)
 
 
+def _assert_readings_path_first(output: str) -> None:
+    """The workers that store readings start before the API is served, the others once it is: a restarted `up` took
+    14 s to store readings and answer again when all ten workers and the API's import shared two loaded cores."""
+    lines = output.splitlines()
+
+    def first(text: str) -> int:
+        return next(n for n, line in enumerate(lines) if text in line)
+
+    served = first("Ganzhi is up: API on")
+    for worker in ("ingest worker 1", "ingest worker 2", "HJ 212 gateway 1"):
+        assert first(f"{worker}: process") < served, output
+    for worker in ("rule worker 1", "fire worker", "dispatch sweep", "delivery worker", "maintenance"):
+        assert first(f"{worker}: process") > served, output
+
+
 def test_up_refuses_a_taken_port_before_starting_anything():
     var_dir = Path(tempfile.mkdtemp(prefix="ganzhi-up-"))
     with socket.socket() as taken:
@@ -144,6 +159,7 @@ def test_everything_up_started_dies_with_it_and_a_new_up_starts():
             second.send_signal(signal.SIGINT)
             output = second.communicate(timeout=120)[0]
         assert second.returncode == 0, output
+        _assert_readings_path_first(output)
     finally:
         first.kill()
         shutil.rmtree(var_dir, ignore_errors=True)

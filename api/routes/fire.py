@@ -15,7 +15,6 @@ from alerts import fire as fire_alerts
 from alerts.queries import fire_event_in_view, fire_event_visible
 from analytics.fire import firms
 from analytics.fire import store as fire_store
-from analytics.fire.satellite import import_firms
 from api.auth import Operator, PlatformAdmin, Reader
 from api.deps import ConnDep
 from api.guard import MAX_UPLOAD_BYTES
@@ -222,6 +221,9 @@ def upload_firms(
     """Import satellite hotspots: inside Suihua, away from known heat sources, fused into fire events. A row that
     cannot be read (or holds a NUL) is dead-lettered with its reason and the others imported. Parsing and writing
     run in the thread pool: a large file does not hold up other requests."""
+    from analytics.fire.satellite import import_firms  # the camera pipeline's OpenCV and ONNX Runtime: imported on
+    # the first upload, not by every start of the API (a fifth of its import's CPU, on a restarted `up`'s path)
+
     try:
         text = file.file.read().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
