@@ -3,7 +3,6 @@ running API. A route missing from RULES fails the test, so a new route cannot sh
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import itertools
 from collections.abc import Iterator
@@ -154,7 +153,7 @@ ASSIGNEES = {"matrix-field": (["viewer"], "sthjj"), "matrix-housing": (["viewer"
 class World:
     """The objects each route acts on, all of 生态环境局 (sthjj); fresh ones for routes that use them up."""
 
-    connection: psycopg.Connection
+    url: str
     api_url: str
     tokens: dict[str, str]
     viewer_password: str
@@ -174,12 +173,8 @@ class World:
         cookie, csrf = self.session
         return {"Cookie": f"{SESSION_COOKIE}={cookie}", CSRF_HEADER: csrf}
 
-    @contextlib.contextmanager
-    def conn(self) -> Iterator[psycopg.Connection]:
-        """The matrix's one connection (a new one per object cost ~30 ms on the loaded box), in a transaction
-        committed when the block ends."""
-        with self.connection.transaction():
-            yield self.connection
+    def conn(self) -> psycopg.Connection:
+        return psycopg.connect(self.url)  # committed when the block ends
 
     def terminal(self) -> str:
         n = next(_serial)
@@ -342,8 +337,7 @@ def world(api_url: str, db_url: str) -> Iterator[World]:
         accounts.set_password(c, "matrix-viewer", password, Actor("setup"))
         accounts.add_account(c, login=BROWSER, name="李伟", department="sthjj", roles=["steward_admin"],
                              kind="person", password=browser, actor=Actor("setup"))
-    with psycopg.connect(db_url, autocommit=True) as connection:
-        yield World(connection, api_url, tokens, password, browser)
+    yield World(db_url, api_url, tokens, password, browser)
     _empty_ledger(db_url)
 
 
