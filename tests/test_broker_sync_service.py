@@ -16,7 +16,6 @@ import pytest
 from core.broker import LocalBroker, SharedBroker
 from ganzhi import broker_auth
 from ganzhi.benchkit import free_port
-from ganzhi.database import prepare
 from registry import service
 from registry.changes import Actor
 from registry.models import TerminalPatch
@@ -34,10 +33,8 @@ def _fake_proc(root: Path, pid: int) -> Path:
 
 
 @pytest.fixture
-def ledger(fresh_database, settings):
-    url = fresh_database()
-    prepare(url, settings)
-    return url
+def ledger(prepared_database):
+    return prepared_database()
 
 
 def _terminal(url: str, name: str) -> str:

@@ -8,8 +8,6 @@ import datetime as dt
 import psycopg
 
 from core import partitions
-from core.migrate import migrate
-from ganzhi.database import MIGRATION_DIRS
 from ingest import store
 
 TODAY = dt.date(2026, 11, 27)
@@ -19,10 +17,9 @@ def _reading_days(conn: psycopg.Connection) -> list[dt.date]:
     return sorted(partitions.existing_partitions(conn, store.TABLE))
 
 
-def test_maintain_makes_partitions_ahead_and_drops_past_retention(fresh_database):
-    url = fresh_database()
+def test_maintain_makes_partitions_ahead_and_drops_past_retention(migrated_database):
+    url = migrated_database()
     with psycopg.connect(url) as conn:
-        migrate(conn, MIGRATION_DIRS)
         first = store.maintain(conn, retention_days=30, premake_days=3, today=TODAY)
         assert first.mode == "partitions"
         assert _reading_days(conn) == partitions.days_between(TODAY - dt.timedelta(days=1), TODAY + dt.timedelta(3))
@@ -38,10 +35,9 @@ def test_maintain_makes_partitions_ahead_and_drops_past_retention(fresh_database
         assert (repeat.created, repeat.dropped) == ([], [])
 
 
-def test_late_readings_get_their_partition_and_land_in_it(fresh_database):
-    url = fresh_database()
+def test_late_readings_get_their_partition_and_land_in_it(migrated_database):
+    url = migrated_database()
     with psycopg.connect(url) as conn:
-        migrate(conn, MIGRATION_DIRS)
         late = dt.datetime(2026, 10, 3, 23, 59, tzinfo=dt.UTC)
         with conn.transaction():
             created = store.ensure_partitions_for(conn, [late, late + dt.timedelta(minutes=2)])
@@ -60,10 +56,9 @@ def test_late_readings_get_their_partition_and_land_in_it(fresh_database):
         assert conn.execute("select count(*) from reading").fetchone()[0] == 2
 
 
-def test_concurrent_partition_creation_does_not_collide(fresh_database):
-    url = fresh_database()
+def test_concurrent_partition_creation_does_not_collide(migrated_database):
+    url = migrated_database()
     with psycopg.connect(url) as a, psycopg.connect(url) as b:
-        migrate(a, MIGRATION_DIRS)
         day = [dt.date(2026, 9, 1)]
         with a.transaction():
             made_by_a = partitions.ensure_daily_partitions(a, store.TABLE, day)

@@ -11,7 +11,6 @@ import sys
 
 import psycopg
 
-from ganzhi.database import prepare
 from tests.mqtt import wait_until
 
 
@@ -24,9 +23,8 @@ def _health(url: str, name: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
-def test_the_maintenance_service_keeps_the_rollups_and_reports_healthy(fresh_database, settings):
-    url = fresh_database()
-    prepare(url, settings)
+def test_the_maintenance_service_keeps_the_rollups_and_reports_healthy(prepared_database):
+    url = prepared_database()
     process = subprocess.Popen([sys.executable, "-m", "ganzhi", "maintain", "--every", "0.2"], env=_env(url),
                                stderr=subprocess.PIPE, text=True)
     try:
@@ -58,9 +56,8 @@ def test_the_maintenance_service_keeps_the_rollups_and_reports_healthy(fresh_dat
     assert process.returncode == 0, errors
 
 
-def test_the_maintenance_service_applies_the_hourly_rollup_retention(fresh_database, settings):
-    url = fresh_database()
-    prepare(url, settings)
+def test_the_maintenance_service_applies_the_hourly_rollup_retention(prepared_database):
+    url = prepared_database()
     now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     with psycopg.connect(url) as conn:
         for days in (500, 420):  # past the hourly rollups' 450 days, and within them

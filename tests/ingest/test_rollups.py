@@ -9,9 +9,7 @@ import random
 import psycopg
 import pytest
 
-from core.migrate import migrate
 from core.settings import Settings
-from ganzhi.database import MIGRATION_DIRS
 from ingest import queries, rollups, store
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -20,10 +18,9 @@ NOW = dt.timedelta(0)
 
 
 @pytest.fixture
-def store_conn(fresh_database):
-    url = fresh_database()
+def store_conn(migrated_database):
+    url = migrated_database()
     with psycopg.connect(url) as conn:
-        migrate(conn, MIGRATION_DIRS)
         store.ensure_partitions_for(conn, [START + dt.timedelta(days=d) for d in range(-2, 9)])
         conn.commit()
         yield conn
@@ -89,7 +86,7 @@ def test_late_readings_land_in_their_old_buckets_and_redeliveries_count_once(sto
     assert hour == (1000.0,)
 
 
-def test_a_reading_still_uncommitted_is_not_passed_by_the_watermark(store_conn, fresh_database):
+def test_a_reading_still_uncommitted_is_not_passed_by_the_watermark(store_conn):
     conn = store_conn
     url = conn.info.dsn
     with psycopg.connect(url) as writer:
