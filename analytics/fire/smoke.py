@@ -20,6 +20,8 @@ from analytics.fire.motion import ema_alpha
 
 BLOCK = 8
 """Smoke block size in working pixels."""
+CLIP = 235.0
+"""Grey level from which a sky row counts as clipped (JPEG and noise keep a clipped sky a little under 255)."""
 _VEIL = np.array([1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0], np.float32)[:, None]
 
 
@@ -123,15 +125,17 @@ class SmokeModel:
         return found
 
     def _gains(self, grey: np.ndarray, horizon: int) -> np.ndarray:
-        """Exposure gain per working row: the land's mean ratio below the horizon, each sky row's median ratio
-        above it. A bright sky clips (the more the nearer the horizon), so an exposure step up brightens the
-        land but not the sky: compensated with the land's gain the whole sky would darken as one grey veil.
-        A plume covers a minority of the sky's width and leaves its median alone."""
+        """Exposure gain per working row: the land's mean ratio, except in sky rows that clip (or would, at the
+        land's gain), which take their own median ratio. A bright sky clips, the more the nearer the horizon,
+        so an exposure step up brightens the land but not the sky: compensated with the land's gain the whole
+        sky band would darken as one grey veil. A plume covers a minority of a row's width and leaves its
+        median alone."""
         gains = np.full(grey.shape[0], (float(grey[horizon:].mean()) + 1) / (float(self.grey[horizon:].mean()) + 1),
                         np.float32)
         if horizon > self.top:
             sky = slice(self.top, horizon)
-            gains[sky] = np.median((grey[sky] + 1) / (self.grey[sky] + 1), axis=1)
+            clipped = np.median(np.maximum(grey[sky], self.grey[sky] * gains[sky, None]), axis=1) >= CLIP
+            gains[sky] = np.where(clipped, np.median((grey[sky] + 1) / (self.grey[sky] + 1), axis=1), gains[sky])
         return gains
 
     def _coloured_foot(self, small: np.ndarray, change: np.ndarray, land: int, x: int, w: int, h: int) -> bool:
