@@ -20,6 +20,8 @@ from analytics.fire.motion import ema_alpha
 
 BLOCK = 8
 """Smoke block size in working pixels."""
+CLIP = 235.0
+"""Grey level from which a sky row counts as clipped (JPEG and noise keep a clipped sky a little under 255)."""
 _VEIL = np.array([1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0], np.float32)[:, None]
 
 
@@ -87,8 +89,7 @@ class SmokeModel:
         top = self.top
         region = slice(top, None)
         horizon = min(max(int(self.horizon / self.k), 0), grey.shape[0] - 1)  # (it may lie off the frame)
-        gain = (float(grey[horizon:].mean()) + 1) / (float(self.grey[horizon:].mean()) + 1)
-        change = grey[region] - self.grey[region] * gain
+        change = grey[region] - self.grey[region] * self._gains(grey, horizon)[top:, None]
         now = _saturation(small[region])
         before = self.saturation[region]
         unsaturated = now < self.p.max_saturation
@@ -122,6 +123,20 @@ class SmokeModel:
             s, y0 = BLOCK * self.k, int(np.nonzero(mask.any(axis=1))[0][0])
             found.append(((x * s, (top + y * BLOCK + y0) * self.k, w * s, h * s - y0 * self.k), area))
         return found
+
+    def _gains(self, grey: np.ndarray, horizon: int) -> np.ndarray:
+        """Exposure gain per working row: the land's mean ratio, except in sky rows that clip (or would, at the
+        land's gain), which take their own median ratio. A bright sky clips, the more the nearer the horizon,
+        so an exposure step up brightens the land but not the sky: compensated with the land's gain the whole
+        sky band would darken as one grey veil. A plume covers a minority of a row's width and leaves its
+        median alone."""
+        gains = np.full(grey.shape[0], (float(grey[horizon:].mean()) + 1) / (float(self.grey[horizon:].mean()) + 1),
+                        np.float32)
+        if horizon > self.top:
+            sky = slice(self.top, horizon)
+            clipped = np.median(np.maximum(grey[sky], self.grey[sky] * gains[sky, None]), axis=1) >= CLIP
+            gains[sky] = np.where(clipped, np.median((grey[sky] + 1) / (self.grey[sky] + 1), axis=1), gains[sky])
+        return gains
 
     def _coloured_foot(self, small: np.ndarray, change: np.ndarray, land: int, x: int, w: int, h: int) -> bool:
         """Whether, under a veil that stands in the sky, the field in the same columns changes too, and not as
