@@ -11,8 +11,9 @@ dynamic-security plugin (``core.dynsec``):
 
 ``keep_in_step`` LISTENs on ``ganzhi_ledger`` and applies each change at once: a new login is created
 in the plugin before its password is written, a login that goes (retired, unknown) is disabled in the
-plugin (refused and disconnected at once; its line leaves the password file at the next write). So every
-password in the file belongs to a client whose client id the plugin checks. On start and after a lost
+plugin (refused and disconnected at once; its line leaves the password file when the file is next written from
+the ledger alone, at a start). So every password in the file belongs to a client whose client id the plugin
+checks. On start and after a lost
 connection it compares the whole ledger with what the broker has. A large change (thousands of devices) goes to
 the plugin in small messages, the newest changes first (``SAVE_BUDGET``).
 
@@ -153,11 +154,16 @@ class BrokerAuth:
         return {code: secret_hash for code, secret_hash in came.items() if self.written.get(code) != secret_hash}
 
     def write_changes(self, unwritten: dict[str, str], logins: dict[str, str]) -> None:
-        """Append the lines of devices new to the file (a cost of the change, not of the ledger); rewrite it whole,
-        with ``logins``, when a device's line changes (a replaced secret), since mosquitto's file has one line per
-        login, or when what the file holds is not known (never written, or a write that failed, perhaps half way)."""
-        if self.written is None or any(code in self.written for code in unwritten):
+        """Append the lines of devices new to the file (a cost of the change, not of the ledger); rewrite it whole
+        when a device's line changes (a replaced secret), since mosquitto's file has one line per login: with what
+        it held and ``logins`` (a resync in small messages has not reached every device yet: dropping their lines
+        would refuse them until it does; a line of a device gone stays, the plugin refuses it), or with ``logins``
+        alone when what the file holds is not known (never written, or a write that failed, perhaps half way)."""
+        if self.written is None:
             self.write_passwords(logins)
+            return
+        if any(code in self.written for code in unwritten):
+            self.write_passwords(self.written | logins)
             return
         with (self.directory / "passwd").open("a") as file:
             file.write(credentials.password_lines(unwritten))
@@ -243,16 +249,22 @@ def take(pending: dict[str, str | None], count: int) -> dict[str, str | None]:
     return {code: pending.pop(code) for code in list(reversed(pending))[:count]}
 
 
-async def adopt(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control) -> None:
+async def adopt(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dynsec.Control,
+                broker: LocalBroker | SharedBroker) -> None:
     """A broker this sync did not write the files for (a container deployment's own service, perhaps restarted
     from its saved plugin file): learn which device logins the plugin has and disable those the ledger no longer
-    has; the resync that follows creates or enables the ledger's and rewrites the password file."""
+    has; write the password file whole, once, with the ledger's secret of every device the plugin still has, and
+    have it re-read (the resync that follows goes in small messages: a file holding only the first message's
+    devices would refuse every other device until its own message came); the resync then creates or enables
+    the rest."""
     services = {a.name for a in auth.accounts}
     devices = {name for name in await control.usernames() if name not in services}
     cursor = await conn.execute(credentials.LOGINS)
     ledger = dict(await cursor.fetchall())
     await control.send([dynsec.disable(code) for code in sorted(devices - set(ledger))])
     auth.known, auth.logins, auth.written = devices, {}, None
+    await asyncio.to_thread(auth.write_passwords, {code: ledger[code] for code in devices & set(ledger)})
+    broker.reload()
     log.info("broker has %d device logins; %d of them no longer in the ledger were disabled",
              len(devices), len(devices - set(ledger)))
 
@@ -274,7 +286,7 @@ async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker | SharedB
                         dynsec.Control(host, broker.port, ADMIN_USER, auth.admin.secret))
                     await conn.execute(f"listen {CHANNEL}")
                     if adopting:
-                        await adopt(conn, auth, control)
+                        await adopt(conn, auth, control, broker)
                     await _follow(conn, auth, control, broker, lambda: (outage.recovered(), _report(service, None)))
             except (psycopg.Error, aiomqtt.MqttError, dynsec.ControlError, TimeoutError, OSError) as exc:
                 outage.failed(exc)

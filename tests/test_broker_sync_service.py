@@ -5,6 +5,7 @@ and makes the broker re-read its password file by signalling it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import threading
 from pathlib import Path
@@ -91,3 +92,34 @@ async def _sync(url: str, root: Path, accounts, shared: SharedBroker, stopping: 
 def test_a_broker_not_visible_is_a_clear_error(tmp_path):
     with pytest.raises(ProcessLookupError, match="service:mosquitto"):
         SharedBroker(1883, proc=tmp_path).reload()
+
+
+def test_an_adopted_brokers_devices_stay_logged_in_through_a_resync_in_small_messages(ledger, monkeypatch):
+    """A resync after adopting goes a device per message here (as at 10,000 devices): the first message's
+    password file must not hold only its own device, or the re-read refuses and disconnects all the others."""
+    kept = [_terminal(ledger, f"空气微站{n}") for n in range(3)]
+    accounts = broker_auth.platform_accounts(SERVICE_USER, SERVICE_PASSWORD, ADMIN_PASSWORD)
+    root = Path(tempfile.mkdtemp(prefix="ganzhi-mqtt-adopt-"))
+    root.chmod(0o755)
+    with psycopg.connect(ledger) as conn:
+        broker_auth.write_files(conn, root / "auth", accounts)
+    monkeypatch.setattr(broker_auth, "per_message", lambda auth: 1)
+    broker = LocalBroker(root / "data", free_port(), auth_dir=root / "auth")
+    asyncio.run(broker.start())
+    stopping = threading.Event()
+    try:
+        address = ("127.0.0.1", broker.port)
+        mosquitto = next(p for p in psutil.Process(broker._process.pid).children(recursive=True)
+                         if p.name() == "mosquitto")
+        with contextlib.ExitStack() as sessions:
+            connected = [sessions.enter_context(Session(address, code, "s3cret")) for code in kept]
+            added = _terminal(ledger, "新装水质站")
+            shared = SharedBroker(broker.port, proc=_fake_proc(root / "proc", mosquitto.pid))
+            thread = threading.Thread(target=asyncio.run, daemon=True, args=(_sync(ledger, root, accounts, shared,
+                                                                                    stopping),))
+            thread.start()
+            wait_until(lambda: can_log_in(address, added, "s3cret"), timeout_s=10)
+            assert [session.disconnected.is_set() for session in connected] == [False] * len(kept)
+    finally:
+        stopping.set()
+        asyncio.run(broker.stop())

@@ -421,13 +421,13 @@ def test_a_terminal_judged_a_moment_ago_settles_and_one_that_was_quiet_goes_at_o
     from analytics.worker import SETTLE_S, RuleWorker
 
     worker = RuleWorker("postgresql://unused", None, "rules-test")
-    now = time.monotonic()
-    worker.judged_at = {1: now, 2: now - 60.0}
+    now = time.monotonic() + 3600.0  # 1 judged "now" however slowly this test runs
+    worker.judged_at = {1: now, 2: time.monotonic() - 60.0}
     worker.pending = {1: T0, 2: T0, 3: T0}
     assert sorted(worker.next_chunk()) == [2, 3]  # 3 never judged here, 2 a minute ago
     assert worker.next_chunk() == {} and list(worker.pending) == [1]
-    assert 0 < worker.due_in(time.monotonic()) <= SETTLE_S
-    worker.judged_at[1] = now - SETTLE_S
+    assert worker.due_in(now) == SETTLE_S and worker.due_in(now + SETTLE_S / 2) == SETTLE_S / 2
+    worker.judged_at[1] = time.monotonic() - SETTLE_S
     assert list(worker.next_chunk()) == [1]
     assert worker.due_in(time.monotonic()) == float("inf")
 
