@@ -62,12 +62,15 @@ class _Server(uvicorn.Server):
             self.listening.set()
 
 
-async def _listening(server: _Server, serving: asyncio.Task) -> bool:
-    """Whether the API listens; false when its server ended first (say, its port is taken)."""
+async def _listening(server: _Server, serving: asyncio.Task, stop: asyncio.Event) -> bool:
+    """Whether the API listens; false when its server ended first (say, its port is taken) or a stop came while
+    it started (its lifespan may wait 30 s for the database: the other workers are not started to be killed)."""
     listening = asyncio.create_task(server.listening.wait())
-    await asyncio.wait({listening, serving}, return_when=asyncio.FIRST_COMPLETED)
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({listening, serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     listening.cancel()
-    return server.listening.is_set()
+    stopping.cancel()
+    return server.listening.is_set() and not stop.is_set()
 
 
 async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
@@ -101,7 +104,7 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
                                         port=settings.http_port, log_level="warning", lifespan="on",
                                         forwarded_allow_ips=settings.forwarded_allow_ips))
         serving = asyncio.create_task(server.serve())
-        if await _listening(server, serving):
+        if await _listening(server, serving, stop):
             log.info("Ganzhi is up: API on http://%s:%d (docs at /docs); Ctrl-C stops it",
                      settings.http_host, settings.http_port)
             _print_dashboard(settings)

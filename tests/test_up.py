@@ -372,3 +372,22 @@ def test_only_maintenance_gets_the_tables_owners_url(monkeypatch):
     assert workers.pop("maintenance")["GANZHI_DATABASE_OWNER_URL"] == owner_url
     assert workers and all("GANZHI_DATABASE_OWNER_URL" not in worker for worker in workers.values()), workers.keys()
     assert all(owner_url not in value for worker in workers.values() for value in worker.values())
+
+
+def test_a_stop_while_the_api_starts_starts_no_other_worker():
+    """The API's lifespan may wait 30 s for the database: a Ctrl-C meanwhile must not wait for it to listen,
+    then start the rules, fire and other workers only to stop them."""
+    import asyncio
+
+    import uvicorn
+
+    from ganzhi import up
+
+    async def stop_before_listening() -> bool:
+        server = up._Server(uvicorn.Config(app=None))
+        serving = asyncio.get_running_loop().create_future()  # a server still starting
+        stop = asyncio.Event()
+        stop.set()
+        return await asyncio.wait_for(up._listening(server, serving, stop), 60)
+
+    assert asyncio.run(stop_before_listening()) is False
