@@ -65,10 +65,17 @@ class LocalBroker:
             raise RuntimeError(f"mosquitto did not accept connections on port {self.port}")
         log.info("mosquitto listening on %s:%d", self.bind, self.port)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop mosquitto; killed after ``grace_s``. A broker busy in its plugin hears SIGTERM only when the
+        command at hand is done, and the guard would outlive a kill of its own: the kill goes to their group."""
         if self._process is not None:
             self._process.terminate()
-            await asyncio.to_thread(self._process.wait, 10)
+            try:
+                await asyncio.to_thread(self._process.wait, grace_s)
+            except subprocess.TimeoutExpired:
+                log.warning("mosquitto did not stop within %.0f s of SIGTERM: killed", grace_s)
+                os.killpg(self._process.pid, signal.SIGKILL)
+                await asyncio.to_thread(self._process.wait, 10)
             self._process = None
         log.info("broker stopped")
 

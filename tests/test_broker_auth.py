@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import shutil
 import stat
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,7 +25,7 @@ from registry import credentials, demo, service
 from registry.changes import Actor
 from registry.models import TerminalPatch
 from tests.factories import terminal_in
-from tests.mqtt import SERVICE_PASSWORD, Session, WorkerThread, can_log_in, give_secret, publish, wait_until
+from tests.mqtt import SERVICE_PASSWORD, AuthBroker, Session, WorkerThread, can_log_in, give_secret, publish, wait_until
 
 ACTOR = Actor("test")
 NOT_AUTHORIZED = 0x87
@@ -125,21 +129,34 @@ def test_the_broker_catches_up_after_losing_the_ledger_connection(conn, db_url, 
 
 
 
-def test_a_credential_issued_during_a_change_of_thousands_does_not_wait_for_all_of_it(conn, db_url, auth_broker):
+@pytest.fixture
+def busy_broker(prepared_database) -> Iterator[AuthBroker]:
+    """A ledger and a broker of their own: after a change of thousands the broker stays busy for tens of seconds,
+    undoing it when the ledger is emptied, and the session's broker must be ready for the next test at once."""
+    root = Path(tempfile.mkdtemp(prefix="ganzhi-mqtt-busy-"))
+    root.chmod(0o755)
+    local = AuthBroker.start(prepared_database(), root)
+    yield local
+    local.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_credential_issued_during_a_change_of_thousands_does_not_wait_for_all_of_it(busy_broker):
     """`ganzhi ledger demo` commits thousands of device secrets at once, and mosquitto 2.0.11's plugin rewrites its
     whole file after every command: the broker needs minutes for such a change. The sync sent it as one message,
     timed out after 10 s waiting for the answer (the broker busy in its one thread) and, after each reconnection,
     sent all of it again; a credential issued meanwhile waited behind it (test_observability after test_cli). Now a
     change goes in small messages, the newest first, each one's progress kept."""
-    demo.load(conn, ACTOR, "a-secret-of-our-own-" * 2)
-    conn.commit()
-    bulk = set(credentials.broker_logins(conn))
-    wait_until(lambda: auth_broker.auth.known & bulk, timeout_s=600, interval_s=0.05)  # the change is under way
-    code = service.create_terminal(conn, terminal_in("演示之后登记的空气微站"), ACTOR)
-    secret = credentials.issue(conn, code, ACTOR)
-    conn.commit()
-    wait_until(lambda: can_log_in(auth_broker.address, code, secret), timeout_s=600, interval_s=0.05)
-    assert not bulk <= auth_broker.auth.known, "the new credential waited for the whole change"
+    with psycopg.connect(busy_broker.db_url) as conn:
+        demo.load(conn, ACTOR, "a-secret-of-our-own-" * 2)
+        conn.commit()
+        bulk = set(credentials.broker_logins(conn))
+        wait_until(lambda: busy_broker.auth.known & bulk, timeout_s=600, interval_s=0.05)  # the change is under way
+        code = service.create_terminal(conn, terminal_in("演示之后登记的空气微站"), ACTOR)
+        secret = credentials.issue(conn, code, ACTOR)
+        conn.commit()
+    wait_until(lambda: can_log_in(busy_broker.address, code, secret), timeout_s=600, interval_s=0.05)
+    assert not bulk <= busy_broker.auth.known, "the new credential waited for the whole change"
 
 
 def test_no_secret_is_kept_in_clear(conn, db_url, auth_broker):

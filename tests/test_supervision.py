@@ -114,6 +114,32 @@ def test_ctrl_c_in_the_terminal_reaches_up_alone_not_its_workers_or_broker():
     assert ours not in asyncio.run(scenario())
 
 
+def test_a_broker_deaf_to_sigterm_is_killed_with_its_guard():
+    """A mosquitto busy in its plugin hears SIGTERM only when the command at hand is done (minutes, for a change
+    of thousands sent at once); `stop` waited 10 s, raised, and left the broker and its guard holding the port."""
+    import psutil
+
+    from core.broker import LocalBroker
+
+    async def scenario() -> list[psutil.Process]:
+        data_dir = Path(tempfile.mkdtemp(prefix="ganzhi-mqtt-deaf-"))
+        local = LocalBroker(data_dir, free_port())
+        await local.start()
+        guard = psutil.Process(local._process.pid)
+        processes = [guard, *guard.children(recursive=True)]
+        processes[-1].suspend()  # mosquitto: SIGTERM stays pending, as in a long plugin command
+        try:
+            await local.stop(grace_s=1.0)
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        return processes
+
+    processes = asyncio.run(scenario())
+    assert len(processes) == 2
+    _, alive = psutil.wait_procs(processes, timeout=5)
+    assert not alive
+
+
 def test_a_worker_asked_to_stop_while_its_broker_is_away_stops_at_once(tmp_path, db_url):
     """CI: a killed `up` took its broker along while an ingest worker was still waiting for its first connection;
     the worker waited that out (30 s) before it looked at the stop it had been given."""

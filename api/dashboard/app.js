@@ -380,8 +380,17 @@
     }
   }
 
+  /** The form being filled in for this alert, if any: a live change of the alert draws its detail anew, and
+   *  what the operator has typed must survive that (not a closed alert's: nothing is left to do on it). */
+  function formInProgress(alert) {
+    const form = $("#action-form");
+    const same = form && Number(form.dataset.alert) === alert.id;
+    return same && form.childElementCount && alert.status !== "closed" ? form : null;
+  }
+
   function renderDetail(alert, context, fire) {
     const body = $("#detail-body");
+    const kept = formInProgress(alert);
     const limit = alert.limit !== null ? `${num(alert.limit)} ${esc(alert.unit || "")}` : "—";
     body.innerHTML =
       `<h2><span class="chip sev-${alert.severity}">${SEVERITY[alert.severity]}</span> ` +
@@ -405,6 +414,8 @@
     if (!fire) drawChart(alert);
     renderTasks(context.tasks, alert);
     renderActions(alert, fire);
+    if (kept) $("#action-form").replaceWith(kept);
+    $("#action-form").dataset.alert = alert.id;
     body.querySelectorAll(".members li").forEach((li) =>
       li.addEventListener("click", () => openAlert(Number(li.dataset.alert))));
   }
@@ -545,6 +556,7 @@
         await api("/tasks", { method: "POST", json: { ...subject, assignee: form.get("assignee"),
                                                       due_at: form.get("due") + ":00+08:00", note: form.get("note") } });
         toast("已派发给 " + form.get("assignee"));
+        box.replaceChildren();
         await openAlert(alert.id);
       } catch (e) { toast("派发失败：" + e.message); }
     });
@@ -572,6 +584,7 @@
       try {
         await api(`/tasks/${task.id}/verify`, { method: "POST", body: data });
         toast("核查已提交");
+        box.replaceChildren();
         await openAlert(alert.id);
         refreshTasks();
       } catch (e) { toast("提交失败：" + e.message); }
@@ -586,6 +599,7 @@
 
   $("#detail-close").addEventListener("click", () => {
     $("#detail").hidden = true;
+    $("#action-form").replaceChildren();
     app.open = null;
     document.querySelectorAll("#alerts li.sel").forEach((li) => li.classList.remove("sel"));
   });

@@ -236,6 +236,32 @@ def test_alert_arrives_live_and_is_dispatched_verified_and_closed(pages, api_url
     print(f"screenshots in {artefacts}")
 
 
+def test_a_form_half_filled_survives_a_live_change_of_its_alert(pages, api_url, db_url, people):
+    """CI: the operator acknowledged, opened 派发 and the acknowledgement came back over the live stream: the detail
+    was drawn anew and the assignment form, with whatever had been typed, was gone."""
+    operator = pages.open(people["operator"], viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+    _, alert_id = _raise_river_alert(db_url)
+    item = operator.locator(f"#alerts li[data-alert='{alert_id}']")
+    item.click()
+    expect(operator.locator("#detail-status")).to_have_text("待处理")
+    operator.locator("#detail").get_by_role("button", name="派发").click()
+    picker = operator.locator("#assign-form select[name=assignee]")
+    picker.select_option(people["field"][0])
+    operator.fill("#assign-form textarea[name=note]", "请带采样瓶")
+
+    with httpx.Client(base_url=api_url, timeout=10) as colleague:  # another operator's screen, same bureau
+        login, password = people["operator"]
+        me = colleague.post("/api/v1/auth/login", json={"login": login, "password": password}).json()
+        colleague.post(f"/api/v1/alerts/{alert_id}/acknowledge", json={},
+                       headers={"X-CSRF-Token": me["csrf_token"]}).raise_for_status()
+    expect(operator.locator("#detail-status")).to_have_text("已确认")  # drawn anew from the stream
+    expect(picker).to_have_value(people["field"][0])
+    expect(operator.locator("#assign-form textarea[name=note]")).to_have_value("请带采样瓶")
+    operator.click("#assign-form button[type=submit]")
+    expect(operator.locator("#detail .task")).to_contain_text(people["field"][0])
+
+
 def test_a_department_sees_only_its_own_points(browser, contexts, api_url, db_url, people):
     """The map's points come through the caller's rights: 住建局 does not see 生态环境局's station."""
     code, _ = _raise_river_alert(db_url)
