@@ -10,6 +10,13 @@ from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
+# How every long-lived connection (a LISTEN, a worker's writer) is opened. A firewall or NAT between the service
+# and the database forgets a flow that stays idle; TCP keepalives every 30 s keep it, and a link that died without
+# a word (no FIN, no RST) becomes an error within about a minute (3 unanswered probes 10 s apart; data unacknowledged
+# for 60 s) instead of a wait for notifications that never come.
+LINK = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+        "keepalives_count": 3, "tcp_user_timeout": 60_000}
+
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     """A plain connection for commands (migrate, import, export)."""
@@ -18,7 +25,7 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
 
 def new_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> ConnectionPool:
     """A pool created closed: the owner opens it in its lifespan and closes it on exit."""
-    return ConnectionPool(url, min_size=min_size, max_size=max_size, open=False, name="ganzhi")
+    return ConnectionPool(url, min_size=min_size, max_size=max_size, open=False, name="ganzhi", kwargs=LINK)
 
 
 def wait_for_database(url: str, timeout_s: float = 30.0) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import psycopg
 
+from core import db
 from core.metrics import Check, Endpoint, Metrics, totals_line
 from core.settings import Settings
 
@@ -176,7 +177,7 @@ class Service:
         outage = Outage(what, log)
         while not self.stop.is_set():
             try:
-                conn = psycopg.connect(url or self.database_url, autocommit=autocommit, connect_timeout=5)
+                conn = psycopg.connect(url or self.database_url, autocommit=autocommit, **db.LINK)
             except psycopg.OperationalError as exc:
                 outage.failed(exc)
                 self.wait(1.0)
@@ -191,8 +192,7 @@ class Service:
         outage = Outage(what, log)
         while not self.stop.is_set():
             try:
-                conn = await psycopg.AsyncConnection.connect(url or self.database_url, autocommit=autocommit,
-                                                             connect_timeout=5)
+                conn = await psycopg.AsyncConnection.connect(url or self.database_url, autocommit=autocommit, **db.LINK)
             except psycopg.OperationalError as exc:
                 outage.failed(exc)
                 await self.sleep(1.0)

@@ -39,7 +39,7 @@ from pathlib import Path
 import aiomqtt
 import psycopg
 
-from core import dynsec
+from core import db, dynsec
 from core.broker import DYNSEC_FILE, LocalBroker, SharedBroker, hand_to_broker_user
 from core.runtime import Outage, Service
 from devices.topics import PREFIX, Channel, command_filter, device_topics, subscription
@@ -53,6 +53,8 @@ RETRY_S = 1.0
 OUTAGE = "outage (database or broker)"
 """The component named in the sync's heartbeat while it cannot reach the database or the broker."""
 BATCH_WAIT_S = 0.02
+IDLE_CHECK_S = 30.0  # without a change for this long, the database and the broker are asked whether they answer
+PROBE_TIMEOUT_S = 10.0
 """After a first notification, how long to gather the ones that follow it into one change."""
 SAVE_BUDGET = 50_000
 """Device entries the plugin may write per control message. Mosquitto 2.0.11's plugin writes its whole file (every
@@ -281,7 +283,7 @@ async def keep_in_step(url: str, auth: BrokerAuth, broker: LocalBroker | SharedB
             try:
                 async with contextlib.AsyncExitStack() as stack:
                     conn = await stack.enter_async_context(await psycopg.AsyncConnection.connect(
-                        url, autocommit=True, application_name=ADMIN_USER))
+                        url, autocommit=True, application_name=ADMIN_USER, **db.LINK))
                     control = await stack.enter_async_context(
                         dynsec.Control(host, broker.port, ADMIN_USER, auth.admin.secret))
                     await conn.execute(f"listen {CHANNEL}")
@@ -320,7 +322,9 @@ async def _follow(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dyns
         if pending:
             await apply(auth, control, broker, take(pending, per_message(auth)))
         healthy()
-        notes = [] if pending else [note async for note in conn.notifies(stop_after=1)]
+        notes = [] if pending else [note async for note in conn.notifies(timeout=IDLE_CHECK_S, stop_after=1)]
+        if not notes and not pending:
+            await _both_answer(conn, control)
         notes += [note async for note in conn.notifies(timeout=BATCH_WAIT_S if notes else 0, stop_after=10_000)]
         codes = _codes(notes)
         if codes is None:
@@ -332,6 +336,18 @@ async def _follow(conn: psycopg.AsyncConnection, auth: BrokerAuth, control: dyns
                 pending.pop(code, None)
                 if auth.logins.get(code) != found.get(code):
                     pending[code] = found.get(code)
+
+
+async def _both_answer(conn: psycopg.AsyncConnection, control: dynsec.Control) -> None:
+    """After ``IDLE_CHECK_S`` without a change: the database and the broker must still answer. A link that died
+    without a word would otherwise keep the sync waiting for notifications that never come, and a broker that
+    restarted would be noticed only at the next change; either raises here, and the sync starts afresh."""
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            await conn.execute("select 1")
+    except TimeoutError:
+        raise TimeoutError(f"the database did not answer within {PROBE_TIMEOUT_S:g} s") from None
+    await control.send([{"command": "getDefaultACLAccess"}])  # answered within dynsec.TIMEOUT_S or raises
 
 
 def _codes(notes: list) -> list[str] | None:

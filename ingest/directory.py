@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from core import db
 from core.runtime import Outage, wait_unless
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class Directory:
     def _query(self, keys: list[str], by: str) -> tuple[list[tuple], list[tuple]]:
         conn = self._lookup_conn
         if conn is None or conn.closed:
-            conn = self._lookup_conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+            conn = self._lookup_conn = psycopg.connect(self._url, autocommit=True, **db.LINK)
         if by == "mn":
             return conn.execute(_TERMINALS + " where t.mn = any(%(keys)s)", {"keys": keys}).fetchall(), []
         return (conn.execute(_TERMINALS + " where t.code = any(%(keys)s)", {"keys": keys}).fetchall(),
@@ -203,7 +204,7 @@ class Directory:
         outage = Outage("ledger notifications", log)
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
+                with psycopg.connect(self._url, autocommit=True, **db.LINK) as conn:
                     conn.execute(f"listen {CHANNEL}")
                     self.clear()  # whatever changed while nobody listened is looked up afresh
                     self._listening.set()

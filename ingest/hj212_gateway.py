@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import psycopg
 
+from core import db
 from core.pgerrors import is_outage, is_transient
 from core.runtime import Outage, Service
 from devices import Reading, hj212
@@ -308,7 +309,7 @@ class Hj212Gateway:
         while True:
             try:
                 if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.config.database_url, connect_timeout=5)
+                    self._conn = psycopg.connect(self.config.database_url, **db.LINK)
                     self._writer.forget()
                 written = self._writer.write_parts(self._conn, parts)
                 if written.refused:

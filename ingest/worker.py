@@ -32,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from core import db
 from core.pgerrors import is_outage, is_transient
 from core.runtime import Outage, Service
 from devices import Channel, PayloadError, Reading, Topic, TopicError, decode_telemetry
@@ -255,7 +256,7 @@ class IngestWorker:
             if self._conn is None or self._conn.closed:
                 if not self._writer.latest.held:
                     return
-                self._conn = psycopg.connect(self.config.database_url, connect_timeout=5)
+                self._conn = psycopg.connect(self.config.database_url, **db.LINK)
                 self._writer.forget()
             self._repair_latest()
             if flush:
@@ -374,7 +375,7 @@ class IngestWorker:
         while True:
             try:
                 if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.config.database_url, connect_timeout=5)
+                    self._conn = psycopg.connect(self.config.database_url, **db.LINK)
                     self._writer.forget()
                 self._repair_latest()
                 parts = self._judge(received)

@@ -26,6 +26,7 @@ from registry.changes import Actor
 from registry.models import TerminalPatch
 from tests.factories import terminal_in
 from tests.mqtt import SERVICE_PASSWORD, AuthBroker, Session, WorkerThread, can_log_in, give_secret, publish, wait_until
+from tests.netfault import SilencingProxy
 
 ACTOR = Actor("test")
 NOT_AUTHORIZED = 0x87
@@ -157,6 +158,34 @@ def test_a_credential_issued_during_a_change_of_thousands_does_not_wait_for_all_
         conn.commit()
     wait_until(lambda: can_log_in(busy_broker.address, code, secret), timeout_s=600, interval_s=0.05)
     assert not bulk <= busy_broker.auth.known, "the new credential waited for the whole change"
+
+
+def test_a_database_link_that_goes_silent_is_noticed_and_replaced(prepared_database, monkeypatch):
+    """A firewall between the sync and the database forgets the LISTEN connection's flow: no error, only silence.
+    The sync waited for notifications forever and a credential issued after that never reached the broker."""
+    monkeypatch.setattr(broker_auth, "IDLE_CHECK_S", 0.5)
+    monkeypatch.setattr(broker_auth, "PROBE_TIMEOUT_S", 1.0)
+    ledger = prepared_database()
+    root = Path(tempfile.mkdtemp(prefix="ganzhi-mqtt-silent-"))
+    root.chmod(0o755)
+    with SilencingProxy(5432) as proxy:
+        through_proxy = ledger.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        assert through_proxy != ledger
+        local = AuthBroker.start(through_proxy, root)
+        try:
+            with psycopg.connect(ledger) as conn:
+                first = service.create_terminal(conn, terminal_in(), ACTOR)
+                first_secret = credentials.issue(conn, first, ACTOR)
+                conn.commit()
+                wait_until(lambda: can_log_in(local.address, first, first_secret), timeout_s=10)  # it listens
+                assert proxy.silence() >= 1
+                code = service.create_terminal(conn, terminal_in("断链之后登记的空气微站"), ACTOR)
+                secret = credentials.issue(conn, code, ACTOR)
+                conn.commit()
+            wait_until(lambda: can_log_in(local.address, code, secret), timeout_s=30, interval_s=0.2)
+        finally:
+            local.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def test_no_secret_is_kept_in_clear(conn, db_url, auth_broker):
