@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from alerts.feed import CHANNEL, last_id, read_feed
 from api.auth import _bearer, _cookie, authenticated
+from core import db
 from registry.accounts import Identity
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class FeedListener:
     async def _listen(self) -> None:
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True, **db.LINK) as conn:
                     await conn.execute(f"listen {CHANNEL}")
                     self._wake()  # entries made while not listening
                     async for _ in conn.notifies():
