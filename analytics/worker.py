@@ -66,15 +66,6 @@ EXPRESS = dt.timedelta(seconds=2)
 """A queued terminal whose notified readings span less than this (one or a few batches: a detector that just
 spoke) is light; a chunk headed by a light terminal takes only light ones, so a fresh alarm commits after its own
 few queries, not after ``CHUNK_MIN`` terminals with seconds of backlog each."""
-ROUND_S = 0.25
-"""Busy terminals are judged in rounds at most this often: a terminal judged less than this ago waits for the next
-round (every terminal queued when it starts), and judged after every message a ten-metric terminal cost 14 µs of a
-worker's CPU a reading, two messages at a time 9, three 6.4 (in process; its rules cost per judgement, ≈ 5 µs a
-rule), and a batch of the other ingest worker committing a moment late joins it instead of rewinding it. A terminal
-not judged for that long (a detector that just saw gas) goes at once, between rounds or in one. Rounds, not each
-terminal on its own clock: judged the moment it had waited out its own ``SETTLE_S`` (517acd1, reverted), each busy
-terminal settled at a different moment and a worker keeping up judged them one or two a chunk, a transaction of a
-handful of queries each: see docs/rules.md."""
 MEMBERS_EVERY_S = 2.0
 SWEEP_EVERY_S = 60.0
 SWEEP_FIRST_S = 10.0
@@ -140,13 +131,6 @@ class RuleWorker:
         for a terminal queued by a catch-up (its backlog is unknown: not light)."""
         self.holding: set[int] = set()
         """Terminals in memory whose spike screen held a reading when last judged (``held_past_due``)."""
-        self.queued: dict[int, dt.datetime] = {}
-        """Queued terminals → when they were queued (wall clock): their readings arrived before (``step``'s
-        watermark)."""
-        self.round: set[int] = set()
-        """The queued terminals the round under way has still to judge (``ROUND_S``)."""
-        self.round_at = -math.inf
-        """When the last round started (monotonic)."""
         self.judged_at: dict[int, float] = {}
         """When each terminal was last judged (monotonic): the least recently judged go first."""
         self.marked: dict[int, float] = {}
@@ -208,29 +192,28 @@ class RuleWorker:
     def step(self, listen: psycopg.Connection, conn: psycopg.Connection, wait_s: float = 0.2) -> int:
         """Drain the notifications into the queue, judge a chunk of it (``next_chunk``); the chores when due."""
         started = dt.datetime.now(dt.UTC)
-        self.drain(listen, min(wait_s, self.due_in(time.monotonic())))
+        self.drain(listen, 0.0 if self.pending else wait_s)
         now = time.monotonic()
         if now >= self._due["members"]:
             self.refresh_members(conn)
             self._due["members"] = now + MEMBERS_EVERY_S
             for terminal_id, after in held_past_due(self.memory, self.holding).items():
                 self.pending.setdefault(terminal_id, after)  # a jump, then silence: judge the jump
-                self.queued.setdefault(terminal_id, started)
         judged = self.judge(conn, self.next_chunk())
         self.forget_idle(time.monotonic())
         if now >= self._due["sweep"] and self.members[0] == self.name:  # one sweeper: the first member by name
             with conn.transaction():
                 sweep_silence(conn, self.sink)
             self._due["sweep"] = now + SWEEP_EVERY_S
-        # Everything that arrived before ``started`` has been judged but what is queued (queued at the earliest at
-        # its ``queued`` time: between rounds the busy terminals are, ``ROUND_S``) or was left unjudged by a stop.
-        if now >= self._due["watermark"] and not self.stop.is_set():
+        # Only with nothing queued (nor left unjudged by a stop) has everything that arrived before ``started``
+        # been judged.
+        if now >= self._due["watermark"] and not self.pending and not self.stop.is_set():
             with conn.transaction():
-                queries.save_watermark(conn, self.name, min([started, *self.queued.values()]))
+                queries.save_watermark(conn, self.name, started)
             self._due["watermark"] = now + WATERMARK_EVERY_S
         return judged
 
-    def next_chunk(self, now: float | None = None) -> dict[int, dt.datetime]:
+    def next_chunk(self) -> dict[int, dt.datetime]:
         """Take the queued terminals judged least recently (never judged first), as many as fit the chunk budget.
 
         Least recently judged first: when the worker is behind, every queued terminal still waits at most one
@@ -238,37 +221,19 @@ class RuleWorker:
         a round of terminals that report every second and were judged a moment ago. Among terminals never judged
         here, the freshest readings first (by their newest notified observation): a worker catching up after a
         start under load queues every terminal unjudged, and an alarm published meanwhile goes before their
-        backlog, its own terminal's backlog included.
-
-        Only terminals of the round under way or not judged for ``ROUND_S`` are taken; a round starts, with every
-        queued terminal, ``ROUND_S`` after the last one started."""
-        now = time.monotonic() if now is None else now
-        if not self.round and self.pending and now >= self.round_at + ROUND_S:
-            self.round, self.round_at = set(self.pending), now
-        settled = now - ROUND_S
-        while ready := [t for t in self.pending if t in self.round or self.judged_at.get(t, -math.inf) <= settled]:
-            take = heapq.nsmallest(self.chunk_size(), ready,
+        backlog, its own terminal's backlog included."""
+        while self.pending:
+            take = heapq.nsmallest(self.chunk_size(), self.pending,
                                    key=lambda t: (self.judged_at.get(t, -math.inf), -self.heard(t).timestamp()))
             if self.light(take[0]):
                 take = [t for t in take if self.light(t)]
             chunk = {t: self.pending.pop(t) for t in take}
-            self.round.difference_update(take)
             for terminal_id in take:
                 self.newest.pop(terminal_id, None)
-                self.queued.pop(terminal_id, None)
             chunk = {t: earliest for t, earliest in chunk.items() if self.owns(t)}
             if chunk:
                 return chunk
         return {}
-
-    def due_in(self, now: float) -> float:
-        """Seconds until a queued terminal may be judged (``ROUND_S``): 0 when one may now, inf with none queued."""
-        if not self.pending:
-            return math.inf
-        if self.round:
-            return 0.0
-        settles = min(self.judged_at.get(t, -math.inf) for t in self.pending) + ROUND_S
-        return max(0.0, min(settles, self.round_at + ROUND_S) - now)
 
     def heard(self, terminal_id: int) -> dt.datetime:
         """The newest observation notified for a queued terminal (its earliest when only a catch-up queued it):
@@ -303,7 +268,6 @@ class RuleWorker:
         has not read already."""
         first = list(listen.notifies(timeout=wait_s, stop_after=1))
         rest = list(listen.notifies(timeout=0.001)) if first else []  # what else has come (no 20 ms wait)
-        drained = dt.datetime.now(dt.UTC)
         for note in first + rest:
             xid, terminals = parse(note.payload)
             for terminal_id, earliest in terminals.items():
@@ -315,7 +279,6 @@ class RuleWorker:
                     continue
                 if terminal_id not in self.pending or earliest < self.pending[terminal_id]:
                     self.pending[terminal_id] = earliest
-                self.queued.setdefault(terminal_id, drained)
                 self.newest[terminal_id] = max(self.newest.get(terminal_id, earliest), earliest)
 
     # -- sharing ------------------------------------------------------------------------------------------
@@ -350,7 +313,6 @@ class RuleWorker:
             if self.owns(terminal_id) and earliest < self.pending.get(terminal_id, dt.datetime.max.replace(
                     tzinfo=dt.UTC)):
                 self.pending[terminal_id] = earliest
-                self.queued.setdefault(terminal_id, mark)
 
     # -- judging ------------------------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import psycopg
-import pytest
 
 from analytics.engine import Point
 from analytics.evaluate import (
@@ -412,69 +411,3 @@ def test_marks_inside_a_feed_do_not_push_out_the_marks_of_the_batches_before_it(
         assert rs.judged_to == everything[-1].ts
         assert (rs.tracker.snapshot(), rs.judge.snapshot()) == _in_order_state(rs, committed), key
 
-
-
-def test_busy_terminals_wait_for_the_next_round_and_go_together_in_full_chunks():
-    """Terminals judged a moment ago (each at its own moment, as a worker keeping up judges them) wait until
-    ``ROUND_S`` after the last round started, then all go in full chunks; judged each as it settled (517acd1) a
-    worker keeping up judged them one or two a chunk."""
-    from analytics.worker import ROUND_S, RuleWorker
-
-    worker = RuleWorker("postgresql://unused", None, "rules-test")
-    now = 1000.0
-    busy = list(range(1, 41))
-    worker.round_at = now - 0.1
-    worker.judged_at = {t: now - 0.1 + t * 0.001 for t in busy}  # judged one after the other in that round
-    worker.pending = {t: T0 for t in busy}
-    worker._cost = 1e-4  # a box keeping up: big chunks
-    assert worker.next_chunk(now) == {}
-    assert worker.due_in(now) == pytest.approx(ROUND_S - 0.1)
-    first = now - 0.1 + ROUND_S + 0.001  # terminal 1 has settled, the others not yet: the round starts anyway
-    assert sorted(worker.next_chunk(first)) == busy
-    assert worker.pending == {} and worker.round == set()
-
-
-def test_a_terminal_quiet_for_a_round_goes_at_once_between_rounds_and_the_round_keeps_its_terminals():
-    from analytics.worker import ROUND_S, RuleWorker
-
-    worker = RuleWorker("postgresql://unused", None, "rules-test")
-    now = 1000.0
-    worker.round_at = now - 0.05
-    worker.judged_at = {1: now - 0.05, 2: now - 0.05, 3: now - 5.0}
-    worker.pending = {1: T0, 2: T0, 3: T0, 4: T0}  # 3 judged 5 s ago, 4 never: both go now
-    assert sorted(worker.next_chunk(now)) == [3, 4]
-    assert worker.next_chunk(now) == {} and 0 < worker.due_in(now) <= ROUND_S
-    worker._cost = 1.0  # the smallest chunks: a round takes several
-    worker.pending |= {t: T0 for t in range(10, 20)}
-    worker.judged_at |= {t: now for t in range(10, 20)}
-    later = now + ROUND_S
-    taken = list(worker.next_chunk(later))
-    worker.judged_at |= dict.fromkeys(taken, later)  # as ``judge`` notes them
-    assert 1 in taken and worker.round and worker.due_in(later) == 0.0  # the rest of the round goes on at once
-    worker.pending[1] = T0  # judged in this round, notified again: waits for the next one
-    while chunk := worker.next_chunk(later):
-        taken += chunk
-        worker.judged_at |= dict.fromkeys(chunk, later)
-    assert sorted(taken) == [1, 2, *range(10, 20)] and list(worker.pending) == [1]
-
-
-def test_the_watermark_stays_before_a_terminal_waiting_for_its_round_was_queued(conn, db_url):
-    """Under load a busy terminal is nearly always queued, waiting for the next round: the watermark a restart
-    catches up from is the time the earliest queued terminal was queued, not "never" (as when it was saved only
-    with nothing queued) nor the step's start (which would skip that terminal's readings after a restart)."""
-    import time
-
-    from analytics.worker import RuleWorker
-
-    worker = RuleWorker(db_url, None, "rules-settling")
-    worker.members = ["rules-settling"]
-    worker._due = {"members": float("inf"), "sweep": float("inf"), "watermark": 0.0}
-    queued = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=3)
-    worker.judged_at = {7: time.monotonic()}
-    worker.round_at = time.monotonic()
-    worker.pending, worker.queued = {7: T0}, {7: queued}
-    with psycopg.connect(db_url, autocommit=True) as listen, psycopg.connect(db_url) as mine:
-        worker.listen(listen)
-        assert worker.step(listen, mine, wait_s=0.0) == 0
-    assert conn.execute("select received_at from rule_watermark where worker = 'rules-settling'"
-                        ).fetchone()[0] == queued
