@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     ingest_protocol: Literal["5", "3.1.1"] = Field(
         default="5", description="MQTT version of the ingest workers; 3.1.1 costs them half the CPU (see docs)"
     )
+    ingest_batch_max: int = Field(default=5000, ge=1, le=65_535, description="messages an ingest worker writes in "
+                                  "one transaction at most (docs/rules.md, the maximum)")
     demo_secret: SecretStr = Field(
         default=SecretStr(DEMO_SECRET), description="key the demo ledger's device secrets are derived from; a "
         "deployment must set its own (see require_own_secrets)"

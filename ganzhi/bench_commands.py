@@ -45,10 +45,12 @@ def bench_hj212(settings: Settings, connections: int, packets: int, gateways: in
 @click.option("--rate", "rates", multiple=True, type=float, default=(5580.0, 11170.0), show_default=True,
               help="Background messages/s (10 readings each), one run each: half the ingest maximum, and the maximum.")
 @click.option("--find-max", "saturate", default=None, type=float,
-              help="First offer this many messages/s (a little more than the platform sustains: 20-30 % over; far "
-              "more measures an overloaded platform, its batches at the ingest's 5,000-message limit) without probes: "
-              "the rate stored is the platform's maximum with the rule workers running; then probe at half of it and "
-              "at it (instead of --rate).")
+              help="Find the platform's maximum with the rule workers first: the highest rate it sustains over "
+              "--window seconds (stored ≈ offered, backlog not growing), bisecting windows without probes from this "
+              "rate, which must be more than it sustains; then probe at half of it and at it (instead of --rate).")
+@click.option("--window", "window_s", default=90.0, show_default=True,
+              help="Seconds of each --find-max window (a sustained rate, not a burst).")
+@click.option("--steps", default=5, show_default=True, help="--find-max windows at most.")
 @click.option("--probes", default=40, show_default=True, help="Violating readings published, one at a time.")
 @click.option("--warm-up", "warm_up_s", default=20.0, show_default=True,
               help="Seconds of background load between the warm-up probe and the timed probes.")
@@ -56,21 +58,19 @@ def bench_hj212(settings: Settings, connections: int, packets: int, gateways: in
               help="Profile the rule workers' CPU time (cProfile), each one's stats written to "
               "DIR/bench-rules-N.prof when the bench stops them.")
 @click.pass_obj
-def bench_alerts(settings: Settings, rates: tuple[float, ...], saturate: float | None, probes: int,
-                 warm_up_s: float, profile: Path | None) -> None:
+def bench_alerts(settings: Settings, rates: tuple[float, ...], saturate: float | None, window_s: float, steps: int,
+                 probes: int, warm_up_s: float, profile: Path | None) -> None:
     """Publish → alert readable from the API under background load (p50, p99, missed probes per rate), the rate
     the platform sustained in each run; and the rule engine's own rate."""
+    from ganzhi.bench_alerts import find_max
     from ganzhi.bench_alerts import run as run_bench
 
     if saturate is not None:
-        sustained = run_bench(database_url(settings), settings, saturate, 0, warm_up_s)
-        if sustained.kept_up:
-            print(f"the platform sustained the {saturate:,.0f} msg/s offered: its maximum is more; offer more "
-                  "(--find-max)")
+        maximum = find_max(database_url(settings), settings, saturate, window_s, steps, warm_up_s)
+        if maximum is None:
+            print("no maximum found: offer more (--find-max) if it kept up with the first rate, else more --steps")
             raise SystemExit(1)
-        maximum = sustained.stored
-        print(f"the platform's maximum with the rule workers, measured: {maximum:,.0f} msg/s; probing at "
-              f"{maximum / 2:,.0f} (half) and {maximum:,.0f} msg/s")
+        print(f"probing at {maximum / 2:,.0f} (half the maximum) and {maximum:,.0f} msg/s (the maximum)")
         rates = (maximum / 2, maximum)
     for rate in rates:
         run_bench(database_url(settings), settings, rate, probes, warm_up_s, profile)

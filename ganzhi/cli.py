@@ -259,6 +259,7 @@ def ingest(settings: Settings, client_id: str, protocol: str | None, no_shared: 
         username=settings.mqtt_username if password else None, password=password,
         mqtt5=(protocol or settings.ingest_protocol) == "5", shared=not no_shared,
         retention_days=settings.retention_days, drain=drain,
+        batch_max=settings.ingest_batch_max,
     )
     sys.exit(run_service("ingest", f"ingest {client_id}", config.database_url,
                          lambda service: IngestWorker(config, service).run(), settings))
