@@ -126,6 +126,9 @@ class RuleWorker:
         self.memory: dict[int, TerminalStream] = {}
         self.pending: dict[int, dt.datetime] = {}
         """Terminals notified and not judged yet → the earliest observation among their new readings."""
+        self.queued: dict[int, dt.datetime] = {}
+        """Terminals notified and not judged yet → when they were queued (wall clock): what they have unjudged
+        arrived before that (``step``'s watermark)."""
         self.newest: dict[int, dt.datetime] = {}
         """Terminals notified and not judged yet → the latest batch's earliest observation (``EXPRESS``); none
         for a terminal queued by a catch-up (its backlog is unknown: not light)."""
@@ -199,17 +202,19 @@ class RuleWorker:
             self._due["members"] = now + MEMBERS_EVERY_S
             for terminal_id, after in held_past_due(self.memory, self.holding).items():
                 self.pending.setdefault(terminal_id, after)  # a jump, then silence: judge the jump
+                self.queued.setdefault(terminal_id, started)
         judged = self.judge(conn, self.next_chunk())
         self.forget_idle(time.monotonic())
         if now >= self._due["sweep"] and self.members[0] == self.name:  # one sweeper: the first member by name
             with conn.transaction():
                 sweep_silence(conn, self.sink)
             self._due["sweep"] = now + SWEEP_EVERY_S
-        # Only with nothing queued (nor left unjudged by a stop) has everything that arrived before ``started``
-        # been judged.
-        if now >= self._due["watermark"] and not self.pending and not self.stop.is_set():
+        # Everything that arrived before ``started`` has been judged, but what is queued (it arrived before it was
+        # queued) or was left unjudged by a stop. Saved only with nothing queued, the watermark of a worker under
+        # load (nearly always something queued) stood still, and a restart re-read hours.
+        if now >= self._due["watermark"] and not self.stop.is_set():
             with conn.transaction():
-                queries.save_watermark(conn, self.name, started)
+                queries.save_watermark(conn, self.name, min([started, *self.queued.values()]))
             self._due["watermark"] = now + WATERMARK_EVERY_S
         return judged
 
@@ -230,6 +235,7 @@ class RuleWorker:
             chunk = {t: self.pending.pop(t) for t in take}
             for terminal_id in take:
                 self.newest.pop(terminal_id, None)
+                self.queued.pop(terminal_id, None)
             chunk = {t: earliest for t, earliest in chunk.items() if self.owns(t)}
             if chunk:
                 return chunk
@@ -268,6 +274,7 @@ class RuleWorker:
         has not read already."""
         first = list(listen.notifies(timeout=wait_s, stop_after=1))
         rest = list(listen.notifies(timeout=0.001)) if first else []  # what else has come (no 20 ms wait)
+        drained = dt.datetime.now(dt.UTC)
         for note in first + rest:
             xid, terminals = parse(note.payload)
             for terminal_id, earliest in terminals.items():
@@ -279,6 +286,7 @@ class RuleWorker:
                     continue
                 if terminal_id not in self.pending or earliest < self.pending[terminal_id]:
                     self.pending[terminal_id] = earliest
+                self.queued.setdefault(terminal_id, drained)
                 self.newest[terminal_id] = max(self.newest.get(terminal_id, earliest), earliest)
 
     # -- sharing ------------------------------------------------------------------------------------------
@@ -313,6 +321,7 @@ class RuleWorker:
             if self.owns(terminal_id) and earliest < self.pending.get(terminal_id, dt.datetime.max.replace(
                     tzinfo=dt.UTC)):
                 self.pending[terminal_id] = earliest
+                self.queued.setdefault(terminal_id, mark)
 
     # -- judging ------------------------------------------------------------------------------------------
 

@@ -411,3 +411,22 @@ def test_marks_inside_a_feed_do_not_push_out_the_marks_of_the_batches_before_it(
         assert rs.judged_to == everything[-1].ts
         assert (rs.tracker.snapshot(), rs.judge.snapshot()) == _in_order_state(rs, committed), key
 
+
+
+def test_the_watermark_moves_on_under_load_but_stays_before_a_queued_terminal(conn, db_url):
+    """Under load something is nearly always queued: the watermark a restart catches up from was saved only with
+    nothing queued, so it stood still and a restart re-read hours. It is the time the earliest queued terminal was
+    queued (not the step's start, which would skip that terminal's readings after a restart)."""
+    from analytics.worker import RuleWorker
+
+    worker = RuleWorker(db_url, None, "rules-busy")
+    worker.members = ["rules-busy"]
+    worker._due = {"members": float("inf"), "sweep": float("inf"), "watermark": 0.0}
+    queued = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=3)
+    worker.pending, worker.queued = {7: T0}, {7: queued}
+    worker.next_chunk = dict  # terminal 7 stays queued through the step, as behind a long backlog
+    with psycopg.connect(db_url, autocommit=True) as listen, psycopg.connect(db_url) as mine:
+        worker.listen(listen)
+        assert worker.step(listen, mine, wait_s=0.0) == 0
+    assert conn.execute("select received_at from rule_watermark where worker = 'rules-busy'"
+                        ).fetchone()[0] == queued
