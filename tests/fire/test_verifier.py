@@ -208,3 +208,22 @@ def test_outer_cross_validation_scores_every_photo_with_a_model_that_did_not_see
     folds = [line for line in result.output.splitlines() if line.startswith("outer fold")]
     assert len(folds) == 3 and sum(int(line.split("threshold")[1].split()[1]) for line in folds) == 48
     assert "all photos, 3 outer folds: 48 photos (24 fire)" in result.output
+
+
+def test_training_on_the_committed_models_backbone_needs_no_torch_and_keeps_the_backbone(photos, tmp_path):
+    pytest.importorskip("onnx", reason="training needs the fire-train extra")
+    pytest.importorskip("sklearn", reason="training needs the fire-train extra")
+    out = tmp_path / "model"
+    result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--out", str(out), "--source", "generated",
+                                       "--licence", "CC0-1.0", "--commit", "none", "--shrink", "0", "--no-simulator",
+                                       "--backbone", str(MODEL_DIR / MODEL_FILE)])
+    assert result.exit_code == 0, result.output
+    assert "earlier verifier.onnx" in json.loads((out / CARD_FILE).read_text())["model"]
+    from ganzhi.verifier_backbone import OnnxNet
+
+    rng = np.random.default_rng(8)
+    patches = np.stack([patch(_flame(rng), (30, 30, 40, 40)) for _ in range(3)])
+    assert np.array_equal(OnnxNet(out / MODEL_FILE).embed(patches), OnnxNet().embed(patches))  # backbone kept
+    verifier = Verifier.load(out)
+    fire, other = _flame(rng), _look_alike(rng)
+    assert max(verifier.score(fire, candidate_boxes(fire))) > max(verifier.score(other, candidate_boxes(other)) or [0])
