@@ -78,6 +78,10 @@ class Table:
     parent: np.ndarray | None = None
     """For each row, the row of the candidate it was made from (itself, or the original of a crop shrunk to
     tower range); None when there are no shrunk crops."""
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    """For each row, its candidate's box (x, y, w, h) in its photo (of the original, for a shrunk copy)."""
+    paths: list[Path] = field(default_factory=list)
+    """One per photo, in photo order."""
 
     @property
     def crop_labels(self) -> np.ndarray:
@@ -128,7 +132,7 @@ def crop_table(photos: list[Photo], shrink: int = 0, seed: int = 0) -> Table:
     """Patches of every candidate the per-frame stage finds on each photo, and of ``shrink`` copies of
     each shrunk to tower range (``verifier_crops.shrunk``). Photos OpenCV cannot read are skipped and
     named; a readable photo without candidates keeps its label and has no rows."""
-    rows, owner, parent, labels, skipped = [], [], [], [], []
+    rows, owner, parent, labels, skipped, boxes, paths = [], [], [], [], [], [], []
     rng = np.random.default_rng(seed)
     for photo in photos:
         image = load_image(photo.path)
@@ -137,6 +141,7 @@ def crop_table(photos: list[Photo], shrink: int = 0, seed: int = 0) -> Table:
             continue
         index = len(labels)
         labels.append(int(photo.fire))
+        paths.append(photo.path)
         means = land_means(image)
         for box in candidate_boxes(image, means=means):
             row = len(rows)
@@ -145,9 +150,10 @@ def crop_table(photos: list[Photo], shrink: int = 0, seed: int = 0) -> Table:
                 rows.append(cut)
                 owner.append(index)
                 parent.append(row)
+                boxes.append(box)
     patches = np.stack(rows) if rows else np.zeros((0, PATCH_SIDE, PATCH_SIDE, 3), np.uint8)
     return Table(patches, np.asarray(owner, np.intp), np.asarray(labels, np.intp), skipped,
-                 np.asarray(parent, np.intp) if shrink else None)
+                 np.asarray(parent, np.intp) if shrink else None, boxes, paths)
 
 
 def photo_scores(table: Table, crop_scores: np.ndarray) -> np.ndarray:
