@@ -27,16 +27,13 @@ WORK_WIDTH = 640
 """Photos are searched for candidates at about this width (the video detector's working size)."""
 MIN_CANDIDATE_PX = 12
 MAX_CANDIDATES = 5
-"""Regions judged one by one; the box of all flame-coloured pixels comes on top (``candidate_boxes``)."""
 RULES = ColourParams()
 
 
 def candidate_boxes(frame: np.ndarray, p: ColourParams = RULES, means: tuple[float, float, float] | None = None,
                     limit: int = MAX_CANDIDATES) -> list[tuple[int, int, int, int]]:
     """The per-frame stage on a whole still picture: boxes (x, y, w, h, full-resolution) of the largest
-    flame-coloured regions, found at working size (nearby pixels joined by a 5×5 dilation), then the box of
-    all flame-coloured pixels together when there is more than one region: a large fire broken into many tongues, or
-    its colour broken by a white-hot core or smoke, is judged whole as well as piece by piece."""
+    flame-coloured regions, found at working size; nearby pixels are joined by a 5×5 dilation."""
     k = max(1.0, frame.shape[1] / WORK_WIDTH)
     small = cv2.resize(frame, (round(frame.shape[1] / k), round(frame.shape[0] / k)),
                        interpolation=cv2.INTER_AREA) if k > 1 else frame
@@ -50,12 +47,7 @@ def candidate_boxes(frame: np.ndarray, p: ColourParams = RULES, means: tuple[flo
         if pixels >= MIN_CANDIDATE_PX:
             boxes.append((pixels, (int(x * k), int(y * k), max(1, int(w * k)), max(1, int(h * k)))))
     boxes.sort(key=lambda b: -b[0])
-    out = [b for _, b in boxes[:limit]]
-    if len(boxes) > 1:
-        ys, xs = np.nonzero(mask)
-        out.append((int(xs.min() * k), int(ys.min() * k), max(1, int((xs.max() - xs.min() + 1) * k)),
-                    max(1, int((ys.max() - ys.min() + 1) * k))))
-    return out
+    return [b for _, b in boxes[:limit]]
 
 
 def patch(frame: np.ndarray, box: tuple[int, int, int, int], side: int = PATCH_SIDE) -> np.ndarray:

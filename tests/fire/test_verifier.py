@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from analytics.fire.verifier import CARD_FILE, MODEL_DIR, MODEL_FILE, Verifier, VerifierError
-from analytics.fire.verifier_features import MAX_CANDIDATES, PATCH_SIDE, PATCH_VERSION, candidate_boxes, patch
+from analytics.fire.verifier_features import PATCH_SIDE, PATCH_VERSION, candidate_boxes, patch
 from ganzhi.cli import main
 from ganzhi.train_fire_verifier import is_held_out, read_photos, split
 from ganzhi.verifier_crops import shrunk
@@ -104,20 +104,6 @@ def test_scores_are_deterministic_probabilities_one_per_box():
     assert first == again
     assert len(first) == len(boxes) and all(0.0 <= s <= 1.0 for s in first)
     assert Verifier.load().score(frame, []) == []
-
-
-def test_a_fire_broken_into_many_tongues_is_also_judged_as_one_region():
-    frame = np.full((240, 640, 3), (40, 45, 50), np.uint8)
-    for i in range(7):  # seven tongues 40 px apart: more separate regions than are judged one by one
-        for axes, bgr in (((24, 60), (20, 60, 220)), ((16, 44), (40, 150, 255)), ((8, 26), (90, 220, 255))):
-            cv2.ellipse(frame, (50 + 88 * i, 140), axes, 0, 0, 360, bgr, -1)
-    boxes = candidate_boxes(frame)
-    assert len(boxes) == MAX_CANDIDATES + 1
-    x, y, w, h = boxes[-1]
-    assert x <= 26 and x + w >= 88 * 6 + 74 and y >= 80 and y + h <= 201  # spans every tongue, and only them
-    one = frame.copy()
-    one[:, 100:] = (40, 45, 50)
-    assert len(candidate_boxes(one)) == 1  # a single region is not judged twice
 
 
 def test_a_patch_is_the_box_grown_by_half_its_longer_side_squared_and_resampled():
