@@ -256,17 +256,22 @@ def bench_scale(settings: Settings, part: str, messages: int, stations: int, rou
 @click.option("--cross-validate", "outer", type=int, default=0,
               help="Instead: retrain in this many outer folds over all photos of both splits and score each photo "
                    "with the model that did not see it (needs the fire-train extra).")
+@click.option("--backbone", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="With --cross-validate: the frozen network from this verifier.onnx (no torch).")
+@click.option("--save-misses", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Draw the missed fire photos and the flagged non-fire ones, with their candidates' scores, here.")
 def bench_fire_photos(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], model_dir: Path | None,
-                      with_train: bool, outer: int) -> None:
+                      with_train: bool, outer: int, backbone: Path | None, save_misses: Path | None) -> None:
     """Real photos, held-out split: the per-frame colour stage alone and with the learned verifier."""
     from analytics.fire.verifier import MODEL_DIR
     from ganzhi.bench_fire_photos import run
     from ganzhi.train_fire_verifier import cross_validate
 
     if outer:
-        click.echo(f"all photos, {outer} outer folds: {cross_validate(dataset, fire_dirs, other_dirs, outer).line()}")
+        scored = cross_validate(dataset, fire_dirs, other_dirs, outer, backbone=backbone)
+        click.echo(f"all photos, {outer} outer folds: {scored.line()}")
         return
-    run(dataset, fire_dirs, other_dirs, model_dir or MODEL_DIR, with_train, say=click.echo)
+    run(dataset, fire_dirs, other_dirs, model_dir or MODEL_DIR, with_train, save_misses, say=click.echo)
 
 
 @bench.command(name="broker-auth")

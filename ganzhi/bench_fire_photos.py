@@ -3,7 +3,10 @@
 Only the held-out split (by file hash, ``train_fire_verifier.is_held_out``) is scored; the training
 figures printed beside it come from the model's card (out of fold and in sample), or are recomputed with
 ``--train``. A photo is flagged by the stage alone when the colour rules find any candidate on it, and by
-stage + verifier when any candidate scores at least the model's threshold.
+stage + verifier when any candidate scores at least the model's threshold. Each split's line ``where lost``
+says whether a missed fire photo had no candidate at all (the colour stage lost it) or only candidates the
+verifier scored under its threshold; ``--save-misses`` draws those photos, and the non-fire photos flagged,
+with every candidate's box and score, for looking at.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from analytics.fire.verifier import CARD_FILE, MODEL_DIR, Verifier
@@ -19,22 +23,23 @@ from ganzhi.train_fire_verifier import Figures, crop_table, figures, photo_score
 
 
 def run(root: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], model_dir: Path = MODEL_DIR,
-        with_train: bool = False, say=print) -> dict[str, Figures]:
+        with_train: bool = False, save_misses: Path | None = None, say=print) -> dict[str, Figures]:
     verifier = Verifier.load(model_dir)
     photos = read_photos(root, fire_dirs, other_dirs)
     training, held = split(photos)
     say(f"{len(photos)} photos under {root}: {len(training)} training, {len(held)} held out; "
         f"threshold {verifier.card.threshold}")
-    out = _score("held-out", held, verifier, say)
+    out = _score("held-out", held, verifier, say, save_misses)
     card = json.loads((model_dir / CARD_FILE).read_text(encoding="utf-8"))
     for name, f in card.get("training_figures", {}).items():
         say(f"training (card), {name + ':':<21} {Figures(**f).line()}")
     if with_train:
-        out |= _score("training", training, verifier, say)
+        out |= _score("training", training, verifier, say, save_misses)
     return out
 
 
-def _score(name: str, photos: list, verifier: Verifier, say) -> dict[str, Figures]:
+def _score(name: str, photos: list, verifier: Verifier, say, save_misses: Path | None = None
+           ) -> dict[str, Figures]:
     table = crop_table(photos)
     if table.skipped:
         say(f"{name}: skipped {len(table.skipped)} unreadable photos")
@@ -45,6 +50,14 @@ def _score(name: str, photos: list, verifier: Verifier, say) -> dict[str, Figure
     verified = figures(table.labels, photo_scores(table, crops) >= verifier.card.threshold)
     say(f"{name}, per-frame stage alone:     {stage.line()}")
     say(f"{name}, stage + verifier:          {verified.line()}")
+    best = photo_scores(table, crops)
+    fire = table.labels == 1
+    say(f"{name}, where lost: {int((fire & (best < 0)).sum())} fire photos without a candidate (colour stage), "
+        f"{int((fire & (best >= 0) & (best < verifier.card.threshold)).sum())} with candidates all under the "
+        f"threshold (verifier); {int((~fire & (best >= verifier.card.threshold)).sum())} non-fire flagged")
+    if save_misses is not None:
+        written = draw_misses(table, crops, verifier.card.threshold, save_misses / name)
+        say(f"{name}: {written} missed or wrongly flagged photos drawn in {save_misses / name}")
     say(f"{name}: {len(table.photo)} candidate crops; model {onnx_us:.1f} µs per crop (batched), "
         f"patch + model {_per_crop_us(photos[:20], verifier):.0f} µs per crop (one by one)")
     return {f"{name}_stage": stage, f"{name}_verified": verified}
@@ -66,3 +79,25 @@ def _per_crop_us(photos: list, verifier: Verifier) -> float:
             spent += time.perf_counter() - started
             crops += 1
     return spent * 1e6 / max(crops, 1)
+
+
+def draw_misses(table, crops: np.ndarray, threshold: float, folder: Path) -> int:
+    """Each missed fire photo (``miss-``) and flagged non-fire photo (``flag-``) as a PNG with its
+    candidates' boxes and scores (green at or above the threshold, red under), its best score in the name."""
+    from ganzhi.train_fire_verifier import load_image
+
+    best = photo_scores(table, crops)
+    wrong = np.flatnonzero((table.labels == 1) & (best < threshold) | (table.labels == 0) & (best >= threshold))
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in wrong:
+        image = load_image(table.paths[i])
+        thick = max(1, image.shape[1] // 300)
+        for row in np.flatnonzero((table.photo == i) & table.original):
+            x, y, w, h = table.boxes[row]
+            colour = (0, 255, 0) if crops[row] >= threshold else (0, 0, 255)
+            cv2.rectangle(image, (x, y), (x + w, y + h), colour, thick)
+            cv2.putText(image, f"{crops[row]:.2f}", (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.4 * thick, colour, thick)
+        kind = "miss" if table.labels[i] == 1 else "flag"
+        cv2.imwrite(str(folder / f"{kind}-{best[i]:.3f}-{table.paths[i].stem}.png"), image)
+    return len(wrong)

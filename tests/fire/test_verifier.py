@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 
 import cv2
@@ -208,3 +209,46 @@ def test_outer_cross_validation_scores_every_photo_with_a_model_that_did_not_see
     folds = [line for line in result.output.splitlines() if line.startswith("outer fold")]
     assert len(folds) == 3 and sum(int(line.split("threshold")[1].split()[1]) for line in folds) == 48
     assert "all photos, 3 outer folds: 48 photos (24 fire)" in result.output
+
+
+def test_training_on_the_committed_models_backbone_needs_no_torch_and_keeps_the_backbone(photos, tmp_path):
+    pytest.importorskip("onnx", reason="training needs the fire-train extra")
+    pytest.importorskip("sklearn", reason="training needs the fire-train extra")
+    out = tmp_path / "model"
+    result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--out", str(out), "--source", "generated",
+                                       "--licence", "CC0-1.0", "--commit", "none", "--shrink", "0", "--no-simulator",
+                                       "--backbone", str(MODEL_DIR / MODEL_FILE)])
+    assert result.exit_code == 0, result.output
+    assert "earlier verifier.onnx" in json.loads((out / CARD_FILE).read_text())["model"]
+    from ganzhi.verifier_backbone import OnnxNet
+
+    rng = np.random.default_rng(8)
+    patches = np.stack([patch(_flame(rng), (30, 30, 40, 40)) for _ in range(3)])
+    assert np.array_equal(OnnxNet(out / MODEL_FILE).embed(patches), OnnxNet().embed(patches))  # backbone kept
+    verifier = Verifier.load(out)
+    fire, other = _flame(rng), _look_alike(rng)
+    assert max(verifier.score(fire, candidate_boxes(fire))) > max(verifier.score(other, candidate_boxes(other)) or [0])
+
+
+def test_the_photo_benchmark_says_where_fire_photos_are_lost_and_draws_them(photos, tmp_path):
+    blank = photos / "fire_images" / "blank.png"  # a "fire" photo on which the colour stage finds nothing
+    cv2.imwrite(str(blank), np.full((64, 64, 3), (90, 90, 90), np.uint8))
+    blank_split = "held-out" if is_held_out(hashlib.sha256(blank.read_bytes()).hexdigest()) else "training"
+    try:
+        result = CliRunner().invoke(main, ["bench", "fire-photos", str(photos), "--train",
+                                           "--save-misses", str(tmp_path)])
+    finally:
+        blank.unlink()
+    assert result.exit_code == 0, result.output
+    lost = {}
+    for line in result.output.splitlines():
+        found = re.match(r"(\S+), where lost: (\d+) fire .* \(colour stage\), (\d+) with .* \(verifier\); "
+                         r"(\d+) non-fire", line)
+        if found:
+            lost[found[1]] = tuple(int(found[k]) for k in (2, 3, 4))
+    assert set(lost) == {"held-out", "training"}
+    assert lost[blank_split][0] == 1 and lost["held-out" if blank_split == "training" else "training"][0] == 0
+    for name, (no_candidate, under, flagged) in lost.items():
+        assert len(list((tmp_path / name).glob("miss-*.png"))) == no_candidate + under
+        assert len(list((tmp_path / name).glob("flag-*.png"))) == flagged
+    assert (tmp_path / blank_split / "miss--1.000-blank.png").is_file()
