@@ -3,6 +3,8 @@ far point is listed and pages only when a second tower's crossing bearing corrob
 
 from __future__ import annotations
 
+import functools
+
 from alerts.fire import ALERT_CONFIDENCE
 from analytics.fire import geometry as geo
 from analytics.fire.video import Candidate, VideoParams
@@ -13,6 +15,7 @@ SPEC = TowerSpec("fire_far", 4, fps=2)
 POINT = VideoParams().spot_confidence
 
 
+@functools.cache  # (both tests play SPEC: its 48 frames are drawn once)
 def _box_on_fire(spec: TowerSpec) -> tuple[int, int, int, int]:
     """A 3×3 px far point at the fire's base, from the scene's own label."""
     from simulators.tower_scenes import render

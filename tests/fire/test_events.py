@@ -22,6 +22,7 @@ from registry.lookups import division_index
 from simulators.hotspots import firms_csv, firms_row
 from simulators.scenes import SceneSpec, render
 from tests.factories import HARBIN, pole_in, terminal_in
+from tests.fire.frames import ahead
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 FIRE = (46.70, 126.80)  # farmland in Beilin district
@@ -50,7 +51,7 @@ def _burn(conn, pipeline: FirePipeline, camera: store.Camera, seed: int = 21) ->
                          fire_px_per_m=geo.focal_px(pose, 1280) / distance)
     else:
         spec = SceneSpec("fire", seed, frames=24)
-    for i, (image, _) in enumerate(render(spec)):
+    for i, (image, _) in enumerate(ahead(render(spec))):
         events += pipeline.handle(conn, camera, Frame("visible", image), None, NOW + dt.timedelta(seconds=i / 2))
         conn.commit()
     return events

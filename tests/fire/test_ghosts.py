@@ -5,6 +5,7 @@ it, so it passes colour and "new light", stays in place and would page as a fire
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from alerts.fire import ALERT_CONFIDENCE
 from analytics.fire.video import SceneModel, Track, VideoDetector, VideoParams
 from simulators.tower_scenes import POSE, TowerSpec, render
+from tests.fire.frames import ahead, parallel, prefix
 
 W, H, HORIZON = 1280, 720, 250.0
 START = dt.datetime(2026, 10, 15, 3, 0, tzinfo=dt.UTC)
@@ -33,20 +35,30 @@ def _field(seed: int) -> np.ndarray:
     return img
 
 
-def _frames(seed: int, seconds: float, fps: float, draw) -> list[tuple[np.ndarray, dt.datetime]]:
-    rng = np.random.default_rng(seed + 1)
-    base = _field(seed)
-    out = []
-    for i in range(int(seconds * fps)):
-        t = i / fps
-        img = base.copy()
-        draw(img, t, rng)
-        img += rng.normal(0, 2.0, (H, W, 1)).astype(np.float32)
+def _frames(seed: int, seconds: float, fps: float, draw) -> Iterator[tuple[np.ndarray, dt.datetime]]:
+    """The frames of ``seconds``; frame i depends on i alone, so a shorter sequence is a longer one's start
+    (rendered once per module, ahead of the detector: tests/fire/frames.py)."""
+    return prefix(("ghosts", seed, fps, draw), int(seconds * fps), lambda count: _make(seed, count, fps, draw))
+
+
+def _make(seed: int, count: int, fps: float, draw) -> Iterator[tuple[np.ndarray, dt.datetime]]:
+    def drawn():  # the random draws, in order
+        rng = np.random.default_rng(seed + 1)
+        base = _field(seed)
+        for i in range(count):
+            t = i / fps
+            img = base.copy()
+            draw(img, t, rng)
+            yield img, rng.normal(0, 2.0, (H, W, 1)).astype(np.float32), t
+
+    def finish(img: np.ndarray, noise: np.ndarray, t: float):  # the rest, on two threads
+        img += noise
         sway = np.float32([[1, 0, 1.2 * np.sin(2.1 * t)], [0, 1, 0.6 * np.sin(1.3 * t)]])  # the mast
         picture = cv2.warpAffine(np.clip(img, 0, 255).astype(np.uint8), sway, (W, H), borderMode=cv2.BORDER_REPLICATE)
         _, jpeg = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 60])  # as a tower sends it
-        out.append((cv2.imdecode(jpeg, cv2.IMREAD_COLOR), START + dt.timedelta(seconds=t)))
-    return out
+        return cv2.imdecode(jpeg, cv2.IMREAD_COLOR), START + dt.timedelta(seconds=t)
+
+    return parallel(drawn(), finish)
 
 
 def _alerts(frames) -> list[tuple]:
@@ -79,7 +91,7 @@ def test_the_ground_a_machine_stood_on_when_the_model_started_is_no_fire_in_towe
     # (tuning seeds) the machine is learnt into the background; driving off, it leaves stubble there
     spec = TowerSpec(kind, seed, fps=fps)
     detector = VideoDetector()
-    for image, label in render(spec):
+    for image, label in ahead(render(spec)):
         found = detector.process("tower", None, image, spec.horizon, at=spec.at(label.t), pose=POSE)
         assert [c for c in found if c.confidence >= ALERT_CONFIDENCE] == [], label.t
 
@@ -125,7 +137,7 @@ def test_a_slow_tractor_seen_again_after_it_was_forgotten_is_no_fire_at_two_fram
     # was judged afresh as a new, still light and paged at 17 s: it continues the mover's track instead
     spec = TowerSpec("tractor", 602, fps=2.0)
     detector = VideoDetector()
-    for image, label in render(spec):
+    for image, label in ahead(render(spec)):
         found = detector.process("tower", None, image, spec.horizon, at=spec.at(label.t), pose=spec.pose)
         assert [c for c in found if c.confidence >= ALERT_CONFIDENCE] == [], label.t
 
@@ -148,6 +160,6 @@ def test_autumn_leaves_shimmering_under_cloud_shadows_from_the_start_raise_no_al
     # its colour and brightness shimmer while the noise model is young; it paged from 4 s to 9.5 s
     spec = TowerSpec("foliage", 600, fps=2.0)
     detector = VideoDetector()
-    for image, label in render(spec):
+    for image, label in ahead(render(spec)):
         found = detector.process("tower", None, image, spec.horizon, at=spec.at(label.t), pose=spec.pose)
         assert [c for c in found if c.confidence >= ALERT_CONFIDENCE] == [], label.t

@@ -8,12 +8,13 @@ from alerts.fire import ALERT_CONFIDENCE
 from analytics.fire.smoke import SmokeModel, SmokeParams
 from analytics.fire.video import VideoDetector
 from simulators.tower_scenes import TowerSpec, render
+from tests.fire.frames import ahead
 
 
 def _alerts(spec: TowerSpec) -> list[tuple[float, str]]:
     detector = VideoDetector()
     found = []
-    for image, label in render(spec):
+    for image, label in ahead(render(spec)):
         for c in detector.process("tower", None, image, spec.horizon, at=spec.at(label.t), pose=spec.pose):
             if c.confidence >= ALERT_CONFIDENCE:
                 found.append((label.t, c.cue))

@@ -85,8 +85,11 @@ def _brightest_column(image: np.ndarray) -> int:
 def test_the_second_towers_cloud_shadows_have_no_hard_edge():
     # the shadow field was rolled once: its seam crossed the view as a hard vertical shadow edge, which
     # passed for a flame on bright stubble (a false page in fire seed 600)
-    for t in (0.0, 10.0, 23.5):
-        image, _ = next((i, lab) for i, lab in render(TowerSpec("fire", 600, fps=2, tower=1)) if lab.t == t)
+    times = (0.0, 10.0, 23.5)
+    frames = {lab.t: i for i, lab in render(TowerSpec("fire", 600, fps=2, tower=1)) if lab.t in times}
+    assert sorted(frames) == list(times)
+    for t in times:
+        image = frames[t]
         land = cv2.GaussianBlur(image[320:, :, 1].astype(np.float32), (0, 0), 1.5)
         step = np.percentile(np.abs(np.diff(land, axis=1)), 80, axis=0)  # a vertical edge down the land rows
         assert step.max() < 2.5  # (the seam made 3.6–4.8; the fields' slanted edges make under 2)

@@ -17,6 +17,7 @@ from analytics.fire.store import Camera
 from analytics.fire.verifier import Verifier
 from analytics.fire.video import Candidate
 from simulators.tower_scenes import POSE, TowerSpec, render
+from tests.fire.frames import ahead
 
 SEED = 4
 """A tuning seed of the tower sequences that the verifier was not trained on (``verifier_crops.SIM_SEEDS``)."""
@@ -90,7 +91,7 @@ def test_tower_fires_still_alert_through_the_pipeline(kind):
                      "tilt_deg": POSE.tilt_deg, "hfov_deg": POSE.hfov_deg})
     pipeline = FirePipeline(fire_alerts, lambda lon, lat: None)
     spec = TowerSpec(kind, SEED, fps=2)
-    for image, label in render(spec):
+    for image, label in ahead(render(spec)):
         found = pipeline.detect(camera, Frame("visible", image), None, spec.at(label.t))
         if any(c.confidence >= ALERT_CONFIDENCE and label.fire and _touch(c.box, label.box) for c in found):
             return

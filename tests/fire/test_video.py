@@ -4,6 +4,7 @@ negatives (sunset, red lorry, harvester dust, lights at night, clouds) left alon
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import numpy as np
 import pytest
@@ -14,12 +15,39 @@ from analytics.fire.video import VideoDetector, VideoParams
 from simulators.scenes import NEGATIVE, POSITIVE, SceneSpec, render
 from simulators.tower_scenes import POSE, TowerSpec
 from simulators.tower_scenes import render as render_tower
+from tests.fire.frames import Prefetch
+
+POSITIVE_SEEDS, NEGATIVE_SEEDS = (11, 12), (11, 12, 13)
+TOWER_SPECS = [TowerSpec(kind, seed, fps=2.0) for kind, seed in [
+    ("fire", 1), ("tractor", 2), ("walker", 2), ("low_sun", 2), ("beacon", 2), ("smoke_shelterbelt", 1),
+    ("low_sun", 601), ("dust", 3), ("dust", 5), ("dust", 8), ("fire_low_sun", 0)]]
+TOWER_SPECS.append(TowerSpec("fire_low_sun", 2, fps=2.0, duration_s=50))
+
+
+def _sequence(key: SceneSpec | TowerSpec | tuple[SceneSpec, int]) -> list:
+    """A spec's frames, or (spec, n): its first n."""
+    spec, count = key if isinstance(key, tuple) else (key, None)
+    return list(itertools.islice(render_tower(spec) if isinstance(spec, TowerSpec) else render(spec), count))
+
+
+# every sequence of this module, in the order its tests play them: each is rendered once, in the background,
+# while the detector runs on the one before (the same frames; the suite's slowest part was drawing them)
+SCENES = Prefetch(_sequence, [SceneSpec(kind, seed) for seed in POSITIVE_SEEDS for kind in POSITIVE]
+                  + [SceneSpec(kind, seed) for seed in NEGATIVE_SEEDS for kind in NEGATIVE]
+                  + [SceneSpec("clear", 5, frames=20), (SceneSpec("fire", 3), 22), SceneSpec("clear", 5, frames=4)]
+                  + TOWER_SPECS + [SceneSpec("clear", 5, frames=26)])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _scenes():
+    yield
+    SCENES.close()
 
 
 def _run(spec: SceneSpec) -> list[tuple[int, object, list]]:
     detector = VideoDetector()
     return [(label.index, label, detector.process("cam", None, frame, spec.horizon))
-            for frame, label in render(spec)]
+            for frame, label in SCENES.get(spec)]
 
 
 def _overlaps(a, b, grow: int = 8) -> bool:
@@ -29,7 +57,7 @@ def _overlaps(a, b, grow: int = 8) -> bool:
 
 
 @pytest.mark.parametrize("kind", POSITIVE)
-@pytest.mark.parametrize("seed", [11, 12])
+@pytest.mark.parametrize("seed", POSITIVE_SEEDS)
 def test_a_fire_is_found_where_it_burns_within_seconds_of_ignition(kind, seed):
     spec = SceneSpec(kind, seed)
     found = [(i, label, c) for i, label, cands in _run(spec) for c in cands]
@@ -42,7 +70,7 @@ def test_a_fire_is_found_where_it_burns_within_seconds_of_ignition(kind, seed):
 
 
 @pytest.mark.parametrize("kind", NEGATIVE)
-@pytest.mark.parametrize("seed", [11, 12, 13])
+@pytest.mark.parametrize("seed", NEGATIVE_SEEDS)
 def test_hard_negatives_never_look_like_flames_and_never_reach_the_alert_threshold(kind, seed):
     found = [c for _, _, cands in _run(SceneSpec(kind, seed)) for c in cands]
     assert [c for c in found if c.cue == "flame"] == []
@@ -52,7 +80,7 @@ def test_hard_negatives_never_look_like_flames_and_never_reach_the_alert_thresho
 def test_a_stationary_fire_coloured_object_passes_colour_but_not_the_detector():
     spec = SceneSpec("clear", 5, frames=20)
     detector = VideoDetector()
-    for frame, _ in render(spec):
+    for frame, _ in SCENES.get(spec):
         frame[500:530, 600:640] = (40, 140, 255)  # an orange sign: flame-coloured, never moves or flickers
         assert detector.process("cam", None, frame, spec.horizon) == []
     means = land_means(frame[260:])
@@ -62,7 +90,7 @@ def test_a_stationary_fire_coloured_object_passes_colour_but_not_the_detector():
 def test_a_preset_change_starts_a_new_background():
     spec = SceneSpec("fire", 3)
     detector = VideoDetector()
-    frames = [f for f, _ in render(spec)]
+    frames = [f for f, _ in SCENES.get((spec, 22))]  # (the 22 it plays)
     for frame in frames[:20]:
         detector.process("cam", 1, frame, spec.horizon)
     assert ("cam", 1) in detector.scenes
@@ -82,7 +110,7 @@ def test_frames_carry_their_capture_time_and_an_older_frame_is_ignored():
     spec = SceneSpec("clear", 5, frames=4)
     detector = VideoDetector()
     start = dt.datetime(2026, 10, 15, 3, 0, tzinfo=dt.UTC)
-    frames = [f for f, _ in render(spec)]
+    frames = [f for f, _ in SCENES.get(spec)]
     detector.process("cam", None, frames[0], spec.horizon, at=start)
     detector.process("cam", None, frames[1], spec.horizon, at=start + dt.timedelta(seconds=0.5))
     scene = detector.scenes[("cam", None)]
@@ -96,7 +124,7 @@ def _tower_alerts(kind: str, seed: int, fps: float) -> list[tuple[float, bool]]:
     spec = TowerSpec(kind, seed, fps=fps)
     detector = VideoDetector()
     found = []
-    for image, label in render_tower(spec):
+    for image, label in SCENES.get(spec):
         for c in detector.process("tower", None, image, spec.horizon, at=spec.at(label.t), pose=POSE):
             if c.confidence >= ALERT_CONFIDENCE:
                 found.append((label.t, label.fire and _overlaps(c.box, label.box)))
@@ -145,7 +173,7 @@ def test_a_fire_burning_when_the_model_starts_under_a_low_sun_is_listed_not_veto
     spec = TowerSpec("fire_low_sun", 2, fps=2.0, duration_s=50)
     detector = VideoDetector()
     listed = []
-    for image, label in render_tower(spec):
+    for image, label in SCENES.get(spec):
         if label.t < 10.0:
             continue
         for c in detector.process("tower", None, image, spec.horizon, at=spec.at(label.t), pose=spec.pose):
@@ -161,7 +189,7 @@ def test_a_clock_stepped_back_restarts_the_scene_model_with_a_warning(caplog):
     spec = SceneSpec("clear", 5, frames=26)
     detector = VideoDetector()
     start = dt.datetime(2026, 10, 15, 3, 0, tzinfo=dt.UTC)
-    frames = [f for f, _ in render(spec)]
+    frames = [f for f, _ in SCENES.get(spec)]
     for n, frame in enumerate(frames[:21]):
         detector.process("cam", None, frame, spec.horizon, at=start + dt.timedelta(seconds=0.5 * n))
     scene = detector.scenes[("cam", None)]

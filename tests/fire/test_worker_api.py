@@ -25,6 +25,7 @@ from registry.changes import Actor
 from simulators.hotspots import firms_csv, firms_row
 from simulators.scenes import SceneSpec, render
 from tests.factories import pole_in, terminal_in
+from tests.fire.frames import ahead
 
 FIRE = (46.70, 126.80)
 
@@ -81,7 +82,7 @@ def test_frames_over_mqtt_become_an_alert_with_evidence_and_bad_frames_dead_lett
         spec = SceneSpec("fire", 31, frames=30, horizon=geo.horizon_row(pose, 1280, 720), fire_at=(u, v),
                          fire_px_per_m=geo.focal_px(pose, 1280) / 1200)
         start = dt.datetime.now(dt.UTC)
-        for i, (image, _) in enumerate(render(spec)):
+        for i, (image, _) in enumerate(ahead(render(spec))):
             jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
             stamp = Properties(PacketTypes.PUBLISH)  # the scene's 2 fps, sent faster than real time
             stamp.UserProperty = [("captured_at", (start + dt.timedelta(seconds=i / 2)).isoformat())]
@@ -141,7 +142,7 @@ def test_a_video_file_source_is_read_through_opencv_into_an_alert(conn, db_url, 
                      fire_px_per_m=geo.focal_px(pose, 1280) / 1200)
     path = tmp_path / "tower.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 2.0, (1280, 720))
-    for image, _ in render(spec):
+    for image, _ in ahead(render(spec)):
         writer.write(image)
     writer.release()
     worker = FireWorker(FireConfig(db_url, *broker, client_id="fire-file", sources=((code, str(path)),),
