@@ -235,12 +235,13 @@ async def run_fleet(fleet: list, port: int, secret: str, speed: float, hours: fl
                     truth_path: Path, faults: dict[str, Fault] | None = None):
     """The fleet through the broker for ``hours`` simulated hours, its faults and events (each injected once in the
     run: their period is the run) recorded in ``truth_path``; by default ``share`` of the publishers get one of
-    ``FAULTS`` each, in turn."""
+    ``FAULTS`` each, in turn from a place the seed shifts (the kind mix of a small fleet is the same for every
+    seed: each seed gives its events and faults to other kinds)."""
     from simulators.run import SimConfig, simulate
 
     if faults is None:
         faulty = max(len(FAULTS), round(share * len(fleet)))
-        faults = {p.code: FAULTS[n % len(FAULTS)] for n, p in enumerate(fleet[:faulty])}
+        faults = {p.code: FAULTS[(n + seed) % len(FAULTS)] for n, p in enumerate(fleet[:faulty])}  # seeds vary who
     config = SimConfig(host="127.0.0.1", port=port, secret_key=secret, speed=speed,
                        ramp_s=min(5.0, hours * 360 / speed), faults=faults, seed=seed, horizon_h=hours,
                        truth=truth_path, truth_h=hours)

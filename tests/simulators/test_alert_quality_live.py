@@ -23,7 +23,7 @@ from devices import Channel, Topic, encode_telemetry
 from ganzhi.bench_alert_quality_live import (
     SERVICE,
     run_fleet,
-    score_stored,
+    score_file,
     start_workers,
     stop_workers,
     wait_drained,
@@ -103,8 +103,8 @@ def test_stored_alerts_are_scored_against_the_simulators_truth(prepared_database
         wait_drained(url, timeout_s=60, quiet_s=3)
         stopped = dt.datetime.now(dt.UTC)
         recorded = truth.load(truth_path)
+        stored = score_file(url, truth_path, began, stopped)  # as `bench alert-quality --truth FILE` does
         with psycopg.connect(url) as conn:
-            stored = score_stored(conn, recorded, began, stopped)
             alerts = conn.execute("""select t.code, a.rule from alert a join terminal t on t.id = a.terminal_id
                                       order by a.id""").fetchall()
     finally:
