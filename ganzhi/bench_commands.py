@@ -96,10 +96,40 @@ def bench_delivery(settings: Settings, endpoints: int, backlog: int, probes: int
               help="Seeds start here (rules and simulators were tuned looking at seeds 1–3; 101 on are held out).")
 @click.option("--per-kind", default=40, show_default=True, help="Terminals of each kind simulated.")
 @click.option("--share", default=0.3, show_default=True, help="Share of terminals given a fault or an event.")
+@click.option("--live", is_flag=True,
+              help="End to end: the platform on a scratch database (broker, ingest and rule workers), the simulated "
+              "fleet publishing through the broker; the alerts the workers STORED are scored. One run per seed.")
+@click.option("--speed", default=60.0, show_default=True, help="With --live: the simulators' time compression.")
+@click.option("--publishers", default=40, show_default=True, help="With --live: publishers (poles, lone terminals).")
+@click.option("--truth", "truth_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Run nothing: score the alerts stored in the database (DATABASE_URL, or `ganzhi up`'s) against this "
+              "ground truth file (`ganzhi up` writes var/truth.jsonl; `ganzhi simulate --truth FILE`).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]), default=None,
+              help="With --truth: alerts observed from then (default: the truth's first window; naive times are UTC).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]), default=None,
+              help="With --truth: alerts observed before then, and what had happened by then (default: now).")
 @click.pass_obj
 def bench_alert_quality(settings: Settings, hours: float, runs: int, first_seed: int, per_kind: int,
-                        share: float) -> None:
-    """Alerts scored against the simulators' ground truth: precision, recall and time to alert per family."""
+                        share: float, live: bool, speed: float, publishers: int, truth_file: Path | None,
+                        since, until) -> None:
+    """Alerts scored against the simulators' ground truth: precision, recall and time to alert per family (in
+    process; --live end to end; --truth the alerts a database stored)."""
+    if truth_file is not None:
+        import datetime as dt
+
+        from ganzhi.bench_alert_quality_live import score_file
+
+        def utc(at):
+            return None if at is None else at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+        score_file(database_url(settings), truth_file, utc(since), utc(until))
+        return
+    if live:
+        from ganzhi.bench_alert_quality_live import run_live
+
+        for seed in range(first_seed, first_seed + runs):
+            run_live(database_url(settings), settings, hours, speed, seed, publishers, share)
+        return
     from ganzhi.bench_alert_quality import run as run_bench
 
     run_bench(database_url(settings), settings, hours, list(range(first_seed, first_seed + runs)), per_kind, share)

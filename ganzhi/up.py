@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 SIMULATOR_SPEED = 10
 """The demo fleet reports ten times faster than real devices, so data shows within a minute."""
+TRUTH_FILE = "truth.jsonl"
+"""In the data directory: the demo fleet's injected faults and events (``simulators.truth``), appended by every
+simulator `up` starts, so that the running demo's alerts can be scored (`ganzhi bench alert-quality --truth`)."""
 DEMO_TOWERS = 2
 """Camera towers streaming synthetic scenes (a straw fire among them) to the fire worker."""
 OWNER_URL_VARIABLE = "GANZHI_DATABASE_OWNER_URL"
@@ -105,8 +108,10 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
                                         forwarded_allow_ips=settings.forwarded_allow_ips))
         serving = asyncio.create_task(server.serve())
         if await _listening(server, serving, stop):
-            log.info("Ganzhi is up: API on http://%s:%d (docs at /docs); Ctrl-C stops it",
-                     settings.http_host, settings.http_port)
+            log.info("Ganzhi is up: API on http://%s:%d (docs at /docs); Ctrl-C stops it%s",
+                     settings.http_host, settings.http_port,
+                     f"; the simulators' ground truth goes to {settings.var_dir / TRUTH_FILE} (ganzhi bench "
+                     f"alert-quality --truth {settings.var_dir / TRUTH_FILE})" if simulate else "")
             _print_dashboard(settings)
             await _start(others)
         await _wait_for(stop, serving)
@@ -269,7 +274,8 @@ def _worker_commands(settings: Settings, simulate: bool) -> list[tuple[str, list
     commands.append(("maintenance", ["maintain"]))  # the readings' hourly and daily rollups
     if simulate:  # the demo fleet, with a few pollution events and gas leaks so that alerts show too
         commands.append(("device simulator", ["simulate", "--speed", str(SIMULATOR_SPEED), "--fault", "pollution",
-                                              "--fault-share", "0.03", "--towers", str(DEMO_TOWERS)]))
+                                              "--fault-share", "0.03", "--towers", str(DEMO_TOWERS),
+                                              "--truth", str((settings.var_dir / TRUTH_FILE).resolve())]))
     return commands
 
 

@@ -63,14 +63,14 @@ async def run_loggers(loggers: list[SimLogger], host: str, port: int, stop: asyn
                       realtime_s: float = 30.0, bad_crc_share: float = 0.0, polluted: frozenset[str] = frozenset(),
                       seed: int = 1, horizon_h: float = 24.0, truth_path: Path | None = None) -> LoggerStats:
     """Run the loggers; those whose MN is in ``polluted`` report a pollution event some hours long every
-    ``horizon_h`` simulated hours (those of the first ``horizon_h`` hours recorded in ``truth_path``)."""
+    ``horizon_h`` simulated hours (those of the first ``truth.RECORDED_H`` hours recorded in ``truth_path``)."""
     stats = LoggerStats()
     events = {lg.mn: plan(Fault.pollution, lg.code, lg.kind, lg.metrics, horizon_h, seed, repeat=True)
               for lg in loggers if lg.mn in polluted}
     if truth_path is not None:
         started = dt.datetime.now(dt.UTC)
         truth.record(truth_path, [t for e in events.values() if e is not None
-                                  for t in truth.observed(e, started, speed, horizon_h)])
+                                  for t in truth.observed(e, started, speed, truth.RECORDED_H)])
     clock = _Clock(time.monotonic(), speed)
     tasks = [asyncio.create_task(_logger(lg, host, port, stop, speed, realtime_s, bad_crc_share,
                                          random.Random(f"{seed}:{lg.mn}"), stats,

@@ -27,6 +27,7 @@ from simulators.client import DeviceClient
 from simulators.faults import Distortion, Fault, Injection, plan
 from simulators.fleet import Publisher, SimTerminal
 from simulators.signals import base_value
+from simulators.truth import RECORDED_H
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ class SimConfig:
     horizon_h: float = 24.0
     """Value faults and events come back every this many simulated hours."""
     truth: Path | None = None
-    """Where the faults and events of the first ``horizon_h`` hours are recorded (JSON lines), if anywhere."""
+    """Where the faults and events are recorded (JSON lines), if anywhere."""
+    truth_h: float = RECORDED_H
+    """Simulated hours of them recorded (the repeating ones come back every ``horizon_h``)."""
     acked: Path | None = None
     """Where every telemetry message the broker acknowledged is recorded at the end (JSON lines: publisher,
     payload), if anywhere: the identities of what must be stored."""
@@ -70,7 +73,7 @@ async def simulate(fleet: list[Publisher], config: SimConfig, stop: asyncio.Even
     if config.truth is not None:
         started = dt.datetime.now(dt.UTC)
         truth.record(config.truth, [t for i in injections.values()
-                                    for t in truth.observed(i, started, config.speed, config.horizon_h)])
+                                    for t in truth.observed(i, started, config.speed, config.truth_h)])
     broker = Outage("the broker (simulated devices)", log)
     tasks = [asyncio.create_task(_device(p, config, injections, stats, broker, stop)) for p in fleet]
     log.info("simulating %d publishers (%d terminals) at speed %g", len(fleet),

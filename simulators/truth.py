@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from simulators.faults import Fault, Injection
@@ -22,6 +23,16 @@ class Truth:
     end: dt.datetime
     rate_per_h: float | None = None
     """A drift's creep (the metric's unit per hour)."""
+    run: str | None = None
+    """The simulator process that recorded it (``RUN``): a simulator restarted (say, by `ganzhi up`) plans anew, so
+    what an earlier one planned for after the restart never happened (``as_of``)."""
+
+
+RUN = f"{os.getpid()}@{dt.datetime.now(dt.UTC).isoformat()}"
+"""This process's run: its id and when it started."""
+RECORDED_H = 24.0 * 30
+"""Simulated hours a live fleet's repeating faults and events are recorded for (at `ganzhi up`'s speed 10, three
+days of a running demo); alerts later than that are not scored."""
 
 
 def observed(injection: Injection, started: dt.datetime, speed: float, until_h: float) -> list[Truth]:
@@ -35,11 +46,12 @@ def observed(injection: Injection, started: dt.datetime, speed: float, until_h: 
 
 
 def record(path: Path, truths: list[Truth]) -> None:
+    """Appended, tagged with this process's ``RUN``."""
     with path.open("a", encoding="utf-8") as out:
         for t in truths:
             out.write(json.dumps({"kind": t.kind.value, "terminal": t.terminal, "metric": t.metric,
                                   "start": t.start.isoformat(), "end": t.end.isoformat(),
-                                  "rate_per_h": t.rate_per_h}, ensure_ascii=False) + "\n")
+                                  "rate_per_h": t.rate_per_h, "run": RUN}, ensure_ascii=False) + "\n")
 
 
 def load(path: Path) -> list[Truth]:
@@ -48,5 +60,21 @@ def load(path: Path) -> list[Truth]:
         row = json.loads(line)
         found.append(Truth(Fault(row["kind"]), row["terminal"], row["metric"],
                            dt.datetime.fromisoformat(row["start"]), dt.datetime.fromisoformat(row["end"]),
-                           row.get("rate_per_h")))
+                           row.get("rate_per_h"), row.get("run")))
     return found
+
+
+def as_of(truths: list[Truth], until: dt.datetime) -> list[Truth]:
+    """What had happened by ``until``: windows begun by then, cut there; a run's windows cut where a later run
+    (a restarted simulator) began, since the earlier run's plan ended with it."""
+    def began(run: str | None) -> dt.datetime | None:
+        return dt.datetime.fromisoformat(run.split("@", 1)[1]) if run and "@" in run else None
+
+    starts = sorted({b for t in truths if (b := began(t.run)) is not None})
+    kept = []
+    for t in truths:
+        own = began(t.run)
+        cut = min([until] + [b for b in starts if own is not None and b > own])
+        if t.start < cut:
+            kept.append(replace(t, end=min(t.end, cut)))
+    return kept

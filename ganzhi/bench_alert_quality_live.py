@@ -1,0 +1,282 @@
+"""Alert quality end to end: the alerts STORED by the rule workers scored against a simulator's ground truth file,
+with the in-process bench's scoring (``bench_alert_quality._score``: strict and loose precision, recall, time to
+alert), and a live run that makes both: the demo ledger on a scratch database, a mosquitto with the ledger's
+logins, an ingest worker and a rule worker as `ganzhi up` runs them, and a fleet of the demo's simulated devices
+with faults and events publishing through the broker for H simulated hours at speed S.
+
+What the live figures add to the in-process ones: the broker, ingest, late and out-of-order arrival, the workers'
+streamed state and their reconciliation. What they change: the simulators compress time (readings every interval
+/ S, stamped with the wall clock) but the rules judge observation time, so a rule that waits (a flat line for
+``flat_after_h`` hours, a drift test, an indoor temperature for 2 hours) sees a fault S times shorter than it
+was planned: at a high speed those are missed by design, and the figure that compares with the in-process bench
+is the one at speed 1. Transport-level alerts (``device:nodata``: the worker's silence sweep) have no ground
+truth and are counted apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from analytics.engine import Episode
+from analytics.queries import terminal_by_code
+from analytics.rules import Rule, TerminalInfo, rules_for
+from core.broker import LocalBroker
+from core.settings import Settings
+from ganzhi.bench_alert_quality import FAMILIES, FAULTS, Raised, Score, _print_run, _score
+from ganzhi.benchkit import drop_database, free_port, scratch_database
+from ganzhi.broker_auth import platform_accounts, write_files
+from ganzhi.database import prepare
+from registry import demo
+from simulators import truth
+from simulators.faults import Distortion, Fault
+
+SERVICE = ("ganzhi-ingest", "live-quality-service-secret")
+TRANSPORT_PREFIX = "device:nodata:"
+"""Rules with no ground truth (a silence is not injected): reported apart, not scored."""
+DRAIN_QUIET_S = 10.0
+"""After the fleet stops: the workers have drained when no reading was stored and no alert changed for this long."""
+
+
+@dataclass
+class Stored:
+    """The alerts of a database scored against a truth file."""
+
+    scores: dict[str, Score]
+    transport: Counter
+    """Alerts with no ground truth (no-data), by rule family of the metric: counted apart."""
+    unknown: list[str]
+    """Alerts whose terminal the database no longer knows (not scored)."""
+
+
+_ALERTS = """
+    select t.code, a.rule, a.family, a.bureau, a.metric, a.observed_start, a.observed_end, a.updated_at,
+           a.severity, a.detail, coalesce(a.worst_value, 'NaN'),
+           exists (select 1 from alert_event e where e.alert_id = a.id and e.action = 'retract')
+      from alert a join terminal t on t.id = a.terminal_id
+     where a.fire_event_id is null and a.observed_start >= %(since)s and a.observed_start < %(until)s
+     order by a.observed_start, a.id
+"""
+
+
+def score_stored(conn: psycopg.Connection, truths: list[truth.Truth], since: dt.datetime | None = None,
+                 until: dt.datetime | None = None) -> Stored:
+    """The stored alerts observed in [since, until) (default: from the truth's first window, until now) scored
+    against what had happened by ``until`` (``truth.as_of``)."""
+    until = until or dt.datetime.now(dt.UTC)
+    happened = truth.as_of(truths, until)
+    since = since or min((t.start for t in happened), default=until) - dt.timedelta(minutes=1)
+    happened = [t for t in happened if t.end >= since]
+    infos: dict[str, TerminalInfo | None] = {}
+    rules: dict[str, dict[str, Rule]] = {}
+
+    def info_of(code: str) -> TerminalInfo | None:
+        if code not in infos:
+            infos[code] = terminal_by_code(conn, code)
+            rules[code] = {r.key: r for r in rules_for(infos[code])} if infos[code] else {}
+        return infos[code]
+
+    alerts, transport, unknown = [], Counter(), []
+    for code, key, family, bureau, metric_key, start, end, updated, severity, detail, worst, retracted in \
+            conn.execute(_ALERTS, {"since": since, "until": until}):
+        info = info_of(code)
+        if info is None:
+            unknown.append(f"{code} {key}")
+            continue
+        if key.startswith(TRANSPORT_PREFIX):
+            transport[key] += 1
+            continue
+        # The rule as the worker knew it; one the ledger's rules no longer list is kept with its stored family.
+        rule = rules[code].get(key) or Rule(key, family, bureau, metric_key, lambda s: None)
+        episode = Episode(start, end or min(updated, until), end, severity, detail, worst, 0.0)
+        alerts.append((info, Raised(rule, episode, retracted)))
+    chosen = [i for t in happened if (i := info_of(t.terminal)) is not None]
+    happened = [t for t in happened if infos.get(t.terminal) is not None]
+    chosen = list({i.code: i for i in chosen + [info for info, _ in alerts]}.values())
+    return Stored(_score(chosen, happened, _frozen(conn, happened, {i.code: i for i in chosen}), alerts),
+                  transport, unknown)
+
+
+def _frozen(conn: psycopg.Connection, truths: list[truth.Truth],
+            infos: dict[str, TerminalInfo]) -> dict[str, Distortion]:
+    """What ``_score`` needs of the simulators' state, read back from the stored readings: the value a stuck
+    sensor froze at (its first reading in the window), so that a sensor stuck at a resting value (a detector at
+    0 %LEL in clean air) is counted invisible, as the in-process bench does."""
+    found = {code: Distortion(None, random.Random(0)) for code in infos}
+    for t in truths:
+        if t.kind is not Fault.stuck or t.metric is None:
+            continue
+        row = conn.execute("""
+            select r.value from reading r
+             where r.terminal_id = %s and r.metric = %s and r.ts >= %s and r.ts < %s
+             order by r.ts limit 1""", (infos[t.terminal].id, t.metric, t.start, t.end)).fetchone()
+        if row is not None:
+            found[t.terminal].stuck[t.metric] = row[0]
+    return found
+
+
+def print_stored(stored: Stored, label: str) -> None:
+    _print_run(label, stored.scores)  # type: ignore[arg-type]  (printed as the run's name)
+    if stored.transport:
+        print(f"  apart (no ground truth, not scored): {sum(stored.transport.values())} transport alerts: "
+              + ", ".join(f"{key} {n}" for key, n in stored.transport.most_common(6)))
+    if stored.unknown:
+        print(f"  {len(stored.unknown)} alerts on terminals the database does not know, not scored")
+
+
+def score_file(url: str, path: Path, since: dt.datetime | None, until: dt.datetime | None) -> Stored:
+    with psycopg.connect(url) as conn:
+        stored = score_stored(conn, truth.load(path), since, until)
+    print_stored(stored, f"stored alerts against {path}")
+    return stored
+
+
+# The live run.
+
+
+def run_live(url: str, settings: Settings, hours: float, speed: float, seed: int, publishers: int,
+             share: float) -> Stored:
+    """The platform on a scratch database, the fleet with faults for ``hours`` simulated hours at ``speed``, the
+    workers drained, the stored alerts scored."""
+    from simulators.fleet import load_fleet
+
+    wall_s = hours * 3600 / speed
+    print(f"box: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; live: {publishers} publishers of the "
+          f"demo ledger, share {share:g} given a fault or event ({', '.join(FAULTS)}), {hours:g} simulated hours at "
+          f"speed {speed:g} ({wall_s:.0f} s), seed {seed}")
+    scratch = scratch_database(url)
+    root = Path(tempfile.mkdtemp(prefix="ganzhi-live-quality-"))
+    root.chmod(0o755)  # mosquitto, started as root, drops to its own user
+    secret = settings.demo_secret.get_secret_value()
+    processes: list[subprocess.Popen] = []
+    broker = None
+    try:
+        prepare(scratch, settings)
+        with psycopg.connect(scratch) as conn:
+            demo.load(conn, secret_key=secret)
+            conn.commit()
+            write_files(conn, root / "auth", platform_accounts(*SERVICE))
+            fleet = pick_fleet(load_fleet(conn), publishers, seed)
+        broker = LocalBroker(root / "mqtt", free_port(), auth_dir=root / "auth")
+        asyncio.run(broker.start())
+        env = dict(os.environ, DATABASE_URL=scratch, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
+                   GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="WARNING")
+        processes = start_workers(env)
+        truth_path = root / "truth.jsonl"
+        began = dt.datetime.now(dt.UTC)
+        stats = asyncio.run(run_fleet(fleet, broker.port, secret, speed, hours, seed, share, truth_path))
+        stopped = dt.datetime.now(dt.UTC)
+        drained = wait_drained(scratch)
+        print(f"published {stats.messages} messages ({stats.readings} readings), {stats.failures} connection "
+              f"failures; workers drained {drained:.0f} s after the fleet stopped "
+              f"(no change for {DRAIN_QUIET_S:.0f} s)")
+        with psycopg.connect(scratch) as conn:
+            stored = score_stored(conn, truth.load(truth_path), began, stopped + dt.timedelta(seconds=1))
+        print_stored(stored, f"{seed} (live, speed {speed:g})")
+        _print_summary(stored, speed)
+        return stored
+    finally:
+        stop_workers(processes)
+        if broker is not None:
+            asyncio.run(broker.stop())
+        drop_database(url, scratch)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def pick_fleet(fleet: list, count: int, seed: int) -> list:
+    """``count`` publishers drawn with the seed, those with readings an event can change first in the mix (a river
+    station, a gas pole, a water meter), so that a small fleet has every family."""
+    rng = random.Random(seed)
+    by_kind: dict[tuple, list] = {}
+    for p in fleet:
+        by_kind.setdefault(tuple(sorted({t.kind for t in p.terminals})), []).append(p)
+    chosen: list = []
+    pools = [rng.sample(ps, len(ps)) for _, ps in sorted(by_kind.items())]
+    while len(chosen) < count and any(pools):
+        for pool in pools:
+            if pool and len(chosen) < count:
+                chosen.append(pool.pop())
+    return chosen
+
+
+def start_workers(env: dict[str, str], rule_workers: int = 1) -> list[subprocess.Popen]:
+    """An ingest worker and the rule workers, as `ganzhi up` runs them (`python -m ganzhi ingest|analytics`)."""
+    processes = [subprocess.Popen([sys.executable, "-m", "ganzhi", "ingest", "--client-id", "live-quality-ingest"],
+                                  env=env)]
+    processes += [subprocess.Popen([sys.executable, "-m", "ganzhi", "analytics", "--name", f"live-quality-rules-{n}"],
+                                   env=env) for n in range(rule_workers)]
+    return processes
+
+
+def stop_workers(processes: list[subprocess.Popen]) -> None:
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
+async def run_fleet(fleet: list, port: int, secret: str, speed: float, hours: float, seed: int, share: float,
+                    truth_path: Path, faults: dict[str, Fault] | None = None):
+    """The fleet through the broker for ``hours`` simulated hours, its faults and events (each injected once in the
+    run: their period is the run) recorded in ``truth_path``; by default ``share`` of the publishers get one of
+    ``FAULTS`` each, in turn from a place the seed shifts (the kind mix of a small fleet is the same for every
+    seed: each seed gives its events and faults to other kinds)."""
+    from simulators.run import SimConfig, simulate
+
+    if faults is None:
+        faulty = max(len(FAULTS), round(share * len(fleet)))
+        faults = {p.code: FAULTS[(n + seed) % len(FAULTS)] for n, p in enumerate(fleet[:faulty])}  # seeds vary who
+    config = SimConfig(host="127.0.0.1", port=port, secret_key=secret, speed=speed,
+                       ramp_s=min(5.0, hours * 360 / speed), faults=faults, seed=seed, horizon_h=hours,
+                       truth=truth_path, truth_h=hours)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(hours * 3600 / speed, stop.set)
+    return await simulate(fleet, config, stop)
+
+
+def wait_drained(url: str, timeout_s: float = 300.0, quiet_s: float = DRAIN_QUIET_S) -> float:
+    """Seconds until the rule workers have judged every stored reading (their watermark, saved only with nothing
+    queued, is past the last reading's arrival) and no reading was stored nor alert changed for ``quiet_s``
+    (``timeout_s`` at most): the ingest and the rule workers have drained."""
+    began = time.monotonic()
+    last, quiet_since = None, time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() - began < timeout_s:
+            *state, judged = conn.execute("""
+                select (select count(*) from reading), (select count(*) from alert_event),
+                       (select max(updated_at) from alert),
+                       (select min(received_at) from rule_watermark)
+                         > (select coalesce(max(received_at), '-infinity') from reading)""").fetchone()
+            if state != last:
+                last, quiet_since = state, time.monotonic()
+            elif judged and time.monotonic() - quiet_since >= quiet_s:
+                break
+            time.sleep(min(1.0, quiet_s / 4))
+    return time.monotonic() - began
+
+
+def _print_summary(stored: Stored, speed: float) -> None:
+    print("\nper family (time to alert in observation minutes, and × speed in simulated minutes):")
+    for family in FAMILIES:
+        s = stored.scores[family]
+        delays = sorted(s.delays_min)
+        tta = (f"{delays[len(delays) // 2]:.1f} min ({delays[len(delays) // 2] * speed:.0f} simulated)"
+               if delays else "–")
+        print(f"  {family:8} alerts {s.alerts:3} strict precision {s.precision:.3f} loose {s.precision_apart:.3f}  "
+              f"recall {s.recall:.3f} ({s.detected}/{s.injected})  time to alert median {tta}")
