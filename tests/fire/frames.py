@@ -13,12 +13,14 @@ independent sequences side by side in the background, a few tests ahead.
 
 from __future__ import annotations
 
+import datetime as dt
 import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TypeVar
 
+import cv2
 import numpy as np
 
 T = TypeVar("T")
@@ -180,3 +182,28 @@ class Prefetch:
 def forget() -> None:
     """Drop the kept sequences (a module's are hundreds of MB)."""
     _made.clear()
+
+
+def from_a_mast(base: np.ndarray, draw: Callable, start: dt.datetime, count: int, fps: float,
+                seed: int) -> Iterator[tuple[np.ndarray, dt.datetime]]:
+    """``count`` frames of ``base`` with what ``draw(img, t, rng)`` adds, as a tower sends them: sensor noise, the
+    mast's sway, JPEG at a tower's quality. The random draws are made in order on one thread, the rest on two."""
+    height, width = base.shape[:2]
+
+    def drawn():
+        rng = np.random.default_rng(seed + 1)
+        for i in range(count):
+            t = i / fps
+            img = base.copy()
+            draw(img, t, rng)
+            yield img, rng.normal(0, 2.0, (height, width, 1)).astype(np.float32), t
+
+    def finish(img: np.ndarray, noise: np.ndarray, t: float):
+        img += noise
+        sway = np.float32([[1, 0, 1.2 * np.sin(2.1 * t)], [0, 1, 0.6 * np.sin(1.3 * t)]])
+        picture = cv2.warpAffine(np.clip(img, 0, 255).astype(np.uint8), sway, (width, height),
+                                 borderMode=cv2.BORDER_REPLICATE)
+        _, jpeg = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 60])
+        return cv2.imdecode(jpeg, cv2.IMREAD_COLOR), start + dt.timedelta(seconds=t)
+
+    return parallel(drawn(), finish)

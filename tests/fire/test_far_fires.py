@@ -14,7 +14,7 @@ from alerts.fire import ALERT_CONFIDENCE
 from analytics.fire.nightmap import NightMap
 from analytics.fire.video import WORK_WIDTH, Candidate, SceneModel, Track, VideoDetector, VideoParams, _corroborated
 from simulators.tower_scenes import POSE, TowerSpec, render
-from tests.fire.frames import ahead, parallel, prefix
+from tests.fire.frames import ahead, from_a_mast, prefix
 
 W, H = 1280, 720
 HORIZON = TowerSpec("fire", 0).horizon
@@ -55,23 +55,7 @@ def _frames(draw, start: dt.datetime, seconds: float = 20.0, fps: float = 2.0, s
 
 
 def _make(draw, start: dt.datetime, count: int, fps: float, seed: int):
-    def drawn():  # the random draws, in order
-        rng = np.random.default_rng(seed + 1)
-        base = _field(seed, night=start.hour >= 10)
-        for i in range(count):
-            t = i / fps
-            img = base.copy()
-            draw(img, t, rng)
-            yield img, rng.normal(0, 2.0, (H, W, 1)).astype(np.float32), t
-
-    def finish(img: np.ndarray, noise: np.ndarray, t: float):  # the rest, on two threads
-        img += noise
-        sway = np.float32([[1, 0, 1.2 * np.sin(2.1 * t)], [0, 1, 0.6 * np.sin(1.3 * t)]])
-        picture = cv2.warpAffine(np.clip(img, 0, 255).astype(np.uint8), sway, (W, H), borderMode=cv2.BORDER_REPLICATE)
-        _, jpeg = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 60])
-        return cv2.imdecode(jpeg, cv2.IMREAD_COLOR), start + dt.timedelta(seconds=t)
-
-    return parallel(drawn(), finish)
+    return from_a_mast(_field(seed, night=start.hour >= 10), draw, start, count, fps, seed)
 
 
 def _found(frames, detector: VideoDetector | None = None) -> list[tuple[float, tuple, float]]:

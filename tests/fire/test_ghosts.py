@@ -14,7 +14,7 @@ import pytest
 from alerts.fire import ALERT_CONFIDENCE
 from analytics.fire.video import SceneModel, Track, VideoDetector, VideoParams
 from simulators.tower_scenes import POSE, TowerSpec, render
-from tests.fire.frames import ahead, parallel, prefix
+from tests.fire.frames import ahead, from_a_mast, prefix
 
 W, H, HORIZON = 1280, 720, 250.0
 START = dt.datetime(2026, 10, 15, 3, 0, tzinfo=dt.UTC)
@@ -42,23 +42,7 @@ def _frames(seed: int, seconds: float, fps: float, draw) -> Iterator[tuple[np.nd
 
 
 def _make(seed: int, count: int, fps: float, draw) -> Iterator[tuple[np.ndarray, dt.datetime]]:
-    def drawn():  # the random draws, in order
-        rng = np.random.default_rng(seed + 1)
-        base = _field(seed)
-        for i in range(count):
-            t = i / fps
-            img = base.copy()
-            draw(img, t, rng)
-            yield img, rng.normal(0, 2.0, (H, W, 1)).astype(np.float32), t
-
-    def finish(img: np.ndarray, noise: np.ndarray, t: float):  # the rest, on two threads
-        img += noise
-        sway = np.float32([[1, 0, 1.2 * np.sin(2.1 * t)], [0, 1, 0.6 * np.sin(1.3 * t)]])  # the mast
-        picture = cv2.warpAffine(np.clip(img, 0, 255).astype(np.uint8), sway, (W, H), borderMode=cv2.BORDER_REPLICATE)
-        _, jpeg = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 60])  # as a tower sends it
-        return cv2.imdecode(jpeg, cv2.IMREAD_COLOR), START + dt.timedelta(seconds=t)
-
-    return parallel(drawn(), finish)
+    return from_a_mast(_field(seed), draw, START, count, fps, seed)
 
 
 def _alerts(frames) -> list[tuple]:
