@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from analytics.engine import Point
 from analytics.rules import TerminalInfo
+from ingest import rollups
 
 _POINT = functools.partial(tuple.__new__, Point)
 """A ``Point`` from a (ts, value, flag) tuple: ``Point._make`` checks the length in Python (two function calls a
@@ -160,11 +161,23 @@ def watermark(conn: psycopg.Connection, workers: list[str] | None) -> dt.datetim
     return row[0]
 
 
+def committed_before(conn: psycopg.Connection) -> dt.datetime:
+    """An arrival time (the database's clock) before which every reading is committed: now, or the start of the
+    oldest transaction still writing (a batch of thousands takes seconds from its insert to its commit); blind to
+    other sessions, ``rollups.BLIND_SETTLE`` back."""
+    conn.execute("select pg_stat_clear_snapshot()")
+    at, blind = conn.execute(f"select least(clock_timestamp(), {rollups.UNCOMMITTED_SINCE}), {rollups.BLIND}"
+                             ).fetchone()
+    conn.commit()
+    return at - rollups.BLIND_SETTLE if blind else at
+
+
 def save_watermark(conn: psycopg.Connection, worker: str, at: dt.datetime) -> None:
+    """It may move back: a catch-up of a departed worker's terminals queues readings older than it."""
     conn.execute(
         """
         insert into rule_watermark (worker, received_at) values (%s, %s)
-        on conflict (worker) do update set received_at = greatest(rule_watermark.received_at, excluded.received_at)
+        on conflict (worker) do update set received_at = excluded.received_at
         """,
         (worker, at),
     )

@@ -127,8 +127,11 @@ class RuleWorker:
         self.pending: dict[int, dt.datetime] = {}
         """Terminals notified and not judged yet → the earliest observation among their new readings."""
         self.queued: dict[int, dt.datetime] = {}
-        """Terminals notified and not judged yet → when they were queued (wall clock): what they have unjudged
-        arrived before that (``step``'s watermark)."""
+        """Terminals notified and not judged yet → an arrival time (the database's clock) that what they have
+        unjudged is not older than (``step``'s watermark)."""
+        self.heard_from: dt.datetime | None = None
+        """The readings of a notification drained from now on arrived at or after this (``committed_before`` at
+        the last check before the drain: the batch was still writing then, or began later)."""
         self.newest: dict[int, dt.datetime] = {}
         """Terminals notified and not judged yet → the latest batch's earliest observation (``EXPRESS``); none
         for a terminal queued by a catch-up (its backlog is unknown: not light)."""
@@ -177,6 +180,7 @@ class RuleWorker:
                 break
             try:
                 self.listen(listen)
+                self.heard_from = queries.committed_before(conn)  # what commits later is heard; before, caught up
                 self.catch_up(conn, queries.watermark(conn, [self.name]))
                 while not service.stop.is_set():
                     self.step(listen, conn)
@@ -195,7 +199,11 @@ class RuleWorker:
     def step(self, listen: psycopg.Connection, conn: psycopg.Connection, wait_s: float = 0.2) -> int:
         """Drain the notifications into the queue, judge a chunk of it (``next_chunk``); the chores when due."""
         started = dt.datetime.now(dt.UTC)
-        self.drain(listen, 0.0 if self.pending else wait_s)
+        saving = time.monotonic() >= self._due["watermark"]
+        heard_from = self.heard_from
+        if saving or heard_from is None:  # before the drain: a batch that commits after it is heard after it
+            self.heard_from = queries.committed_before(conn)
+        self.drain(listen, 0.0 if self.pending else wait_s, heard_from or self.heard_from)
         now = time.monotonic()
         if now >= self._due["members"]:
             self.refresh_members(conn)
@@ -209,12 +217,12 @@ class RuleWorker:
             with conn.transaction():
                 sweep_silence(conn, self.sink)
             self._due["sweep"] = now + SWEEP_EVERY_S
-        # Everything that arrived before ``started`` has been judged, but what is queued (it arrived before it was
-        # queued) or was left unjudged by a stop. Saved only with nothing queued, the watermark of a worker under
-        # load (nearly always something queued) stood still, and a restart re-read hours.
-        if now >= self._due["watermark"] and not self.stop.is_set():
+        # Everything that arrived before ``heard_from`` has been judged, but what is queued or was left unjudged by
+        # a stop. Saved only with nothing queued, the watermark of a worker under load (nearly always something
+        # queued) stood still, and a restart re-read hours.
+        if saving and not self.stop.is_set():
             with conn.transaction():
-                queries.save_watermark(conn, self.name, min([started, *self.queued.values()]))
+                queries.save_watermark(conn, self.name, min([self.heard_from, *self.queued.values()]))
             self._due["watermark"] = now + WATERMARK_EVERY_S
         return judged
 
@@ -269,12 +277,11 @@ class RuleWorker:
         (a short transaction commits its alerts sooner and holds the terminals' locks briefly)."""
         return max(CHUNK_MIN, min(CHUNK, int(CHUNK_BUDGET_S / self._cost)))
 
-    def drain(self, listen: psycopg.Connection, wait_s: float) -> None:
+    def drain(self, listen: psycopg.Connection, wait_s: float, heard_from: dt.datetime) -> None:
         """Queue terminal → earliest observation of the batches notified since the last drain that this worker
-        has not read already."""
+        has not read already (their readings arrived at or after ``heard_from``)."""
         first = list(listen.notifies(timeout=wait_s, stop_after=1))
         rest = list(listen.notifies(timeout=0.001)) if first else []  # what else has come (no 20 ms wait)
-        drained = dt.datetime.now(dt.UTC)
         for note in first + rest:
             xid, terminals = parse(note.payload)
             for terminal_id, earliest in terminals.items():
@@ -286,7 +293,7 @@ class RuleWorker:
                     continue
                 if terminal_id not in self.pending or earliest < self.pending[terminal_id]:
                     self.pending[terminal_id] = earliest
-                self.queued.setdefault(terminal_id, drained)
+                self.queued.setdefault(terminal_id, heard_from)
                 self.newest[terminal_id] = max(self.newest.get(terminal_id, earliest), earliest)
 
     # -- sharing ------------------------------------------------------------------------------------------
@@ -321,7 +328,7 @@ class RuleWorker:
             if self.owns(terminal_id) and earliest < self.pending.get(terminal_id, dt.datetime.max.replace(
                     tzinfo=dt.UTC)):
                 self.pending[terminal_id] = earliest
-                self.queued.setdefault(terminal_id, mark)
+                self.queued[terminal_id] = min(self.queued.get(terminal_id, mark), mark)
 
     # -- judging ------------------------------------------------------------------------------------------
 

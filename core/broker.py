@@ -8,6 +8,7 @@ subscribes to what, so a broker without mosquitto would be a broker without door
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import pwd
@@ -74,7 +75,8 @@ class LocalBroker:
                 await asyncio.to_thread(self._process.wait, grace_s)
             except subprocess.TimeoutExpired:
                 log.warning("mosquitto did not stop within %.0f s of SIGTERM: killed", grace_s)
-                os.killpg(self._process.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    os.killpg(self._process.pid, signal.SIGKILL)
                 await asyncio.to_thread(self._process.wait, 10)
             self._process = None
         log.info("broker stopped")

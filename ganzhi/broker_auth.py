@@ -53,9 +53,13 @@ RETRY_S = 1.0
 OUTAGE = "outage (database or broker)"
 """The component named in the sync's heartbeat while it cannot reach the database or the broker."""
 BATCH_WAIT_S = 0.02
-IDLE_CHECK_S = 30.0  # without a change for this long, the database and the broker are asked whether they answer
-PROBE_TIMEOUT_S = 10.0
 """After a first notification, how long to gather the ones that follow it into one change."""
+IDLE_CHECK_S = 30.0
+"""Without a change for this long, the database and the broker are asked whether they answer (``_both_answer``)."""
+PROBE_TIMEOUT_S = 10.0
+"""How long the database has to answer; psycopg then cancels the query and waits up to 5 s more for the cancel
+before closing the connection (psycopg >= 3.3; before, a cancel over a silent link waited forever): a silent link
+is noticed 30–50 s after the last change."""
 SAVE_BUDGET = 50_000
 """Device entries the plugin may write per control message. Mosquitto 2.0.11's plugin writes its whole file (every
 device, ≈ 0.9 KB each) after each command, in the broker's one thread: m new devices on top of k cost ≈ 2mk + m²

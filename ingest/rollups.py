@@ -39,21 +39,24 @@ MAX_SPAN = dt.timedelta(hours=6)
 """At most this much arrival time per run, so catching up on a large store is many short transactions."""
 TABLES = {HOUR: "reading_hourly", DAY: "reading_daily"}
 
-_HORIZON = """
-    select least(clock_timestamp() - %(settle)s,
-                 (select min(case when backend_xid is not null then xact_start
-                                  when state = 'active' then query_start end)
-                    from pg_stat_activity
-                   where datname = current_database() and pid <> pg_backend_pid()),
-                 %(start)s::timestamptz + %(span)s),
-           exists (select 1 from pg_stat_activity
-                    where datname = current_database() and query = '<insufficient privilege>')
+UNCOMMITTED_SINCE = """
+    (select min(case when backend_xid is not null then xact_start when state = 'active' then query_start end)
+       from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid())
 """
-"""Where a run may stop. A reading's ``received_at`` is its insert's clock, so a row not yet committed belongs to
-a transaction that has written (it has an xid: the row is no older than the transaction) or to the statement
-running now (its rows are no older than the statement; a COPY takes its rows' clock before the transaction gets
-its xid). Sessions that only read, or sit idle in a transaction without having written (a pg_dump between two
-tables, a pooled connection), do not hold the rollups back."""
+"""The earliest arrival time a reading not yet committed can have (null when none can be). A reading's
+``received_at`` is its insert's clock, so a row not yet committed belongs to a transaction that has written (it has
+an xid: the row is no older than the transaction) or to the statement running now (its rows are no older than the
+statement; a COPY takes its rows' clock before the transaction gets its xid). Sessions that only read, or sit idle
+in a transaction without having written (a pg_dump between two tables, a pooled connection), hold nothing back.
+Without the right to see other sessions (pg_read_all_stats), they show as '<insufficient privilege>': see
+``BLIND``. Call ``pg_stat_clear_snapshot()`` first inside a transaction (else it sees the sessions of its start)."""
+BLIND = "exists (select 1 from pg_stat_activity where datname = current_database() " \
+        "and query = '<insufficient privilege>')"
+
+_HORIZON = f"""
+    select least(clock_timestamp() - %(settle)s, {UNCOMMITTED_SINCE}, %(start)s::timestamptz + %(span)s), {BLIND}
+"""
+"""Where a run may stop: before any reading not committed yet (``UNCOMMITTED_SINCE``)."""
 
 _ADD = """
     with arrived as materialized (

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from core import dynsec
 from core.broker import BrokerMissing, LocalBroker
@@ -168,9 +169,9 @@ def test_a_database_link_that_goes_silent_is_noticed_and_replaced(prepared_datab
     ledger = prepared_database()
     root = Path(tempfile.mkdtemp(prefix="ganzhi-mqtt-silent-"))
     root.chmod(0o755)
-    with SilencingProxy(5432) as proxy:
-        through_proxy = ledger.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-        assert through_proxy != ledger
+    server = conninfo_to_dict(ledger)
+    with SilencingProxy(int(server.get("port") or 5432), str(server.get("host") or "127.0.0.1")) as proxy:
+        through_proxy = make_conninfo(ledger, host="127.0.0.1", port=proxy.port)
         local = AuthBroker.start(through_proxy, root)
         try:
             with psycopg.connect(ledger) as conn:

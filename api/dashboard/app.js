@@ -537,9 +537,9 @@
   }
 
   async function assignForm(alert) {
-    const box = $("#action-form");
     let people;
     try { people = await api("/tasks/assignees"); } catch (e) { toast("读取可派发人员失败：" + e.message); return; }
+    const box = $("#action-form");  // after the wait: a live change may have drawn the detail anew meanwhile
     const options = people.map((p) => `<option value="${esc(p.login)}">${esc(p.name)}（${esc(p.login)}）` +
                                       `${p.department ? " · " + esc(p.department) : ""}</option>`).join("");
     box.innerHTML = `<form class="step" id="assign-form"><label>派发给</label>` +

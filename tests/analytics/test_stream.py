@@ -382,7 +382,7 @@ def test_a_catch_up_is_queued_and_a_fresh_alarm_goes_before_its_backlog(monkeypa
     worker.catch_up(_Conn(), T0)
     assert worker.pending == {**backlog, 7: T0 - dt.timedelta(minutes=1)}  # queued, nothing judged
     alarm = T0 + dt.timedelta(minutes=30)  # published during the catch-up by a terminal in its backlog
-    worker.drain(_Listen([f"1|999:{int(alarm.timestamp() * 1000)}"]), 0.0)
+    worker.drain(_Listen([f"1|999:{int(alarm.timestamp() * 1000)}"]), 0.0, T0)
     assert worker.pending[999] == backlog[999]  # its backlog is judged with it
     worker._cost = 1.0
     assert next(iter(worker.next_chunk())) == 999
@@ -430,3 +430,40 @@ def test_the_watermark_moves_on_under_load_but_stays_before_a_queued_terminal(co
         assert worker.step(listen, mine, wait_s=0.0) == 0
     assert conn.execute("select received_at from rule_watermark where worker = 'rules-busy'"
                         ).fetchone()[0] == queued
+
+
+def test_the_watermark_stays_before_a_batch_that_was_still_writing_when_it_was_heard(conn, db_url):
+    """A batch of thousands is inserted seconds before it commits (its readings' arrival is the insert's clock):
+    queued at the moment its notification was drained, a watermark saved meanwhile passed its readings, and a
+    restart then would not have re-read them (the margin is 10 s; a batch under load takes longer)."""
+    from analytics.worker import READINGS_CHANNEL, RuleWorker
+
+    worker = RuleWorker(db_url, None, "rules-long-batch")
+    worker.members = ["rules-long-batch"]
+    worker._due = {"members": float("inf"), "sweep": float("inf"), "watermark": 0.0}
+    worker.next_chunk = dict  # what is queued stays queued, as behind a backlog
+    with psycopg.connect(db_url, autocommit=True) as listen, psycopg.connect(db_url) as mine, \
+            psycopg.connect(db_url) as batch:
+        worker.listen(listen)
+        began = batch.execute("select pg_current_xact_id()::text, now()").fetchone()  # it writes from here on
+        worker.step(listen, mine, wait_s=0.0)
+        batch.execute("select pg_notify(%s, %s)", (READINGS_CHANNEL, f"{began[0]}|7:{int(T0.timestamp() * 1000)}"))
+        batch.commit()
+        worker._due["watermark"] = 0.0
+        worker.step(listen, mine, wait_s=0.5)
+    assert 7 in worker.pending
+    saved = conn.execute("select received_at from rule_watermark where worker = 'rules-long-batch'").fetchone()[0]
+    assert saved <= began[1]
+
+
+def test_a_watermark_may_move_back(conn, db_url):
+    """A departed worker's terminals are queued with its (older) watermark: the row kept the later one, and a
+    restart of the worker that took them over skipped their backlog."""
+    from analytics import queries
+
+    later = dt.datetime.now(dt.UTC)
+    with psycopg.connect(db_url) as c:
+        queries.save_watermark(c, "rules-back", later)
+        queries.save_watermark(c, "rules-back", later - dt.timedelta(minutes=5))
+        c.commit()
+    assert queries.watermark(conn, ["rules-back"]) == later - dt.timedelta(minutes=5)

@@ -46,10 +46,10 @@ class Worker:
         """Take in every notification of what was written before (a running worker takes in what has come by
         then, the rest in its next step), then step until the queue is empty (a step judges one chunk, which the
         chunk budget may make a single terminal); returns the terminals judged."""
-        self.rules.drain(self.listen, 0.5)
+        self.rules.drain(self.listen, 0.5, dt.datetime.now(dt.UTC))
         while True:
             queued = len(self.rules.pending)
-            self.rules.drain(self.listen, 0.1)
+            self.rules.drain(self.listen, 0.1, dt.datetime.now(dt.UTC))
             if len(self.rules.pending) == queued:
                 break
         judged = self.rules.step(self.listen, self.conn, wait_s=0.5)
