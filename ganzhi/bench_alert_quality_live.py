@@ -251,8 +251,9 @@ async def run_fleet(fleet: list, port: int, secret: str, speed: float, hours: fl
 
 
 def wait_drained(url: str, timeout_s: float = 300.0, quiet_s: float = DRAIN_QUIET_S) -> float:
-    """Seconds until the rule workers have judged every stored reading (their watermark, saved only with nothing
-    queued, is past the last reading's arrival) and no reading was stored nor alert changed for ``quiet_s``
+    """Seconds until the rule workers have judged every stored reading (their watermark, before every reading not
+    judged yet, is past the last reading's arrival; it needs the right to see other sessions, pg_read_all_stats,
+    else it stays 10 minutes back) and no reading was stored nor alert changed for ``quiet_s``
     (``timeout_s`` at most): the ingest and the rule workers have drained."""
     began = time.monotonic()
     last, quiet_since = None, time.monotonic()
