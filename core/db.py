@@ -10,10 +10,11 @@ from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
-# How every long-lived connection (a LISTEN, a worker's writer) is opened. A firewall or NAT between the service
-# and the database forgets a flow that stays idle; TCP keepalives every 30 s keep it, and a link that died without
-# a word (no FIN, no RST) becomes an error within about a minute (3 unanswered probes 10 s apart; data unacknowledged
-# for 60 s) instead of a wait for notifications that never come.
+# How every long-lived connection (a LISTEN, a worker's writer, the API's pool) is opened. A firewall or NAT between
+# the service and the database forgets a flow that stays idle; TCP keepalives every 30 s keep it, and a link that
+# died without a word (no FIN, no RST) becomes an error instead of a wait for notifications that never come: with a
+# user timeout set, Linux gives up 60 s after the peer last answered (a keepalive or data). These override the same
+# options in DATABASE_URL.
 LINK = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
         "keepalives_count": 3, "tcp_user_timeout": 60_000}
 
