@@ -23,7 +23,17 @@ import psycopg
 
 from analytics import queries
 from analytics.engine import Episode, Point, Tracker, episode_from_json, episode_to_json
-from analytics.rules import Judge, Rule, TerminalInfo, heed, latch_of, resumed, rewindable, rules_for
+from analytics.rules import (
+    Judge,
+    NeighbourLookup,
+    Rule,
+    TerminalInfo,
+    heed,
+    latch_of,
+    resumed,
+    rewindable,
+    rules_for,
+)
 
 
 class AlertSink(Protocol):
@@ -271,12 +281,13 @@ def visible_in(xid: int, snapshot: str) -> bool:
     return xid < int(xmax) and str(xid) not in running.split(",")
 
 
-def load(conn: psycopg.Connection, terminals: list[tuple[TerminalInfo, int]]) -> dict[int, TerminalStream]:
+def load(conn: psycopg.Connection, terminals: list[tuple[TerminalInfo, int]],
+         neighbours: NeighbourLookup | None = None) -> dict[int, TerminalStream]:
     """The terminals' rules as the database has them, in two queries: the persisted episode of each, and its
     judge's memory rebuilt by replaying the rule's lookback before the last reading it judged. ``terminals``:
-    (terminal, the version of its cursor)."""
+    (terminal, the version of its cursor); ``neighbours``: for the stuck-sensor rules (``rules_for``)."""
     saved = queries.rule_states_of(conn, [info.id for info, _ in terminals])
-    rules = {info.id: rules_for(info) for info, _ in terminals}
+    rules = {info.id: rules_for(info, neighbours) for info, _ in terminals}
     latches = _latches(conn, saved, rules)
     loaded, since, starts = {}, {}, {}
     for info, version in terminals:

@@ -87,6 +87,27 @@ def series_of(conn: psycopg.Connection,
     return found
 
 
+def peers_of(conn: psycopg.Connection, terminal_id: int, metric: str, pole: str | None, river: str | None,
+             chainage_km: float | None, within_km: float) -> list[int]:
+    """The other terminals in service measuring ``metric`` on the pole ``pole``, or on the river ``river`` within
+    ``within_km`` of chainage (the whole river when either station's chainage is unknown)."""
+    if pole is None and river is None:
+        return []
+    rows = conn.execute(
+        """
+        select n.id from terminal n left join pole p on p.id = n.pole_id
+         where n.id <> %(id)s and n.status <> 'retired' and %(metric)s = any(n.metrics)
+           and (p.code = %(pole)s
+                or (n.attrs->>'river' = %(river)s
+                    and (%(km)s::float8 is null or n.attrs->>'chainage_km' is null
+                         or abs((n.attrs->>'chainage_km')::float8 - %(km)s::float8) <= %(within)s)))
+         order by n.id
+        """,
+        {"id": terminal_id, "metric": metric, "pole": pole, "river": river, "km": chainage_km, "within": within_km},
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def lock_terminals(conn: psycopg.Connection, terminal_ids: list[int], worker: str) -> dict[int, int]:
     """Lock the terminals' cursors (in id order, so two workers never deadlock) for this transaction; returns
     each one's version (it changes whenever a worker judges the terminal)."""

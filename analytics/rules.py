@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import itertools
+import operator
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Protocol
 
 from analytics import standards
 from analytics.engine import (
@@ -112,6 +115,18 @@ class TerminalInfo:
 
 
 @dataclass(frozen=True)
+class Nearby:
+    """The same metric's series of a terminal's neighbours (``analytics.neighbours``) from a flat line's start on."""
+    where: str
+    """Where they are, for the alert's text: ``pole …`` or the river's name."""
+    series: tuple[list[Point], ...]
+
+
+class NeighbourLookup(Protocol):
+    def of(self, t: TerminalInfo, metric: str, since: dt.datetime) -> Nearby | None: ...
+
+
+@dataclass(frozen=True)
 class Rule:
     key: str
     family: str
@@ -193,11 +208,13 @@ FLATLINE_DELAY = 60
 after a minute: it is called at most that much later than a reading-by-reading judgement would."""
 
 
-def rules_for(t: TerminalInfo) -> list[Rule]:
+def rules_for(t: TerminalInfo, neighbours: NeighbourLookup | None = None) -> list[Rule]:
+    """``neighbours``: where the stuck-sensor rules look up the terminal's neighbours (the rule workers'); without
+    it they compare a flat line with the terminal's own other sensors only."""
     family = _FAMILIES.get(t.kind)
     rules = [_quality_checked(_screened(rule, t), t) for rule in (family(t) if family else [])]
     return rules + [_flatline_window(rule, t) if rule.key.startswith("device:stuck:") else rule
-                    for rule in device_health(t)]
+                    for rule in device_health(t, neighbours)]
 
 
 def _screened(rule: Rule, t: TerminalInfo) -> Rule:
@@ -857,7 +874,7 @@ SPIKE_OFF_DELAY = dt.timedelta(hours=1)
 off-delay (ISA-18.2), so a sensor that spikes every few readings is one alert for the steward, not one a spike."""
 
 
-def device_health(t: TerminalInfo) -> list[Rule]:
+def device_health(t: TerminalInfo, neighbours: NeighbourLookup | None = None) -> list[Rule]:
     """Stuck (a flat line for longer than the metric ever rests there), spike and drift (a steady creep faster
     than the metric ever changes) rules for every metric that can have them."""
     rules = []
@@ -869,7 +886,9 @@ def device_health(t: TerminalInfo) -> list[Rule]:
         if spec.flat_after_h is not None:
             siblings = tuple(m for m in t.metrics if m != key and _moves(m))
             rules.append(Rule(f"device:stuck:{key}", "device", "steward", key,
-                              lambda s, k=key, sib=siblings: _stuck_judge(k, {m: s.get(m, []) for m in sib}),
+                              lambda s, k=key, sib=siblings: _stuck_judge(
+                                  k, {m: s.get(m, []) for m in sib},
+                                  functools.partial(neighbours.of, t, k) if neighbours else None),
                               context=siblings))
         rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
                           lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within), memory=2))
@@ -1013,17 +1032,29 @@ def _moves(key: str) -> bool:
     return spec is not None and spec.flat_after_h is not None
 
 
-def _stuck_judge(key: str, siblings: dict[str, list[Point]]) -> Judge:
+def _stuck_judge(key: str, siblings: dict[str, list[Point]],
+                 nearby: Callable[[dt.datetime], Nearby | None] | None = None) -> Judge:
     """Flat to within the metric's resolution, away from its resting values, for longer than a live signal
     ever is (in time, not readings: intervals change). The other metrics of the same terminal are the cheap
-    neighbours: a flat line while one of them moves is a stuck sensor after ``flat_after_h``; when they are
-    flat too (a calm river, or the whole logger frozen) it takes twice as long. When the neighbours moved is
-    worked out once a line has lasted ``flat_after_h`` (rarely: every window of every terminal used to scan each
-    sibling series, ten stuck rules a ten-metric terminal, a fifth of a rule worker's first judgements)."""
+    neighbours, then the same metric on its pole or river (``nearby``, asked only when no sibling moved): a flat
+    line while one of them moves is a stuck sensor after ``flat_after_h``; when they are flat too (a calm river,
+    or the whole logger frozen) it takes twice as long. When the neighbours moved is worked out once a line has
+    lasted ``flat_after_h`` (rarely: every window of every terminal used to scan each sibling series, ten stuck
+    rules a ten-metric terminal, a fifth of a rule worker's first judgements), the neighbours' series once per
+    flat line."""
     spec = metric_spec(key)
     flat_after = dt.timedelta(hours=spec.flat_after_h)
     moved: list[list[list[dt.datetime]]] = []
+    peers: dict[dt.datetime, tuple[str, list[tuple[list[dt.datetime], list[Point]]]] | None] = {}
     since: list[Point] = []
+
+    def peers_of(start: dt.datetime) -> tuple[str, list[tuple[list[dt.datetime], list[Point]]]] | None:
+        if start not in peers:
+            found = nearby(start) if nearby else None
+            peers.clear()  # one flat line at a time
+            peers[start] = None if found is None else (
+                found.where, [(_change_times(points, spec.step), points) for points in found.series])
+        return peers[start]
 
     def judge(point: Point) -> Verdict:
         if not since or abs(point.value - since[0].value) >= spec.step / 2:
@@ -1033,15 +1064,31 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]]) -> Judge:
             return CLEAR
         if not moved:
             moved.append([_change_times(points, metric_spec(m).step) for m, points in siblings.items()])
-        lively = any(_changed_between(times, since[0].ts, point.ts) for times in moved[0])
-        if not lively and siblings and flat_for < 2 * flat_after:
-            return CLEAR
+        why = "while the terminal's other sensors moved" if any(
+            _changed_between(times, since[0].ts, point.ts) for times in moved[0]) else None
+        flat_peers = 0
+        if why is None and (found := peers_of(since[0].ts)) is not None:
+            where, series = found
+            lively = sum(_changed_between(times, since[0].ts, point.ts) for times, _ in series)
+            flat_peers = sum(_reported_between(points, since[0].ts, point.ts) for _, points in series) - lively
+            why = f"while {lively} of its neighbours on {where} moved" if lively else None
+        if why is None:
+            if (siblings or flat_peers) and flat_for < 2 * flat_after:
+                return CLEAR
+            why = "with its neighbours flat too" if siblings or flat_peers else "with nothing to compare against"
         hours = flat_for.total_seconds() / 3600
-        why = "while the terminal's other sensors moved" if lively else "with nothing to compare against"
         return Verdict(State.VIOLATE, "warning", f"{spec.name} flat at {since[0].value:g} {spec.unit} for "
                        f"{hours:.1f} h {why} (stuck sensor?)", hours)
 
     return judge
+
+
+def _reported_between(points: list[Point], start: dt.datetime, end: dt.datetime) -> bool:
+    at = bisect.bisect_right(points, start, key=_TS_OF)
+    return at < len(points) and points[at].ts <= end
+
+
+_TS_OF = operator.attrgetter("ts")
 
 
 def _change_times(points: list[Point], step: float) -> list[dt.datetime]:

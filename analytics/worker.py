@@ -45,6 +45,7 @@ from analytics.evaluate import (
     stored_since,
     sweep_silence,
 )
+from analytics.neighbours import Neighbours
 from core.logs import log_context
 from core.metrics import Metrics
 from core.runtime import Service
@@ -124,6 +125,8 @@ class RuleWorker:
     def __init__(self, database_url: str, sink: AlertSink, name: str) -> None:
         self.url, self.sink, self.name = database_url, sink, name
         self.memory: dict[int, TerminalStream] = {}
+        self.neighbours = Neighbours()
+        """The stuck-sensor rules' neighbours, looked up on the connection of the chunk being judged."""
         self.pending: dict[int, dt.datetime] = {}
         """Terminals notified and not judged yet → the earliest observation among their new readings."""
         self.queued: dict[int, dt.datetime] = {}
@@ -381,6 +384,7 @@ class RuleWorker:
                 self.metrics.failed.inc()
 
     def _judge_chunk(self, conn: psycopg.Connection, events: dict[int, dt.datetime]) -> None:
+        self.neighbours.conn = conn
         try:
             with conn.transaction():
                 snapshot = conn.execute("select pg_current_snapshot()::text").fetchone()[0]
@@ -428,7 +432,7 @@ class RuleWorker:
             else:
                 streams[terminal_id] = held
         if stale:
-            streams |= load(conn, stale)
+            streams |= load(conn, stale, self.neighbours)
         for gone in set(terminal_ids) - set(infos):
             self.memory.pop(gone, None)
         return streams

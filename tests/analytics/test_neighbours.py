@@ -1,0 +1,106 @@
+"""A flat line judged against the terminal's neighbours on its river (``analytics.neighbours``), through the real
+rule worker and store: stuck when the river moved and it did not, calm when the whole river is flat."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from registry import service
+from registry.changes import Actor
+from tests.analytics.test_worker import Worker, _write
+from tests.factories import pole_in, river_station, terminal_in
+
+GAS = {"pressure_class": "medium_a", "set_point_kpa": 300.0}
+HOURS = 13
+"""Longer than the water level's flat-line window (12 h), shorter than twice it."""
+
+
+def _gauge(conn, name: str, km: float, river: str = "呼兰河") -> str:
+    item = terminal_in(name, "water_level_gauge", (126.90 + km / 10_000, 46.53),
+                       attrs={"river": river, "chainage_km": km})
+    return service.create_terminal(conn, item, Actor("t"))
+
+
+def _level(db_url: str, code: str, start: float, rise_per_h: float) -> None:
+    """A reading every 10 minutes over the last ``HOURS`` hours (quantised to the gauge's centimetre)."""
+    _write(db_url, code, "water_level",
+           [(m, round(start + rise_per_h * (m + HOURS * 60) / 60, 2), None) for m in range(-HOURS * 60, 1, 10)])
+
+
+def _stuck(db_url: str) -> dict[str, str]:
+    with psycopg.connect(db_url) as conn:
+        return dict(conn.execute("select t.code, a.detail from alert a join terminal t on t.id = a.terminal_id "
+                                 "where a.rule like 'device:stuck:%'").fetchall())
+
+
+@pytest.fixture
+def worker(db_url):
+    running = Worker(db_url)
+    yield running
+    running.close()
+
+
+def test_a_gauge_flat_while_the_river_rises_is_stuck_and_the_alert_says_why(conn, db_url, worker):
+    stuck, upstream, downstream = (_gauge(conn, f"呼兰河{n}号水位站", km) for n, km in ((1, 160), (2, 140), (3, 185)))
+    conn.commit()
+    _level(db_url, stuck, 2.31, 0.0)
+    _level(db_url, upstream, 2.10, 0.02)
+    _level(db_url, downstream, 1.80, 0.015)
+    worker.step()
+    found = _stuck(db_url)
+    assert list(found) == [stuck]
+    assert "while 2 of its neighbours on 呼兰河 moved" in found[stuck]
+
+
+def test_a_calm_river_is_not_a_row_of_stuck_gauges(conn, db_url, worker):
+    gauges = [_gauge(conn, f"呼兰河{n}号水位站", km) for n, km in ((1, 160), (2, 140), (3, 185))]
+    conn.commit()
+    for n, code in enumerate(gauges):
+        _level(db_url, code, 2.0 + n / 10, 0.0)
+    worker.step()
+    assert _stuck(db_url) == {}
+
+
+def test_only_neighbours_on_the_same_river_and_near_it_count(conn, db_url, worker):
+    stuck = _gauge(conn, "呼兰河1号水位站", 160)
+    calm = _gauge(conn, "呼兰河2号水位站", 150)
+    far = _gauge(conn, "呼兰河9号水位站", 300)
+    other_river = _gauge(conn, "通肯河1号水位站", 160, river="通肯河")
+    conn.commit()
+    _level(db_url, stuck, 2.31, 0.0)
+    _level(db_url, calm, 2.0, 0.0)
+    _level(db_url, far, 1.5, 0.03)
+    _level(db_url, other_river, 1.2, 0.03)
+    worker.step()
+    assert _stuck(db_url) == {}  # its only neighbour was flat too: it waits twice the window
+
+
+def test_a_station_whose_every_channel_froze_is_stuck_when_the_next_station_moved(conn, db_url, worker):
+    frozen = service.create_terminal(conn, river_station("呼兰河05号水质自动站"), Actor("t"))
+    moving = river_station("呼兰河06号水质自动站", at=(126.95, 46.55))
+    moving.attrs["chainage_km"] = 175.0
+    neighbour = service.create_terminal(conn, moving, Actor("t"))
+    conn.commit()
+    every_half_hour = range(-HOURS * 60, 1, 30)
+    _write(db_url, frozen, "w01010", [(m, 8.4, None) for m in every_half_hour])
+    _write(db_url, frozen, "w01009", [(m, 7.6, None) for m in every_half_hour])
+    _write(db_url, neighbour, "w01010", [(m, round(8.0 + m / 300, 1), None) for m in every_half_hour])
+    worker.step()
+    found = _stuck(db_url)
+    assert set(found) == {frozen}
+    assert "neighbours on 呼兰河 moved" in found[frozen]
+
+
+def test_sensors_of_one_metric_on_one_pole_are_neighbours(conn, db_url, worker):
+    pole = service.create_pole(conn, pole_in("中兴大街07号杆"), Actor("t"))
+    sensors = (terminal_in(f"中兴大街燃气压力{n}", "gas_pressure_sensor", None, pole=pole, attrs=GAS) for n in (1, 2))
+    frozen, lively = (service.create_terminal(conn, sensor, Actor("t")) for sensor in sensors)
+    conn.commit()
+    minutes = range(-4 * 60, 1, 2)  # longer than gas pressure's 3 h flat-line window
+    _write(db_url, frozen, "gas_pressure", [(m, 300.0, None) for m in minutes])
+    _write(db_url, lively, "gas_pressure", [(m, round(300 + (m % 7) / 10, 2), None) for m in minutes])
+    worker.step()
+    found = _stuck(db_url)
+    assert list(found) == [frozen]
+    assert f"while 1 of its neighbours on pole {pole} moved" in found[frozen]
