@@ -5,12 +5,13 @@ logins, an ingest worker and a rule worker as `ganzhi up` runs them, and a fleet
 with faults and events publishing through the broker for H simulated hours at speed S.
 
 What the live figures add to the in-process ones: the broker, ingest, late and out-of-order arrival, the workers'
-streamed state and their reconciliation. What they change: the simulators compress time (readings every interval
-/ S, stamped with the wall clock) but the rules judge observation time, so a rule that waits (a flat line for
-``flat_after_h`` hours, a drift test, an indoor temperature for 2 hours) sees a fault S times shorter than it
-was planned: at a high speed those are missed by design, and the figure that compares with the in-process bench
-is the one at speed 1. Transport-level alerts (``device:nodata``: the worker's silence sweep) have no ground
-truth and are counted apart.
+streamed state and their reconciliation. The simulators compress time (readings every interval / S) and stamp
+them with simulated time (``SimConfig.observed_from``: the run's H hours end when it began), so the rules, which
+judge observation time, see a flat line last its hours and a drift its windows, as in the field. What stays
+compressed is what the workers time on the wall clock: a stuck-sensor rule is evaluated again every 1/60 of its
+window of *real* time (6 minutes for 6 h: 6 simulated hours at speed 60), so its time to alert is longer here.
+Transport-level alerts (``device:nodata``: the worker's silence sweep, which compares observation time with the
+database's clock and finds every simulated reading hours old) have no ground truth and are counted apart.
 """
 
 from __future__ import annotations
@@ -175,15 +176,16 @@ def run_live(url: str, settings: Settings, hours: float, speed: float, seed: int
                    GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="WARNING")
         processes = start_workers(env)
         truth_path = root / "truth.jsonl"
-        began = dt.datetime.now(dt.UTC)
-        stats = asyncio.run(run_fleet(fleet, broker.port, secret, speed, hours, seed, share, truth_path))
-        stopped = dt.datetime.now(dt.UTC)
+        observed_from = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=hours)
+        stats = asyncio.run(run_fleet(fleet, broker.port, secret, speed, hours, seed, share, truth_path,
+                                      observed_from=observed_from))
         drained = wait_drained(scratch)
         print(f"published {stats.messages} messages ({stats.readings} readings), {stats.failures} connection "
               f"failures; workers drained {drained:.0f} s after the fleet stopped "
               f"(no change for {DRAIN_QUIET_S:.0f} s)")
         with psycopg.connect(scratch) as conn:
-            stored = score_stored(conn, truth.load(truth_path), began, stopped + dt.timedelta(seconds=1))
+            stored = score_stored(conn, truth.load(truth_path), observed_from,
+                                  observed_from + dt.timedelta(hours=hours, minutes=1))
         print_stored(stored, f"{seed} (live, speed {speed:g})")
         _print_summary(stored, speed)
         return stored
@@ -232,9 +234,10 @@ def stop_workers(processes: list[subprocess.Popen]) -> None:
 
 
 async def run_fleet(fleet: list, port: int, secret: str, speed: float, hours: float, seed: int, share: float,
-                    truth_path: Path, faults: dict[str, Fault] | None = None):
+                    truth_path: Path, faults: dict[str, Fault] | None = None, observed_from: dt.datetime | None = None):
     """The fleet through the broker for ``hours`` simulated hours, its faults and events (each injected once in the
-    run: their period is the run) recorded in ``truth_path``; by default ``share`` of the publishers get one of
+    run: their period is the run) recorded in ``truth_path``; readings stamped with simulated time from
+    ``observed_from`` (None: the wall clock); by default ``share`` of the publishers get one of
     ``FAULTS`` each, in turn from a place the seed shifts (the kind mix of a small fleet is the same for every
     seed: each seed gives its events and faults to other kinds)."""
     from simulators.run import SimConfig, simulate
@@ -244,7 +247,7 @@ async def run_fleet(fleet: list, port: int, secret: str, speed: float, hours: fl
         faults = {p.code: FAULTS[(n + seed) % len(FAULTS)] for n, p in enumerate(fleet[:faulty])}  # seeds vary who
     config = SimConfig(host="127.0.0.1", port=port, secret_key=secret, speed=speed,
                        ramp_s=min(5.0, hours * 360 / speed), faults=faults, seed=seed, horizon_h=hours,
-                       truth=truth_path, truth_h=hours)
+                       truth=truth_path, truth_h=hours, observed_from=observed_from)
     stop = asyncio.Event()
     asyncio.get_running_loop().call_later(hours * 3600 / speed, stop.set)
     return await simulate(fleet, config, stop)
@@ -273,11 +276,11 @@ def wait_drained(url: str, timeout_s: float = 300.0, quiet_s: float = DRAIN_QUIE
 
 
 def _print_summary(stored: Stored, speed: float) -> None:
-    print("\nper family (time to alert in observation minutes, and × speed in simulated minutes):")
+    print(f"\nper family (time to alert in simulated minutes, ÷ {speed:g} on the wall clock):")
     for family in FAMILIES:
         s = stored.scores[family]
         delays = sorted(s.delays_min)
-        tta = (f"{delays[len(delays) // 2]:.1f} min ({delays[len(delays) // 2] * speed:.0f} simulated)"
+        tta = (f"{delays[len(delays) // 2]:.1f} min ({delays[len(delays) // 2] / speed:.1f} real)"
                if delays else "–")
         print(f"  {family:8} alerts {s.alerts:3} strict precision {s.precision:.3f} loose {s.precision_apart:.3f}  "
               f"recall {s.recall:.3f} ({s.detected}/{s.injected})  time to alert median {tta}")

@@ -4,6 +4,7 @@ real store through an ingest worker, faults included."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 
 import psycopg
@@ -11,6 +12,7 @@ import pytest
 
 from registry import credentials, service
 from registry.changes import Actor
+from simulators import truth
 from simulators.faults import Fault
 from simulators.fleet import load_fleet
 from simulators.run import SimConfig, simulate
@@ -61,6 +63,31 @@ def test_simulated_fleet_reaches_the_store_with_its_faults(conn, db_url, auth_br
     assert any("in the future" in r for r in reasons)
     assert stats.malformed > 0 and sum("in the future" not in r for r in reasons) >= stats.malformed
     assert online == 4
+
+
+def test_a_compressed_run_stamps_its_readings_and_truth_with_simulated_time(conn, db_url, auth_broker, tmp_path):
+    """24 simulated hours squeezed into minutes are 24 hours of observation time to the rules (a flat line lasts its
+    hours), not minutes stamped with the wall clock."""
+    codes = _fleet_ledger(conn, db_url)
+    auth_broker.sync()
+    fleet = [p for p in load_fleet(conn) if p.code == codes["pole"]]
+    host, port = auth_broker.address
+    began = dt.datetime.now(dt.UTC)
+    observed_from = began - dt.timedelta(hours=3)
+    config = SimConfig(host=host, port=port, secret_key=KEY, speed=3600, ramp_s=0.1, faults={codes["pole"]:
+                       Fault.stuck}, seed=5, horizon_h=3, truth=tmp_path / "truth.jsonl", truth_h=3,
+                       observed_from=observed_from)
+    with WorkerThread(db_url, auth_broker) as worker:
+        stats = _run_for(fleet, config, seconds=2.5)
+        wait_until(lambda: worker.counters["messages"] >= stats.messages, timeout_s=30)
+    with psycopg.connect(db_url) as c:
+        first, last = c.execute("select min(ts), max(ts) from reading r join terminal t on t.id = r.terminal_id "
+                                "where t.code = %s", (codes["air"],)).fetchone()
+    assert observed_from <= first < observed_from + dt.timedelta(minutes=30)
+    assert last - first > dt.timedelta(hours=1.5)  # ≈ 2.5 s × 3600: simulated hours, not seconds
+    assert last < began  # the run's hours end before it began: nothing from the future
+    windows = truth.load(tmp_path / "truth.jsonl")
+    assert windows and all(observed_from <= w.start < observed_from + dt.timedelta(hours=3) for w in windows)
 
 
 def _run_for(fleet, config: SimConfig, seconds: float):
