@@ -23,6 +23,7 @@ import psycopg
 
 from analytics import queries
 from analytics.engine import Episode, Point, Tracker, episode_from_json, episode_to_json
+from analytics.neighbours import Neighbours
 from analytics.rules import (
     Judge,
     NeighbourLookup,
@@ -496,8 +497,10 @@ def backtest(conn: psycopg.Connection, info: TerminalInfo, start: dt.datetime, e
              prefix: str = "") -> list[tuple[Rule, Episode]]:
     """The episodes the rules would have found in [start, end), without touching any alert. A latched rule is told
     the terminal's first stored reading (as ``load`` tells it): [start, end) from after it is a re-read of history,
-    not the terminal's first readings."""
-    rules = [r for r in rules_for(info) if r.key.startswith(prefix)]
+    not the terminal's first readings. Stuck sensors are compared with their neighbours as the workers compare them."""
+    neighbours = Neighbours()
+    neighbours.conn = conn
+    rules = [r for r in rules_for(info, neighbours) if r.key.startswith(prefix)]
     data = queries.series(conn, info.id, sorted({m for r in rules for m in (r.metric, *r.context)}), start, end)
     firsts = queries.first_readings(conn, sorted({(info.id, r.metric) for r in rules if r.latched}))
     return [(rule, episode) for rule in rules

@@ -3,12 +3,15 @@ rule worker and store: stuck when the river moved and it did not, calm when the 
 
 from __future__ import annotations
 
+import datetime as dt
+
 import psycopg
 import pytest
 
+from analytics import evaluate, queries
 from registry import service
 from registry.changes import Actor
-from tests.analytics.test_worker import Worker, _write
+from tests.analytics.test_worker import NOW, Worker, _write
 from tests.factories import pole_in, river_station, terminal_in
 
 GAS = {"pressure_class": "medium_a", "set_point_kpa": 300.0}
@@ -104,3 +107,16 @@ def test_sensors_of_one_metric_on_one_pole_are_neighbours(conn, db_url, worker):
     found = _stuck(db_url)
     assert list(found) == [frozen]
     assert f"while 1 of its neighbours on pole {pole} moved" in found[frozen]
+
+
+def test_a_backtest_compares_with_the_neighbours_as_the_workers_do(conn, db_url):
+    stuck, upstream = _gauge(conn, "呼兰河1号水位站", 160), _gauge(conn, "呼兰河2号水位站", 140)
+    conn.commit()
+    _level(db_url, stuck, 2.31, 0.0)
+    _level(db_url, upstream, 2.10, 0.02)
+    with psycopg.connect(db_url) as c:
+        info = queries.terminal_by_code(c, stuck)
+        found = evaluate.backtest(c, info, NOW - dt.timedelta(hours=HOURS + 1), NOW + dt.timedelta(minutes=1),
+                                  prefix="device:stuck:")
+    assert [(rule.key, "neighbours on 呼兰河 moved" in episode.detail) for rule, episode in found] == [
+        ("device:stuck:water_level", True)]
