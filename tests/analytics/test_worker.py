@@ -34,13 +34,15 @@ def _write(db_url: str, code: str, metric: str, values: list[tuple[int, float, s
 
 
 class Worker:
-    """A rule worker driven step by step: it listens before the readings are written, as a running one does."""
+    """A rule worker driven step by step: it listens before the readings are written, and knows the rule workers
+    alive (their heartbeats, ``_beat``), as a running one does."""
 
     def __init__(self, db_url: str, name: str = "rules-test") -> None:
         self.rules = RuleWorker(db_url, alerts, name)
         self.listen = psycopg.connect(db_url, autocommit=True)
         self.rules.listen(self.listen)
         self.conn = psycopg.connect(db_url)
+        self.rules.refresh_members(self.conn)
 
     def step(self) -> int:
         """Take in every notification of what was written before (a running worker takes in what has come by
@@ -246,7 +248,8 @@ def test_a_worker_added_at_run_time_takes_its_share_and_resumes_from_the_stored_
         first.close()
         second.close()
     ids = [conn.execute("select id from terminal where code = %s", (c,)).fetchone()[0] for c in codes]
-    assert moved == sum(owner(["w1", "w2"], t) == "w2" for t in ids) and moved + kept == 8 and moved > 0
+    # w1 heard the readings before it saw w2: it judges what it queued, w2 its share (judged twice, alerted once)
+    assert moved == sum(owner(["w1", "w2"], t) == "w2" for t in ids) and kept == 8 and moved > 0
     starts = {start for r, s, _, start, _ in _alerts(db_url)}
     assert len(_alerts(db_url)) == 8 and starts == {NOW - dt.timedelta(minutes=90)}
 
@@ -402,8 +405,7 @@ def test_a_rule_worker_tunes_the_collector_and_counts_its_time(monkeypatch):
 def _started(db_url: str, name: str) -> Worker:
     """A rule worker as a service starts one (``RuleWorker._serve``): listening, then catching up."""
     worker = Worker(db_url, name)
-    worker.rules.heard_from = queries.committed_before(worker.conn)
-    worker.rules.catch_up(worker.conn, queries.watermark(worker.conn, [name]))
+    worker.rules.begin(worker.conn)
     return worker
 
 
@@ -539,3 +541,55 @@ def test_a_paused_worker_s_queue_taken_over_by_a_joiner_is_alerted_once_whoever_
         first.close()
         joiner.close()
     _each_alerted_once(conn, codes, "resolved")
+
+
+def _two_hours_behind(conn, codes: list[str], db_url: str, name: str = "rules-a") -> None:
+    """Every station's violation arrived two hours ago, while worker ``name`` was down (for three)."""
+    for code in codes:
+        _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
+    _arrived_ago(conn, dt.timedelta(hours=2))
+    queries.save_watermark(conn, name, dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+    conn.commit()
+
+
+def test_a_joiner_slow_to_start_finds_nothing_passed_by_the_watermark_it_catches_up_from(conn, db_url):
+    """The newcomer's heartbeat is seen before it catches up (a loaded box takes seconds to connect): the worker
+    that had its terminals sees it and saves its watermark first. What it had queued of them it judges itself, so
+    that watermark, which the newcomer catches up from, has passed nothing unjudged."""
+    codes = _shared_stations(conn, ["rules-a", "rules-j"])
+    _two_hours_behind(conn, codes, db_url)
+    _beat(conn, "rules-a")
+    first = _started(db_url, "rules-a")
+    _beat(conn, "rules-a", "rules-j")
+    try:
+        first.step()
+        assert queries.watermark(conn, ["rules-a"]) > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        conn.commit()
+        joiner = _started(db_url, "rules-j")
+        joiner.step()
+        joiner.close()
+    finally:
+        first.close()
+    _each_alerted_once(conn, codes)
+
+
+def test_the_worker_that_had_the_terminals_crashes_and_is_back_before_anyone_notices(conn, db_url):
+    """The worker two hours behind crashes as a second one joins, and is back within the heartbeat's 15 s: nobody
+    saw it leave, and its catch-up queues its own share only. The newcomer caught up from the earliest watermark of
+    the live workers, the crashed one's among them: its share of the backlog is its own."""
+    codes = _shared_stations(conn, ["rules-a", "rules-j"])
+    _two_hours_behind(conn, codes, db_url)
+    _beat(conn, "rules-a")
+    crashed = _started(db_url, "rules-a")
+    _beat(conn, "rules-a", "rules-j")
+    joiner = _started(db_url, "rules-j")
+    crashed.close()  # before judging anything
+    again = _started(db_url, "rules-a")
+    try:
+        assert len(again.rules.pending) < len(codes)  # its own share
+        again.step()
+        joiner.step()
+    finally:
+        again.close()
+        joiner.close()
+    _each_alerted_once(conn, codes)
