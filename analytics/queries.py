@@ -175,10 +175,21 @@ def arrived_since(conn: psycopg.Connection, since: dt.datetime) -> dict[int, dt.
     return dict(rows)
 
 
+NEW_WORKER = dt.timedelta(hours=1)
+"""What a rule worker that has saved no watermark counts as not having taken in: what arrived in the last hour."""
+
+
 def watermark(conn: psycopg.Connection, workers: list[str] | None) -> dt.datetime | None:
-    """The earliest arrival time these workers (all, with None) have not surely taken in."""
-    row = conn.execute("select min(received_at) from rule_watermark where %(w)s::text[] is null or worker = any(%(w)s)",
-                       {"w": workers}).fetchone()
+    """The earliest arrival time these workers (all, with None) have not surely taken in. A named worker with no
+    watermark saved counts as ``NEW_WORKER`` back: one new by name, one started a moment ago, one that left before
+    its first save (its terminals' catch-up must not start at another departed worker's later watermark)."""
+    row = conn.execute(
+        """
+        select least(min(received_at),
+                     case when count(*) < cardinality(%(w)s::text[]) then now() - %(new)s end)
+          from rule_watermark where %(w)s::text[] is null or worker = any(%(w)s)
+        """,
+        {"w": sorted(set(workers)) if workers is not None else None, "new": NEW_WORKER}).fetchone()
     return row[0]
 
 

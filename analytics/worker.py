@@ -9,10 +9,14 @@ Sharing: the live rule workers are the ``rules`` services with a recent heartbea
 belongs to the worker with the highest hash of (worker, terminal) (rendezvous hashing), so a worker started at
 run time takes its share and a stopped one's terminals spread over the rest, each moving only once. While two
 workers disagree for a moment, the terminal's ``rule_cursor`` row (locked while judging, versioned) keeps them
-from judging it at once or from a stale memory.
+from judging it at once or from a stale memory. A terminal moves for what is heard after the move: what a worker
+queued of it before (a backlog it is behind on) it still judges itself (``next_chunk``), so its watermark never
+passes a reading it queued and did not judge.
 
 Catching up: notifications are lost while nobody listens; each worker keeps a watermark of the arrival time it
-has taken in, and re-reads what arrived since (with a margin) when it starts, reconnects, or a worker leaves.
+has taken in, and re-reads what arrived since (with a margin) when it starts, reconnects, or a worker leaves; a
+worker starting re-reads from the earliest of its own watermark and the live workers' (``begin``): the terminals it
+takes over were theirs.
 """
 
 from __future__ import annotations
@@ -155,6 +159,8 @@ class RuleWorker:
         self.stop = threading.Event()
         """Set by the service on SIGTERM: the worker stops between chunks (what it judged is committed)."""
         self._due = {"members": 0.0, "sweep": time.monotonic() + SWEEP_FIRST_S, "watermark": 0.0}
+        self._begun = False
+        """Whether ``begin`` has run in this process (a reconnect catches up from this worker's watermark only)."""
 
     # -- the loop -----------------------------------------------------------------------------------------
 
@@ -183,8 +189,7 @@ class RuleWorker:
                 break
             try:
                 self.listen(listen)
-                self.heard_from = queries.committed_before(conn)  # what commits later is heard; before, caught up
-                self.catch_up(conn, queries.watermark(conn, [self.name]))
+                self.begin(conn)
                 while not service.stop.is_set():
                     self.step(listen, conn)
                     service.set_detail(members=len(self.members), terminals=len(self.memory))
@@ -198,6 +203,22 @@ class RuleWorker:
 
     def listen(self, listen: psycopg.Connection) -> None:
         listen.execute(f"listen {READINGS_CHANNEL}")
+
+    def begin(self, conn: psycopg.Connection) -> None:
+        """After ``listen``, on starting or reconnecting: learn the membership (so that only this worker's share is
+        caught up), then queue what arrived since the watermark (what commits later is heard).
+
+        Starting, the watermark is the earliest of this worker's own (a worker new by name: the last hour) and the
+        live workers': the terminals this one takes over were theirs, with what they have not judged yet. They
+        judge what they queued of them themselves (``next_chunk``), but the worker that had them may crash and be
+        back before the others notice (its catch-up then queues only its own share); and what arrived more than an
+        hour ago (a worker back from an outage when this one is started to help) is behind any watermark of this
+        worker's own. Reconnecting, it catches up from its own watermark: its terminals have not moved."""
+        self.refresh_members(conn)
+        self.heard_from = queries.committed_before(conn)
+        others = [] if self._begun else [m for m in self.members if m != self.name]
+        self.catch_up(conn, queries.watermark(conn, [self.name, *others]))
+        self._begun = True
 
     def step(self, listen: psycopg.Connection, conn: psycopg.Connection, wait_s: float = 0.2) -> int:
         """Drain the notifications into the queue, judge a chunk of it (``next_chunk``); the chores when due."""
@@ -237,20 +258,24 @@ class RuleWorker:
         a round of terminals that report every second and were judged a moment ago. Among terminals never judged
         here, the freshest readings first (by their newest notified observation): a worker catching up after a
         start under load queues every terminal unjudged, and an alarm published meanwhile goes before their
-        backlog, its own terminal's backlog included."""
-        while self.pending:
-            take = heapq.nsmallest(self.chunk_size(), self.pending,
-                                   key=lambda t: (self.judged_at.get(t, -math.inf), -self.heard(t).timestamp()))
-            if self.light(take[0]):
-                take = [t for t in take if self.light(t)]
-            chunk = {t: self.pending.pop(t) for t in take}
-            for terminal_id in take:
-                self.newest.pop(terminal_id, None)
-                self.queued.pop(terminal_id, None)
-            chunk = {t: earliest for t, earliest in chunk.items() if self.owns(t)}
-            if chunk:
-                return chunk
-        return {}
+        backlog, its own terminal's backlog included.
+
+        A queued terminal that a worker joining since has taken over is judged here all the same: this worker
+        queued it (it was its own), its watermark stays before it until then (``queued``), and the newcomer's
+        catch-up may not reach back that far. Dropped, it was passed by the watermark and never judged. The
+        newcomer may judge it too, from its own catch-up or what it hears: the terminal's lock and version
+        (``_streams``) keep the two from judging it at once or from a stale memory, and an alert is reconciled,
+        not added (docs/rules.md, Resuming)."""
+        if not self.pending:
+            return {}
+        take = heapq.nsmallest(self.chunk_size(), self.pending,
+                               key=lambda t: (self.judged_at.get(t, -math.inf), -self.heard(t).timestamp()))
+        if self.light(take[0]):
+            take = [t for t in take if self.light(t)]
+        for terminal_id in take:
+            self.newest.pop(terminal_id, None)
+            self.queued.pop(terminal_id, None)
+        return {t: self.pending.pop(t) for t in take}
 
     def heard(self, terminal_id: int) -> dt.datetime:
         """The newest observation notified for a queued terminal (its earliest when only a catch-up queued it):
@@ -315,7 +340,7 @@ class RuleWorker:
         departed = sorted(set(self.members) - set(members))
         log.info("rule workers now %s", ", ".join(members))
         self.members, self._owners = members, {}
-        self.memory = {t: s for t, s in self.memory.items() if self.owns(t)}
+        self.memory = {t: s for t, s in self.memory.items() if self.owns(t) or t in self.pending}
         if departed:  # their terminals may have readings they had not judged
             self.catch_up(conn, queries.watermark(conn, departed))
 
@@ -324,7 +349,7 @@ class RuleWorker:
         them chunk by chunk, hearing notifications in between, so a fresh alarm does not wait for the catch-up
         (thousands of terminals' first judgements on a worker started under load)."""
         if mark is None:
-            mark = conn.execute("select now() - interval '1 hour'").fetchone()[0]
+            mark = conn.execute("select now() - %s", (queries.NEW_WORKER,)).fetchone()[0]
         arrived = queries.arrived_since(conn, mark - MARGIN)
         conn.commit()
         for terminal_id, earliest in arrived.items():
@@ -408,6 +433,10 @@ class RuleWorker:
         for terminal_id, stream in streams.items():
             stream.version += 1
             stream.snapshot = snapshot
+            if not self.owns(terminal_id):  # queued before a newcomer took it over (``next_chunk``): done here
+                self.memory.pop(terminal_id, None)
+                self.holding.discard(terminal_id)
+                continue
             self.memory[terminal_id] = stream
             if stream.holding():
                 self.holding.add(terminal_id)

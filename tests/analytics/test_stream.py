@@ -478,3 +478,17 @@ def test_a_watermark_may_move_back(conn, db_url):
         queries.save_watermark(c, "rules-back", later - dt.timedelta(minutes=5))
         c.commit()
     assert queries.watermark(conn, ["rules-back"]) == later - dt.timedelta(minutes=5)
+
+
+def test_a_worker_that_saved_no_watermark_counts_as_the_last_hour(conn, db_url):
+    """Two workers leave at once, one of them before its first save (it joined a moment before): their terminals'
+    catch-up took the other's recent watermark, and skipped what the first had taken over."""
+    from analytics import queries
+
+    recent = dt.datetime.now(dt.UTC)
+    with psycopg.connect(db_url) as c:
+        queries.save_watermark(c, "rules-saved", recent)
+        c.commit()
+    assert queries.watermark(conn, ["rules-saved"]) == recent
+    assert queries.watermark(conn, ["rules-saved", "rules-unsaved"]) < recent - dt.timedelta(minutes=59)
+    assert queries.watermark(conn, None) == recent

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import psycopg
 
 from alerts import service as alerts
-from analytics import evaluate
+from analytics import evaluate, queries
 from analytics.evaluate import sweep_silence
 from analytics.worker import COLLECTOR, RuleWorker, owner
 from core.runtime import Service
@@ -34,13 +34,15 @@ def _write(db_url: str, code: str, metric: str, values: list[tuple[int, float, s
 
 
 class Worker:
-    """A rule worker driven step by step: it listens before the readings are written, as a running one does."""
+    """A rule worker driven step by step: it listens before the readings are written, and knows the rule workers
+    alive (their heartbeats, ``_beat``), as a running one does."""
 
     def __init__(self, db_url: str, name: str = "rules-test") -> None:
         self.rules = RuleWorker(db_url, alerts, name)
         self.listen = psycopg.connect(db_url, autocommit=True)
         self.rules.listen(self.listen)
         self.conn = psycopg.connect(db_url)
+        self.rules.refresh_members(self.conn)
 
     def step(self) -> int:
         """Take in every notification of what was written before (a running worker takes in what has come by
@@ -246,7 +248,8 @@ def test_a_worker_added_at_run_time_takes_its_share_and_resumes_from_the_stored_
         first.close()
         second.close()
     ids = [conn.execute("select id from terminal where code = %s", (c,)).fetchone()[0] for c in codes]
-    assert moved == sum(owner(["w1", "w2"], t) == "w2" for t in ids) and moved + kept == 8 and moved > 0
+    # w1 heard the readings before it saw w2: it judges what it queued, w2 its share (judged twice, alerted once)
+    assert moved == sum(owner(["w1", "w2"], t) == "w2" for t in ids) and kept == 8 and moved > 0
     starts = {start for r, s, _, start, _ in _alerts(db_url)}
     assert len(_alerts(db_url)) == 8 and starts == {NOW - dt.timedelta(minutes=90)}
 
@@ -395,3 +398,198 @@ def test_a_rule_worker_tunes_the_collector_and_counts_its_time(monkeypatch):
         gc.set_threshold(*before)
     assert worker.metrics.registry.totals()["rules_gc_seconds"] > 0
     assert worker._collecting not in gc.callbacks
+
+
+# -- a worker joining at run time takes over terminals with a backlog ------------------------------------------
+
+def _started(db_url: str, name: str) -> Worker:
+    """A rule worker as a service starts one (``RuleWorker._serve``): listening, then catching up."""
+    worker = Worker(db_url, name)
+    worker.rules.begin(worker.conn)
+    return worker
+
+
+def _shared_stations(conn, members: list[str], each: int = 2) -> list[str]:
+    """River stations, at least ``each`` of them owned by every member once all of ``members`` run."""
+    codes: list[str] = []
+    owners: dict[str, int] = dict.fromkeys(members, 0)
+    while min(owners.values()) < each:
+        assert len(codes) < 40, owners
+        code = service.create_terminal(conn, river_station(f"站{len(codes)}", at=(126.94 + len(codes) * 0.004,
+                                                                                 46.53)), Actor("t"))
+        conn.commit()
+        codes.append(code)
+        terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+        owners[owner(members, terminal_id)] += 1
+    return codes
+
+
+def _arrived_ago(conn, ago: dt.timedelta) -> None:
+    """The readings stored so far arrived ``ago`` earlier than they did (a worker that far behind)."""
+    conn.execute("update reading set received_at = received_at - %s", (ago,))
+    conn.commit()
+
+
+def _gone(conn, name: str) -> None:
+    """A rule worker stopped: its last heartbeat says so."""
+    conn.execute("update service_heartbeat set state = 'stopped' where name = %s", (name,))
+    conn.commit()
+
+
+def _violations(conn) -> dict[str, list[tuple]]:
+    """Terminal code → its class alerts (status, observed start), and every alert's actions in order."""
+    rows = conn.execute(
+        """
+        select t.code, a.status, a.observed_start,
+               array(select e.action from alert_event e where e.alert_id = a.id order by e.id)
+          from alert a join terminal t on t.id = a.terminal_id
+         where a.rule = 'gb3838:w21003' order by t.code, a.id
+        """).fetchall()
+    conn.commit()
+    found: dict[str, list[tuple]] = {}
+    for code, status, start, actions in rows:
+        found.setdefault(code, []).append((status, start, actions))
+    return found
+
+
+def _each_alerted_once(conn, codes: list[str], status: str = "open") -> None:
+    actions = ["open"] if status == "open" else ["open", "resolve"]
+    assert _violations(conn) == {code: [(status, NOW - dt.timedelta(minutes=90), actions)] for code in codes}
+
+
+def test_a_worker_joining_takes_over_a_backlog_older_than_an_hour_and_each_violation_alerts_once(conn, db_url):
+    """A rule worker back from a three-hour outage catches up on two hours of readings; a second one is started to
+    help before it is through. The terminals the newcomer takes over must not leave the backlog behind: the
+    newcomer catches up from its own watermark (new by name: the last hour), and the worker that had them moved
+    its watermark past them. Every station's violation is alerted once, and resolved once when it clears."""
+    codes = _shared_stations(conn, ["rules-a", "rules-j"])
+    for code in codes:
+        _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
+    _arrived_ago(conn, dt.timedelta(hours=2))
+    queries.save_watermark(conn, "rules-a", dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+    conn.commit()
+    _beat(conn, "rules-a")
+    first = _started(db_url, "rules-a")
+    assert len(first.rules.pending) == len(codes)  # the backlog is queued, nothing judged yet
+    _beat(conn, "rules-a", "rules-j")
+    joiner = _started(db_url, "rules-j")
+    try:
+        joiner.step()
+        first.step()
+        joiner.step()
+        _each_alerted_once(conn, codes)
+        for code in codes:
+            _write(db_url, code, "w21003", [(-30, 0.3, None)])
+        first.step()
+        joiner.step()
+    finally:
+        first.close()
+        joiner.close()
+    _each_alerted_once(conn, codes, "resolved")
+
+
+def test_two_workers_join_at_once_and_one_leaves_at_once_and_nothing_of_the_backlog_is_lost(conn, db_url):
+    """Two workers are started together to help one two hours behind; one of them stops a moment later. Its
+    terminals go back (from its watermark: it had judged nothing), the other keeps its own."""
+    members = ["rules-a", "rules-j", "rules-k"]
+    codes = _shared_stations(conn, members)
+    for code in codes:
+        _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
+    _arrived_ago(conn, dt.timedelta(hours=2))
+    queries.save_watermark(conn, "rules-a", dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+    conn.commit()
+    _beat(conn, "rules-a")
+    first = _started(db_url, "rules-a")
+    _beat(conn, *members)
+    joiners = [_started(db_url, name) for name in members[1:]]
+    try:
+        for worker in (*joiners, first):
+            worker.step()
+        _gone(conn, "rules-k")
+        joiners[1].close()
+        first.rules._due["members"] = joiners[0].rules._due["members"] = 0.0  # they look at the membership now
+        first.step()
+        joiners[0].step()
+    finally:
+        first.close()
+        joiners[0].close()
+    _each_alerted_once(conn, codes)
+
+
+def test_a_paused_worker_s_queue_taken_over_by_a_joiner_is_alerted_once_whoever_judges_it(conn, db_url):
+    """A worker paused with the notifications of every station queued; a second one joins and catches up on the
+    last hour. The stations it takes over may be judged by both (the one that queued them and the one that owns
+    them now): the terminal's lock and version, and the alerts' reconciliation, make that one alert each."""
+    codes = _shared_stations(conn, ["rules-a", "rules-j"])
+    _beat(conn, "rules-a")
+    first = _started(db_url, "rules-a")
+    for code in codes:
+        _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
+    first.rules.drain(first.listen, 0.5, dt.datetime.now(dt.UTC))
+    assert len(first.rules.pending) == len(codes)
+    _beat(conn, "rules-a", "rules-j")
+    joiner = _started(db_url, "rules-j")
+    try:
+        joiner.step()
+        first.step()
+        _each_alerted_once(conn, codes)
+        for code in codes:
+            _write(db_url, code, "w21003", [(-30, 0.3, None)])
+        joiner.step()
+        first.step()
+    finally:
+        first.close()
+        joiner.close()
+    _each_alerted_once(conn, codes, "resolved")
+
+
+def _two_hours_behind(conn, codes: list[str], db_url: str, name: str = "rules-a") -> None:
+    """Every station's violation arrived two hours ago, while worker ``name`` was down (for three)."""
+    for code in codes:
+        _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
+    _arrived_ago(conn, dt.timedelta(hours=2))
+    queries.save_watermark(conn, name, dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+    conn.commit()
+
+
+def test_a_joiner_slow_to_start_finds_nothing_passed_by_the_watermark_it_catches_up_from(conn, db_url):
+    """The newcomer's heartbeat is seen before it catches up (a loaded box takes seconds to connect): the worker
+    that had its terminals sees it and saves its watermark first. What it had queued of them it judges itself, so
+    that watermark, which the newcomer catches up from, has passed nothing unjudged."""
+    codes = _shared_stations(conn, ["rules-a", "rules-j"])
+    _two_hours_behind(conn, codes, db_url)
+    _beat(conn, "rules-a")
+    first = _started(db_url, "rules-a")
+    _beat(conn, "rules-a", "rules-j")
+    try:
+        first.step()
+        assert queries.watermark(conn, ["rules-a"]) > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        conn.commit()
+        joiner = _started(db_url, "rules-j")
+        joiner.step()
+        joiner.close()
+    finally:
+        first.close()
+    _each_alerted_once(conn, codes)
+
+
+def test_the_worker_that_had_the_terminals_crashes_and_is_back_before_anyone_notices(conn, db_url):
+    """The worker two hours behind crashes as a second one joins, and is back within the heartbeat's 15 s: nobody
+    saw it leave, and its catch-up queues its own share only. The newcomer caught up from the earliest watermark of
+    the live workers, the crashed one's among them: its share of the backlog is its own."""
+    codes = _shared_stations(conn, ["rules-a", "rules-j"])
+    _two_hours_behind(conn, codes, db_url)
+    _beat(conn, "rules-a")
+    crashed = _started(db_url, "rules-a")
+    _beat(conn, "rules-a", "rules-j")
+    joiner = _started(db_url, "rules-j")
+    crashed.close()  # before judging anything
+    again = _started(db_url, "rules-a")
+    try:
+        assert len(again.rules.pending) < len(codes)  # its own share
+        again.step()
+        joiner.step()
+    finally:
+        again.close()
+        joiner.close()
+    _each_alerted_once(conn, codes)
