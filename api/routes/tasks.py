@@ -112,21 +112,23 @@ class Assignee(BaseModel):
     roles: list[Role]
 
 
-@router.get("/assignees", response_model=list[Assignee])
-def assignees(conn: ConnDep, who: Operator) -> list[Assignee]:
+@router.get("/assignees", response_model=Page[Assignee])
+def assignees(conn: ConnDep, who: Operator) -> Page[Assignee]:
     """Whom the caller may send (the 派发 picker): the enabled people of its department (every department's for
-    the platform admin), not the leading group."""
-    return [Assignee.model_validate(row) for row in dispatch.assignees(conn, who)]
+    the platform admin), not the leading group; the whole list in one page (`next` is null)."""
+    return Page[Assignee](data=[Assignee.model_validate(row) for row in dispatch.assignees(conn, who)], next=None)
 
 
-@router.get("/summary", response_model=list[TaskCount])
+@router.get("/summary", response_model=Page[TaskCount])
 def summary(conn: ConnDep, who: Reader,
-            month: Annotated[str, Query(description="YYYY-MM, in city time")]) -> list[TaskCount]:
-    """Per department and county, the tasks assigned in the month: open, overdue, closed (绩效考评)."""
+            month: Annotated[str, Query(description="YYYY-MM, in city time")]) -> Page[TaskCount]:
+    """Per department and county, the tasks assigned in the month: open, overdue, closed (绩效考评); every row in
+    one page (`next` is null)."""
     if not _MONTH.match(month):
         raise Invalid("month is YYYY-MM", field="month")
     start = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=CITY_TIME)
-    return [TaskCount.model_validate(row) for row in dispatch.summary(conn, who, start)]
+    return Page[TaskCount](data=[TaskCount.model_validate(row) for row in dispatch.summary(conn, who, start)],
+                           next=None)
 
 
 @router.get("/{task_id}", response_model=TaskDetail)
