@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from alerts import dispatch, photos
 from api.auth import Operator, Reader
 from api.deps import ConnDep
-from api.schemas import Page
+from api.schemas import BINARY, Page
 from registry.accounts import Role
 from registry.errors import Invalid
 
@@ -176,7 +176,7 @@ def decide(conn: ConnDep, who: Reader, task_id: int, decision: Literal["close", 
 
 
 @router.get("/{task_id}/photos/{photo_id}", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
+            responses={200: {"content": {"image/jpeg": BINARY, "image/png": BINARY}}})
 def get_photo(conn: ConnDep, who: Reader, task_id: int, photo_id: int) -> Response:
     content_type, image = dispatch.photo(conn, who, task_id, photo_id)
     return Response(image, media_type=content_type, headers={"Cache-Control": "private, max-age=86400"})
