@@ -108,10 +108,13 @@ def get(conn: psycopg.Connection, webhook_id: int) -> dict | None:
         return cur.execute(_WEBHOOK + " where id = %s and deleted_at is null", (webhook_id,)).fetchone()
 
 
-def list_webhooks(conn: psycopg.Connection, department: str | None) -> list[dict]:
+def list_webhooks(conn: psycopg.Connection, department: str | None, after_id: int | None = None,
+                  limit: int | None = None) -> list[dict]:
+    """Live subscriptions in id order; ``after_id`` and ``limit`` read one page of them."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(_WEBHOOK + " where deleted_at is null and (%(d)s::text is null or department_code = %(d)s)"
-                           " order by id", {"d": department}).fetchall()
+                                      " and (%(after)s::bigint is null or id > %(after)s) order by id limit %(limit)s",
+                           {"d": department, "after": after_id, "limit": limit}).fetchall()
 
 
 def delete(conn: psycopg.Connection, webhook_id: int) -> None:

@@ -28,6 +28,10 @@ class Page(BaseModel, Generic[T]):
     count: int | None = Field(default=None, description="total matches, when asked for with count=true")
 
 
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+"""The OpenAPI content of a file answered as it is (an image, a spreadsheet): bytes, not JSON."""
+
+
 class Created(BaseModel):
     code: str
 
@@ -256,3 +260,128 @@ class Buckets(BaseModel):
     code: str
     interval: str
     data: list[Bucket]
+
+
+# -- the live stream: each Server-Sent Event's `data:` -------------------------------------------------------------
+# The feed entry as `alerts.feed.read_feed` reads it (webhooks POST the same, plus `replay`); `payload` is the
+# changed row as the trigger stored it (`to_jsonb(new)`, migration 0030): table columns, not the API's `Alert`.
+
+Direction = Literal["above", "below", "falling", "stuck", "jump", "drift", "silent"]
+AlertAction = Literal["open", "update", "acknowledge", "resolve", "close", "retract", "comment"]
+RowChange = Literal["insert", "update"]
+
+
+class AlertRow(BaseModel):
+    """An alert row after the change (the columns behind `Alert`: codes are ids here)."""
+    id: int
+    terminal_id: int | None = Field(description="the terminal's internal id; null for a straw fire")
+    rule: str
+    family: Family
+    severity: Severity
+    bureau: Bureau
+    department_code: str
+    division_code: str
+    status: AlertStatus
+    observed_start: dt.datetime
+    observed_end: dt.datetime | None
+    worst_value: float | None = Field(description="`value` of `Alert`")
+    detail: str
+    incident_id: int | None
+    opened_at: dt.datetime
+    updated_at: dt.datetime
+    resolved_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    fire_event_id: int | None
+    metric: str | None
+    unit: str | None
+    limit_value: float | None = Field(description="`limit` of `Alert`")
+    direction: Direction | None
+    standard: str | None
+    grade: str | None
+    verdict: str | None = Field(description="the steward's word on a drift alert: sensor_ok, fixing")
+    acknowledged_at: dt.datetime | None
+
+
+class AlertEventRow(AlertEvent):
+    """An entry of an alert's history (`AlertEvent`, with its ids)."""
+    id: int
+    alert_id: int
+
+
+class IncidentRow(BaseModel):
+    """An incident row after the change (`Incident` without the alert counts)."""
+    id: int
+    key: str
+    title: str
+    bureau: Bureau
+    division_code: str
+    status: Literal["open", "closed"]
+    opened_at: dt.datetime
+    closed_at: dt.datetime | None
+
+
+class FireEventRow(BaseModel):
+    """A fire event row after the change (the columns behind `FireEventSummary`)."""
+    id: int
+    status: Literal["open", "closed"]
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    position_method: Literal["triangulated", "satellite", "camera", "unknown"]
+    division_code: str | None
+    confidence: float
+    sources: list[str]
+    touched_at: dt.datetime
+    closed_at: dt.datetime | None
+    verdict: str | None
+    verified_by: str | None
+    verified_at: dt.datetime | None
+    verdict_note: str | None
+
+
+class StreamEventBase(BaseModel):
+    id: int = Field(description="the event id (also the SSE `id:`): resume after it with Last-Event-ID or ?after=")
+    at: dt.datetime = Field(description="when the change committed")
+    alert_id: int | None = Field(description="the alert concerned (for a fire event: its alert, once raised)")
+    incident_id: int | None
+    fire_event_id: int | None
+    family: Family | None = Field(description="of the alert concerned; null without one")
+    bureau: Bureau | None
+    department: str | None = Field(description="steward department of the alert concerned")
+    division: str | None
+    severity: Severity | None
+
+
+class AlertStreamEvent(StreamEventBase):
+    """`event: alert`: an alert opened, or its status, severity, incident or routing changed."""
+    kind: Literal["alert"]
+    action: RowChange
+    payload: AlertRow
+
+
+class AlertHistoryStreamEvent(StreamEventBase):
+    """`event: alert_event`: an entry added to an alert's history (the step taken is `action`)."""
+    kind: Literal["alert_event"]
+    action: AlertAction
+    payload: AlertEventRow
+
+
+class IncidentStreamEvent(StreamEventBase):
+    """`event: incident`: an incident opened or closed."""
+    kind: Literal["incident"]
+    action: RowChange
+    payload: IncidentRow
+
+
+class FireStreamEvent(StreamEventBase):
+    """`event: fire_event`: a straw fire opened, closed or given a verdict."""
+    kind: Literal["fire_event"]
+    action: RowChange
+    payload: FireEventRow
+
+
+StreamEvent = Annotated[AlertStreamEvent | AlertHistoryStreamEvent | IncidentStreamEvent | FireStreamEvent,
+                        Field(discriminator="kind", json_schema_extra={"type": "object"})]
+"""The JSON of one event's ``data:`` line; its ``event:`` name is ``kind``."""

@@ -264,10 +264,14 @@ def issue_token(conn: psycopg.Connection, login: str, name: str, days: int | Non
     return token, secret
 
 
-def list_tokens(conn: psycopg.Connection, login: str | None = None) -> list[dict]:
+def list_tokens(conn: psycopg.Connection, login: str | None = None, after_id: int | None = None,
+                limit: int | None = None) -> list[dict]:
+    """Tokens in id order; ``after_id`` and ``limit`` read one page of them (the API's cursor paging)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(_TOKEN + " where %(l)s::text is null or a.login = %(l)s order by k.id",
-                           {"l": login}).fetchall()
+        return cur.execute(_TOKEN + " where (%(l)s::text is null or a.login = %(l)s)"
+                                    " and (%(after)s::bigint is null or k.id > %(after)s)"
+                                    " order by k.id limit %(limit)s",
+                           {"l": login, "after": after_id, "limit": limit}).fetchall()
 
 
 def get_token(conn: psycopg.Connection, token_id: int) -> dict:

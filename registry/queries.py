@@ -329,17 +329,19 @@ _GRANT_SELECT = """
 """
 
 
-def list_grants(conn: psycopg.Connection, department: str | None = None,
-                visible_to: str | None = None) -> list[Grant]:
-    """Grants given or received by ``department`` (all without it); ``visible_to`` keeps that department's own."""
+def list_grants(conn: psycopg.Connection, department: str | None = None, visible_to: str | None = None,
+                after_id: int | None = None, limit: int | None = None) -> list[Grant]:
+    """Grants given or received by ``department`` (all without it); ``visible_to`` keeps that department's own.
+    In id order; ``after_id`` and ``limit`` read one page of them."""
     with conn.cursor(row_factory=class_row(Grant)) as cur:
         return cur.execute(
             _GRANT_SELECT + """
              where (%(d)s::text is null or steward_code = %(d)s or grantee_code = %(d)s)
                and (%(v)s::text is null or steward_code = %(v)s or grantee_code = %(v)s)
-             order by id
+               and (%(after)s::bigint is null or id > %(after)s)
+             order by id limit %(limit)s
             """,
-            {"d": department, "v": visible_to},
+            {"d": department, "v": visible_to, "after": after_id, "limit": limit},
         ).fetchall()
 
 

@@ -538,7 +538,7 @@
 
   async function assignForm(alert) {
     let people;
-    try { people = await api("/tasks/assignees"); } catch (e) { toast("读取可派发人员失败：" + e.message); return; }
+    try { people = (await api("/tasks/assignees")).data; } catch (e) { toast("读取可派发人员失败：" + e.message); return; }
     const box = $("#action-form");  // after the wait: a live change may have drawn the detail anew meanwhile
     const options = people.map((p) => `<option value="${esc(p.login)}">${esc(p.name)}（${esc(p.login)}）` +
                                       `${p.department ? " · " + esc(p.department) : ""}</option>`).join("");
@@ -666,7 +666,7 @@
       api("/dashboard/config"), fetch("suihua-counties-tianditu.geojson").then((r) => r.json()),
       api("/dashboard/map"), api("/dashboard/counts"), api("/metrics"), loadAlerts(),
       refreshFires().catch(() => {})]);
-    for (const spec of metrics) app.metrics.set(spec.key, spec);
+    for (const spec of metrics.data) app.metrics.set(spec.key, spec);  // the whole catalogue: one page
     if (!map) initMap(config, counties);
     drawPoints(points);
     for (const fire of app.fires.values()) drawFire(fire);

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import Steward
 from api.deps import ConnDep, SettingsDep
+from api.schemas import BINARY
 from registry import codes, labels, service
 from registry.lookups import Lookups
 
@@ -52,13 +53,13 @@ def validate(conn: ConnDep, code: str) -> CodeInfo:
                     class_code=parsed.class_code, kind=parsed.kind, serial=parsed.serial, check=parsed.check)
 
 
-@router.get("/{code}/qr.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+@router.get("/{code}/qr.png", response_class=Response, responses={200: {"content": {"image/png": BINARY}}})
 def qr_png(code: str, settings: SettingsDep, scale: Annotated[int, Query(ge=1, le=40)] = 8) -> Response:
     parsed = codes.parse(code)
     return Response(labels.qr_png(labels.qr_content(parsed.value, settings.qr_base_url), scale), media_type="image/png")
 
 
-@router.get("/{code}/qr.svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
+@router.get("/{code}/qr.svg", response_class=Response, responses={200: {"content": {"image/svg+xml": BINARY}}})
 def qr_svg(code: str, settings: SettingsDep, scale: Annotated[int, Query(ge=1, le=40)] = 8) -> Response:
     parsed = codes.parse(code)
     return Response(labels.qr_svg(labels.qr_content(parsed.value, settings.qr_base_url), scale),

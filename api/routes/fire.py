@@ -20,7 +20,7 @@ from api.deps import ConnDep
 from api.guard import MAX_UPLOAD_BYTES
 from api.routes.filters import division_subtree
 from api.routes.paging import After, Limit, cursor, page
-from api.schemas import AlertStatus, FireEventSummary, Instant, Page, Severity
+from api.schemas import BINARY, AlertStatus, FireEventSummary, Instant, Page, Severity
 from registry import audit, heat_sources
 from registry.errors import Invalid, NotFound
 from registry.lookups import division_index
@@ -199,7 +199,7 @@ def fire_verdict(conn: ConnDep, who: Operator, event_id: int, body: Verdict) -> 
 
 
 @router.get("/fire-detections/{detection_id}/evidence.jpg", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}}})
+            responses={200: {"content": {"image/jpeg": BINARY}}})
 def evidence(conn: ConnDep, who: Reader, detection_id: int) -> Response:
     """The annotated frame kept when the detection was made (or grew more certain)."""
     row = conn.execute("select f.jpeg, f.captured_at, d.event_id from fire_evidence f "

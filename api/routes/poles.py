@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from api.auth import Reader, Steward, owned_department, writable_pole
 from api.deps import ConnDep
 from api.routes.filters import department_code, division_subtree, parse_bbox
+from api.routes.paging import After, Limit, page
 from api.schemas import Created, Page
 from registry import queries, service
 from registry.models import Pole, PoleIn, PolePatch, Status, Terminal
@@ -50,11 +51,14 @@ def get_pole(conn: ConnDep, who: Reader, code: str) -> Pole:
     return service.require_pole(conn, code, who.scope)
 
 
-@router.get("/{code}/terminals", response_model=list[Terminal])
-def pole_terminals(conn: ConnDep, who: Reader, code: str) -> list[Terminal]:
-    """Every terminal the pole carries that the caller reads, whichever department stewards it."""
+@router.get("/{code}/terminals", response_model=Page[Terminal])
+def pole_terminals(conn: ConnDep, who: Reader, code: str, after: After = None, limit: Limit = 100) -> Page[Terminal]:
+    """The terminals the pole carries that the caller reads, whichever department stewards it: in code order, one
+    page at a time, as /terminals (`next` is the page's last code)."""
     pole = service.require_pole(conn, code, who.scope)
-    return queries.search_terminals(conn, queries.Search(pole=pole.code, visible_to=who.scope), limit=10_000)
+    rows = queries.search_terminals(conn, queries.Search(pole=pole.code, visible_to=who.scope, after=after), limit + 1)
+    data, next_cursor = page(rows, limit, key="code")
+    return Page[Terminal](data=data, next=next_cursor)
 
 
 @router.patch("/{code}", response_model=Pole)

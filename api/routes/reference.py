@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from api.auth import PlatformAdmin
 from api.deps import ConnDep
 from api.geojson import DivisionFeature
-from api.schemas import Created
+from api.schemas import Created, Page
 from devices import METRICS
 from registry import departments, divisions, queries
 from registry.errors import NotFound
@@ -43,10 +43,11 @@ class Metric(BaseModel):
     drift_per_h: float | None = Field(description="a steadier change per hour is sensor drift; null: no drift test")
 
 
-@router.get("/divisions", response_model=list[Division])
-def list_divisions(conn: ConnDep, parent: str | None = None) -> list[Division]:
-    """Suihua (231200), its ten county-level divisions, and any townships and grids added below them."""
-    return queries.list_divisions(conn, parent)
+@router.get("/divisions", response_model=Page[Division])
+def list_divisions(conn: ConnDep, parent: str | None = None) -> Page[Division]:
+    """Suihua (231200), its ten county-level divisions, and any townships and grids added below them; the whole
+    list in one page (`next` is null)."""
+    return Page[Division](data=queries.list_divisions(conn, parent), next=None)
 
 
 @router.get("/divisions/{code}", response_model=DivisionFeature)
@@ -67,9 +68,10 @@ def add_division(conn: ConnDep, who: PlatformAdmin, item: DivisionIn) -> Created
     return Created(code=item.code)
 
 
-@router.get("/departments", response_model=list[DepartmentOut])
-def list_departments(conn: ConnDep) -> list[DepartmentOut]:
-    return queries.list_departments(conn)
+@router.get("/departments", response_model=Page[DepartmentOut])
+def list_departments(conn: ConnDep) -> Page[DepartmentOut]:
+    """The departments sharing the platform, the whole list in one page (`next` is null)."""
+    return Page[DepartmentOut](data=queries.list_departments(conn), next=None)
 
 
 @router.post("/departments", status_code=status.HTTP_201_CREATED, response_model=DepartmentOut)
@@ -89,13 +91,15 @@ def rename_department(conn: ConnDep, who: PlatformAdmin, code: str, change: Depa
         return departments.change_department(conn, code, change, who.actor())
 
 
-@router.get("/kinds", response_model=list[Kind])
-def list_kinds(conn: ConnDep) -> list[Kind]:
-    """Terminal kinds with their class code, usual steward, metrics and expected interval."""
-    return queries.list_kinds(conn)
+@router.get("/kinds", response_model=Page[Kind])
+def list_kinds(conn: ConnDep) -> Page[Kind]:
+    """Terminal kinds with their class code, usual steward, metrics and expected interval; the whole catalogue in
+    one page (`next` is null)."""
+    return Page[Kind](data=queries.list_kinds(conn), next=None)
 
 
-@router.get("/metrics", response_model=list[Metric])
-def list_metrics() -> list[Metric]:
-    """The metric catalogue: key (HJ 212 code where one exists), unit and physical range."""
-    return [Metric(**m.__dict__) for m in METRICS]
+@router.get("/metrics", response_model=Page[Metric])
+def list_metrics() -> Page[Metric]:
+    """The metric catalogue: key (HJ 212 code where one exists), unit and physical range; the whole catalogue in
+    one page (`next` is null)."""
+    return Page[Metric](data=[Metric(**m.__dict__) for m in METRICS], next=None)

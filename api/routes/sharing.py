@@ -20,11 +20,15 @@ from registry.models import Change, Grant, GrantIn
 router = APIRouter(prefix="/api/v1", tags=["sharing", "changes"])
 
 
-@router.get("/grants", response_model=list[Grant])
-def list_grants(conn: ConnDep, who: Reader, department: str | None = None) -> list[Grant]:
-    """Grants given or received by a department (all grants without a filter); a department's users see only
-    its own grants."""
-    return queries.list_grants(conn, department_code(conn, department), who.scope)
+@router.get("/grants", response_model=Page[Grant])
+def list_grants(conn: ConnDep, who: Reader, department: str | None = None, after: After = None,
+                limit: Limit = 100) -> Page[Grant]:
+    """Grants given or received by a department (all grants without a filter), oldest first, one page at a time;
+    a department's users see only its own grants."""
+    rows = queries.list_grants(conn, department_code(conn, department), who.scope, after_id=cursor(after),
+                               limit=limit + 1)
+    data, next_cursor = page(rows, limit)
+    return Page[Grant](data=data, next=next_cursor)
 
 
 @router.post("/grants", status_code=status.HTTP_201_CREATED, response_model=Grant)

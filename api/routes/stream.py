@@ -24,6 +24,8 @@ from starlette.concurrency import run_in_threadpool
 
 from alerts.feed import CHANNEL, last_id, read_feed
 from api.auth import _bearer, _cookie, authenticated
+from api.errors import ERROR_RESPONSES
+from api.schemas import StreamEvent
 from core import db
 from registry.accounts import Identity
 
@@ -156,14 +158,41 @@ async def _events(request: Request, feed: FeedListener, after: int, caller: Call
             yield ": heartbeat\n\n"
 
 
-@router.get("/stream", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
+class EventStream(StreamingResponse):
+    """A stream of Server-Sent Events (its media type is what OpenAPI lists the 200 answer under)."""
+
+    media_type = "text/event-stream"
+
+
+STREAM_DESCRIPTION = (
+    "Server-Sent Events (`text/event-stream`). Each event is `id: <event id>`, `event: <kind>` and one `data:` "
+    "line of JSON, the schema below (one of `AlertStreamEvent`, `AlertHistoryStreamEvent`, `IncidentStreamEvent`, "
+    "`FireStreamEvent`, told apart by `kind`, which equals the event name): `event: alert` (an alert opened, or "
+    "its status, severity, incident or routing changed), `alert_event` (an entry of an alert's history), "
+    "`incident` (opened or closed), `fire_event` (a straw fire opened, closed or given a verdict). `payload` is "
+    "the changed row. To resume, send the last `id` seen as `Last-Event-ID` (or `?after=`): the stream goes on "
+    "with exactly the events after it. Lines starting with `:` are comments (a heartbeat every 15 s); the first "
+    "lines are `retry: 3000` and a comment."
+)
+
+
+def _json_errors() -> dict[int | str, dict]:
+    """The error answers, which are JSON (``ErrorOut``) even here: declared with their media type, as a ``model``
+    would be listed under the route's (``text/event-stream``)."""
+    error = {"schema": {"$ref": "#/components/schemas/ErrorOut"}}
+    return {status: {"description": declared["description"],
+                     "content": {**declared.get("content", {}), "application/json": error}}
+            for status, declared in ERROR_RESPONSES.items()}
+
+
+@router.get("/stream", response_class=EventStream,
+            responses={200: {"model": StreamEvent, "description": STREAM_DESCRIPTION}, **_json_errors()})
 async def stream(
     request: Request,
     who: Annotated[Caller, Depends(stream_caller)],
     after: Annotated[int | None, Query(ge=0, description="resume after this event id (as Last-Event-ID)")] = None,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
-) -> StreamingResponse:
+) -> EventStream:
     """Alert, alert-history, incident and fire-event changes the caller may see, as Server-Sent Events: ``id`` is
     the event id to resume from, ``event`` the kind, ``data`` JSON; a comment every 15 s keeps proxies open.
     Without Last-Event-ID or ``after`` the stream starts with what happens next. The credentials are checked
@@ -172,8 +201,8 @@ async def stream(
     start = last_event_id if last_event_id is not None else after
     if start is None:
         start = await run_in_threadpool(_last_id, request)
-    return StreamingResponse(_events(request, feed, start, who), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventStream(_events(request, feed, start, who), headers={"Cache-Control": "no-cache",
+                                                                     "X-Accel-Buffering": "no"})
 
 
 def _last_id(request: Request) -> int:

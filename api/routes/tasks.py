@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from alerts import dispatch, photos
 from api.auth import Operator, Reader
 from api.deps import ConnDep
-from api.schemas import Page
+from api.schemas import BINARY, Page
 from registry.accounts import Role
 from registry.errors import Invalid
 
@@ -112,21 +112,23 @@ class Assignee(BaseModel):
     roles: list[Role]
 
 
-@router.get("/assignees", response_model=list[Assignee])
-def assignees(conn: ConnDep, who: Operator) -> list[Assignee]:
+@router.get("/assignees", response_model=Page[Assignee])
+def assignees(conn: ConnDep, who: Operator) -> Page[Assignee]:
     """Whom the caller may send (the 派发 picker): the enabled people of its department (every department's for
-    the platform admin), not the leading group."""
-    return [Assignee.model_validate(row) for row in dispatch.assignees(conn, who)]
+    the platform admin), not the leading group; the whole list in one page (`next` is null)."""
+    return Page[Assignee](data=[Assignee.model_validate(row) for row in dispatch.assignees(conn, who)], next=None)
 
 
-@router.get("/summary", response_model=list[TaskCount])
+@router.get("/summary", response_model=Page[TaskCount])
 def summary(conn: ConnDep, who: Reader,
-            month: Annotated[str, Query(description="YYYY-MM, in city time")]) -> list[TaskCount]:
-    """Per department and county, the tasks assigned in the month: open, overdue, closed (绩效考评)."""
+            month: Annotated[str, Query(description="YYYY-MM, in city time")]) -> Page[TaskCount]:
+    """Per department and county, the tasks assigned in the month: open, overdue, closed (绩效考评); every row in
+    one page (`next` is null)."""
     if not _MONTH.match(month):
         raise Invalid("month is YYYY-MM", field="month")
     start = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=CITY_TIME)
-    return [TaskCount.model_validate(row) for row in dispatch.summary(conn, who, start)]
+    return Page[TaskCount](data=[TaskCount.model_validate(row) for row in dispatch.summary(conn, who, start)],
+                           next=None)
 
 
 @router.get("/{task_id}", response_model=TaskDetail)
@@ -174,7 +176,7 @@ def decide(conn: ConnDep, who: Reader, task_id: int, decision: Literal["close", 
 
 
 @router.get("/{task_id}/photos/{photo_id}", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
+            responses={200: {"content": {"image/jpeg": BINARY, "image/png": BINARY}}})
 def get_photo(conn: ConnDep, who: Reader, task_id: int, photo_id: int) -> Response:
     content_type, image = dispatch.photo(conn, who, task_id, photo_id)
     return Response(image, media_type=content_type, headers={"Cache-Control": "private, max-age=86400"})

@@ -153,10 +153,11 @@ def terminal_states(
     return {"data": rows[:limit], "next": next_cursor}
 
 
-@router.get("/terminal-states/summary", response_model=list[StateCount])
-def terminal_state_summary(conn: ConnDep, search: TerminalSearch) -> list[dict]:
-    """Active terminals per department and state: the data-completeness view for each steward."""
-    return store.state_counts(conn, search)
+@router.get("/terminal-states/summary", response_model=Page[StateCount])
+def terminal_state_summary(conn: ConnDep, search: TerminalSearch) -> Page[StateCount]:
+    """Active terminals per department and state: the data-completeness view for each steward; every count in one
+    page (`next` is null)."""
+    return Page[StateCount](data=store.state_counts(conn, search), next=None)
 
 
 @router.get("/dead-letters", response_model=Page[DeadLetter])

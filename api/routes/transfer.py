@@ -14,7 +14,7 @@ from api.deps import ConnDep
 from api.geojson import TerminalCollection, inline_schema
 from api.guard import MAX_UPLOAD_BYTES
 from api.routes.filters import TerminalSearch
-from api.schemas import ErrorOut
+from api.schemas import BINARY, ErrorOut
 from registry import exporter, queries
 from registry.importer import run_import
 
@@ -24,7 +24,6 @@ _MEDIA = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
-_BINARY = {"schema": {"type": "string", "format": "binary"}}
 _GEOJSON = {"schema": inline_schema(TerminalCollection)}
 
 
@@ -81,7 +80,7 @@ def import_sheet(
 
 
 @router.get("/export", response_class=Response, responses={200: {"content": {
-    "text/csv": _BINARY, _MEDIA["xlsx"]: _BINARY, "application/geo+json": _GEOJSON}}})
+    "text/csv": BINARY, _MEDIA["xlsx"]: BINARY, "application/geo+json": _GEOJSON}}})
 def export(
     conn: ConnDep,
     search: TerminalSearch,
@@ -98,7 +97,7 @@ def export(
 
 
 @router.get("/template", response_class=Response,
-            responses={200: {"content": {"text/csv": _BINARY, _MEDIA["xlsx"]: _BINARY}}})
+            responses={200: {"content": {"text/csv": BINARY, _MEDIA["xlsx"]: BINARY}}})
 def template(format: Literal["csv", "xlsx"] = "xlsx") -> Response:
     """A blank census sheet with the headers the import reads (XLSX has a help sheet of accepted values)."""
     body = exporter.template_csv() if format == "csv" else exporter.template_xlsx()

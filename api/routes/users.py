@@ -111,11 +111,15 @@ def _own_or_admin(who: Identity, login: str) -> None:
         raise forbid("only the platform admin manages another account's tokens")
 
 
-@router.get("/users/{login}/tokens", response_model=list[Token])
-def list_tokens(conn: ConnDep, who: Reader, login: str) -> list[Token]:
-    """An account's API tokens (never their secrets): the account itself, or the platform admin."""
+@router.get("/users/{login}/tokens", response_model=Page[Token])
+def list_tokens(conn: ConnDep, who: Reader, login: str, after: After = None, limit: Limit = 100) -> Page[Token]:
+    """An account's API tokens (never their secrets), oldest first, one page at a time: the account itself, or the
+    platform admin."""
     _own_or_admin(who, login)
-    return accounts.list_tokens(conn, accounts.account_by_login(conn, login)["login"])
+    rows = accounts.list_tokens(conn, accounts.account_by_login(conn, login)["login"], after_id=cursor(after),
+                                limit=limit + 1)
+    data, next_cursor = page(rows, limit)
+    return Page[Token](data=data, next=next_cursor)
 
 
 @router.post("/users/{login}/tokens", status_code=status.HTTP_201_CREATED, response_model=NewToken)

@@ -103,10 +103,13 @@ def create_webhook(conn: ConnDep, settings: SettingsDep, who: Steward, body: Web
     return NewWebhook(**made)
 
 
-@router.get("/webhooks", response_model=list[Webhook])
-def list_webhooks(conn: ConnDep, who: Steward) -> list[Webhook]:
-    """The caller's department's subscriptions (every department's for the platform admin)."""
-    return webhooks.list_webhooks(conn, who.scope)
+@router.get("/webhooks", response_model=Page[Webhook])
+def list_webhooks(conn: ConnDep, who: Steward, after: After = None, limit: Limit = 100) -> Page[Webhook]:
+    """The caller's department's subscriptions (every department's for the platform admin), oldest first, one
+    page at a time."""
+    rows = webhooks.list_webhooks(conn, who.scope, after_id=cursor(after), limit=limit + 1)
+    data, next_cursor = page(rows, limit)
+    return Page[Webhook](data=data, next=next_cursor)
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204)

@@ -57,7 +57,7 @@ def test_housing_bureau_reads_river_alerts_and_environmental_terminals_only_when
         assert zjj.get(f"/api/v1/terminals/{river}/readings").status_code == 404
         assert zjj.get("/api/v1/alerts", params={"family": "river"}).json()["data"] == []
         assert zjj.get("/api/v1/terminals", params={"count": "true"}).json()["count"] == 0
-        assert zjj.get("/api/v1/terminal-states/summary").json() == []
+        assert zjj.get("/api/v1/terminal-states/summary").json()["data"] == []
 
         grant = http.post("/api/v1/grants", json={"steward": "sthjj", "grantee": HOUSING,
                                                    "kind": "water_quality_station"})
@@ -141,7 +141,7 @@ def test_revoked_tokens_and_disabled_accounts_stop_at_once(api_url: str, http):
         assert system.get("/api/v1/auth/me").status_code == 200
         assert http.delete(f"/api/v1/tokens/{token['id']}").status_code == 200
         assert system.get("/api/v1/auth/me").status_code == 401
-    listed = http.get("/api/v1/users/auth-system/tokens").json()
+    listed = http.get("/api/v1/users/auth-system/tokens").json()["data"]
     assert "token" not in listed[0] and listed[0]["revoked_at"] is not None
 
 

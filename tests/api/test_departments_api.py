@@ -35,12 +35,12 @@ def test_the_platform_admin_adds_and_renames_a_department_and_the_audit_log_has_
 
 
 def test_a_seeded_departments_new_name_outlives_the_next_seed(http: httpx.Client, db_url: str):
-    old = next(d for d in http.get("/api/v1/departments").json() if d["code"] == "yjglj")
+    old = next(d for d in http.get("/api/v1/departments").json()["data"] if d["code"] == "yjglj")
     try:
         assert http.patch("/api/v1/departments/yjglj", json={"name": "绥化市应急管理局（新）"}).status_code == 200
         with psycopg.connect(db_url) as c:
             reference.seed(c)
-        now = next(d for d in http.get("/api/v1/departments").json() if d["code"] == "yjglj")
+        now = next(d for d in http.get("/api/v1/departments").json()["data"] if d["code"] == "yjglj")
         assert now["name"] == "绥化市应急管理局（新）"
     finally:
         http.patch("/api/v1/departments/yjglj", json={"name": old["name"]})

@@ -191,11 +191,12 @@ def test_monthly_summary_counts_open_overdue_closed_per_department_and_county(ht
     with psycopg.connect(db_url) as c:
         c.execute("update task set due_at = now() - interval '1 hour' where id = %s", (late,))
     month = dt.datetime.now(CITY_TIME).strftime("%Y-%m")
-    rows = boss.get("/api/v1/tasks/summary", params={"month": month}).json()
+    rows = boss.get("/api/v1/tasks/summary", params={"month": month}).json()["data"]
     assert [(r["department"], r["county"], r["open"], r["overdue"], r["closed"]) for r in rows] == [
         ("sthjj", "231202", 2, 1, 1)]
-    assert people["zjj"].get("/api/v1/tasks/summary", params={"month": month}).json() == []
-    assert boss.get("/api/v1/tasks/summary", params={"month": "2020-01"}).json() == []
+    assert people["zjj"].get("/api/v1/tasks/summary", params={"month": month}).json() == {
+        "data": [], "next": None, "count": None}
+    assert boss.get("/api/v1/tasks/summary", params={"month": "2020-01"}).json()["data"] == []
     assert boss.get("/api/v1/tasks/summary", params={"month": "2020-13"}).status_code == 422
 
 
@@ -260,15 +261,15 @@ def test_the_assignee_picker_lists_the_callers_people_only(http, db_url, people)
         accounts.set_disabled(conn, made["gone"], True, Actor("tests"))
     listed = people["boss"].get("/api/v1/tasks/assignees")
     assert listed.status_code == 200, listed.text
-    logins = {row["login"] for row in listed.json()}
+    logins = {row["login"] for row in listed.json()["data"]}
     assert {made["field"], made["chief"]} <= logins
     assert not logins & {made["gone"], made["housing"], made["leader"], "dispatch-viewer"}  # a service account
-    assert {row["department"] for row in listed.json()} == {"sthjj"}
-    everyone = {row["login"] for row in http.get("/api/v1/tasks/assignees").json()}
+    assert {row["department"] for row in listed.json()["data"]} == {"sthjj"}
+    everyone = {row["login"] for row in http.get("/api/v1/tasks/assignees").json()["data"]}
     assert {made["field"], made["chief"], made["housing"]} <= everyone and made["leader"] not in everyone
     assert http.patch("/api/v1/departments/zjj", json={"disabled": True}).status_code == 200
     try:  # a disabled department's people are not sent
-        everyone = {row["login"] for row in http.get("/api/v1/tasks/assignees").json()}
+        everyone = {row["login"] for row in http.get("/api/v1/tasks/assignees").json()["data"]}
         assert made["field"] in everyone and made["housing"] not in everyone
     finally:
         assert http.patch("/api/v1/departments/zjj", json={"disabled": False}).status_code == 200

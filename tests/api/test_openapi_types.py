@@ -1,13 +1,29 @@
 """Every response typed in OpenAPI, no free-form objects, one paging style (issue 12 §3).
 
-The walk goes through every operation's success responses, following ``$ref``s: an object must name its
-properties (or type its values, for a map), and no schema may be left untyped. Open data has a bounded schema too:
-a terminal's ``attrs`` and a change's before/after are maps of scalars (attrs nested one level), GeoJSON bodies
-(application/geo+json) name their geometry and properties."""
+The walk goes through every operation's success responses, following ``$ref``s: every answer with a body has a
+schema; a JSON answer (application/json, application/geo+json, and the JSON of each event of the live stream,
+text/event-stream) is an object, never a bare array (lists are pages, ``{data, next}``); an object must name its
+properties (or type its values, for a map), and no schema may be left untyped. A file (an image, a spreadsheet,
+CSV) is a string of bytes. Open data has a bounded schema too: a terminal's ``attrs`` and a change's before/after
+are maps of scalars (attrs nested one level), GeoJSON bodies name their geometry and properties."""
 
 from __future__ import annotations
 
-NOT_JSON = {"image/png", "image/jpeg", "image/svg+xml", "text/event-stream", "text/csv"}
+import pytest
+
+WITHOUT_SCHEMA: dict[tuple[str, str, str], str] = {}
+"""(method, path, media type) of a success answer that cannot have a schema, and why. Empty: a file is
+``{"type": "string", "format": "binary"}``, the stream's events are JSON with models."""
+
+
+def _is_json(media: str) -> bool:
+    return media == "application/json" or media.endswith("+json") or media == "text/event-stream"
+
+
+def _resolve(schema: dict, schemas: dict) -> dict:
+    while "$ref" in schema:
+        schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
 
 
 def _free_form(schema: dict, schemas: dict, seen: frozenset[str] = frozenset()) -> list[str]:
@@ -20,7 +36,9 @@ def _free_form(schema: dict, schemas: dict, seen: frozenset[str] = frozenset()) 
         return [*found, "untyped"]
     if schema.get("type") == "object":
         extra = schema.get("additionalProperties")
-        if "properties" not in schema and not (isinstance(extra, dict) and extra):
+        if extra is True:
+            found.append(f"object with untyped additional properties: {schema.get('title', '')}")
+        elif "properties" not in schema and "oneOf" not in schema and not (isinstance(extra, dict) and extra):
             found.append(f"object without properties: {schema.get('title', '')}")
         if isinstance(extra, dict) and extra:
             found += _free_form(extra, schemas, seen)
@@ -31,17 +49,59 @@ def _free_form(schema: dict, schemas: dict, seen: frozenset[str] = frozenset()) 
     return found
 
 
-def test_every_response_is_typed(http):
-    spec = http.get("/openapi.json").json()
+def _untyped_body(media: str, schema: dict, schemas: dict) -> list[str]:
+    """What is wrong with one success body's schema: nothing, for a typed JSON object or a file."""
+    if not schema:
+        return ["no schema"]
+    if not _is_json(media):
+        return [] if _resolve(schema, schemas).get("type") == "string" else [f"{media} that is not a string"]
+    top = _resolve(schema, schemas)
+    shapes = [top, *(_resolve(sub, schemas) for key in ("anyOf", "oneOf") for sub in top.get(key, []))]
+    bare = ["a bare array (a list answers a page, {data, next})"] if any(
+        shape.get("type") == "array" for shape in shapes) else []
+    return bare + _free_form(schema, schemas)
+
+
+def untyped_responses(spec: dict) -> dict[str, list[str]]:
+    """Every success answer of the document whose body is not typed, with what is wrong with it."""
     schemas = spec["components"]["schemas"]
-    free = {}
+    free: dict[str, list[str]] = {}
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             for status, response in operation.get("responses", {}).items():
-                for media, body in (response.get("content") or {}).items() if status.startswith("2") else ():
-                    if media not in NOT_JSON and (why := _free_form(body.get("schema", {}), schemas)):
-                        free[f"{method.upper()} {path}"] = why
-    assert free == {}
+                if not status.startswith("2"):
+                    continue
+                content = response.get("content") or {}
+                if not content and status != "204":
+                    free[f"{method.upper()} {path} {status}"] = ["a body with no media type nor schema"]
+                for media, body in content.items():
+                    if (method.upper(), path, media) in WITHOUT_SCHEMA:
+                        continue
+                    if why := _untyped_body(media, body.get("schema", {}), schemas):
+                        free[f"{method.upper()} {path} {status} {media}"] = why
+    return free
+
+
+def test_every_success_answer_has_a_typed_schema_and_no_bare_array(http):
+    assert untyped_responses(http.get("/openapi.json").json()) == {}
+
+
+@pytest.mark.parametrize(("schema", "wrong"), [
+    ({"type": "array", "items": {"$ref": "#/components/schemas/Row"}}, "a bare array"),
+    ({"type": "object"}, "object without properties"),
+    ({"type": "object", "additionalProperties": True}, "untyped additional properties"),
+    ({}, "no schema"),
+])
+def test_the_walk_finds_bare_arrays_free_form_objects_and_missing_schemas(schema: dict, wrong: str):
+    """The walk itself: each shape it must refuse, in an answer of a made-up document."""
+    spec = {"components": {"schemas": {"Row": {"type": "object", "properties": {"id": {"type": "integer"}}}}},
+            "paths": {"/rows": {"get": {"responses": {
+                "200": {"content": {"application/json": {"schema": schema}}},
+                "204": {"description": "nothing"}}}},
+                "/file": {"get": {"responses": {"200": {"description": "no content declared"}}}}}}
+    found = untyped_responses(spec)
+    assert wrong in " ".join(found["GET /rows 200 application/json"])
+    assert found["GET /file 200"] == ["a body with no media type nor schema"]
 
 
 def test_connection_states_and_newest_values_are_typed_and_page_as_data_and_next(http):
@@ -59,9 +119,9 @@ def test_connection_states_and_newest_values_are_typed_and_page_as_data_and_next
     assert http.get(f"/api/v1/terminals/{code}/state").json()["state"] == "never"
 
 
-UNPAGED_WITH_CURSOR = {"/api/v1/terminal-states/summary", "/api/v1/terminals/{code}/readings"}
-"""Take a cursor but answer more than pages: counts per department and state (the shared terminal filters have
-``after``); a terminal's readings, raw (a page: ``{code, data, next}``) or in time buckets (the whole window)."""
+UNPAGED_WITH_CURSOR = {"/api/v1/terminals/{code}/readings"}
+"""Takes a cursor but answers more than pages: a terminal's readings, raw (a page: ``{code, data, next}``) or in
+time buckets (the whole window)."""
 
 
 def test_every_list_that_pages_pages_as_data_and_next(http):
@@ -81,28 +141,6 @@ def test_every_list_that_pages_pages_as_data_and_next(http):
             assert fields.get("data", {}).get("type") == "array" and "next" in fields, f"{method} {path}"
             paged += 1
     assert paged >= 10
-
-
-UNPAGED = {
-    "/api/v1/divisions", "/api/v1/departments", "/api/v1/kinds", "/api/v1/metrics",  # catalogues
-    "/api/v1/poles/{code}/terminals",  # what one pole carries
-    "/api/v1/grants",  # at most one per pair of departments and kind
-    "/api/v1/users/{login}/tokens",  # one account's tokens
-    "/api/v1/webhooks",  # a department's few subscriptions
-    "/api/v1/tasks/assignees",  # the 派发 picker: a department's people
-    "/api/v1/tasks/summary", "/api/v1/terminal-states/summary",  # counts per department and county or state
-}
-"""Lists answered whole, as a JSON array: catalogues and lists bounded by what they belong to (docs/api.md)."""
-
-
-def test_every_list_is_a_page_or_small_and_bounded(http):
-    """A list that grows with the city (terminals, alerts, accounts, heat sources, ...) pages as ``{data, next}``;
-    only the lists of ``UNPAGED`` answer a bare array."""
-    spec = http.get("/openapi.json").json()
-    arrays = {path for path, operations in spec["paths"].items() for operation in operations.values()
-              if operation["responses"].get("200", {}).get("content", {}).get("application/json", {})
-              .get("schema", {}).get("type") == "array"}
-    assert arrays == UNPAGED
 
 
 def test_accounts_and_heat_sources_page_in_name_order(http):

@@ -75,3 +75,64 @@ def test_fire_events_page_as_data_and_next(http, db_url):
 def test_a_cursor_that_is_not_ours_is_refused(http, path):
     refused = http.get(path, params={"after": "2026-11-29|x"})
     assert refused.status_code == 422 and refused.json()["field"] == "after"
+
+
+def _walk_keys(http, path: str, key: str, params: dict | None = None, limit: int = 2) -> list:
+    """Every ``key`` of a list, page by page, following ``next`` as ``after``."""
+    keys, after = [], None
+    while True:
+        body = http.get(path, params={**(params or {}), "limit": limit, **({"after": after} if after else {})}).json()
+        assert set(body) == {"data", "next", "count"} and len(body["data"]) <= limit, body
+        keys += [row[key] for row in body["data"]]
+        if (after := body["next"]) is None:
+            return keys
+
+
+def test_a_poles_terminals_page_in_code_order(http):
+    pole = http.post("/api/v1/poles", json={"name": "分页杆", "department": "城管局", "lon": 126.98, "lat": 46.65})
+    assert pole.status_code == 201, pole.text
+    code = pole.json()["code"]
+    made = [http.post("/api/v1/terminals", json={"name": f"分页杆上{n}", "kind": "air_sensor", "pole": code}).json()
+            ["code"] for n in range(5)]
+    assert _walk_keys(http, f"/api/v1/poles/{code}/terminals", "code") == sorted(made)
+    whole = http.get(f"/api/v1/poles/{code}/terminals").json()
+    assert whole["next"] is None and [t["code"] for t in whole["data"]] == sorted(made)
+
+
+def test_tokens_grants_and_webhooks_page_as_data_and_next(http):
+    """The lists that grow with use page like the others, oldest first; each page is the next slice."""
+    assert http.post("/api/v1/users", json={"login": "paging-tokens", "name": "分页令牌", "department": "sthjj",
+                                            "roles": ["viewer"], "kind": "service"}).status_code == 201
+    tokens = [http.post("/api/v1/users/paging-tokens/tokens", json={"name": f"t{n}"}).json()["id"] for n in range(5)]
+    assert _walk_keys(http, "/api/v1/users/paging-tokens/tokens", "id") == tokens
+
+    kinds = [k["key"] for k in http.get("/api/v1/kinds").json()["data"]][:3]
+    grants = [http.post("/api/v1/grants", json={"steward": "zjj", "grantee": "yjglj", "kind": kind}).json()["id"]
+              for kind in kinds]
+    hooks = [http.post("/api/v1/webhooks", json={"url": f"https://8.8.8.8/paging-{n}", "department": "nyncj"})
+             .json()["id"] for n in range(3)]
+    try:
+        assert _walk_keys(http, "/api/v1/grants", "id", {"department": "yjglj"}) == grants
+        assert [h for h in _walk_keys(http, "/api/v1/webhooks", "id") if h in hooks] == hooks
+        everything = http.get("/api/v1/webhooks", params={"limit": 1000}).json()
+        assert everything["next"] is None and _walk_keys(http, "/api/v1/webhooks", "id") == [
+            h["id"] for h in everything["data"]]
+    finally:
+        for grant in grants:
+            http.delete(f"/api/v1/grants/{grant}")
+        for hook in hooks:
+            http.delete(f"/api/v1/webhooks/{hook}")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/grants", "/api/v1/webhooks", "/api/v1/users/test-admin/tokens"])
+def test_a_cursor_that_is_not_one_of_these_lists_is_refused(http, path):
+    refused = http.get(path, params={"after": "23120221000001R"})
+    assert refused.status_code == 422 and refused.json()["field"] == "after"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/divisions", "/api/v1/departments", "/api/v1/kinds", "/api/v1/metrics",
+                                  "/api/v1/tasks/assignees", "/api/v1/terminal-states/summary"])
+def test_short_lists_answer_one_whole_page(http, path):
+    """Catalogues and counts come whole: one page whose ``next`` is null."""
+    body = http.get(path).json()
+    assert set(body) == {"data", "next", "count"} and body["next"] is None and isinstance(body["data"], list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -9,7 +10,9 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
+from pydantic import BaseModel
 
+from api import schemas
 from api.routes import stream
 from registry import accounts, service
 from registry.changes import Actor
@@ -142,3 +145,41 @@ def test_an_open_stream_ends_once_its_account_is_disabled_or_its_token_revoked(
             if heartbeats > 5:
                 break  # still open: the check did not happen
     assert heartbeats <= 2
+
+
+def _documented_models(api_url: str) -> dict[str, type[BaseModel]]:
+    """Event name → the model the OpenAPI document gives its ``data:`` (the discriminator's mapping), as the
+    class of ``api.schemas`` of that name."""
+    spec = httpx.get(f"{api_url}/openapi.json", timeout=30).json()
+    body = spec["paths"]["/api/v1/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    return {kind: getattr(schemas, ref.rsplit("/", 1)[-1]) for kind, ref in body["discriminator"]["mapping"].items()}
+
+
+def _fields(model: type[BaseModel]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def test_every_event_the_stream_sends_is_its_documented_model(api_url: str, db_url: str, admin_token: str):
+    """Real events of each kind off a real server, each validated against the model OpenAPI names for its event,
+    which documents every field it sends (an undocumented field fails as a missing one does)."""
+    models = _documented_models(api_url)
+    assert set(models) == {"alert", "alert_event", "incident", "fire_event"}
+    start = _feed_end(db_url)
+    alert = _alert(db_url, "sthjj", "流模型站")
+    _act(db_url, alert, "acknowledged")  # an update of the alert, and an entry of its history
+    with psycopg.connect(db_url) as c:
+        incident = c.execute("insert into incident (key, title, bureau, division_code) values "
+                             "('pole:stream-models', '流模型事件', 'steward', '231202') returning id").fetchone()[0]
+        c.execute("update alert set incident_id = %s where id = %s", (incident, alert))
+        c.execute("insert into fire_event (first_seen, last_seen, confidence, sources, division_code) "
+                  "values (now(), now(), 0.7, '{satellite}', '231202')")
+    expected = _feed_end(db_url) - start
+    events = _read(api_url, admin_token, expected, params={"after": start})
+    assert {e["event"] for e in events} == set(models)
+    for event in events:
+        model = models[event["event"]]
+        parsed = model.model_validate_json(event["data"])
+        sent = json.loads(event["data"])
+        assert (parsed.kind, parsed.id) == (event["event"], int(event["id"]))
+        assert set(sent) == _fields(model), event["event"]
+        assert set(sent["payload"]) == _fields(type(parsed.payload)), event["event"]

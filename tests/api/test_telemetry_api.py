@@ -98,7 +98,7 @@ def test_state_lists_and_the_per_department_summary(http, db_url):
     assert [t["code"] for t in silent] == [gas]
     online = http.get("/api/v1/terminal-states", params={"state": "online", "department": "生态环境局"}).json()
     assert [t["code"] for t in online["data"]] == [air]
-    summary = http.get("/api/v1/terminal-states/summary", params={"division": "231202"}).json()
+    summary = http.get("/api/v1/terminal-states/summary", params={"division": "231202"}).json()["data"]
     assert {(r["department"], r["state"]): r["terminals"] for r in summary} == {("sthjj", "online"): 1,
                                                                                 ("zjj", "never"): 1}
     assert http.get("/api/v1/terminal-states", params={"state": "asleep"}).status_code == 422

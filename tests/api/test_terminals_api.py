@@ -105,7 +105,7 @@ def test_poles_carry_several_departments(http):
     assert codes.parse(pole_code).kind == "smart_pole"
     _create(http, {"name": "杆上空气站", "kind": "air_sensor", "pole": pole_code})
     _create(http, {"name": "杆上甲烷", "kind": "methane_detector", "pole": pole_code})
-    hosted = http.get(f"/api/v1/poles/{pole_code}/terminals").json()
+    hosted = http.get(f"/api/v1/poles/{pole_code}/terminals").json()["data"]
     assert {t["department"] for t in hosted} == {"sthjj", "zjj"}
     assert http.get(f"/api/v1/poles/{pole_code}").json()["terminal_count"] == 2
     refused = http.delete(f"/api/v1/poles/{pole_code}")
@@ -114,16 +114,18 @@ def test_poles_carry_several_departments(http):
 
 
 def test_reference_lists(http):
-    divisions = http.get("/api/v1/divisions").json()
+    listed = http.get("/api/v1/divisions").json()
+    assert listed["next"] is None  # the whole list in one page
+    divisions = listed["data"]
     assert len(divisions) == 11
     assert {d["code"] for d in divisions if d["parent"] == "231200"} >= {"231202", "231283"}
     feature = http.get("/api/v1/divisions/231202").json()
     assert feature["geometry"]["type"] in ("Polygon", "MultiPolygon")
     assert feature["properties"]["name"] == "北林区"
-    assert {d["code"] for d in http.get("/api/v1/departments").json()} >= {"sthjj", "zjj", "swj"}
-    kinds = {k["key"]: k for k in http.get("/api/v1/kinds").json()}
+    assert {d["code"] for d in http.get("/api/v1/departments").json()["data"]} >= {"sthjj", "zjj", "swj"}
+    kinds = {k["key"]: k for k in http.get("/api/v1/kinds").json()["data"]}
     assert kinds["water_quality_station"]["class_code"] == "21"
-    assert any(m["key"] == "w21003" for m in http.get("/api/v1/metrics").json())
+    assert any(m["key"] == "w21003" for m in http.get("/api/v1/metrics").json()["data"])
 
 
 def test_townships_can_be_added_and_are_used_for_location(http):

@@ -28,7 +28,7 @@ def test_only_stewards_of_the_department_subscribe(api_url: str, db_url: str, st
     body = {"url": "https://8.8.8.8/hook", "families": ["river"]}
     made = steward.post("/api/v1/webhooks", json=body)
     assert made.status_code == 201 and made.json()["secret"].startswith("gzw_")
-    assert "secret" not in steward.get("/api/v1/webhooks").json()[0]
+    assert "secret" not in steward.get("/api/v1/webhooks").json()["data"][0]
     assert httpx.post(f"{api_url}/api/v1/webhooks", json=body, timeout=30,
                       headers={"Authorization": f"Bearer {operator}"}).status_code == 403
     assert httpx.post(f"{api_url}/api/v1/webhooks", json={**body, "department": "sthjj"}, timeout=30,
@@ -37,7 +37,7 @@ def test_only_stewards_of_the_department_subscribe(api_url: str, db_url: str, st
     assert httpx.get(f"{api_url}/api/v1/webhooks/{hook}/deliveries", timeout=30,
                      headers={"Authorization": f"Bearer {other}"}).status_code == 404
     assert steward.delete(f"/api/v1/webhooks/{hook}").status_code == 204
-    assert steward.get("/api/v1/webhooks").json() == []
+    assert steward.get("/api/v1/webhooks").json()["data"] == []
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080/", "http://localhost/", "http://10.0.0.5/",
