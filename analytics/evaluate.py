@@ -97,6 +97,9 @@ class RuleStream:
     tracker: Tracker
     judged_to: dt.datetime | None
     """Every reading of the rule's series at or before this time has been judged."""
+    evaluated_at: float = float("-inf")
+    """When a window rule was last evaluated (monotonic; never, at first: the monotonic clock counts from boot, so
+    0 would make a fresh rule wait for its ``every`` on a box booted minutes ago)."""
     waiting: dt.datetime | None = None
     """The earliest reading of the batches a window rule has let wait (``Rule.every``)."""
     saved_to: dt.datetime | None = None
@@ -132,19 +135,17 @@ class RuleStream:
             for admitted in self.tracker.admitted(point):
                 self.judge(admitted)
 
-    def step(self, earliest: dt.datetime) -> str:
+    def step(self, earliest: dt.datetime, now: float) -> str:
         """What a batch whose earliest reading is at ``earliest`` makes this rule do: ``FEED`` it (all newer than
         what the rule has judged: nothing old is read), let it ``WAIT`` (a window rule lets readings, new or late,
-        wait until they reach ``every`` of observation time past the newest reading of its last window: they are
-        in its next window), or re-read its ``WINDOW``. Observation time, not the worker's clock: a day replayed in
-        minutes (a logger's backlog, a compressed simulation) is judged as often per observed hour as a live one,
-        and the answer is the same however late in the chunk it is asked (``read_since``, ``judge_terminal``)."""
+        wait until its ``every`` has passed since it was last evaluated: they are in its next window), or
+        re-read its ``WINDOW``."""
         if self.rule.streamable:
             if self.judged_to is not None and earliest > self.judged_to:
                 return FEED
             self.resume = self.mark_before(earliest)
             return REWIND if self.resume is not None else WINDOW
-        return WAIT if self.judged_to is not None and earliest - self.judged_to < self.rule.every else WINDOW
+        return WAIT if now - self.evaluated_at < self.rule.every_s else WINDOW
 
     def mark_before(self, earliest: dt.datetime) -> Mark | None:
         """The newest mark from before ``earliest``: going back to it takes in a reading at ``earliest``."""
@@ -357,7 +358,8 @@ def read_since(stream: TerminalStream, earliest: dt.datetime,
     (a metric no rule needs now is not read); decides what the batch makes each rule do (``TerminalStream.steps``),
     which ``judge_terminal`` then follows. Each metric is read on its own (the reading table's key is
     (terminal, metric, ts)): a late reading makes its rule re-read its own series, not the terminal's."""
-    stream.steps = steps = {key: rs.step(earliest) for key, rs in stream.rules.items()}
+    now = time.monotonic()
+    stream.steps = steps = {key: rs.step(earliest, now) for key, rs in stream.rules.items()}
     since: dict[str, dt.datetime] = {}
     for key, rs in stream.rules.items():
         if steps[key] is WAIT:
@@ -383,7 +385,7 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
     if newest is not None and (stream.heard is None or newest > stream.heard[0]):
         stream.heard = (newest, time.monotonic())
     clock = stream.clock()
-    steps = stream.steps or {key: rs.step(earliest) for key, rs in stream.rules.items()}
+    steps = stream.steps or {key: rs.step(earliest, time.monotonic()) for key, rs in stream.rules.items()}
     stream.steps = None
     changed = []
     for key, rs in list(stream.rules.items()):
@@ -425,10 +427,11 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             latch = latch_of(rs.judge)
             rs = stream.rules[key] = RuleStream.fresh(rule, None, None, window)
             heed(resumed(rs.judge, latch), stored.get(rule.heeds, []) if rule.heeds else [])
+            rs.evaluated_at = time.monotonic()
             found = rule.evaluate_with(window, rs.judge, rs.tracker, clock)
             rs.judged(window[rule.metric])
             rs.judged_to = max(newest or start, start)
-            rs.mark(time.monotonic())
+            rs.mark(rs.evaluated_at)
             if found or stored.get(key):
                 sink.reconcile(conn, stream.info, rule, start, found, known)
         changed.append(key)

@@ -147,9 +147,8 @@ class Rule:
     rule is near (within the lookback) — a late reading then makes the rule re-read from that many readings before
     it (or before the episode or alert it may belong to) when the worker remembers them, else its lookback."""
     every: dt.timedelta = dt.timedelta(0)
-    """A rule evaluated over its window (not streamable) is evaluated again when its readings, new or late, reach this
-    much observation time past the newest reading of its last window (``RuleStream.step``): a flat line judged over
-    hours needs no judgement every second."""
+    """A rule evaluated over its window (not streamable) is evaluated again on new readings at most this often
+    (late readings always make it evaluate): a flat line judged over hours needs no judgement every second."""
     screen: tuple[float, dt.timedelta] | None = None
     """The spike test's (limit, within) in front of a bureau's rule (``SpikeScreen``): a reading the spike test
     calls a spike never counts for it."""
@@ -163,6 +162,10 @@ class Rule:
     def streamable(self) -> bool:
         """Judged reading by reading as they arrive; a nightly or a context rule is re-evaluated over its window."""
         return self.nightly is None and not self.context
+
+    @cached_property
+    def every_s(self) -> float:
+        return self.every.total_seconds()
 
     def default_facts(self) -> Facts:
         """The fields of an alert whose judge states none (device health): the metric, its unit, the kind."""
@@ -201,8 +204,8 @@ class Rule:
 
 
 FLATLINE_DELAY = 60
-"""A stuck-sensor rule is evaluated again after 1/60 of its flat-line window of observation time (6 minutes for 6
-hours), at least after a minute: it is called at most that much later than a reading-by-reading judgement would."""
+"""A stuck-sensor rule is evaluated again after 1/60 of its flat-line window (6 minutes for 6 hours), at least
+after a minute: it is called at most that much later than a reading-by-reading judgement would."""
 
 
 def rules_for(t: TerminalInfo, neighbours: NeighbourLookup | None = None) -> list[Rule]:

@@ -250,20 +250,23 @@ class _Sink:
         self.windows.append((rule.key, window_start))
 
 
-def test_a_window_rule_left_waiting_when_read_is_not_judged_on_a_short_read():
+def test_a_window_rule_whose_wait_runs_out_between_reading_and_judging_is_not_judged_on_a_short_read(monkeypatch):
     """The readings are read for what each rule does with the batch; a stuck-sensor rule that was still waiting
-    then must not be evaluated when the batch is judged over a window the read did not reach (it would find no
-    flat line and retract the alert). The wait is in observation time, so asking again gives the same answer."""
+    then must not be evaluated a moment later over a window the read did not reach (it would find no flat line and
+    retract the alert)."""
     station = _terminal("water_quality_station", ("w01009", "w01010"), 1800)
-    judged_to = T0 + dt.timedelta(hours=20)
-    streams = {rule.key: evaluate.RuleStream.fresh(rule, judged_to) for rule in rules_for(station)}
+    streams = {rule.key: evaluate.RuleStream.fresh(rule, T0 + dt.timedelta(hours=20)) for rule in rules_for(station)}
     stream = evaluate.TerminalStream(station, streams, 1)
-    every = streams["device:stuck:w01009"].rule.every
-    earliest = judged_to + every - dt.timedelta(seconds=1)  # the stuck rules wait one more second of observation
+    clock = [1000.0]
+    monkeypatch.setattr(evaluate.time, "monotonic", lambda: clock[0])
+    for rs in streams.values():
+        rs.evaluated_at = clock[0] - rs.rule.every.total_seconds() + 1  # the stuck rules wait one more second
+    earliest = T0 + dt.timedelta(hours=20, minutes=30)
     stored = {"device:stuck:w01009": [{"id": 1, "status": "open", "observed_start": T0 + dt.timedelta(hours=8),
                                        "observed_end": None}]}
     since = evaluate.read_since(stream, earliest, stored)
-    data = {m: _points([7.4, 7.5], 1, earliest) for m in station.metrics}
+    clock[0] += 2
+    data = {m: _points([7.4, 7.5], 1800, earliest) for m in station.metrics}
     sink = _Sink()
     evaluate.judge_terminal(None, sink, stream, earliest, data, stored)
     assert all(start >= since[streams[key].rule.metric] for key, start in sink.windows), (since, sink.windows)
