@@ -138,14 +138,19 @@ class RuleStream:
     def step(self, earliest: dt.datetime, now: float) -> str:
         """What a batch whose earliest reading is at ``earliest`` makes this rule do: ``FEED`` it (all newer than
         what the rule has judged: nothing old is read), let it ``WAIT`` (a window rule lets readings, new or late,
-        wait until its ``every`` has passed since it was last evaluated: they are in its next window), or
-        re-read its ``WINDOW``."""
+        wait until its ``every`` has passed since it was last evaluated, on the worker's clock, or its readings have
+        gone ``every`` of observation time past the newest of its last window: they are in its next window), or
+        re-read its ``WINDOW``. Either clock ends the wait: a day replayed in minutes (a compressed simulation, a
+        logger's backlog uploaded in parts) is judged as often per observed hour as a live day, and a late or
+        last reading waits no longer than ``every`` of the worker's clock."""
         if self.rule.streamable:
             if self.judged_to is not None and earliest > self.judged_to:
                 return FEED
             self.resume = self.mark_before(earliest)
             return REWIND if self.resume is not None else WINDOW
-        return WAIT if now - self.evaluated_at < self.rule.every_s else WINDOW
+        waited = now - self.evaluated_at >= self.rule.every_s
+        observed = self.judged_to is not None and earliest - self.judged_to >= self.rule.every
+        return WINDOW if waited or observed else WAIT
 
     def mark_before(self, earliest: dt.datetime) -> Mark | None:
         """The newest mark from before ``earliest``: going back to it takes in a reading at ``earliest``."""

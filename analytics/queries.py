@@ -89,14 +89,14 @@ def series_of(conn: psycopg.Connection,
 
 def peers_of(conn: psycopg.Connection, terminal_id: int, metric: str, pole: str | None, river: str | None,
              chainage_km: float | None, within_km: float) -> list[int]:
-    """The other terminals in service measuring ``metric`` on the pole ``pole``, or on the river ``river`` within
-    ``within_km`` of chainage (the whole river when either station's chainage is unknown)."""
+    """The other active terminals (not in maintenance) measuring ``metric`` on the pole ``pole``, or on the river
+    ``river`` within ``within_km`` of chainage (the whole river when either station's chainage is unknown)."""
     if pole is None and river is None:
         return []
     rows = conn.execute(
         """
         select n.id from terminal n left join pole p on p.id = n.pole_id
-         where n.id <> %(id)s and n.status <> 'retired' and %(metric)s = any(n.metrics)
+         where n.id <> %(id)s and n.status = 'active' and %(metric)s = any(n.metrics)
            and (p.code = %(pole)s
                 or (n.attrs->>'river' = %(river)s
                     and (%(km)s::float8 is null or n.attrs->>'chainage_km' is null

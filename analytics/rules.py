@@ -10,7 +10,6 @@ import bisect
 import datetime as dt
 import functools
 import itertools
-import operator
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -1032,29 +1031,38 @@ def _moves(key: str) -> bool:
     return spec is not None and spec.flat_after_h is not None
 
 
+PEER_MOVES = 3
+"""Changes of a neighbour's reading (by half a resolution step) between a flat line's start and a reading that make
+the neighbour a moving signal: a lone spike is two (up and back)."""
+
+
 def _stuck_judge(key: str, siblings: dict[str, list[Point]],
                  nearby: Callable[[dt.datetime], Nearby | None] | None = None) -> Judge:
     """Flat to within the metric's resolution, away from its resting values, for longer than a live signal
     ever is (in time, not readings: intervals change). The other metrics of the same terminal are the cheap
-    neighbours, then the same metric on its pole or river (``nearby``, asked only when no sibling moved): a flat
-    line while one of them moves is a stuck sensor after ``flat_after_h``; when they are flat too (a calm river,
-    or the whole logger frozen) it takes twice as long. When the neighbours moved is worked out once a line has
-    lasted ``flat_after_h`` (rarely: every window of every terminal used to scan each sibling series, ten stuck
-    rules a ten-metric terminal, a fifth of a rule worker's first judgements), the neighbours' series once per
-    flat line."""
+    neighbours, then the same metric on its pole or river (``nearby``): a flat line while one of them moves is a
+    stuck sensor after ``flat_after_h``; when they are flat too, or silent (a calm river, the whole logger frozen,
+    the neighbours offline), it takes twice as long. When the siblings moved is worked out once a line has lasted
+    ``flat_after_h`` (rarely: every window of every terminal used to scan each sibling series, ten stuck rules a
+    ten-metric terminal, a fifth of a rule worker's first judgements); the neighbours are asked only between once
+    and twice the window, and again each 1/60 of the window of observation time until one is seen to move."""
     spec = metric_spec(key)
     flat_after = dt.timedelta(hours=spec.flat_after_h)
+    refresh = flat_after / FLATLINE_DELAY
     moved: list[list[list[dt.datetime]]] = []
-    peers: dict[dt.datetime, tuple[str, list[tuple[list[dt.datetime], list[Point]]]] | None] = {}
     since: list[Point] = []
+    looked: dict = {}
 
-    def peers_of(start: dt.datetime) -> tuple[str, list[tuple[list[dt.datetime], list[Point]]]] | None:
-        if start not in peers:
-            found = nearby(start) if nearby else None
-            peers.clear()  # one flat line at a time
-            peers[start] = None if found is None else (
-                found.where, [(_change_times(points, spec.step), points) for points in found.series])
-        return peers[start]
+    def neighbours_moved(start: dt.datetime, ts: dt.datetime) -> tuple[int, Nearby | None]:
+        """How many neighbours moved between ``start`` and ``ts`` and where they are (None: it has none)."""
+        if looked.get("start") != start or (not looked["moved"] and ts - looked["at"] >= refresh):
+            found = nearby(start)
+            changes = [] if found is None else [
+                _change_times([p for p in points if p.flag in (None, "N")], spec.step) for points in found.series]
+            looked.update(start=start, at=ts, found=found, changes=changes, moved=False)
+        lively = sum(_changes_between(times, start, ts) >= PEER_MOVES for times in looked["changes"])
+        looked["moved"] = lively > 0
+        return lively, looked["found"]
 
     def judge(point: Point) -> Verdict:
         if not since or abs(point.value - since[0].value) >= spec.step / 2:
@@ -1064,18 +1072,18 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
             return CLEAR
         if not moved:
             moved.append([_change_times(points, metric_spec(m).step) for m, points in siblings.items()])
-        why = "while the terminal's other sensors moved" if any(
-            _changed_between(times, since[0].ts, point.ts) for times in moved[0]) else None
-        flat_peers = 0
-        if why is None and (found := peers_of(since[0].ts)) is not None:
-            where, series = found
-            lively = sum(_changed_between(times, since[0].ts, point.ts) for times, _ in series)
-            flat_peers = sum(_reported_between(points, since[0].ts, point.ts) for _, points in series) - lively
-            why = f"while {lively} of its neighbours on {where} moved" if lively else None
-        if why is None:
-            if (siblings or flat_peers) and flat_for < 2 * flat_after:
+        if any(_changed_between(times, since[0].ts, point.ts) for times in moved[0]):
+            why = "while the terminal's other sensors moved"
+        elif flat_for >= 2 * flat_after:
+            why = "with nothing seen moving beside it"
+        else:
+            lively, found = neighbours_moved(since[0].ts, point.ts) if nearby else (0, None)
+            if lively:
+                why = f"while {lively} of its neighbours on {found.where} moved"
+            elif siblings or found is not None:
                 return CLEAR
-            why = "with its neighbours flat too" if siblings or flat_peers else "with nothing to compare against"
+            else:
+                why = "with nothing to compare against"
         hours = flat_for.total_seconds() / 3600
         return Verdict(State.VIOLATE, "warning", f"{spec.name} flat at {since[0].value:g} {spec.unit} for "
                        f"{hours:.1f} h {why} (stuck sensor?)", hours)
@@ -1083,12 +1091,8 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
     return judge
 
 
-def _reported_between(points: list[Point], start: dt.datetime, end: dt.datetime) -> bool:
-    at = bisect.bisect_right(points, start, key=_TS_OF)
-    return at < len(points) and points[at].ts <= end
-
-
-_TS_OF = operator.attrgetter("ts")
+def _changes_between(times: list[dt.datetime], start: dt.datetime, end: dt.datetime) -> int:
+    return bisect.bisect_right(times, end) - bisect.bisect_right(times, start)
 
 
 def _change_times(points: list[Point], step: float) -> list[dt.datetime]:

@@ -8,9 +8,8 @@ What the live figures add to the in-process ones: the broker, ingest, late and o
 streamed state and their reconciliation. The simulators compress time (readings every interval / S) and stamp
 them with simulated time (``SimConfig.observed_from``: the run's H hours end when it began), so the rules, which
 judge observation time, see a flat line last its hours and a drift its windows, as in the field. What stays
-compressed is what the workers time on the wall clock: a stuck-sensor rule is evaluated again every 1/60 of its
-window of *real* time (6 minutes for 6 h: 6 simulated hours at speed 60), so its time to alert is longer here.
-Transport-level alerts (``device:nodata``: the worker's silence sweep, which compares observation time with the
+compressed is what the workers time on the wall clock (the spike screen's wait for the next reading, an episode's
+expiry). Transport-level alerts (``device:nodata``: the worker's silence sweep, which compares observation time with the
 database's clock and finds every simulated reading hours old) have no ground truth and are counted apart.
 """
 

@@ -120,3 +120,32 @@ def test_a_backtest_compares_with_the_neighbours_as_the_workers_do(conn, db_url)
                                   prefix="device:stuck:")
     assert [(rule.key, "neighbours on 呼兰河 moved" in episode.detail) for rule, episode in found] == [
         ("device:stuck:water_level", True)]
+
+
+def test_a_neighbour_that_starts_moving_later_is_seen_while_the_gauge_is_streamed(conn, db_url, worker):
+    """A single-sensor gauge's stuck rule is judged reading by reading, its judge kept between batches: the
+    neighbours it asked at twelve hours (flat then) are asked again as the line goes on."""
+    stuck, upstream = _gauge(conn, "呼兰河1号水位站", 160), _gauge(conn, "呼兰河2号水位站", 140)
+    conn.commit()
+    _write(db_url, stuck, "water_level", [(m, 2.31, None) for m in range(-14 * 60, -60 + 1, 10)])
+    _write(db_url, upstream, "water_level", [(m, 2.0, None) for m in range(-14 * 60, -60 + 1, 10)])
+    worker.step()
+    assert _stuck(db_url) == {}  # thirteen hours flat, the river calm
+    _write(db_url, upstream, "water_level", [(m, round(2.0 + (m + 60) / 300, 2), None) for m in range(-50, 1, 5)])
+    _write(db_url, stuck, "water_level", [(m, 2.31, None) for m in range(-50, 1, 10)])
+    worker.step()
+    assert "while 1 of its neighbours on 呼兰河 moved" in _stuck(db_url).get(stuck, "")
+
+
+def test_neighbours_silent_or_spiking_are_no_evidence(conn, db_url, worker):
+    """A neighbour offline (its backlog may come later and must not retract an alert raised meanwhile) or one that
+    spiked once is not a river that moved: the flat gauge waits twice the window as beside flat ones."""
+    beside_silent = _gauge(conn, "呼兰河1号水位站", 160)
+    _gauge(conn, "呼兰河2号水位站", 150)  # in the ledger, never reporting
+    beside_spike, spiking = _gauge(conn, "通肯河1号水位站", 60, "通肯河"), _gauge(conn, "通肯河2号水位站", 70, "通肯河")
+    conn.commit()
+    _level(db_url, beside_silent, 2.31, 0.0)
+    _level(db_url, beside_spike, 1.31, 0.0)
+    _write(db_url, spiking, "water_level", [(m, 5.0 if m == -300 else 1.5, None) for m in range(-HOURS * 60, 1, 10)])
+    worker.step()
+    assert _stuck(db_url) == {}

@@ -261,7 +261,7 @@ def test_a_window_rule_whose_wait_runs_out_between_reading_and_judging_is_not_ju
     monkeypatch.setattr(evaluate.time, "monotonic", lambda: clock[0])
     for rs in streams.values():
         rs.evaluated_at = clock[0] - rs.rule.every.total_seconds() + 1  # the stuck rules wait one more second
-    earliest = T0 + dt.timedelta(hours=20, minutes=30)
+    earliest = T0 + dt.timedelta(hours=20, minutes=5)  # within its 6 minutes of observation time too
     stored = {"device:stuck:w01009": [{"id": 1, "status": "open", "observed_start": T0 + dt.timedelta(hours=8),
                                        "observed_end": None}]}
     since = evaluate.read_since(stream, earliest, stored)

@@ -10,6 +10,7 @@ from analytics.engine import Point
 from analytics.evaluate import (
     FEED,
     REWIND,
+    WAIT,
     WINDOW,
     RuleStream,
     TerminalStream,
@@ -30,6 +31,20 @@ def test_a_fresh_window_rule_is_evaluated_at_once_even_on_a_box_booted_a_minute_
     stuck = next(r for r in rules_for(STATION) if r.key.startswith("device:stuck:") and not r.streamable)
     assert stuck.every_s > 60
     assert RuleStream.fresh(stuck).step(T0, now=60.0) is WINDOW
+
+
+def test_a_window_rule_waits_until_either_clock_has_run_its_every():
+    """A day replayed in minutes (a compressed simulation, a logger's backlog uploaded in parts) is judged as often
+    per observed hour as a live day; a late reading, or the last one, waits no longer than ``every`` of the
+    worker's clock."""
+    stuck = next(r for r in rules_for(STATION) if r.key.startswith("device:stuck:") and not r.streamable)
+    stream = RuleStream.fresh(stuck, judged_to=T0)
+    stream.evaluated_at = 1000.0
+    just_after = 1000.0 + 1
+    assert stream.step(T0 + stuck.every - dt.timedelta(seconds=1), just_after) is WAIT
+    assert stream.step(T0 - dt.timedelta(hours=1), just_after) is WAIT  # late: in the next window
+    assert stream.step(T0 + stuck.every, just_after) is WINDOW  # observation time ran on
+    assert stream.step(T0 - dt.timedelta(hours=1), 1000.0 + stuck.every.total_seconds()) is WINDOW  # the clock did
 
 
 def test_a_streamable_rule_is_fed_what_is_newer_than_it_judged():
