@@ -259,8 +259,7 @@ def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], distortions: d
     for t in truths:
         family = "device" if t.kind is not Fault.pollution else FAMILY_OF_KIND[kinds[t.terminal]]
         score = scores[family]
-        frozen = distortions[t.terminal].stuck.get(t.metric)
-        if t.kind is Fault.stuck and frozen is not None and metric(t.metric).at_rest(frozen):
+        if t.kind is Fault.stuck and not _visible_stuck(t, distortions[t.terminal].stuck.get(t.metric)):
             score.invisible += 1
             continue
         score.injected += 1
@@ -276,6 +275,16 @@ def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], distortions: d
         else:
             score.missed.append(f"{t.kind} {t.terminal} {t.metric or ''} {t.start:%H:%M}–{t.end:%H:%M}")
     return scores
+
+
+def _visible_stuck(t: truth.Truth, frozen: float | None) -> bool:
+    """A stuck sensor one could tell from a live one: not frozen at a resting value (a detector at 0 %LEL in clean
+    air), and frozen longer than the metric's live signal is ever flat (the plan makes every stuck window so; the
+    live bench's run-long period cuts a window that runs past the end into two, the first of them often shorter)."""
+    spec = metric(t.metric)
+    if frozen is not None and spec.at_rest(frozen):
+        return False
+    return spec.flat_after_h is None or t.end - t.start > dt.timedelta(hours=spec.flat_after_h)
 
 
 def _answers(t: truth.Truth, rule: Rule) -> bool:

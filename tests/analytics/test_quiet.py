@@ -910,3 +910,17 @@ def test_a_backtest_from_inside_a_doubt_is_a_re_read_not_the_terminals_first_rea
                                                              (code,)).fetchone()[0])
     start = NOW - dt.timedelta(minutes=30 * len(points)) + (over - T0) + dt.timedelta(hours=2)
     assert [r.key for r, _ in evaluate.backtest(conn, info, start, NOW, "gb3838:")] == []
+
+
+def test_a_stuck_window_shorter_than_the_metrics_flat_line_window_is_invisible_not_missed():
+    """The live bench's run-long period cuts a stuck window that runs past the end in two: the piece at the start
+    may be shorter than the metric's live signal is ever flat (6 h for water pressure), which no rule may call
+    stuck. It is counted invisible, as a sensor frozen at rest is; the long piece is still owed an alert."""
+    point = _terminal("water_pressure_point", ("water_pressure",), 300)
+    short = truth.Truth(Fault.stuck, point.code, "water_pressure", T0, T0 + dt.timedelta(hours=3))
+    long = truth.Truth(Fault.stuck, point.code, "water_pressure", T0 + dt.timedelta(hours=10),
+                       T0 + dt.timedelta(hours=20))
+    frozen = Distortion(None, random.Random(1))
+    frozen.stuck["water_pressure"] = 0.31
+    device = _score([point], [short, long], {point.code: frozen}, [])["device"]
+    assert (device.invisible, device.injected, device.detected) == (1, 1, 0)
