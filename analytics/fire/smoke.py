@@ -60,6 +60,11 @@ class SmokeParams:
     """Share of the field under a veil standing in the sky that must change for its colour to be judged."""
     min_aspect: float = 0.25
     """A plume's height over its width at least this (a flat haze band is not one)."""
+    fine_sway: float = 3.0
+    """In FINE blocks a pixel counts as turned only when its change exceeds ``motion_t`` plus this many times its
+    own usual |deviation| from the background: a tree line, field edges and a textured horizon swaying with the
+    mast (what registration leaves) and flickering with JPEG change that much all the time; a new veil does not.
+    (The same test on a block's edge energy against its own usual deviation also lost a far plume: not used.)"""
     fine_range_m: float = 1500.0
     """Beyond this ground range (and above the horizon) veils are also looked for in FINE blocks: a plume's
     width in pixels falls with the range (a 15 m plume spans 16 px at about 1.2 km with a 55° lens)."""
@@ -82,6 +87,9 @@ class SmokeModel:
         """Working rows from ``fine_top`` (the horizon: a far fire's plume stands on the land; in FINE blocks a
         tree line's crowns swaying against the sky make veils of their own) searched in FINE blocks too."""
         self.grey = self.saturation = self.colour = self.energy = self.fine_energy = None
+        self.fine_dev = None
+        """FINE rows' usual |grey − background| per pixel."""
+        self.seen = 0
 
     def start(self, small: np.ndarray, grey: np.ndarray) -> None:
         self.grey = grey.copy()
@@ -89,12 +97,18 @@ class SmokeModel:
         self.colour = small.astype(np.float32)
         self.energy = _block_energy(grey)
         self.fine_energy = _block_energy(self._fine(grey), FINE) if self.fine_rows else None
+        if self.fine_rows:
+            self.fine_dev = np.zeros_like(self._fine(grey))
+        self.seen = 1
 
     def _fine(self, image: np.ndarray) -> np.ndarray:
         return image[self.fine_top:self.fine_top + self.fine_rows]
 
     def update(self, small: np.ndarray, grey: np.ndarray, dt_s: float, keep: np.ndarray) -> None:
         alpha = ema_alpha(dt_s, self.p.bg_tau_s)
+        self.seen += 1
+        if self.fine_rows:
+            self._learn_sway(grey, keep, max(alpha, 1 / self.seen))
         cv2.accumulateWeighted(grey, self.grey, alpha, keep)
         cv2.accumulateWeighted(_saturation(small), self.saturation, alpha, keep)
         cv2.accumulateWeighted(small.astype(np.float32), self.colour, alpha, keep)
@@ -105,6 +119,12 @@ class SmokeModel:
             keep_fine = _blocks(self._fine(keep).astype(np.float32), FINE) > 254
             self.fine_energy[keep_fine] += e * (_block_energy(self._fine(grey), FINE)[keep_fine]
                                                 - self.fine_energy[keep_fine])
+
+    def _learn_sway(self, grey: np.ndarray, keep: np.ndarray, alpha: float) -> None:
+        """How much the FINE rows differ from their background as a rule, per pixel (a running mean over the
+        first frames, then exponential with the background's own time constant)."""
+        cv2.accumulateWeighted(np.abs(self._fine(grey) - self._fine(self.grey)), self.fine_dev, alpha,
+                               self._fine(keep))
 
     def blobs(self, small: np.ndarray, grey: np.ndarray, t: float) -> list[tuple]:
         """(box in full-resolution pixels, area in full-resolution pixels, block size it was found in) of grey
@@ -125,7 +145,11 @@ class SmokeModel:
         found = self._veils(small, grey, change, turned, horizon, BLOCK, self.top, turned.shape[0], self.energy)
         if self.fine_rows:  # far away (and in the sky) a young plume is narrower than a block
             coarse = [box for box, *_ in found]
-            found += [veil for veil in self._veils(small, grey, change, turned, horizon, FINE, self.fine_top,
+            # there, only beyond what the pixel's own sway and JPEG flicker make
+            fine = slice(self.fine_top - top, self.fine_top - top + self.fine_rows)
+            swayed = turned.copy()
+            swayed[fine] &= np.abs(change[fine]) > self.p.motion_t + self.p.fine_sway * self.fine_dev
+            found += [veil for veil in self._veils(small, grey, change, swayed, horizon, FINE, self.fine_top,
                                                    self.fine_rows, self.fine_energy)
                       if not any(_overlap(veil[0], c) for c in coarse)]
         return found

@@ -440,7 +440,7 @@ class SceneModel:
     # -- decisions ------------------------------------------------------------------------------------------
 
     def _decide(self, t: float, when: dt.datetime | None) -> list[Candidate]:
-        found, points = [], set()
+        found, points, fine = [], set(), []
         bursting = self._bursting(t)
         glint = self._sun(when)[1]
         for track in self.tracks:
@@ -464,8 +464,11 @@ class SceneModel:
                 x, y, w, h = track.last_box()
                 sx, sy = round(self.shift[0] * self.k), round(self.shift[1] * self.k)
                 cue = "smoke" if track.cue == "smoke" else "flame"  # a far point is a flame too small to see
-                found.append(Candidate(track.id, cue, (x + sx, y + sy, w, h), round(confidence, 3)))
-        return _corroborated(found, points, BLOCK * self.k)
+                candidate = Candidate(track.id, cue, (x + sx, y + sy, w, h), round(confidence, 3))
+                # a veil found only in FINE blocks is no detection of its own (horizon texture makes such veils:
+                # listed, they crossed other towers' bearings elsewhere, session 11); it only backs a point at its foot
+                (fine if track.cue == "smoke" and track.block < BLOCK else found).append(candidate)
+        return _corroborated(found, points, BLOCK * self.k, fine)
 
     def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None]:
         """(night, glint band) from the pose and time; the sun moves little in a minute, so cached."""
@@ -780,12 +783,14 @@ def _near(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     return ax - gx < bx + bw and bx - gx < ax + aw and ay - gy < by + bh and by - gy < ay + ah
 
 
-def _corroborated(found: list[Candidate], points: set[int], slack: int = 0) -> list[Candidate]:
+def _corroborated(found: list[Candidate], points: set[int], slack: int = 0, fine: list[Candidate] | None = None
+                  ) -> list[Candidate]:
     """A far point of light under a plume this camera sees: two signs of one fire (its light, its smoke)
     that look-alikes do not give together, so they add up as independent witnesses, 1 − Π(1 − c). ``slack``:
     frame pixels a point may lie below a plume's base (a smoke block: the base is on the block grid, and at
-    a far fire's foot its own light, bright and not grey, keeps that block from reading as veiled)."""
-    plumes = [c for c in found if c.cue == "smoke"]
+    a far fire's foot its own light, bright and not grey, keeps that block from reading as veiled). ``fine``:
+    veils found only in FINE blocks, which are not candidates themselves and only back a point at their foot."""
+    plumes = [c for c in found if c.cue == "smoke"] + (fine or [])
     if not points or not plumes:
         return found
     out = []

@@ -207,3 +207,56 @@ def test_a_far_fire_seen_by_one_tower_pages_from_its_point_and_its_smoke_within_
         paged += [(label.t, c.cue) for c in found if c.confidence >= ALERT_CONFIDENCE]
     assert paged and label.fire
     assert spec.ignite_s <= paged[0][0] <= spec.ignite_s + 10.0
+
+
+def test_a_veil_found_only_in_fine_blocks_backs_a_point_at_its_foot_but_is_no_candidate():
+    # session 11 (reverted): fine veils along a textured horizon were listed as smoke of their own, and fusion
+    # crossed them with another tower's plume far from the fire; now they only corroborate a point under them
+    point = Candidate(7, "flame", (935, 332, 5, 5), VideoParams().spot_confidence)
+    fine = Candidate(9, "smoke", (927, 312, 24, 8), 0.3)
+    found = _corroborated([point], {7}, slack=16, fine=[fine])
+    assert [c.track for c in found] == [7] and found[0].confidence >= ALERT_CONFIDENCE
+    assert _corroborated([], set(), slack=16, fine=[fine]) == []
+
+
+def _swaying_tree_line(seed: int = 5) -> tuple[np.ndarray, int]:
+    """``_far_land`` with a dark, textured tree line standing on the horizon (rows 150–160)."""
+    img, horizon = _far_land(seed)
+    rng = np.random.default_rng(seed)
+    crowns = 150 + (rng.random(640) * 10).astype(int)
+    for x, top in enumerate(crowns):
+        img[top:horizon + 2, x] = (40, 60, 45)
+    return img, horizon
+
+
+def _seen(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The frame as a swaying mast sends it: shifted up to a pixel, noisy, JPEG at quality 50."""
+    dx, dy = rng.uniform(-1.0, 1.0, 2)
+    moved = cv2.warpAffine(img, np.float32([[1, 0, dx], [0, 1, dy]]), (640, 360), borderMode=cv2.BORDER_REFLECT)
+    noisy = np.clip(moved + rng.normal(0, 3, moved.shape), 0, 255).astype(np.uint8)
+    small = cv2.imdecode(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 50])[1], cv2.IMREAD_COLOR)
+    return small, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+
+
+def test_a_swaying_tree_line_is_no_veil_in_fine_blocks_and_a_far_plume_still_is():
+    # session 11 (reverted): the fine strip listed smoke along the horizon where no fire was (a textured
+    # horizon swaying with the mast and flickering with JPEG read as a new grey veil)
+    from analytics.fire.smoke import FINE, SmokeModel, SmokeParams
+    img, horizon = _swaying_tree_line()
+    model = SmokeModel(SmokeParams(), 1, float(horizon), 360, far_row=200.0)
+    rng = np.random.default_rng(1)
+    keep = np.full((360, 640), 255, np.uint8)
+    model.start(*_seen(img, rng))
+    fine = []
+    for i in range(60):  # 30 s at 2 fps
+        small, grey = _seen(img, rng)
+        fine += [box for box, _, block in model.blobs(small, grey, i / 2) if block == FINE]
+        model.update(small, grey, 0.5, keep)
+    assert fine == []
+    alpha = np.zeros((360, 640), np.float32)
+    alpha[162:180, 301:304] = 1.0
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 1.0)
+    alpha = 0.6 * alpha[..., None] / alpha.max()  # a plume 3 px wide, 60 % opaque at its core, on the field
+    small, grey = _seen(np.clip(img * (1 - alpha) + 185.0 * alpha, 0, 255), np.random.default_rng(2))
+    found = model.blobs(small, grey, 30.0)
+    assert any(block == FINE and x <= 301 < x + w for (x, _, w, _), _, block in found)
