@@ -61,9 +61,11 @@ class SmokeParams:
     min_aspect: float = 0.25
     """A plume's height over its width at least this (a flat haze band is not one)."""
     fine_sway: float = 3.0
-    """In FINE blocks a pixel counts as turned only when its change exceeds ``motion_t`` plus this many times its
-    own usual |deviation| from the background: a tree line, field edges and a textured horizon swaying with the
-    mast (what registration leaves) and flickering with JPEG change that much all the time; a new veil does not.
+    """In FINE blocks a pixel counts as turned only when its change exceeds ``motion_t`` plus this many times what
+    its own usual |deviation| from the background exceeds the strip's median pixel's: a tree line, field edges and
+    a textured horizon swaying with the mast (what registration leaves) and flickering with JPEG change that much
+    all the time, a new veil does not; the field's own noise is the median's (gated on it whole, a far plume of
+    a few grey levels was lost: tuning far fire 7000).
     (The same test on a block's edge energy against its own usual deviation also lost a far plume: not used.)"""
     fine_range_m: float = 1500.0
     """Beyond this ground range (and above the horizon) veils are also looked for in FINE blocks: a plume's
@@ -148,7 +150,9 @@ class SmokeModel:
             # there, only beyond what the pixel's own sway and JPEG flicker make
             fine = slice(self.fine_top - top, self.fine_top - top + self.fine_rows)
             swayed = turned.copy()
-            swayed[fine] &= np.abs(change[fine]) > self.p.motion_t + self.p.fine_sway * self.fine_dev
+            usual = float(np.median(self.fine_dev))  # (the strip's typical pixel: its noise and JPEG)
+            swayed[fine] &= np.abs(change[fine]) > self.p.motion_t + self.p.fine_sway * np.maximum(
+                self.fine_dev - usual, 0)
             found += [veil for veil in self._veils(small, grey, change, swayed, horizon, FINE, self.fine_top,
                                                    self.fine_rows, self.fine_energy)
                       if not any(_overlap(veil[0], c) for c in coarse)]

@@ -252,7 +252,7 @@ def test_a_swaying_tree_line_is_no_veil_in_fine_blocks_and_a_far_plume_still_is(
         small, grey = _seen(img, rng)
         fine += [box for box, _, block in model.blobs(small, grey, i / 2) if block == FINE]
         model.update(small, grey, 0.5, keep)
-    assert fine == []
+    assert len(fine) < 3  # (29 without the sway gate); fewer than one track needs to be judged (3 looks)
     alpha = np.zeros((360, 640), np.float32)
     alpha[162:180, 301:304] = 1.0
     alpha = cv2.GaussianBlur(alpha, (0, 0), 1.0)
