@@ -7,11 +7,11 @@ import psycopg
 from psycopg.rows import dict_row
 
 from alerts.service import ACTIVE, act, log_event
-from analytics.fire import store
+from analytics.fire import fusion, store
 from registry.errors import Conflict, NotFound
 
 RULE = "fire:straw"
-ALERT_CONFIDENCE = 0.5
+ALERT_CONFIDENCE = fusion.ALERT_CONFIDENCE
 """Events below this stay on the fire-event list without paging anyone (a lone low-confidence VIIRS pixel)."""
 ENVIRONMENT_BUREAU = "sthjj"
 

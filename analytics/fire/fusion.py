@@ -4,16 +4,22 @@ fire event, with its sources, best position, confidence and first-seen time.
 Two detections are the same fire when, within ``WINDOW``:
 - the same camera looks the same way (bearings within their half-widths);
 - both have a ground point, closer than ``NEAR_M`` plus their accuracies;
-- one has a point and the other only a bearing: the point lies in the bearing's cone;
+- one has a point and the other only a bearing: the ray passes the point within its accuracy;
 - two towers' bearings cross (triangulation), consistently with any ground estimates they have.
+A bearing alone (no ground point) does not join an event whose ground points from other towers its ray
+misses: it crosses that fire's bearing somewhere else (horizon texture listed as smoke crossed a real plume's
+bearing 1.25 km from the fire, session 11).
 The event's position is the most accurate of: a triangulated fix, a satellite pixel, a camera's ground
-estimate. Fusion runs under one advisory lock, so two workers never split one fire into two events.
+estimate; a fix only where it agrees with the event's ground points, and one through a listed ray (below
+``ALERT_CONFIDENCE``) only where no two paging rays cross and it lies within those points' accuracy.
+Fusion runs under one advisory lock, so two workers never split one fire into two events.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +32,8 @@ WINDOW = dt.timedelta(hours=2)
 NEAR_M = 1000.0
 MAX_ACCURACY_M = 3000.0
 FUSION_LOCK = 0x46495245  # "FIRE"
+ALERT_CONFIDENCE = 0.5
+"""Events below this page nobody (``alerts.fire`` takes it from here); a detection below it is *listed*."""
 
 Locate = Callable[[float, float], str | None]
 """(lon, lat) → finest division code, None outside Suihua."""
@@ -61,10 +69,37 @@ def belongs_to(det: Detection, events: dict[int, list[Detection]]) -> int | None
     it matches (``_match``); None when it matches none (a new fire)."""
     best: tuple[float, int] | None = None
     for event_id, members in events.items():
+        if _misses(det, members):
+            continue
         score = min((s for m in members if (s := _match(det, m)) is not None), default=None)
         if score is not None and (best is None or score < best[0]):
             best = (score, event_id)
     return best[1] if best else None
+
+
+def _misses(det: Detection, members: list[Detection]) -> bool:
+    """Whether ``det`` is a bearing alone whose ray passes none of the ground points other towers gave this
+    event (each grown by its accuracy, the ray by its half-width and a degree): it crosses that fire's
+    bearing elsewhere, so it is another fire or none."""
+    if det.bearing_deg is None or _point(det) is not None:
+        return False
+    points = [p for m in members if not _same_tower(det, m) and (p := _point(m))]
+    return bool(points) and not any(_on_ray(det, p) for p in points)
+
+
+def _on_ray(det: Detection, p: Position) -> bool:
+    """Whether ``det``'s ray (its half-width and a degree more) passes within ``p``'s accuracy of it: a far
+    ground estimate is hundreds of metres off along its own ray, and the point alone fell outside a crossing
+    tower's cone (the fire of test_events split into two events)."""
+    reach = geo.distance_m(det.camera_lat, det.camera_lon, p.lat, p.lon)
+    grown = det.halfwidth_deg + 1 + math.degrees(math.atan2(p.accuracy_m, max(reach, 1.0)))
+    return geo.within_cone(p.lat, p.lon, det.camera_lat, det.camera_lon, det.bearing_deg, grown)
+
+
+def _same_tower(a: Detection, b: Detection) -> bool:
+    return ((a.terminal_id is not None and a.terminal_id == b.terminal_id)
+            or (a.camera_lat is not None and b.camera_lat is not None
+                and geo.distance_m(a.camera_lat, a.camera_lon, b.camera_lat, b.camera_lon) < 50))
 
 
 def _open_events_near(conn: psycopg.Connection, det: Detection) -> list[int]:
@@ -84,9 +119,7 @@ def _open_events_near(conn: psycopg.Connection, det: Detection) -> list[int]:
 
 def _match(a: Detection, b: Detection) -> float | None:
     """How far apart two detections are (metres, smaller is better) when they can be one fire; else None."""
-    same_tower = (a.camera_lat is not None and b.camera_lat is not None
-                  and geo.distance_m(a.camera_lat, a.camera_lon, b.camera_lat, b.camera_lon) < 50)
-    if (a.terminal_id is not None and a.terminal_id == b.terminal_id) or same_tower:
+    if _same_tower(a, b):
         if a.bearing_deg is None or b.bearing_deg is None:
             return 0.0 if a.terminal_id == b.terminal_id else None
         gap = abs(geo.angle_diff(a.bearing_deg, b.bearing_deg))
@@ -97,8 +130,7 @@ def _match(a: Detection, b: Detection) -> float | None:
         return gap if gap <= NEAR_M + pa.accuracy_m + pb.accuracy_m else None
     for cam, point in ((a, pb), (b, pa)):
         if cam.bearing_deg is not None and point is not None and _point(cam) is None:
-            return 0.0 if geo.within_cone(point.lat, point.lon, cam.camera_lat, cam.camera_lon, cam.bearing_deg,
-                                          cam.halfwidth_deg + 1) else None
+            return 0.0 if _on_ray(cam, point) else None
     fix = _fix(a, b)
     return fix.accuracy_m if fix is not None else None
 
@@ -126,14 +158,25 @@ def _fix(a: Detection, b: Detection) -> Position | None:
 
 
 def best_position(members: list[Detection]) -> Position | None:
-    cameras = [m for m in members if m.bearing_deg is not None]
-    towers = {}
-    for m in cameras:  # one bearing per tower: the most confident
-        key = (round(m.camera_lat, 4), round(m.camera_lon, 4))
-        if key not in towers or m.confidence > towers[key].confidence:
-            towers[key] = m
-    options = [p for m in members if (p := _point(m))]
-    options += [f for a, b in itertools.combinations(towers.values(), 2) if (f := _fix(a, b))]
+    """The most accurate of the members' ground points and the fixes where two towers' bearings cross. Every
+    crossing of two towers' bearings is tried, not only each tower's most confident one (a spurious ray may be
+    as confident as the fire's); a fix counts only where it agrees with every ground point of the event
+    (within twice its accuracy). A fix through a *listed* ray (below ``ALERT_CONFIDENCE``) counts only
+    where no two paging rays cross and within each ground point's accuracy: a listed ray must not move an
+    event that stronger witnesses place."""
+    points = [p for m in members if (p := _point(m))]
+    rays = [m for m in members if m.bearing_deg is not None and m.camera_lat is not None]
+    fixes: list[tuple[bool, Position]] = []
+    for a, b in itertools.combinations(rays, 2):
+        if _same_tower(a, b) or (fix := _fix(a, b)) is None:
+            continue
+        listed = min(a.confidence, b.confidence) < ALERT_CONFIDENCE
+        slack = 1.0 if listed else 2.0
+        if all(geo.distance_m(p.lat, p.lon, fix.lat, fix.lon) <= slack * p.accuracy_m for p in points):
+            fixes.append((listed, fix))
+    if any(not listed for listed, _ in fixes):
+        fixes = [(listed, f) for listed, f in fixes if not listed]
+    options = points + [f for _, f in fixes]
     return min(options, key=lambda p: p.accuracy_m, default=None)
 
 

@@ -19,7 +19,10 @@ from analytics.fire import temporal
 from analytics.fire.motion import ema_alpha
 
 BLOCK = 8
-"""Smoke block size in working pixels."""
+"""Smoke block size in working pixels (16 px of a 1280 px frame)."""
+FINE = 4
+"""Block size where the pose says the range is far (and in the sky near the horizon): a far fire's young plume
+is a few metres wide, 5–10 px at 3 km, and fills no BLOCK block enough to count."""
 CLIP = 235.0
 """Grey level from which a sky row counts as clipped (JPEG and noise keep a clipped sky a little under 255)."""
 _VEIL = np.array([1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0], np.float32)[:, None]
@@ -57,35 +60,77 @@ class SmokeParams:
     """Share of the field under a veil standing in the sky that must change for its colour to be judged."""
     min_aspect: float = 0.25
     """A plume's height over its width at least this (a flat haze band is not one)."""
+    fine_sway: float = 3.0
+    """In FINE blocks a pixel counts as turned only when its change exceeds ``motion_t`` plus this many times what
+    its own usual |deviation| from the background exceeds the strip's median pixel's: a tree line, field edges and
+    a textured horizon swaying with the mast (what registration leaves) and flickering with JPEG change that much
+    all the time, a new veil does not; the field's own noise is the median's (gated on it whole, a far plume of
+    a few grey levels was lost: tuning far fire 7000).
+    (The same test on a block's edge energy against its own usual deviation also lost a far plume: not used.)"""
+    fine_range_m: float = 1500.0
+    """Beyond this ground range (and above the horizon) veils are also looked for in FINE blocks: a plume's
+    width in pixels falls with the range (a 15 m plume spans 16 px at about 1.2 km with a 55° lens)."""
 
 
 class SmokeModel:
-    def __init__(self, params: SmokeParams, k: int, horizon: float, height: int) -> None:
+    def __init__(self, params: SmokeParams, k: int, horizon: float, height: int, far_row: float | None = None
+                 ) -> None:
+        """``far_row``: the frame row below which the ground is nearer than ``fine_range_m`` (from the pose;
+        without one the horizon): above it veils are looked for in FINE blocks as well."""
         self.p, self.k = params, k
         self.horizon = horizon
         smoke_top = int(min(max(horizon - params.band * height, 0), height / 2)) // k
         self.top = smoke_top // BLOCK * BLOCK  # working rows, on the block grid
         self.base_min = (horizon - params.base_above * height) / k
         """The lowest a plume's base may sit, in working rows (upwards is smaller)."""
-        self.grey = self.saturation = self.colour = self.energy = None
+        self.fine_top = max(self.top, int(horizon / k) // FINE * FINE)
+        far = horizon if far_row is None else far_row
+        self.fine_rows = max(0, min(int(far / k), height // k) - self.fine_top) // FINE * FINE
+        """Working rows from ``fine_top`` (the horizon: a far fire's plume stands on the land; in FINE blocks a
+        tree line's crowns swaying against the sky make veils of their own) searched in FINE blocks too."""
+        self.grey = self.saturation = self.colour = self.energy = self.fine_energy = None
+        self.fine_dev = None
+        """FINE rows' usual |grey − background| per pixel."""
+        self.seen = 0
 
     def start(self, small: np.ndarray, grey: np.ndarray) -> None:
         self.grey = grey.copy()
         self.saturation = _saturation(small)
         self.colour = small.astype(np.float32)
         self.energy = _block_energy(grey)
+        self.fine_energy = _block_energy(self._fine(grey), FINE) if self.fine_rows else None
+        if self.fine_rows:
+            self.fine_dev = np.zeros_like(self._fine(grey))
+        self.seen = 1
+
+    def _fine(self, image: np.ndarray) -> np.ndarray:
+        return image[self.fine_top:self.fine_top + self.fine_rows]
 
     def update(self, small: np.ndarray, grey: np.ndarray, dt_s: float, keep: np.ndarray) -> None:
         alpha = ema_alpha(dt_s, self.p.bg_tau_s)
+        self.seen += 1
+        if self.fine_rows:
+            self._learn_sway(grey, keep, max(alpha, 1 / self.seen))
         cv2.accumulateWeighted(grey, self.grey, alpha, keep)
         cv2.accumulateWeighted(_saturation(small), self.saturation, alpha, keep)
         cv2.accumulateWeighted(small.astype(np.float32), self.colour, alpha, keep)
         e = ema_alpha(dt_s, self.p.energy_tau_s)
         keep_blocks = _blocks(keep.astype(np.float32)) > 254
         self.energy[keep_blocks] += e * (_block_energy(grey)[keep_blocks] - self.energy[keep_blocks])
+        if self.fine_rows:
+            keep_fine = _blocks(self._fine(keep).astype(np.float32), FINE) > 254
+            self.fine_energy[keep_fine] += e * (_block_energy(self._fine(grey), FINE)[keep_fine]
+                                                - self.fine_energy[keep_fine])
+
+    def _learn_sway(self, grey: np.ndarray, keep: np.ndarray, alpha: float) -> None:
+        """How much the FINE rows differ from their background as a rule, per pixel (a running mean over the
+        first frames, then exponential with the background's own time constant)."""
+        cv2.accumulateWeighted(np.abs(self._fine(grey) - self._fine(self.grey)), self.fine_dev, alpha,
+                               self._fine(keep))
 
     def blobs(self, small: np.ndarray, grey: np.ndarray, t: float) -> list[tuple]:
-        """(box in full-resolution pixels, blocks) of grey veils in the smoke region."""
+        """(box in full-resolution pixels, area in full-resolution pixels, block size it was found in) of grey
+        veils in the smoke region."""
         top = self.top
         region = slice(top, None)
         horizon = min(max(int(self.horizon / self.k), 0), grey.shape[0] - 1)  # (it may lie off the frame)
@@ -99,29 +144,60 @@ class SmokeModel:
         # lighten it towards its own grey, which the grey-veil test below checks
         washed = (before - now >= self.p.washout) | ((before < self.p.overcast) & sky)
         turned = unsaturated & washed & (np.abs(change) > self.p.motion_t)
-        share = _blocks(turned.astype(np.float32))
-        btop, rows = top // BLOCK, share.shape[0]
-        energy = _block_energy(grey)[btop:btop + rows]
-        bg_energy = self.energy[btop:btop + rows]
+        found = self._veils(small, grey, change, turned, horizon, BLOCK, self.top, turned.shape[0], self.energy)
+        if self.fine_rows:  # far away (and in the sky) a young plume is narrower than a block
+            coarse = [box for box, *_ in found]
+            # there, only beyond what the pixel's own sway and JPEG flicker make
+            fine = slice(self.fine_top - top, self.fine_top - top + self.fine_rows)
+            swayed = turned.copy()
+            usual = float(np.median(self.fine_dev))  # (the strip's typical pixel: its noise and JPEG)
+            swayed[fine] &= np.abs(change[fine]) > self.p.motion_t + self.p.fine_sway * np.maximum(
+                self.fine_dev - usual, 0)
+            found += [veil for veil in self._veils(small, grey, change, swayed, horizon, FINE, self.fine_top,
+                                                   self.fine_rows, self.fine_energy)
+                      if not any(_overlap(veil[0], c) for c in coarse)]
+        return found
+
+    def _veils(self, small: np.ndarray, grey: np.ndarray, change: np.ndarray, turned: np.ndarray, horizon: int,
+               block: int, top: int, rows: int, bg_energy: np.ndarray) -> list[tuple]:
+        """Grey veils in ``block``-sized blocks over ``rows`` working rows from ``top``: (box in full-resolution
+        pixels, area in full-resolution pixels, block). ``change`` and ``turned`` start at the smoke region's top."""
+        turned = turned[top - self.top:top - self.top + rows]
+        change = change[top - self.top:]
+        share = _blocks(turned.astype(np.float32), block)
+        btop, n = top // block, share.shape[0]
+        if block == FINE:
+            energy, bg_energy = _block_energy(self._fine(grey), FINE)[:n], bg_energy[:n]
+        else:
+            energy, bg_energy = _block_energy(grey)[btop:btop + n], bg_energy[btop:btop + n]
         flat = bg_energy < 2.0  # sky or bare soil: nothing to lose
-        blocks = ((share >= 0.3) & ((energy / np.maximum(bg_energy, 1e-3) < 0.9) | flat)).astype(np.uint8)
-        _, _, stats, _ = cv2.connectedComponentsWithStats(blocks, connectivity=8)
+        veiled = share >= 0.3
+        washed_out = veiled & ((energy / np.maximum(bg_energy, 1e-3) < 0.9) | flat)
+        # FINE blocks are as small as a far fire's own light at the plume's foot, whose edges raise its block's
+        # energy and whose colour is no grey: there a veiled block joins a veil that lost its texture next to
+        # it, and the veil's colour is judged on the blocks that lost it
+        blocks = (veiled if block == FINE else washed_out).astype(np.uint8)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(blocks, connectivity=8)
+        seeded = set(np.unique(labels[washed_out]).tolist())
         limit = 0.3 * blocks.size
         found = []
-        for x, y, w, h, area in stats[1:].tolist():
-            bottom = top + (y + h) * BLOCK
-            if area < 2 or area > limit or bottom < self.base_min:
+        for label, (x, y, w, h, area) in enumerate(stats.tolist()):
+            bottom = top + (y + h) * block
+            if label == 0 or label not in seeded or area < 2 or area > limit or bottom < self.base_min:
                 continue  # a single block, fog over the view, or cloud that never comes down to the land
-            part = (slice(top + y * BLOCK, top + (y + h) * BLOCK), slice(x * BLOCK, (x + w) * BLOCK))
-            mask = turned[y * BLOCK:(y + h) * BLOCK, x * BLOCK:(x + w) * BLOCK]
-            if not _grey_layer(small[part], self.colour[part], mask):
+            part = (slice(top + y * block, top + (y + h) * block), slice(x * block, (x + w) * block))
+            mask = turned[y * block:(y + h) * block, x * block:(x + w) * block]
+            seeds = np.repeat(np.repeat(washed_out[y:y + h, x:x + w], block, axis=0), block, axis=1)
+            if not _grey_layer(small[part], self.colour[part], mask & seeds):
                 continue  # the change is not a grey veil: dust, a vehicle, a shadow's colour
-            if bottom <= horizon + BLOCK and self._coloured_foot(small, change, max(bottom, horizon) - top, x, w, h):
+            if bottom <= horizon + block and self._coloured_foot(small, change, max(bottom, horizon) - top, x, w, h,
+                                                                 block, top):
                 continue  # the veil comes down onto the field as a coloured one: a machine's dust
             # the veil's top to the working pixel (it creeps up a few pixels a frame); its foot and sides on
             # the block grid, which holds them steady while the veil thins and thickens
-            s, y0 = BLOCK * self.k, int(np.nonzero(mask.any(axis=1))[0][0])
-            found.append(((x * s, (top + y * BLOCK + y0) * self.k, w * s, h * s - y0 * self.k), area))
+            s, y0 = block * self.k, int(np.nonzero(mask.any(axis=1))[0][0])
+            found.append(((x * s, (top + y * block + y0) * self.k, w * s, h * s - y0 * self.k), area * s * s,
+                          block))
         return found
 
     def _gains(self, grey: np.ndarray, horizon: int) -> np.ndarray:
@@ -138,63 +214,80 @@ class SmokeModel:
             gains[sky] = np.where(clipped, np.median((grey[sky] + 1) / (self.grey[sky] + 1), axis=1), gains[sky])
         return gains
 
-    def _coloured_foot(self, small: np.ndarray, change: np.ndarray, land: int, x: int, w: int, h: int) -> bool:
+    def _coloured_foot(self, small: np.ndarray, change: np.ndarray, land: int, x: int, w: int, h: int,
+                       block: int = BLOCK, top: int | None = None) -> bool:
         """Whether, under a veil that stands in the sky, the field in the same columns changes too, and not as
         a veil does. Smoke from a fire behind a tree line leaves the field below the trees as it was, and a
         fire's smoke in the open veils the field evenly (each pixel brighter or darker much as its neighbours);
         under a harvester's dust (over a blue sky it cannot be told from a grey veil) the machine and its
         wake move: some pixels darker, some brighter, no one veil."""
-        rows = slice(land, land + max(h, 3) * BLOCK)
-        cols = slice(x * BLOCK, (x + w) * BLOCK)
+        rows = slice(land, land + max(h * block, 3 * BLOCK))
+        cols = slice(x * block, (x + w) * block)
         moved = np.abs(change[rows, cols]) > 2 * self.p.motion_t
         if moved.mean() < self.p.foot_share:
             return False
-        part = (slice(self.top + rows.start, self.top + rows.stop), cols)
+        top = self.top if top is None else top
+        part = (slice(top + rows.start, top + rows.stop), cols)
         d = small[part][moved].astype(np.float32) - self.colour[part][moved]
         if float(np.abs(d.mean(axis=0)).mean()) < float(d.std(axis=0).mean()):
             return True  # incoherent: something moving on the field, not a veil over it
         return not _grey_layer(small[part], self.colour[part], moved)
 
-    def confidence(self, recent: list[tuple], age_s: float, settled: bool = True) -> float | None:
+    def confidence(self, recent: list[tuple], age_s: float, settled: bool = True, block: int = BLOCK
+                   ) -> float | None:
         """A smoke track's confidence, or None when it does not behave like a plume. ``settled``: the track
         appeared after the scene model had learnt its background (not a veil that was there from the start,
         like a harvester's dust already drifting when the camera came to this preset); only such a track
-        can stand on its own."""
+        can stand on its own. ``block``: the block size the veil was last found in (FINE: a veil too narrow for
+        BLOCK blocks, far away, which is only listed)."""
         if age_s < self.p.confirm_s or len(recent) < 3:
             return None
         first, last = recent[0][1], recent[-1][1]
-        step = BLOCK * self.k
+        step = block * self.k
         if abs((first[1] + first[3]) - (last[1] + last[3])) > 2 * step:
             return None  # smoke stands on its fire; cloud and dust do not
         if _travel(recent) > 1.0:
             return None
         rising = first[1] - last[1]
         growth = temporal.growth(recent)
+        far = step < BLOCK * self.k
+        cut = (self.fine_top + FINE) * self.k  # within a FINE block of the horizon
+        if far and last[1] <= cut and first[1] <= cut:
+            # a veil on far land reaching the horizon all along: its rise goes on above, into the tree line and
+            # the sky, which FINE blocks do not search; it stays listed (below), and it corroborates a far
+            # point of light at its foot (``video._corroborated``)
+            if last[3] < self.p.min_aspect * last[2] or growth < 0.8:
+                return None
+            return 0.3
         if rising < step / 2 and not (growth >= 1.3 and rising > 0):
             return None
         if growth < 1.0 or last[3] < self.p.min_aspect * last[2]:
             return None  # a young plume grows up; a haze band lies flat
         base = min(self.p.alone, 0.3 + 0.1 * min(1.0, growth - 1) + 0.05 * min(1.0, rising / (4 * step)))
-        if not settled:
-            return base
+        if not settled or far:
+            return base  # (a veil on far land is narrower than a block elsewhere: listed, not paged, alone)
         span = recent[-1][0] - recent[0][0]
         if age_s >= self.p.strong_s and span >= 0.8 * self.p.window_s and rising >= 2 * step:
             return self.p.strong
-        hidden_foot = last[1] + last[3] <= self.horizon + step  # over a tree line, not on open land
+        hidden_foot = last[1] + last[3] <= self.horizon + BLOCK * self.k  # over a tree line, not on open land
         if hidden_foot and span >= self.p.rising_s and rising >= step and growth >= self.p.rising_growth \
                 and _climbs(recent):
             return self.p.strong  # a veil whose top climbs frame after frame from behind the trees
         return base
 
 
-def _block_energy(grey: np.ndarray) -> np.ndarray:
-    """Mean |Laplacian| per BLOCK×BLOCK block: texture that semi-transparent smoke washes out."""
-    return _blocks(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1)))
+def _block_energy(grey: np.ndarray, block: int = BLOCK) -> np.ndarray:
+    """Mean |Laplacian| per block: texture that semi-transparent smoke washes out."""
+    return _blocks(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1)), block)
 
 
-def _blocks(image: np.ndarray) -> np.ndarray:
-    h, w = image.shape[0] // BLOCK, image.shape[1] // BLOCK
-    return cv2.resize(image[:h * BLOCK, :w * BLOCK], (w, h), interpolation=cv2.INTER_AREA)
+def _blocks(image: np.ndarray, block: int = BLOCK) -> np.ndarray:
+    h, w = image.shape[0] // block, image.shape[1] // block
+    return cv2.resize(image[:h * block, :w * block], (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def _saturation(bgr: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ from analytics.fire.colour import ColourParams, flame_mask, land_means
 from analytics.fire.hotspot import SpotFinder, SpotParams
 from analytics.fire.motion import Aligner, NoiseModel, ema_alpha, local_change, log_brightness, undo_shift
 from analytics.fire.nightmap import NightMap
-from analytics.fire.smoke import SmokeModel, SmokeParams
+from analytics.fire.smoke import BLOCK, SmokeModel, SmokeParams
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,8 @@ class Track:
     """(t, edge ratio) of the looks at its outline over the last ``confirm_s`` (``SceneModel._ghost``)."""
     mover: bool = False
     """Last judged a vehicle or a walker (``SceneModel._rigid``)."""
+    block: int = BLOCK
+    """A smoke track's block size (working pixels) when last found (``smoke.FINE``: a narrow veil far away)."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -201,7 +203,8 @@ class SceneModel:
         self.horizon = height * 0.35 if horizon is None else horizon
         self.flame_top = int(min(max(self.horizon + 0.008 * height, 0), height - 8))
         self.aligner = Aligner((self.wh, self.ww))
-        self.smoke = SmokeModel(params.smoke, self.k, self.horizon, height)
+        far_row = None if pose is None else geometry.range_row(pose, width, height, params.smoke.fine_range_m)
+        self.smoke = SmokeModel(params.smoke, self.k, self.horizon, height, far_row)
         self.far_rows = self._far_band(params.spot)
         self.spots = SpotFinder(width, height, self.k, *self.far_rows, params.spot)
         self.noise = NoiseModel((self.wh, self.ww), params.noise_floor)
@@ -274,7 +277,10 @@ class SceneModel:
         smokes = self.smoke.blobs(small, grey, t)
         self._observe("flame", flames, t)
         self._observe("spot", self._far_points(frame, dt_s), t)
-        self._observe("smoke", [(b, a) for b, a in smokes], t)
+        self._observe("smoke", [(b, a) for b, a, _ in smokes], t)
+        for track in self.tracks:  # the block size each smoke track was last found in
+            track.block = next((block for b, _, block in smokes if track.cue == "smoke" and track.hits[-1][0] == t
+                                and _near(track.last_box(), b)), track.block)
         self._remember(t, small, colour)
         if self.nights is not None and self._night(when):
             self.nights.observe(grey, when)
@@ -434,7 +440,7 @@ class SceneModel:
     # -- decisions ------------------------------------------------------------------------------------------
 
     def _decide(self, t: float, when: dt.datetime | None) -> list[Candidate]:
-        found, points = [], set()
+        found, points, fine = [], set(), []
         bursting = self._bursting(t)
         glint = self._sun(when)[1]
         for track in self.tracks:
@@ -451,15 +457,18 @@ class SceneModel:
                 settled = not any(tr.cue == "smoke" and tr.first_t - self.started < self.p.settle_s
                                   for tr in self.tracks)
                 confidence = self.smoke.confidence(track.recent(t - self.p.smoke.window_s), t - track.first_t,
-                                                   settled)
+                                                   settled, track.block)
             if track.cue != "spot":  # (a far point sets its own verdict: one seen too rarely is not a look-alike)
                 track.rejected = confidence is None and self._judged(track, t)
             if confidence is not None:
                 x, y, w, h = track.last_box()
                 sx, sy = round(self.shift[0] * self.k), round(self.shift[1] * self.k)
                 cue = "smoke" if track.cue == "smoke" else "flame"  # a far point is a flame too small to see
-                found.append(Candidate(track.id, cue, (x + sx, y + sy, w, h), round(confidence, 3)))
-        return _corroborated(found, points)
+                candidate = Candidate(track.id, cue, (x + sx, y + sy, w, h), round(confidence, 3))
+                # a veil found only in FINE blocks is no detection of its own (horizon texture makes such veils:
+                # listed, they crossed other towers' bearings elsewhere, session 11); it only backs a point at its foot
+                (fine if track.cue == "smoke" and track.block < BLOCK else found).append(candidate)
+        return _corroborated(found, points, BLOCK * self.k, fine)
 
     def _sun(self, when: dt.datetime | None) -> tuple[bool, tuple[float, float] | None]:
         """(night, glint band) from the pose and time; the sun moves little in a minute, so cached."""
@@ -774,27 +783,31 @@ def _near(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     return ax - gx < bx + bw and bx - gx < ax + aw and ay - gy < by + bh and by - gy < ay + ah
 
 
-def _corroborated(found: list[Candidate], points: set[int]) -> list[Candidate]:
+def _corroborated(found: list[Candidate], points: set[int], slack: int = 0, fine: list[Candidate] | None = None
+                  ) -> list[Candidate]:
     """A far point of light under a plume this camera sees: two signs of one fire (its light, its smoke)
-    that look-alikes do not give together, so they add up as independent witnesses, 1 − Π(1 − c)."""
-    plumes = [c for c in found if c.cue == "smoke"]
+    that look-alikes do not give together, so they add up as independent witnesses, 1 − Π(1 − c). ``slack``:
+    frame pixels a point may lie below a plume's base (a smoke block: the base is on the block grid, and at
+    a far fire's foot its own light, bright and not grey, keeps that block from reading as veiled). ``fine``:
+    veils found only in FINE blocks, which are not candidates themselves and only back a point at their foot."""
+    plumes = [c for c in found if c.cue == "smoke"] + (fine or [])
     if not points or not plumes:
         return found
     out = []
     for c in found:
-        over = [p.confidence for p in plumes if c.track in points and _under(c.box, p.box)]
+        over = [p.confidence for p in plumes if c.track in points and _under(c.box, p.box, slack)]
         if over:
             c = replace(c, confidence=round(1 - (1 - c.confidence) * (1 - max(over)), 3))
         out.append(c)
     return out
 
 
-def _under(point: tuple[int, int, int, int], plume: tuple[int, int, int, int]) -> bool:
+def _under(point: tuple[int, int, int, int], plume: tuple[int, int, int, int], slack: int = 0) -> bool:
     """A point at a plume's foot: within its columns (grown by a quarter of its width each side: smoke
-    leans with the wind) and between its top and a quarter of its height below its base."""
+    leans with the wind) and between its top and a quarter of its height (at least ``slack``) below its base."""
     x, y = _centre(point)
     px, py, pw, ph = plume
-    return px - pw / 4 <= x <= px + pw * 5 / 4 and py <= y <= py + ph * 5 / 4
+    return px - pw / 4 <= x <= px + pw * 5 / 4 and py <= y <= py + ph + max(ph / 4, slack)
 
 
 def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:

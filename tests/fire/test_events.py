@@ -210,3 +210,37 @@ def test_two_smoke_tracks_of_one_tower_stay_one_source(conn):
     event_id = _smoke_sighting(conn, camera, "庚:1")
     assert _smoke_sighting(conn, camera, "庚:2") == event_id
     assert store.event(conn, event_id)["confidence"] < fire_alerts.ALERT_CONFIDENCE
+
+
+def _sighting_at(conn, camera: store.Camera, track: str, cue: str, confidence: float, towards: tuple[float, float],
+                 ground: float | None = None) -> int:
+    """A detection from ``camera`` looking at ``towards``: with ``ground`` (its accuracy, m), a ground estimate
+    there; else bearing-only. Attached to its event; returns the event."""
+    from analytics.fire import fusion
+
+    bearing = geo.bearing_to(camera.lat, camera.lon, *towards)
+    detection = store.Detection(source="camera", cue=cue, track=track, first_seen=NOW, last_seen=NOW,
+                                confidence=confidence, position="bearing", terminal_id=camera.id,
+                                box=(600, 300, 24, 24), frame_size=(1280, 720), camera_lat=camera.lat,
+                                camera_lon=camera.lon, bearing_deg=round(bearing, 3), halfwidth_deg=0.8,
+                                division_code=camera.division)
+    if ground is not None:
+        detection.lat, detection.lon, detection.accuracy_m, detection.position = *towards, ground, "ground"
+    with conn.transaction():
+        event_id = fusion.attach(conn, store.insert_detection(conn, detection), division_index(conn).locate)
+        fire_alerts.fire_event(conn, event_id)
+    return event_id
+
+
+def test_a_listed_smoke_ray_crossing_a_fires_bearing_elsewhere_does_not_move_its_event(conn):
+    """test_events' two-tower fire, session 11: a spurious horizon smoke ray of the second tower crossed the
+    first tower's plume 1.25 km from the fire, and the event (and its alert) went to that crossing."""
+    a = _camera(conn, "子", *geo.destination(*FIRE, 80, 3000))
+    b = _camera(conn, "丑", *geo.destination(*FIRE, 170, 2800))
+    event_id = _sighting_at(conn, a, "子:1", "smoke", 0.6, FIRE)  # the plume: a bearing
+    assert _sighting_at(conn, a, "子:2", "flame", 0.7, FIRE, ground=450.0) == event_id  # its fire, ranged
+    elsewhere = geo.destination(*FIRE, 80, 1250)  # on the first tower's bearing, 1.25 km short of the fire
+    _sighting_at(conn, b, "丑:1", "smoke", 0.4, elsewhere)  # horizon texture listed as smoke
+    event = store.event(conn, event_id)
+    assert geo.distance_m(event["lat"], event["lon"], *FIRE) < 100
+    assert event["position_method"] == "camera"
