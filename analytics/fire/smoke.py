@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from analytics.fire import temporal
+from analytics.fire import dust, temporal
 from analytics.fire.motion import ema_alpha
 
 BLOCK = 8
@@ -89,7 +89,8 @@ class SmokeModel:
         top = self.top
         region = slice(top, None)
         horizon = min(max(int(self.horizon / self.k), 0), grey.shape[0] - 1)  # (it may lie off the frame)
-        change = grey[region] - self.grey[region] * self._gains(grey, horizon)[top:, None]
+        gains = self._gains(grey, horizon)
+        change = grey[region] - self.grey[region] * gains[top:, None]
         now = _saturation(small[region])
         before = self.saturation[region]
         unsaturated = now < self.p.max_saturation
@@ -116,6 +117,8 @@ class SmokeModel:
             mask = turned[y * BLOCK:(y + h) * BLOCK, x * BLOCK:(x + w) * BLOCK]
             if not _grey_layer(small[part], self.colour[part], mask):
                 continue  # the change is not a grey veil: dust, a vehicle, a shadow's colour
+            if dust.veil_over_foot_is_dust(small, self.colour, gains, part[0], part[1], max(h, 3) * BLOCK):
+                continue  # the layer's own colour, over sky and field alike, is soil's: a machine's dust
             if bottom <= horizon + BLOCK and self._coloured_foot(small, change, max(bottom, horizon) - top, x, w, h):
                 continue  # the veil comes down onto the field as a coloured one: a machine's dust
             # the veil's top to the working pixel (it creeps up a few pixels a frame); its foot and sides on
