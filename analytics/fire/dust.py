@@ -52,8 +52,9 @@ class DustParams:
 
 def layer_colour(now: np.ndarray, before: np.ndarray, p: DustParams = DustParams()) -> np.ndarray | None:
     """The colour (B, G, R) of a veil laid over ``before`` to give ``now`` (N×3 float arrays of the changed
-    pixels), as the least-squares crossing of the lines each pixel moved along; None when the lines do not
-    cross well (one background, or changes of more than one kind: a machine driving, a shadow)."""
+    pixels), or of one that ``before`` had and ``now`` lost (a veil the background learnt, drifting off), as
+    the least-squares crossing of the lines each pixel moved along; None when the lines do not cross well
+    (one background, or changes of more than one kind: a machine driving, a shadow)."""
     d = now - before
     size = np.linalg.norm(d, axis=1)
     keep = size >= p.min_change
@@ -68,16 +69,20 @@ def layer_colour(now: np.ndarray, before: np.ndarray, p: DustParams = DustParams
     if x is None:
         return None
     miss = _misses(u, b, x)
-    reach = np.linalg.norm(x - b, axis=1)
     inliers = miss <= 2.0 * max(float(np.median(miss)), 1.0)
     if inliers.sum() >= p.min_pixels and inliers.sum() < len(u):  # once more without the odd ones out
         x = _crossing(u[inliers], b[inliers], p)
         if x is None:
             return None
         u, b, size = u[inliers], b[inliers], size[inliers]
-        miss, reach = _misses(u, b, x), np.linalg.norm(x - b, axis=1)
-    ahead = ((x - b) * u).sum(axis=1) > 0  # the pixels moved *towards* X, and not past it
-    if ahead.mean() < 0.8 or float(np.median(size / np.maximum(reach, 1.0))) > p.max_past:
+        miss = _misses(u, b, x)
+    ahead = float((((x - b) * u).sum(axis=1) > 0).mean())
+    if 0.2 < ahead < 0.8:
+        return None  # some pixels took on the layer, others lost it: no one veil coming or going
+    # coming, the pixels move from their background towards X; going (a veil the background had learnt
+    # thins or drifts off), from X's mix towards what lies behind: either way they stop short of X
+    reach = np.linalg.norm(x - (b if ahead >= 0.8 else b + u * size[:, None]), axis=1)
+    if float(np.median(size / np.maximum(reach, 1.0))) > p.max_past:
         return None
     if float(np.median(miss / np.maximum(reach, 1.0))) > p.max_miss:
         return None
