@@ -55,6 +55,12 @@ def layer_colour(now: np.ndarray, before: np.ndarray, p: DustParams = DustParams
     pixels), or of one that ``before`` had and ``now`` lost (a veil the background learnt, drifting off), as
     the least-squares crossing of the lines each pixel moved along; None when the lines do not cross well
     (one background, or changes of more than one kind: a machine driving, a shadow)."""
+    fit = _fit(now, before, p)
+    return None if fit is None else fit[0]
+
+
+def _fit(now: np.ndarray, before: np.ndarray, p: DustParams) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(X, the lines' directions, their backgrounds) for ``layer_colour``."""
     d = now - before
     size = np.linalg.norm(d, axis=1)
     keep = size >= p.min_change
@@ -86,7 +92,7 @@ def layer_colour(now: np.ndarray, before: np.ndarray, p: DustParams = DustParams
         return None
     if float(np.median(miss / np.maximum(reach, 1.0))) > p.max_miss:
         return None
-    return x
+    return x, u, b
 
 
 def is_dust_colour(x: np.ndarray | None, p: DustParams = DustParams()) -> bool:
@@ -108,7 +114,17 @@ def veil_is_dust(now: np.ndarray, before: np.ndarray, mask: np.ndarray, p: DustP
     b = before[mask].astype(np.float32)
     top, low = c.max(axis=1), c.min(axis=1)
     calm = (top - low) <= p.max_saturation * np.maximum(top, 1.0)
-    return is_dust_colour(layer_colour(c[calm], b[calm], p), p)
+    fit = _fit(c[calm], b[calm], p)
+    return fit is not None and is_dust_colour(fit[0], p) and not _grey_explains(*fit)
+
+
+def _grey_explains(x: np.ndarray, u: np.ndarray, b: np.ndarray) -> bool:
+    """Whether some grey passes the lines (median) about as near as X does. Over backgrounds much alike the
+    lines are nearly parallel and their crossing slides along them, towards the background's own colour: a
+    grey smoke over tan stubble then seems tan. Dust only when no grey veil would do."""
+    best = float(np.median(_misses(u, b, x)))
+    greys = min(float(np.median(_misses(u, b, np.full(3, g, np.float64)))) for g in range(30, 256, 5))
+    return greys <= 1.5 * best + 2.0
 
 
 def veil_over_foot_is_dust(small: np.ndarray, background: np.ndarray, gains: np.ndarray, rows: slice, cols: slice,

@@ -98,6 +98,16 @@ def test_a_veil_is_dust_by_its_colour_not_by_what_it_shows(colour, dust):
     assert veil_is_dust(now, before, np.ones(now.shape[:2], bool)) is dust
 
 
+def test_grey_smoke_over_stubble_alone_is_no_dust():
+    # tuning windy fire 7002 (2 fps): over backgrounds much alike (tan stubble) the lines are nearly parallel
+    # and their crossing slid towards the stubble's own colour, tan; its flame track was taken for dust and
+    # paged 8 s later. A grey veil explains those lines as well: not dust
+    stubble = ((80.0, 128.0, 160.0), (90.0, 140.0, 172.0), (72.0, 118.0, 150.0))
+    now, before = _veiled((175.0, 175.0, 175.0), backgrounds=stubble)
+    assert is_dust_colour(layer_colour(now.reshape(-1, 3).astype(np.float32), before.reshape(-1, 3)))
+    assert not veil_is_dust(now, before, np.ones(now.shape[:2], bool))
+
+
 def test_a_dust_veil_drifting_off_is_dust_too():
     # the background (τ 20 s) learnt the dust; it thins and drifts off, the pixels going back to what lies behind
     veiled, clear = _veiled((105.0, 135.0, 165.0))
@@ -154,7 +164,10 @@ def test_a_fire_with_brownish_smoke_still_pages_within_ten_seconds(brownish_smok
     assert found[0][0] - 8.0 <= 10.0
 
 
-def test_a_fire_in_wind_still_pages():
-    # tuning seed 7005: its flame track leans and runs (judged a mover at times); its smoke is grey
-    found = _scored(TowerSpec("fire_windy", 7005, fps=2.0))
+@pytest.mark.parametrize("seed", [7005, 7002])
+def test_a_fire_in_wind_still_pages(seed):
+    # tuning seeds: 7005's flame track leans and runs (judged a mover at times); 7002's grey smoke lies over
+    # tan stubble alone (it paged at 13 s, not 5 s, while that was taken for dust)
+    found = _scored(TowerSpec("fire_windy", seed, fps=2.0))
     assert found and all(on for _, _, on in found)
+    assert found[0][0] - 8.0 <= 10.0
