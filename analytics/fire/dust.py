@@ -39,6 +39,9 @@ class DustParams:
     """The lines must pass X within this share (median) of their distance to it: a veil of one colour."""
     max_past: float = 1.05
     """The pixels must (median) stop short of X: a veil's opacity is at most 1 (with a little noise)."""
+    going: bool = True
+    """Whether a veil the background had learnt, going off, counts (smoke blobs); not around a flame track,
+    where flame light and smoke brighten the soil and their lines, traced back, cross at a darker soil."""
     warm: float = 0.25
     """(R − B) / R of the layer colour from which it is soil's tan or ochre, not a grey, white or bluish smoke
     (straw smoke, even yellowish from smouldering, stays under about 0.15)."""
@@ -83,7 +86,7 @@ def _fit(now: np.ndarray, before: np.ndarray, p: DustParams) -> tuple[np.ndarray
         u, b, size = u[inliers], b[inliers], size[inliers]
         miss = _misses(u, b, x)
     ahead = float((((x - b) * u).sum(axis=1) > 0).mean())
-    if 0.2 < ahead < 0.8:
+    if 0.2 < ahead < 0.8 or (ahead <= 0.2 and not p.going):
         return None  # some pixels took on the layer, others lost it: no one veil coming or going
     # coming, the pixels move from their background towards X; going (a veil the background had learnt
     # thins or drifts off), from X's mix towards what lies behind: either way they stop short of X

@@ -13,7 +13,8 @@ threshold here is in **seconds** (frames carry their capture time), valid from 1
    are too small to keep their colour, as new, still, steady points of light (``hotspot``);
 4. what rejects look-alikes by what they are: a rigid mover's steady ground speed at the range the pose
    gives (vehicles, walkers); a ghost's edge, in the background and not in the frame (ground a vehicle
-   uncovered); a light's common-mode and periodic brightness (lamps, beacons, cloud
+   uncovered); dust by its veil's own colour, soil's, and a machine kept a mover while it drives in its dust
+   (``dust``); a light's common-mode and periodic brightness (lamps, beacons, cloud
    shadows over foliage) — ``temporal``; known night lights — ``nightmap``; the glint band under a low
    sun — ``sun``; and where the frame rate allows (≥ 9.5 fps, e.g. a tower's 2 s bursts), Töreyin's
    flame-band flicker energy on boundary pixels;
@@ -146,10 +147,10 @@ class VideoParams:
     course leads it by then, continues it: it takes the mover's hits, so its motion is judged over the whole
     path. A rejected mover's pixels are learnt; it falls apart, is forgotten, and what shows of it again (its
     front, the ground it uncovered) would be judged afresh as a still new light."""
-    dust_veil: DustParams = field(default_factory=DustParams)
+    dust_veil: DustParams = field(default_factory=lambda: DustParams(going=False))
     """A flame track whose box and its surroundings (grown by its size each way, at least 8 working pixels)
     changed as a veil of soil's colour does is dust, not flame light (``SceneModel._dust``)."""
-    dust_cloud: DustParams = field(default_factory=lambda: DustParams(max_past=1.3, max_miss=0.45))
+    dust_cloud: DustParams = field(default_factory=lambda: DustParams(max_past=1.3, max_miss=0.45, going=False))
     """A mover's verdict stands while the change around its box (grown 3 times its size each way, at least 16
     working pixels) goes towards soil's colour (a looser fit: its dust, and the soil its wheels turn up and
     its body uncovers), not towards flame light or a grey smoke."""
