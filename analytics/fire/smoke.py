@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from analytics.fire import temporal
+from analytics.fire import dust, temporal
 from analytics.fire.motion import ema_alpha
 
 BLOCK = 8
@@ -134,7 +134,8 @@ class SmokeModel:
         top = self.top
         region = slice(top, None)
         horizon = min(max(int(self.horizon / self.k), 0), grey.shape[0] - 1)  # (it may lie off the frame)
-        change = grey[region] - self.grey[region] * self._gains(grey, horizon)[top:, None]
+        gains = self._gains(grey, horizon)
+        change = grey[region] - self.grey[region] * gains[top:, None]
         now = _saturation(small[region])
         before = self.saturation[region]
         unsaturated = now < self.p.max_saturation
@@ -144,7 +145,8 @@ class SmokeModel:
         # lighten it towards its own grey, which the grey-veil test below checks
         washed = (before - now >= self.p.washout) | ((before < self.p.overcast) & sky)
         turned = unsaturated & washed & (np.abs(change) > self.p.motion_t)
-        found = self._veils(small, grey, change, turned, horizon, BLOCK, self.top, turned.shape[0], self.energy)
+        found = self._veils(small, grey, change, gains, turned, horizon, BLOCK, self.top, turned.shape[0],
+                            self.energy)
         if self.fine_rows:  # far away (and in the sky) a young plume is narrower than a block
             coarse = [box for box, *_ in found]
             # there, only beyond what the pixel's own sway and JPEG flicker make
@@ -153,13 +155,13 @@ class SmokeModel:
             usual = float(np.median(self.fine_dev))  # (the strip's typical pixel: its noise and JPEG)
             swayed[fine] &= np.abs(change[fine]) > self.p.motion_t + self.p.fine_sway * np.maximum(
                 self.fine_dev - usual, 0)
-            found += [veil for veil in self._veils(small, grey, change, swayed, horizon, FINE, self.fine_top,
+            found += [veil for veil in self._veils(small, grey, change, gains, swayed, horizon, FINE, self.fine_top,
                                                    self.fine_rows, self.fine_energy)
                       if not any(_overlap(veil[0], c) for c in coarse)]
         return found
 
-    def _veils(self, small: np.ndarray, grey: np.ndarray, change: np.ndarray, turned: np.ndarray, horizon: int,
-               block: int, top: int, rows: int, bg_energy: np.ndarray) -> list[tuple]:
+    def _veils(self, small: np.ndarray, grey: np.ndarray, change: np.ndarray, gains: np.ndarray, turned: np.ndarray,
+               horizon: int, block: int, top: int, rows: int, bg_energy: np.ndarray) -> list[tuple]:
         """Grey veils in ``block``-sized blocks over ``rows`` working rows from ``top``: (box in full-resolution
         pixels, area in full-resolution pixels, block). ``change`` and ``turned`` start at the smoke region's top."""
         turned = turned[top - self.top:top - self.top + rows]
@@ -190,6 +192,8 @@ class SmokeModel:
             seeds = np.repeat(np.repeat(washed_out[y:y + h, x:x + w], block, axis=0), block, axis=1)
             if not _grey_layer(small[part], self.colour[part], mask & seeds):
                 continue  # the change is not a grey veil: dust, a vehicle, a shadow's colour
+            if dust.veil_over_foot_is_dust(small, self.colour, gains, part[0], part[1], max(h, 3) * block):
+                continue  # the layer's own colour, over sky and field alike, is soil's: a machine's dust
             if bottom <= horizon + block and self._coloured_foot(small, change, max(bottom, horizon) - top, x, w, h,
                                                                  block, top):
                 continue  # the veil comes down onto the field as a coloured one: a machine's dust

@@ -13,7 +13,8 @@ threshold here is in **seconds** (frames carry their capture time), valid from 1
    are too small to keep their colour, as new, still, steady points of light (``hotspot``);
 4. what rejects look-alikes by what they are: a rigid mover's steady ground speed at the range the pose
    gives (vehicles, walkers); a ghost's edge, in the background and not in the frame (ground a vehicle
-   uncovered); a light's common-mode and periodic brightness (lamps, beacons, cloud
+   uncovered); dust by its veil's own colour, soil's, and a machine kept a mover while it drives in its dust
+   (``dust``); a light's common-mode and periodic brightness (lamps, beacons, cloud
    shadows over foliage) — ``temporal``; known night lights — ``nightmap``; the glint band under a low
    sun — ``sun``; and where the frame rate allows (≥ 9.5 fps, e.g. a tower's 2 s bursts), Töreyin's
    flame-band flicker energy on boundary pixels;
@@ -37,8 +38,9 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from analytics.fire import geometry, sun, temporal
+from analytics.fire import dust, geometry, sun, temporal
 from analytics.fire.colour import ColourParams, flame_mask, land_means
+from analytics.fire.dust import DustParams
 from analytics.fire.hotspot import SpotFinder, SpotParams
 from analytics.fire.motion import Aligner, NoiseModel, ema_alpha, local_change, log_brightness, undo_shift
 from analytics.fire.nightmap import NightMap
@@ -145,6 +147,13 @@ class VideoParams:
     course leads it by then, continues it: it takes the mover's hits, so its motion is judged over the whole
     path. A rejected mover's pixels are learnt; it falls apart, is forgotten, and what shows of it again (its
     front, the ground it uncovered) would be judged afresh as a still new light."""
+    dust_veil: DustParams = field(default_factory=lambda: DustParams(going=False))
+    """A flame track whose box and its surroundings (grown by its size each way, at least 8 working pixels)
+    changed as a veil of soil's colour does is dust, not flame light (``SceneModel._dust``)."""
+    dust_cloud: DustParams = field(default_factory=lambda: DustParams(max_past=1.3, max_miss=0.45, going=False))
+    """A mover's verdict stands while the change around its box (grown 3 times its size each way, at least 16
+    working pixels) goes towards soil's colour (a looser fit: its dust, and the soil its wheels turn up and
+    its body uncovers), not towards flame light or a grey smoke."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -228,6 +237,8 @@ class SceneModel:
         self._bg_cache: tuple[float, tuple[np.ndarray, ...]] | None = None
         self._small = self._colour = np.zeros((0, 0), np.uint8)
         """The last frame, aligned, at working size, and its flame-colour mask (land rows)."""
+        self._gain: np.ndarray | None = None
+        """The exposure gain per channel of the last frame over the land (found when first asked)."""
 
     def _far_band(self, spot: SpotParams) -> tuple[float, float]:
         """(top, bottom) rows searched for far points (``hotspot``)."""
@@ -271,7 +282,7 @@ class SceneModel:
         change = local_change(log_now, self.log_bg)
         wtop = self.flame_top // self.k
         colour = flame_mask(small[wtop:], land_means(small[wtop:]), self.p.colour)
-        self._small, self._colour = small, colour
+        self._small, self._colour, self._gain = small, colour, None
         moving = self._new_light(small, log_now, change, t)
         flames = self._flame_blobs(frame, small, moving, colour)
         smokes = self.smoke.blobs(small, grey, t)
@@ -512,11 +523,15 @@ class SceneModel:
             return None
         recent = track.recent(t - self.p.history_s)
         growth = temporal.growth(recent)
-        track.mover = self._rigid(recent)
+        # a machine raising dust keeps its mover verdict while it drives in its dust: its box jumps about with
+        # the dust at its foot, and a fit over those jumps is no steady course (nor, often, one too fast)
+        track.mover = self._rigid(recent) or (track.mover and self._dust(track, 3.0, 16, self.p.dust_cloud))
         if track.mover:
             return None  # a vehicle or a walker
         if self._ghost(track, t):
             return None  # ground a vehicle stood on when the model started: the background was the odd one
+        if self._dust(track, 1.0, 8, self.p.dust_veil):
+            return None  # a veil of soil's colour, lit like the soil: a machine's dust, not flame light
         box = _union(recent)
         common, periodic = self._light_like(box)
         if common > self.p.max_common or periodic > self.p.max_periodic:
@@ -537,6 +552,16 @@ class SceneModel:
         if flicker is None and growth < self.p.unsettled_growth and self._unsettled(track, t):
             return min(self.p.unsettled_cap, confidence)  # stubble or leaves shimmering, or a fire burning already
         return min(0.97, confidence)
+
+    def _dust(self, track: Track, grow: float, margin: int, params: DustParams) -> bool:
+        """Whether what changed in and around the track's box (grown ``grow`` times its size each way, at least
+        ``margin`` working pixels) is a layer of dust (``dust.around_is_dust``)."""
+        if self._gain is None:
+            land = slice(self.flame_top // self.k, None)
+            self._gain = ((self._small[land].reshape(-1, 3).mean(axis=0) + 1)
+                          / (self.smoke.colour[land].reshape(-1, 3).mean(axis=0) + 1)).astype(np.float32)
+        return dust.around_is_dust(self._small, self.smoke.colour, self._gain,
+                                   tuple(v // self.k for v in track.last_box()), grow, margin, params)
 
     def _unsettled(self, track: Track, t: float) -> bool:
         """A track there at the model's start, and a noise model still young."""
