@@ -126,8 +126,23 @@ def _grey_explains(x: np.ndarray, u: np.ndarray, b: np.ndarray) -> bool:
     lines are nearly parallel and their crossing slides along them, towards the background's own colour: a
     grey smoke over tan stubble then seems tan. Dust only when no grey veil would do."""
     best = float(np.median(_misses(u, b, x)))
-    greys = min(float(np.median(_misses(u, b, np.full(3, g, np.float64)))) for g in range(30, 256, 5))
-    return greys <= 1.5 * best + 2.0
+    v = _GREYS[:, None, :] - b[None]  # every grey at once: (greys, lines, 3)
+    misses = np.linalg.norm(v - u[None] * (v * u[None]).sum(axis=2, keepdims=True), axis=2)
+    return float(np.median(misses, axis=1).min()) <= 1.5 * best + 2.0
+
+
+_GREYS = np.repeat(np.arange(30, 256, 5, dtype=np.float64)[:, None], 3, axis=1)
+"""The greys ``_grey_explains`` tries (B = G = R)."""
+SAMPLE = 4800
+"""At most about this many pixels of a region are looked at (a regular grid over a larger one): ``_fit`` keeps
+600 of the changed ones anyway, and a near fire's grown box is 100,000 pixels or more."""
+
+
+def _sampled(rows: slice, cols: slice) -> tuple[slice, slice]:
+    """``rows`` × ``cols`` thinned to a regular grid of at most about ``SAMPLE`` pixels."""
+    area = max(rows.stop - rows.start, 0) * max(cols.stop - cols.start, 0)
+    step = max(1, int(np.sqrt(area / SAMPLE)))
+    return slice(rows.start, rows.stop, step), slice(cols.start, cols.stop, step)
 
 
 def veil_over_foot_is_dust(small: np.ndarray, background: np.ndarray, gains: np.ndarray, rows: slice, cols: slice,
@@ -136,7 +151,7 @@ def veil_over_foot_is_dust(small: np.ndarray, background: np.ndarray, gains: np.
     rows of what lies under it: dust is raised from the field and is densest there, and where it lies over
     both sky and field its layer colour shows (``layer_colour``). ``background`` is the colour background,
     ``gains`` the exposure gain of each working row."""
-    part = (slice(rows.start, min(rows.stop + foot, small.shape[0])), cols)
+    part = _sampled(slice(rows.start, min(rows.stop + foot, small.shape[0])), cols)
     before = background[part] * gains[part[0], None, None]
     return veil_is_dust(small[part], before, np.ones(before.shape[:2], bool), p)
 
@@ -149,7 +164,8 @@ def around_is_dust(small: np.ndarray, background: np.ndarray, gain: np.ndarray, 
     like the soil, and its pixels all move towards one tan colour. ``gain``: the exposure gain per channel."""
     x, y, w, h = box
     gx, gy = max(round(grow * w), margin), max(round(grow * h), margin)
-    part = (slice(max(y - gy, 0), y + h + gy), slice(max(x - gx, 0), x + w + gx))
+    part = _sampled(slice(max(y - gy, 0), min(y + h + gy, small.shape[0])),
+                    slice(max(x - gx, 0), min(x + w + gx, small.shape[1])))
     before = background[part] * gain
     return veil_is_dust(small[part], before, np.ones(before.shape[:2], bool), p)
 
