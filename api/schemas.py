@@ -320,8 +320,8 @@ class IncidentRow(BaseModel):
     closed_at: dt.datetime | None
 
 
-class FireEventRow(BaseModel):
-    """A fire event row after the change (the columns behind `FireEventSummary`)."""
+class FireEventColumns(BaseModel):
+    """The columns of a fire event row, as the API shows them (`FireEvent`) and the stream carries them."""
     id: int
     status: Literal["open", "closed"]
     first_seen: dt.datetime
@@ -332,12 +332,16 @@ class FireEventRow(BaseModel):
     position_method: Literal["triangulated", "satellite", "camera", "unknown"]
     division_code: str | None
     confidence: float
-    sources: list[str]
-    touched_at: dt.datetime
+    sources: list[str] = Field(description="camera, thermal, satellite")
+    touched_at: dt.datetime = Field(description="when a detection last joined or extended it (wall clock)")
     closed_at: dt.datetime | None
-    verdict: str | None
     verified_by: str | None
     verified_at: dt.datetime | None
+
+
+class FireEventRow(FireEventColumns):
+    """A fire event row after the change (the columns behind `FireEventSummary`)."""
+    verdict: str | None
     verdict_note: str | None
 
 

@@ -20,7 +20,7 @@ from api.deps import ConnDep
 from api.guard import MAX_UPLOAD_BYTES
 from api.routes.filters import division_subtree
 from api.routes.paging import After, Limit, cursor, page
-from api.schemas import BINARY, AlertStatus, FireEventSummary, Instant, Page, Severity
+from api.schemas import BINARY, AlertStatus, FireEventColumns, FireEventSummary, Instant, Page, Severity
 from registry import audit, heat_sources
 from registry.errors import Invalid, NotFound
 from registry.lookups import division_index
@@ -83,23 +83,8 @@ class FireDetection(BaseModel):
     evidence_url: str | None = Field(description="its annotated frame, if one was kept")
 
 
-class FireEvent(BaseModel):
-    id: int
-    status: Literal["open", "closed"]
-    first_seen: dt.datetime
-    last_seen: dt.datetime
-    lat: float | None
-    lon: float | None
-    accuracy_m: float | None
-    position_method: Literal["triangulated", "satellite", "camera", "unknown"]
-    division_code: str | None
-    confidence: float
-    sources: list[str] = Field(description="camera, thermal, satellite")
-    touched_at: dt.datetime = Field(description="when a detection last joined or extended it (wall clock)")
-    closed_at: dt.datetime | None
+class FireEvent(FireEventColumns):
     verdict: Literal["straw", "residue", "other_heat", "false"] | None
-    verified_by: str | None
-    verified_at: dt.datetime | None
     verdict_note: str | None
     alert: FireAlert | None = Field(description="the alert it raised, if any")
     detections: list[FireDetection]
