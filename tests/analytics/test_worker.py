@@ -452,6 +452,14 @@ def _violations(conn) -> dict[str, list[tuple]]:
     return found
 
 
+def _clear(db_url: str, codes: list[str], *workers: Worker) -> None:
+    """Every station's violation clears, and the workers judge it in this order."""
+    for code in codes:
+        _write(db_url, code, "w21003", [(-30, 0.3, None)])
+    for worker in workers:
+        worker.step()
+
+
 def _each_alerted_once(conn, codes: list[str], status: str = "open") -> None:
     actions = ["open"] if status == "open" else ["open", "resolve"]
     assert _violations(conn) == {code: [(status, NOW - dt.timedelta(minutes=90), actions)] for code in codes}
@@ -478,10 +486,7 @@ def test_a_worker_joining_takes_over_a_backlog_older_than_an_hour_and_each_viola
         first.step()
         joiner.step()
         _each_alerted_once(conn, codes)
-        for code in codes:
-            _write(db_url, code, "w21003", [(-30, 0.3, None)])
-        first.step()
-        joiner.step()
+        _clear(db_url, codes, first, joiner)
     finally:
         first.close()
         joiner.close()
@@ -536,10 +541,7 @@ def test_a_paused_worker_s_queue_taken_over_by_a_joiner_is_alerted_once_whoever_
         joiner.step()
         first.step()
         _each_alerted_once(conn, codes)
-        for code in codes:
-            _write(db_url, code, "w21003", [(-30, 0.3, None)])
-        joiner.step()
-        first.step()
+        _clear(db_url, codes, joiner, first)
     finally:
         first.close()
         if joiner is not None:
