@@ -471,11 +471,7 @@ def test_a_worker_joining_takes_over_a_backlog_older_than_an_hour_and_each_viola
     newcomer catches up from its own watermark (new by name: the last hour), and the worker that had them moved
     its watermark past them. Every station's violation is alerted once, and resolved once when it clears."""
     codes = _shared_stations(conn, ["rules-a", "rules-j"])
-    for code in codes:
-        _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
-    _arrived_ago(conn, dt.timedelta(hours=2))
-    queries.save_watermark(conn, "rules-a", dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
-    conn.commit()
+    _two_hours_behind(conn, codes, db_url)
     _beat(conn, "rules-a")
     first = _started(db_url, "rules-a")
     assert len(first.rules.pending) == len(codes)  # the backlog is queued, nothing judged yet
@@ -498,11 +494,7 @@ def test_two_workers_join_at_once_and_one_leaves_at_once_and_nothing_of_the_back
     terminals go back (from its watermark: it had judged nothing), the other keeps its own."""
     members = ["rules-a", "rules-j", "rules-k"]
     codes = _shared_stations(conn, members)
-    for code in codes:
-        _write(db_url, code, "w21003", [(-90, 1.6, None), (-60, 1.7, None)])
-    _arrived_ago(conn, dt.timedelta(hours=2))
-    queries.save_watermark(conn, "rules-a", dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
-    conn.commit()
+    _two_hours_behind(conn, codes, db_url)
     _beat(conn, "rules-a")
     first = _started(db_url, "rules-a")
     _beat(conn, *members)
