@@ -32,7 +32,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from alerts import egress, webhooks
-from alerts.feed import CHANNEL
+from alerts.feed import CHANNEL, event_json
 from core.logs import log_context
 from core.runtime import Outage, Service
 from core.settings import Settings
@@ -66,7 +66,7 @@ def _body(head: dict) -> bytes:
              "alert_id": head["alert_id"], "incident_id": head["incident_id"],
              "fire_event_id": head["fire_event_id"], "family": head["family"], "severity": head["severity"],
              "division": head["division_code"], "payload": head["payload"], "replay": head["replay"]}
-    return json.dumps(event, default=str, ensure_ascii=False).encode()
+    return event_json(event).encode()
 
 
 Channel = Callable[[dict, bytes, psycopg.AsyncConnection], Awaitable[int | None]]

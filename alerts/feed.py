@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import psycopg
 from psycopg.rows import dict_row
 
@@ -35,6 +38,18 @@ def read_feed(conn: psycopg.Connection, after: int, visible_to: str | None, limi
             """,
             {"after": after, "visible_to": visible_to, "limit": limit},
         ).fetchall()
+
+
+def event_json(event: dict) -> str:
+    """An entry as the live stream and webhooks send it: JSON, times in RFC 3339 (``2026-12-01T03:04:05+00:00``,
+    as in the payload, which PostgreSQL's ``to_jsonb`` wrote), Chinese as it is."""
+    return json.dumps(event, default=_json_value, ensure_ascii=False)
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
 
 
 def last_id(conn: psycopg.Connection) -> int:

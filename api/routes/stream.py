@@ -9,7 +9,6 @@ reads go through the connection pool in the thread pool, so no stream ever block
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
-from alerts.feed import CHANNEL, last_id, read_feed
+from alerts.feed import CHANNEL, event_json, last_id, read_feed
 from api.auth import _bearer, _cookie, authenticated
 from api.errors import ERROR_RESPONSES
 from api.schemas import StreamEvent
@@ -134,7 +133,7 @@ def _read(request: Request, after: int, scope: str | None) -> list[dict]:
 
 
 def _event(entry: dict) -> str:
-    data = json.dumps(entry, default=str, ensure_ascii=False)
+    data = event_json(entry)
     return f"id: {entry['id']}\nevent: {entry['kind']}\ndata: {data}\n\n"
 
 

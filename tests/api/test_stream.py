@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -181,5 +182,6 @@ def test_every_event_the_stream_sends_is_its_documented_model(api_url: str, db_u
         parsed = model.model_validate_json(event["data"])
         sent = json.loads(event["data"])
         assert (parsed.kind, parsed.id) == (event["event"], int(event["id"]))
+        assert dt.datetime.fromisoformat(sent["at"]).isoformat() == sent["at"], "RFC 3339 with a T, as the payload"
         assert set(sent) == _fields(model), event["event"]
         assert set(sent["payload"]) == _fields(type(parsed.payload)), event["event"]
