@@ -5,6 +5,7 @@ endpoint failing too long."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import shutil
 import signal
 import socket
@@ -107,6 +108,7 @@ def test_nothing_lost_or_reordered_across_kill_9_of_the_worker(db: str):
         receiver.stop()
     assert len(made) == 10 * 13
     assert receiver.ids() == set(made)  # nothing lost (duplicates allowed: at least once, same key)
+    assert all(dt.datetime.fromisoformat(e["at"]).isoformat() == e["at"] for e in receiver.received)  # RFC 3339
     _assert_in_order(receiver)
     assert receiver.bad_signatures == 0
 
