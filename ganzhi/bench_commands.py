@@ -298,9 +298,12 @@ def bench_scale(settings: Settings, part: str, messages: int, stations: int, rou
               help="With --yolo-labels: a class that is fire (repeatable; D-Fire: 0 smoke, 1 fire).")
 @click.option("--fresh", is_flag=True, help="Score every photo, not the held-out split: a set no model was trained "
               "or tuned on (read it once).")
+@click.option("--training-only", is_flag=True, help="Score the training split alone (in sample) and leave the "
+              "held-out split unread: for looking at errors without spending it.")
 def bench_fire_photos(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], model_dir: Path | None,
                       with_train: bool, outer: int, backbone: Path | None, save_misses: Path | None,
-                      yolo_labels: str | None, yolo_images: str, fire_classes: tuple[int, ...], fresh: bool) -> None:
+                      yolo_labels: str | None, yolo_images: str, fire_classes: tuple[int, ...], fresh: bool,
+                      training_only: bool) -> None:
     """Real photos, held-out split (or a fresh set): the per-frame colour stage alone and with the learned verifier."""
     from analytics.fire.verifier import MODEL_DIR
     from ganzhi.bench_fire_photos import run, say_skipped
@@ -318,7 +321,7 @@ def bench_fire_photos(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tup
             say_skipped(skipped, say=click.echo)
     except FileNotFoundError as e:
         raise click.ClickException(str(e)) from e
-    run(photos, str(dataset), model_dir or MODEL_DIR, with_train, save_misses, fresh, say=click.echo)
+    run(photos, str(dataset), model_dir or MODEL_DIR, with_train, save_misses, fresh, training_only, say=click.echo)
 
 
 @bench.command(name="broker-auth")

@@ -26,15 +26,21 @@ from ganzhi.train_fire_verifier import Figures, Photo, crop_table, figures, phot
 
 
 def run(photos: list[Photo], where: str, model_dir: Path = MODEL_DIR, with_train: bool = False,
-        save_misses: Path | None = None, fresh: bool = False, say=print) -> dict[str, Figures]:
-    """Score the held-out split of ``photos`` (and the training split with ``with_train``), or with ``fresh``
-    every photo: a set no model was trained or tuned on, scored whole (read it once)."""
+        save_misses: Path | None = None, fresh: bool = False, training_only: bool = False,
+        say=print) -> dict[str, Figures]:
+    """Score the held-out split of ``photos`` (and the training split with ``with_train``); with ``fresh``
+    every photo: a set no model was trained or tuned on, scored whole (read it once); with ``training_only``
+    the training split alone, in sample, leaving the held-out split unread."""
     verifier = Verifier.load(model_dir)
     if fresh:
         say(f"{len(photos)} photos under {where}, all scored (a fresh set: no model was trained or tuned on it); "
             f"threshold {verifier.card.threshold}")
         return _score("fresh", photos, verifier, say, save_misses)
     training, held = split(photos)
+    if training_only:
+        say(f"{len(photos)} photos under {where}: {len(training)} training scored in sample (the model was fitted "
+            f"on them), {len(held)} held out not read; threshold {verifier.card.threshold}")
+        return _score("training", training, verifier, say, save_misses)
     say(f"{len(photos)} photos under {where}: {len(training)} training, {len(held)} held out; "
         f"threshold {verifier.card.threshold}")
     out = _score("held-out", held, verifier, say, save_misses)

@@ -317,3 +317,13 @@ def test_a_yolo_folder_that_is_not_there_is_refused(tmp_path):
     (tmp_path / "images").mkdir()
     result = CliRunner().invoke(main, ["bench", "fire-photos", str(tmp_path), "--yolo-labels", "nope", "--fresh"])
     assert result.exit_code != 0 and "nope is not a directory" in result.output
+
+
+def test_the_training_split_alone_can_be_scored_without_reading_the_held_out_one(photos, tmp_path):
+    result = CliRunner().invoke(main, ["bench", "fire-photos", str(photos), "--training-only",
+                                       "--save-misses", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    training = sum(not p.held_out for p in read_photos(photos, ("fire_images",), ("normal_images",)))
+    assert f"training, stage + verifier:          {training} photos" in result.output
+    assert "in sample" in result.output
+    assert "held-out" not in result.output and not (tmp_path / "held-out").exists()
