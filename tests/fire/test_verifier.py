@@ -276,6 +276,7 @@ def _yolo_set(root, rng: np.random.Generator) -> dict[str, str]:
     put("negative", _flame(rng), "-1 0.5 0.5 0.2 0.2\n", "skipped: label line 1 is not")
     put("short", _flame(rng), "1 0.5 0.5\n", "skipped: label line 1 is not")
     put("nan", _flame(rng), "1 nan 0.5 0.2 0.2\n", "skipped: label line 1 is not")
+    put("superscript", _flame(rng), "\u00b9 0.5 0.5 0.2 0.2\n", "skipped: label line 1 is not")  # "¹".isdigit()
     (root / "labels" / "binary.txt").write_bytes(b"\xff\xfe\x00")
     put("binary", _look_alike(rng), None, "skipped: label file is not text")
     return expected
@@ -306,7 +307,7 @@ def test_a_fresh_set_is_scored_whole_with_the_committed_model(tmp_path):
     fire = sum(kind == "fire" for kind in expected.values())
     assert f"fresh, stage + verifier:          {usable} photos ({fire} fire)" in result.output
     assert "held-out" not in result.output and "training (card)" not in result.output
-    assert "skipped 7 pictures" in result.output and "no label file: unlabelled.png" in result.output
+    assert "skipped 8 pictures" in result.output and "no label file: unlabelled.png" in result.output
     lost = re.search(r"fresh, where lost: (\d+) fire .* \(colour stage\), (\d+) with .* \(verifier\); (\d+) non-fire",
                      result.output)
     assert lost, result.output
