@@ -9,7 +9,7 @@ import click
 
 from core.settings import Settings
 from ganzhi.commands import Group, database_url
-from ganzhi.fire_commands import photo_folders
+from ganzhi.fire_commands import YOLO_FIRE_CLASSES, photo_folders
 
 
 @click.group(cls=Group)
@@ -290,18 +290,38 @@ def bench_scale(settings: Settings, part: str, messages: int, stations: int, rou
               help="With --cross-validate: the frozen network from this verifier.onnx (no torch).")
 @click.option("--save-misses", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Draw the missed fire photos and the flagged non-fire ones, with their candidates' scores, here.")
+@click.option("--yolo-labels", default=None, help="Instead of the labelled folders: YOLO label files in this "
+              "sub-folder (empty: no fire; a box of a --fire-class: fire; other classes only: skipped).")
+@click.option("--yolo-images", default="images", show_default=True,
+              help="With --yolo-labels: the pictures' sub-folder.")
+@click.option("--fire-class", "fire_classes", multiple=True, type=int, default=YOLO_FIRE_CLASSES, show_default=True,
+              help="With --yolo-labels: a class that is fire (repeatable; D-Fire: 0 smoke, 1 fire).")
+@click.option("--fresh", is_flag=True, help="Score every photo, not the held-out split: a set no model was trained "
+              "or tuned on (read it once).")
+@click.option("--training-only", is_flag=True, help="Score the training split alone (in sample) and leave the "
+              "held-out split unread: for looking at errors without spending it.")
 def bench_fire_photos(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], model_dir: Path | None,
-                      with_train: bool, outer: int, backbone: Path | None, save_misses: Path | None) -> None:
-    """Real photos, held-out split: the per-frame colour stage alone and with the learned verifier."""
+                      with_train: bool, outer: int, backbone: Path | None, save_misses: Path | None,
+                      yolo_labels: str | None, yolo_images: str, fire_classes: tuple[int, ...], fresh: bool,
+                      training_only: bool) -> None:
+    """Real photos, held-out split (or a fresh set): the per-frame colour stage alone and with the learned verifier."""
     from analytics.fire.verifier import MODEL_DIR
-    from ganzhi.bench_fire_photos import run
-    from ganzhi.train_fire_verifier import cross_validate
+    from ganzhi.bench_fire_photos import run, say_skipped
+    from ganzhi.train_fire_verifier import cross_validate, read_photos, read_yolo_photos
 
     if outer:
         scored = cross_validate(dataset, fire_dirs, other_dirs, outer, backbone=backbone)
         click.echo(f"all photos, {outer} outer folds: {scored.line()}")
         return
-    run(dataset, fire_dirs, other_dirs, model_dir or MODEL_DIR, with_train, save_misses, say=click.echo)
+    try:
+        if yolo_labels is None:
+            photos = read_photos(dataset, fire_dirs, other_dirs)
+        else:
+            photos, skipped = read_yolo_photos(dataset, yolo_images, yolo_labels, fire_classes)
+            say_skipped(skipped, say=click.echo)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from e
+    run(photos, str(dataset), model_dir or MODEL_DIR, with_train, save_misses, fresh, training_only, say=click.echo)
 
 
 @bench.command(name="broker-auth")

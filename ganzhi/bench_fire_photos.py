@@ -1,6 +1,9 @@
 """`ganzhi bench fire-photos`: the per-frame stage and the learned verifier on real still photographs.
 
-Only the held-out split (by file hash, ``train_fire_verifier.is_held_out``) is scored; the training
+Photos come from labelled folders (``--fire-dir`` / ``--non-fire-dir``) or a YOLO-labelled set
+(``--yolo-labels``: an empty label file is a photo without fire, a box of a fire class makes it a fire photo).
+With ``--fresh`` every photo is scored: a set that no model was trained or tuned on, to be read once.
+Otherwise only the held-out split (by file hash, ``train_fire_verifier.is_held_out``) is scored; the training
 figures printed beside it come from the model's card (out of fold and in sample), or are recomputed with
 ``--train``. A photo is flagged by the stage alone when the colour rules find any candidate on it, and by
 stage + verifier when any candidate scores at least the model's threshold. Each split's line ``where lost``
@@ -19,15 +22,26 @@ import cv2
 import numpy as np
 
 from analytics.fire.verifier import CARD_FILE, MODEL_DIR, Verifier
-from ganzhi.train_fire_verifier import Figures, crop_table, figures, photo_scores, read_photos, split
+from ganzhi.train_fire_verifier import Figures, Photo, crop_table, figures, photo_scores, split
 
 
-def run(root: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], model_dir: Path = MODEL_DIR,
-        with_train: bool = False, save_misses: Path | None = None, say=print) -> dict[str, Figures]:
+def run(photos: list[Photo], where: str, model_dir: Path = MODEL_DIR, with_train: bool = False,
+        save_misses: Path | None = None, fresh: bool = False, training_only: bool = False,
+        say=print) -> dict[str, Figures]:
+    """Score the held-out split of ``photos`` (and the training split with ``with_train``); with ``fresh``
+    every photo: a set no model was trained or tuned on, scored whole (read it once); with ``training_only``
+    the training split alone, in sample, leaving the held-out split unread."""
     verifier = Verifier.load(model_dir)
-    photos = read_photos(root, fire_dirs, other_dirs)
+    if fresh:
+        say(f"{len(photos)} photos under {where}, all scored (a fresh set: no model was trained or tuned on it); "
+            f"threshold {verifier.card.threshold}")
+        return _score("fresh", photos, verifier, say, save_misses)
     training, held = split(photos)
-    say(f"{len(photos)} photos under {root}: {len(training)} training, {len(held)} held out; "
+    if training_only:
+        say(f"{len(photos)} photos under {where}: {len(training)} training scored in sample (the model was fitted "
+            f"on them), {len(held)} held out not read; threshold {verifier.card.threshold}")
+        return _score("training", training, verifier, say, save_misses)
+    say(f"{len(photos)} photos under {where}: {len(training)} training, {len(held)} held out; "
         f"threshold {verifier.card.threshold}")
     out = _score("held-out", held, verifier, say, save_misses)
     card = json.loads((model_dir / CARD_FILE).read_text(encoding="utf-8"))
@@ -36,6 +50,18 @@ def run(root: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], mod
     if with_train:
         out |= _score("training", training, verifier, say, save_misses)
     return out
+
+
+def say_skipped(skipped: list[tuple[str, str]], say=print, names: int = 10) -> None:
+    """One line naming the pictures a labelled set could not use, grouped by why (at most ``names`` each)."""
+    if not skipped:
+        return
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in skipped:
+        by_reason.setdefault(reason, []).append(name)
+    parts = [f"{reason}: {', '.join(found[:names])}" + (f" and {len(found) - names} more" if len(found) > names
+                                                           else "") for reason, found in by_reason.items()]
+    say(f"skipped {len(skipped)} pictures ({'; '.join(parts)})")
 
 
 def _score(name: str, photos: list, verifier: Verifier, say, save_misses: Path | None = None

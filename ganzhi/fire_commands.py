@@ -106,6 +106,8 @@ def heat_source_list(settings: Settings) -> None:
 CAIR_SOURCE = "https://github.com/cair/Fire-Detection-Image-Dataset (fire_images/, normal_images/)"
 CAIR_LICENCE = "MIT (LICENSE.md added by the repository owner at 4fd34c2, 2020-01-07)"
 CAIR_COMMIT = "1182c49e752ebe71752803eb09c698622ff7a4f4"
+YOLO_FIRE_CLASSES = (1,)
+"""The fire class of a YOLO-labelled photo set by default: D-Fire's (0 smoke, 1 fire)."""
 
 
 def photo_folders(command):

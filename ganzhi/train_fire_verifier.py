@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,20 +101,92 @@ def is_held_out(sha256: str) -> bool:
 def read_photos(root: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...]) -> list[Photo]:
     """Photos under ``root/<dir>`` for each labelled dir; byte-identical files are kept once (a duplicate
     in both classes is dropped: its label is unknown), sorted by hash so the order is deterministic."""
-    seen: dict[str, Photo] = {}
-    conflicting: set[str] = set()
+    labelled = []
     for dirs, fire in ((fire_dirs, True), (other_dirs, False)):
         for name in dirs:
-            folder = root / name
-            if not folder.is_dir():
-                raise FileNotFoundError(f"{folder} is not a directory")
-            for path in sorted(folder.rglob("*")):
-                if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-                    continue
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                if digest in seen and seen[digest].fire != fire:
-                    conflicting.add(digest)
-                seen.setdefault(digest, Photo(path, fire, digest))
+            labelled += [(path, fire) for path in _pictures(_folder(root, name))]
+    return distinct(labelled)
+
+
+def read_yolo_photos(root: Path, images: str, labels: str, fire_classes: tuple[int, ...]
+                     ) -> tuple[list[Photo], list[tuple[str, str]]]:
+    """Pictures under ``root/images`` labelled by YOLO text files under ``root/labels`` (same relative path,
+    ``.txt``; one ``class x y w h`` line per box): fire when a box is of a fire class, not fire when the file
+    has no box. A picture with boxes of other classes only (smoke) is neither, and one without a usable label
+    file is not guessed at: both are returned as (picture, why) beside the photos (``distinct``)."""
+    image_root, label_root = _folder(root, images), _folder(root, labels)
+    labelled, skipped = [], []
+    for path in _pictures(image_root):
+        relative = path.relative_to(image_root)
+        verdict = yolo_label(label_root / relative.with_suffix(".txt"), fire_classes)
+        if isinstance(verdict, bool):
+            labelled.append((path, verdict))
+        else:
+            skipped.append((str(relative), verdict))
+    return distinct(labelled), skipped
+
+
+def yolo_label(path: Path, fire_classes: tuple[int, ...]) -> bool | str:
+    """True (a fire box), False (no box), or why the label file cannot say (missing, not text, a line that is
+    not a non-negative class and four finite numbers, or boxes of other classes only)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return "no label file"
+    except (OSError, UnicodeDecodeError):
+        return "label file is not text"
+    classes = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        box = _yolo_box(line)
+        if box is None:
+            return f"label line {number} is not `class x y w h`"
+        classes.add(box)
+    if classes & set(fire_classes):
+        return True
+    if classes:
+        return f"only classes {_listed(sorted(classes))} (fire classes: {_listed(fire_classes)})"
+    return False
+
+
+def _listed(numbers) -> str:
+    return ", ".join(map(str, numbers))
+
+
+def _yolo_box(line: str) -> int | None:
+    """The class of one YOLO label line, or None when the line is not one."""
+    fields = line.split()
+    if len(fields) < 5 or not (fields[0].isascii() and fields[0].isdigit()):  # "¹".isdigit() too
+        return None
+    try:
+        numbers = [float(f) for f in fields[1:]]
+    except ValueError:
+        return None
+    return int(fields[0]) if all(math.isfinite(n) for n in numbers) else None
+
+
+def _folder(root: Path, name: str) -> Path:
+    folder = root / name
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a directory")
+    return folder
+
+
+def _pictures(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+
+
+def distinct(labelled: list[tuple[Path, bool]]) -> list[Photo]:
+    """One photo per distinct file content (a file present in both classes is dropped: its label is unknown),
+    sorted by hash so the order is deterministic."""
+    seen: dict[str, Photo] = {}
+    conflicting: set[str] = set()
+    for path, fire in labelled:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest in seen and seen[digest].fire != fire:
+            conflicting.add(digest)
+        seen.setdefault(digest, Photo(path, fire, digest))
     return [p for d, p in sorted(seen.items()) if d not in conflicting]
 
 

@@ -252,3 +252,79 @@ def test_the_photo_benchmark_says_where_fire_photos_are_lost_and_draws_them(phot
         assert len(list((tmp_path / name).glob("miss-*.png"))) == no_candidate + under
         assert len(list((tmp_path / name).glob("flag-*.png"))) == flagged
     assert (tmp_path / blank_split / "miss--1.000-blank.png").is_file()
+
+
+def _yolo_set(root, rng: np.random.Generator) -> dict[str, str]:
+    """A YOLO-labelled folder as D-Fire lays it out (class 0 smoke, 1 fire): images/ and labels/, one text file
+    per picture. Returns what each picture should become."""
+    expected = {}
+    for sub in ("images/a", "labels/a"):
+        (root / sub).mkdir(parents=True)
+
+    def put(name: str, image: np.ndarray, label: str | None, outcome: str) -> None:
+        cv2.imwrite(str(root / "images" / f"{name}.png"), image)
+        if label is not None:
+            (root / "labels" / f"{name}.txt").write_text(label)
+        expected[name] = outcome
+
+    for i in range(6):
+        put(f"a/fire{i}", _flame(rng), "0 0.5 0.5 0.2 0.2\n1 0.4 0.6 0.3 0.3\n", "fire")
+        put(f"none{i}", _look_alike(rng), "" if i % 2 else "\n", "non-fire")
+    put("smoke", _look_alike(rng), "0 0.5 0.4 0.3 0.2\n", "skipped: only classes 0")
+    put("unlabelled", _look_alike(rng), None, "skipped: no label file")
+    put("garbled", _flame(rng), "1 0.5 0.5 wide 0.2\n", "skipped: label line 1 is not")
+    put("negative", _flame(rng), "-1 0.5 0.5 0.2 0.2\n", "skipped: label line 1 is not")
+    put("short", _flame(rng), "1 0.5 0.5\n", "skipped: label line 1 is not")
+    put("nan", _flame(rng), "1 nan 0.5 0.2 0.2\n", "skipped: label line 1 is not")
+    put("superscript", _flame(rng), "\u00b9 0.5 0.5 0.2 0.2\n", "skipped: label line 1 is not")  # "¹".isdigit()
+    (root / "labels" / "binary.txt").write_bytes(b"\xff\xfe\x00")
+    put("binary", _look_alike(rng), None, "skipped: label file is not text")
+    return expected
+
+
+def test_a_yolo_labelled_set_is_read_by_class_and_bad_labels_are_named(tmp_path):
+    from ganzhi.train_fire_verifier import read_yolo_photos
+
+    expected = _yolo_set(tmp_path, np.random.default_rng(11))
+    photos, skipped = read_yolo_photos(tmp_path, "images", "labels", fire_classes=(1,))
+    got = {str(p.path.relative_to(tmp_path / "images").with_suffix("")): "fire" if p.fire else "non-fire"
+           for p in photos}
+    assert got == {name: kind for name, kind in expected.items() if not kind.startswith("skipped")}
+    reasons = {name: reason for name, reason in skipped}
+    for name, kind in expected.items():
+        if kind.startswith("skipped"):
+            assert reasons[f"{name}.png"].startswith(kind.removeprefix("skipped: ")), (name, reasons)
+    smoke_as_fire, _ = read_yolo_photos(tmp_path, "images", "labels", fire_classes=(0, 1))
+    assert "smoke.png" in {p.path.name for p in smoke_as_fire if p.fire}
+
+
+def test_a_fresh_set_is_scored_whole_with_the_committed_model(tmp_path):
+    expected = _yolo_set(tmp_path / "set", np.random.default_rng(12))
+    result = CliRunner().invoke(main, ["bench", "fire-photos", str(tmp_path / "set"), "--yolo-labels", "labels",
+                                       "--fresh", "--save-misses", str(tmp_path / "drawn")])
+    assert result.exit_code == 0, result.output
+    usable = sum(not kind.startswith("skipped") for kind in expected.values())
+    fire = sum(kind == "fire" for kind in expected.values())
+    assert f"fresh, stage + verifier:          {usable} photos ({fire} fire)" in result.output
+    assert "held-out" not in result.output and "training (card)" not in result.output
+    assert "skipped 8 pictures" in result.output and "no label file: unlabelled.png" in result.output
+    lost = re.search(r"fresh, where lost: (\d+) fire .* \(colour stage\), (\d+) with .* \(verifier\); (\d+) non-fire",
+                     result.output)
+    assert lost, result.output
+    assert len(list((tmp_path / "drawn" / "fresh").glob("*.png"))) == sum(int(n) for n in lost.groups())
+
+
+def test_a_yolo_folder_that_is_not_there_is_refused(tmp_path):
+    (tmp_path / "images").mkdir()
+    result = CliRunner().invoke(main, ["bench", "fire-photos", str(tmp_path), "--yolo-labels", "nope", "--fresh"])
+    assert result.exit_code != 0 and "nope is not a directory" in result.output
+
+
+def test_the_training_split_alone_can_be_scored_without_reading_the_held_out_one(photos, tmp_path):
+    result = CliRunner().invoke(main, ["bench", "fire-photos", str(photos), "--training-only",
+                                       "--save-misses", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    training = sum(not p.held_out for p in read_photos(photos, ("fire_images",), ("normal_images",)))
+    assert f"training, stage + verifier:          {training} photos" in result.output
+    assert "in sample" in result.output
+    assert "held-out" not in result.output and not (tmp_path / "held-out").exists()
