@@ -67,7 +67,8 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
     ``profile``: profile each rule worker's CPU time (``ganzhi analytics --profile``), its stats written to
     ``profile``/bench-rules-N.prof when it stops."""
     print(f"box: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; background {rate:,.0f} msg/s × 10 "
-          f"readings; {RULE_WORKERS} rule workers; {probes} probes after {warm_up_s:.0f} s of warm-up")
+          f"readings; {RULE_WORKERS} rule workers at nice {settings.background_nice}; {probes} probes after "
+          f"{warm_up_s:.0f} s of warm-up")
     engine_rate()
     scratch = scratch_database(url)
     root = Path(tempfile.mkdtemp(prefix="ganzhi-bench-alerts-"))
@@ -90,6 +91,8 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
         processes += [subprocess.Popen([sys.executable, "-m", "ganzhi", "analytics", "--name", f"bench-rules-{n}",
                                         *_profiled(profile, f"bench-rules-{n}")], env=env)
                       for n in range(RULE_WORKERS)]
+        for worker in processes[-RULE_WORKERS:]:  # as `up` runs them
+            os.setpriority(os.PRIO_PROCESS, worker.pid, settings.background_nice)
         api_port = free_port()
         server = uvicorn.Server(uvicorn.Config(create_app(Settings(), scratch), port=api_port, log_level="warning"))
         threading.Thread(target=server.run, daemon=True).start()

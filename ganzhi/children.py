@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -56,10 +57,12 @@ class Child:
     its own: Ctrl-C in the terminal reaches `up` alone, which stops the workers before the broker they talk to
     (else the broker went at the same time, and 1,600 simulated devices each reported their lost connection)."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], nice: int = 0) -> None:
         self.name = name
         self.args = args
         self.env = env
+        self.nice = nice
+        """Runs this much below normal CPU priority (``os.nice``)."""
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
         """How often the child exited on its own and was started again."""
@@ -74,7 +77,7 @@ class Child:
         while not self._stopping:
             started = time.monotonic()
             self.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "ganzhi", *self.args,
-                                                                env=self.env, preexec_fn=dying_with_parent(),
+                                                                env=self.env, preexec_fn=_preexec(self.nice),
                                                                 start_new_session=True)
             log.info("%s: process %d started", self.name, self.process.pid)
             code = await self.process.wait()
@@ -102,6 +105,18 @@ class Child:
             await asyncio.gather(self._task, return_exceptions=True)
         if self.restarts:
             log.info("%s was restarted %d times", self.name, self.restarts)
+
+
+def _preexec(nice: int) -> Callable[[], None]:
+    """Between fork and exec: die with us, and lower the CPU priority by ``nice`` (both are plain system calls)."""
+    request = dying_with_parent()
+
+    def prepare() -> None:
+        request()
+        if nice:
+            os.nice(nice)
+
+    return prepare
 
 
 class Server:

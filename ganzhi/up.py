@@ -101,7 +101,8 @@ async def run(settings: Settings, *, load_demo: bool, simulate: bool) -> None:
             await asyncio.to_thread(_load_demo_if_empty, url, settings)
         mqtt_url = await _broker(settings, stack, url, password)
         readings_path, others = _children(stack, _worker_commands(settings, simulate),
-                                          _child_environment(url, mqtt_url, password), owner_url)
+                                          _child_environment(url, mqtt_url, password), owner_url,
+                                          settings.background_nice)
         await _start(readings_path)
         server = _Server(uvicorn.Config((await api).create_app(settings, url), host=settings.http_host,
                                         port=settings.http_port, log_level="warning", lifespan="on",
@@ -252,12 +253,13 @@ def _child_environment(url: str, mqtt_url: str, password: str) -> dict[str, str]
     return env
 
 
-def _child(n: int, name: str, args: list[str], env: dict[str, str], owner_url: str) -> Child:
+def _child(n: int, name: str, args: list[str], env: dict[str, str], owner_url: str, nice: int) -> Child:
     """The n-th worker; with the tables' owner's URL when it is a command that needs it (the superuser's, for the
-    embedded server)."""
+    embedded server); below normal CPU priority by ``nice`` unless it stores readings or stands in for devices."""
     if args[0] in OWNER_COMMANDS:
         env = {**env, OWNER_URL_VARIABLE: owner_url}
-    return Child(name, args, _metrics_port(env, n, name))
+    full_priority = args[0] in READINGS_PATH or args[0] in FIELD
+    return Child(name, args, _metrics_port(env, n, name), 0 if full_priority else nice)
 
 
 def _worker_commands(settings: Settings, simulate: bool) -> list[tuple[str, list[str]]]:
@@ -281,13 +283,17 @@ def _worker_commands(settings: Settings, simulate: bool) -> list[tuple[str, list
 
 READINGS_PATH = frozenset({"ingest", "hj212"})
 """The workers that store readings: started before the API is served and before the other workers (rules, fire,
-dispatch, delivery, maintenance, simulators), so that after a restart of `up` the CPU goes to them first."""
+dispatch, delivery, maintenance, simulators), so that after a restart of `up` the CPU goes to them first, and run
+at full CPU priority while the others run ``background_nice`` below it: on a box short of CPU, readings are
+stored first and judged after (docs/rules.md, the maximum)."""
+FIELD = frozenset({"simulate"})
+"""Stand-ins for the field's devices: never slowed down by the platform's priorities."""
 
 
 def _children(stack: contextlib.AsyncExitStack, commands: list[tuple[str, list[str]]], env: dict[str, str],
-              owner_url: str) -> tuple[list[Child], list[Child]]:
+              owner_url: str, nice: int) -> tuple[list[Child], list[Child]]:
     """The workers, those on the readings' path first; on the way out all are stopped at once."""
-    children = [_child(n, name, args, env, owner_url) for n, (name, args) in enumerate(commands, 1)]
+    children = [_child(n, name, args, env, owner_url, nice) for n, (name, args) in enumerate(commands, 1)]
 
     async def stop_all() -> None:
         await asyncio.gather(*(child.stop() for child in children))

@@ -159,3 +159,28 @@ def test_a_worker_asked_to_stop_while_its_broker_is_away_stops_at_once(tmp_path,
         worker.kill()
         pytest.fail(f"the worker outlived its stop by 8 s:\n{log_file.read_text()}")
     assert worker.returncode == 0, log_file.read_text()
+
+
+def test_up_runs_the_readings_path_and_the_field_at_full_priority_and_the_rest_below_it():
+    """On a box short of CPU the readings are stored first (``background_nice``); the simulators stand in for devices
+    and are never slowed down."""
+    from core.settings import Settings
+    from ganzhi.up import _child, _worker_commands
+
+    commands = _worker_commands(Settings(background_nice=7, hj212_workers=1), simulate=True)
+    niceness = {args[0]: _child(n, name, args, {}, "", 7).nice for n, (name, args) in enumerate(commands, 1)}
+    assert niceness == {"ingest": 0, "hj212": 0, "simulate": 0, "analytics": 7, "fire": 7, "dispatch-sweep": 7,
+                        "deliver": 7, "maintain": 7}
+
+
+def test_a_child_runs_at_its_niceness():
+    async def scenario() -> int:
+        child = Child("rule worker 1", ["analytics"], _environment(), nice=5)
+        await child.start()
+        try:
+            pid = await _new_process(child, None)
+            return os.getpriority(os.PRIO_PROCESS, pid) - os.getpriority(os.PRIO_PROCESS, 0)
+        finally:
+            await child.stop()
+
+    assert asyncio.run(scenario()) == 5
