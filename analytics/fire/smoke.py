@@ -65,7 +65,9 @@ class SmokeParams:
     its own usual |deviation| from the background exceeds the strip's median pixel's: a tree line, field edges and
     a textured horizon swaying with the mast (what registration leaves) and flickering with JPEG change that much
     all the time, a new veil does not; the field's own noise is the median's (gated on it whole, a far plume of
-    a few grey levels was lost: tuning far fire 7000).
+    a few grey levels was lost: tuning far fire 7000). Learnt from |grey − background|, a far plume thickening
+    slower than the background follows it is learnt as sway (open; learnt from look to look instead, session 13,
+    it lost tuning far fire 7000 by 3 s and let a near fire's veil reach over its flame: reverted).
     (The same test on a block's edge energy against its own usual deviation also lost a far plume: not used.)"""
     fine_range_m: float = 1500.0
     """Beyond this ground range (and above the horizon) veils are also looked for in FINE blocks: a plume's
@@ -145,10 +147,13 @@ class SmokeModel:
         # lighten it towards its own grey, which the grey-veil test below checks
         washed = (before - now >= self.p.washout) | ((before < self.p.overcast) & sky)
         turned = unsaturated & washed & (np.abs(change) > self.p.motion_t)
+        judged: list[tuple[int, int, int, int]] = []
         found = self._veils(small, grey, change, gains, turned, horizon, BLOCK, self.top, turned.shape[0],
-                            self.energy)
+                            self.energy, judged)
         if self.fine_rows:  # far away (and in the sky) a young plume is narrower than a block
-            coarse = [box for box, *_ in found]
+            # a veil found in coarse blocks, or judged there by its colour (dust, not grey), is not looked for
+            # again in fine ones: a part of it may pass there (distant dust backing a far point)
+            coarse = [box for box, *_ in found] + judged
             # there, only beyond what the pixel's own sway and JPEG flicker make
             fine = slice(self.fine_top - top, self.fine_top - top + self.fine_rows)
             swayed = turned.copy()
@@ -161,9 +166,11 @@ class SmokeModel:
         return found
 
     def _veils(self, small: np.ndarray, grey: np.ndarray, change: np.ndarray, gains: np.ndarray, turned: np.ndarray,
-               horizon: int, block: int, top: int, rows: int, bg_energy: np.ndarray) -> list[tuple]:
+               horizon: int, block: int, top: int, rows: int, bg_energy: np.ndarray,
+               judged: list[tuple[int, int, int, int]] | None = None) -> list[tuple]:
         """Grey veils in ``block``-sized blocks over ``rows`` working rows from ``top``: (box in full-resolution
-        pixels, area in full-resolution pixels, block). ``change`` and ``turned`` start at the smoke region's top."""
+        pixels, area in full-resolution pixels, block). ``change`` and ``turned`` start at the smoke region's top.
+        ``judged`` gets the boxes of veils rejected by their colour (not grey, dust, a coloured foot)."""
         turned = turned[top - self.top:top - self.top + rows]
         change = change[top - self.top:]
         share = _blocks(turned.astype(np.float32), block)
@@ -189,20 +196,34 @@ class SmokeModel:
                 continue  # a single block, fog over the view, or cloud that never comes down to the land
             part = (slice(top + y * block, top + (y + h) * block), slice(x * block, (x + w) * block))
             mask = turned[y * block:(y + h) * block, x * block:(x + w) * block]
-            seeds = np.repeat(np.repeat(washed_out[y:y + h, x:x + w], block, axis=0), block, axis=1)
-            if not _grey_layer(small[part], self.colour[part], mask & seeds):
-                continue  # the change is not a grey veil: dust, a vehicle, a shadow's colour
-            if dust.veil_over_foot_is_dust(small, self.colour, gains, part[0], part[1], max(h, 3) * block):
-                continue  # the layer's own colour, over sky and field alike, is soil's: a machine's dust
-            if bottom <= horizon + block and self._coloured_foot(small, change, max(bottom, horizon) - top, x, w, h,
-                                                                 block, top):
-                continue  # the veil comes down onto the field as a coloured one: a machine's dust
+            s = block * self.k
+            if not self._grey_veil(small, change, gains, part, mask, washed_out[y:y + h, x:x + w], horizon,
+                                   (x, y, w, h), block, top):
+                if judged is not None:
+                    judged.append((x * s, (top + y * block) * self.k, w * s, h * s))
+                continue
             # the veil's top to the working pixel (it creeps up a few pixels a frame); its foot and sides on
             # the block grid, which holds them steady while the veil thins and thickens
-            s, y0 = block * self.k, int(np.nonzero(mask.any(axis=1))[0][0])
+            y0 = int(np.nonzero(mask.any(axis=1))[0][0])
             found.append(((x * s, (top + y * block + y0) * self.k, w * s, h * s - y0 * self.k), area * s * s,
                           block))
         return found
+
+    def _grey_veil(self, small: np.ndarray, change: np.ndarray, gains: np.ndarray, part: tuple[slice, slice],
+                   mask: np.ndarray, washed_out: np.ndarray, horizon: int, blocks: tuple[int, int, int, int],
+                   block: int, top: int) -> bool:
+        """Whether a veil's change (``mask`` in ``part``; ``washed_out``: its blocks that lost texture; ``blocks``:
+        x, y, w, h in blocks from ``top``) is a grey one: not dust, a vehicle, a shadow's colour."""
+        x, y, w, h = blocks
+        seeds = np.repeat(np.repeat(washed_out, block, axis=0), block, axis=1)
+        if not _grey_layer(small[part], self.colour[part], mask & seeds):
+            return False  # the change is not a grey veil: dust, a vehicle, a shadow's colour
+        if dust.veil_over_foot_is_dust(small, self.colour, gains, part[0], part[1], max(h, 3) * block):
+            return False  # the layer's own colour, over sky and field alike, is soil's: a machine's dust
+        bottom = top + (y + h) * block
+        # (a veil that comes down onto the field as a coloured one: a machine's dust)
+        return not (bottom <= horizon + block and self._coloured_foot(small, change, max(bottom, horizon) - top, x, w,
+                                                                      h, block, top))
 
     def _gains(self, grey: np.ndarray, horizon: int) -> np.ndarray:
         """Exposure gain per working row: the land's mean ratio, except in sky rows that clip (or would, at the

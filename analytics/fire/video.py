@@ -288,10 +288,7 @@ class SceneModel:
         smokes = self.smoke.blobs(small, grey, t)
         self._observe("flame", flames, t)
         self._observe("spot", self._far_points(frame, dt_s), t)
-        self._observe("smoke", [(b, a) for b, a, _ in smokes], t)
-        for track in self.tracks:  # the block size each smoke track was last found in
-            track.block = next((block for b, _, block in smokes if track.cue == "smoke" and track.hits[-1][0] == t
-                                and _near(track.last_box(), b)), track.block)
+        self._observe("smoke", smokes, t)
         self._remember(t, small, colour)
         if self.nights is not None and self._night(when):
             self.nights.observe(grey, when)
@@ -388,8 +385,9 @@ class SceneModel:
                 if not any(_near(box, f) for f in flames)]
 
     def _observe(self, cue: str, blobs: list[tuple], t: float) -> None:
+        """Blobs (box, area) — smoke's (box, area, block size) — joined to the tracks near them, or new tracks."""
         mine = [tr for tr in self.tracks if tr.cue == cue]
-        for box, area in blobs:
+        for box, area, *block in blobs:
             track = next((tr for tr in mine if _near(tr.last_box(), box)), None)
             if track is None:
                 track = self._continued(box, t) if cue == "flame" else Track(next(_ids), cue, t)
@@ -398,8 +396,11 @@ class SceneModel:
             if track.hits and track.hits[-1][0] == t:  # two blobs of one fire: one box around both
                 _, seen, seen_area = track.hits[-1]
                 track.hits[-1] = (t, _union([(t, seen, 0), (t, box, 0)]), seen_area + area)
+                track.block = max([track.block, *block])  # (found in coarse blocks too: a coarse veil)
                 continue
             track.hits.append((t, box, area))
+            if block:  # the block size of the veil this track was found in now, not of another track's near it
+                track.block = block[0]
         gone = [tr for tr in self.tracks if tr.hits[-1][0] <= t - self.p.forget_s]
         self.movers = [tr for tr in self.movers + [tr for tr in gone if tr.mover]
                        if tr.hits[-1][0] > t - self.p.mover_gap_s]

@@ -260,3 +260,48 @@ def test_a_swaying_tree_line_is_no_veil_in_fine_blocks_and_a_far_plume_still_is(
     small, grey = _seen(np.clip(img * (1 - alpha) + 185.0 * alpha, 0, 255), np.random.default_rng(2))
     found = model.blobs(small, grey, 30.0)
     assert any(block == FINE and x <= 301 < x + w for (x, _, w, _), _, block in found)
+
+
+def test_a_veil_judged_dust_in_coarse_blocks_is_not_looked_for_again_in_fine_ones(monkeypatch):
+    # session 12 review: a coarse veil rejected by its colour was searched again in fine blocks, where a part of
+    # it could pass (distant dust backing a far point of light)
+    from analytics.fire import dust
+    from analytics.fire.smoke import BLOCK, SmokeModel, SmokeParams
+    img, horizon = _far_land()
+    small = np.clip(img, 0, 255).astype(np.uint8)
+    alpha = np.zeros((360, 640, 1), np.float32)
+    alpha[162:178, 296:320] = 0.5  # a veil three coarse blocks wide on far land
+    veiled = np.clip(img * (1 - alpha) + 185.0 * alpha, 0, 255).astype(np.uint8)
+
+    def veils() -> list[tuple]:
+        model = SmokeModel(SmokeParams(), 1, float(horizon), 360, far_row=200.0)
+        model.start(small, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32))
+        return model.blobs(veiled, cv2.cvtColor(veiled, cv2.COLOR_BGR2GRAY).astype(np.float32), 1.0)
+
+    assert [block for *_, block in veils()] == [BLOCK]
+    calls = []
+
+    def dust_in_coarse_blocks_only(*args) -> bool:  # the coarse pass judges first; a fine part of it would pass
+        calls.append(args)
+        return len(calls) == 1
+
+    monkeypatch.setattr(dust, "veil_over_foot_is_dust", dust_in_coarse_blocks_only)
+    assert veils() == []
+
+
+def test_a_fine_veil_beside_another_tracks_coarse_veil_keeps_its_own_block_size(monkeypatch):
+    # session 12 review: each smoke track took the block size of the first veil near its box, another track's
+    # coarse veil too, and a fine-only veil could become a candidate of its own
+    from analytics.fire.smoke import BLOCK, FINE
+    model = SceneModel(W, H, HORIZON, VideoParams())
+    rng = np.random.default_rng(0)
+    frame = cv2.GaussianBlur(rng.integers(0, 255, (H, W, 3)).astype(np.uint8), (0, 0), 2)
+    # a fine veil drifting towards a coarse veil that grew towards it (each joins its own track)
+    veils = {0.5: [((705, 320, 16, 16), 256, FINE)],
+             1.0: [((600, 300, 32, 32), 1024, BLOCK), ((705, 320, 16, 16), 256, FINE)],
+             1.5: [((600, 300, 64, 40), 2560, BLOCK), ((690, 320, 16, 16), 256, FINE)]}
+    monkeypatch.setattr(model.smoke, "blobs", lambda small, grey, t: veils.get(t, []))
+    for t in (0.0, 0.5, 1.0, 1.5):
+        model.process(frame, t)
+    blocks = {track.last_box(): track.block for track in model.tracks}
+    assert blocks == {(600, 300, 64, 40): BLOCK, (690, 320, 16, 16): FINE}
