@@ -57,7 +57,8 @@ _EVENT_EFFECTS = {
 LEAK_SCATTER = 2.0
 """%LEL: a leak's concentration wanders around its level from one reading to the next; it does not leap."""
 SPIKE_SHARE = 0.05
-"""Share of readings a spiking sensor gets wrong (the first one in the window always: the fault shows)."""
+"""Share of readings a spiking sensor gets wrong (the first one in the window always, so that the fault shows; the
+second when the first is the series' very first, which has no reading before it to stand out from)."""
 SPIKE_GAP = 2
 """Right readings at least between two spikes: a spike is an isolated wrong reading (QARTOD); two of the same
 size one reading apart would be a plateau with a dip, which no spike test (nor an operator) calls a spike."""
@@ -165,9 +166,13 @@ class Distortion:
     since_spike: dict[str, int] = field(default_factory=dict)
     """Per metric: readings since its last spike (a spike is isolated: the ``SPIKE_GAP`` after it are right)."""
     levels: dict[str, float] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    """Metrics that have given a reading: a series' first reading has none before it to stand out from."""
 
     def apply(self, key: str, value: float, elapsed_h: float, span: float) -> float:
         injection = self.injection
+        first = key not in self.seen
+        self.seen.add(key)
         if injection is None or not injection.covers(elapsed_h):
             return value
         if injection.kind is Fault.pollution:
@@ -178,6 +183,8 @@ class Distortion:
             since = (elapsed_h - injection.start_h) % (injection.every_h or float("inf"))
             return clamp(key, value + injection.rate_per_h * since) if key == injection.metric else value
         if injection.kind is Fault.spike:
+            if first:  # a window open when the series begins spikes the next reading: this one could not show it
+                return value
             since = self.since_spike.get(key)
             spike = since is None or (since >= SPIKE_GAP and self.rng.random() < SPIKE_SHARE)
             self.since_spike[key] = 0 if spike else since + 1

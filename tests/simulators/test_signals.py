@@ -68,7 +68,8 @@ def test_value_faults_last_their_window_only():
     drift = Distortion(Injection(Fault.drift, "x", "w21003", 0.0, 9.0, rate_per_h=0.25), rng)
     assert drift.apply("w21003", 0.55, 5.0, 300) == 0.55 + 0.25 * 5
     assert drift.apply("w01009", 9.4, 5.0, 20) == 9.4  # one sensor of the terminal drifts, not the others
-    spikes = Distortion(Injection(Fault.spike, "x", None, 0.0, 9.0), rng)
+    spikes = Distortion(Injection(Fault.spike, "x", None, 0.5, 9.0), rng)
+    assert spikes.apply("a34004", 100.0, 0.2, 2000) == 100.0  # the series runs before the window
     jumps = [spikes.apply("a34004", 100.0, 1, 2000) for _ in range(2000)]
     assert jumps[0] == 700.0 and 50 < sum(1 for v in jumps if abs(v - 100) > 500) < 170
     at = [i for i, v in enumerate(jumps) if v != 100.0]
@@ -122,3 +123,15 @@ def test_faults_are_picked_deterministically():
     assert first == pick_faults(codes, [Fault.stuck, Fault.skew], 0.1, seed=7)
     assert 60 < len(first) < 140 and set(first.values()) == {Fault.stuck, Fault.skew}
     assert pick_faults(codes, [], 0.5, seed=7) == {}
+
+
+def test_a_spike_window_open_at_a_series_first_reading_spikes_the_next_one():
+    """A spike window that is already open when the series begins (a live run's window wrapped round its start, a
+    device switched on while faulty) spikes the first reading that has one before it: a series' first reading has
+    nothing to stand out from, so neither a spike test nor an operator could tell it, and the fault would not show."""
+    spikes = Distortion(Injection(Fault.spike, "x", None, 0.0, 9.0), random.Random(3))
+    first = [spikes.apply("water_level", 2.0, h / 10, 10.0) for h in range(4)]
+    assert first[0] == 2.0 and first[1] == 5.0, first
+    opened = Distortion(Injection(Fault.spike, "x", None, 1.0, 9.0), random.Random(3))
+    seen = [opened.apply("water_level", 2.0, h, 10.0) for h in (0.5, 1.0, 1.5)]
+    assert seen[:2] == [2.0, 5.0], seen  # a window opening on a running series spikes its first reading, as before
