@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 import random
 
-from devices import KINDS, metric
+import pytest
+
+from devices import KINDS, drift_limit, metric
 from simulators import truth
 from simulators.faults import SPIKE_GAP, Distortion, Fault, Injection, pick_faults, plan
 from simulators.instruments import instrument
@@ -135,3 +138,18 @@ def test_a_spike_window_open_at_a_series_first_reading_spikes_the_next_one():
     opened = Distortion(Injection(Fault.spike, "x", None, 1.0, 9.0), random.Random(3))
     seen = [opened.apply("water_level", 2.0, h, 10.0) for h in (0.5, 1.0, 1.5)]
     assert seen[:2] == [2.0, 5.0], seen  # a window opening on a running series spikes its first reading, as before
+
+
+def test_a_pollution_event_adds_a_load_and_leaves_the_rivers_own_cycle_as_slow_as_it_was():
+    """A spill adds its load to what the river carries (three times the level at its start): the river's daily cycle
+    goes on under it at its own pace. Tripling every reading instead tripled the cycle's slope, and river ammonia's
+    (0.2 mg/L a half-day swing) then crept faster than the drift test's 0.15 mg/L/h: the live bench's false
+    ``device:drift:w21003`` on a polluted river station (seed 501)."""
+    event = Distortion(Injection(Fault.pollution, "x", None, 0.0, 9.0), random.Random(5))
+    clean = [0.55 + 0.2 * math.cos(2 * math.pi * (h - 5) / 24) for h in range(9)]
+    polluted = [event.apply("w21003", v, h, 300) for h, v in enumerate(clean)]
+    assert polluted[0] == pytest.approx(3 * clean[0], abs=0.002)
+    steepest = max(abs(b - a) for a, b in itertools.pairwise(polluted))
+    assert steepest <= max(abs(b - a) for a, b in itertools.pairwise(clean)) + 0.002, polluted
+    assert steepest < drift_limit("water_quality_station", "w21003")
+    assert min(p - c for p, c in zip(polluted, clean, strict=True)) > 0.9  # a load all through the event
