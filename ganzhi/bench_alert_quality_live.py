@@ -20,6 +20,7 @@ import datetime as dt
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,9 @@ from simulators.faults import Distortion, Fault
 SERVICE = ("ganzhi-ingest", "live-quality-service-secret")
 TRANSPORT_PREFIX = "device:nodata:"
 """Rules with no ground truth (a silence is not injected): reported apart, not scored."""
+LOGGERS_PER_KIND = 8
+"""HJ 212 loggers of each kind (river stations, sewage outlets) in a live run: with the default share, one of each
+of ``FAULTS`` and as many healthy."""
 DRAIN_QUIET_S = 10.0
 """After the fleet stops: the workers have drained when no reading was stored and no alert changed for this long."""
 
@@ -147,15 +151,16 @@ def score_file(url: str, path: Path, since: dt.datetime | None, until: dt.dateti
 
 
 def run_live(url: str, settings: Settings, hours: float, speed: float, seed: int, publishers: int,
-             share: float) -> Stored:
-    """The platform on a scratch database, the fleet with faults for ``hours`` simulated hours at ``speed``, the
-    workers drained, the stored alerts scored."""
+             share: float, loggers_per_kind: int = LOGGERS_PER_KIND) -> Stored:
+    """The platform on a scratch database, the fleet and the HJ 212 loggers with faults for ``hours`` simulated hours
+    at ``speed``, the workers drained, the stored alerts scored."""
     from simulators.fleet import load_fleet
+    from simulators.loggers import load_loggers
 
     wall_s = hours * 3600 / speed
-    print(f"box: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; live: {publishers} publishers of the "
-          f"demo ledger, share {share:g} given a fault or event ({', '.join(FAULTS)}), {hours:g} simulated hours at "
-          f"speed {speed:g} ({wall_s:.0f} s), seed {seed}")
+    print(f"box: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; live: {publishers} publishers and "
+          f"{loggers_per_kind} HJ 212 loggers of each kind of the demo ledger, share {share:g} given a fault or event "
+          f"({', '.join(FAULTS)}), {hours:g} simulated hours at speed {speed:g} ({wall_s:.0f} s), seed {seed}")
     scratch = scratch_database(url)
     root = Path(tempfile.mkdtemp(prefix="ganzhi-live-quality-"))
     root.chmod(0o755)  # mosquitto, started as root, drops to its own user
@@ -169,19 +174,23 @@ def run_live(url: str, settings: Settings, hours: float, speed: float, seed: int
             conn.commit()
             write_files(conn, root / "auth", platform_accounts(*SERVICE))
             fleet = pick_fleet(load_fleet(conn), publishers, seed)
+            loggers = pick_loggers(load_loggers(conn, secret), loggers_per_kind, seed)
         broker = LocalBroker(root / "mqtt", free_port(), auth_dir=root / "auth")
         asyncio.run(broker.start())
+        hj212_port = free_port()
         env = dict(os.environ, DATABASE_URL=scratch, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
-                   GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="WARNING")
-        processes = start_workers(env)
+                   GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="WARNING",
+                   GANZHI_HJ212_HOST="127.0.0.1", GANZHI_HJ212_PORT=str(hj212_port))
+        processes = start_workers(env, gateway=True)
+        wait_listening(hj212_port)
         truth_path = root / "truth.jsonl"
         observed_from = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=hours)
-        stats = asyncio.run(run_fleet(fleet, broker.port, secret, speed, hours, seed, share, truth_path,
-                                      observed_from=observed_from))
+        stats, logged = asyncio.run(run_simulators(fleet, loggers, broker.port, hj212_port, secret, speed, hours,
+                                                   seed, share, truth_path, observed_from=observed_from))
         drained = wait_drained(scratch)
         print(f"published {stats.messages} messages ({stats.readings} readings), {stats.failures} connection "
-              f"failures; workers drained {drained:.0f} s after the fleet stopped "
-              f"(no change for {DRAIN_QUIET_S:.0f} s)")
+              f"failures; {len(loggers)} HJ 212 loggers sent {logged.packets} packets ({logged.refused} refused); "
+              f"workers drained {drained:.0f} s after the simulators stopped (no change for {DRAIN_QUIET_S:.0f} s)")
         with psycopg.connect(scratch) as conn:
             stored = score_stored(conn, truth.load(truth_path), observed_from,
                                   observed_from + dt.timedelta(hours=hours, minutes=1))
@@ -212,13 +221,53 @@ def pick_fleet(fleet: list, count: int, seed: int) -> list:
     return chosen
 
 
-def start_workers(env: dict[str, str], rule_workers: int = 1) -> list[subprocess.Popen]:
-    """An ingest worker and the rule workers, as `ganzhi up` runs them (`python -m ganzhi ingest|analytics`)."""
+def pick_loggers(loggers: list, per_kind: int, seed: int) -> list:
+    """``per_kind`` of the ledger's HJ 212 loggers of each kind (river stations, sewage outlets), drawn with the
+    seed."""
+    rng = random.Random(seed)
+    by_kind: dict[str, list] = {}
+    for lg in loggers:
+        by_kind.setdefault(lg.kind, []).append(lg)
+    return [lg for _, kind in sorted(by_kind.items()) for lg in rng.sample(kind, min(per_kind, len(kind)))]
+
+
+def logger_faults(loggers: list, seed: int, share: float) -> dict[str, Fault]:
+    """``share`` of the loggers of each kind (at least one per fault) get one of ``FAULTS`` each, in turn from a
+    place the seed shifts, as the in-process bench gives them per kind: every kind has each fault and an event."""
+    faults: dict[str, Fault] = {}
+    by_kind: dict[str, list] = {}
+    for lg in loggers:
+        by_kind.setdefault(lg.kind, []).append(lg)
+    for kind in by_kind.values():
+        faulty = max(len(FAULTS), round(share * len(kind)))
+        faults |= {lg.code: FAULTS[(n + seed) % len(FAULTS)] for n, lg in enumerate(kind[:faulty])}
+    return faults
+
+
+def start_workers(env: dict[str, str], rule_workers: int = 1, gateway: bool = False) -> list[subprocess.Popen]:
+    """An ingest worker and the rule workers, as `ganzhi up` runs them (`python -m ganzhi ingest|analytics`), and
+    with ``gateway`` an HJ 212 gateway (`python -m ganzhi hj212`, on ``GANZHI_HJ212_HOST|PORT`` of ``env``)."""
     processes = [subprocess.Popen([sys.executable, "-m", "ganzhi", "ingest", "--client-id", "live-quality-ingest"],
                                   env=env)]
+    if gateway:
+        processes.append(subprocess.Popen([sys.executable, "-m", "ganzhi", "hj212", "--instance", "1"], env=env))
     processes += [subprocess.Popen([sys.executable, "-m", "ganzhi", "analytics", "--name", f"live-quality-rules-{n}"],
                                    env=env) for n in range(rule_workers)]
     return processes
+
+
+def wait_listening(port: int, timeout_s: float = 60.0) -> None:
+    """Until something accepts TCP connections on 127.0.0.1:``port`` (the gateway), so that the loggers' first
+    simulated minutes are not spent reconnecting."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:.0f} s") from None
+            time.sleep(0.2)
 
 
 def stop_workers(processes: list[subprocess.Popen]) -> None:
@@ -239,6 +288,19 @@ async def run_fleet(fleet: list, port: int, secret: str, speed: float, hours: fl
     ``observed_from`` (None: the wall clock); by default ``share`` of the publishers get one of
     ``FAULTS`` each, in turn from a place the seed shifts (the kind mix of a small fleet is the same for every
     seed: each seed gives its events and faults to other kinds)."""
+    stats, _ = await run_simulators(fleet, [], port, None, secret, speed, hours, seed, share, truth_path, faults,
+                                    observed_from=observed_from)
+    return stats
+
+
+async def run_simulators(fleet: list, loggers: list, port: int, hj212_port: int | None, secret: str, speed: float,
+                         hours: float, seed: int, share: float, truth_path: Path,
+                         faults: dict[str, Fault] | None = None, faults_of_loggers: dict[str, Fault] | None = None,
+                         observed_from: dt.datetime | None = None) -> tuple:
+    """``run_fleet``, and beside it the HJ 212 ``loggers`` talking to the gateway on ``hj212_port`` on the same
+    simulated clock, their faults and events (by default ``logger_faults``) recorded in the same truth file.
+    Returns the fleet's and the loggers' counts (None without loggers)."""
+    from simulators.loggers import run_loggers
     from simulators.run import SimConfig, simulate
 
     if faults is None:
@@ -249,7 +311,14 @@ async def run_fleet(fleet: list, port: int, secret: str, speed: float, hours: fl
                        truth=truth_path, truth_h=hours, observed_from=observed_from)
     stop = asyncio.Event()
     asyncio.get_running_loop().call_later(hours * 3600 / speed, stop.set)
-    return await simulate(fleet, config, stop)
+    if not loggers:
+        return await simulate(fleet, config, stop), None
+    if faults_of_loggers is None:
+        faults_of_loggers = logger_faults(loggers, seed, share)
+    return tuple(await asyncio.gather(
+        simulate(fleet, config, stop),
+        run_loggers(loggers, "127.0.0.1", hj212_port, stop, speed=speed, faults=faults_of_loggers, seed=seed,
+                    horizon_h=hours, truth_path=truth_path, truth_h=hours, observed_from=observed_from)))
 
 
 def wait_drained(url: str, timeout_s: float = 300.0, quiet_s: float = DRAIN_QUIET_S) -> float:

@@ -101,6 +101,8 @@ def bench_delivery(settings: Settings, endpoints: int, backlog: int, probes: int
               "fleet publishing through the broker; the alerts the workers STORED are scored. One run per seed.")
 @click.option("--speed", default=60.0, show_default=True, help="With --live: the simulators' time compression.")
 @click.option("--publishers", default=40, show_default=True, help="With --live: publishers (poles, lone terminals).")
+@click.option("--loggers", default=8, show_default=True,
+              help="With --live: HJ 212 loggers of each kind (river stations, sewage outlets), through the gateway.")
 @click.option("--truth", "truth_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="Run nothing: score the alerts stored in the database (DATABASE_URL, or `ganzhi up`'s) against this "
               "ground truth file (`ganzhi up` writes var/truth.jsonl; `ganzhi simulate --truth FILE`).")
@@ -110,7 +112,7 @@ def bench_delivery(settings: Settings, endpoints: int, backlog: int, probes: int
               help="With --truth: alerts observed before then, and what had happened by then (default: now).")
 @click.pass_obj
 def bench_alert_quality(settings: Settings, hours: float, runs: int, first_seed: int, per_kind: int,
-                        share: float, live: bool, speed: float, publishers: int, truth_file: Path | None,
+                        share: float, live: bool, speed: float, publishers: int, loggers: int, truth_file: Path | None,
                         since, until) -> None:
     """Alerts scored against the simulators' ground truth: precision, recall and time to alert per family (in
     process; --live end to end; --truth the alerts a database stored)."""
@@ -128,7 +130,7 @@ def bench_alert_quality(settings: Settings, hours: float, runs: int, first_seed:
         from ganzhi.bench_alert_quality_live import run_live
 
         for seed in range(first_seed, first_seed + runs):
-            run_live(database_url(settings), settings, hours, speed, seed, publishers, share)
+            run_live(database_url(settings), settings, hours, speed, seed, publishers, share, loggers)
         return
     from ganzhi.bench_alert_quality import run as run_bench
 

@@ -421,13 +421,11 @@ def simulate(settings: Settings, speed: float, limit: int | None, ramp: float, f
         if duration:
             loop.call_later(duration, stop.set)
         gateway_host = "127.0.0.1" if settings.hj212_host == "0.0.0.0" else settings.hj212_host
-        polluted = frozenset(code for code, fault in pick_faults([lg.mn for lg in loggers], [Fault(f) for f in faults],
-                                                                  fault_share, seed=seed + 7).items()
-                             if fault is Fault.pollution)
+        logger_faults = pick_faults([lg.code for lg in loggers], [Fault(f) for f in faults], fault_share, seed=seed + 7)
         stats, logged, frames = await asyncio.gather(
             run_fleet(fleet, config, stop),
             run_loggers(loggers, gateway_host, settings.hj212_port, stop, speed=speed, bad_crc_share=hj212_bad_crc,
-                        polluted=polluted, seed=seed, truth_path=truth),
+                        faults=logger_faults, seed=seed, truth_path=truth),
             run_towers(cameras, host, port, config.secret_key, stop),
         )
         click.echo(f"published {stats.messages} messages, {stats.readings} readings "

@@ -38,7 +38,8 @@ class Fault(StrEnum):
     skew = "skew"
     """The device clock runs 10 minutes fast (its readings look like they come from the future)."""
     pollution = "pollution"
-    """A real event, not a fault: ammonia, COD and phosphorus three times higher; a gas leak (methane at
+    """A real event, not a fault: ammonia, COD and phosphorus three times higher (a load twice the level at the
+    event's start added: the water's own daily cycle goes on beneath it); a gas leak (methane at
     30–60 %LEL, pressure 20 % under the set point); a burst main (water pressure at a third, flow up 15 m³/h);
     a heating failure (indoor 15 °C, supply overheating to 98 °C)."""
 
@@ -52,12 +53,12 @@ _EVENT_EFFECTS = {
     "indoor_temp": lambda v, rng: 15.0 + rng.gauss(0, 0.2),
     "supply_temp": lambda v, rng: 98.0 + rng.gauss(0, 0.5),
     "methane_lel": lambda v, rng: rng.uniform(30, 60),  # the leak's level; readings scatter around it
-    **{key: (lambda v, rng: v * 3) for key in POLLUTANTS},
 }
 LEAK_SCATTER = 2.0
 """%LEL: a leak's concentration wanders around its level from one reading to the next; it does not leap."""
 SPIKE_SHARE = 0.05
-"""Share of readings a spiking sensor gets wrong (the first one in the window always: the fault shows)."""
+"""Share of readings a spiking sensor gets wrong (the first one in the window always, so that the fault shows; the
+second when the first is the series' very first, which has no reading before it to stand out from)."""
 SPIKE_GAP = 2
 """Right readings at least between two spikes: a spike is an isolated wrong reading (QARTOD); two of the same
 size one reading apart would be a plateau with a dip, which no spike test (nor an operator) calls a spike."""
@@ -67,13 +68,15 @@ def pollute(key: str, value: float, rng: random.Random, levels: dict[str, float]
     """What a pollution event, leak, burst or heating failure does to a reading (``levels``: the event's
     gas levels so far, kept from one reading to the next)."""
     effect = _EVENT_EFFECTS.get(key)
+    if key in POLLUTANTS:  # a spill's load on top of what the water carries: its own daily cycle goes on beneath
+        return clamp(key, value + 2 * levels.setdefault(key, value))
     if key == "methane_lel":
         return clamp(key, levels.setdefault(key, effect(value, rng)) + rng.gauss(0, LEAK_SCATTER))
     return clamp(key, effect(value, rng)) if effect else value
 
 
 def affected_by_events(metrics: tuple[str, ...]) -> bool:
-    return any(key in _EVENT_EFFECTS for key in metrics)
+    return any(key in _EVENT_EFFECTS or key in POLLUTANTS for key in metrics)
 
 
 def pick_faults(codes: list[str], faults: list[Fault], share: float, seed: int) -> dict[str, Fault]:
@@ -165,9 +168,13 @@ class Distortion:
     since_spike: dict[str, int] = field(default_factory=dict)
     """Per metric: readings since its last spike (a spike is isolated: the ``SPIKE_GAP`` after it are right)."""
     levels: dict[str, float] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    """Metrics that have given a reading: a series' first reading has none before it to stand out from."""
 
     def apply(self, key: str, value: float, elapsed_h: float, span: float) -> float:
         injection = self.injection
+        first = key not in self.seen
+        self.seen.add(key)
         if injection is None or not injection.covers(elapsed_h):
             return value
         if injection.kind is Fault.pollution:
@@ -178,6 +185,8 @@ class Distortion:
             since = (elapsed_h - injection.start_h) % (injection.every_h or float("inf"))
             return clamp(key, value + injection.rate_per_h * since) if key == injection.metric else value
         if injection.kind is Fault.spike:
+            if first:  # a window open when the series begins spikes the next reading: this one could not show it
+                return value
             since = self.since_spike.get(key)
             spike = since is None or (since >= SPIKE_GAP and self.rng.random() < SPIKE_SHARE)
             self.since_spike[key] = 0 if spike else since + 1

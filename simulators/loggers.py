@@ -60,21 +60,27 @@ def load_loggers(conn: psycopg.Connection, secret_key: str) -> list[SimLogger]:
 
 
 async def run_loggers(loggers: list[SimLogger], host: str, port: int, stop: asyncio.Event, *, speed: float = 1.0,
-                      realtime_s: float = 30.0, bad_crc_share: float = 0.0, polluted: frozenset[str] = frozenset(),
-                      seed: int = 1, horizon_h: float = 24.0, truth_path: Path | None = None) -> LoggerStats:
-    """Run the loggers; those whose MN is in ``polluted`` report a pollution event some hours long every
-    ``horizon_h`` simulated hours (those of the first ``truth.RECORDED_H`` hours recorded in ``truth_path``)."""
+                      realtime_s: float = 30.0, bad_crc_share: float = 0.0, faults: dict[str, Fault] | None = None,
+                      seed: int = 1, horizon_h: float = 24.0, truth_path: Path | None = None,
+                      truth_h: float = truth.RECORDED_H, observed_from: dt.datetime | None = None) -> LoggerStats:
+    """Run the loggers; those whose code is in ``faults`` get that value fault or event (a pollution event some
+    hours long, a stuck, drifting or spiking analyser) every ``horizon_h`` simulated hours, as the MQTT fleet's
+    devices do (``simulators.run``), those of the first ``truth_h`` hours recorded in ``truth_path``. Readings
+    are stamped (DataTime) with simulated time from ``observed_from`` on, ``speed`` times faster than the wall clock
+    (None: the wall clock, as a live demo does); the truth's windows are then in simulated time too."""
     stats = LoggerStats()
-    events = {lg.mn: plan(Fault.pollution, lg.code, lg.kind, lg.metrics, horizon_h, seed, repeat=True)
-              for lg in loggers if lg.mn in polluted}
+    faults = faults or {}
+    events = {lg.code: plan(faults[lg.code], lg.code, lg.kind, lg.metrics, horizon_h, seed, repeat=True)
+              for lg in loggers if lg.code in faults}
     if truth_path is not None:
-        started = dt.datetime.now(dt.UTC)
+        started = observed_from or dt.datetime.now(dt.UTC)
+        per_hour = 1.0 if observed_from else speed  # observation time over simulated hours
         truth.record(truth_path, [t for e in events.values() if e is not None
-                                  for t in truth.observed(e, started, speed, truth.RECORDED_H)])
-    clock = _Clock(time.monotonic(), speed)
+                                  for t in truth.observed(e, started, per_hour, truth_h)])
+    clock = _Clock(time.monotonic(), speed, observed_from)
     tasks = [asyncio.create_task(_logger(lg, host, port, stop, speed, realtime_s, bad_crc_share,
                                          random.Random(f"{seed}:{lg.mn}"), stats,
-                                         _Distorted(Distortion(events.get(lg.mn), random.Random(lg.mn)), clock)))
+                                         _Distorted(Distortion(events.get(lg.code), random.Random(lg.mn)), clock)))
              for lg in loggers]
     await stop.wait()
     for task in tasks:
@@ -87,9 +93,17 @@ async def run_loggers(loggers: list[SimLogger], host: str, port: int, stop: asyn
 class _Clock:
     started: float
     speed: float
+    observed_from: dt.datetime | None = None
 
     def elapsed_h(self) -> float:
         return (time.monotonic() - self.started) * self.speed / 3600
+
+    def now(self) -> dt.datetime:
+        """Now in observation time, Beijing time as loggers keep it: simulated from ``observed_from`` on, or the
+        wall clock."""
+        if self.observed_from is None:
+            return dt.datetime.now(_BEIJING)
+        return (self.observed_from + dt.timedelta(hours=self.elapsed_h())).astimezone(_BEIJING)
 
 
 @dataclass(frozen=True)
@@ -125,7 +139,7 @@ async def _session(lg, reader, writer, stop, speed, realtime_s, bad_crc_share, r
     splitter = hj212.Splitter()
     next_minute = next_hour = time.monotonic()
     while not stop.is_set():
-        now = dt.datetime.now(_BEIJING)
+        now = event.clock.now()
         packets = [_data(lg, "2011", now, rng, event)]
         if time.monotonic() >= next_minute:
             minute = now.replace(second=0, microsecond=0) - dt.timedelta(minutes=1)

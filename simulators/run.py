@@ -102,7 +102,8 @@ async def stop_devices(tasks: list[asyncio.Task]) -> None:
     finish, so that the count is what the broker acknowledged; a connect under way completes, then the client
     disconnects; devices waiting to connect do not). Those still busy after ``STOP_GRACE_S`` are cancelled.
     One line sums it up; a device that failed otherwise is a bug, logged once with its traceback."""
-    await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+    if tasks:  # a ledger with loggers only has no MQTT devices
+        await asyncio.wait(tasks, timeout=STOP_GRACE_S)
     late = [task for task in tasks if not task.done()]
     for task in late:
         task.cancel()

@@ -23,10 +23,12 @@ from devices import Channel, Topic, encode_telemetry
 from ganzhi.bench_alert_quality_live import (
     SERVICE,
     run_fleet,
+    run_simulators,
     score_file,
     start_workers,
     stop_workers,
     wait_drained,
+    wait_listening,
 )
 from ganzhi.benchkit import free_port
 from ganzhi.broker_auth import platform_accounts, write_files
@@ -35,7 +37,8 @@ from registry.changes import Actor
 from simulators import truth
 from simulators.faults import Fault, plan
 from simulators.fleet import load_fleet
-from tests.factories import terminal_in
+from simulators.loggers import load_loggers
+from tests.factories import RIVER_ATTRS, terminal_in
 from tests.mqtt import wait_until
 
 SECRET = "live-quality-test-demo-secret"
@@ -127,3 +130,78 @@ def test_stored_alerts_are_scored_against_the_simulators_truth(prepared_database
     assert not [line for s in stored.scores.values() for line in s.false if line.startswith(f"{leak} ")], alerts
     assert not [line for line in device.false if line.startswith(f"{spiking} ")], alerts
     assert not any(line.split()[1].startswith("device:nodata") for s in stored.scores.values() for line in s.false)
+
+
+LOGGER_HOURS, LOGGER_SPEED = 10.0, 1500.0
+"""Ten simulated hours in 24 s: a logger waits for each answer (sent after the commit), so a few packets a second."""
+
+
+def _loggers(url: str) -> tuple[str, str]:
+    """A sewage outlet and a river station speaking HJ 212, with the demo's MN and PW for their names."""
+    made = []
+    with psycopg.connect(url) as conn:
+        plant, river = {"plant": "测试污水处理厂", "grade": "1A", "build_year": 2012}, dict(RIVER_ATTRS)
+        for name, kind, attrs, at in (("测试污水处理厂总排口", "sewage_outlet_analyser", plant, (126.98, 46.64)),
+                                      ("呼兰河99号水质自动站", "water_quality_station", river, (126.94, 46.53))):
+            mn, pw = credentials.demo_logger_login(SECRET, name)
+            made.append(service.create_terminal(conn, terminal_in(name, kind, at=at, attrs=attrs, protocol="hj212",
+                                                                  mn=mn, pw=pw), Actor("test")))
+        conn.commit()
+    return made[0], made[1]
+
+
+def _seed_with_events_inside(codes: dict[str, tuple[str, tuple[str, ...]]]) -> int:
+    """A seed whose pollution windows on these loggers (code: kind, metrics) lie inside the run, an hour from
+    either end."""
+    def inside(seed: int, code: str, kind: str, metrics: tuple[str, ...]) -> bool:
+        injection = plan(Fault.pollution, code, kind, metrics, LOGGER_HOURS, seed, repeat=True)
+        return injection.start_h >= 1.0 and injection.end_h <= LOGGER_HOURS - 1.0
+    return next(seed for seed in range(1, 1000) if all(inside(seed, c, *km) for c, km in codes.items()))
+
+
+def test_a_pollution_event_injected_through_a_logger_is_alerted_and_scored_live(prepared_database):
+    """The river and sewage families live: the HJ 212 gateway and two simulated loggers, each with a pollution
+    event, on the simulated clock the MQTT fleet keeps (``observed_from``): the stored alerts are the events'."""
+    url = prepared_database()
+    outlet, station = _loggers(url)
+    root = Path(tempfile.mkdtemp(prefix="ganzhi-live-quality-test-"))
+    root.chmod(0o755)
+    with psycopg.connect(url) as conn:
+        write_files(conn, root / "auth", platform_accounts(*SERVICE))
+        loggers = [lg for lg in load_loggers(conn, SECRET) if lg.code in (outlet, station)]
+    broker = LocalBroker(root / "mqtt", free_port(), auth_dir=root / "auth")
+    asyncio.run(broker.start())
+    gateway_port = free_port()
+    workers = start_workers(dict(os.environ, DATABASE_URL=url, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
+                                 GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1],
+                                 GANZHI_LOG_LEVEL="WARNING", GANZHI_HJ212_HOST="127.0.0.1",
+                                 GANZHI_HJ212_PORT=str(gateway_port)), gateway=True)
+    truth_path = root / "truth.jsonl"
+    observed_from = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=LOGGER_HOURS)
+    seed = _seed_with_events_inside({lg.code: (lg.kind, lg.metrics) for lg in loggers})
+    try:
+        wait_listening(gateway_port)
+        _, logged = asyncio.run(run_simulators([], loggers, broker.port, gateway_port, SECRET, LOGGER_SPEED,
+                                               LOGGER_HOURS, seed, 0.0, truth_path, {},
+                                               {outlet: Fault.pollution, station: Fault.pollution},
+                                               observed_from=observed_from))
+        wait_drained(url, timeout_s=60, quiet_s=3)
+        recorded = truth.load(truth_path)
+        stored = score_file(url, truth_path, observed_from, observed_from + dt.timedelta(hours=LOGGER_HOURS, minutes=1))
+        with psycopg.connect(url) as conn:
+            alerts = conn.execute("""select t.code, a.rule, a.observed_start from alert a
+                                       join terminal t on t.id = a.terminal_id order by a.id""").fetchall()
+            first, last = conn.execute("select min(ts), max(ts) from reading").fetchone()
+    finally:
+        stop_workers(workers)
+        asyncio.run(broker.stop())
+        shutil.rmtree(root, ignore_errors=True)
+
+    assert logged.packets > 0 and logged.refused == 0
+    assert {(t.kind, t.terminal) for t in recorded} == {(Fault.pollution, outlet), (Fault.pollution, station)}
+    # The readings carry simulated time: the run's ten hours, ending about when it did (not 24 s of wall clock).
+    assert first < observed_from + dt.timedelta(hours=1) and last > observed_from + dt.timedelta(hours=8), (first, last)
+    river, sewage = stored.scores["river"], stored.scores["sewage"]
+    assert (sewage.injected, sewage.detected) == (1, 1), (sewage.missed, alerts)
+    assert (river.injected, river.detected) == (1, 1), (river.missed, alerts)
+    assert sewage.alerts and river.alerts and sewage.precision == river.precision == 1.0, (sewage.false, river.false)

@@ -4,6 +4,7 @@ it ended in one line, and prints no asyncio traceback."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from registry import credentials, service
 from registry.changes import Actor
+from simulators.run import SimConfig, simulate
 from tests.factories import terminal_in
 from tests.mqtt import SERVICE_PASSWORD, SERVICE_USER, AuthBroker, wait_until
 
@@ -129,3 +131,14 @@ def test_sigterm_after_the_broker_went_first_is_quiet(conn, db_url):
     assert "published" in out and err.count("devices stopped") == 1
     _assert_quiet(err)
     assert err.count("unavailable") == 1  # the broker's loss, once for the fleet
+
+
+def test_a_run_with_no_mqtt_devices_stops_cleanly():
+    """A ledger whose only reporting terminals are HJ 212 loggers (or a bench running loggers alone) has no MQTT
+    devices: the run still stops when told, with nothing to wait for."""
+    async def run() -> int:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.1, stop.set)
+        return (await simulate([], SimConfig(host="127.0.0.1", port=1, secret_key=KEY), stop)).messages
+
+    assert asyncio.run(run()) == 0

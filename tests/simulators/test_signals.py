@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 import random
 
-from devices import KINDS, metric
+import pytest
+
+from devices import KINDS, drift_limit, metric
 from simulators import truth
 from simulators.faults import SPIKE_GAP, Distortion, Fault, Injection, pick_faults, plan
 from simulators.instruments import instrument
@@ -68,7 +71,8 @@ def test_value_faults_last_their_window_only():
     drift = Distortion(Injection(Fault.drift, "x", "w21003", 0.0, 9.0, rate_per_h=0.25), rng)
     assert drift.apply("w21003", 0.55, 5.0, 300) == 0.55 + 0.25 * 5
     assert drift.apply("w01009", 9.4, 5.0, 20) == 9.4  # one sensor of the terminal drifts, not the others
-    spikes = Distortion(Injection(Fault.spike, "x", None, 0.0, 9.0), rng)
+    spikes = Distortion(Injection(Fault.spike, "x", None, 0.5, 9.0), rng)
+    assert spikes.apply("a34004", 100.0, 0.2, 2000) == 100.0  # the series runs before the window
     jumps = [spikes.apply("a34004", 100.0, 1, 2000) for _ in range(2000)]
     assert jumps[0] == 700.0 and 50 < sum(1 for v in jumps if abs(v - 100) > 500) < 170
     at = [i for i, v in enumerate(jumps) if v != 100.0]
@@ -122,3 +126,30 @@ def test_faults_are_picked_deterministically():
     assert first == pick_faults(codes, [Fault.stuck, Fault.skew], 0.1, seed=7)
     assert 60 < len(first) < 140 and set(first.values()) == {Fault.stuck, Fault.skew}
     assert pick_faults(codes, [], 0.5, seed=7) == {}
+
+
+def test_a_spike_window_open_at_a_series_first_reading_spikes_the_next_one():
+    """A spike window that is already open when the series begins (a live run's window wrapped round its start, a
+    device switched on while faulty) spikes the first reading that has one before it: a series' first reading has
+    nothing to stand out from, so neither a spike test nor an operator could tell it, and the fault would not show."""
+    spikes = Distortion(Injection(Fault.spike, "x", None, 0.0, 9.0), random.Random(3))
+    first = [spikes.apply("water_level", 2.0, h / 10, 10.0) for h in range(4)]
+    assert first[0] == 2.0 and first[1] == 5.0, first
+    opened = Distortion(Injection(Fault.spike, "x", None, 1.0, 9.0), random.Random(3))
+    seen = [opened.apply("water_level", 2.0, h, 10.0) for h in (0.5, 1.0, 1.5)]
+    assert seen[:2] == [2.0, 5.0], seen  # a window opening on a running series spikes its first reading, as before
+
+
+def test_a_pollution_event_adds_a_load_and_leaves_the_rivers_own_cycle_as_slow_as_it_was():
+    """A spill adds its load to what the river carries (three times the level at its start): the river's daily cycle
+    goes on under it at its own pace. Tripling every reading instead tripled the cycle's slope, and river ammonia's
+    (0.2 mg/L a half-day swing) then crept faster than the drift test's 0.15 mg/L/h: the live bench's false
+    ``device:drift:w21003`` on a polluted river station (seed 501)."""
+    event = Distortion(Injection(Fault.pollution, "x", None, 0.0, 9.0), random.Random(5))
+    clean = [0.55 + 0.2 * math.cos(2 * math.pi * (h - 5) / 24) for h in range(9)]
+    polluted = [event.apply("w21003", v, h, 300) for h, v in enumerate(clean)]
+    assert polluted[0] == pytest.approx(3 * clean[0], abs=0.002)
+    steepest = max(abs(b - a) for a, b in itertools.pairwise(polluted))
+    assert steepest <= max(abs(b - a) for a, b in itertools.pairwise(clean)) + 0.002, polluted
+    assert steepest < drift_limit("water_quality_station", "w21003")
+    assert min(p - c for p, c in zip(polluted, clean, strict=True)) > 0.9  # a load all through the event
