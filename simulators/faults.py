@@ -102,6 +102,10 @@ class Injection:
     rate_per_h: float | None = None
     """A drift's creep, in the metric's unit per hour."""
 
+    def window(self, elapsed_h: float) -> int:
+        """Which of its windows ``elapsed_h`` falls in (0 for one that does not repeat)."""
+        return int((elapsed_h - self.start_h) // self.every_h) if self.every_h else 0
+
     def covers(self, elapsed_h: float) -> bool:
         since = elapsed_h - self.start_h
         if self.every_h:
@@ -170,6 +174,8 @@ class Distortion:
     levels: dict[str, float] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     """Metrics that have given a reading: a series' first reading has none before it to stand out from."""
+    window: int | None = None
+    """Which of a repeating injection's windows the state above belongs to: each window starts afresh."""
 
     def apply(self, key: str, value: float, elapsed_h: float, span: float) -> float:
         injection = self.injection
@@ -177,6 +183,7 @@ class Distortion:
         self.seen.add(key)
         if injection is None or not injection.covers(elapsed_h):
             return value
+        self._enter(injection.window(elapsed_h))
         if injection.kind is Fault.pollution:
             return pollute(key, value, self.rng, self.levels)
         if injection.kind is Fault.stuck:
@@ -196,3 +203,11 @@ class Distortion:
             up = value + 0.3 * span <= spec.high
             return clamp(key, value + (0.3 if up else -0.3) * span)
         return value
+
+    def _enter(self, window: int) -> None:
+        """A new window of the injection: its stuck values, spike spacing and event levels are its own."""
+        if window != self.window:
+            self.window = window
+            self.stuck.clear()
+            self.since_spike.clear()
+            self.levels.clear()

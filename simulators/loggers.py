@@ -23,7 +23,7 @@ from devices import hj212, metric
 from registry import queries
 from registry.credentials import demo_logger_login
 from simulators import truth
-from simulators.faults import Distortion, Fault, plan
+from simulators.faults import Distortion, Fault, Injection, plan
 from simulators.signals import base_value
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ async def run_loggers(loggers: list[SimLogger], host: str, port: int, stop: asyn
     clock = _Clock(time.monotonic(), speed, observed_from)
     tasks = [asyncio.create_task(_logger(lg, host, port, stop, speed, realtime_s, bad_crc_share,
                                          random.Random(f"{seed}:{lg.mn}"), stats,
-                                         _Distorted(Distortion(events.get(lg.code), random.Random(lg.mn)), clock)))
+                                         _Distorted(events.get(lg.code), lg.mn, clock)))
              for lg in loggers]
     await stop.wait()
     for task in tasks:
@@ -106,16 +106,23 @@ class _Clock:
         return (self.observed_from + dt.timedelta(hours=self.elapsed_h())).astimezone(_BEIJING)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Distorted:
-    """A logger's event (if any) and the run's simulated clock."""
+    """A logger's event (if any) and the run's simulated clock. Each series (real-time values, minute and hourly
+    aggregates: the packet's CN) keeps its own state: a spike or a flat line in the real-time values, the series
+    the rules judge, must not be spent on an aggregate packet sent at the same moment."""
 
-    distortion: Distortion
+    injection: Injection | None
+    seed: str
     clock: _Clock
+    series: dict[str, Distortion] = field(default_factory=dict)
 
-    def apply(self, key: str, value: float) -> float:
+    def apply(self, cn: str, key: str, value: float) -> float:
         spec = metric(key)
-        return self.distortion.apply(key, value, self.clock.elapsed_h(), spec.high - spec.low)
+        distortion = self.series.get(cn)
+        if distortion is None:
+            distortion = self.series[cn] = Distortion(self.injection, random.Random(f"{self.seed}:{cn}"))
+        return distortion.apply(key, value, self.clock.elapsed_h(), spec.high - spec.low)
 
 
 async def _logger(lg: SimLogger, host: str, port: int, stop: asyncio.Event, speed: float, realtime_s: float,
@@ -183,7 +190,7 @@ def _data(lg: SimLogger, cn: str, at: dt.datetime, rng: random.Random, event: _D
     items = [f"DataTime={at:%Y%m%d%H%M%S}"]
     for key in lg.metrics:
         value = base_value(lg.kind, key, at, lg.attrs, rng)
-        value = event.apply(key, value)
+        value = event.apply(cn, key, value)
         if cn == "2011":
             items.append(f"{key}-Rtd={value},{key}-Flag={flag}")
         else:

@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import math
 import random
+import time
 
 import pytest
 
@@ -153,3 +154,37 @@ def test_a_pollution_event_adds_a_load_and_leaves_the_rivers_own_cycle_as_slow_a
     assert steepest <= max(abs(b - a) for a, b in itertools.pairwise(clean)) + 0.002, polluted
     assert steepest < drift_limit("water_quality_station", "w21003")
     assert min(p - c for p, c in zip(polluted, clean, strict=True)) > 0.9  # a load all through the event
+
+
+def test_a_loggers_real_time_series_keeps_its_spike_when_aggregates_are_sent_at_the_same_moment():
+    """A logger sends its real-time values (2011) and, at the same moment, minute (2051) and hourly (2061) aggregates:
+    each series has its own fault state, so the spike owed to the real-time series (the one the rules judge) is not
+    spent on an aggregate packet, and spikes in it stay ``SPIKE_GAP`` apart."""
+    from simulators.loggers import SimLogger, _Clock, _data, _Distorted
+
+    lg = SimLogger("23120200000000000001", "water_quality_station", "MN1", "pw", ("w21003",), {})
+    event = _Distorted(Injection(Fault.spike, lg.code, None, 0.0, 9.0), lg.mn, _Clock(time.monotonic(), 1.0))
+    rng = random.Random(1)
+    at = dt.datetime(2026, 10, 15, 10, tzinfo=dt.UTC)
+    real_time = []
+    for n in range(40):
+        for cn in ("2011", "2051", "2061") if n == 0 else ("2011",):
+            packet = _data(lg, cn, at + dt.timedelta(seconds=30 * n), rng, event)
+            if cn == "2011":
+                real_time.append(float(packet.cp.split("w21003-Rtd=")[1].split(",")[0]))
+    usual = sorted(real_time)[len(real_time) // 2]
+    span = metric("w21003").high - metric("w21003").low
+    spiked = [n for n, v in enumerate(real_time) if abs(v - usual) > 0.2 * span]
+    assert spiked and spiked[0] == 1, real_time  # the series' second reading: its first could not show it
+    assert all(b - a > SPIKE_GAP for a, b in itertools.pairwise(spiked)), spiked
+
+
+def test_each_window_of_a_repeating_fault_starts_afresh():
+    """A daily repeated window (live runs) is a new occurrence: a flat line sticks at that day's value, a spill
+    starts from that day's level."""
+    stuck = Distortion(Injection(Fault.stuck, "x", "w21003", 0.0, 2.0, 24.0), random.Random(1))
+    assert stuck.apply("w21003", 1.0, 1.0, 10) == 1.0 and stuck.apply("w21003", 5.0, 1.5, 10) == 1.0
+    assert stuck.apply("w21003", 3.0, 25.0, 10) == 3.0  # the next day's window sticks where the value is then
+    spill = Distortion(Injection(Fault.pollution, "x", None, 0.0, 2.0, 24.0), random.Random(1))
+    assert spill.apply("w21003", 1.0, 1.0, 10) == pytest.approx(3.0)
+    assert spill.apply("w21003", 2.0, 25.0, 10) == pytest.approx(6.0)
