@@ -239,9 +239,17 @@ def logger_faults(loggers: list, seed: int, share: float) -> dict[str, Fault]:
     for lg in loggers:
         by_kind.setdefault(lg.kind, []).append(lg)
     for kind in by_kind.values():
-        faulty = max(len(FAULTS), round(share * len(kind)))
+        faulty = faulty_count(len(kind), share)
         faults |= {lg.code: FAULTS[(n + seed) % len(FAULTS)] for n, lg in enumerate(kind[:faulty])}
     return faults
+
+
+def faulty_count(devices: int, share: float) -> int:
+    """How many of ``devices`` get a fault: ``share`` of them, at least one per fault of ``FAULTS`` when the share is
+    not 0, and never all of them (a healthy one stays to be judged beside the faulty)."""
+    if share <= 0 or devices < 2:
+        return 0
+    return min(devices - 1, max(len(FAULTS), round(share * devices)))
 
 
 def start_workers(env: dict[str, str], rule_workers: int = 1, gateway: bool = False) -> list[subprocess.Popen]:
@@ -299,12 +307,12 @@ async def run_simulators(fleet: list, loggers: list, port: int, hj212_port: int 
                          observed_from: dt.datetime | None = None) -> tuple:
     """``run_fleet``, and beside it the HJ 212 ``loggers`` talking to the gateway on ``hj212_port`` on the same
     simulated clock, their faults and events (by default ``logger_faults``) recorded in the same truth file.
-    Returns the fleet's and the loggers' counts (None without loggers)."""
-    from simulators.loggers import run_loggers
+    Returns the fleet's and the loggers' counts."""
+    from simulators.loggers import LoggerStats, run_loggers
     from simulators.run import SimConfig, simulate
 
     if faults is None:
-        faulty = max(len(FAULTS), round(share * len(fleet)))
+        faulty = faulty_count(len(fleet), share)
         faults = {p.code: FAULTS[(n + seed) % len(FAULTS)] for n, p in enumerate(fleet[:faulty])}  # seeds vary who
     config = SimConfig(host="127.0.0.1", port=port, secret_key=secret, speed=speed,
                        ramp_s=min(5.0, hours * 360 / speed), faults=faults, seed=seed, horizon_h=hours,
@@ -312,7 +320,7 @@ async def run_simulators(fleet: list, loggers: list, port: int, hj212_port: int 
     stop = asyncio.Event()
     asyncio.get_running_loop().call_later(hours * 3600 / speed, stop.set)
     if not loggers:
-        return await simulate(fleet, config, stop), None
+        return await simulate(fleet, config, stop), LoggerStats()
     if faults_of_loggers is None:
         faults_of_loggers = logger_faults(loggers, seed, share)
     return tuple(await asyncio.gather(

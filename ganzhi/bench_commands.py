@@ -101,7 +101,7 @@ def bench_delivery(settings: Settings, endpoints: int, backlog: int, probes: int
               "fleet publishing through the broker; the alerts the workers STORED are scored. One run per seed.")
 @click.option("--speed", default=60.0, show_default=True, help="With --live: the simulators' time compression.")
 @click.option("--publishers", default=40, show_default=True, help="With --live: publishers (poles, lone terminals).")
-@click.option("--loggers", default=8, show_default=True,
+@click.option("--loggers", default=8, show_default=True, type=click.IntRange(min=0),
               help="With --live: HJ 212 loggers of each kind (river stations, sewage outlets), through the gateway.")
 @click.option("--truth", "truth_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="Run nothing: score the alerts stored in the database (DATABASE_URL, or `ganzhi up`'s) against this "

@@ -169,6 +169,7 @@ def test_a_pollution_event_injected_through_a_logger_is_alerted_and_scored_live(
     with psycopg.connect(url) as conn:
         write_files(conn, root / "auth", platform_accounts(*SERVICE))
         loggers = [lg for lg in load_loggers(conn, SECRET) if lg.code in (outlet, station)]
+    seed = _seed_with_events_inside({lg.code: (lg.kind, lg.metrics) for lg in loggers})
     broker = LocalBroker(root / "mqtt", free_port(), auth_dir=root / "auth")
     asyncio.run(broker.start())
     gateway_port = free_port()
@@ -178,7 +179,6 @@ def test_a_pollution_event_injected_through_a_logger_is_alerted_and_scored_live(
                                  GANZHI_HJ212_PORT=str(gateway_port)), gateway=True)
     truth_path = root / "truth.jsonl"
     observed_from = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=LOGGER_HOURS)
-    seed = _seed_with_events_inside({lg.code: (lg.kind, lg.metrics) for lg in loggers})
     try:
         wait_listening(gateway_port)
         _, logged = asyncio.run(run_simulators([], loggers, broker.port, gateway_port, SECRET, LOGGER_SPEED,
@@ -205,3 +205,12 @@ def test_a_pollution_event_injected_through_a_logger_is_alerted_and_scored_live(
     assert (sewage.injected, sewage.detected) == (1, 1), (sewage.missed, alerts)
     assert (river.injected, river.detected) == (1, 1), (river.missed, alerts)
     assert sewage.alerts and river.alerts and sewage.precision == river.precision == 1.0, (sewage.false, river.false)
+
+
+def test_share_zero_gives_no_device_a_fault_and_one_device_always_stays_healthy():
+    from ganzhi.bench_alert_quality_live import FAULTS, faulty_count
+
+    assert faulty_count(8, 0.0) == 0
+    assert faulty_count(8, 0.1) == len(FAULTS)  # every fault once at least
+    assert faulty_count(3, 0.5) == 2 and faulty_count(1, 1.0) == 0
+    assert faulty_count(100, 0.2) == 20
