@@ -311,6 +311,11 @@ def bench_fire_photos(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tup
     from ganzhi.bench_fire_photos import run, say_skipped
     from ganzhi.train_fire_verifier import cross_validate, read_photos, read_yolo_photos
 
+    if outer and (yolo_labels is not None or fresh or training_only):
+        raise click.UsageError("--cross-validate retrains over the labelled folders: not with --yolo-labels, --fresh "
+                               "or --training-only")
+    if fresh and (training_only or with_train):
+        raise click.UsageError("--fresh scores every photo: not with --training-only or --train (no split)")
     if outer:
         scored = cross_validate(dataset, fire_dirs, other_dirs, outer, backbone=backbone)
         click.echo(f"all photos, {outer} outer folds: {scored.line()}")

@@ -157,7 +157,7 @@ def _listed(numbers) -> str:
 def _yolo_box(line: str) -> int | None:
     """The class of one YOLO label line, or None when the line is not one."""
     fields = line.split()
-    if len(fields) < 5 or not (fields[0].isascii() and fields[0].isdigit()):  # "¹".isdigit() too
+    if len(fields) < 5 or len(fields[0]) > 6 or not (fields[0].isascii() and fields[0].isdigit()):  # "¹" too
         return None
     try:
         numbers = [float(f) for f in fields[1:]]

@@ -277,6 +277,7 @@ def _yolo_set(root, rng: np.random.Generator) -> dict[str, str]:
     put("short", _flame(rng), "1 0.5 0.5\n", "skipped: label line 1 is not")
     put("nan", _flame(rng), "1 nan 0.5 0.2 0.2\n", "skipped: label line 1 is not")
     put("superscript", _flame(rng), "\u00b9 0.5 0.5 0.2 0.2\n", "skipped: label line 1 is not")  # "¹".isdigit()
+    put("huge", _flame(rng), "1" * 5000 + " 0.5 0.5 0.2 0.2\n", "skipped: label line 1 is not")  # int() refuses
     (root / "labels" / "binary.txt").write_bytes(b"\xff\xfe\x00")
     put("binary", _look_alike(rng), None, "skipped: label file is not text")
     return expected
@@ -307,7 +308,7 @@ def test_a_fresh_set_is_scored_whole_with_the_committed_model(tmp_path):
     fire = sum(kind == "fire" for kind in expected.values())
     assert f"fresh, stage + verifier:          {usable} photos ({fire} fire)" in result.output
     assert "held-out" not in result.output and "training (card)" not in result.output
-    assert "skipped 8 pictures" in result.output and "no label file: unlabelled.png" in result.output
+    assert "skipped 9 pictures" in result.output and "no label file: unlabelled.png" in result.output
     lost = re.search(r"fresh, where lost: (\d+) fire .* \(colour stage\), (\d+) with .* \(verifier\); (\d+) non-fire",
                      result.output)
     assert lost, result.output
@@ -328,3 +329,10 @@ def test_the_training_split_alone_can_be_scored_without_reading_the_held_out_one
     assert f"training, stage + verifier:          {training} photos" in result.output
     assert "in sample" in result.output
     assert "held-out" not in result.output and not (tmp_path / "held-out").exists()
+
+
+def test_flags_that_would_be_ignored_are_refused(tmp_path):
+    for flags in (["--cross-validate", "3", "--yolo-labels", "labels"], ["--fresh", "--training-only"],
+                  ["--fresh", "--train"]):
+        result = CliRunner().invoke(main, ["bench", "fire-photos", str(tmp_path), *flags])
+        assert result.exit_code == 2 and "not with" in result.output, (flags, result.output)
