@@ -47,7 +47,7 @@ def event_json(event: dict) -> str:
 
 
 def _json_value(value: object) -> str:
-    if isinstance(value, dt.datetime | dt.date):
+    if isinstance(value, dt.date):  # datetimes too
         return value.isoformat()
     return str(value)
 

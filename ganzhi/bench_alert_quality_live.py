@@ -1,8 +1,9 @@
 """Alert quality end to end: the alerts STORED by the rule workers scored against a simulator's ground truth file,
 with the in-process bench's scoring (``bench_alert_quality._score``: strict and loose precision, recall, time to
 alert), and a live run that makes both: the demo ledger on a scratch database, a mosquitto with the ledger's
-logins, an ingest worker and a rule worker as `ganzhi up` runs them, and a fleet of the demo's simulated devices
-with faults and events publishing through the broker for H simulated hours at speed S.
+logins, an ingest worker, an HJ 212 gateway and a rule worker as `ganzhi up` runs them, the demo's simulated
+MQTT devices publishing through the broker and its simulated HJ 212 loggers (river stations, sewage outlets)
+talking to the gateway, with faults and events, for H simulated hours at speed S.
 
 What the live figures add to the in-process ones: the broker, ingest, late and out-of-order arrival, the workers'
 streamed state and their reconciliation. The simulators compress time (readings every interval / S) and stamp
@@ -51,7 +52,7 @@ LOGGERS_PER_KIND = 8
 """HJ 212 loggers of each kind (river stations, sewage outlets) in a live run: with the default share, one of each
 of ``FAULTS`` and as many healthy."""
 DRAIN_QUIET_S = 10.0
-"""After the fleet stops: the workers have drained when no reading was stored and no alert changed for this long."""
+"""After the simulators stop: the workers have drained when no reading was stored and no alert changed for this long."""
 
 
 @dataclass

@@ -97,8 +97,9 @@ def bench_delivery(settings: Settings, endpoints: int, backlog: int, probes: int
 @click.option("--per-kind", default=40, show_default=True, help="Terminals of each kind simulated.")
 @click.option("--share", default=0.3, show_default=True, help="Share of terminals given a fault or an event.")
 @click.option("--live", is_flag=True,
-              help="End to end: the platform on a scratch database (broker, ingest and rule workers), the simulated "
-              "fleet publishing through the broker; the alerts the workers STORED are scored. One run per seed.")
+              help="End to end: the platform on a scratch database (broker, ingest, HJ 212 gateway, rule worker), "
+              "the simulated devices publishing through the broker and loggers through the gateway; the alerts the "
+              "workers STORED are scored. One run per seed.")
 @click.option("--speed", default=60.0, show_default=True, help="With --live: the simulators' time compression.")
 @click.option("--publishers", default=40, show_default=True, help="With --live: publishers (poles, lone terminals).")
 @click.option("--loggers", default=8, show_default=True, type=click.IntRange(min=0),

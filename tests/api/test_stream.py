@@ -182,6 +182,7 @@ def test_every_event_the_stream_sends_is_its_documented_model(api_url: str, db_u
         parsed = model.model_validate_json(event["data"])
         sent = json.loads(event["data"])
         assert (parsed.kind, parsed.id) == (event["event"], int(event["id"]))
-        assert dt.datetime.fromisoformat(sent["at"]).isoformat() == sent["at"], "RFC 3339 with a T, as the payload"
+        at = dt.datetime.fromisoformat(sent["at"])
+        assert at.isoformat() == sent["at"] and at.tzinfo is not None, "RFC 3339 with a T and an offset"
         assert set(sent) == _fields(model), event["event"]
         assert set(sent["payload"]) == _fields(type(parsed.payload)), event["event"]
