@@ -33,6 +33,7 @@ from core.settings import Settings
 from ganzhi.bench_ingest import SECRET, SERVICE, _ledger, _publish, _scraped
 from ganzhi.benchkit import bench_token, drop_database, free_port, scratch_database
 from ganzhi.broker_auth import platform_accounts, write_files
+from ganzhi.children import dying_and_niced
 from ganzhi.database import prepare
 from registry import credentials, service
 from registry.changes import Actor
@@ -89,10 +90,9 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
                                        env=dict(env, GANZHI_METRICS_PORT=str(port)))
                       for n, port in enumerate(ingest_ports)]
         processes += [subprocess.Popen([sys.executable, "-m", "ganzhi", "analytics", "--name", f"bench-rules-{n}",
-                                        *_profiled(profile, f"bench-rules-{n}")], env=env)
+                                        *_profiled(profile, f"bench-rules-{n}")], env=env,
+                                       preexec_fn=dying_and_niced(settings.background_nice))  # as `up` runs them
                       for n in range(RULE_WORKERS)]
-        for worker in processes[-RULE_WORKERS:]:  # as `up` runs them
-            os.setpriority(os.PRIO_PROCESS, worker.pid, settings.background_nice)
         api_port = free_port()
         server = uvicorn.Server(uvicorn.Config(create_app(Settings(), scratch), port=api_port, log_level="warning"))
         threading.Thread(target=server.run, daemon=True).start()

@@ -77,7 +77,7 @@ class Child:
         while not self._stopping:
             started = time.monotonic()
             self.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "ganzhi", *self.args,
-                                                                env=self.env, preexec_fn=_preexec(self.nice),
+                                                                env=self.env, preexec_fn=dying_and_niced(self.nice),
                                                                 start_new_session=True)
             log.info("%s: process %d started", self.name, self.process.pid)
             code = await self.process.wait()
@@ -107,7 +107,7 @@ class Child:
             log.info("%s was restarted %d times", self.name, self.restarts)
 
 
-def _preexec(nice: int) -> Callable[[], None]:
+def dying_and_niced(nice: int) -> Callable[[], None]:
     """Between fork and exec: die with us, and lower the CPU priority by ``nice`` (both are plain system calls)."""
     request = dying_with_parent()
 

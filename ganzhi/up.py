@@ -285,7 +285,7 @@ READINGS_PATH = frozenset({"ingest", "hj212"})
 """The workers that store readings: started before the API is served and before the other workers (rules, fire,
 dispatch, delivery, maintenance, simulators), so that after a restart of `up` the CPU goes to them first, and run
 at full CPU priority while the others run ``background_nice`` below it: on a box short of CPU, readings are
-stored first and judged after (docs/rules.md, the maximum)."""
+stored first and judged after (docs/operations.md, CPU priority)."""
 FIELD = frozenset({"simulate"})
 """Stand-ins for the field's devices: never slowed down by the platform's priorities."""
 
