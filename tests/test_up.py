@@ -368,7 +368,7 @@ def test_only_maintenance_gets_the_tables_owners_url(monkeypatch):
     env = up._child_environment("postgresql://app@db/ganzhi", "mqtt://127.0.0.1:1884", "service-secret")
     owner_url = "postgresql://postgres:superuser-secret@127.0.0.1:55432/ganzhi"
     commands = up._worker_commands(Settings(), simulate=True)
-    workers = {name: up._child(n, name, args, env, owner_url).env for n, (name, args) in enumerate(commands, 1)}
+    workers = {name: up._child(n, name, args, env, owner_url, 0).env for n, (name, args) in enumerate(commands, 1)}
     assert workers.pop("maintenance")["GANZHI_DATABASE_OWNER_URL"] == owner_url
     assert workers and all("GANZHI_DATABASE_OWNER_URL" not in worker for worker in workers.values()), workers.keys()
     assert all(owner_url not in value for worker in workers.values() for value in worker.values())
