@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     background_nice: int = Field(
         default=10, ge=0, le=19, description="CPU priority below normal (nice) of the workers `up` starts that do "
         "not store readings (rules, fire, delivery, dispatch, maintenance): on a box short of CPU the ingest and "
-        "HJ 212 gateways go first (docs/operations.md, CPU priority; docs/rules.md, the maximum)")
+        "HJ 212 gateways go first (docs/operations.md, CPU priority)")
     drift_escalation_h: float = Field(
         default=12.0, gt=0, description="hours an analyser's reading over a river or sewage limit stays the "
         "steward's after the drift test's doubt latched; then the bureau is paged, marked unconfirmed. The "
