@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -44,6 +45,10 @@ from ganzhi.database import prepare
 from registry import demo
 from simulators import truth
 from simulators.faults import Distortion, Fault
+
+if TYPE_CHECKING:
+    from simulators.loggers import LoggerStats
+    from simulators.run import SimStats
 
 SERVICE = ("ganzhi-ingest", "live-quality-service-secret")
 TRANSPORT_PREFIX = "device:nodata:"
@@ -226,23 +231,30 @@ def pick_loggers(loggers: list, per_kind: int, seed: int) -> list:
     """``per_kind`` of the ledger's HJ 212 loggers of each kind (river stations, sewage outlets), drawn with the
     seed."""
     rng = random.Random(seed)
-    by_kind: dict[str, list] = {}
-    for lg in loggers:
-        by_kind.setdefault(lg.kind, []).append(lg)
-    return [lg for _, kind in sorted(by_kind.items()) for lg in rng.sample(kind, min(per_kind, len(kind)))]
+    return [lg for _, kind in sorted(_by_kind(loggers).items())
+            for lg in rng.sample(kind, min(per_kind, len(kind)))]
 
 
 def logger_faults(loggers: list, seed: int, share: float) -> dict[str, Fault]:
-    """``share`` of the loggers of each kind (at least one per fault) get one of ``FAULTS`` each, in turn from a
-    place the seed shifts, as the in-process bench gives them per kind: every kind has each fault and an event."""
+    """``share`` of the loggers of each kind get ``rotated_faults``, as the in-process bench gives them per kind:
+    every kind has each fault and an event."""
     faults: dict[str, Fault] = {}
+    for kind in _by_kind(loggers).values():
+        faults |= rotated_faults(kind, seed, share)
+    return faults
+
+
+def rotated_faults(devices: list, seed: int, share: float) -> dict[str, Fault]:
+    """The first ``faulty_count`` of ``devices`` (by code) get one of ``FAULTS`` each, in turn from a place the seed
+    shifts."""
+    return {d.code: FAULTS[(n + seed) % len(FAULTS)] for n, d in enumerate(devices[:faulty_count(len(devices), share)])}
+
+
+def _by_kind(loggers: list) -> dict[str, list]:
     by_kind: dict[str, list] = {}
     for lg in loggers:
         by_kind.setdefault(lg.kind, []).append(lg)
-    for kind in by_kind.values():
-        faulty = faulty_count(len(kind), share)
-        faults |= {lg.code: FAULTS[(n + seed) % len(FAULTS)] for n, lg in enumerate(kind[:faulty])}
-    return faults
+    return by_kind
 
 
 def faulty_count(devices: int, share: float) -> int:
@@ -305,7 +317,7 @@ async def run_fleet(fleet: list, port: int, secret: str, speed: float, hours: fl
 async def run_simulators(fleet: list, loggers: list, port: int, hj212_port: int | None, secret: str, speed: float,
                          hours: float, seed: int, share: float, truth_path: Path,
                          faults: dict[str, Fault] | None = None, faults_of_loggers: dict[str, Fault] | None = None,
-                         observed_from: dt.datetime | None = None) -> tuple:
+                         observed_from: dt.datetime | None = None) -> tuple[SimStats, LoggerStats]:
     """``run_fleet``, and beside it the HJ 212 ``loggers`` talking to the gateway on ``hj212_port`` on the same
     simulated clock, their faults and events (by default ``logger_faults``) recorded in the same truth file.
     Returns the fleet's and the loggers' counts."""
@@ -313,8 +325,7 @@ async def run_simulators(fleet: list, loggers: list, port: int, hj212_port: int 
     from simulators.run import SimConfig, simulate
 
     if faults is None:
-        faulty = faulty_count(len(fleet), share)
-        faults = {p.code: FAULTS[(n + seed) % len(FAULTS)] for n, p in enumerate(fleet[:faulty])}  # seeds vary who
+        faults = rotated_faults(fleet, seed, share)  # seeds vary who
     config = SimConfig(host="127.0.0.1", port=port, secret_key=secret, speed=speed,
                        ramp_s=min(5.0, hours * 360 / speed), faults=faults, seed=seed, horizon_h=hours,
                        truth=truth_path, truth_h=hours, observed_from=observed_from)
