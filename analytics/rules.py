@@ -277,7 +277,7 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
     limit = drift_limit(t.kind, rule.metric)
     if limit is None or rule.nightly or rule.family not in ANALYSER_FAMILIES:
         return rule
-    window, plain = _drift_window(t), rule.make_judge
+    window, plain = drift_window(t), rule.make_judge
     interval = dt.timedelta(seconds=t.report_interval_s)
     step = _rise_step(limit, window)
     escalate = dt.timedelta(hours=get_settings().drift_escalation_h)
@@ -892,7 +892,7 @@ def device_health(t: TerminalInfo, neighbours: NeighbourLookup | None = None) ->
         rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
                           lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within), memory=2))
         if (limit := drift_limit(t.kind, key)) is not None:
-            window = _drift_window(t)
+            window = drift_window(t)
             rules.append(Rule(f"device:drift:{key}", "device", "steward", key,
                               lambda s, k=key, w=window, lim=limit: _drift_judge(k, w, lim),
                               screen=(SPIKE_SHARE * (spec.high - spec.low), within),
@@ -914,7 +914,8 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS = dt.timedelta(milliseconds=1)
 
 
-def _drift_window(t: TerminalInfo) -> dt.timedelta:
+def drift_window(t: TerminalInfo) -> dt.timedelta:
+    """How long a creep must last before the drift test can call it: shorter, it is not told from the signal."""
     return max(DRIFT_WINDOW, DRIFT_READINGS * dt.timedelta(seconds=t.report_interval_s))
 
 

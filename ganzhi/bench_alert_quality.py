@@ -28,7 +28,7 @@ import psycopg
 
 from analytics.engine import Episode, Point
 from analytics.queries import terminal_by_code
-from analytics.rules import Rule, TerminalInfo, latch_of, resumed, rules_for
+from analytics.rules import Rule, TerminalInfo, drift_window, latch_of, resumed, rules_for
 from core.settings import Settings
 from devices import metric
 from ganzhi.benchkit import drop_database, scratch_database
@@ -241,7 +241,7 @@ def _reconcile(stored: list[Raised], start: dt.datetime, rule: Rule, found: list
 
 def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], distortions: dict[str, Distortion],
            alerts: list[tuple[TerminalInfo, Raised]]) -> dict[str, Score]:
-    kinds = {info.code: info.kind for info in chosen}
+    infos = {info.code: info for info in chosen}
     scores = {family: Score() for family in FAMILIES}
     by_terminal = defaultdict(list)
     for t in truths:
@@ -257,9 +257,9 @@ def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], distortions: d
         score.false.append(f"{info.code} {rule.key} {episode.start:%H:%M} {episode.detail}")
         score.by_fault += rule.family != "device" and any(_overlaps(t, episode) for t in by_terminal[info.code])
     for t in truths:
-        family = "device" if t.kind is not Fault.pollution else FAMILY_OF_KIND[kinds[t.terminal]]
+        family = "device" if t.kind is not Fault.pollution else FAMILY_OF_KIND[infos[t.terminal].kind]
         score = scores[family]
-        if t.kind is Fault.stuck and not _visible_stuck(t, distortions[t.terminal].stuck.get(t.metric)):
+        if not _visible(t, infos[t.terminal], distortions[t.terminal]):
             score.invisible += 1
             continue
         score.injected += 1
@@ -275,6 +275,16 @@ def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], distortions: d
         else:
             score.missed.append(f"{t.kind} {t.terminal} {t.metric or ''} {t.start:%H:%M}–{t.end:%H:%M}")
     return scores
+
+
+def _visible(t: truth.Truth, info: TerminalInfo, distortion: Distortion) -> bool:
+    """An injected fault a rule could see: a stuck one as ``_visible_stuck`` says, a drift lasting at least the
+    drift test's window (the live bench's run-long period cuts a window at the run's end to minutes)."""
+    if t.kind is Fault.stuck:
+        return _visible_stuck(t, distortion.stuck.get(t.metric))
+    if t.kind is Fault.drift:
+        return t.end - t.start >= drift_window(info)
+    return True
 
 
 def _visible_stuck(t: truth.Truth, frozen: float | None) -> bool:

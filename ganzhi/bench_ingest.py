@@ -34,6 +34,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.broker import LocalBroker
+from core.runtime import die_with_parent
 from core.settings import Settings
 from ganzhi.benchkit import drop_database, free_port, scratch_database
 from ganzhi.broker_auth import platform_accounts, write_files
@@ -202,7 +203,9 @@ def _publish(port: int, pole: str, codes: list[str], count: int, k: int, rate: f
     ``rate`` messages/s when given, in bursts every BURST_S (what fell due since the last one), each message
     stamped with the time its burst went out. Once connected it waits at ``ready`` (a barrier) and then for
     ``go``, so that every gateway starts together. Puts (messages acknowledged, refused, CPU seconds spent from
-    the connection to the last PUBACK, wall-clock time of the first and of the last message) on ``answers``."""
+    the connection to the last PUBACK, wall-clock time of the first and of the last message) on ``answers``.
+    It dies with the bench: a bench killed mid-run must not leave gateways loading the box."""
+    die_with_parent()
     publisher = LeanPublisher(pole, pole, SECRET, window=WINDOW)
     publisher.connect("127.0.0.1", port)
     if ready is not None:
@@ -390,6 +393,7 @@ def _ceiling(port: int, pole: str, messages: int, k: int) -> None:
 
 def _raw_publish(port: int, pole: str, payload: bytes, count: int) -> None:
     """The ceiling's publisher: a gateway login writing to its own topic."""
+    die_with_parent()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=pole, protocol=paho.MQTTv5)
     client.username_pw_set(pole, SECRET)
     acked = threading.Semaphore(WINDOW)

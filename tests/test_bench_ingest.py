@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 
+import psutil
 import psycopg
 
 from ganzhi import bench_ingest
@@ -49,3 +55,37 @@ def test_rows_written_per_message_count_the_run_only(conn, db_url, capsys):
     _written_when_counted(db_url, lambda c: Writer().write(c, Batch(readings=readings)))
     _report(db_url, expected=10, sent=1, rows_before=rows_before)
     assert "latest_reading 10.00, device_state 1.00" in capsys.readouterr().out
+
+
+PARENT_OF_A_GATEWAY = """
+import multiprocessing, queue, sys
+from ganzhi import bench_ingest
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("spawn")
+    answers = ctx.Queue()  # held: the Process lets go of its args once started
+    gateway = ctx.Process(target=bench_ingest._publish,
+                          args=(int(sys.argv[1]), "基准杆", ["基准终端"], 10**9, 10, 100.0, answers))
+    gateway.start()
+    print(gateway.pid, flush=True)
+    gateway.join()
+"""
+
+
+def test_a_benchmark_gateway_dies_with_the_bench():
+    """A killed ``bench alerts`` left its spawned gateways publishing: they loaded the box for the next run."""
+    with (socket.create_server(("127.0.0.1", 0)) as silent,  # accepts, never answers CONNACK: the gateway waits
+          subprocess.Popen([sys.executable, "-c", PARENT_OF_A_GATEWAY, str(silent.getsockname()[1])],
+                           stdout=subprocess.PIPE, text=True) as parent):
+        gateway_pid = int(parent.stdout.readline())
+        try:
+            time.sleep(1.0)  # the gateway is past its start, waiting for the broker
+            assert psutil.pid_exists(gateway_pid)
+            parent.kill()
+            parent.communicate(timeout=5)
+            deadline = time.monotonic() + 10
+            while psutil.pid_exists(gateway_pid) and psutil.Process(gateway_pid).status() != psutil.STATUS_ZOMBIE:
+                assert time.monotonic() < deadline, "the gateway outlived its bench"
+                time.sleep(0.1)
+        finally:
+            if psutil.pid_exists(gateway_pid):
+                os.kill(gateway_pid, signal.SIGKILL)

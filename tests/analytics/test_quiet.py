@@ -924,3 +924,15 @@ def test_a_stuck_window_shorter_than_the_metrics_flat_line_window_is_invisible_n
     frozen.stuck["water_pressure"] = 0.31
     device = _score([point], [short, long], {point.code: frozen}, [])["device"]
     assert (device.invisible, device.injected, device.detected) == (1, 1, 0)
+
+
+def test_a_drift_window_shorter_than_the_drift_test_is_invisible_not_missed():
+    """The live bench cut a logger's drift window at the run's end to its first 7 minutes and scored it a miss:
+    no drift test sees 7 minutes of creep. A drift shorter than the drift window counts invisible; a long one is
+    still owed its ``device:drift``."""
+    outlet = _terminal("river_station", ("w01019",), 1800)
+    cut = truth.Truth(Fault.drift, outlet.code, "w01019", T0, T0 + dt.timedelta(minutes=7))
+    whole = truth.Truth(Fault.drift, outlet.code, "w01019", T0 + dt.timedelta(hours=10), T0 + dt.timedelta(hours=15))
+    device = _score([outlet], [cut, whole], {outlet.code: Distortion(None, random.Random(1))}, [])["device"]
+    assert (device.invisible, device.injected, device.detected) == (1, 1, 0)
+    assert len(device.missed) == 1 and "10:00–15:00" in device.missed[0]
