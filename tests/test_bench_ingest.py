@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from ingest.writer import Batch, Writer
 from registry import service
 from registry.changes import Actor
 from tests.factories import terminal_in
+from tests.orphans import assert_dies_with
 
 
 def _report(url: str, expected: int, sent: int, rows_before: dict[str, int]) -> bench_ingest.Figures:
@@ -77,15 +76,6 @@ def test_a_benchmark_gateway_dies_with_the_bench():
           subprocess.Popen([sys.executable, "-c", PARENT_OF_A_GATEWAY, str(silent.getsockname()[1])],
                            stdout=subprocess.PIPE, text=True) as parent):
         gateway_pid = int(parent.stdout.readline())
-        try:
-            time.sleep(1.0)  # the gateway is past its start, waiting for the broker
-            assert psutil.pid_exists(gateway_pid)
-            parent.kill()
-            parent.communicate(timeout=5)
-            deadline = time.monotonic() + 10
-            while psutil.pid_exists(gateway_pid) and psutil.Process(gateway_pid).status() != psutil.STATUS_ZOMBIE:
-                assert time.monotonic() < deadline, "the gateway outlived its bench"
-                time.sleep(0.1)
-        finally:
-            if psutil.pid_exists(gateway_pid):
-                os.kill(gateway_pid, signal.SIGKILL)
+        time.sleep(1.0)  # the gateway is past its start, waiting for the broker
+        assert psutil.pid_exists(gateway_pid)
+        assert_dies_with(parent, gateway_pid, "the gateway")

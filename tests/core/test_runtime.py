@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -11,12 +10,12 @@ import textwrap
 import threading
 import time
 
-import psutil
 import psycopg
 import pytest
 
 from core.runtime import Outage, Service
 from ganzhi.benchkit import free_port
+from tests.orphans import assert_dies_with
 
 SERVICE_SCRIPT = """
 import asyncio, sys
@@ -111,17 +110,8 @@ def test_a_service_dies_with_its_parent(db_url):
     """)
     parent = subprocess.Popen([sys.executable, "-c", parent_script], stdout=subprocess.PIPE, text=True)
     child_pid = int(parent.stdout.readline())
-    try:
-        assert _heartbeat(db_url, "orphan-1", state="running") is not None
-        parent.kill()
-        parent.communicate(timeout=5)
-        deadline = time.monotonic() + 10
-        while psutil.pid_exists(child_pid) and psutil.Process(child_pid).status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline, "the service outlived its parent"
-            time.sleep(0.1)
-    finally:
-        if psutil.pid_exists(child_pid):
-            os.kill(child_pid, signal.SIGKILL)
+    assert _heartbeat(db_url, "orphan-1", state="running") is not None
+    assert_dies_with(parent, child_pid, "the service")
 
 
 def test_an_outage_is_logged_once_each_way(caplog):
