@@ -130,10 +130,10 @@ class VideoParams:
     spot_growth: float = 0.05
     unsettled_growth: float = 1.2
     """A flame track that was there when the model started (first seen within ``settle_s``: it was not seen to
-    appear) and does not grow this much over its recent window, nor show flame flicker, is listed at most at
-    ``unsettled_cap`` while the noise model is young (``noise_tau_s`` after the start): what shimmers then
-    may be noise the model has not learnt yet. Under a low sun ahead sunlit stubble is flame-orange and its
-    edges shimmer with the sway; patches of autumn leaves under fast cloud shadows shimmer in colour and
+    appear) and does not grow this much over its recent window, steadily (``_spreads``), nor show flame flicker,
+    is listed at most at ``unsettled_cap`` while the noise model is young (``noise_tau_s`` after the start): what
+    shimmers then may be noise the model has not learnt yet. Under a low sun ahead sunlit stubble is flame-orange
+    and its edges shimmer with the sway; patches of autumn leaves under fast cloud shadows shimmer in colour and
     brightness. A fire's line spreads. It is not vetoed: a model starts afresh on a worker's restart, a view jump
     or a return to a preset, with a fire maybe already burning, which another tower or smoke over it can
     still page, and which pages alone once the noise model is ``noise_tau_s`` old."""
@@ -550,7 +550,7 @@ class SceneModel:
         confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)
-        if flicker is None and growth < self.p.unsettled_growth and self._unsettled(track, t):
+        if flicker is None and not _spreads(recent, growth, self.p.unsettled_growth) and self._unsettled(track, t):
             return min(self.p.unsettled_cap, confidence)  # stubble or leaves shimmering, or a fire burning already
         return min(0.97, confidence)
 
@@ -770,6 +770,20 @@ def _log_far_band(camera: str, preset: int | None, scene: SceneModel) -> None:
                     scene.pose.mast_height_m, scene.pose.tilt_error_deg)
     else:
         log.info("camera %s preset %s: far points searched from %.0f m to %.0f m", camera, preset, near, far)
+
+
+def _spreads(recent: list[tuple], growth: float, least: float) -> bool:
+    """Whether a track grows as a fire's line spreads: by ``least`` (``temporal.growth``: the last third of its
+    time over the first) *and* steadily, the straight-line trend of its area rising over its hits by more than
+    the area's scatter about that line. A sunlit strip shimmering with the mast's sway flips between two sizes,
+    and at 2 fps the medians of the two or three frames of a third read that as growth (tuning low sun 7008:
+    1.45 at 5 s, its area's trend falling: it paged)."""
+    if growth < least:
+        return False
+    ts = np.array([h[0] for h in recent])
+    rise, scatter = _trend(ts, np.array([h[2] for h in recent], np.float64))
+    return rise * (ts[-1] - ts[0]) > scatter
+
 
 def _trend(ts: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     """(slope per second, residual standard deviation) of a straight-line fit."""
