@@ -4,6 +4,7 @@ running API. A route missing from RULES fails the test, so a new route cannot sh
 from __future__ import annotations
 
 import datetime as dt
+import http.cookiejar
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -154,7 +155,9 @@ class World:
     """The objects each route acts on, all of 生态环境局 (sthjj); fresh ones for routes that use them up."""
 
     url: str
-    api_url: str
+    client: httpx.Client
+    """One client for every call, which keeps no cookie (each caller's credentials are in its headers): a client
+    made per call loaded the CA bundle each time, most of the matrix's two minutes."""
     tokens: dict[str, str]
     viewer_password: str
     browser_password: str
@@ -167,8 +170,7 @@ class World:
         if caller != "steward_session":
             return {"Authorization": f"Bearer {self.tokens[caller]}"}
         if self.session is None:
-            login = httpx.post(f"{self.api_url}/api/v1/auth/login", timeout=30,
-                               json={"login": BROWSER, "password": self.browser_password})
+            login = self.client.post("/api/v1/auth/login", json={"login": BROWSER, "password": self.browser_password})
             self.session = login.cookies[SESSION_COOKIE], login.json()["csrf_token"]
         cookie, csrf = self.session
         return {"Cookie": f"{SESSION_COOKIE}={cookie}", CSRF_HEADER: csrf}
@@ -337,7 +339,9 @@ def world(api_url: str, db_url: str) -> Iterator[World]:
         accounts.set_password(c, "matrix-viewer", password, Actor("setup"))
         accounts.add_account(c, login=BROWSER, name="李伟", department="sthjj", roles=["steward_admin"],
                              kind="person", password=browser, actor=Actor("setup"))
-    yield World(db_url, api_url, tokens, password, browser)
+    no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    with httpx.Client(base_url=api_url, timeout=30, cookies=no_cookies) as client:
+        yield World(db_url, client, tokens, password, browser)
     _empty_ledger(db_url)
 
 
@@ -360,8 +364,8 @@ def _cases(api_url: str) -> Iterator[tuple[str, str, int, dict[str, str]]]:
 
 def _call(world: World, caller: str, method: str, path: str, fixed: dict[str, str]) -> int:
     request = _request(world, method, path, fixed)
-    with httpx.stream(method, f"{world.api_url}{request.pop('url')}", headers=world.headers(caller), timeout=30,
-                      **request) as response:  # a stream's status, without reading it to its end
+    with world.client.stream(method, request.pop("url"), headers=world.headers(caller),
+                             **request) as response:  # a stream's status, without reading it to its end
         status = response.status_code
     if caller == "steward_session" and path == "/api/v1/auth/logout" and status < 300:
         world.session = None
@@ -422,8 +426,7 @@ def test_a_session_without_its_csrf_token_changes_nothing(api_url: str, world: W
             continue
         cookie_only = {k: v for k, v in world.headers("steward_session").items() if k != CSRF_HEADER}
         request = _request(world, method, path, fixed)
-        response = httpx.request(method, f"{api_url}{request.pop('url')}", headers=cookie_only, timeout=30,
-                                 **request)
+        response = world.client.request(method, request.pop("url"), headers=cookie_only, **request)
         if response.status_code != 403 or "CSRF" not in response.text:
             failures.append(f"{method} {path} {fixed or ''}: {response.status_code}")
     assert not failures, "\n".join(failures)
@@ -448,8 +451,7 @@ def test_dispatch_rights_by_assignee(api_url: str, world: World):
         for caller in CALLERS:
             body = {"subject_type": "alert", "subject_id": world.alert(), "assignee": assignee,
                     "due_at": "2031-01-01T08:00:00+08:00"}
-            status = httpx.post(f"{api_url}/api/v1/tasks", json=body, headers=world.headers(caller),
-                                timeout=30).status_code
+            status = world.client.post("/api/v1/tasks", json=body, headers=world.headers(caller)).status_code
             rights = AS.get(caller, caller)
             expected = (201 if rights in senders else 401 if rights == "anonymous"
                         else 404 if rights in SENDERS_OF_STHJJ and assignee in OUTSIDE_STHJJ
