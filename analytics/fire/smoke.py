@@ -31,7 +31,18 @@ _VEIL = np.array([1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0], np.float32)[:, None]
 @dataclass(frozen=True)
 class SmokeParams:
     motion_t: float = 4.0
-    """Grey levels a pixel must change (gain-compensated) to count as moving."""
+    """Grey levels a pixel must change (gain-compensated) to count as moving, at most: where the pixel is quiet
+    less will do (``motion_k``)."""
+    motion_k: float = 3.0
+    motion_min: float = 2.0
+    """A pixel also counts as moving when its change exceeds this many times its own usual |change| (learnt
+    outside the tracks in play), but never less than ``motion_min`` grey levels. A grey sky is far quieter than
+    land (its usual |change| after JPEG is ≈ 0.5–1 grey level, where 4 is 6–8 times its noise): the thinning top
+    of a plume over it, the part that climbs, changes it by 2–4 levels only (tuning shelterbelt 7000–7008)."""
+    gain_error: float = 0.1
+    """Share of an exposure change (the row's gain against the background, minus 1) its compensation may miss: the
+    sky takes the land's gain (tuning shelterbelt 7005 at 10 fps: a +17 % step under the grey sky turned the sky
+    band by 2–4 levels, and with ``motion_min`` alone its fragments climbed and paged 3 s later)."""
     max_saturation: float = 0.35
     washout: float = 0.06
     """Saturation a block's pixels must lose against a coloured background."""
@@ -93,6 +104,10 @@ class SmokeModel:
         self.grey = self.saturation = self.colour = self.energy = self.fine_energy = None
         self.fine_dev = None
         """FINE rows' usual |grey − background| per pixel."""
+        self.usual = None
+        """The smoke region's usual |change| per pixel (``motion_k``)."""
+        self._change: np.ndarray | None = None
+        """The last frame's |change| over the smoke region, learnt into ``usual`` by ``update``."""
         self.seen = 0
 
     def start(self, small: np.ndarray, grey: np.ndarray) -> None:
@@ -103,6 +118,8 @@ class SmokeModel:
         self.fine_energy = _block_energy(self._fine(grey), FINE) if self.fine_rows else None
         if self.fine_rows:
             self.fine_dev = np.zeros_like(self._fine(grey))
+        self.usual = np.full_like(grey[self.top:], self.p.motion_t / self.p.motion_k)  # (as before, until learnt)
+        self._change = None
         self.seen = 1
 
     def _fine(self, image: np.ndarray) -> np.ndarray:
@@ -113,6 +130,9 @@ class SmokeModel:
         self.seen += 1
         if self.fine_rows:
             self._learn_sway(grey, keep, max(alpha, 1 / self.seen))
+        if self._change is not None:  # (a running mean over the first frames, as for the sway)
+            cv2.accumulateWeighted(self._change, self.usual, max(alpha, 1 / self.seen), keep[self.top:])
+            self._change = None
         cv2.accumulateWeighted(grey, self.grey, alpha, keep)
         cv2.accumulateWeighted(_saturation(small), self.saturation, alpha, keep)
         cv2.accumulateWeighted(small.astype(np.float32), self.colour, alpha, keep)
@@ -146,7 +166,13 @@ class SmokeModel:
         # over land smoke washes colour out; over a sky that had none (grey sky, haze) it can only darken or
         # lighten it towards its own grey, which the grey-veil test below checks
         washed = (before - now >= self.p.washout) | ((before < self.p.overcast) & sky)
-        turned = unsaturated & washed & (np.abs(change) > self.p.motion_t)
+        self._change = np.abs(change)
+        # while the background has not caught up with an exposure change, its compensation may be off by a share of
+        # it (the sky takes the land's gain): that much is no veil either
+        unsure = self.p.gain_error * np.abs(gains[top:, None] - 1) * self.grey[region]
+        floor = np.maximum(unsure, self.p.motion_min)
+        moved = self._change > np.minimum(np.maximum(self.p.motion_k * self.usual, floor), self.p.motion_t)
+        turned = unsaturated & washed & moved
         judged: list[tuple[int, int, int, int]] = []
         found = self._veils(small, grey, change, gains, turned, horizon, BLOCK, self.top, turned.shape[0],
                             self.energy, judged)
