@@ -276,9 +276,11 @@ def heartbeat(service: Service) -> Iterator[Service]:
 
 # -- running -----------------------------------------------------------------------------------------
 
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent dies (a no-op elsewhere)."""
-    parent = os.getppid()
+def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (a no-op elsewhere). ``parent``: the pid of
+    the process that started this one, when known (a spawned child spends a second importing before it gets
+    here, and a parent dead by then is seen only against its own pid); else the parent now."""
+    parent = os.getppid() if parent is None else parent
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)

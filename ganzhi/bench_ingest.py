@@ -205,7 +205,7 @@ def _publish(port: int, pole: str, codes: list[str], count: int, k: int, rate: f
     ``go``, so that every gateway starts together. Puts (messages acknowledged, refused, CPU seconds spent from
     the connection to the last PUBACK, wall-clock time of the first and of the last message) on ``answers``.
     It dies with the bench: a bench killed mid-run must not leave gateways loading the box."""
-    die_with_parent()
+    die_with_parent(parent=multiprocessing.parent_process().pid)
     publisher = LeanPublisher(pole, pole, SECRET, window=WINDOW)
     publisher.connect("127.0.0.1", port)
     if ready is not None:
@@ -393,7 +393,7 @@ def _ceiling(port: int, pole: str, messages: int, k: int) -> None:
 
 def _raw_publish(port: int, pole: str, payload: bytes, count: int) -> None:
     """The ceiling's publisher: a gateway login writing to its own topic."""
-    die_with_parent()
+    die_with_parent(parent=multiprocessing.parent_process().pid)
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=pole, protocol=paho.MQTTv5)
     client.username_pw_set(pole, SECRET)
     acked = threading.Semaphore(WINDOW)

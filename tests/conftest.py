@@ -35,10 +35,10 @@ from registry.lookups import forget_divisions
 from tests.mqtt import AuthBroker
 
 LEDGER_TABLES = (
-    "terminal, pole, change, sharing_grant, code_sequence, reading, latest_reading, latest_debt, latest_debt_run, "
-    "device_state, dead_letter, "
-    "device_credential, alert, alert_event, incident, rule_state, rule_cursor, rule_watermark, fire_evidence, "
-    "fire_detection, fire_event, heat_source, service_heartbeat"
+    "terminal", "pole", "change", "sharing_grant", "code_sequence", "reading", "latest_reading", "latest_debt",
+    "latest_debt_run", "device_state", "dead_letter", "device_credential", "alert", "alert_event", "incident",
+    "rule_state", "rule_cursor", "rule_watermark", "fire_evidence", "fire_detection", "fire_event", "heat_source",
+    "service_heartbeat",
 )
 
 
@@ -153,23 +153,28 @@ def _empty_ledger(url: str, attempts: int = 5) -> None:
 
 
 def _truncate_filled(c: psycopg.Connection) -> None:
-    """TRUNCATE the ledger's tables that hold rows (with what references them), and restart every one's ids.
-    A TRUNCATE of all of them, the reading's partitions among them, took 0.1–1 s after each of hundreds of tests
-    that wrote to two or three."""
-    names = [name.strip() for name in LEDGER_TABLES.split(",")]
+    """TRUNCATE the ledger's tables that hold rows (with what references them), and restart the ids of every one
+    of them and of every table referencing them, as ``truncate … restart identity cascade`` of all did: that took
+    0.1–1 s after each of hundreds of tests that wrote to two or three (the reading's partitions among them)."""
     filled = c.execute(sql.SQL(" union all ").join(
         sql.SQL("select {} where exists (select from {})").format(sql.Literal(name), sql.Identifier(name))
-        for name in names)).fetchall()
+        for name in LEDGER_TABLES)).fetchall()
     if filled:
         c.execute(sql.SQL("truncate {} restart identity cascade").format(
             sql.SQL(", ").join(sql.Identifier(name) for (name,) in filled)))
-    sequences = c.execute("""
-        select s from information_schema.columns col, pg_get_serial_sequence(quote_ident(col.table_name),
-                                                                              col.column_name) s
-         where col.table_schema = current_schema() and col.table_name = any(%(names)s) and s is not null
-        """, {"names": names}).fetchall()
-    for (sequence,) in sequences:
-        c.execute(sql.SQL("alter sequence {} restart").format(sql.SQL(sequence)))
+    c.execute("""
+        with recursive reached(rel) as (
+            select oid from pg_class
+             where relnamespace = current_schema()::regnamespace and relname = any(%(names)s)
+            union
+            select con.conrelid from pg_constraint con join reached on con.confrelid = reached.rel
+             where con.contype = 'f')
+        select setval(d.objid::regclass, s.seqstart, false)
+          from reached
+          join pg_depend d on d.refobjid = reached.rel and d.classid = 'pg_class'::regclass
+                          and d.deptype in ('a', 'i')
+          join pg_sequence s on s.seqrelid = d.objid
+        """, {"names": list(LEDGER_TABLES)})
 
 
 @pytest.fixture(scope="session")

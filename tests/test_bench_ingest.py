@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-import psutil
 import psycopg
+import pytest
 
 from ganzhi import bench_ingest
 from ingest.validate import Accepted
@@ -70,12 +70,15 @@ if __name__ == "__main__":
 """
 
 
-def test_a_benchmark_gateway_dies_with_the_bench():
-    """A killed ``bench alerts`` left its spawned gateways publishing: they loaded the box for the next run."""
+@pytest.mark.parametrize("connected", [True, False], ids=["connected", "still-starting"])
+def test_a_benchmark_gateway_dies_with_the_bench(connected: bool):
+    """A killed ``bench alerts`` left its spawned gateways publishing: they loaded the box for the next run. Also
+    a bench killed while its gateway is still importing (a second after its start)."""
     with (socket.create_server(("127.0.0.1", 0)) as silent,  # accepts, never answers CONNACK: the gateway waits
           subprocess.Popen([sys.executable, "-c", PARENT_OF_A_GATEWAY, str(silent.getsockname()[1])],
                            stdout=subprocess.PIPE, text=True) as parent):
         gateway_pid = int(parent.stdout.readline())
-        time.sleep(1.0)  # the gateway is past its start, waiting for the broker
-        assert psutil.pid_exists(gateway_pid)
+        if connected:  # it connects after asking to die with its parent
+            silent.settimeout(30)
+            silent.accept()[0].close()
         assert_dies_with(parent, gateway_pid, "the gateway")

@@ -184,7 +184,7 @@ class SmokeModel:
             fine = slice(self.fine_top - top, self.fine_top - top + self.fine_rows)
             swayed = turned.copy()
             usual = float(np.median(self.fine_dev))  # (the strip's typical pixel: its noise and JPEG)
-            swayed[fine] &= np.abs(change[fine]) > self.p.motion_t + self.p.fine_sway * np.maximum(
+            swayed[fine] &= self._change[fine] > self.p.motion_t + self.p.fine_sway * np.maximum(
                 self.fine_dev - usual, 0)
             found += [veil for veil in self._veils(small, grey, change, gains, swayed, horizon, FINE, self.fine_top,
                                                    self.fine_rows, self.fine_energy)

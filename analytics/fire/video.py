@@ -550,7 +550,7 @@ class SceneModel:
         confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)
-        if flicker is None and not _spreads(recent, growth, self.p.unsettled_growth) and self._unsettled(track, t):
+        if flicker is None and self._unsettled(track, t) and not _spreads(recent, growth, self.p.unsettled_growth):
             return min(self.p.unsettled_cap, confidence)  # stubble or leaves shimmering, or a fire burning already
         return min(0.97, confidence)
 

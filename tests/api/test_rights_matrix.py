@@ -442,7 +442,7 @@ OUTSIDE_STHJJ = {"matrix-housing", "matrix-leader"}
 """An account outside the caller's department is not in its view: 404, as for a login that does not exist."""
 
 
-def test_dispatch_rights_by_assignee(api_url: str, world: World):
+def test_dispatch_rights_by_assignee(world: World):
     """Assigning needs the operator right over the alert, as acknowledging it does (403 without it; a subject
     outside the view is 404, tests/api/test_dispatch.py), and the assignee must be a person the caller sends:
     otherwise 403, or 404 for an account outside the caller's department (no existence leak)."""

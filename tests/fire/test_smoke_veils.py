@@ -8,6 +8,7 @@ which does not climb)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -43,7 +44,8 @@ def _seen(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     return small, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
 
-def _learnt(img: np.ndarray, seconds: float = 20.0, weather=None) -> tuple[SmokeModel, list[tuple]]:
+def _learnt(img: np.ndarray, seconds: float = 20.0, weather: Callable[[np.ndarray, float], np.ndarray] | None = None
+            ) -> tuple[SmokeModel, list[tuple]]:
     """A smoke model that watched ``img`` for ``seconds`` at 2 fps (``weather(img, t)``: the sky at t), and the
     veils it found meanwhile."""
     model = SmokeModel(SmokeParams(), 1, float(HORIZON), H)
@@ -101,4 +103,3 @@ def test_a_grey_sky_with_drifting_cloud_under_a_drifting_exposure_pages_nobody()
         found = detector.process("cam", None, frame, 2.0 * HORIZON, at=start + dt.timedelta(seconds=t))
         paged += [(t, c) for c in found if c.confidence >= ALERT_CONFIDENCE]
     assert paged == []
-
