@@ -772,13 +772,18 @@ def _log_far_band(camera: str, preset: int | None, scene: SceneModel) -> None:
         log.info("camera %s preset %s: far points searched from %.0f m to %.0f m", camera, preset, near, far)
 
 
+SPREAD_HITS = 4
+"""Sightings a steady rise is fitted on at the least: through two or three a line fits almost exactly, and a box
+flipping small → large reads as a rise (a young track, or 1 fps)."""
+
+
 def _spreads(recent: list[tuple], growth: float, least: float) -> bool:
     """Whether a track grows as a fire's line spreads: by ``least`` (``temporal.growth``: the last third of its
     time over the first) *and* steadily, the straight-line trend of its area rising over its hits by more than
     the area's scatter about that line. A sunlit strip shimmering with the mast's sway flips between two sizes,
     and at 2 fps the medians of the two or three frames of a third read that as growth (tuning low sun 7008:
     1.45 at 5 s, its area's trend falling: it paged)."""
-    if growth < least:
+    if growth < least or len(recent) < SPREAD_HITS:
         return False
     ts = np.array([h[0] for h in recent])
     rise, scatter = _trend(ts, np.array([h[2] for h in recent], np.float64))

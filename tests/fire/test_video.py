@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from alerts.fire import ALERT_CONFIDENCE
+from analytics.fire import video
 from analytics.fire.colour import ColourParams, flame_mask, land_means
 from analytics.fire.video import VideoDetector, VideoParams
 from simulators.scenes import NEGATIVE, POSITIVE, SceneSpec, render
@@ -202,3 +203,22 @@ def test_a_clock_stepped_back_restarts_the_scene_model_with_a_warning(caplog):
     assert "stepped back" in caplog.text
     detector.process("cam", None, frames[23], spec.horizon, at=back + dt.timedelta(seconds=0.5))
     assert scene.t == (back + dt.timedelta(seconds=0.5)).timestamp()
+
+
+def _sighted(areas: list[float], fps: float) -> list[tuple]:
+    """A track's sightings (capture time, box, area) at ``fps``."""
+    return [(i / fps, (0, 0, 10, 10), area) for i, area in enumerate(areas)]
+
+
+@pytest.mark.parametrize("fps", [1, 2, 25])
+def test_a_line_widening_steadily_spreads_and_a_box_flipping_between_two_sizes_does_not(fps):
+    """``_spreads`` (a track there from the model's start pages early only if it spreads): a steady rise in area
+    does, at any rate; a box flipping between two sizes with the mast's sway does not, whatever its growth by
+    thirds reads; nor a rise seen in fewer than ``SPREAD_HITS`` sightings, which any two sizes would fit."""
+    seconds = 6
+    widening = [100 + 20 * i / fps for i in range(seconds * fps)]
+    flipping = [100 if i % 2 else 190 for i in range(seconds * fps)]
+    assert video._spreads(_sighted(widening, fps), 1.5, 1.2)
+    assert not video._spreads(_sighted(flipping, fps), 1.45, 1.2)
+    assert not video._spreads(_sighted(widening, fps), 1.1, 1.2)  # not grown enough by thirds
+    assert not video._spreads(_sighted([100, 190, 280][:video.SPREAD_HITS - 1], fps), 2.8, 1.2)
