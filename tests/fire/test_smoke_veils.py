@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
+import pytest
 
 from alerts.fire import ALERT_CONFIDENCE
 from analytics.fire.smoke import SmokeModel, SmokeParams
@@ -44,19 +45,19 @@ def _seen(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     return small, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
 
-def _learnt(img: np.ndarray, seconds: float = 20.0, weather: Callable[[np.ndarray, float], np.ndarray] | None = None
-            ) -> tuple[SmokeModel, list[tuple]]:
-    """A smoke model that watched ``img`` for ``seconds`` at 2 fps (``weather(img, t)``: the sky at t), and the
+def _learnt(img: np.ndarray, seconds: float = 20.0, weather: Callable[[np.ndarray, float], np.ndarray] | None = None,
+            fps: float = 2.0) -> tuple[SmokeModel, list[tuple]]:
+    """A smoke model that watched ``img`` for ``seconds`` at ``fps`` (``weather(img, t)``: the sky at t), and the
     veils it found meanwhile."""
     model = SmokeModel(SmokeParams(), 1, float(HORIZON), H)
     rng = np.random.default_rng(1)
     keep = np.full((H, W), 255, np.uint8)
     model.start(*_seen(img if weather is None else weather(img, 0.0), rng))
     found = []
-    for i in range(1, int(seconds * 2)):
-        small, grey = _seen(img if weather is None else weather(img, i / 2), rng)
-        found += model.blobs(small, grey, i / 2)
-        model.update(small, grey, 0.5, keep)
+    for i in range(1, int(seconds * fps)):
+        small, grey = _seen(img if weather is None else weather(img, i / fps), rng)
+        found += model.blobs(small, grey, i / fps)
+        model.update(small, grey, 1 / fps, keep)
     return model, found
 
 
@@ -68,9 +69,10 @@ def _faint_veil(img: np.ndarray, opacity: float) -> np.ndarray:
     return np.clip(img * (1 - alpha) + 130.0 * alpha, 0, 255)
 
 
-def test_a_faint_grey_veil_over_a_quiet_grey_sky_is_a_veil():
+@pytest.mark.parametrize("fps", [1, 2, 25])
+def test_a_faint_grey_veil_over_a_quiet_grey_sky_is_a_veil(fps):
     sky = _overcast()
-    model, found = _learnt(sky)
+    model, found = _learnt(sky, fps=fps)
     assert found == []  # the quiet sky and the swaying crowns make no veil of their own
     small, grey = _seen(_faint_veil(sky, 0.07), np.random.default_rng(2))  # 2–3 grey levels darker
     veils = model.blobs(small, grey, 20.0)
