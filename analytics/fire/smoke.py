@@ -106,6 +106,8 @@ class SmokeModel:
         """FINE rows' usual |grey − background| per pixel."""
         self.usual = None
         """The smoke region's usual |change| per pixel (``motion_k``)."""
+        self.threshold = None
+        """The |change| a pixel of the smoke region must exceed to move, from ``usual`` (with no exposure change)."""
         self._change: np.ndarray | None = None
         """The last frame's |change| over the smoke region, learnt into ``usual`` by ``update``."""
         self.seen = 0
@@ -119,8 +121,23 @@ class SmokeModel:
         if self.fine_rows:
             self.fine_dev = np.zeros_like(self._fine(grey))
         self.usual = np.full_like(grey[self.top:], self.p.motion_t / self.p.motion_k)  # (as before, until learnt)
+        self._learnt_threshold()
         self._change = None
         self.seen = 1
+
+    def _learnt_threshold(self) -> None:
+        self.threshold = np.clip(self.p.motion_k * self.usual, self.p.motion_min, self.p.motion_t)
+
+    def _threshold(self, gains: np.ndarray, region: slice) -> np.ndarray:
+        """Per pixel, the |change| that is movement. While the background has not caught up with an exposure change
+        its compensation may be off by a share of it (the sky takes the land's gain): that much is no veil either.
+        (Most frames have no such change: then the learnt threshold as it is, not four passes over the region.)"""
+        off = self.p.gain_error * np.abs(gains - 1)
+        if float(off.max()) * 255 <= self.p.motion_min:
+            return self.threshold
+        unsure = off[:, None] * self.grey[region]
+        return np.minimum(np.maximum(self.p.motion_k * self.usual, np.maximum(unsure, self.p.motion_min)),
+                          self.p.motion_t)
 
     def _fine(self, image: np.ndarray) -> np.ndarray:
         return image[self.fine_top:self.fine_top + self.fine_rows]
@@ -132,6 +149,7 @@ class SmokeModel:
             self._learn_sway(grey, keep, max(alpha, 1 / self.seen))
         if self._change is not None:  # (a running mean over the first frames, as for the sway)
             cv2.accumulateWeighted(self._change, self.usual, max(alpha, 1 / self.seen), keep[self.top:])
+            self._learnt_threshold()
             self._change = None
         cv2.accumulateWeighted(grey, self.grey, alpha, keep)
         cv2.accumulateWeighted(_saturation(small), self.saturation, alpha, keep)
@@ -169,9 +187,7 @@ class SmokeModel:
         self._change = np.abs(change)
         # while the background has not caught up with an exposure change, its compensation may be off by a share of
         # it (the sky takes the land's gain): that much is no veil either
-        unsure = self.p.gain_error * np.abs(gains[top:, None] - 1) * self.grey[region]
-        floor = np.maximum(unsure, self.p.motion_min)
-        moved = self._change > np.minimum(np.maximum(self.p.motion_k * self.usual, floor), self.p.motion_t)
+        moved = self._change > self._threshold(gains[top:], region)
         turned = unsaturated & washed & moved
         judged: list[tuple[int, int, int, int]] = []
         found = self._veils(small, grey, change, gains, turned, horizon, BLOCK, self.top, turned.shape[0],
