@@ -160,7 +160,9 @@ def score_run(ledger: list[TerminalInfo], hours: float, seed: int, per_kind: int
         truth.record(path, truths)
         recorded = truth.load(path)
     alerts = [(info, raised) for info in chosen for raised in judge_day(info, distortions[info.code], hours, seed)]
-    return _score(chosen, recorded, distortions, alerts)
+    frozen = {t: distortions[t.terminal].stuck[t.metric] for t in recorded
+              if t.kind is Fault.stuck and t.metric in distortions[t.terminal].stuck}  # one window per fault here
+    return _score(chosen, recorded, frozen, alerts)
 
 
 @dataclass
@@ -239,8 +241,10 @@ def _reconcile(stored: list[Raised], start: dt.datetime, rule: Rule, found: list
             alert.retracted = True
 
 
-def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], distortions: dict[str, Distortion],
+def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], frozen: dict[truth.Truth, float],
            alerts: list[tuple[TerminalInfo, Raised]]) -> dict[str, Score]:
+    """``frozen``: the value each stuck window froze at (a piece of a window cut by the live run's period freezes
+    afresh, so it is per window, not per sensor)."""
     infos = {info.code: info for info in chosen}
     scores = {family: Score() for family in FAMILIES}
     by_terminal = defaultdict(list)
@@ -259,7 +263,7 @@ def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], distortions: d
     for t in truths:
         family = "device" if t.kind is not Fault.pollution else FAMILY_OF_KIND[infos[t.terminal].kind]
         score = scores[family]
-        if not _visible(t, infos[t.terminal], distortions[t.terminal]):
+        if not _visible(t, infos[t.terminal], frozen.get(t)):
             score.invisible += 1
             continue
         score.injected += 1
@@ -277,11 +281,12 @@ def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], distortions: d
     return scores
 
 
-def _visible(t: truth.Truth, info: TerminalInfo, distortion: Distortion) -> bool:
-    """An injected fault a rule could see: a stuck one as ``_visible_stuck`` says, a drift lasting at least the
-    drift test's window (the live bench's run-long period cuts a window at the run's end to minutes)."""
+def _visible(t: truth.Truth, info: TerminalInfo, frozen: float | None) -> bool:
+    """An injected fault a rule could see: a stuck one (frozen at ``frozen``) as ``_visible_stuck`` says, a drift
+    lasting at least the drift test's window (the live bench's run-long period cuts a window at the run's end to
+    minutes)."""
     if t.kind is Fault.stuck:
-        return _visible_stuck(t, distortion.stuck.get(t.metric))
+        return _visible_stuck(t, frozen)
     if t.kind is Fault.drift:
         return t.end - t.start >= drift_window(info)
     return True

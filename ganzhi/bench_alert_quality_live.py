@@ -44,7 +44,7 @@ from ganzhi.broker_auth import platform_accounts, write_files
 from ganzhi.database import prepare
 from registry import demo
 from simulators import truth
-from simulators.faults import Distortion, Fault
+from simulators.faults import Fault
 
 if TYPE_CHECKING:
     from simulators.loggers import LoggerStats
@@ -120,11 +120,12 @@ def score_stored(conn: psycopg.Connection, truths: list[truth.Truth], since: dt.
 
 
 def _frozen(conn: psycopg.Connection, truths: list[truth.Truth],
-            infos: dict[str, TerminalInfo]) -> dict[str, Distortion]:
-    """What ``_score`` needs of the simulators' state, read back from the stored readings: the value a stuck
-    sensor froze at (its first reading in the window), so that a sensor stuck at a resting value (a detector at
-    0 %LEL in clean air) is counted invisible, as the in-process bench does."""
-    found = {code: Distortion(None, random.Random(0)) for code in infos}
+            infos: dict[str, TerminalInfo]) -> dict[truth.Truth, float]:
+    """What ``_score`` needs of the simulators' state, read back from the stored readings: the value each stuck
+    window froze at (its first reading in the window; the two pieces of a window the run's period cut freeze apart),
+    so that a sensor stuck at a resting value (a detector at 0 %LEL in clean air) is counted invisible, as the
+    in-process bench does."""
+    found = {}
     for t in truths:
         if t.kind is not Fault.stuck or t.metric is None:
             continue
@@ -133,7 +134,7 @@ def _frozen(conn: psycopg.Connection, truths: list[truth.Truth],
              where r.terminal_id = %s and r.metric = %s and r.ts >= %s and r.ts < %s
              order by r.ts limit 1""", (infos[t.terminal].id, t.metric, t.start, t.end)).fetchone()
         if row is not None:
-            found[t.terminal].stuck[t.metric] = row[0]
+            found[t] = row[0]
     return found
 
 

@@ -17,12 +17,13 @@ from analytics.engine import Episode, Point
 from analytics.rules import FIXING, SENSOR_OK, TerminalInfo, latch_of, rules_for
 from core.settings import get_settings
 from ganzhi.bench_alert_quality import Raised, _score, replay
+from ganzhi.bench_alert_quality_live import score_stored
 from ingest.validate import Accepted
 from ingest.writer import Batch, Writer
 from registry import service
 from registry.changes import Actor
 from simulators import truth
-from simulators.faults import Distortion, Fault
+from simulators.faults import Fault
 from tests.analytics.test_worker import NOW, Worker, _alerts, _write
 from tests.factories import river_station, terminal_in
 
@@ -180,7 +181,7 @@ def test_the_score_counts_a_bureau_alert_raised_by_a_device_fault_as_false():
     after = at + dt.timedelta(minutes=1)
     alerts_raised = [(detector, Raised(rule, Episode(at, at, after, "warning", "methane 30", 30, 30))),
                      (detector, Raised(jump, Episode(at, at, after, "warning", "spike", 30, 30)))]
-    scores = _score([detector], [spike], {detector.code: Distortion(None, random.Random(1))}, alerts_raised)
+    scores = _score([detector], [spike], {}, alerts_raised)
     assert (scores["gas"].alerts, scores["gas"].explained, scores["gas"].by_fault) == (1, 0, 1)
     assert scores["gas"].precision == 0.0 and scores["device"].precision == 1.0 and scores["device"].recall == 1.0
 
@@ -288,8 +289,7 @@ def test_an_alert_raised_and_later_retracted_is_scored_and_counted():
     raised = replay(night, series, dt.timedelta(seconds=300), end)
     assert [(r.retracted, r.episode.start.astimezone(BEIJING).hour) for r in raised] == [(True, 2)]
     stuck = truth.Truth(Fault.stuck, meter.code, "water_flow", evening, end)
-    scores = _score([meter], [stuck], {meter.code: Distortion(None, random.Random(1))},
-                    [(meter, r) for r in raised])
+    scores = _score([meter], [stuck], {}, [(meter, r) for r in raised])
     assert (scores["water"].alerts, scores["water"].retracted, scores["water"].explained) == (1, 1, 0)
 
 
@@ -920,9 +920,7 @@ def test_a_stuck_window_shorter_than_the_metrics_flat_line_window_is_invisible_n
     short = truth.Truth(Fault.stuck, point.code, "water_pressure", T0, T0 + dt.timedelta(hours=3))
     long = truth.Truth(Fault.stuck, point.code, "water_pressure", T0 + dt.timedelta(hours=10),
                        T0 + dt.timedelta(hours=20))
-    frozen = Distortion(None, random.Random(1))
-    frozen.stuck["water_pressure"] = 0.31
-    device = _score([point], [short, long], {point.code: frozen}, [])["device"]
+    device = _score([point], [short, long], {short: 0.31, long: 0.31}, [])["device"]
     assert (device.invisible, device.injected, device.detected) == (1, 1, 0)
 
 
@@ -933,6 +931,21 @@ def test_a_drift_window_shorter_than_the_drift_test_is_invisible_not_missed():
     outlet = _terminal("river_station", ("w01019",), 1800)
     cut = truth.Truth(Fault.drift, outlet.code, "w01019", T0, T0 + dt.timedelta(minutes=7))
     whole = truth.Truth(Fault.drift, outlet.code, "w01019", T0 + dt.timedelta(hours=10), T0 + dt.timedelta(hours=15))
-    device = _score([outlet], [cut, whole], {outlet.code: Distortion(None, random.Random(1))}, [])["device"]
+    device = _score([outlet], [cut, whole], {}, [])["device"]
     assert (device.invisible, device.injected, device.detected) == (1, 1, 0)
     assert len(device.missed) == 1 and "10:00–15:00" in device.missed[0]
+
+
+def test_each_stuck_window_is_judged_at_the_value_it_froze_at(conn, db_url):
+    """The live bench's run-long period cuts a window running past the end in two, and each piece freezes afresh
+    (``Distortion._enter``): a methane detector at rest (0 %LEL) in the piece open at the run's first reading, at
+    1 %LEL in the piece at the end. The first is invisible (clean air reads the same); reading one value back per
+    terminal and metric judged it at the last piece's 1 %LEL and scored it a miss."""
+    code = service.create_terminal(conn, terminal_in("测试阀井甲烷", "methane_detector"), Actor("t"))
+    conn.commit()
+    at_rest = truth.Truth(Fault.stuck, code, "methane_lel", NOW - dt.timedelta(hours=24),
+                          NOW - dt.timedelta(hours=14.4))
+    at_one = truth.Truth(Fault.stuck, code, "methane_lel", NOW - dt.timedelta(hours=4), NOW)
+    _write(db_url, code, "methane_lel", [(m, 0.0 if m < -4 * 60 else 1.0, None) for m in range(-24 * 60, 0, 5)])
+    device = score_stored(conn, [at_rest, at_one], NOW - dt.timedelta(hours=25), NOW).scores["device"]
+    assert (device.invisible, device.injected, device.missed) == (2, 0, [])
