@@ -1042,8 +1042,11 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
     """Flat to within the metric's resolution, away from its resting values, for longer than a live signal
     ever is (in time, not readings: intervals change). The other metrics of the same terminal are the cheap
     neighbours, then the same metric on its pole or river (``nearby``): a flat line while one of them moves is a
-    stuck sensor after ``flat_after_h``; when they are flat too, or silent (a calm river, the whole logger frozen,
-    the neighbours offline), it takes twice as long. When the siblings moved is worked out once a line has lasted
+    stuck sensor after ``flat_after_h``; when they are flat too (a calm river, the whole logger frozen) it takes
+    twice as long. A neighbour silent through the line (offline, not reporting) shows nothing of the world: with
+    only such neighbours the terminal has nothing to compare against, as one with none, and is called after
+    ``flat_after_h``; a line once called stays called (a silent neighbour's backlog arriving later, flat, does
+    not end the alert while the line goes on). When the siblings moved is worked out once a line has lasted
     ``flat_after_h`` (rarely: every window of every terminal used to scan each sibling series, ten stuck rules a
     ten-metric terminal, a fifth of a rule worker's first judgements); the neighbours are asked only between once
     and twice the window, and again each 1/60 of the window of observation time until one is seen to move."""
@@ -1053,17 +1056,19 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
     moved: list[list[list[dt.datetime]]] = []
     since: list[Point] = []
     looked: dict = {}
+    called: dict = {}
 
-    def neighbours_moved(start: dt.datetime, ts: dt.datetime) -> tuple[int, Nearby | None]:
-        """How many neighbours moved between ``start`` and ``ts`` and where they are (None: it has none)."""
+    def neighbours_moved(start: dt.datetime, ts: dt.datetime) -> tuple[int, int, Nearby | None]:
+        """How many neighbours moved between ``start`` and ``ts``, how many were heard through the line (reported
+        over a flat-line window of it, moving or not), and where they are (None: it has none)."""
         if looked.get("start") != start or (not looked["moved"] and ts - looked["at"] >= refresh):
             found = nearby(start)
-            changes = [] if found is None else [
-                _change_times([p for p in points if p.flag in (None, "N")], spec.step) for points in found.series]
-            looked.update(start=start, at=ts, found=found, changes=changes, moved=False)
+            series = [] if found is None else [[p for p in points if p.flag in (None, "N")] for points in found.series]
+            looked.update(start=start, at=ts, found=found, changes=[_change_times(s, spec.step) for s in series],
+                          heard=sum(bool(s) and s[-1].ts - s[0].ts >= flat_after for s in series), moved=False)
         lively = sum(_changes_between(times, start, ts) >= PEER_MOVES for times in looked["changes"])
         looked["moved"] = lively > 0
-        return lively, looked["found"]
+        return lively, looked["heard"], looked["found"]
 
     def judge(point: Point) -> Verdict:
         if not since or abs(point.value - since[0].value) >= spec.step / 2:
@@ -1073,18 +1078,23 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
             return CLEAR
         if not moved:
             moved.append([_change_times(points, metric_spec(m).step) for m, points in siblings.items()])
-        if any(_changed_between(times, since[0].ts, point.ts) for times in moved[0]):
+        if called.get("start") == since[0].ts:  # a line called stuck stays so: a neighbour's backlog changes nothing
+            why = called["why"]
+        elif any(_changed_between(times, since[0].ts, point.ts) for times in moved[0]):
             why = "while the terminal's other sensors moved"
         elif flat_for >= 2 * flat_after:
             why = "with nothing seen moving beside it"
         else:
-            lively, found = neighbours_moved(since[0].ts, point.ts) if nearby else (0, None)
+            lively, heard, found = neighbours_moved(since[0].ts, point.ts) if nearby else (0, 0, None)
             if lively:
                 why = f"while {lively} of its neighbours on {found.where} moved"
-            elif siblings or found is not None:
+            elif siblings or heard:
                 return CLEAR
+            elif found is not None:
+                why = f"while its neighbours on {found.where} were silent"
             else:
                 why = "with nothing to compare against"
+        called.update(start=since[0].ts, why=why)
         hours = flat_for.total_seconds() / 3600
         return Verdict(State.VIOLATE, "warning", f"{spec.name} flat at {since[0].value:g} {spec.unit} for "
                        f"{hours:.1f} h {why} (stuck sensor?)", hours)

@@ -137,15 +137,42 @@ def test_a_neighbour_that_starts_moving_later_is_seen_while_the_gauge_is_streame
     assert "while 1 of its neighbours on 呼兰河 moved" in _stuck(db_url).get(stuck, "")
 
 
-def test_neighbours_silent_or_spiking_are_no_evidence(conn, db_url, worker):
-    """A neighbour offline (its backlog may come later and must not retract an alert raised meanwhile) or one that
-    spiked once is not a river that moved: the flat gauge waits twice the window as beside flat ones."""
-    beside_silent = _gauge(conn, "呼兰河1号水位站", 160)
-    _gauge(conn, "呼兰河2号水位站", 150)  # in the ledger, never reporting
+def test_a_neighbour_that_spiked_once_is_no_river_that_moved(conn, db_url, worker):
+    """A neighbour that reported flat through the line but for one spike is a calm river: the flat gauge waits
+    twice the window, as beside flat ones."""
     beside_spike, spiking = _gauge(conn, "通肯河1号水位站", 60, "通肯河"), _gauge(conn, "通肯河2号水位站", 70, "通肯河")
     conn.commit()
-    _level(db_url, beside_silent, 2.31, 0.0)
     _level(db_url, beside_spike, 1.31, 0.0)
     _write(db_url, spiking, "water_level", [(m, 5.0 if m == -300 else 1.5, None) for m in range(-HOURS * 60, 1, 10)])
     worker.step()
     assert _stuck(db_url) == {}
+
+
+def test_a_gauge_whose_neighbours_are_silent_is_stuck_after_one_window(conn, db_url, worker):
+    """A neighbour in the ledger that did not report through the line (offline, or not deployed yet) shows nothing
+    of the river: the gauge has nothing to compare against, as one with no neighbour at all, and a level flat to the
+    centimetre for longer than a live river ever is (12 h) is stuck. Its alert says the neighbours were silent."""
+    stuck = _gauge(conn, "呼兰河1号水位站", 160)
+    late = _gauge(conn, "呼兰河2号水位站", 150)  # reports only the last hour: not heard through the line
+    _gauge(conn, "呼兰河3号水位站", 170)  # in the ledger, never reporting
+    conn.commit()
+    _level(db_url, stuck, 2.31, 0.0)
+    _write(db_url, late, "water_level", [(m, 2.0, None) for m in range(-60, 1, 10)])
+    worker.step()
+    assert "while its neighbours on 呼兰河 were silent" in _stuck(db_url).get(stuck, "")
+
+
+def test_a_silent_neighbour_s_backlog_arriving_later_does_not_end_the_stuck_alert(conn, db_url, worker):
+    """The line was called stuck while the neighbour was silent; the neighbour's backlog, flat, arrives later. The
+    gauge is as stuck as it was: its alert stays open (it neither resolves nor is raised a second time)."""
+    stuck, neighbour = _gauge(conn, "呼兰河1号水位站", 160), _gauge(conn, "呼兰河2号水位站", 150)
+    conn.commit()
+    _write(db_url, stuck, "water_level", [(m, 2.31, None) for m in range(-HOURS * 60, -60 + 1, 10)])
+    worker.step()
+    assert stuck in _stuck(db_url)
+    _write(db_url, neighbour, "water_level", [(m, 2.0, None) for m in range(-HOURS * 60, 1, 10)])
+    _write(db_url, stuck, "water_level", [(m, 2.31, None) for m in range(-50, 1, 10)])
+    worker.step()
+    with psycopg.connect(db_url) as c:
+        rows = c.execute("select status from alert where rule = 'device:stuck:water_level'").fetchall()
+    assert rows == [("open",)]
