@@ -13,9 +13,10 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import operator
+import statistics
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -240,6 +241,59 @@ class RuleStream:
             self.recent.extend(p.ts for p in points[-RECENT:])
 
 
+QUIET_S = 300.0
+"""Real seconds with nothing committed by anyone after which the city is taken as quiet, not the ingest as stalled
+(``IngestClock``): a database failover or an ingest restart is over within minutes, and a city of thousands of
+terminals is never silent that long unless its readings have stopped coming (the no-data sweep has paged meanwhile).
+A held alarm waits at most this long for a stalled ingest."""
+
+
+class IngestClock:
+    """How far the city's readings have come through the ingest, as the worker hears the commits (the notifications of
+    every batch, whatever its terminals' worker): the clock a held spike is released on (``TerminalStream.clock``).
+
+    It moves on by the observation time the committed batches advanced (the median of a batch's terminals' earliest
+    observations, so one device with a fast clock does not carry it), never faster than real time (a backlog or a
+    compressed simulation does not make it race). So a reading stuck in a stalled or lagging ingest is not silence:
+    while nothing newer commits for anyone, no terminal's clock runs. When nothing at all has been committed for
+    ``QUIET_S`` the city is quiet, and real time counts again, the quiet included."""
+
+    def __init__(self) -> None:
+        self.progress = 0.0
+        self.horizon: dt.datetime | None = None
+        self.last: float | None = None
+        """When a commit was last heard (monotonic)."""
+
+    def heard(self, observed: Iterable[dt.datetime]) -> None:
+        """A batch committed, with these earliest observations of its terminals."""
+        at, newest = time.monotonic(), statistics.median_low(observed)
+        if self.last is None:
+            self.progress, self.horizon = at, newest  # from the real clock on: the same scale before and after
+        else:
+            real = at - self.last
+            came = max(0.0, (newest - self.horizon).total_seconds())
+            self.progress += real if real >= QUIET_S else min(real, came)
+            self.horizon = max(self.horizon, newest)
+        self.last = at
+
+    def now(self) -> float:
+        """Seconds, on a scale of their own (only differences mean anything); the real clock until a commit is heard."""
+        at = time.monotonic()
+        if self.last is None:
+            return at
+        quiet = at - self.last
+        return self.progress + (quiet if quiet >= QUIET_S else 0.0)
+
+
+INGEST = IngestClock()
+"""The worker process's: every rule worker hears every commit."""
+
+
+def heard_commit(observed: Iterable[dt.datetime]) -> None:
+    """A notified batch: the ingest committed readings with these earliest observations (``IngestClock.heard``)."""
+    INGEST.heard(observed)
+
+
 @dataclass
 class TerminalStream:
     info: TerminalInfo
@@ -254,16 +308,17 @@ class TerminalStream:
     """The database snapshot (``pg_current_snapshot``) taken before this terminal was last read: a batch visible
     in it has been judged."""
     heard: tuple[dt.datetime, float] | None = None
-    """The newest observation time read of the terminal, and when (monotonic): the terminal's clock runs on from
-    there (``clock``). A reading a spike screen holds is released after that much real silence, whatever the
-    device's clock says and however late its data comes (a late spike and the reading after it, read one after
-    the other, are still judged together)."""
+    """The newest observation time read of the terminal, and when (``INGEST.now``): the terminal's clock runs on from
+    there (``clock``). A reading a spike screen holds is released after that much silence while the city's readings
+    kept coming through the ingest, whatever the device's clock says and however late its data comes (a late spike
+    and the reading after it, read one after the other, are still judged together); an ingest stalled or behind is
+    no silence of the terminal's."""
 
     def clock(self) -> dt.datetime | None:
         if self.heard is None:
             return None
         newest, at = self.heard
-        return newest + dt.timedelta(seconds=time.monotonic() - at)
+        return newest + dt.timedelta(seconds=INGEST.now() - at)
 
     def judged(self, xid: int) -> bool:
         return bool(self.snapshot) and visible_in(xid, self.snapshot)
@@ -319,7 +374,7 @@ def load(conn: psycopg.Connection, terminals: list[tuple[TerminalInfo, int]],
                               latches.get((terminal_id, key)))
     for stream in loaded.values():
         judged = [s.judged_to for s in stream.rules.values() if s.judged_to is not None]
-        stream.heard = (max(judged), time.monotonic()) if judged else None
+        stream.heard = (max(judged), INGEST.now()) if judged else None
     return loaded
 
 
@@ -388,7 +443,7 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
     of the rules whose episode began or ended, or whose window was re-read."""
     newest = max((pts[-1].ts for pts in data.values() if pts), default=None)
     if newest is not None and (stream.heard is None or newest > stream.heard[0]):
-        stream.heard = (newest, time.monotonic())
+        stream.heard = (newest, INGEST.now())
     clock = stream.clock()
     steps = stream.steps or {key: rs.step(earliest, time.monotonic()) for key, rs in stream.rules.items()}
     stream.steps = None

@@ -41,6 +41,7 @@ from analytics.evaluate import (
     WINDOW,
     AlertSink,
     TerminalStream,
+    heard_commit,
     held_past_due,
     judge_terminal,
     load,
@@ -312,6 +313,7 @@ class RuleWorker:
         rest = list(listen.notifies(timeout=0.001)) if first else []  # what else has come (no 20 ms wait)
         for note in first + rest:
             xid, terminals = parse(note.payload)
+            heard_commit(terminals.values())
             for terminal_id, earliest in terminals.items():
                 if not self.owns(terminal_id):
                     continue

@@ -142,10 +142,13 @@ def test_a_jump_to_an_alarm_and_then_silence_is_judged_once_no_reading_can_make_
     assert [(e.start, e.end, e.worst_value) for e in found] == [(jumped, None, 45.0)]
 
 
-def test_a_running_worker_judges_a_fresh_jump_once_the_detector_has_stayed_silent(conn, db_url):
-    """The jump arrives on time and nothing follows: the worker itself notices, three intervals after the reading
-    before the jump, that the jump can no longer be a spike (a detector reporting every second, to wait seconds)."""
+def test_a_running_worker_judges_a_fresh_jump_once_the_detector_has_stayed_silent(conn, db_url, monkeypatch):
+    """The jump arrives on time and nothing follows while the rest of the city goes on reporting: the worker itself
+    notices, three intervals after the reading before the jump, that the jump can no longer be a spike (a detector
+    reporting every second, to wait seconds)."""
+    monkeypatch.setattr(evaluate, "INGEST", evaluate.IngestClock())
     code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector", report_interval_s=1), Actor("t"))
+    city = service.create_terminal(conn, terminal_in("甲烷2", "methane_detector", report_interval_s=1), Actor("t"))
     conn.commit()
     worker = Worker(db_url)
     clock = dt.datetime.now(dt.UTC)
@@ -155,12 +158,66 @@ def test_a_running_worker_judges_a_fresh_jump_once_the_detector_has_stayed_silen
         assert _alerts(db_url) == []  # the next reading may still show a spike
         give_up = time.monotonic() + 30
         while not _alerts(db_url) and time.monotonic() < give_up:  # silence for the spike test's three seconds
+            _write_at(db_url, city, "methane_lel", [(dt.datetime.now(dt.UTC), 0.0)])  # the city goes on
             worker.rules._due["members"] = 0.0  # the periodic chores (every two seconds) run on each step
             worker.step()
     finally:
         worker.close()
     jumped = clock.replace(microsecond=clock.microsecond // 1000 * 1000)  # stored to the millisecond
     assert [(rule, status, start) for rule, status, _, start, _ in _alerts(db_url)] == [("gas:methane", "open", jumped)]
+
+
+class _WallClock:
+    """``analytics.evaluate``'s ``time``, put forward by hand (``ahead``): the rest of the process keeps real time."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead
+
+
+def _jump_then_wall_time(conn, db_url, monkeypatch, seconds: float) -> tuple[str, Worker]:
+    """A detector reporting every minute reads 0 then 45 %LEL; the worker holds the jump; then ``seconds`` of wall
+    time pass with nothing committed by anyone, and the worker looks for held jumps (its two-second chore)."""
+    monkeypatch.setattr(evaluate, "INGEST", evaluate.IngestClock())
+    wall = _WallClock()
+    monkeypatch.setattr(evaluate, "time", wall)
+    code = service.create_terminal(conn, terminal_in("甲烷", "methane_detector", report_interval_s=60), Actor("t"))
+    conn.commit()
+    worker = Worker(db_url)
+    _write(db_url, code, "methane_lel", [(-2, 0.0, None), (-1, 45.0, None)])
+    worker.step()
+    assert worker.rules.holding and _alerts(db_url) == []
+    wall.ahead += seconds
+    worker.rules._due["members"] = 0.0
+    worker.step()
+    return code, worker
+
+
+def test_an_ingest_stall_is_no_silence_of_the_detector_and_releases_no_held_jump(conn, db_url, monkeypatch):
+    """The ingest stalls for four minutes (a database failover, an overloaded ingest's queue) with the detector's
+    next reading, 0 %LEL, in it: nothing is committed for anyone meanwhile. The detector was not silent, the
+    ingest was: the jump stays held, and when the backlog commits it is a spike (the steward's), not a leak. On the
+    worker's real-time clock the four minutes ran past the spike test's three intervals and released the jump as a
+    real reading of 45 %LEL (``gas:methane``)."""
+    code, worker = _jump_then_wall_time(conn, db_url, monkeypatch, 240.0)
+    try:
+        assert _alerts(db_url) == []
+        _write(db_url, code, "methane_lel", [(0, 0.0, None)])  # the stall ends: the backlog commits
+        worker.step()
+    finally:
+        worker.close()
+    assert [rule for rule, *_ in _alerts(db_url)] == ["device:jump:methane_lel"]
+
+
+def test_a_city_quiet_for_longer_than_any_stall_releases_a_held_jump(conn, db_url, monkeypatch):
+    """Nothing at all committed for ``QUIET_S`` (five minutes) is no stall the ingest recovers from but a city gone
+    quiet (or an outage the no-data alerts have paged about): a held alarm is not kept back for ever, real time
+    counts again and the jump is judged as a reading, a leak."""
+    _, worker = _jump_then_wall_time(conn, db_url, monkeypatch, evaluate.QUIET_S + 1)
+    worker.close()
+    assert [rule for rule, *_ in _alerts(db_url)] == ["gas:methane"]
 
 
 def _write_at(db_url: str, code: str, metric: str, values: list[tuple[dt.datetime, float]]) -> None:
