@@ -248,32 +248,48 @@ terminals is never silent that long unless its readings have stopped coming (the
 A held alarm waits at most this long for a stalled ingest."""
 
 
+CARRY_S = 1.0
+"""Seconds of observation time a commit brought beyond the real time since the last one, carried to the next (the
+batches of one drain are heard together, a moment apart)."""
+
+
 class IngestClock:
     """How far the city's readings have come through the ingest, as the worker hears the commits (the notifications of
     every batch, whatever its terminals' worker): the clock a held spike is released on (``TerminalStream.clock``).
 
-    It moves on by the observation time the committed batches advanced (the median of a batch's terminals' earliest
-    observations, so one device with a fast clock does not carry it), never faster than real time (a backlog or a
-    compressed simulation does not make it race). So a reading stuck in a stalled or lagging ingest is not silence:
-    while nothing newer commits for anyone, no terminal's clock runs. When nothing at all has been committed for
-    ``QUIET_S`` the city is quiet, and real time counts again, the quiet included."""
+    It moves on as far as the committed batches advanced observation time (the median of a batch's terminals' earliest
+    observations, so one device with a fast clock does not carry it), never faster than real time (a compressed
+    simulation, a backlog uploaded at once do not make it race). So a reading stuck in a stalled or lagging ingest is
+    not silence: while nothing newer commits for anyone, no terminal's clock runs; real time it could not count is
+    owed, and counted as the backlog commits. When nothing at all has been committed for ``QUIET_S``, the city is
+    quiet, and real time counts again, the quiet included."""
 
     def __init__(self) -> None:
         self.progress = 0.0
         self.horizon: dt.datetime | None = None
         self.last: float | None = None
         """When a commit was last heard (monotonic)."""
+        self.owed = 0.0
+        """Real seconds not counted yet: the commits did not advance observation time as far."""
+        self.ahead = 0.0
+        """Seconds of observation time committed beyond the real time counted (at most ``CARRY_S`` carried on)."""
 
     def heard(self, observed: Iterable[dt.datetime]) -> None:
         """A batch committed, with these earliest observations of its terminals."""
         at, newest = time.monotonic(), statistics.median_low(observed)
         if self.last is None:
             self.progress, self.horizon = at, newest  # from the real clock on: the same scale before and after
+        elif at - self.last >= QUIET_S:
+            self.progress += self.owed + at - self.last  # ``now`` counted the quiet
+            self.owed, self.ahead, self.horizon = 0.0, 0.0, newest
         else:
             real = at - self.last
-            came = max(0.0, (newest - self.horizon).total_seconds())
-            self.progress += real if real >= QUIET_S else min(real, came)
-            self.horizon = max(self.horizon, newest)
+            horizon = max(self.horizon, min(newest, self.horizon + dt.timedelta(seconds=real + CARRY_S)))
+            self.owed += real
+            self.ahead = min(self.ahead, CARRY_S) + (horizon - self.horizon).total_seconds()
+            gained = min(self.owed, self.ahead)
+            self.progress += gained
+            self.owed, self.ahead, self.horizon = self.owed - gained, self.ahead - gained, horizon
         self.last = at
 
     def now(self) -> float:
@@ -282,7 +298,7 @@ class IngestClock:
         if self.last is None:
             return at
         quiet = at - self.last
-        return self.progress + (quiet if quiet >= QUIET_S else 0.0)
+        return self.progress + (self.owed + quiet if quiet >= QUIET_S else 0.0)
 
 
 INGEST = IngestClock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import psycopg
+import pytest
 
 from analytics.engine import Point
 from analytics.evaluate import (
@@ -496,3 +497,44 @@ def test_a_worker_that_saved_no_watermark_counts_as_the_last_hour(conn, db_url):
     assert queries.watermark(conn, ["rules-saved"]) == recent
     assert queries.watermark(conn, ["rules-saved", "rules-unsaved"]) < recent - dt.timedelta(minutes=59)
     assert queries.watermark(conn, None) == recent
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.at = 1000.0
+
+    def monotonic(self) -> float:
+        return self.at
+
+
+def _commits(ingest, clock: _Clock, batches: list[tuple[float, list[float]]]) -> list[float]:
+    """Batches heard ``real`` seconds apart, with their terminals' observations (seconds after T0): the clock after
+    each."""
+    seen = []
+    for real, observed in batches:
+        clock.at += real
+        ingest.heard([T0 + dt.timedelta(seconds=s) for s in observed])
+        seen.append(ingest.now())
+    return seen
+
+
+def test_the_ingest_clock_runs_with_what_commits_not_faster_than_real_time(monkeypatch):
+    """A lagging ingest (each second of real time commits half a second of readings) moves the clock half as fast,
+    and the real time it owes is counted once the ingest catches up; a compressed simulation (a minute of readings a
+    second) moves it no faster than real time; one device with a clock ten minutes fast, in a batch of its own,
+    moves it by no more than the real time since the last commit and ``CARRY_S``."""
+    from analytics import evaluate
+
+    clock = _Clock()
+    monkeypatch.setattr(evaluate, "time", clock)
+
+    def ingest(batches: list[tuple[float, list[float]]]) -> float:
+        heard = evaluate.IngestClock()
+        seen = _commits(heard, clock, [(0.0, [0.0, 0.1, 0.2]), *batches])
+        return seen[-1] - seen[0]
+
+    lagging = [(1.0, [0.5 * n, 0.5 * n + 0.1, 0.5 * n - 0.1]) for n in range(1, 11)]
+    assert ingest(lagging) == pytest.approx(5.0, abs=0.3)
+    assert ingest([*lagging, *[(0.1, [10.3])] * 6]) == pytest.approx(10.2, abs=0.3)  # caught up
+    assert ingest([(1.0, [60.0 * n]) for n in range(1, 11)]) == pytest.approx(10.0, abs=0.01)
+    assert ingest([(0.1, [600.2]), (0.1, [0.4])]) <= 0.2 + evaluate.CARRY_S
