@@ -211,7 +211,7 @@ def rules_for(t: TerminalInfo, neighbours: NeighbourLookup | None = None) -> lis
     """``neighbours``: where the stuck-sensor rules look up the terminal's neighbours (the rule workers'); without
     it they compare a flat line with the terminal's own other sensors only."""
     family = _FAMILIES.get(t.kind)
-    rules = [_quality_checked(_screened(rule, t), t) for rule in (family(t) if family else [])]
+    rules = [_quality_checked(_screened(rule, t), t, neighbours) for rule in (family(t) if family else [])]
     return rules + [_flatline_window(rule, t) if rule.key.startswith("device:stuck:") else rule
                     for rule in device_health(t, neighbours)]
 
@@ -233,7 +233,7 @@ the only ones the quality flag stands in front of. A gas or heating limit guards
 steady rise is as likely the plant as the sensor (a regulator creeping, a mixing valve failing): it always pages."""
 
 
-def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
+def _quality_checked(rule: Rule, t: TerminalInfo, neighbours: NeighbourLookup | None = None) -> Rule:
     """QARTOD-style quality flag in front of an analyser's bureau rule (``ANALYSER_FAMILIES``). A reading over the
     limit is judged at once when the readings show it good; otherwise it is held (opens no episode) while it is:
 
@@ -267,6 +267,12 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
     whose series is over the limit from its first reading and shows no step takes it as suspect from that first
     reading.
 
+    *Corroborated* (``neighbours``: the stations on the same river reach): a violation held suspect or pending is let
+    through, confirmed, when a neighbour's series of the metric creeps the same way (the same drift test) from a drift
+    window before the doubt on: no analyser drifts in step with the stations up and down its river, so the river rose
+    (a spill ramping up, which the drift test alone cannot tell from a drifting analyser). Neighbours are asked only
+    while a violation is held, again each quarter of a drift window of observation time.
+
     The steward's word on the ``device:drift`` alert, given open or resolved (``heed``): ``SENSOR_OK`` judges the
     readings at once, confirmed; ``FIXING`` shelves the escalation of readings observed from the acknowledgement on,
     until the readings come back under the limit or for ``SHELVE_MAX``; an escalation that paged before stays.
@@ -282,9 +288,11 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
     step = _rise_step(limit, window)
     escalate = dt.timedelta(hours=get_settings().drift_escalation_h)
     lookback = max(rule.lookback, 2 * window + 3 * interval)
+    nearby = functools.partial(neighbours.of, t, rule.metric) if neighbours else None
 
     def make_judge(series: dict[str, list[Point]]) -> Judge:
         judge, creep = plain(series), _drift_judge(rule.metric, window, limit)
+        alike = _alike(rule.metric, window, limit, nearby) if nearby else None
         points = series.get(rule.metric, [])
         # The series spans its lookback, less the two reporting intervals its first reading may lie after the cut:
         # a window re-read or a replay. A shorter one starting after the terminal's first reading is the first
@@ -326,6 +334,9 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
             fresh = point.ts == origin or (not cut and not latched and point.ts == marks["first"][0])
             held = False if fresh or vouched or _stepped(marks, verdict) \
                 else _held(marks, point, window, escalate, shelved)
+            if held is True and alike is not None:
+                doubt = (marks["suspect"] or marks["pending"])[0]
+                held = alike(doubt - window, point.ts, verdict) or True
             if held is True or (cut and not latched and not vouched and point.ts - marks["first"][0] < window):
                 return HOLD  # suspect, pending, or not evaluated (the drift test has not seen the readings before)
             raised[0] = True
@@ -386,6 +397,41 @@ def _quality_checked(rule: Rule, t: TerminalInfo) -> Rule:
 
     return replace(rule, make_judge=make_judge, lookback=lookback,
                    latched=True, heeds=f"device:drift:{rule.metric}")
+
+
+def _alike(key: str, window: dt.timedelta, limit_per_h: float,
+           nearby: Callable[[dt.datetime], Nearby | None]) -> Callable[[dt.datetime, dt.datetime, Verdict], str | None]:
+    """Whether the neighbours' series of ``key`` (``nearby``) creep the way a held violation went, from ``since`` to
+    ``ts``: a note for the alarm when one does, else None. The answer is kept for a quarter of a drift window of
+    observation time (and for as long as ``since`` stays), so a held series asks once in a while, not per reading."""
+    asked: dict = {}
+
+    def alike(since: dt.datetime, ts: dt.datetime, verdict: Verdict) -> str | None:
+        rising = (verdict.facts.direction if verdict.facts else "above") != "below"
+        if asked.get("since") != since or (asked["note"] is None and ts - asked["at"] >= window / 4):
+            found = nearby(since)
+            crept = [] if found is None else [
+                points for points in found.series if _creeps(key, window, limit_per_h, points, rising)]
+            note = None
+            if crept:
+                way = "rose" if rising else "fell"
+                note = f"{len(crept)} of its neighbours on {found.where} {way} alike: the river, not the analyser"
+            asked.update(since=since, at=ts, note=note)
+        return asked["note"]
+
+    return alike
+
+
+def _creeps(key: str, window: dt.timedelta, limit_per_h: float, points: list[Point], rising: bool) -> bool:
+    """The drift test calls the series (unflagged readings) creeping the ``rising`` way at some reading."""
+    creep = _drift_judge(key, window, limit_per_h)
+    good = [p for p in points if p.flag in (None, "N")]
+    for i, point in enumerate(good):
+        if creep(point).state is State.VIOLATE:
+            before = good[bisect.bisect_left(good, point.ts - window, hi=i, key=lambda p: p.ts)]
+            if (point.value > before.value) == rising:
+                return True
+    return False
 
 
 def _resume_latch(marks: dict[str, list], point: Point) -> bool:

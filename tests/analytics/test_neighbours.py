@@ -176,3 +176,26 @@ def test_a_silent_neighbour_s_backlog_arriving_later_does_not_end_the_stuck_aler
     with psycopg.connect(db_url) as c:
         rows = c.execute("select status from alert where rule = 'device:stuck:water_level'").fetchall()
     assert rows == [("open",)]
+
+
+def _station(conn, name: str, km: float) -> str:
+    item = river_station(name, at=(126.90 + km / 10_000, 46.53))
+    item.attrs["chainage_km"] = km
+    return service.create_terminal(conn, item, Actor("t"))
+
+
+def test_a_ramp_seen_up_and_down_the_river_pages_the_bureau_through_the_worker(conn, db_url, worker):
+    """Three stations on 呼兰河, ammonia rising 0.25 mg/L an hour over class III's 1.0 at all of them (a spill ramping
+    up): each station's own crossing would be held as its analyser's drift for 12 h; the stations beside it rose
+    alike, so each pages the environment bureau now. A fourth station, on its own reach, ramps alone: held."""
+    ramped = [_station(conn, f"呼兰河{n:02d}号水质自动站", km) for n, km in ((5, 150), (6, 162), (7, 175))]
+    alone = _station(conn, "呼兰河20号水质自动站", 400)
+    conn.commit()
+    for code in [*ramped, alone]:
+        _write(db_url, code, "w21003", [(m, round(0.5 + max(0, m + 360) / 240, 3), None) for m in range(-600, 1, 30)])
+    worker.step()
+    with psycopg.connect(db_url) as c:
+        paged = dict(c.execute("select t.code, a.detail from alert a join terminal t on t.id = a.terminal_id "
+                               "where a.rule = 'gb3838:w21003'").fetchall())
+    assert set(paged) == set(ramped)
+    assert all("of its neighbours on 呼兰河 rose alike" in detail for detail in paged.values())

@@ -390,6 +390,49 @@ def test_one_lagging_reading_in_a_creep_does_not_page_the_bureau():
     assert list(_found(_river_station(), {"w21003": _points(HEALTHY + creeping, 1800)})) == ["device:drift:w21003"]
 
 
+class _River:
+    """A station's neighbours on its river (``rules.NeighbourLookup``), with their series of the metric asked."""
+
+    def __init__(self, *series: list[Point]) -> None:
+        self.series = series
+        self.asked: list[dt.datetime] = []
+
+    def of(self, t: TerminalInfo, metric: str, since: dt.datetime) -> rules.Nearby:
+        self.asked.append(since)
+        return rules.Nearby("呼兰河", tuple([p for p in points if p.ts >= since] for points in self.series))
+
+
+RAMP = [round(0.5 + 0.125 * i, 3) for i in range(1, 13)]
+"""Six hours of ammonia rising 0.25 mg/L an hour from a class III river's 0.5: a failing analyser's creep, or a spill
+ramping up."""
+
+
+def _judged_beside(neighbours: _River) -> dict[str, list[Episode]]:
+    station = _river_station()
+    series = {"w21003": _points(HEALTHY + RAMP, 1800)}
+    return {r.key: found for r in rules_for(station, neighbours) if (found := r.evaluate(series))}
+
+
+def test_a_ramp_the_stations_up_and_down_the_river_see_too_is_a_spill_and_pages_the_bureau():
+    """The ramp a drifting analyser would make, seen by the next station downstream an hour later and by the one
+    upstream (a spill above both): no analyser drifts in step with its neighbours, the river rose. The bureau is
+    paged when the station's own crossing is judged, not ``drift_escalation_h`` (12 h) later."""
+    downstream = _points([*HEALTHY, 0.5, 0.5, *RAMP], 1800)
+    upstream = _points([0.4] * 6 + [round(0.4 + 0.1 * i, 3) for i in range(1, 15)], 1800)
+    found = _judged_beside(_River(downstream, upstream))
+    assert set(found) == {"gb3838:w21003", "device:drift:w21003"}
+    alarm = found["gb3838:w21003"][0]
+    assert alarm.start - T0 <= dt.timedelta(hours=7) and "2 of its neighbours on 呼兰河 rose alike" in alarm.detail
+
+
+def test_a_ramp_alone_on_its_river_stays_the_steward_s_calibration():
+    """The neighbours are flat, or move with the river's own daily cycle, or one had a step (a spill's front, not a
+    ramp): the ramp is the analyser's, the bureau is not paged."""
+    flat = _points([0.5, 0.51] * 10, 1800)
+    step = _points([0.5] * 10 + [1.6] * 10, 1800)
+    assert list(_judged_beside(_River(flat, step))) == ["device:drift:w21003"]
+
+
 def test_a_real_pollution_step_is_still_heard_from_its_first_reading():
     event = [1.6, 1.62, 1.58, 1.61, 1.6, 1.59]
     found = _found(_river_station(), {"w21003": _points(HEALTHY + event + HEALTHY, 1800)})
