@@ -276,7 +276,10 @@ class IngestClock:
 
     def heard(self, observed: Iterable[dt.datetime]) -> None:
         """A batch committed, with these earliest observations of its terminals."""
-        at, newest = time.monotonic(), statistics.median_low(observed)
+        times = list(observed)
+        if not times:
+            return
+        at, newest = time.monotonic(), statistics.median_low(times)
         if self.last is None:
             self.progress, self.horizon = at, newest  # from the real clock on: the same scale before and after
         elif at - self.last >= QUIET_S:

@@ -1106,12 +1106,13 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
 
     def neighbours_moved(start: dt.datetime, ts: dt.datetime) -> tuple[int, int, Nearby | None]:
         """How many neighbours moved between ``start`` and ``ts``, how many were heard through the line (reported
-        over a flat-line window of it, moving or not), and where they are (None: it has none)."""
+        over half a flat-line window of it at least, moving or not: a neighbour reporting on its own schedule has
+        not quite the whole window when the line first reaches it), and where they are (None: it has none)."""
         if looked.get("start") != start or (not looked["moved"] and ts - looked["at"] >= refresh):
             found = nearby(start)
             series = [] if found is None else [[p for p in points if p.flag in (None, "N")] for points in found.series]
             looked.update(start=start, at=ts, found=found, changes=[_change_times(s, spec.step) for s in series],
-                          heard=sum(bool(s) and s[-1].ts - s[0].ts >= flat_after for s in series), moved=False)
+                          heard=sum(bool(s) and s[-1].ts - s[0].ts >= flat_after / 2 for s in series), moved=False)
         lively = sum(_changes_between(times, start, ts) >= PEER_MOVES for times in looked["changes"])
         looked["moved"] = lively > 0
         return lively, looked["heard"], looked["found"]

@@ -199,3 +199,17 @@ def test_a_ramp_seen_up_and_down_the_river_pages_the_bureau_through_the_worker(c
                                "where a.rule = 'gb3838:w21003'").fetchall())
     assert set(paged) == set(ramped)
     assert all("of its neighbours on 呼兰河 rose alike" in detail for detail in paged.values())
+
+
+def test_a_calm_river_judged_as_its_readings_come_is_not_a_row_of_stuck_gauges(conn, db_url, worker):
+    """Two gauges on a calm river, reporting every ten minutes five minutes apart, judged hour by hour as the
+    readings arrive, the neighbour's hour a moment after the gauge's: when the gauge's line reaches twelve hours, the
+    neighbour has been heard flat for less than that. It was heard (the river is calm): the gauge waits twice the
+    window, not called stuck."""
+    stuck, neighbour = _gauge(conn, "呼兰河1号水位站", 160), _gauge(conn, "呼兰河2号水位站", 150)
+    conn.commit()
+    for hour in range(-HOURS, 0):
+        _write(db_url, stuck, "water_level", [(m, 2.31, None) for m in range(hour * 60, hour * 60 + 60, 10)])
+        worker.step()
+        _write(db_url, neighbour, "water_level", [(m, 2.0, None) for m in range(hour * 60 + 5, hour * 60 + 60, 10)])
+    assert _stuck(db_url) == {}
