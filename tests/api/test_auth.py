@@ -254,3 +254,19 @@ def test_a_terminal_handed_to_another_department_takes_its_open_alerts_along(api
         assert sthjj.post(f"/api/v1/alerts/{routed}/resolve", json={"comment": "河流归我局"}).status_code == 200
         assert sthjj.get(f"/api/v1/alerts/{unrouted}").status_code == 404  # no longer its terminal
         assert sthjj.post(f"/api/v1/alerts/{unrouted}/close").status_code == 404
+
+
+def test_the_account_list_takes_a_department_by_code_or_name_and_refuses_an_unknown_one(http):
+    """As every other list's ``department`` (terminals, poles, alerts, grants): a code, name or alias, and an
+    unknown one is a 422 naming the field, not an empty page (a typo read as "no accounts there"; the schema fuzz's
+    case with a garbage department was answered 200 with an empty page)."""
+    made = http.post("/api/v1/users", json={"login": "auth-dept-list", "name": "部门列表", "department": "sthjj",
+                                            "roles": ["viewer"], "kind": "service"})
+    assert made.status_code == 201
+    by_code = http.get("/api/v1/users", params={"department": "sthjj"}).json()["data"]
+    assert "auth-dept-list" in [account["login"] for account in by_code]
+    assert {account["department"] for account in by_code} == {"sthjj"}
+    for name in ("绥化市生态环境局", "环保局"):
+        assert http.get("/api/v1/users", params={"department": name}).json()["data"] == by_code, name
+    unknown = http.get("/api/v1/users", params={"department": "没有这个局"})
+    assert unknown.status_code == 422 and unknown.json()["field"] == "department"
