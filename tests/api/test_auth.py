@@ -8,7 +8,7 @@ import pytest
 
 from registry import accounts
 from registry.changes import Actor
-from tests.conftest import account_token
+from tests.conftest import TLS, account_token
 from tests.factories import BEILIN, river_station
 
 HOUSING = "zjj"  # 住建局
@@ -20,7 +20,7 @@ def housing_viewer(db_url: str) -> str:
 
 
 def _as(api_url: str, token: str) -> httpx.Client:
-    return httpx.Client(base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {token}"})
+    return httpx.Client(verify=TLS, base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {token}"})
 
 
 def _river_alert(db_url: str, code: str) -> int:
@@ -104,7 +104,7 @@ def test_a_session_needs_its_csrf_token_to_change_anything(api_url: str, http, d
     with psycopg.connect(db_url) as c:
         accounts.add_account(c, login="auth-browser", name="李伟", department="sthjj", roles=["steward_admin"],
                              kind="person", password=password, actor=Actor("tests"))
-    with httpx.Client(base_url=api_url, timeout=30) as browser:
+    with httpx.Client(verify=TLS, base_url=api_url, timeout=30) as browser:
         assert browser.post("/api/v1/auth/login", json={"login": "auth-browser", "password": "wrong"}).status_code \
             == 401
         login = browser.post("/api/v1/auth/login", json={"login": "auth-browser", "password": password})
@@ -157,7 +157,7 @@ def test_guessing_a_password_gets_429_with_retry_after(api_url: str, db_url: str
     with psycopg.connect(db_url) as c:
         accounts.add_account(c, login="auth-guessed", name="王芳", department="sthjj", roles=["viewer"],
                              kind="person", password="a long and right password", actor=Actor("tests"))
-    with httpx.Client(base_url=api_url, timeout=30) as browser:
+    with httpx.Client(verify=TLS, base_url=api_url, timeout=30) as browser:
         guesses = [browser.post("/api/v1/auth/login", json={"login": "auth-guessed", "password": f"guess {n}"})
                    for n in range(accounts.FAILED_LOGIN_LIMITS["account_from_client"])]
         assert [g.status_code for g in guesses] == [401] * len(guesses)
@@ -223,7 +223,7 @@ def test_an_account_of_a_disabled_department_cannot_log_in(api_url: str, http, d
                              kind="person", password=password, actor=Actor("tests"))
     credentials = {"login": "auth-rsj-person", "password": password}
     assert http.patch("/api/v1/departments/rsj", json={"disabled": True}).status_code == 200
-    with httpx.Client(base_url=api_url, timeout=30) as browser:
+    with httpx.Client(verify=TLS, base_url=api_url, timeout=30) as browser:
         refused = browser.post("/api/v1/auth/login", json=credentials)
         wrong = browser.post("/api/v1/auth/login", json={**credentials, "password": "wrong"})
         assert refused.status_code == wrong.status_code == 401 and refused.json() == wrong.json()

@@ -30,7 +30,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
-from tests.conftest import _empty_ledger, api_process
+from tests.conftest import TLS, _empty_ledger, api_process
 from tests.factories import BEILIN
 
 EXAMPLES_PER_OPERATION = 10
@@ -81,7 +81,7 @@ def api_schema(db_url: str, broker: tuple[str, int], admin_token: str, tmp_path)
     config = SchemathesisConfig.from_dict({"auth": {"openapi": {"HTTPBearer": {"bearer": admin_token}}}})
     try:
         with api_process(db_url, broker, tmp_path / "api.log") as url:
-            with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
+            with httpx.Client(verify=TLS, base_url=url, timeout=60, headers=headers) as client:
                 terminal = {"name": "中兴大街空气微站", "kind": "air_sensor", "lon": BEILIN[0], "lat": BEILIN[1]}
                 created = client.post("/api/v1/terminals", json=terminal)
                 assert created.status_code == 201
