@@ -206,14 +206,16 @@ def document_events(app: FastAPI) -> None:
     """FastAPI lists the 200 answer's ``model`` (``StreamEvent``, the JSON of one ``data:`` line) as the schema of
     ``text/event-stream``, which OpenAPI 3.2 reads as the whole stream and schemathesis, before 3.2, as each event
     (``{id, event, data}``, never the data's JSON): the document moves it to ``itemSchema``, one event, with the
-    JSON as its data's ``contentSchema``."""
+    JSON as its data's ``contentSchema``. FastAPI remakes its document when a route was added since;
+    each new one is amended once."""
     generate = app.openapi
 
     def openapi() -> dict:
-        if app.openapi_schema is None:
-            media = generate()["paths"][PATH]["get"]["responses"]["200"]["content"][EventStream.media_type]
+        document = generate()
+        media = document["paths"][PATH]["get"]["responses"]["200"]["content"][EventStream.media_type]
+        if "schema" in media:  # a document FastAPI has just made
             media["itemSchema"] = _event_schema(media.pop("schema"))
-        return app.openapi_schema
+        return document
 
     app.openapi = openapi
 
