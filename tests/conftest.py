@@ -7,7 +7,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import os
 import shutil
+import ssl
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -33,6 +37,11 @@ from registry import accounts
 from registry.changes import Actor
 from registry.lookups import forget_divisions
 from tests.mqtt import AuthBroker
+
+TLS: ssl.SSLContext = httpx.create_ssl_context()
+"""The one TLS context of every test client (``verify=TLS``): httpx builds one for each client it makes, loading
+the CA bundle each time (130 ms a client at load 12, measured 2026-12-01), and the tests' clients speak plain HTTP
+to a local server anyway."""
 
 LEDGER_TABLES = (
     "terminal", "pole", "change", "sharing_grant", "code_sequence", "reading", "latest_reading", "latest_debt",
@@ -224,6 +233,48 @@ def serving_api(settings: Settings, url: str, **config) -> Iterator[str]:
         thread.join(10)
 
 
+@contextlib.contextmanager
+def api_process(url: str, broker: tuple[str, int], log: Path) -> Iterator[str]:
+    """`ganzhi api` against the database at ``url``, in a process of its own on a free port; its base URL. A test
+    that keeps its own process busy (generating requests) does not slow such a server down, as it does one in a
+    thread of its own (one GIL). Its log (JSON lines, warnings and errors) goes to ``log`` and is printed when it
+    stops: pytest shows it with a failure."""
+    port = free_port()
+    environment = {**os.environ, "DATABASE_URL": url, "MQTT_URL": f"mqtt://{broker[0]}:{broker[1]}",
+                   "GANZHI_HTTP_HOST": "127.0.0.1", "GANZHI_HTTP_PORT": str(port), "GANZHI_LOG_FORMAT": "json",
+                   "GANZHI_LOG_LEVEL": "WARNING"}
+    for overriding in ("GANZHI_DATABASE_URL", "GANZHI_MQTT_URL"):
+        environment.pop(overriding, None)
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "ganzhi", "api"], env=environment, stdout=out,
+                                   stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_answering(base, process, log)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        print(f"ganzhi api's log:\n{log.read_text(errors='replace')}")
+
+
+def _wait_answering(base: str, process: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
+    """Until /healthz answers 200 (importing and starting take seconds, more on a loaded box)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ganzhi api exited ({process.returncode}):\n{log.read_text(errors='replace')}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{base}/healthz", timeout=5, verify=TLS).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"ganzhi api did not answer within {timeout_s:.0f} s")
+
+
 @pytest.fixture(scope="session")
 def api_url(db_url: str, broker: tuple[str, int]) -> Iterator[str]:
     """The API served by uvicorn on a free port, in a thread of the test process."""
@@ -252,6 +303,7 @@ def admin_token(db_url: str) -> str:
 @pytest.fixture
 def http(api_url: str, db_url: str, admin_token: str) -> Iterator[httpx.Client]:
     """An HTTP client to the API, authenticated as the platform admin; the ledger is emptied after the test."""
-    with httpx.Client(base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {admin_token}"}) as client:
+    with httpx.Client(base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {admin_token}"},
+                      verify=TLS) as client:
         yield client
     _empty_ledger(db_url)

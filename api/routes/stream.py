@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
@@ -165,14 +165,16 @@ class EventStream(StreamingResponse):
 
 STREAM_DESCRIPTION = (
     "Server-Sent Events (`text/event-stream`). Each event is `id: <event id>`, `event: <kind>` and one `data:` "
-    "line of JSON, the schema below (one of `AlertStreamEvent`, `AlertHistoryStreamEvent`, `IncidentStreamEvent`, "
-    "`FireStreamEvent`, told apart by `kind`, which equals the event name): `event: alert` (an alert opened, or "
-    "its status, severity, incident or routing changed), `alert_event` (an entry of an alert's history), "
-    "`incident` (opened or closed), `fire_event` (a straw fire opened, closed or given a verdict). `payload` is "
-    "the changed row. To resume, send the last `id` seen as `Last-Event-ID` (or `?after=`): the stream goes on "
-    "with exactly the events after it. Lines starting with `:` are comments (a heartbeat every 15 s); the first "
-    "lines are `retry: 3000` and a comment."
+    "line of JSON. As OpenAPI 3.2 describes an event stream, `itemSchema` below is one event as a client's parser "
+    "gives it (`id`, `event`, `data`), and its `data` property's `contentSchema` the JSON of the `data:` line (one "
+    "of `AlertStreamEvent`, `AlertHistoryStreamEvent`, `IncidentStreamEvent`, `FireStreamEvent`, told apart by "
+    "`kind`, which equals the event name): `event: alert` (an alert opened, or its status, severity, incident or "
+    "routing changed), `alert_event` (an entry of an alert's history), `incident` (opened or closed), `fire_event` "
+    "(a straw fire opened, closed or given a verdict). `payload` is the changed row. To resume, send the last `id` "
+    "seen as `Last-Event-ID` (or `?after=`): the stream goes on with exactly the events after it. Lines starting "
+    "with `:` are comments (a heartbeat every 15 s); the first lines are `retry: 3000` and a comment."
 )
+PATH = "/api/v1/stream"
 
 
 def _json_errors() -> dict[int | str, dict]:
@@ -184,7 +186,41 @@ def _json_errors() -> dict[int | str, dict]:
             for status, declared in ERROR_RESPONSES.items()}
 
 
-@router.get("/stream", response_class=EventStream,
+def _event_schema(data: dict) -> dict:
+    """One event as OpenAPI 3.2 (and FastAPI for its own event-stream routes) describes an item of
+    ``text/event-stream``: the fields a client's parser gives, ``data`` a string of JSON whose schema is its
+    ``contentSchema``."""
+    return {
+        "type": "object",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the event id (Last-Event-ID to resume)"},
+            "event": {"type": "string", "enum": list(data["discriminator"]["mapping"]),
+                      "description": "the kind of change; equals `kind` of the data"},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+        },
+    }
+
+
+def document_events(app: FastAPI) -> None:
+    """FastAPI lists the 200 answer's ``model`` (``StreamEvent``, the JSON of one ``data:`` line) as the schema of
+    ``text/event-stream``, which OpenAPI 3.2 reads as the whole stream and schemathesis, before 3.2, as each event
+    (``{id, event, data}``, never the data's JSON): the document moves it to ``itemSchema``, one event, with the
+    JSON as its data's ``contentSchema``. FastAPI remakes its document when a route was added since;
+    each new one is amended once."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        document = generate()
+        media = document["paths"][PATH]["get"]["responses"]["200"]["content"][EventStream.media_type]
+        if "schema" in media:  # a document FastAPI has just made
+            media["itemSchema"] = _event_schema(media.pop("schema"))
+        return document
+
+    app.openapi = openapi
+
+
+@router.get(PATH.removeprefix(router.prefix), response_class=EventStream,
             responses={200: {"model": StreamEvent, "description": STREAM_DESCRIPTION}, **_json_errors()})
 async def stream(
     request: Request,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import AuditReader, PlatformAdmin, Reader, forbid
 from api.deps import ConnDep
+from api.routes.filters import department_code
 from api.routes.paging import After, Limit, cursor, page
 from api.schemas import Instant, Page
 from registry import accounts, audit
@@ -70,10 +71,11 @@ class TokenIn(BaseModel):
 
 
 @router.get("/users", response_model=Page[Account])
-def list_users(conn: ConnDep, who: PlatformAdmin, department: str | None = None, after: After = None,
-               limit: Limit = 100) -> Page[Account]:
+def list_users(conn: ConnDep, who: PlatformAdmin,
+               department: Annotated[str | None, Query(description="department, code or name")] = None,
+               after: After = None, limit: Limit = 100) -> Page[Account]:
     """Accounts in login order, one page at a time (`next` is the page's last login)."""
-    rows = accounts.list_accounts(conn, department, after=after, limit=limit + 1)
+    rows = accounts.list_accounts(conn, department_code(conn, department), after=after, limit=limit + 1)
     data, next_cursor = page(rows, limit, key="login")
     return Page[Account](data=data, next=next_cursor)
 

@@ -11,7 +11,7 @@ import psycopg
 from registry import service
 from registry.changes import Actor
 from tests.analytics.test_worker import Worker, _write
-from tests.conftest import account_token
+from tests.conftest import TLS, account_token
 from tests.factories import pole_in, river_station, terminal_in
 
 
@@ -115,7 +115,7 @@ def _drift_alert(http: httpx.Client, db_url: str, rule: str = "device:drift:w010
 
 def _as(api_url: str, db_url: str, login: str, roles: list[str], department: str | None) -> httpx.Client:
     token = account_token(db_url, f"{login}-{os.getpid()}-{os.urandom(3).hex()}", roles, department)
-    return httpx.Client(base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {token}"})
+    return httpx.Client(verify=TLS, base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {token}"})
 
 
 def test_only_the_analysers_steward_gives_a_verdict_on_its_drift_alert(http, api_url, db_url):

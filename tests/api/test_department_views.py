@@ -15,7 +15,7 @@ import pytest
 from alerts import fire as fire_alerts
 from registry import service
 from registry.changes import Actor
-from tests.conftest import _empty_ledger, account_token
+from tests.conftest import TLS, _empty_ledger, account_token
 from tests.factories import pole_in, terminal_in
 
 HOUSING = "zjj"
@@ -93,7 +93,7 @@ def ledger(db_url: str, api_url: str) -> Iterator[Ledger]:
 
 
 def _client(api_url: str, token: str) -> httpx.Client:
-    return httpx.Client(base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {token}"})
+    return httpx.Client(verify=TLS, base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {token}"})
 
 
 @pytest.fixture(scope="module")

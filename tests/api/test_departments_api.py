@@ -6,7 +6,7 @@ import httpx
 import psycopg
 
 from registry import reference
-from tests.conftest import account_token
+from tests.conftest import TLS, account_token
 from tests.factories import BEILIN, river_station
 
 APPROVALS = {"code": "xzspj", "name": "绥化市行政审批服务局", "name_en": "Administrative Approval Bureau",
@@ -16,7 +16,8 @@ APPROVALS = {"code": "xzspj", "name": "绥化市行政审批服务局", "name_en
 def test_the_platform_admin_adds_and_renames_a_department_and_the_audit_log_has_both(
         api_url: str, http: httpx.Client, db_url: str):
     steward = account_token(db_url, "dept-sthjj-steward", ["steward_admin"], "sthjj")
-    with httpx.Client(base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {steward}"}) as client:
+    with httpx.Client(base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {steward}"},
+                      verify=TLS) as client:
         assert client.post("/api/v1/departments", json=APPROVALS).status_code == 403
         assert client.patch("/api/v1/departments/sthjj", json={"name_en": "x y"}).status_code == 403
     made = http.post("/api/v1/departments", json=APPROVALS)
@@ -80,7 +81,8 @@ def test_a_disabled_department_takes_nothing_new_and_its_accounts_stop_at_once(
     made = http.post("/api/v1/departments", json={"code": "tyj", "name": "绥化市体育局", "name_en": "Sports Bureau"})
     assert made.status_code == 201
     steward = account_token(db_url, "dept-tyj-steward", ["steward_admin"], "tyj")
-    with httpx.Client(base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {steward}"}) as client:
+    with httpx.Client(base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {steward}"},
+                      verify=TLS) as client:
         kept = client.post("/api/v1/terminals", json={"name": "体育场空气站", "kind": "air_sensor", "lon": BEILIN[0],
                                                       "lat": BEILIN[1]}).json()["code"]
         disabled = http.patch("/api/v1/departments/tyj", json={"disabled": True})

@@ -23,7 +23,7 @@ from alerts.photos import MAX_PHOTO_BYTES
 from api.routes.tasks import CITY_TIME
 from registry import accounts
 from registry.changes import Actor
-from tests.conftest import account_token
+from tests.conftest import TLS, account_token
 from tests.factories import river_station
 
 SUIHUA = {"lat": "46.6312", "lon": "126.9901"}
@@ -46,7 +46,7 @@ def people(api_url: str, db_url: str) -> Iterator[dict[str, httpx.Client]]:
     an operator of 住建局 (zjj)."""
     roles = {"boss": (["operator"], "sthjj"), "peer": (["operator"], "sthjj"), "viewer": (["viewer"], "sthjj"),
              "grid": (["viewer"], "sthjj", "person"), "zjj": (["operator"], "zjj")}
-    clients = {name: httpx.Client(base_url=api_url, timeout=30, headers={
+    clients = {name: httpx.Client(verify=TLS, base_url=api_url, timeout=30, headers={
         "Authorization": f"Bearer {account_token(db_url, f'dispatch-{name}', *found)}"})
         for name, found in roles.items()}
     yield clients

@@ -62,6 +62,14 @@ def _untyped_body(media: str, schema: dict, schemas: dict) -> list[str]:
     return bare + _free_form(schema, schemas)
 
 
+def _body_schema(body: dict) -> dict:
+    """The schema of an answer's body; of an event stream described as OpenAPI 3.2 does (``itemSchema``, one
+    event), the schema of each event's JSON (its data's ``contentSchema``)."""
+    if "itemSchema" in body:
+        return body["itemSchema"].get("properties", {}).get("data", {}).get("contentSchema", {})
+    return body.get("schema", {})
+
+
 def untyped_responses(spec: dict) -> dict[str, list[str]]:
     """Every success answer of the document whose body is not typed, with what is wrong with it."""
     schemas = spec["components"]["schemas"]
@@ -77,7 +85,7 @@ def untyped_responses(spec: dict) -> dict[str, list[str]]:
                 for media, body in content.items():
                     if (method.upper(), path, media) in WITHOUT_SCHEMA:
                         continue
-                    if why := _untyped_body(media, body.get("schema", {}), schemas):
+                    if why := _untyped_body(media, _body_schema(body), schemas):
                         free[f"{method.upper()} {path} {status} {media}"] = why
     return free
 

@@ -19,7 +19,7 @@ from api.auth import CSRF_HEADER, SESSION_COOKIE
 from registry import accounts, service
 from registry.changes import Actor
 from simulators.hotspots import firms_csv
-from tests.conftest import _empty_ledger, account_token
+from tests.conftest import TLS, _empty_ledger, account_token
 from tests.factories import BEILIN, pole_in, terminal_in
 
 CALLERS = ("anonymous", "other_viewer", "other_operator", "other_steward", "viewer", "operator", "steward",
@@ -340,7 +340,7 @@ def world(api_url: str, db_url: str) -> Iterator[World]:
         accounts.add_account(c, login=BROWSER, name="李伟", department="sthjj", roles=["steward_admin"],
                              kind="person", password=browser, actor=Actor("setup"))
     no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    with httpx.Client(base_url=api_url, timeout=30, cookies=no_cookies) as client:
+    with httpx.Client(verify=TLS, base_url=api_url, timeout=30, cookies=no_cookies) as client:
         yield World(db_url, client, tokens, password, browser)
     _empty_ledger(db_url)
 

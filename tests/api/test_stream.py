@@ -11,7 +11,10 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
+import schemathesis
 from pydantic import BaseModel
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from api import schemas
 from api.routes import stream
@@ -149,11 +152,14 @@ def test_an_open_stream_ends_once_its_account_is_disabled_or_its_token_revoked(
 
 
 def _documented_models(api_url: str) -> dict[str, type[BaseModel]]:
-    """Event name → the model the OpenAPI document gives its ``data:`` (the discriminator's mapping), as the
-    class of ``api.schemas`` of that name."""
+    """Event name → the model the OpenAPI document gives its ``data:`` (the discriminator's mapping in the
+    ``contentSchema`` of ``itemSchema``'s data, as OpenAPI 3.2 describes an event stream), as the class of
+    ``api.schemas`` of that name."""
     spec = httpx.get(f"{api_url}/openapi.json", timeout=30).json()
-    body = spec["paths"]["/api/v1/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"]
-    return {kind: getattr(schemas, ref.rsplit("/", 1)[-1]) for kind, ref in body["discriminator"]["mapping"].items()}
+    event = spec["paths"]["/api/v1/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]
+    data = event["properties"]["data"]["contentSchema"]
+    assert event["properties"]["event"]["enum"] == list(data["discriminator"]["mapping"])
+    return {kind: getattr(schemas, ref.rsplit("/", 1)[-1]) for kind, ref in data["discriminator"]["mapping"].items()}
 
 
 def _fields(model: type[BaseModel]) -> set[str]:
@@ -186,3 +192,23 @@ def test_every_event_the_stream_sends_is_its_documented_model(api_url: str, db_u
         assert at.isoformat() == sent["at"] and at.tzinfo is not None, "RFC 3339 with a T and an offset"
         assert set(sent) == _fields(model), event["event"]
         assert set(sent["payload"]) == _fields(type(parsed.payload)), event["event"]
+
+
+def test_schemathesis_checks_each_events_data_against_the_documented_event(api_url: str, db_url: str,
+                                                                           admin_token: str):
+    """The schema fuzz's response check reads the stream as the document says: each event is ``{id, event,
+    data}`` and its ``data`` the JSON documented for it. Real events pass; an event whose data breaks its schema
+    (a severity the platform does not have) fails."""
+    start = _feed_end(db_url)
+    _act(db_url, _alert(db_url, "sthjj", "流文档站"), "acknowledged")  # three events: insert, update, history
+    operation = schemathesis.openapi.from_url(f"{api_url}/openapi.json")["/api/v1/stream"]["GET"]
+    case = operation.Case(query={"after": start})
+    response = case.call(headers={"Authorization": f"Bearer {admin_token}"}, timeout=(30, 2))
+    assert response.status_code == 200 and response.content.count(b"\ndata: ") == 3
+    case.validate_response(response, checks=[response_schema_conformance])
+    broken = response.content.replace(b'"severity": "warning"', b'"severity": "apocalyptic"', 1)
+    assert broken != response.content
+    tampered = schemathesis.Response(200, response.headers, broken, response.request, elapsed=0, verify=True,
+                                     stream_cut_short=True)
+    with pytest.raises(FailureGroup, match="SSE event payload violates content schema"):
+        case.validate_response(tampered, checks=[response_schema_conformance])

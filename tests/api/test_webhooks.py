@@ -10,14 +10,14 @@ import pytest
 
 from tests.alerts.receiver import Receiver, reset_delivery, start_worker
 from tests.alerts.test_delivery import _alerts, _subscribe, _wait_delivered
-from tests.conftest import account_token
+from tests.conftest import TLS, account_token
 
 
 @pytest.fixture
 def steward(api_url: str, db_url: str) -> Iterator[httpx.Client]:
     reset_delivery(db_url)  # no endpoints left by other tests (the rights matrix makes some)
     token = account_token(db_url, f"hook-steward-{dt.datetime.now().timestamp()}", ["steward_admin"], "sthjj")
-    with httpx.Client(base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+    with httpx.Client(verify=TLS, base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
         yield client
     reset_delivery(db_url)
 

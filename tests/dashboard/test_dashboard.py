@@ -36,7 +36,7 @@ from ingest.validate import Accepted
 from ingest.writer import Batch, Writer
 from registry import accounts, service
 from registry.changes import Actor
-from tests.conftest import _empty_ledger
+from tests.conftest import TLS, _empty_ledger
 from tests.factories import river_station, terminal_in
 from tests.mqtt import wait_until
 
@@ -250,7 +250,7 @@ def test_a_form_half_filled_survives_a_live_change_of_its_alert(pages, api_url, 
     picker.select_option(people["field"][0])
     operator.fill("#assign-form textarea[name=note]", "请带采样瓶")
 
-    with httpx.Client(base_url=api_url, timeout=10) as colleague:  # another operator's screen, same bureau
+    with httpx.Client(verify=TLS, base_url=api_url, timeout=10) as colleague:  # another operator's screen, same bureau
         login, password = people["operator"]
         me = colleague.post("/api/v1/auth/login", json={"login": login, "password": password}).json()
         colleague.post(f"/api/v1/alerts/{alert_id}/acknowledge", json={},

@@ -28,7 +28,7 @@ from ingest.validate import Accepted
 from ingest.writer import Batch, Writer
 from registry import service
 from registry.changes import Actor
-from tests.conftest import account_token, serving_api
+from tests.conftest import TLS, account_token, serving_api
 from tests.factories import terminal_in
 
 
@@ -132,7 +132,7 @@ def test_the_api_as_the_application_role_acknowledges_an_alert_into_the_audit_lo
               from terminal where code = %(code)s returning id, department_code
             """, {"code": code}).fetchone()
     token = account_token(roles.owner_url, f"role-op-{uuid.uuid4().hex[:8]}", ["operator"], department)
-    with httpx.Client(base_url=app_api, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+    with httpx.Client(verify=TLS, base_url=app_api, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
         done = client.post(f"/api/v1/alerts/{alert}/acknowledge", json={"comment": "on our way"})
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "acknowledged"
