@@ -1,33 +1,19 @@
-"""Periodicity asked of a flame track's own life, and what an exposure step leaves under a track (session 15).
+"""Periodicity asked of a flame track's own life, except for a track born in an exposure step (session 15).
 
 The slow ring holds 12 s; asked over all of it, a young fire's series holds the ground before it was lit, and
 the one step up reads as a line (a "period"), so fires were rejected as lights until the step left the ring.
 Asked only since the track's birth, a track born *in* an exposure step lost that accidental rejection and paged
-(tuning tractor 7000): what kept it alive was the memory under it, frozen at the light of before the step."""
+(tuning tractor 7000): the background and envelope under a track in play do not learn, so the step stayed new
+light in its box. Such a track is still asked over the whole ring (``Track.stepped``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from alerts.fire import ALERT_CONFIDENCE
 from analytics.fire.video import SceneModel, VideoParams
-from simulators.tower_scenes import TowerSpec, render
-from tests.fire.frames import ahead
-
-
-def _scored(spec: TowerSpec) -> list[tuple[float, str, bool]]:
-    """(seconds, cue, on the fire) of every alert-level candidate."""
-    from analytics.fire.video import VideoDetector
-    from tests.fire.test_look_alikes import _touch
-
-    detector = VideoDetector()
-    found = []
-    for image, label in ahead(render(spec)):
-        for c in detector.process("tower", None, image, spec.horizon, at=spec.at(label.t), pose=spec.pose):
-            if c.confidence >= ALERT_CONFIDENCE:
-                found.append((label.t, c.cue, label.fire and label.box is not None and _touch(c.box, label.box)))
-    return found
+from simulators.tower_scenes import TowerSpec
+from tests.fire.test_look_alikes import _scored
 
 
 def test_a_flame_track_born_in_an_exposure_step_gets_no_credit_for_its_own_life():
