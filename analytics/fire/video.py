@@ -345,7 +345,7 @@ class SceneModel:
         asked for periodicity over its own life, (1016, 478) grew from 24 to 216 px and paged at 22.5 s). Asked over
         the whole ring, its step up reads as a line, and it is rejected as before."""
         levels = [level for _, level in self.exposure]
-        return max(levels) - min(levels) >= self.p.exposure_step
+        return bool(levels) and max(levels) - min(levels) >= self.p.exposure_step  # (none: no frame measured yet)
 
     def _start(self, small: np.ndarray, grey: np.ndarray, t: float) -> None:
         self.log_bg = log_brightness(grey)
