@@ -154,6 +154,12 @@ class VideoParams:
     """A mover's verdict stands while the change around its box (grown 3 times its size each way, at least 16
     working pixels) goes towards soil's colour (a looser fit: its dust, and the soil its wheels turn up and
     its body uncovers), not towards flame light or a grey smoke."""
+    exposure_step: float = 0.05
+    """Change of the land's exposure (log) within ``exposure_step_s`` that is a step: a flame track born in it gets
+    no credit for its own life (``Track.stepped``)."""
+    exposure_step_s: float = 1.0
+    """How long an exposure step takes at most (a camera's auto-exposure settles within about a second; its drift
+    over the day, and a tower scene's ±6 % over 17 s, moves the exposure by no more than 0.025 in that time)."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -189,6 +195,9 @@ class Track:
     """Last judged a vehicle or a walker (``SceneModel._rigid``)."""
     block: int = BLOCK
     """A smoke track's block size (working pixels) when last found (``smoke.FINE``: a narrow veil far away)."""
+    stepped: bool = False
+    """Born while the camera's exposure stepped (``SceneModel._in_step``): its periodicity is asked over the whole
+    ring, not only over its own life (``SceneModel._flame``)."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -239,6 +248,10 @@ class SceneModel:
         """The last frame, aligned, at working size, and its flame-colour mask (land rows)."""
         self._gain: np.ndarray | None = None
         """The exposure gain per channel of the last frame over the land (found when first asked)."""
+        self._behind = 0.0
+        """The land's median log change against the background left after the last frame's learning (``_expose``)."""
+        self.exposure: deque[tuple[float, float]] = deque()
+        """(t, the land's exposure, log, since the model started) over ``exposure_step_s``."""
 
     def _far_band(self, spot: SpotParams) -> tuple[float, float]:
         """(top, bottom) rows searched for far points (``hotspot``)."""
@@ -279,6 +292,7 @@ class SceneModel:
             grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
         dt_s, self.t = t - self.t, t
         log_now = log_brightness(grey)
+        behind = self._expose(log_now, t)
         change = local_change(log_now, self.log_bg)
         wtop = self.flame_top // self.k
         colour = flame_mask(small[wtop:], land_means(small[wtop:]), self.p.colour)
@@ -295,6 +309,7 @@ class SceneModel:
         keep = self._keep_mask(t)
         alpha = ema_alpha(dt_s, self.p.bg_tau_s)
         cv2.accumulateWeighted(log_now, self.log_bg, alpha, keep)
+        self._behind = (1.0 - alpha) * behind  # (what of it the background has still to learn)
         lowered = self.envelope - self.p.envelope_decay * dt_s
         np.copyto(self.envelope, np.maximum(lowered, log_now), where=keep > 0)
         # a running mean over the model's age at first (a fresh model learns its noise fast), then exponential
@@ -309,8 +324,33 @@ class SceneModel:
             self._edges_t = t
         return self._decide(t, when)
 
+    def _expose(self, log_now: np.ndarray, t: float) -> float:
+        """The land's median log change against the background (the camera's exposure as the background has not
+        yet learnt it); the exposure's level, as it moved since the last frame, is kept over ``exposure_step_s``
+        (``_in_step``)."""
+        wtop = self.flame_top // self.k
+        behind = float(np.median(log_now[wtop::4, ::4] - self.log_bg[wtop::4, ::4]))
+        level = (self.exposure[-1][1] if self.exposure else 0.0) + behind - self._behind
+        self.exposure.append((t, level))
+        while self.exposure[0][0] < t - self.p.exposure_step_s:
+            self.exposure.popleft()
+        return behind
+
+    def _in_step(self) -> bool:
+        """Whether the exposure moved by ``exposure_step`` or more within the last ``exposure_step_s``. A flame track
+        born then gets no credit for its own life (``Track.stepped``): an exposure step up over bright stubble gives
+        birth to small flame tracks (R crosses the colour rules' bounds, the land brightens beyond the upper envelope
+        in one frame), and the memory under a track in play, which does not learn, keeps the light of before the
+        step, so the step reads as new light in its box for as long as it lives (tuning tractor 7000, +25 % at 19 s:
+        asked for periodicity over its own life, (1016, 478) grew from 24 to 216 px and paged at 22.5 s). Asked over
+        the whole ring, its step up reads as a line, and it is rejected as before."""
+        levels = [level for _, level in self.exposure]
+        return bool(levels) and max(levels) - min(levels) >= self.p.exposure_step  # (none: no frame measured yet)
+
     def _start(self, small: np.ndarray, grey: np.ndarray, t: float) -> None:
         self.log_bg = log_brightness(grey)
+        self._behind = 0.0
+        self.exposure.clear()
         self.envelope = self.log_bg + self.p.noise_floor
         self.noise = NoiseModel(grey.shape, self.p.noise_floor)
         self.chroma_noise = NoiseModel((grey.shape[0] - self.flame_top // self.k, grey.shape[1]), self.p.chroma_shift)
@@ -391,6 +431,7 @@ class SceneModel:
             track = next((tr for tr in mine if _near(tr.last_box(), box)), None)
             if track is None:
                 track = self._continued(box, t) if cue == "flame" else Track(next(_ids), cue, t)
+                track.stepped = cue == "flame" and self._in_step()
                 self.tracks.append(track)
                 mine.append(track)
             if track.hits and track.hits[-1][0] == t:  # two blobs of one fire: one box around both
@@ -534,7 +575,7 @@ class SceneModel:
         if self._dust(track, 1.0, 8, self.p.dust_veil):
             return None  # a veil of soil's colour, lit like the soil: a machine's dust, not flame light
         box = _union(recent)
-        common, periodic = self._light_like(box)
+        common, periodic = self._light_like(box, None if track.stepped else track.first_t)  # (since: its own life)
         if common > self.p.max_common or periodic > self.p.max_periodic:
             return None  # a lamp, a beacon, a cloud shadow: the whole blob brightens and dims together
         if self.nights is not None and self._night(when) and self.nights.known(tuple(v // self.k for v in box)):
@@ -689,8 +730,10 @@ class SceneModel:
         outline = (cv2.dilate(changed, square) - cv2.erode(changed, square)) > 0
         return float(_edges(now)[outline].mean() / max(float(_edges(bg)[outline].mean()), 1e-6))
 
-    def _light_like(self, box: tuple[int, int, int, int]) -> tuple[float, float]:
-        """(common-mode share, periodicity) of the blob's brightness over the slow ring."""
+    def _light_like(self, box: tuple[int, int, int, int], since: float | None = None) -> tuple[float, float]:
+        """(common-mode share, periodicity) of the blob's brightness over the slow ring; periodicity only over the
+        ring's samples from ``since`` on (a flame track's birth: before it, a fire's series holds the ground it was
+        lit on, and the one step up reads as a line, a "period", at 2 fps as at 25 fps)."""
         if len(self.slow) < 6:
             return 1.0, 0.0
         x, y, w, h = (v // self.k for v in box)
@@ -700,7 +743,9 @@ class SceneModel:
         if used < 2:
             return 1.0, 0.0
         series = stack[..., 1].reshape(stack.shape[0], -1).max(axis=1)  # the brightest red
-        return common, temporal.periodicity_in_time(np.array([ts for ts, _ in self.slow]), series)
+        times = np.array([ts for ts, _ in self.slow])
+        mine = times >= (times[0] if since is None else since)
+        return common, temporal.periodicity_in_time(times[mine], series[mine])
 
     def _bursting(self, t: float) -> bool:
         return len(self.burst) >= 8 and self.burst[-1][0] == t and t - self.burst[0][0] >= self.p.burst_s
