@@ -242,8 +242,9 @@ class RuleStream:
 
 
 QUIET_S = 300.0
-"""Real seconds with nothing committed by anyone after which the city is taken as quiet, not the ingest as stalled
-(``IngestClock``): a database failover or an ingest restart is over within minutes, and a city of thousands of
+"""Real seconds with nothing committed that moves the city's clock on (nothing at all, or only batches older than
+what has been heard) after which the city is taken as quiet, not the ingest as stalled (``IngestClock``): a database
+failover or an ingest restart is over within minutes, and a city of thousands of
 terminals is never silent that long unless its readings have stopped coming (the no-data sweep has paged meanwhile).
 A held alarm waits at most this long for a stalled ingest."""
 
@@ -261,14 +262,17 @@ class IngestClock:
     observations, so one device with a fast clock does not carry it), never faster than real time (a compressed
     simulation, a backlog uploaded at once do not make it race). So a reading stuck in a stalled or lagging ingest is
     not silence: while nothing newer commits for anyone, no terminal's clock runs; real time it could not count is
-    owed, and counted as the backlog commits. When nothing at all has been committed for ``QUIET_S``, the city is
-    quiet, and real time counts again, the quiet included."""
+    owed, and counted as the backlog commits. When the clock has stood still for ``QUIET_S`` (nothing committed, or
+    only batches behind its horizon: loggers' old backlogs while the live devices' path is down), the city is taken
+    as quiet, and real time counts again, the stand included, until a batch moves the horizon on."""
 
     def __init__(self) -> None:
         self.progress = 0.0
         self.horizon: dt.datetime | None = None
         self.last: float | None = None
         """When a commit was last heard (monotonic)."""
+        self.advanced = 0.0
+        """When a commit last moved the horizon on (monotonic): ``QUIET_S`` after it, real time counts."""
         self.owed = 0.0
         """Real seconds not counted yet: the commits did not advance observation time as far."""
         self.ahead = 0.0
@@ -281,13 +285,17 @@ class IngestClock:
             return
         at, newest = time.monotonic(), statistics.median_low(times)
         if self.last is None:
-            self.progress, self.horizon = at, newest  # from the real clock on: the same scale before and after
-        elif at - self.last >= QUIET_S:
-            self.progress += self.owed + at - self.last  # ``now`` counted the quiet
-            self.owed, self.ahead, self.horizon = 0.0, 0.0, newest
+            self.progress, self.horizon, self.advanced = at, newest, at  # from the real clock on: one scale
+        elif at - self.advanced >= QUIET_S:
+            self.progress += self.owed + at - self.last  # ``now`` counted the stand
+            self.owed, self.ahead = 0.0, 0.0
+            if newest > self.horizon:
+                self.horizon, self.advanced = newest, at
         else:
             real = at - self.last
             horizon = max(self.horizon, min(newest, self.horizon + dt.timedelta(seconds=real + CARRY_S)))
+            if horizon > self.horizon:
+                self.advanced = at
             self.owed += real
             self.ahead = min(self.ahead, CARRY_S) + (horizon - self.horizon).total_seconds()
             gained = min(self.owed, self.ahead)
@@ -300,8 +308,7 @@ class IngestClock:
         at = time.monotonic()
         if self.last is None:
             return at
-        quiet = at - self.last
-        return self.progress + (self.owed + quiet if quiet >= QUIET_S else 0.0)
+        return self.progress + (self.owed + at - self.last if at - self.advanced >= QUIET_S else 0.0)
 
 
 INGEST = IngestClock()

@@ -538,3 +538,19 @@ def test_the_ingest_clock_runs_with_what_commits_not_faster_than_real_time(monke
     assert ingest([*lagging, *[(0.1, [10.3])] * 6]) == pytest.approx(10.2, abs=0.3)  # caught up
     assert ingest([(1.0, [60.0 * n]) for n in range(1, 11)]) == pytest.approx(10.0, abs=0.01)
     assert ingest([(0.1, [600.2]), (0.1, [0.4])]) <= 0.2 + evaluate.CARRY_S
+
+
+def test_the_ingest_clock_stood_still_for_quiet_s_counts_real_time_though_old_batches_keep_committing(monkeypatch):
+    """Only loggers' hour-old backlogs commit while the live devices' path is down (a broker outage): every batch lies
+    behind the clock's horizon, none moves it. After ``QUIET_S`` of a clock standing still, real time counts again (a
+    held jump is released at most that late), as when nothing commits at all: a trickle of old batches must not
+    freeze every terminal's clock for as long as it lasts."""
+    from analytics import evaluate
+
+    clock = _Clock()
+    monkeypatch.setattr(evaluate, "time", clock)
+    heard = evaluate.IngestClock()
+    old = [(60.0, [-3600.0 + 60 * n]) for n in range(1, 16)]  # a batch a minute, an hour old, for 15 minutes
+    seen = _commits(heard, clock, [(0.0, [0.0]), *old])
+    assert seen[-1] - seen[0] == pytest.approx(15 * 60.0, abs=1.0)
+    assert heard.now() - seen[0] == pytest.approx(15 * 60.0, abs=1.0)
