@@ -6,7 +6,9 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 Scalar = str | bool | int | float | None
 """A JSON value that is not a container."""
@@ -46,6 +48,19 @@ class DivisionLevel(StrEnum):
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _measured_as_sent(cls, value: Any, info: ValidationInfo) -> Any:
+        """A string is measured as sent, before its outer whitespace is stripped: the schema's ``maxLength`` counts
+        what the client sends, and a value over it is refused, not trimmed to fit (the schema fuzz: a 101-character
+        English name led by a newline was stored)."""
+        field = cls.model_fields[info.field_name]
+        limit = next((m.max_length for m in field.metadata if isinstance(m, annotated_types.MaxLen)), None)
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            raise PydanticCustomError("string_too_long", "String should have at most {max_length} characters",
+                                      {"max_length": limit})
+        return value
 
 
 def _not_null(**constraints: Any) -> Any:

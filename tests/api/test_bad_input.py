@@ -247,3 +247,13 @@ def test_a_deep_json_body_on_a_route_with_one_is_a_4xx_error(http):
     response = http.post("/api/v1/poles", content=DEEP, headers={"content-type": "application/json"})
     _is_error(response, response.status_code)
     assert response.status_code in (400, 422)
+
+
+def test_a_string_over_its_max_length_as_sent_is_422_though_it_would_fit_stripped(http):
+    """The schema's ``maxLength`` counts what the client sends: a 101-character English name led by a newline is
+    refused naming the field, not stripped to 100 and stored (the schema fuzz's ST201 on POST /api/v1/departments);
+    a name padded within the limit is still stored stripped."""
+    over = http.post("/api/v1/departments", json={"code": "pad_over", "name": "某某局", "name_en": "\n" + "M" * 100})
+    assert over.status_code == 422 and over.json()["field"] == "name_en", over.text
+    padded = http.post("/api/v1/departments", json={"code": "pad_ok", "name": " 某某局 ", "name_en": " Padded "})
+    assert padded.status_code == 201 and padded.json()["name_en"] == "Padded", padded.text
