@@ -332,7 +332,8 @@ class SceneModel:
         behind = float(np.median(log_now[wtop::4, ::4] - self.log_bg[wtop::4, ::4]))
         level = (self.exposure[-1][1] if self.exposure else 0.0) + behind - self._behind
         self.exposure.append((t, level))
-        while self.exposure[0][0] < t - self.p.exposure_step_s:
+        # the newest level from before the window stays: at 1 fps or slower, the frame before is all there is
+        while len(self.exposure) > 1 and self.exposure[1][0] <= t - self.p.exposure_step_s:
             self.exposure.popleft()
         return behind
 
