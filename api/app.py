@@ -72,7 +72,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                            responses=errors.ERROR_RESPONSES)
     # the stream authenticates on a connection it gives back at once (a stream lasts)
     app.include_router(stream.router, responses=errors.ERROR_RESPONSES)
-    stream.document_events(app)  # each event's schema where OpenAPI 3.2 puts it
+    stream.document_events(app)  # each event's schema where OpenAPI 3.2 puts it (and declares 3.2)
     dashboard.install(app, settings)  # the page and its vendored scripts (its data comes through the routes above)
     app.add_middleware(GZipMiddleware, minimum_size=2048)  # the map's points and the scripts; never the stream
     return app
