@@ -30,7 +30,7 @@
 
   const app = { me: null, csrf: sessionStorage.getItem("ganzhi-csrf"), alerts: new Map(), fires: new Map(),
                 where: new Map(), counties: new Map(), markers: new Map(), alertMarkers: new Map(), fireMarkers: new Map(), open: null, source: null,
-                tasks: [], metrics: new Map() };
+                tasks: [], metrics: new Map(), shown: null, reads: 0, drawn: 0 };
   const $ = (sel) => document.querySelector(sel);
 
   // ---------------------------------------------------------------------------------------------- helpers
@@ -367,12 +367,19 @@
 
   async function openAlert(id) {
     app.open = id;
+    const read = ++app.reads;
     document.querySelectorAll("#alerts li").forEach((li) => li.classList.toggle("sel", Number(li.dataset.alert) === id));
     const [alert, context] = await Promise.all([api(`/alerts/${id}`), api(`/dashboard/alerts/${id}`)]);
     const fire = alert.fire_event_id ? await api(`/fire-events/${alert.fire_event_id}`) : null;
-    if (app.open !== id) return;
+    // A read answering after a later one was drawn holds older data (slow answers to the live stream's reads queue
+    // up): drawn, it took the detail back a step. A read that changes nothing (the stream echoes every step taken
+    // here, the alert's change and its history entry) draws nothing.
+    if (app.open !== id || read < app.drawn) return;
+    app.drawn = read;
     app.alerts.set(alert.id, alert);
-    renderDetail(alert, context, fire);
+    const shown = JSON.stringify([alert, context, fire]);
+    if (shown !== app.shown || $("#detail").hidden) renderDetail(alert, context, fire);
+    app.shown = shown;
     const at = alertPosition(alert);
     if (at) {  // beside the panel, not under it
       map.panTo(at, { animate: false });
@@ -384,15 +391,29 @@
    *  what the operator has typed must survive that (not a closed alert's: nothing is left to do on it). */
   function formInProgress(alert) {
     const form = $("#action-form");
-    const same = form && Number(form.dataset.alert) === alert.id;
+    const same = Number(form.dataset.alert) === alert.id;
     return same && form.childElementCount && alert.status !== "closed" ? form : null;
   }
 
+  /** The detail's buttons, drawn again only when they would change (another alert, status or fire verdict): a
+   *  button taken out of the page between the press and the release of a click gets no click, nor does the one
+   *  drawn in its place, and each live change of the open alert draws its detail anew. */
+  function drawActions(alert, fire) {
+    const box = $("#actions");
+    const key = `${alert.id} ${alert.status} ${fire ? fire.verdict || "-" : ""}`;
+    if (box.dataset.key === key) return;
+    box.replaceChildren();
+    box.dataset.key = key;
+    renderActions(alert, fire);
+  }
+
+  /** The detail around its buttons and form (#actions, #action-form), which stay in the page (drawActions,
+   *  formInProgress). */
   function renderDetail(alert, context, fire) {
-    const body = $("#detail-body");
-    const kept = formInProgress(alert);
+    if (!formInProgress(alert)) $("#action-form").replaceChildren();
+    $("#action-form").dataset.alert = alert.id;
     const limit = alert.limit !== null ? `${num(alert.limit)} ${esc(alert.unit || "")}` : "—";
-    body.innerHTML =
+    $("#detail-head").innerHTML =
       `<h2><span class="chip sev-${alert.severity}">${SEVERITY[alert.severity]}</span> ` +
       `${esc(FAMILY[alert.family] || alert.family)}告警 #${alert.id} <span class="chip st-${alert.status}" id="detail-status">${STATUS[alert.status]}</span></h2>` +
       `<div class="summary">${esc(summary(alert))}</div>` +
@@ -403,8 +424,9 @@
       `<dt>最值 / 限值</dt><dd>${num(alert.value)} ${esc(alert.unit || "")} / ${limit} ${alert.direction ? "（" + DIRECTION[alert.direction] + "）" : ""}</dd>` +
       `<dt>标准</dt><dd>${esc(alert.standard || "—")} ${esc(alert.grade || "")}</dd>`) +
       `<dt>所属</dt><dd>${BUREAU[alert.bureau]} · ${esc(alert.department)} · ${esc(alert.division)}</dd>` +
-      `<dt>开始 / 结束</dt><dd>${when(alert.observed_start)} / ${alert.observed_end ? when(alert.observed_end) : "持续中"}</dd></dl>` +
-      `<div class="actions" id="actions"></div><div id="action-form"></div>` +
+      `<dt>开始 / 结束</dt><dd>${when(alert.observed_start)} / ${alert.observed_end ? when(alert.observed_end) : "持续中"}</dd></dl>`;
+    const tail = $("#detail-tail");
+    tail.innerHTML =
       (fire ? fireSection(fire) : `<h3>监测数据</h3><div id="chart"></div>`) +
       `<h3>派发督办</h3><div id="tasks-of">${context.tasks.length ? "" : '<p class="nodata">尚未派发</p>'}</div>` +
       (context.incident ? incidentSection(context) : "") +
@@ -413,10 +435,8 @@
     $("#detail").hidden = false;
     if (!fire) drawChart(alert);
     renderTasks(context.tasks, alert);
-    renderActions(alert, fire);
-    if (kept) $("#action-form").replaceWith(kept);
-    $("#action-form").dataset.alert = alert.id;
-    body.querySelectorAll(".members li").forEach((li) =>
+    drawActions(alert, fire);
+    tail.querySelectorAll(".members li").forEach((li) =>
       li.addEventListener("click", () => openAlert(Number(li.dataset.alert))));
   }
 

@@ -6,11 +6,14 @@ platform."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field as default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -262,6 +265,85 @@ def test_a_form_half_filled_survives_a_live_change_of_its_alert(pages, api_url, 
     expect(operator.locator("#detail .task")).to_contain_text(people["field"][0])
 
 
+ECHO_DELAY_S = 1.0
+"""How late the slowed API answers each read of one alert: the step's own redraw reads it once, each live echo
+twice (the alert, then the detail)."""
+HOLD_MS = 2_500
+"""How long the 派发 press is held: past the echoes' redraws, which come ECHO_DELAY_S after the step's own."""
+ONE_ALERT = re.compile(r"/api/v1/alerts/\d+")
+
+
+class _SlowAlertReads:
+    """The API with every ``GET /api/v1/alerts/{id}`` answered ``delay_s`` late, as a loaded box answers: the
+    live stream's echoes of a step then come well after the step's own redraw, as they did in CI."""
+
+    def __init__(self, app, delay_s: float) -> None:
+        self.app, self.delay_s = app, delay_s
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and ONE_ALERT.fullmatch(scope["path"]):
+            await asyncio.sleep(self.delay_s)
+        await self.app(scope, receive, send)
+
+
+@contextlib.contextmanager
+def _api_with_slow_alert_reads(db_url: str, delay_s: float) -> Iterator[str]:
+    """The API on a port of its own, its reads of one alert slowed (``_SlowAlertReads``); its base URL."""
+    port = free_port()
+    app = _SlowAlertReads(create_app(Settings(database_url=db_url, http_port=port), db_url), delay_s)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout_s=20, interval_s=0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_press_on_the_detail_survives_the_live_echoes_of_the_step_before(pages, db_url, people):
+    """CI (session 16): after 确认, the click on 派发 opened no form within 5 s, now and then, under load. The
+    acknowledgement comes back over the live stream twice (the alert's change, its history entry), and each echo
+    drew the detail anew although nothing in it had changed: the 派发 under the pointer was replaced between the
+    press and the release, and the click reached neither button. With the echoes slowed (as on a loaded box) and
+    the press held past them, the form must open: an echo that changes nothing draws nothing."""
+    with _api_with_slow_alert_reads(db_url, ECHO_DELAY_S) as base:
+        operator = pages.open(people["operator"], base=base, viewport={"width": 1600, "height": 900}, locale="zh-CN")
+        expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+        _, alert_id = _raise_river_alert(db_url)
+        operator.locator(f"#alerts li[data-alert='{alert_id}']").click(timeout=20_000)
+        detail = operator.locator("#detail")
+        detail.get_by_role("button", name="确认").click()
+        expect(operator.locator("#detail-status")).to_have_text("已确认", timeout=20_000)  # the step's own redraw
+        detail.get_by_role("button", name="派发").click(delay=HOLD_MS)  # released after the echoes came
+        picker = operator.locator("#assign-form select[name=assignee]")
+        expect(picker.locator(f"option[value='{people['field'][0]}']")).to_be_attached()
+        operator.context.close()  # its live stream too: the server stops at once, not after 10 s of waiting on it
+
+
+def test_a_click_survives_a_change_of_its_alert_between_press_and_release(pages, api_url, db_url, people):
+    """A colleague comments the alert while the operator's press on 派发 is down: the live change draws the detail
+    anew (its history shows the comment), and the button under the pointer must stay the same element, or the
+    release reaches no button and the click is lost (what the CI flake above came down to)."""
+    operator = pages.open(people["operator"], viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+    _, alert_id = _raise_river_alert(db_url)
+    operator.locator(f"#alerts li[data-alert='{alert_id}']").click(timeout=20_000)
+    assign = operator.locator("#detail").get_by_role("button", name="派发")
+    box = assign.bounding_box()
+    operator.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    operator.mouse.down()
+    with httpx.Client(verify=TLS, base_url=api_url, timeout=10) as colleague:
+        login, password = people["operator"]
+        me = colleague.post("/api/v1/auth/login", json={"login": login, "password": password}).json()
+        colleague.post(f"/api/v1/alerts/{alert_id}/comment", json={"comment": "已通知河长"},
+                       headers={"X-CSRF-Token": me["csrf_token"]}).raise_for_status()
+    expect(operator.locator("#detail")).to_contain_text("已通知河长", timeout=20_000)  # drawn anew
+    operator.mouse.up()
+    expect(operator.locator("#assign-form select[name=assignee]")).to_be_attached()
+
+
 def test_a_department_sees_only_its_own_points(browser, contexts, api_url, db_url, people):
     """The map's points come through the caller's rights: 住建局 does not see 生态环境局's station."""
     code, _ = _raise_river_alert(db_url)
@@ -429,6 +511,7 @@ def test_tiles_of_the_configured_server_load_within_the_policy(pages, db_url, pe
             httpx.get(f"{base}/dashboard/", timeout=30).headers["content-security-policy"]
         page = pages.open(people["operator"], base=base, viewport={"width": 1200, "height": 800})
         _wait_for_js(page, "[...document.querySelectorAll('img.leaflet-tile')].some(i => i.naturalWidth > 0)")
+        page.context.close()  # its live stream too: the server stops at once, not after 10 s of waiting on it
     finally:
         server.should_exit = True
         thread.join(10)
