@@ -68,8 +68,8 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
     ``profile``: profile each rule worker's CPU time (``ganzhi analytics --profile``), its stats written to
     ``profile``/bench-rules-N.prof when it stops."""
     print(f"box: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; background {rate:,.0f} msg/s × 10 "
-          f"readings; {RULE_WORKERS} rule workers at nice {settings.background_nice}; {probes} probes after "
-          f"{warm_up_s:.0f} s of warm-up")
+          f"readings; {settings.ingest_workers} ingest workers, {RULE_WORKERS} rule workers at nice "
+          f"{settings.background_nice}; {probes} probes after {warm_up_s:.0f} s of warm-up")
     engine_rate()
     scratch = scratch_database(url)
     root = Path(tempfile.mkdtemp(prefix="ganzhi-bench-alerts-"))
@@ -85,7 +85,7 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
         asyncio.run(broker.start())
         env = dict(os.environ, DATABASE_URL=scratch, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
                    GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="WARNING")
-        ingest_ports = [free_port() for _ in range(2)]
+        ingest_ports = [free_port() for _ in range(settings.ingest_workers)]  # as `up` starts them
         processes += [subprocess.Popen([sys.executable, "-m", "ganzhi", "ingest", "--client-id", f"alerts-bench-{n}"],
                                        env=dict(env, GANZHI_METRICS_PORT=str(port)))
                       for n, port in enumerate(ingest_ports)]
