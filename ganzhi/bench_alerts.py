@@ -131,7 +131,7 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
         sustained.report()
         _print_ingest(ingest_ports)
         if not probes:
-            _print_counters(scratch, [p.pid for p in processes[-RULE_WORKERS:]])
+            print_rule_counters(scratch, [p.pid for p in processes[-RULE_WORKERS:]])
             return sustained
         if latencies:
             print(f"publish → alert readable from the API at {rate:,.0f} msg/s, {len(latencies)} of {probes} probes: "
@@ -144,7 +144,7 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
             print(f"reading stored → alert opened (the rule workers' part, database clock), {len(stored)} probes: "
                   f"p50 {np.percentile(stored, 50):.0f} ms, p99 {np.percentile(stored, 99):.0f} ms")
         _print_stages(_stages(scratch, detectors[1:], published, heard))
-        _print_counters(scratch, [p.pid for p in processes[-RULE_WORKERS:]])
+        print_rule_counters(scratch, [p.pid for p in processes[-RULE_WORKERS:]])
         return sustained
     finally:
         for p in processes:
@@ -416,7 +416,7 @@ def _print_stages(stages: dict[str, list[float]]) -> None:
         print(f"  slowest {code}: " + ", ".join(f"{p:.0f}" for p in parts) + f" (total {sum(parts):.0f} ms)")
 
 
-def _print_counters(url: str, workers: list[int]) -> None:
+def print_rule_counters(url: str, workers: list[int]) -> None:
     """The rule workers' counters as their last heartbeat has them (at most 5 s old), their CPU per reading, and
     their processes' CPU in all (``workers``: their process ids), the start-up, the notifications and the loop
     between chunks included."""
