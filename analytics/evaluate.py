@@ -35,6 +35,7 @@ from analytics.rules import (
     resumed,
     rewindable,
     rules_for,
+    take_context,
 )
 
 
@@ -126,13 +127,14 @@ class RuleStream:
               series: dict[str, list[Point]] | None = None) -> RuleStream:
         return cls(rule, rule.make_judge(series or {}), rule.make_tracker(episode), judged_to)
 
-    def replay(self, points: Sequence[Point], latch: dict | None = None) -> None:
-        """Rebuild the judge's memory from the readings it judged before (``points``, the rule's series over the
-        window a late reading would re-read, ending at ``judged_to``) and its persisted ``latch``: the judge is
-        built over them, as a window re-read's is, so it takes them for a re-read of history when they start after
-        the terminal's first reading (``rules._quality_checked``), and the spike screen takes them in too."""
-        self.judge = resumed(self.rule.make_judge({self.rule.metric: list(points)}), latch)
-        for point in points:
+    def replay(self, series: dict[str, list[Point]], latch: dict | None = None) -> None:
+        """Rebuild the judge's memory from the readings it judged before (``series``: the rule's series and its
+        context over the window a late reading would re-read, ending at ``judged_to``) and its persisted ``latch``:
+        the judge is built over them, as a window re-read's is, so it takes them for a re-read of history when they
+        start after the terminal's first reading (``rules._quality_checked``), and the spike screen takes them in
+        too."""
+        self.judge = resumed(self.rule.make_judge(series), latch)
+        for point in series[self.rule.metric]:
             for admitted in self.tracker.admitted(point):
                 self.judge(admitted)
 
@@ -387,17 +389,16 @@ def load(conn: psycopg.Connection, terminals: list[tuple[TerminalInfo, int]],
                 # The window a late reading would re-read: the lookback before the last reading judged, or before
                 # the episode in progress (whose start the judge's verdicts may hang on, as a re-read's do).
                 start = starts[info.id, key] = stream.window_start(stream.judged_to, [])
-                since.setdefault(info.id, {})[stream.rule.metric] = min(
-                    since.get(info.id, {}).get(stream.rule.metric, start), start)
+                mine = since.setdefault(info.id, {})
+                for metric in (stream.rule.metric, *stream.rule.context):
+                    mine[metric] = min(mine.get(metric, start), start)
         loaded[info.id] = TerminalStream(info, streams, version)
     history = queries.series_of(conn, since) if since else {}
     for terminal_id, series in history.items():
         for key, stream in loaded[terminal_id].rules.items():
             if (terminal_id, key) in starts:
-                points = series.get(stream.rule.metric, [])
-                stream.replay(points[bisect.bisect_left(points, starts[terminal_id, key], key=_TS):
-                                     bisect.bisect_right(points, stream.judged_to, key=_TS)],
-                              latches.get((terminal_id, key)))
+                stream.replay({m: _between(series.get(m, []), starts[terminal_id, key], stream.judged_to)
+                               for m in (stream.rule.metric, *stream.rule.context)}, latches.get((terminal_id, key)))
     for stream in loaded.values():
         judged = [s.judged_to for s in stream.rules.values() if s.judged_to is not None]
         stream.heard = (max(judged), INGEST.now()) if judged else None
@@ -458,7 +459,7 @@ def read_since(stream: TerminalStream, earliest: dt.datetime,
             start = rs.resume.judged_to + _TICK
         else:
             start = rs.window_start(min(earliest, rs.waiting or earliest), stored.get(key, []))
-        for metric in (rs.rule.metric, *(rs.rule.context if steps[key] is WINDOW else ())):
+        for metric in (rs.rule.metric, *(rs.rule.context if steps[key] is WINDOW or rs.rule.streamable else ())):
             since[metric] = min(since.get(metric, start), start)
     return since
 
@@ -484,6 +485,8 @@ def judge_terminal(conn: psycopg.Connection, sink: AlertSink, stream: TerminalSt
             rewound = rs.rewind() if step is REWIND else None
             if rule.heeds:  # after the rewind, which restores the judge's memory of an older mark
                 heed(rs.judge, stored.get(rule.heeds, []))
+            if rule.context:  # what it had of them was all up to ``judged_to``, the mark's after a rewind
+                take_context(rs.judge, {m: _after(data.get(m, ()), rs.judged_to) for m in rule.context})
             points = _after(data.get(rule.metric, ()), rs.judged_to)
             found = rs.feed(points, time.monotonic())
             released, ended = rs.tracker.expire(clock, rs.judge) if clock and rs.tracker.screen else (None, None)
@@ -529,6 +532,11 @@ def _after(points: Sequence[Point], judged_to: dt.datetime) -> Sequence[Point]:
     if not points or points[0].ts > judged_to:
         return points
     return points[bisect.bisect_right(points, judged_to, key=_TS):]
+
+
+def _between(points: Sequence[Point], start: dt.datetime, end: dt.datetime) -> list[Point]:
+    """The readings of a series (in observation order) from ``start`` to ``end``, both included."""
+    return list(points[bisect.bisect_left(points, start, key=_TS):bisect.bisect_right(points, end, key=_TS)])
 
 
 def _from(points: Sequence[Point], start: dt.datetime) -> list[Point]:

@@ -10,6 +10,7 @@ import bisect
 import datetime as dt
 import functools
 import itertools
+import operator
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -73,6 +74,13 @@ SHELVE_MAX = dt.timedelta(hours=24)
 acknowledgement at most (ISA-18.2 shelving expires): a repair forgotten pages the bureau after all."""
 
 
+def take_context(judge: Judge, series: dict[str, Sequence[Point]]) -> None:
+    """Hand a streamed judge its context's readings newer than those it has (``Rule.takes_context``), before it
+    judges the readings of its own series that they may bear on."""
+    if any(series.values()):
+        judge.take_context(series)
+
+
 def heed(judge: Judge, alerts: list[dict]) -> None:
     """Tell a judge that heeds a steward's alert (``Rule.heeds``) what the steward said: that rule's stored alerts."""
     if hasattr(judge, "heed"):
@@ -87,6 +95,7 @@ def resumed(judge: Judge, latch: dict | None) -> Judge:
 
 
 _PLAIN = (type(None), bool, int, float, str, dt.datetime, dt.date, dt.timedelta)
+_TS = operator.attrgetter("ts")
 
 
 def _lists(*memory: list) -> tuple[Callable[[], object], Callable[[object], None]]:
@@ -136,6 +145,9 @@ class Rule:
     skip_flags: frozenset[str] = frozenset()
     context: tuple[str, ...] = ()
     """Other series the judge looks at (a sewage outlet's water temperature)."""
+    takes_context: bool = False
+    """The judge takes its context's readings as they arrive (``take_context``) and is streamed like any rule; without
+    it a rule with a context is re-evaluated over its window."""
     nightly: tuple[int, int] | None = field(default=None)
     """Judge the minimum of each night's readings between these Beijing hours instead of every reading."""
     lookback: dt.timedelta = DEFAULT_LOOKBACK
@@ -159,8 +171,9 @@ class Rule:
 
     @cached_property
     def streamable(self) -> bool:
-        """Judged reading by reading as they arrive; a nightly or a context rule is re-evaluated over its window."""
-        return self.nightly is None and not self.context
+        """Judged reading by reading as they arrive; a nightly rule, or a context rule whose judge does not take its
+        context as it arrives, is re-evaluated over its window."""
+        return self.nightly is None and (not self.context or self.takes_context)
 
     @cached_property
     def every_s(self) -> float:
@@ -378,6 +391,8 @@ def _quality_checked(rule: Rule, t: TerminalInfo, neighbours: NeighbourLookup | 
                 steward[:] = [said.get("verdict") or FIXING, said["acknowledged_at"]]
 
         checked.latch, checked.resume, checked.heed = latch, resume, heed_steward
+        if hasattr(judge, "take_context"):
+            checked.take_context = judge.take_context
         if not rewindable(judge):
             return checked
 
@@ -665,8 +680,8 @@ def sewage(t: TerminalInfo) -> list[Rule]:
             temperature = "w01010" if series == key else "w01010:avg:day"
             rules.append(Rule(f"gb18918:{series}", "sewage", "environment", series,
                               lambda s, key=key, period=period, severity=severity, temperature=temperature:
-                              _discharge_judge(key, grade, old, period, severity, s.get(temperature, [])),
-                              duration, POLLUTION_SKIP_FLAGS, (temperature,),
+                              _discharge_judge(key, grade, old, period, severity, temperature, s.get(temperature, [])),
+                              duration, POLLUTION_SKIP_FLAGS, (temperature,), takes_context=series == key,
                               lookback=max(interval, dt.timedelta(hours=2)) if series == key else dt.timedelta(days=2)))
     if "w01001" in t.metrics:
         rules.append(Rule("gb18918:w01001", "sewage", "environment", "w01001", lambda s: _ph_judge("GB 18918-2002"),
@@ -674,9 +689,16 @@ def sewage(t: TerminalInfo) -> list[Rule]:
     return rules
 
 
-def _discharge_judge(key: str, grade: str, old: bool, period: str, severity: str, temperatures: list[Point]) -> Judge:
+def _discharge_judge(key: str, grade: str, old: bool, period: str, severity: str, context: str,
+                     temperatures: list[Point]) -> Judge:
+    """``temperatures``: the water's (series ``context``), for ammonia's cold-water limit; a streamed judge is handed
+    newer ones as they arrive (``take_context``) and keeps only those from the last one at or before the reading it
+    judged on."""
     spec = metric_spec(key)
-    times = [p.ts for p in temperatures]
+    water = list(temperatures)
+
+    def take(series: dict[str, Sequence[Point]]) -> None:
+        water.extend(series.get(context, ()))
 
     def judge(point: Point) -> Verdict:
         version = standards.in_force(standards.GB18918, point.ts.astimezone(BEIJING).date())
@@ -685,8 +707,10 @@ def _discharge_judge(key: str, grade: str, old: bool, period: str, severity: str
         if key == "w21011" and old:
             name = "w21011:old"
         if key == "w21003":
-            at = bisect.bisect_right(times, point.ts) - 1
-            if at >= 0 and temperatures[at].value <= version.data["cold_c"]:
+            at = bisect.bisect_right(water, point.ts, key=_TS) - 1
+            if at > 0:
+                del water[:at]  # readings are judged in time order: the ones before are never looked at again
+            if at >= 0 and water[0].value <= version.data["cold_c"]:
                 name = "w21003:cold"
         limit = limits[name]
         if point.value <= limit:
@@ -699,7 +723,8 @@ def _discharge_judge(key: str, grade: str, old: bool, period: str, severity: str
                       grade)
         return Verdict(State.VIOLATE, level, detail, point.value / limit, facts)
 
-    return judge
+    judge.take_context = take
+    return remembering(judge, *_lists(water))
 
 
 # -- gas ---------------------------------------------------------------------------------------------

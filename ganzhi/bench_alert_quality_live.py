@@ -39,6 +39,7 @@ from analytics.rules import Rule, TerminalInfo, rules_for
 from core.broker import LocalBroker
 from core.settings import Settings
 from ganzhi.bench_alert_quality import FAMILIES, FAULTS, Raised, Score, _print_run, _score
+from ganzhi.bench_alerts import print_rule_counters
 from ganzhi.benchkit import drop_database, free_port, scratch_database
 from ganzhi.broker_auth import platform_accounts, write_files
 from ganzhi.database import prepare
@@ -198,6 +199,7 @@ def run_live(url: str, settings: Settings, hours: float, speed: float, seed: int
         print(f"published {stats.messages} messages ({stats.readings} readings), {stats.failures} connection "
               f"failures; {len(loggers)} HJ 212 loggers sent {logged.packets} packets ({logged.refused} refused); "
               f"workers drained {drained:.0f} s after the simulators stopped (no change for {DRAIN_QUIET_S:.0f} s)")
+        print_rule_counters(scratch, [p.pid for p in processes if "analytics" in p.args])
         with psycopg.connect(scratch) as conn:
             stored = score_stored(conn, truth.load(truth_path), observed_from,
                                   observed_from + dt.timedelta(hours=hours, minutes=1))

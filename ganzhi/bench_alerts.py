@@ -68,8 +68,8 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
     ``profile``: profile each rule worker's CPU time (``ganzhi analytics --profile``), its stats written to
     ``profile``/bench-rules-N.prof when it stops."""
     print(f"box: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; background {rate:,.0f} msg/s × 10 "
-          f"readings; {RULE_WORKERS} rule workers at nice {settings.background_nice}; {probes} probes after "
-          f"{warm_up_s:.0f} s of warm-up")
+          f"readings; {settings.ingest_workers} ingest workers, {RULE_WORKERS} rule workers at nice "
+          f"{settings.background_nice}; {probes} probes after {warm_up_s:.0f} s of warm-up")
     engine_rate()
     scratch = scratch_database(url)
     root = Path(tempfile.mkdtemp(prefix="ganzhi-bench-alerts-"))
@@ -85,7 +85,7 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
         asyncio.run(broker.start())
         env = dict(os.environ, DATABASE_URL=scratch, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
                    GANZHI_MQTT_USERNAME=SERVICE[0], GANZHI_MQTT_PASSWORD=SERVICE[1], GANZHI_LOG_LEVEL="WARNING")
-        ingest_ports = [free_port() for _ in range(2)]
+        ingest_ports = [free_port() for _ in range(settings.ingest_workers)]  # as `up` starts them
         processes += [subprocess.Popen([sys.executable, "-m", "ganzhi", "ingest", "--client-id", f"alerts-bench-{n}"],
                                        env=dict(env, GANZHI_METRICS_PORT=str(port)))
                       for n, port in enumerate(ingest_ports)]
@@ -131,7 +131,7 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
         sustained.report()
         _print_ingest(ingest_ports)
         if not probes:
-            _print_counters(scratch, [p.pid for p in processes[-RULE_WORKERS:]])
+            print_rule_counters(scratch, [p.pid for p in processes[-RULE_WORKERS:]])
             return sustained
         if latencies:
             print(f"publish → alert readable from the API at {rate:,.0f} msg/s, {len(latencies)} of {probes} probes: "
@@ -144,7 +144,7 @@ def run(url: str, settings: Settings, rate: float, probes: int, warm_up_s: float
             print(f"reading stored → alert opened (the rule workers' part, database clock), {len(stored)} probes: "
                   f"p50 {np.percentile(stored, 50):.0f} ms, p99 {np.percentile(stored, 99):.0f} ms")
         _print_stages(_stages(scratch, detectors[1:], published, heard))
-        _print_counters(scratch, [p.pid for p in processes[-RULE_WORKERS:]])
+        print_rule_counters(scratch, [p.pid for p in processes[-RULE_WORKERS:]])
         return sustained
     finally:
         for p in processes:
@@ -416,7 +416,7 @@ def _print_stages(stages: dict[str, list[float]]) -> None:
         print(f"  slowest {code}: " + ", ".join(f"{p:.0f}" for p in parts) + f" (total {sum(parts):.0f} ms)")
 
 
-def _print_counters(url: str, workers: list[int]) -> None:
+def print_rule_counters(url: str, workers: list[int]) -> None:
     """The rule workers' counters as their last heartbeat has them (at most 5 s old), their CPU per reading, and
     their processes' CPU in all (``workers``: their process ids), the start-up, the notifications and the loop
     between chunks included."""

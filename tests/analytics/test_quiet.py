@@ -441,12 +441,13 @@ def test_a_real_pollution_step_is_still_heard_from_its_first_reading():
 
 
 def test_a_window_re_read_from_inside_a_creep_judges_nothing_until_the_drift_test_has_seen_its_window():
-    """A sewage outlet's rule is re-evaluated over a window cut at its lookback as readings arrive: the judge starts
-    afresh, mid-creep. The window's first readings are over the limit but their quality is not evaluated yet (the
-    drift test has no window): held, not alerted. A fresh outlet's first readings are judged at once."""
+    """A sewage outlet's rule re-read over a window cut at its lookback (a reading later than its marks; before
+    session 16, every batch): the judge starts afresh, mid-creep. The window's first readings are over the limit
+    but their quality is not evaluated yet (the drift test has no window): held, not alerted. A fresh outlet's
+    first readings are judged at once."""
     outlet = _terminal("sewage_outlet_analyser", ("w21003", "w01010"), 600, {"grade": "1B", "build_year": 2005})
     rule = next(r for r in rules_for(outlet) if r.key == "gb18918:w21003")
-    assert not rule.streamable and rule.lookback >= dt.timedelta(hours=2)
+    assert rule.lookback >= dt.timedelta(hours=2)
     creeping = [round(9.0 + 1.25 * i / 6, 3) for i in range(int(rule.lookback / dt.timedelta(minutes=10)) + 2)]
     assert _escalated_only(rule.evaluate({"w21003": _points(creeping, 600)}, latch=RE_READ))
     assert len(rule.evaluate({"w21003": _points(creeping[:3], 600)})) == 1
@@ -652,7 +653,7 @@ def test_a_restarted_worker_does_not_page_a_doubted_analyser_as_confirmed():
         k = next(i for i, p in enumerate(points) if p.ts == over + dt.timedelta(hours=after))
         rs = evaluate.RuleStream.fresh(rule, points[k].ts)
         seen = points[:k + 1]
-        rs.replay([p for p in seen if p.ts >= points[k].ts - rule.lookback], _latch_after(rule, seen))
+        rs.replay({rule.metric: [p for p in seen if p.ts >= points[k].ts - rule.lookback]}, _latch_after(rule, seen))
         rs.tracker.feed_all(points[k + 1:k + 3], rs.judge)
         opened = [rs.tracker.current] if rs.tracker.current else []
         assert [e for e in opened if "unconfirmed" not in e.detail] == []

@@ -591,3 +591,80 @@ def test_the_worker_that_had_the_terminals_crashes_and_is_back_before_anyone_not
         again.close()
         joiner.close()
     _each_alerted_once(conn, codes)
+
+
+
+def _outlet(conn) -> str:
+    """A grade 1A sewage outlet's analysers (ammonia's limit 5 mg/L, 8 mg/L with the water at or below 12 °C),
+    with two hours and a half of clean water behind it (ammonia 1 mg/L) at ``water`` °C."""
+    attrs = {"grade": "1A", "build_year": 2012, "plant": "绥化市第一污水处理厂"}
+    outlet = terminal_in("绥化市第一污水处理厂总排口", "sewage_outlet_analyser", (126.99, 46.63), report_interval_s=600,
+                         attrs=attrs)
+    code = service.create_terminal(conn, outlet, Actor("test"))
+    conn.commit()
+    return code
+
+
+def _clean_water(db_url: str, code: str, water: float) -> None:
+    _write(db_url, code, "w01010", [(m, water, None) for m in range(-210, -60, 10)])
+    _write(db_url, code, "w21003", [(m, 1.0, None) for m in range(-210, -60, 10)])
+
+
+def test_a_sewage_outlet_s_rule_is_streamed_with_its_water_temperature_not_re_read_each_batch(conn, db_url):
+    """Ammonia's limit hangs on the water's temperature (a context series): the rule takes the temperatures as
+    they arrive and is streamed: a batch feeds it its readings, it does not re-read its hours each time."""
+    code = _outlet(conn)
+    worker = Worker(db_url)
+    try:
+        _clean_water(db_url, code, 10.0)
+        worker.step()
+        terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+        streamed = worker.rules.memory[terminal_id].rules["gb18918:w21003"]
+        _write(db_url, code, "w01010", [(-60, 10.0, None), (-50, 10.0, None)])
+        _write(db_url, code, "w21003", [(-60, 6.5, None), (-50, 6.6, None)])  # a step, over 5 but under the cold 8
+        worker.step()
+        # fed on, not rebuilt over its window (a re-read makes a fresh stream), and rewindable to take in late data
+        assert worker.rules.memory[terminal_id].rules["gb18918:w21003"] is streamed and streamed.marks
+        assert _alerts(db_url) == []
+        _write(db_url, code, "w01010", [(-40, 14.0, None), (-30, 14.0, None)])  # the water warms: the limit is 5
+        _write(db_url, code, "w21003", [(-40, 6.4, None), (-30, 6.3, None)])
+        worker.step()
+        assert [(r, s, start) for r, s, _, start, _ in _alerts(db_url)] == [
+            ("gb18918:w21003", "open", NOW - dt.timedelta(minutes=40))]
+    finally:
+        worker.close()
+
+
+def test_a_late_water_temperature_rewinds_the_ammonia_rule_and_retracts_what_it_un_makes(conn, db_url):
+    code = _outlet(conn)
+    worker = Worker(db_url)
+    try:
+        _clean_water(db_url, code, 14.0)
+        worker.step()
+        _write(db_url, code, "w21003", [(-60, 6.0, None), (-50, 6.2, None), (-40, 6.1, None)])  # no temperature yet
+        worker.step()
+        assert [s for r, s, *_ in _alerts(db_url) if r == "gb18918:w21003"] == ["open"]  # warm water, as last read
+        _write(db_url, code, "w01010", [(-60, 10.0, None), (-50, 10.0, None), (-40, 10.0, None)])  # late: cold
+        worker.step()
+        assert [s for r, s, *_ in _alerts(db_url) if r == "gb18918:w21003"] == ["closed"]  # retracted
+    finally:
+        worker.close()
+
+
+def test_a_restarted_worker_replays_the_water_temperature_beside_the_ammonia_readings(conn, db_url):
+    code = _outlet(conn)
+    worker = Worker(db_url)
+    _clean_water(db_url, code, 10.0)
+    _write(db_url, code, "w01010", [(-60, 10.0, None), (-50, 10.0, None)])
+    _write(db_url, code, "w21003", [(-60, 6.5, None), (-50, 6.6, None)])  # under the cold limit
+    worker.step()
+    worker.close()
+    restarted = Worker(db_url)
+    try:
+        _write(db_url, code, "w21003", [(-40, 6.4, None), (-30, 6.5, None)])  # the water still 10 °C, as last read
+        restarted.step()
+        terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+        assert restarted.rules.memory[terminal_id].rules["gb18918:w21003"].judged_to == NOW - dt.timedelta(minutes=30)
+        assert _alerts(db_url) == []
+    finally:
+        restarted.close()
