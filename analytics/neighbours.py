@@ -6,7 +6,8 @@ sensors are the cheap evidence (``rules._stuck_judge``); a single-sensor termina
 channel froze, has none, and then its neighbours are: a water-level gauge flat for twelve hours while the gauges
 up and down the river rose is stuck; one flat while they are flat too is a calm river. Neighbours are asked only
 once a line has lasted the metric's flat-line window with no sibling moving (rarely), one query for the series
-of all of them."""
+of all of them, and one for their own drift and spike alerts on the metric (a neighbour that moved by its own fault
+is no evidence that the world moved)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import time
 import psycopg
 
 from analytics import queries
-from analytics.rules import Nearby, TerminalInfo
+from analytics.rules import MOVED_BY_FAULT, Nearby, Peer, TerminalInfo
 
 RIVER_KM = 50.0
 """Stations on the same river this far apart along it (either way) see the same water: a rise passes both
@@ -31,26 +32,29 @@ class Neighbours:
 
     def __init__(self) -> None:
         self.conn: psycopg.Connection | None = None
-        self._peers: dict[tuple[int, str], tuple[float, tuple[int, ...], str]] = {}
+        self._peers: dict[tuple[int, str], tuple[float, tuple[tuple[int, int, bool], ...], str]] = {}
 
     def of(self, t: TerminalInfo, metric: str, since: dt.datetime) -> Nearby | None:
-        """The neighbours' series of ``metric`` from ``since`` on; None when the terminal has none (or the worker
-        is not judging)."""
+        """The neighbours' series of ``metric`` from ``since`` on, with their own drift and spike alerts on it since
+        then; None when the terminal has none (or the worker is not judging)."""
         if self.conn is None:
             return None
-        ids, where = self._peer_ids(t, metric)
-        if not ids:
+        peers, where = self._peer_ids(t, metric)
+        if not peers:
             return None
+        ids = [peer for peer, _, _ in peers]
         found = queries.series_of(self.conn, {peer: {metric: since} for peer in ids})
-        return Nearby(where, tuple(found[peer].get(metric, []) for peer in ids))
+        doubts = queries.doubts_of(self.conn, ids, metric, since, MOVED_BY_FAULT)
+        return Nearby(where, tuple(Peer(found[peer].get(metric, []), dt.timedelta(seconds=interval), on_pole,
+                                        tuple(doubts.get(peer, ()))) for peer, interval, on_pole in peers))
 
-    def _peer_ids(self, t: TerminalInfo, metric: str) -> tuple[tuple[int, ...], str]:
+    def _peer_ids(self, t: TerminalInfo, metric: str) -> tuple[tuple[tuple[int, int, bool], ...], str]:
         key = (t.id, metric)
         held = self._peers.get(key)
         if held is None or time.monotonic() - held[0] > PEERS_TTL_S:
-            ids = queries.peers_of(self.conn, t.id, metric, t.pole, t.attrs.get("river"), t.attrs.get("chainage_km"),
-                                   RIVER_KM)
-            held = self._peers[key] = (time.monotonic(), tuple(ids), _where(t))
+            peers = queries.peers_of(self.conn, t.id, metric, t.pole, t.attrs.get("river"),
+                                     t.attrs.get("chainage_km"), RIVER_KM)
+            held = self._peers[key] = (time.monotonic(), tuple(peers), _where(t))
         return held[1], held[2]
 
 

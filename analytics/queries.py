@@ -88,14 +88,16 @@ def series_of(conn: psycopg.Connection,
 
 
 def peers_of(conn: psycopg.Connection, terminal_id: int, metric: str, pole: str | None, river: str | None,
-             chainage_km: float | None, within_km: float) -> list[int]:
+             chainage_km: float | None, within_km: float) -> list[tuple[int, int, bool]]:
     """The other active terminals (not in maintenance) measuring ``metric`` on the pole ``pole``, or on the river
-    ``river`` within ``within_km`` of chainage (the whole river when either station's chainage is unknown)."""
+    ``river`` within ``within_km`` of chainage (the whole river when either station's chainage is unknown): (id,
+    reporting interval in seconds, on the pole ``pole``)."""
     if pole is None and river is None:
         return []
     rows = conn.execute(
         """
-        select n.id from terminal n left join pole p on p.id = n.pole_id
+        select n.id, n.report_interval_s, coalesce(p.code = %(pole)s, false) from terminal n
+          left join pole p on p.id = n.pole_id
          where n.id <> %(id)s and n.status = 'active' and %(metric)s = any(n.metrics)
            and (p.code = %(pole)s
                 or (n.attrs->>'river' = %(river)s
@@ -105,7 +107,27 @@ def peers_of(conn: psycopg.Connection, terminal_id: int, metric: str, pole: str 
         """,
         {"id": terminal_id, "metric": metric, "pole": pole, "river": river, "km": chainage_km, "within": within_km},
     ).fetchall()
-    return [row[0] for row in rows]
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def doubts_of(conn: psycopg.Connection, terminal_ids: list[int], metric: str, since: dt.datetime,
+              kinds: tuple[str, ...]) -> dict[int, list[tuple[str, dt.datetime, dt.datetime | None]]]:
+    """The device alerts of these ``kinds`` (``device:{kind}:{metric}``) of these terminals that were on at or after
+    ``since`` (not retracted): by terminal, (kind, when it began, when it ended or None)."""
+    rows = conn.execute(
+        """
+        select terminal_id, split_part(rule, ':', 2), observed_start, observed_end from alert
+         where terminal_id = any(%(ids)s) and rule = any(%(rules)s) and status <> 'closed'
+           and (observed_end is null or observed_end >= %(since)s)
+         order by observed_start
+        """,
+        {"ids": terminal_ids, "rules": [f"device:{kind}:{metric}" for kind in kinds],
+         "since": since},
+    ).fetchall()
+    found: dict[int, list[tuple[str, dt.datetime, dt.datetime | None]]] = {}
+    for terminal_id, kind, start, end in rows:
+        found.setdefault(terminal_id, []).append((kind, start, end))
+    return found
 
 
 def lock_terminals(conn: psycopg.Connection, terminal_ids: list[int], worker: str) -> dict[int, int]:

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import itertools
 import operator
+import re
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -82,7 +83,8 @@ def take_context(judge: Judge, series: dict[str, Sequence[Point]]) -> None:
 
 
 def heed(judge: Judge, alerts: list[dict]) -> None:
-    """Tell a judge that heeds a steward's alert (``Rule.heeds``) what the steward said: that rule's stored alerts."""
+    """Tell a judge that heeds stored alerts (``Rule.heeds``) what they are: that rule's stored alerts (the steward's
+    word on a drift alert; a stuck rule's own calls)."""
     if hasattr(judge, "heed"):
         judge.heed(alerts)
 
@@ -123,11 +125,25 @@ class TerminalInfo:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """One neighbour of a terminal (``analytics.neighbours``): its series of the metric, and what weighs it."""
+    series: list[Point]
+    interval: dt.timedelta
+    """Its reporting interval: a gap of more than ``SILENT_INTERVALS`` of them is silence, as ``device:nodata`` has
+    it."""
+    on_pole: bool = False
+    """On the terminal's own pole: behind the same gateway, so a freeze of the pole freezes both."""
+    doubts: tuple[tuple[str, dt.datetime, dt.datetime | None], ...] = ()
+    """Its own device alerts on the metric on from the series' start (``MOVED_BY_FAULT``): (kind, when it began,
+    when it ended or None)."""
+
+
+@dataclass(frozen=True)
 class Nearby:
     """The same metric's series of a terminal's neighbours (``analytics.neighbours``) from a flat line's start on."""
     where: str
     """Where they are, for the alert's text: ``pole …`` or the river's name."""
-    series: tuple[list[Point], ...]
+    peers: tuple[Peer, ...]
 
 
 class NeighbourLookup(Protocol):
@@ -164,10 +180,11 @@ class Rule:
     """The spike test's (limit, within) in front of a bureau's rule (``SpikeScreen``): a reading the spike test
     calls a spike never counts for it."""
     latched: bool = False
-    heeds: str | None = None
-    """The steward's alert (a rule key) whose acknowledgement the judge heeds (``heed``): the analyser's drift."""
     """Its judge keeps a latch (``_quality_checked``) that ``rule_state`` persists (``latch_of``, ``resumed``): a
     re-read or a restarted worker takes it up instead of rebuilding it from hours of readings."""
+    heeds: str | None = None
+    """A rule (key) whose stored alerts the judge is told of (``heed``): the analyser's drift alert, whose
+    acknowledgement it heeds, or the stuck rule's own (a line called stays called)."""
 
     @cached_property
     def streamable(self) -> bool:
@@ -284,7 +301,9 @@ def _quality_checked(rule: Rule, t: TerminalInfo, neighbours: NeighbourLookup | 
     through, confirmed, when a neighbour's series of the metric creeps the same way (the same drift test) from a drift
     window before the doubt on: no analyser drifts in step with the stations up and down its river, so the river rose
     (a spill ramping up, which the drift test alone cannot tell from a drifting analyser). Neighbours are asked only
-    while a violation is held, again each quarter of a drift window of observation time.
+    while a violation is held, again each quarter of a drift window of observation time; only their readings up to
+    the one judged count, and not those on the station's own pole (``_alike``). A steward's ``FIXING`` shelf holds
+    against them too: the neighbours that rose alike page on their own rules.
 
     The steward's word on the ``device:drift`` alert, given open or resolved (``heed``): ``SENSOR_OK`` judges the
     readings at once, confirmed; ``FIXING`` shelves the escalation of readings observed from the acknowledgement on,
@@ -347,7 +366,7 @@ def _quality_checked(rule: Rule, t: TerminalInfo, neighbours: NeighbourLookup | 
             fresh = point.ts == origin or (not cut and not latched and point.ts == marks["first"][0])
             held = False if fresh or vouched or _stepped(marks, verdict) \
                 else _held(marks, point, window, escalate, shelved)
-            if held is True and alike is not None:
+            if held is True and alike is not None and not _shelving(shelved, point):  # the steward's shelf stands
                 doubt = (marks["suspect"] or marks["pending"])[0]
                 held = alike(doubt - window, point.ts, verdict) or True
             if held is True or (cut and not latched and not vouched and point.ts - marks["first"][0] < window):
@@ -418,7 +437,10 @@ def _alike(key: str, window: dt.timedelta, limit_per_h: float,
            nearby: Callable[[dt.datetime], Nearby | None]) -> Callable[[dt.datetime, dt.datetime, Verdict], str | None]:
     """Whether the neighbours' series of ``key`` (``nearby``) creep the way a held violation went, from ``since`` to
     ``ts``: a note for the alarm when one does, else None. The answer is kept for a quarter of a drift window of
-    observation time (and for as long as ``since`` stays), so a held series asks once in a while, not per reading."""
+    observation time (and for as long as ``since`` stays), so a held series asks once in a while, not per reading.
+    Only the neighbours' readings up to ``ts`` count (judged late, with their later readings stored, a reading is
+    judged as it was live), and not those on the station's own pole: analysers in one housing share its sampling,
+    and foul and drift together."""
     asked: dict = {}
 
     def alike(since: dt.datetime, ts: dt.datetime, verdict: Verdict) -> str | None:
@@ -426,7 +448,8 @@ def _alike(key: str, window: dt.timedelta, limit_per_h: float,
         if asked.get("since") != since or (asked["note"] is None and ts - asked["at"] >= window / 4):
             found = nearby(since)
             crept = [] if found is None else [
-                points for points in found.series if _creeps(key, window, limit_per_h, points, rising)]
+                peer for peer in found.peers if not peer.on_pole
+                and _creeps(key, window, limit_per_h, [p for p in peer.series if p.ts <= ts], rising)]
             note = None
             if crept:
                 way = "rose" if rising else "fell"
@@ -575,13 +598,19 @@ def _held(marks: dict[str, list], point: Point, window: dt.timedelta, escalate: 
         if hours >= escalate.total_seconds() / 3600 and marks["latched"][:1] == marks["suspect"] \
                 and marks["latched"][1]:
             return marks["latched"][1]  # the escalation paged before the re-read, as it was worded
-        if shelved is not None and shelved[0] <= point.ts < shelved[1]:
+        if _shelving(shelved, point):
             return True
         return hours < escalate.total_seconds() / 3600 or (
             f"unconfirmed: the analyser has been doubted as drifting for {hours:.0f} h and nobody recalibrated it; "
             "a breach may hide behind the drift")
     marks["pending"][:] = marks["pending"] or [point.ts]
     return point.ts - marks["pending"][0] < window
+
+
+def _shelving(shelved: tuple[dt.datetime, dt.datetime] | None, point: Point) -> bool:
+    """The steward's "fixing" shelves ``point`` (observed within ``shelved``: from the acknowledgement on, for at most
+    ``SHELVE_MAX``)."""
+    return shelved is not None and shelved[0] <= point.ts < shelved[1]
 
 
 def _noted(verdict: Verdict, note: list) -> Verdict:
@@ -959,7 +988,7 @@ def device_health(t: TerminalInfo, neighbours: NeighbourLookup | None = None) ->
                               lambda s, k=key, sib=siblings: _stuck_judge(
                                   k, {m: s.get(m, []) for m in sib},
                                   functools.partial(neighbours.of, t, k) if neighbours else None),
-                              context=siblings))
+                              context=siblings, heeds=f"device:stuck:{key}"))
         rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
                           lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within), memory=2))
         if (limit := drift_limit(t.kind, key)) is not None:
@@ -1106,6 +1135,13 @@ def _moves(key: str) -> bool:
 PEER_MOVES = 3
 """Changes of a neighbour's reading (by half a resolution step) between a flat line's start and a reading that make
 the neighbour a moving signal: a lone spike is two (up and back)."""
+SILENT_INTERVALS = 3
+"""A neighbour silent for more than this many of its reporting intervals was not heard meanwhile (``device:nodata``
+pages the steward after as long)."""
+MOVED_BY_FAULT = ("drift", "jump")
+"""A neighbour's own device alerts that make its moves its fault's, not the world's."""
+_STUCK_DETAIL = re.compile(r" for [\d.]+ h (?P<why>.+) \(stuck sensor\?\)$")
+"""The evidence a stuck alert's text states (``_stuck_judge``), read back from a stored alert."""
 
 
 def _stuck_judge(key: str, siblings: dict[str, list[Point]],
@@ -1114,33 +1150,60 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
     ever is (in time, not readings: intervals change). The other metrics of the same terminal are the cheap
     neighbours, then the same metric on its pole or river (``nearby``): a flat line while one of them moves is a
     stuck sensor after ``flat_after_h``; when they are flat too (a calm river, the whole logger frozen) it takes
-    twice as long. A neighbour silent through the line (offline, not reporting) shows nothing of the world: with
-    only such neighbours the terminal has nothing to compare against, as one with none, and is called after
-    ``flat_after_h``; a line once called stays called (a silent neighbour's backlog arriving later, flat, does
-    not end the alert while the line goes on). When the siblings moved is worked out once a line has lasted
-    ``flat_after_h`` (rarely: every window of every terminal used to scan each sibling series, ten stuck rules a
-    ten-metric terminal, a fifth of a rule worker's first judgements); the neighbours are asked only between once
-    and twice the window, and again each 1/60 of the window of observation time until one is seen to move."""
+    twice as long. A neighbour silent through the line (offline, not reporting) and one on the terminal's own pole (a
+    gateway that freezes the pole freezes it too) show nothing of a calm world: with only such neighbours the
+    terminal has nothing to compare against, as one with none, and is called after ``flat_after_h``. A neighbour
+    drifting or spiking during the line (its own drift or spike alert on the metric) moved by its fault, not the
+    world's: no evidence that the world moved. Only the neighbours' readings and alerts up to the reading judged
+    count, so a reading judged late is judged as it was live.
+
+    A line once called stays called while it lasts (a silent neighbour's backlog arriving later, flat, does not end
+    the alert): the judge is told the rule's own stored alerts (``heed``, ``Rule.heeds``), so a window re-read, a
+    restarted worker or a stream finds the line called as the alert says, not asking the neighbours again. When the
+    siblings moved is worked out once a line has lasted ``flat_after_h`` (rarely: every window of every terminal used
+    to scan each sibling series, ten stuck rules a ten-metric terminal, a fifth of a rule worker's first judgements);
+    the neighbours are asked only between once and twice the window, and again each 1/60 of the window of observation
+    time until one is seen to move."""
     spec = metric_spec(key)
     flat_after = dt.timedelta(hours=spec.flat_after_h)
     refresh = flat_after / FLATLINE_DELAY
     moved: list[list[list[dt.datetime]]] = []
     since: list[Point] = []
     looked: dict = {}
-    called: dict = {}
+    called: dict = {}  # the line this judge called: its start, and why
+    stored: list[dict] = []  # the rule's alerts as stored (``heed``)
 
-    def neighbours_moved(start: dt.datetime, ts: dt.datetime) -> tuple[int, int, Nearby | None]:
+    def neighbours_moved(start: dt.datetime, ts: dt.datetime) -> tuple[int, int, bool, Nearby | None]:
         """How many neighbours moved between ``start`` and ``ts``, how many were heard through the line (reported
         over half a flat-line window of it at least, moving or not: a neighbour reporting on its own schedule has
-        not quite the whole window when the line first reaches it), and where they are (None: it has none)."""
+        not quite the whole window when the line first reaches it), whether any was heard at all, and where they
+        are (None: it has none). A neighbour on the terminal's pole counts when it moved, never as heard; one drifting
+        or spiking did not move (``_Evidence``)."""
         if looked.get("start") != start or (not looked["moved"] and ts - looked["at"] >= refresh):
             found = nearby(start)
-            series = [] if found is None else [[p for p in points if p.flag in (None, "N")] for points in found.series]
-            looked.update(start=start, at=ts, found=found, changes=[_change_times(s, spec.step) for s in series],
-                          heard=sum(bool(s) and s[-1].ts - s[0].ts >= flat_after / 2 for s in series), moved=False)
-        lively = sum(_changes_between(times, start, ts) >= PEER_MOVES for times in looked["changes"])
+            looked.update(start=start, at=ts, found=found, moved=False,
+                          peers=[_Evidence.of(peer, spec.step) for peer in (found.peers if found else ())])
+        lively = sum(peer.moved(start, ts) for peer in looked["peers"])
+        heard = [peer for peer in looked["peers"] if peer.covered(start, ts) >= flat_after / 2]
         looked["moved"] = lively > 0
-        return lively, looked["heard"], looked["found"]
+        return lively, sum(not peer.on_pole for peer in heard), bool(heard), looked["found"]
+
+    def evidence(point: Point, flat_for: dt.timedelta) -> str | None:
+        """Why the line is stuck at ``point``, on the evidence beside it; None: not (yet)."""
+        if not moved:
+            moved.append([_change_times(points, metric_spec(m).step) for m, points in siblings.items()])
+        if any(_changed_between(times, since[0].ts, point.ts) for times in moved[0]):
+            return "while the terminal's other sensors moved"
+        if flat_for >= 2 * flat_after:
+            return "with nothing seen moving beside it"
+        lively, heard, any_heard, found = neighbours_moved(since[0].ts, point.ts) if nearby else (0, 0, False, None)
+        if lively:
+            return f"while {lively} of its neighbours on {found.where} moved"
+        if siblings or heard:
+            return None
+        if any_heard:
+            return f"while its neighbours on {found.where} were silent or on its own pole"
+        return f"while its neighbours on {found.where} were silent" if found else "with nothing to compare against"
 
     def judge(point: Point) -> Verdict:
         if not since or abs(point.value - since[0].value) >= spec.step / 2:
@@ -1148,30 +1211,66 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
         flat_for = point.ts - since[0].ts
         if flat_for < flat_after or spec.at_rest(point.value):
             return CLEAR
-        if not moved:
-            moved.append([_change_times(points, metric_spec(m).step) for m, points in siblings.items()])
-        if called.get("start") == since[0].ts:  # a line called stuck stays so: a neighbour's backlog changes nothing
-            why = called["why"]
-        elif any(_changed_between(times, since[0].ts, point.ts) for times in moved[0]):
-            why = "while the terminal's other sensors moved"
-        elif flat_for >= 2 * flat_after:
-            why = "with nothing seen moving beside it"
-        else:
-            lively, heard, found = neighbours_moved(since[0].ts, point.ts) if nearby else (0, 0, None)
-            if lively:
-                why = f"while {lively} of its neighbours on {found.where} moved"
-            elif siblings or heard:
-                return CLEAR
-            elif found is not None:
-                why = f"while its neighbours on {found.where} were silent"
-            else:
-                why = "with nothing to compare against"
+        # A line called stuck stays so (a neighbour's backlog changes nothing): called by this judge, or, for a judge
+        # built since (a window re-read, a restarted worker), as the rule's stored alert says.
+        why = called["why"] if called.get("start") == since[0].ts \
+            else _called_before(stored, since[0].ts, flat_after, point.ts)
+        if why is None and (why := evidence(point, flat_for)) is None:
+            return CLEAR
         called.update(start=since[0].ts, why=why)
         hours = flat_for.total_seconds() / 3600
         return Verdict(State.VIOLATE, "warning", f"{spec.name} flat at {since[0].value:g} {spec.unit} for "
                        f"{hours:.1f} h {why} (stuck sensor?)", hours)
 
+    def heed_stored(alerts: list[dict]) -> None:
+        stored[:] = alerts
+
+    judge.heed = heed_stored
     return judge
+
+
+def _called_before(alerts: list[dict], start: dt.datetime, flat_after: dt.timedelta, ts: dt.datetime) -> str | None:
+    """Why a stored alert of the stuck rule called the line begun at ``start``, if one did by ``ts`` and was still
+    on then (not retracted): the line stays called. It began once the line had lasted ``flat_after`` (a late reading
+    that split the line it called starts a line it never saw)."""
+    for alert in alerts:
+        if alert["status"] != "closed" and start + flat_after <= alert["observed_start"] <= ts \
+                and (alert["observed_end"] is None or ts <= alert["observed_end"]):
+            said = _STUCK_DETAIL.search(alert.get("detail") or "")
+            return said["why"] if said else "as called before"
+    return None
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """What a neighbour shows a flat line: when it moved, how long it was heard, whether it is evidence at all."""
+    changes: list[dt.datetime]
+    times: list[dt.datetime]
+    heard_s: list[float]
+    """Seconds heard up to each reading (a gap longer than ``SILENT_INTERVALS`` reporting intervals is silence)."""
+    on_pole: bool
+    doubts: tuple[tuple[str, dt.datetime, dt.datetime | None], ...]
+
+    @classmethod
+    def of(cls, peer: Peer, step: float) -> _Evidence:
+        good = [p for p in peer.series if p.flag in (None, "N")]
+        times = [p.ts for p in good]
+        silent, heard_s = SILENT_INTERVALS * peer.interval, [0.0]
+        for a, b in itertools.pairwise(times):
+            heard_s.append(heard_s[-1] + ((b - a).total_seconds() if b - a <= silent else 0.0))
+        return cls(_change_times(good, step), times, heard_s, peer.on_pole, peer.doubts)
+
+    def covered(self, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
+        """How long it was heard between ``start`` and ``end``: the reporting gaps it did not fall silent in."""
+        first, last = bisect.bisect_left(self.times, start), bisect.bisect_right(self.times, end) - 1
+        return dt.timedelta(seconds=self.heard_s[last] - self.heard_s[first] if last > first else 0.0)
+
+    def moved(self, start: dt.datetime, end: dt.datetime) -> bool:
+        """It moved between ``start`` and ``end`` (``PEER_MOVES``), and not by a fault of its own: no drift or spike
+        alert of its own on the metric was on meanwhile."""
+        return _changes_between(self.changes, start, end) >= PEER_MOVES and not any(
+            kind in MOVED_BY_FAULT and began <= end and (ended is None or ended >= start)
+            for kind, began, ended in self.doubts)
 
 
 def _changes_between(times: list[dt.datetime], start: dt.datetime, end: dt.datetime) -> int:

@@ -162,20 +162,112 @@ def test_a_gauge_whose_neighbours_are_silent_is_stuck_after_one_window(conn, db_
     assert "while its neighbours on 呼兰河 were silent" in _stuck(db_url).get(stuck, "")
 
 
-def test_a_silent_neighbour_s_backlog_arriving_later_does_not_end_the_stuck_alert(conn, db_url, worker):
-    """The line was called stuck while the neighbour was silent; the neighbour's backlog, flat, arrives later. The
-    gauge is as stuck as it was: its alert stays open (it neither resolves nor is raised a second time)."""
+def _stuck_history(db_url: str) -> tuple[list[str], list[str]]:
+    """The water-level stuck alerts' statuses, and their events in order."""
+    with psycopg.connect(db_url) as c:
+        rows = c.execute("select status from alert where rule = 'device:stuck:water_level' order by id").fetchall()
+        events = c.execute("select e.action from alert_event e join alert a on a.id = e.alert_id "
+                           "where a.rule = 'device:stuck:water_level' order by e.id").fetchall()
+    return [r[0] for r in rows], [e[0] for e in events]
+
+
+def _called_then_backlog(conn, db_url: str, worker: Worker) -> tuple[str, str]:
+    """A gauge called stuck while its neighbour was silent; then the neighbour's backlog, flat, is stored."""
     stuck, neighbour = _gauge(conn, "呼兰河1号水位站", 160), _gauge(conn, "呼兰河2号水位站", 150)
     conn.commit()
     _write(db_url, stuck, "water_level", [(m, 2.31, None) for m in range(-HOURS * 60, -60 + 1, 10)])
     worker.step()
-    assert stuck in _stuck(db_url)
+    assert "while its neighbours on 呼兰河 were silent" in _stuck(db_url).get(stuck, "")
     _write(db_url, neighbour, "water_level", [(m, 2.0, None) for m in range(-HOURS * 60, 1, 10)])
-    _write(db_url, stuck, "water_level", [(m, 2.31, None) for m in range(-50, 1, 10)])
-    worker.step()
+    return stuck, neighbour
+
+
+def test_a_silent_neighbour_s_backlog_arriving_later_does_not_end_the_stuck_alert(conn, db_url, worker):
+    """The line was called stuck while the neighbour was silent; the neighbour's backlog, flat, arrives later, and a
+    reading of the gauge that comes late makes its rule re-read its window (a fresh judge): the gauge is as stuck as
+    it was, its alert stays open (neither retracted nor resolved nor raised a second time)."""
+    stuck, _ = _called_then_backlog(conn, db_url, worker)
     with psycopg.connect(db_url) as c:
-        rows = c.execute("select status from alert where rule = 'device:stuck:water_level'").fetchall()
-    assert rows == [("open",)]
+        terminal_id = queries.terminal_by_code(c, stuck).id
+    before = worker.rules.memory[terminal_id].rules["device:stuck:water_level"].evaluated_at
+    _write(db_url, stuck, "water_level", [(m, 2.31, None) for m in (-65, *range(-50, 1, 10))])  # -65: late
+    worker.step()
+    assert worker.rules.memory[terminal_id].rules["device:stuck:water_level"].evaluated_at > before  # re-read
+    assert _stuck_history(db_url) == (["open"], ["open"])
+    assert "were silent" in _stuck(db_url)[stuck]
+
+
+def test_a_restarted_worker_keeps_a_called_line_called(conn, db_url, worker):
+    """The same, the worker restarted before the gauge's next readings: it replays the gauge's lookback with the
+    neighbour's backlog stored, and goes on from the stored alert, not from asking the neighbours again."""
+    stuck, _ = _called_then_backlog(conn, db_url, worker)
+    worker.close()
+    restarted = Worker(db_url)
+    try:
+        _write(db_url, stuck, "water_level", [(m, 2.31, None) for m in range(-50, 1, 10)])
+        restarted.step()
+    finally:
+        restarted.close()
+    assert _stuck_history(db_url) == (["open"], ["open"])
+
+
+def test_a_neighbour_moving_by_its_own_spikes_is_no_river_that_moved(conn, db_url, worker):
+    """The neighbour is flat but for a spike every two hours (its own spike alert on): its moves are its fault's, not
+    the river's, and its flat readings are a calm river. The gauge waits twice the window."""
+    stuck, spiking = _gauge(conn, "呼兰河1号水位站", 160), _gauge(conn, "呼兰河2号水位站", 150)
+    conn.commit()
+    _write(db_url, spiking, "water_level",
+           [(m, 200.0 if m % 120 == 0 and -HOURS * 60 < m < 0 else 2.0, None) for m in range(-HOURS * 60, 1, 10)])
+    worker.step()
+    assert "device:jump:water_level" in _rules_of(db_url, spiking)
+    _level(db_url, stuck, 2.31, 0.0)
+    worker.step()
+    assert stuck not in _stuck(db_url)
+
+
+def test_sensors_flat_together_on_one_pole_do_not_vouch_for_each_other(conn, db_url, worker):
+    """Two gas pressure sensors on one pole, both flat for longer than gas pressure's 3 h window: a gateway that
+    freezes the pole freezes both, so the one beside it is no evidence of a calm network. Both are called after one
+    window."""
+    pole = service.create_pole(conn, pole_in("中兴大街07号杆"), Actor("t"))
+    sensors = (terminal_in(f"中兴大街燃气压力{n}", "gas_pressure_sensor", None, pole=pole, attrs=GAS) for n in (1, 2))
+    codes = [service.create_terminal(conn, sensor, Actor("t")) for sensor in sensors]
+    conn.commit()
+    for n, code in enumerate(codes):
+        _write(db_url, code, "gas_pressure", [(m, 300.0 + n, None) for m in range(-4 * 60, 1, 2)])
+    worker.step()
+    found = _stuck(db_url)
+    assert set(found) == set(codes)
+    assert all("were silent or on its own pole" in detail for detail in found.values())
+
+
+def test_a_neighbour_heard_only_after_the_reading_judged_is_silent_for_it(conn, db_url, worker):
+    """The gauge was flat from 20 h to 7 h ago; the neighbour reported, flat, only from 7 h ago on. Judged now, the
+    gauge's readings of 8 to 7 h ago are judged as they were live: its neighbour silent, it is stuck. (Its
+    neighbour's later readings made it look heard through the line.)"""
+    stuck, late = _gauge(conn, "呼兰河1号水位站", 160), _gauge(conn, "呼兰河2号水位站", 150)
+    conn.commit()
+    _write(db_url, stuck, "water_level", [(m, 2.31, None) for m in range(-20 * 60, -7 * 60 + 1, 10)])
+    _write(db_url, late, "water_level", [(m, 2.0, None) for m in range(-7 * 60, 1, 10)])
+    worker.step()
+    assert "while its neighbours on 呼兰河 were silent" in _stuck(db_url).get(stuck, "")
+
+
+def test_a_neighbour_heard_twice_in_the_line_was_not_heard_through_it(conn, db_url, worker):
+    """A gauge reporting every ten minutes was heard 12 h and 5 h ago, and not in between: seven hours apart is not
+    seven hours heard. The gauge beside it is called after one window, its neighbour silent."""
+    stuck, patchy = _gauge(conn, "呼兰河1号水位站", 160), _gauge(conn, "呼兰河2号水位站", 150)
+    conn.commit()
+    _level(db_url, stuck, 2.31, 0.0)
+    _write(db_url, patchy, "water_level", [(-12 * 60, 2.0, None), (-5 * 60, 2.0, None)])
+    worker.step()
+    assert "while its neighbours on 呼兰河 were silent" in _stuck(db_url).get(stuck, "")
+
+
+def _rules_of(db_url: str, code: str) -> set[str]:
+    with psycopg.connect(db_url) as c:
+        return {r for (r,) in c.execute("select a.rule from alert a join terminal t on t.id = a.terminal_id "
+                                        "where t.code = %s", (code,))}
 
 
 def _station(conn, name: str, km: float) -> str:
@@ -199,6 +291,20 @@ def test_a_ramp_seen_up_and_down_the_river_pages_the_bureau_through_the_worker(c
                                "where a.rule = 'gb3838:w21003'").fetchall())
     assert set(paged) == set(ramped)
     assert all("of its neighbours on 呼兰河 rose alike" in detail for detail in paged.values())
+
+
+def test_analysers_on_one_pole_ramping_together_are_no_river_that_rose(conn, db_url, worker):
+    """Two stations' ammonia analysers on one pole (one housing, one sampling line), ramping alike: their fouling is
+    common, not the river's. Each stays held as its analyser's drift; the bureau is not paged."""
+    pole = service.create_pole(conn, pole_in("呼兰河05号监测杆", at=(126.915, 46.53)), Actor("t"))
+    codes = [service.create_terminal(conn, river_station(f"呼兰河{n:02d}号水质自动站", at=(126.915, 46.53), pole=pole),
+                                     Actor("t")) for n in (5, 6)]
+    conn.commit()
+    for code in codes:
+        _write(db_url, code, "w21003", [(m, round(0.5 + max(0, m + 360) / 240, 3), None) for m in range(-600, 1, 30)])
+    worker.step()
+    rules_raised = set().union(*(_rules_of(db_url, code) for code in codes))
+    assert "device:drift:w21003" in rules_raised and "gb3838:w21003" not in rules_raised
 
 
 def test_a_calm_river_judged_as_its_readings_come_is_not_a_row_of_stuck_gauges(conn, db_url, worker):

@@ -391,15 +391,18 @@ def test_one_lagging_reading_in_a_creep_does_not_page_the_bureau():
 
 
 class _River:
-    """A station's neighbours on its river (``rules.NeighbourLookup``), with their series of the metric asked."""
+    """A station's neighbours on its river (``rules.NeighbourLookup``), with their series of the metric asked;
+    ``on_pole``: they stand on the station's own pole."""
 
-    def __init__(self, *series: list[Point]) -> None:
+    def __init__(self, *series: list[Point], on_pole: bool = False) -> None:
         self.series = series
+        self.on_pole = on_pole
         self.asked: list[dt.datetime] = []
 
     def of(self, t: TerminalInfo, metric: str, since: dt.datetime) -> rules.Nearby:
         self.asked.append(since)
-        return rules.Nearby("呼兰河", tuple([p for p in points if p.ts >= since] for points in self.series))
+        return rules.Nearby("呼兰河", tuple(rules.Peer([p for p in points if p.ts >= since], dt.timedelta(minutes=30),
+                                                     self.on_pole) for points in self.series))
 
 
 RAMP = [round(0.5 + 0.125 * i, 3) for i in range(1, 13)]
@@ -431,6 +434,36 @@ def test_a_ramp_alone_on_its_river_stays_the_steward_s_calibration():
     flat = _points([0.5, 0.51] * 10, 1800)
     step = _points([0.5] * 10 + [1.6] * 10, 1800)
     assert list(_judged_beside(_River(flat, step))) == ["device:drift:w21003"]
+
+
+def test_a_ramp_a_neighbour_shows_only_later_does_not_corroborate_a_reading_judged_late():
+    """The station downstream ramps alike, but only from hours after this station's crossing. Judged late, with the
+    neighbour's ramp already stored, the crossing is judged as it was live: the neighbour had not risen yet, and it
+    does not show a whole drift window of its ramp before this station's series ends. Held: no page."""
+    later = _points([0.5] * 17 + RAMP, 1800)
+    assert list(_judged_beside(_River(later))) == ["device:drift:w21003"]
+
+
+def test_analysers_ramping_alike_on_the_station_s_own_pole_are_no_corroboration():
+    """The same ramp seen by analysers on the station's own pole (one housing, one sampling line): they foul and
+    drift together, so it is the analysers', not the river's. Held."""
+    downstream = _points([*HEALTHY, 0.5, 0.5, *RAMP], 1800)
+    upstream = _points([0.4] * 6 + [round(0.4 + 0.1 * i, 3) for i in range(1, 15)], 1800)
+    assert list(_judged_beside(_River(downstream, upstream, on_pole=True))) == ["device:drift:w21003"]
+
+
+def test_a_steward_fixing_the_analyser_is_not_overruled_by_neighbours_rising_alike():
+    """The ramp the neighbours see too, but the steward acknowledged the drift alert as being fixed when the readings
+    crossed the limit: the shelf holds (ISA-18.2 shelving is the operator's; no other path pages around it). The
+    neighbours that rose alike page on their own rules."""
+    downstream = _points([*HEALTHY, 0.5, 0.5, *RAMP], 1800)
+    upstream = _points([0.4] * 6 + [round(0.4 + 0.1 * i, 3) for i in range(1, 15)], 1800)
+    rule = next(r for r in rules_for(_river_station(), _River(downstream, upstream)) if r.key == "gb3838:w21003")
+    series = {"w21003": _points(HEALTHY + RAMP, 1800)}
+    over = next(p.ts for p in series["w21003"] if p.value > 1.0)
+    judge = rule.make_judge(series)
+    rules.heed(judge, [{"status": "acknowledged", "acknowledged_at": over, "verdict": FIXING, "observed_end": None}])
+    assert rule.evaluate_with(series, judge, rule.make_tracker()) == []
 
 
 def test_a_real_pollution_step_is_still_heard_from_its_first_reading():

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -20,8 +21,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from core.broker import LocalBroker
 from devices import Channel, Topic, encode_telemetry
+from ganzhi.bench_alert_quality import FAMILIES, Score
 from ganzhi.bench_alert_quality_live import (
     SERVICE,
+    Stored,
+    _print_summary,
     run_fleet,
     run_simulators,
     score_file,
@@ -214,3 +218,19 @@ def test_share_zero_gives_no_device_a_fault_and_one_device_always_stays_healthy(
     assert faulty_count(8, 0.1) == len(FAULTS)  # every fault once at least
     assert faulty_count(3, 0.5) == 2 and faulty_count(1, 1.0) == 0
     assert faulty_count(100, 0.2) == 20
+
+
+def test_the_summary_takes_the_same_median_as_the_run_and_times_each_kind_of_device_fault(capsys):
+    """Seed 1212 of session 16 printed a device median of 47 min in the run's lines and 84.6 min in the summary (the
+    upper of the middle two of 16 delays). The summary now takes the same median, and times stuck sensors apart from
+    spikes (a stuck sensor takes its flat-line window, a spike the next reading)."""
+    scores = {family: Score() for family in FAMILIES}
+    device = scores["device"]
+    device.injected = device.detected = 4
+    device.delays_min = [2.0, 10.0, 700.0, 720.0]
+    device.by_kind["spike"][:] = [2, 2, [2.0, 10.0]]
+    device.by_kind["stuck"][:] = [2, 2, [700.0, 720.0]]
+    _print_summary(Stored(scores, Counter(), []), 60.0)
+    printed = capsys.readouterr().out
+    assert "recall 1.000 (4/4)  time to alert median 355.0 min (5.9 real), max 720.0 min" in printed
+    assert "device stuck  detected 2 of 2  time to alert median 710.0 min (11.8 real), max 720.0 min" in printed
