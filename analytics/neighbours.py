@@ -17,7 +17,8 @@ import time
 import psycopg
 
 from analytics import queries
-from analytics.rules import MOVED_BY_FAULT, Nearby, Peer, TerminalInfo
+from analytics.rules import MOVED_BY_FAULT, Nearby, Peer, TerminalInfo, may_have_moved
+from devices import metric as metric_spec
 
 RIVER_KM = 50.0
 """Stations on the same river this far apart along it (either way) see the same water: a rise passes both
@@ -44,7 +45,11 @@ class Neighbours:
             return None
         ids = [peer for peer, _, _ in peers]
         found = queries.series_of(self.conn, {peer: {metric: since} for peer in ids})
-        doubts = queries.doubts_of(self.conn, ids, metric, since, MOVED_BY_FAULT)
+        # Only a neighbour that moved can have moved by a fault of its own: a calm river's flat line (the common
+        # case, asked again and again while it lasts) costs no look at the alerts.
+        step = metric_spec(metric).step
+        moving = [peer for peer in ids if may_have_moved(found[peer].get(metric, []), step)]
+        doubts = queries.doubts_of(self.conn, moving, metric, since, MOVED_BY_FAULT) if moving else {}
         return Nearby(where, tuple(Peer(found[peer].get(metric, []), dt.timedelta(seconds=interval), on_pole,
                                         tuple(doubts.get(peer, ()))) for peer, interval, on_pole in peers))
 

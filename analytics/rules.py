@@ -1253,7 +1253,7 @@ class _Evidence:
 
     @classmethod
     def of(cls, peer: Peer, step: float) -> _Evidence:
-        good = [p for p in peer.series if p.flag in (None, "N")]
+        good = _good(peer.series)
         times = [p.ts for p in good]
         silent, heard_s = SILENT_INTERVALS * peer.interval, [0.0]
         for a, b in itertools.pairwise(times):
@@ -1275,6 +1275,17 @@ class _Evidence:
 
 def _changes_between(times: list[dt.datetime], start: dt.datetime, end: dt.datetime) -> int:
     return bisect.bisect_right(times, end) - bisect.bisect_right(times, start)
+
+
+def may_have_moved(points: list[Point], step: float) -> bool:
+    """A neighbour's series changed often enough to move (``PEER_MOVES``) somewhere in it: only such a neighbour's
+    own faults can matter (``_Evidence.moved``), so only its are looked up (``Neighbours.of``)."""
+    return len(_change_times(_good(points), step)) >= PEER_MOVES
+
+
+def _good(points: list[Point]) -> list[Point]:
+    """The readings a neighbour's movement is judged on: those with no flag, or the normal one."""
+    return [p for p in points if p.flag in (None, "N")]
 
 
 def _change_times(points: list[Point], step: float) -> list[dt.datetime]:

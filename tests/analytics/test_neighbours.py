@@ -65,6 +65,32 @@ def test_a_calm_river_is_not_a_row_of_stuck_gauges(conn, db_url, worker):
     assert _stuck(db_url) == {}
 
 
+def test_a_calm_river_s_neighbours_are_not_asked_for_their_faults(conn, db_url, worker, monkeypatch):
+    """Only a neighbour that moved can have moved by a fault of its own: the flat line of a calm river, asked about
+    its neighbours again and again while it lasts, costs no look at their alerts; a river that moves does."""
+    asked = []
+    doubts_of = queries.doubts_of
+    monkeypatch.setattr(queries, "doubts_of", lambda conn, ids, *rest: asked.append(ids) or doubts_of(conn, ids, *rest))
+    gauges = [_gauge(conn, f"呼兰河{n}号水位站", km) for n, km in ((1, 160), (2, 140))]
+    conn.commit()
+    _level(db_url, gauges[0], 2.0, 0.0)
+    _level(db_url, gauges[1], 2.1, 0.0)
+    worker.step()
+    assert _stuck(db_url) == {} and asked == []
+    moving = _gauge(conn, "呼兰河3号水位站", 185)
+    conn.commit()
+    _level(db_url, moving, 1.8, 0.02)
+    stuck = _gauge(conn, "呼兰河4号水位站", 170)
+    conn.commit()
+    _level(db_url, stuck, 2.31, 0.0)
+    worker.step()
+    assert stuck in _stuck(db_url) and asked and all(ids == [_terminal_id(conn, moving)] for ids in asked)
+
+
+def _terminal_id(conn, code: str) -> int:
+    return conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+
+
 def test_only_neighbours_on_the_same_river_and_near_it_count(conn, db_url, worker):
     stuck = _gauge(conn, "呼兰河1号水位站", 160)
     calm = _gauge(conn, "呼兰河2号水位站", 150)
