@@ -707,10 +707,11 @@ def sewage(t: TerminalInfo) -> list[Rule]:
         for series, period, duration, severity in ((key, "real-time", interval, "warning"),
                                                    (f"{key}:avg:day", "daily mean", dt.timedelta(0), "critical")):
             temperature = "w01010" if series == key else "w01010:avg:day"
+            water = (temperature,) if key == "w21003" else ()  # only ammonia's limit hangs on the water's
             rules.append(Rule(f"gb18918:{series}", "sewage", "environment", series,
                               lambda s, key=key, period=period, severity=severity, temperature=temperature:
                               _discharge_judge(key, grade, old, period, severity, temperature, s.get(temperature, [])),
-                              duration, POLLUTION_SKIP_FLAGS, (temperature,), takes_context=series == key,
+                              duration, POLLUTION_SKIP_FLAGS, water, takes_context=True,
                               lookback=max(interval, dt.timedelta(hours=2)) if series == key else dt.timedelta(days=2)))
     if "w01001" in t.metrics:
         rules.append(Rule("gb18918:w01001", "sewage", "environment", "w01001", lambda s: _ph_judge("GB 18918-2002"),
@@ -722,12 +723,18 @@ def _discharge_judge(key: str, grade: str, old: bool, period: str, severity: str
                      temperatures: list[Point]) -> Judge:
     """``temperatures``: the water's (series ``context``), for ammonia's cold-water limit; a streamed judge is handed
     newer ones as they arrive (``take_context``) and keeps only those from the last one at or before the reading it
-    judged on."""
+    judged on. Taken in time order, one per time: a rule gone back to a mark noted inside a long feed (which had
+    taken the whole batch's temperatures) is handed them again, with the late one among them."""
     spec = metric_spec(key)
     water = list(temperatures)
 
     def take(series: dict[str, Sequence[Point]]) -> None:
-        water.extend(series.get(context, ()))
+        for point in series.get(context, ()):
+            at = bisect.bisect_left(water, point.ts, key=_TS)
+            if at < len(water) and water[at].ts == point.ts:
+                water[at] = point
+            else:
+                water.insert(at, point)
 
     def judge(point: Point) -> Verdict:
         version = standards.in_force(standards.GB18918, point.ts.astimezone(BEIJING).date())

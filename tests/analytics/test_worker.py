@@ -12,7 +12,9 @@ import psycopg
 
 from alerts import service as alerts
 from analytics import evaluate, queries
+from analytics.engine import Point
 from analytics.evaluate import sweep_silence
+from analytics.rules import TerminalInfo, rules_for, take_context
 from analytics.worker import COLLECTOR, RuleWorker, owner
 from core.runtime import Service
 from ingest.validate import Accepted
@@ -668,3 +670,44 @@ def test_a_restarted_worker_replays_the_water_temperature_beside_the_ammonia_rea
         assert _alerts(db_url) == []
     finally:
         restarted.close()
+
+
+def test_only_ammonia_s_judges_keep_water_temperatures_and_only_the_last_before_the_reading_judged():
+    """Only ammonia's limit hangs on the water's temperature: the other discharge rules do not read it, and ammonia's
+    streamed judge keeps the temperatures from the last one at or before the reading it judged (each mark copies
+    them: review of session 16, COD, TN and TP kept every temperature ever taken)."""
+    outlet = TerminalInfo(1, "23120232000001R", "sewage_outlet_analyser", "sthjj", "231202", None, 126.9,
+                          46.5, 600, ("w01010", "w01018", "w21003", "w21011", "w21001"),
+                          {"grade": "1A", "build_year": 2012})
+    rules = {rule.key: rule for rule in rules_for(outlet)}
+    assert [key for key, rule in rules.items() if rule.context and key.startswith("gb18918:")] == [
+        "gb18918:w21003", "gb18918:w21003:avg:day"]
+    assert all(rule.streamable for key, rule in rules.items() if key.startswith("gb18918:"))
+    judge = rules["gb18918:w21003"].make_judge({})
+    for i in range(500):  # 3.5 days of a 10-minute outlet
+        at = NOW + dt.timedelta(minutes=10 * i)
+        take_context(judge, {"w01010": [Point(at, 14.0), Point(at + dt.timedelta(minutes=5), 14.0)]})
+        judge(Point(at, 1.0))
+    assert len(judge.snapshot()[0][0]) == 2  # the wrapper's snapshot holds the inner judge's: (water,)
+
+
+def test_late_temperatures_after_a_mark_inside_a_long_feed_are_judged_against_the_right_one(conn, db_url):
+    """A feed of more than 6 s notes marks inside it (``MARK_TAILS``), each with every temperature of the batch, newer
+    ones included: going back to one, the temperatures after it are handed to the judge again with the late ones,
+    which must land in time order (review of session 16: appended, the bisection found the wrong temperature, and the
+    -40 reading, cold from -45 on, stayed over the warm limit)."""
+    code = _outlet(conn)
+    worker = Worker(db_url)
+    try:
+        _clean_water(db_url, code, 14.0)
+        worker.step()
+        _write(db_url, code, "w21003", [(-60, 6.0, None), (-50, 6.1, None), (-40, 6.2, None)])
+        _write(db_url, code, "w01010", [(-60, 14.0, None), (-30, 14.0, None), (-20, 14.0, None)])
+        worker.step()
+        assert [s for r, s, *_ in _alerts(db_url) if r == "gb18918:w21003"] == ["open"]
+        _write(db_url, code, "w01010", [(-45, 10.0, None), (-35, 14.0, None), (-25, 14.0, None)])  # late: cold at -45
+        worker.step()
+        ends = [end for r, _, _, _, end in _alerts(db_url) if r == "gb18918:w21003"]
+        assert ends == [NOW - dt.timedelta(minutes=40)]  # 6.2 in water at 10 °C is under the cold limit of 8
+    finally:
+        worker.close()
