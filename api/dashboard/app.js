@@ -617,12 +617,16 @@
     await openAlert(alert.id);
   }
 
-  $("#detail-close").addEventListener("click", () => {
+  /** Close the detail: its buttons, draft and last drawing go with it (drawn again, for whoever is signed in). */
+  function closeDetail() {
     $("#detail").hidden = true;
     $("#action-form").replaceChildren();
-    app.open = null;
+    $("#actions").dataset.key = "";
+    app.open = app.shown = null;
     document.querySelectorAll("#alerts li.sel").forEach((li) => li.classList.remove("sel"));
-  });
+  }
+
+  $("#detail-close").addEventListener("click", closeDetail);
 
   // ---------------------------------------------------------------------------------------------- live
 
@@ -677,6 +681,7 @@
   }
 
   async function start(me) {
+    closeDetail();  // another account may sign in after a 401: nothing of the last one's detail stays
     app.me = me;
     $("#me-name").textContent = `${me.login}${me.department ? "（" + me.department + "）" : ""}`;
     $("#login").hidden = true;

@@ -344,6 +344,32 @@ def test_a_click_survives_a_change_of_its_alert_between_press_and_release(pages,
     expect(operator.locator("#assign-form select[name=assignee]")).to_be_attached()
 
 
+def test_another_account_signing_in_after_an_expired_session_sees_nothing_of_the_last_one_s_detail(
+        pages, db_url, people):
+    """Review of session 16: the detail's buttons and a half-filled form are kept while nothing changes, so after a
+    401 and another account's sign-in on the same page, the same alert showed the operator's 派发 and draft to a
+    viewer. Signing in closes the detail; the viewer's own drawing has no 派发."""
+    operator = pages.open(people["operator"], viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+    _, alert_id = _raise_river_alert(db_url)
+    item = operator.locator(f"#alerts li[data-alert='{alert_id}']")
+    item.click(timeout=20_000)
+    operator.locator("#detail").get_by_role("button", name="派发").click()
+    operator.fill("#assign-form textarea[name=note]", "请带采样瓶")
+    operator.context.clear_cookies()  # the session expires
+    item.click()
+    expect(operator.locator("#login")).to_be_visible()
+    operator.fill("input[name=login]", people["field"][0])
+    operator.fill("input[name=password]", people["field"][1])
+    operator.click("#login-form button")
+    expect(operator.locator("#me-name")).to_contain_text(people["field"][0])
+    expect(operator.locator("#detail")).to_be_hidden()
+    item.click()
+    expect(operator.locator("#detail-status")).to_be_visible()
+    expect(operator.locator("#detail").get_by_role("button", name="派发")).to_have_count(0)
+    expect(operator.locator("#assign-form")).to_have_count(0)
+
+
 def test_a_department_sees_only_its_own_points(browser, contexts, api_url, db_url, people):
     """The map's points come through the caller's rights: 住建局 does not see 生态环境局's station."""
     code, _ = _raise_river_alert(db_url)
