@@ -425,16 +425,15 @@
       `<dt>标准</dt><dd>${esc(alert.standard || "—")} ${esc(alert.grade || "")}</dd>`) +
       `<dt>所属</dt><dd>${BUREAU[alert.bureau]} · ${esc(alert.department)} · ${esc(alert.division)}</dd>` +
       `<dt>开始 / 结束</dt><dd>${when(alert.observed_start)} / ${alert.observed_end ? when(alert.observed_end) : "持续中"}</dd></dl>`;
+    $("#detail-data").innerHTML = fire ? fireSection(fire) : `<h3>监测数据</h3><div id="chart"></div>`;
     const tail = $("#detail-tail");
     tail.innerHTML =
-      (fire ? fireSection(fire) : `<h3>监测数据</h3><div id="chart"></div>`) +
-      `<h3>派发督办</h3><div id="tasks-of">${context.tasks.length ? "" : '<p class="nodata">尚未派发</p>'}</div>` +
       (context.incident ? incidentSection(context) : "") +
       `<h3>处置记录</h3><ul class="timeline">${alert.events.map((e) =>
         `<li><span class="t">${when(e.at)}</span> ${esc(e.actor)} ${EVENT[e.action] || esc(e.action)} ${esc(e.comment || "")}</li>`).join("")}</ul>`;
     $("#detail").hidden = false;
     if (!fire) drawChart(alert);
-    renderTasks(context.tasks, alert);
+    drawTasks(context.tasks, alert);
     drawActions(alert, fire);
     tail.querySelectorAll(".members li").forEach((li) =>
       li.addEventListener("click", () => openAlert(Number(li.dataset.alert))));
@@ -481,6 +480,18 @@
                                         [1, "{HH}:{mm}:{ss}", "\n{M}月{D}日", null, null, null, null, null, 1]] },
                        { label: alert.unit || "" }], legend: { live: true },
                 scales: { x: { time: true } } }, data, box);
+  }
+
+  /** The alert's tasks, drawn again only when they would change (their states, the alert's, who is signed in): a
+   *  task's buttons (现场核查, 办结, 退回) must outlive the live redraws of the detail around them, as #actions do. */
+  function drawTasks(tasks, alert) {
+    const section = $("#detail-tasks");
+    const key = JSON.stringify([alert.id, alert.status, app.me.login, tasks]);
+    if (section.dataset.key === key) return;
+    section.dataset.key = key;
+    section.innerHTML =
+      `<h3>派发督办</h3><div id="tasks-of">${tasks.length ? "" : '<p class="nodata">尚未派发</p>'}</div>`;
+    renderTasks(tasks, alert);
   }
 
   function renderTasks(tasks, alert) {
@@ -621,7 +632,7 @@
   function closeDetail() {
     $("#detail").hidden = true;
     $("#action-form").replaceChildren();
-    $("#actions").dataset.key = "";
+    $("#actions").dataset.key = $("#detail-tasks").dataset.key = "";
     app.open = app.shown = null;
     document.querySelectorAll("#alerts li.sel").forEach((li) => li.classList.remove("sel"));
   }

@@ -344,6 +344,34 @@ def test_a_click_survives_a_change_of_its_alert_between_press_and_release(pages,
     expect(operator.locator("#assign-form select[name=assignee]")).to_be_attached()
 
 
+def test_a_press_on_a_task_button_survives_a_change_of_its_alert(pages, api_url, db_url, people):
+    """Review of session 16: the task's buttons (现场核查, 办结, 退回) were in the part of the detail drawn anew on
+    every live change, so a colleague's comment between the field officer's press and release lost the click, as
+    派发's was lost before. They are drawn again only when the tasks change."""
+    _, alert_id = _raise_river_alert(db_url)
+    with httpx.Client(verify=TLS, base_url=api_url, timeout=10) as colleague:
+        login, password = people["operator"]
+        me = colleague.post("/api/v1/auth/login", json={"login": login, "password": password}).json()
+        csrf = {"X-CSRF-Token": me["csrf_token"]}
+        due = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=4)).isoformat()
+        colleague.post("/api/v1/tasks", json={"subject_type": "alert", "subject_id": alert_id,
+                                              "assignee": people["field"][0], "due_at": due},
+                       headers=csrf).raise_for_status()
+        field = pages.open(people["field"], viewport={"width": 1600, "height": 900}, locale="zh-CN",
+                           geolocation=FIELD_POSITION, permissions=["geolocation"])
+        expect(field.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+        field.locator(f"#alerts li[data-alert='{alert_id}']").click(timeout=20_000)
+        verify = field.locator("#detail").get_by_role("button", name="现场核查")
+        box = verify.bounding_box()
+        field.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        field.mouse.down()
+        colleague.post(f"/api/v1/alerts/{alert_id}/comment", json={"comment": "请尽快核查"},
+                       headers=csrf).raise_for_status()
+    expect(field.locator("#detail")).to_contain_text("请尽快核查", timeout=20_000)  # drawn anew
+    field.mouse.up()
+    expect(field.locator("#verify-form")).to_be_attached()
+
+
 def test_another_account_signing_in_after_an_expired_session_sees_nothing_of_the_last_one_s_detail(
         pages, db_url, people):
     """Review of session 16: the detail's buttons and a half-filled form are kept while nothing changes, so after a
