@@ -711,7 +711,7 @@ def sewage(t: TerminalInfo) -> list[Rule]:
             rules.append(Rule(f"gb18918:{series}", "sewage", "environment", series,
                               lambda s, key=key, period=period, severity=severity, temperature=temperature:
                               _discharge_judge(key, grade, old, period, severity, temperature, s.get(temperature, [])),
-                              duration, POLLUTION_SKIP_FLAGS, water, takes_context=True,
+                              duration, POLLUTION_SKIP_FLAGS, water, takes_context=bool(water),
                               lookback=max(interval, dt.timedelta(hours=2)) if series == key else dt.timedelta(days=2)))
     if "w01001" in t.metrics:
         rules.append(Rule("gb18918:w01001", "sewage", "environment", "w01001", lambda s: _ph_judge("GB 18918-2002"),
