@@ -69,7 +69,8 @@ class Score:
     injected: int = 0
     detected: int = 0
     invisible: int = 0
-    """Faults no reading could show (a detector stuck at 0 %LEL in clean air reads what a healthy one does)."""
+    """Faults no reading could show (a detector stuck at 0 %LEL in clean air reads what a healthy one does; an event
+    or spike the live run's end cut before the readings that would show it)."""
     delays_min: list[float] = field(default_factory=list)
     by_kind: dict[str, list] = field(default_factory=lambda: defaultdict(lambda: [0, 0, []]))
     """Per injected kind (stuck, spike, drift, pollution): injected, detected, delays in minutes."""
@@ -242,9 +243,10 @@ def _reconcile(stored: list[Raised], start: dt.datetime, rule: Rule, found: list
 
 
 def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], frozen: dict[truth.Truth, float],
-           alerts: list[tuple[TerminalInfo, Raised]]) -> dict[str, Score]:
+           alerts: list[tuple[TerminalInfo, Raised]], unseen: frozenset[truth.Truth] = frozenset()) -> dict[str, Score]:
     """``frozen``: the value each stuck window froze at (a piece of a window cut by the live run's period freezes
-    afresh, so it is per window, not per sensor)."""
+    afresh, so it is per window, not per sensor). ``unseen``: injections the live run's end cut before any reading
+    could show them (counted invisible)."""
     infos = {info.code: info for info in chosen}
     scores = {family: Score() for family in FAMILIES}
     by_terminal = defaultdict(list)
@@ -263,7 +265,7 @@ def _score(chosen: list[TerminalInfo], truths: list[truth.Truth], frozen: dict[t
     for t in truths:
         family = "device" if t.kind is not Fault.pollution else FAMILY_OF_KIND[infos[t.terminal].kind]
         score = scores[family]
-        if not _visible(t, infos[t.terminal], frozen.get(t)):
+        if t in unseen or not _visible(t, infos[t.terminal], frozen.get(t)):
             score.invisible += 1
             continue
         score.injected += 1

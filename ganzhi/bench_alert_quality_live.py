@@ -39,7 +39,7 @@ from analytics.queries import terminal_by_code
 from analytics.rules import Rule, TerminalInfo, rules_for
 from core.broker import LocalBroker
 from core.settings import Settings
-from ganzhi.bench_alert_quality import FAMILIES, FAULTS, Raised, Score, _print_run, _score
+from ganzhi.bench_alert_quality import FAMILIES, FAULTS, Raised, Score, _answers, _print_run, _score
 from ganzhi.bench_alerts import print_rule_counters
 from ganzhi.benchkit import drop_database, free_port, scratch_database
 from ganzhi.broker_auth import platform_accounts, write_files
@@ -117,8 +117,40 @@ def score_stored(conn: psycopg.Connection, truths: list[truth.Truth], since: dt.
     chosen = [i for t in happened if (i := info_of(t.terminal)) is not None]
     happened = [t for t in happened if infos.get(t.terminal) is not None]
     chosen = list({i.code: i for i in chosen + [info for info, _ in alerts]}.values())
-    return Stored(_score(chosen, happened, _frozen(conn, happened, {i.code: i for i in chosen}), alerts),
-                  transport, unknown)
+    by_code = {i.code: i for i in chosen}
+    return Stored(_score(chosen, happened, _frozen(conn, happened, by_code), alerts,
+                         _cut_unseen(conn, happened, by_code, rules, until)), transport, unknown)
+
+
+_SPAN = """
+    select count(*), coalesce(max(ts) - min(ts), interval '0') from reading
+     where terminal_id = %(terminal)s and metric = %(metric)s and ts >= %(start)s and ts < %(until)s
+"""
+
+
+def _cut_unseen(conn: psycopg.Connection, truths: list[truth.Truth], infos: dict[str, TerminalInfo],
+                rules: dict[str, dict[str, Rule]], until: dt.datetime) -> frozenset[truth.Truth]:
+    """The events and spikes the run's end cut (``truth.as_of`` ended them at ``until``) before the stored readings
+    could show them. A window that ended before the run's end is the plan's, long enough to see: never unseen.
+    Stuck and drift windows cut short are judged by their length (``_visible``)."""
+    return frozenset(t for t in truths if t.end >= until and t.kind in (Fault.spike, Fault.pollution)
+                     and not _shown(conn, t, infos[t.terminal], rules[t.terminal], until))
+
+
+def _shown(conn: psycopg.Connection, t: truth.Truth, info: TerminalInfo, rules: dict[str, Rule],
+           until: dt.datetime) -> bool:
+    """Whether a rule that answers the injection (``_answers``) had readings inside to show it: a spike is told
+    only by the reading after it (``_jump_judge``), so two; an event one, and readings spanning the rule's
+    ``min_duration`` (a sewage outlet's real-time limit holds for a reporting interval)."""
+    needed = 2 if t.kind is Fault.spike else 1
+    answering = [r for r in rules.values()
+                 if _answers(t, r) and (t.metric is None or r.metric.split(":")[0] == t.metric)]
+    for rule in answering:
+        count, reach = conn.execute(_SPAN, {"terminal": info.id, "metric": rule.metric, "start": t.start,
+                                            "until": until}).fetchone()
+        if count >= needed and reach >= rule.min_duration:
+            return True
+    return False
 
 
 def _frozen(conn: psycopg.Connection, truths: list[truth.Truth],

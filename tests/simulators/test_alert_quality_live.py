@@ -29,6 +29,7 @@ from ganzhi.bench_alert_quality_live import (
     run_fleet,
     run_simulators,
     score_file,
+    score_stored,
     start_workers,
     stop_workers,
     wait_drained,
@@ -234,3 +235,33 @@ def test_the_summary_takes_the_same_median_as_the_run_and_times_each_kind_of_dev
     printed = capsys.readouterr().out
     assert "recall 1.000 (4/4)  time to alert median 355.0 min (5.9 real), max 720.0 min" in printed
     assert "device stuck  detected 2 of 2  time to alert median 710.0 min (11.8 real), max 720.0 min" in printed
+
+
+def test_an_event_or_spike_the_run_end_cut_before_a_reading_could_show_it_is_unseen_not_missed(prepared_database):
+    """Seeds 1212 and 1213 of session 16 counted a sewage event begun in the run's last minutes and a spike in its
+    last reading as misses, though no reading could show them. Cut by the run's end, a spike needs the reading
+    after it and an event a reading of a rule that answers it; without them it is counted invisible. One the
+    plan ended before the run's end stays a miss however few readings it got."""
+    url = prepared_database()
+    lone_spike, told_spike, silent_leak = _detectors(url)
+    until = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+    minute = dt.timedelta(minutes=1)
+    with psycopg.connect(url) as conn:
+        ids = dict(conn.execute("select code, id from terminal where code = any(%s)",
+                                ([lone_spike, told_spike, silent_leak],)).fetchall())
+        stamps = {lone_spike: [until - 30 * minute, until - minute],  # only the spike itself inside
+                  told_spike: [until - 30 * minute, until - 3 * minute, until - 2 * minute],
+                  silent_leak: [until - 30 * minute]}  # nothing after the leak began
+        conn.cursor().executemany("insert into reading (terminal_id, metric, ts, value) values (%s, 'methane_lel', "
+                                  "%s, 0.5)", [(ids[code], ts) for code, times in stamps.items() for ts in times])
+        conn.commit()
+        truths = [truth.Truth(Fault.spike, lone_spike, None, until - 2 * minute, until + dt.timedelta(hours=2)),
+                  truth.Truth(Fault.spike, told_spike, None, until - 4 * minute, until + dt.timedelta(hours=2)),
+                  truth.Truth(Fault.pollution, silent_leak, None, until - 10 * minute, until + dt.timedelta(hours=3)),
+                  # the plan's own window, ended inside the run: missed, not unseen, though no reading came
+                  truth.Truth(Fault.pollution, silent_leak, None, until - 20 * minute, until - 15 * minute)]
+        stored = score_stored(conn, truths, until - dt.timedelta(hours=1), until)
+    device, gas = stored.scores["device"], stored.scores["gas"]
+    assert (device.invisible, device.injected, device.detected) == (1, 1, 0), device.missed
+    assert device.missed[0].split()[1] == told_spike
+    assert (gas.invisible, gas.injected, gas.detected) == (1, 1, 0), gas.missed
