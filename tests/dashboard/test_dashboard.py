@@ -372,6 +372,197 @@ def test_a_press_on_a_task_button_survives_a_change_of_its_alert(pages, api_url,
     expect(field.locator("#verify-form")).to_be_attached()
 
 
+class _Meddle:
+    """The API with chosen requests answered late or failed, as a loaded or failing box answers: ``rules`` maps
+    (method, path pattern) to seconds of delay (a float) or a status to answer instead (an int). The test changes
+    ``rules`` while the page runs."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.rules: dict[tuple[str, str], float | int] = {}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            for (method, pattern), rule in list(self.rules.items()):
+                if scope["method"] == method and re.fullmatch(pattern, scope["path"]):
+                    if isinstance(rule, int):
+                        body = b'{"detail": "service unavailable (test)"}'
+                        await send({"type": "http.response.start", "status": rule,
+                                    "headers": [(b"content-type", b"application/json"),
+                                                (b"content-length", str(len(body)).encode())]})
+                        await send({"type": "http.response.body", "body": body})
+                        return
+                    await asyncio.sleep(rule)
+        await self.app(scope, receive, send)
+
+
+@contextlib.contextmanager
+def _meddled_api(db_url: str) -> Iterator[tuple[str, _Meddle]]:
+    """The API on a port of its own behind ``_Meddle``: its base URL and the meddler."""
+    port = free_port()
+    app = _Meddle(create_app(Settings(database_url=db_url, http_port=port), db_url))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout_s=20, interval_s=0.05)
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _two_alerts(db_url: str, *, incident: bool = False) -> tuple[int, int]:
+    """Two open river alerts of 生态环境局 at two stations, members of one incident if ``incident``."""
+    n = next(_serial)
+    with psycopg.connect(db_url) as conn:
+        codes = [service.create_terminal(conn, river_station(f"呼兰河竞态测试站{n}-{k}", department="sthjj",
+                                                             at=(126.94 + 0.02 * k, 46.53)), Actor("tests"))
+                 for k in (1, 2)]
+        incident_id = conn.execute(
+            "insert into incident (key, title, bureau, division_code) values (%s, '呼兰河沿线测试', 'environment', "
+            "'231202') returning id", (f"river:测试{n}",)).fetchone()[0] if incident else None
+        made = [conn.execute(
+            """
+            insert into alert (terminal_id, rule, family, severity, bureau, department_code, division_code,
+                               observed_start, detail, incident_id)
+            select id, 'test:river', 'river', 'warning', 'environment', department_code, division_code, now(),
+                   %(detail)s, %(incident)s
+              from terminal where code = %(code)s returning id
+            """, {"code": code, "detail": f"测试告警 {code}", "incident": incident_id}).fetchone()[0]
+            for code in codes]
+    return made[0], made[1]
+
+
+def _comment(api_url: str, person: tuple[str, str], alert_id: int, text: str) -> None:
+    """A colleague (same account, another screen) comments the alert: a live change of it."""
+    with httpx.Client(verify=TLS, base_url=api_url, timeout=10) as colleague:
+        me = colleague.post("/api/v1/auth/login", json={"login": person[0], "password": person[1]}).json()
+        colleague.post(f"/api/v1/alerts/{alert_id}/comment", json={"comment": text},
+                       headers={"X-CSRF-Token": me["csrf_token"]}).raise_for_status()
+
+
+def _press(page: Page, locator) -> None:
+    """Press the mouse on the middle of ``locator`` and keep it down."""
+    box = locator.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+
+
+def _showing(page: Page, alert_id: int) -> None:
+    expect(page.locator("#detail-head h2")).to_contain_text(f"告警 #{alert_id} ", timeout=20_000)
+
+
+def test_a_press_on_an_incident_member_survives_a_change_of_its_alert(pages, api_url, db_url, people):
+    """Review of session 16: the incident's member list was drawn anew with every live change of the open alert, so
+    a colleague's comment between the press on a member and its release lost the click (the member pressed was
+    taken out of the page). The members are kept and only what changed in them is drawn again."""
+    first, second = _two_alerts(db_url, incident=True)
+    operator = pages.open(people["operator"], viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+    operator.locator(f"#alerts li[data-alert='{first}']").click(timeout=20_000)
+    _showing(operator, first)
+    member = operator.locator(f"#detail .members li[data-alert='{second}']")
+    expect(member).to_be_visible()
+    _press(operator, member)
+    _comment(api_url, people["operator"], first, "上游排口已关停")
+    expect(operator.locator("#detail")).to_contain_text("上游排口已关停", timeout=20_000)  # drawn anew
+    operator.mouse.up()
+    _showing(operator, second)
+
+
+def test_a_slow_read_of_an_alert_left_behind_never_shows_under_the_one_open(pages, db_url, people):
+    """Review of session 16: every read of the detail is tied to the detail that asked for it. The operator opens A,
+    then B, whose reads are slow, then A again at once: B's answer comes after A was opened again and must be
+    dropped. And a step taken on B (确认, slow to answer) reads B again when it is done: by then the operator has
+    gone back to A, and B must not be drawn over it."""
+    first, second = _two_alerts(db_url)
+    with _meddled_api(db_url) as (base, meddle):
+        operator = pages.open(people["operator"], base=base, viewport={"width": 1600, "height": 900},
+                              locale="zh-CN")
+        expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+        a = operator.locator(f"#alerts li[data-alert='{first}']")
+        b = operator.locator(f"#alerts li[data-alert='{second}']")
+        a.click(timeout=20_000)
+        _showing(operator, first)
+        meddle.rules[("GET", rf"/api/v1/(dashboard/)?alerts/{second}")] = 1.5
+        b.click()
+        a.click()
+        operator.wait_for_timeout(2_500)  # B's answers have come
+        _showing(operator, first)
+        assert f"#{second} " not in operator.locator("#detail-head h2").inner_text()
+
+        meddle.rules.clear()
+        b.click()
+        _showing(operator, second)
+        meddle.rules[("POST", rf"/api/v1/alerts/{second}/acknowledge")] = 1.5
+        operator.locator("#detail").get_by_role("button", name="确认").click()
+        a.click()
+        _showing(operator, first)
+        operator.wait_for_timeout(3_000)  # the step is done, and its echoes have come
+        _showing(operator, first)
+        expect(b.locator(".st-acknowledged")).to_be_attached()  # the list has the step all the same
+        operator.context.close()
+
+
+def test_the_assign_form_of_one_alert_is_never_written_under_another(pages, db_url, people):
+    """Review of session 16: 派发 reads the people it may be sent to, then writes its form into the detail. When
+    the operator had opened another alert meanwhile, A's form (which sends A) was written under B's detail."""
+    first, second = _two_alerts(db_url)
+    with _meddled_api(db_url) as (base, meddle):
+        operator = pages.open(people["operator"], base=base, viewport={"width": 1600, "height": 900},
+                              locale="zh-CN")
+        expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+        operator.locator(f"#alerts li[data-alert='{first}']").click(timeout=20_000)
+        _showing(operator, first)
+        meddle.rules[("GET", "/api/v1/tasks/assignees")] = 1.5
+        operator.locator("#detail").get_by_role("button", name="派发").click()
+        operator.locator(f"#alerts li[data-alert='{second}']").click()
+        _showing(operator, second)
+        operator.wait_for_timeout(2_500)  # the people have come
+        expect(operator.locator("#assign-form")).to_have_count(0)
+        meddle.rules.clear()
+        operator.locator("#detail").get_by_role("button", name="派发").click()  # B's own form still opens
+        expect(operator.locator("#action-form")).to_have_attribute("data-alert", str(second))
+        expect(operator.locator("#assign-form select[name=assignee] option[value]:not([value=''])").first) \
+            .to_be_attached()
+        operator.context.close()
+
+
+def test_a_failed_read_of_the_detail_says_so_and_can_be_retried(pages, api_url, db_url, people):
+    """Review of session 16: when the newest read of the detail failed, the detail drawn before stayed as if it
+    were current: another alert's, buttons and all, or this alert's before its last change. The detail says the
+    read failed and offers 重试."""
+    first, second = _two_alerts(db_url)
+    with _meddled_api(db_url) as (base, meddle):
+        operator = pages.open(people["operator"], base=base, viewport={"width": 1600, "height": 900},
+                              locale="zh-CN")
+        expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+        detail = operator.locator("#detail")
+        operator.locator(f"#alerts li[data-alert='{first}']").click(timeout=20_000)
+        _showing(operator, first)
+        meddle.rules[("GET", rf"/api/v1/(dashboard/)?alerts/{second}")] = 503
+        operator.locator(f"#alerts li[data-alert='{second}']").click()
+        expect(operator.locator("#detail-error")).to_contain_text("读取失败", timeout=20_000)
+        expect(operator.locator("#detail-error")).to_contain_text(f"#{second}")
+        expect(operator.locator("#detail-head")).not_to_contain_text(f"#{first} ")  # not A's, as if it were B's
+        expect(detail.get_by_role("button", name="确认")).to_have_count(0)  # nor A's buttons
+        meddle.rules.clear()
+        detail.get_by_role("button", name="重试").click()
+        _showing(operator, second)
+        expect(operator.locator("#detail-error")).to_be_hidden()
+
+        meddle.rules[("GET", rf"/api/v1/(dashboard/)?alerts/{second}")] = 503  # the open alert's own live read
+        _comment(base, people["operator"], second, "已通知河长")
+        expect(operator.locator("#detail-error")).to_contain_text("读取失败", timeout=20_000)
+        expect(operator.locator("#detail-error")).to_contain_text("可能已过时")
+        meddle.rules.clear()
+        detail.get_by_role("button", name="重试").click()
+        expect(detail).to_contain_text("已通知河长")
+        expect(operator.locator("#detail-error")).to_be_hidden()
+        operator.context.close()
+
+
 def test_another_account_signing_in_after_an_expired_session_sees_nothing_of_the_last_one_s_detail(
         pages, db_url, people):
     """Review of session 16: the detail's buttons and a half-filled form are kept while nothing changes, so after a
