@@ -157,9 +157,12 @@
   }
 
   const drawnAs = new WeakMap();
-  /** `items` as the `<li>` children of `list`, each kept from one drawing to the next (found by `idOf`): one whose
-   *  markup is unchanged is left alone, a changed one is drawn in place, a gone one removed, the order kept. */
-  function drawKeyed(list, items, idOf, markup) {
+  /** `items` as the children (`tag`) of `list`, each kept from one drawing to the next (found by `idOf`, kept in
+   *  `data-key`): one whose markup is unchanged is left alone, a changed one is drawn in place, a gone one removed,
+   *  the order kept. A press on an entry survives a live change of another (or of its own text): the lists that
+   *  live changes redraw (alerts, incident members, tasks, counties) are drawn so, their clicks handled by one
+   *  listener on the list. */
+  function drawKeyed(list, items, idOf, markup, tag = "li") {
     const old = new Map([...list.children].map((li) => [li.dataset.key, li]));
     const kept = items.map((item) => {
       const key = String(idOf(item));
@@ -167,7 +170,7 @@
       let li = old.get(key);
       old.delete(key);
       if (!li) {
-        li = document.createElement("li");
+        li = document.createElement(tag);
         li.dataset.key = key;
       }
       if (drawnAs.get(li) !== html) {
@@ -382,27 +385,26 @@
   // ---------------------------------------------------------------------------------------------- lists
 
   function alertItem(alert) {
-    const li = document.createElement("li");
-    li.dataset.alert = alert.id;
-    if (app.detail && app.detail.id === alert.id) li.classList.add("sel");
-    li.innerHTML = `<div class="row1"><span class="chip sev-${alert.severity}">${SEVERITY[alert.severity]}</span>` +
+    return `<div class="row1"><span class="chip sev-${alert.severity}">${SEVERITY[alert.severity]}</span>` +
       `<span class="name">${esc(alert.terminal_name || (alert.fire_event_id ? "火点 #" + alert.fire_event_id : alert.rule))}</span>` +
       `<span class="chip st-${alert.status}">${STATUS[alert.status]}</span></div>` +
       `<div class="what" title="${esc(alert.detail)}">${esc(FAMILY[alert.family] || alert.family)} · ${esc(summary(alert))}</div>` +
       `<div class="when">${when(alert.opened_at)} · ${esc(alert.division)}</div>`;
-    li.addEventListener("click", () => openAlert(alert.id));
-    return li;
   }
 
+  /** The live list, drawn with every live change of any alert: its entries are kept (drawKeyed), so a press on
+   *  one survives a change of another. */
   function renderAlerts(fresh) {
     const active = [...app.alerts.values()].filter((a) => ["open", "acknowledged"].includes(a.status))
       .sort((a, b) => b.id - a.id);
     const list = $("#alerts");
-    list.replaceChildren(...active.slice(0, 300).map((a) => {
-      const li = alertItem(a);
-      if (fresh === a.id) li.classList.add("new");
-      return li;
-    }));
+    drawKeyed(list, active.slice(0, 300), (a) => a.id, alertItem);
+    const open = app.detail ? app.detail.id : null;
+    for (const li of list.children) {
+      li.dataset.alert = li.dataset.key;
+      li.classList.toggle("sel", Number(li.dataset.key) === open);
+      li.classList.toggle("new", Number(li.dataset.key) === fresh);
+    }
     if (!active.length) list.innerHTML = '<li class="empty">暂无待处理告警</li>';
     $("#alert-total").textContent = active.length;
     $("#alert-total").classList.toggle("zero", !active.length);
@@ -411,14 +413,27 @@
   function renderCounts(counts) {
     $("#bureau-counts").innerHTML = counts.bureaus.map((b) =>
       `<span class="bureau" data-bureau="${b.bureau}">${BUREAU[b.bureau]}<b>${b.open}</b><span class="ack">已确认 ${b.acknowledged}</span></span>`).join("");
-    $("#counties tbody").innerHTML = counts.counties.map((c) =>
-      `<tr data-county="${esc(c.code)}"><td>${esc(c.name)}</td><td class="${c.open ? "hot" : ""}">${c.open}</td>` +
-      `<td>${c.acknowledged}</td></tr>`).join("");
-    document.querySelectorAll("#counties tbody tr").forEach((row) => row.addEventListener("click", () => {
-      const county = app.counties.get(row.dataset.county);
-      if (county) map.fitBounds(county.getBounds());
-    }));
+    const rows = $("#counties tbody");
+    drawKeyed(rows, counts.counties, (c) => c.code, (c) =>
+      `<td>${esc(c.name)}</td><td class="${c.open ? "hot" : ""}">${c.open}</td><td>${c.acknowledged}</td>`, "tr");
+    for (const row of rows.children) row.dataset.county = row.dataset.key;
   }
+
+  // One listener on each kept list (drawKeyed): its entries come and go, the listener stays.
+  $("#alerts").addEventListener("click", (event) => {
+    const li = event.target.closest("li[data-alert]");
+    if (li) openAlert(Number(li.dataset.alert));
+  });
+  $("#counties tbody").addEventListener("click", (event) => {
+    const row = event.target.closest("tr[data-county]");
+    const county = row && app.counties.get(row.dataset.county);
+    if (county) map.fitBounds(county.getBounds());
+  });
+  $("#tasks").addEventListener("click", (event) => {
+    const li = event.target.closest("li[data-task]");
+    const task = li && app.tasks.find((t) => t.id === Number(li.dataset.task));
+    if (task) openTask(task).catch(() => {});
+  });
   async function readCounts() {
     const read = app.views.counts.ask();
     const counts = await read.get("/dashboard/counts");
@@ -438,17 +453,13 @@
     $("#task-total").textContent = open.length;
     $("#task-total").classList.toggle("zero", !open.length);
     const list = $("#tasks");
-    list.replaceChildren(...page.data.map((task) => {
-      const li = document.createElement("li");
-      li.dataset.task = task.id;
-      li.innerHTML = `<div class="row1"><span class="chip tk-${task.status}">${TASK[task.status]}</span>` +
+    drawKeyed(list, page.data, (task) => task.id, (task) =>
+      `<div class="row1"><span class="chip tk-${task.status}">${TASK[task.status]}</span>` +
         `<span class="name">${esc(FAMILY[task.family] || task.family)} · ${task.subject_type === "alert" ? "告警" : task.subject_type === "fire_event" ? "火点" : "事件"} #${task.subject_id}</span>` +
         `${task.overdue ? '<span class="chip sev-critical">超期</span>' : ""}</div>` +
         `<div class="what">派发人 ${esc(task.assigner)}：${esc(task.note || "")}</div>` +
-        `<div class="when">期限 ${when(task.due_at)}</div>`;
-      li.addEventListener("click", () => openTask(task));
-      return li;
-    }));
+        `<div class="when">期限 ${when(task.due_at)}</div>`);
+    for (const li of list.children) li.dataset.task = li.dataset.key;
     if (!page.data.length) list.innerHTML = '<li class="empty">暂无派发给我的任务</li>';
   }
 
@@ -479,8 +490,7 @@
     if (app.detail) app.detail.close();
     const detail = app.detail = new View({ id, keys: {}, shown: null });
     if (Number($("#detail").dataset.alert) !== id) {
-      $("#actions").replaceChildren();
-      $("#action-form").replaceChildren();
+      for (const id of ["actions", "action-form", "detail-tasks"]) $("#" + id).replaceChildren();
       $("#detail").classList.add("loading");
     }
     document.querySelectorAll("#alerts li").forEach((li) => li.classList.toggle("sel", Number(li.dataset.alert) === id));
@@ -604,7 +614,7 @@
    *  anew with each, and the click was lost). One listener on the list opens the member clicked. */
   function drawIncident(context) {
     const box = $("#detail-incident");
-    if (!context.incident) { box.replaceChildren(); return; }
+    if (!context.incident) { part("incident", "", () => box.replaceChildren()); return; }
     part("incident", String(context.incident.id), () => {
       box.innerHTML = `<h3></h3><ul class="timeline members"></ul>`;
       box.querySelector("ul").addEventListener("click", (event) => {
