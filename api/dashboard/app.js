@@ -507,7 +507,10 @@
       [alert, context] = await Promise.all([read.get(`/alerts/${detail.id}`), read.get(`/dashboard/alerts/${detail.id}`)]);
       fire = alert.fire_event_id ? await read.get(`/fire-events/${alert.fire_event_id}`) : null;
     } catch (error) {
-      if (read.newest() && !quiet(error)) showReadError(detail, error);
+      if (read.newest() && !quiet(error)) {
+        read.drew();  // an older answer still to come does not hide the failure as if it were the newest
+        showReadError(detail, error);
+      }
       return;
     }
     // An answer older than one drawn (slow answers to the live stream's reads queue up), or to a detail closed

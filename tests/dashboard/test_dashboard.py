@@ -108,6 +108,8 @@ class Pages:
     base: str
     requests: list[str] = default(default_factory=list)
     refused: list[str] = default(default_factory=list)
+    errors: list[str] = default(default_factory=list)
+    """uncaught errors of the pages' scripts (an unhandled rejection of a read included)"""
 
     def open(self, person: tuple[str, str], *, base: str | None = None, **context_options) -> Page:
         context = self.browser.new_context(**context_options)
@@ -115,6 +117,7 @@ class Pages:
         page = context.new_page()
         _watch_requests(page, self.requests)
         _watch_csp(page, self.refused)
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
         _log_in(page, base or self.base, *person)
         return page
 
@@ -456,7 +459,7 @@ def _showing(page: Page, alert_id: int) -> None:
     expect(page.locator("#detail-head h2")).to_contain_text(f"告警 #{alert_id} ", timeout=20_000)
 
 
-def test_a_press_on_an_incident_member_survives_a_change_of_its_alert(pages, api_url, db_url, people):
+def test_a_press_on_an_incident_member_survives_a_change_of_its_alert(pages, api_url, db_url, people, artefacts):
     """Review of session 16: the incident's member list was drawn anew with every live change of the open alert, so
     a colleague's comment between the press on a member and its release lost the click (the member pressed was
     taken out of the page). The members are kept and only what changed in them is drawn again."""
@@ -467,11 +470,13 @@ def test_a_press_on_an_incident_member_survives_a_change_of_its_alert(pages, api
     _showing(operator, first)
     member = operator.locator(f"#detail .members li[data-alert='{second}']")
     expect(member).to_be_visible()
+    operator.screenshot(path=artefacts / "09-incident-members.png")
     _press(operator, member)
     _comment(api_url, people["operator"], first, "上游排口已关停")
     expect(operator.locator("#detail")).to_contain_text("上游排口已关停", timeout=20_000)  # drawn anew
     operator.mouse.up()
     _showing(operator, second)
+    assert not pages.errors, pages.errors
 
 
 def test_a_press_on_the_live_list_survives_a_change_of_another_alert(pages, api_url, db_url, people):
@@ -486,6 +491,7 @@ def test_a_press_on_the_live_list_survives_a_change_of_another_alert(pages, api_
     expect(operator.locator(f"#alerts li[data-alert='{second}'] .st-acknowledged")).to_be_attached(timeout=20_000)
     operator.mouse.up()
     _showing(operator, first)
+    assert not pages.errors, pages.errors
 
 def test_a_slow_read_of_an_alert_left_behind_never_shows_under_the_one_open(pages, db_url, people):
     """Review of session 16: every read of the detail is tied to the detail that asked for it. The operator opens A,
@@ -519,6 +525,7 @@ def test_a_slow_read_of_an_alert_left_behind_never_shows_under_the_one_open(page
         _showing(operator, first)
         expect(b.locator(".st-acknowledged")).to_be_attached()  # the list has the step all the same
         operator.context.close()
+    assert not pages.errors, pages.errors
 
 
 def test_the_assign_form_of_one_alert_is_never_written_under_another(pages, db_url, people):
@@ -543,9 +550,10 @@ def test_the_assign_form_of_one_alert_is_never_written_under_another(pages, db_u
         expect(operator.locator("#assign-form select[name=assignee] option[value]:not([value=''])").first) \
             .to_be_attached()
         operator.context.close()
+    assert not pages.errors, pages.errors
 
 
-def test_a_failed_read_of_the_detail_says_so_and_can_be_retried(pages, api_url, db_url, people):
+def test_a_failed_read_of_the_detail_says_so_and_can_be_retried(pages, api_url, db_url, people, artefacts):
     """Review of session 16: when the newest read of the detail failed, the detail drawn before stayed as if it
     were current: another alert's, buttons and all, or this alert's before its last change. The detail says the
     read failed and offers 重试."""
@@ -563,6 +571,7 @@ def test_a_failed_read_of_the_detail_says_so_and_can_be_retried(pages, api_url, 
         expect(operator.locator("#detail-error")).to_contain_text(f"#{second}")
         expect(operator.locator("#detail-head")).not_to_contain_text(f"#{first} ")  # not A's, as if it were B's
         expect(detail.get_by_role("button", name="确认")).to_have_count(0)  # nor A's buttons
+        operator.screenshot(path=artefacts / "07-read-failed.png")
         meddle.rules.clear()
         detail.get_by_role("button", name="重试").click()
         _showing(operator, second)
@@ -572,11 +581,13 @@ def test_a_failed_read_of_the_detail_says_so_and_can_be_retried(pages, api_url, 
         _comment(base, people["operator"], second, "已通知河长")
         expect(operator.locator("#detail-error")).to_contain_text("读取失败", timeout=20_000)
         expect(operator.locator("#detail-error")).to_contain_text("可能已过时")
+        operator.screenshot(path=artefacts / "08-read-failed-shown-may-be-stale.png")
         meddle.rules.clear()
         detail.get_by_role("button", name="重试").click()
         expect(detail).to_contain_text("已通知河长")
         expect(operator.locator("#detail-error")).to_be_hidden()
         operator.context.close()
+    assert not pages.errors, pages.errors
 
 
 def test_another_account_signing_in_after_an_expired_session_sees_nothing_of_the_last_one_s_detail(
