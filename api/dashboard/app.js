@@ -343,21 +343,40 @@
     return alert.terminal ? app.where.get(alert.terminal) || null : null;
   }
 
-  function drawAlertMarker(alert) {
-    const old = app.alertMarkers.get(alert.id);
-    if (old) { alertLayer.removeLayer(old); app.alertMarkers.delete(alert.id); }
-    if (!["open", "acknowledged"].includes(alert.status) || alert.fire_event_id) return;
-    const at = alertPosition(alert);
-    if (!at) {
-      if (alert.terminal && !app.where.has(alert.terminal)) refreshPointsSoon();  // a terminal new since loading
+  /** The marker `id` of `markers` at `at`: kept when its place is unchanged, its look changed in place by `restyle`
+   *  (a marker taken off the map between the press and the release of a click gets no click, as a button does,
+   *  and live changes draw markers again: an alert's with each change of it, every fire's with each new fire);
+   *  made anew when it moves; removed when `at` is null. `open` is called on a click. */
+  function placeMarker(layer, markers, id, at, icon, title, restyle, open) {
+    const old = markers.get(id);
+    if (old && at && old.getLatLng().equals(at)) {
+      old.options.icon = icon;  // drawn so when next put on the map (out of a cluster)
+      old.options.title = title;
+      const shown = old.getElement();
+      if (shown) {
+        restyle(shown);
+        shown.title = title;
+      }
       return;
     }
-    const marker = L.marker(at, { icon: L.divIcon({ className: "", iconSize: [18, 18],
-      html: `<div class="alert-icon ${alert.severity} ${alert.status}" data-alert="${alert.id}"></div>` }),
-      zIndexOffset: 1000, title: `${FAMILY[alert.family]}告警：${alert.terminal_name || ""}` });
-    marker.on("click", () => openAlert(alert.id));
-    marker.addTo(alertLayer);
-    app.alertMarkers.set(alert.id, marker);
+    if (old) { layer.removeLayer(old); markers.delete(id); }
+    if (!at) return;
+    const marker = L.marker(at, { icon, title, zIndexOffset: layer === fireLayer ? 1200 : 1000 });
+    marker.on("click", open);
+    marker.addTo(layer);
+    markers.set(id, marker);
+  }
+
+  function drawAlertMarker(alert) {
+    const active = ["open", "acknowledged"].includes(alert.status) && !alert.fire_event_id;
+    const at = active ? alertPosition(alert) : null;
+    if (active && !at && alert.terminal && !app.where.has(alert.terminal)) refreshPointsSoon();  // a terminal new since loading
+    const look = `alert-icon ${alert.severity} ${alert.status}`;
+    placeMarker(alertLayer, app.alertMarkers, alert.id, at,
+                L.divIcon({ className: "", iconSize: [18, 18], html: `<div class="${look}" data-alert="${alert.id}"></div>` }),
+                `${FAMILY[alert.family]}告警：${alert.terminal_name || ""}`,
+                (shown) => { const icon = shown.querySelector(".alert-icon"); if (icon && icon.className !== look) icon.className = look; },
+                () => openAlert(alert.id));
   }
 
   async function refreshPoints() {
@@ -371,15 +390,14 @@
   const refreshPointsSoon = debounce(() => refreshPoints().catch(() => {}), 1000);
 
   function drawFire(fire) {
-    const old = app.fireMarkers.get(fire.id);
-    if (old) fireLayer.removeLayer(old);
-    if (fire.lat === null || fire.lat === undefined || fire.status !== "open") return;
-    const marker = L.marker([fire.lat, fire.lon], { icon: L.divIcon({ className: "", iconSize: [22, 22],
-      html: `<div class="fire-icon" data-fire="${fire.id}">火</div>` }), zIndexOffset: 1200,
-      title: `火点 #${fire.id} ${fire.division_name || ""}` });
-    marker.on("click", () => fire.alert_id ? openAlert(fire.alert_id) : toast("该火点尚未产生告警"));
-    marker.addTo(fireLayer);
-    app.fireMarkers.set(fire.id, marker);
+    const at = fire.lat === null || fire.lat === undefined || fire.status !== "open" ? null : [fire.lat, fire.lon];
+    placeMarker(fireLayer, app.fireMarkers, fire.id, at,
+                L.divIcon({ className: "", iconSize: [22, 22], html: `<div class="fire-icon" data-fire="${fire.id}">火</div>` }),
+                `火点 #${fire.id} ${fire.division_name || ""}`, () => {},
+                () => {  // the fire as known at the click: its alert may have come since the marker was made
+                  const known = app.fires.get(fire.id) || fire;
+                  if (known.alert_id) openAlert(known.alert_id); else toast("该火点尚未产生告警");
+                });
   }
 
   // ---------------------------------------------------------------------------------------------- lists

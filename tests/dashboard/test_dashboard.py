@@ -415,13 +415,15 @@ def _meddled_api(db_url: str) -> Iterator[tuple[str, _Meddle]]:
         thread.join(10)
 
 
-def _two_alerts(db_url: str, *, incident: bool = False) -> tuple[int, int]:
-    """Two open river alerts of 生态环境局 at two stations, members of one incident if ``incident``."""
+def _two_alerts(db_url: str, *, incident: bool = False,
+                at: tuple[tuple[float, float], ...] = ((126.96, 46.53), (126.98, 46.53))) -> tuple[int, int]:
+    """Two open river alerts of 生态环境局 at two stations (``at``: lon, lat), members of one incident if
+    ``incident``."""
     n = next(_serial)
     with psycopg.connect(db_url) as conn:
         codes = [service.create_terminal(conn, river_station(f"呼兰河竞态测试站{n}-{k}", department="sthjj",
-                                                             at=(126.94 + 0.02 * k, 46.53)), Actor("tests"))
-                 for k in (1, 2)]
+                                                             at=where), Actor("tests"))
+                 for k, where in enumerate(at, 1)]
         incident_id = conn.execute(
             "insert into incident (key, title, bureau, division_code) values (%s, '呼兰河沿线测试', 'environment', "
             "'231202') returning id", (f"river:测试{n}",)).fetchone()[0] if incident else None
@@ -668,17 +670,17 @@ def test_connection_states_are_read_again_without_a_reload(pages, db_url, people
     assert not pages.refused, pages.refused
 
 
-def _straw_fire(db_url: str) -> int:
+def _straw_fire(db_url: str, at: tuple[float, float] = (46.70, 126.90)) -> int:
     """A straw fire seen by a tower camera, with its evidence frame; the fire alert service raises its alert."""
     now = dt.datetime.now(dt.UTC)
     with psycopg.connect(db_url) as conn:
         event = conn.execute(
             "insert into fire_event (first_seen, last_seen, lat, lon, accuracy_m, division_code, confidence) "
-            "values (%s, %s, 46.70, 126.90, 120, '231202', 0.92) returning id", (now, now)).fetchone()[0]
+            "values (%s, %s, %s, %s, 120, '231202', 0.92) returning id", (now, now, *at)).fetchone()[0]
         detection = conn.execute(
             "insert into fire_detection (event_id, source, cue, track, first_seen, last_seen, confidence, position) "
-            "values (%s, 'camera', 'flame', 'browser-test', %s, %s, 0.92, 'unknown') returning id",
-            (event, now, now)).fetchone()[0]
+            "values (%s, 'camera', 'flame', %s, %s, %s, 0.92, 'unknown') returning id",
+            (event, f"browser-test-{next(_serial)}", now, now)).fetchone()[0]
         conn.execute("insert into fire_evidence (detection_id, captured_at, jpeg) values (%s, %s, %s)",
                      (detection, now, _photo()))
         fire_alerts.fire_event(conn, event)
@@ -791,3 +793,31 @@ def test_tiles_of_the_configured_server_load_within_the_policy(pages, db_url, pe
     assert tiles.served > 0
     assert not pages.refused, pages.refused
 
+
+
+def test_a_press_on_a_map_marker_survives_a_live_change(pages, api_url, db_url, people):
+    """The map's markers were drawn anew too: an alert's marker with each change of its alert (a colleague's 确认),
+    every fire marker with each new fire anywhere, so a press on a marker lost its click as the detail's buttons
+    did. A marker whose place is unchanged is kept, its look changed in place."""
+    first, _ = _two_alerts(db_url, at=((126.60, 46.90), (126.20, 47.20)))  # apart: two markers, no cluster
+    fire = _straw_fire(db_url)
+    with psycopg.connect(db_url) as conn:
+        fire_alert = conn.execute("select id from alert where fire_event_id = %s", (fire,)).fetchone()[0]
+    page = pages.open(people["operator"], viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    expect(page.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+    marker = page.locator(f".alert-icon[data-alert='{first}']")
+    _press(page, marker)
+    _colleague(api_url, people["operator"], f"/api/v1/alerts/{first}/acknowledge", {})
+    expect(page.locator(f".alert-icon[data-alert='{first}'].acknowledged")).to_be_attached(timeout=20_000)
+    page.mouse.up()
+    _showing(page, first)
+
+    page.reload()  # the map as loaded, not panned to the alert
+    page.wait_for_selector("body[data-ready]", state="attached", timeout=30_000)
+    expect(page.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+    _press(page, page.locator(f"[data-fire='{fire}']"))
+    other = _straw_fire(db_url, at=(46.40, 126.40))  # another fire, elsewhere
+    expect(page.locator(f"[data-fire='{other}']")).to_be_attached(timeout=20_000)
+    page.mouse.up()
+    _showing(page, fire_alert)
+    assert not pages.errors, pages.errors
