@@ -763,17 +763,24 @@
   }
 
   // A step's own request is not tied to the detail (closing it must not undo or hide the step); the read after it
-  // is (readDetail): a step on B answered after the operator went back to A does not draw B over A.
+  // is: a step on B answered after the operator went back to A does not draw B over A.
+  /** After a step taken on `detail`: read the open detail again if it is of the same alert (the one the step was
+   *  taken on, or the same alert opened again since); nothing if another alert's is open, or none. */
+  function readAfterStep(detail) {
+    const now = app.detail;
+    return now && detail && now.id === detail.id ? readDetail(now) : undefined;
+  }
+
   async function recordVerdict(fire, verdict, detail) {
     await api(`/fire-events/${fire.id}/verdict`, { method: "POST", json: { verdict } });
     toast("已记录核实结论：" + VERDICT[verdict]);
-    await readDetail(detail);
+    await readAfterStep(detail);
   }
 
   async function act(alert, action, detail) {
     await api(`/alerts/${alert.id}/${action}`, { method: "POST", json: {} });
     toast(action === "acknowledge" ? "已确认" : "已关闭");
-    await readDetail(detail);
+    await readAfterStep(detail);
   }
 
   function localInput(date) {
@@ -809,7 +816,7 @@
                                                       due_at: form.get("due") + ":00+08:00", note: form.get("note") } });
         toast("已派发给 " + form.get("assignee"));
         event.target.remove();  // this form only: another alert's may be in the box by now
-        await readDetail(detail);
+        await readAfterStep(detail);
       } catch (e) { toast("派发失败：" + e.message); }
     });
   }
@@ -837,7 +844,7 @@
         await api(`/tasks/${task.id}/verify`, { method: "POST", body: data });
         toast("核查已提交");
         form.remove();
-        await readDetail(detail);
+        await readAfterStep(detail);
         refreshTasks().catch(() => {});
       } catch (e) { toast("提交失败：" + e.message); }
     });
@@ -846,7 +853,7 @@
   async function decide(task, decision, detail) {
     await api(`/tasks/${task.id}/${decision}`, { method: "POST", json: {} });
     toast(decision === "close" ? "任务已办结" : "已退回");
-    await readDetail(detail);
+    await readAfterStep(detail);
   }
 
   /** Close the detail: its buttons, draft and last drawing go with it (drawn again, for whoever is signed in). */
