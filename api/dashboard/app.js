@@ -156,6 +156,38 @@
     draw();
   }
 
+  /** Make `element`'s content `html` changing only what differs: an element of the same tag in the same place is
+   *  kept (its attributes set, its content made the same way), a text changed in place. Replacing the content
+   *  whole (innerHTML) takes the element under a held press out of the page, and Chromium then gives the release no
+   *  click, even with the entry itself kept. */
+  function morph(element, html) {
+    const made = document.createElement("template");
+    made.innerHTML = html;
+    sameChildren(element, made.content);
+  }
+
+  function sameChildren(into, from) {
+    const want = [...from.childNodes];
+    want.forEach((node, i) => {
+      const have = into.childNodes[i];
+      if (have && have.nodeType === node.nodeType && have.nodeName === node.nodeName &&
+          (node.nodeType === Node.ELEMENT_NODE || node.nodeType === Node.TEXT_NODE)) {
+        if (node.nodeType === Node.TEXT_NODE) {
+          if (have.nodeValue !== node.nodeValue) have.nodeValue = node.nodeValue;
+          return;
+        }
+        for (const { name } of [...have.attributes]) if (!node.hasAttribute(name)) have.removeAttribute(name);
+        for (const { name, value } of [...node.attributes]) if (have.getAttribute(name) !== value) have.setAttribute(name, value);
+        sameChildren(have, node);
+      } else if (have) {
+        into.replaceChild(node, have);
+      } else {
+        into.appendChild(node);
+      }
+    });
+    while (into.childNodes.length > want.length) into.lastChild.remove();
+  }
+
   const drawnAs = new WeakMap();
   /** `items` as the children (`tag`) of `list`, each kept from one drawing to the next (found by `idOf`, kept in
    *  `data-key`): one whose markup is unchanged is left alone, a changed one is drawn in place, a gone one removed,
@@ -174,7 +206,7 @@
         li.dataset.key = key;
       }
       if (drawnAs.get(li) !== html) {
-        li.innerHTML = html;
+        morph(li, html);
         drawnAs.set(li, html);
       }
       return li;
@@ -540,6 +572,7 @@
     if (shown !== detail.shown || $("#detail-error").childElementCount) renderDetail(alert, context, fire);
     detail.shown = shown;
     detail.at = new Date();
+    detail.members = new Set(context.members.map((m) => m.id));  // their changes are the detail's too
     const at = first ? alertPosition(alert) : null;
     if (at) {  // beside the panel, not under it; once per opening, not with each live change
       map.panTo(at, { animate: false });
@@ -710,7 +743,8 @@
       div.innerHTML = `<div><span class="chip tk-${task.status}">${TASK[task.status]}</span> 任务 #${task.id} ` +
         `${esc(task.assigner)} → <b>${esc(task.assignee)}</b>，期限 ${when(task.due_at)}` +
         `${task.overdue ? ' <span class="chip sev-critical">超期</span>' : ""}</div>` +
-        `<div>${esc(task.note || "")}</div><ul class="timeline steps"></ul><div class="actions"></div>`;
+        `<div>${esc(task.note || "")}</div><div class="actions"></div><ul class="timeline steps"></ul>`;  // the buttons
+        // above the steps, which are read after them: nothing that comes later moves a button under a held press
       box.appendChild(div);
       detail.get(`/tasks/${task.id}`).then((full) => {
         div.querySelector(".steps").innerHTML = full.steps.map((s) =>
@@ -874,7 +908,8 @@
   // ---------------------------------------------------------------------------------------------- live
 
   async function onAlertChange(alertId) {
-    if (app.detail && app.detail.id === alertId) readDetail(app.detail);  // at once, beside the list's own read
+    const open = app.detail;  // its alert's changes, and its incident members' (their status is shown)
+    if (open && (open.id === alertId || (open.members && open.members.has(alertId)))) readDetail(open);
     const read = alertView(alertId).ask();
     let alert;
     try { alert = await read.get(`/alerts/${alertId}`); } catch (e) { return; }
