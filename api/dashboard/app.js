@@ -201,14 +201,14 @@
       const html = markup(item);
       let li = old.get(key);
       old.delete(key);
-      if (!li) {
+      if (!li) {  // new: nothing in it can be under a press, and innerHTML is the cheaper first drawing
         li = document.createElement(tag);
         li.dataset.key = key;
-      }
-      if (drawnAs.get(li) !== html) {
+        li.innerHTML = html;
+      } else if (drawnAs.get(li) !== html) {
         morph(li, html);
-        drawnAs.set(li, html);
       }
+      drawnAs.set(li, html);
       return li;
     });
     for (const li of old.values()) li.remove();
