@@ -400,6 +400,7 @@
   }
 
   function drawAlertMarker(alert) {
+    if (!map) return;  // a live change before the map is made: start draws every marker once it is
     const active = ["open", "acknowledged"].includes(alert.status) && !alert.fire_event_id;
     const at = active ? alertPosition(alert) : null;
     if (active && !at && alert.terminal && !app.where.has(alert.terminal)) refreshPointsSoon();  // a terminal new since loading
@@ -414,7 +415,7 @@
   async function refreshPoints() {
     const read = app.views.points.ask();
     const points = await read.get("/dashboard/map");
-    if (!read.fresh()) return;
+    if (!read.fresh() || !map) return;  // before the map is made, start draws the points
     read.drew();
     drawPoints(points);
     for (const alert of app.alerts.values()) if (!app.alertMarkers.has(alert.id)) drawAlertMarker(alert);
@@ -422,6 +423,7 @@
   const refreshPointsSoon = debounce(() => refreshPoints().catch(() => {}), 1000);
 
   function drawFire(fire) {
+    if (!map) return;
     const at = fire.lat === null || fire.lat === undefined || fire.status !== "open" ? null : [fire.lat, fire.lon];
     placeMarker(fireLayer, app.fireMarkers, fire.id, at,
                 L.divIcon({ className: "", iconSize: [22, 22], html: `<div class="fire-icon" data-fire="${fire.id}">火</div>` }),
@@ -958,10 +960,18 @@
 
   // ---------------------------------------------------------------------------------------------- start
 
+  /** The active alerts as the page starts. The live stream is connected first, so a change read from it may come
+   *  before these lists, which were read earlier: an alert whose live change was drawn keeps it (an alert closed
+   *  meanwhile was put back as open until its next change). */
   async function loadAlerts() {
+    const views = app.views;
     const [open, acknowledged] = await Promise.all([api("/alerts?status=open&limit=500"),
                                                     api("/alerts?status=acknowledged&limit=500")]);
-    for (const alert of [...open.data, ...acknowledged.data]) app.alerts.set(alert.id, alert);
+    if (app.views !== views) return;  // another account signed in since
+    for (const alert of [...open.data, ...acknowledged.data]) {
+      const live = views.alerts.get(alert.id);
+      if (!live || !live.drawn) app.alerts.set(alert.id, alert);
+    }
   }
 
   async function start(me) {
@@ -972,17 +982,19 @@
     $("#login").hidden = true;
     $("#board").hidden = false;
     connect();  // first: nothing that happens while the rest loads is missed
+    // The points and counts through their views too: a live change may draw newer ones before these answer.
+    const pointsRead = app.views.points.ask(), countsRead = app.views.counts.ask();
     const [config, counties, points, counts, metrics] = await Promise.all([
       api("/dashboard/config"), fetch("suihua-counties-tianditu.geojson").then((r) => r.json()),
-      api("/dashboard/map"), api("/dashboard/counts"), api("/metrics"), loadAlerts(),
+      pointsRead.get("/dashboard/map"), countsRead.get("/dashboard/counts"), api("/metrics"), loadAlerts(),
       refreshFires().catch(() => {})]);
     for (const spec of metrics.data) app.metrics.set(spec.key, spec);  // the whole catalogue: one page
     if (!map) initMap(config, counties);
-    drawPoints(points);
+    if (pointsRead.fresh()) { pointsRead.drew(); drawPoints(points); }
     for (const fire of app.fires.values()) drawFire(fire);
     for (const alert of app.alerts.values()) drawAlertMarker(alert);
     renderAlerts(null);
-    renderCounts(counts);
+    if (countsRead.fresh()) { countsRead.drew(); renderCounts(counts); }
     refreshTasks().catch(() => {});
     clearInterval(app.statesTimer);  // connection states are not in the stream: read them again each minute
     app.statesTimer = setInterval(() => refreshPoints().catch(() => {}), STATES_EVERY_MS);

@@ -377,17 +377,21 @@ def test_a_press_on_a_task_button_survives_a_change_of_its_alert(pages, api_url,
 
 class _Meddle:
     """The API with chosen requests answered late or failed, as a loaded or failing box answers: ``rules`` maps
-    (method, path pattern) to seconds of delay (a float) or a status to answer instead (an int). The test changes
-    ``rules`` while the page runs."""
+    (method, path pattern) to seconds of delay before the request is handled (a float), ``("late", seconds)`` to
+    the answer held back after it was made (it then holds what was read before), or a status to answer instead (an
+    int). The test changes ``rules`` while the page runs."""
 
     def __init__(self, app) -> None:
         self.app = app
-        self.rules: dict[tuple[str, str], float | int] = {}
+        self.rules: dict[tuple[str, str], float | int | tuple[str, float]] = {}
+        self.met: list[str] = []
+        """the paths a rule met, in order"""
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             for (method, pattern), rule in list(self.rules.items()):
                 if scope["method"] == method and re.fullmatch(pattern, scope["path"]):
+                    self.met.append(scope["path"])
                     if isinstance(rule, int):
                         body = b'{"detail": "service unavailable (test)"}'
                         await send({"type": "http.response.start", "status": rule,
@@ -395,6 +399,14 @@ class _Meddle:
                                                 (b"content-length", str(len(body)).encode())]})
                         await send({"type": "http.response.body", "body": body})
                         return
+                    if isinstance(rule, tuple):
+                        async def send_late(message, send=send, held=rule[1]):
+                            if message["type"] == "http.response.start":
+                                await asyncio.sleep(held)
+                            await send(message)
+
+                        send = send_late
+                        continue
                     await asyncio.sleep(rule)
         await self.app(scope, receive, send)
 
@@ -659,6 +671,31 @@ def test_a_press_on_a_task_button_survives_the_fire_evidence_arriving(pages, db_
         field.mouse.up()
         expect(field.locator("#verify-form")).to_be_attached()
         field.context.close()
+    assert not pages.errors, pages.errors
+
+def test_an_alert_list_read_before_a_live_change_does_not_undo_it(pages, db_url, people):
+    """The page connects its live stream first, then reads the active alerts: an alert closed between the two came
+    over the stream (and left the list), then the list read before it answered and put it back as open, until its
+    next change. An alert whose live change was drawn is not taken back by that older list."""
+    first, second = _two_alerts(db_url)
+    with _meddled_api(db_url) as (base, meddle):
+        meddle.rules[("GET", "/api/v1/alerts")] = ("late", 3.0)  # the lists, read at once, answered 3 s later
+
+        def close_while_the_lists_are_held() -> None:
+            wait_until(lambda: meddle.met, timeout_s=30, interval_s=0.05)
+            _colleague(base, people["operator"], f"/api/v1/alerts/{first}/close", {})
+
+        closer = threading.Thread(target=close_while_the_lists_are_held)
+        closer.start()
+        try:
+            page = pages.open(people["operator"], base=base, viewport={"width": 1600, "height": 900},
+                              locale="zh-CN")
+        finally:
+            closer.join()
+        expect(page.locator(f"#alerts li[data-alert='{second}']")).to_be_attached()
+        page.wait_for_timeout(1_000)
+        expect(page.locator(f"#alerts li[data-alert='{first}']")).to_have_count(0)
+        page.context.close()
     assert not pages.errors, pages.errors
 
 def test_another_account_signing_in_after_an_expired_session_sees_nothing_of_the_last_one_s_detail(
