@@ -977,6 +977,13 @@
   async function start(me) {
     closeDetail();  // another account may sign in after a 401: nothing of the last one's detail stays
     newViews();  // nor what its reads still under way answer
+    // nor what it read: the next account may be of another bureau, and may not read those alerts and fires
+    app.alerts = new Map();
+    app.fires = new Map();
+    app.tasks = [];
+    if (map) { alertLayer.clearLayers(); fireLayer.clearLayers(); }
+    app.alertMarkers = new Map();
+    app.fireMarkers = new Map();
     app.me = me;
     $("#me-name").textContent = `${me.login}${me.department ? "（" + me.department + "）" : ""}`;
     $("#login").hidden = true;

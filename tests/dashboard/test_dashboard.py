@@ -724,6 +724,27 @@ def test_another_account_signing_in_after_an_expired_session_sees_nothing_of_the
     expect(operator.locator("#assign-form")).to_have_count(0)
 
 
+def test_another_department_signing_in_after_an_expired_session_sees_none_of_the_last_one_s_alerts(
+        pages, db_url, people):
+    """Signing in closed the detail (session 16), but the alerts, fires and markers the last account had read stayed
+    in the list and on the map for the next one, of another bureau, who may not read them, until a reload. Signing
+    in starts from nothing."""
+    first, _ = _two_alerts(db_url)
+    page = pages.open(people["operator"], viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    expect(page.locator(f"#alerts li[data-alert='{first}']")).to_be_attached()
+    page.context.clear_cookies()  # the session expires
+    page.locator(f"#alerts li[data-alert='{first}']").click()
+    expect(page.locator("#login")).to_be_visible()
+    page.fill("input[name=login]", people["other"][0])  # 住建局's viewer
+    page.fill("input[name=password]", people["other"][1])
+    page.click("#login-form button")
+    expect(page.locator("#me-name")).to_contain_text(people["other"][0])
+    expect(page.locator("#alerts li.empty")).to_be_visible()
+    expect(page.locator("#alerts li[data-alert]")).to_have_count(0)
+    expect(page.locator(".alert-icon")).to_have_count(0)
+    expect(page.locator("#alert-total")).to_have_text("0")
+    assert not pages.errors, pages.errors
+
 def test_a_department_sees_only_its_own_points(browser, contexts, api_url, db_url, people):
     """The map's points come through the caller's rights: 住建局 does not see 生态环境局's station."""
     code, _ = _raise_river_alert(db_url)
