@@ -573,7 +573,7 @@
     const first = detail.shown === null;
     if (shown !== detail.shown || $("#detail-error").childElementCount) renderDetail(alert, context, fire);
     detail.shown = shown;
-    detail.at = new Date();
+    $("#detail").dataset.readAt = String(Date.now());  // what is shown was current then (this opening or the last)
     detail.members = new Set(context.members.map((m) => m.id));  // their changes are the detail's too
     const at = first ? alertPosition(alert) : null;
     if (at) {  // beside the panel, not under it; once per opening, not with each live change
@@ -595,7 +595,7 @@
     }
     const box = $("#detail-error");
     box.innerHTML = `<span>告警 #${detail.id} 读取失败：${esc(error.message)}` +
-      (same ? `。下面是 ${when(detail.at || Date.now())} 读取的内容，可能已过时` : "") + "</span> ";
+      (same ? `。下面是 ${when(Number($("#detail").dataset.readAt))} 读取的内容，可能已过时` : "") + "</span> ";
     const retry = document.createElement("button");
     retry.type = "button";
     retry.textContent = "重试";
