@@ -29,8 +29,8 @@
   const OPERATOR_ROLES = ["operator", "steward_admin", "platform_admin"];
 
   const app = { me: null, csrf: sessionStorage.getItem("ganzhi-csrf"), alerts: new Map(), fires: new Map(),
-                where: new Map(), counties: new Map(), markers: new Map(), alertMarkers: new Map(), fireMarkers: new Map(), open: null, source: null,
-                tasks: [], metrics: new Map(), shown: null, reads: 0, drawn: 0 };
+                where: new Map(), counties: new Map(), markers: new Map(), alertMarkers: new Map(), fireMarkers: new Map(),
+                source: null, tasks: [], metrics: new Map(), detail: null, views: null };
   const $ = (sel) => document.querySelector(sel);
 
   // ---------------------------------------------------------------------------------------------- helpers
@@ -91,10 +91,135 @@
     return response.status === 204 ? null : response.json();
   }
 
+  // ---------------------------------------------------------------------------------------------- reads and views
+
+  /** A part of the page that reads the API and draws the answer: the open detail (one View for each opening), the
+   *  live list's entry of one alert, the task list, the counts, the fires, the map's points. Answers come out of
+   *  order (slow answers queue up on a loaded box) and may come after the view that asked is gone (another alert
+   *  opened, the detail closed, another account signed in). So every read is asked through its view
+   *  (`view.ask()`), and its answer is drawn only while `read.fresh()`: the view is still the one in the page and
+   *  nothing newer of it was drawn. `read.newest()` says no later read was asked (a failure of that one is the
+   *  view's news). Closing a view aborts its reads still under way. This is the one way the page ties a read to
+   *  what asked for it. */
+  class View {
+    constructor(fields) {
+      Object.assign(this, fields);
+      this.asked = 0;
+      this.drawn = 0;
+      this.closed = false;
+      this.controller = new AbortController();
+    }
+    /** a read of this view that no other read orders against (the people 派发 may go to, a task's steps) */
+    get(path) { return api(path, { signal: this.controller.signal }); }
+    ask() {
+      const view = this;
+      const n = ++this.asked;
+      return {
+        get: (path) => view.get(path),
+        fresh: () => !view.closed && n > view.drawn,
+        newest: () => !view.closed && n === view.asked,
+        drew: () => { view.drawn = n; },
+      };
+    }
+    close() {
+      this.closed = true;
+      this.controller.abort();
+    }
+  }
+
+  function quiet(error) {  // a read given up on purpose (its view closed), or the login that a 401 shows
+    return error.name === "AbortError" || error.message === "401";
+  }
+
+  /** The page's views, new for each account signed in: whatever the last one's reads answer is dropped. */
+  function newViews() {
+    if (app.views) {
+      for (const view of Object.values(app.views)) if (view instanceof View) view.close();
+      for (const view of app.views.alerts.values()) view.close();
+    }
+    app.views = { counts: new View(), tasks: new View(), fires: new View(), points: new View(), opening: new View(),
+                  alerts: new Map() };
+  }
+
+  function alertView(id) {  // the live list's entry of one alert
+    if (!app.views.alerts.has(id)) app.views.alerts.set(id, new View({ id }));
+    return app.views.alerts.get(id);
+  }
+
+  /** Draw `key`'s part of the open detail again only when `key` changed since this detail drew it: what is not drawn
+   *  again keeps its elements, and a button or list item taken out of the page between the press and the release
+   *  of a click gets no click (nor does the one drawn in its place). Each opening of a detail draws every part once. */
+  function part(name, key, draw) {
+    const keys = app.detail.keys;
+    if (keys[name] === key) return;
+    keys[name] = key;
+    draw();
+  }
+
+  /** Make `element`'s content `html` changing only what differs: an element of the same tag in the same place is
+   *  kept (its attributes set, its content made the same way), a text changed in place. Replacing the content
+   *  whole (innerHTML) takes the element under a held press out of the page, and Chromium then gives the release no
+   *  click, even with the entry itself kept. */
+  function morph(element, html) {
+    const made = document.createElement("template");
+    made.innerHTML = html;
+    sameChildren(element, made.content);
+  }
+
+  function sameChildren(into, from) {
+    const want = [...from.childNodes];
+    want.forEach((node, i) => {
+      const have = into.childNodes[i];
+      if (have && have.nodeType === node.nodeType && have.nodeName === node.nodeName &&
+          (node.nodeType === Node.ELEMENT_NODE || node.nodeType === Node.TEXT_NODE)) {
+        if (node.nodeType === Node.TEXT_NODE) {
+          if (have.nodeValue !== node.nodeValue) have.nodeValue = node.nodeValue;
+          return;
+        }
+        for (const { name } of [...have.attributes]) if (!node.hasAttribute(name)) have.removeAttribute(name);
+        for (const { name, value } of [...node.attributes]) if (have.getAttribute(name) !== value) have.setAttribute(name, value);
+        sameChildren(have, node);
+      } else if (have) {
+        into.replaceChild(node, have);
+      } else {
+        into.appendChild(node);
+      }
+    });
+    while (into.childNodes.length > want.length) into.lastChild.remove();
+  }
+
+  const drawnAs = new WeakMap();
+  /** `items` as the children (`tag`) of `list`, each kept from one drawing to the next (found by `idOf`, kept in
+   *  `data-key`): one whose markup is unchanged is left alone, a changed one is drawn in place, a gone one removed,
+   *  the order kept. A press on an entry survives a live change of another (or of its own text): the lists that
+   *  live changes redraw (alerts, incident members, tasks, counties) are drawn so, their clicks handled by one
+   *  listener on the list. */
+  function drawKeyed(list, items, idOf, markup, tag = "li") {
+    const old = new Map([...list.children].map((li) => [li.dataset.key, li]));
+    const kept = items.map((item) => {
+      const key = String(idOf(item));
+      const html = markup(item);
+      let li = old.get(key);
+      old.delete(key);
+      if (!li) {  // new: nothing in it can be under a press, and innerHTML is the cheaper first drawing
+        li = document.createElement(tag);
+        li.dataset.key = key;
+        li.innerHTML = html;
+      } else if (drawnAs.get(li) !== html) {
+        morph(li, html);
+      }
+      drawnAs.set(li, html);
+      return li;
+    });
+    for (const li of old.values()) li.remove();
+    kept.forEach((li, i) => { if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null); });
+  }
+
   // ---------------------------------------------------------------------------------------------- login
 
   function showLogin(message) {
     if (app.source) { app.source.close(); app.source = null; }
+    closeDetail();  // nothing of this account's detail, nor its reads, outlives its session
     $("#board").hidden = true;
     $("#login").hidden = false;
     $("#login-error").textContent = message || "";
@@ -250,65 +375,88 @@
     return alert.terminal ? app.where.get(alert.terminal) || null : null;
   }
 
-  function drawAlertMarker(alert) {
-    const old = app.alertMarkers.get(alert.id);
-    if (old) { alertLayer.removeLayer(old); app.alertMarkers.delete(alert.id); }
-    if (!["open", "acknowledged"].includes(alert.status) || alert.fire_event_id) return;
-    const at = alertPosition(alert);
-    if (!at) {
-      if (alert.terminal && !app.where.has(alert.terminal)) refreshPointsSoon();  // a terminal new since loading
+  /** The marker `id` of `markers` at `at`: kept when its place is unchanged, its look changed in place by `restyle`
+   *  (a marker taken off the map between the press and the release of a click gets no click, as a button does,
+   *  and live changes draw markers again: an alert's with each change of it, every fire's with each new fire);
+   *  made anew when it moves; removed when `at` is null. `open` is called on a click. */
+  function placeMarker(layer, markers, id, at, icon, title, restyle, open) {
+    const old = markers.get(id);
+    if (old && at && old.getLatLng().equals(at)) {
+      old.options.icon = icon;  // drawn so when next put on the map (out of a cluster)
+      old.options.title = title;
+      const shown = old.getElement();
+      if (shown) {
+        restyle(shown);
+        shown.title = title;
+      }
       return;
     }
-    const marker = L.marker(at, { icon: L.divIcon({ className: "", iconSize: [18, 18],
-      html: `<div class="alert-icon ${alert.severity} ${alert.status}" data-alert="${alert.id}"></div>` }),
-      zIndexOffset: 1000, title: `${FAMILY[alert.family]}告警：${alert.terminal_name || ""}` });
-    marker.on("click", () => openAlert(alert.id));
-    marker.addTo(alertLayer);
-    app.alertMarkers.set(alert.id, marker);
+    if (old) { layer.removeLayer(old); markers.delete(id); }
+    if (!at) return;
+    const marker = L.marker(at, { icon, title, zIndexOffset: layer === fireLayer ? 1200 : 1000 });
+    marker.on("click", open);
+    marker.addTo(layer);
+    markers.set(id, marker);
+  }
+
+  function drawAlertMarker(alert) {
+    if (!map) return;  // a live change before the map is made: start draws every marker once it is
+    const active = ["open", "acknowledged"].includes(alert.status) && !alert.fire_event_id;
+    const at = active ? alertPosition(alert) : null;
+    if (active && !at && alert.terminal && !app.where.has(alert.terminal)) refreshPointsSoon();  // a terminal new since loading
+    const look = `alert-icon ${alert.severity} ${alert.status}`;
+    placeMarker(alertLayer, app.alertMarkers, alert.id, at,
+                L.divIcon({ className: "", iconSize: [18, 18], html: `<div class="${look}" data-alert="${alert.id}"></div>` }),
+                `${FAMILY[alert.family]}告警：${alert.terminal_name || ""}`,
+                (shown) => { const icon = shown.querySelector(".alert-icon"); if (icon && icon.className !== look) icon.className = look; },
+                () => openAlert(alert.id));
   }
 
   async function refreshPoints() {
-    drawPoints(await api("/dashboard/map"));
+    const read = app.views.points.ask();
+    const points = await read.get("/dashboard/map");
+    if (!read.fresh() || !map) return;  // before the map is made, start draws the points
+    read.drew();
+    drawPoints(points);
     for (const alert of app.alerts.values()) if (!app.alertMarkers.has(alert.id)) drawAlertMarker(alert);
   }
-  const refreshPointsSoon = debounce(refreshPoints, 1000);
+  const refreshPointsSoon = debounce(() => refreshPoints().catch(() => {}), 1000);
 
   function drawFire(fire) {
-    const old = app.fireMarkers.get(fire.id);
-    if (old) fireLayer.removeLayer(old);
-    if (fire.lat === null || fire.lat === undefined || fire.status !== "open") return;
-    const marker = L.marker([fire.lat, fire.lon], { icon: L.divIcon({ className: "", iconSize: [22, 22],
-      html: `<div class="fire-icon" data-fire="${fire.id}">火</div>` }), zIndexOffset: 1200,
-      title: `火点 #${fire.id} ${fire.division_name || ""}` });
-    marker.on("click", () => fire.alert_id ? openAlert(fire.alert_id) : toast("该火点尚未产生告警"));
-    marker.addTo(fireLayer);
-    app.fireMarkers.set(fire.id, marker);
+    if (!map) return;
+    const at = fire.lat === null || fire.lat === undefined || fire.status !== "open" ? null : [fire.lat, fire.lon];
+    placeMarker(fireLayer, app.fireMarkers, fire.id, at,
+                L.divIcon({ className: "", iconSize: [22, 22], html: `<div class="fire-icon" data-fire="${fire.id}">火</div>` }),
+                `火点 #${fire.id} ${fire.division_name || ""}`, () => {},
+                () => {  // the fire as known at the click: its alert may have come since the marker was made
+                  const known = app.fires.get(fire.id) || fire;
+                  if (known.alert_id) openAlert(known.alert_id); else toast("该火点尚未产生告警");
+                });
   }
 
   // ---------------------------------------------------------------------------------------------- lists
 
   function alertItem(alert) {
-    const li = document.createElement("li");
-    li.dataset.alert = alert.id;
-    if (app.open === alert.id) li.classList.add("sel");
-    li.innerHTML = `<div class="row1"><span class="chip sev-${alert.severity}">${SEVERITY[alert.severity]}</span>` +
+    return `<div class="row1"><span class="chip sev-${alert.severity}">${SEVERITY[alert.severity]}</span>` +
       `<span class="name">${esc(alert.terminal_name || (alert.fire_event_id ? "火点 #" + alert.fire_event_id : alert.rule))}</span>` +
       `<span class="chip st-${alert.status}">${STATUS[alert.status]}</span></div>` +
       `<div class="what" title="${esc(alert.detail)}">${esc(FAMILY[alert.family] || alert.family)} · ${esc(summary(alert))}</div>` +
       `<div class="when">${when(alert.opened_at)} · ${esc(alert.division)}</div>`;
-    li.addEventListener("click", () => openAlert(alert.id));
-    return li;
   }
 
+  /** The live list, drawn with every live change of any alert: its entries are kept (drawKeyed), so a press on
+   *  one survives a change of another. */
   function renderAlerts(fresh) {
     const active = [...app.alerts.values()].filter((a) => ["open", "acknowledged"].includes(a.status))
       .sort((a, b) => b.id - a.id);
     const list = $("#alerts");
-    list.replaceChildren(...active.slice(0, 300).map((a) => {
-      const li = alertItem(a);
-      if (fresh === a.id) li.classList.add("new");
-      return li;
-    }));
+    drawKeyed(list, active.slice(0, 300), (a) => a.id, alertItem);
+    const open = app.detail ? app.detail.id : null;
+    for (const li of list.children) {
+      li.dataset.alert = li.dataset.key;
+      li.classList.toggle("sel", Number(li.dataset.key) === open);
+      li.classList.toggle("new", Number(li.dataset.key) === fresh);
+    }
     if (!active.length) list.innerHTML = '<li class="empty">暂无待处理告警</li>';
     $("#alert-total").textContent = active.length;
     $("#alert-total").classList.toggle("zero", !active.length);
@@ -317,74 +465,146 @@
   function renderCounts(counts) {
     $("#bureau-counts").innerHTML = counts.bureaus.map((b) =>
       `<span class="bureau" data-bureau="${b.bureau}">${BUREAU[b.bureau]}<b>${b.open}</b><span class="ack">已确认 ${b.acknowledged}</span></span>`).join("");
-    $("#counties tbody").innerHTML = counts.counties.map((c) =>
-      `<tr data-county="${esc(c.code)}"><td>${esc(c.name)}</td><td class="${c.open ? "hot" : ""}">${c.open}</td>` +
-      `<td>${c.acknowledged}</td></tr>`).join("");
-    document.querySelectorAll("#counties tbody tr").forEach((row) => row.addEventListener("click", () => {
-      const county = app.counties.get(row.dataset.county);
-      if (county) map.fitBounds(county.getBounds());
-    }));
+    const rows = $("#counties tbody");
+    drawKeyed(rows, counts.counties, (c) => c.code, (c) =>
+      `<td>${esc(c.name)}</td><td class="${c.open ? "hot" : ""}">${c.open}</td><td>${c.acknowledged}</td>`, "tr");
+    for (const row of rows.children) row.dataset.county = row.dataset.key;
   }
-  const refreshCounts = debounce(async () => renderCounts(await api("/dashboard/counts")), 400);
+
+  // One listener on each kept list (drawKeyed): its entries come and go, the listener stays.
+  $("#alerts").addEventListener("click", (event) => {
+    const li = event.target.closest("li[data-alert]");
+    if (li) openAlert(Number(li.dataset.alert));
+  });
+  $("#counties tbody").addEventListener("click", (event) => {
+    const row = event.target.closest("tr[data-county]");
+    const county = row && app.counties.get(row.dataset.county);
+    if (county) map.fitBounds(county.getBounds());
+  });
+  $("#tasks").addEventListener("click", (event) => {
+    const li = event.target.closest("li[data-task]");
+    const task = li && app.tasks.find((t) => t.id === Number(li.dataset.task));
+    if (task) openTask(task).catch(() => {});
+  });
+  async function readCounts() {
+    const read = app.views.counts.ask();
+    const counts = await read.get("/dashboard/counts");
+    if (!read.fresh()) return;
+    read.drew();
+    renderCounts(counts);
+  }
+  const refreshCounts = debounce(() => readCounts().catch(() => {}), 400);
 
   async function refreshTasks() {
-    const page = await api("/tasks?mine=true&limit=200");
+    const read = app.views.tasks.ask();
+    const page = await read.get("/tasks?mine=true&limit=200");
+    if (!read.fresh()) return;
+    read.drew();
     app.tasks = page.data;
     const open = page.data.filter((t) => t.status !== "closed");
     $("#task-total").textContent = open.length;
     $("#task-total").classList.toggle("zero", !open.length);
     const list = $("#tasks");
-    list.replaceChildren(...page.data.map((task) => {
-      const li = document.createElement("li");
-      li.dataset.task = task.id;
-      li.innerHTML = `<div class="row1"><span class="chip tk-${task.status}">${TASK[task.status]}</span>` +
+    drawKeyed(list, page.data, (task) => task.id, (task) =>
+      `<div class="row1"><span class="chip tk-${task.status}">${TASK[task.status]}</span>` +
         `<span class="name">${esc(FAMILY[task.family] || task.family)} · ${task.subject_type === "alert" ? "告警" : task.subject_type === "fire_event" ? "火点" : "事件"} #${task.subject_id}</span>` +
         `${task.overdue ? '<span class="chip sev-critical">超期</span>' : ""}</div>` +
         `<div class="what">派发人 ${esc(task.assigner)}：${esc(task.note || "")}</div>` +
-        `<div class="when">期限 ${when(task.due_at)}</div>`;
-      li.addEventListener("click", () => openTask(task));
-      return li;
-    }));
+        `<div class="when">期限 ${when(task.due_at)}</div>`);
+    for (const li of list.children) li.dataset.task = li.dataset.key;
     if (!page.data.length) list.innerHTML = '<li class="empty">暂无派发给我的任务</li>';
   }
 
   document.querySelectorAll("#tabs button").forEach((button) => button.addEventListener("click", () => {
     document.querySelectorAll("#tabs button").forEach((b) => b.classList.toggle("on", b === button));
     for (const id of ["alerts", "counties", "tasks"]) $("#" + id).hidden = id !== button.dataset.tab;
-    if (button.dataset.tab === "tasks") refreshTasks();
+    if (button.dataset.tab === "tasks") refreshTasks().catch(() => {});
   }));
 
   // ---------------------------------------------------------------------------------------------- detail
 
   async function openTask(task) {
+    const read = app.views.opening.ask();  // a later opening (a click elsewhere meanwhile) wins
     if (task.subject_type === "alert") return openAlert(task.subject_id);
     if (task.subject_type === "fire_event") {
-      const fire = await api(`/fire-events/${task.subject_id}`);
+      const fire = await read.get(`/fire-events/${task.subject_id}`);
+      if (!read.newest()) return;
       if (fire.alert) return openAlert(fire.alert.id);
     }
     toast("该任务的对象是关联事件，请从其告警打开");
   }
 
-  async function openAlert(id) {
-    app.open = id;
-    const read = ++app.reads;
+  /** Open the detail of alert `id`: a new View, whose reads alone may draw it (the last detail's are dropped and
+   *  aborted). Nothing of another alert's detail stays actionable while this one is read: its buttons and form go
+   *  at once, and the rest is dimmed until this alert's answer is drawn. */
+  function openAlert(id) {
+    app.views.opening.ask();
+    if (app.detail) app.detail.close();
+    const detail = app.detail = new View({ id, keys: {}, shown: null });
+    if (Number($("#detail").dataset.alert) !== id) {
+      for (const id of ["actions", "action-form", "detail-tasks"]) $("#" + id).replaceChildren();
+      $("#detail").classList.add("loading");
+    }
     document.querySelectorAll("#alerts li").forEach((li) => li.classList.toggle("sel", Number(li.dataset.alert) === id));
-    const [alert, context] = await Promise.all([api(`/alerts/${id}`), api(`/dashboard/alerts/${id}`)]);
-    const fire = alert.fire_event_id ? await api(`/fire-events/${alert.fire_event_id}`) : null;
-    // A read answering after a later one was drawn holds older data (slow answers to the live stream's reads queue
-    // up): drawn, it took the detail back a step. A read that changes nothing (the stream echoes every step taken
-    // here, the alert's change and its history entry) draws nothing.
-    if (app.open !== id || read < app.drawn) return;
-    app.drawn = read;
-    app.alerts.set(alert.id, alert);
+    return readDetail(detail);
+  }
+
+  /** Read the open detail again (a live change of its alert, a step taken on it, 重试): nothing if `detail` is no
+   *  longer the one open. */
+  async function readDetail(detail) {
+    if (!detail || app.detail !== detail) return;
+    const read = detail.ask();
+    let alert, context, fire;
+    try {
+      [alert, context] = await Promise.all([read.get(`/alerts/${detail.id}`), read.get(`/dashboard/alerts/${detail.id}`)]);
+      fire = alert.fire_event_id ? await read.get(`/fire-events/${alert.fire_event_id}`) : null;
+    } catch (error) {
+      if (read.newest() && !quiet(error)) {
+        read.drew();  // an older answer still to come does not hide the failure as if it were the newest
+        showReadError(detail, error);
+      }
+      return;
+    }
+    // An answer older than one drawn (slow answers to the live stream's reads queue up), or to a detail closed
+    // since, is dropped. One that changes nothing (the stream echoes every step taken here) draws nothing.
+    if (!read.fresh()) return;
+    read.drew();
     const shown = JSON.stringify([alert, context, fire]);
-    if (shown !== app.shown || $("#detail").hidden) renderDetail(alert, context, fire);
-    app.shown = shown;
-    const at = alertPosition(alert);
-    if (at) {  // beside the panel, not under it
+    const first = detail.shown === null;
+    if (shown !== detail.shown || $("#detail-error").childElementCount) renderDetail(alert, context, fire);
+    detail.shown = shown;
+    $("#detail").dataset.readAt = String(Date.now());  // what is shown was current then (this opening or the last)
+    detail.members = new Set(context.members.map((m) => m.id));  // their changes are the detail's too
+    const at = first ? alertPosition(alert) : null;
+    if (at) {  // beside the panel, not under it; once per opening, not with each live change
       map.panTo(at, { animate: false });
       map.panBy([Math.min(300, map.getSize().x / 4), 0], { animate: false });
     }
+  }
+
+  /** The newest read of the open detail failed. If the detail shows this alert, it says that what it shows is as
+   *  read before and may be out of date; if it showed another alert, nothing of that one stays. Either way 重试. */
+  function showReadError(detail, error) {
+    const same = Number($("#detail").dataset.alert) === detail.id;
+    if (!same) {
+      for (const id of ["detail-head", "actions", "action-form", "detail-data", "detail-tasks", "detail-incident",
+                        "detail-tail"]) $("#" + id).replaceChildren();
+      $("#detail-head").innerHTML = `<h2>告警 #${detail.id}</h2>`;
+      $("#detail").dataset.alert = "";
+      detail.keys = {};
+    }
+    const box = $("#detail-error");
+    box.innerHTML = `<span>告警 #${detail.id} 读取失败：${esc(error.message)}` +
+      (same ? `。下面是 ${when(Number($("#detail").dataset.readAt))} 读取的内容，可能已过时` : "") + "</span> ";
+    const retry = document.createElement("button");
+    retry.type = "button";
+    retry.textContent = "重试";
+    retry.addEventListener("click", () => readDetail(detail));
+    box.appendChild(retry);
+    box.hidden = false;
+    $("#detail").classList.remove("loading");
+    $("#detail").classList.toggle("stale", same);
+    $("#detail").hidden = false;
   }
 
   /** The form being filled in for this alert, if any: a live change of the alert draws its detail anew, and
@@ -395,25 +615,18 @@
     return same && form.childElementCount && alert.status !== "closed" ? form : null;
   }
 
-  /** The detail's buttons, drawn again only when they would change (another alert, status or fire verdict): a
-   *  button taken out of the page between the press and the release of a click gets no click, nor does the one
-   *  drawn in its place, and each live change of the open alert draws its detail anew. */
-  function drawActions(alert, fire) {
-    const box = $("#actions");
-    const key = `${alert.id} ${alert.status} ${fire ? fire.verdict || "-" : ""}`;
-    if (box.dataset.key === key) return;
-    box.replaceChildren();
-    box.dataset.key = key;
-    renderActions(alert, fire);
-  }
-
-  /** The detail around its buttons and form (#actions, #action-form), which stay in the page (drawActions,
-   *  formInProgress). */
+  /** The detail of the open alert. Each part is drawn again only when what it shows changed (`part`); the buttons
+   *  (#actions) only for another alert, status or fire verdict, the form being filled in (#action-form) is kept
+   *  (formInProgress), the incident's members are kept one by one (drawKeyed). */
   function renderDetail(alert, context, fire) {
+    $("#detail-error").replaceChildren();
+    $("#detail-error").hidden = true;
+    $("#detail").classList.remove("loading", "stale");
     if (!formInProgress(alert)) $("#action-form").replaceChildren();
     $("#action-form").dataset.alert = alert.id;
+    $("#detail").dataset.alert = alert.id;
     const limit = alert.limit !== null ? `${num(alert.limit)} ${esc(alert.unit || "")}` : "—";
-    $("#detail-head").innerHTML =
+    const head =
       `<h2><span class="chip sev-${alert.severity}">${SEVERITY[alert.severity]}</span> ` +
       `${esc(FAMILY[alert.family] || alert.family)}告警 #${alert.id} <span class="chip st-${alert.status}" id="detail-status">${STATUS[alert.status]}</span></h2>` +
       `<div class="summary">${esc(summary(alert))}</div>` +
@@ -425,18 +638,54 @@
       `<dt>标准</dt><dd>${esc(alert.standard || "—")} ${esc(alert.grade || "")}</dd>`) +
       `<dt>所属</dt><dd>${BUREAU[alert.bureau]} · ${esc(alert.department)} · ${esc(alert.division)}</dd>` +
       `<dt>开始 / 结束</dt><dd>${when(alert.observed_start)} / ${alert.observed_end ? when(alert.observed_end) : "持续中"}</dd></dl>`;
-    $("#detail-data").innerHTML = fire ? fireSection(fire) : `<h3>监测数据</h3><div id="chart"></div>`;
-    const tail = $("#detail-tail");
-    tail.innerHTML =
-      (context.incident ? incidentSection(context) : "") +
-      `<h3>处置记录</h3><ul class="timeline">${alert.events.map((e) =>
-        `<li><span class="t">${when(e.at)}</span> ${esc(e.actor)} ${EVENT[e.action] || esc(e.action)} ${esc(e.comment || "")}</li>`).join("")}</ul>`;
-    $("#detail").hidden = false;
-    if (!fire) drawChart(alert);
+    part("head", head, () => { $("#detail-head").innerHTML = head; });
+    if (fire) {
+      const section = fireSection(fire);
+      part("data", section, () => { $("#detail-data").innerHTML = section; });
+    } else {
+      part("data", JSON.stringify([alert.id, alert.metric, alert.unit, alert.limit, alert.readings]), () => {
+        $("#detail-data").innerHTML = `<h3>监测数据</h3><div id="chart"></div>`;
+        drawChart(alert);
+      });
+    }
     drawTasks(context.tasks, alert);
+    drawIncident(context);
+    const history = `<h3>处置记录</h3><ul class="timeline">${alert.events.map((e) =>
+      `<li><span class="t">${when(e.at)}</span> ${esc(e.actor)} ${EVENT[e.action] || esc(e.action)} ${esc(e.comment || "")}</li>`).join("")}</ul>`;
+    part("tail", history, () => { $("#detail-tail").innerHTML = history; });
     drawActions(alert, fire);
-    tail.querySelectorAll(".members li").forEach((li) =>
-      li.addEventListener("click", () => openAlert(Number(li.dataset.alert))));
+    $("#detail").hidden = false;
+  }
+
+  /** The buttons, drawn again only when they would change (another alert, status or fire verdict). */
+  function drawActions(alert, fire) {
+    part("actions", `${alert.id} ${alert.status} ${fire ? fire.verdict || "-" : ""}`, () => {
+      $("#actions").replaceChildren();
+      renderActions(alert, fire);
+    });
+  }
+
+  /** The incident and its members. The list is kept: each member is drawn again only when what it shows changed,
+   *  so a press on a member survives a live change of the open alert (review of session 16: the list was drawn
+   *  anew with each, and the click was lost). One listener on the list opens the member clicked. */
+  function drawIncident(context) {
+    const box = $("#detail-incident");
+    if (!context.incident) { part("incident", "", () => box.replaceChildren()); return; }
+    part("incident", String(context.incident.id), () => {
+      box.innerHTML = `<h3></h3><ul class="timeline members"></ul>`;
+      box.querySelector("ul").addEventListener("click", (event) => {
+        const li = event.target.closest("li[data-alert]");
+        if (li) openAlert(Number(li.dataset.alert));
+      });
+    });
+    const title = `关联事件：${context.incident.title}`;
+    const h3 = box.querySelector("h3");
+    if (h3.textContent !== title) h3.textContent = title;
+    const list = box.querySelector("ul");
+    drawKeyed(list, context.members, (m) => m.id, (m) =>
+      `<span class="chip sev-${m.severity}">${SEVERITY[m.severity]}</span> #${m.id} ` +
+      `${esc(m.terminal_name || "")} · ${esc(m.detail)} <span class="chip st-${m.status}">${STATUS[m.status]}</span>`);
+    for (const li of list.children) li.dataset.alert = li.dataset.key;
   }
 
   function fireSection(fire) {
@@ -449,12 +698,6 @@
       (fire.verdict ? `<dt>核实结论</dt><dd>${esc(VERDICT[fire.verdict] || fire.verdict)}（${esc(fire.verified_by || "")}）</dd>` : "") +
       `<dt>检测</dt><dd>${fire.detections.length} 次，来源 ${esc([...new Set(fire.detections.map((d) => SOURCE[d.source] || d.source))].join("、"))}</dd></dl>` +
       `<h3>证据图像</h3><div class="evidence">${shots.join("") || '<p class="nodata">无证据图像</p>'}</div>`;
-  }
-
-  function incidentSection(context) {
-    return `<h3>关联事件：${esc(context.incident.title)}</h3><ul class="timeline members">${context.members.map((m) =>
-      `<li data-alert="${m.id}"><span class="chip sev-${m.severity}">${SEVERITY[m.severity]}</span> #${m.id} ` +
-      `${esc(m.terminal_name || "")} · ${esc(m.detail)} <span class="chip st-${m.status}">${STATUS[m.status]}</span></li>`).join("")}</ul>`;
   }
 
   function drawChart(alert) {
@@ -485,17 +728,16 @@
   /** The alert's tasks, drawn again only when they would change (their states, the alert's, who is signed in): a
    *  task's buttons (现场核查, 办结, 退回) must outlive the live redraws of the detail around them, as #actions do. */
   function drawTasks(tasks, alert) {
-    const section = $("#detail-tasks");
-    const key = JSON.stringify([alert.id, alert.status, app.me.login, tasks]);
-    if (section.dataset.key === key) return;
-    section.dataset.key = key;
-    section.innerHTML =
-      `<h3>派发督办</h3><div id="tasks-of">${tasks.length ? "" : '<p class="nodata">尚未派发</p>'}</div>`;
-    renderTasks(tasks, alert);
+    part("tasks", JSON.stringify([alert.id, alert.status, app.me.login, tasks]), () => {
+      $("#detail-tasks").innerHTML =
+        `<h3>派发督办</h3><div id="tasks-of">${tasks.length ? "" : '<p class="nodata">尚未派发</p>'}</div>`;
+      renderTasks(tasks, alert);
+    });
   }
 
   function renderTasks(tasks, alert) {
     const box = $("#tasks-of");
+    const detail = app.detail;
     for (const task of tasks) {
       const div = document.createElement("div");
       div.className = "task";
@@ -503,35 +745,41 @@
       div.innerHTML = `<div><span class="chip tk-${task.status}">${TASK[task.status]}</span> 任务 #${task.id} ` +
         `${esc(task.assigner)} → <b>${esc(task.assignee)}</b>，期限 ${when(task.due_at)}` +
         `${task.overdue ? ' <span class="chip sev-critical">超期</span>' : ""}</div>` +
-        `<div>${esc(task.note || "")}</div><ul class="timeline steps"></ul><div class="actions"></div>`;
+        `<div>${esc(task.note || "")}</div><div class="actions"></div><ul class="timeline steps"></ul>`;  // the buttons
+        // above the steps, which are read after them: nothing that comes later moves a button under a held press
       box.appendChild(div);
-      api(`/tasks/${task.id}`).then((full) => {
+      detail.get(`/tasks/${task.id}`).then((full) => {
         div.querySelector(".steps").innerHTML = full.steps.map((s) =>
           `<li><span class="t">${when(s.at)}</span> ${esc(s.actor)} ${STEP[s.action] || esc(s.action)} ${esc(s.note || "")}` +
           `${s.lat !== null ? `（${num(s.lat)}, ${num(s.lon)}）` : ""}` +
           (s.photos.length ? `<div class="photos">${s.photos.map((p) => `<a href="${API}/tasks/${task.id}/photos/${p}" ` +
             `target="_blank" rel="noopener"><img src="${API}/tasks/${task.id}/photos/${p}" alt="现场照片${p}"></a>`).join("")}</div>` : "") +
           "</li>").join("");
+      }).catch((error) => {
+        if (!quiet(error)) div.querySelector(".steps").innerHTML = `<li class="error">读取处置步骤失败：${esc(error.message)}</li>`;
       });
       const actions = div.querySelector(".actions");
       if (task.assignee === app.me.login && task.status === "assigned") {
-        addButton(actions, "现场核查", "", () => verifyForm(task, alert));
+        addButton(actions, "现场核查", "", (detail) => verifyForm(task, detail));
       }
       if (task.assigner === app.me.login && ["verified", "rectified"].includes(task.status)) {
-        addButton(actions, "办结", "", () => decide(task, "close", alert));
-        addButton(actions, "退回", "plain", () => decide(task, "reject", alert));
+        addButton(actions, "办结", "", (detail) => decide(task, "close", detail));
+        addButton(actions, "退回", "plain", (detail) => decide(task, "reject", detail));
       }
     }
   }
 
+  /** A button of the open detail: its handler gets the detail it was pressed on, and what follows the step (reading
+   *  the detail again, writing a form) happens only while that detail is still the one open. */
   function addButton(box, label, kind, handler) {
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = label;
     if (kind) button.className = kind;
     button.addEventListener("click", async () => {
+      const detail = app.detail;
       button.disabled = true;
-      try { await handler(); } catch (e) { toast("操作失败：" + e.message); } finally { button.disabled = false; }
+      try { await handler(detail); } catch (e) { if (!quiet(e)) toast("操作失败：" + e.message); } finally { button.disabled = false; }
     });
     box.appendChild(button);
   }
@@ -542,24 +790,33 @@
     if (!operator) return;
     if (fire && !fire.verdict) {
       for (const [verdict, label] of Object.entries(VERDICT)) {
-        addButton(box, label, verdict === "false" ? "plain" : "", () => recordVerdict(alert, fire, verdict));
+        addButton(box, label, verdict === "false" ? "plain" : "", (detail) => recordVerdict(fire, verdict, detail));
       }
     }
-    if (alert.status === "open") addButton(box, "确认", "", () => act(alert, "acknowledge"));
-    if (["open", "acknowledged"].includes(alert.status)) addButton(box, "派发", "", () => assignForm(alert));
-    if (alert.status !== "closed") addButton(box, "关闭告警", "warn", () => act(alert, "close"));
+    if (alert.status === "open") addButton(box, "确认", "", (detail) => act(alert, "acknowledge", detail));
+    if (["open", "acknowledged"].includes(alert.status)) addButton(box, "派发", "", (detail) => assignForm(alert, detail));
+    if (alert.status !== "closed") addButton(box, "关闭告警", "warn", (detail) => act(alert, "close", detail));
   }
 
-  async function recordVerdict(alert, fire, verdict) {
+  // A step's own request is not tied to the detail (closing it must not undo or hide the step); the read after it
+  // is: a step on B answered after the operator went back to A does not draw B over A.
+  /** After a step taken on `detail`: read the open detail again if it is of the same alert (the one the step was
+   *  taken on, or the same alert opened again since); nothing if another alert's is open, or none. */
+  function readAfterStep(detail) {
+    const now = app.detail;
+    return now && detail && now.id === detail.id ? readDetail(now) : undefined;
+  }
+
+  async function recordVerdict(fire, verdict, detail) {
     await api(`/fire-events/${fire.id}/verdict`, { method: "POST", json: { verdict } });
     toast("已记录核实结论：" + VERDICT[verdict]);
-    await openAlert(alert.id);
+    await readAfterStep(detail);
   }
 
-  async function act(alert, action) {
+  async function act(alert, action, detail) {
     await api(`/alerts/${alert.id}/${action}`, { method: "POST", json: {} });
     toast(action === "acknowledge" ? "已确认" : "已关闭");
-    await openAlert(alert.id);
+    await readAfterStep(detail);
   }
 
   function localInput(date) {
@@ -567,10 +824,17 @@
     return shifted.toISOString().slice(0, 16);
   }
 
-  async function assignForm(alert) {
+  /** 派发's form, written only while the detail it was asked on (alert's) is still the one open: the people come
+   *  after a read, and by then the operator may have opened another alert (review of session 16: A's form, which
+   *  sends A, was written under B's detail). */
+  async function assignForm(alert, detail) {
     let people;
-    try { people = (await api("/tasks/assignees")).data; } catch (e) { toast("读取可派发人员失败：" + e.message); return; }
-    const box = $("#action-form");  // after the wait: a live change may have drawn the detail anew meanwhile
+    try { people = (await detail.get("/tasks/assignees")).data; } catch (e) {
+      if (!quiet(e) && app.detail === detail) toast("读取可派发人员失败：" + e.message);
+      return;
+    }
+    if (app.detail !== detail || detail.id !== alert.id) return;
+    const box = $("#action-form");
     const options = people.map((p) => `<option value="${esc(p.login)}">${esc(p.name)}（${esc(p.login)}）` +
                                       `${p.department ? " · " + esc(p.department) : ""}</option>`).join("");
     box.innerHTML = `<form class="step" id="assign-form"><label>派发给</label>` +
@@ -587,13 +851,13 @@
         await api("/tasks", { method: "POST", json: { ...subject, assignee: form.get("assignee"),
                                                       due_at: form.get("due") + ":00+08:00", note: form.get("note") } });
         toast("已派发给 " + form.get("assignee"));
-        box.replaceChildren();
-        await openAlert(alert.id);
+        event.target.remove();  // this form only: another alert's may be in the box by now
+        await readAfterStep(detail);
       } catch (e) { toast("派发失败：" + e.message); }
     });
   }
 
-  function verifyForm(task, alert) {
+  function verifyForm(task, detail) {
     const box = $("#action-form");
     box.innerHTML = `<form class="step" id="verify-form"><label>核查情况</label><textarea name="note" rows="2" maxlength="2000" required></textarea>` +
       `<label>照片</label><input name="photo" type="file" accept="image/jpeg,image/png" multiple>` +
@@ -615,25 +879,29 @@
       try {
         await api(`/tasks/${task.id}/verify`, { method: "POST", body: data });
         toast("核查已提交");
-        box.replaceChildren();
-        await openAlert(alert.id);
-        refreshTasks();
+        form.remove();
+        await readAfterStep(detail);
+        refreshTasks().catch(() => {});
       } catch (e) { toast("提交失败：" + e.message); }
     });
   }
 
-  async function decide(task, decision, alert) {
+  async function decide(task, decision, detail) {
     await api(`/tasks/${task.id}/${decision}`, { method: "POST", json: {} });
     toast(decision === "close" ? "任务已办结" : "已退回");
-    await openAlert(alert.id);
+    await readAfterStep(detail);
   }
 
   /** Close the detail: its buttons, draft and last drawing go with it (drawn again, for whoever is signed in). */
   function closeDetail() {
+    if (app.detail) app.detail.close();  // its reads under way are dropped
+    app.detail = null;
     $("#detail").hidden = true;
+    $("#detail").dataset.alert = "";
     $("#action-form").replaceChildren();
-    $("#actions").dataset.key = $("#detail-tasks").dataset.key = "";
-    app.open = app.shown = null;
+    $("#actions").replaceChildren();
+    $("#detail-error").replaceChildren();
+    $("#detail-error").hidden = true;
     document.querySelectorAll("#alerts li.sel").forEach((li) => li.classList.remove("sel"));
   }
 
@@ -642,25 +910,32 @@
   // ---------------------------------------------------------------------------------------------- live
 
   async function onAlertChange(alertId) {
+    const open = app.detail;  // its alert's changes, and its incident members' (their status is shown)
+    if (open && (open.id === alertId || (open.members && open.members.has(alertId)))) readDetail(open);
+    const read = alertView(alertId).ask();
     let alert;
-    try { alert = await api(`/alerts/${alertId}`); } catch (e) { return; }
+    try { alert = await read.get(`/alerts/${alertId}`); } catch (e) { return; }
+    if (!read.fresh()) return;  // an older state of the alert than the list shows (slow answers queue up)
+    read.drew();
     const fresh = !app.alerts.has(alertId);
     app.alerts.set(alertId, alert);
     if (alert.fire_event_id && !app.fires.has(alert.fire_event_id)) await refreshFires();
     drawAlertMarker(alert);
     renderAlerts(fresh ? alertId : null);
     refreshCounts();
-    if (app.open === alertId) openAlert(alertId);
   }
 
   async function refreshFires() {
-    const fires = await api("/fire-events?status=open&limit=200");
+    const read = app.views.fires.ask();
+    const fires = await read.get("/fire-events?status=open&limit=200");
+    if (!read.fresh()) return;
+    read.drew();
     for (const fire of fires.data) {
       app.fires.set(fire.id, fire);
       if (fireLayer) drawFire(fire);
     }
   }
-  const refreshFiresSoon = debounce(refreshFires, 500);
+  const refreshFiresSoon = debounce(() => refreshFires().catch(() => {}), 500);
 
   function connect() {
     const live = $("#live");
@@ -670,8 +945,8 @@
     source.onerror = () => {
       live.textContent = "实时推送：重连中…";
       live.className = "live off";
-      if (source.readyState === EventSource.CLOSED) {
-        api("/auth/me").then(() => setTimeout(connect, 3000)).catch(() => {});
+      if (source.readyState === EventSource.CLOSED) {  // again only if no other stream was opened since
+        api("/auth/me").then(() => setTimeout(() => { if (app.source === source) connect(); }, 3000)).catch(() => {});
       }
     };
     const handle = (event) => {
@@ -685,31 +960,49 @@
 
   // ---------------------------------------------------------------------------------------------- start
 
+  /** The active alerts as the page starts. The live stream is connected first, so a change read from it may come
+   *  before these lists, which were read earlier: an alert whose live change was drawn keeps it (an alert closed
+   *  meanwhile was put back as open until its next change). */
   async function loadAlerts() {
+    const views = app.views;
     const [open, acknowledged] = await Promise.all([api("/alerts?status=open&limit=500"),
                                                     api("/alerts?status=acknowledged&limit=500")]);
-    for (const alert of [...open.data, ...acknowledged.data]) app.alerts.set(alert.id, alert);
+    if (app.views !== views) return;  // another account signed in since
+    for (const alert of [...open.data, ...acknowledged.data]) {
+      const live = views.alerts.get(alert.id);
+      if (!live || !live.drawn) app.alerts.set(alert.id, alert);
+    }
   }
 
   async function start(me) {
     closeDetail();  // another account may sign in after a 401: nothing of the last one's detail stays
+    newViews();  // nor what its reads still under way answer
+    // nor what it read: the next account may be of another bureau, and may not read those alerts and fires
+    app.alerts = new Map();
+    app.fires = new Map();
+    app.tasks = [];
+    if (map) { alertLayer.clearLayers(); fireLayer.clearLayers(); }
+    app.alertMarkers = new Map();
+    app.fireMarkers = new Map();
     app.me = me;
     $("#me-name").textContent = `${me.login}${me.department ? "（" + me.department + "）" : ""}`;
     $("#login").hidden = true;
     $("#board").hidden = false;
     connect();  // first: nothing that happens while the rest loads is missed
+    // The points and counts through their views too: a live change may draw newer ones before these answer.
+    const pointsRead = app.views.points.ask(), countsRead = app.views.counts.ask();
     const [config, counties, points, counts, metrics] = await Promise.all([
       api("/dashboard/config"), fetch("suihua-counties-tianditu.geojson").then((r) => r.json()),
-      api("/dashboard/map"), api("/dashboard/counts"), api("/metrics"), loadAlerts(),
+      pointsRead.get("/dashboard/map"), countsRead.get("/dashboard/counts"), api("/metrics"), loadAlerts(),
       refreshFires().catch(() => {})]);
     for (const spec of metrics.data) app.metrics.set(spec.key, spec);  // the whole catalogue: one page
     if (!map) initMap(config, counties);
-    drawPoints(points);
+    if (pointsRead.fresh()) { pointsRead.drew(); drawPoints(points); }
     for (const fire of app.fires.values()) drawFire(fire);
     for (const alert of app.alerts.values()) drawAlertMarker(alert);
     renderAlerts(null);
-    renderCounts(counts);
-    refreshTasks();
+    if (countsRead.fresh()) { countsRead.drew(); renderCounts(counts); }
+    refreshTasks().catch(() => {});
     clearInterval(app.statesTimer);  // connection states are not in the stream: read them again each minute
     app.statesTimer = setInterval(() => refreshPoints().catch(() => {}), STATES_EVERY_MS);
     document.body.dataset.ready = String(Math.round(performance.now()));
