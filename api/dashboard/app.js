@@ -974,35 +974,86 @@
     }
   }
 
-  async function start(me) {
-    closeDetail();  // another account may sign in after a 401: nothing of the last one's detail stays
-    newViews();  // nor what its reads still under way answer
-    // nor what it read: the next account may be of another bureau, and may not read those alerts and fires
+  /** Nothing drawn of what the last account read: its alerts, counts, counties, tasks and every marker and point
+   *  of the map. The board is shown to the next account so, before any of its own reads answers (review of session
+   *  17: a 住建局 viewer whose alert list was slow saw the last operator's alerts, clickable, and its counts). */
+  function emptyBoard() {
     app.alerts = new Map();
     app.fires = new Map();
     app.tasks = [];
-    if (map) { alertLayer.clearLayers(); fireLayer.clearLayers(); }
+    if (map) { alertLayer.clearLayers(); fireLayer.clearLayers(); clusters.clearLayers(); }
     app.alertMarkers = new Map();
     app.fireMarkers = new Map();
+    app.markers = new Map();
+    $("#alerts").innerHTML = '<li class="empty">读取中…</li>';
+    $("#tasks").innerHTML = '<li class="empty">读取中…</li>';
+    $("#bureau-counts").replaceChildren();
+    $("#counties tbody").replaceChildren();
+    for (const id of ["alert-total", "task-total"]) {
+      $("#" + id).textContent = "0";
+      $("#" + id).classList.add("zero");
+    }
+  }
+
+  /** A first read of the start failed: its list stays empty and says so, with 重试 for the alert list. */
+  function listFailed(list, what, error, retry) {
+    list.innerHTML = `<li class="empty error">${esc(what)}读取失败：${esc(error.message)} </li>`;
+    if (!retry) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "重试";
+    button.addEventListener("click", retry);
+    list.firstElementChild.appendChild(button);
+  }
+
+  function reloadAlerts() {
+    const views = app.views;
+    loadAlerts().then(() => {
+      if (app.views !== views) return;
+      for (const alert of app.alerts.values()) drawAlertMarker(alert);
+      renderAlerts(null);
+    }, (error) => { if (!quiet(error) && app.views === views) listFailed($("#alerts"), "告警列表", error, reloadAlerts); });
+  }
+
+  async function start(me) {
+    closeDetail();  // another account may sign in after a 401: nothing of the last one's detail stays
+    newViews();  // nor what its reads still under way answer
+    const views = app.views;
+    // nor what it read or drew: the next account may be of another bureau, and may not read those alerts and fires
+    emptyBoard();
     app.me = me;
     $("#me-name").textContent = `${me.login}${me.department ? "（" + me.department + "）" : ""}`;
     $("#login").hidden = true;
     $("#board").hidden = false;
     connect();  // first: nothing that happens while the rest loads is missed
     // The points and counts through their views too: a live change may draw newer ones before these answer.
+    // Each read fails on its own: the others are still drawn, and the failed one's part stays empty and says so.
     const pointsRead = app.views.points.ask(), countsRead = app.views.counts.ask();
-    const [config, counties, points, counts, metrics] = await Promise.all([
-      api("/dashboard/config"), fetch("suihua-counties-tianditu.geojson").then((r) => r.json()),
-      pointsRead.get("/dashboard/map"), countsRead.get("/dashboard/counts"), api("/metrics"), loadAlerts(),
-      refreshFires().catch(() => {})]);
-    for (const spec of metrics.data) app.metrics.set(spec.key, spec);  // the whole catalogue: one page
-    if (!map) initMap(config, counties);
-    if (pointsRead.fresh()) { pointsRead.drew(); drawPoints(points); }
+    const failed = [];
+    const failure = (what) => (error) => { if (!quiet(error)) failed.push([what, error]); return null; };
+    const [config, counties, points, counts, metrics, listed] = await Promise.all([
+      api("/dashboard/config").catch(failure("地图设置")),
+      fetch("suihua-counties-tianditu.geojson").then((r) => r.json()).catch(failure("县区边界")),
+      pointsRead.get("/dashboard/map").catch(failure("点位")), countsRead.get("/dashboard/counts").catch(failure("统计")),
+      api("/metrics").catch(failure("指标")), loadAlerts().then(() => true, failure("告警列表")),
+      refreshFires().catch(failure("火点"))]);
+    if (app.views !== views || views.counts.closed) return;  // the session expired, or another account signed in
+    if (metrics) for (const spec of metrics.data) app.metrics.set(spec.key, spec);  // the whole catalogue: one page
+    if (!map && config && counties) initMap(config, counties);
+    if (points && pointsRead.fresh()) { pointsRead.drew(); drawPoints(points); }
     for (const fire of app.fires.values()) drawFire(fire);
     for (const alert of app.alerts.values()) drawAlertMarker(alert);
-    renderAlerts(null);
-    if (countsRead.fresh()) { countsRead.drew(); renderCounts(counts); }
-    refreshTasks().catch(() => {});
+    if (listed) renderAlerts(null);
+    else {
+      const [, error] = failed.find(([what]) => what === "告警列表") || [];
+      if (error && !app.alerts.size) listFailed($("#alerts"), "告警列表", error, reloadAlerts);
+      else renderAlerts(null);
+    }
+    if (counts && countsRead.fresh()) { countsRead.drew(); renderCounts(counts); }
+    if (failed.length) toast("读取失败：" + failed.map(([what, error]) => `${what}（${error.message}）`).join("，"));
+    refreshTasks().catch((error) => {
+      if (!quiet(error) && app.views === views) listFailed($("#tasks"), "我的任务", error, null);
+    });
     clearInterval(app.statesTimer);  // connection states are not in the stream: read them again each minute
     app.statesTimer = setInterval(() => refreshPoints().catch(() => {}), STATES_EVERY_MS);
     document.body.dataset.ready = String(Math.round(performance.now()));
