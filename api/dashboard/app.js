@@ -541,8 +541,10 @@
     app.views.opening.ask();
     if (app.detail) app.detail.close();
     const detail = app.detail = new View({ id, keys: {}, shown: null });
-    if (Number($("#detail").dataset.alert) !== id) {
-      for (const id of ["actions", "action-form", "detail-tasks"]) $("#" + id).replaceChildren();
+    if (Number($("#detail").dataset.alert) !== id) {  // nor its read error, whose 重试 is the last detail's
+      for (const id of ["actions", "action-form", "detail-tasks", "detail-error"]) $("#" + id).replaceChildren();
+      $("#detail-error").hidden = true;
+      $("#detail").classList.remove("stale");
       $("#detail").classList.add("loading");
     }
     document.querySelectorAll("#alerts li").forEach((li) => li.classList.toggle("sel", Number(li.dataset.alert) === id));
