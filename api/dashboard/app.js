@@ -621,6 +621,7 @@
    *  (#actions) only for another alert, status or fire verdict, the form being filled in (#action-form) is kept
    *  (formInProgress), the incident's members are kept one by one (drawKeyed). */
   function renderDetail(alert, context, fire) {
+    $("#detail").hidden = false;  // first: the chart measures the panel's width (hidden, it is 0)
     $("#detail-error").replaceChildren();
     $("#detail-error").hidden = true;
     $("#detail").classList.remove("loading", "stale");
@@ -656,7 +657,6 @@
       `<li><span class="t">${when(e.at)}</span> ${esc(e.actor)} ${EVENT[e.action] || esc(e.action)} ${esc(e.comment || "")}</li>`).join("")}</ul>`;
     part("tail", history, () => { $("#detail-tail").innerHTML = history; });
     drawActions(alert, fire);
-    $("#detail").hidden = false;
   }
 
   /** The buttons, drawn again only when they would change (another alert, status or fire verdict). */
@@ -714,7 +714,7 @@
       series.push({ label: "限值", stroke: "#e53935", width: 1.5, dash: [6, 4], points: { show: false } });
       data.push(xs.map(() => alert.limit));
     }
-    const width = Math.max(300, box.clientWidth || 560);
+    const width = Math.max(300, box.clientWidth);  // the detail is shown (renderDetail), its scroll bar's room kept
     box.replaceChildren();
     box.dataset.points = xs.length;
     box.dataset.limit = alert.limit ?? "";
