@@ -132,11 +132,13 @@
   }
 
   /** The page's views, new for each account signed in: whatever the last one's reads answer is dropped. */
+  function closeViews() {
+    if (!app.views) return;
+    for (const view of Object.values(app.views)) if (view instanceof View) view.close();
+    for (const view of app.views.alerts.values()) view.close();
+  }
   function newViews() {
-    if (app.views) {
-      for (const view of Object.values(app.views)) if (view instanceof View) view.close();
-      for (const view of app.views.alerts.values()) view.close();
-    }
+    closeViews();
     app.views = { counts: new View(), tasks: new View(), fires: new View(), points: new View(), opening: new View(),
                   alerts: new Map() };
   }
@@ -217,12 +219,20 @@
 
   // ---------------------------------------------------------------------------------------------- login
 
+  /** The login, for a first visit or an expired session (a 401). Nothing of the board goes on behind it: its live
+   *  stream, its detail, every view's reads (counts, tasks, points, fires, each alert's) and the connection states'
+   *  timer stop, so no read answers 401 again and replaces what the login says (账号或密码错误) under the person
+   *  typing. Signing in (start) makes new views. */
   function showLogin(message) {
     if (app.source) { app.source.close(); app.source = null; }
+    clearInterval(app.statesTimer);
+    app.statesTimer = null;
     closeDetail();  // nothing of this account's detail, nor its reads, outlives its session
+    closeViews();
+    const shown = !$("#login").hidden;
     $("#board").hidden = true;
     $("#login").hidden = false;
-    $("#login-error").textContent = message || "";
+    if (!shown) $("#login-error").textContent = message || "";
   }
 
   $("#login-form").addEventListener("submit", async (event) => {
@@ -527,7 +537,13 @@
     const read = app.views.opening.ask();  // a later opening (a click elsewhere meanwhile) wins
     if (task.subject_type === "alert") return openAlert(task.subject_id);
     if (task.subject_type === "fire_event") {
-      const fire = await read.get(`/fire-events/${task.subject_id}`);
+      let fire;
+      try {
+        fire = await read.get(`/fire-events/${task.subject_id}`);
+      } catch (error) {  // said, not swallowed: the click opened nothing
+        if (read.newest() && !quiet(error)) toast(`火点 #${task.subject_id} 读取失败：${error.message}`);
+        return;
+      }
       if (!read.newest()) return;
       if (fire.alert) return openAlert(fire.alert.id);
     }
@@ -546,6 +562,7 @@
       $("#detail-error").hidden = true;
       $("#detail").classList.remove("stale");
       $("#detail").classList.add("loading");
+      $("#detail-body").inert = true;  // what is left of the last alert's is dimmed and takes no click, focus or key
     }
     document.querySelectorAll("#alerts li").forEach((li) => li.classList.toggle("sel", Number(li.dataset.alert) === id));
     return readDetail(detail);
@@ -605,6 +622,7 @@
     box.appendChild(retry);
     box.hidden = false;
     $("#detail").classList.remove("loading");
+    $("#detail-body").inert = false;
     $("#detail").classList.toggle("stale", same);
     $("#detail").hidden = false;
   }
@@ -625,6 +643,7 @@
     $("#detail-error").replaceChildren();
     $("#detail-error").hidden = true;
     $("#detail").classList.remove("loading", "stale");
+    $("#detail-body").inert = false;
     if (!formInProgress(alert)) $("#action-form").replaceChildren();
     $("#action-form").dataset.alert = alert.id;
     $("#detail").dataset.alert = alert.id;
@@ -897,6 +916,9 @@
   /** Close the detail: its buttons, draft and last drawing go with it (drawn again, for whoever is signed in). */
   function closeDetail() {
     if (app.detail) app.detail.close();  // its reads under way are dropped
+    if (app.views) app.views.opening.ask();  // and a task's opening under way (its fire read) opens nothing
+    $("#detail").classList.remove("loading", "stale");
+    $("#detail-body").inert = false;
     app.detail = null;
     $("#detail").hidden = true;
     $("#detail").dataset.alert = "";
@@ -921,7 +943,10 @@
     read.drew();
     const fresh = !app.alerts.has(alertId);
     app.alerts.set(alertId, alert);
-    if (alert.fire_event_id && !app.fires.has(alert.fire_event_id)) await refreshFires();
+    if (alert.fire_event_id && !app.fires.has(alert.fire_event_id)) {
+      try { await refreshFires(); } catch (e) { /* its marker comes with the next fire change or sign-in */ }
+      if (!read.newest()) return;  // signed out or in since (its view closed), or a newer read of it draws
+    }
     drawAlertMarker(alert);
     renderAlerts(fresh ? alertId : null);
     refreshCounts();

@@ -824,7 +824,9 @@ def test_opening_another_alert_drops_the_last_one_s_read_error(pages, db_url, pe
         page.locator(f"#alerts li[data-alert='{second}']").click()
         expect(page.locator("#detail-error")).to_be_hidden(timeout=1_000)
         expect(page.locator("#detail")).not_to_have_class(re.compile(r"\bstale\b"), timeout=100)
+        assert page.evaluate("document.querySelector('#detail-body').inert")  # A's rest, dimmed, takes nothing
         _showing(page, second)
+        assert not page.evaluate("document.querySelector('#detail-body').inert")
         page.context.close()
     assert not pages.errors, pages.errors
 
@@ -844,6 +846,67 @@ def test_the_chart_fits_its_panel_on_first_opening(pages, db_url, people):
         "[document.querySelector('#chart .uplot').getBoundingClientRect().width,"
         " document.querySelector('#chart').clientWidth]")
     assert 0 < chart <= panel, (chart, panel)
+    assert not pages.errors, pages.errors
+
+
+def test_the_login_screen_after_an_expired_session_reads_nothing_and_keeps_its_message(browser, contexts, pages,
+                                                                                          people):
+    """Review of session 17: an expired session (401) closed only the detail's view; the connection states' timer
+    went on reading the map's points each minute behind the login screen, and each answer (401) showed the login
+    again, replacing 账号或密码错误 with 登录已过期 under the person typing. The login screen stops every view and
+    timer of the board."""
+    context = browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    contexts.append(context)
+    page = context.new_page()
+    page.on("pageerror", lambda error: pages.errors.append(str(error)))
+    seen: list[str] = []
+    _watch_requests(page, seen)
+    page.clock.install()  # time runs, and can be moved on by the connection states' minutes
+    _log_in(page, pages.base, *people["operator"])
+    context.clear_cookies()  # the session expires
+    page.evaluate("window.ganzhiDashboard.refreshPoints().catch(() => {})")  # a read of the board: 401
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#login-error")).to_have_text("登录已过期，请重新登录")
+    page.fill("input[name=login]", people["operator"][0])
+    page.fill("input[name=password]", "not-the-password")
+    page.click("#login-form button")
+    expect(page.locator("#login-error")).to_have_text("账号或密码错误")
+    seen.clear()
+    page.clock.fast_forward("03:00")  # three of the connection states' minutes
+    page.wait_for_timeout(1_000)
+    expect(page.locator("#login-error")).to_have_text("账号或密码错误")
+    assert not [url for url in seen if "/api/v1/" in url], seen
+    assert not pages.errors, pages.errors
+
+
+def test_a_fire_task_opened_then_the_detail_closed_opens_nothing_and_a_failed_fire_read_says_so(pages, db_url,
+                                                                                                 people):
+    """Review of session 17 (nits): opening a fire task reads its fire first; × pressed before that answered did not
+    stop it, and the detail popped open after it was closed; and a failed fire read was swallowed (the click did
+    nothing, silently)."""
+    fire = _straw_fire(db_url)
+    first, _ = _two_alerts(db_url)
+    with _meddled_api(db_url) as (base, meddle):
+        _colleague(base, people["operator"], "/api/v1/tasks", {
+            "subject_type": "fire_event", "subject_id": fire, "assignee": people["field"][0],
+            "due_at": (dt.datetime.now(dt.UTC) + dt.timedelta(hours=4)).isoformat()})
+        field = pages.open(people["field"], base=base, viewport={"width": 1600, "height": 900}, locale="zh-CN")
+        field.locator(f"#alerts li[data-alert='{first}']").click(timeout=20_000)
+        _showing(field, first)
+        meddle.rules[("GET", rf"/api/v1/fire-events/{fire}")] = 3.0  # the task's fire, slow
+        field.locator("#tabs button[data-tab=tasks]").click()
+        field.locator("#tasks li[data-task]").first.click(timeout=20_000)
+        field.locator("#detail-close").click()
+        expect(field.locator("#detail")).to_be_hidden()
+        wait_until(lambda: f"/api/v1/fire-events/{fire}" in meddle.answered, timeout_s=20, interval_s=0.05)
+        meddle.rules.clear()  # the detail's own read of the fire, were it opened, answers at once
+        field.wait_for_timeout(2_000)  # what the page would read and draw of the fire's alert
+        expect(field.locator("#detail")).to_be_hidden(timeout=100)
+        meddle.rules[("GET", rf"/api/v1/fire-events/{fire}")] = 503
+        field.locator("#tasks li[data-task]").first.click()
+        expect(field.locator("#toast")).to_contain_text(f"火点 #{fire} 读取失败")
+        expect(field.locator("#detail")).to_be_hidden(timeout=100)
+        field.context.close()
     assert not pages.errors, pages.errors
 
 
