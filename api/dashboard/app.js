@@ -132,11 +132,13 @@
   }
 
   /** The page's views, new for each account signed in: whatever the last one's reads answer is dropped. */
+  function closeViews() {
+    if (!app.views) return;
+    for (const view of Object.values(app.views)) if (view instanceof View) view.close();
+    for (const view of app.views.alerts.values()) view.close();
+  }
   function newViews() {
-    if (app.views) {
-      for (const view of Object.values(app.views)) if (view instanceof View) view.close();
-      for (const view of app.views.alerts.values()) view.close();
-    }
+    closeViews();
     app.views = { counts: new View(), tasks: new View(), fires: new View(), points: new View(), opening: new View(),
                   alerts: new Map() };
   }
@@ -217,12 +219,20 @@
 
   // ---------------------------------------------------------------------------------------------- login
 
+  /** The login, for a first visit or an expired session (a 401). Nothing of the board goes on behind it: its live
+   *  stream, its detail, every view's reads (counts, tasks, points, fires, each alert's) and the connection states'
+   *  timer stop, so no read answers 401 again and replaces what the login says (账号或密码错误) under the person
+   *  typing. Signing in (start) makes new views. */
   function showLogin(message) {
     if (app.source) { app.source.close(); app.source = null; }
+    clearInterval(app.statesTimer);
+    app.statesTimer = null;
     closeDetail();  // nothing of this account's detail, nor its reads, outlives its session
+    closeViews();
+    const shown = !$("#login").hidden;
     $("#board").hidden = true;
     $("#login").hidden = false;
-    $("#login-error").textContent = message || "";
+    if (!shown) $("#login-error").textContent = message || "";
   }
 
   $("#login-form").addEventListener("submit", async (event) => {
@@ -527,7 +537,13 @@
     const read = app.views.opening.ask();  // a later opening (a click elsewhere meanwhile) wins
     if (task.subject_type === "alert") return openAlert(task.subject_id);
     if (task.subject_type === "fire_event") {
-      const fire = await read.get(`/fire-events/${task.subject_id}`);
+      let fire;
+      try {
+        fire = await read.get(`/fire-events/${task.subject_id}`);
+      } catch (error) {  // said, not swallowed: the click opened nothing
+        if (read.newest() && !quiet(error)) toast(`火点 #${task.subject_id} 读取失败：${error.message}`);
+        return;
+      }
       if (!read.newest()) return;
       if (fire.alert) return openAlert(fire.alert.id);
     }
@@ -541,9 +557,12 @@
     app.views.opening.ask();
     if (app.detail) app.detail.close();
     const detail = app.detail = new View({ id, keys: {}, shown: null });
-    if (Number($("#detail").dataset.alert) !== id) {
-      for (const id of ["actions", "action-form", "detail-tasks"]) $("#" + id).replaceChildren();
+    if (Number($("#detail").dataset.alert) !== id) {  // nor its read error, whose 重试 is the last detail's
+      for (const id of ["actions", "action-form", "detail-tasks", "detail-error"]) $("#" + id).replaceChildren();
+      $("#detail-error").hidden = true;
+      $("#detail").classList.remove("stale");
       $("#detail").classList.add("loading");
+      $("#detail-body").inert = true;  // what is left of the last alert's is dimmed and takes no click, focus or key
     }
     document.querySelectorAll("#alerts li").forEach((li) => li.classList.toggle("sel", Number(li.dataset.alert) === id));
     return readDetail(detail);
@@ -603,6 +622,7 @@
     box.appendChild(retry);
     box.hidden = false;
     $("#detail").classList.remove("loading");
+    $("#detail-body").inert = false;
     $("#detail").classList.toggle("stale", same);
     $("#detail").hidden = false;
   }
@@ -619,9 +639,11 @@
    *  (#actions) only for another alert, status or fire verdict, the form being filled in (#action-form) is kept
    *  (formInProgress), the incident's members are kept one by one (drawKeyed). */
   function renderDetail(alert, context, fire) {
+    $("#detail").hidden = false;  // first: the chart measures the panel's width (hidden, it is 0)
     $("#detail-error").replaceChildren();
     $("#detail-error").hidden = true;
     $("#detail").classList.remove("loading", "stale");
+    $("#detail-body").inert = false;
     if (!formInProgress(alert)) $("#action-form").replaceChildren();
     $("#action-form").dataset.alert = alert.id;
     $("#detail").dataset.alert = alert.id;
@@ -654,7 +676,6 @@
       `<li><span class="t">${when(e.at)}</span> ${esc(e.actor)} ${EVENT[e.action] || esc(e.action)} ${esc(e.comment || "")}</li>`).join("")}</ul>`;
     part("tail", history, () => { $("#detail-tail").innerHTML = history; });
     drawActions(alert, fire);
-    $("#detail").hidden = false;
   }
 
   /** The buttons, drawn again only when they would change (another alert, status or fire verdict). */
@@ -712,7 +733,7 @@
       series.push({ label: "限值", stroke: "#e53935", width: 1.5, dash: [6, 4], points: { show: false } });
       data.push(xs.map(() => alert.limit));
     }
-    const width = Math.max(300, box.clientWidth || 560);
+    const width = Math.max(300, box.clientWidth);  // the detail is shown (renderDetail), its scroll bar's room kept
     box.replaceChildren();
     box.dataset.points = xs.length;
     box.dataset.limit = alert.limit ?? "";
@@ -895,6 +916,9 @@
   /** Close the detail: its buttons, draft and last drawing go with it (drawn again, for whoever is signed in). */
   function closeDetail() {
     if (app.detail) app.detail.close();  // its reads under way are dropped
+    if (app.views) app.views.opening.ask();  // and a task's opening under way (its fire read) opens nothing
+    $("#detail").classList.remove("loading", "stale");
+    $("#detail-body").inert = false;
     app.detail = null;
     $("#detail").hidden = true;
     $("#detail").dataset.alert = "";
@@ -919,7 +943,10 @@
     read.drew();
     const fresh = !app.alerts.has(alertId);
     app.alerts.set(alertId, alert);
-    if (alert.fire_event_id && !app.fires.has(alert.fire_event_id)) await refreshFires();
+    if (alert.fire_event_id && !app.fires.has(alert.fire_event_id)) {
+      try { await refreshFires(); } catch (e) { /* its marker comes with the next fire change or sign-in */ }
+      if (!read.newest()) return;  // signed out or in since (its view closed), or a newer read of it draws
+    }
     drawAlertMarker(alert);
     renderAlerts(fresh ? alertId : null);
     refreshCounts();
@@ -974,35 +1001,86 @@
     }
   }
 
-  async function start(me) {
-    closeDetail();  // another account may sign in after a 401: nothing of the last one's detail stays
-    newViews();  // nor what its reads still under way answer
-    // nor what it read: the next account may be of another bureau, and may not read those alerts and fires
+  /** Nothing drawn of what the last account read: its alerts, counts, counties, tasks and every marker and point
+   *  of the map. The board is shown to the next account so, before any of its own reads answers (review of session
+   *  17: a 住建局 viewer whose alert list was slow saw the last operator's alerts, clickable, and its counts). */
+  function emptyBoard() {
     app.alerts = new Map();
     app.fires = new Map();
     app.tasks = [];
-    if (map) { alertLayer.clearLayers(); fireLayer.clearLayers(); }
+    if (map) { alertLayer.clearLayers(); fireLayer.clearLayers(); clusters.clearLayers(); }
     app.alertMarkers = new Map();
     app.fireMarkers = new Map();
+    app.markers = new Map();
+    $("#alerts").innerHTML = '<li class="empty">读取中…</li>';
+    $("#tasks").innerHTML = '<li class="empty">读取中…</li>';
+    $("#bureau-counts").replaceChildren();
+    $("#counties tbody").replaceChildren();
+    for (const id of ["alert-total", "task-total"]) {
+      $("#" + id).textContent = "0";
+      $("#" + id).classList.add("zero");
+    }
+  }
+
+  /** A first read of the start failed: its list stays empty and says so, with 重试 for the alert list. */
+  function listFailed(list, what, error, retry) {
+    list.innerHTML = `<li class="empty error">${esc(what)}读取失败：${esc(error.message)} </li>`;
+    if (!retry) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "重试";
+    button.addEventListener("click", retry);
+    list.firstElementChild.appendChild(button);
+  }
+
+  function reloadAlerts() {
+    const views = app.views;
+    loadAlerts().then(() => {
+      if (app.views !== views) return;
+      for (const alert of app.alerts.values()) drawAlertMarker(alert);
+      renderAlerts(null);
+    }, (error) => { if (!quiet(error) && app.views === views) listFailed($("#alerts"), "告警列表", error, reloadAlerts); });
+  }
+
+  async function start(me) {
+    closeDetail();  // another account may sign in after a 401: nothing of the last one's detail stays
+    newViews();  // nor what its reads still under way answer
+    const views = app.views;
+    // nor what it read or drew: the next account may be of another bureau, and may not read those alerts and fires
+    emptyBoard();
     app.me = me;
     $("#me-name").textContent = `${me.login}${me.department ? "（" + me.department + "）" : ""}`;
     $("#login").hidden = true;
     $("#board").hidden = false;
     connect();  // first: nothing that happens while the rest loads is missed
     // The points and counts through their views too: a live change may draw newer ones before these answer.
+    // Each read fails on its own: the others are still drawn, and the failed one's part stays empty and says so.
     const pointsRead = app.views.points.ask(), countsRead = app.views.counts.ask();
-    const [config, counties, points, counts, metrics] = await Promise.all([
-      api("/dashboard/config"), fetch("suihua-counties-tianditu.geojson").then((r) => r.json()),
-      pointsRead.get("/dashboard/map"), countsRead.get("/dashboard/counts"), api("/metrics"), loadAlerts(),
-      refreshFires().catch(() => {})]);
-    for (const spec of metrics.data) app.metrics.set(spec.key, spec);  // the whole catalogue: one page
-    if (!map) initMap(config, counties);
-    if (pointsRead.fresh()) { pointsRead.drew(); drawPoints(points); }
+    const failed = [];
+    const failure = (what) => (error) => { if (!quiet(error)) failed.push([what, error]); return null; };
+    const [config, counties, points, counts, metrics, listed] = await Promise.all([
+      api("/dashboard/config").catch(failure("地图设置")),
+      fetch("suihua-counties-tianditu.geojson").then((r) => r.json()).catch(failure("县区边界")),
+      pointsRead.get("/dashboard/map").catch(failure("点位")), countsRead.get("/dashboard/counts").catch(failure("统计")),
+      api("/metrics").catch(failure("指标")), loadAlerts().then(() => true, failure("告警列表")),
+      refreshFires().catch(failure("火点"))]);
+    if (app.views !== views || views.counts.closed) return;  // the session expired, or another account signed in
+    if (metrics) for (const spec of metrics.data) app.metrics.set(spec.key, spec);  // the whole catalogue: one page
+    if (!map && config && counties) initMap(config, counties);
+    if (points && pointsRead.fresh()) { pointsRead.drew(); drawPoints(points); }
     for (const fire of app.fires.values()) drawFire(fire);
     for (const alert of app.alerts.values()) drawAlertMarker(alert);
-    renderAlerts(null);
-    if (countsRead.fresh()) { countsRead.drew(); renderCounts(counts); }
-    refreshTasks().catch(() => {});
+    if (listed) renderAlerts(null);
+    else {
+      const [, error] = failed.find(([what]) => what === "告警列表") || [];
+      if (error && !app.alerts.size) listFailed($("#alerts"), "告警列表", error, reloadAlerts);
+      else renderAlerts(null);
+    }
+    if (counts && countsRead.fresh()) { countsRead.drew(); renderCounts(counts); }
+    if (failed.length) toast("读取失败：" + failed.map(([what, error]) => `${what}（${error.message}）`).join("，"));
+    refreshTasks().catch((error) => {
+      if (!quiet(error) && app.views === views) listFailed($("#tasks"), "我的任务", error, null);
+    });
     clearInterval(app.statesTimer);  // connection states are not in the stream: read them again each minute
     app.statesTimer = setInterval(() => refreshPoints().catch(() => {}), STATES_EVERY_MS);
     document.body.dataset.ready = String(Math.round(performance.now()));

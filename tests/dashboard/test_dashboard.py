@@ -386,6 +386,11 @@ class _Meddle:
         self.rules: dict[tuple[str, str], float | int | tuple[str, float]] = {}
         self.met: list[str] = []
         """the paths a rule met, in order"""
+        self.answered: list[str] = []
+        """the paths whose answer the API has begun (``http.response.start``: its reads done, the live stream
+        subscribed), in order, before any hold of a rule"""
+        self.release = threading.Event()
+        """lets go the answers held by a ``("held", None)`` rule"""
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
@@ -402,12 +407,22 @@ class _Meddle:
                     if isinstance(rule, tuple):
                         async def send_late(message, send=send, held=rule[1]):
                             if message["type"] == "http.response.start":
-                                await asyncio.sleep(held)
+                                if held is None:
+                                    await asyncio.to_thread(self.release.wait, 60)
+                                else:
+                                    await asyncio.sleep(held)
                             await send(message)
 
                         send = send_late
                         continue
                     await asyncio.sleep(rule)
+
+            async def noted(message, send=send, path=scope["path"]):
+                if message["type"] == "http.response.start":
+                    self.answered.append(path)
+                await send(message)
+
+            send = noted
         await self.app(scope, receive, send)
 
 
@@ -676,14 +691,23 @@ def test_a_press_on_a_task_button_survives_the_fire_evidence_arriving(pages, db_
 def test_an_alert_list_read_before_a_live_change_does_not_undo_it(pages, db_url, people):
     """The page connects its live stream first, then reads the active alerts: an alert closed between the two came
     over the stream (and left the list), then the list read before it answered and put it back as open, until its
-    next change. An alert whose live change was drawn is not taken back by that older list."""
+    next change. An alert whose live change was drawn is not taken back by that older list. The alert is closed
+    only once the stream is subscribed and both lists have been read (their answers held), and the lists are let
+    go only after the page has read the closed alert: the older list always answers last (review of session 17:
+    closing when the list was asked for made the test pass or fail by timing)."""
     first, second = _two_alerts(db_url)
     with _meddled_api(db_url) as (base, meddle):
-        meddle.rules[("GET", "/api/v1/alerts")] = ("late", 3.0)  # the lists, read at once, answered 3 s later
+        meddle.rules[("GET", "/api/v1/alerts")] = ("held", None)  # the lists, read at once, held until let go
 
         def close_while_the_lists_are_held() -> None:
-            wait_until(lambda: meddle.met, timeout_s=30, interval_s=0.05)
-            _colleague(base, people["operator"], f"/api/v1/alerts/{first}/close", {})
+            try:
+                wait_until(lambda: "/api/v1/stream" in meddle.answered
+                           and meddle.answered.count("/api/v1/alerts") >= 2, timeout_s=30, interval_s=0.05)
+                _colleague(base, people["operator"], f"/api/v1/alerts/{first}/close", {})
+                wait_until(lambda: f"/api/v1/alerts/{first}" in meddle.answered, timeout_s=30, interval_s=0.05)
+                time.sleep(0.5)  # the page draws the closed alert it has read
+            finally:
+                meddle.release.set()
 
         closer = threading.Thread(target=close_while_the_lists_are_held)
         closer.start()
@@ -697,6 +721,7 @@ def test_an_alert_list_read_before_a_live_change_does_not_undo_it(pages, db_url,
         expect(page.locator(f"#alerts li[data-alert='{first}']")).to_have_count(0)
         page.context.close()
     assert not pages.errors, pages.errors
+
 
 def test_another_account_signing_in_after_an_expired_session_sees_nothing_of_the_last_one_s_detail(
         pages, db_url, people):
@@ -744,6 +769,146 @@ def test_another_department_signing_in_after_an_expired_session_sees_none_of_the
     expect(page.locator(".alert-icon")).to_have_count(0)
     expect(page.locator("#alert-total")).to_have_text("0")
     assert not pages.errors, pages.errors
+
+@pytest.mark.parametrize("alerts_read", [4.0, 503], ids=["slow", "failing"])
+def test_the_next_account_never_sees_the_last_one_s_lists_while_its_own_are_read(pages, db_url, people,
+                                                                                  alerts_read):
+    """Review of session 17: signing in emptied what the page had read but showed the board at once with the last
+    account's lists and counts still drawn, until all the first reads had answered, and for good if one of them
+    failed: a 住建局 viewer whose alert list was slow saw the operator's alert (clickable) and 生态环境 2 in the
+    counts. Every drawn list and count is emptied before the board is shown; a failed first read leaves its list
+    empty and says so."""
+    first, _ = _two_alerts(db_url)
+    with _meddled_api(db_url) as (base, meddle):
+        page = pages.open(people["operator"], base=base, viewport={"width": 1600, "height": 900}, locale="zh-CN")
+        expect(page.locator(f"#alerts li[data-alert='{first}']")).to_be_attached()
+        expect(page.locator("#bureau-counts")).to_contain_text("生态环境")
+        page.context.clear_cookies()  # the session expires
+        page.locator(f"#alerts li[data-alert='{first}']").click()
+        expect(page.locator("#login")).to_be_visible()
+        meddle.rules[("GET", "/api/v1/alerts")] = alerts_read  # the viewer's alert lists: slow, or failing
+        page.fill("input[name=login]", people["other"][0])  # 住建局's viewer
+        page.fill("input[name=password]", people["other"][1])
+        page.click("#login-form button")
+        expect(page.locator("#me-name")).to_contain_text(people["other"][0])
+        page.wait_for_timeout(1_000)  # the lists still being read (or failed)
+        expect(page.locator("#alerts li[data-alert]")).to_have_count(0, timeout=100)
+        expect(page.locator("#alert-total")).not_to_have_text("2", timeout=100)
+        assert page.evaluate("[...document.querySelectorAll('#bureau-counts b, #counties td.hot')]"
+                             ".every((n) => n.textContent.trim() === '0')")
+        expect(page.locator("#tasks li[data-task]")).to_have_count(0, timeout=100)
+        if alerts_read == 503:
+            expect(page.locator("#alerts")).to_contain_text("读取失败")
+        else:
+            expect(page.locator("#alerts li.empty")).to_have_text("暂无待处理告警", timeout=20_000)
+        expect(page.locator("#alerts li[data-alert]")).to_have_count(0)
+        page.context.close()
+    assert not pages.errors, pages.errors
+
+
+def test_opening_another_alert_drops_the_last_one_s_read_error(pages, db_url, people):
+    """Review of session 17: opening another alert took away the last one's buttons, form and tasks but left its
+    read error (告警 #A 读取失败 … 重试, whose 重试 did nothing any more) and its dimming while B was read, or for good
+    if B's read hung."""
+    first, second = _two_alerts(db_url)
+    with _meddled_api(db_url) as (base, meddle):
+        page = pages.open(people["operator"], base=base, viewport={"width": 1600, "height": 900}, locale="zh-CN")
+        expect(page.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+        page.locator(f"#alerts li[data-alert='{first}']").click(timeout=20_000)
+        _showing(page, first)
+        meddle.rules[("GET", rf"/api/v1/(dashboard/)?alerts/{first}")] = 503  # A's own live read fails
+        _comment(base, people["operator"], first, "已通知河长")
+        expect(page.locator("#detail-error")).to_contain_text(f"告警 #{first} 读取失败", timeout=20_000)
+        meddle.rules.clear()
+        meddle.rules[("GET", rf"/api/v1/(dashboard/)?alerts/{second}")] = 4.0  # B, slow
+        page.locator(f"#alerts li[data-alert='{second}']").click()
+        expect(page.locator("#detail-error")).to_be_hidden(timeout=1_000)
+        expect(page.locator("#detail")).not_to_have_class(re.compile(r"\bstale\b"), timeout=100)
+        assert page.evaluate("document.querySelector('#detail-body').inert")  # A's rest, dimmed, takes nothing
+        _showing(page, second)
+        assert not page.evaluate("document.querySelector('#detail-body').inert")
+        page.context.close()
+    assert not pages.errors, pages.errors
+
+
+def test_the_chart_fits_its_panel_on_first_opening(pages, db_url, people):
+    """Review of session 17: the chart was drawn before the detail was shown, measured no width and fell back to
+    560 px, wider than the panel; drawn once per opening, it stayed so. On a narrower screen the panel is narrower
+    (its width at most the page's less 400 px), and on any the scroll bar, once the detail is longer than the
+    panel, takes 15 px of it."""
+    operator = pages.open(people["operator"], viewport={"width": 960, "height": 700}, locale="zh-CN")
+    expect(operator.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
+    _, alert_id = _raise_river_alert(db_url)
+    operator.locator(f"#alerts li[data-alert='{alert_id}']").click(timeout=20_000)
+    expect(operator.locator("#chart canvas")).to_be_attached(timeout=20_000)
+    expect(operator.locator("#detail-tail .timeline li").first).to_be_attached()  # the whole detail drawn
+    chart, panel = operator.evaluate(
+        "[document.querySelector('#chart .uplot').getBoundingClientRect().width,"
+        " document.querySelector('#chart').clientWidth]")
+    assert 0 < chart <= panel, (chart, panel)
+    assert not pages.errors, pages.errors
+
+
+def test_the_login_screen_after_an_expired_session_reads_nothing_and_keeps_its_message(browser, contexts, pages,
+                                                                                          people):
+    """Review of session 17: an expired session (401) closed only the detail's view; the connection states' timer
+    went on reading the map's points each minute behind the login screen, and each answer (401) showed the login
+    again, replacing 账号或密码错误 with 登录已过期 under the person typing. The login screen stops every view and
+    timer of the board."""
+    context = browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    contexts.append(context)
+    page = context.new_page()
+    page.on("pageerror", lambda error: pages.errors.append(str(error)))
+    seen: list[str] = []
+    _watch_requests(page, seen)
+    page.clock.install()  # time runs, and can be moved on by the connection states' minutes
+    _log_in(page, pages.base, *people["operator"])
+    context.clear_cookies()  # the session expires
+    page.evaluate("window.ganzhiDashboard.refreshPoints().catch(() => {})")  # a read of the board: 401
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#login-error")).to_have_text("登录已过期，请重新登录")
+    page.fill("input[name=login]", people["operator"][0])
+    page.fill("input[name=password]", "not-the-password")
+    page.click("#login-form button")
+    expect(page.locator("#login-error")).to_have_text("账号或密码错误")
+    seen.clear()
+    page.clock.fast_forward("03:00")  # three of the connection states' minutes
+    page.wait_for_timeout(1_000)
+    expect(page.locator("#login-error")).to_have_text("账号或密码错误")
+    assert not [url for url in seen if "/api/v1/" in url], seen
+    assert not pages.errors, pages.errors
+
+
+def test_a_fire_task_opened_then_the_detail_closed_opens_nothing_and_a_failed_fire_read_says_so(pages, db_url,
+                                                                                                 people):
+    """Review of session 17 (nits): opening a fire task reads its fire first; × pressed before that answered did not
+    stop it, and the detail popped open after it was closed; and a failed fire read was swallowed (the click did
+    nothing, silently)."""
+    fire = _straw_fire(db_url)
+    first, _ = _two_alerts(db_url)
+    with _meddled_api(db_url) as (base, meddle):
+        _colleague(base, people["operator"], "/api/v1/tasks", {
+            "subject_type": "fire_event", "subject_id": fire, "assignee": people["field"][0],
+            "due_at": (dt.datetime.now(dt.UTC) + dt.timedelta(hours=4)).isoformat()})
+        field = pages.open(people["field"], base=base, viewport={"width": 1600, "height": 900}, locale="zh-CN")
+        field.locator(f"#alerts li[data-alert='{first}']").click(timeout=20_000)
+        _showing(field, first)
+        meddle.rules[("GET", rf"/api/v1/fire-events/{fire}")] = 3.0  # the task's fire, slow
+        field.locator("#tabs button[data-tab=tasks]").click()
+        field.locator("#tasks li[data-task]").first.click(timeout=20_000)
+        field.locator("#detail-close").click()
+        expect(field.locator("#detail")).to_be_hidden()
+        wait_until(lambda: f"/api/v1/fire-events/{fire}" in meddle.answered, timeout_s=20, interval_s=0.05)
+        meddle.rules.clear()  # the detail's own read of the fire, were it opened, answers at once
+        field.wait_for_timeout(2_000)  # what the page would read and draw of the fire's alert
+        expect(field.locator("#detail")).to_be_hidden(timeout=100)
+        meddle.rules[("GET", rf"/api/v1/fire-events/{fire}")] = 503
+        field.locator("#tasks li[data-task]").first.click()
+        expect(field.locator("#toast")).to_contain_text(f"火点 #{fire} 读取失败")
+        expect(field.locator("#detail")).to_be_hidden(timeout=100)
+        field.context.close()
+    assert not pages.errors, pages.errors
+
 
 def test_a_department_sees_only_its_own_points(browser, contexts, api_url, db_url, people):
     """The map's points come through the caller's rights: 住建局 does not see 生态环境局's station."""
