@@ -623,8 +623,9 @@ def _recent(mark: list, point: Point, window: dt.timedelta) -> bool:
 
 
 def _flatline_window(rule: Rule, t: TerminalInfo) -> Rule:
-    """A flat line is judged over twice the metric's ``flat_after_h`` (when its neighbours are flat too), and
-    reading by reading is not needed (``FLATLINE_DELAY``)."""
+    """A flat line is judged over twice the metric's ``flat_after_h`` (when its neighbours are flat too): the
+    history a late reading re-reads and a restarted worker replays. (``every``, ``FLATLINE_DELAY``: how often it
+    was re-evaluated when it was a window rule, until session 17; a streamed rule is judged reading by reading.)"""
     spec = metric_spec(rule.metric)
     flat = dt.timedelta(hours=spec.flat_after_h or DEFAULT_LOOKBACK.total_seconds() / 3600)
     return replace(rule, lookback=2 * flat + dt.timedelta(seconds=3 * t.report_interval_s),
@@ -995,7 +996,7 @@ def device_health(t: TerminalInfo, neighbours: NeighbourLookup | None = None) ->
                               lambda s, k=key, sib=siblings: _stuck_judge(
                                   k, {m: s.get(m, []) for m in sib},
                                   functools.partial(neighbours.of, t, k) if neighbours else None),
-                              context=siblings, heeds=f"device:stuck:{key}"))
+                              context=siblings, takes_context=True, heeds=f"device:stuck:{key}"))
         rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
                           lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within), memory=2))
         if (limit := drift_limit(t.kind, key)) is not None:
@@ -1147,6 +1148,10 @@ SILENT_INTERVALS = 3
 pages the steward after as long)."""
 MOVED_BY_FAULT = ("drift", "jump")
 """A neighbour's own device alerts that make its moves its fault's, not the world's."""
+PENDING_MAX = 256
+"""A stuck judge keeps at most this many readings of a sibling it has not passed yet (its own series silent while the
+sibling reports): beyond, it passes the oldest half (a late reading of the sibling before them is then not taken
+in, only when the judge is rewound across them)."""
 _STUCK_DETAIL = re.compile(r" for [\d.]+ h (?P<why>.+) \(stuck sensor\?\)$")
 """The evidence a stuck alert's text states (``_stuck_judge``), read back from a stored alert."""
 
@@ -1166,19 +1171,76 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
 
     A line once called stays called while it lasts (a silent neighbour's backlog arriving later, flat, does not end
     the alert): the judge is told the rule's own stored alerts (``heed``, ``Rule.heeds``), so a window re-read, a
-    restarted worker or a stream finds the line called as the alert says, not asking the neighbours again. When the
-    siblings moved is worked out once a line has lasted ``flat_after_h`` (rarely: every window of every terminal used
-    to scan each sibling series, ten stuck rules a ten-metric terminal, a fifth of a rule worker's first judgements);
-    the neighbours are asked only between once and twice the window, and again each 1/60 of the window of observation
-    time until one is seen to move."""
+    restarted worker or a stream finds the line called as the alert says, not asking the neighbours again.
+
+    Streamed (session 17): the siblings' readings (the terminal's other moving series) are taken as they arrive
+    (``take_context``) and kept raw only until the judge has passed them (``pending``: the readings after the last
+    reading of its own series it judged, a batch's worth); passing them, it keeps of each sibling only its last value
+    and when it first moved during the current line (``moved``). A mark copies those (``remembering``), so a late
+    reading, its own or a sibling's, rewinds the judge like any streamed rule's, and the siblings' readings after the
+    mark are handed again, the late one in its place. The neighbours are asked only between once and twice the
+    window, and again each 1/60 of the window of observation time until one is seen to move."""
     spec = metric_spec(key)
     flat_after = dt.timedelta(hours=spec.flat_after_h)
     refresh = flat_after / FLATLINE_DELAY
-    moved: list[list[list[dt.datetime]]] = []
+    steps = {m: metric_spec(m).step / 2 for m in siblings}
+    pending: dict[str, list[Point]] = {m: list(points) for m, points in siblings.items()}
+    head = dict.fromkeys(siblings, 0)  # where each sibling's readings not passed yet begin in ``pending``
+    last: dict[str, tuple[dt.datetime, float]] = {}  # each sibling's last reading passed: its time and value
+    moved: dict[str, dt.datetime] = {}  # the siblings that moved during the current line: when they first did
     since: list[Point] = []
     looked: dict = {}
     called: dict = {}  # the line this judge called: its start, and why
     stored: list[dict] = []  # the rule's alerts as stored (``heed``)
+
+    def take(series: dict[str, Sequence[Point]]) -> None:
+        for m, points in series.items():
+            kept = pending.get(m)
+            if kept is None:
+                continue
+            if head[m]:
+                del kept[:head[m]]
+                head[m] = 0
+            passed = last[m][0] if m in last else None
+            for point in points:
+                if passed is not None and point.ts <= passed:  # passed already (``PENDING_MAX``)
+                    continue
+                if not kept or point.ts > kept[-1].ts:
+                    kept.append(point)
+                    continue
+                at = bisect.bisect_left(kept, point.ts, key=_TS)
+                if at < len(kept) and kept[at].ts == point.ts:
+                    kept[at] = point
+                else:
+                    kept.insert(at, point)
+            if len(kept) > PENDING_MAX:  # its own series silent for long: pass the oldest (``PENDING_MAX``)
+                pass_siblings(kept[len(kept) - PENDING_MAX // 2 - 1].ts, only=m)
+
+    def pass_siblings(ts: dt.datetime, only: str | None = None) -> None:
+        """Take the siblings' readings up to ``ts`` into what is kept of them: their last value, and when they
+        first moved after the line's start."""
+        start = since[0].ts if since else None
+        for m, kept in pending.items():
+            first = head[m]
+            if first == len(kept) or kept[first].ts > ts or (only is not None and m != only):
+                continue
+            end = len(kept) if kept[-1].ts <= ts else bisect.bisect_right(kept, ts, lo=first, key=_TS)
+            before, half = last[m][1] if m in last else None, steps[m]
+            for i in range(first, end):
+                point = kept[i]
+                if before is not None and m not in moved and abs(point.value - before) >= half \
+                        and start is not None and point.ts > start:
+                    moved[m] = point.ts
+                before = point.value
+            last[m] = (kept[end - 1].ts, before)
+            if end == len(kept):
+                kept.clear()
+                head[m] = 0
+            elif end >= 256 and 2 * end >= len(kept):  # a long window judged at once: not shifted reading by reading
+                del kept[:end]
+                head[m] = 0
+            else:
+                head[m] = end
 
     def neighbours_moved(start: dt.datetime, ts: dt.datetime) -> tuple[int, int, bool, Nearby | None]:
         """How many neighbours moved between ``start`` and ``ts``, how many were heard through the line (reported
@@ -1197,9 +1259,7 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
 
     def evidence(point: Point, flat_for: dt.timedelta) -> str | None:
         """Why the line is stuck at ``point``, on the evidence beside it; None: not (yet)."""
-        if not moved:
-            moved.append([_change_times(points, metric_spec(m).step) for m, points in siblings.items()])
-        if any(_changed_between(times, since[0].ts, point.ts) for times in moved[0]):
+        if moved:
             return "while the terminal's other sensors moved"
         if flat_for >= 2 * flat_after:
             return "with nothing seen moving beside it"
@@ -1215,6 +1275,9 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
     def judge(point: Point) -> Verdict:
         if not since or abs(point.value - since[0].value) >= spec.step / 2:
             since[:] = [point]
+            moved.clear()
+        if pending:
+            pass_siblings(point.ts)
         flat_for = point.ts - since[0].ts
         if flat_for < flat_after or spec.at_rest(point.value):
             return CLEAR
@@ -1232,8 +1295,22 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
     def heed_stored(alerts: list[dict]) -> None:
         stored[:] = alerts
 
+    def snapshot() -> tuple:
+        return (since[:], dict(last), dict(moved), {m: kept[head[m]:] for m, kept in pending.items()}, dict(called),
+                dict(looked))
+
+    def restore(saved: tuple) -> None:
+        since[:] = saved[0]
+        for kept, copy in zip((last, moved, called, looked), (saved[1], saved[2], saved[4], saved[5]), strict=True):
+            kept.clear()
+            kept.update(copy)
+        for m, copy in saved[3].items():
+            pending[m][:] = copy
+            head[m] = 0
+
     judge.heed = heed_stored
-    return judge
+    judge.take_context = take
+    return remembering(judge, snapshot, restore)
 
 
 def _called_before(alerts: list[dict], start: dt.datetime, flat_after: dt.timedelta, ts: dt.datetime) -> str | None:
