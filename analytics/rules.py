@@ -1148,6 +1148,9 @@ SILENT_INTERVALS = 3
 pages the steward after as long)."""
 MOVED_BY_FAULT = ("drift", "jump")
 """A neighbour's own device alerts that make its moves its fault's, not the world's."""
+PENDING_PASS = 64
+"""A stuck judge holding more readings of a sibling than this (a line that lasts) passes those up to its own last
+reading judged when it is handed more (``_stuck_judge``)."""
 PENDING_MAX = 256
 """A stuck judge keeps at most this many readings of a sibling it has not passed yet (its own series silent while the
 sibling reports): beyond, it passes the oldest half (a late reading of the sibling before them is then not taken
@@ -1189,6 +1192,7 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
     last: dict[str, tuple[dt.datetime, float]] = {}  # each sibling's last reading passed: its time and value
     moved: dict[str, dt.datetime] = {}  # the siblings that moved during the current line: when they first did
     since: list[Point] = []
+    seen: list[dt.datetime] = []  # the time of the last reading of its own series judged
     looked: dict = {}
     called: dict = {}  # the line this judge called: its start, and why
     stored: list[dict] = []  # the rule's alerts as stored (``heed``)
@@ -1196,11 +1200,8 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
     def take(series: dict[str, Sequence[Point]]) -> None:
         for m, points in series.items():
             kept = pending.get(m)
-            if kept is None:
+            if kept is None or not points:
                 continue
-            if head[m]:
-                del kept[:head[m]]
-                head[m] = 0
             passed = last[m][0] if m in last else None
             for point in points:
                 if passed is not None and point.ts <= passed:  # passed already (``PENDING_MAX``)
@@ -1208,39 +1209,48 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
                 if not kept or point.ts > kept[-1].ts:
                     kept.append(point)
                     continue
-                at = bisect.bisect_left(kept, point.ts, key=_TS)
+                at = bisect.bisect_left(kept, point.ts, lo=head[m], key=_TS)
                 if at < len(kept) and kept[at].ts == point.ts:
                     kept[at] = point
                 else:
                     kept.insert(at, point)
-            if len(kept) > PENDING_MAX:  # its own series silent for long: pass the oldest (``PENDING_MAX``)
-                pass_siblings(kept[len(kept) - PENDING_MAX // 2 - 1].ts, only=m)
+            trim(m, kept)
+            if seen and len(kept) - head[m] > PENDING_PASS:  # a long line: pass those its own readings have reached
+                catch_up(m, kept, seen[0])
+            if len(kept) - head[m] > PENDING_MAX:  # its own channel silent for long (``PENDING_MAX``)
+                catch_up(m, kept, kept[len(kept) - PENDING_MAX // 2 - 1].ts)
 
-    def pass_siblings(ts: dt.datetime, only: str | None = None) -> None:
-        """Take the siblings' readings up to ``ts`` into what is kept of them: their last value, and when they
-        first moved after the line's start."""
-        start = since[0].ts if since else None
-        for m, kept in pending.items():
-            first = head[m]
-            if first == len(kept) or kept[first].ts > ts or (only is not None and m != only):
-                continue
-            end = len(kept) if kept[-1].ts <= ts else bisect.bisect_right(kept, ts, lo=first, key=_TS)
-            before, half = last[m][1] if m in last else None, steps[m]
+    def trim(m: str, kept: list[Point]) -> None:
+        """Pass the sibling's readings at or before the line's first reading: no change of theirs counts for this
+        line or a later one, only the last one's value (the change of the first reading after it)."""
+        first = head[m]
+        if since and first < len(kept) and kept[first].ts <= since[0].ts:
+            cut = bisect.bisect_right(kept, since[0].ts, lo=first, key=_TS)
+            last[m] = (kept[cut - 1].ts, kept[cut - 1].value)
+            head[m] = first = cut
+        if first and (first == len(kept) or (first >= 64 and 2 * first >= len(kept))):
+            del kept[:first]  # not shifted reading by reading (a window judged at once)
+            head[m] = 0
+
+    def catch_up(m: str, kept: list[Point], ts: dt.datetime) -> None:
+        """Pass the sibling's readings up to ``ts`` (all after the line's first reading, ``trim``): note when it
+        first moved during the line, if it had not yet, and its last value."""
+        trim(m, kept)
+        first = head[m]
+        if first == len(kept) or kept[first].ts > ts:
+            return
+        end = len(kept) if kept[-1].ts <= ts else bisect.bisect_right(kept, ts, lo=first, key=_TS)
+        if m not in moved:
+            before, half = (last[m][1] if m in last else None), steps[m]
             for i in range(first, end):
-                point = kept[i]
-                if before is not None and m not in moved and abs(point.value - before) >= half \
-                        and start is not None and point.ts > start:
-                    moved[m] = point.ts
-                before = point.value
-            last[m] = (kept[end - 1].ts, before)
-            if end == len(kept):
-                kept.clear()
-                head[m] = 0
-            elif end >= 256 and 2 * end >= len(kept):  # a long window judged at once: not shifted reading by reading
-                del kept[:end]
-                head[m] = 0
-            else:
-                head[m] = end
+                value = kept[i].value
+                if before is not None and abs(value - before) >= half:
+                    moved[m] = kept[i].ts
+                    break
+                before = value
+        last[m] = (kept[end - 1].ts, kept[end - 1].value)
+        head[m] = end
+        trim(m, kept)
 
     def neighbours_moved(start: dt.datetime, ts: dt.datetime) -> tuple[int, int, bool, Nearby | None]:
         """How many neighbours moved between ``start`` and ``ts``, how many were heard through the line (reported
@@ -1276,8 +1286,7 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
         if not since or abs(point.value - since[0].value) >= spec.step / 2:
             since[:] = [point]
             moved.clear()
-        if pending:
-            pass_siblings(point.ts)
+        seen[:] = [point.ts]
         flat_for = point.ts - since[0].ts
         if flat_for < flat_after or spec.at_rest(point.value):
             return CLEAR
@@ -1285,8 +1294,11 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
         # built since (a window re-read, a restarted worker), as the rule's stored alert says.
         why = called["why"] if called.get("start") == since[0].ts \
             else _called_before(stored, since[0].ts, flat_after, point.ts)
-        if why is None and (why := evidence(point, flat_for)) is None:
-            return CLEAR
+        if why is None:
+            for m, kept in pending.items():  # the siblings are looked at only now: a line that lasted
+                catch_up(m, kept, point.ts)
+            if (why := evidence(point, flat_for)) is None:
+                return CLEAR
         called.update(start=since[0].ts, why=why)
         hours = flat_for.total_seconds() / 3600
         return Verdict(State.VIOLATE, "warning", f"{spec.name} flat at {since[0].value:g} {spec.unit} for "
@@ -1297,10 +1309,11 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
 
     def snapshot() -> tuple:
         return (since[:], dict(last), dict(moved), {m: kept[head[m]:] for m, kept in pending.items()}, dict(called),
-                dict(looked))
+                dict(looked), seen[:])
 
     def restore(saved: tuple) -> None:
         since[:] = saved[0]
+        seen[:] = saved[6]
         for kept, copy in zip((last, moved, called, looked), (saved[1], saved[2], saved[4], saved[5]), strict=True):
             kept.clear()
             kept.update(copy)
