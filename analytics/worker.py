@@ -463,7 +463,7 @@ class RuleWorker:
             else:
                 streams[terminal_id] = held
         if stale:
-            streams |= load(conn, stale, self.neighbours)
+            streams |= load(conn, stale, self.neighbours, self.sink)
         for gone in set(terminal_ids) - set(infos):
             self.memory.pop(gone, None)
         return streams

@@ -138,7 +138,8 @@ def test_a_reading_a_moment_late_rewinds_the_rule_and_retracts_the_spike_it_un_m
         spike_rule = worker.rules.memory[terminal_id].rules["device:jump:methane_lel"]
         _write(db_url, code, "methane_lel", [(-9, 29.0, None)])
         worker.step()
-        assert worker.rules.metrics.registry.totals()["rules_rewinds"] == 1
+        # the spike rule and the stuck rule (whose judge can be rewound since session 17; it re-read its window)
+        assert worker.rules.metrics.registry.totals()["rules_rewinds"] == 2
         assert worker.rules.memory[terminal_id].rules["device:jump:methane_lel"] is spike_rule  # no window re-read
         assert [(r, s) for r, s, *_ in _alerts(db_url) if r.startswith("device:")] == [("device:jump:methane_lel",
                                                                                        "closed")]
@@ -711,3 +712,143 @@ def test_late_temperatures_after_a_mark_inside_a_long_feed_are_judged_against_th
         assert ends == [NOW - dt.timedelta(minutes=40)]  # 6.2 in water at 10 °C is under the cold limit of 8
     finally:
         worker.close()
+
+
+# -- the stuck rules of a multi-metric terminal, streamed (session 17) --------------------------------------------
+
+def _stuck_oxygen(db_url: str, code: str, minutes: range, oxygen: float = 7.43) -> None:
+    """A river station's dissolved oxygen frozen at ``oxygen`` while its water temperature moves (0.2 °C each half
+    hour, up and down), at these minutes."""
+    _write(db_url, code, "w01010", [(m, 8.4 if m // 30 % 2 else 8.6, None) for m in minutes])
+    _write(db_url, code, "w01009", [(m, oxygen, None) for m in minutes])
+
+
+def _counted(worker: Worker) -> tuple[float, float, float]:
+    """The worker's counters so far: readings read, windows re-read, rewinds."""
+    totals = worker.rules.metrics.registry.totals()
+    return totals["rules_rows_read"], totals["rules_windows"], totals["rules_rewinds"]
+
+
+def _oxygen_alerts(db_url: str) -> list[tuple]:
+    return [(s, start, end) for r, s, _, start, end in _alerts(db_url) if r == "device:stuck:w01009"]
+
+
+def _events(db_url: str, rule: str) -> list[str]:
+    with psycopg.connect(db_url) as c:
+        return [a for (a,) in c.execute("select e.action from alert_event e join alert a on a.id = e.alert_id "
+                                        "where a.rule = %s order by e.id", (rule,))]
+
+
+def test_a_station_s_stuck_rule_takes_its_siblings_as_they_come_and_re_reads_no_window(conn, db_url):
+    """A nine-metric station's stuck rule looks at the station's other series (a flat line while they move is a
+    stuck sensor): it takes their readings as they arrive (``Rule.takes_context``) and is streamed; a batch reads
+    the batch, not twice the flat-line window of every series (session 16: 12 h of each, every 6 minutes)."""
+    code = _station(conn)
+    worker = Worker(db_url)
+    try:
+        _stuck_oxygen(db_url, code, range(-480, -149, 30))  # 5.5 h flat: under the 6 h window
+        worker.step()
+        assert _oxygen_alerts(db_url) == []
+        terminal_id = conn.execute("select id from terminal where code = %s", (code,)).fetchone()[0]
+        streamed = worker.rules.memory[terminal_id].rules["device:stuck:w01009"]
+        assert streamed.rule.streamable and streamed.marks
+        rows, windows, _ = _counted(worker)
+        _stuck_oxygen(db_url, code, range(-120, -89, 30))  # two readings of each: the line reaches 6 h
+        worker.step()
+        assert worker.rules.memory[terminal_id].rules["device:stuck:w01009"] is streamed  # fed on, not rebuilt
+        assert _counted(worker)[:2] == (rows + 4, windows)  # the four new readings; no window
+        assert _oxygen_alerts(db_url) == [("open", NOW - dt.timedelta(minutes=120), None)]
+        assert "while the terminal's other sensors moved" in conn.execute(
+            "select detail from alert where rule = 'device:stuck:w01009'").fetchone()[0]
+    finally:
+        worker.close()
+
+
+def _called_and_restarted(conn, db_url: str) -> tuple[str, Worker]:
+    """A station's oxygen called stuck (8 h flat while its temperature moved), its worker restarted."""
+    code = _station(conn)
+    worker = Worker(db_url)
+    _stuck_oxygen(db_url, code, range(-480, -59, 30))
+    worker.step()
+    worker.close()
+    assert _oxygen_alerts(db_url) == [("open", NOW - dt.timedelta(minutes=120), None)]
+    return code, Worker(db_url)
+
+
+def test_a_late_reading_off_a_called_line_after_a_restart_rewinds_and_ends_the_alert(conn, db_url):
+    """Review of session 15: a restarted worker's replay rebuilt the line but not that it was called, and a late
+    reading inside the called line rewound to a mark with no episode: the stuck alert stayed open for good. Here a
+    late reading off the line (the sensor alive after all at -15) rewinds the rule to its mark at -30 (no window
+    re-read) and ends the alert there; the line after it is a new one, not stuck."""
+    code, restarted = _called_and_restarted(conn, db_url)
+    try:
+        _stuck_oxygen(db_url, code, range(-30, -29))
+        restarted.step()
+        _stuck_oxygen(db_url, code, range(0, 1))
+        restarted.step()
+        _, windows, rewinds = _counted(restarted)
+        _stuck_oxygen(db_url, code, range(-15, -14), oxygen=7.61)  # late, and off the line
+        restarted.step()
+        _, windows_after, rewinds_after = _counted(restarted)
+        assert windows_after == windows and rewinds_after > rewinds  # rewound to its mark at -30, no window
+    finally:
+        restarted.close()
+    assert _oxygen_alerts(db_url) == [("resolved", NOW - dt.timedelta(minutes=120), NOW - dt.timedelta(minutes=15))]
+
+
+def test_a_restarted_worker_keeps_a_called_line_called_without_asking_the_neighbours_again(conn, db_url, monkeypatch):
+    """Review of session 15: "a line once called stays called" was lost on a restart. A station frozen on every
+    channel is called stuck while the next station moved; that station then goes into maintenance (no neighbour
+    now: a fresh judgement would wait twice the window). The restarted worker replays the line heeding the stored
+    alert: the neighbours are not asked again for a line already called, and the alert stays open, one ``open``."""
+    from analytics.neighbours import Neighbours
+
+    frozen = service.create_terminal(conn, river_station("呼兰河05号水质自动站"), Actor("t"))
+    moving = river_station("呼兰河06号水质自动站", at=(126.95, 46.55))
+    moving.attrs["chainage_km"] = 175.0
+    neighbour = service.create_terminal(conn, moving, Actor("t"))
+    conn.commit()
+    every_half_hour = range(-13 * 60, -59, 30)
+    worker = Worker(db_url)
+    _write(db_url, frozen, "w01010", [(m, 8.4, None) for m in every_half_hour])
+    _write(db_url, frozen, "w01009", [(m, 7.6, None) for m in every_half_hour])
+    _write(db_url, neighbour, "w01010", [(m, round(8.0 + m / 300, 1), None) for m in every_half_hour])
+    worker.step()
+    worker.close()
+    said = "while 1 of its neighbours on 呼兰河 moved"
+    assert said in conn.execute("select detail from alert where rule = 'device:stuck:w01010'").fetchone()[0]
+    conn.execute("update terminal set status = 'maintenance' where code = %s", (neighbour,))
+    conn.commit()
+    asked = []
+    of = Neighbours.of
+    monkeypatch.setattr(Neighbours, "of", lambda self, t, metric, since: asked.append((t.code, metric))
+                        or of(self, t, metric, since))
+    restarted = Worker(db_url)
+    try:
+        _write(db_url, frozen, "w01010", [(m, 8.4, None) for m in (-30, 0)])
+        _write(db_url, frozen, "w01009", [(m, 7.6, None) for m in (-30, 0)])
+        restarted.step()
+    finally:
+        restarted.close()
+    assert (frozen, "w01010") not in asked
+    assert [s for r, s, *_ in _alerts(db_url) if r == "device:stuck:w01010"] == ["open"]
+    assert _events(db_url, "device:stuck:w01010") == ["open"]
+    assert said in conn.execute("select detail from alert where rule = 'device:stuck:w01010'").fetchone()[0]
+
+
+def test_a_window_re_read_of_a_called_line_after_a_restart_keeps_its_alert(conn, db_url):
+    """Review of session 15: a re-read of a called line retracted its alert. The station's oxygen is called stuck while
+    its temperature moved; after a restart a reading later than every mark makes the rule re-read its window (a fresh
+    judge, taking the temperature from the window): the line is as called, the alert stays open, one ``open``."""
+    code, restarted = _called_and_restarted(conn, db_url)
+    try:
+        _stuck_oxygen(db_url, code, range(-30, 1, 30))
+        restarted.step()
+        _, windows, _ = _counted(restarted)
+        _stuck_oxygen(db_url, code, range(-45, -44))  # later than every mark: the window is re-read
+        restarted.step()
+        assert _counted(restarted)[1] > windows
+    finally:
+        restarted.close()
+    assert _oxygen_alerts(db_url) == [("open", NOW - dt.timedelta(minutes=120), None)]
+    assert _events(db_url, "device:stuck:w01009") == ["open"]
