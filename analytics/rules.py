@@ -1153,10 +1153,8 @@ PENDING_PASS = 64
 reading judged when it is handed more (``_stuck_judge``)."""
 PENDING_MAX = 256
 """A stuck judge keeps at most this many readings of a sibling it has not passed yet (its own series silent while the
-sibling reports), and a batch: beyond, it passes the oldest half when it is next handed readings — never those of
-the batch in hand, whose own readings it judges only after taking them (a backlog passed at once skipped the moves
-of a line begun inside it). A late reading of the sibling before those passed is taken in only when the judge is
-rewound across them."""
+sibling reports): beyond, it passes the oldest half (a late reading of the sibling before them is then not taken
+in, only when the judge is rewound across them)."""
 _STUCK_DETAIL = re.compile(r" for [\d.]+ h (?P<why>.+) \(stuck sensor\?\)$")
 """The evidence a stuck alert's text states (``_stuck_judge``), read back from a stored alert."""
 
@@ -1200,9 +1198,6 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
     stored: list[dict] = []  # the rule's alerts as stored (``heed``)
 
     def take(series: dict[str, Sequence[Point]]) -> None:
-        for m, kept in pending.items():  # its own channel silent for long (``PENDING_MAX``); never in the batch
-            if len(kept) - head[m] > PENDING_MAX:  # handed now, whose own readings are judged only after it
-                catch_up(m, kept, kept[len(kept) - PENDING_MAX // 2 - 1].ts)
         for m, points in series.items():
             kept = pending.get(m)
             if kept is None or not points:
@@ -1222,6 +1217,8 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
             trim(m, kept)
             if seen and len(kept) - head[m] > PENDING_PASS:  # a long line: pass those its own readings have reached
                 catch_up(m, kept, seen[0])
+            if len(kept) - head[m] > PENDING_MAX:  # its own channel silent for long (``PENDING_MAX``)
+                catch_up(m, kept, kept[len(kept) - PENDING_MAX // 2 - 1].ts)
 
     def trim(m: str, kept: list[Point]) -> None:
         """Pass the sibling's readings at or before the line's first reading: no change of theirs counts for this
