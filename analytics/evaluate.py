@@ -127,17 +127,13 @@ class RuleStream:
               series: dict[str, list[Point]] | None = None) -> RuleStream:
         return cls(rule, rule.make_judge(series or {}), rule.make_tracker(episode), judged_to)
 
-    def replay(self, series: dict[str, list[Point]], latch: dict | None = None,
-               stored: list[dict] | None = None) -> None:
+    def replay(self, series: dict[str, list[Point]], latch: dict | None = None) -> None:
         """Rebuild the judge's memory from the readings it judged before (``series``: the rule's series and its
         context over the window a late reading would re-read, ending at ``judged_to``) and its persisted ``latch``:
         the judge is built over them, as a window re-read's is, so it takes them for a re-read of history when they
         start after the terminal's first reading (``rules._quality_checked``), and the spike screen takes them in
-        too. ``stored``: the alerts a judge that heeds them (``Rule.heeds``) is told first, as a window re-read's
-        is: a stuck rule's line already called is taken as called, its neighbours not asked again."""
+        too."""
         self.judge = resumed(self.rule.make_judge(series), latch)
-        if stored is not None:
-            heed(self.judge, stored)
         for point in series[self.rule.metric]:
             for admitted in self.tracker.admitted(point):
                 self.judge(admitted)
@@ -375,11 +371,10 @@ def visible_in(xid: int, snapshot: str) -> bool:
 
 
 def load(conn: psycopg.Connection, terminals: list[tuple[TerminalInfo, int]],
-         neighbours: NeighbourLookup | None = None, sink: AlertSink | None = None) -> dict[int, TerminalStream]:
+         neighbours: NeighbourLookup | None = None) -> dict[int, TerminalStream]:
     """The terminals' rules as the database has them, in two queries: the persisted episode of each, and its
     judge's memory rebuilt by replaying the rule's lookback before the last reading it judged. ``terminals``:
-    (terminal, the version of its cursor); ``neighbours``: for the stuck-sensor rules (``rules_for``); ``sink``:
-    where the stored alerts a replayed judge heeds are read (``Rule.heeds``; a third query, only when one does)."""
+    (terminal, the version of its cursor); ``neighbours``: for the stuck-sensor rules (``rules_for``)."""
     saved = queries.rule_states_of(conn, [info.id for info, _ in terminals])
     rules = {info.id: rules_for(info, neighbours) for info, _ in terminals}
     latches = _latches(conn, saved, rules)
@@ -399,18 +394,11 @@ def load(conn: psycopg.Connection, terminals: list[tuple[TerminalInfo, int]],
                     mine[metric] = min(mine.get(metric, start), start)
         loaded[info.id] = TerminalStream(info, streams, version)
     history = queries.series_of(conn, since) if since else {}
-    heeding: dict[int, dt.datetime] = {}
-    for (terminal_id, key), start in starts.items():
-        if loaded[terminal_id].rules[key].rule.heeds:
-            heeding[terminal_id] = min(heeding.get(terminal_id, start), start)
-    alerts = sink.stored_alerts_of(conn, heeding) if sink is not None and heeding else {}
     for terminal_id, series in history.items():
         for key, stream in loaded[terminal_id].rules.items():
             if (terminal_id, key) in starts:
-                heeds = stream.rule.heeds
                 stream.replay({m: _between(series.get(m, []), starts[terminal_id, key], stream.judged_to)
-                               for m in (stream.rule.metric, *stream.rule.context)}, latches.get((terminal_id, key)),
-                              alerts.get(terminal_id, {}).get(heeds, []) if heeds and sink is not None else None)
+                               for m in (stream.rule.metric, *stream.rule.context)}, latches.get((terminal_id, key)))
     for stream in loaded.values():
         judged = [s.judged_to for s in stream.rules.values() if s.judged_to is not None]
         stream.heard = (max(judged), INGEST.now()) if judged else None

@@ -623,9 +623,8 @@ def _recent(mark: list, point: Point, window: dt.timedelta) -> bool:
 
 
 def _flatline_window(rule: Rule, t: TerminalInfo) -> Rule:
-    """A flat line is judged over twice the metric's ``flat_after_h`` (when its neighbours are flat too): the
-    history a late reading re-reads and a restarted worker replays. (``every``, ``FLATLINE_DELAY``: how often it
-    was re-evaluated when it was a window rule, until session 17; a streamed rule is judged reading by reading.)"""
+    """A flat line is judged over twice the metric's ``flat_after_h`` (when its neighbours are flat too), and
+    reading by reading is not needed (``FLATLINE_DELAY``)."""
     spec = metric_spec(rule.metric)
     flat = dt.timedelta(hours=spec.flat_after_h or DEFAULT_LOOKBACK.total_seconds() / 3600)
     return replace(rule, lookback=2 * flat + dt.timedelta(seconds=3 * t.report_interval_s),
@@ -996,7 +995,7 @@ def device_health(t: TerminalInfo, neighbours: NeighbourLookup | None = None) ->
                               lambda s, k=key, sib=siblings: _stuck_judge(
                                   k, {m: s.get(m, []) for m in sib},
                                   functools.partial(neighbours.of, t, k) if neighbours else None),
-                              context=siblings, takes_context=True, heeds=f"device:stuck:{key}"))
+                              context=siblings, heeds=f"device:stuck:{key}"))
         rules.append(Rule(f"device:jump:{key}", "device", "steward", key,
                           lambda s, k=key, sp=spec.high - spec.low: _jump_judge(k, sp, within), memory=2))
         if (limit := drift_limit(t.kind, key)) is not None:
@@ -1148,13 +1147,6 @@ SILENT_INTERVALS = 3
 pages the steward after as long)."""
 MOVED_BY_FAULT = ("drift", "jump")
 """A neighbour's own device alerts that make its moves its fault's, not the world's."""
-PENDING_PASS = 64
-"""A stuck judge holding more readings of a sibling than this (a line that lasts) passes those up to its own last
-reading judged when it is handed more (``_stuck_judge``)."""
-PENDING_MAX = 256
-"""A stuck judge keeps at most this many readings of a sibling it has not passed yet (its own series silent while the
-sibling reports): beyond, it passes the oldest half (a late reading of the sibling before them is then not taken
-in, only when the judge is rewound across them)."""
 _STUCK_DETAIL = re.compile(r" for [\d.]+ h (?P<why>.+) \(stuck sensor\?\)$")
 """The evidence a stuck alert's text states (``_stuck_judge``), read back from a stored alert."""
 
@@ -1174,83 +1166,19 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
 
     A line once called stays called while it lasts (a silent neighbour's backlog arriving later, flat, does not end
     the alert): the judge is told the rule's own stored alerts (``heed``, ``Rule.heeds``), so a window re-read, a
-    restarted worker or a stream finds the line called as the alert says, not asking the neighbours again.
-
-    Streamed (session 17): the siblings' readings (the terminal's other moving series) are taken as they arrive
-    (``take_context``) and kept raw only until the judge has passed them (``pending``: the readings after the last
-    reading of its own series it judged, a batch's worth); passing them, it keeps of each sibling only its last value
-    and when it first moved during the current line (``moved``). A mark copies those (``remembering``), so a late
-    reading, its own or a sibling's, rewinds the judge like any streamed rule's, and the siblings' readings after the
-    mark are handed again, the late one in its place. The neighbours are asked only between once and twice the
-    window, and again each 1/60 of the window of observation time until one is seen to move."""
+    restarted worker or a stream finds the line called as the alert says, not asking the neighbours again. When the
+    siblings moved is worked out once a line has lasted ``flat_after_h`` (rarely: every window of every terminal used
+    to scan each sibling series, ten stuck rules a ten-metric terminal, a fifth of a rule worker's first judgements);
+    the neighbours are asked only between once and twice the window, and again each 1/60 of the window of observation
+    time until one is seen to move."""
     spec = metric_spec(key)
     flat_after = dt.timedelta(hours=spec.flat_after_h)
     refresh = flat_after / FLATLINE_DELAY
-    steps = {m: metric_spec(m).step / 2 for m in siblings}
-    pending: dict[str, list[Point]] = {m: list(points) for m, points in siblings.items()}
-    head = dict.fromkeys(siblings, 0)  # where each sibling's readings not passed yet begin in ``pending``
-    last: dict[str, tuple[dt.datetime, float]] = {}  # each sibling's last reading passed: its time and value
-    moved: dict[str, dt.datetime] = {}  # the siblings that moved during the current line: when they first did
+    moved: list[list[list[dt.datetime]]] = []
     since: list[Point] = []
-    seen: list[dt.datetime] = []  # the time of the last reading of its own series judged
     looked: dict = {}
     called: dict = {}  # the line this judge called: its start, and why
     stored: list[dict] = []  # the rule's alerts as stored (``heed``)
-
-    def take(series: dict[str, Sequence[Point]]) -> None:
-        for m, points in series.items():
-            kept = pending.get(m)
-            if kept is None or not points:
-                continue
-            passed = last[m][0] if m in last else None
-            for point in points:
-                if passed is not None and point.ts <= passed:  # passed already (``PENDING_MAX``)
-                    continue
-                if not kept or point.ts > kept[-1].ts:
-                    kept.append(point)
-                    continue
-                at = bisect.bisect_left(kept, point.ts, lo=head[m], key=_TS)
-                if at < len(kept) and kept[at].ts == point.ts:
-                    kept[at] = point
-                else:
-                    kept.insert(at, point)
-            trim(m, kept)
-            if seen and len(kept) - head[m] > PENDING_PASS:  # a long line: pass those its own readings have reached
-                catch_up(m, kept, seen[0])
-            if len(kept) - head[m] > PENDING_MAX:  # its own channel silent for long (``PENDING_MAX``)
-                catch_up(m, kept, kept[len(kept) - PENDING_MAX // 2 - 1].ts)
-
-    def trim(m: str, kept: list[Point]) -> None:
-        """Pass the sibling's readings at or before the line's first reading: no change of theirs counts for this
-        line or a later one, only the last one's value (the change of the first reading after it)."""
-        first = head[m]
-        if since and first < len(kept) and kept[first].ts <= since[0].ts:
-            cut = bisect.bisect_right(kept, since[0].ts, lo=first, key=_TS)
-            last[m] = (kept[cut - 1].ts, kept[cut - 1].value)
-            head[m] = first = cut
-        if first and (first == len(kept) or (first >= 64 and 2 * first >= len(kept))):
-            del kept[:first]  # not shifted reading by reading (a window judged at once)
-            head[m] = 0
-
-    def catch_up(m: str, kept: list[Point], ts: dt.datetime) -> None:
-        """Pass the sibling's readings up to ``ts`` (all after the line's first reading, ``trim``): note when it
-        first moved during the line, if it had not yet, and its last value."""
-        trim(m, kept)
-        first = head[m]
-        if first == len(kept) or kept[first].ts > ts:
-            return
-        end = len(kept) if kept[-1].ts <= ts else bisect.bisect_right(kept, ts, lo=first, key=_TS)
-        if m not in moved:
-            before, half = (last[m][1] if m in last else None), steps[m]
-            for i in range(first, end):
-                value = kept[i].value
-                if before is not None and abs(value - before) >= half:
-                    moved[m] = kept[i].ts
-                    break
-                before = value
-        last[m] = (kept[end - 1].ts, kept[end - 1].value)
-        head[m] = end
-        trim(m, kept)
 
     def neighbours_moved(start: dt.datetime, ts: dt.datetime) -> tuple[int, int, bool, Nearby | None]:
         """How many neighbours moved between ``start`` and ``ts``, how many were heard through the line (reported
@@ -1269,7 +1197,9 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
 
     def evidence(point: Point, flat_for: dt.timedelta) -> str | None:
         """Why the line is stuck at ``point``, on the evidence beside it; None: not (yet)."""
-        if moved:
+        if not moved:
+            moved.append([_change_times(points, metric_spec(m).step) for m, points in siblings.items()])
+        if any(_changed_between(times, since[0].ts, point.ts) for times in moved[0]):
             return "while the terminal's other sensors moved"
         if flat_for >= 2 * flat_after:
             return "with nothing seen moving beside it"
@@ -1285,8 +1215,6 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
     def judge(point: Point) -> Verdict:
         if not since or abs(point.value - since[0].value) >= spec.step / 2:
             since[:] = [point]
-            moved.clear()
-        seen[:] = [point.ts]
         flat_for = point.ts - since[0].ts
         if flat_for < flat_after or spec.at_rest(point.value):
             return CLEAR
@@ -1294,11 +1222,8 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
         # built since (a window re-read, a restarted worker), as the rule's stored alert says.
         why = called["why"] if called.get("start") == since[0].ts \
             else _called_before(stored, since[0].ts, flat_after, point.ts)
-        if why is None:
-            for m, kept in pending.items():  # the siblings are looked at only now: a line that lasted
-                catch_up(m, kept, point.ts)
-            if (why := evidence(point, flat_for)) is None:
-                return CLEAR
+        if why is None and (why := evidence(point, flat_for)) is None:
+            return CLEAR
         called.update(start=since[0].ts, why=why)
         hours = flat_for.total_seconds() / 3600
         return Verdict(State.VIOLATE, "warning", f"{spec.name} flat at {since[0].value:g} {spec.unit} for "
@@ -1307,23 +1232,8 @@ def _stuck_judge(key: str, siblings: dict[str, list[Point]],
     def heed_stored(alerts: list[dict]) -> None:
         stored[:] = alerts
 
-    def snapshot() -> tuple:
-        return (since[:], dict(last), dict(moved), {m: kept[head[m]:] for m, kept in pending.items()}, dict(called),
-                dict(looked), seen[:])
-
-    def restore(saved: tuple) -> None:
-        since[:] = saved[0]
-        seen[:] = saved[6]
-        for kept, copy in zip((last, moved, called, looked), (saved[1], saved[2], saved[4], saved[5]), strict=True):
-            kept.clear()
-            kept.update(copy)
-        for m, copy in saved[3].items():
-            pending[m][:] = copy
-            head[m] = 0
-
     judge.heed = heed_stored
-    judge.take_context = take
-    return remembering(judge, snapshot, restore)
+    return judge
 
 
 def _called_before(alerts: list[dict], start: dt.datetime, flat_after: dt.timedelta, ts: dt.datetime) -> str | None:

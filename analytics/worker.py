@@ -463,7 +463,7 @@ class RuleWorker:
             else:
                 streams[terminal_id] = held
         if stale:
-            streams |= load(conn, stale, self.neighbours, self.sink)
+            streams |= load(conn, stale, self.neighbours)
         for gone in set(terminal_ids) - set(infos):
             self.memory.pop(gone, None)
         return streams

@@ -4,7 +4,7 @@ and events injected, and the alerts the rules raise are scored per family agains
 What is measured, and what not: the readings are made by the simulators' own code (``read_terminal``, the
 same signals, noise, quantisation and distortions ``ganzhi simulate`` publishes) on a simulated clock, and
 judged by the same rules and episode logic the rule workers reconcile into alerts (``rules_for`` →
-``Rule.evaluate``): a streamed rule over the run's readings in order, a window rule (the night flow)
+``Rule.evaluate``): a streamed rule over the run's readings in order, a window rule (stuck sensor, night flow)
 re-evaluated as the readings arrive, as the workers do, so that an alert raised and later retracted is
 still counted (the operator saw it; ``replay``). Transport (broker, ingest, alert store) is left out: it does
 not change which episodes exist (late and repeated data are judged where they belong), only when they
@@ -193,7 +193,7 @@ def judge_day(info: TerminalInfo, distortion: Distortion, hours: float, seed: in
 
 
 def replay(rule: Rule, series: dict[str, list[Point]], interval: dt.timedelta, end: dt.datetime) -> list[Raised]:
-    """A window rule (the night flow) as the workers run it on readings arriving in order: its
+    """A window rule (stuck sensor, night flow) as the workers run it on readings arriving in order: its
     window re-evaluated every ``Rule.every`` (at least every reading), the episodes found reconciled with what
     is stored as ``alerts.service.reconcile`` does (opened, extended, or retracted when a later look at the window
     no longer finds them). A streamed rule fed in order takes nothing back, so only these are replayed."""

@@ -8,7 +8,7 @@ import math
 import random
 
 from analytics.engine import Point
-from analytics.rules import PENDING_MAX, PENDING_PASS, TerminalInfo, rules_for, take_context
+from analytics.rules import TerminalInfo, rules_for
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 T0 = dt.datetime(2026, 11, 27, 0, 0, tzinfo=BEIJING)
@@ -151,64 +151,3 @@ def test_a_step_inside_a_quarter_on_a_rising_quantity_is_not_drift():
         points = [Point(p.ts + dt.timedelta(minutes=5 * shift), p.value) for p in _points(values, 300)]
         found = _device_episodes(substation, {"supply_temp": points})
         assert "device:drift:supply_temp" not in found, shift
-
-
-def _station() -> TerminalInfo:
-    return _terminal("water_quality_station", ("w01009", "w01010", "w01001"), 1800,
-                     {"river": "呼兰河", "chainage_km": 162, "target_class": "III"})
-
-
-def _frozen_while_siblings_move_later(hours: int = 30) -> dict[str, list[Point]]:
-    """Dissolved oxygen on flat lines of 9 h, broken twice; the temperature still for 7 h, then moving every
-    half hour; the pH every 10 minutes, moving once at 20 h (readings on their own schedules)."""
-    n = hours * 2
-    oxygen = [7.43 if i < 18 else 7.51 if i < 36 else 7.43 for i in range(n)]
-    temperature = [8.4 if i < 14 else (8.4 if i % 2 else 8.6) for i in range(n)]
-    ph = [7.2 if i < 120 else 7.4 for i in range(hours * 6)]
-    return {"w01009": _points(oxygen, 1800), "w01010": _points(temperature, 1800),
-            "w01001": [Point(T0 + dt.timedelta(minutes=5 + 10 * i), v) for i, v in enumerate(ph)]}
-
-
-def test_a_stuck_judge_fed_its_siblings_as_they_come_judges_as_over_its_window():
-    """The streamed stuck judge (session 17) takes the siblings' readings as they arrive, in batches that end anywhere
-    (before, with or after the reading they bear on), and says what the judge built over the whole window says,
-    reading for reading; so does one rewound (``snapshot``/``restore``) and handed a batch again."""
-    series = _frozen_while_siblings_move_later()
-    rule = next(r for r in rules_for(_station()) if r.key == "device:stuck:w01009")
-    assert rule.takes_context and rule.streamable and set(rule.context) == {"w01010", "w01001"}
-    whole = rule.make_judge(series)
-    expected = [whole(p).detail for p in series["w01009"]]
-    assert any(expected) and len(set(filter(None, expected))) > 1  # called on two lines
-
-    streamed = rule.make_judge({})
-    got, handed = [], dt.datetime.min.replace(tzinfo=dt.UTC)
-    for i, point in enumerate(series["w01009"]):
-        upto = point.ts + dt.timedelta(minutes=(0, 7, 45)[i % 3])  # a batch reaching past the reading, or not
-        take_context(streamed, {m: [p for p in series[m] if handed < p.ts <= upto] for m in rule.context})
-        handed = max(handed, upto)
-        if i % 5 == 4:  # a late batch: back to a mark before it, the siblings' readings after it handed again
-            mark = streamed.snapshot()
-            take_context(streamed, {m: [p for p in series[m] if handed < p.ts] for m in rule.context})
-            streamed.restore(mark)
-            take_context(streamed, {m: [p for p in series[m] if point.ts - dt.timedelta(minutes=40) < p.ts <= handed]
-                                    for m in rule.context})  # some passed already: not taken twice
-        got.append(streamed(point).detail)
-    assert got == expected
-
-
-def test_a_stuck_judge_keeps_of_its_siblings_only_what_the_line_needs():
-    """Not every reading of every sibling: what it has not judged past yet, its last value, whether it moved."""
-    rule = next(r for r in rules_for(_station()) if r.key == "device:stuck:w01009")
-    judge = rule.make_judge({})
-    for i in range(500):  # ten days of a half-hour station
-        at = T0 + dt.timedelta(minutes=30 * i)
-        take_context(judge, {"w01010": [Point(at, 8.4 + i % 2 / 5), Point(at + dt.timedelta(minutes=15), 8.4)],
-                             "w01001": [Point(at + dt.timedelta(minutes=m), 7.2) for m in (0, 10, 20)]})
-        judge(Point(at, 7.43))
-    _, last, moved, pending, *_ = judge.snapshot()
-    assert all(len(kept) <= PENDING_PASS + 3 for kept in pending.values())  # of 1,000 and 1,500
-    assert set(last) == {"w01010", "w01001"} and list(moved) == ["w01010"]
-    later = T0 + dt.timedelta(days=11)
-    for i in range(1000):  # its own channel silent for days while the temperature reports
-        take_context(judge, {"w01010": [Point(later + dt.timedelta(minutes=30 * i), 8.4 + i % 2 / 5)]})
-    assert len(judge.snapshot()[3]["w01010"]) <= PENDING_MAX

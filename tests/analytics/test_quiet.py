@@ -8,7 +8,6 @@ import datetime as dt
 import random
 import time
 import tracemalloc
-from dataclasses import replace
 
 import psycopg
 
@@ -314,10 +313,7 @@ def test_a_window_rule_whose_wait_runs_out_between_reading_and_judging_is_not_ju
     then must not be evaluated a moment later over a window the read did not reach (it would find no flat line and
     retract the alert)."""
     station = _terminal("water_quality_station", ("w01009", "w01010"), 1800)
-    # as the stuck rules were until session 17 (their judges now take the siblings as they come, and are streamed)
-    window_rules = [replace(r, takes_context=False) if r.key.startswith("device:stuck:") else r
-                    for r in rules_for(station)]
-    streams = {rule.key: evaluate.RuleStream.fresh(rule, T0 + dt.timedelta(hours=20)) for rule in window_rules}
+    streams = {rule.key: evaluate.RuleStream.fresh(rule, T0 + dt.timedelta(hours=20)) for rule in rules_for(station)}
     stream = evaluate.TerminalStream(station, streams, 1)
     clock = [1000.0]
     monkeypatch.setattr(evaluate.time, "monotonic", lambda: clock[0])
@@ -799,8 +795,8 @@ def test_a_restarted_worker_takes_up_the_persisted_latch_and_replays_only_the_dr
     [uninterrupted] = rule.evaluate({"w01019": points})
     replayed: dict[str, int] = {}
     replay = evaluate.RuleStream.replay
-    monkeypatch.setattr(evaluate.RuleStream, "replay", lambda rs, pts, latch=None, stored=None: (
-        replayed.__setitem__(rs.rule.key, len(pts)), replay(rs, pts, latch, stored))[1])
+    monkeypatch.setattr(evaluate.RuleStream, "replay", lambda rs, pts, latch=None: (
+        replayed.__setitem__(rs.rule.key, len(pts)), replay(rs, pts, latch))[1])
     restart_at = next(i for i, p in enumerate(points) if p.ts == over + dt.timedelta(hours=8))
     _judged_by_two_workers(db_url, code, [p.value for p in points], restart_at)
     assert replayed["gb3838:w01019"] <= rule.lookback / dt.timedelta(minutes=30) + 1 <= 12

@@ -45,7 +45,7 @@ def _one_by_one(judge):
 def test_runs_judge_as_readings_one_by_one(seed, interval_s):
     t = _terminal(interval_s)
     points = _series(seed, interval_s, 3000 if interval_s > 1 else 12000)
-    rules = [r for r in rules_for(t) if r.streamable and not r.context and r.metric == "w01001"]  # stuck: no run
+    rules = [r for r in rules_for(t) if r.streamable and r.metric == "w01001"]
     assert {r.key.split(":")[1] for r in rules} == {"jump", "drift"}
     for rule in rules:
         runs, single = rule.make_judge({}), rule.make_judge({})

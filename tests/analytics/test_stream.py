@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
 
 import psycopg
 import pytest
@@ -20,25 +19,17 @@ from analytics.evaluate import (
     judge_terminal,
     read_since,
 )
-from analytics.rules import Rule, TerminalInfo, rules_for
+from analytics.rules import TerminalInfo, rules_for
 
 STATION = TerminalInfo(1, "23120221000001R", "water_quality_station", "sthjj", "231202", None, 126.9, 46.5, 1800,
                        ("w21003", "w01009", "w01001"), {"river": "呼兰河", "chainage_km": 162, "target_class": "III"})
 T0 = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 
 
-def _window_rule() -> Rule:
-    """A rule evaluated over its window every so often (``Rule.every``): a stuck rule with a context its judge were not
-    to take as it arrives (since session 17 the stuck rules take their siblings' readings and are streamed)."""
-    stuck = next(r for r in rules_for(STATION) if r.key.startswith("device:stuck:") and r.context)
-    assert stuck.streamable
-    return replace(stuck, takes_context=False)
-
-
 def test_a_fresh_window_rule_is_evaluated_at_once_even_on_a_box_booted_a_minute_ago():
     # time.monotonic() counts from boot on Linux: a window rule never evaluated must not wait for its ``every``
     # to pass since 0, or its state is persisted with no judged_to (a NOT NULL column) and its chunk fails.
-    stuck = _window_rule()
+    stuck = next(r for r in rules_for(STATION) if r.key.startswith("device:stuck:") and not r.streamable)
     assert stuck.every_s > 60
     assert RuleStream.fresh(stuck).step(T0, now=60.0) is WINDOW
 
@@ -47,7 +38,7 @@ def test_a_window_rule_waits_until_either_clock_has_run_its_every():
     """A day replayed in minutes (a compressed simulation, a logger's backlog uploaded in parts) is judged as often
     per observed hour as a live day; a late reading, or the last one, waits no longer than ``every`` of the
     worker's clock."""
-    stuck = _window_rule()
+    stuck = next(r for r in rules_for(STATION) if r.key.startswith("device:stuck:") and not r.streamable)
     stream = RuleStream.fresh(stuck, judged_to=T0)
     stream.evaluated_at = 1000.0
     just_after = 1000.0 + 1
