@@ -182,7 +182,8 @@ class Track:
     hits: deque = field(default_factory=lambda: deque(maxlen=320))
     """(t, box in aligned full-resolution pixels, area), one per frame seen (``history_s`` at 25 fps)."""
     flicker: tuple[float, float] | None = None
-    """(t, share) of the last burst analysed."""
+    """(t, share) of the last burst analysed; None when none was, or the last could not measure it (too few pixels
+    a flame's edge crosses: ``temporal.flame_band_energy``)."""
     rejected: bool = False
     """Judged, and found not to be fire (its pixels may then become background)."""
     ghost: bool = False
@@ -428,8 +429,15 @@ class SceneModel:
     def _observe(self, cue: str, blobs: list[tuple], t: float) -> None:
         """Blobs (box, area) — smoke's (box, area, block size) — joined to the tracks near them, or new tracks."""
         mine = [tr for tr in self.tracks if tr.cue == cue]
+        before = {tr.id: tr.last_box() for tr in mine}  # (where each was before this frame's blobs joined it)
         for box, area, *block in blobs:
-            track = next((tr for tr in mine if _near(tr.last_box(), box)), None)
+            near = [tr for tr in mine if _near(tr.last_box(), box)]
+            if cue == "flame" and len(near) > 1:
+                # the track covering it most, not the oldest near it: a plume's flank beside a fire (the frame's
+                # largest blob) joined the fire's track and dragged its box up into a "vehicle" (tuning low-sun
+                # fire 7000 at 10 fps), and the fire's own tongues were scattered over new tracks
+                near.sort(key=lambda tr: -_cover(before.get(tr.id, tr.last_box()), box))  # (stable: ties, oldest)
+            track = near[0] if near else None
             if track is None:
                 track = self._continued(box, t) if cue == "flame" else Track(next(_ids), cue, t)
                 track.stepped = cue == "flame" and self._in_step()
@@ -501,8 +509,9 @@ class SceneModel:
             if track.hits[-1][0] != t:
                 continue
             if track.cue == "flame":
-                if bursting:
-                    track.flicker = (t, self._flicker(track.last_box()))
+                if bursting:  # (not measurable — no flame edge crosses enough of its pixels —: judged as at 2 fps)
+                    share = self._flicker(track.last_box())
+                    track.flicker = None if share is None else (t, share)
                 confidence = self._flame(track, t, when, glint)
             elif track.cue == "spot":
                 confidence = self._spot(track, t, when, glint)
@@ -592,8 +601,11 @@ class SceneModel:
         confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)
-        if flicker is None and self._unsettled(track, t) and not _spreads(recent, growth, self.p.unsettled_growth):
-            return min(self.p.unsettled_cap, confidence)  # stubble or leaves shimmering, or a fire burning already
+        if (flicker is None and (self._unsettled(track, t) or track.stepped)
+                and not _spreads(recent, growth, self.p.unsettled_growth)):
+            # stubble or leaves shimmering, or a fire burning already; or what an exposure step left in a box whose
+            # background does not learn while the track is in play
+            return min(self.p.unsettled_cap, confidence)
         return min(0.97, confidence)
 
     def _dust(self, track: Track, grow: float, margin: int, params: DustParams) -> bool:
@@ -689,9 +701,10 @@ class SceneModel:
         return speed_px / max(diag, 1.0) > self.p.max_speed_diag_s
 
     def _fast_edge(self, ts: np.ndarray, boxes: np.ndarray) -> bool:
-        """An edge of the box running steadily faster than a straw fire's front spreads (``max_front_mps``,
+        """An edge of the box running steadily *outward* faster than a straw fire's front spreads (``max_front_mps``,
         or ``max_front_heights_s`` flame heights a second without a pose): a vehicle or a walker coming out
-        of where it stood when the model started looks like a fire growing one way, but too fast."""
+        of where it stood when the model started looks like a fire growing one way, but too fast. An edge running
+        inward is a box shrinking, no front (tuning low-sun fire 7000 at 10 fps: an edge ran inward at 4.6 m/s)."""
         h = float(np.median(boxes[:, 3]))
         x, y, w, _ = boxes[-1]
         scale = 1.0 / max(h, 1.0)
@@ -700,9 +713,10 @@ class SceneModel:
             rng = geometry.ground_range(self.pose, self.width, self.height, x + w / 2, y + h)
             if rng is not None:
                 scale, limit = rng / geometry.focal_px(self.pose, self.width), self.p.max_front_mps
-        for edge in (boxes[:, 0], boxes[:, 0] + boxes[:, 2]):
+        for edge, outward in ((boxes[:, 0], -1.0), (boxes[:, 0] + boxes[:, 2], 1.0)):
             v, spread = _trend(ts, edge)
-            if abs(v) * (ts[-1] - ts[0]) >= 3.0 * max(spread, 0.5) and abs(v) * scale > limit:
+            v *= outward  # an edge running inward is a box shrinking (a flame dying down, a blob losing a part)
+            if v * (ts[-1] - ts[0]) >= 3.0 * max(spread, 0.5) and v * scale > limit:
                 return True
         return False
 
@@ -751,7 +765,7 @@ class SceneModel:
     def _bursting(self, t: float) -> bool:
         return len(self.burst) >= 8 and self.burst[-1][0] == t and t - self.burst[0][0] >= self.p.burst_s
 
-    def _flicker(self, box: tuple[int, int, int, int]) -> float:
+    def _flicker(self, box: tuple[int, int, int, int]) -> float | None:
         x, y, w, h = (v // self.k for v in box)
         y0, x0 = max(y - 3, 0), max(x - 3, 0)
         y1, x1 = y + h + 4, x + w + 4
@@ -759,7 +773,7 @@ class SceneModel:
         red = np.stack([r[y0:y1, x0:x1] for _, r, _ in self.burst])
         hot = np.stack([_rows(c, y0 - wtop, y1 - wtop)[:, x0:x1] > 0 for *_, c in self.burst])
         if hot.shape[1:] != red.shape[1:]:
-            return 0.0
+            return None
         return temporal.flame_band_energy(red, hot)
 
 
@@ -899,6 +913,13 @@ def _under(point: tuple[int, int, int, int], plume: tuple[int, int, int, int], s
     x, y = _centre(point)
     px, py, pw, ph = plume
     return px - pw / 4 <= x <= px + pw * 5 / 4 and py <= y <= py + ph + max(ph / 4, slack)
+
+
+def _cover(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """The share of box b that box a covers."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(w, 0) * max(h, 0) / max(b[2] * b[3], 1)
 
 
 def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:

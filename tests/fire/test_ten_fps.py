@@ -1,0 +1,92 @@
+"""What lost fires at 10 fps that 2 fps found (session 17; tuning low-sun fire 7000 probed frame by frame at 10 fps):
+
+1. flicker read 0.00 on "boundary" pixels that only hovered at the colour rules' bounds (their red 1–3 grey levels
+   apart between flame-coloured and other frames): no flame edge crossed them, so flicker was not measured at all,
+   yet it vetoed every track. Only pixels a flame edge really crosses count; too few of them: not measurable, the
+   track is judged as at 2 fps;
+2. the plume's flank, the frame's largest blob, joined the *oldest* nearby track and dragged its box up, so it was
+   judged a vehicle and the flames were scattered over new tracks: a flame blob joins the track covering it most;
+3. a shrinking box read as a fast front (its edge ran *inward* at 4.6 m/s): only an outward edge is a front;
+4. a track born in an exposure step is listed, not paged, unless it spreads or flickers.
+
+Each was a chance per frame, so five times as likely per second at 10 fps as at 2 fps."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analytics.fire import temporal
+from analytics.fire.video import SceneModel, Track, VideoParams
+from tests.fire.test_fire_cues import _burst
+
+W, H = 1280, 720
+
+
+def test_boundary_pixels_hovering_at_the_colour_bounds_measure_no_flicker():
+    # a steady blob whose rim flips in and out of the colour rules by noise: its red 1–3 levels apart either way
+    rng = np.random.default_rng(4)
+    frames = 20
+    red = np.full((frames, 12, 12), 90, np.int16)
+    hot = np.zeros((frames, 12, 12), bool)
+    red[:, 3:9, 3:9] = 126  # orange stubble at the rules' red bound (R > 125)
+    red[:, 4:8, 4:8] = 250
+    red = red + rng.integers(-2, 3, red.shape)
+    hot[:, 3:9, 3:9] = red[:, 3:9, 3:9] > 125
+    assert temporal.flame_band_energy(np.clip(red, 0, 255).astype(np.uint8), hot) is None
+
+
+def test_a_flame_edge_crossing_its_pixels_is_still_measured():
+    rng = np.random.default_rng(3)
+    ring = np.zeros((12, 12), bool)
+    ring[3:9, 3:9] = True
+    ring[4:8, 4:8] = False
+    flicker = np.stack([ring & (rng.random((12, 12)) < 0.5) for _ in range(20)])
+    step = np.stack([ring if i >= 10 else np.zeros_like(ring) for i in range(20)])
+    assert temporal.flame_band_energy(*_burst(flicker)) > 0.5
+    assert temporal.flame_band_energy(*_burst(step)) < 0.1  # measured (an edge crossed them): no flicker
+
+
+def _scene() -> SceneModel:
+    scene = SceneModel(W, H, None, VideoParams())
+    scene.started = scene.t = 0.0
+    return scene
+
+
+def test_a_flame_blob_joins_the_track_covering_it_most_not_the_oldest_near_it():
+    scene = _scene()
+    fire, flank = Track(1, "flame", 0.0), Track(2, "flame", 0.5)  # the fire's track, the oldest; a flank beside it
+    fire.hits.extend([(0.0, (600, 400, 20, 20), 200), (0.5, (600, 400, 20, 20), 200)])
+    flank.hits.append((0.5, (624, 380, 24, 16), 200))
+    scene.tracks = [fire, flank]
+    # the flank again, the largest blob first, then the fire's tongues: each to its own track
+    scene._observe("flame", [((625, 379, 26, 18), 300), ((601, 401, 18, 19), 150)], 1.0)
+    assert fire.last_box() == (601, 401, 18, 19)
+    assert flank.last_box() == (625, 379, 26, 18)
+
+
+def test_a_box_shrinking_is_no_fast_front():
+    scene = _scene()
+    ts = np.arange(0.0, 3.01, 0.1)
+    left = 100 + 10.0 * ts  # the left edge runs inward at 10 px/s (0.5 box heights a second)
+    boxes = np.stack([left, np.full_like(ts, 400), 160 - left, np.full_like(ts, 20)], axis=1)
+    assert not scene._fast_edge(ts, boxes)
+    growing = np.stack([100 - 10.0 * ts, np.full_like(ts, 400), 60 + 10.0 * ts, np.full_like(ts, 20)], axis=1)
+    assert scene._fast_edge(ts, growing)  # the same edge running outward: too fast a front
+
+
+def test_a_track_born_in_an_exposure_step_is_listed_unless_it_spreads_or_flickers(monkeypatch):
+    scene = _scene()
+    monkeypatch.setattr(SceneModel, "_light_like", lambda self, box, since=None: (0.0, 0.0))
+    monkeypatch.setattr(SceneModel, "_ghost", lambda self, track, t: False)
+    monkeypatch.setattr(SceneModel, "_dust", lambda self, *a: False)
+    stepped, steady = Track(1, "flame", 10.0, stepped=True), Track(2, "flame", 10.0)
+    for i in range(41):  # 20 s at 2 fps, neither growing nor moving: born 10 s after the model started
+        t = 10.0 + 0.5 * i
+        scene.looks.append(t)
+        for track in (stepped, steady):
+            track.hits.append((t, (600, 400, 12, 12), 100))
+    t = 30.0
+    assert scene._flame(steady, t, None, None) >= 0.5
+    assert scene._flame(stepped, t, None, None) <= scene.p.unsettled_cap
+    stepped.flicker = (t, 0.5)  # a burst saw it flicker
+    assert scene._flame(stepped, t, None, None) >= 0.5
