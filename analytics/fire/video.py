@@ -160,6 +160,8 @@ class VideoParams:
     exposure_step_s: float = 1.0
     """How long an exposure step takes at most (a camera's auto-exposure settles within about a second; its drift
     over the day, and a tower scene's ±6 % over 17 s, moves the exposure by no more than 0.025 in that time)."""
+    beside_mover_s: float = 2.0
+    """A flame track born beside where a mover in view was within this long continues it (``_continued``)."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -459,7 +461,19 @@ class SceneModel:
     def _continued(self, box: tuple[int, int, int, int], t: float) -> Track:
         """A new flame track, or, born where a forgotten mover's course leads it by now (its last box moved on
         at its steady velocity), that mover's continuation: a new track with its hits (``mover_gap_s``). Not
-        anywhere on its path: a fire lit behind a passing tractor is judged as its own track."""
+        anywhere on its path: a fire lit behind a passing tractor is judged as its own track.
+
+        So too a track born beside a mover still in view (its boxes of the last ``beside_mover_s``, grown by half
+        their size): a piece of the vehicle that the track covering it most did not take (a blob joins the track
+        that covers it most, so a piece of a tractor beside its box started a still track of its own and paged:
+        tuning tractor 7003 at 2 fps, 7002 at 10 fps)."""
+        for mover in self.tracks:
+            if mover.cue != "flame" or not mover.mover:
+                continue
+            beside = [h for h in mover.hits if h[0] >= t - self.p.beside_mover_s]
+            if beside and _near(_union(beside), box):  # (its path, not this frame's piece of it)
+                return Track(next(_ids), "flame", mover.first_t,
+                             deque((h for h in mover.hits if h[0] < t), maxlen=mover.hits.maxlen), mover=True)
         for mover in self.movers:
             recent = mover.recent(t - self.p.history_s)
             ts = np.array([h[0] for h in recent])
@@ -509,9 +523,10 @@ class SceneModel:
             if track.hits[-1][0] != t:
                 continue
             if track.cue == "flame":
-                if bursting:  # (not measurable — no flame edge crosses enough of its pixels —: judged as at 2 fps)
+                if bursting:
                     share = self._flicker(track.last_box())
-                    track.flicker = None if share is None else (t, share)
+                    if share is not None:  # (not measurable — no flame edge crosses enough of its pixels —: no
+                        track.flicker = (t, share)  # news; the last verdict measured stands its time, or none)
                 confidence = self._flame(track, t, when, glint)
             elif track.cue == "spot":
                 confidence = self._spot(track, t, when, glint)

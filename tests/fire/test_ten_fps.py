@@ -90,3 +90,36 @@ def test_a_track_born_in_an_exposure_step_is_listed_unless_it_spreads_or_flicker
     assert scene._flame(stepped, t, None, None) <= scene.p.unsettled_cap
     stepped.flicker = (t, 0.5)  # a burst saw it flicker
     assert scene._flame(stepped, t, None, None) >= 0.5
+
+
+def test_a_flame_track_born_beside_a_mover_in_view_continues_it():
+    # (tuning tractor 7003, 2 fps) a piece of the tractor beside its box, not near enough its last box to join it,
+    # started a still flame track of its own, judged without the tractor's course: it paged at 13 s
+    scene = _scene()
+    tractor = Track(1, "flame", 0.0, mover=True)
+    for i in range(20):  # 10 s at 2 fps, driving right at 4 px/s, its box jumping between its parts
+        t = 0.5 * i
+        tractor.hits.append((t, (332 + 2 * i, 416 if i % 2 else 408, 8, 6 if i % 2 else 12), 40))
+    scene.tracks = [tractor]
+    scene._observe("flame", [((370, 404, 3, 4), 8)], 10.0)  # above its box: not near its last box
+    piece = scene.tracks[-1]
+    assert piece is not tractor and piece.mover and piece.first_t == 0.0 and len(piece.hits) == 21
+    scene._observe("flame", [((600, 300, 6, 6), 30)], 10.5)  # elsewhere: a track of its own
+    assert scene.tracks[-1].first_t == 10.5 and not scene.tracks[-1].mover
+
+
+def test_a_look_that_cannot_measure_flicker_leaves_the_last_measured_verdict_standing(monkeypatch):
+    # (tuning low sun 7007, tractor 7002 at 10 fps) a glint's and a field's edges crossed enough pixels in some
+    # frames to measure no flicker; the frames between, too few to measure, wiped that verdict out, and they paged
+    scene = _scene()
+    track = Track(1, "flame", 0.0)
+    readings = iter([0.0, None, None])
+    monkeypatch.setattr(SceneModel, "_bursting", lambda self, t: True)
+    monkeypatch.setattr(SceneModel, "_flicker", lambda self, box: next(readings))
+    monkeypatch.setattr(SceneModel, "_flame", lambda self, track, t, when, glint: None)
+    monkeypatch.setattr(SceneModel, "_judged", lambda self, track, t: False)
+    scene.tracks = [track]
+    for t in (5.0, 5.1, 5.2):
+        track.hits.append((t, (600, 400, 12, 12), 100))
+        scene._decide(t, None)
+    assert track.flicker == (5.0, 0.0)
