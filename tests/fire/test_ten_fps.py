@@ -123,3 +123,33 @@ def test_a_look_that_cannot_measure_flicker_leaves_the_last_measured_verdict_sta
         track.hits.append((t, (600, 400, 12, 12), 100))
         scene._decide(t, None)
     assert track.flicker == (5.0, 0.0)
+
+
+def test_a_flame_track_born_while_a_cloud_shadow_leaves_it_is_stepped():
+    # (tuning foliage 7007, 10 fps) orange leaves under a cloud's shadow for 11 s: when it left, the field around
+    # brightened by 16 % in a second, the leaves were new light (colour and brightness) and paged at 20.8 s
+    rng = np.random.default_rng(6)
+    h, w = 360, 640
+    field = np.empty((h, w, 3), np.float32)
+    field[...] = (70, 110, 150)  # BGR: tan stubble
+    field += rng.normal(0, 12, (h, w, 1))
+    scene = SceneModel(w, h, 100.0, VideoParams())
+    patches = {4.0: (100, 220), 10.0: (420, 220)}  # lit in steady light, and as the shadow leaves
+    born = {}
+    for i in range(int(12.5 * 2) + 1):  # 12.5 s at 2 fps
+        t = i / 2
+        frame = field.copy()
+        shade = 0.75 if t < 9.5 else 0.88 if t < 10.0 else 1.0  # a shadow over the right third, leaving at 9.5–10 s
+        frame[:, 380:] *= shade
+        for lit, (x, y) in patches.items():
+            if t >= lit:
+                frame[y:y + 12, x:x + 12] = (40, 130, 235)
+        scene.process(np.clip(frame + rng.normal(0, 1.5, frame.shape), 0, 255).astype(np.uint8), t)
+        for tr in scene.tracks:
+            bx, by, bw, bh = tr.hits[0][1]
+            for lit, (x, y) in patches.items():  # (the track born on the patch, not on the shadow's edge)
+                if tr.cue == "flame" and bx < x + 12 and x < bx + bw and by < y + 12 and y < by + bh:
+                    born.setdefault(lit, tr)
+    assert not scene._in_step()  # the land's exposure as a whole did not step
+    assert born[4.0].first_t >= 4.0 and born[4.0].stepped is False
+    assert born[10.0].first_t >= 10.0 and born[10.0].stepped is True
