@@ -153,3 +153,21 @@ def test_a_flame_track_born_while_a_cloud_shadow_leaves_it_is_stepped():
     assert not scene._in_step()  # the land's exposure as a whole did not step
     assert born[4.0].first_t >= 4.0 and born[4.0].stepped is False
     assert born[10.0].first_t >= 10.0 and born[10.0].stepped is True
+
+
+def test_a_puff_of_smoke_over_two_fields_boundary_is_no_change_of_light_around():
+    # (tuning windy fire 7004, 2 fps) half a second after ignition a puff of smoke over the boundary of dark soil and
+    # tan stubble moved the *median level* of the ground around the fire's first blob by 0.05: it was born "stepped",
+    # asked for periodicity over the whole ring (its own step up read as a line) and paged at 10.5 s, not 4.0 s
+    scene = _scene()
+    h, w = scene.wh, scene.ww
+    before = np.empty((h, w, 3), np.uint8)
+    before[...] = (40, 70, 90)  # dark soil
+    before[:, 324:] = (120, 190, 225)  # tan stubble, just under half the ground around
+    now = before.copy()
+    now[200:240, 300:340] = (170, 170, 170)  # a puff of grey smoke over the boundary
+    scene.slow.append((9.5, before[:, :, ::2].copy()))
+    scene._small = now
+    assert not scene._light_stepped((640, 440, 6, 8), 10.0)
+    scene._small = (before * 1.2).clip(0, 255).astype(np.uint8)  # a shadow leaving: the light of all of it rises
+    assert scene._light_stepped((640, 440, 6, 8), 10.0)
