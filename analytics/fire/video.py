@@ -160,8 +160,6 @@ class VideoParams:
     exposure_step_s: float = 1.0
     """How long an exposure step takes at most (a camera's auto-exposure settles within about a second; its drift
     over the day, and a tower scene's ±6 % over 17 s, moves the exposure by no more than 0.025 in that time)."""
-    beside_mover_s: float = 2.0
-    """A flame track born beside where a mover in view was within this long continues it (``_continued``)."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
 
@@ -184,8 +182,7 @@ class Track:
     hits: deque = field(default_factory=lambda: deque(maxlen=320))
     """(t, box in aligned full-resolution pixels, area), one per frame seen (``history_s`` at 25 fps)."""
     flicker: tuple[float, float] | None = None
-    """(t, share) of the last burst analysed; None when none was, or the last could not measure it (too few pixels
-    a flame's edge crosses: ``temporal.flame_band_energy``)."""
+    """(t, share) of the last burst analysed."""
     rejected: bool = False
     """Judged, and found not to be fire (its pixels may then become background)."""
     ghost: bool = False
@@ -199,9 +196,8 @@ class Track:
     block: int = BLOCK
     """A smoke track's block size (working pixels) when last found (``smoke.FINE``: a narrow veil far away)."""
     stepped: bool = False
-    """Born while the camera's exposure stepped (``SceneModel._in_step``) or the light around it did (a cloud's
-    shadow, ``SceneModel._light_stepped``): its periodicity is asked over the whole ring, not only over its own
-    life, and it is listed, not paged, unless it spreads or flickers (``SceneModel._flame``)."""
+    """Born while the camera's exposure stepped (``SceneModel._in_step``): its periodicity is asked over the whole
+    ring, not only over its own life (``SceneModel._flame``)."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -352,36 +348,6 @@ class SceneModel:
         levels = [level for _, level in self.exposure]
         return bool(levels) and max(levels) - min(levels) >= self.p.exposure_step  # (none: no frame measured yet)
 
-    def _light_stepped(self, box: tuple[int, int, int, int], t: float) -> bool:
-        """Whether the light on the ground around ``box`` (full-resolution pixels) moved by ``exposure_step`` or more
-        (log red and blue, the median of the pixels' changes) within the last ``exposure_step_s``: a cloud's shadow
-        coming or going over it. What is born then is as likely that light as a new source: tuning foliage 7007 at
-        10 fps, orange leaves in view from the first frame, were new light (their colour as well as their
-        brightness) when a shadow that had lain on them for 11 s left — the field around them brightened by 16 % in
-        a second — and paged. Around, not on it: between the box grown by its size and grown three times its size
-        (at least 48 working pixels), so a fire's own light and smoke weigh little (tuning windy fire 7004: a puff of
-        smoke at ignition over two fields' boundary moved the median *level* there by 0.05 and delayed the fire's
-        page from 4.0 to 10.5 s)."""
-        before = [s for ts, s in self.slow if t - self.p.exposure_step_s - 1e-6 <= ts < t]
-        if not before:
-            return False
-        x, y, w, h = (v // self.k for v in box)
-        gx, gy = max(3 * w, 48), max(3 * h, 48)
-        wtop = self.flame_top // self.k
-        y0, y1 = max(y - gy, wtop), min(y + h + gy, self.wh)
-        x0, x1 = max(x - gx, 0), min(x + w + gx, self.ww)
-        ring = np.ones((y1 - y0, x1 - x0), bool)
-        ring[max(y - h - y0, 0):max(y + 2 * h - y0, 0), max(x - w - x0, 0):max(x + 2 * w - x0, 0)] = False
-        if ring.sum() < 16:
-            return False
-
-        def level(picture: np.ndarray) -> np.ndarray:
-            return np.log1p(picture[y0:y1, x0:x1][ring].astype(np.float32))
-        now = level(self._small[:, :, ::2])
-        # the median of each pixel's own change: a shadow changes most of the ground around, a fire's smoke a part
-        # of it (the median of the levels themselves jumps when a puff covers a little of two fields' boundary)
-        return any(abs(float(np.median(now - level(s)))) >= self.p.exposure_step for s in before)
-
     def _start(self, small: np.ndarray, grey: np.ndarray, t: float) -> None:
         self.log_bg = log_brightness(grey)
         self._behind = 0.0
@@ -462,18 +428,11 @@ class SceneModel:
     def _observe(self, cue: str, blobs: list[tuple], t: float) -> None:
         """Blobs (box, area) — smoke's (box, area, block size) — joined to the tracks near them, or new tracks."""
         mine = [tr for tr in self.tracks if tr.cue == cue]
-        before = {tr.id: tr.last_box() for tr in mine}  # (where each was before this frame's blobs joined it)
         for box, area, *block in blobs:
-            near = [tr for tr in mine if _near(tr.last_box(), box)]
-            if cue == "flame" and len(near) > 1:
-                # the track covering it most, not the oldest near it: a plume's flank beside a fire (the frame's
-                # largest blob) joined the fire's track and dragged its box up into a "vehicle" (tuning low-sun
-                # fire 7000 at 10 fps), and the fire's own tongues were scattered over new tracks
-                near.sort(key=lambda tr: -_cover(before.get(tr.id, tr.last_box()), box))  # (stable: ties, oldest)
-            track = near[0] if near else None
+            track = next((tr for tr in mine if _near(tr.last_box(), box)), None)
             if track is None:
                 track = self._continued(box, t) if cue == "flame" else Track(next(_ids), cue, t)
-                track.stepped = cue == "flame" and (self._in_step() or self._light_stepped(box, t))
+                track.stepped = cue == "flame" and self._in_step()
                 self.tracks.append(track)
                 mine.append(track)
             if track.hits and track.hits[-1][0] == t:  # two blobs of one fire: one box around both
@@ -492,19 +451,7 @@ class SceneModel:
     def _continued(self, box: tuple[int, int, int, int], t: float) -> Track:
         """A new flame track, or, born where a forgotten mover's course leads it by now (its last box moved on
         at its steady velocity), that mover's continuation: a new track with its hits (``mover_gap_s``). Not
-        anywhere on its path: a fire lit behind a passing tractor is judged as its own track.
-
-        So too a track born beside a mover still in view (its boxes of the last ``beside_mover_s``, grown by half
-        their size): a piece of the vehicle that the track covering it most did not take (a blob joins the track
-        that covers it most, so a piece of a tractor beside its box started a still track of its own and paged:
-        tuning tractor 7003 at 2 fps, 7002 at 10 fps)."""
-        for mover in self.tracks:
-            if mover.cue != "flame" or not mover.mover:
-                continue
-            beside = [h for h in mover.hits if h[0] >= t - self.p.beside_mover_s]
-            if beside and _near(_union(beside), box):  # (its path, not this frame's piece of it)
-                return Track(next(_ids), "flame", mover.first_t,
-                             deque((h for h in mover.hits if h[0] < t), maxlen=mover.hits.maxlen), mover=True)
+        anywhere on its path: a fire lit behind a passing tractor is judged as its own track."""
         for mover in self.movers:
             recent = mover.recent(t - self.p.history_s)
             ts = np.array([h[0] for h in recent])
@@ -555,9 +502,7 @@ class SceneModel:
                 continue
             if track.cue == "flame":
                 if bursting:
-                    share = self._flicker(track.last_box())
-                    if share is not None:  # (not measurable — no flame edge crosses enough of its pixels —: no
-                        track.flicker = (t, share)  # news; the last verdict measured stands its time, or none)
+                    track.flicker = (t, self._flicker(track.last_box()))
                 confidence = self._flame(track, t, when, glint)
             elif track.cue == "spot":
                 confidence = self._spot(track, t, when, glint)
@@ -647,11 +592,8 @@ class SceneModel:
         confidence = 0.6 + 0.1 * min(1.0, max(0.0, growth - 1.0)) + 0.15 * (1 - common)
         if flicker is not None:
             confidence += 0.2 * min(1.0, flicker / 0.4)
-        if (flicker is None and (self._unsettled(track, t) or track.stepped)
-                and not _spreads(recent, growth, self.p.unsettled_growth)):
-            # stubble or leaves shimmering, or a fire burning already; or what an exposure step left in a box whose
-            # background does not learn while the track is in play
-            return min(self.p.unsettled_cap, confidence)
+        if flicker is None and self._unsettled(track, t) and not _spreads(recent, growth, self.p.unsettled_growth):
+            return min(self.p.unsettled_cap, confidence)  # stubble or leaves shimmering, or a fire burning already
         return min(0.97, confidence)
 
     def _dust(self, track: Track, grow: float, margin: int, params: DustParams) -> bool:
@@ -747,10 +689,9 @@ class SceneModel:
         return speed_px / max(diag, 1.0) > self.p.max_speed_diag_s
 
     def _fast_edge(self, ts: np.ndarray, boxes: np.ndarray) -> bool:
-        """An edge of the box running steadily *outward* faster than a straw fire's front spreads (``max_front_mps``,
+        """An edge of the box running steadily faster than a straw fire's front spreads (``max_front_mps``,
         or ``max_front_heights_s`` flame heights a second without a pose): a vehicle or a walker coming out
-        of where it stood when the model started looks like a fire growing one way, but too fast. An edge running
-        inward is a box shrinking, no front (tuning low-sun fire 7000 at 10 fps: an edge ran inward at 4.6 m/s)."""
+        of where it stood when the model started looks like a fire growing one way, but too fast."""
         h = float(np.median(boxes[:, 3]))
         x, y, w, _ = boxes[-1]
         scale = 1.0 / max(h, 1.0)
@@ -759,10 +700,9 @@ class SceneModel:
             rng = geometry.ground_range(self.pose, self.width, self.height, x + w / 2, y + h)
             if rng is not None:
                 scale, limit = rng / geometry.focal_px(self.pose, self.width), self.p.max_front_mps
-        for edge, outward in ((boxes[:, 0], -1.0), (boxes[:, 0] + boxes[:, 2], 1.0)):
+        for edge in (boxes[:, 0], boxes[:, 0] + boxes[:, 2]):
             v, spread = _trend(ts, edge)
-            v *= outward  # an edge running inward is a box shrinking (a flame dying down, a blob losing a part)
-            if v * (ts[-1] - ts[0]) >= 3.0 * max(spread, 0.5) and v * scale > limit:
+            if abs(v) * (ts[-1] - ts[0]) >= 3.0 * max(spread, 0.5) and abs(v) * scale > limit:
                 return True
         return False
 
@@ -811,7 +751,7 @@ class SceneModel:
     def _bursting(self, t: float) -> bool:
         return len(self.burst) >= 8 and self.burst[-1][0] == t and t - self.burst[0][0] >= self.p.burst_s
 
-    def _flicker(self, box: tuple[int, int, int, int]) -> float | None:
+    def _flicker(self, box: tuple[int, int, int, int]) -> float:
         x, y, w, h = (v // self.k for v in box)
         y0, x0 = max(y - 3, 0), max(x - 3, 0)
         y1, x1 = y + h + 4, x + w + 4
@@ -819,7 +759,7 @@ class SceneModel:
         red = np.stack([r[y0:y1, x0:x1] for _, r, _ in self.burst])
         hot = np.stack([_rows(c, y0 - wtop, y1 - wtop)[:, x0:x1] > 0 for *_, c in self.burst])
         if hot.shape[1:] != red.shape[1:]:
-            return None
+            return 0.0
         return temporal.flame_band_energy(red, hot)
 
 
@@ -959,13 +899,6 @@ def _under(point: tuple[int, int, int, int], plume: tuple[int, int, int, int], s
     x, y = _centre(point)
     px, py, pw, ph = plume
     return px - pw / 4 <= x <= px + pw * 5 / 4 and py <= y <= py + ph + max(ph / 4, slack)
-
-
-def _cover(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """The share of box b that box a covers."""
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    return max(w, 0) * max(h, 0) / max(b[2] * b[3], 1)
 
 
 def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:
