@@ -162,6 +162,13 @@ class VideoParams:
     over the day, and a tower scene's ±6 % over 17 s, moves the exposure by no more than 0.025 in that time)."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
+    ground_light: float = 0.04
+    """Log brightness the ground around a flame track (its box grown by its size each way) must have changed by
+    since before the track was born for ``SceneModel._lit_with_ground`` to ask whether the track is that change of
+    light and no more (a cloud shadow moving off, the exposure drifting)."""
+    ground_contrast: float = 0.03
+    """How far (log) the track's contrast against that ground, in red or in all its light, may rise above the most it
+    had before the track was born and still be the same patch lit as its ground is: a flame adds light of its own."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +205,9 @@ class Track:
     stepped: bool = False
     """Born while the camera's exposure stepped (``SceneModel._in_step``): its periodicity is asked over the whole
     ring, not only over its own life (``SceneModel._flame``)."""
+    lit: bool = False
+    """Found to be a patch lit as the ground around it is (``SceneModel._lit_with_ground``); the verdict stands
+    once the ring holds nothing from before its birth."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -575,6 +585,8 @@ class SceneModel:
             return None  # ground a vehicle stood on when the model started: the background was the odd one
         if self._dust(track, 1.0, 8, self.p.dust_veil):
             return None  # a veil of soil's colour, lit like the soil: a machine's dust, not flame light
+        if self._lit_with_ground(track):
+            return None  # its ground's light changed (a cloud shadow moved off) and it with it: no light of its own
         box = _union(recent)
         common, periodic = self._light_like(box, None if track.stepped else track.first_t)  # (since: its own life)
         if common > self.p.max_common or periodic > self.p.max_periodic:
@@ -605,6 +617,40 @@ class SceneModel:
                           / (self.smoke.colour[land].reshape(-1, 3).mean(axis=0) + 1)).astype(np.float32)
         return dust.around_is_dust(self._small, self.smoke.colour, self._gain,
                                    tuple(v // self.k for v in track.last_box()), grow, margin, params)
+
+    def _lit_with_ground(self, track: Track) -> bool:
+        """Whether the track is only its ground's change of light: the ground around its box (grown by its size each
+        way) brightened or dimmed by ``ground_light`` since before the track was born, and the box's contrast against
+        that ground (log: its brightest tenth against the ground's median, in red and in blue + red) has not risen by
+        ``ground_contrast`` above the most it was then. Under a track in play the background does not learn
+        (``_keep_mask``), so a patch the background learnt in a cloud's shadow, or at another exposure, reads as new
+        light for as long as its track lives once the shadow moves off: autumn leaves, stubble under a low sun,
+        flame-coloured themselves. A flame's light is its own: its tongues' contrast rises (a lit patch whose red
+        clips, or whose dark blue sits on the sensor's floor, *falls* against a brightening ground: no light of its
+        own either). Asked on the slow ring's samples (aligned, ``_remember``); with none from before the birth left,
+        the verdict stands."""
+        times = np.array([ts for ts, _ in self.slow])
+        before, now = times < track.first_t, times >= times[-1] - 1.0
+        if before.sum() < 2 or now.all():
+            return track.lit
+        x, y, w, h = (v // self.k for v in track.last_box())
+        grow = max(w, h, 2)
+        y0, x0 = max(y - grow, self.flame_top // self.k), max(x - grow, 0)
+        inner = np.zeros((y + h + grow - y0, x + w + grow - x0), bool)
+        inner[y - y0:y - y0 + max(h, 1), x - x0:x - x0 + max(w, 1)] = True
+        blue_red = np.stack([s[y0:y + h + grow, x0:x + w + grow] for _, s in self.slow]).astype(np.float32)
+        stack = np.log1p(np.stack([blue_red[..., 1], blue_red.sum(axis=3)], axis=3))  # red, and all the light
+        inner = inner[:stack.shape[1], :stack.shape[2]]
+        around = ~cv2.dilate(inner.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        if not inner.any() or around.sum() < 8:
+            return track.lit
+        ground = np.median(stack[:, around], axis=1)  # (samples, red and blue + red)
+        contrast = np.percentile(stack[:, inner], 90, axis=1) - ground  # (a flame's tongues: its brightest tenth)
+        lit = np.abs(np.median(ground[now], axis=0) - np.median(ground[before], axis=0)).max() >= self.p.ground_light
+        # its own light: red, or all its light, risen against its ground beyond the most it had before its birth
+        own = (np.median(contrast[now], axis=0) - contrast[before].max(axis=0)).max()
+        track.lit = bool(lit and own < self.p.ground_contrast)
+        return track.lit
 
     def _unsettled(self, track: Track, t: float) -> bool:
         """A track there at the model's start, and a noise model still young."""
