@@ -162,10 +162,15 @@ class VideoParams:
     over the day, and a tower scene's ±6 % over 17 s, moves the exposure by no more than 0.025 in that time)."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
-    ground_light: float = 0.04
+    ground_light: float = 0.13
     """Log brightness the ground around a flame track (its box grown by its size each way) must have changed by
     since before the track was born for ``SceneModel._lit_with_ground`` to ask whether the track is that change of
-    light and no more (a cloud shadow moving off, the exposure drifting)."""
+    light and no more (a cloud shadow moving off, the exposure drifting). A young fire's own light and smoke change
+    its ground too: by up to 0.115 on the tuning fires 7000–7008 (windy 7007 0.10, low sun 7003 and 7004 0.10–0.115),
+    where the look-alikes of tuning 8000–8019 that paged had 0.14–0.53."""
+    ground_before_s: float = 1.0
+    """"Before the track was born" ends this long before its birth: a fire shows for a moment before its blob passes
+    the colour rules (tuning night fire 7001: its ignition's frame was taken for its ground's light before it)."""
     ground_contrast: float = 0.03
     """How far (log) the track's contrast against that ground, in red or in all its light, may rise above the most it
     had before the track was born and still be the same patch lit as its ground is: a flame adds light of its own."""
@@ -630,7 +635,7 @@ class SceneModel:
         own either). Asked on the slow ring's samples (aligned, ``_remember``); with none from before the birth left,
         the verdict stands."""
         times = np.array([ts for ts, _ in self.slow])
-        before, now = times < track.first_t, times >= times[-1] - 1.0
+        before, now = times < track.first_t - self.p.ground_before_s, times >= times[-1] - 1.0
         if before.sum() < 2 or now.all():
             return track.lit
         x, y, w, h = (v // self.k for v in track.last_box())

@@ -194,9 +194,15 @@ def test_a_patch_lit_again_as_a_cloud_shadow_moves_off_pages_nobody(kind, seed, 
     assert _alerts(TowerSpec(kind, seed, fps=2.0, duration_s=until_s)) == [], what
 
 
-def test_a_fire_whose_ground_brightens_still_pages_at_once():
-    # tuning fire 7003 at 2 fps: its ground brightened by 0.06 (log) while its tongues filled a tenth of its box;
-    # on the box's median its contrast rose by 0.02 only and it was taken for a patch lit as its ground (paged at
-    # 4.0 s, not 3.5 s): a flame's tongues, the box's brightest tenth, rose by 0.1
-    found = _scored(TowerSpec("fire", 7003, fps=2.0, duration_s=12.0))
-    assert found and found[0][2] and found[0][0] - 8.0 <= 3.5
+@pytest.mark.parametrize(("kind", "seed", "by_s", "what"), [
+    ("fire", 7003, 3.5, "its ground brightened by 0.06 (log) while its tongues filled a tenth of its box: on the box's "
+                        "median its contrast rose by 0.02 only (paged at 4.0 s); its brightest tenth rose by 0.1"),
+    ("fire_windy", 7007, 5.0, "its flames and smoke changed its ground by 0.10 while its tongues' contrast rose by "
+                              "0.025: lost when a ground changed by 0.04 was asked"),
+    ("night_fire", 7001, 5.0, "its first frames after ignition, a second before its track was born, counted as "
+                              "its ground before it: paged at 7.5 s"),
+])
+def test_a_fire_whose_ground_its_light_changes_still_pages_at_once(kind, seed, by_s, what):
+    # tuning seeds 7000–7008, 2 fps: the look-alike above must not be found where a young fire lights its own ground
+    found = _scored(TowerSpec(kind, seed, fps=2.0, duration_s=8.0 + by_s + 0.5))
+    assert found and found[0][2] and found[0][0] - 8.0 <= by_s, what
