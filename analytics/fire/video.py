@@ -625,15 +625,15 @@ class SceneModel:
 
     def _lit_with_ground(self, track: Track) -> bool:
         """Whether the track is only its ground's change of light: the ground around its box (grown by its size each
-        way) brightened or dimmed by ``ground_light`` since before the track was born, and the box's contrast against
-        that ground (log: its brightest tenth against the ground's median, in red and in blue + red) has not risen by
-        ``ground_contrast`` above the most it was then. Under a track in play the background does not learn
-        (``_keep_mask``), so a patch the background learnt in a cloud's shadow, or at another exposure, reads as new
-        light for as long as its track lives once the shadow moves off: autumn leaves, stubble under a low sun,
-        flame-coloured themselves. A flame's light is its own: its tongues' contrast rises (a lit patch whose red
-        clips, or whose dark blue sits on the sensor's floor, *falls* against a brightening ground: no light of its
-        own either). Asked on the slow ring's samples (aligned, ``_remember``); with none from before the birth left,
-        the verdict stands."""
+        way) brightened or dimmed by ``ground_light`` since before the track was born (``ground_before_s`` before its
+        birth), and the box's contrast against that ground (log: its brightest tenth against the ground's median, in
+        red and in blue + red) has not risen by ``ground_contrast`` above the most it was then. Under a track in play
+        the background does not learn (``_keep_mask``), so a patch the background learnt in a cloud's shadow, or at
+        another exposure, reads as new light for as long as its track lives once the shadow moves off: autumn leaves,
+        stubble under a low sun, flame-coloured themselves. A flame's light is its own: its tongues' contrast rises (a
+        lit patch whose red clips, or whose dark blue sits on the sensor's floor, *falls* against a brightening
+        ground: no light of its own either). Asked on the slow ring's samples (aligned, ``_remember``); with none from
+        before the birth left, the verdict stands."""
         times = np.array([ts for ts, _ in self.slow])
         before, now = times < track.first_t - self.p.ground_before_s, times >= times[-1] - 1.0
         if before.sum() < 2 or now.all():
