@@ -641,16 +641,21 @@ class SceneModel:
         x, y, w, h = (v // self.k for v in track.last_box())
         grow = max(w, h, 2)
         y0, x0 = max(y - grow, self.flame_top // self.k), max(x - grow, 0)
-        inner = np.zeros((y + h + grow - y0, x + w + grow - x0), bool)
-        inner[y - y0:y - y0 + max(h, 1), x - x0:x - x0 + max(w, 1)] = True
-        blue_red = np.stack([s[y0:y + h + grow, x0:x + w + grow] for _, s in self.slow]).astype(np.float32)
-        stack = np.log1p(np.stack([blue_red[..., 1], blue_red.sum(axis=3)], axis=3))  # red, and all the light
-        inner = inner[:stack.shape[1], :stack.shape[2]]
-        around = ~cv2.dilate(inner.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        y1, x1 = y + h + grow, x + w + grow
+        step = max(1, -(-max(y1 - y0, x1 - x0) // GROUND_PX))  # (a large box: every step-th pixel says as much)
+        inner = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        inner[y - y0:y - y0 + max(h, 1), x - x0:x - x0 + max(w, 1)] = 1
+        around = cv2.dilate(inner, np.ones((3, 3), np.uint8)) == 0
+        samples = np.stack([s[y0:y1:step, x0:x1:step] for _, s in self.slow])  # (samples, rows, columns, blue and red)
+        inner = inner[::step, ::step][:samples.shape[1], :samples.shape[2]] > 0
+        around = around[::step, ::step][:samples.shape[1], :samples.shape[2]]
         if not inner.any() or around.sum() < 8:
             return track.lit
-        ground = np.median(stack[:, around], axis=1)  # (samples, red and blue + red)
-        contrast = np.percentile(stack[:, inner], 90, axis=1) - ground  # (a flame's tongues: its brightest tenth)
+        red = samples[..., 1].astype(np.float32)
+        light = red + samples[..., 0]  # (red, and all the light; order statistics first, then the log: the same)
+        ground = np.log1p(np.stack([np.percentile(v[:, around], 50, axis=1, method="lower") for v in (red, light)], 1))
+        tongues = np.log1p(np.stack([np.percentile(v[:, inner], 90, axis=1, method="lower") for v in (red, light)], 1))
+        contrast = tongues - ground  # (samples, red and blue + red): a flame's tongues are the box's brightest tenth
         lit = np.abs(np.median(ground[now], axis=0) - np.median(ground[before], axis=0)).max() >= self.p.ground_light
         # its own light: red, or all its light, risen against its ground beyond the most it had before its birth
         own = (np.median(contrast[now], axis=0) - contrast[before].max(axis=0)).max()
@@ -868,6 +873,10 @@ def _log_far_band(camera: str, preset: int | None, scene: SceneModel) -> None:
     else:
         log.info("camera %s preset %s: far points searched from %.0f m to %.0f m", camera, preset, near, far)
 
+
+GROUND_PX = 32
+"""Working pixels a side of the region ``SceneModel._lit_with_ground`` reads, at most: a larger box and its ground are
+read every so many pixels (a box over much of the frame cost 0.2 s a frame read whole)."""
 
 SPREAD_HITS = 4
 """Sightings a steady rise is fitted on at the least: through two or three a line fits almost exactly, and a box
