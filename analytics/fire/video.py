@@ -646,6 +646,10 @@ class SceneModel:
         inner = np.zeros((y1 - y0, x1 - x0), np.uint8)
         inner[y - y0:y - y0 + max(h, 1), x - x0:x - x0 + max(w, 1)] = 1
         around = cv2.dilate(inner, np.ones((3, 3), np.uint8)) == 0
+        for other in self.tracks:  # a fire's light and smoke are no change of its ground's light
+            if other is not track and not other.rejected:
+                ox, oy, ow, oh = (v // self.k for v in other.last_box())
+                around[max(oy - y0, 0):max(oy + oh + 1 - y0, 0), max(ox - x0, 0):max(ox + ow + 1 - x0, 0)] = False
         samples = np.stack([s[y0:y1:step, x0:x1:step] for _, s in self.slow])  # (samples, rows, columns, blue and red)
         inner = inner[::step, ::step][:samples.shape[1], :samples.shape[2]] > 0
         around = around[::step, ::step][:samples.shape[1], :samples.shape[2]]

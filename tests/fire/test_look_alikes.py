@@ -206,3 +206,11 @@ def test_a_fire_whose_ground_its_light_changes_still_pages_at_once(kind, seed, b
     # tuning seeds 7000–7008, 2 fps: the look-alike above must not be found where a young fire lights its own ground
     found = _scored(TowerSpec(kind, seed, fps=2.0, duration_s=8.0 + by_s + 0.5))
     assert found and found[0][2] and found[0][0] - 8.0 <= by_s, what
+
+
+def test_a_burning_fire_goes_on_paging_when_its_light_changes_its_ground():
+    # tuning fire 7005 at 2 fps: grown, its light and smoke changed the ground round a later small track of it by more
+    # than 0.13 (log); with the boxes of its own live tracks counted as that ground, the track was taken for a patch lit
+    # as its ground, rejected and learnt, and the fire paged last at 13.5 s, not at 23.5 s
+    found = _scored(TowerSpec("fire", 7005, fps=2.0))
+    assert max((t for t, _, on in found if on), default=0.0) >= 20.0
