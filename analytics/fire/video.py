@@ -168,6 +168,10 @@ class VideoParams:
     light and no more (a cloud shadow moving off, the exposure drifting). A young fire's own light and smoke change
     its ground too: by up to 0.115 on the tuning fires 7000–7008 (windy 7007 0.10, low sun 7003 and 7004 0.10–0.115),
     where the look-alikes of tuning 8000–8019 that paged had 0.14–0.53."""
+    ground_tint: float = 0.25
+    """A change of light (a shadow, the exposure) changes the ground's red and all its light (blue + red, log) alike: by
+    less than this share of the larger apart (the look-alikes that paged on 8000–8019: at most 0.2). A fire's smoke over
+    sunlit stubble turns the ground grey-blue (tuning low-sun fire 0: red +0.24, all the light +0.47)."""
     ground_before_s: float = 1.0
     """"Before the track was born" ends this long before its birth: a fire shows for a moment before its blob passes
     the colour rules (tuning night fire 7001: its ignition's frame was taken for its ground's light before it)."""
@@ -660,7 +664,10 @@ class SceneModel:
         ground = np.log1p(np.stack([np.percentile(v[:, around], 50, axis=1, method="lower") for v in (red, light)], 1))
         tongues = np.log1p(np.stack([np.percentile(v[:, inner], 90, axis=1, method="lower") for v in (red, light)], 1))
         contrast = tongues - ground  # (samples, red and blue + red): a flame's tongues are the box's brightest tenth
-        lit = np.abs(np.median(ground[now], axis=0) - np.median(ground[before], axis=0)).max() >= self.p.ground_light
+        change = np.median(ground[now], axis=0) - np.median(ground[before], axis=0)  # (red, all the light)
+        # a change of light scales red and all the light alike; smoke over sunlit stubble turns the ground grey-blue
+        alike = abs(change[0] - change[1]) < self.p.ground_tint * np.abs(change).max()
+        lit = alike and np.abs(change).max() >= self.p.ground_light
         # its own light: red, or all its light, risen against its ground beyond the most it had before its birth
         own = (np.median(contrast[now], axis=0) - contrast[before].max(axis=0)).max()
         track.lit = bool(lit and own < self.p.ground_contrast)
