@@ -133,16 +133,20 @@ def photo_folders(command):
 @click.option("--backbone", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Take the frozen network from this verifier.onnx (needs onnx, not torch) instead of the "
                    "EfficientNet-Lite0 wheels.")
+@click.option("--fine-tune", "fine_tune", type=click.IntRange(min=0), default=None,
+              help="Also fine-tune the network's last N MBConv blocks and its head convolution on augmented copies "
+                   "of the crops (torch; 0: the head convolution only). Default: frozen network.")
 def train_fire_verifier(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], out: Path | None,
                         source: str, licence: str, commit: str, seed: int, shrink: int, simulator: bool,
-                        backbone: Path | None) -> None:
+                        backbone: Path | None, fine_tune: int | None) -> None:
     """Train the fire verifier on the training split of a photo folder and export it to ONNX (docs/fire-verifier.md)."""
     from analytics.fire.verifier import MODEL_DIR
-    from ganzhi.train_fire_verifier import Provenance, train
+    from ganzhi.train_fire_verifier import Provenance, Recipe, train
 
+    recipe = None if fine_tune is None else Recipe(blocks=fine_tune, seed=seed)
     try:
         train(dataset, out or MODEL_DIR, Provenance(source, licence, commit), fire_dirs, other_dirs, seed=seed,
-              shrink=shrink, simulator=simulator, backbone=backbone, say=click.echo)
+              shrink=shrink, simulator=simulator, backbone=backbone, fine_tune=recipe, say=click.echo)
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     except ModuleNotFoundError as e:

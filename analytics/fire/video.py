@@ -708,7 +708,10 @@ class SceneModel:
         x, _, w, _ = track.last_box()
         track.rejected = (self._rigid(recent)  # a headlight, a walker's lamp: it moves
                           or self._wanders(recent)
-                          or self._light_like(box)[1] > self.p.max_periodic  # a beacon
+                          # a beacon, asked over the point's own life (before it, a fire's series holds the
+                          # ground it was lit on: a step, read as a period); a point's lead over its ring is
+                          # the same whatever the exposure, so no step gives birth to one (cf. ``Track.stepped``)
+                          or self._light_like(box, track.first_t)[1] > self.p.max_periodic
                           or (self.nights is not None and self._night(when)
                               and self.nights.known(tuple(v // self.k for v in box)))
                           or sun.under_glint(glint, x, x + w))  # glints on wet stubble are bright points too

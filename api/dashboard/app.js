@@ -131,6 +131,46 @@
     return error.name === "AbortError" || error.message === "401";
   }
 
+  // The board's own reads (the alert list, the counts, the map's points, my tasks) each say on a line of their own
+  // over the lists when their newest read failed, with 重试, until one of their reads answers: what the page shows
+  // of that part meanwhile is missing or old, whatever live changes draw into it (review of session 17: a failed
+  // alert list was replaced by the live changes after it, with no word of the failure left but a passing toast).
+  const PARTS = { alerts: "告警列表", counts: "统计", points: "点位", tasks: "我的任务" };
+  const PART_NOTES = { alerts: "（只列出此后有变化的告警）", counts: "（数字可能已过时）", points: "（状态可能已过时）" };
+
+  /** The failure handler of a read of `name`: says so when `read` is its newest (and not given up on purpose), and
+   *  rethrows for the caller. */
+  function partFailed(name, read, retry) {
+    return (error) => {
+      if (read.newest() && !quiet(error)) {
+        const errors = $("#board-errors");
+        let line = errors.querySelector(`[data-part="${name}"]`);
+        if (!line) {  // made once: a later failure changes its text only, so a press on 重试 survives it
+          line = document.createElement("div");
+          line.dataset.part = name;
+          line.append(document.createElement("span"), " ");
+          const button = document.createElement("button");
+          button.type = "button";
+          button.textContent = "重试";
+          button.addEventListener("click", retry);
+          line.append(button);
+          errors.append(line);
+        }
+        line.firstChild.textContent = `${PARTS[name]}读取失败：${error.message}${PART_NOTES[name] || ""}`;
+        errors.hidden = false;
+      }
+      throw error;
+    };
+  }
+  function partRead(name) {
+    const line = $(`#board-errors [data-part="${name}"]`);
+    if (line) line.remove();
+    $("#board-errors").hidden = !$("#board-errors").children.length;
+  }
+  function partDown(name) {
+    return Boolean($(`#board-errors [data-part="${name}"]`));
+  }
+
   /** The page's views, new for each account signed in: whatever the last one's reads answer is dropped. */
   function closeViews() {
     if (!app.views) return;
@@ -424,13 +464,15 @@
 
   async function refreshPoints() {
     const read = app.views.points.ask();
-    const points = await read.get("/dashboard/map");
+    const points = await read.get("/dashboard/map").catch(partFailed("points", read, retryPoints));
     if (!read.fresh() || !map) return;  // before the map is made, start draws the points
     read.drew();
+    partRead("points");
     drawPoints(points);
     for (const alert of app.alerts.values()) if (!app.alertMarkers.has(alert.id)) drawAlertMarker(alert);
   }
-  const refreshPointsSoon = debounce(() => refreshPoints().catch(() => {}), 1000);
+  function retryPoints() { refreshPoints().catch(() => {}); }  // a failure is said on its line
+  const refreshPointsSoon = debounce(retryPoints, 1000);
 
   function drawFire(fire) {
     if (!map) return;
@@ -467,7 +509,7 @@
       li.classList.toggle("sel", Number(li.dataset.key) === open);
       li.classList.toggle("new", Number(li.dataset.key) === fresh);
     }
-    if (!active.length) list.innerHTML = '<li class="empty">暂无待处理告警</li>';
+    if (!active.length) list.innerHTML = `<li class="empty">${partDown("alerts") ? "未能读取告警列表" : "暂无待处理告警"}</li>`;
     $("#alert-total").textContent = active.length;
     $("#alert-total").classList.toggle("zero", !active.length);
   }
@@ -498,18 +540,21 @@
   });
   async function readCounts() {
     const read = app.views.counts.ask();
-    const counts = await read.get("/dashboard/counts");
+    const counts = await read.get("/dashboard/counts").catch(partFailed("counts", read, () => refreshCounts()));
     if (!read.fresh()) return;
     read.drew();
+    partRead("counts");
     renderCounts(counts);
   }
   const refreshCounts = debounce(() => readCounts().catch(() => {}), 400);
 
+  function retryTasks() { refreshTasks().catch(() => {}); }  // a failure is said on its line
   async function refreshTasks() {
     const read = app.views.tasks.ask();
-    const page = await read.get("/tasks?mine=true&limit=200");
+    const page = await read.get("/tasks?mine=true&limit=200").catch(partFailed("tasks", read, retryTasks));
     if (!read.fresh()) return;
     read.drew();
+    partRead("tasks");
     app.tasks = page.data;
     const open = page.data.filter((t) => t.status !== "closed");
     $("#task-total").textContent = open.length;
@@ -993,8 +1038,10 @@
   async function loadAlerts() {
     const views = app.views;
     const [open, acknowledged] = await Promise.all([api("/alerts?status=open&limit=500"),
-                                                    api("/alerts?status=acknowledged&limit=500")]);
+                                                    api("/alerts?status=acknowledged&limit=500")])
+      .catch(partFailed("alerts", { newest: () => app.views === views }, reloadAlerts));
     if (app.views !== views) return;  // another account signed in since
+    partRead("alerts");
     for (const alert of [...open.data, ...acknowledged.data]) {
       const live = views.alerts.get(alert.id);
       if (!live || !live.drawn) app.alerts.set(alert.id, alert);
@@ -1015,22 +1062,13 @@
     $("#alerts").innerHTML = '<li class="empty">读取中…</li>';
     $("#tasks").innerHTML = '<li class="empty">读取中…</li>';
     $("#bureau-counts").replaceChildren();
+    $("#board-errors").replaceChildren();
+    $("#board-errors").hidden = true;
     $("#counties tbody").replaceChildren();
     for (const id of ["alert-total", "task-total"]) {
       $("#" + id).textContent = "0";
       $("#" + id).classList.add("zero");
     }
-  }
-
-  /** A first read of the start failed: its list stays empty and says so, with 重试 for the alert list. */
-  function listFailed(list, what, error, retry) {
-    list.innerHTML = `<li class="empty error">${esc(what)}读取失败：${esc(error.message)} </li>`;
-    if (!retry) return;
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = "重试";
-    button.addEventListener("click", retry);
-    list.firstElementChild.appendChild(button);
   }
 
   function reloadAlerts() {
@@ -1039,7 +1077,7 @@
       if (app.views !== views) return;
       for (const alert of app.alerts.values()) drawAlertMarker(alert);
       renderAlerts(null);
-    }, (error) => { if (!quiet(error) && app.views === views) listFailed($("#alerts"), "告警列表", error, reloadAlerts); });
+    }, () => {});  // said on its line
   }
 
   async function start(me) {
@@ -1058,31 +1096,28 @@
     const pointsRead = app.views.points.ask(), countsRead = app.views.counts.ask();
     const failed = [];
     const failure = (what) => (error) => { if (!quiet(error)) failed.push([what, error]); return null; };
-    const [config, counties, points, counts, metrics, listed] = await Promise.all([
+    const [config, counties, points, counts, metrics] = await Promise.all([
       api("/dashboard/config").catch(failure("地图设置")),
       fetch("suihua-counties-tianditu.geojson").then((r) => r.json()).catch(failure("县区边界")),
-      pointsRead.get("/dashboard/map").catch(failure("点位")), countsRead.get("/dashboard/counts").catch(failure("统计")),
-      api("/metrics").catch(failure("指标")), loadAlerts().then(() => true, failure("告警列表")),
+      pointsRead.get("/dashboard/map").catch(partFailed("points", pointsRead, retryPoints)).catch(failure("点位")),
+      countsRead.get("/dashboard/counts").catch(partFailed("counts", countsRead, () => refreshCounts()))
+        .catch(failure("统计")),
+      api("/metrics").catch(failure("指标")), loadAlerts().catch(failure("告警列表")),
       refreshFires().catch(failure("火点"))]);
     if (app.views !== views || views.counts.closed) return;  // the session expired, or another account signed in
     if (metrics) for (const spec of metrics.data) app.metrics.set(spec.key, spec);  // the whole catalogue: one page
     if (!map && config && counties) initMap(config, counties);
-    if (points && pointsRead.fresh()) { pointsRead.drew(); drawPoints(points); }
+    if (points && pointsRead.fresh()) { pointsRead.drew(); partRead("points"); drawPoints(points); }
     for (const fire of app.fires.values()) drawFire(fire);
     for (const alert of app.alerts.values()) drawAlertMarker(alert);
-    if (listed) renderAlerts(null);
-    else {
-      const [, error] = failed.find(([what]) => what === "告警列表") || [];
-      if (error && !app.alerts.size) listFailed($("#alerts"), "告警列表", error, reloadAlerts);
-      else renderAlerts(null);
-    }
-    if (counts && countsRead.fresh()) { countsRead.drew(); renderCounts(counts); }
+    renderAlerts(null);  // a failed list says so on its line, and its entries are what live changes drew
+    if (counts && countsRead.fresh()) { countsRead.drew(); partRead("counts"); renderCounts(counts); }
     if (failed.length) toast("读取失败：" + failed.map(([what, error]) => `${what}（${error.message}）`).join("，"));
-    refreshTasks().catch((error) => {
-      if (!quiet(error) && app.views === views) listFailed($("#tasks"), "我的任务", error, null);
+    refreshTasks().catch(() => {  // said on its line
+      if (app.views === views && !app.tasks.length) $("#tasks").innerHTML = '<li class="empty">未能读取我的任务</li>';
     });
     clearInterval(app.statesTimer);  // connection states are not in the stream: read them again each minute
-    app.statesTimer = setInterval(() => refreshPoints().catch(() => {}), STATES_EVERY_MS);
+    app.statesTimer = setInterval(retryPoints, STATES_EVERY_MS);
     document.body.dataset.ready = String(Math.round(performance.now()));
   }
 

@@ -65,6 +65,29 @@ def test_a_sky_clipped_by_an_exposure_step_up_turns_no_block_to_smoke():
     assert model.blobs(after, after.mean(axis=2).astype(np.float32), 1.0) == []
 
 
+
+@pytest.mark.parametrize(("sky", "gain"), [
+    ((168.0, 182.0), 1.17),  # a grey sky stepped up into the camera's ceiling (session 14 review's scene)
+    ((200.0, 240.0), 0.85),  # a bright sky held at the ceiling in the background, then an exposure step down
+])
+def test_a_sky_held_at_a_ceiling_under_255_turns_no_block_to_smoke_when_the_exposure_steps(sky, gain):
+    # a camera's white level (or knee) need not be 255: this one clips at 196. Compensated with the land's gain,
+    # the sky rows held at the ceiling darken (step up) or brighten (step down) as one veil: a clipped row is
+    # one held at what the sky shows, not one at a fixed grey level (235 before: these rows were not clipped)
+    rng = np.random.default_rng(4)
+    h, w, horizon = 360, 640, 160
+    scene = np.empty((h, w, 3), np.float32)
+    scene[:horizon] = np.linspace(*sky, horizon, dtype=np.float32)[:, None, None]
+    scene[horizon:] = (70, 120, 150)
+
+    def seen(gain: float) -> tuple[np.ndarray, np.ndarray]:
+        img = np.clip(np.minimum(scene * gain, 196) + rng.normal(0, 1.5, (h, w, 1)), 0, 255).astype(np.uint8)
+        return img, img.mean(axis=2).astype(np.float32)
+
+    model = SmokeModel(SmokeParams(), 1, float(horizon), h)
+    model.start(*seen(1.0))
+    assert model.blobs(*seen(gain), 1.0) == []
+
 # -- harvester dust: its colour and its flow (session 12) ---------------------------------------------------------
 
 SKY, FIELD, SOIL = (225.0, 205.0, 190.0), (70.0, 120.0, 95.0), (60.0, 95.0, 130.0)

@@ -127,10 +127,10 @@ def test_an_exposure_step_under_a_grey_sky_pages_nobody():
     assert _paged_over_an_exposure_step(lambda img: img * 1.17) == []
 
 
-@pytest.mark.xfail(strict=True, reason="known false smoke page (session 14 review): a +17 % exposure step that "
-                                       "clips the grey sky at 196 pages smoke at 0.6 six seconds later, on the "
-                                       "code before the per-pixel threshold too")
 def test_an_exposure_step_clipping_a_grey_sky_pages_nobody():
-    """Where the sky clips, its gain is not the land's: the compensation the sky takes from the land is off by
-    more than ``gain_error`` allows for (a tenth of the step), and the sky band's fragments climb."""
+    """(Session 14 review, a strict xfail until session 18.) Where the sky clips, its gain is not the land's. This
+    camera clips at 196, not at the 235 the sky's own gain waited for: its sky rows took the land's gain (itself
+    short of the step: the field's red clips too), 2.5–3.3 levels off, more than ``gain_error`` allows (a tenth of
+    the step), the sky band darkened as one veil and its fragments climbed and paged smoke at 0.6 six seconds
+    later. A row held at the ceiling the sky shows takes its own gain."""
     assert _paged_over_an_exposure_step(lambda img: np.minimum(img * 1.17, 196)) == []

@@ -190,6 +190,45 @@ def test_a_crop_shrunk_to_tower_range_is_described_like_any_other():
     assert shrunk(image, (10, 10, 6, 6), rng) is None  # already smaller than tower range
 
 
+def test_fine_tuning_changes_the_exported_network_and_says_so_on_the_card(photos, tmp_path):
+    pytest.importorskip("torch", reason="training needs the fire-train extra")
+    out = tmp_path / "tuned"
+    result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--out", str(out), "--source", "generated",
+                                       "--licence", "CC0-1.0", "--commit", "none", "--shrink", "0",
+                                       "--no-simulator", "--fine-tune", "1"])
+    assert result.exit_code == 0, result.output
+    assert "last 1 MBConv block(s) and the head convolution fine-tuned" in json.loads(
+        (out / CARD_FILE).read_text())["model"]
+    from ganzhi.verifier_backbone import OnnxNet
+
+    rng = np.random.default_rng(8)
+    patches = np.stack([patch(_flame(rng), (30, 30, 40, 40)) for _ in range(3)])
+    assert not np.allclose(OnnxNet(out / MODEL_FILE).embed(patches), OnnxNet().embed(patches), atol=1e-3)
+    verifier = Verifier.load(out)
+    fire, other = _flame(rng), _look_alike(rng)
+    assert max(verifier.score(fire, candidate_boxes(fire))) > max(verifier.score(other, candidate_boxes(other)) or [0])
+
+
+def test_fine_tuning_cannot_take_the_network_from_an_onnx_file(photos, tmp_path):
+    result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--out", str(tmp_path), "--fine-tune", "1",
+                                       "--backbone", str(MODEL_DIR / MODEL_FILE)])
+    assert result.exit_code != 0 and "--backbone" in result.output and not list(tmp_path.iterdir())
+
+
+def test_an_augmented_copy_keeps_the_patch_size_and_its_hue():
+    pytest.importorskip("torch", reason="augmentation lives with the fine-tuning (fire-train extra)")
+    from ganzhi.verifier_finetune import augmented
+
+    rng = np.random.default_rng(4)
+    orange = np.full((PATCH_SIDE, PATCH_SIDE, 3), (40, 140, 230), np.uint8)
+    hues = set()
+    for _ in range(20):
+        copy = augmented(orange, rng)
+        assert copy.shape == orange.shape and copy.dtype == np.uint8
+        hues.add(int(np.median(cv2.cvtColor(copy, cv2.COLOR_BGR2HSV)[..., 0])))
+    assert max(hues) - min(hues) <= 2  # exposure and JPEG change brightness, not the colour
+
+
 def test_training_refuses_a_folder_that_is_not_there(photos):
     result = CliRunner().invoke(main, ["train-fire-verifier", str(photos), "--fire-dir", "nope"])
     assert result.exit_code != 0 and "nope is not a directory" in result.output
