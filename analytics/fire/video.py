@@ -162,6 +162,22 @@ class VideoParams:
     over the day, and a tower scene's ±6 % over 17 s, moves the exposure by no more than 0.025 in that time)."""
     reset_shift: float = 12.0
     """Working pixels: a larger jump, or a lost correlation, means the camera moved: start again."""
+    ground_light: float = 0.13
+    """Log brightness the ground around a flame track (its box grown by its size each way) must have changed by
+    since before the track was born for ``SceneModel._lit_with_ground`` to ask whether the track is that change of
+    light and no more (a cloud shadow moving off, the exposure drifting). A young fire's own light and smoke change
+    its ground too: by up to 0.115 on the tuning fires 7000–7008 (windy 7007 0.10, low sun 7003 and 7004 0.10–0.115),
+    where the look-alikes of tuning 8000–8019 that paged had 0.14–0.53."""
+    ground_tint: float = 0.25
+    """A change of light (a shadow, the exposure) changes the ground's red and all its light (blue + red, log) alike: by
+    less than this share of the larger apart (the look-alikes that paged on 8000–8019: at most 0.2). A fire's smoke over
+    sunlit stubble turns the ground grey-blue (tuning low-sun fire 0: red +0.24, all the light +0.47)."""
+    ground_before_s: float = 1.0
+    """"Before the track was born" ends this long before its birth: a fire shows for a moment before its blob passes
+    the colour rules (tuning night fire 7001: its ignition's frame was taken for its ground's light before it)."""
+    ground_contrast: float = 0.03
+    """How far (log) the track's contrast against that ground, in red or in all its light, may rise above the most it
+    had before the track was born and still be the same patch lit as its ground is: a flame adds light of its own."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +214,9 @@ class Track:
     stepped: bool = False
     """Born while the camera's exposure stepped (``SceneModel._in_step``): its periodicity is asked over the whole
     ring, not only over its own life (``SceneModel._flame``)."""
+    lit: bool = False
+    """Found to be a patch lit as the ground around it is (``SceneModel._lit_with_ground``); the verdict stands
+    once the ring holds nothing from before its birth."""
 
     def last_box(self) -> tuple[int, int, int, int]:
         return self.hits[-1][1]
@@ -575,6 +594,8 @@ class SceneModel:
             return None  # ground a vehicle stood on when the model started: the background was the odd one
         if self._dust(track, 1.0, 8, self.p.dust_veil):
             return None  # a veil of soil's colour, lit like the soil: a machine's dust, not flame light
+        if self._lit_with_ground(track):
+            return None  # its ground's light changed (a cloud shadow moved off) and it with it: no light of its own
         box = _union(recent)
         common, periodic = self._light_like(box, None if track.stepped else track.first_t)  # (since: its own life)
         if common > self.p.max_common or periodic > self.p.max_periodic:
@@ -605,6 +626,52 @@ class SceneModel:
                           / (self.smoke.colour[land].reshape(-1, 3).mean(axis=0) + 1)).astype(np.float32)
         return dust.around_is_dust(self._small, self.smoke.colour, self._gain,
                                    tuple(v // self.k for v in track.last_box()), grow, margin, params)
+
+    def _lit_with_ground(self, track: Track) -> bool:
+        """Whether the track is only its ground's change of light: the ground around its box (grown by its size each
+        way) brightened or dimmed by ``ground_light`` since before the track was born (``ground_before_s`` before its
+        birth), and the box's contrast against that ground (log: its brightest tenth against the ground's median, in
+        red and in blue + red) has not risen by ``ground_contrast`` above the most it was then. Under a track in play
+        the background does not learn (``_keep_mask``), so a patch the background learnt in a cloud's shadow, or at
+        another exposure, reads as new light for as long as its track lives once the shadow moves off: autumn leaves,
+        stubble under a low sun, flame-coloured themselves. A flame's light is its own: its tongues' contrast rises (a
+        lit patch whose red clips, or whose dark blue sits on the sensor's floor, *falls* against a brightening
+        ground: no light of its own either). Asked on the slow ring's samples (aligned, ``_remember``); with none from
+        before the birth left, the verdict stands."""
+        times = np.array([ts for ts, _ in self.slow])
+        before, now = times < track.first_t - self.p.ground_before_s, times >= times[-1] - 1.0
+        if before.sum() < 2 or now.all():
+            return track.lit
+        x, y, w, h = (v // self.k for v in track.last_box())
+        grow = max(w, h, 2)
+        y0, x0 = max(y - grow, self.flame_top // self.k), max(x - grow, 0)
+        y1, x1 = y + h + grow, x + w + grow
+        step = max(1, -(-max(y1 - y0, x1 - x0) // GROUND_PX))  # (a large box: every step-th pixel says as much)
+        inner = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        inner[y - y0:y - y0 + max(h, 1), x - x0:x - x0 + max(w, 1)] = 1
+        around = cv2.dilate(inner, np.ones((3, 3), np.uint8)) == 0
+        for other in self.tracks:  # a fire's light and smoke are no change of its ground's light
+            if other is not track and not other.rejected:
+                ox, oy, ow, oh = (v // self.k for v in other.last_box())
+                around[max(oy - y0, 0):max(oy + oh + 1 - y0, 0), max(ox - x0, 0):max(ox + ow + 1 - x0, 0)] = False
+        samples = np.stack([s[y0:y1:step, x0:x1:step] for _, s in self.slow])  # (samples, rows, columns, blue and red)
+        inner = inner[::step, ::step][:samples.shape[1], :samples.shape[2]] > 0
+        around = around[::step, ::step][:samples.shape[1], :samples.shape[2]]
+        if not inner.any() or around.sum() < 8:
+            return track.lit
+        red = samples[..., 1].astype(np.float32)
+        light = red + samples[..., 0]  # (red, and all the light; order statistics first, then the log: the same)
+        ground = np.log1p(np.stack([np.percentile(v[:, around], 50, axis=1, method="lower") for v in (red, light)], 1))
+        tongues = np.log1p(np.stack([np.percentile(v[:, inner], 90, axis=1, method="lower") for v in (red, light)], 1))
+        contrast = tongues - ground  # (samples, red and blue + red): a flame's tongues are the box's brightest tenth
+        change = np.median(ground[now], axis=0) - np.median(ground[before], axis=0)  # (red, all the light)
+        # a change of light scales red and all the light alike; smoke over sunlit stubble turns the ground grey-blue
+        alike = abs(change[0] - change[1]) < self.p.ground_tint * np.abs(change).max()
+        lit = alike and np.abs(change).max() >= self.p.ground_light
+        # its own light: red, or all its light, risen against its ground beyond the most it had before its birth
+        own = (np.median(contrast[now], axis=0) - contrast[before].max(axis=0)).max()
+        track.lit = bool(lit and own < self.p.ground_contrast)
+        return track.lit
 
     def _unsettled(self, track: Track, t: float) -> bool:
         """A track there at the model's start, and a noise model still young."""
@@ -820,6 +887,10 @@ def _log_far_band(camera: str, preset: int | None, scene: SceneModel) -> None:
     else:
         log.info("camera %s preset %s: far points searched from %.0f m to %.0f m", camera, preset, near, far)
 
+
+GROUND_PX = 32
+"""Working pixels a side of the region ``SceneModel._lit_with_ground`` reads, at most: a larger box and its ground are
+read every so many pixels (a box over much of the frame cost 0.2 s a frame read whole)."""
 
 SPREAD_HITS = 4
 """Sightings a steady rise is fitted on at the least: through two or three a line fits almost exactly, and a box
