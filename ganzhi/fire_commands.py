@@ -133,9 +133,10 @@ def photo_folders(command):
 @click.option("--backbone", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Take the frozen network from this verifier.onnx (needs onnx, not torch) instead of the "
                    "EfficientNet-Lite0 wheels.")
-@click.option("--fine-tune", "fine_tune", type=click.IntRange(min=0), default=None,
+@click.option("--fine-tune", "fine_tune", type=click.IntRange(min=0, max=16), default=None,
               help="Also fine-tune the network's last N MBConv blocks and its head convolution on augmented copies "
-                   "of the crops (torch; 0: the head convolution only). Default: frozen network.")
+                   "of the crops (torch; 0: the head convolution only; EfficientNet-Lite0 has 16). Default: frozen "
+                   "network.")
 def train_fire_verifier(dataset: Path, fire_dirs: tuple[str, ...], other_dirs: tuple[str, ...], out: Path | None,
                         source: str, licence: str, commit: str, seed: int, shrink: int, simulator: bool,
                         backbone: Path | None, fine_tune: int | None) -> None:

@@ -484,7 +484,9 @@ def train(root: Path, out: Path, provenance: Provenance, fire_dirs: tuple[str, .
                  "simulator_crops": 0 if extra is None else len(extra.labels),
                  "simulator_seeds": list(SIM_SEEDS) if simulator else [],
                  "held_out_photos": len(held)},
-        "training_figures": {"stage_alone": stage.__dict__, "out_of_fold": cross.__dict__,
+        # a fine-tuned network saw every training photo: its head's folds are out of fold for the head only
+        "training_figures": {"stage_alone": stage.__dict__,
+                             ("out_of_fold" if fine_tune is None else "out_of_fold_head_only"): cross.__dict__,
                              "in_sample": fitted.__dict__},
         "tower_range_fire_recall_out_of_fold": tower_recall,
     }

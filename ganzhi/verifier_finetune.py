@@ -68,6 +68,8 @@ class FineTuner:
     def __init__(self, net: Net, recipe: Recipe) -> None:
         self.net, self.recipe = net, recipe
         self.model = net.backbone.model
+        if not 0 <= recipe.blocks <= len(self.model._blocks):
+            raise ValueError(f"fine-tune {recipe.blocks} blocks: the network has {len(self.model._blocks)}")
         self.start = len(self.model._blocks) - recipe.blocks
         self.pristine = copy.deepcopy(self._tail_state())
 

@@ -710,7 +710,9 @@ class SceneModel:
                           or self._wanders(recent)
                           # a beacon, asked over the point's own life (before it, a fire's series holds the
                           # ground it was lit on: a step, read as a period); a point's lead over its ring is
-                          # the same whatever the exposure, so no step gives birth to one (cf. ``Track.stepped``)
+                          # the same whatever the exposure, so no step gives birth to one (cf. ``Track.stepped``).
+                          # So a beacon switched on in view is told only once 9.5 s old (MIN_PERIOD_S): listed
+                          # (0.4) until then, if seen often enough
                           or self._light_like(box, track.first_t)[1] > self.p.max_periodic
                           or (self.nights is not None and self._night(when)
                               and self.nights.known(tuple(v // self.k for v in box)))

@@ -179,8 +179,8 @@
   }
   function newViews() {
     closeViews();
-    app.views = { counts: new View(), tasks: new View(), fires: new View(), points: new View(), opening: new View(),
-                  alerts: new Map() };
+    app.views = { list: new View(), counts: new View(), tasks: new View(), fires: new View(), points: new View(),
+                  opening: new View(), alerts: new Map() };
   }
 
   function alertView(id) {  // the live list's entry of one alert
@@ -465,9 +465,10 @@
   async function refreshPoints() {
     const read = app.views.points.ask();
     const points = await read.get("/dashboard/map").catch(partFailed("points", read, retryPoints));
-    if (!read.fresh() || !map) return;  // before the map is made, start draws the points
+    if (!read.fresh()) return;
+    partRead("points");  // read, whether or not there is a map to draw them on yet
+    if (!map) return;  // before the map is made, start draws the points
     read.drew();
-    partRead("points");
     drawPoints(points);
     for (const alert of app.alerts.values()) if (!app.alertMarkers.has(alert.id)) drawAlertMarker(alert);
   }
@@ -1037,10 +1038,12 @@
    *  meanwhile was put back as open until its next change). */
   async function loadAlerts() {
     const views = app.views;
-    const [open, acknowledged] = await Promise.all([api("/alerts?status=open&limit=500"),
-                                                    api("/alerts?status=acknowledged&limit=500")])
-      .catch(partFailed("alerts", { newest: () => app.views === views }, reloadAlerts));
-    if (app.views !== views) return;  // another account signed in since
+    const read = views.list.ask();  // (重试 pressed twice: the older read's answer or failure is not the list's news)
+    const [open, acknowledged] = await Promise.all([read.get("/alerts?status=open&limit=500"),
+                                                    read.get("/alerts?status=acknowledged&limit=500")])
+      .catch(partFailed("alerts", read, reloadAlerts));
+    if (!read.fresh()) return;  // another account signed in since, or a later read answered first
+    read.drew();
     partRead("alerts");
     for (const alert of [...open.data, ...acknowledged.data]) {
       const live = views.alerts.get(alert.id);
@@ -1114,7 +1117,7 @@
     if (counts && countsRead.fresh()) { countsRead.drew(); partRead("counts"); renderCounts(counts); }
     if (failed.length) toast("读取失败：" + failed.map(([what, error]) => `${what}（${error.message}）`).join("，"));
     refreshTasks().catch(() => {  // said on its line
-      if (app.views === views && !app.tasks.length) $("#tasks").innerHTML = '<li class="empty">未能读取我的任务</li>';
+      if (app.views === views && partDown("tasks") && !app.tasks.length) $("#tasks").innerHTML = '<li class="empty">未能读取我的任务</li>';
     });
     clearInterval(app.statesTimer);  // connection states are not in the stream: read them again each minute
     app.statesTimer = setInterval(retryPoints, STATES_EVERY_MS);

@@ -814,30 +814,35 @@ def test_a_failed_first_read_of_the_board_stays_said_with_its_retry_under_live_c
     on its own line with 重试, through the live changes, until it is read."""
     first, second = _two_alerts(db_url)
     with _meddled_api(db_url) as (base, meddle):
-        for path in ("/api/v1/alerts", "/api/v1/dashboard/counts", "/api/v1/dashboard/map"):
+        parts = ("告警列表", "统计", "点位", "我的任务")
+        for path in ("/api/v1/alerts", "/api/v1/dashboard/counts", "/api/v1/dashboard/map", "/api/v1/tasks"):
             meddle.rules[("GET", path)] = 503
         page = pages.open(people["operator"], base=base, viewport={"width": 1600, "height": 900}, locale="zh-CN")
         expect(page.locator("#live")).to_have_text("实时推送：已连接", timeout=15_000)
         errors = page.locator("#board-errors")
-        for what in ("告警列表", "统计", "点位"):
+        for what in parts:
             expect(errors).to_contain_text(f"{what}读取失败", timeout=20_000)
-        expect(page.locator("#alerts")).not_to_contain_text("暂无待处理告警")  # not read is not none
+        expect(page.locator("#alerts li.empty")).to_have_text("未能读取告警列表")  # not read is not none
+        expect(page.locator("#tasks li.empty")).to_have_text("未能读取我的任务")
+        counts_read = meddle.met.count("/api/v1/dashboard/counts")
         _comment(base, people["operator"], first, "已通知河长")  # a live change of the first alert
         expect(page.locator(f"#alerts li[data-alert='{first}']")).to_be_attached(timeout=20_000)
-        page.wait_for_timeout(1_000)  # the counts' debounced read after it, failing again
-        for what in ("告警列表", "统计", "点位"):
+        wait_until(lambda: meddle.met.count("/api/v1/dashboard/counts") > counts_read, timeout_s=20, interval_s=0.05)
+        page.wait_for_timeout(300)  # (its failure handled)
+        for what in parts:  # the counts read again after the live change, failing again: still said
             expect(errors).to_contain_text(f"{what}读取失败", timeout=100)
         expect(page.locator(f"#alerts li[data-alert='{second}']")).to_have_count(0)
         page.screenshot(path=artefacts / "09-board-reads-failed.png")
         points = page.locator("#map .cluster")  # the terminals' clusters (single points are drawn on a canvas)
         expect(points).to_have_count(0)
         meddle.rules.clear()
-        for what in ("告警列表", "统计", "点位"):
+        for what in parts:
             errors.locator("div", has_text=f"{what}读取失败").get_by_role("button", name="重试").click()
         expect(errors).to_be_hidden(timeout=20_000)
         expect(page.locator(f"#alerts li[data-alert='{second}']")).to_be_attached()
         expect(page.locator("#bureau-counts")).to_contain_text("生态环境")
         expect(points.first).to_be_attached()
+        expect(page.locator("#tasks li.empty")).to_have_text("暂无派发给我的任务")
         page.context.close()
     assert not pages.errors, pages.errors
 

@@ -65,7 +65,6 @@ def test_a_sky_clipped_by_an_exposure_step_up_turns_no_block_to_smoke():
     assert model.blobs(after, after.mean(axis=2).astype(np.float32), 1.0) == []
 
 
-
 @pytest.mark.parametrize(("sky", "gain"), [
     ((168.0, 182.0), 1.17),  # a grey sky stepped up into the camera's ceiling (session 14 review's scene)
     ((200.0, 240.0), 0.85),  # a bright sky held at the ceiling in the background, then an exposure step down
@@ -87,6 +86,32 @@ def test_a_sky_held_at_a_ceiling_under_255_turns_no_block_to_smoke_when_the_expo
     model = SmokeModel(SmokeParams(), 1, float(horizon), h)
     model.start(*seen(1.0))
     assert model.blobs(*seen(gain), 1.0) == []
+
+
+@pytest.mark.parametrize("veil", [25.0, -25.0], ids=["pale", "dark"])
+def test_a_broad_veil_over_an_unclipped_sky_is_not_taken_for_clipping(veil):
+    # review of session 18: a sky row counted as clipped whenever, at the land's gain, it was brighter than the
+    # brightest sky row now (or now brighter than the brightest background row), with no exposure change needed:
+    # a veil over most of the sky rows' width moved their medians and gave them their own gain, compensating it away
+    rng = np.random.default_rng(6)
+    h, w, horizon = 360, 640, 160
+    scene = np.empty((h, w, 3), np.float32)
+    scene[:horizon] = np.linspace(140.0, 160.0, horizon, dtype=np.float32)[:, None, None]
+    scene[horizon:] = (70, 120, 150)
+
+    def seen(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = np.clip(img + rng.normal(0, 1.5, (h, w, 1)), 0, 255).astype(np.uint8)
+        return out, out.mean(axis=2).astype(np.float32)
+
+    model = SmokeModel(SmokeParams(), 1, float(horizon), h)
+    model.start(*seen(scene))
+    veiled = scene.copy()
+    veiled[130:horizon, 64:448] += veil  # 60 % of the width of the sky rows above the horizon
+    small, grey = seen(veiled)
+    gains = model._gains(grey, horizon)
+    assert np.allclose(gains[model.top:horizon], gains[horizon]), "a sky row took its own gain"
+    assert model.blobs(small, grey, 1.0) != []
+
 
 # -- harvester dust: its colour and its flow (session 12) ---------------------------------------------------------
 
