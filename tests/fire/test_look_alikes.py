@@ -231,15 +231,15 @@ def test_a_fire_in_wind_still_pages(seed, by_s):
     assert found[0][0] - 8.0 <= by_s
 
 
-@pytest.mark.parametrize(("kind", "seed", "until_s", "what"), [
-    ("foliage", 8001, 16.5, "leaves the background learnt in a cloud's shadow, lit again at 12.5 s: paged at 16 s"),
-    ("foliage", 8005, 17.5, "the same, their red clipping as the ground brightened: paged at 17 s"),
-    ("low_sun", 8008, 14.0, "orange stubble under a low sun brightening as a faint shadow moved off: paged at 13.5 s"),
+@pytest.mark.parametrize(("kind", "seed", "what"), [
+    ("foliage", 8001, "leaves the background learnt in a cloud's shadow, lit again at 12.5 s: paged at 16 s"),
+    ("foliage", 8005, "the same, their red clipping as the ground brightened: paged at 17 s"),
+    ("low_sun", 8008, "orange stubble under a low sun brightening as a faint shadow moved off: paged at 13.5 s"),
 ])
-def test_a_patch_lit_again_as_a_cloud_shadow_moves_off_pages_nobody(kind, seed, until_s, what):
+def test_a_patch_lit_again_as_a_cloud_shadow_moves_off_pages_nobody(kind, seed, what):
     # tuning seeds 8000–8019 (session 18), 2 fps: under a track in play the background does not learn, so a patch
     # it learnt in shadow reads as new light for as long as its track lives; lit as its ground is, it has none
-    assert _alerts(TowerSpec(kind, seed, fps=2.0, duration_s=until_s)) == [], what
+    assert _alerts(TowerSpec(kind, seed, fps=2.0)) == [], what
 
 
 @pytest.mark.parametrize(("kind", "seed", "by_s", "what"), [
@@ -249,6 +249,8 @@ def test_a_patch_lit_again_as_a_cloud_shadow_moves_off_pages_nobody(kind, seed, 
                               "0.025: lost when a ground changed by 0.04 was asked"),
     ("night_fire", 7001, 5.0, "its first frames after ignition, a second before its track was born, counted as "
                               "its ground before it: paged at 7.5 s"),
+    ("fire_low_sun", 7029, 9.0, "held-out seed, spent on this (session 18): its flame, under its own plume's smoke "
+                                "track, was judged lit with its ground at 17.0 s and the fire never paged"),
 ])
 def test_a_fire_whose_ground_its_light_changes_still_pages_at_once(kind, seed, by_s, what):
     # tuning seeds 7000–7008, 2 fps: the look-alike above must not be found where a young fire lights its own ground
