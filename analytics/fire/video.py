@@ -169,8 +169,9 @@ class VideoParams:
     its ground too: by up to 0.115 on the tuning fires 7000–7008 (windy 7007 0.10, low sun 7003 and 7004 0.10–0.115),
     where the look-alikes of tuning 8000–8019 that paged had 0.14–0.53."""
     ground_tint: float = 0.25
-    """A change of light (a shadow, the exposure) changes the ground's red and all its light (blue + red, log) alike: by
-    less than this share of the larger apart (the look-alikes that paged on 8000–8019: at most 0.2). A fire's smoke over
+    """A change of light (a shadow, the exposure) changes the ground's red and all its light (blue + red, log) alike:
+    the two changes differ by less than this share of the larger (the look-alikes that paged on 8000–8019: at most
+    0.2). A fire's smoke over
     sunlit stubble turns the ground grey-blue (tuning low-sun fire 0: red +0.24, all the light +0.47)."""
     ground_before_s: float = 1.0
     """"Before the track was born" ends this long before its birth: a fire shows for a moment before its blob passes
