@@ -171,8 +171,8 @@ class VideoParams:
     ground_tint: float = 0.25
     """A change of light (a shadow, the exposure) changes the ground's red and all its light (blue + red, log) alike:
     the two changes differ by less than this share of the larger (the look-alikes that paged on 8000–8019: at most
-    0.2). A fire's smoke over
-    sunlit stubble turns the ground grey-blue (tuning low-sun fire 0: red +0.24, all the light +0.47)."""
+    0.2). A fire's smoke over sunlit stubble turns the ground grey-blue (tuning low-sun fire 0: red +0.24, all the
+    light +0.47)."""
     ground_before_s: float = 1.0
     """"Before the track was born" ends this long before its birth: a fire shows for a moment before its blob passes
     the colour rules (tuning night fire 7001: its ignition's frame was taken for its ground's light before it)."""
